@@ -1,0 +1,3 @@
+from wsgraph.cli.main import main
+
+raise SystemExit(main())

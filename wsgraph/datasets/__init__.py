@@ -1,0 +1,1 @@
+"""Weight-space datasets: image sources, batched INR fitting, sine INRs, checkpoint folders."""

@@ -1,0 +1,1 @@
+"""Layers and models on weight-space graphs: equivariant DWS layers, readouts, baselines."""

@@ -1,0 +1,221 @@
+"""The DWSNets layer: the complete permutation-equivariant affine map of an MLP weight space."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Data
+
+from wsgraph.layers.objects import weight_space_objects
+from wsgraph.layers.ops import make_ops
+from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout
+
+BACKENDS = ("scatter", "dense")
+
+
+class DWSLayer(nn.Module):
+    r"""The equivariant linear layer of DWSNets (Navon et al., "Equivariant Architectures
+    for Learning in Deep Weight Spaces", ICML 2023), as message passing on weight-space
+    graphs, for any number of weight layers :math:`M \ge 1` and any hidden widths.
+
+    Fold the input neurons of :math:`W_1` and the output neurons of :math:`W_M` and
+    :math:`b_M` into channels. For every ordered pair of objects :math:`X \to Y` with
+    shared permuted layers :math:`S = I(X) \cap I(Y)`, the layer has one term per subset
+    :math:`T \subseteq S`:
+
+    .. math::
+        Y' = \sum_{X} \sum_{T \subseteq S} \mathrm{bcast}^{Y}_{T}\Big(
+             \mathrm{mean}^{X}_{\bar T}(X)\Big) \, \Theta_{X \to Y, T} + \beta_Y,
+
+    where :math:`\mathrm{mean}^{X}_{\bar T}` averages :math:`X` over its permuted
+    indices outside :math:`T` and :math:`\mathrm{bcast}^{Y}_{T}` copies the result along
+    :math:`Y`'s indices outside :math:`T`. Grouped by what they pool, the terms are
+
+    * :math:`|T| = 2` -- the weight itself: one ``edge_lins[l]`` per weight layer whose
+      two neuron layers are both hidden;
+    * :math:`|T| = 1` -- per hidden neuron :math:`k`: its bias, the mean of its incoming
+      and of its outgoing weights (folded where they touch the input/output), mixed by
+      ``node_lins[k]`` and broadcast to the neuron, its incoming and its outgoing edges;
+    * :math:`T = \emptyset` -- per network, the mean of every weight and bias layer,
+      mixed between all pairs of layers by ``graph_lin`` (whose bias is
+      :math:`\beta`) and broadcast to every object.
+
+    Channels are mixed at neuron and network level before anything is broadcast to
+    edges, so each edge costs one :math:`C_{in} \times C_{out}` product and two gathers.
+    The span of these maps is exactly the space of equivariant affine maps (checked in
+    the tests by null-space dimension).
+
+    Initialisation: every output object sums :math:`n_Y` terms; each term that copies an
+    object to itself ("self" term) gets variance :math:`1 / \text{fan-in}`, and the
+    remaining pooled terms share a variance budget of :math:`1/4`, so a deep stack keeps
+    the scale of its activations (shown in the tests).
+
+    Args:
+        in_channels (int): channels :math:`C_{in}` of the input weights and biases.
+        out_channels (int): channels :math:`C_{out}` of the output.
+        num_layers (int): the number :math:`M` of weight layers of the networks.
+        in_dim (int): the input width :math:`d_0` of the networks.
+        out_dim (int): the output width :math:`d_M` of the networks.
+        backend (str): ``"scatter"`` (message passing, any batch) or ``"dense"``
+            (tensor reductions, one-architecture batches); both use the same parameters.
+
+    Shapes:
+        - **input:** a :class:`~wsgraph.WeightSpaceGraph` or batch with ``x`` :math:`(N, C_{in})`,
+          ``edge_attr`` :math:`(E, C_{in})`
+        - **output:** the same graph (a shallow copy) with ``x`` :math:`(N, C_{out})`
+          (zero rows for input neurons) and ``edge_attr`` :math:`(E, C_{out})`
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_layers: int,
+        in_dim: int,
+        out_dim: int,
+        backend: str = "scatter",
+    ) -> None:
+        super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.num_layers = num_layers
+        self.in_dim = in_dim
+        self.out_dim = out_dim
+        self.backend = backend
+        self.objects = weight_space_objects(num_layers, in_dim, out_dim)
+        total_fold = sum(obj.fold for obj in self.objects)
+        self.graph_lin = nn.Linear(in_channels * total_fold, out_channels * total_fold)
+        self.node_lins = nn.ModuleList(
+            nn.Linear(in_channels * sum(self._node_folds(k)), out_channels * sum(self._node_folds(k)), bias=False)
+            for k in range(1, num_layers)
+        )
+        self.edge_lins = nn.ModuleList(nn.Linear(in_channels, out_channels, bias=False) for _ in range(2, num_layers))
+        self.reset_parameters()
+
+    def _node_folds(self, layer: int) -> tuple[int, int, int]:
+        """Folds of a hidden neuron's bias, incoming-weight and outgoing-weight features."""
+        incoming = self.in_dim if layer == 1 else 1
+        outgoing = self.out_dim if layer + 1 == self.num_layers else 1
+        return (1, incoming, outgoing)
+
+    def reset_parameters(self, gain: float = 1.0) -> None:
+        """Re-draw the parameters (see the class docstring for the scheme)."""
+        self._init_graph_lin(gain)
+        for k, lin in enumerate(self.node_lins, start=1):
+            self._init_node_lin(lin, k, gain)
+        for lin in self.edge_lins:
+            nn.init.normal_(lin.weight, std=gain / math.sqrt(self.in_channels))
+
+    def _init_graph_lin(self, gain: float) -> None:
+        folds = [obj.fold for obj in self.objects]
+        is_self = [[x is y and not y.permuted for x in self.objects] for y in self.objects]
+        _init_blocks(self.graph_lin.weight, folds, folds, is_self, self.in_channels, self.out_channels, gain)
+        nn.init.zeros_(self.graph_lin.bias)
+
+    def _init_node_lin(self, lin: nn.Linear, layer: int, gain: float) -> None:
+        folds = list(self._node_folds(layer))
+        # Rows/columns: the bias b_k, then W_k (incoming), then W_{k+1} (outgoing). The
+        # incoming block copies W_1 to itself when it is folded (layer 1), the outgoing
+        # block W_M when it is folded (layer M-1); middle weights' self term is an edge term.
+        self_pairs = {(0, 0)}
+        if layer == 1:
+            self_pairs.add((1, 1))
+        if layer + 1 == self.num_layers:
+            self_pairs.add((2, 2))
+        is_self = [[(row, col) in self_pairs for col in range(3)] for row in range(3)]
+        _init_blocks(lin.weight, folds, folds, is_self, self.in_channels, self.out_channels, gain)
+
+    def forward(self, data: Data) -> Data:
+        """Apply the layer to a graph or batch; returns a shallow copy with new features."""
+        layout = WeightSpaceLayout.of(data)
+        self._check_signature(layout)
+        features = self.forward_features(layout.split(data.x, data.edge_attr), layout)
+        out = copy.copy(data)
+        out.x, out.edge_attr = layout.merge(features)
+        return out
+
+    def forward_features(self, features: WeightSpaceFeatures, layout: WeightSpaceLayout) -> WeightSpaceFeatures:
+        """The tensor-level layer on layer-major features (see :mod:`wsgraph.layers.structure`)."""
+        ops = make_ops(self.backend, features, layout)
+        num_layers, channels = self.num_layers, self.out_channels
+        hidden = range(1, num_layers)
+        incoming = {k: ops.pooled_in(k) for k in hidden}
+        outgoing = {k: ops.pooled_out(k) for k in hidden}
+        if num_layers == 1:
+            pooled = [ops.flat_weight(1), ops.flat_bias(1)]
+        else:
+            pooled = [ops.table_reduce(incoming[k], k) for k in hidden]
+            pooled.append(ops.table_reduce(outgoing[num_layers - 1], num_layers - 1))
+            pooled += [ops.table_reduce(ops.bias(k), k) for k in hidden]
+            pooled.append(ops.flat_bias(num_layers))
+        sizes = [obj.fold * channels for obj in self.objects]
+        per_graph = self.graph_lin(torch.cat(pooled, dim=-1)).split(sizes, dim=-1)
+        graph_weight, graph_bias = per_graph[:num_layers], per_graph[num_layers:]
+        last_bias = graph_bias[-1].reshape(-1, channels)
+        if num_layers == 1:
+            return WeightSpaceFeatures([graph_weight[0].reshape(-1, channels)], [last_bias])
+
+        biases, at_target, at_source = [], {}, {}
+        for k in hidden:
+            node_features = torch.cat([ops.bias(k), incoming[k], outgoing[k]], dim=-1)
+            node_sizes = [fold * channels for fold in self._node_folds(k)]
+            bias, at_target[k], at_source[k] = self.node_lins[k - 1](node_features).split(node_sizes, dim=-1)
+            biases.append(ops.rows(bias + ops.broadcast(graph_bias[k - 1], k), channels))
+            # The network-level term of W_k rides on its targets' table (W_M: on its sources').
+            at_target[k] = at_target[k] + ops.broadcast(graph_weight[k - 1], k)
+        last = num_layers - 1
+        at_source[last] = at_source[last] + ops.broadcast(graph_weight[num_layers - 1], last)
+        weights = [ops.unfold_first(at_target[1])]
+        for layer in range(2, num_layers):
+            own = self.edge_lins[layer - 2](ops.weight(layer))
+            weights.append(ops.combine_edges(layer, own, at_source[layer - 1], at_target[layer]))
+        weights.append(ops.unfold_last(at_source[last]))
+        biases.append(last_bias)
+        return WeightSpaceFeatures(weights, biases)
+
+    def _check_signature(self, layout: WeightSpaceLayout) -> None:
+        signature = (layout.num_layers, layout.in_dim, layout.out_dim)
+        if signature != (self.num_layers, self.in_dim, self.out_dim):
+            raise ValueError(
+                f"{self.__class__.__name__} was built for networks with (M, d_0, d_M) = "
+                f"{(self.num_layers, self.in_dim, self.out_dim)}, got {signature}"
+            )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, num_layers={self.num_layers}, "
+            f"in_dim={self.in_dim}, out_dim={self.out_dim}, backend={self.backend!r}"
+        )
+
+
+def _init_blocks(
+    weight: Tensor,
+    row_folds: list[int],
+    col_folds: list[int],
+    is_self: list[list[bool]],
+    in_channels: int,
+    out_channels: int,
+    gain: float,
+) -> None:
+    """Initialise a block matrix: "self" blocks at variance 1/fan-in, the others sharing 1/4."""
+    cross_budget = 0.25
+    with torch.no_grad():
+        row = 0
+        for row_index, row_fold in enumerate(row_folds):
+            rows = row_fold * out_channels
+            cross_fan_in = sum(fold * in_channels for fold, own in zip(col_folds, is_self[row_index]) if not own)
+            col = 0
+            for col_index, col_fold in enumerate(col_folds):
+                cols = col_fold * in_channels
+                block = weight[row : row + rows, col : col + cols]
+                if is_self[row_index][col_index]:
+                    block.normal_(0.0, gain / math.sqrt(cols))
+                else:
+                    block.normal_(0.0, gain * math.sqrt(cross_budget / max(cross_fan_in, 1)))
+                col += cols
+            row += rows

@@ -1,0 +1,168 @@
+"""The reductions and broadcasts a DWS layer needs, in two interchangeable forms.
+
+:class:`ScatterOps` works on any batch through group indices (message passing over
+neurons and (graph, layer) groups); :class:`DenseOps` works on ``[B, d_{l-1}, d_l, C]``
+views of one-architecture batches and is the readable reference. Layers are written
+once against this interface, so the two backends share every parameter.
+
+"Tables" are per-neuron tensors of one layer ``k``: ``[N_k, F]`` rows for scatter,
+``[B, d_k, F]`` for dense. Pooling keeps the fixed (input/output) neurons as channels:
+``pooled_in(1)`` is the folded ``d_0 * C`` vector of each first-hidden-layer neuron, and
+``pooled_out(M-1)`` the folded ``d_M * C`` vector of each last-hidden-layer neuron.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+from torch_geometric.utils import scatter, segment
+
+from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout
+
+REDUCTIONS = ("mean", "sum", "max")
+
+
+class ScatterOps:
+    """Group reductions and gathers over the layout's (graph, layer) and neuron indices."""
+
+    def __init__(self, features: WeightSpaceFeatures, layout: WeightSpaceLayout) -> None:
+        self.features = features
+        self.layout = layout
+        self.num_layers = layout.num_layers
+
+    def bias(self, layer: int) -> Tensor:
+        return self.features.biases[layer - 1]
+
+    def weight(self, layer: int) -> Tensor:
+        return self.features.weights[layer - 1]
+
+    def pooled_in(self, layer: int, reduce: str = "mean") -> Tensor:
+        """``W_layer`` reduced over its source neurons, per target neuron (folded for layer 1)."""
+        weight, layout = self.weight(layer), self.layout
+        if layer == 1:
+            rows, fold = layout.node_counts[1], layout.in_dim
+            folded = weight.new_zeros(rows * fold, weight.size(-1)).index_copy(0, layout.first_fold, weight)
+            return folded.view(rows, fold * weight.size(-1))
+        size = layout.node_counts[layer]
+        if reduce == "mean":
+            summed = scatter(weight, layout.target[layer - 1], dim=0, dim_size=size, reduce="sum")
+            return summed * self._inverse_width(layer, layer - 1, weight)
+        return scatter(weight, layout.target[layer - 1], dim=0, dim_size=size, reduce=reduce)
+
+    def pooled_out(self, layer: int, reduce: str = "mean") -> Tensor:
+        """``W_{layer+1}`` reduced over its target neurons, per source neuron (folded before the output)."""
+        weight, layout = self.weight(layer + 1), self.layout
+        if layer + 1 == self.num_layers:
+            # Edges leaving one neuron are contiguous and there are d_M of them.
+            return weight.view(layout.node_counts[layer], layout.out_dim * weight.size(-1))
+        if reduce == "mean":
+            summed = segment(weight, layout.source_ptr[layer], reduce="sum")
+            return summed * self._inverse_width(layer, layer + 1, weight)
+        return segment(weight, layout.source_ptr[layer], reduce=reduce)
+
+    def table_reduce(self, table: Tensor, layer: int, reduce: str = "mean") -> Tensor:
+        """Reduce a table of layer ``layer`` over its neurons: ``[B, F]``."""
+        return segment(table, self.layout.node_ptr[layer], reduce=reduce)
+
+    def broadcast(self, per_graph: Tensor, layer: int) -> Tensor:
+        return per_graph[self.layout.node_graph[layer]]
+
+    def combine_edges(self, layer: int, own: Tensor, at_source: Tensor, at_target: Tensor) -> Tensor:
+        """``own[e] + at_source[src(e)] + at_target[dst(e)]`` for the edges of ``layer``."""
+        layout = self.layout
+        return own + at_source[layout.source[layer - 1]] + at_target[layout.target[layer - 1]]
+
+    def unfold_first(self, table: Tensor) -> Tensor:
+        channels = table.size(-1) // self.layout.in_dim
+        return table.reshape(-1, channels)[self.layout.first_fold]
+
+    def unfold_last(self, table: Tensor) -> Tensor:
+        return table.reshape(-1, table.size(-1) // self.layout.out_dim)
+
+    def flat_weight(self, layer: int) -> Tensor:
+        """All of ``W_layer`` folded per network, ``[B, d_{l-1} d_l C]`` (only when ``M = 1``)."""
+        return self.weight(layer).reshape(self.layout.num_graphs, -1)
+
+    def flat_bias(self, layer: int) -> Tensor:
+        return self.bias(layer).reshape(self.layout.num_graphs, -1)
+
+    def rows(self, table: Tensor, channels: int) -> Tensor:
+        return table.reshape(-1, channels)
+
+    def _inverse_width(self, table_layer: int, width_layer: int, like: Tensor) -> Tensor:
+        layout = self.layout
+        widths = layout.widths[layout.node_graph[table_layer], width_layer]
+        return widths.to(like.dtype).reciprocal().unsqueeze(-1)
+
+
+class DenseOps:
+    """The same operations as tensor reductions and broadcasts on dense views."""
+
+    def __init__(self, features: WeightSpaceFeatures, layout: WeightSpaceLayout) -> None:
+        self.features = features
+        self.layout = layout
+        self.num_layers = layout.num_layers
+        self.num_graphs = layout.num_graphs
+
+    def bias(self, layer: int) -> Tensor:
+        return self.layout.dense_bias(self.features, layer)
+
+    def weight(self, layer: int) -> Tensor:
+        return self.layout.dense_weight(self.features, layer)
+
+    def pooled_in(self, layer: int, reduce: str = "mean") -> Tensor:
+        weight = self.weight(layer)
+        if layer == 1:
+            batch, _, width, _ = weight.shape
+            return weight.transpose(1, 2).reshape(batch, width, -1)
+        return _reduce(weight, 1, reduce)
+
+    def pooled_out(self, layer: int, reduce: str = "mean") -> Tensor:
+        weight = self.weight(layer + 1)
+        if layer + 1 == self.num_layers:
+            return weight.reshape(weight.size(0), weight.size(1), -1)
+        return _reduce(weight, 2, reduce)
+
+    def table_reduce(self, table: Tensor, layer: int, reduce: str = "mean") -> Tensor:
+        return _reduce(table, 1, reduce)
+
+    def broadcast(self, per_graph: Tensor, layer: int) -> Tensor:
+        return per_graph.unsqueeze(1)
+
+    def combine_edges(self, layer: int, own: Tensor, at_source: Tensor, at_target: Tensor) -> Tensor:
+        combined = own + at_source.unsqueeze(2) + at_target.unsqueeze(1)
+        return combined.reshape(-1, combined.size(-1))
+
+    def unfold_first(self, table: Tensor) -> Tensor:
+        batch, width, folded = table.shape
+        in_dim = self.layout.in_dim
+        return table.view(batch, width, in_dim, folded // in_dim).transpose(1, 2).reshape(-1, folded // in_dim)
+
+    def unfold_last(self, table: Tensor) -> Tensor:
+        return table.reshape(-1, table.size(-1) // self.layout.out_dim)
+
+    def flat_weight(self, layer: int) -> Tensor:
+        return self.weight(layer).reshape(self.num_graphs, -1)
+
+    def flat_bias(self, layer: int) -> Tensor:
+        return self.bias(layer).reshape(self.num_graphs, -1)
+
+    def rows(self, table: Tensor, channels: int) -> Tensor:
+        return table.reshape(-1, channels)
+
+
+def _reduce(tensor: Tensor, dim: int, reduce: str) -> Tensor:
+    if reduce == "mean":
+        return tensor.mean(dim)
+    if reduce == "sum":
+        return tensor.sum(dim)
+    if reduce == "max":
+        return tensor.amax(dim)
+    raise ValueError(f"unknown reduction {reduce!r}; choose from {REDUCTIONS}")
+
+
+def make_ops(backend: str, features: WeightSpaceFeatures, layout: WeightSpaceLayout) -> ScatterOps | DenseOps:
+    if backend == "scatter":
+        return ScatterOps(features, layout)
+    if backend == "dense":
+        return DenseOps(features, layout)
+    raise ValueError(f"unknown backend {backend!r}; choose 'scatter' or 'dense'")

@@ -1,0 +1,245 @@
+"""Index structure of a batch of weight-space graphs, computed once per forward pass.
+
+The equivariant layers work on :class:`WeightSpaceFeatures`: one tensor per weight
+layer ``[E_l, C]`` and one per bias layer ``[N_l, C]``, each listing the whole batch in
+*layer-major* order (graph, then position inside the layer). For a batch of one
+architecture this is exactly the dense layout, so ``weights[l-1].view(B, d_{l-1}, d_l, C)``
+is free; for mixed widths the same tensors are addressed through the group indices of
+:class:`WeightSpaceLayout`. Converting from and to PyG's graph-major ``x`` /
+``edge_attr`` costs one gather each way, once per model rather than once per layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+
+_CACHE_ATTRIBUTE = "_wsgraph_layout"
+
+
+class WeightSpaceFeatures(NamedTuple):
+    """Per weight layer ``l = 1..M``: ``weights[l-1]`` ``[E_l, C]`` and ``biases[l-1]`` ``[N_l, C]``."""
+
+    weights: list[Tensor]
+    biases: list[Tensor]
+
+    @property
+    def channels(self) -> int:
+        return self.weights[0].size(-1)
+
+    def map(self, function) -> WeightSpaceFeatures:
+        """Apply a pointwise ``function`` to every tensor."""
+        return WeightSpaceFeatures([function(w) for w in self.weights], [function(b) for b in self.biases])
+
+
+@dataclass
+class WeightSpaceLayout:
+    r"""Group indices of a batch of MLP graphs sharing the signature :math:`(M, d_0, d_M)`.
+
+    Node table ``k`` lists the neurons of layer ``k`` of every network (graph-major);
+    edge table ``l`` the weights of layer ``l``, ordered (graph, source, target).
+
+    Attributes:
+        num_graphs: ``B``.
+        widths: the per-network widths ``[B, M+1]``.
+        uniform_widths: the common widths when all networks share one architecture.
+        node_counts: ``N_k`` for ``k = 0..M``.
+        edge_counts: ``E_l`` for ``l = 1..M`` (index ``l-1``).
+        node_graph: per ``k``, the graph of every row of node table ``k``.
+        node_ptr: per ``k``, ``[B+1]`` offsets of each graph's rows in node table ``k``.
+        source: per ``l``, the row in node table ``l-1`` of each edge's source.
+        target: per ``l``, the row in node table ``l`` of each edge's target.
+        source_ptr: per ``l``, ``[N_{l-1}+1]`` offsets of the contiguous groups of edges
+            leaving each source row.
+        first_fold: ``[E_1]`` position ``target * d_0 + a`` of each first-layer edge in
+            the folded ``[N_1, d_0, C]`` view (input neuron ``a``).
+    """
+
+    num_graphs: int
+    widths: Tensor
+    uniform_widths: tuple[int, ...] | None
+    node_counts: list[int]
+    edge_counts: list[int]
+    node_graph: list[Tensor]
+    node_ptr: list[Tensor]
+    source: list[Tensor]
+    target: list[Tensor]
+    source_ptr: list[Tensor]
+    first_fold: Tensor
+    edge_order: Tensor | None
+    node_order: Tensor | None
+    _edge_inverse: Tensor | None = None
+    _node_inverse: Tensor | None = None
+
+    @property
+    def num_layers(self) -> int:
+        return self.widths.size(1) - 1
+
+    @property
+    def in_dim(self) -> int:
+        return int(self.widths[0, 0])
+
+    @property
+    def out_dim(self) -> int:
+        return int(self.widths[0, -1])
+
+    @classmethod
+    def of(cls, data: Data) -> WeightSpaceLayout:
+        """The layout of ``data``, cached on it (and on shallow copies of it)."""
+        key = (data.edge_index.data_ptr(), data.edge_index.size(1), data.num_nodes, data.edge_index.device)
+        cached = data.__dict__.get(_CACHE_ATTRIBUTE)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        layout = cls.build(data.layer_widths, data.edge_index.device)
+        expected = (sum(layout.node_counts), sum(layout.edge_counts))
+        if expected != (data.num_nodes, data.edge_index.size(1)):
+            raise ValueError(
+                f"layer_widths describe {expected[0]} nodes and {expected[1]} edges, the graph has "
+                f"{data.num_nodes} and {data.edge_index.size(1)}: not a canonical wsgraph graph"
+            )
+        data.__dict__[_CACHE_ATTRIBUTE] = (key, layout)
+        return layout
+
+    @classmethod
+    def build(cls, widths: Tensor, device: torch.device | str | None = None) -> WeightSpaceLayout:
+        """The layout of networks with per-network widths ``[B, M+1]`` in canonical order."""
+        widths = widths.to(device=device, dtype=torch.long)
+        num_graphs, num_layers = widths.size(0), widths.size(1) - 1
+        if num_layers < 1:
+            raise ValueError("a weight space needs at least one weight layer")
+        host = widths.cpu()
+        uniform = bool((host == host[:1]).all())
+        for column, name in ((0, "input"), (-1, "output")):
+            if not bool((host[:, column] == host[0, column]).all()):
+                raise ValueError(
+                    f"networks of one batch must share their {name} width, got {sorted(set(host[:, column].tolist()))}"
+                )
+        edge_widths = widths[:, :-1] * widths[:, 1:]
+        graph_nodes, graph_edges = widths.sum(1), edge_widths.sum(1)
+        node_start = _exclusive_cumsum(graph_nodes)
+        edge_start = _exclusive_cumsum(graph_edges)
+        node_offset = _exclusive_cumsum(widths, dim=1)
+        edge_offset = _exclusive_cumsum(edge_widths, dim=1)
+        node_counts = host.sum(0).tolist()
+        edge_counts = (host[:, :-1] * host[:, 1:]).sum(0).tolist()
+
+        graph_ids = torch.arange(num_graphs, device=widths.device)
+        node_graph, node_ptr, node_local = [], [], []
+        for k in range(num_layers + 1):
+            rows_graph = graph_ids.repeat_interleave(widths[:, k], output_size=node_counts[k])
+            ptr = _inclusive_ptr(widths[:, k])
+            node_graph.append(rows_graph)
+            node_ptr.append(ptr)
+            node_local.append(torch.arange(node_counts[k], device=widths.device) - ptr[:-1][rows_graph])
+
+        sources, targets, source_ptr, edge_local_graph = [], [], [], []
+        for layer in range(1, num_layers + 1):
+            count = edge_counts[layer - 1]
+            edge_graph = graph_ids.repeat_interleave(edge_widths[:, layer - 1], output_size=count)
+            local = (
+                torch.arange(count, device=widths.device) - _inclusive_ptr(edge_widths[:, layer - 1])[:-1][edge_graph]
+            )
+            out_width = widths[edge_graph, layer]
+            sources.append(node_ptr[layer - 1][:-1][edge_graph] + torch.div(local, out_width, rounding_mode="floor"))
+            targets.append(node_ptr[layer][:-1][edge_graph] + local % out_width)
+            source_ptr.append(_inclusive_ptr(widths[node_graph[layer - 1], layer]))
+            edge_local_graph.append((edge_graph, local))
+
+        in_dim = int(host[0, 0])
+        first_fold = targets[0] * in_dim + node_local[0][sources[0]]
+
+        edge_order = node_order = None
+        if not uniform:
+            edge_order = torch.cat(
+                [
+                    edge_start[graph] + edge_offset[graph, layer - 1] + local
+                    for layer, (graph, local) in enumerate(edge_local_graph, start=1)
+                ]
+            )
+            node_order = torch.cat(
+                [
+                    node_start[node_graph[k]] + node_offset[node_graph[k], k] + node_local[k]
+                    for k in range(num_layers + 1)
+                ]
+            )
+        return cls(
+            num_graphs=num_graphs,
+            widths=widths,
+            uniform_widths=tuple(host[0].tolist()) if uniform else None,
+            node_counts=node_counts,
+            edge_counts=edge_counts,
+            node_graph=node_graph,
+            node_ptr=node_ptr,
+            source=sources,
+            target=targets,
+            source_ptr=source_ptr,
+            first_fold=first_fold,
+            edge_order=edge_order,
+            node_order=node_order,
+        )
+
+    def split(self, x: Tensor, edge_attr: Tensor) -> WeightSpaceFeatures:
+        """Graph-major ``x`` ``[N, C]`` / ``edge_attr`` ``[E, C]`` -> layer-major features."""
+        if self.uniform_widths is not None:
+            batch = self.num_graphs
+            nodes = x.reshape(batch, -1, x.size(-1))
+            edges = edge_attr.reshape(batch, -1, edge_attr.size(-1))
+            node_sizes = list(self.uniform_widths)
+            edge_sizes = [count // batch for count in self.edge_counts]
+            biases = [part.reshape(-1, x.size(-1)) for part in nodes.split(node_sizes, dim=1)[1:]]
+            weights = [part.reshape(-1, edge_attr.size(-1)) for part in edges.split(edge_sizes, dim=1)]
+            return WeightSpaceFeatures(weights, biases)
+        weights = list(edge_attr[self.edge_order].split(self.edge_counts))
+        biases = list(x[self.node_order].split(self.node_counts))[1:]
+        return WeightSpaceFeatures(weights, biases)
+
+    def merge(self, features: WeightSpaceFeatures) -> tuple[Tensor, Tensor]:
+        """Layer-major features -> graph-major ``(x, edge_attr)``; input neurons get zeros."""
+        reference = features.biases[0]
+        inputs = reference.new_zeros(self.node_counts[0], features.biases[0].size(-1))
+        if self.uniform_widths is not None:
+            batch = self.num_graphs
+            nodes = torch.cat([b.view(batch, -1, b.size(-1)) for b in (inputs, *features.biases)], dim=1)
+            edges = torch.cat([w.view(batch, -1, w.size(-1)) for w in features.weights], dim=1)
+            return nodes.reshape(-1, nodes.size(-1)), edges.reshape(-1, edges.size(-1))
+        if self._edge_inverse is None:
+            self._edge_inverse = torch.empty_like(self.edge_order)
+            self._edge_inverse[self.edge_order] = torch.arange(self.edge_order.numel(), device=self.edge_order.device)
+            self._node_inverse = torch.empty_like(self.node_order)
+            self._node_inverse[self.node_order] = torch.arange(self.node_order.numel(), device=self.node_order.device)
+        x = torch.cat([inputs, *features.biases])[self._node_inverse]
+        edge_attr = torch.cat(features.weights)[self._edge_inverse]
+        return x, edge_attr
+
+    def dense_weight(self, features: WeightSpaceFeatures, layer: int) -> Tensor:
+        """``[B, d_{l-1}, d_l, C]`` view of weight layer ``layer`` (one-architecture batches)."""
+        widths = self._require_uniform()
+        weight = features.weights[layer - 1]
+        return weight.view(self.num_graphs, widths[layer - 1], widths[layer], weight.size(-1))
+
+    def dense_bias(self, features: WeightSpaceFeatures, layer: int) -> Tensor:
+        """``[B, d_l, C]`` view of bias layer ``layer`` (one-architecture batches)."""
+        widths = self._require_uniform()
+        bias = features.biases[layer - 1]
+        return bias.view(self.num_graphs, widths[layer], bias.size(-1))
+
+    def _require_uniform(self) -> tuple[int, ...]:
+        if self.uniform_widths is None:
+            distinct = sorted({"-".join(map(str, row)) for row in self.widths.tolist()})
+            raise ValueError(
+                f"the dense backend needs networks of one architecture, this batch mixes {', '.join(distinct[:4])}"
+                f"{', ...' if len(distinct) > 4 else ''}; use backend='scatter'"
+            )
+        return self.uniform_widths
+
+
+def _exclusive_cumsum(values: Tensor, dim: int = 0) -> Tensor:
+    return values.cumsum(dim) - values
+
+
+def _inclusive_ptr(counts: Tensor) -> Tensor:
+    return torch.cat([counts.new_zeros(1), counts.cumsum(0)])

@@ -5,29 +5,35 @@ processed by layers exactly equivariant to hidden-neuron permutations.
 """
 
 from wsgraph.activations import Sine, make_activation
+from wsgraph.checkpoint import CheckpointError, load_checkpoint
 from wsgraph.convert import graph_to_mlp, graph_to_params, mlp_to_graph, stacked_params
 from wsgraph.dense import DenseWeights, from_dense_weights, to_dense_weights
 from wsgraph.extract import NotAnMLPError
 from wsgraph.graph import WeightSpaceGraph, common_spec, graph_specs
 from wsgraph.permute import permute_hidden
 from wsgraph.spec import WeightSpaceSpec
+from wsgraph.visualize import draw_network, to_networkx
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError",
     "DenseWeights",
     "NotAnMLPError",
     "Sine",
     "WeightSpaceGraph",
     "WeightSpaceSpec",
     "common_spec",
+    "draw_network",
     "from_dense_weights",
     "graph_specs",
     "graph_to_mlp",
     "graph_to_params",
+    "load_checkpoint",
     "make_activation",
     "mlp_to_graph",
     "permute_hidden",
     "stacked_params",
     "to_dense_weights",
+    "to_networkx",
 ]

@@ -6,8 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from wsgraph.cli import demo, info
+
 # Each module offers `register(subparsers)`, which adds its parser and sets `func`.
-COMMANDS: list = []
+COMMANDS: list = [demo, info]
 
 
 class CommandError(Exception):

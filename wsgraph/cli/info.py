@@ -1,0 +1,143 @@
+"""``wsgraph info PATH``: what network a checkpoint holds, as a weight-space graph."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from wsgraph.activations import UNKNOWN
+from wsgraph.checkpoint import load_checkpoint
+from wsgraph.convert import mlp_to_graph
+from wsgraph.extract import NotAnMLPError
+from wsgraph.graph import graph_specs
+from wsgraph.spec import WeightSpaceSpec
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "info",
+        help="describe the MLP in a checkpoint file",
+        description="Print the architecture of the MLP in a checkpoint (.pt, .pth, .ckpt, .safetensors): "
+        "widths, signature, per-layer edge and node counts, parameter count, biases and activation.",
+    )
+    parser.add_argument("path", metavar="PATH", help="checkpoint file (a state_dict or a saved nn.Module)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    info = describe_checkpoint(args.path)
+    print(json.dumps(info, indent=2) if args.json else format_info(info))
+    return 0
+
+
+def describe_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The facts ``wsgraph info`` prints, as a JSON-ready dict.
+
+    Raises:
+        CheckpointError: the file cannot be read.
+        NotAnMLPError: the file holds no chain of linear layers.
+    """
+    content = load_checkpoint(path)
+    try:
+        # Describing a network with NaN weights is still useful; `finite` reports them.
+        graph = mlp_to_graph(content, check_finite=False)
+    except NotAnMLPError as error:
+        raise NotAnMLPError(f"{path}: {error}") from error
+    spec = graph_specs(graph)[0]
+    has_bias = [bool(flag) for flag in graph.has_bias[0].tolist()]
+    if isinstance(content, nn.Module):
+        kind = f"saved module {type(content).__name__}"
+        activation = graph.activation
+    else:
+        kind = f"state_dict with {len(content)} tensors"
+        activation = UNKNOWN
+    layers = [
+        {
+            "layer": layer,
+            "in": spec.widths[layer - 1],
+            "out": spec.widths[layer],
+            "edges": spec.weight_shape(layer)[0] * spec.weight_shape(layer)[1],
+            "nodes": spec.widths[layer],
+            "bias": has_bias[layer - 1],
+        }
+        for layer in spec.weight_layers
+    ]
+    return {
+        "path": str(path),
+        "kind": kind,
+        "widths": list(spec.widths),
+        "signature": {"num_layers": spec.num_layers, "in_dim": spec.in_dim, "out_dim": spec.out_dim},
+        "num_params": count_parameters(spec, has_bias),
+        "num_nodes": spec.num_nodes,
+        "num_edges": spec.num_edges,
+        "input_nodes": spec.in_dim,
+        "layers": layers,
+        "has_bias": has_bias,
+        "activation": activation,
+        "dtype": str(graph.edge_attr.dtype).removeprefix("torch."),
+        "finite": bool(torch.isfinite(graph.edge_attr).all() and torch.isfinite(graph.x).all()),
+    }
+
+
+def count_parameters(spec: WeightSpaceSpec, has_bias: list[bool]) -> int:
+    """The network's own parameters: every weight, and the biases of the layers that have them.
+
+    Unlike :attr:`WeightSpaceSpec.num_params` this leaves out the zeros that stand in for
+    missing biases.
+    """
+    return spec.num_edges + sum(width for width, flag in zip(spec.widths[1:], has_bias, strict=True) if flag)
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """The human-readable report of :func:`describe_checkpoint`'s dict."""
+    signature = info["signature"]
+    biases = info["has_bias"]
+    if all(biases):
+        bias_text = "every layer"
+    elif not any(biases):
+        bias_text = "none (stored as zeros)"
+    else:
+        without = ", ".join(str(layer) for layer, flag in enumerate(biases, start=1) if not flag)
+        bias_text = f"layers {', '.join(str(i) for i, flag in enumerate(biases, start=1) if flag)} (none in {without})"
+    activation = info["activation"]
+    if activation == UNKNOWN and info["kind"].startswith("state_dict"):
+        activation = f"{UNKNOWN} (a state_dict does not record it)"
+    lines = [
+        f"file        {info['path']}",
+        f"content     {info['kind']}",
+        f"widths      {'-'.join(map(str, info['widths']))}",
+        f"signature   M={signature['num_layers']} weight layers, d_0={signature['in_dim']}, d_M={signature['out_dim']}",
+        f"parameters  {info['num_params']} ({info['num_edges']} weights, {info['num_params'] - info['num_edges']} biases)",
+        f"graph       {info['num_nodes']} nodes, {info['num_edges']} edges",
+        f"biases      {bias_text}",
+        f"activation  {activation}",
+        f"dtype       {info['dtype']}{'' if info['finite'] else ', contains NaN or inf'}",
+        "",
+        _table(info),
+    ]
+    return "\n".join(lines)
+
+
+def _table(info: dict[str, Any]) -> str:
+    header = ("layer", "in -> out", "edges", "nodes", "bias")
+    rows = [("0 input", "-", "0", str(info["input_nodes"]), "-")]
+    rows += [
+        (
+            str(row["layer"]),
+            f"{row['in']} -> {row['out']}",
+            str(row["edges"]),
+            str(row["nodes"]),
+            "yes" if row["bias"] else "no",
+        )
+        for row in info["layers"]
+    ]
+    widths = [max(len(cells[column]) for cells in (header, *rows)) for column in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip() for cells in (header, *rows)
+    )

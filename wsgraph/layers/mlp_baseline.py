@@ -1,0 +1,132 @@
+"""The flat MLP baseline: an ordinary MLP on the concatenated weights and biases of a network."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Data
+
+from wsgraph.dense import to_dense_weights
+
+
+def flatten_params(data: Data) -> Tensor:
+    r"""The weights and biases of every network of a one-architecture batch as one row each.
+
+    The order is the canonical one of :mod:`wsgraph.spec` and the one of the DWSNets
+    baseline: all weights, layer by layer (:math:`W_l[i, j]` row-major), then the
+    biases of layers ``1..M`` (input neurons carry no bias); the ``C`` channels of a
+    parameter are adjacent.
+
+    Args:
+        data: a graph or a batch of graphs of one architecture.
+
+    Returns:
+        ``[B, P * C]`` with :math:`P` the number of weights and biases of one network.
+
+    Raises:
+        ValueError: if the batch mixes architectures.
+    """
+    weights, biases = to_dense_weights(data)
+    batch_size = weights[0].size(0)
+    return torch.cat([tensor.reshape(batch_size, -1) for tensor in (*weights, *biases)], dim=1)
+
+
+class FlatMLP(nn.Module):
+    r"""The MLP baseline of `"Equivariant Architectures for Learning in Deep Weight
+    Spaces" <https://arxiv.org/abs/2301.12780>`_ (Navon et al., ICML 2023).
+
+    The network's parameters are flattened in a fixed order (:func:`flatten_params`)
+    and fed to an MLP:
+
+    .. math::
+        \mathbf{h}_0 = \operatorname{vec}(W_1, \dots, W_M, b_1, \dots, b_M), \quad
+        \mathbf{h}_{t} = \sigma(\operatorname{BN}_t(A_t \mathbf{h}_{t-1} + \mathbf{c}_t)), \quad
+        \mathbf{y} = A_{L+1} \mathbf{h}_L + \mathbf{c}_{L+1}
+
+    with ReLU :math:`\sigma`, :math:`L` hidden layers and batch norm on every hidden
+    layer but the first. The defaults are those of the published DWSNets INR
+    classification code (``MLPModelForClassification`` with ``--dim-hidden 32
+    --n-hidden 4 --add-bn true``): five hidden layers of width 32.
+
+    The model is **not** invariant to hidden-neuron permutations: permuting the neurons
+    of a hidden layer moves entries of :math:`\mathbf{h}_0` and changes the output
+    although the input network computes the same function. The ``mlp-aug`` baseline of
+    the same paper is this model trained on a fresh random permutation of every
+    network's hidden neurons at each step: the training loop calls
+    ``wsgraph.permute_hidden(batch)`` (vectorised over the whole batch) before the
+    forward pass; the model itself has no augmentation.
+
+    Args:
+        num_params (int): the length of a flattened network, the number of its weights
+            and biases times the channels ``C`` (``WeightSpaceSpec.num_params * C``).
+        out_features (int): the size of each output.
+        hidden_channels (int, optional): the width of the hidden layers. (default: ``32``)
+        num_hidden_layers (int, optional): the number :math:`L` of hidden layers.
+            (default: ``5``)
+        dropout (float, optional): dropout probability after each hidden layer.
+            (default: ``0.0``)
+        batch_norm (bool, optional): batch norm on hidden layers ``2..L``.
+            (default: ``True``)
+
+    Shapes:
+        - **input:** a batch of :math:`B` :class:`~wsgraph.graph.WeightSpaceGraph`\ s
+          of one architecture
+        - **output:** :math:`(B, \text{out\_features})`
+    """
+
+    def __init__(
+        self,
+        num_params: int,
+        out_features: int,
+        hidden_channels: int = 32,
+        num_hidden_layers: int = 5,
+        dropout: float = 0.0,
+        batch_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        if min(num_params, out_features, hidden_channels, num_hidden_layers) < 1:
+            raise ValueError(
+                "num_params, out_features, hidden_channels and num_hidden_layers must be positive, got "
+                f"{num_params}, {out_features}, {hidden_channels}, {num_hidden_layers}"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.num_params = num_params
+        self.out_features = out_features
+        self.hidden_channels = hidden_channels
+        self.num_hidden_layers = num_hidden_layers
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+
+        layers: list[nn.Module] = []
+        for position in range(num_hidden_layers):
+            layers.append(nn.Linear(num_params if position == 0 else hidden_channels, hidden_channels))
+            if batch_norm and position > 0:
+                layers.append(nn.BatchNorm1d(hidden_channels))
+            layers.append(nn.ReLU())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(hidden_channels, out_features))
+        self.mlp = nn.Sequential(*layers)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for module in self.mlp:
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+    def forward(self, data: Data) -> Tensor:
+        flat = flatten_params(data)
+        if flat.size(1) != self.num_params:
+            raise ValueError(
+                f"FlatMLP was built for {self.num_params} parameters per network, "
+                f"the batch has {flat.size(1)} (weights and biases times channels)"
+            )
+        return self.mlp(flat)
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_params={self.num_params}, out_features={self.out_features}, "
+            f"hidden_channels={self.hidden_channels}, num_hidden_layers={self.num_hidden_layers}, "
+            f"dropout={self.dropout}, batch_norm={self.batch_norm}"
+        )

@@ -20,18 +20,37 @@ unambiguous.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import torch
 from torch import Tensor
+from threadpoolctl import threadpool_limits
 from torch_geometric.data import Batch, Data
 
 from wsgraph.graph import assemble
 
 Widths = tuple[int, ...]
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run torch and BLAS on one thread each.
+
+    The tensors of these tests are tiny, so extra threads only add synchronisation; on a
+    small machine shared with other jobs they oversubscribe the cores and make the
+    operator extraction 10-25x slower.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @dataclass(frozen=True)

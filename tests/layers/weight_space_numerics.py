@@ -27,8 +27,8 @@ from functools import cached_property
 
 import numpy as np
 import torch
-from torch import Tensor
 from threadpoolctl import threadpool_limits
+from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 from wsgraph.graph import assemble
@@ -433,3 +433,25 @@ def _starts_by_layer(sizes: Tensor) -> Tensor:
 def input_node_features(data: Data) -> Tensor:
     """The rows of ``x`` of the input neurons (layer 0), which are not part of the weight space."""
     return data.x[data.node_layer == 0]
+
+
+def random_hidden_perms(widths: Sequence[int], generator: torch.Generator) -> list[Tensor]:
+    """One random permutation per hidden layer (``perms[k-1]`` of ``d_k``), never the identity where ``d_k >= 2``."""
+    perms = []
+    for width in widths[1:-1]:
+        perm = torch.randperm(width, generator=generator)
+        while width > 1 and torch.equal(perm, torch.arange(width)):
+            perm = torch.randperm(width, generator=generator)
+        perms.append(perm)
+    return perms
+
+
+def hidden_source(widths: Sequence[int], perms: Sequence[Tensor]) -> np.ndarray:
+    """:func:`permutation_source` of the hidden permutations ``perms`` (as passed to :func:`wsgraph.permute_hidden`)."""
+    return permutation_source(widths, {k: perm.tolist() for k, perm in enumerate(perms, start=1)})
+
+
+def random_flat(num_networks: int, widths: Sequence[int], channels: int, generator: torch.Generator) -> Tensor:
+    """Standard normal weight spaces ``[B, D, C]`` in float64."""
+    size = FlatLayout(tuple(widths)).size
+    return torch.randn(num_networks, size, channels, generator=generator, dtype=torch.float64)

@@ -1,0 +1,110 @@
+"""Networks of different hidden widths batch together (DESIGN.md, proof 4).
+
+Every network of a mixed-width batch gets the output it gets alone, and the layer's
+output is a proper PyG batch that splits back into graphs and networks.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from wsgraph import WeightSpaceGraph, graph_to_params
+from wsgraph.layers import DWSEditNet, DWSLayer, DWSNet, InvariantReadout
+
+from .weight_space_numerics import FlatLayout, flats_from_graph, graph_from_flat, random_flat, single_threaded
+
+# Same signature (M, d_0, d_M) within a group, hidden widths differ (one included).
+MIXED_GROUPS = [
+    [(3, 4, 1), (3, 1, 1), (3, 2, 1), (3, 4, 1)],
+    [(2, 3, 4, 2), (2, 1, 5, 2), (2, 4, 1, 2), (2, 2, 2, 2), (2, 1, 1, 2)],
+    [(2, 3, 2, 4, 1, 2), (2, 1, 5, 2, 3, 2), (2, 2, 2, 2, 2, 2)],
+]
+TOL = {"rtol": 1e-12, "atol": 1e-12}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_threaded():
+    with single_threaded():
+        yield
+
+
+def _ids(group):
+    return "M" + str(len(group[0]) - 1)
+
+
+def _networks(group, channels, seed=0):
+    """One ``[D, C]`` flat vector and one single-network graph per architecture of ``group``."""
+    generator = torch.Generator().manual_seed(seed)
+    flats = [random_flat(1, widths, channels, generator)[0] for widths in group]
+    graphs = [graph_from_flat(flat.unsqueeze(0), widths).to_data_list()[0] for flat, widths in zip(flats, group)]
+    return flats, graphs
+
+
+def _signature(group):
+    return len(group[0]) - 1, group[0][0], group[0][-1]
+
+
+@pytest.mark.parametrize("group", MIXED_GROUPS, ids=_ids)
+def test_mixed_width_batch_equals_networks_alone(group):
+    torch.manual_seed(0)
+    layer = DWSLayer(2, 3, *_signature(group)).double()
+    _, graphs = _networks(group, 2)
+    with torch.no_grad():
+        output = layer(Batch.from_data_list(graphs))
+        alone = [layer(graph) for graph in graphs]
+    assert isinstance(output, Batch) and output.num_graphs == len(group)
+    assert all(isinstance(single, WeightSpaceGraph) for single in alone)
+    for network, (batched, single) in enumerate(zip(flats_from_graph(output), alone)):
+        assert batched.shape == (FlatLayout(group[network]).size, 3)
+        torch.testing.assert_close(batched, flats_from_graph(single)[0], **TOL)
+    for batched, single in zip(output.to_data_list(), alone):
+        torch.testing.assert_close(batched.x, single.x, **TOL)
+        torch.testing.assert_close(batched.edge_attr, single.edge_attr, **TOL)
+        assert torch.equal(batched.edge_index, single.edge_index)
+
+
+@pytest.mark.parametrize("group", MIXED_GROUPS, ids=_ids)
+def test_one_channel_output_converts_back_to_networks(group):
+    torch.manual_seed(1)
+    layer = DWSLayer(1, 1, *_signature(group)).double()
+    _, graphs = _networks(group, 1, seed=1)
+    with torch.no_grad():
+        output = layer(Batch.from_data_list(graphs))
+    params = graph_to_params(output)
+    assert len(params) == len(group)
+    for widths, network_params, flat in zip(group, params, flats_from_graph(output)):
+        layout = FlatLayout(widths)
+        as_flat = flat.unsqueeze(0)
+        assert len(network_params) == layout.num_layers
+        for layer_index, (weight, bias) in enumerate(network_params, start=1):
+            torch.testing.assert_close(weight, layout.weight(as_flat, layer_index)[0, ..., 0].T, rtol=0, atol=0)
+            torch.testing.assert_close(bias, layout.bias(as_flat, layer_index)[0, :, 0], rtol=0, atol=0)
+
+
+def test_dense_backend_rejects_mixed_batches():
+    group = MIXED_GROUPS[1]
+    layer = DWSLayer(1, 1, *_signature(group), backend="dense").double()
+    _, graphs = _networks(group, 1)
+    with pytest.raises(ValueError, match="architecture"):
+        layer(Batch.from_data_list(graphs))
+
+
+@pytest.mark.parametrize("group", MIXED_GROUPS, ids=_ids)
+def test_models_on_mixed_batches_equal_networks_alone(group):
+    signature = _signature(group)
+    _, graphs = _networks(group, 1, seed=2)
+    batch = Batch.from_data_list(graphs)
+    torch.manual_seed(2)
+    readouts = [InvariantReadout(1, *signature, reduce=reduce).double() for reduce in ("mean", "max", "sum")]
+    classifier = DWSNet(*signature, out_features=3, hidden_channels=5, num_dws_layers=2).double().eval()
+    editor = DWSEditNet(*signature, hidden_channels=5, num_dws_layers=2).double().eval()
+    with torch.no_grad():
+        for model in [*readouts, classifier]:
+            together = model(batch)
+            alone = torch.cat([model(graph) for graph in graphs])
+            torch.testing.assert_close(together, alone, rtol=1e-10, atol=1e-12)
+        edited = flats_from_graph(editor(batch))
+        for graph, batched in zip(graphs, edited):
+            torch.testing.assert_close(batched, flats_from_graph(editor(graph))[0], rtol=1e-10, atol=1e-12)

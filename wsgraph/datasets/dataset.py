@@ -1,0 +1,379 @@
+"""A PyG dataset over the networks that ``wsgraph fit-inrs`` or ``wsgraph convert`` wrote."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch_geometric.data import InMemoryDataset
+from torch_geometric.data.separate import separate
+from torch_geometric.io import fs
+
+from wsgraph.activations import UNKNOWN
+from wsgraph.datasets.store import SPLITS, Shard, atomic_write, read_meta, read_shard, shard_paths
+from wsgraph.graph import WeightSpaceGraph, assemble
+from wsgraph.spec import WeightSpaceSpec
+from wsgraph.transforms import LayerStatistics, NormalizeWeights
+
+# Bump when the processed files change meaning: old caches are then rebuilt.
+PROCESSING_VERSION = 1
+# Derived from `layer_widths`, so kept once per architecture instead of once per network.
+STRUCTURE_KEYS = ("edge_index", "node_layer", "node_index", "edge_layer")
+# What `assemble` builds that is stored per network.
+ASSEMBLED_KEYS = ("x", "edge_attr", "layer_widths", "has_bias", "y")
+# Per-network fields the dataset adds to every graph.
+SOURCE_KEY, SPLIT_KEY = "source_id", "split"
+# Shard extras with a meaning of their own rather than a per-graph attribute.
+HAS_BIAS_EXTRA = "has_bias"
+# Networks per `assemble` call while processing, to bound the temporary structure tensors.
+EDGES_PER_CHUNK = 4_000_000
+_PROCESSED_NAME = re.compile(r"^(train|val|test|summary)-[0-9a-f]{16}\.pt$")
+
+Storage = tuple[dict[str, Tensor], dict[str, Tensor]]
+
+
+class WeightSpaceDataset(InMemoryDataset):
+    r"""The networks of a weight-space dataset root, as :class:`~wsgraph.graph.WeightSpaceGraph`\ s.
+
+    Opens what ``wsgraph fit-inrs`` (INRs fitted to images or sine waves) or
+    ``wsgraph convert`` (a folder of checkpoints) wrote: ``root/meta.json`` and
+    ``root/shards/shard-*.pt`` (see :mod:`wsgraph.datasets.store`), which PyG treats as the
+    raw files. Processing builds the collated storage with :func:`wsgraph.graph.assemble`,
+    one vectorised call per shard, and caches it in ``root/processed`` under names that
+    fingerprint the raw files, so changed or added shards are processed again.
+
+    Every graph carries ``y`` (class ``[1]`` or regression targets ``[1, k]``; ``-1`` or
+    NaN where a converted network had no label), ``source_id`` (the image number within
+    its official split, or the checkpoint number), ``split`` (0 train, 1 val, 2 test) and
+    any per-network extras of the shards (e.g. ``psnr``). With ``split=None`` the
+    networks come in the order train, val, test.
+
+    Per-layer normalisation statistics are computed on the train split only
+    (:attr:`statistics`), whichever split is opened, and offered as the transform
+    :attr:`normalization`; ``normalize=True`` applies it to every graph before
+    ``transform``.
+
+    Args:
+        root (str): the dataset root.
+        split (str, optional): :obj:`"train"`, :obj:`"val"`, :obj:`"test"`, or
+            :obj:`None` for all networks. (default: :obj:`None`)
+        transform (callable, optional): applied to every graph on access, e.g. the
+            augmentations of :mod:`wsgraph.transforms`. (default: :obj:`None`)
+        pre_transform (callable, optional): applied before caching, to each shard as one
+            :class:`~torch_geometric.data.Batch`; it may change values, not the graph
+            structure. (default: :obj:`None`)
+        force_reload (bool, optional): process the raw files again. (default: :obj:`False`)
+        normalize (bool, optional): standardise weights and biases per layer with the
+            train statistics. (default: :obj:`False`)
+        log (bool, optional): print when processing. (default: :obj:`True`)
+
+    **STATS** (datasets made with the default recipes):
+
+    .. list-table::
+        :widths: 20 10 10 10 10 10
+        :header-rows: 1
+
+        * - Name
+          - #graphs
+          - #nodes
+          - #edges
+          - #features
+          - #classes
+        * - MNIST INRs (2-32-32-1)
+          - 70,000
+          - 67
+          - 1,120
+          - 1
+          - 10
+        * - Fashion-MNIST INRs (2-32-32-1)
+          - 70,000
+          - 67
+          - 1,120
+          - 1
+          - 10
+        * - CIFAR-10 INRs (2-32-32-3)
+          - 60,000
+          - 69
+          - 1,184
+          - 1
+          - 10
+        * - scikit-learn digits INRs (2-32-32-1)
+          - 1,797
+          - 67
+          - 1,120
+          - 1
+          - 10
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str | None = None,
+        transform: Callable | None = None,
+        pre_transform: Callable | None = None,
+        force_reload: bool = False,
+        normalize: bool = False,
+        log: bool = True,
+    ) -> None:
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)} or None")
+        root = os.fspath(Path(root).expanduser())
+        self.split = split
+        self.normalize = normalize
+        self.meta: dict[str, Any] = read_meta(root)
+        self._fingerprint = _fingerprint(root)
+        super().__init__(root, transform, pre_transform, log=log, force_reload=force_reload)
+        self._structures: dict[tuple[int, ...], dict[str, Tensor]] = {}
+        self._load_processed()
+
+    @property
+    def raw_dir(self) -> str:
+        return self.root
+
+    @property
+    def raw_file_names(self) -> list[str]:
+        return ["meta.json", *(f"{path.parent.name}/{path.name}" for path in shard_paths(self.root))]
+
+    @property
+    def processed_file_names(self) -> list[str]:
+        return [f"{name}-{self._fingerprint}.pt" for name in (*SPLITS, "summary")]
+
+    def process(self) -> None:
+        paths = shard_paths(self.root)
+        if not paths:
+            raise ValueError(f"{self.root}: no shards in {Path(self.root) / 'shards'}")
+        pieces: dict[str, list[Storage]] = {name: [] for name in SPLITS}
+        accumulator: _StatisticsAccumulator | None = None
+        architectures: set[tuple[int, ...]] = set()
+        first: tuple[Path, Shard] | None = None
+        for path in paths:
+            shard = read_shard(path)
+            if first is None:
+                first = (path, shard)
+                accumulator = _StatisticsAccumulator(len(shard.weights))
+            _check_compatible(first, (path, shard))
+            architectures.add(shard.widths)
+            accumulator.add(shard, shard.split == SPLITS.index("train"))
+            for code, name in enumerate(SPLITS):
+                selected = (shard.split == code).nonzero().view(-1)
+                pieces[name].extend(self._storages(shard, selected))
+        template = next((piece for name in SPLITS for piece in pieces[name]), None)
+        if template is None:
+            raise ValueError(f"{self.root}: the shards hold no networks")
+        for name, path in zip(SPLITS, self.processed_paths):
+            storage = _concatenate(pieces[name]) if pieces[name] else _empty_like(template)
+            _save(storage, path)
+        summary = {"architectures": torch.tensor(sorted(architectures))}
+        statistics = accumulator.statistics()
+        if statistics is not None:
+            summary.update(statistics.to_dict())
+        atomic_write(self.processed_paths[-1], lambda handle: torch.save(summary, handle))
+        self._remove_stale_processed_files()
+
+    def _storages(self, shard: Shard, selected: Tensor) -> list[Storage]:
+        """The collated storage of the ``selected`` networks of a shard, in pieces of bounded size."""
+        num_edges = sum(w.size(1) * w.size(2) for w in shard.weights)
+        chunk = max(1, EDGES_PER_CHUNK // num_edges)
+        has_bias = shard.extras.get(HAS_BIAS_EXTRA)
+        pieces = []
+        for start in range(0, selected.numel(), chunk):
+            rows = selected[start : start + chunk]
+            batch = assemble(
+                [w[rows].transpose(1, 2).unsqueeze(-1) for w in shard.weights],
+                [b[rows].unsqueeze(-1) for b in shard.biases],
+                has_bias=None if has_bias is None else has_bias[rows],
+                y=shard.y[rows],
+            )
+            values = batch if self.pre_transform is None else self._pre_transformed(batch)
+            storage = {key: values[key] for key in ASSEMBLED_KEYS}
+            slices = {key: batch._slice_dict[key] for key in ASSEMBLED_KEYS}
+            per_graph = torch.arange(rows.numel() + 1)
+            per_network = {SOURCE_KEY: shard.index[rows], SPLIT_KEY: shard.split[rows].long()}
+            per_network.update({k: v[rows] for k, v in shard.extras.items() if k != HAS_BIAS_EXTRA})
+            for key, value in per_network.items():
+                storage[key], slices[key] = value, per_graph
+            pieces.append((storage, slices))
+        return pieces
+
+    def _pre_transformed(self, batch: Any) -> Any:
+        out = self.pre_transform(batch)
+        for key in ("x", "edge_attr", *STRUCTURE_KEYS):
+            if out[key].shape != batch[key].shape or (key in STRUCTURE_KEYS and not torch.equal(out[key], batch[key])):
+                raise ValueError(f"pre_transform {self.pre_transform!r} changed the graph structure ('{key}')")
+        return out
+
+    def _remove_stale_processed_files(self) -> None:
+        current = set(self.processed_file_names)
+        for path in Path(self.processed_dir).iterdir():
+            if _PROCESSED_NAME.match(path.name) and path.name not in current:
+                path.unlink(missing_ok=True)
+
+    def _load_processed(self) -> None:
+        names = SPLITS if self.split is None else (self.split,)
+        storages = [fs.torch_load(self.processed_paths[SPLITS.index(name)]) for name in names]
+        storage, slices = storages[0] if len(storages) == 1 else _concatenate(storages)
+        self.data = WeightSpaceGraph.from_dict(storage)
+        self.slices = slices
+        self._compact = {key: (storage[key], slices[key].numpy()) for key in slices}
+        self._compact_slices = slices
+        self._activation = self.meta.get("activation", UNKNOWN)
+        summary = fs.torch_load(self.processed_paths[-1])
+        self._architectures = [WeightSpaceSpec(tuple(row)) for row in summary["architectures"].tolist()]
+        statistics = {key: value for key, value in summary.items() if key != "architectures"}
+        self._statistics = LayerStatistics(**statistics) if statistics else None
+
+    def get(self, idx: int) -> WeightSpaceGraph:
+        if self.slices is self._compact_slices:
+            # Every stored key is concatenated along dim 0, so plain slicing separates a graph.
+            values = {key: value[bounds[idx] : bounds[idx + 1]] for key, (value, bounds) in self._compact.items()}
+            values.update(self._structure(tuple(values["layer_widths"][0].tolist())))
+            values["activation"] = self._activation
+            data = WeightSpaceGraph.from_dict(values)
+        else:  # storage re-collated from whole graphs, e.g. by `InMemoryDataset.copy`
+            data = separate(cls=WeightSpaceGraph, batch=self._data, idx=idx, slice_dict=self.slices, decrement=False)
+        return self.normalization(data) if self.normalize else data
+
+    def _structure(self, widths: tuple[int, ...]) -> dict[str, Tensor]:
+        if widths not in self._structures:
+            self._structures[widths] = WeightSpaceSpec(widths).index_tensors()
+        return self._structures[widths]
+
+    @property
+    def statistics(self) -> LayerStatistics:
+        """Mean and standard deviation of the weights and biases of each layer, over the train split."""
+        if self._statistics is None:
+            raise ValueError(f"{self.root}: no networks in the train split, so no normalisation statistics")
+        return self._statistics
+
+    @property
+    def normalization(self) -> NormalizeWeights:
+        """The transform that standardises each layer with :attr:`statistics` (it has an exact ``inverse``)."""
+        return NormalizeWeights(self.statistics)
+
+    @property
+    def task(self) -> str | None:
+        """``"classification"``, ``"regression"``, or ``None`` for unlabeled networks."""
+        return self.meta.get("task")
+
+    @property
+    def num_classes(self) -> int:
+        """Classes for classification, targets per network for regression, else 0."""
+        y = self._data.y
+        if self.task == "classification":
+            if "num_classes" in self.meta:
+                return int(self.meta["num_classes"])
+            return int(y.max()) + 1 if y.numel() else 0
+        if self.task == "regression":
+            return 1 if y.dim() == 1 else y.size(-1)
+        return 0
+
+    @property
+    def architectures(self) -> list[WeightSpaceSpec]:
+        """Every architecture in the dataset root (all splits), in increasing order of widths."""
+        return list(self._architectures)
+
+    @property
+    def signature(self) -> tuple[int, int, int]:
+        """``(M, d_0, d_M)``, shared by every network of the dataset."""
+        return self._architectures[0].signature
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """The layer widths of the dataset's networks.
+
+        Raises:
+            ValueError: if the networks differ in hidden widths (see :attr:`architectures`).
+        """
+        if len(self._architectures) > 1:
+            names = ", ".join(str(spec) for spec in self._architectures)
+            raise ValueError(f"{self.root}: networks of several architectures ({names}); see .architectures")
+        return self._architectures[0].widths
+
+    def __repr__(self) -> str:
+        split = "" if self.split is None else f", split={self.split!r}"
+        return f"{self.__class__.__name__}({len(self)}{split})"
+
+
+class _StatisticsAccumulator:
+    """Running per-layer sums, in float64, of the weights and biases of selected networks."""
+
+    def __init__(self, num_layers: int) -> None:
+        self.sums = torch.zeros(4, num_layers, dtype=torch.float64)
+        self.counts = torch.zeros(2, num_layers, dtype=torch.float64)
+
+    def add(self, shard: Shard, selected: Tensor) -> None:
+        if not bool(selected.any()):
+            return
+        for layer, (weight, bias) in enumerate(zip(shard.weights, shard.biases)):
+            for kind, values in enumerate((weight[selected], bias[selected])):
+                self.sums[2 * kind, layer] += values.sum(dtype=torch.float64)
+                self.sums[2 * kind + 1, layer] += values.square().sum(dtype=torch.float64)
+                self.counts[kind, layer] += values.numel()
+
+    def statistics(self) -> LayerStatistics | None:
+        if not bool((self.counts > 0).all()):
+            return None
+        means = self.sums[0::2] / self.counts
+        variances = (self.sums[1::2] / self.counts - means.square()).clamp(min=0)
+        stds = variances.sqrt()
+        stds = torch.where(stds > 0, stds, torch.ones_like(stds)).float()
+        means = means.float()
+        return LayerStatistics(weight_mean=means[0], weight_std=stds[0], bias_mean=means[1], bias_std=stds[1])
+
+
+def _check_compatible(first: tuple[Path, Shard], other: tuple[Path, Shard]) -> None:
+    (first_path, reference), (path, shard) = first, other
+    signature = WeightSpaceSpec(shard.widths).signature
+    expected = WeightSpaceSpec(reference.widths).signature
+    if signature != expected:
+        raise ValueError(
+            f"{path}: networks of signature (M, d_0, d_M) = {signature}, but {first_path.name} has {expected}; "
+            "one dataset root holds one signature"
+        )
+    extras, expected_extras = set(shard.extras) - {HAS_BIAS_EXTRA}, set(reference.extras) - {HAS_BIAS_EXTRA}
+    if extras != expected_extras:
+        raise ValueError(f"{path}: extras {sorted(extras)} differ from {first_path.name}'s {sorted(expected_extras)}")
+    if shard.y.shape[1:] != reference.y.shape[1:] or shard.y.is_floating_point() != reference.y.is_floating_point():
+        raise ValueError(
+            f"{path}: labels {shard.y.dtype} {tuple(shard.y.shape[1:])} per network, "
+            f"but {first_path.name} has {reference.y.dtype} {tuple(reference.y.shape[1:])}"
+        )
+
+
+def _concatenate(pieces: list[Storage]) -> Storage:
+    """Join collated storages (values and slices) of consecutive runs of graphs."""
+    keys = list(pieces[0][0])
+    values = {key: torch.cat([storage[key] for storage, _ in pieces]) for key in keys}
+    slices = {}
+    for key in keys:
+        parts, offset = [pieces[0][1][key]], pieces[0][1][key][-1]
+        for _, piece_slices in pieces[1:]:
+            parts.append(piece_slices[key][1:] + offset)
+            offset = offset + piece_slices[key][-1]
+        slices[key] = torch.cat(parts)
+    return values, slices
+
+
+def _empty_like(storage: Storage) -> Storage:
+    values, slices = storage
+    return {key: value[:0] for key, value in values.items()}, {key: slices[key][:1] * 0 for key in slices}
+
+
+def _save(storage: Storage, path: str) -> None:
+    atomic_write(path, lambda handle: torch.save(storage, handle))
+
+
+def _fingerprint(root: str) -> str:
+    """A digest of the raw files (meta.json's bytes, every shard's name, size and mtime)."""
+    digest = hashlib.sha256(f"wsgraph-dataset-{PROCESSING_VERSION}".encode())
+    digest.update((Path(root) / "meta.json").read_bytes())
+    for path in shard_paths(root):
+        status = path.stat()
+        digest.update(f"{path.name}:{status.st_size}:{status.st_mtime_ns};".encode())
+    return digest.hexdigest()[:16]

@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from wsgraph.cli import demo, info
+from wsgraph.cli import convert, demo, info
 
 # Each module offers `register(subparsers)`, which adds its parser and sets `func`.
-COMMANDS: list = [demo, info]
+COMMANDS: list = [convert, demo, info]
 
 
 class CommandError(Exception):

@@ -1,0 +1,136 @@
+"""``wsgraph convert SRC OUT``: a folder of checkpoints becomes a :class:`WeightSpaceDataset` root."""
+
+from __future__ import annotations
+
+import argparse
+
+from wsgraph.activations import make_activation
+from wsgraph.datasets.checkpoints import (
+    DEFAULT_SHARD_SIZE,
+    DEFAULT_SPLIT_RATIOS,
+    ConversionReport,
+    check_split_ratios,
+    compile_label_regex,
+    convert_checkpoints,
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="turn a folder of checkpoints into a weight-space dataset",
+        description="Read every checkpoint under SRC (.pt, .pth, .ckpt state_dicts or saved modules, .safetensors; "
+        "nested folders, sorted order) and write the MLPs as a WeightSpaceDataset root at OUT, one root per "
+        "signature (M, d_0, d_M) under OUT with an index.json when there are several. Networks without a label "
+        "get y = -1 (classes) or NaN (regression targets). A file that cannot be read stops the conversion "
+        "(exit 1, nothing written) unless --skip-bad is given.",
+    )
+    parser.add_argument("src", metavar="SRC", help="folder of checkpoint files")
+    parser.add_argument("out", metavar="OUT", help="dataset folder to create")
+    labels = parser.add_mutually_exclusive_group()
+    labels.add_argument("--labels", metavar="FILE.csv", help="CSV of path,label rows, paths relative to SRC")
+    labels.add_argument(
+        "--label-regex",
+        metavar="REGEX",
+        type=_label_regex,
+        help="regular expression with one group, searched in each path relative to SRC, e.g. 'class_(\\d+)/'",
+    )
+    parser.add_argument(
+        "--skip-bad", action="store_true", help="convert the readable files, list the others (OUT/skipped.json)"
+    )
+    parser.add_argument(
+        "--split-ratios",
+        metavar="TRAIN,VAL,TEST",
+        type=_split_ratios,
+        default=DEFAULT_SPLIT_RATIOS,
+        help="fractions of networks in train, val and test (default: 0.8,0.1,0.1)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random split (default: 0)")
+    parser.add_argument("--force", action="store_true", help="replace OUT if it exists and is not empty")
+    parser.add_argument(
+        "--activation",
+        metavar="NAME",
+        type=_activation,
+        help="hidden activation to record, e.g. relu or 'sine(30.0)' (default: traced from saved modules, "
+        "'unknown' for state_dicts)",
+    )
+    parser.add_argument(
+        "--shard-size",
+        type=_positive_int,
+        default=DEFAULT_SHARD_SIZE,
+        help=f"most networks per shard (default: {DEFAULT_SHARD_SIZE})",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = convert_checkpoints(
+        args.src,
+        args.out,
+        labels=args.labels,
+        label_regex=args.label_regex,
+        skip_bad=args.skip_bad,
+        split_ratios=args.split_ratios,
+        seed=args.seed,
+        force=args.force,
+        activation=args.activation,
+        shard_size=args.shard_size,
+        progress=not args.quiet,
+    )
+    print(format_report(report))
+    return 0
+
+
+def format_report(report: ConversionReport) -> str:
+    """The summary ``wsgraph convert`` prints."""
+    rate = report.num_files / report.seconds if report.seconds > 0 else float("inf")
+    lines = [
+        f"converted {report.num_networks} of {report.num_files} checkpoints in {report.seconds:.1f} s "
+        f"({rate:.0f} files/s) -> {report.out}"
+    ]
+    for root in report.roots:
+        counts = ", ".join(f"{name} {count}" for name, count in root.counts.items())
+        architectures = ", ".join(f"{name} ({count})" for name, count in root.architectures.items())
+        lines.append(f"  {root.path}: {counts}; architectures {architectures}")
+    if len(report.roots) > 1:
+        lines.append(f"  {len(report.roots)} signatures: see {report.out / 'index.json'}")
+    if report.skipped:
+        lines.append(f"skipped {len(report.skipped)} (listed in {report.out / 'skipped.json'}):")
+        lines.extend(f"  {item.path}: {item.reason}" for item in report.skipped)
+    return "\n".join(lines)
+
+
+def _label_regex(text: str) -> str:
+    try:
+        compile_label_regex(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _activation(text: str) -> str:
+    try:
+        make_activation(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _split_ratios(text: str) -> tuple[float, float, float]:
+    try:
+        return check_split_ratios([float(part) for part in text.split(",")])
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected three non-negative fractions summing to 1, e.g. 0.8,0.1,0.1; got {text!r}"
+        ) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value

@@ -1,0 +1,583 @@
+"""Turn a folder of per-network checkpoints into :class:`WeightSpaceDataset` roots.
+
+``convert_checkpoints(SRC, OUT)`` reads every checkpoint under ``SRC`` (``.pt``,
+``.pth``, ``.ckpt``: state_dicts or saved modules; ``.safetensors`` when the package is
+installed; nested folders; files and folders whose names start with ``.`` are skipped),
+in sorted order of their paths relative to ``SRC``, one at a time, and writes the
+networks as shards of stacked tensors (see :mod:`wsgraph.datasets.store`).
+
+Networks are grouped by signature ``(M, d_0, d_M)``. With one signature ``OUT`` is the
+dataset root; with several, ``OUT/<signature name>/`` is one root per signature and
+``OUT/index.json`` lists them. Hidden widths may differ within a signature: each shard
+holds one exact architecture, and the dataset batches them together.
+
+Labels come from a CSV of ``path,label`` rows (``path`` relative to ``SRC``; an optional
+header row starting with ``path``; more label columns make regression targets) or from
+a regular expression with one group, searched in each relative path. All-integer labels
+are class numbers, all-numeric ones regression targets, anything else class names
+(numbered in sorted order and recorded as ``class_names``). A network without a label
+gets ``y = -1`` (classification, and datasets without labels) or NaN targets
+(regression).
+
+The output is built in a temporary folder next to ``OUT`` and renamed into place at the
+end, so a failed or interrupted conversion leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from wsgraph.activations import UNKNOWN, make_activation
+from wsgraph.checkpoint import CHECKPOINT_SUFFIXES, load_checkpoint
+from wsgraph.datasets.store import SPLITS, Shard, atomic_write, write_meta, write_shard
+from wsgraph.extract import LinearChain, NotAnMLPError, from_module, from_state_dict, validate
+from wsgraph.spec import WeightSpaceSpec
+
+DEFAULT_SPLIT_RATIOS = (0.8, 0.1, 0.1)
+DEFAULT_SHARD_SIZE = 4096
+# Shards of large networks hold fewer of them, so that one shard stays this small.
+SHARD_BYTES = 64 * 2**20
+UNLABELED_CLASS = -1
+# What a damaged or unusual file can raise while it is read and traced.
+READ_ERRORS = (ValueError, RuntimeError, TypeError, OSError)
+
+
+@dataclass(frozen=True)
+class SkippedCheckpoint:
+    """A file that was not converted, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class ConvertedRoot:
+    """One dataset root written by :func:`convert_checkpoints`."""
+
+    name: str
+    path: Path
+    signature: tuple[int, int, int]
+    counts: dict[str, int]
+    architectures: dict[str, int]
+
+    @property
+    def num_networks(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass
+class ConversionReport:
+    """What :func:`convert_checkpoints` did."""
+
+    out: Path
+    roots: list[ConvertedRoot]
+    skipped: list[SkippedCheckpoint]
+    num_files: int
+    seconds: float
+
+    @property
+    def num_networks(self) -> int:
+        return sum(root.num_networks for root in self.roots)
+
+
+@dataclass
+class LabelTable:
+    """Labels per relative path, interpreted: ``task`` is ``"classification"``,
+    ``"regression"`` or ``None`` (no labels)."""
+
+    task: str | None = None
+    targets: dict[str, Tensor] = field(default_factory=dict)
+    num_targets: int = 1
+    class_names: list[str] | None = None
+    num_classes: int | None = None
+    source: str | None = None
+
+    def target(self, relative_path: str) -> Tensor:
+        """The label of one file, or the unlabeled marker (-1, or NaN targets)."""
+        found = self.targets.get(relative_path)
+        if found is not None:
+            return found
+        if self.task == "regression":
+            return torch.full((self.num_targets,), math.nan)
+        return torch.tensor(UNLABELED_CLASS)
+
+
+def convert_checkpoints(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    labels: str | os.PathLike | None = None,
+    label_regex: str | None = None,
+    skip_bad: bool = False,
+    split_ratios: Sequence[float] = DEFAULT_SPLIT_RATIOS,
+    seed: int = 0,
+    force: bool = False,
+    activation: str | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    progress: bool = True,
+) -> ConversionReport:
+    """Convert the checkpoints under ``src`` into dataset root(s) at ``out``.
+
+    Args:
+        src: the folder of checkpoints.
+        out: where the dataset root (or the roots and ``index.json``) will be.
+        labels: a CSV file of ``path,label`` rows, paths relative to ``src``.
+        label_regex: a regular expression with one group, searched in each relative path.
+        skip_bad: convert what can be read and report the rest, instead of stopping at
+            the first unreadable, corrupt or non-MLP file.
+        split_ratios: fractions of train, val and test networks, drawn at random with
+            ``seed`` over the sorted file list.
+        seed: the seed of the split.
+        force: replace ``out`` if it exists and is not empty.
+        activation: the hidden activation to record (e.g. ``"relu"``); by default the
+            one traced from saved modules, ``"unknown"`` for state_dicts.
+        shard_size: the most networks per shard.
+        progress: show a progress bar.
+
+    Raises:
+        FileNotFoundError: ``src`` does not exist.
+        ValueError: bad arguments or labels, an unreadable checkpoint (without
+            ``skip_bad``), or no network converted; the message names the culprit.
+    """
+    started = time.perf_counter()
+    src, out = Path(src), Path(out)
+    _check_arguments(src, out, labels, label_regex, split_ratios, force, activation, shard_size)
+    files = find_checkpoints(src, exclude=out)
+    if not files:
+        raise ValueError(f"{src}: no checkpoint files ({', '.join(sorted(CHECKPOINT_SUFFIXES))}) found")
+    relative = [path.relative_to(src).as_posix() for path in files]
+    if labels is not None:
+        table = read_label_csv(labels, relative)
+    elif label_regex is not None:
+        table = labels_from_regex(label_regex, relative)
+    else:
+        table = LabelTable()
+    splits = assign_splits(len(files), split_ratios, seed)
+    recipe = {
+        "command": "wsgraph convert",
+        "labels": None if labels is None else str(Path(labels).resolve()),
+        "label_regex": label_regex,
+        "split_ratios": list(split_ratios),
+        "seed": seed,
+        "skip_bad": skip_bad,
+        "activation": activation,
+    }
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".converting", dir=out.parent))
+    try:
+        writers: dict[tuple[int, int, int], _RootWriter] = {}
+        skipped: list[SkippedCheckpoint] = []
+        bar = tqdm(total=len(files), unit="ckpt", desc="convert", disable=not progress, dynamic_ncols=True)
+        with bar:
+            for number, (path, name) in enumerate(zip(files, relative)):
+                bar.update()
+                try:
+                    chain = read_network(path)
+                except READ_ERRORS as error:
+                    reason = _one_line(error).removeprefix(f"{path}: ")
+                    if not skip_bad:
+                        raise ValueError(f"{path}: {reason} (pass --skip-bad to convert the other files)") from None
+                    skipped.append(SkippedCheckpoint(name, reason))
+                    continue
+                spec = WeightSpaceSpec((chain.weights[0].size(1), *(w.size(0) for w in chain.weights)))
+                writer = writers.get(spec.signature)
+                if writer is None:
+                    writer = writers[spec.signature] = _RootWriter(staging / signature_name(spec.signature), shard_size)
+                network_activation = activation if activation is not None else chain.activation
+                writer.add(chain, spec, network_activation, table.target(name), int(splits[number]), number, name)
+        if not writers:
+            raise ValueError(f"{src}: none of the {len(files)} checkpoint files could be converted")
+        roots = [
+            writer.finish(table, recipe, src, skipped)
+            for _, writer in sorted(writers.items(), key=lambda item: item[0])
+        ]
+        final = _arrange(staging, roots, skipped, src, skip_bad)
+        _move_into_place(final, out)
+        if final != staging:
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for root in roots:
+        root.path = out if len(roots) == 1 else out / root.name
+    return ConversionReport(out, roots, skipped, len(files), time.perf_counter() - started)
+
+
+def find_checkpoints(src: Path, exclude: Path | None = None) -> list[Path]:
+    """Checkpoint files under ``src``, sorted by relative path; hidden names and ``exclude`` left out."""
+    excluded = exclude.resolve() if exclude is not None else None
+    found = []
+    for folder, subfolders, names in os.walk(src):
+        subfolders[:] = [
+            name
+            for name in subfolders
+            if not name.startswith(".") and (excluded is None or Path(folder, name).resolve() != excluded)
+        ]
+        found.extend(
+            Path(folder, name)
+            for name in names
+            if not name.startswith(".") and Path(name).suffix.lower() in CHECKPOINT_SUFFIXES
+        )
+    return sorted(found, key=lambda path: path.relative_to(src).as_posix())
+
+
+def read_network(path: Path) -> LinearChain:
+    """The MLP in one checkpoint, checked (finite values, chained shapes).
+
+    Raises:
+        CheckpointError: the file cannot be read.
+        NotAnMLPError: it holds no MLP, or NaN/inf values; the message names the file.
+    """
+    content = load_checkpoint(path)
+    try:
+        chain = from_module(content) if isinstance(content, nn.Module) else from_state_dict(content)
+        return validate(chain)
+    except NotAnMLPError as error:
+        raise NotAnMLPError(f"{path}: {error}") from None
+
+
+def signature_name(signature: tuple[int, int, int]) -> str:
+    """The folder name of a signature's dataset root, e.g. ``mlp-3layers-2in-1out``."""
+    num_layers, in_dim, out_dim = signature
+    return f"mlp-{num_layers}layers-{in_dim}in-{out_dim}out"
+
+
+def assign_splits(count: int, ratios: Sequence[float], seed: int) -> np.ndarray:
+    """Split codes (0 train, 1 val, 2 test) for ``count`` items: exact proportions, random order."""
+    train = round(ratios[0] * count)
+    val = min(round(ratios[1] * count), count - train)
+    codes = np.full(count, 2, dtype=np.uint8)
+    order = np.random.default_rng(seed).permutation(count)
+    codes[order[:train]] = 0
+    codes[order[train : train + val]] = 1
+    return codes
+
+
+def read_label_csv(path: str | os.PathLike, relative_paths: Sequence[str]) -> LabelTable:
+    """Read ``path,label[,label...]`` rows; every path must name one of ``relative_paths``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such labels file")
+    known = set(relative_paths)
+    raw: dict[str, list[str]] = {}
+    with path.open(newline="") as handle:
+        for line, row in enumerate(csv.reader(handle), start=1):
+            cells = [cell.strip() for cell in row]
+            if not any(cells) or cells[0].startswith("#"):
+                continue
+            if line == 1 and cells[0].lower() == "path":
+                continue
+            if len(cells) < 2:
+                raise ValueError(f"{path}, line {line}: expected 'path,label', got {','.join(cells)!r}")
+            name = PurePosixPath(cells[0].replace("\\", "/")).as_posix().removeprefix("./")
+            if name not in known:
+                raise ValueError(f"{path}, line {line}: {cells[0]!r} is not a checkpoint file in the source folder")
+            if name in raw:
+                raise ValueError(f"{path}, line {line}: a second label for {cells[0]!r}")
+            raw[name] = cells[1:]
+    if not raw:
+        raise ValueError(f"{path}: no labels")
+    return interpret_labels(raw, source=str(path))
+
+
+def labels_from_regex(pattern: str, relative_paths: Sequence[str]) -> LabelTable:
+    """Label each path by the one group of ``pattern`` (``re.search``); paths that do not match stay unlabeled."""
+    compiled = compile_label_regex(pattern)
+    raw = {}
+    for name in relative_paths:
+        match = compiled.search(name)
+        if match is not None and match.group(1) is not None:
+            raw[name] = [match.group(1)]
+    if not raw:
+        raise ValueError(f"label regex {pattern!r} matches none of the {len(relative_paths)} checkpoint paths")
+    return interpret_labels(raw, source=f"regex {pattern}")
+
+
+def compile_label_regex(pattern: str) -> re.Pattern:
+    """Compile a label regex, which must have exactly one group."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"label regex {pattern!r} does not compile: {error}") from None
+    if compiled.groups != 1:
+        raise ValueError(f"label regex {pattern!r} has {compiled.groups} groups; it needs exactly one")
+    return compiled
+
+
+def interpret_labels(raw: dict[str, list[str]], source: str | None = None) -> LabelTable:
+    """Decide what labels are: class numbers, regression targets or class names."""
+    widths = {len(cells) for cells in raw.values()}
+    if len(widths) > 1:
+        raise ValueError(f"{source}: rows have different numbers of labels ({sorted(widths)})")
+    num_targets = widths.pop()
+    integers = _parse_all(raw, int)
+    if num_targets == 1 and integers is not None:
+        negative = next((name for name, values in integers.items() if values[0] < 0), None)
+        if negative is not None:
+            raise ValueError(f"{source}: class label {integers[negative][0]} of {negative!r} is negative")
+        targets = {name: torch.tensor(values[0]) for name, values in integers.items()}
+        num_classes = max(values[0] for values in integers.values()) + 1
+        return LabelTable("classification", targets, 1, None, num_classes, source)
+    numbers = _parse_all(raw, float)
+    if numbers is not None and all(math.isfinite(v) for values in numbers.values() for v in values):
+        targets = {name: torch.tensor(values, dtype=torch.float32) for name, values in numbers.items()}
+        return LabelTable("regression", targets, num_targets, None, None, source)
+    if num_targets != 1:
+        raise ValueError(f"{source}: {num_targets} label columns must all be numbers (regression targets)")
+    class_names = sorted({values[0] for values in raw.values()})
+    number = {name: position for position, name in enumerate(class_names)}
+    targets = {name: torch.tensor(number[values[0]]) for name, values in raw.items()}
+    return LabelTable("classification", targets, 1, class_names, len(class_names), source)
+
+
+def _parse_all(raw: dict[str, list[str]], kind: type) -> dict[str, list] | None:
+    try:
+        return {name: [kind(cell) for cell in cells] for name, cells in raw.items()}
+    except ValueError:
+        return None
+
+
+class _ShardBuffer:
+    """Preallocated stacked tensors for networks of one architecture and dtype."""
+
+    def __init__(self, spec: WeightSpaceSpec, dtype: torch.dtype, capacity: int, target: Tensor) -> None:
+        self.spec = spec
+        self.count = 0
+        self.weights = [
+            torch.empty(capacity, *reversed(spec.weight_shape(layer)), dtype=dtype) for layer in spec.weight_layers
+        ]
+        self.biases = [torch.empty(capacity, spec.widths[layer], dtype=dtype) for layer in spec.weight_layers]
+        self.has_bias = torch.empty(capacity, spec.num_layers, dtype=torch.bool)
+        self.y = torch.empty(capacity, *target.shape, dtype=target.dtype)
+        self.split = torch.empty(capacity, dtype=torch.uint8)
+        self.index = torch.empty(capacity, dtype=torch.long)
+
+    @property
+    def full(self) -> bool:
+        return self.count == self.y.size(0)
+
+    def put(self, chain: LinearChain, target: Tensor, split: int, index: int) -> None:
+        row = self.count
+        for layer, (weight, bias) in enumerate(zip(chain.weights, chain.biases)):
+            self.weights[layer][row] = weight
+            self.has_bias[row, layer] = bias is not None
+            if bias is None:
+                self.biases[layer][row] = 0
+            else:
+                self.biases[layer][row] = bias
+        self.y[row] = target
+        self.split[row] = split
+        self.index[row] = index
+        self.count += 1
+
+    def take(self) -> Shard:
+        """The buffered networks as a shard (copies, so the file holds no unused rows); empties the buffer."""
+        n = self.count
+        extras = {} if bool(self.has_bias[:n].all()) else {"has_bias": self.has_bias[:n].clone()}
+        shard = Shard(
+            [w[:n].clone() for w in self.weights],
+            [b[:n].clone() for b in self.biases],
+            self.y[:n].clone(),
+            self.split[:n].clone(),
+            self.index[:n].clone(),
+            extras,
+        )
+        self.count = 0
+        return shard
+
+
+class _RootWriter:
+    """Accumulates the networks of one signature and writes them as one dataset root."""
+
+    def __init__(self, root: Path, shard_size: int) -> None:
+        self.root = root
+        self.shard_size = shard_size
+        self.buffers: dict[tuple[tuple[int, ...], torch.dtype], _ShardBuffer] = {}
+        self.shards_written = 0
+        self.signature: tuple[int, int, int] | None = None
+        self.architectures: Counter[str] = Counter()
+        self.activations: Counter[str] = Counter()
+        self.counts = Counter({name: 0 for name in SPLITS})
+        self.unlabeled = 0
+        self.paths: dict[str, str] = {}
+
+    def add(
+        self,
+        chain: LinearChain,
+        spec: WeightSpaceSpec,
+        activation: str,
+        target: Tensor,
+        split: int,
+        index: int,
+        name: str,
+    ) -> None:
+        dtype = chain.weights[0].dtype
+        key = (spec.widths, dtype)
+        buffer = self.buffers.get(key)
+        if buffer is None:
+            bytes_per_network = spec.num_params * dtype.itemsize
+            capacity = max(1, min(self.shard_size, SHARD_BYTES // bytes_per_network))
+            buffer = self.buffers[key] = _ShardBuffer(spec, dtype, capacity, target)
+        buffer.put(chain, target, split, index)
+        if buffer.full:
+            self._write(buffer)
+        self.signature = spec.signature
+        self.architectures[str(spec)] += 1
+        self.activations[activation] += 1
+        self.counts[SPLITS[split]] += 1
+        self.unlabeled += bool(_is_unlabeled(target))
+        self.paths[str(index)] = name
+
+    def _write(self, buffer: _ShardBuffer) -> None:
+        write_shard(self.root, self.shards_written, buffer.take())
+        self.shards_written += 1
+
+    def finish(
+        self, table: LabelTable, recipe: dict[str, Any], src: Path, skipped: list[SkippedCheckpoint]
+    ) -> ConvertedRoot:
+        for buffer in self.buffers.values():
+            if buffer.count:
+                self._write(buffer)
+        activations = dict(sorted(self.activations.items()))
+        meta: dict[str, Any] = {
+            "kind": "checkpoints",
+            "signature": list(self.signature),
+            "architectures": dict(sorted(self.architectures.items())),
+            "activation": next(iter(activations)) if len(activations) == 1 else UNKNOWN,
+            "activations": activations,
+            "counts": dict(self.counts),
+            "unlabeled": self.unlabeled,
+            "source": str(src.resolve()),
+            "recipe": recipe,
+        }
+        if len(self.architectures) == 1:
+            meta["widths"] = list(WeightSpaceSpec.parse(next(iter(self.architectures))).widths)
+        if table.task is not None:
+            meta.update(task=table.task, label_source=table.source)
+        if table.num_classes is not None:
+            meta["num_classes"] = table.num_classes
+        if table.class_names is not None:
+            meta["class_names"] = table.class_names
+        write_meta(self.root, meta)
+        _write_json(self.root / "checkpoints.json", {"source": str(src.resolve()), "paths": self.paths})
+        return ConvertedRoot(
+            self.root.name, self.root, self.signature, dict(self.counts), dict(sorted(self.architectures.items()))
+        )
+
+
+def _is_unlabeled(target: Tensor) -> bool:
+    if target.is_floating_point():
+        return bool(target.isnan().all())
+    return bool((target == UNLABELED_CLASS).all())
+
+
+def _arrange(
+    staging: Path, roots: list[ConvertedRoot], skipped: list[SkippedCheckpoint], src: Path, skip_bad: bool
+) -> Path:
+    """The folder to rename to OUT: the single root itself, or ``staging`` with the roots and ``index.json``."""
+    skipped_document = {"source": str(src.resolve()), "skipped": [vars(item) for item in skipped]}
+    if len(roots) == 1:
+        if skip_bad:
+            _write_json(roots[0].path / "skipped.json", skipped_document)
+        return roots[0].path
+    index = {
+        "format": "wsgraph-index",
+        "version": 1,
+        "source": str(src.resolve()),
+        "datasets": [
+            {
+                "name": root.name,
+                "signature": list(root.signature),
+                "networks": root.num_networks,
+                "counts": root.counts,
+                "architectures": root.architectures,
+            }
+            for root in roots
+        ],
+        "skipped": len(skipped),
+    }
+    _write_json(staging / "index.json", index)
+    if skip_bad:
+        _write_json(staging / "skipped.json", skipped_document)
+    return staging
+
+
+def _move_into_place(built: Path, out: Path) -> None:
+    if not out.exists():
+        os.replace(built, out)
+        return
+    if not any(out.iterdir()):
+        out.rmdir()
+        os.replace(built, out)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".replaced", dir=out.parent))
+    os.replace(out, retired / out.name)
+    os.replace(built, out)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def _check_arguments(
+    src: Path,
+    out: Path,
+    labels: str | os.PathLike | None,
+    label_regex: str | None,
+    split_ratios: Sequence[float],
+    force: bool,
+    activation: str | None,
+    shard_size: int,
+) -> None:
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: no such folder")
+    if not src.is_dir():
+        raise NotADirectoryError(f"{src}: not a folder")
+    if labels is not None and label_regex is not None:
+        raise ValueError("give labels as a CSV file or as a regex, not both")
+    if label_regex is not None:
+        compile_label_regex(label_regex)
+    check_split_ratios(split_ratios)
+    if activation is not None:
+        make_activation(activation)
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be positive, got {shard_size}")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise FileExistsError(f"{out}: exists and is not empty; pass --force to replace it")
+    if out.resolve() == src.resolve() or src.resolve().is_relative_to(out.resolve()):
+        raise ValueError(f"{out}: the output folder would replace the source folder {src}")
+
+
+def check_split_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
+    """Three non-negative fractions that sum to 1."""
+    ratios = tuple(float(r) for r in ratios)
+    if len(ratios) != 3 or any(not math.isfinite(r) or r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
+        raise ValueError(f"split ratios must be three non-negative fractions summing to 1, got {ratios}")
+    return ratios
+
+
+def _write_json(path: Path, document: Any) -> None:
+    text = json.dumps(document, indent=2) + "\n"
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]

@@ -28,6 +28,7 @@ from .weight_space_numerics import (
     invariant_dimension,
     orbit_linear_dimension,
     permutation_source,
+    single_threaded,
     weight_space_objects,
 )
 
@@ -46,6 +47,12 @@ WIDTH_ONE_ARCHITECTURES = [(2, 1, 3), (2, 1, 1, 2), (1, 1, 2, 1), (3, 1, 2, 2), 
 # A rank decision is trusted only when the smallest kept singular value exceeds the
 # tolerance by this factor (it is ~1e11 or more in practice).
 MIN_RANK_GAP = 1e6
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_threaded():
+    with single_threaded():
+        yield
 
 
 @pytest.mark.parametrize(("widths", "linear", "constant"), PUBLISHED_TABLE)

@@ -1,20 +1,32 @@
 """Layers and models on weight-space graphs: equivariant DWS layers, readouts, baselines."""
 
+from wsgraph.layers.blocks import WeightSpaceActivation, WeightSpaceDropout, WeightSpaceNorm
+from wsgraph.layers.conv import DWSConv
 from wsgraph.layers.dws import DWSLayer
 from wsgraph.layers.gnn_baselines import EdgeUpdate, WeightSpaceGNN, pna_degree_histogram
 from wsgraph.layers.mlp_baseline import FlatMLP, flatten_params
+from wsgraph.layers.models import DWSEditNet, DWSNet, DWSStack
 from wsgraph.layers.positional import EdgePositionalEncoding, NeuronPositionalEncoding
+from wsgraph.layers.readout import InvariantReadout
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout
 
 __all__ = [
+    "DWSConv",
+    "DWSEditNet",
     "DWSLayer",
+    "DWSNet",
+    "DWSStack",
     "EdgePositionalEncoding",
     "EdgeUpdate",
     "FlatMLP",
+    "InvariantReadout",
     "NeuronPositionalEncoding",
+    "WeightSpaceActivation",
+    "WeightSpaceDropout",
     "WeightSpaceFeatures",
     "WeightSpaceGNN",
     "WeightSpaceLayout",
+    "WeightSpaceNorm",
     "flatten_params",
     "pna_degree_histogram",
 ]

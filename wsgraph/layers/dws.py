@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from wsgraph.layers.objects import weight_space_objects
-from wsgraph.layers.ops import make_ops
+from wsgraph.layers.ops import make_ops, network_pools
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout
 
 BACKENDS = ("scatter", "dense")
@@ -146,13 +146,7 @@ class DWSLayer(nn.Module):
         hidden = range(1, num_layers)
         incoming = {k: ops.pooled_in(k) for k in hidden}
         outgoing = {k: ops.pooled_out(k) for k in hidden}
-        if num_layers == 1:
-            pooled = [ops.flat_weight(1), ops.flat_bias(1)]
-        else:
-            pooled = [ops.table_reduce(incoming[k], k) for k in hidden]
-            pooled.append(ops.table_reduce(outgoing[num_layers - 1], num_layers - 1))
-            pooled += [ops.table_reduce(ops.bias(k), k) for k in hidden]
-            pooled.append(ops.flat_bias(num_layers))
+        pooled = network_pools(ops, "mean", incoming, outgoing)
         sizes = [obj.fold * channels for obj in self.objects]
         per_graph = self.graph_lin(torch.cat(pooled, dim=-1)).split(sizes, dim=-1)
         graph_weight, graph_bias = per_graph[:num_layers], per_graph[num_layers:]

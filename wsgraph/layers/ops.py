@@ -42,11 +42,11 @@ class ScatterOps:
             rows, fold = layout.node_counts[1], layout.in_dim
             folded = weight.new_zeros(rows * fold, weight.size(-1)).index_copy(0, layout.first_fold, weight)
             return folded.view(rows, fold * weight.size(-1))
-        size = layout.node_counts[layer]
+        size, target = layout.node_counts[layer], layout.target[layer - 1]
         if reduce == "mean":
-            summed = scatter(weight, layout.target[layer - 1], dim=0, dim_size=size, reduce="sum")
+            summed = weight.new_zeros(size, weight.size(-1)).index_add_(0, target, weight)
             return summed * self._inverse_width(layer, layer - 1, weight)
-        return scatter(weight, layout.target[layer - 1], dim=0, dim_size=size, reduce=reduce)
+        return scatter(weight, target, dim=0, dim_size=size, reduce=reduce)
 
     def pooled_out(self, layer: int, reduce: str = "mean") -> Tensor:
         """``W_{layer+1}`` reduced over its target neurons, per source neuron (folded before the output)."""
@@ -64,16 +64,20 @@ class ScatterOps:
         return segment(table, self.layout.node_ptr[layer], reduce=reduce)
 
     def broadcast(self, per_graph: Tensor, layer: int) -> Tensor:
-        return per_graph[self.layout.node_graph[layer]]
+        return per_graph.index_select(0, self.layout.node_graph[layer])
 
     def combine_edges(self, layer: int, own: Tensor, at_source: Tensor, at_target: Tensor) -> Tensor:
         """``own[e] + at_source[src(e)] + at_target[dst(e)]`` for the edges of ``layer``."""
         layout = self.layout
-        return own + at_source[layout.source[layer - 1]] + at_target[layout.target[layer - 1]]
+        return (
+            own
+            + at_source.index_select(0, layout.source[layer - 1])
+            + at_target.index_select(0, layout.target[layer - 1])
+        )
 
     def unfold_first(self, table: Tensor) -> Tensor:
         channels = table.size(-1) // self.layout.in_dim
-        return table.reshape(-1, channels)[self.layout.first_fold]
+        return table.reshape(-1, channels).index_select(0, self.layout.first_fold)
 
     def unfold_last(self, table: Tensor) -> Tensor:
         return table.reshape(-1, table.size(-1) // self.layout.out_dim)
@@ -158,6 +162,32 @@ def _reduce(tensor: Tensor, dim: int, reduce: str) -> Tensor:
     if reduce == "max":
         return tensor.amax(dim)
     raise ValueError(f"unknown reduction {reduce!r}; choose from {REDUCTIONS}")
+
+
+def network_pools(
+    ops: ScatterOps | DenseOps,
+    reduce: str = "mean",
+    incoming: dict[int, Tensor] | None = None,
+    outgoing: dict[int, Tensor] | None = None,
+) -> list[Tensor]:
+    """Every object reduced over all its permuted neurons, ``[B, fold * C]`` each, in the
+    order ``W_1..W_M, b_1..b_M`` of :func:`~wsgraph.layers.objects.weight_space_objects`.
+
+    ``incoming``/``outgoing`` are the per-neuron tables of the hidden layers when the
+    caller has them already (reduced with the same ``reduce``).
+    """
+    num_layers = ops.num_layers
+    if num_layers == 1:
+        return [ops.flat_weight(1), ops.flat_bias(1)]
+    hidden = range(1, num_layers)
+    last = num_layers - 1
+    incoming = incoming if incoming is not None else {k: ops.pooled_in(k, reduce) for k in hidden}
+    last_outgoing = outgoing[last] if outgoing is not None else ops.pooled_out(last, reduce)
+    pools = [ops.table_reduce(incoming[k], k, reduce) for k in hidden]
+    pools.append(ops.table_reduce(last_outgoing, last, reduce))
+    pools += [ops.table_reduce(ops.bias(k), k, reduce) for k in hidden]
+    pools.append(ops.flat_bias(num_layers))
+    return pools
 
 
 def make_ops(backend: str, features: WeightSpaceFeatures, layout: WeightSpaceLayout) -> ScatterOps | DenseOps:

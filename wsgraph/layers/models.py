@@ -1,0 +1,220 @@
+"""DWSNet models: invariant predictors and equivariant weight editors built from DWS layers."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+from torch import Tensor, nn
+from torch_geometric.data import Data
+
+from wsgraph.layers.blocks import WeightSpaceActivation, WeightSpaceDropout, WeightSpaceNorm, residual
+from wsgraph.layers.dws import BACKENDS, DWSLayer
+from wsgraph.layers.readout import InvariantReadout
+from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout
+
+
+class DWSStack(nn.Module):
+    r"""``num_dws_layers`` DWS layers, each followed by normalisation, ReLU and dropout.
+
+    Args:
+        in_channels (int): input channels (1 for raw weights).
+        hidden_channels (int): channels of every layer's output.
+        num_dws_layers (int): how many DWS layers.
+        num_layers (int): the number :math:`M` of weight layers of the networks.
+        in_dim (int): the networks' input width :math:`d_0`.
+        out_dim (int): the networks' output width :math:`d_M`.
+        norm (str, optional): ``"layer"``, ``"batch"`` or ``None`` (see
+            :class:`~wsgraph.layers.blocks.WeightSpaceNorm`).
+        dropout (float): dropout probability after each layer.
+        backend (str): ``"scatter"`` or ``"dense"``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: int,
+        num_dws_layers: int,
+        num_layers: int,
+        in_dim: int,
+        out_dim: int,
+        norm: str | None = "layer",
+        dropout: float = 0.0,
+        backend: str = "scatter",
+    ) -> None:
+        super().__init__()
+        if num_dws_layers < 1:
+            raise ValueError(f"num_dws_layers must be at least 1, got {num_dws_layers}")
+        channels = [in_channels] + [hidden_channels] * num_dws_layers
+        self.convs = nn.ModuleList(
+            DWSLayer(c_in, c_out, num_layers, in_dim, out_dim, backend=backend)
+            for c_in, c_out in itertools.pairwise(channels)
+        )
+        self.norms = nn.ModuleList(
+            WeightSpaceNorm(hidden_channels, num_layers, norm) if norm else nn.Identity() for _ in self.convs
+        )
+        self.activation = WeightSpaceActivation(nn.ReLU())
+        self.dropout = WeightSpaceDropout(dropout)
+
+    def reset_parameters(self) -> None:
+        for conv in self.convs:
+            conv.reset_parameters(gain=2**0.5)
+        for norm in self.norms:
+            if isinstance(norm, WeightSpaceNorm):
+                norm.reset_parameters()
+
+    def forward(self, features: WeightSpaceFeatures, layout: WeightSpaceLayout) -> WeightSpaceFeatures:
+        for conv, norm in zip(self.convs, self.norms):
+            features = self.dropout(self.activation(norm(conv.forward_features(features, layout))))
+        return features
+
+
+class _BackendMixin:
+    def set_backend(self, backend: str) -> None:
+        """Run every DWS layer and readout with ``backend`` (``"scatter"`` or ``"dense"``)."""
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+        for module in self.modules():
+            if isinstance(module, (DWSLayer, InvariantReadout)):
+                module.backend = backend
+
+
+class DWSNet(_BackendMixin, nn.Module):
+    r"""DWSNet for classification and regression on networks (Navon et al., ICML 2023):
+    a stack of DWS layers, an invariant readout and an MLP head.
+
+    .. math::
+        \hat y = \mathrm{MLP}\big(\mathrm{readout}(\sigma(L_K \cdots \sigma(L_1(W, b))))\big)
+
+    The output is invariant to hidden-neuron permutations of the input networks.
+
+    Args:
+        num_layers (int): the number :math:`M` of weight layers of the networks.
+        in_dim (int): the networks' input width :math:`d_0`.
+        out_dim (int): the networks' output width :math:`d_M`.
+        out_features (int): classes (logits) or regression targets.
+        in_channels (int): channels of the input graphs (1 for raw weights).
+        hidden_channels (int): channels of the DWS layers.
+        num_dws_layers (int): how many DWS layers.
+        readout (str): ``"mean"``, ``"sum"`` or ``"max"``.
+        head_hidden (int): width of the MLP head's hidden layer.
+        norm (str, optional): per-object normalisation after each DWS layer.
+        dropout (float): dropout after each DWS layer and in the head.
+        backend (str): ``"scatter"`` or ``"dense"``.
+
+    Shapes:
+        - **input:** a batch of :math:`B` networks (``x`` :math:`(N, C_{in})`,
+          ``edge_attr`` :math:`(E, C_{in})`)
+        - **output:** :math:`(B, \text{out\_features})`
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        in_dim: int,
+        out_dim: int,
+        out_features: int,
+        in_channels: int = 1,
+        hidden_channels: int = 32,
+        num_dws_layers: int = 4,
+        readout: str = "mean",
+        head_hidden: int = 128,
+        norm: str | None = "layer",
+        dropout: float = 0.0,
+        backend: str = "scatter",
+    ) -> None:
+        super().__init__()
+        self.num_layers, self.in_dim, self.out_dim = num_layers, in_dim, out_dim
+        self.out_features = out_features
+        self.stack = DWSStack(
+            in_channels, hidden_channels, num_dws_layers, num_layers, in_dim, out_dim, norm, dropout, backend
+        )
+        self.readout = InvariantReadout(hidden_channels, num_layers, in_dim, out_dim, readout, backend)
+        self.head = nn.Sequential(
+            nn.Linear(self.readout.out_features, head_hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(head_hidden, out_features),
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.stack.reset_parameters()
+        for module in self.head:
+            if isinstance(module, nn.Linear):
+                module.reset_parameters()
+
+    def forward(self, data: Data) -> Tensor:
+        layout = WeightSpaceLayout.of(data)
+        features = self.stack(layout.split(data.x, data.edge_attr), layout)
+        return self.head(self.readout.forward_features(features, layout))
+
+    def extra_repr(self) -> str:
+        return f"num_layers={self.num_layers}, in_dim={self.in_dim}, out_dim={self.out_dim}, out_features={self.out_features}"
+
+
+class DWSEditNet(_BackendMixin, nn.Module):
+    r"""An equivariant weight editor: maps networks to networks of the same architecture,
+    e.g. to change what an implicit neural representation shows (INR dilation).
+
+    .. math::
+        (W', b') = (W, b) + \alpha \, L_{out}(\mathrm{DWSStack}(W, b))
+
+    with :math:`\alpha = 1` when ``residual`` (otherwise the input is not added). The last
+    layer starts small (gain ``0.1``) so a residual editor starts near the identity.
+
+    Args:
+        num_layers (int): the number :math:`M` of weight layers of the networks.
+        in_dim (int): the networks' input width :math:`d_0`.
+        out_dim (int): the networks' output width :math:`d_M`.
+        in_channels (int): channels of the input (and output) graphs.
+        hidden_channels (int): channels of the hidden DWS layers.
+        num_dws_layers (int): hidden DWS layers before the output layer.
+        residual (bool): add the input weights to the predicted update.
+        norm (str, optional): per-object normalisation after each hidden layer.
+        dropout (float): dropout after each hidden layer.
+        backend (str): ``"scatter"`` or ``"dense"``.
+
+    Shapes:
+        - **input:** a graph or batch with ``x`` :math:`(N, C_{in})`, ``edge_attr`` :math:`(E, C_{in})`
+        - **output:** the same structure with edited ``x`` and ``edge_attr`` (:math:`C_{in}`
+          channels; input neurons keep zero rows)
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        in_dim: int,
+        out_dim: int,
+        in_channels: int = 1,
+        hidden_channels: int = 32,
+        num_dws_layers: int = 4,
+        residual: bool = True,
+        norm: str | None = "layer",
+        dropout: float = 0.0,
+        backend: str = "scatter",
+    ) -> None:
+        super().__init__()
+        self.num_layers, self.in_dim, self.out_dim = num_layers, in_dim, out_dim
+        self.residual = residual
+        self.stack = DWSStack(
+            in_channels, hidden_channels, num_dws_layers, num_layers, in_dim, out_dim, norm, dropout, backend
+        )
+        self.output = DWSLayer(hidden_channels, in_channels, num_layers, in_dim, out_dim, backend=backend)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.stack.reset_parameters()
+        self.output.reset_parameters(gain=0.1)
+
+    def forward(self, data: Data) -> Data:
+        layout = WeightSpaceLayout.of(data)
+        inputs = layout.split(data.x, data.edge_attr)
+        update = self.output.forward_features(self.stack(inputs, layout), layout)
+        edited = residual(inputs, update) if self.residual else update
+        out = copy.copy(data)
+        out.x, out.edge_attr = layout.merge(edited)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"num_layers={self.num_layers}, in_dim={self.in_dim}, out_dim={self.out_dim}, residual={self.residual}"

@@ -1,0 +1,241 @@
+import os
+from itertools import pairwise
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+from torch_geometric.loader import DataLoader
+
+from wsgraph import graph_to_params, mlp_to_graph
+from wsgraph.datasets.dataset import WeightSpaceDataset
+from wsgraph.datasets.store import SPLITS, Shard, shard_paths, write_meta, write_shard
+from wsgraph.transforms import FirstLayerScale
+
+ACTIVATION = "sine(30.0)"
+
+
+def random_shard(widths, count, seed, regression=False, first_index=0):
+    """SIREN-like stacked weights with labels, a random split and a PSNR per network."""
+    generator = torch.Generator().manual_seed(seed)
+    weights = [torch.randn(count, d_out, d_in, generator=generator) / d_in for d_in, d_out in pairwise(widths)]
+    biases = [torch.randn(count, d_out, generator=generator) * 0.1 + layer for layer, d_out in enumerate(widths[1:])]
+    if regression:
+        y = torch.rand(count, 2, generator=generator) * 10
+    else:
+        y = torch.randint(0, 10, (count,), generator=generator)
+    split = torch.randint(0, 3, (count,), generator=generator).to(torch.uint8)
+    index = torch.arange(first_index, first_index + count)
+    psnr = torch.rand(count, generator=generator) * 10 + 20
+    return Shard(weights, biases, y, split, index, {"psnr": psnr})
+
+
+def write_store(root, shards, **meta):
+    for number, shard in enumerate(shards):
+        write_shard(root, number, shard)
+    write_meta(root, {"kind": "inr", "task": "classification", "num_classes": 10, "activation": ACTIVATION, **meta})
+    return shards
+
+
+def two_shards():
+    """Two shards of one signature and different hidden widths."""
+    return [random_shard((2, 8, 8, 1), 40, seed=0), random_shard((2, 5, 8, 1), 25, seed=1, first_index=40)]
+
+
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory):
+    """A store that tests only read (it is processed once for the module)."""
+    root = tmp_path_factory.mktemp("store")
+    return root, write_store(root, two_shards())
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A store of the same networks that a test may change."""
+    return tmp_path, write_store(tmp_path, two_shards())
+
+
+@pytest.fixture(scope="module")
+def expected(shared_store):
+    """``mlp_to_graph`` of every stored network, in the dataset's order (train, val, test)."""
+    _, shards = shared_store
+    return [
+        stored_graph(shard, n)
+        for code in range(len(SPLITS))
+        for shard in shards
+        for n in (shard.split == code).nonzero().view(-1).tolist()
+    ]
+
+
+def stored_graph(shard, n):
+    pairs = [(w[n], b[n]) for w, b in zip(shard.weights, shard.biases)]
+    graph = mlp_to_graph(pairs, activation=ACTIVATION, y=shard.y[n])
+    graph.source_id = shard.index[n : n + 1]
+    graph.split = shard.split[n : n + 1].long()
+    graph.psnr = shard.extras["psnr"][n : n + 1]
+    return graph
+
+
+def assert_graphs_equal(actual, expected):
+    assert set(actual.keys()) == set(expected.keys())
+    for key, value in expected:
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(actual[key], value), key
+        else:
+            assert actual[key] == value, key
+
+
+@pytest.mark.parametrize("split", [None, *SPLITS])
+def test_items_equal_mlp_to_graph_of_the_stored_networks(shared_store, expected, split):
+    root, _ = shared_store
+    dataset = WeightSpaceDataset(root, split=split)
+    if split is not None:
+        expected = [graph for graph in expected if int(graph.split) == SPLITS.index(split)]
+    assert len(dataset) == len(expected)
+    for position, graph in enumerate(expected):
+        assert_graphs_equal(dataset[position], graph)
+
+
+def test_split_counts_add_up(shared_store):
+    root, shards = shared_store
+    counts = {name: len(WeightSpaceDataset(root, split=name)) for name in SPLITS}
+    for code, name in enumerate(SPLITS):
+        assert counts[name] == sum(int((shard.split == code).sum()) for shard in shards)
+        assert counts[name] > 0
+    assert len(WeightSpaceDataset(root)) == sum(counts.values()) == 65
+
+
+def test_dataloader_batches_equal_batched_graphs(shared_store, expected):
+    dataset = WeightSpaceDataset(shared_store[0])
+    batches = list(DataLoader(dataset, batch_size=16))
+    assert [batch.num_graphs for batch in batches] == [16, 16, 16, 16, 1]
+    reference = Batch.from_data_list(expected[16:32])
+    for key, value in reference:
+        assert torch.equal(batches[1][key], value) if isinstance(value, torch.Tensor) else batches[1][key] == value
+    params = graph_to_params(batches[1])
+    assert all(
+        torch.equal(w, e) for net, ref in zip(params, graph_to_params(reference)) for (w, _), (e, _) in zip(net, ref)
+    )
+
+
+def test_slicing_and_index_selection(shared_store, expected):
+    dataset = WeightSpaceDataset(shared_store[0])
+    subset = dataset[3:7]
+    assert len(subset) == 4
+    assert_graphs_equal(subset[2], expected[5])
+    picked = dataset[torch.tensor([10, 2])]
+    assert_graphs_equal(picked[0], expected[10])
+    assert_graphs_equal(dataset[-1], expected[-1])
+    assert torch.equal(dataset.y, torch.stack([graph.y[0] for graph in expected]))
+
+
+def train_statistics(shards):
+    means, stds = [], []
+    for values in (
+        [torch.cat([s.weights[layer][s.split == 0].flatten() for s in shards]) for layer in range(3)],
+        [torch.cat([s.biases[layer][s.split == 0].flatten() for s in shards]) for layer in range(3)],
+    ):
+        means.append(torch.stack([v.double().mean() for v in values]).float())
+        stds.append(torch.stack([v.double().std(correction=0) for v in values]).float())
+    return means, stds
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_normalisation_statistics_come_from_the_train_split(shared_store, split):
+    root, shards = shared_store
+    dataset = WeightSpaceDataset(root, split=split)
+    (weight_mean, bias_mean), (weight_std, bias_std) = train_statistics(shards)
+    stats = dataset.statistics
+    torch.testing.assert_close(stats.weight_mean, weight_mean, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(stats.weight_std, weight_std, rtol=1e-5, atol=0)
+    torch.testing.assert_close(stats.bias_mean, bias_mean, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(stats.bias_std, bias_std, rtol=1e-5, atol=0)
+    everything = train_statistics([Shard(s.weights, s.biases, s.y, torch.zeros_like(s.split), s.index) for s in shards])
+    assert not torch.allclose(stats.bias_mean, everything[0][1], rtol=1e-3, atol=0)
+
+
+def test_normalize_applies_the_train_statistics_and_inverts(shared_store):
+    root, _ = shared_store
+    raw = WeightSpaceDataset(root, split="val")
+    normalized = WeightSpaceDataset(root, split="val", normalize=True)
+    item = normalized[4]
+    expected = raw.normalization(raw[4])
+    assert torch.equal(item.edge_attr, expected.edge_attr) and torch.equal(item.x, expected.x)
+    restored = raw.normalization.inverse(item)
+    torch.testing.assert_close(restored.edge_attr, raw[4].edge_attr, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(restored.x, raw[4].x, rtol=1e-6, atol=1e-6)
+
+
+def test_metadata(shared_store):
+    root, _ = shared_store
+    dataset = WeightSpaceDataset(root, split="train")
+    assert dataset.meta["kind"] == "inr"
+    assert dataset.task == "classification" and dataset.num_classes == 10
+    assert dataset.signature == (3, 2, 1)
+    assert [str(spec) for spec in dataset.architectures] == ["2-5-8-1", "2-8-8-1"]
+    with pytest.raises(ValueError, match="several architectures"):
+        _ = dataset.widths
+    assert repr(dataset) == f"WeightSpaceDataset({len(dataset)}, split='train')"
+
+
+def test_regression_targets_and_single_architecture(tmp_path):
+    shards = write_store(tmp_path, [random_shard((1, 6, 6, 1), 12, seed=3, regression=True)], task="regression")
+    dataset = WeightSpaceDataset(tmp_path)
+    assert dataset.widths == (1, 6, 6, 1)
+    assert dataset.num_classes == 2
+    assert dataset[0].y.shape == (1, 2)
+    first_train = int((shards[0].split == 0).nonzero()[0])
+    assert_graphs_equal(dataset[0], stored_graph(shards[0], first_train))
+
+
+def process_counter(monkeypatch):
+    calls = []
+    original = WeightSpaceDataset.process
+
+    def counting(self):
+        calls.append(self.root)
+        original(self)
+
+    monkeypatch.setattr(WeightSpaceDataset, "process", counting)
+    return calls
+
+
+def test_processed_cache_is_reused_and_rebuilt_when_raw_data_changes(store, monkeypatch):
+    root, _ = store
+    calls = process_counter(monkeypatch)
+    WeightSpaceDataset(root)
+    WeightSpaceDataset(root, split="val")
+    assert len(calls) == 1
+    WeightSpaceDataset(root, force_reload=True)
+    assert len(calls) == 2
+    added = random_shard((2, 8, 8, 1), 5, seed=9, first_index=100)
+    write_shard(root, 2, added)
+    dataset = WeightSpaceDataset(root)
+    assert len(calls) == 3 and len(dataset) == 70
+    rewritten = random_shard((2, 8, 8, 1), 5, seed=10, first_index=100)
+    write_shard(root, 2, rewritten)
+    os.utime(shard_paths(root)[2], ns=(1, 1))
+    dataset = WeightSpaceDataset(root)
+    assert len(calls) == 4 and len(dataset) == 70
+    assert bool(torch.isin(rewritten.extras["psnr"], dataset.psnr).all())
+    processed = sorted(name for name in os.listdir(root / "processed") if name.endswith(".pt") and "-" in name)
+    assert len(processed) == 4, "stale processed files must be removed"
+
+
+def test_pre_transform_is_applied_once_per_shard(store, expected):
+    root, _ = store
+    dataset = WeightSpaceDataset(root, pre_transform=FirstLayerScale(2.0, 2.0))
+    plain = expected[0]
+    first = plain.edge_layer == 1
+    assert torch.equal(dataset[0].edge_attr[first], plain.edge_attr[first] * 2)
+    assert torch.equal(dataset[0].edge_attr[~first], plain.edge_attr[~first])
+
+
+def test_bad_roots_and_arguments(tmp_path, store):
+    with pytest.raises(FileNotFoundError, match=r"no meta\.json"):
+        WeightSpaceDataset(tmp_path / "missing")
+    root, _ = store
+    with pytest.raises(ValueError, match="unknown split 'training'"):
+        WeightSpaceDataset(root, split="training")
+    write_shard(root, 5, random_shard((2, 8, 3), 4, seed=4))
+    with pytest.raises(ValueError, match=r"shard-00005.pt: networks of signature .* \(2, 2, 3\)"):
+        WeightSpaceDataset(root)

@@ -1,0 +1,239 @@
+import json
+import math
+
+import pytest
+import torch
+from mlp_helpers import build_mlp, linear_params
+from torch import nn
+
+from wsgraph import graph_to_params
+from wsgraph.datasets.checkpoints import assign_splits, convert_checkpoints
+from wsgraph.datasets.dataset import WeightSpaceDataset
+from wsgraph.datasets.store import read_meta, read_shard, shard_paths
+
+BAD_FILES = ("bad/conv.pt", "bad/corrupt.pt", "bad/empty.pth", "bad/nan.pt")
+
+
+def save_good(src, count=6):
+    """State_dicts ``cat/<i>.pt`` / ``dog/<i>.pt`` of 2-h-1 MLPs (two hidden widths) and a saved tanh module."""
+    networks = {}
+    for number in range(count):
+        network = build_mlp((2, 4 + number % 2, 1), seed=number)
+        name = f"{'cat' if number % 2 else 'dog'}/net{number}.pt"
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(network.state_dict(), src / name)
+        networks[name] = network
+    module = build_mlp((2, 3, 1), activation=nn.Tanh, seed=99)
+    (src / "modules").mkdir()
+    torch.save(module, src / "modules" / "tanh.pth")
+    networks["modules/tanh.pth"] = module
+    return networks
+
+
+def save_bad(src):
+    (src / "bad").mkdir()
+    torch.save(nn.Conv2d(1, 2, 3).state_dict(), src / "bad/conv.pt")
+    (src / "bad/corrupt.pt").write_bytes(b"\x80\x04not a checkpoint at all")
+    (src / "bad/empty.pth").write_bytes(b"")
+    nan = build_mlp((2, 4, 1), seed=5).state_dict()
+    nan["0.weight"][0, 0] = math.nan
+    torch.save(nan, src / "bad/nan.pt")
+
+
+@pytest.fixture
+def good_folder(tmp_path):
+    src = tmp_path / "checkpoints"
+    src.mkdir()
+    return src, save_good(src)
+
+
+@pytest.fixture
+def mixed_folder(good_folder):
+    save_bad(good_folder[0])
+    return good_folder
+
+
+def converted_networks(root):
+    """``{relative path: (widths, params, y)}`` of every network in a converted root."""
+    paths = json.loads((root / "checkpoints.json").read_text())["paths"]
+    dataset = WeightSpaceDataset(root, log=False)
+    return {
+        paths[str(int(graph.source_id))]: (tuple(graph.layer_widths[0].tolist()), graph_to_params(graph), graph.y)
+        for graph in dataset
+    }
+
+
+def test_converts_state_dicts_and_saved_modules_exactly(good_folder, tmp_path):
+    src, networks = good_folder
+    report = convert_checkpoints(src, tmp_path / "out", progress=False)
+    assert report.num_networks == len(networks) == report.num_files and not report.skipped
+    converted = converted_networks(tmp_path / "out")
+    assert set(converted) == set(networks)
+    for name, network in networks.items():
+        _, params, y = converted[name]
+        for (weight, bias), (expected_weight, expected_bias) in zip(params, linear_params(network)):
+            assert torch.equal(weight, expected_weight) and torch.equal(bias, expected_bias)
+        assert int(y) == -1
+    meta = read_meta(tmp_path / "out")
+    assert meta["kind"] == "checkpoints" and "task" not in meta
+    assert meta["architectures"] == {"2-3-1": 1, "2-4-1": 3, "2-5-1": 3}
+    assert meta["activations"] == {"tanh": 1, "unknown": 6} and meta["activation"] == "unknown"
+    dataset = WeightSpaceDataset(tmp_path / "out", log=False)
+    assert dataset.signature == (2, 2, 1) and len(dataset.architectures) == 3
+
+
+def test_default_mode_stops_at_the_first_bad_file_and_leaves_nothing(mixed_folder, tmp_path):
+    src, _ = mixed_folder
+    before = sorted(path.name for path in tmp_path.iterdir())
+    with pytest.raises(ValueError, match=r"bad/conv\.pt: .*weight has shape \(2, 1, 3, 3\).*--skip-bad"):
+        convert_checkpoints(src, tmp_path / "out", progress=False)
+    assert sorted(path.name for path in tmp_path.iterdir()) == before
+
+
+def test_skip_bad_converts_the_rest_and_lists_each_bad_file_with_its_reason(mixed_folder, tmp_path):
+    src, networks = mixed_folder
+    report = convert_checkpoints(src, tmp_path / "out", skip_bad=True, progress=False)
+    assert report.num_networks == len(networks)
+    reasons = {item.path: item.reason for item in report.skipped}
+    assert tuple(sorted(reasons)) == BAD_FILES
+    assert "2-D" in reasons["bad/conv.pt"]
+    assert "corrupt" in reasons["bad/corrupt.pt"] and "corrupt" in reasons["bad/empty.pth"]
+    assert "NaN" in reasons["bad/nan.pt"]
+    written = json.loads((tmp_path / "out" / "skipped.json").read_text())["skipped"]
+    assert {item["path"]: item["reason"] for item in written} == reasons
+    assert set(converted_networks(tmp_path / "out")) == set(networks)
+
+
+def test_labels_from_csv_class_names_and_unlabeled(good_folder, tmp_path):
+    src, networks = good_folder
+    rows = ["path,label"] + [f"{name},{name.split('/')[0]}" for name in networks if name.endswith(".pt")]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    convert_checkpoints(src, tmp_path / "out", labels=tmp_path / "labels.csv", progress=False)
+    meta = read_meta(tmp_path / "out")
+    assert meta["task"] == "classification" and meta["class_names"] == ["cat", "dog"] and meta["num_classes"] == 2
+    assert meta["unlabeled"] == 1
+    for name, (_, _, y) in converted_networks(tmp_path / "out").items():
+        expected = {"cat": 0, "dog": 1}.get(name.split("/")[0], -1)
+        assert y.tolist() == [expected]
+
+
+def test_numeric_csv_labels_are_regression_targets(good_folder, tmp_path):
+    src, networks = good_folder
+    names = sorted(networks)
+    rows = [f"./{name},{position * 0.5},{-position}" for position, name in enumerate(names[:-1])]
+    (tmp_path / "targets.csv").write_text("\n".join(rows))
+    convert_checkpoints(src, tmp_path / "out", labels=tmp_path / "targets.csv", progress=False)
+    converted = converted_networks(tmp_path / "out")
+    for position, name in enumerate(names[:-1]):
+        assert converted[name][2].tolist() == [[position * 0.5, -position]]
+    assert all(math.isnan(value) for value in converted[names[-1]][2].flatten().tolist())
+    assert WeightSpaceDataset(tmp_path / "out", log=False).num_classes == 2
+
+
+def test_labels_from_a_regex_on_the_path(good_folder, tmp_path):
+    src, _ = good_folder
+    convert_checkpoints(src, tmp_path / "out", label_regex=r"net(\d)\.pt$", progress=False)
+    converted = converted_networks(tmp_path / "out")
+    assert converted["dog/net4.pt"][2].tolist() == [4]
+    assert converted["modules/tanh.pth"][2].tolist() == [-1]
+    assert read_meta(tmp_path / "out")["num_classes"] == 6
+
+
+@pytest.mark.parametrize(
+    ("csv_text", "message"),
+    [
+        ("dog/net0.pt,1\nmissing.pt,2\n", r"line 2: 'missing\.pt' is not a checkpoint file"),
+        ("dog/net0.pt,1\ndog/net0.pt,2\n", "a second label"),
+        ("dog/net0.pt\n", "expected 'path,label'"),
+        ("dog/net0.pt,-3\n", "negative"),
+    ],
+)
+def test_bad_label_files_are_reported_by_line(good_folder, tmp_path, csv_text, message):
+    (tmp_path / "labels.csv").write_text(csv_text)
+    with pytest.raises(ValueError, match=message):
+        convert_checkpoints(good_folder[0], tmp_path / "out", labels=tmp_path / "labels.csv", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_several_signatures_get_one_root_each_and_an_index(good_folder, tmp_path):
+    src, _ = good_folder
+    torch.save(build_mlp((3, 4, 4, 2), seed=1).state_dict(), src / "deep.pt")
+    report = convert_checkpoints(src, tmp_path / "out", progress=False)
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    names = [entry["name"] for entry in index["datasets"]]
+    assert names == ["mlp-2layers-2in-1out", "mlp-3layers-3in-2out"]
+    assert [entry["networks"] for entry in index["datasets"]] == [7, 1]
+    assert [root.path for root in report.roots] == [tmp_path / "out" / name for name in names]
+    assert WeightSpaceDataset(tmp_path / "out" / names[1], log=False).widths == (3, 4, 4, 2)
+
+
+def test_networks_without_biases_keep_has_bias(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    networks = [build_mlp((2, 4, 1), bias=[True, False], seed=0), build_mlp((2, 4, 1), seed=1)]
+    for number, network in enumerate(networks):
+        torch.save(network.state_dict(), src / f"{number}.pt")
+    convert_checkpoints(src, tmp_path / "out", split_ratios=(1, 0, 0), progress=False)
+    dataset = WeightSpaceDataset(tmp_path / "out", log=False)
+    assert dataset[0].has_bias.tolist() == [[True, False]]
+    assert graph_to_params(dataset[0])[1][1] is None
+    assert dataset[1].has_bias.tolist() == [[True, True]]
+
+
+def test_streams_into_bounded_shards_deterministically(good_folder, tmp_path):
+    src, _ = good_folder
+    for run in ("a", "b"):
+        convert_checkpoints(src, tmp_path / run, shard_size=2, seed=3, progress=False)
+    shards_a, shards_b = shard_paths(tmp_path / "a"), shard_paths(tmp_path / "b")
+    assert len(shards_a) == len(shards_b) == 5  # 3 + 3 + 1 networks of three architectures
+    for path_a, path_b in zip(shards_a, shards_b):
+        a, b = read_shard(path_a), read_shard(path_b)
+        assert len(a) <= 2
+        fields_a, fields_b = [*a.weights, a.y, a.split, a.index], [*b.weights, b.y, b.split, b.index]
+        assert all(torch.equal(x, y) for x, y in zip(fields_a, fields_b))
+
+
+def test_split_assignment_has_exact_proportions():
+    codes = assign_splits(1000, (0.7, 0.2, 0.1), seed=0)
+    assert [int((codes == code).sum()) for code in range(3)] == [700, 200, 100]
+    assert not (codes[:700] == 0).all(), "the split must be drawn at random, not by position"
+    assert (assign_splits(1000, (0.7, 0.2, 0.1), seed=0) == codes).all()
+
+
+def test_existing_output_is_refused_unless_forced(good_folder, tmp_path):
+    src, networks = good_folder
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not empty; pass --force"):
+        convert_checkpoints(src, out, progress=False)
+    assert (out / "keep.txt").read_text() == "mine"
+    convert_checkpoints(src, out, force=True, progress=False)
+    assert not (out / "keep.txt").exists() and len(WeightSpaceDataset(out, log=False)) == len(networks)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoints", "out"]
+
+
+def test_output_inside_the_source_folder_is_not_read_back(good_folder):
+    src, networks = good_folder
+    convert_checkpoints(src, src / "dataset", progress=False)
+    report = convert_checkpoints(src, src / "dataset", force=True, progress=False)
+    assert report.num_files == len(networks)
+
+
+def test_safetensors_files(tmp_path):
+    safetensors = pytest.importorskip("safetensors.torch")
+    src = tmp_path / "src"
+    src.mkdir()
+    network = build_mlp((2, 4, 1), seed=0)
+    safetensors.save_file(network.state_dict(), src / "net.safetensors")
+    convert_checkpoints(src, tmp_path / "out", progress=False)
+    ((_, params, _),) = converted_networks(tmp_path / "out").values()
+    assert all(torch.equal(w, e) for (w, _), (e, _) in zip(params, linear_params(network)))
+
+
+def test_missing_source_and_empty_source(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        convert_checkpoints(tmp_path / "nowhere", tmp_path / "out", progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no checkpoint files"):
+        convert_checkpoints(tmp_path / "empty", tmp_path / "out", progress=False)

@@ -239,3 +239,17 @@ def test_bad_roots_and_arguments(tmp_path, store):
     write_shard(root, 5, random_shard((2, 8, 3), 4, seed=4))
     with pytest.raises(ValueError, match=r"shard-00005.pt: networks of signature .* \(2, 2, 3\)"):
         WeightSpaceDataset(root)
+
+
+def test_normalize_needs_a_train_split(tmp_path):
+    shard = random_shard((2, 4, 1), 6, seed=2)
+    write_store(
+        tmp_path, [Shard(shard.weights, shard.biases, shard.y, torch.full((6,), 2, dtype=torch.uint8), shard.index)]
+    )
+    dataset = WeightSpaceDataset(tmp_path)
+    assert len(dataset) == len(WeightSpaceDataset(tmp_path, split="test")) == 6
+    assert len(WeightSpaceDataset(tmp_path, split="train")) == 0
+    with pytest.raises(ValueError, match="no networks in the train split"):
+        _ = dataset.normalization
+    with pytest.raises(ValueError, match="normalize=True needs networks in the train split"):
+        WeightSpaceDataset(tmp_path, normalize=True)

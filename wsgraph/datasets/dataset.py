@@ -227,6 +227,9 @@ class WeightSpaceDataset(InMemoryDataset):
         self._architectures = [WeightSpaceSpec(tuple(row)) for row in summary["architectures"].tolist()]
         statistics = {key: value for key, value in summary.items() if key != "architectures"}
         self._statistics = LayerStatistics(**statistics) if statistics else None
+        self._normalization: NormalizeWeights | None = None
+        if self.normalize and self._statistics is None:
+            raise ValueError(f"{self.root}: normalize=True needs networks in the train split, whose statistics it uses")
 
     def get(self, idx: int) -> WeightSpaceGraph:
         if self.slices is self._compact_slices:
@@ -254,7 +257,9 @@ class WeightSpaceDataset(InMemoryDataset):
     @property
     def normalization(self) -> NormalizeWeights:
         """The transform that standardises each layer with :attr:`statistics` (it has an exact ``inverse``)."""
-        return NormalizeWeights(self.statistics)
+        if self._normalization is None:
+            self._normalization = NormalizeWeights(self.statistics)
+        return self._normalization
 
     @property
     def task(self) -> str | None:

@@ -9,11 +9,13 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from wsgraph.layers.objects import weight_space_objects
+from wsgraph.layers.objects import WeightSpaceObject, weight_space_objects
 from wsgraph.layers.ops import make_ops, network_pools
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout
 
 BACKENDS = ("scatter", "dense")
+# Share of an output's initial variance given to the term mapping each object to itself.
+SELF_VARIANCE = 0.75
 
 
 class DWSLayer(nn.Module):
@@ -48,10 +50,14 @@ class DWSLayer(nn.Module):
     The span of these maps is exactly the space of equivariant affine maps (checked in
     the tests by null-space dimension).
 
-    Initialisation: every output object sums :math:`n_Y` terms; each term that copies an
-    object to itself ("self" term) gets variance :math:`1 / \text{fan-in}`, and the
-    remaining pooled terms share a variance budget of :math:`1/4`, so a deep stack keeps
-    the scale of its activations (shown in the tests).
+    Initialisation: each output object is a sum of terms. The term that maps an object
+    to itself entry by entry (the edge term of a middle weight, the node term of a bias
+    or of a folded first/last weight) gets weights of variance :math:`\tfrac34 / \text{fan-in}`;
+    all pooled terms share the remaining :math:`\tfrac14`. A pooled mean has at most the
+    second moment of the entries it averages, so each output's second moment stays
+    between :math:`\tfrac34` and :math:`1` times its input's (times ``gain``\ :sup:`2`;
+    use :math:`\sqrt 2` before a ReLU), and a deep stack keeps the scale of its
+    activations (shown in the tests).
 
     Args:
         in_channels (int): channels :math:`C_{in}` of the input weights and biases.
@@ -109,26 +115,30 @@ class DWSLayer(nn.Module):
         for k, lin in enumerate(self.node_lins, start=1):
             self._init_node_lin(lin, k, gain)
         for lin in self.edge_lins:
-            nn.init.normal_(lin.weight, std=gain / math.sqrt(self.in_channels))
+            nn.init.normal_(lin.weight, std=gain * math.sqrt(SELF_VARIANCE / self.in_channels))
 
     def _init_graph_lin(self, gain: float) -> None:
         folds = [obj.fold for obj in self.objects]
         is_self = [[x is y and not y.permuted for x in self.objects] for y in self.objects]
-        _init_blocks(self.graph_lin.weight, folds, folds, is_self, self.in_channels, self.out_channels, gain)
+        sharers = [_pooled_term_sources(obj) for obj in self.objects]
+        _init_blocks(self.graph_lin.weight, folds, is_self, sharers, self.in_channels, self.out_channels, gain)
         nn.init.zeros_(self.graph_lin.bias)
 
     def _init_node_lin(self, lin: nn.Linear, layer: int, gain: float) -> None:
-        folds = list(self._node_folds(layer))
         # Rows/columns: the bias b_k, then W_k (incoming), then W_{k+1} (outgoing). The
         # incoming block copies W_1 to itself when it is folded (layer 1), the outgoing
         # block W_M when it is folded (layer M-1); middle weights' self term is an edge term.
+        by_name = {obj.name: obj for obj in self.objects}
+        row_objects = [by_name[f"b{layer}"], by_name[f"W{layer}"], by_name[f"W{layer + 1}"]]
         self_pairs = {(0, 0)}
         if layer == 1:
             self_pairs.add((1, 1))
         if layer + 1 == self.num_layers:
             self_pairs.add((2, 2))
         is_self = [[(row, col) in self_pairs for col in range(3)] for row in range(3)]
-        _init_blocks(lin.weight, folds, folds, is_self, self.in_channels, self.out_channels, gain)
+        sharers = [_pooled_term_sources(obj) for obj in row_objects]
+        folds = list(self._node_folds(layer))
+        _init_blocks(lin.weight, folds, is_self, sharers, self.in_channels, self.out_channels, gain)
 
     def forward(self, data: Data) -> Data:
         """Apply the layer to a graph or batch; returns a shallow copy with new features."""
@@ -187,29 +197,40 @@ class DWSLayer(nn.Module):
         )
 
 
+def _pooled_term_sources(obj: WeightSpaceObject) -> int:
+    """How many linear maps feed pooled terms into ``obj``: one per permuted layer indexing
+    it (the neuron-level maps) plus the network-level map."""
+    return 1 + len(obj.permuted)
+
+
 def _init_blocks(
     weight: Tensor,
-    row_folds: list[int],
-    col_folds: list[int],
+    folds: list[int],
     is_self: list[list[bool]],
+    sharers: list[int],
     in_channels: int,
     out_channels: int,
     gain: float,
 ) -> None:
-    """Initialise a block matrix: "self" blocks at variance 1/fan-in, the others sharing 1/4."""
-    cross_budget = 0.25
+    """Initialise a square block matrix over objects with the given folds.
+
+    A "self" block gets variance ``SELF_VARIANCE / fan_in``; the pooled blocks of a row
+    split the remaining budget with the ``sharers[row]`` maps that feed the same object.
+    """
+    cross_budget = 1.0 - SELF_VARIANCE
     with torch.no_grad():
         row = 0
-        for row_index, row_fold in enumerate(row_folds):
+        for row_index, row_fold in enumerate(folds):
             rows = row_fold * out_channels
-            cross_fan_in = sum(fold * in_channels for fold, own in zip(col_folds, is_self[row_index]) if not own)
+            cross_fan_in = sum(fold * in_channels for fold, own in zip(folds, is_self[row_index]) if not own)
+            cross_std = gain * math.sqrt(cross_budget / (sharers[row_index] * max(cross_fan_in, 1)))
             col = 0
-            for col_index, col_fold in enumerate(col_folds):
+            for col_index, col_fold in enumerate(folds):
                 cols = col_fold * in_channels
                 block = weight[row : row + rows, col : col + cols]
                 if is_self[row_index][col_index]:
-                    block.normal_(0.0, gain / math.sqrt(cols))
+                    block.normal_(0.0, gain * math.sqrt(SELF_VARIANCE / cols))
                 else:
-                    block.normal_(0.0, gain * math.sqrt(cross_budget / max(cross_fan_in, 1)))
+                    block.normal_(0.0, cross_std)
                 col += cols
             row += rows

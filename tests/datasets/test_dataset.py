@@ -253,3 +253,15 @@ def test_normalize_needs_a_train_split(tmp_path):
         _ = dataset.normalization
     with pytest.raises(ValueError, match="normalize=True needs networks in the train split"):
         WeightSpaceDataset(tmp_path, normalize=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_dataset_moved_to_cuda_gives_the_same_graphs_there(shared_store):
+    root, _ = shared_store
+    on_cpu = WeightSpaceDataset(root, split="train")
+    on_gpu = WeightSpaceDataset(root, split="train").to("cuda")
+    item = on_gpu[3]
+    assert item.edge_attr.is_cuda and item.edge_index.is_cuda
+    assert_graphs_equal(item.cpu(), on_cpu[3])
+    normalized = on_gpu.normalization(item)
+    torch.testing.assert_close(normalized.edge_attr.cpu(), on_cpu.normalization(on_cpu[3]).edge_attr)

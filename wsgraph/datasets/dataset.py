@@ -129,7 +129,7 @@ class WeightSpaceDataset(InMemoryDataset):
         self.meta: dict[str, Any] = read_meta(root)
         self._fingerprint = _fingerprint(root)
         super().__init__(root, transform, pre_transform, log=log, force_reload=force_reload)
-        self._structures: dict[tuple[int, ...], dict[str, Tensor]] = {}
+        self._structures: dict[tuple[tuple[int, ...], torch.device], dict[str, Tensor]] = {}
         self._load_processed()
 
     @property
@@ -220,8 +220,8 @@ class WeightSpaceDataset(InMemoryDataset):
         storage, slices = storages[0] if len(storages) == 1 else _concatenate(storages)
         self.data = WeightSpaceGraph.from_dict(storage)
         self.slices = slices
-        self._compact = {key: (storage[key], slices[key].numpy()) for key in slices}
         self._compact_slices = slices
+        self._bounds = {key: value.numpy() for key, value in slices.items()}
         self._activation = self.meta.get("activation", UNKNOWN)
         summary = fs.torch_load(self.processed_paths[-1])
         self._architectures = [WeightSpaceSpec(tuple(row)) for row in summary["architectures"].tolist()]
@@ -234,18 +234,20 @@ class WeightSpaceDataset(InMemoryDataset):
     def get(self, idx: int) -> WeightSpaceGraph:
         if self.slices is self._compact_slices:
             # Every stored key is concatenated along dim 0, so plain slicing separates a graph.
-            values = {key: value[bounds[idx] : bounds[idx + 1]] for key, (value, bounds) in self._compact.items()}
-            values.update(self._structure(tuple(values["layer_widths"][0].tolist())))
+            store = self._data
+            values = {key: store[key][bounds[idx] : bounds[idx + 1]] for key, bounds in self._bounds.items()}
+            values.update(self._structure(tuple(values["layer_widths"][0].tolist()), values["x"].device))
             values["activation"] = self._activation
             data = WeightSpaceGraph.from_dict(values)
         else:  # storage re-collated from whole graphs, e.g. by `InMemoryDataset.copy`
             data = separate(cls=WeightSpaceGraph, batch=self._data, idx=idx, slice_dict=self.slices, decrement=False)
         return self.normalization(data) if self.normalize else data
 
-    def _structure(self, widths: tuple[int, ...]) -> dict[str, Tensor]:
-        if widths not in self._structures:
-            self._structures[widths] = WeightSpaceSpec(widths).index_tensors()
-        return self._structures[widths]
+    def _structure(self, widths: tuple[int, ...], device: torch.device) -> dict[str, Tensor]:
+        key = (widths, device)
+        if key not in self._structures:
+            self._structures[key] = WeightSpaceSpec(widths).index_tensors(device)
+        return self._structures[key]
 
     @property
     def statistics(self) -> LayerStatistics:

@@ -183,32 +183,8 @@ def convert_checkpoints(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".converting", dir=out.parent))
     try:
-        writers: dict[tuple[int, int, int], _RootWriter] = {}
-        skipped: list[SkippedCheckpoint] = []
-        bar = tqdm(total=len(files), unit="ckpt", desc="convert", disable=not progress, dynamic_ncols=True)
-        with bar:
-            for number, (path, name) in enumerate(zip(files, relative)):
-                bar.update()
-                try:
-                    chain = read_network(path)
-                except READ_ERRORS as error:
-                    reason = _one_line(error).removeprefix(f"{path}: ")
-                    if not skip_bad:
-                        raise ValueError(f"{path}: {reason} (pass --skip-bad to convert the other files)") from None
-                    skipped.append(SkippedCheckpoint(name, reason))
-                    continue
-                spec = WeightSpaceSpec((chain.weights[0].size(1), *(w.size(0) for w in chain.weights)))
-                writer = writers.get(spec.signature)
-                if writer is None:
-                    writer = writers[spec.signature] = _RootWriter(staging / signature_name(spec.signature), shard_size)
-                network_activation = activation if activation is not None else chain.activation
-                writer.add(chain, spec, network_activation, table.target(name), int(splits[number]), number, name)
-        if not writers:
-            raise ValueError(f"{src}: none of the {len(files)} checkpoint files could be converted")
-        roots = [
-            writer.finish(table, recipe, src, skipped)
-            for _, writer in sorted(writers.items(), key=lambda item: item[0])
-        ]
+        writers, skipped = _stream(files, src, staging, table, splits, activation, shard_size, skip_bad, progress)
+        roots = [writer.finish(table, recipe, src) for _, writer in sorted(writers.items())]
         final = _arrange(staging, roots, skipped, src, skip_bad)
         _move_into_place(final, out)
         if final != staging:
@@ -219,6 +195,43 @@ def convert_checkpoints(
     for root in roots:
         root.path = out if len(roots) == 1 else out / root.name
     return ConversionReport(out, roots, skipped, len(files), time.perf_counter() - started)
+
+
+def _stream(
+    files: list[Path],
+    src: Path,
+    staging: Path,
+    table: LabelTable,
+    splits: np.ndarray,
+    activation: str | None,
+    shard_size: int,
+    skip_bad: bool,
+    progress: bool,
+) -> tuple[dict[tuple[int, int, int], _RootWriter], list[SkippedCheckpoint]]:
+    """Read the files one at a time into per-signature writers under ``staging``."""
+    writers: dict[tuple[int, int, int], _RootWriter] = {}
+    skipped: list[SkippedCheckpoint] = []
+    with tqdm(total=len(files), unit="ckpt", desc="convert", disable=not progress, dynamic_ncols=True) as bar:
+        for number, path in enumerate(files):
+            bar.update()
+            name = path.relative_to(src).as_posix()
+            try:
+                chain = read_network(path)
+            except READ_ERRORS as error:
+                reason = _one_line(error).removeprefix(f"{path}: ")
+                if not skip_bad:
+                    raise ValueError(f"{path}: {reason} (pass --skip-bad to convert the other files)") from None
+                skipped.append(SkippedCheckpoint(name, reason))
+                continue
+            spec = WeightSpaceSpec((chain.weights[0].size(1), *(w.size(0) for w in chain.weights)))
+            writer = writers.get(spec.signature)
+            if writer is None:
+                writer = writers[spec.signature] = _RootWriter(staging / signature_name(spec.signature), shard_size)
+            network_activation = activation if activation is not None else chain.activation
+            writer.add(chain, spec, network_activation, table.target(name), int(splits[number]), number, name)
+    if not writers:
+        raise ValueError(f"{src}: none of the {len(files)} checkpoint files could be converted")
+    return writers, skipped
 
 
 def find_checkpoints(src: Path, exclude: Path | None = None) -> list[Path]:
@@ -450,9 +463,8 @@ class _RootWriter:
         write_shard(self.root, self.shards_written, buffer.take())
         self.shards_written += 1
 
-    def finish(
-        self, table: LabelTable, recipe: dict[str, Any], src: Path, skipped: list[SkippedCheckpoint]
-    ) -> ConvertedRoot:
+    def finish(self, table: LabelTable, recipe: dict[str, Any], src: Path) -> ConvertedRoot:
+        """Write the buffered networks, ``meta.json`` and ``checkpoints.json``."""
         for buffer in self.buffers.values():
             if buffer.count:
                 self._write(buffer)

@@ -153,13 +153,15 @@ def test_normalisation_statistics_come_from_the_train_split(shared_store, split)
     assert not torch.allclose(stats.bias_mean, everything[0][1], rtol=1e-3, atol=0)
 
 
-def test_normalize_applies_the_train_statistics_and_inverts(shared_store):
+def test_normalize_applies_the_train_statistics_after_the_transform_and_inverts(shared_store):
     root, _ = shared_store
     raw = WeightSpaceDataset(root, split="val")
     normalized = WeightSpaceDataset(root, split="val", normalize=True)
     item = normalized[4]
     expected = raw.normalization(raw[4])
     assert torch.equal(item.edge_attr, expected.edge_attr) and torch.equal(item.x, expected.x)
+    scaled = WeightSpaceDataset(root, split="val", transform=FirstLayerScale(2.0, 2.0), normalize=True)[4]
+    assert torch.equal(scaled.edge_attr, raw.normalization(FirstLayerScale(2.0, 2.0)(raw[4])).edge_attr)
     restored = raw.normalization.inverse(item)
     torch.testing.assert_close(restored.edge_attr, raw[4].edge_attr, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(restored.x, raw[4].x, rtol=1e-6, atol=1e-6)
@@ -251,7 +253,7 @@ def test_normalize_needs_a_train_split(tmp_path):
     assert len(WeightSpaceDataset(tmp_path, split="train")) == 0
     with pytest.raises(ValueError, match="no networks in the train split"):
         _ = dataset.normalization
-    with pytest.raises(ValueError, match="normalize=True needs networks in the train split"):
+    with pytest.raises(ValueError, match="no networks in the train split"):
         WeightSpaceDataset(tmp_path, normalize=True)
 
 

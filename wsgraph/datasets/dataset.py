@@ -14,6 +14,7 @@ from torch import Tensor
 from torch_geometric.data import InMemoryDataset
 from torch_geometric.data.separate import separate
 from torch_geometric.io import fs
+from torch_geometric.transforms import Compose
 
 from wsgraph.activations import UNKNOWN
 from wsgraph.datasets.store import SPLITS, Shard, atomic_write, read_meta, read_shard, shard_paths
@@ -56,8 +57,9 @@ class WeightSpaceDataset(InMemoryDataset):
 
     Per-layer normalisation statistics are computed on the train split only
     (:attr:`statistics`), whichever split is opened, and offered as the transform
-    :attr:`normalization`; ``normalize=True`` applies it to every graph before
-    ``transform``.
+    :attr:`normalization`; ``normalize=True`` appends it to ``transform``, so that
+    augmentations act on the original weights and the result is standardised, the
+    order of the published INR recipe.
 
     Args:
         root (str): the dataset root.
@@ -70,7 +72,7 @@ class WeightSpaceDataset(InMemoryDataset):
             structure. (default: :obj:`None`)
         force_reload (bool, optional): process the raw files again. (default: :obj:`False`)
         normalize (bool, optional): standardise weights and biases per layer with the
-            train statistics. (default: :obj:`False`)
+            train statistics, after ``transform``. (default: :obj:`False`)
         log (bool, optional): print when processing. (default: :obj:`True`)
 
     **STATS** (datasets made with the default recipes):
@@ -125,12 +127,13 @@ class WeightSpaceDataset(InMemoryDataset):
             raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)} or None")
         root = os.fspath(Path(root).expanduser())
         self.split = split
-        self.normalize = normalize
         self.meta: dict[str, Any] = read_meta(root)
         self._fingerprint = _fingerprint(root)
         super().__init__(root, transform, pre_transform, log=log, force_reload=force_reload)
         self._structures: dict[tuple[tuple[int, ...], torch.device], dict[str, Tensor]] = {}
         self._load_processed()
+        if normalize:
+            self.transform = self.normalization if transform is None else Compose([transform, self.normalization])
 
     @property
     def raw_dir(self) -> str:
@@ -228,8 +231,6 @@ class WeightSpaceDataset(InMemoryDataset):
         statistics = {key: value for key, value in summary.items() if key != "architectures"}
         self._statistics = LayerStatistics(**statistics) if statistics else None
         self._normalization: NormalizeWeights | None = None
-        if self.normalize and self._statistics is None:
-            raise ValueError(f"{self.root}: normalize=True needs networks in the train split, whose statistics it uses")
 
     def get(self, idx: int) -> WeightSpaceGraph:
         if self.slices is self._compact_slices:
@@ -238,10 +239,9 @@ class WeightSpaceDataset(InMemoryDataset):
             values = {key: store[key][bounds[idx] : bounds[idx + 1]] for key, bounds in self._bounds.items()}
             values.update(self._structure(tuple(values["layer_widths"][0].tolist()), values["x"].device))
             values["activation"] = self._activation
-            data = WeightSpaceGraph.from_dict(values)
-        else:  # storage re-collated from whole graphs, e.g. by `InMemoryDataset.copy`
-            data = separate(cls=WeightSpaceGraph, batch=self._data, idx=idx, slice_dict=self.slices, decrement=False)
-        return self.normalization(data) if self.normalize else data
+            return WeightSpaceGraph.from_dict(values)
+        # Storage re-collated from whole graphs, e.g. by `InMemoryDataset.copy`.
+        return separate(cls=WeightSpaceGraph, batch=self._data, idx=idx, slice_dict=self.slices, decrement=False)
 
     def _structure(self, widths: tuple[int, ...], device: torch.device) -> dict[str, Tensor]:
         key = (widths, device)

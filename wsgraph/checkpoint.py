@@ -103,8 +103,14 @@ def _load_torch(path: Path) -> object:
 
 def _load_pickled_module(path: Path) -> object:
     """Read a file that ``weights_only`` refused, if it saves an ``nn.Module`` (runs pickle code)."""
+    list_globals = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    if list_globals is None:  # added in torch 2.5; without it the file cannot be vetted before unpickling
+        raise CheckpointError(
+            f"{path}: holds more than tensors; reading saved modules needs torch >= 2.5 "
+            f"(this is {torch.__version__}); save model.state_dict() instead"
+        )
     try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        names = list_globals(path)
     except Exception as error:
         raise CheckpointError(
             f"{path}: not a PyTorch checkpoint written by torch.save (corrupt, truncated or a plain pickle?): {_reason(error)}"

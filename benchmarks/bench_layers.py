@@ -1,0 +1,234 @@
+"""DWSNet training-step throughput: scatter versus dense, with and without torch-scatter, CPU and GPU.
+
+One step = forward, cross-entropy, backward and AdamW update of a DWSNet with 5 DWS
+layers of 32 channels, the invariant readout and a 10-class head, on a batch of
+``--batch`` networks of widths 2-32-32-1. Every configuration runs in a fresh
+subprocess (so peak memory and the torch-scatter switch are clean). A last row runs the
+scatter backend on networks of mixed hidden widths with the same number of edges as
+the one-architecture batch.
+
+Run: ``python benchmarks/bench_layers.py [--batch 512] [--steps 5] [--devices cpu,cuda] [--compile] [--out FILE]``
+Prints a markdown table and writes JSON (default ``benchmarks/results/layers_<hostname>.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import itertools
+
+from common import RESULTS_DIR, environment, markdown_table, summarize, time_calls, write_json
+
+WIDTHS = (2, 32, 32, 1)
+
+
+def child(config: dict[str, Any]) -> dict[str, Any]:
+    """Run one configuration in this process and return its measurements."""
+    if not config["torch_scatter"]:
+        sys.modules["torch_scatter"] = None  # make PyG fall back to torch's own reductions
+    import torch
+    import torch_geometric.typing
+
+    from wsgraph.layers import DWSNet
+
+    device = torch.device(config["device"])
+    torch.manual_seed(0)
+    batch = _mixed_batch(config["batch"]) if config["mixed"] else _uniform_batch(config["batch"])
+    batch = batch.to(device)
+    labels = torch.randint(0, 10, (batch.num_graphs,), device=device)
+    model = DWSNet(3, 2, 1, 10, hidden_channels=32, num_dws_layers=5, backend=config["backend"]).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    forward = torch.compile(model, dynamic=False) if config["compile"] else model
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(forward(batch), labels)
+        loss.backward()
+        optimizer.step()
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    seconds = time_calls(step, config["steps"], warmup=3 if config["compile"] else 2, sync=sync)
+    if device.type == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    timing = summarize(seconds)
+    return {
+        **config,
+        **timing,
+        "networks": batch.num_graphs,
+        "edges": batch.num_edges,
+        "networks_per_s": batch.num_graphs / timing["median_s"],
+        "edges_per_s": batch.num_edges / timing["median_s"],
+        "peak_memory_mb": peak_mb,
+        "torch_scatter_used": bool(torch_geometric.typing.WITH_TORCH_SCATTER),
+    }
+
+
+def _uniform_batch(count: int):
+    import torch
+
+    from wsgraph.graph import assemble
+
+    weights = [torch.randn(count, a, b, 1) / a**0.5 for a, b in itertools.pairwise(WIDTHS)]
+    biases = [torch.randn(count, b, 1) * 0.1 for b in WIDTHS[1:]]
+    return assemble(weights, biases)
+
+
+def _mixed_batch(count: int):
+    """Networks 2-h1-h2-1 with h1, h2 drawn from 16..48, as many edges in all as ``count`` 2-32-32-1 networks."""
+    import torch
+    from torch_geometric.data import Batch
+
+    from wsgraph.graph import assemble
+
+    generator = torch.Generator().manual_seed(0)
+    target_edges = count * sum(a * b for a, b in itertools.pairwise(WIDTHS))
+    graphs, edges = [], 0
+    while edges < target_edges:
+        h1, h2 = (int(v) for v in torch.randint(16, 49, (2,), generator=generator))
+        widths = (2, h1, h2, 1)
+        weights = [torch.randn(1, a, b, 1, generator=generator) / a**0.5 for a, b in itertools.pairwise(widths)]
+        biases = [torch.randn(1, b, 1, generator=generator) * 0.1 for b in widths[1:]]
+        graph = assemble(weights, biases).to_data_list()[0]
+        graphs.append(graph)
+        edges += graph.num_edges
+    return Batch.from_data_list(graphs)
+
+
+def configurations(args: argparse.Namespace) -> list[dict[str, Any]]:
+    has_torch_scatter = _importable("torch_scatter")
+    configs = []
+    for device in args.devices:
+        for compiled in [False, True] if args.compile else [False]:
+            for backend in ("scatter", "dense"):
+                for use_scatter in [True, False] if has_torch_scatter else [False]:
+                    configs.append(_config(device, backend, use_scatter, compiled, False, args))
+        configs.append(_config(device, "scatter", has_torch_scatter, False, True, args))
+    return configs
+
+
+def _config(device, backend, use_scatter, compiled, mixed, args) -> dict[str, Any]:
+    return {
+        "device": device,
+        "backend": backend,
+        "torch_scatter": use_scatter,
+        "compile": compiled,
+        "mixed": mixed,
+        "batch": args.batch,
+        "steps": args.steps,
+    }
+
+
+def _importable(name: str) -> bool:
+    probe = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True)
+    return probe.returncode == 0
+
+
+def run_in_subprocess(config: dict[str, Any]) -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(config)], capture_output=True, text=True
+    )
+    if completed.returncode != 0:
+        return {**config, "error": completed.stderr.strip().splitlines()[-1] if completed.stderr else "failed"}
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def report_table(results: list[dict[str, Any]]) -> str:
+    rows = []
+    for result in results:
+        label = f"{result['backend']}{' (mixed widths)' if result['mixed'] else ''}"
+        settings = (
+            f"{'torch-scatter' if result['torch_scatter'] else 'torch only'}{', compiled' if result['compile'] else ''}"
+        )
+        if "error" in result:
+            rows.append([result["device"], label, settings, "failed: " + result["error"], "", "", ""])
+            continue
+        rows.append(
+            [
+                result["device"],
+                label,
+                settings,
+                f"{result['median_s'] * 1000:.0f}",
+                f"{result['networks_per_s']:,.0f}",
+                f"{result['edges_per_s'] / 1e6:.2f}",
+                f"{result['peak_memory_mb']:,.0f}",
+            ]
+        )
+    headers = ["device", "backend", "reductions", "step ms (median)", "networks/s", "M edges/s", "peak MB"]
+    return markdown_table(headers, rows)
+
+
+def ratios(results: list[dict[str, Any]]) -> dict[str, float]:
+    """scatter/dense step time on one architecture, and mixed/uniform time per edge (scatter)."""
+    found: dict[str, float] = {}
+    for device in {r["device"] for r in results}:
+        ok = [r for r in results if r["device"] == device and "error" not in r and not r["compile"]]
+        best = {}
+        for r in ok:
+            key = "mixed" if r["mixed"] else r["backend"]
+            best[key] = min(best.get(key, float("inf")), r["median_s"] / r["edges"])
+        if "scatter" in best and "dense" in best:
+            found[f"{device}: scatter / dense"] = best["scatter"] / best["dense"]
+        if "mixed" in best and "scatter" in best:
+            found[f"{device}: mixed / one-architecture (scatter, per edge)"] = best["mixed"] / best["scatter"]
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=512, help="networks per batch (default: 512)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration (default: 5)")
+    parser.add_argument(
+        "--devices", default=None, help="comma-separated: cpu,cuda (default: cpu, plus cuda if present)"
+    )
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
+    parser.add_argument("--out", type=Path, default=None, help="JSON output path")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return 0
+    import torch
+
+    if args.batch < 1 or args.steps < 1:
+        parser.error("--batch and --steps must be positive")
+    args.devices = (
+        args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    )
+    results = [run_in_subprocess(config) for config in configurations(args)]
+    summary = ratios(results)
+    report = {
+        "benchmark": "dws_training_step",
+        "widths": "-".join(map(str, WIDTHS)),
+        "results": results,
+        "ratios": summary,
+        **environment(),
+    }
+    out = args.out or RESULTS_DIR / f"layers_{socket.gethostname()}.json"
+    write_json(out, report)
+    print(
+        f"DWSNet training step (5 DWS layers x 32 channels, readout, 10-class head, AdamW), batch {args.batch} "
+        f"networks of 2-32-32-1; torch {report['torch']}; {report['hardware']}; {report['cpu_count']} CPUs"
+    )
+    print(report_table(results))
+    for name, value in summary.items():
+        print(f"- {name}: {value:.2f}x")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -35,6 +35,10 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
     """Run one configuration in this process and return its measurements."""
     if not config["torch_scatter"]:
         sys.modules["torch_scatter"] = None  # make PyG fall back to torch's own reductions
+    from wsgraph.runtime import tune_cpu_allocator
+
+    if config["tuned_allocator"]:
+        tune_cpu_allocator()
     import torch
     import torch_geometric.typing
 
@@ -127,6 +131,7 @@ def _config(device, backend, use_scatter, compiled, mixed, args) -> dict[str, An
         "torch_scatter": use_scatter,
         "compile": compiled,
         "mixed": mixed,
+        "tuned_allocator": not args.default_malloc,
         "batch": args.batch,
         "steps": args.steps,
     }
@@ -196,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")
+    parser.add_argument(
+        "--default-malloc", action="store_true", help="keep glibc's default allocator thresholds (see wsgraph.runtime)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:

@@ -6,10 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from wsgraph.cli import convert, demo, info
+from wsgraph.cli import bench, convert, demo, fit_inrs, fit_sines, info, train
+from wsgraph.runtime import tune_cpu_allocator
 
 # Each module offers `register(subparsers)`, which adds its parser and sets `func`.
-COMMANDS: list = [convert, demo, info]
+COMMANDS: list = [bench, convert, demo, fit_inrs, fit_sines, info, train]
 
 
 class CommandError(Exception):
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_cpu_allocator()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

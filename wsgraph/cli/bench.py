@@ -1,0 +1,59 @@
+"""``wsgraph bench``: train several models with several seeds on one dataset and tabulate the results.
+
+Examples::
+
+    wsgraph bench --data data/digits-inrs --models dwsnet,mlp,mlp-aug,gine --seeds 3 --out docs/results-digits.md
+    wsgraph bench --data data/sine-inrs --task regress --targets 1 --models dwsnet,mlp --out runs/sine-bench
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from wsgraph.cli.train import add_training_arguments, explicit_settings
+from wsgraph.training.bench import BenchOutputs, bench, bench_command
+from wsgraph.training.config import MODEL_NAMES, TrainConfig
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="train several models with several seeds and write a results table and chart",
+        description=(
+            "Train each of --models with each of --seeds seeds (as 'wsgraph train', one folder per run; finished "
+            "runs are skipped, interrupted ones resumed), then write a markdown table (mean ± std of the test "
+            "metric, parameters, training time, networks/s, epochs) headed by the command that reproduces it, "
+            "a bar chart, and all runs as JSON and CSV."
+        ),
+    )
+    parser.add_argument("--data", required=True, help="the dataset root")
+    parser.add_argument(
+        "--models",
+        required=True,
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        help=f"comma-separated models: {', '.join(MODEL_NAMES)}",
+    )
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per model, from --seed on (default: 3)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="FILE.md: the table there, chart and runs beside it; or a folder for everything",
+    )
+    parser.add_argument("--runs-dir", help="run folders (default: runs/bench/<FILE> for FILE.md, else OUT/runs)")
+    add_training_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+    if not args.models:
+        raise ValueError("--models needs at least one model name")
+    outputs = BenchOutputs.at(args.out, args.runs_dir)
+    settings = {**explicit_settings(args), "model": args.models[0], "out": str(outputs.runs_dir)}
+    base = TrainConfig(**settings)
+    first = base.seed
+    command = bench_command(base, args.models, args.seeds, args.out, args.runs_dir)
+    bench(base, args.models, list(range(first, first + args.seeds)), outputs, command)
+    print(f"wsgraph bench: wrote {outputs.table} and {outputs.chart}")
+    return 0

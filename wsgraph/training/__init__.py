@@ -1,0 +1,29 @@
+"""Training and benchmarking models on weight-space datasets (``wsgraph train``, ``wsgraph bench``).
+
+One module per job: :mod:`~wsgraph.training.config` (the settings of a run),
+:mod:`~wsgraph.training.data` (splits and labels), :mod:`~wsgraph.training.loaders`
+(batches, also across ``torchrun`` ranks), :mod:`~wsgraph.training.registry` (models by
+name), :mod:`~wsgraph.training.tasks` (losses and metrics),
+:mod:`~wsgraph.training.schedule` (warmup and cosine decay),
+:mod:`~wsgraph.training.loop` (an epoch), :mod:`~wsgraph.training.checkpointing`,
+:mod:`~wsgraph.training.metrics`, :mod:`~wsgraph.training.plots`,
+:mod:`~wsgraph.training.distributed`, :mod:`~wsgraph.training.run` (a whole run) and
+:mod:`~wsgraph.training.bench` (many runs and their table).
+"""
+
+from wsgraph.training.config import MODEL_NAMES, TASKS, TrainConfig
+from wsgraph.training.editors import FlatMLPEditor
+from wsgraph.training.registry import ModelSpec, build_model, model_spec
+from wsgraph.training.run import load_trained_model, train
+
+__all__ = [
+    "MODEL_NAMES",
+    "TASKS",
+    "FlatMLPEditor",
+    "ModelSpec",
+    "TrainConfig",
+    "build_model",
+    "load_trained_model",
+    "model_spec",
+    "train",
+]

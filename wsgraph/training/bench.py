@@ -1,0 +1,198 @@
+"""``wsgraph bench``: every model with every seed on one dataset, and the table of results.
+
+Each run is an ordinary ``wsgraph train`` run in its own folder under the runs folder
+(``<model>-seed<k>``), so the benchmark resumes: finished runs (with a
+``result.json``) are read back, interrupted ones continue from their ``last.pt``.
+The report is a markdown table whose header is the command that reproduces it, a bar
+chart, and every run's numbers as JSON and CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import shlex
+import statistics
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from wsgraph.datasets.store import atomic_write
+from wsgraph.training.checkpointing import LAST
+from wsgraph.training.config import TrainConfig
+from wsgraph.training.metrics import RESULT_JSON, read_json, write_json
+from wsgraph.training.plots import plot_benchmark
+from wsgraph.training.registry import MODEL_NAMES
+from wsgraph.training.run import train
+
+METRIC_LABELS = {"accuracy": "test accuracy (%)", "mse": "test MSE", "image_mse": "test image MSE"}
+RUN_COLUMNS = (
+    "model",
+    "seed",
+    "test_metric",
+    "best_val_metric",
+    "best_epoch",
+    "epochs_run",
+    "parameters",
+    "train_seconds",
+    "train_networks_per_second",
+    "wall_seconds",
+)
+
+
+@dataclass(frozen=True)
+class BenchOutputs:
+    """Where a benchmark writes: the table, the chart, the runs as JSON and CSV, and the run folders."""
+
+    table: Path
+    chart: Path
+    runs_json: Path
+    runs_csv: Path
+    runs_dir: Path
+
+    @classmethod
+    def at(cls, out: str | Path, runs_dir: str | Path | None = None) -> BenchOutputs:
+        """``out`` ending in ``.md``: the table there and the rest beside it (runs under
+        ``runs/bench/<name>`` unless ``runs_dir``); otherwise a folder holding everything."""
+        out = Path(out)
+        if out.suffix == ".md":
+            stem = out.with_suffix("")
+            runs = Path(runs_dir) if runs_dir else Path("runs") / "bench" / out.stem
+            return cls(out, stem.with_suffix(".png"), Path(f"{stem}-runs.json"), Path(f"{stem}-runs.csv"), runs)
+        runs = Path(runs_dir) if runs_dir else out / "runs"
+        return cls(out / "results.md", out / "results.png", out / "runs.json", out / "runs.csv", runs)
+
+
+def bench(
+    base: TrainConfig, models: list[str], seeds: list[int], outputs: BenchOutputs, command: str
+) -> list[dict[str, Any]]:
+    """Train every model with every seed (skipping finished runs) and write the report.
+
+    Args:
+        base: the settings shared by all runs (its ``model``, ``seed`` and ``out`` are replaced).
+        models: model names, in table order.
+        seeds: the seeds of each model.
+        outputs: where to write.
+        command: the command line that reproduces the benchmark, for the table's header.
+
+    Returns:
+        The result document of every run, in order.
+    """
+    unknown = [name for name in models if name not in MODEL_NAMES]
+    if unknown:
+        raise ValueError(f"unknown model {unknown[0]!r}; choose from {', '.join(MODEL_NAMES)}")
+    results = []
+    for model in models:
+        for seed in seeds:
+            folder = outputs.runs_dir / f"{model}-seed{seed}"
+            config = dataclasses.replace(base, model=model, seed=seed, out=str(folder))
+            results.append(_run(config, folder))
+    write_report(results, outputs, command)
+    return results
+
+
+def _run(config: TrainConfig, folder: Path) -> dict[str, Any]:
+    if (folder / RESULT_JSON).is_file():
+        result = read_json(folder / RESULT_JSON)
+        differences = TrainConfig.from_dict(result["config"]).differences(config)
+        if differences:
+            listed = "; ".join(f"{key}: {old!r} there, {new!r} now" for key, (old, new) in differences.items())
+            raise ValueError(f"{folder} holds a finished run with other settings ({listed}); choose another --out")
+        tqdm.write(f"wsgraph bench: {folder} is finished, reading its result")
+        return result
+    resume = folder / LAST if (folder / LAST).is_file() else None
+    return train(config, resume)
+
+
+def write_report(results: list[dict[str, Any]], outputs: BenchOutputs, command: str) -> None:
+    """Write the markdown table, the bar chart, and all runs as JSON and CSV."""
+    rows = summarise(results)
+    first = results[0]
+    metric = first["metric"]
+    label = METRIC_LABELS.get(metric, f"test {metric}")
+    title = f"{Path(first['dataset']['root']).name}: {first['task']}"
+    outputs.table.parent.mkdir(parents=True, exist_ok=True)
+    names = [row["model"] for row in rows]
+    plot_benchmark(outputs.chart, names, [r["mean"] for r in rows], [r["std"] for r in rows], label, title)
+    write_json(outputs.runs_json, {"command": command, "runs": results})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RUN_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for result in results:
+        writer.writerow({**result, "seed": result["config"]["seed"]})
+    text = buffer.getvalue()
+    atomic_write(outputs.runs_csv, lambda handle: handle.write(text.encode()))
+    table = markdown_table(rows, results, label, command, outputs)
+    atomic_write(outputs.table, lambda handle: handle.write(table.encode()))
+
+
+def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per model (in order of first appearance): mean and sample standard deviation of the
+    test metric over seeds, and the runs' mean cost."""
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        by_model.setdefault(result["model"], []).append(result)
+    rows = []
+    for model, runs in by_model.items():
+        values = [run["test_metric"] for run in runs if run["test_metric"] is not None]
+        rows.append(
+            {
+                "model": model,
+                "seeds": len(runs),
+                "mean": statistics.fmean(values) if values else float("nan"),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "parameters": runs[0]["parameters"],
+                "train_seconds": statistics.fmean(run["train_seconds"] for run in runs),
+                "networks_per_second": statistics.fmean(run["train_networks_per_second"] for run in runs),
+                "epochs": statistics.fmean(run["epochs_run"] for run in runs),
+            }
+        )
+    return rows
+
+
+def markdown_table(
+    rows: list[dict[str, Any]], results: list[dict[str, Any]], label: str, command: str, outputs: BenchOutputs
+) -> str:
+    """The benchmark as markdown: how to reproduce it, on what, then one line per model."""
+    first = results[0]
+    data, machine = first["dataset"], first["hardware"]
+    seeds = sorted({run["config"]["seed"] for run in results})
+    device = machine.get("gpu") or f"{machine['cpu']} ({machine['cpu_count']} cores)"
+    sizes = "/".join(str(data["networks"][name]) for name in ("train", "val", "test"))
+    lines = [
+        f"# Results on `{Path(data['root']).name}`: {first['task']}",
+        "",
+        f"Reproduce: `{command}`",
+        "",
+        f"- Data: `{data['root']}`, architectures {', '.join(data['architectures'])}, {sizes} train/val/test networks.",
+        f"- Hardware: {device}, {machine['device']}, torch {machine['torch']}, "
+        f"torch_geometric {machine['torch_geometric']}.",
+        f"- Metric: {label} of the checkpoint with the best validation metric, mean ± sample standard "
+        f"deviation over seeds {', '.join(map(str, seeds))}; train time and networks/s are means over seeds.",
+        f"- Chart: `{outputs.chart.name}`; every run: `{outputs.runs_json.name}`, `{outputs.runs_csv.name}`; "
+        f"run folders under `{outputs.runs_dir}`. Written {date.today().isoformat()}.",
+        "",
+        f"| model | {label} | parameters | train time (s) | networks/s | epochs | train/val/test networks | seeds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        spread = f" ± {row['std']:.4g}" if row["seeds"] > 1 else ""
+        lines.append(
+            f"| {row['model']} | {row['mean']:.4g}{spread} | {row['parameters']:,} | {row['train_seconds']:.1f} | "
+            f"{row['networks_per_second']:.0f} | {row['epochs']:.3g} | {sizes} | {row['seeds']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def bench_command(base: TrainConfig, models: list[str], seeds: int, out: str, runs_dir: str | None) -> str:
+    """The ``wsgraph bench`` command line that reproduces a benchmark."""
+    parts = ["wsgraph", "bench", "--data", base.data, "--models", ",".join(models), "--seeds", str(seeds)]
+    parts += ["--out", out]
+    if runs_dir:
+        parts += ["--runs-dir", runs_dir]
+    arguments = [argument for argument in base.option_arguments() if argument not in ("--no-progress",)]
+    return shlex.join(parts + arguments)

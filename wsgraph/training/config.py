@@ -1,0 +1,143 @@
+"""Everything that defines a training run, validated once and stored with its checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+MODEL_NAMES = ("dwsnet", "dwsnet-dense", "mlp", "mlp-aug", "gine", "pna", "gatv2", "transformer")
+# Models that can edit weights (--task dilate): DWSEditNet and the flat MLP editor.
+EDITING_MODELS = ("dwsnet", "dwsnet-dense", "mlp", "mlp-aug")
+TASKS = ("classify", "regress", "dilate")
+LOADERS = ("auto", "fast", "pyg")
+AUGMENTATIONS = ("permute", "rotate", "scale", "dropout")
+# Settings that may differ when a run is resumed: where things are and how fast they run,
+# not what is computed.
+RESUMABLE_CHANGES = frozenset({"data", "out", "device", "num_workers", "loader", "progress"})
+
+
+@dataclass
+class TrainConfig:
+    """The settings of one ``wsgraph train`` run (see ``wsgraph train --help`` for each).
+
+    ``task=None`` takes the task from the dataset (classification or regression);
+    ``hidden_channels``, ``depth`` and ``readout`` of ``None`` keep the model's own
+    defaults; without ``warmup_steps`` and ``warmup_epochs`` the learning rate warms up
+    over the first 5% of the steps. ``patience=0`` turns early stopping off.
+    """
+
+    data: str
+    model: str
+    out: str
+    task: str | None = None
+    epochs: int = 50
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    warmup_steps: int | None = None
+    warmup_epochs: float | None = None
+    hidden_channels: int | None = None
+    depth: int | None = None
+    readout: str | None = None
+    dropout: float = 0.0
+    augment: tuple[str, ...] = ()
+    targets: tuple[int, ...] | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    patience: int = 10
+    max_train: int | None = None
+    num_workers: int = 0
+    loader: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.augment = tuple(self.augment)
+        if self.targets is not None:
+            self.targets = tuple(int(t) for t in self.targets)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a ``ValueError`` naming the first setting that cannot work."""
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(MODEL_NAMES)}")
+        if self.task is not None and self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
+        if self.task == "dilate" and self.model not in EDITING_MODELS:
+            raise ValueError(
+                f"--model {self.model} predicts per-network outputs and cannot edit weights; "
+                f"for --task dilate use {', '.join(EDITING_MODELS)}"
+            )
+        if self.loader not in LOADERS:
+            raise ValueError(f"unknown loader {self.loader!r}; choose from {', '.join(LOADERS)}")
+        unknown = [name for name in self.augment if name not in AUGMENTATIONS]
+        if unknown:
+            raise ValueError(f"unknown augmentation {unknown[0]!r}; choose from {', '.join(AUGMENTATIONS)}")
+        if self.warmup_steps is not None and self.warmup_epochs is not None:
+            raise ValueError("give --warmup-steps or --warmup-epochs, not both")
+        _check(self.epochs >= 1, "epochs", self.epochs, "at least 1")
+        _check(self.batch_size >= 1, "batch-size", self.batch_size, "at least 1")
+        _check(self.lr > 0, "lr", self.lr, "positive")
+        _check(self.weight_decay >= 0, "weight-decay", self.weight_decay, "at least 0")
+        _check(0 <= self.dropout < 1, "dropout", self.dropout, "in [0, 1)")
+        _check(self.patience >= 0, "patience", self.patience, "at least 0 (0: no early stopping)")
+        _check(self.num_workers >= 0, "num-workers", self.num_workers, "at least 0")
+        for name in ("warmup_steps", "warmup_epochs"):
+            value = getattr(self, name)
+            _check(value is None or value >= 0, name.replace("_", "-"), value, "at least 0")
+        for name in ("hidden_channels", "depth", "max_train"):
+            value = getattr(self, name)
+            _check(value is None or value >= 1, name.replace("_", "-"), value, "at least 1")
+        if self.targets is not None:
+            _check(len(self.targets) > 0 and min(self.targets) >= 0, "targets", self.targets, "column indices >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        document = dataclasses.asdict(self)
+        document["augment"] = list(self.augment)
+        document["targets"] = None if self.targets is None else list(self.targets)
+        return document
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(document) - names
+        if unknown:
+            raise ValueError(f"unknown training settings {sorted(unknown)}")
+        return cls(**document)
+
+    def differences(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:
+        """``{setting: (mine, other's)}`` for the settings that differ and change the computation."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return {
+            key: (mine[key], theirs[key]) for key in mine if key not in RESUMABLE_CHANGES and mine[key] != theirs[key]
+        }
+
+    def command(self, program: str = "wsgraph train") -> str:
+        """The command line that makes this run: ``--data``, ``--model``, ``--out`` and every other setting
+        that is not a default."""
+        parts = [*shlex.split(program), "--data", self.data, "--model", self.model, "--out", self.out]
+        return shlex.join(parts + self.option_arguments())
+
+    def option_arguments(self) -> list[str]:
+        """The command-line options, other than ``--data``, ``--model`` and ``--out``, that differ from the
+        defaults."""
+        arguments: list[str] = []
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name in ("data", "model", "out") or value == item.default:
+                continue
+            flag = "--" + item.name.replace("_", "-")
+            if isinstance(value, bool):
+                arguments.append(flag if value else f"--no-{flag[2:]}")
+            elif isinstance(value, tuple):
+                arguments += [flag, ",".join(str(v) for v in value)]
+            else:
+                arguments += [flag, str(value)]
+        return arguments
+
+
+def _check(condition: bool, flag: str, value: Any, requirement: str) -> None:
+    if not condition:
+        raise ValueError(f"--{flag} must be {requirement}, got {value}")

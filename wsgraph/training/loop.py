@@ -1,0 +1,169 @@
+"""One epoch of training and one pass of evaluation."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+from torch_geometric.data import Batch
+from torch_geometric.transforms import BaseTransform
+from tqdm.auto import tqdm
+
+from wsgraph.training.distributed import DistributedContext, all_reduce_sum
+from wsgraph.training.loaders import GraphLoader, StackedLoader
+from wsgraph.training.tasks import Task, detach_sum
+from wsgraph.transforms import NormalizeWeights
+
+Loader = StackedLoader | GraphLoader
+# Seconds between progress-bar refreshes: reading the running loss waits for the device.
+PROGRESS_INTERVAL = 0.5
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Mixed precision for ``--amp``: bfloat16 autocast on CPU; float16 autocast with a
+    gradient scaler on CUDA (float16's narrow range needs the loss scaled so small
+    gradients do not flush to zero; bfloat16 has float32's range and needs no scaling).
+    """
+
+    enabled: bool
+    device_type: str
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float16 if self.device_type == "cuda" else torch.bfloat16
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if not self.enabled:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        return torch.amp.GradScaler(self.device_type, enabled=self.enabled and self.device_type == "cuda")
+
+
+class BatchPreparation:
+    """What happens to every batch on the device before the model sees it: the training
+    augmentations (training batches only), then normalisation with the train split's
+    per-layer statistics, for every model.
+
+    Args:
+        normalization: the dataset's :class:`~wsgraph.transforms.NormalizeWeights`.
+        augmentations: transforms applied, in order, to training batches.
+    """
+
+    def __init__(self, normalization: NormalizeWeights, augmentations: Sequence[BaseTransform] = ()) -> None:
+        self.normalization = normalization
+        self.augmentations = list(augmentations)
+
+    def __call__(self, batch: Batch, train: bool) -> Batch:
+        if train:
+            for augmentation in self.augmentations:
+                batch = augmentation(batch)
+        return self.normalization(batch)
+
+
+@dataclass
+class EpochResult:
+    """The outcome of one training epoch over all processes."""
+
+    loss: float
+    networks: int
+    seconds: float
+
+    @property
+    def networks_per_second(self) -> float:
+        return self.networks / self.seconds if self.seconds > 0 else 0.0
+
+
+def train_epoch(
+    model: nn.Module,
+    loader: Loader,
+    task: Task,
+    optimizer: Optimizer,
+    scheduler: LRScheduler,
+    scaler: torch.amp.GradScaler,
+    prepare: Callable[[Batch, bool], Batch],
+    precision: Precision,
+    context: DistributedContext,
+    description: str = "train",
+    progress: bool = True,
+) -> EpochResult:
+    """Train ``model`` (wrapped in DDP when distributed) for one pass over ``loader``.
+
+    Every process weights its networks' losses by ``world_size / global batch size``:
+    DDP averages gradients over processes, so each step follows the gradient of the mean
+    loss over the whole global batch, exactly as one process would, even when the parts
+    differ in size.
+    """
+    model.train()
+    device = context.device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    networks = 0
+    bar = tqdm(total=len(loader), desc=description, leave=False, disable=not progress, unit="step", dynamic_ncols=True)
+    start = last_refresh = time.perf_counter()
+    for batch, global_size in zip(loader, loader.plan.global_sizes()):
+        batch = prepare(batch, True)
+        with precision.autocast():
+            losses = task.losses(model(batch), batch)
+        loss = losses.sum() * (context.world_size / global_size)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        loss_sum += detach_sum(losses)
+        networks += batch.num_graphs
+        bar.update()
+        now = time.perf_counter()
+        if bar.disable is False and now - last_refresh > PROGRESS_INTERVAL:
+            last_refresh = now
+            rate = networks * context.world_size / (now - start)
+            bar.set_postfix(loss=f"{loss_sum.item() / networks:.4g}", networks_per_s=f"{rate:.0f}", refresh=False)
+    bar.close()
+    totals = all_reduce_sum(
+        torch.stack([loss_sum, torch.tensor(float(networks), dtype=torch.float64, device=device)]), context
+    )
+    seconds = time.perf_counter() - start
+    count = int(totals[1].item())
+    return EpochResult(float(totals[0].item()) / max(count, 1), count, seconds)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Loader,
+    task: Task,
+    prepare: Callable[[Batch, bool], Batch],
+    precision: Precision,
+    context: DistributedContext,
+) -> tuple[float, float] | None:
+    """``(mean loss, metric)`` of ``model`` over a split, reduced over processes; ``None`` for an empty split.
+
+    Pass the model itself, not its DDP wrapper: processes may hold different numbers
+    of evaluation batches, and the wrapper would wait for the others at every forward.
+    """
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64, device=context.device)
+    for batch in loader:
+        batch = prepare(batch, False)
+        with precision.autocast():
+            output = model(batch)
+            losses, scores = task.losses(output, batch), task.scores(output, batch)
+        sums += torch.stack(
+            [
+                detach_sum(losses),
+                detach_sum(scores),
+                torch.tensor(float(batch.num_graphs), dtype=torch.float64, device=context.device),
+            ]
+        )
+    loss, score, count = all_reduce_sum(sums, context).tolist()
+    if count == 0:
+        return None
+    return loss / count, score / count

@@ -1,0 +1,164 @@
+"""Models by name: what each ``--model`` builds for a task and a dataset."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from wsgraph.layers import DWSEditNet, DWSNet, FlatMLP, WeightSpaceGNN, pna_degree_histogram
+from wsgraph.spec import WeightSpaceSpec
+from wsgraph.training.config import EDITING_MODELS, MODEL_NAMES
+from wsgraph.training.editors import FlatMLPEditor
+
+GNN_MODELS = ("gine", "pna", "gatv2", "transformer")
+FLAT_MODELS = ("mlp", "mlp-aug")
+# Models whose training batches get a fresh random hidden-neuron permutation every step.
+PERMUTATION_AUGMENTED = ("mlp-aug",)
+# The models' own defaults for --hidden-channels and --depth.
+DEFAULT_HIDDEN = {"dwsnet": 32, "mlp": 32, "gnn": 64}
+DEFAULT_DEPTH = {"dwsnet": 4, "mlp": 5, "gnn": 4}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that determines a model's architecture; stored with checkpoints so
+    :func:`build_model` can rebuild the model they hold.
+
+    Attributes:
+        name: one of :data:`~wsgraph.training.config.MODEL_NAMES`.
+        task: ``"classify"``, ``"regress"`` or ``"dilate"``.
+        signature: ``(M, d_0, d_M)`` of the networks.
+        out_features: classes or regression targets (``0`` for ``"dilate"``).
+        widths: the one architecture of the networks, needed by the flat MLPs
+            (``None`` when hidden widths differ).
+        pna_degree: the in-degree histogram for ``"pna"``.
+        hidden_channels: width of the model (its default when ``None``).
+        depth: DWS layers, message-passing rounds or MLP hidden layers (its default when ``None``).
+        readout: ``"mean"``, ``"sum"`` or ``"max"`` for DWSNet and the GNNs (their default when ``None``).
+        dropout: dropout probability.
+    """
+
+    name: str
+    task: str
+    signature: tuple[int, int, int]
+    out_features: int
+    widths: tuple[int, ...] | None = None
+    pna_degree: tuple[int, ...] | None = None
+    hidden_channels: int | None = None
+    depth: int | None = None
+    readout: str | None = None
+    dropout: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> ModelSpec:
+        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in document.items()})
+
+
+def model_spec(
+    name: str,
+    task: str,
+    architectures: list[WeightSpaceSpec],
+    out_features: int,
+    hidden_channels: int | None = None,
+    depth: int | None = None,
+    readout: str | None = None,
+    dropout: float = 0.0,
+) -> ModelSpec:
+    """The :class:`ModelSpec` of model ``name`` for ``task`` on networks of ``architectures``.
+
+    Raises:
+        ValueError: if the model cannot do the task or take these networks.
+    """
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+    if task == "dilate" and name not in EDITING_MODELS:
+        raise ValueError(
+            f"--model {name} predicts per-network outputs and cannot edit weights; for --task dilate use {', '.join(EDITING_MODELS)}"
+        )
+    uniform = architectures[0].widths if len(architectures) == 1 else None
+    if uniform is None and name in (*FLAT_MODELS, "dwsnet-dense"):
+        found = ", ".join(str(spec) for spec in architectures[:4])
+        raise ValueError(
+            f"--model {name} needs networks of one architecture, the dataset has several ({found}); use dwsnet or a GNN"
+        )
+    if readout is not None and name in FLAT_MODELS:
+        raise ValueError(f"--readout applies to dwsnet and the GNNs, not to --model {name}")
+    pna_degree = None
+    if name == "pna":
+        pna_degree = tuple(pna_degree_histogram(architectures).tolist())
+    return ModelSpec(
+        name,
+        task,
+        architectures[0].signature,
+        out_features,
+        uniform,
+        pna_degree,
+        hidden_channels,
+        depth,
+        readout,
+        dropout,
+    )
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """A freshly initialised model for ``spec`` (drawing from torch's global generator)."""
+    num_layers, in_dim, out_dim = spec.signature
+    family = "dwsnet" if spec.name.startswith("dwsnet") else "mlp" if spec.name in FLAT_MODELS else "gnn"
+    hidden = spec.hidden_channels or DEFAULT_HIDDEN[family]
+    depth = spec.depth or DEFAULT_DEPTH[family]
+    readout = {} if spec.readout is None else {"readout": spec.readout}
+    if family == "dwsnet":
+        backend = "dense" if spec.name == "dwsnet-dense" else "scatter"
+        if spec.task == "dilate":
+            return DWSEditNet(
+                num_layers,
+                in_dim,
+                out_dim,
+                hidden_channels=hidden,
+                num_dws_layers=depth,
+                dropout=spec.dropout,
+                backend=backend,
+            )
+        return DWSNet(
+            num_layers,
+            in_dim,
+            out_dim,
+            spec.out_features,
+            hidden_channels=hidden,
+            num_dws_layers=depth,
+            dropout=spec.dropout,
+            backend=backend,
+            **readout,
+        )
+    if family == "mlp":
+        architecture = WeightSpaceSpec(spec.widths)
+        if spec.task == "dilate":
+            return FlatMLPEditor(architecture, hidden_channels=hidden, num_hidden_layers=depth, dropout=spec.dropout)
+        return FlatMLP(architecture.num_params, spec.out_features, hidden, depth, spec.dropout)
+    degree = None if spec.pna_degree is None else torch.tensor(spec.pna_degree, dtype=torch.long)
+    return WeightSpaceGNN(
+        spec.name,
+        num_layers,
+        in_dim,
+        out_dim,
+        spec.out_features,
+        hidden_channels=hidden,
+        num_rounds=depth,
+        dropout=spec.dropout,
+        pna_degree=degree,
+        **readout,
+    )
+
+
+def count_parameters(model: nn.Module) -> int:
+    """The number of trainable parameters."""
+    return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)

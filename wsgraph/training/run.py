@@ -1,0 +1,379 @@
+"""``wsgraph train`` as a function: one run from a :class:`TrainConfig` to its result file."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from wsgraph.training import checkpointing
+from wsgraph.training.checkpointing import BEST, LAST, load_checkpoint, save_checkpoint
+from wsgraph.training.config import TrainConfig
+from wsgraph.training.data import TrainingData, open_training_data, resolve_task
+from wsgraph.training.distributed import DistributedContext, all_gather_objects, barrier, setup, teardown
+from wsgraph.training.loaders import (
+    AUGMENT_STREAM,
+    DROPOUT_STREAM,
+    EpochPlan,
+    GraphLoader,
+    StackedLoader,
+    derived_seed,
+)
+from wsgraph.training.loop import BatchPreparation, Loader, Precision, evaluate, train_epoch
+from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON, hardware, write_history, write_json
+from wsgraph.training.plots import LEARNING_CURVES_PNG, plot_learning_curves
+from wsgraph.training.registry import PERMUTATION_AUGMENTED, ModelSpec, build_model, count_parameters, model_spec
+from wsgraph.training.schedule import warmup_cosine, warmup_steps_for
+from wsgraph.training.tasks import make_task
+from wsgraph.transforms import (
+    FirstLayerRotation,
+    FirstLayerScale,
+    LayerStatistics,
+    NormalizeWeights,
+    RandomHiddenPermutation,
+    WeightDropout,
+)
+
+# The published INR augmentation's dropout probability (DWSNets, experiments/data.py).
+AUGMENT_DROPOUT = 0.01
+
+
+def train(config: TrainConfig, resume: str | Path | None = None) -> dict[str, Any]:
+    """Train, validate and test one model; write checkpoints, metrics, curves and the result.
+
+    Under ``torchrun`` every process calls this; rank 0 writes the files.
+
+    Args:
+        config: the run's settings; ``config.out`` is the run folder.
+        resume: a ``last.pt`` to continue from. Its settings must equal ``config``'s,
+            except where things live and how fast they run (data path, device,
+            workers, loader, progress bars); the run then continues exactly as if it had
+            never stopped (bitwise on CPU; CUDA's scatter kernels are not deterministic).
+
+    Returns:
+        The result document, also written to ``config.out/result.json``.
+    """
+    context = setup(config.device)
+    try:
+        return _Run(config, context).execute(resume)
+    finally:
+        teardown(context)
+
+
+class _Run:
+    def __init__(self, config: TrainConfig, context: DistributedContext) -> None:
+        self.config = config
+        self.context = context
+        self.out = Path(config.out)
+        self.wall_start = time.perf_counter()
+
+    # -- setting up -------------------------------------------------------------------
+
+    def execute(self, resume: str | Path | None) -> dict[str, Any]:
+        config, context = self.config, self.context
+        checkpoint = self._read_resume(resume)
+        self.data, self.task_name = self._open_data()
+        normalization = NormalizeWeights(_to_device(self.data.statistics, context.device))
+        self.task = make_task(self.task_name, self.data, config.targets, normalization)
+        torch.manual_seed(config.seed)
+        self.spec = model_spec(
+            config.model,
+            self.task_name,
+            self.data.architectures,
+            self.task.out_features,
+            config.hidden_channels,
+            config.depth,
+            config.readout,
+            config.dropout,
+        )
+        self.model = build_model(self.spec).to(context.device)
+        torch.manual_seed(derived_seed(config.seed, DROPOUT_STREAM, context.rank))
+        self.trained = self._wrap(self.model)
+        self.loaders = {name: self._loader(name) for name in ("train", "val", "test")}
+        self.precision = Precision(config.amp, context.device.type)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        steps_per_epoch = len(self.loaders["train"])
+        total_steps = config.epochs * steps_per_epoch
+        warmup = warmup_steps_for(total_steps, steps_per_epoch, config.warmup_steps, config.warmup_epochs)
+        self.scheduler = warmup_cosine(self.optimizer, warmup, total_steps)
+        self.scaler = self.precision.grad_scaler()
+        self.augment_generator = torch.Generator(device=context.device)
+        self.augment_generator.manual_seed(derived_seed(config.seed, AUGMENT_STREAM, context.rank))
+        self.prepare = BatchPreparation(normalization, self._augmentations())
+        self.state = self._initial_state() if checkpoint is None else self._restore(checkpoint)
+        self._announce(steps_per_epoch, warmup)
+        self._fit()
+        return self._finish()
+
+    def _read_resume(self, resume: str | Path | None) -> dict[str, Any] | None:
+        if resume is None:
+            if (self.out / LAST).exists():
+                raise ValueError(
+                    f"--out {self.out} already holds a run ({LAST}); pass --resume to continue it or choose another --out"
+                )
+            return None
+        checkpoint = load_checkpoint(resume, required=("config", "model", "optimizer", "scheduler", "epoch"))
+        stored = TrainConfig.from_dict(checkpoint["config"])
+        differences = stored.differences(self.config)
+        if differences:
+            listed = "; ".join(
+                f"{key}: {old!r} in the checkpoint, {new!r} now" for key, (old, new) in differences.items()
+            )
+            raise ValueError(f"{resume}: cannot resume with different settings ({listed})")
+        return checkpoint
+
+    def _open_data(self) -> tuple[TrainingData, str]:
+        config, context = self.config, self.context
+        task = resolve_task(config.data, config.task)
+        # Rank 0 opens first: it processes the raw files once, the others then read the cache.
+        if context.is_main:
+            data = open_training_data(config.data, task, config.targets, config.max_train, log=True)
+        barrier(context)
+        if not context.is_main:
+            data = open_training_data(config.data, task, config.targets, config.max_train, log=False)
+        if len(data.train) < 2 * context.world_size:
+            raise ValueError(
+                f"{config.data}: {len(data.train)} training networks are too few for {context.world_size} process(es)"
+            )
+        return data, task
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        if not self.context.is_distributed:
+            return model
+        if self.context.device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            return DistributedDataParallel(model, device_ids=[self.context.device.index])
+        return DistributedDataParallel(model)
+
+    def _loader(self, name: str) -> Loader:
+        config, context = self.config, self.context
+        split = self.data.splits[name]
+        plan = EpochPlan(len(split), config.batch_size, name == "train", config.seed, context)
+        uniform = self.data.uniform_spec
+        if config.loader == "fast" and uniform is None:
+            names = ", ".join(str(spec) for spec in self.data.architectures[:4])
+            raise ValueError(f"--loader fast needs networks of one architecture, the dataset has several ({names})")
+        if uniform is not None and config.loader != "pyg":
+            return StackedLoader(split, uniform, plan, context.device, self.task.batch_keys)
+        return GraphLoader(split, plan, context.device, config.num_workers)
+
+    def _augmentations(self) -> list:
+        names = list(self.config.augment)
+        if self.config.model in PERMUTATION_AUGMENTED and "permute" not in names:
+            names.append("permute")
+        generator = self.augment_generator
+        factories = {
+            "permute": lambda: RandomHiddenPermutation(generator),
+            "rotate": lambda: FirstLayerRotation(generator=generator),
+            "scale": lambda: FirstLayerScale(generator=generator),
+            "dropout": lambda: WeightDropout(AUGMENT_DROPOUT, generator),
+        }
+        return [factories[name]() for name in names]
+
+    def _initial_state(self) -> dict[str, Any]:
+        return {
+            "epoch": 0,
+            "best_metric": None,
+            "best_epoch": None,
+            "epochs_since_best": 0,
+            "stopped_early": False,
+            "history": [],
+            "train_seconds": 0.0,
+            "train_networks": 0,
+            "wall_seconds": 0.0,
+        }
+
+    def _restore(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        states = checkpoint["random_states"]
+        if len(states) == self.context.world_size:
+            checkpointing.restore_random_state(states[self.context.rank], self.augment_generator)
+        elif self.context.is_main:
+            tqdm.write(
+                f"wsgraph train: the checkpoint was written by {len(states)} process(es), this run has "
+                f"{self.context.world_size}: random streams restart, so the continuation is not bitwise identical"
+            )
+        return {key: checkpoint[key] for key in self._initial_state()}
+
+    def _announce(self, steps_per_epoch: int, warmup: int) -> None:
+        if not self.context.is_main:
+            return
+        sizes = "/".join(str(len(split)) for split in self.data.splits.values())
+        architectures = ", ".join(str(spec) for spec in self.data.architectures[:3])
+        loader = "stacked" if isinstance(self.loaders["train"], StackedLoader) else "PyG"
+        resumed = f", resuming after epoch {self.state['epoch']}" if self.state["epoch"] else ""
+        tqdm.write(
+            f"wsgraph train: {self.config.model} for {self.task_name} on {self.data.root} "
+            f"({sizes} train/val/test networks of {architectures}); {count_parameters(self.model):,} parameters; "
+            f"{self.context.device} x{self.context.world_size}, {loader} loader, {steps_per_epoch} steps/epoch, "
+            f"{warmup} warmup steps{resumed}"
+        )
+
+    # -- training ---------------------------------------------------------------------
+
+    def _fit(self) -> None:
+        config, state = self.config, self.state
+        show = config.progress and self.context.is_main
+        while state["epoch"] < config.epochs and not state["stopped_early"]:
+            epoch = state["epoch"]
+            self.loaders["train"].set_epoch(epoch)
+            result = train_epoch(
+                self.trained,
+                self.loaders["train"],
+                self.task,
+                self.optimizer,
+                self.scheduler,
+                self.scaler,
+                self.prepare,
+                self.precision,
+                self.context,
+                description=f"epoch {epoch + 1}/{config.epochs}",
+                progress=show,
+            )
+            eval_start = time.perf_counter()
+            val_loss, val_metric = evaluate(
+                self.model, self.loaders["val"], self.task, self.prepare, self.precision, self.context
+            )
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": result.loss,
+                "val_loss": val_loss,
+                f"val_{self.task.metric}": val_metric,
+                "lr": self.scheduler.get_last_lr()[0],
+                "train_seconds": result.seconds,
+                "eval_seconds": time.perf_counter() - eval_start,
+                "train_networks_per_second": result.networks_per_second,
+            }
+            improved = self.task.is_better(val_metric, state["best_metric"])
+            state["epoch"] = epoch + 1
+            state["history"].append(row)
+            state["train_seconds"] += result.seconds
+            state["train_networks"] += result.networks
+            if improved:
+                state.update(best_metric=val_metric, best_epoch=epoch + 1, epochs_since_best=0)
+                self._save_best()
+            else:
+                state["epochs_since_best"] += 1
+            state["stopped_early"] = bool(config.patience) and state["epochs_since_best"] >= config.patience
+            self._save_last()
+            self._log_epoch(row, improved)
+
+    def _save_best(self) -> None:
+        if self.context.is_main:
+            save_checkpoint(
+                self.out / BEST,
+                {
+                    "config": self.config.to_dict(),
+                    "model_spec": self.spec.to_dict(),
+                    "model": self.model.state_dict(),
+                    "epoch": self.state["best_epoch"],
+                    "metric": self.task.metric,
+                    "val_metric": self.state["best_metric"],
+                },
+            )
+
+    def _save_last(self) -> None:
+        random_states = all_gather_objects(checkpointing.random_state(self.augment_generator), self.context)
+        if not self.context.is_main:
+            return
+        state = dict(self.state, wall_seconds=self.state["wall_seconds"] + self._elapsed())
+        save_checkpoint(
+            self.out / LAST,
+            {
+                "config": self.config.to_dict(),
+                "model_spec": self.spec.to_dict(),
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "random_states": random_states,
+                **state,
+            },
+        )
+        write_history(self.out / METRICS_CSV, self.state["history"], self.task.metric)
+
+    def _log_epoch(self, row: dict[str, Any], improved: bool) -> None:
+        if not self.context.is_main:
+            return
+        metric = self.task.metric
+        notes = " *best*" if improved else ""
+        if self.state["stopped_early"]:
+            notes += f" (no improvement for {self.config.patience} epochs: stopping)"
+        tqdm.write(
+            f"epoch {row['epoch']:>3}/{self.config.epochs}  train loss {row['train_loss']:.4g}  "
+            f"val loss {row['val_loss']:.4g}  val {metric} {row[f'val_{metric}']:.4g}  lr {row['lr']:.3g}  "
+            f"{row['train_networks_per_second']:.0f} networks/s{notes}"
+        )
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self.wall_start
+
+    # -- testing and reporting --------------------------------------------------------
+
+    def _finish(self) -> dict[str, Any]:
+        barrier(self.context)
+        best = load_checkpoint(self.out / BEST, required=("model",))
+        self.model.load_state_dict(best["model"])
+        test = evaluate(self.model, self.loaders["test"], self.task, self.prepare, self.precision, self.context)
+        state = self.state
+        train_seconds = state["train_seconds"]
+        program = "wsgraph train"
+        if self.context.is_distributed:
+            program = f"torchrun --nproc-per-node {self.context.world_size} -m wsgraph train"
+        result = {
+            "model": self.config.model,
+            "task": self.task_name,
+            "metric": self.task.metric,
+            "higher_is_better": self.task.higher_is_better,
+            "test_metric": None if test is None else test[1],
+            "test_loss": None if test is None else test[0],
+            "best_val_metric": state["best_metric"],
+            "best_epoch": state["best_epoch"],
+            "epochs_run": state["epoch"],
+            "stopped_early": state["stopped_early"],
+            "parameters": count_parameters(self.model),
+            "wall_seconds": state["wall_seconds"] + self._elapsed(),
+            "train_seconds": train_seconds,
+            "train_networks_per_second": state["train_networks"] / train_seconds if train_seconds > 0 else math.nan,
+            "command": self.config.command(program),
+            "config": self.config.to_dict(),
+            "model_spec": self.spec.to_dict(),
+            "dataset": self.data.summary(),
+            "hardware": hardware(self.context.device, self.context.world_size),
+        }
+        if self.context.is_main:
+            write_history(self.out / METRICS_CSV, state["history"], self.task.metric)
+            title = f"{self.config.model} on {self.data.root.name} ({self.task_name})"
+            plot_learning_curves(self.out / LEARNING_CURVES_PNG, state["history"], self.task.metric, title)
+            write_json(self.out / RESULT_JSON, result)
+            if test is not None:
+                tqdm.write(
+                    f"wsgraph train: test {self.task.metric} {test[1]:.4g} (best epoch {state['best_epoch']}); results in {self.out}"
+                )
+        return result
+
+
+def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec]:
+    """The model a ``best.pt`` or ``last.pt`` holds, rebuilt and loaded, in eval mode.
+
+    Inputs must be normalised as in training (the dataset's
+    :attr:`~wsgraph.datasets.WeightSpaceDataset.normalization`).
+    """
+    checkpoint = load_checkpoint(path, required=("model", "model_spec"))
+    spec = ModelSpec.from_dict(checkpoint["model_spec"])
+    model = build_model(spec)
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device).eval(), spec
+
+
+def _to_device(statistics: LayerStatistics, device: torch.device) -> LayerStatistics:
+    return LayerStatistics(**{key: value.to(device) for key, value in statistics.to_dict().items()})

@@ -1,0 +1,78 @@
+"""``wsgraph bench`` on tiny data: the table, chart, JSON and CSV, and skipping finished runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from wsgraph.cli.main import main
+
+TINY = ["--epochs", "1", "--batch-size", "8", "--hidden-channels", "8", "--depth", "2", "--no-progress"]
+
+
+def test_bench_writes_table_chart_and_runs(classification_root: Path, tmp_path: Path, monkeypatch) -> None:
+    table = tmp_path / "docs" / "results-tiny.md"
+    runs = tmp_path / "runs"
+    arguments = ["bench", "--data", str(classification_root), "--models", "mlp,gine", "--seeds", "2"]
+    arguments += ["--out", str(table), "--runs-dir", str(runs), *TINY]
+    assert main(arguments) == 0
+
+    text = table.read_text()
+    command = text.split("Reproduce: `", 1)[1].split("`", 1)[0]
+    assert command.startswith(f"wsgraph bench --data {classification_root} --models mlp,gine --seeds 2")
+    assert "--epochs 1" in command and "--no-progress" not in command
+    rows = [line for line in text.splitlines() if line.startswith("| mlp") or line.startswith("| gine")]
+    assert len(rows) == 2 and all(" ± " in row for row in rows)
+    assert (tmp_path / "docs" / "results-tiny.png").stat().st_size > 1000
+    document = json.loads((tmp_path / "docs" / "results-tiny-runs.json").read_text())
+    assert document["command"] == command
+    assert [(r["model"], r["config"]["seed"]) for r in document["runs"]] == [
+        ("mlp", 0),
+        ("mlp", 1),
+        ("gine", 0),
+        ("gine", 1),
+    ]
+    with open(tmp_path / "docs" / "results-tiny-runs.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 4
+    assert sorted(path.name for path in runs.iterdir()) == ["gine-seed0", "gine-seed1", "mlp-seed0", "mlp-seed1"]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr("wsgraph.training.bench.train", no_training)
+    assert main(arguments) == 0
+    assert table.read_text() == text
+
+
+def test_bench_into_a_folder_completes_a_run_without_result(classification_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    arguments = ["bench", "--data", str(classification_root), "--models", "mlp", "--seeds", "1", "--out", str(out)]
+    assert main([*arguments, *TINY]) == 0
+    assert {path.name for path in out.iterdir()} == {"results.md", "results.png", "runs.json", "runs.csv", "runs"}
+    (out / "runs" / "mlp-seed0" / "result.json").unlink()
+    assert main([*arguments, *TINY]) == 0  # resumes from last.pt, which has finished its epochs
+    assert (out / "runs" / "mlp-seed0" / "result.json").is_file()
+
+
+def test_bench_refuses_finished_runs_with_other_settings(classification_root: Path, tmp_path: Path, capsys) -> None:
+    arguments = ["bench", "--data", str(classification_root), "--models", "mlp", "--seeds", "1", "--out", str(tmp_path)]
+    assert main([*arguments, *TINY]) == 0
+    assert main([*arguments, *TINY, "--lr", "0.5"]) == 1
+    assert "other settings (lr: 0.001 there, 0.5 now)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--models", "mlp,resnet"], "unknown model 'resnet'"),
+        (["--models", "mlp", "--seeds", "0"], "--seeds must be at least 1"),
+    ],
+)
+def test_bench_rejects_bad_arguments(classification_root: Path, tmp_path: Path, capsys, arguments, message) -> None:
+    status = main(["bench", "--data", str(classification_root), "--out", str(tmp_path / "b"), *arguments, *TINY])
+    assert status == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

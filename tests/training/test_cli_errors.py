@@ -1,0 +1,117 @@
+"""Bad input to ``wsgraph train`` ends in one clear line and a nonzero exit, with nothing trained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wsgraph.cli.main import main
+
+from .conftest import tiny_config, write_store
+
+TINY = ["--epochs", "1", "--batch-size", "8", "--hidden-channels", "8", "--depth", "2", "--no-progress"]
+
+
+def run(capsys: pytest.CaptureFixture, arguments: list[str]) -> tuple[int, str]:
+    try:
+        status = main(arguments)
+    except SystemExit as exit:  # argparse's own usage errors
+        status = exit.code
+    return status, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
+        (["--model", "mlp", "--epochs", "three"], "argument --epochs: invalid int value: 'three'"),
+        (["--model", "mlp", "--targets", "a,b"], "argument --targets: expected comma-separated integers"),
+        (["--model", "mlp", "--warmup-steps", "3", "--warmup-epochs", "1"], "not allowed with argument"),
+    ],
+)
+def test_usage_errors_exit_2(classification_root: Path, tmp_path: Path, capsys, flags, message) -> None:
+    status, error = run(capsys, ["train", "--data", str(classification_root), "--out", str(tmp_path / "r"), *flags])
+    assert status == 2
+    assert message in error.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--model", "mlp", "--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["--model", "mlp", "--dropout", "1.5"], "--dropout must be in [0, 1), got 1.5"),
+        (["--model", "mlp", "--augment", "permute,flip"], "unknown augmentation 'flip'"),
+        (["--model", "mlp", "--readout", "max"], "--readout applies to dwsnet and the GNNs, not to --model mlp"),
+        (["--model", "gine", "--task", "dilate"], "--model gine predicts per-network outputs and cannot edit weights"),
+        (["--model", "mlp", "--task", "dilate"], "the dataset has no dilation targets"),
+        (["--model", "mlp", "--task", "regress"], "the labels are class indices, not regression targets"),
+        (["--model", "mlp", "--targets", "1"], "--targets selects regression targets; it needs --task regress"),
+        (["--model", "mlp", "--device", "tpu"], "--device tpu: expected auto, cpu, cuda or cuda:K"),
+    ],
+)
+def test_bad_settings_exit_1_in_one_line(classification_root: Path, tmp_path: Path, capsys, flags, message) -> None:
+    status, error = run(
+        capsys, ["train", "--data", str(classification_root), "--out", str(tmp_path / "r"), *TINY, *flags]
+    )
+    assert status == 1
+    assert error.startswith("wsgraph train: error: ") and len(error.splitlines()) == 1
+    assert message in error
+    assert not (tmp_path / "r" / "last.pt").exists()
+
+
+def test_missing_data_path(tmp_path: Path, capsys) -> None:
+    status, error = run(
+        capsys, ["train", "--data", str(tmp_path / "nowhere"), "--model", "mlp", "--out", str(tmp_path / "r")]
+    )
+    assert status == 1
+    assert error == f"wsgraph train: error: --data {tmp_path / 'nowhere'}: no such directory"
+
+
+def test_folder_that_is_not_a_dataset(tmp_path: Path, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    status, error = run(
+        capsys, ["train", "--data", str(tmp_path / "empty"), "--model", "mlp", "--out", str(tmp_path / "r")]
+    )
+    assert status == 1 and "no meta.json" in error
+
+
+def test_required_flags_without_resume(capsys) -> None:
+    status, error = run(capsys, ["train", "--model", "mlp"])
+    assert status == 1
+    assert error == "wsgraph train: error: --data, --out required (or --resume to continue a run)"
+
+
+def test_flat_models_need_one_architecture(tmp_path: Path, capsys) -> None:
+    root = write_store(tmp_path / "mixed", widths=(2, 8, 8, 1), shards=1)
+    write_store(tmp_path / "other", widths=(2, 6, 8, 1), seed=1)
+    (tmp_path / "other" / "shards" / "shard-00000.pt").rename(root / "shards" / "shard-00001.pt")
+    for model in ("mlp", "dwsnet-dense"):
+        status, error = run(
+            capsys, ["train", "--data", str(root), "--model", model, "--out", str(tmp_path / model), *TINY]
+        )
+        assert status == 1 and "needs networks of one architecture" in error
+    status, error = run(
+        capsys, ["train", "--data", str(root), "--model", "dwsnet", "--out", str(tmp_path / "dws"), *TINY]
+    )
+    assert status == 0, error
+
+
+def test_existing_run_and_conflicting_resume(classification_root: Path, tmp_path: Path, capsys) -> None:
+    out = str(tmp_path / "r")
+    assert run(capsys, ["train", "--data", str(classification_root), "--model", "mlp", "--out", out, *TINY])[0] == 0
+    status, error = run(capsys, ["train", "--data", str(classification_root), "--model", "mlp", "--out", out, *TINY])
+    assert status == 1 and "already holds a run (last.pt); pass --resume" in error
+    status, error = run(capsys, ["train", "--out", out, "--resume", "--lr", "0.5"])
+    assert status == 1 and "cannot resume with different settings (lr: 0.001 in the checkpoint, 0.5 now)" in error
+    status, error = run(capsys, ["train", "--out", out, "--resume", "--num-workers", "1"])
+    assert status == 0, error
+    status, error = run(capsys, ["train", "--resume", str(tmp_path / "r" / "metrics.csv")])
+    assert status == 1 and "not a readable checkpoint" in error
+
+
+def test_config_renders_its_own_command(classification_root: Path, tmp_path: Path) -> None:
+    config = tiny_config(classification_root, tmp_path / "r", "mlp-aug", augment=("rotate", "scale"), targets=None)
+    command = config.command()
+    assert command.startswith(f"wsgraph train --data {classification_root} --model mlp-aug --out {tmp_path / 'r'}")
+    assert "--augment rotate,scale" in command and "--no-progress" in command and "--lr 0.01" in command

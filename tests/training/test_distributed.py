@@ -1,0 +1,51 @@
+"""Two gloo processes under torchrun agree with one process on the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from wsgraph.training.checkpointing import load_checkpoint
+from wsgraph.training.distributed import DistributedContext
+
+from .ddp_worker import global_batch_gradients
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+
+def test_two_processes_match_one(classification_root: Path, tmp_path: Path) -> None:
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    completed = subprocess.run(
+        [*command, str(WORKER), str(classification_root), str(tmp_path)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+    distributed = torch.load(tmp_path / "ddp_gradients.pt", weights_only=True)
+    single, single_loss = global_batch_gradients(classification_root, DistributedContext(0, 1, 0, torch.device("cpu")))
+    assert distributed["gradients"].keys() == single.keys()
+    for name, gradient in single.items():
+        torch.testing.assert_close(distributed["gradients"][name], gradient, rtol=1e-5, atol=1e-7, msg=name)
+    assert abs(distributed["loss"] - single_loss) < 1e-6
+
+    run = tmp_path / "run"
+    result = json.loads((run / "result.json").read_text())
+    assert result["hardware"]["processes"] == 2
+    assert result["command"].startswith("torchrun --nproc-per-node 2 -m wsgraph train")
+    assert result["epochs_run"] == 2 and len(load_checkpoint(run / "last.pt")["random_states"]) == 2
+    assert sorted(path.name for path in run.iterdir()) == [
+        "best.pt",
+        "last.pt",
+        "learning_curves.png",
+        "metrics.csv",
+        "result.json",
+    ]

@@ -1,0 +1,84 @@
+"""An interrupted run, resumed from its last checkpoint, continues exactly as an uninterrupted one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from wsgraph.training import load_trained_model, train
+from wsgraph.training import run as run_module
+from wsgraph.training.checkpointing import load_checkpoint
+
+from .conftest import tiny_config
+
+EPOCHS = 4
+
+
+class Interrupted(Exception):
+    """Stands for a crash or Ctrl-C in the middle of an epoch."""
+
+
+def interrupt_during_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
+    """Make the ``epoch``-th epoch (1-based) stop with :class:`Interrupted` after one real step."""
+    real = run_module.train_epoch
+    calls = {"count": 0}
+
+    def flaky(model, loader, *args, **kwargs):
+        calls["count"] += 1
+        if calls["count"] == epoch:
+            batches = iter(loader)
+            next(batches)  # draw randomness as a real epoch would, then die
+            raise Interrupted
+        return real(model, loader, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "train_epoch", flaky)
+
+
+@pytest.mark.parametrize(
+    ("model", "settings"),
+    [
+        ("mlp-aug", {"dropout": 0.2, "augment": ("scale",)}),  # batch norm, dropout, two augmentation streams
+        ("dwsnet", {"dropout": 0.1, "patience": 3}),
+    ],
+)
+def test_resume_continues_bitwise(
+    classification_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: str, settings: dict
+) -> None:
+    whole = tiny_config(classification_root, tmp_path / "whole", model, epochs=EPOCHS, **settings)
+    expected = train(whole)
+
+    pieces = tiny_config(classification_root, tmp_path / "pieces", model, epochs=EPOCHS, **settings)
+    interrupt_during_epoch(monkeypatch, 3)
+    with pytest.raises(Interrupted):
+        train(pieces)
+    assert load_checkpoint(tmp_path / "pieces" / "last.pt")["epoch"] == 2
+    monkeypatch.undo()
+    resumed = train(pieces, resume=tmp_path / "pieces" / "last.pt")
+
+    uninterrupted = load_checkpoint(tmp_path / "whole" / "last.pt")
+    continued = load_checkpoint(tmp_path / "pieces" / "last.pt")
+    for name, tensor in uninterrupted["model"].items():
+        assert torch.equal(tensor, continued["model"][name]), name
+    for first, second in zip(uninterrupted["optimizer"]["state"].values(), continued["optimizer"]["state"].values()):
+        assert all(torch.equal(first[key], second[key]) for key in first)
+    assert continued["scheduler"]["last_epoch"] == uninterrupted["scheduler"]["last_epoch"]
+    losses = [[row["train_loss"] for row in run["history"]] for run in (uninterrupted, continued)]
+    assert losses[0] == losses[1]
+    assert resumed["test_metric"] == expected["test_metric"]
+    assert resumed["best_epoch"] == expected["best_epoch"]
+
+
+def test_resuming_a_finished_run_only_reports(classification_root: Path, tmp_path: Path) -> None:
+    config = tiny_config(classification_root, tmp_path / "run", "mlp", epochs=1)
+    first = train(config)
+    again = train(config, resume=tmp_path / "run" / "last.pt")
+    assert again["epochs_run"] == 1 and again["test_metric"] == first["test_metric"]
+
+
+def test_best_checkpoint_rebuilds_the_model(classification_root: Path, tmp_path: Path) -> None:
+    train(tiny_config(classification_root, tmp_path / "run", "gine", epochs=1))
+    model, spec = load_trained_model(tmp_path / "run" / "best.pt")
+    assert spec.name == "gine" and spec.signature == (3, 2, 1)
+    assert not model.training

@@ -1,0 +1,174 @@
+import json
+import math
+
+import pytest
+import torch
+
+from wsgraph.cli.main import main
+from wsgraph.convert import mlp_to_graph
+from wsgraph.datasets.images import load_images
+from wsgraph.datasets.render import image_grid_coords, render_inr
+from wsgraph.datasets.sine import sine_coefficients, sine_points, sine_values
+from wsgraph.datasets.store import read_meta, read_shard, shard_paths
+
+FIT = ["fit-inrs", "--source", "digits", "--limit", "4", "--steps", "40", "--shard-size", "5", "--no-progress"]
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def shards(root) -> list:
+    return [read_shard(path) for path in shard_paths(root)]
+
+
+def same_shard(a, b) -> bool:
+    pairs = [*zip(a.weights, b.weights), *zip(a.biases, b.biases), (a.y, b.y), (a.split, b.split), (a.index, b.index)]
+    pairs += [(a.extras[k], b.extras[k]) for k in a.extras]
+    return set(a.extras) == set(b.extras) and all(torch.equal(x, y) for x, y in pairs)
+
+
+def test_fit_inrs_writes_a_dataset(tmp_path, capsys):
+    out = tmp_path / "digits"
+    code, printed, _ = run_cli(capsys, *FIT, "--out", str(out), "--dilated")
+    assert code == 0 and "| train | 4 |" in printed
+    meta = read_meta(out)
+    assert meta["task"] == "classification" and meta["num_classes"] == 10 and meta["activation"] == "sine(30.0)"
+    assert meta["recipe"]["steps"] == 40 and meta["recipe"]["output_offset"] == 0.5 and meta["widths"] == [2, 32, 32, 1]
+    assert meta["intensity_range"] == [0.0, 1.0] and meta["image_shape"] == [8, 8, 1]
+    written = shards(out)
+    assert [len(s) for s in written] == [5, 5, 2]
+    labels = torch.cat([s.y for s in written])
+    split = torch.cat([s.split for s in written])
+    index = torch.cat([s.index for s in written])
+    images = load_images("digits").head_per_split(4)
+    assert torch.equal(labels, images.labels) and torch.equal(split, images.split) and torch.equal(index, images.index)
+    dilated = torch.cat([s.extras["dilated"] for s in written])
+    assert dilated.dtype == torch.float16 and dilated.shape == (12, 8, 8)
+    torch.testing.assert_close(
+        dilated.float(),
+        torch.nn.functional.max_pool2d(images.images.unsqueeze(1), 3, 1, 1).squeeze(1),
+        rtol=0,
+        atol=5e-4,
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["psnr_db"]["all"]["count"] == 12
+    assert (out / "reconstructions.png").stat().st_size > 1000
+    first = written[0]
+    graphs = mlp_to_graph([(w, b) for w, b in zip(first.weights, first.biases)], activation=meta["activation"])
+    rendered = render_inr(graphs, image_grid_coords(8, 8), meta["output_offset"])
+    mse = (rendered - images.intensities()[:5].reshape(5, 64, 1)).square().mean(dim=(1, 2))
+    torch.testing.assert_close(10 * torch.log10(1 / mse), first.extras["psnr"], rtol=1e-4, atol=1e-3)
+
+
+def test_fit_inrs_resumes_identically(tmp_path, capsys):
+    out = tmp_path / "digits"
+    assert run_cli(capsys, *FIT, "--out", str(out))[0] == 0
+    before = shards(out)
+    untouched = shard_paths(out)[0].stat().st_mtime_ns
+    shard_paths(out)[1].unlink()
+    assert run_cli(capsys, *FIT, "--out", str(out))[0] == 0
+    assert shard_paths(out)[0].stat().st_mtime_ns == untouched
+    assert all(same_shard(a, b) for a, b in zip(before, shards(out)))
+    changed = [*FIT[:5], "--steps", "41", *FIT[7:]]
+    code, _, error = run_cli(capsys, *changed, "--out", str(out))
+    assert code == 1 and "holds a dataset made with other settings" in error and len(error.strip().splitlines()) == 1
+
+
+def test_fit_inrs_is_independent_of_limit_and_shard_size(tmp_path, capsys):
+    small, large = tmp_path / "small", tmp_path / "large"
+    assert run_cli(capsys, *FIT, "--out", str(small))[0] == 0
+    argv = [*FIT[:3], "--limit", "6", "--steps", "40", "--shard-size", "100", "--no-progress", "--out", str(large)]
+    assert run_cli(capsys, *argv)[0] == 0
+    (big,) = shards(large)
+    for shard in shards(small):
+        for position in range(len(shard)):
+            match = (big.split == shard.split[position]) & (big.index == shard.index[position])
+            assert all(torch.equal(w[match][0], v[position]) for w, v in zip(big.weights, shard.weights))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--source", "mnist", "--root", "/nonexistent/mnist"], "/nonexistent/mnist: no such folder"),
+        (["--source", "mnist"], "source 'mnist' needs a root folder"),
+        (["--source", "svhn"], "unknown image source 'svhn'"),
+        (["--source", "digits", "--limit", "-1"], "--limit must be at least 0, got -1"),
+        (["--source", "digits", "--layers", "1"], "--layers must be at least 2, got 1"),
+        (["--source", "digits", "--lr", "nan"], "--lr must be a finite number"),
+        (["--source", "digits", "--lr", "-1"], "lr must be a positive number"),
+        (["--source", "digits", "--device", "tpu"], "unknown device 'tpu'"),
+    ],
+)
+def test_fit_inrs_errors_are_one_line(tmp_path, capsys, argv, message):
+    code, _, error = run_cli(capsys, "fit-inrs", *argv, "--out", str(tmp_path / "out"), "--no-progress")
+    assert code == 1
+    assert len(error.strip().splitlines()) == 1 and error.startswith("wsgraph fit-inrs: error: ")
+    assert message in error
+    assert not shard_paths(tmp_path / "out")
+
+
+def test_fit_inrs_without_cuda_says_so(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    code, _, error = run_cli(capsys, "fit-inrs", "--source", "digits", "--out", str(tmp_path), "--device", "cuda")
+    assert code == 1 and "CUDA is not available" in error
+
+
+def test_sine_inputs_follow_the_published_recipe():
+    points = sine_points()
+    reference = torch.arange(-math.pi, math.pi, math.pi / 1000, dtype=torch.float64).float()
+    torch.testing.assert_close(points[:, 0], reference, rtol=0, atol=1e-6)
+    coefficients = sine_coefficients(50, seed=0)
+    assert float(coefficients.min()) >= 0.0 and float(coefficients.max()) < 10.0
+    assert torch.equal(sine_coefficients(5, seed=0), coefficients[:5])
+    assert not torch.equal(sine_coefficients(5, seed=1), coefficients[:5])
+
+
+def test_fit_sines_reproduces_the_functions(tmp_path, capsys):
+    out = tmp_path / "sines"
+    code, printed, _ = run_cli(
+        capsys, "fit-sines", "--out", str(out), "--count", "4", "--shard-size", "3", "--no-progress"
+    )
+    assert code == 0 and "MSE" in printed
+    meta = read_meta(out)
+    assert meta["task"] == "regression" and meta["widths"] == [1, 32, 32, 1] and meta["recipe"]["steps"] == 1500
+    written = shards(out)
+    coefficients = torch.cat([s.y for s in written])
+    assert coefficients.shape == (4, 2) and torch.equal(coefficients, sine_coefficients(4, seed=0))
+    points = sine_points(meta["num_points"])
+    for shard in written:
+        graphs = mlp_to_graph([(w, b) for w, b in zip(shard.weights, shard.biases)], activation=meta["activation"])
+        rendered = render_inr(graphs, points, meta["output_offset"])
+        mse = (rendered - sine_values(shard.y, points)).square().mean(dim=(1, 2))
+        # Early stopping fires once the MSE before a step is at most 1e-4 (the published threshold).
+        assert float(mse.max()) < 2e-4
+        assert bool((shard.extras["steps"] < 1500).all())
+    assert (out / "reconstructions.png").is_file()
+
+
+def test_fit_sines_errors_are_one_line(tmp_path, capsys):
+    code, _, error = run_cli(capsys, "fit-sines", "--out", str(tmp_path), "--count", "0")
+    assert code == 1 and error.strip() == "wsgraph fit-sines: error: --count must be at least 1, got 0"
+
+
+def test_weight_space_dataset_opens_fit_inrs_output_for_editing(tmp_path, capsys):
+    from torch_geometric.loader import DataLoader
+
+    from wsgraph.datasets import WeightSpaceDataset
+
+    out = tmp_path / "digits"
+    assert run_cli(capsys, *FIT, "--out", str(out), "--dilated")[0] == 0
+    dataset = WeightSpaceDataset(str(out), split="train", log=False)
+    assert len(dataset) == 4 and dataset.task == "classification"
+    batch = next(iter(DataLoader(dataset, batch_size=4)))
+    batch.edge_attr.requires_grad_(True)
+    rendered = render_inr(batch, image_grid_coords(8, 8), read_meta(out)["output_offset"])
+    loss = (rendered.view(4, 8, 8) - batch.dilated.float()).square().mean()
+    loss.backward()
+    assert batch.edge_attr.grad.abs().sum() > 0
+    images = load_images("digits", split="train").images[:4]
+    mse = (rendered.detach().view(4, 8, 8) - images).square().mean(dim=(1, 2))
+    torch.testing.assert_close(10 * torch.log10(1 / mse), batch.psnr, rtol=1e-4, atol=1e-3)

@@ -1,0 +1,137 @@
+"""``wsgraph fit-inrs``: fit one SIREN per image of a source and write a weight-space dataset.
+
+Examples::
+
+    wsgraph fit-inrs --source digits --out data/digits-inrs
+    wsgraph fit-inrs --source mnist --root ../shared/data/mnist --out data/mnist-inrs
+    wsgraph fit-inrs --source mnist --root ../shared/data/mnist --out data/mnist-small --limit 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+
+from wsgraph.datasets.fitting import resolve_device
+from wsgraph.datasets.siren import SirenRecipe
+from wsgraph.datasets.store import SPLITS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "fit-inrs",
+        help="fit one SIREN per image (MNIST, Fashion-MNIST, CIFAR-10, digits, ImageFolder) into a dataset",
+        description=(
+            "Fit one SIREN per image with the DWSNets recipe (2-32-32-C, omega_0 30, Adam lr 5e-4, 1000 steps, "
+            "coordinates in [-1, 1]^2, intensities in [0, 1], output offset +0.5), many at once, and write "
+            "shards plus meta.json to --out. A rerun with the same settings resumes."
+        ),
+    )
+    parser.add_argument(
+        "--source",
+        required=True,
+        help="digits, mnist, fashion-mnist, cifar10, imagefolder, or torchvision:<Name> (e.g. torchvision:CIFAR10)",
+    )
+    parser.add_argument("--root", help="folder of the source's files (not needed for digits)")
+    parser.add_argument("--out", required=True, help="dataset folder to create or resume")
+    parser.add_argument(
+        "--split", action="append", choices=("train", "val", "test"), help="fit only this split (repeatable)"
+    )
+    parser.add_argument("--limit", type=int, help="fit only the first N images of each split")
+    parser.add_argument("--val-size", type=int, help="validation images carved from train (default: per source)")
+    parser.add_argument("--dilated", action="store_true", help="also store 3x3-dilated images for INR editing")
+    parser.add_argument("--download", action="store_true", help="let a torchvision source download its files")
+    add_fitting_arguments(parser, SirenRecipe())
+    parser.set_defaults(func=run)
+
+
+def add_fitting_arguments(parser: argparse.ArgumentParser, defaults: SirenRecipe) -> None:
+    """The flags shared by ``fit-inrs`` and ``fit-sines``: recipe, sharding, seed and device."""
+    group = parser.add_argument_group("recipe")
+    group.add_argument("--steps", type=int, default=defaults.steps, help=f"Adam steps (default {defaults.steps})")
+    group.add_argument("--lr", type=float, default=defaults.lr, help=f"Adam learning rate (default {defaults.lr:g})")
+    group.add_argument(
+        "--hidden", type=int, default=defaults.widths[1], help=f"hidden width (default {defaults.widths[1]})"
+    )
+    group.add_argument(
+        "--layers",
+        type=int,
+        default=defaults.spec.num_layers,
+        help=f"weight layers, the last one linear (default {defaults.spec.num_layers})",
+    )
+    group.add_argument("--omega", type=float, default=defaults.omega_0, help=f"omega_0 (default {defaults.omega_0:g})")
+    group.add_argument(
+        "--offset",
+        type=float,
+        default=defaults.output_offset,
+        help=f"output offset (default {defaults.output_offset:g})",
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument("--shard-size", type=int, default=2048, help="networks per shard (default 2048)")
+    output.add_argument("--batch-size", type=int, help="networks fitted at once (default: 48 on CPU, 4096 on CUDA)")
+    output.add_argument("--seed", type=int, default=0, help="seed of the initialisation and splits (default 0)")
+    output.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    output.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Fail early, with the flag's name, on counts and numbers out of range."""
+    for name in ("steps", "hidden", "layers", "shard_size", "batch_size", "limit", "val_size", "count", "points"):
+        value = getattr(args, name, None)
+        minimum = 0 if name in ("steps", "limit", "val_size") else (2 if name == "layers" else 1)
+        if value is not None and value < minimum:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least {minimum}, got {value}")
+    for name in ("lr", "omega", "offset"):
+        if not math.isfinite(getattr(args, name)):
+            raise ValueError(f"--{name} must be a finite number, got {getattr(args, name)}")
+
+
+def recipe_from_arguments(args: argparse.Namespace, in_dim: int, out_dim: int, base: SirenRecipe) -> SirenRecipe:
+    """The recipe the flags describe (optimiser constants not exposed as flags come from ``base``)."""
+    return SirenRecipe(
+        widths=(in_dim, *([args.hidden] * (args.layers - 1)), out_dim),
+        omega_0=args.omega,
+        output_offset=args.offset,
+        steps=args.steps,
+        lr=args.lr,
+        betas=base.betas,
+        eps=base.eps,
+        weight_decay=getattr(args, "weight_decay", base.weight_decay),
+        early_stop_loss=getattr(args, "early_stop_loss", base.early_stop_loss),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from wsgraph.datasets.build import SUMMARY_FILE
+    from wsgraph.datasets.image_inrs import fit_image_inrs, print_summary
+    from wsgraph.datasets.images import load_images
+
+    check_arguments(args)
+    device = resolve_device(args.device)
+    images = load_images(args.source, args.root, val_size=args.val_size, seed=args.seed, download=args.download)
+    if args.split:
+        images = images.select(torch.isin(images.split, torch.tensor([SPLITS.index(s) for s in args.split])))
+    if args.limit is not None:
+        images = images.head_per_split(args.limit)
+    recipe = recipe_from_arguments(args, 2, images.channels, SirenRecipe())
+    summary = fit_image_inrs(
+        images,
+        args.out,
+        recipe,
+        seed=args.seed,
+        shard_size=args.shard_size,
+        batch_size=args.batch_size,
+        device=device,
+        dilated=args.dilated,
+        limit_per_split=args.limit,
+        progress=not args.no_progress,
+    )
+    print(
+        f"{len(images)} INRs of {args.source} in {args.out} ({recipe.spec}, {recipe.activation}, offset {recipe.output_offset:+g})"
+    )
+    print(print_summary(summary))
+    print(f"summary: {Path(args.out) / SUMMARY_FILE}, preview: {Path(args.out) / summary['files']['preview']}")
+    return 0

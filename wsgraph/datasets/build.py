@@ -1,0 +1,148 @@
+"""Write a dataset of fitted networks shard by shard: resumable, with a progress bar and a summary.
+
+The first call writes ``meta.json`` with the dataset's ``plan`` (every setting that
+decides its contents); a rerun with the same plan skips the shards already written and,
+since each network's fit depends only on its own key and the seed, produces the same
+shards. A rerun with a different plan is refused rather than mixing two datasets.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from wsgraph.datasets.store import (
+    SPLITS,
+    Shard,
+    atomic_write,
+    read_meta,
+    read_shard,
+    shard_path,
+    shard_paths,
+    write_meta,
+    write_shard,
+)
+
+# make_shard(start, stop, advance) fits networks start..stop-1, calling advance(k) as k more are done.
+ShardMaker = Callable[[int, int, Callable[[int], None]], Shard]
+SUMMARY_FILE = "summary.json"
+
+
+def write_shards(
+    root: str | os.PathLike,
+    meta: dict[str, Any],
+    count: int,
+    shard_size: int,
+    make_shard: ShardMaker,
+    progress: bool = True,
+) -> list[Path]:
+    """Create or resume the dataset in ``root``; return the shards written by this call.
+
+    Args:
+        root: the dataset folder.
+        meta: the ``meta.json`` content; ``meta["plan"]`` must hold every setting that
+            decides the shards' contents.
+        count: the number of networks.
+        shard_size: networks per shard (the last may hold fewer).
+        make_shard: builds the shard of networks ``start..stop-1``.
+        progress: show a progress bar.
+
+    Raises:
+        ValueError: if ``root`` holds a dataset made with another plan.
+    """
+    if shard_size < 1:
+        raise ValueError(f"shard size must be positive, got {shard_size}")
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"{root}: exists and is not a folder")
+    if (root / "meta.json").is_file():
+        _check_same_plan(root, read_meta(root).get("plan"), meta["plan"])
+    elif root.is_dir() and shard_paths(root):
+        raise ValueError(f"{root}: has shards but no meta.json; use an empty --out folder")
+    write_meta(root, meta)
+    num_shards = math.ceil(count / shard_size)
+    done = [number for number in range(num_shards) if shard_path(root, number).is_file()]
+    written = []
+    with tqdm(total=count, unit="INR", disable=not progress, dynamic_ncols=True, smoothing=0.1) as bar:
+        bar.update(sum(min(shard_size, count - number * shard_size) for number in done))
+        for number in range(num_shards):
+            if number in done:
+                continue
+            start, stop = number * shard_size, min(count, (number + 1) * shard_size)
+            shard = make_shard(start, stop, bar.update)
+            if len(shard) != stop - start:
+                raise RuntimeError(f"shard {number} holds {len(shard)} networks, expected {stop - start}")
+            written.append(write_shard(root, number, shard))
+    return written
+
+
+def _check_same_plan(root: Path, old: dict | None, new: dict) -> None:
+    if old == new:
+        return
+    old = old or {}
+    changed = sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
+    detail = ", ".join(f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in changed[:3])
+    raise ValueError(f"{root}: holds a dataset made with other settings ({detail}); use another --out folder")
+
+
+def split_statistics(root: str | os.PathLike, key: str) -> dict[str, dict[str, float]]:
+    """Per split (and ``"all"``): count, mean, std, min, 5th percentile, median and max of ``extras[key]``."""
+    values, splits = [], []
+    for path in shard_paths(root):
+        shard = read_shard(path)
+        if key not in shard.extras:
+            raise ValueError(f"{path}: has no extras[{key!r}]")
+        values.append(shard.extras[key].double())
+        splits.append(shard.split.long())
+    if not values:
+        raise ValueError(f"{root}: no shards")
+    value, split = torch.cat(values), torch.cat(splits)
+    table = {}
+    for name, mask in [
+        *((s, split == code) for code, s in enumerate(SPLITS)),
+        ("all", torch.ones_like(split, dtype=torch.bool)),
+    ]:
+        if bool(mask.any()):
+            table[name] = _describe(value[mask])
+    return table
+
+
+def _describe(values: torch.Tensor) -> dict[str, float]:
+    quantiles = torch.quantile(values, torch.tensor([0.05, 0.5], dtype=values.dtype)).tolist()
+    return {
+        "count": int(values.numel()),
+        "mean": float(values.mean()),
+        "std": float(values.std()) if values.numel() > 1 else 0.0,
+        "min": float(values.min()),
+        "p5": quantiles[0],
+        "median": quantiles[1],
+        "max": float(values.max()),
+    }
+
+
+def write_summary(root: str | os.PathLike, summary: dict[str, Any]) -> Path:
+    """Write ``summary.json`` atomically."""
+    path = Path(root) / SUMMARY_FILE
+    text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+    return path
+
+
+def format_statistics(table: dict[str, dict[str, float]], name: str, digits: int = 2) -> str:
+    """A markdown table of :func:`split_statistics`."""
+    columns = ("count", "mean", "std", "min", "p5", "median", "max")
+    lines = [f"| split | {' | '.join(f'{name} {c}' if c != 'count' else c for c in columns)} |"]
+    lines.append("|" + " --- |" * (len(columns) + 1))
+    for split, row in table.items():
+        cells = [str(row["count"])] + [
+            f"{row[c]:.{digits}f}" if abs(row[c]) >= 1e-3 else f"{row[c]:.2e}" for c in columns[1:]
+        ]
+        lines.append(f"| {split} | {' | '.join(cells)} |")
+    return "\n".join(lines)

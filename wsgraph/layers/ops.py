@@ -42,11 +42,10 @@ class ScatterOps:
             rows, fold = layout.node_counts[1], layout.in_dim
             folded = weight.new_zeros(rows * fold, weight.size(-1)).index_copy(0, layout.first_fold, weight)
             return folded.view(rows, fold * weight.size(-1))
-        size, target = layout.node_counts[layer], layout.target[layer - 1]
         if reduce == "mean":
-            summed = weight.new_zeros(size, weight.size(-1)).index_add_(0, target, weight)
+            summed = layout.by_target[layer - 1].sum(weight)
             return summed * self._inverse_width(layer, layer - 1, weight)
-        return scatter(weight, target, dim=0, dim_size=size, reduce=reduce)
+        return scatter(weight, layout.target[layer - 1], dim=0, dim_size=layout.node_counts[layer], reduce=reduce)
 
     def pooled_out(self, layer: int, reduce: str = "mean") -> Tensor:
         """``W_{layer+1}`` reduced over its target neurons, per source neuron (folded before the output)."""
@@ -69,11 +68,7 @@ class ScatterOps:
     def combine_edges(self, layer: int, own: Tensor, at_source: Tensor, at_target: Tensor) -> Tensor:
         """``own[e] + at_source[src(e)] + at_target[dst(e)]`` for the edges of ``layer``."""
         layout = self.layout
-        return (
-            own
-            + at_source.index_select(0, layout.source[layer - 1])
-            + at_target.index_select(0, layout.target[layer - 1])
-        )
+        return own + layout.by_source[layer - 1].gather(at_source) + layout.by_target[layer - 1].gather(at_target)
 
     def unfold_first(self, table: Tensor) -> Tensor:
         channels = table.size(-1) // self.layout.in_dim

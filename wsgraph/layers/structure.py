@@ -18,6 +18,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from wsgraph.layers.incidence import Incidence
+
 _CACHE_ATTRIBUTE = "_wsgraph_layout"
 
 
@@ -55,6 +57,8 @@ class WeightSpaceLayout:
         target: per ``l``, the row in node table ``l`` of each edge's target.
         source_ptr: per ``l``, ``[N_{l-1}+1]`` offsets of the contiguous groups of edges
             leaving each source row.
+        by_source: per ``l``, sums over / gathers from the source rows of the edges.
+        by_target: per ``l``, sums over / gathers from the target rows of the edges.
         first_fold: ``[E_1]`` position ``target * d_0 + a`` of each first-layer edge in
             the folded ``[N_1, d_0, C]`` view (input neuron ``a``).
     """
@@ -69,6 +73,8 @@ class WeightSpaceLayout:
     source: list[Tensor]
     target: list[Tensor]
     source_ptr: list[Tensor]
+    by_source: list[Incidence]
+    by_target: list[Incidence]
     first_fold: Tensor
     edge_order: Tensor | None
     node_order: Tensor | None
@@ -137,17 +143,21 @@ class WeightSpaceLayout:
             node_local.append(torch.arange(node_counts[k], device=widths.device) - ptr[:-1][rows_graph])
 
         sources, targets, source_ptr, edge_local_graph = [], [], [], []
+        by_source, by_target = [], []
         for layer in range(1, num_layers + 1):
             count = edge_counts[layer - 1]
+            layer_ptr = _inclusive_ptr(edge_widths[:, layer - 1])
             edge_graph = graph_ids.repeat_interleave(edge_widths[:, layer - 1], output_size=count)
-            local = (
-                torch.arange(count, device=widths.device) - _inclusive_ptr(edge_widths[:, layer - 1])[:-1][edge_graph]
-            )
+            local = torch.arange(count, device=widths.device) - layer_ptr[:-1][edge_graph]
             out_width = widths[edge_graph, layer]
             sources.append(node_ptr[layer - 1][:-1][edge_graph] + torch.div(local, out_width, rounding_mode="floor"))
             targets.append(node_ptr[layer][:-1][edge_graph] + local % out_width)
             source_ptr.append(_inclusive_ptr(widths[node_graph[layer - 1], layer]))
             edge_local_graph.append((edge_graph, local))
+            by_source.append(Incidence(sources[-1], node_counts[layer - 1], source_ptr[-1]))
+            by_target.append(
+                _target_incidence(targets[-1], widths, layer, node_graph[layer], node_local[layer], layer_ptr)
+            )
 
         in_dim = int(host[0, 0])
         first_fold = targets[0] * in_dim + node_local[0][sources[0]]
@@ -177,6 +187,8 @@ class WeightSpaceLayout:
             source=sources,
             target=targets,
             source_ptr=source_ptr,
+            by_source=by_source,
+            by_target=by_target,
             first_fold=first_fold,
             edge_order=edge_order,
             node_order=node_order,
@@ -235,6 +247,21 @@ class WeightSpaceLayout:
                 f"{', ...' if len(distinct) > 4 else ''}; use backend='scatter'"
             )
         return self.uniform_widths
+
+
+def _target_incidence(
+    targets: Tensor, widths: Tensor, layer: int, row_graph: Tensor, row_local: Tensor, layer_ptr: Tensor
+) -> Incidence:
+    """Edges grouped by target neuron: row ``(g, j)`` holds edges ``start_g + i * d_l + j`` for every ``i``."""
+    in_degree = widths[row_graph, layer - 1]
+    row_ptr = _inclusive_ptr(in_degree)
+    row_of = torch.arange(row_ptr.numel() - 1, device=widths.device).repeat_interleave(
+        in_degree, output_size=targets.numel()
+    )
+    position = torch.arange(targets.numel(), device=widths.device) - row_ptr[:-1][row_of]
+    graph = row_graph[row_of]
+    col_indices = layer_ptr[:-1][graph] + position * widths[graph, layer] + row_local[row_of]
+    return Incidence(targets, row_ptr.numel() - 1, row_ptr, col_indices)
 
 
 def _exclusive_cumsum(values: Tensor, dim: int = 0) -> Tensor:

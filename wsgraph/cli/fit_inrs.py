@@ -71,7 +71,11 @@ def add_fitting_arguments(parser: argparse.ArgumentParser, defaults: SirenRecipe
     )
     output = parser.add_argument_group("output")
     output.add_argument("--shard-size", type=int, default=2048, help="networks per shard (default 2048)")
-    output.add_argument("--batch-size", type=int, help="networks fitted at once (default: 48 on CPU, 4096 on CUDA)")
+    output.add_argument(
+        "--batch-size",
+        type=int,
+        help="networks fitted at once per thread (default: 2**15 pixels on CPU, 2**22 on CUDA)",
+    )
     output.add_argument("--seed", type=int, default=0, help="seed of the initialisation and splits (default 0)")
     output.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     output.add_argument("--no-progress", action="store_true", help="no progress bar")

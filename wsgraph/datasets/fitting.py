@@ -5,10 +5,11 @@ and its own loss (the MSE over its sample points), so one step for the whole bat
 updates each network exactly as fitting it alone with ``torch.optim.Adam`` would.
 
 A layer's weight and bias are kept as one augmented matrix :math:`\Theta_l = [W_l \mid b_l]`
-``[B, d_l, d_{l-1}+1]`` and each layer's input carries a column of ones, so that the
-forward pass is one ``bmm`` per layer, :math:`Z_l = [h_{l-1} \mid 1]\,\Theta_l^\top`,
-and so is the gradient, :math:`\partial L / \partial \Theta_l = G_l^\top [h_{l-1} \mid 1]`,
-where :math:`G_l = \partial L / \partial Z_l` is back-propagated by hand:
+``[B, d_l, d_{l-1}+1]`` (one tensor per layer for Adam). The forward pass is one
+``baddbmm`` per layer, :math:`\omega_0 Z_l = \omega_0 (h_{l-1} W_l^\top + b_l)`, and the
+gradients are :math:`\partial L / \partial W_l = G_l^\top h_{l-1}` and
+:math:`\partial L / \partial b_l = \sum_p G_l`, where :math:`G_l = \partial L / \partial Z_l`
+is back-propagated by hand:
 
 .. math::
     G_M = \tfrac{2}{P d_M} (f - y), \qquad
@@ -74,9 +75,10 @@ def default_workers(device: torch.device) -> int:
     return torch.get_num_threads() if device.type == "cpu" else 1
 
 
-def default_batch_size(device: torch.device) -> int:
-    """Networks per batch: small enough for the CPU's caches, large enough to fill a GPU."""
-    return 4096 if device.type == "cuda" else 48
+def default_batch_size(device: torch.device, num_points: int) -> int:
+    """Networks per batch: about 32k points per CPU thread (cache-sized buffers), 4M on a GPU."""
+    budget = 2**22 if device.type == "cuda" else 2**15
+    return max(1, budget // num_points)
 
 
 def fit_sirens(
@@ -112,7 +114,13 @@ def fit_sirens(
     device = resolve_device(device) if device is not None else targets.device
     coords = points.coords(device) if isinstance(points, PixelGrid) else points.to(device, torch.float32)
     _check_inputs(targets, coords, recipe, keys)
-    batch_size = batch_size or default_batch_size(device)
+    batch_size = batch_size or default_batch_size(device, coords.size(0))
+    workers = workers or default_workers(device)
+    if device.type == "cpu":
+        # Every batch runs on one thread, so that a network's result depends on nothing but its own
+        # target, key and seed (not on its batch, the batch size or the number of threads); the
+        # batches are shared out so that every thread has one.
+        batch_size = max(1, min(batch_size, math.ceil(targets.size(0) / workers)))
     grid = points if isinstance(points, PixelGrid) else None
 
     def fit_batch(start: int) -> tuple[list[Tensor], Tensor, Tensor]:
@@ -130,12 +138,6 @@ def fit_sirens(
             on_batch(count)
         return [p[:count].cpu() for p in params], mse[:count].cpu(), steps[:count].cpu()
 
-    workers = workers or default_workers(device)
-    if device.type == "cpu":
-        # Every batch runs on one thread, so that a network's result depends on nothing but its own
-        # target, key and seed (not on its batch, the batch size or the number of threads); the
-        # batches are shared out so that every thread has one.
-        batch_size = max(1, min(batch_size, math.ceil(targets.size(0) / workers)))
     starts = range(0, targets.size(0), batch_size)
     if device.type == "cpu":
         threads = torch.get_num_threads()

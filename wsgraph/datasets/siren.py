@@ -122,10 +122,13 @@ class PixelGrid:
         return self.height * self.width
 
     def axes(self, device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
-        """``(x [W], y [H])``: the coordinates of the columns and of the rows."""
-        return (
-            torch.linspace(-1.0, 1.0, self.width, device=device),
-            torch.linspace(-1.0, 1.0, self.height, device=device),
+        """``(x [W], y [H])``: the coordinates of the columns and of the rows (float32).
+
+        Computed in float64 and rounded, as ``np.linspace`` followed by a cast to float32 does.
+        """
+        return tuple(
+            torch.linspace(-1.0, 1.0, size, dtype=torch.float64, device=device).to(torch.float32)
+            for size in (self.width, self.height)
         )
 
     def coords(self, device: torch.device | str | None = None) -> Tensor:
@@ -203,8 +206,8 @@ def siren_forward(weights: list[Tensor], biases: list[Tensor], coords: Tensor, o
 
 
 def psnr(mse: Tensor, peak: float = 1.0) -> Tensor:
-    """Peak signal-to-noise ratio in dB, :math:`10 \\log_{10}(\\text{peak}^2 / \\text{MSE})`."""
-    return 10.0 * torch.log10(peak**2 / mse.clamp_min(1e-12))
+    """Peak signal-to-noise ratio in dB, :math:`10 \\log_{10}(\\text{peak}^2 / \\text{MSE})` (``inf`` for an exact fit)."""
+    return 10.0 * torch.log10(peak**2 / mse)
 
 
 # splitmix64 (Steele, Lea and Flood, 2014) on int64 tensors: multiplication wraps, and

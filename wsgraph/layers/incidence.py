@@ -68,7 +68,9 @@ class Incidence:
 
 def _sum(values: Tensor, incidence: Incidence) -> Tensor:
     if incidence.uses_sparse(values):
-        return incidence.matrix(values.dtype) @ values.contiguous()
+        # Autocast would run the product in bfloat16, which the sparse kernels lack.
+        with torch.autocast("cpu", enabled=False):
+            return incidence.matrix(values.dtype) @ values.contiguous()
     out = values.new_zeros(incidence.num_rows, values.size(-1))
     return out.index_add_(0, incidence.index, values)
 

@@ -8,11 +8,13 @@ import pytest
 import torch
 
 from wsgraph.spec import WeightSpaceSpec
+from wsgraph.training import train
+from wsgraph.training.checkpointing import load_checkpoint
 from wsgraph.training.data import open_training_data
 from wsgraph.training.distributed import DistributedContext
 from wsgraph.training.loaders import EpochPlan, GraphLoader, StackedLoader
 
-from .conftest import WIDTHS
+from .conftest import WIDTHS, tiny_config
 
 CPU = torch.device("cpu")
 
@@ -86,3 +88,11 @@ def test_stacked_batches_do_not_share_values(classification_root: Path) -> None:
     first, second = list(loader)[:2]
     assert first.edge_index is second.edge_index  # one structure per batch size...
     assert not torch.equal(first.edge_attr, second.edge_attr)  # ...with each batch's own values
+
+
+def test_both_loaders_train_identically(classification_root: Path, tmp_path: Path) -> None:
+    states = []
+    for loader in ("fast", "pyg"):
+        train(tiny_config(classification_root, tmp_path / loader, "dwsnet", epochs=2, loader=loader, dropout=0.1))
+        states.append(load_checkpoint(tmp_path / loader / "last.pt")["model"])
+    assert all(torch.equal(states[0][name], states[1][name]) for name in states[0])

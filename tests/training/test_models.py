@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,15 @@ def test_dilation_editors_learn(tmp_path: Path, model: str) -> None:
     assert result["metric"] == "image_mse"
     history = _history(tmp_path / model)
     assert history[-1] < history[0]
+
+
+@pytest.mark.parametrize(("model", "task"), [("dwsnet", None), ("gine", None), ("dwsnet", "dilate")])
+def test_mixed_precision_on_cpu_trains(classification_root: Path, tmp_path: Path, model: str, task: str | None) -> None:
+    root = dilation_root(tmp_path / "data") if task else classification_root
+    result = train(tiny_config(root, tmp_path / "run", model, task=task, amp=True, epochs=2, lr=3e-3))
+    history = _history(tmp_path / "run")
+    assert all(math.isfinite(loss) for loss in history) and history[-1] < history[0]
+    assert result["config"]["amp"] is True
 
 
 def dilation_root(root: Path, count: int = 30) -> Path:

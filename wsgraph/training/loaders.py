@@ -209,6 +209,9 @@ class GraphLoader:
             num_workers=num_workers,
             persistent_workers=num_workers > 0,
             pin_memory=device.type == "cuda",
+            # Its own generator: PyG's loader would otherwise draw a worker seed from the
+            # global one, which dropout uses, at every epoch.
+            generator=torch.Generator(),
         )
 
     def set_epoch(self, epoch: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,7 @@ def test_required_flags_without_resume(capsys) -> None:
     assert error == "wsgraph train: error: --data, --out required (or --resume to continue a run)"
 
 
-def test_flat_models_need_one_architecture(tmp_path: Path, capsys) -> None:
+def test_mixed_widths_train_graph_models_only(tmp_path: Path, capsys) -> None:
     root = write_store(tmp_path / "mixed", widths=(2, 8, 8, 1), shards=1)
     write_store(tmp_path / "other", widths=(2, 6, 8, 1), seed=1)
     (tmp_path / "other" / "shards" / "shard-00000.pt").rename(root / "shards" / "shard-00001.pt")
@@ -91,10 +92,15 @@ def test_flat_models_need_one_architecture(tmp_path: Path, capsys) -> None:
             capsys, ["train", "--data", str(root), "--model", model, "--out", str(tmp_path / model), *TINY]
         )
         assert status == 1 and "needs networks of one architecture" in error
-    status, error = run(
-        capsys, ["train", "--data", str(root), "--model", "dwsnet", "--out", str(tmp_path / "dws"), *TINY]
-    )
-    assert status == 0, error
+    for model in ("dwsnet", "pna"):
+        status, error = run(
+            capsys, ["train", "--data", str(root), "--model", model, "--out", str(tmp_path / model), *TINY]
+        )
+        assert status == 0, error
+        assert json.loads((tmp_path / model / "result.json").read_text())["dataset"]["architectures"] == [
+            "2-6-8-1",
+            "2-8-8-1",
+        ]
 
 
 def test_existing_run_and_conflicting_resume(classification_root: Path, tmp_path: Path, capsys) -> None:

@@ -72,6 +72,13 @@ class TrainingData:
         """The one architecture of all networks, or ``None`` if hidden widths differ."""
         return self.architectures[0] if len(self.architectures) == 1 else None
 
+    def train_architecture_counts(self) -> dict[WeightSpaceSpec, int]:
+        """How many training networks have each architecture (e.g. to weight PNA's degree histogram)."""
+        split = self.train
+        widths = split.dataset.layer_widths[split.rows]
+        unique, counts = torch.unique(widths, dim=0, return_counts=True)
+        return {WeightSpaceSpec(tuple(row)): int(count) for row, count in zip(unique.tolist(), counts.tolist())}
+
     def summary(self) -> dict[str, Any]:
         """What a result file records about the data."""
         recorded = {

@@ -122,7 +122,7 @@ def train_epoch(
         networks += batch.num_graphs
         bar.update()
         now = time.perf_counter()
-        if bar.disable is False and now - last_refresh > PROGRESS_INTERVAL:
+        if not bar.disable and now - last_refresh > PROGRESS_INTERVAL:
             last_refresh = now
             rate = networks * context.world_size / (now - start)
             bar.set_postfix(loss=f"{loss_sum.item() / networks:.4g}", networks_per_s=f"{rate:.0f}", refresh=False)

@@ -72,8 +72,12 @@ def model_spec(
     depth: int | None = None,
     readout: str | None = None,
     dropout: float = 0.0,
+    architecture_counts: dict[WeightSpaceSpec, int] | None = None,
 ) -> ModelSpec:
     """The :class:`ModelSpec` of model ``name`` for ``task`` on networks of ``architectures``.
+
+    ``architecture_counts`` (training networks per architecture) weights PNA's degree
+    histogram as the data does; by default every architecture counts once.
 
     Raises:
         ValueError: if the model cannot do the task or take these networks.
@@ -94,7 +98,7 @@ def model_spec(
         raise ValueError(f"--readout applies to dwsnet and the GNNs, not to --model {name}")
     pna_degree = None
     if name == "pna":
-        pna_degree = tuple(pna_degree_histogram(architectures).tolist())
+        pna_degree = tuple(_weighted_degree_histogram(architecture_counts or dict.fromkeys(architectures, 1)).tolist())
     return ModelSpec(
         name,
         task,
@@ -157,6 +161,14 @@ def build_model(spec: ModelSpec) -> nn.Module:
         pna_degree=degree,
         **readout,
     )
+
+
+def _weighted_degree_histogram(counts: dict[WeightSpaceSpec, int]) -> torch.Tensor:
+    histograms = [(pna_degree_histogram([spec]), count) for spec, count in counts.items()]
+    total = torch.zeros(max(h.numel() for h, _ in histograms), dtype=torch.long)
+    for histogram, count in histograms:
+        total[: histogram.numel()] += count * histogram
+    return total
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -91,6 +91,7 @@ class _Run:
             config.depth,
             config.readout,
             config.dropout,
+            self.data.train_architecture_counts(),
         )
         self.model = build_model(self.spec).to(context.device)
         torch.manual_seed(derived_seed(config.seed, DROPOUT_STREAM, context.rank))

@@ -207,7 +207,8 @@ def _require_root(source: str, root: str | os.PathLike | None) -> Path:
     path = Path(root)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such folder (root of source '{source}')")
-    return path
+    # Resolved, so that the recorded source does not depend on the working directory.
+    return path.resolve()
 
 
 def _with_official_split(

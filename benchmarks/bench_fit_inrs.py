@@ -1,0 +1,202 @@
+"""INR fitting speed: MNIST SIRENs (2-32-32-1, DWSNets recipe) per minute, autograd loop versus the fused trainer.
+
+Short runs (``--steps``, default 50; the fastest of ``--repeats``) at a few batch sizes
+give the cost of a step, which is extrapolated linearly to the recipe's 1,000 steps (the table says so); ``--full N``
+then fits N INRs for the full ``--full-steps`` (default 1,000) with the fused trainer at
+the best batch size and reports the real figure. Prints a markdown table and writes
+JSON (default ``benchmarks/results/fit_inrs_<hostname>.json``).
+
+The "autograd" baseline is :func:`wsgraph.datasets.fitting.fit_sirens_autograd`: the same
+batched SIRENs as stacked tensors with autograd and ``torch.optim.Adam`` (no Python loop
+per image either), one batch at a time with every thread on each operation.
+
+Run: ``python benchmarks/bench_fit_inrs.py [--root ../shared/data/mnist] [--batch-sizes 16,32,64]
+[--steps 50] [--full 600] [--device auto]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wsgraph.datasets.fitting import default_workers, fit_sirens, fit_sirens_autograd, resolve_device
+from wsgraph.datasets.images import load_images
+from wsgraph.datasets.siren import PixelGrid, SirenRecipe
+from wsgraph.runtime import tune_cpu_allocator
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+RECIPE_STEPS = 1000
+
+
+def mnist_targets(root: Path, count: int) -> torch.Tensor:
+    """The first ``count`` MNIST training images as ``[count, 784, 1]`` intensities (digits if MNIST is absent)."""
+    images = load_images("mnist", root, split="train") if root.is_dir() else None
+    if images is None:
+        raise FileNotFoundError(f"{root}: no MNIST folder; pass --root DIR holding the four idx files")
+    reps = -(-count // len(images))
+    pixels = images.intensities().repeat(reps, 1, 1, 1)[:count]
+    return pixels.reshape(count, 28 * 28, 1)
+
+
+def measure(
+    method: str,
+    targets: torch.Tensor,
+    recipe: SirenRecipe,
+    batch_size: int,
+    workers: int,
+    device: torch.device,
+    repeats: int,
+) -> dict[str, Any]:
+    """Fit ``targets`` ``repeats`` times (after a small warm-up fit); the rate uses the fastest run."""
+    keys = torch.arange(targets.size(0))
+    grid = PixelGrid(28, 28)
+
+    def fit(subset: torch.Tensor, subset_keys: torch.Tensor, run_recipe: SirenRecipe) -> None:
+        if method == "autograd":
+            for start in range(0, subset.size(0), batch_size):
+                stop = start + batch_size
+                fit_sirens_autograd(subset[start:stop], grid, run_recipe, subset_keys[start:stop], 0, device=device)
+        else:
+            fit_sirens(subset, grid, run_recipe, subset_keys, 0, batch_size=batch_size, workers=workers, device=device)
+
+    fit(targets[:batch_size], keys[:batch_size], SirenRecipe(steps=2))
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fit(targets, keys, recipe)
+        seconds.append(time.perf_counter() - started)
+    per_minute = targets.size(0) / min(seconds) * 60.0
+    return {
+        "method": method,
+        "batch_size": batch_size,
+        "workers": workers,
+        "networks": targets.size(0),
+        "steps": recipe.steps,
+        "seconds": seconds,
+        "inrs_per_minute_at_steps": per_minute,
+        "inrs_per_minute_at_1000_steps": per_minute * recipe.steps / RECIPE_STEPS,
+        "extrapolated": recipe.steps != RECIPE_STEPS,
+    }
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "hostname": socket.gethostname(),
+        "load_average_before": list(os.getloadavg()),
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    env = report["environment"]
+    lines = [
+        f"MNIST SIRENs 2-32-32-1 on {env['device']} ({env['cuda'] or env['cpu']}, {env['torch_threads']} threads, "
+        f"load average before {env['load_average_before'][0]:.2f}), torch {env['torch']}",
+        "",
+        "| method | batch | workers | networks | steps | best of runs, s | INRs/min at 1000 steps |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in report["results"]:
+        rate = f"{row['inrs_per_minute_at_1000_steps']:,.0f}" + (
+            " (extrapolated)" if row["extrapolated"] else " (measured)"
+        )
+        lines.append(
+            f"| {row['method']} | {row['batch_size']} | {row['workers']} | {row['networks']} | {row['steps']} | "
+            f"{min(row['seconds']):.2f} of {len(row['seconds'])} | {rate} |"
+        )
+    return "\n".join(lines)
+
+
+def write_json(path: Path, content: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(json.dumps(content, indent=2) + "\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="MNIST idx folder")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
+    parser.add_argument(
+        "--batch-sizes", default=None, help="comma-separated (default: 8,16,32,64 on CPU; 1024,4096,8192 on CUDA)"
+    )
+    parser.add_argument("--steps", type=int, default=50, help="steps of the short runs (default 50)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each short configuration (default 3)")
+    parser.add_argument("--methods", default="autograd,fused", help="autograd and/or fused (default both)")
+    parser.add_argument(
+        "--full", type=int, default=0, help="then fit this many INRs at --full-steps with the fused trainer"
+    )
+    parser.add_argument("--full-steps", type=int, default=RECIPE_STEPS, help="steps of the full run (default 1000)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON file (default results/fit_inrs_<hostname>.json)")
+    args = parser.parse_args(argv)
+
+    # As the wsgraph commands do: both methods allocate less from the kernel.
+    allocator_tuned = tune_cpu_allocator()
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    sizes = [int(s) for s in (args.batch_sizes or ("1024,4096,8192" if cuda else "8,16,32,64")).split(",")]
+    workers = default_workers(device)
+    report: dict[str, Any] = {"benchmark": "fit_inrs", "environment": environment(device), "results": []}
+    report["environment"]["allocator_tuned"] = allocator_tuned
+    short = SirenRecipe(steps=args.steps)
+    for method in args.methods.split(","):
+        for size in sizes:
+            method_workers = workers if method == "fused" else 1
+            targets = mnist_targets(args.root, size * method_workers * (1 if cuda else 2))
+            row = measure(method, targets, short, size, method_workers, device, args.repeats)
+            report["results"].append(row)
+            print(
+                f"{method} batch {size}: {row['inrs_per_minute_at_1000_steps']:,.0f} INRs/min at 1000 steps (extrapolated)",
+                flush=True,
+            )
+    if args.full:
+        fused = [row for row in report["results"] if row["method"] == "fused"]
+        best = max(fused, key=lambda row: row["inrs_per_minute_at_1000_steps"])["batch_size"] if fused else sizes[0]
+        full = SirenRecipe(steps=args.full_steps)
+        row = measure("fused", mnist_targets(args.root, args.full), full, best, workers, device, repeats=1)
+        report["results"].append(row)
+    report["environment"]["load_average_after"] = list(os.getloadavg())
+    table = markdown(report)
+    print(table)
+    out = args.out or RESULTS_DIR / f"fit_inrs_{socket.gethostname()}.json"
+    write_json(out, {**report, "markdown": table})
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,7 +1,8 @@
 """Run by ``torchrun --nproc-per-node 2`` from test_distributed.py (gloo, CPU).
 
 Computes the gradient of one global batch with the trainer's own epoch loop, saves it
-(rank 0), then trains a whole run through the ``wsgraph train`` command line.
+(rank 0), then trains a whole run through the ``wsgraph train`` command line in the same
+process group.
 
 Usage: ``torchrun --standalone --nproc-per-node 2 ddp_worker.py DATA OUT``
 """
@@ -16,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from wsgraph.cli.main import main as wsgraph_main
 from wsgraph.training.data import open_training_data
-from wsgraph.training.distributed import DistributedContext, setup, teardown
+from wsgraph.training.distributed import DistributedContext, setup
 from wsgraph.training.loaders import EpochPlan, StackedLoader
 from wsgraph.training.loop import BatchPreparation, Precision, train_epoch
 from wsgraph.training.registry import build_model, model_spec
@@ -61,7 +62,6 @@ def main(root: str, out: str) -> None:
     gradients, loss = global_batch_gradients(root, context)
     if context.is_main:
         torch.save({"gradients": gradients, "loss": loss}, Path(out) / "ddp_gradients.pt")
-    teardown(context)
     status = wsgraph_main(["train", "--data", root, "--out", str(Path(out) / "run"), "--no-progress", *RUN_ARGUMENTS])
     sys.exit(status)
 

@@ -26,7 +26,7 @@ def test_two_processes_match_one(classification_root: Path, tmp_path: Path) -> N
         env=environment,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=180,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
 

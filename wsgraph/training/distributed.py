@@ -10,6 +10,7 @@ training code has a single path.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +67,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 def setup(device: str = "auto") -> DistributedContext:
     """Join the process group that ``torchrun`` describes in the environment, if any.
 
+    The group is joined once per process and left when the process exits, so several
+    runs in one process (``wsgraph bench`` under ``torchrun``) share it: leaving and
+    joining again would race with stale addresses in the rendezvous store.
+
     Args:
         device: ``--device``; under ``torchrun`` a bare ``"cuda"`` means
             ``cuda:LOCAL_RANK``.
@@ -79,12 +84,12 @@ def setup(device: str = "auto") -> DistributedContext:
             torch.cuda.set_device(resolved)
         backend = "nccl" if resolved.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+        atexit.register(_leave)
     return DistributedContext(rank, world_size, local_rank, resolved)
 
 
-def teardown(context: DistributedContext) -> None:
-    """Leave the process group joined by :func:`setup`."""
-    if context.is_distributed and dist.is_initialized():
+def _leave() -> None:
+    if dist.is_initialized():
         dist.destroy_process_group()
 
 

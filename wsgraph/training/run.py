@@ -16,7 +16,7 @@ from wsgraph.training import checkpointing
 from wsgraph.training.checkpointing import BEST, LAST, load_checkpoint, save_checkpoint
 from wsgraph.training.config import TrainConfig
 from wsgraph.training.data import TrainingData, open_training_data, resolve_task
-from wsgraph.training.distributed import DistributedContext, all_gather_objects, barrier, setup, teardown
+from wsgraph.training.distributed import DistributedContext, all_gather_objects, barrier, setup
 from wsgraph.training.loaders import (
     AUGMENT_STREAM,
     DROPOUT_STREAM,
@@ -59,11 +59,7 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> dict[str, An
     Returns:
         The result document, also written to ``config.out/result.json``.
     """
-    context = setup(config.device)
-    try:
-        return _Run(config, context).execute(resume)
-    finally:
-        teardown(context)
+    return _Run(config, setup(config.device)).execute(resume)
 
 
 class _Run:
@@ -76,11 +72,23 @@ class _Run:
     # -- setting up -------------------------------------------------------------------
 
     def execute(self, resume: str | Path | None) -> dict[str, Any]:
-        config, context = self.config, self.context
         checkpoint = self._read_resume(resume)
         self.data, self.task_name = self._open_data()
-        normalization = NormalizeWeights(_to_device(self.data.statistics, context.device))
-        self.task = make_task(self.task_name, self.data, config.targets, normalization)
+        normalization = NormalizeWeights(_to_device(self.data.statistics, self.context.device))
+        self.task = make_task(self.task_name, self.data, self.config.targets, normalization)
+        self._build_model()
+        self.loaders = {name: self._loader(name) for name in ("train", "val", "test")}
+        warmup = self._build_optimisation()
+        self.augment_generator = torch.Generator(device=self.context.device)
+        self.augment_generator.manual_seed(derived_seed(self.config.seed, AUGMENT_STREAM, self.context.rank))
+        self.prepare = BatchPreparation(normalization, self._augmentations())
+        self.state = _fresh_state() if checkpoint is None else self._restore(checkpoint)
+        self._announce(warmup)
+        self._fit()
+        return self._finish()
+
+    def _build_model(self) -> None:
+        config, context = self.config, self.context
         torch.manual_seed(config.seed)
         self.spec = model_spec(
             config.model,
@@ -94,23 +102,21 @@ class _Run:
             self.data.train_architecture_counts(),
         )
         self.model = build_model(self.spec).to(context.device)
+        # Processes share the initialisation (DDP also broadcasts rank 0's), not their dropout masks.
         torch.manual_seed(derived_seed(config.seed, DROPOUT_STREAM, context.rank))
         self.trained = self._wrap(self.model)
-        self.loaders = {name: self._loader(name) for name in ("train", "val", "test")}
-        self.precision = Precision(config.amp, context.device.type)
+
+    def _build_optimisation(self) -> int:
+        """AdamW, the warmup-cosine schedule and the gradient scaler; returns the warmup steps."""
+        config = self.config
+        self.precision = Precision(config.amp, self.context.device.type)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         steps_per_epoch = len(self.loaders["train"])
         total_steps = config.epochs * steps_per_epoch
         warmup = warmup_steps_for(total_steps, steps_per_epoch, config.warmup_steps, config.warmup_epochs)
         self.scheduler = warmup_cosine(self.optimizer, warmup, total_steps)
         self.scaler = self.precision.grad_scaler()
-        self.augment_generator = torch.Generator(device=context.device)
-        self.augment_generator.manual_seed(derived_seed(config.seed, AUGMENT_STREAM, context.rank))
-        self.prepare = BatchPreparation(normalization, self._augmentations())
-        self.state = self._initial_state() if checkpoint is None else self._restore(checkpoint)
-        self._announce(steps_per_epoch, warmup)
-        self._fit()
-        return self._finish()
+        return warmup
 
     def _read_resume(self, resume: str | Path | None) -> dict[str, Any] | None:
         if resume is None:
@@ -119,7 +125,8 @@ class _Run:
                     f"--out {self.out} already holds a run ({LAST}); pass --resume to continue it or choose another --out"
                 )
             return None
-        checkpoint = load_checkpoint(resume, required=("config", "model", "optimizer", "scheduler", "epoch"))
+        required = ("config", "model", "optimizer", "scheduler", "scaler", "random_states", *_fresh_state())
+        checkpoint = load_checkpoint(resume, required=required)
         stored = TrainConfig.from_dict(checkpoint["config"])
         differences = stored.differences(self.config)
         if differences:
@@ -177,19 +184,6 @@ class _Run:
         }
         return [factories[name]() for name in names]
 
-    def _initial_state(self) -> dict[str, Any]:
-        return {
-            "epoch": 0,
-            "best_metric": None,
-            "best_epoch": None,
-            "epochs_since_best": 0,
-            "stopped_early": False,
-            "history": [],
-            "train_seconds": 0.0,
-            "train_networks": 0,
-            "wall_seconds": 0.0,
-        }
-
     def _restore(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
@@ -203,9 +197,9 @@ class _Run:
                 f"wsgraph train: the checkpoint was written by {len(states)} process(es), this run has "
                 f"{self.context.world_size}: random streams restart, so the continuation is not bitwise identical"
             )
-        return {key: checkpoint[key] for key in self._initial_state()}
+        return {key: checkpoint[key] for key in _fresh_state()}
 
-    def _announce(self, steps_per_epoch: int, warmup: int) -> None:
+    def _announce(self, warmup: int) -> None:
         if not self.context.is_main:
             return
         sizes = "/".join(str(len(split)) for split in self.data.splits.values())
@@ -215,7 +209,8 @@ class _Run:
         tqdm.write(
             f"wsgraph train: {self.config.model} for {self.task_name} on {self.data.root} "
             f"({sizes} train/val/test networks of {architectures}); {count_parameters(self.model):,} parameters; "
-            f"{self.context.device} x{self.context.world_size}, {loader} loader, {steps_per_epoch} steps/epoch, "
+            f"{self.context.device} x{self.context.world_size}, {loader} loader, "
+            f"{len(self.loaders['train'])} steps/epoch, "
             f"{warmup} warmup steps{resumed}"
         )
 
@@ -374,6 +369,21 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> 
     model = build_model(spec)
     model.load_state_dict(checkpoint["model"])
     return model.to(device).eval(), spec
+
+
+def _fresh_state() -> dict[str, Any]:
+    """The progress of a run that has not trained yet (what ``last.pt`` stores besides the modules)."""
+    return {
+        "epoch": 0,
+        "best_metric": None,
+        "best_epoch": None,
+        "epochs_since_best": 0,
+        "stopped_early": False,
+        "history": [],
+        "train_seconds": 0.0,
+        "train_networks": 0,
+        "wall_seconds": 0.0,
+    }
 
 
 def _to_device(statistics: LayerStatistics, device: torch.device) -> LayerStatistics:

@@ -99,6 +99,10 @@ def test_fit_rejects_bad_input(digits):
         SirenRecipe(widths=(2, 1))
     with pytest.raises(ValueError, match="lr must be a positive number"):
         SirenRecipe(lr=0.0)
+    with pytest.raises(ValueError, match="weight_decay must be a non-negative number"):
+        SirenRecipe(weight_decay=-1.0)
+    with pytest.raises(ValueError, match=r"early_stop_loss must be positive \(or None\)"):
+        SirenRecipe(early_stop_loss=0.0)
     with pytest.raises(ValueError, match=r"CUDA is not available|unknown device"):
         fit_sirens(
             digits,

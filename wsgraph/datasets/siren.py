@@ -77,6 +77,10 @@ class SirenRecipe:
             value = float(getattr(self, name))
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a non-negative number, got {self.weight_decay}")
+        if self.early_stop_loss is not None and not self.early_stop_loss > 0:
+            raise ValueError(f"early_stop_loss must be positive (or None), got {self.early_stop_loss}")
         if not all(0.0 <= beta < 1.0 for beta in self.betas):
             raise ValueError(f"betas must lie in [0, 1), got {self.betas}")
         if self.init not in INIT_SCHEMES:

@@ -26,20 +26,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "a bar chart, and all runs as JSON and CSV."
         ),
     )
-    parser.add_argument("--data", required=True, help="the dataset root")
+    parser.add_argument("--data", required=True, metavar="DIR", help="the dataset root")
     parser.add_argument(
         "--models",
         required=True,
         type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        metavar="NAMES",
         help=f"comma-separated models: {', '.join(MODEL_NAMES)}",
     )
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per model, from --seed on (default: 3)")
+    parser.add_argument(
+        "--seeds", type=int, default=3, metavar="N", help="seeds per model, from --seed on (default: 3)"
+    )
     parser.add_argument(
         "--out",
         required=True,
+        metavar="FILE.md|DIR",
         help="FILE.md: the table there, chart and runs beside it; or a folder for everything",
     )
-    parser.add_argument("--runs-dir", help="run folders (default: runs/bench/<FILE> for FILE.md, else OUT/runs)")
+    parser.add_argument(
+        "--runs-dir", metavar="DIR", help="run folders (default: runs/bench/<FILE> for FILE.md, else OUT/runs)"
+    )
     add_training_arguments(parser)
     parser.set_defaults(func=run)
 

@@ -34,9 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "DistributedDataParallel; --batch-size stays the global batch."
         ),
     )
-    parser.add_argument("--data", help="the dataset root")
+    parser.add_argument("--data", metavar="DIR", help="the dataset root")
     parser.add_argument("--model", choices=MODEL_NAMES, help="the model to train")
-    parser.add_argument("--out", help="the run folder (created; holds checkpoints and reports)")
+    parser.add_argument("--out", metavar="RUN_DIR", help="the run folder (created; holds checkpoints and reports)")
     parser.add_argument(
         "--resume",
         nargs="?",
@@ -53,32 +53,37 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     task = parser.add_argument_group("task")
     task.add_argument("--task", choices=TASKS, help="default: the dataset's own (classification or regression)")
     task.add_argument(
-        "--targets", type=_integers, help="regression: the columns of y to predict, e.g. 1 or 0,1 (default: all)"
+        "--targets",
+        type=_integers,
+        metavar="COLUMNS",
+        help="regression: the columns of y to predict, e.g. 1 or 0,1 (default: all)",
     )
-    task.add_argument("--max-train", type=int, help="train on at most N networks (a fixed random subset)")
+    task.add_argument("--max-train", type=int, metavar="N", help="train on at most N networks (a fixed random subset)")
     optimisation = parser.add_argument_group("optimisation")
     _option(optimisation, "--epochs", int, "training epochs")
     _option(optimisation, "--batch-size", int, "networks per step, over all processes")
     _option(optimisation, "--lr", float, "peak learning rate of AdamW")
     _option(optimisation, "--weight-decay", float, "AdamW weight decay")
     warmup = optimisation.add_mutually_exclusive_group()
-    warmup.add_argument("--warmup-steps", type=int, help="linear warmup steps (default: 5%% of all steps)")
-    warmup.add_argument("--warmup-epochs", type=float, help="linear warmup, in epochs")
+    warmup.add_argument("--warmup-steps", type=int, metavar="N", help="linear warmup steps (default: 5%% of all steps)")
+    warmup.add_argument("--warmup-epochs", type=float, metavar="X", help="linear warmup, in epochs")
     _option(optimisation, "--patience", int, "stop after this many epochs without a better validation metric; 0: never")
     _option(optimisation, "--seed", int, "seed of initialisation, batch order, dropout and augmentation")
     optimisation.add_argument(
         "--augment",
         type=_names,
+        metavar="NAMES",
         help=f"training augmentations, comma separated: {', '.join(AUGMENTATIONS)} (mlp-aug always permutes)",
     )
     model = parser.add_argument_group("model")
-    model.add_argument("--hidden-channels", type=int, help="width (default: 32 DWSNet and MLP, 64 GNNs)")
+    model.add_argument("--hidden-channels", type=int, metavar="N", help="width (default: 32 DWSNet and MLP, 64 GNNs)")
     model.add_argument(
         "--depth",
         "--num-dws-layers",
         "--num-rounds",
         dest="depth",
         type=int,
+        metavar="N",
         help="DWS layers, GNN message-passing rounds, or MLP hidden layers (default: 4, 4, 5)",
     )
     model.add_argument("--readout", choices=("mean", "sum", "max"), help="pooling of DWSNet and the GNNs")
@@ -127,7 +132,8 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
 
 def _option(group: argparse._ArgumentGroup, flag: str, kind: type, text: str) -> None:
     default = _DEFAULTS[flag[2:].replace("-", "_")]
-    group.add_argument(flag, type=kind, help=f"{text} (default: {default})")
+    metavar = "N" if kind is int else "X" if kind is float else None
+    group.add_argument(flag, type=kind, metavar=metavar, help=f"{text} (default: {default})")
 
 
 def _integers(text: str) -> tuple[int, ...]:

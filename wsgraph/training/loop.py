@@ -95,12 +95,29 @@ def train_epoch(
     description: str = "train",
     progress: bool = True,
 ) -> EpochResult:
-    """Train ``model`` (wrapped in DDP when distributed) for one pass over ``loader``.
+    """Train ``model`` for one pass over ``loader``; one optimiser and scheduler step per batch.
 
     Every process weights its networks' losses by ``world_size / global batch size``:
     DDP averages gradients over processes, so each step follows the gradient of the mean
     loss over the whole global batch, exactly as one process would, even when the parts
     differ in size.
+
+    Args:
+        model: the model, wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`
+            when distributed.
+        loader: this process's batches (its ``plan`` gives the global batch sizes).
+        task: the loss.
+        optimizer: the optimiser.
+        scheduler: the learning-rate schedule, stepped per batch.
+        scaler: the gradient scaler (a no-op unless float16 autocast).
+        prepare: augmentation and normalisation, ``prepare(batch, train=True)``.
+        precision: the autocast setting.
+        context: this process's rank and the world size.
+        description: the progress bar's label.
+        progress: show a progress bar with the running loss and networks/s.
+
+    Returns:
+        The mean loss and the networks trained on, over all processes, and the seconds taken.
     """
     model.train()
     device = context.device
@@ -130,8 +147,8 @@ def train_epoch(
     totals = all_reduce_sum(
         torch.stack([loss_sum, torch.tensor(float(networks), dtype=torch.float64, device=device)]), context
     )
-    seconds = time.perf_counter() - start
     count = int(totals[1].item())
+    seconds = time.perf_counter() - start  # after .item(): the device has finished the epoch
     return EpochResult(float(totals[0].item()) / max(count, 1), count, seconds)
 
 
@@ -146,8 +163,15 @@ def evaluate(
 ) -> tuple[float, float] | None:
     """``(mean loss, metric)`` of ``model`` over a split, reduced over processes; ``None`` for an empty split.
 
-    Pass the model itself, not its DDP wrapper: processes may hold different numbers
-    of evaluation batches, and the wrapper would wait for the others at every forward.
+    Args:
+        model: the model itself, not its DDP wrapper: processes may hold different
+            numbers of evaluation batches, and the wrapper would wait for the others at
+            every forward.
+        loader: this process's part of the split.
+        task: the loss and metric.
+        prepare: normalisation, ``prepare(batch, train=False)``.
+        precision: the autocast setting.
+        context: this process's rank and the world size.
     """
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=context.device)
@@ -155,7 +179,7 @@ def evaluate(
         batch = prepare(batch, False)
         with precision.autocast():
             output = model(batch)
-            losses, scores = task.losses(output, batch), task.scores(output, batch)
+            losses, scores = task.losses_and_scores(output, batch)
         sums += torch.stack(
             [
                 detach_sum(losses),

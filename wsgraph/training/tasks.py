@@ -45,6 +45,10 @@ class Task(ABC):
     def scores(self, output: Any, batch: Batch) -> Tensor:
         """``[B]``: every network's contribution to the metric (whose mean is the metric)."""
 
+    def losses_and_scores(self, output: Any, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Both of the above (tasks whose score is their loss compute it once)."""
+        return self.losses(output, batch), self.scores(output, batch)
+
     @property
     @abstractmethod
     def out_features(self) -> int:
@@ -77,7 +81,18 @@ class Classification(Task):
         return (output.argmax(dim=-1) == batch.y.view(-1)).float() * 100.0
 
 
-class Regression(Task):
+class _LossIsMetric(Task):
+    """A task whose metric is the mean of its per-network losses (computed once)."""
+
+    def scores(self, output: Any, batch: Batch) -> Tensor:
+        return self.losses(output, batch)
+
+    def losses_and_scores(self, output: Any, batch: Batch) -> tuple[Tensor, Tensor]:
+        losses = self.losses(output, batch)
+        return losses, losses
+
+
+class Regression(_LossIsMetric):
     """Mean squared error on the chosen columns of ``y``; the metric is that MSE.
 
     Args:
@@ -101,11 +116,8 @@ class Regression(Task):
     def losses(self, output: Tensor, batch: Batch) -> Tensor:
         return (output.float() - self.targets(batch)).square().mean(dim=-1)
 
-    def scores(self, output: Tensor, batch: Batch) -> Tensor:
-        return self.losses(output, batch)
 
-
-class Dilation(Task):
+class Dilation(_LossIsMetric):
     r"""INR editing: the edited networks must render the dilated images stored with the
     dataset (NFN's MNIST dilation benchmark, see :mod:`wsgraph.datasets.dilation`).
 
@@ -147,9 +159,6 @@ class Dilation(Task):
         images = self.render(output)
         targets = batch[DILATED_KEY].reshape(images.shape).float()
         return (images - targets).square().mean(dim=(1, 2))
-
-    def scores(self, output: Data, batch: Batch) -> Tensor:
-        return self.losses(output, batch)
 
 
 def num_target_columns(y: Tensor) -> int:

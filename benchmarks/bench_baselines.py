@@ -8,22 +8,20 @@ times ``--steps`` training steps after one untimed warm-up step. Prints a markdo
 JSON (default ``benchmarks/results/baselines_<hostname>.json``).
 
 On Linux, glibc hands every tensor above 32 MB back to the kernel when it is freed, and
-the page faults of reallocating it can cost more than the arithmetic; running with
-``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736`` keeps that memory in the
-process (the JSON records any ``MALLOC_*`` variables).
+the page faults of reallocating it can cost more than the arithmetic. Like the ``wsgraph``
+commands, the script first calls ``wsgraph.runtime.tune_cpu_allocator()`` to keep that
+memory in the process; ``--default-malloc`` keeps glibc's defaults for comparison. The
+JSON records which (``tuned_allocator``) and any ``MALLOC_*`` variables.
 
-Run: ``python benchmarks/bench_baselines.py [--batch-size 512] [--widths 2-32-32-1] [--steps 3] [--threads N]``
+Run: ``python benchmarks/bench_baselines.py [--batch-size 512] [--widths 2-32-32-1] [--steps 3] [--threads N]
+[--default-malloc]``
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import socket
 import statistics
-import time
+import sys
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,10 @@ import wsgraph
 from wsgraph.layers import FlatMLP, WeightSpaceGNN, pna_degree_histogram
 from wsgraph.spec import WeightSpaceSpec
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import add_common_flags, environment, markdown_table, time_calls, tune_allocator, write_json
+
 MODELS = ("mlp", "gine", "pna", "gatv2", "transformer")
 NUM_CLASSES = 10
 
@@ -77,26 +78,18 @@ def time_training_steps(model: nn.Module, batch: Any, steps: int) -> list[float]
         loss.backward()
         optimizer.step()
 
-    step()
-    seconds = []
-    for _ in range(steps):
-        started = time.perf_counter()
-        step()
-        seconds.append(time.perf_counter() - started)
-    return seconds
+    return time_calls(step, steps)
 
 
-def hardware() -> str:
-    """The CPU model where Linux says it, else what :mod:`platform` knows."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def run(models: list[str], spec: WeightSpaceSpec, batch_size: int, hidden_channels: int, rounds: int, steps: int):
+def run(
+    models: list[str],
+    spec: WeightSpaceSpec,
+    batch_size: int,
+    hidden_channels: int,
+    rounds: int,
+    steps: int,
+    tuned_allocator: bool,
+) -> dict[str, Any]:
     batch = random_batch(spec, batch_size)
     rows = []
     for name in models:
@@ -115,6 +108,7 @@ def run(models: list[str], spec: WeightSpaceSpec, batch_size: int, hidden_channe
             }
         )
         print(f"{name}: {median:.3f} s/step", flush=True)
+    info = environment()
     return {
         "benchmark": "baselines training step (forward + backward + AdamW)",
         "widths": str(spec),
@@ -125,35 +119,28 @@ def run(models: list[str], spec: WeightSpaceSpec, batch_size: int, hidden_channe
         "rounds": rounds,
         "mlp": "FlatMLP defaults (5 hidden layers of 32, batch norm)",
         "steps": steps,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "hardware": hardware(),
-        "cpus": os.cpu_count(),
-        "load_average_1min": os.getloadavg()[0],
-        # glibc's allocator settings change CPU step times a lot (page faults on big tensors).
-        "malloc_env": {key: value for key, value in os.environ.items() if key.startswith("MALLOC_")},
+        "threads": info["torch_threads"],
+        "cpus": info["cpu_count"],
+        "load_average_1min": info["load_average"][0] if info["load_average"] else None,
+        "tuned_allocator": tuned_allocator,
+        **info,
         "results": rows,
     }
 
 
-def write_json(report: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(temporary, path)
-
-
 def markdown(report: dict[str, Any]) -> str:
-    lines = [
-        "| model | parameters | median step (s) | best step (s) | networks/s |",
-        "| --- | ---: | ---: | ---: | ---: |",
+    rows = [
+        [
+            row["model"],
+            f"{row['parameters']:,}",
+            f"{row['median_step_s']:.3f}",
+            f"{row['min_step_s']:.3f}",
+            f"{row['networks_per_s']:,.0f}",
+        ]
+        for row in report["results"]
     ]
-    for row in report["results"]:
-        lines.append(
-            f"| {row['model']} | {row['parameters']:,} | {row['median_step_s']:.3f} | {row['min_step_s']:.3f} "
-            f"| {row['networks_per_s']:,.0f} |"
-        )
-    return "\n".join(lines)
+    headers = ["model", "parameters", "median step (s)", "best step (s)", "networks/s"]
+    return markdown_table(headers, rows, align="lrrrr")
 
 
 def main() -> None:
@@ -165,19 +152,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
-    parser.add_argument("--out", type=Path, default=None)
+    add_common_flags(parser, "baselines")
     args = parser.parse_args()
     if min(args.batch_size, args.hidden_channels, args.rounds, args.steps) < 1:
         parser.error("--batch-size, --hidden-channels, --rounds and --steps must be positive")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    tuned = tune_allocator(args.default_malloc)
 
-    report = run(args.models, args.widths, args.batch_size, args.hidden_channels, args.rounds, args.steps)
-    out = args.out or RESULTS_DIR / f"baselines_{socket.gethostname()}.json"
-    write_json(report, out)
+    report = run(args.models, args.widths, args.batch_size, args.hidden_channels, args.rounds, args.steps, tuned)
+    out = args.out
+    write_json(out, report)
+    load = report["load_average_1min"]
     print(
         f"\n{report['batch_size']} networks of {report['widths']} ({report['nodes']:,} nodes, {report['edges']:,} edges), "
-        f"{report['threads']} threads, load average {report['load_average_1min']:.1f} on {report['cpus']} CPUs\n"
+        f"{report['threads']} threads, load average {'?' if load is None else f'{load:.1f}'} on {report['cpus']} CPUs, "
+        f"allocator {'tuned' if tuned else 'glibc default'}\n"
     )
     print(markdown(report))
     print(f"\nwrote {out}")

@@ -6,20 +6,17 @@ and back with ``wsgraph.stacked_params``, ``--repeats`` times each; prints a mar
 table (median and best time, networks per second) and writes the numbers as JSON
 (default ``benchmarks/results/convert_<hostname>.json``).
 
-Run: ``python benchmarks/bench_convert.py [--networks N] [--widths 2-32-32-1] [--repeats R] [--out FILE]``
+Like the ``wsgraph`` commands it first tunes glibc's allocator
+(``wsgraph.runtime.tune_cpu_allocator``); ``--default-malloc`` keeps glibc's defaults.
+
+Run: ``python benchmarks/bench_convert.py [--networks N] [--widths 2-32-32-1] [--repeats R] [--out FILE]
+[--default-malloc]``
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import secrets
-import socket
-import statistics
-import time
-from collections.abc import Callable
+import sys
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -29,7 +26,19 @@ import torch
 import wsgraph
 from wsgraph.spec import WeightSpaceSpec
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    add_common_flags,
+    environment,
+    machine_summary,
+    markdown_table,
+    summarize,
+    time_calls,
+    tune_allocator,
+    write_json,
+)
+
 # The issue's target for the forward conversion of 10,000 networks of 2-32-32-1 on a 2-core CPU.
 TARGET_SECONDS = 1.0
 
@@ -43,28 +52,7 @@ def stacked_networks(spec: WeightSpaceSpec, count: int, seed: int = 0) -> list[t
     ]
 
 
-def time_calls(function: Callable[[], Any], repeats: int) -> list[float]:
-    """Wall-clock seconds of ``repeats`` calls, after one untimed warm-up call."""
-    function()
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        seconds.append(time.perf_counter() - started)
-    return seconds
-
-
-def hardware() -> str:
-    """The CPU model where Linux says it, else what :mod:`platform` knows."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def run(networks: int, spec: WeightSpaceSpec, repeats: int) -> dict[str, Any]:
+def run(networks: int, spec: WeightSpaceSpec, repeats: int, tuned_allocator: bool) -> dict[str, Any]:
     pairs = stacked_networks(spec, networks)
     batch = wsgraph.mlp_to_graph(pairs)
     exact = all(
@@ -76,16 +64,10 @@ def run(networks: int, spec: WeightSpaceSpec, repeats: int) -> dict[str, Any]:
         "forward: mlp_to_graph(stacked pairs) -> Batch": time_calls(lambda: wsgraph.mlp_to_graph(pairs), repeats),
         "inverse: stacked_params(Batch)": time_calls(lambda: wsgraph.stacked_params(batch), repeats),
     }
-    rows = [
-        {
-            "operation": name,
-            "median_s": statistics.median(seconds),
-            "min_s": min(seconds),
-            "networks_per_s": networks / statistics.median(seconds),
-            "all_s": seconds,
-        }
-        for name, seconds in timings.items()
-    ]
+    rows = []
+    for name, seconds in timings.items():
+        timing = summarize(seconds)
+        rows.append({"operation": name, **timing, "networks_per_s": networks / timing["median_s"]})
     return {
         "benchmark": "convert",
         "networks": networks,
@@ -96,40 +78,21 @@ def run(networks: int, spec: WeightSpaceSpec, repeats: int) -> dict[str, Any]:
         "round_trip_exact": exact,
         "target_forward_s": TARGET_SECONDS,
         "results": rows,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "hardware": hardware(),
-        "hostname": socket.gethostname(),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "tuned_allocator": tuned_allocator,
+        **environment(),
     }
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [
-        f"{report['networks']} networks of {report['widths']} ({report['edges']} edges, {report['nodes']} nodes), "
-        f"{report['repeats']} repeats, torch {report['torch']}, {report['cpu_count']} CPUs ({report['hardware']})",
-        "",
-        "| operation | median s | min s | networks/s |",
-        "| --- | --- | --- | --- |",
-    ]
-    lines += [
-        f"| {row['operation']} | {row['median_s']:.3f} | {row['min_s']:.3f} | {row['networks_per_s']:,.0f} |"
+    rows = [
+        [row["operation"], f"{row['median_s']:.3f}", f"{row['min_s']:.3f}", f"{row['networks_per_s']:,.0f}"]
         for row in report["results"]
     ]
-    return "\n".join(lines)
-
-
-def write_json(path: Path, content: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    try:
-        temporary.write_text(json.dumps(content, indent=2) + "\n")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    heading = (
+        f"{report['networks']} networks of {report['widths']} ({report['edges']} edges, {report['nodes']} nodes), "
+        f"{report['repeats']} repeats, {machine_summary(report)}"
+    )
+    return heading + "\n\n" + markdown_table(["operation", "median s", "min s", "networks/s"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,12 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--networks", type=int, default=10_000, help="networks per conversion (default: 10000)")
     parser.add_argument("--widths", type=WeightSpaceSpec.parse, default=WeightSpaceSpec((2, 32, 32, 1)))
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (default: 5)")
-    parser.add_argument("--out", type=Path, default=None, help="JSON file (default: results/convert_<hostname>.json)")
+    add_common_flags(parser, "convert")
     args = parser.parse_args(argv)
     if args.networks < 1 or args.repeats < 1:
         parser.error("--networks and --repeats must be positive")
-    report = run(args.networks, args.widths, args.repeats)
-    out = args.out or RESULTS_DIR / f"convert_{socket.gethostname()}.json"
+    tuned = tune_allocator(args.default_malloc)
+    report = run(args.networks, args.widths, args.repeats, tuned)
+    out = args.out
     write_json(out, report)
     print(markdown(report))
     forward = report["results"][0]["median_s"]

@@ -7,18 +7,17 @@ networks and each split from the cache, ``dataset[i]``, and batches of 128 from
 ``torch_geometric.loader.DataLoader``. Prints a markdown table and writes the numbers as
 JSON (default ``benchmarks/results/dataset_load_<hostname>.json``).
 
-Run: ``python benchmarks/bench_dataset_load.py [--networks N] [--widths 2-32-32-1] [--out FILE]``
+Like the ``wsgraph`` commands it first tunes glibc's allocator
+(``wsgraph.runtime.tune_cpu_allocator``); ``--default-malloc`` keeps glibc's defaults.
+
+Run: ``python benchmarks/bench_dataset_load.py [--networks N] [--widths 2-32-32-1] [--out FILE] [--default-malloc]``
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import socket
+import sys
 import tempfile
-import time
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,13 @@ import torch
 from torch_geometric.loader import DataLoader
 
 from wsgraph.datasets.dataset import WeightSpaceDataset
-from wsgraph.datasets.store import Shard, atomic_write, write_meta, write_shard
+from wsgraph.datasets.store import Shard, write_meta, write_shard
 from wsgraph.spec import WeightSpaceSpec
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import add_common_flags, environment, machine_summary, markdown_table, timed, tune_allocator, write_json
+
 SHARD_SIZE = 10_000
 SPLIT_FRACTIONS = (55 / 70, 5 / 70, 10 / 70)
 BATCH_SIZE = 128
@@ -58,28 +60,22 @@ def write_store(root: Path, count: int, spec: WeightSpaceSpec) -> None:
     write_meta(root, {"kind": "inr", "task": "classification", "num_classes": 10, "activation": "sine(30.0)"})
 
 
-def seconds(function: Any) -> tuple[Any, float]:
-    started = time.perf_counter()
-    result = function()
-    return result, time.perf_counter() - started
-
-
-def run(count: int, spec: WeightSpaceSpec) -> dict[str, Any]:
+def run(count: int, spec: WeightSpaceSpec, tuned_allocator: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="wsgraph-bench-dataset-") as scratch:
         root = Path(scratch)
         write_store(root, count, spec)
         rows = []
-        _, first = seconds(lambda: WeightSpaceDataset(root, log=False))
+        _, (first, _) = timed(lambda: WeightSpaceDataset(root, log=False))
         rows.append({"step": f"first open, all {count} (process)", "seconds": first})
-        dataset, reopen = seconds(lambda: WeightSpaceDataset(root, log=False))
+        dataset, (reopen, _) = timed(lambda: WeightSpaceDataset(root, log=False))
         rows.append({"step": f"reopen, all {len(dataset)} (cached)", "seconds": reopen})
         for split in ("train", "val", "test"):
-            subset, elapsed = seconds(lambda split=split: WeightSpaceDataset(root, split=split, log=False))
+            subset, (elapsed, _) = timed(lambda split=split: WeightSpaceDataset(root, split=split, log=False))
             rows.append({"step": f"reopen split={split!r} ({len(subset)})", "seconds": elapsed})
-        _, items = seconds(lambda: [dataset[i] for i in range(TIMED_ITEMS)])
+        _, (items, _) = timed(lambda: [dataset[i] for i in range(TIMED_ITEMS)])
         rows.append({"step": "dataset[i], per item", "seconds": items / TIMED_ITEMS})
         loader = iter(DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True))
-        _, batches = seconds(lambda: [next(loader) for _ in range(TIMED_BATCHES)])
+        _, (batches, _) = timed(lambda: [next(loader) for _ in range(TIMED_BATCHES)])
         rows.append({"step": f"DataLoader batch of {BATCH_SIZE}, per batch", "seconds": batches / TIMED_BATCHES})
         processed_bytes = sum(path.stat().st_size for path in (root / "processed").iterdir())
     return {
@@ -88,41 +84,33 @@ def run(count: int, spec: WeightSpaceSpec) -> dict[str, Any]:
         "widths": str(spec),
         "processed_mib": processed_bytes / 2**20,
         "results": rows,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "hostname": socket.gethostname(),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "tuned_allocator": tuned_allocator,
+        **environment(),
     }
 
 
 def markdown(report: dict[str, Any]) -> str:
-    load = report["load_average"]
-    lines = [
+    rows = [[row["step"], f"{row['seconds']:.4g}"] for row in report["results"]]
+    heading = (
         f"{report['networks']} networks of {report['widths']}, processed cache {report['processed_mib']:.0f} MiB, "
-        f"torch {report['torch']}, {report['cpu_count']} CPUs" + (f", load average {load[0]:.1f}" if load else ""),
-        "",
-        "| step | seconds |",
-        "| --- | --- |",
-    ]
-    lines += [f"| {row['step']} | {row['seconds']:.4g} |" for row in report["results"]]
-    return "\n".join(lines)
+        f"{machine_summary(report)}"
+    )
+    return heading + "\n\n" + markdown_table(["step", "seconds"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", type=int, default=70_000, help="networks in the store (default: 70000)")
     parser.add_argument("--widths", type=WeightSpaceSpec.parse, default=WeightSpaceSpec((2, 32, 32, 1)))
-    parser.add_argument("--out", type=Path, default=None, help="JSON file (default: results/dataset_load_<host>.json)")
+    add_common_flags(parser, "dataset_load")
     args = parser.parse_args(argv)
     smallest = max(TIMED_ITEMS, TIMED_BATCHES * BATCH_SIZE)
     if args.networks < smallest:
         parser.error(f"--networks must be at least {smallest}")
-    report = run(args.networks, args.widths)
-    out = args.out or RESULTS_DIR / f"dataset_load_{socket.gethostname()}.json"
-    text = json.dumps(report, indent=2) + "\n"
-    atomic_write(out, lambda handle: handle.write(text.encode()))
+    tuned = tune_allocator(args.default_malloc)
+    report = run(args.networks, args.widths, tuned)
+    out = args.out
+    write_json(out, report)
     print(markdown(report))
     print(f"\nwrote {out}")
     return 0

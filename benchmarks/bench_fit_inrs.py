@@ -10,19 +10,17 @@ The "autograd" baseline is :func:`wsgraph.datasets.fitting.fit_sirens_autograd`:
 batched SIRENs as stacked tensors with autograd and ``torch.optim.Adam`` (no Python loop
 per image either), one batch at a time with every thread on each operation.
 
+Like the ``wsgraph`` commands it first tunes glibc's allocator
+(``wsgraph.runtime.tune_cpu_allocator``); ``--default-malloc`` keeps glibc's defaults.
+
 Run: ``python benchmarks/bench_fit_inrs.py [--root ../shared/data/mnist] [--batch-sizes 16,32,64]
-[--steps 50] [--full 600] [--device auto]``
+[--steps 50] [--full 600] [--device auto] [--default-malloc]``
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import socket
-import tempfile
-import time
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +29,11 @@ import torch
 from wsgraph.datasets.fitting import default_workers, fit_sirens, fit_sirens_autograd, resolve_device
 from wsgraph.datasets.images import load_images
 from wsgraph.datasets.siren import PixelGrid, SirenRecipe
-from wsgraph.runtime import tune_cpu_allocator
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import add_common_flags, environment, load_average, markdown_table, time_calls, tune_allocator, write_json
+
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 RECIPE_STEPS = 1000
 
@@ -70,11 +70,7 @@ def measure(
             fit_sirens(subset, grid, run_recipe, subset_keys, 0, batch_size=batch_size, workers=workers, device=device)
 
     fit(targets[:batch_size], keys[:batch_size], SirenRecipe(steps=2))
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fit(targets, keys, recipe)
-        seconds.append(time.perf_counter() - started)
+    seconds = time_calls(lambda: fit(targets, keys, recipe), repeats, warmup=0)
     per_minute = targets.size(0) / min(seconds) * 60.0
     return {
         "method": method,
@@ -89,62 +85,41 @@ def measure(
     }
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    cpu = (
-        next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")
-            ),
-            platform.processor(),
-        )
-        if Path("/proc/cpuinfo").exists()
-        else platform.processor()
-    )
+def fitting_environment(device: torch.device, allocator_tuned: bool) -> dict[str, Any]:
+    """:func:`common.environment` plus the fitting device, under the names this benchmark's JSON has always used."""
+    info = environment()
     return {
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
+        **info,
+        "cpu": info["hardware"],
         "device": str(device),
         "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "hostname": socket.gethostname(),
-        "load_average_before": list(os.getloadavg()),
+        "load_average_before": info["load_average"],
+        "allocator_tuned": allocator_tuned,
     }
 
 
 def markdown(report: dict[str, Any]) -> str:
     env = report["environment"]
-    lines = [
+    load = env["load_average_before"]
+    heading = (
         f"MNIST SIRENs 2-32-32-1 on {env['device']} ({env['cuda'] or env['cpu']}, {env['torch_threads']} threads, "
-        f"load average before {env['load_average_before'][0]:.2f}), torch {env['torch']}",
-        "",
-        "| method | batch | workers | networks | steps | best of runs, s | INRs/min at 1000 steps |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"load average before {load[0] if load else float('nan'):.2f}), torch {env['torch']}"
+    )
+    rows = [
+        [
+            row["method"],
+            row["batch_size"],
+            row["workers"],
+            row["networks"],
+            row["steps"],
+            f"{min(row['seconds']):.2f} of {len(row['seconds'])}",
+            f"{row['inrs_per_minute_at_1000_steps']:,.0f}"
+            + (" (extrapolated)" if row["extrapolated"] else " (measured)"),
+        ]
+        for row in report["results"]
     ]
-    for row in report["results"]:
-        rate = f"{row['inrs_per_minute_at_1000_steps']:,.0f}" + (
-            " (extrapolated)" if row["extrapolated"] else " (measured)"
-        )
-        lines.append(
-            f"| {row['method']} | {row['batch_size']} | {row['workers']} | {row['networks']} | {row['steps']} | "
-            f"{min(row['seconds']):.2f} of {len(row['seconds'])} | {rate} |"
-        )
-    return "\n".join(lines)
-
-
-def write_json(path: Path, content: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(json.dumps(content, indent=2) + "\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    headers = ["method", "batch", "workers", "networks", "steps", "best of runs, s", "INRs/min at 1000 steps"]
+    return heading + "\n\n" + markdown_table(headers, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,17 +136,20 @@ def main(argv: list[str] | None = None) -> int:
         "--full", type=int, default=0, help="then fit this many INRs at --full-steps with the fused trainer"
     )
     parser.add_argument("--full-steps", type=int, default=RECIPE_STEPS, help="steps of the full run (default 1000)")
-    parser.add_argument("--out", type=Path, default=None, help="JSON file (default results/fit_inrs_<hostname>.json)")
+    add_common_flags(parser, "fit_inrs")
     args = parser.parse_args(argv)
 
-    # As the wsgraph commands do: both methods allocate less from the kernel.
-    allocator_tuned = tune_cpu_allocator()
+    allocator_tuned = tune_allocator(args.default_malloc)
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
     sizes = [int(s) for s in (args.batch_sizes or ("1024,4096,8192" if cuda else "8,16,32,64")).split(",")]
     workers = default_workers(device)
-    report: dict[str, Any] = {"benchmark": "fit_inrs", "environment": environment(device), "results": []}
-    report["environment"]["allocator_tuned"] = allocator_tuned
+    report: dict[str, Any] = {
+        "benchmark": "fit_inrs",
+        "tuned_allocator": allocator_tuned,
+        "environment": fitting_environment(device, allocator_tuned),
+        "results": [],
+    }
     short = SirenRecipe(steps=args.steps)
     for method in args.methods.split(","):
         for size in sizes:
@@ -189,10 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         full = SirenRecipe(steps=args.full_steps)
         row = measure("fused", mnist_targets(args.root, args.full), full, best, workers, device, repeats=1)
         report["results"].append(row)
-    report["environment"]["load_average_after"] = list(os.getloadavg())
+    report["environment"]["load_average_after"] = load_average()
     table = markdown(report)
     print(table)
-    out = args.out or RESULTS_DIR / f"fit_inrs_{socket.gethostname()}.json"
+    out = args.out
     write_json(out, {**report, "markdown": table})
     print(f"wrote {out}")
     return 0

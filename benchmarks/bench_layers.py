@@ -7,16 +7,20 @@ subprocess (so peak memory and the torch-scatter switch are clean). A last row r
 scatter backend on networks of mixed hidden widths with the same number of edges as
 the one-architecture batch.
 
-Run: ``python benchmarks/bench_layers.py [--batch 512] [--steps 5] [--devices cpu,cuda] [--compile] [--out FILE]``
+Like the ``wsgraph`` commands, every process first tunes glibc's allocator
+(``wsgraph.runtime.tune_cpu_allocator``); ``--default-malloc`` keeps glibc's defaults.
+
+Run: ``python benchmarks/bench_layers.py [--batch 512] [--steps 5] [--devices cpu,cuda] [--compile] [--out FILE]
+[--default-malloc]``
 Prints a markdown table and writes JSON (default ``benchmarks/results/layers_<hostname>.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import resource
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import itertools
-
-from common import RESULTS_DIR, environment, markdown_table, summarize, time_calls, write_json
+from common import add_common_flags, environment, markdown_table, summarize, time_calls, tune_allocator, write_json
 
 WIDTHS = (2, 32, 32, 1)
 
@@ -35,10 +37,7 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
     """Run one configuration in this process and return its measurements."""
     if not config["torch_scatter"]:
         sys.modules["torch_scatter"] = None  # make PyG fall back to torch's own reductions
-    from wsgraph.runtime import tune_cpu_allocator
-
-    if config["tuned_allocator"]:
-        tune_cpu_allocator()
+    tuned = tune_allocator(default_malloc=not config["tuned_allocator"])
     import torch
     import torch_geometric.typing
 
@@ -71,6 +70,7 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
     timing = summarize(seconds)
     return {
         **config,
+        "tuned_allocator": tuned,
         **timing,
         "networks": batch.num_graphs,
         "edges": batch.num_edges,
@@ -200,19 +200,17 @@ def main(argv: list[str] | None = None) -> int:
         "--devices", default=None, help="comma-separated: cpu,cuda (default: cpu, plus cuda if present)"
     )
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
-    parser.add_argument("--out", type=Path, default=None, help="JSON output path")
-    parser.add_argument(
-        "--default-malloc", action="store_true", help="keep glibc's default allocator thresholds (see wsgraph.runtime)"
-    )
+    add_common_flags(parser, "layers")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
-    import torch
-
     if args.batch < 1 or args.steps < 1:
         parser.error("--batch and --steps must be positive")
+    tuned = tune_allocator(args.default_malloc)
+    import torch
+
     args.devices = (
         args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     )
@@ -223,9 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         "widths": "-".join(map(str, WIDTHS)),
         "results": results,
         "ratios": summary,
+        "tuned_allocator": tuned,
         **environment(),
     }
-    out = args.out or RESULTS_DIR / f"layers_{socket.gethostname()}.json"
+    out = args.out
     write_json(out, report)
     print(
         f"DWSNet training step (5 DWS layers x 32 channels, readout, 10-class head, AdamW), batch {args.batch} "

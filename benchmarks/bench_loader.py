@@ -12,32 +12,36 @@ split, and times per batch of ``--batch-size`` (default 512):
   32 channels, mean readout, 10 classes; forward, backward, AdamW) on such a batch.
 
 Prints a markdown table (milliseconds per batch and share of the DWSNet step) and
-writes JSON to ``benchmarks/results/loader_<hostname>.json``.
+writes JSON (default ``benchmarks/results/loader_<hostname>.json``). Like the ``wsgraph``
+commands it first tunes glibc's allocator (``wsgraph.runtime.tune_cpu_allocator``);
+``--default-malloc`` keeps glibc's defaults.
 
-Run: ``python benchmarks/bench_loader.py [--root data/loader70k] [--batches 10] [--steps 3]``
+Run: ``python benchmarks/bench_loader.py [--root data/loader70k] [--batches 10] [--steps 3] [--out FILE]
+[--default-malloc]``
 """
 
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
-import time
+import sys
 from itertools import pairwise
 from pathlib import Path
 
 import torch
-from common import RESULTS_DIR, environment, markdown_table, time_calls, write_json
 from torch_geometric.loader import DataLoader
 
 from wsgraph.datasets import WeightSpaceDataset
 from wsgraph.datasets.store import SPLITS, Shard, shard_paths, write_meta, write_shard
-from wsgraph.runtime import tune_cpu_allocator
 from wsgraph.spec import WeightSpaceSpec
 from wsgraph.training.data import SplitData
 from wsgraph.training.distributed import DistributedContext
 from wsgraph.training.loaders import EpochPlan, StackedLoader
 from wsgraph.training.registry import build_model, model_spec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import add_common_flags, environment, markdown_table, time_calls, tune_allocator, write_json
 
 SPLIT_SIZES = {"train": 55_000, "val": 5_000, "test": 10_000}
 SHARD_SIZE = 10_000
@@ -63,13 +67,7 @@ def make_root(root: Path, spec: WeightSpaceSpec, count: int) -> None:
 
 def per_batch(iterator, count: int, prepare) -> list[float]:
     """Seconds to produce (and normalise) each of ``count`` batches after one warm-up batch."""
-    prepare(next(iterator))
-    seconds = []
-    for _ in range(count):
-        started = time.perf_counter()
-        prepare(next(iterator))
-        seconds.append(time.perf_counter() - started)
-    return seconds
+    return time_calls(lambda: prepare(next(iterator)), count)
 
 
 def main() -> None:
@@ -81,8 +79,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=10, help="timed batches per loader")
     parser.add_argument("--steps", type=int, default=3, help="timed DWSNet steps")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    add_common_flags(parser, "loader")
     args = parser.parse_args()
-    tune_cpu_allocator()  # as every wsgraph command does
+    tuned = tune_allocator(args.default_malloc)
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = WeightSpaceSpec.parse(args.widths)
@@ -118,8 +117,9 @@ def main() -> None:
     rows.append(["DWSNet training step", f"{step_ms:.1f}", "100%"])
     print(f"{len(dataset)} train networks of {spec}, batch {args.batch_size}, {torch.get_num_threads()} threads")
     print(markdown_table(["per batch of networks", "median ms", "share of a DWSNet step"], rows))
+    out = args.out
     write_json(
-        RESULTS_DIR / f"loader_{socket.gethostname()}.json",
+        out,
         {
             "widths": str(spec),
             "train_networks": len(dataset),
@@ -127,9 +127,11 @@ def main() -> None:
             "pyg_dataloader_s": pyg_seconds,
             "stacked_loader_s": stacked_seconds,
             "dwsnet_step_s": step_seconds,
+            "tuned_allocator": tuned,
             "environment": environment(),
         },
     )
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -5,17 +5,41 @@ from wsgraph.cli.main import main
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def test_demo_checks_pass_and_save_the_drawing(tmp_path, capsys):
+def test_graph_stage_checks_pass_and_save_the_drawing(tmp_path, capsys):
     out_dir = tmp_path / "demo"
-    assert main(["demo", "--out", str(out_dir), "--seed", "3"]) == 0
-    summary = json.loads((out_dir / "summary.json").read_text())
+    assert main(["demo", "--out", str(out_dir), "--seed", "3", "--graphs-only"]) == 0
+    graphs = out_dir / "graphs"
+    summary = json.loads((graphs / "summary.json").read_text())
     networks = summary["networks"]
     assert [row["activation"] for row in networks] == ["relu", "tanh", "sine(30.0)", "unknown"]
     assert all(row["round_trip_exact"] and row["rebuilt_max_error"] == 0.0 for row in networks)
     assert all(0 < row["weights_moved"] <= 1 and row["permuted_max_error"] < 1e-5 for row in networks)
     assert summary["batch"]["num_graphs"] == 4 and summary["batch"]["loader_batches"] == 2
     assert summary["stacked"]["round_trip_exact"]
-    assert (out_dir / "network.png").read_bytes()[:8] == PNG_SIGNATURE
-    assert summary["drawing"] == str(out_dir / "network.png")
+    assert (graphs / "network.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert summary["drawing"] == str(graphs / "network.png")
     printed = capsys.readouterr().out
     assert "relu, no bias in layer 2" in printed and "round trip exact" in printed
+    assert not (out_dir / "digits-inrs").exists()
+
+
+def test_main_job_fits_trains_and_tabulates(tmp_path, capsys):
+    out_dir = tmp_path / "demo"
+    arguments = ["demo", "--out", str(out_dir), "--limit", "6", "--steps", "20", "--epochs", "2"]
+    assert main([*arguments, "--models", "dwsnet,mlp", "--no-progress"]) == 0
+    runs = json.loads((out_dir / "results" / "runs.json").read_text())["runs"]
+    assert [run["config"]["model"] for run in runs] == ["dwsnet", "mlp"]
+    assert all(run["dataset"]["networks"] == {"train": 6, "val": 6, "test": 6} for run in runs)
+    table = (out_dir / "results" / "results.md").read_text()
+    assert "| dwsnet |" in table and "| mlp |" in table
+    assert (out_dir / "results" / "results.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert "digits-inrs" in capsys.readouterr().out
+    # A rerun finds every stage finished and reads the results back.
+    assert main([*arguments, "--models", "dwsnet,mlp", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "is finished, reading its result" in captured.out + captured.err
+
+
+def test_demo_rejects_bad_settings(capsys):
+    assert main(["demo", "--epochs", "0"]) == 1
+    assert "--epochs must be at least 1" in capsys.readouterr().err

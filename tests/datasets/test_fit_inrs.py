@@ -172,3 +172,32 @@ def test_weight_space_dataset_opens_fit_inrs_output_for_editing(tmp_path, capsys
     images = load_images("digits", split="train").images[:4]
     mse = (rendered.detach().view(4, 8, 8) - images).square().mean(dim=(1, 2))
     torch.testing.assert_close(10 * torch.log10(1 / mse), batch.psnr, rtol=1e-4, atol=1e-3)
+
+
+def test_shared_init_and_hidden_shuffle_keep_the_functions(tmp_path, capsys):
+    shared, shuffled = tmp_path / "shared", tmp_path / "shuffled"
+    assert run_cli(capsys, *FIT, "--out", str(shared), "--shared-init")[0] == 0
+    assert run_cli(capsys, *FIT, "--out", str(shuffled), "--shared-init", "--permute-hidden")[0] == 0
+    plan = read_meta(shuffled)["plan"]
+    assert plan["shared_init"] and plan["permuted_hidden"] and not read_meta(shared)["plan"]["permuted_hidden"]
+    for a, b in zip(shards(shared), shards(shuffled)):
+        torch.testing.assert_close(a.extras["psnr"], b.extras["psnr"], rtol=0, atol=0)
+        assert not torch.equal(a.weights[1], b.weights[1])
+        # Same networks up to the order of hidden neurons: the sorted hidden biases agree.
+        for layer in (0, 1):
+            torch.testing.assert_close(a.biases[layer].sort(dim=1).values, b.biases[layer].sort(dim=1).values)
+        coords = image_grid_coords(8, 8)
+        render = [
+            render_inr(mlp_to_graph(list(zip(s.weights, s.biases)), activation="sine(30.0)"), coords) for s in (a, b)
+        ]
+        torch.testing.assert_close(render[0], render[1], rtol=1e-5, atol=1e-5)
+    # One shared start: networks of different images stay much closer in weight space than
+    # networks started independently.
+    independent = tmp_path / "independent"
+    assert run_cli(capsys, *FIT, "--out", str(independent))[0] == 0
+
+    def spread(root):
+        weights = shards(root)[0].weights[1]
+        return (weights - weights[:1]).abs().mean()
+
+    assert spread(shared) < spread(independent) / 5

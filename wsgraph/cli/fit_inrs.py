@@ -43,6 +43,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, help="fit only the first N images of each split")
     parser.add_argument("--val-size", type=int, help="validation images carved from train (default: per source)")
     parser.add_argument("--dilated", action="store_true", help="also store 3x3-dilated images for INR editing")
+    parser.add_argument(
+        "--shared-init",
+        action="store_true",
+        help="start every SIREN from one shared initialisation (the published recipe draws one per image)",
+    )
+    parser.add_argument(
+        "--permute-hidden",
+        action="store_true",
+        help="shuffle each fitted network's hidden neurons at random (same functions; seeded)",
+    )
     parser.add_argument("--download", action="store_true", help="let a torchvision source download its files")
     add_fitting_arguments(parser, SirenRecipe())
     parser.set_defaults(func=run)
@@ -132,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         dilated=args.dilated,
         limit_per_split=args.limit,
         progress=not args.no_progress,
+        shared_init=args.shared_init,
+        permute_hidden=args.permute_hidden,
     )
     print(
         f"{len(images)} INRs of {args.source} in {args.out} ({recipe.spec}, {recipe.activation}, offset {recipe.output_offset:+g})"

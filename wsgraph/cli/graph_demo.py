@@ -1,6 +1,6 @@
-"""``wsgraph demo``: networks become graphs, batch with PyG, and come back exactly.
+"""The first stage of ``wsgraph demo``: networks become graphs, batch with PyG, and come back exactly.
 
-:func:`run_graph_demo` is the first stage of the demo: it builds a few small MLPs of one
+:func:`run_graph_demo` builds a few small MLPs of one
 signature (ReLU and tanh ``nn.Sequential`` models of different hidden widths, a SIREN,
 a bare state_dict), converts them, batches them with PyG, checks the exact round trip
 and that a random hidden-neuron permutation keeps every network's function, converts a
@@ -9,7 +9,6 @@ stack of networks in one vectorised call, and draws one network.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -31,27 +30,10 @@ from wsgraph.graph import WeightSpaceGraph, graph_specs
 from wsgraph.permute import permute_hidden
 from wsgraph.visualize import draw_network
 
-DEFAULT_OUT = Path("runs/demo")
+DEFAULT_OUT = Path("runs/demo/graphs")
 # float32 outputs of O(1): summing in another order (after a permutation) moves them by a few ulps.
 FUNCTION_TOLERANCE = 1e-5
 STACKED_NETWORKS = 1000
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "demo",
-        help="build, convert, batch, permute and draw a few networks",
-        description="Build a few small MLPs, convert them to weight-space graphs, batch them with PyG, check the "
-        "exact round trip and the permutation symmetry, and save a drawing.",
-    )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    run_graph_demo(args.out, seed=args.seed)
-    return 0
 
 
 class _Siren(nn.Module):

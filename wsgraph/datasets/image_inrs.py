@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from wsgraph.convert import mlp_to_graph
+from wsgraph.convert import mlp_to_graph, stacked_params
 from wsgraph.datasets.build import format_statistics, split_statistics, write_shards, write_summary
 from wsgraph.datasets.dilation import dilate
 from wsgraph.datasets.fitting import fit_sirens, resolve_device
@@ -25,6 +25,7 @@ from wsgraph.datasets.images import ImageSet, to_intensities
 from wsgraph.datasets.render import image_grid_coords, render_inr
 from wsgraph.datasets.siren import PixelGrid, SirenRecipe, psnr
 from wsgraph.datasets.store import SPLITS, Shard, atomic_write, read_meta, read_shard, shard_paths, write_meta
+from wsgraph.permute import permute_hidden as shuffle_hidden
 
 PREVIEW_FILE = "reconstructions.png"
 INTENSITY_RANGE = (0.0, 1.0)
@@ -49,6 +50,8 @@ def fit_image_inrs(
     dilated: bool = False,
     limit_per_split: int | None = None,
     progress: bool = True,
+    shared_init: bool = False,
+    permute_hidden: bool = False,
 ) -> dict[str, Any]:
     """Fit one SIREN per image and write the dataset to ``root`` (resumable).
 
@@ -63,6 +66,13 @@ def fit_image_inrs(
         dilated: also store the 3x3-dilated images (``extras["dilated"]``, float16).
         limit_per_split: the number of images per split the set was cut to, for the record.
         progress: show a progress bar.
+        shared_init: start every SIREN from the same initialisation (the published
+            recipe draws one per image). With few images this leaves the weights far more
+            informative; see ``permute_hidden``.
+        permute_hidden: after fitting, shuffle each network's hidden neurons at random
+            (seeded by ``seed`` and the shard). The functions are unchanged; networks
+            fitted from a shared initialisation then differ by the symmetry that
+            equivariant models ignore and flat models must learn.
 
     Returns:
         The summary: PSNR statistics per split and the files written.
@@ -75,8 +85,8 @@ def fit_image_inrs(
     device = resolve_device(device)
     height, width = images.image_shape
     grid = PixelGrid(height, width)
-    keys = image_keys(images)
-    meta = _meta(images, recipe, seed, shard_size, dilated, limit_per_split)
+    keys = torch.zeros_like(images.index) if shared_init else image_keys(images)
+    meta = _meta(images, recipe, seed, shard_size, dilated, limit_per_split, shared_init, permute_hidden)
 
     def make_shard(start: int, stop: int, advance: Callable[[int], None]) -> Shard:
         pixels = to_intensities(images.images[start:stop])
@@ -93,9 +103,12 @@ def fit_image_inrs(
         extras = {"psnr": psnr(fit.mse, peak=INTENSITY_RANGE[1] - INTENSITY_RANGE[0]).float()}
         if dilated:
             extras["dilated"] = dilate(pixels if images.channels == 3 else pixels.squeeze(-1)).half()
+        weights, biases = fit.weights, fit.biases
+        if permute_hidden:
+            weights, biases = _shuffle_hidden_neurons(weights, biases, seed, start)
         return Shard(
-            fit.weights,
-            fit.biases,
+            weights,
+            biases,
             images.labels[start:stop],
             images.split[start:stop],
             images.index[start:stop],
@@ -163,8 +176,25 @@ def print_summary(summary: dict[str, Any]) -> str:
     return format_statistics(summary["psnr_db"], "PSNR")
 
 
+def _shuffle_hidden_neurons(
+    weights: list[Tensor], biases: list[Tensor], seed: int, first: int
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Stacked ``nn.Linear``-convention parameters with every network's hidden neurons shuffled."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + first)
+    batch = shuffle_hidden(mlp_to_graph(list(zip(weights, biases))), generator=generator)
+    pairs = stacked_params(batch)
+    return [w for w, _ in pairs], [b for _, b in pairs]
+
+
 def _meta(
-    images: ImageSet, recipe: SirenRecipe, seed: int, shard_size: int, dilated: bool, limit: int | None
+    images: ImageSet,
+    recipe: SirenRecipe,
+    seed: int,
+    shard_size: int,
+    dilated: bool,
+    limit: int | None,
+    shared_init: bool = False,
+    permuted: bool = False,
 ) -> dict[str, Any]:
     height, width = images.image_shape
     counts = {name: int((images.split == code).sum()) for code, name in enumerate(SPLITS)}
@@ -177,7 +207,11 @@ def _meta(
         "num_networks": len(images),
         "splits": counts,
         "dilated": dilated,
-        "keys": "image number within its official split, + 2**40 for official test images",
+        "keys": "0 for every image (shared initialisation)"
+        if shared_init
+        else "image number within its official split, + 2**40 for official test images",
+        "shared_init": shared_init,
+        "permuted_hidden": permuted,
     }
     extras = {"psnr": "dB, 10 log10(1 / MSE) of the unclipped output (offset included) against the image in [0, 1]"}
     if dilated:

@@ -13,7 +13,9 @@ once against this interface, so the two backends share every parameter.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
+from torch_geometric.typing import WITH_TORCH_SCATTER
 from torch_geometric.utils import scatter, segment
 
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout
@@ -54,13 +56,13 @@ class ScatterOps:
             # Edges leaving one neuron are contiguous and there are d_M of them.
             return weight.view(layout.node_counts[layer], layout.out_dim * weight.size(-1))
         if reduce == "mean":
-            summed = segment(weight, layout.source_ptr[layer], reduce="sum")
+            summed = layout.by_source[layer].sum(weight)
             return summed * self._inverse_width(layer, layer + 1, weight)
-        return segment(weight, layout.source_ptr[layer], reduce=reduce)
+        return contiguous_groups(weight, layout.source_ptr[layer], reduce)
 
     def table_reduce(self, table: Tensor, layer: int, reduce: str = "mean") -> Tensor:
         """Reduce a table of layer ``layer`` over its neurons: ``[B, F]``."""
-        return segment(table, self.layout.node_ptr[layer], reduce=reduce)
+        return contiguous_groups(table, self.layout.node_ptr[layer], reduce)
 
     def broadcast(self, per_graph: Tensor, layer: int) -> Tensor:
         return per_graph.index_select(0, self.layout.node_graph[layer])
@@ -157,6 +159,20 @@ def _reduce(tensor: Tensor, dim: int, reduce: str) -> Tensor:
     if reduce == "max":
         return tensor.amax(dim)
     raise ValueError(f"unknown reduction {reduce!r}; choose from {REDUCTIONS}")
+
+
+def contiguous_groups(values: Tensor, ptr: Tensor, reduce: str) -> Tensor:
+    """Reduce rows ``ptr[g]..ptr[g+1]-1`` of ``values`` for every group ``g``.
+
+    On CUDA this is torch-scatter's ``segment_csr`` when it is installed (through PyG).
+    On CPU it is always torch's own ``segment_reduce``: torch-scatter's OpenMP threads
+    compete with torch's on small machines (measured: DWSNet steps from 0.7 s to between
+    1.6 s and 9 s on 2 cores, see docs/benchmarks.md).
+    """
+    if values.is_cuda and WITH_TORCH_SCATTER:
+        return segment(values, ptr, reduce=reduce)
+    reduction = {"max": "max", "sum": "sum", "mean": "mean"}[reduce]
+    return torch.segment_reduce(values, reduction, offsets=ptr, axis=0, unsafe=True)
 
 
 def network_pools(

@@ -79,6 +79,14 @@ def test_mixed_widths_give_each_network_its_own_output(conv):
     torch.testing.assert_close(together, alone, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("edge_readout", [True, False])
+@pytest.mark.parametrize("conv", CONVS)
+def test_single_graph_gives_the_output_of_a_batch_of_one(conv, edge_readout):
+    graph = random_graph(MIXED_WIDTHS[1], torch.Generator().manual_seed(6))
+    model = make_model(conv, edge_readout=edge_readout)
+    torch.testing.assert_close(model(graph), model(Batch.from_data_list([graph])), rtol=0, atol=0)
+
+
 def scale_classification_data(num_networks, seed):
     generator = torch.Generator().manual_seed(seed)
     labels = torch.arange(num_networks) % 2

@@ -250,6 +250,8 @@ class WeightSpaceGNN(nn.Module):
         _check_channels(data, self.in_channels)
         num_graphs = data.layer_widths.size(0)
         edge_index = data.edge_index
+        # A single graph (not a Batch) has no `batch` vector: all its nodes belong to graph 0.
+        node_graph = data.batch if data.batch is not None else edge_index.new_zeros(data.num_nodes)
         both_ways = torch.cat([edge_index, edge_index.flip(0)], dim=1)
         forward_flag, backward_flag = self.direction.weight
 
@@ -263,9 +265,9 @@ class WeightSpaceGNN(nn.Module):
                 edge_attr = self.edge_updates[round_index](x, edge_index, edge_attr)
 
         pool = _POOLS[self.readout]
-        pooled = pool(x, data.batch, size=num_graphs)
+        pooled = pool(x, node_graph, size=num_graphs)
         if self.edge_readout:
-            edge_graph = data.batch[edge_index[0]]
+            edge_graph = node_graph[edge_index[0]]
             pooled = torch.cat([pooled, pool(edge_attr, edge_graph, size=num_graphs)], dim=-1)
         return self.head(pooled)
 

@@ -54,3 +54,18 @@ def test_conv_rejects_widths_that_do_not_match_the_graph():
     conv = DWSConv(1, 1, num_layers=3, in_dim=2, out_dim=1)
     with pytest.raises(ValueError, match="layer_widths describe"):
         conv(batch.x.float(), batch.edge_index, batch.edge_attr.float(), batch.layer_widths[:2])
+
+
+def test_conv_rebuilds_its_layout_for_new_widths_in_the_same_memory():
+    first, second = _mixed_batch(1), _mixed_batch(1)
+    second = Batch.from_data_list(second.to_data_list()[::-1])
+    conv = DWSConv(1, 2, num_layers=3, in_dim=2, out_dim=1).double()
+    expected = conv(second.x, second.edge_index.clone(), second.edge_attr, second.layer_widths.clone())
+    edge_index, layer_widths = first.edge_index.clone(), first.layer_widths.clone()
+    conv(first.x, edge_index, first.edge_attr, layer_widths)
+    # Same storage (as when an allocator hands a freed batch's memory to the next), new content.
+    edge_index.copy_(second.edge_index)
+    layer_widths.copy_(second.layer_widths)
+    x, edge_attr = conv(second.x, edge_index, second.edge_attr, layer_widths)
+    torch.testing.assert_close(x, expected[0], rtol=0, atol=0)
+    torch.testing.assert_close(edge_attr, expected[1], rtol=0, atol=0)

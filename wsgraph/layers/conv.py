@@ -45,7 +45,7 @@ class DWSConv(nn.Module):
     ) -> None:
         super().__init__()
         self.layer = DWSLayer(in_channels, out_channels, num_layers, in_dim, out_dim, backend)
-        self._cached: tuple[tuple, WeightSpaceLayout] | None = None
+        self._cached: tuple[Tensor, Tensor, tuple, WeightSpaceLayout] | None = None
 
     def reset_parameters(self) -> None:
         self.layer.reset_parameters()
@@ -56,16 +56,22 @@ class DWSConv(nn.Module):
         return layout.merge(features)
 
     def _layout(self, edge_index: Tensor, layer_widths: Tensor, num_nodes: int) -> WeightSpaceLayout:
-        key = (edge_index.data_ptr(), edge_index.size(1), layer_widths.data_ptr(), num_nodes, edge_index.device)
-        if self._cached is None or self._cached[0] != key:
-            layout = WeightSpaceLayout.build(layer_widths, edge_index.device)
-            if (sum(layout.node_counts), sum(layout.edge_counts)) != (num_nodes, edge_index.size(1)):
-                raise ValueError(
-                    f"layer_widths describe {sum(layout.node_counts)} nodes and {sum(layout.edge_counts)} edges, "
-                    f"got {num_nodes} and {edge_index.size(1)}"
-                )
-            self._cached = (key, layout)
-        return self._cached[1]
+        # The layout is reused only for the very tensors it was built from, unchanged since
+        # (same objects, same version counters). Holding them keeps their memory from being
+        # handed to the next batch, whose data pointers would otherwise match a stale layout.
+        key = (edge_index._version, layer_widths._version, num_nodes)
+        if self._cached is not None:
+            cached_edge_index, cached_widths, cached_key, layout = self._cached
+            if cached_edge_index is edge_index and cached_widths is layer_widths and cached_key == key:
+                return layout
+        layout = WeightSpaceLayout.build(layer_widths, edge_index.device)
+        if (sum(layout.node_counts), sum(layout.edge_counts)) != (num_nodes, edge_index.size(1)):
+            raise ValueError(
+                f"layer_widths describe {sum(layout.node_counts)} nodes and {sum(layout.edge_counts)} edges, "
+                f"got {num_nodes} and {edge_index.size(1)}"
+            )
+        self._cached = (edge_index, layer_widths, key, layout)
+        return layout
 
     def __repr__(self) -> str:
         layer = self.layer

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from wsgraph.datasets.store import Shard, write_meta, write_shard
+from wsgraph.datasets.store import Shard, read_shard, shard_paths, write_meta, write_shard
 from wsgraph.training import MODEL_NAMES, train
 from wsgraph.training.config import EDITING_MODELS
 
-from .conftest import tiny_config
+from .conftest import tiny_config, write_store
 
 
 @pytest.mark.parametrize("model", MODEL_NAMES)
@@ -50,6 +50,20 @@ def test_mixed_precision_on_cpu_trains(classification_root: Path, tmp_path: Path
     history = _history(tmp_path / "run")
     assert all(math.isfinite(loss) for loss in history) and history[-1] < history[0]
     assert result["config"]["amp"] is True
+
+
+@pytest.mark.parametrize("loader", ["fast", "pyg"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_networks_stored_in_other_float_dtypes_train(tmp_path: Path, dtype: torch.dtype, loader: str) -> None:
+    root = write_store(tmp_path / "data")
+    for path in shard_paths(root):
+        shard = read_shard(path)
+        shard.weights = [w.to(dtype) for w in shard.weights]
+        shard.biases = [b.to(dtype) for b in shard.biases]
+        write_shard(root, int(path.stem.split("-")[1]), shard)
+    result = train(tiny_config(root, tmp_path / "run", "dwsnet", loader=loader, epochs=2))
+    assert math.isfinite(result["test_metric"])
+    assert all(math.isfinite(loss) for loss in _history(tmp_path / "run"))
 
 
 def dilation_root(root: Path, count: int = 30) -> Path:

@@ -49,9 +49,10 @@ class Precision:
 
 
 class BatchPreparation:
-    """What happens to every batch on the device before the model sees it: the training
-    augmentations (training batches only), then normalisation with the train split's
-    per-layer statistics, for every model.
+    """What happens to every batch on the device before the model sees it: weights and
+    biases are cast to float32 (the models' dtype; converted checkpoints may hold float64
+    or float16), the training augmentations (training batches only), then normalisation
+    with the train split's per-layer statistics, for every model.
 
     Args:
         normalization: the dataset's :class:`~wsgraph.transforms.NormalizeWeights`.
@@ -63,6 +64,7 @@ class BatchPreparation:
         self.augmentations = list(augmentations)
 
     def __call__(self, batch: Batch, train: bool) -> Batch:
+        batch.x, batch.edge_attr = batch.x.float(), batch.edge_attr.float()
         if train:
             for augmentation in self.augmentations:
                 batch = augmentation(batch)

@@ -293,6 +293,8 @@ def test_pairs_whose_shapes_do_not_chain_name_the_layer():
         mlp_to_graph([(torch.randn(4, 3), torch.randn(3))])
     with pytest.raises(NotAnMLPError, match="disagree on the number of networks"):
         mlp_to_graph([(torch.randn(2, 4, 3), None), (torch.randn(3, 1, 4), None)])
+    with pytest.raises(NotAnMLPError, match="hold no networks"):
+        mlp_to_graph([(torch.randn(0, 4, 3), torch.randn(0, 4)), (torch.randn(0, 1, 4), torch.randn(0, 1))])
     with pytest.raises(NotAnMLPError, match="empty list"):
         mlp_to_graph([])
 

@@ -144,6 +144,8 @@ def validate(chain: LinearChain, check_finite: bool = True) -> LinearChain:
         raise NotAnMLPError(
             f"stacked weights disagree on the number of networks: {[w.shape[0] for w in chain.weights]}"
         )
+    if stacked == {True} and chain.weights[0].shape[0] == 0:
+        raise NotAnMLPError("stacked weights hold no networks (B = 0)")
     _check_chain(chain.weights, chain.names)
     return chain
 

@@ -243,6 +243,31 @@ def test_bad_roots_and_arguments(tmp_path, store):
         WeightSpaceDataset(root)
 
 
+def test_damaged_files_are_named_in_the_error(store):
+    root, _ = store
+    WeightSpaceDataset(root)
+    processed = next((root / "processed").glob("train-*.pt"))
+    processed.write_bytes(processed.read_bytes()[:100])
+    with pytest.raises(ValueError, match=rf"{processed.name}: unreadable processed cache"):
+        WeightSpaceDataset(root, split="train")
+    assert len(WeightSpaceDataset(root, split="train", force_reload=True)) > 0
+    payload = torch.load(shard_paths(root)[0], weights_only=True)
+    payload["weights"] = "not tensors"
+    torch.save(payload, shard_paths(root)[0])
+    with pytest.raises(ValueError, match=r"shard-00000.pt: not a valid wsgraph shard"):
+        WeightSpaceDataset(root, force_reload=True)
+
+
+def test_shards_without_extras_load(tmp_path):
+    shard = random_shard((2, 4, 1), 6, seed=3)
+    write_store(tmp_path, [shard])
+    payload = torch.load(shard_paths(tmp_path)[0], weights_only=True)
+    del payload["extras"]
+    torch.save(payload, shard_paths(tmp_path)[0])
+    dataset = WeightSpaceDataset(tmp_path)
+    assert len(dataset) == 6 and "psnr" not in dataset[0]
+
+
 def test_normalize_needs_a_train_split(tmp_path):
     shard = random_shard((2, 4, 1), 6, seed=2)
     write_store(

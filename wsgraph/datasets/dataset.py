@@ -219,14 +219,14 @@ class WeightSpaceDataset(InMemoryDataset):
 
     def _load_processed(self) -> None:
         names = SPLITS if self.split is None else (self.split,)
-        storages = [fs.torch_load(self.processed_paths[SPLITS.index(name)]) for name in names]
+        storages = [_read_processed(self.processed_paths[SPLITS.index(name)]) for name in names]
         storage, slices = storages[0] if len(storages) == 1 else _concatenate(storages)
         self.data = WeightSpaceGraph.from_dict(storage)
         self.slices = slices
         self._compact_slices = slices
         self._bounds = {key: value.numpy() for key, value in slices.items()}
         self._activation = self.meta.get("activation", UNKNOWN)
-        summary = fs.torch_load(self.processed_paths[-1])
+        summary = _read_processed(self.processed_paths[-1])
         self._architectures = [WeightSpaceSpec(tuple(row)) for row in summary["architectures"].tolist()]
         statistics = {key: value for key, value in summary.items() if key != "architectures"}
         self._statistics = LayerStatistics(**statistics) if statistics else None
@@ -370,6 +370,16 @@ def _concatenate(pieces: list[Storage]) -> Storage:
 def _empty_like(storage: Storage) -> Storage:
     values, slices = storage
     return {key: value[:0] for key, value in values.items()}, {key: slices[key][:1] * 0 for key in slices}
+
+
+def _read_processed(path: str) -> Any:
+    try:
+        return fs.torch_load(path)
+    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a damaged file
+        raise ValueError(
+            f"{path}: unreadable processed cache ({type(error).__name__}); delete {Path(path).parent} "
+            "or pass force_reload=True to rebuild it from the shards"
+        ) from error
 
 
 def _save(storage: Storage, path: str) -> None:

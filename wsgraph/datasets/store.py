@@ -110,10 +110,15 @@ def read_shard(path: str | os.PathLike) -> Shard:
         raise ValueError(f"{path}: not a wsgraph shard (missing {', '.join(sorted(missing))})")
     try:
         return Shard(
-            payload["weights"], payload["biases"], payload["y"], payload["split"], payload["index"], payload["extras"]
+            payload["weights"],
+            payload["biases"],
+            payload["y"],
+            payload["split"],
+            payload["index"],
+            payload.get("extras", {}),
         )
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from error
+    except (ValueError, TypeError, AttributeError) as error:  # wrong shapes, or entries that are not tensors
+        raise ValueError(f"{path}: not a valid wsgraph shard ({error})") from error
 
 
 def write_meta(root: str | os.PathLike, meta: dict[str, Any]) -> Path:

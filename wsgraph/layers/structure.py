@@ -48,6 +48,8 @@ class WeightSpaceLayout:
     Attributes:
         num_graphs: ``B``.
         widths: the per-network widths ``[B, M+1]``.
+        in_dim: the shared input width :math:`d_0`.
+        out_dim: the shared output width :math:`d_M`.
         uniform_widths: the common widths when all networks share one architecture.
         node_counts: ``N_k`` for ``k = 0..M``.
         edge_counts: ``E_l`` for ``l = 1..M`` (index ``l-1``).
@@ -65,6 +67,10 @@ class WeightSpaceLayout:
 
     num_graphs: int
     widths: Tensor
+    # Plain ints, read once from the host copy: reading them from `widths` on a GPU at
+    # every use would wait for the device several times per layer.
+    in_dim: int
+    out_dim: int
     uniform_widths: tuple[int, ...] | None
     node_counts: list[int]
     edge_counts: list[int]
@@ -84,14 +90,6 @@ class WeightSpaceLayout:
     @property
     def num_layers(self) -> int:
         return self.widths.size(1) - 1
-
-    @property
-    def in_dim(self) -> int:
-        return int(self.widths[0, 0])
-
-    @property
-    def out_dim(self) -> int:
-        return int(self.widths[0, -1])
 
     @classmethod
     def of(cls, data: Data) -> WeightSpaceLayout:
@@ -179,6 +177,8 @@ class WeightSpaceLayout:
         return cls(
             num_graphs=num_graphs,
             widths=widths,
+            in_dim=in_dim,
+            out_dim=int(host[0, -1]),
             uniform_widths=tuple(host[0].tolist()) if uniform else None,
             node_counts=node_counts,
             edge_counts=edge_counts,

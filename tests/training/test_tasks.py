@@ -13,7 +13,7 @@ from wsgraph.convert import graph_to_mlp
 from wsgraph.datasets import WeightSpaceDataset
 from wsgraph.datasets.render import image_grid_coords
 from wsgraph.graph import WeightSpaceGraph
-from wsgraph.training.data import open_training_data
+from wsgraph.training.data import open_training_data, resolve_task
 from wsgraph.training.tasks import Classification, Regression, make_task
 from wsgraph.transforms import NormalizeWeights
 
@@ -63,3 +63,9 @@ def test_dilation_loss_renders_the_unnormalised_networks(tmp_path: Path) -> None
         image = graph_to_mlp(graph)(coords) + 0.5
         expected = (image.view(-1) - graph.dilated.float().view(-1)).square().mean()
         torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_the_declared_task_is_read_without_processing_the_dataset(classification_root: Path) -> None:
+    assert resolve_task(classification_root, None) == "classify"
+    assert resolve_task(classification_root, "regress") == "regress"
+    assert not (classification_root / "processed").exists()

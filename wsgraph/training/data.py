@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from wsgraph.datasets.dataset import WeightSpaceDataset
-from wsgraph.datasets.store import SPLITS
+from wsgraph.datasets.store import SPLITS, read_meta
 from wsgraph.spec import WeightSpaceSpec
 from wsgraph.transforms import LayerStatistics
 
@@ -95,11 +95,14 @@ class TrainingData:
 
 
 def resolve_task(root: str | os.PathLike, task: str | None) -> str:
-    """``task``, or the task a dataset's ``meta.json`` declares."""
+    """``task``, or the task a dataset's ``meta.json`` declares.
+
+    Reads ``meta.json`` only: opening the dataset here would make every ``torchrun``
+    process build the processed cache at once, before rank 0 has built it for them.
+    """
     if task is not None:
         return task
-    _require_directory(root)
-    declared = WeightSpaceDataset(root, split="train", log=False).task
+    declared = read_meta(_require_directory(root)).get("task")
     if declared not in _TASK_OF_META:
         raise ValueError(f"{root}: the dataset declares no task (meta.json 'task' is {declared!r}); pass --task")
     return _TASK_OF_META[declared]

@@ -60,6 +60,13 @@ def test_draw_network_saves_a_png(tmp_path):
     assert figure.axes[0].get_title() == "MLP 2-5-3-1, activation relu"
 
 
+def test_draw_network_saves_a_png_at_a_path_without_extension(tmp_path):
+    path = tmp_path / "network"
+    draw_network(mlp_to_graph(build_mlp([2, 3, 1])), path=path)
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    assert [p.name for p in tmp_path.iterdir()] == ["network"]
+
+
 def test_draw_network_into_given_axes():
     figure = Figure()
     ax = figure.add_subplot()

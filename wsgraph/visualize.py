@@ -172,12 +172,19 @@ def draw_network(
 
 
 def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
-    """Save ``figure`` to ``path`` through a temporary file, so a reader never sees half an image."""
+    """Save ``figure`` to ``path`` through a temporary file, so a reader never sees half an image.
+
+    The format comes from ``path``'s extension, matplotlib's default (PNG) without one.
+    """
+    from matplotlib import rcParams
+
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.stem}.{os.getpid()}.{secrets.token_hex(4)}{target.suffix}")
+    # Named explicitly: matplotlib would read the temporary name's random part as the format.
+    image_format = target.suffix[1:].lower() or rcParams["savefig.format"]
     try:
-        figure.savefig(temporary, dpi=150)
+        figure.savefig(temporary, dpi=150, format=image_format)
         os.replace(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -65,6 +65,11 @@ class WeightSpaceNorm(nn.Module):
         super().__init__()
         if mode not in NORMS:
             raise ValueError(f"unknown norm {mode!r}; choose from {NORMS}")
+        if mode == "layer" and channels < 2:
+            # Normalising one value over its channels leaves 0: every output would be the norm's bias.
+            raise ValueError(
+                f"layer norm over {channels} channel erases every feature; use at least 2 channels, or mode='batch'"
+            )
         self.mode = mode
         factory = (lambda: nn.LayerNorm(channels)) if mode == "layer" else (lambda: nn.BatchNorm1d(channels))
         self.weight_norms = nn.ModuleList(factory() for _ in range(num_layers))

@@ -13,7 +13,9 @@ from wsgraph.convert import graph_to_mlp
 from wsgraph.datasets import WeightSpaceDataset
 from wsgraph.datasets.render import image_grid_coords
 from wsgraph.graph import WeightSpaceGraph
+from wsgraph.spec import WeightSpaceSpec
 from wsgraph.training.data import open_training_data, resolve_task
+from wsgraph.training.registry import model_spec
 from wsgraph.training.tasks import Classification, Regression, make_task
 from wsgraph.transforms import NormalizeWeights
 
@@ -69,3 +71,8 @@ def test_the_declared_task_is_read_without_processing_the_dataset(classification
     assert resolve_task(classification_root, None) == "classify"
     assert resolve_task(classification_root, "regress") == "regress"
     assert not (classification_root / "processed").exists()
+
+
+def test_readout_is_refused_for_weight_editing() -> None:
+    with pytest.raises(ValueError, match="--readout does not apply to --task dilate"):
+        model_spec("dwsnet", "dilate", [WeightSpaceSpec((2, 8, 8, 1))], 1, readout="max")

@@ -94,7 +94,10 @@ class WeightSpaceLayout:
     @classmethod
     def of(cls, data: Data) -> WeightSpaceLayout:
         """The layout of ``data``, cached on it (and on shallow copies of it)."""
-        key = (data.edge_index.data_ptr(), data.edge_index.size(1), data.num_nodes, data.edge_index.device)
+        # Identity and in-place version of the tensors the layout is computed from: a
+        # replaced or modified `edge_index`/`layer_widths` invalidates the cache.
+        edge_index, widths = data.edge_index, data.layer_widths
+        key = (id(edge_index), edge_index._version, id(widths), widths._version, data.num_nodes)
         cached = data.__dict__.get(_CACHE_ATTRIBUTE)
         if cached is not None and cached[0] == key:
             return cached[1]

@@ -96,6 +96,8 @@ def model_spec(
         )
     if readout is not None and name in FLAT_MODELS:
         raise ValueError(f"--readout applies to dwsnet and the GNNs, not to --model {name}")
+    if readout is not None and task == "dilate":
+        raise ValueError("--readout does not apply to --task dilate: the editor outputs networks, not a pooled vector")
     pna_degree = None
     if name == "pna":
         pna_degree = tuple(_weighted_degree_histogram(architecture_counts or dict.fromkeys(architectures, 1)).tolist())

@@ -31,12 +31,13 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import wsgraph
+from wsgraph.io import write_json
 from wsgraph.layers import FlatMLP, WeightSpaceGNN, pna_degree_histogram
 from wsgraph.spec import WeightSpaceSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import add_common_flags, environment, markdown_table, time_calls, tune_allocator, write_json
+from common import add_common_flags, environment, markdown_table, time_calls, tune_allocator
 
 MODELS = ("mlp", "gine", "pna", "gatv2", "transformer")
 NUM_CLASSES = 10

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 import wsgraph
+from wsgraph.io import write_json
 from wsgraph.spec import WeightSpaceSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,7 +37,6 @@ from common import (
     summarize,
     time_calls,
     tune_allocator,
-    write_json,
 )
 
 # The target for the forward conversion of 10,000 networks of 2-32-32-1 on a 2-core CPU.

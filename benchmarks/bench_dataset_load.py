@@ -27,11 +27,12 @@ from torch_geometric.loader import DataLoader
 
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.datasets.store import Shard, write_meta, write_shard
+from wsgraph.io import write_json
 from wsgraph.spec import WeightSpaceSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import add_common_flags, environment, machine_summary, markdown_table, timed, tune_allocator, write_json
+from common import add_common_flags, environment, machine_summary, markdown_table, timed, tune_allocator
 
 SHARD_SIZE = 10_000
 SPLIT_FRACTIONS = (55 / 70, 5 / 70, 10 / 70)

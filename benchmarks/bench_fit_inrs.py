@@ -29,10 +29,11 @@ import torch
 from wsgraph.datasets.fitting import default_workers, fit_sirens, fit_sirens_autograd, resolve_device
 from wsgraph.datasets.images import load_images
 from wsgraph.datasets.siren import PixelGrid, SirenRecipe
+from wsgraph.io import write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import add_common_flags, environment, load_average, markdown_table, time_calls, tune_allocator, write_json
+from common import add_common_flags, environment, load_average, markdown_table, time_calls, tune_allocator
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 RECIPE_STEPS = 1000

@@ -28,7 +28,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import add_common_flags, environment, markdown_table, summarize, time_calls, tune_allocator, write_json
+from common import add_common_flags, environment, markdown_table, summarize, time_calls, tune_allocator
+
+from wsgraph.io import write_json
 
 WIDTHS = (2, 32, 32, 1)
 

@@ -33,6 +33,7 @@ from torch_geometric.loader import DataLoader
 
 from wsgraph.datasets import WeightSpaceDataset
 from wsgraph.datasets.store import SPLITS, Shard, shard_paths, write_meta, write_shard
+from wsgraph.io import write_json
 from wsgraph.spec import WeightSpaceSpec
 from wsgraph.training.data import SplitData
 from wsgraph.training.distributed import DistributedContext
@@ -41,7 +42,7 @@ from wsgraph.training.registry import build_model, model_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import add_common_flags, environment, markdown_table, time_calls, tune_allocator, write_json
+from common import add_common_flags, environment, markdown_table, time_calls, tune_allocator
 
 SPLIT_SIZES = {"train": 55_000, "val": 5_000, "test": 10_000}
 SHARD_SIZE = 10_000

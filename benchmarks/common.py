@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import socket
@@ -129,14 +128,6 @@ def machine_summary(info: dict[str, Any]) -> str:
     return f"torch {info['torch']}, {info['cpu_count']} CPUs ({info['hardware']})" + (
         f", load average {load[0]:.1f}" if load else ""
     )
-
-
-def write_json(path: Path, content: dict[str, Any]) -> None:
-    """Write ``content`` as JSON via a temporary file and a rename."""
-    from wsgraph.datasets.store import atomic_write
-
-    text = json.dumps(content, indent=2) + "\n"
-    atomic_write(path, lambda stream: stream.write(text.encode()))
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "") -> str:

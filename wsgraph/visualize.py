@@ -7,8 +7,6 @@ pick it.
 from __future__ import annotations
 
 import os
-import secrets
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import networkx as nx
@@ -17,6 +15,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 from wsgraph.graph import graph_specs
+from wsgraph.io import save_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -167,29 +166,8 @@ def draw_network(
     activation = activation[0] if isinstance(activation, list) else activation
     ax.set_title(title if title is not None else f"MLP {spec}, activation {activation}")
     if path is not None:
-        save_figure(figure, path)
+        save_figure(figure, path, dpi=150)
     return figure
-
-
-def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
-    """Save ``figure`` to ``path`` through a temporary file, so a reader never sees half an image.
-
-    The format comes from ``path``'s extension, matplotlib's default (PNG) without one.
-    """
-    from matplotlib import rcParams
-
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.stem}.{os.getpid()}.{secrets.token_hex(4)}{target.suffix}")
-    # Named explicitly: matplotlib would read the temporary name's random part as the format.
-    image_format = target.suffix[1:].lower() or rcParams["savefig.format"]
-    try:
-        figure.savefig(temporary, dpi=150, format=image_format)
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return target
 
 
 def _one_network(data: Data, index: int | None) -> Data:

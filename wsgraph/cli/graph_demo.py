@@ -9,10 +9,8 @@ stack of networks in one vectorised call, and draws one network.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import secrets
 import time
 from itertools import pairwise
 from pathlib import Path
@@ -27,6 +25,7 @@ from wsgraph.activations import UNKNOWN
 from wsgraph.cli.info import count_parameters
 from wsgraph.convert import graph_to_mlp, graph_to_params, mlp_to_graph, stacked_params
 from wsgraph.graph import WeightSpaceGraph, graph_specs
+from wsgraph.io import write_json
 from wsgraph.permute import permute_hidden
 from wsgraph.visualize import draw_network
 
@@ -114,7 +113,7 @@ def run_graph_demo(out_dir: str | os.PathLike = DEFAULT_OUT, seed: int = 0) -> d
         "drawing": str(figure_path),
         "seconds": round(time.perf_counter() - started, 3),
     }
-    _write_json(out_dir / "summary.json", summary)
+    write_json(out_dir / "summary.json", summary)
     print(format_summary(summary))
     return summary
 
@@ -243,14 +242,3 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"done in {summary['seconds']:.1f} s",
         ]
     )
-
-
-def _write_json(path: Path, content: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    try:
-        temporary.write_text(json.dumps(content, indent=2) + "\n")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

@@ -8,7 +8,6 @@ shards. A rerun with a different plan is refused rather than mixing two datasets
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable
@@ -21,7 +20,6 @@ from tqdm.auto import tqdm
 from wsgraph.datasets.store import (
     SPLITS,
     Shard,
-    atomic_write,
     read_meta,
     read_shard,
     shard_path,
@@ -29,6 +27,7 @@ from wsgraph.datasets.store import (
     write_meta,
     write_shard,
 )
+from wsgraph.io import write_json
 
 # make_shard(start, stop, advance) fits networks start..stop-1, calling advance(k) as k more are done.
 ShardMaker = Callable[[int, int, Callable[[int], None]], Shard]
@@ -129,10 +128,7 @@ def _describe(values: torch.Tensor) -> dict[str, float]:
 
 def write_summary(root: str | os.PathLike, summary: dict[str, Any]) -> Path:
     """Write ``summary.json`` atomically."""
-    path = Path(root) / SUMMARY_FILE
-    text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
-    atomic_write(path, lambda handle: handle.write(text.encode()))
-    return path
+    return write_json(Path(root) / SUMMARY_FILE, summary, sort_keys=True)
 
 
 def format_statistics(table: dict[str, dict[str, float]], name: str, digits: int = 2) -> str:

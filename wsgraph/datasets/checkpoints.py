@@ -26,7 +26,6 @@ end, so a failed or interrupted conversion leaves nothing behind.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import re
@@ -46,8 +45,9 @@ from tqdm import tqdm
 
 from wsgraph.activations import UNKNOWN, make_activation
 from wsgraph.checkpoint import CHECKPOINT_SUFFIXES, load_checkpoint
-from wsgraph.datasets.store import SPLITS, Shard, atomic_write, write_meta, write_shard
+from wsgraph.datasets.store import SPLITS, Shard, write_meta, write_shard
 from wsgraph.extract import LinearChain, NotAnMLPError, from_module, from_state_dict, validate
+from wsgraph.io import write_json
 from wsgraph.spec import WeightSpaceSpec
 
 DEFAULT_SPLIT_RATIOS = (0.8, 0.1, 0.1)
@@ -489,7 +489,7 @@ class _RootWriter:
         if table.class_names is not None:
             meta["class_names"] = table.class_names
         write_meta(self.root, meta)
-        _write_json(self.root / "checkpoints.json", {"source": str(src.resolve()), "paths": self.paths})
+        write_json(self.root / "checkpoints.json", {"source": str(src.resolve()), "paths": self.paths})
         return ConvertedRoot(
             self.root.name, self.root, self.signature, dict(self.counts), dict(sorted(self.architectures.items()))
         )
@@ -508,7 +508,7 @@ def _arrange(
     skipped_document = {"source": str(src.resolve()), "skipped": [vars(item) for item in skipped]}
     if len(roots) == 1:
         if skip_bad:
-            _write_json(roots[0].path / "skipped.json", skipped_document)
+            write_json(roots[0].path / "skipped.json", skipped_document)
         return roots[0].path
     index = {
         "format": "wsgraph-index",
@@ -526,9 +526,9 @@ def _arrange(
         ],
         "skipped": len(skipped),
     }
-    _write_json(staging / "index.json", index)
+    write_json(staging / "index.json", index)
     if skip_bad:
-        _write_json(staging / "skipped.json", skipped_document)
+        write_json(staging / "skipped.json", skipped_document)
     return staging
 
 
@@ -583,11 +583,6 @@ def check_split_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
     if len(ratios) != 3 or any(not math.isfinite(r) or r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
         raise ValueError(f"split ratios must be three non-negative fractions summing to 1, got {ratios}")
     return ratios
-
-
-def _write_json(path: Path, document: Any) -> None:
-    text = json.dumps(document, indent=2) + "\n"
-    atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
 def _one_line(error: BaseException) -> str:

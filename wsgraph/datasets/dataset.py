@@ -17,8 +17,9 @@ from torch_geometric.io import fs
 from torch_geometric.transforms import Compose
 
 from wsgraph.activations import UNKNOWN
-from wsgraph.datasets.store import SPLITS, Shard, atomic_write, read_meta, read_shard, shard_paths
+from wsgraph.datasets.store import SPLITS, Shard, read_meta, read_shard, shard_paths
 from wsgraph.graph import WeightSpaceGraph, assemble
+from wsgraph.io import atomic_write
 from wsgraph.spec import WeightSpaceSpec
 from wsgraph.transforms import LayerStatistics, NormalizeWeights
 

@@ -24,7 +24,8 @@ from wsgraph.datasets.fitting import fit_sirens, resolve_device
 from wsgraph.datasets.images import ImageSet, to_intensities
 from wsgraph.datasets.render import image_grid_coords, render_inr
 from wsgraph.datasets.siren import PixelGrid, SirenRecipe, psnr
-from wsgraph.datasets.store import SPLITS, Shard, atomic_write, read_meta, read_shard, shard_paths, write_meta
+from wsgraph.datasets.store import SPLITS, Shard, read_meta, read_shard, shard_paths, write_meta
+from wsgraph.io import save_figure
 from wsgraph.permute import permute_hidden as shuffle_hidden
 
 PREVIEW_FILE = "reconstructions.png"
@@ -166,7 +167,7 @@ def save_reconstructions(root: str | os.PathLike, images: ImageSet, count: int =
     axes[1][0].set_ylabel("INR", fontsize=8)
     figure.tight_layout()
     path = Path(root) / PREVIEW_FILE
-    atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=100))
+    save_figure(figure, path, dpi=100)
     plt.close(figure)
     return path
 

@@ -25,7 +25,8 @@ from wsgraph.datasets.build import split_statistics, write_shards, write_summary
 from wsgraph.datasets.fitting import fit_sirens, resolve_device
 from wsgraph.datasets.render import render_inr
 from wsgraph.datasets.siren import SirenRecipe, counter_uniform
-from wsgraph.datasets.store import SPLITS, Shard, atomic_write, read_meta, read_shard, shard_paths, write_meta
+from wsgraph.datasets.store import SPLITS, Shard, read_meta, read_shard, shard_paths, write_meta
+from wsgraph.io import save_figure
 
 SINE_RECIPE = SirenRecipe(
     widths=(1, 32, 32, 1),
@@ -159,7 +160,7 @@ def save_sine_reconstructions(root: str | os.PathLike, count: int = 6) -> Path:
     axes[0][0].legend(fontsize=6)
     figure.tight_layout()
     path = Path(root) / PREVIEW_FILE
-    atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=100))
+    save_figure(figure, path, dpi=100)
     plt.close(figure)
     return path
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from wsgraph.io import atomic_write, write_json
 
 FORMAT = "wsgraph-weights"
 VERSION = 1
@@ -129,11 +130,7 @@ def write_meta(root: str | os.PathLike, meta: dict[str, Any]) -> Path:
     ``activation`` (e.g. "sine(30.0)"), ``widths``, ``recipe`` (every setting that
     made the data), ``source`` (where the inputs came from), ``intensity_range``.
     """
-    path = Path(root) / "meta.json"
-    document = {"format": FORMAT, "version": VERSION, **meta}
-    text = json.dumps(document, indent=2, sort_keys=True) + "\n"
-    atomic_write(path, lambda handle: handle.write(text.encode()))
-    return path
+    return write_json(Path(root) / "meta.json", {"format": FORMAT, "version": VERSION, **meta}, sort_keys=True)
 
 
 def read_meta(root: str | os.PathLike) -> dict[str, Any]:
@@ -149,26 +146,3 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any]:
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not a wsgraph dataset (format {meta.get('format')!r})")
     return meta
-
-
-def atomic_write(path: str | os.PathLike, write: Any) -> None:
-    """Call ``write(binary_handle)`` on a temporary file next to ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes files private (0600)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -21,10 +21,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from wsgraph.datasets.store import atomic_write
+from wsgraph.io import atomic_write, write_json
 from wsgraph.training.checkpointing import LAST
 from wsgraph.training.config import TrainConfig
-from wsgraph.training.metrics import RESULT_JSON, read_json, write_json
+from wsgraph.training.metrics import RESULT_JSON, read_json
 from wsgraph.training.plots import plot_benchmark
 from wsgraph.training.registry import MODEL_NAMES
 from wsgraph.training.run import train
@@ -118,7 +118,7 @@ def write_report(results: list[dict[str, Any]], outputs: BenchOutputs, command: 
     outputs.table.parent.mkdir(parents=True, exist_ok=True)
     names = [row["model"] for row in rows]
     plot_benchmark(outputs.chart, names, [r["mean"] for r in rows], [r["std"] for r in rows], label, title)
-    write_json(outputs.runs_json, {"command": command, "runs": results})
+    write_json(outputs.runs_json, {"command": command, "runs": results}, sort_keys=True)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=RUN_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from wsgraph.datasets.store import atomic_write
+from wsgraph.io import atomic_write
 
 FORMAT = "wsgraph-train-checkpoint"
 VERSION = 1

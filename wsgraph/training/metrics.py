@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch_geometric
 
-from wsgraph.datasets.store import atomic_write
+from wsgraph.io import atomic_write
 
 METRICS_CSV, RESULT_JSON = "metrics.csv", "result.json"
 
@@ -40,11 +40,6 @@ def write_history(path: str | os.PathLike, rows: list[dict[str, Any]], metric: s
     for row in rows:
         writer.writerow({key: _format(row[key]) for key in writer.fieldnames})
     text = buffer.getvalue()
-    atomic_write(path, lambda handle: handle.write(text.encode()))
-
-
-def write_json(path: str | os.PathLike, document: dict[str, Any]) -> None:
-    text = json.dumps(document, indent=2, sort_keys=True) + "\n"
     atomic_write(path, lambda handle: handle.write(text.encode()))
 
 

@@ -3,7 +3,6 @@ no pyplot state)."""
 
 from __future__ import annotations
 
-import io
 import os
 from typing import Any
 
@@ -11,7 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from wsgraph.datasets.store import atomic_write
+from wsgraph.io import save_figure
 
 LEARNING_CURVES_PNG = "learning_curves.png"
 
@@ -52,7 +51,4 @@ def plot_benchmark(
 def _save(figure: Figure, path: str | os.PathLike) -> None:
     FigureCanvasAgg(figure)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    data = buffer.getvalue()
-    atomic_write(path, lambda handle: handle.write(data))
+    save_figure(figure, path, dpi=110)

@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from wsgraph.io import write_json
 from wsgraph.training import checkpointing
 from wsgraph.training.checkpointing import BEST, LAST, load_checkpoint, save_checkpoint
 from wsgraph.training.config import TrainConfig
@@ -26,7 +27,7 @@ from wsgraph.training.loaders import (
     derived_seed,
 )
 from wsgraph.training.loop import BatchPreparation, Loader, Precision, evaluate, train_epoch
-from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON, hardware, write_history, write_json
+from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON, hardware, write_history
 from wsgraph.training.plots import LEARNING_CURVES_PNG, plot_learning_curves
 from wsgraph.training.registry import PERMUTATION_AUGMENTED, ModelSpec, build_model, count_parameters, model_spec
 from wsgraph.training.schedule import warmup_cosine, warmup_steps_for
@@ -350,7 +351,7 @@ class _Run:
             write_history(self.out / METRICS_CSV, state["history"], self.task.metric)
             title = f"{self.config.model} on {self.data.root.name} ({self.task_name})"
             plot_learning_curves(self.out / LEARNING_CURVES_PNG, state["history"], self.task.metric, title)
-            write_json(self.out / RESULT_JSON, result)
+            write_json(self.out / RESULT_JSON, result, sort_keys=True)
             if test is not None:
                 tqdm.write(
                     f"wsgraph train: test {self.task.metric} {test[1]:.4g} (best epoch {state['best_epoch']}); results in {self.out}"

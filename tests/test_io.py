@@ -1,0 +1,74 @@
+import os
+import stat
+
+import pytest
+from matplotlib.figure import Figure
+
+from wsgraph.io import atomic_write, save_figure, write_json
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_atomic_write_replaces_the_file_and_creates_folders(tmp_path):
+    path = tmp_path / "nested" / "data.bin"
+    assert atomic_write(path, lambda handle: handle.write(b"old")) == path
+    atomic_write(path, lambda handle: handle.write(b"new"))
+    assert path.read_bytes() == b"new"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["data.bin"]
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "data.bin"
+    path.write_bytes(b"old")
+
+    def fail(handle):
+        handle.write(b"half")
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        atomic_write(path, fail)
+    assert path.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.bin"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_atomic_write_gives_the_permissions_of_a_plain_open(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        atomic_write(tmp_path / "atomic", lambda handle: handle.write(b"x"))
+        (tmp_path / "plain").write_bytes(b"x")
+        assert os.umask(umask) == umask  # reading the mask did not leave it changed
+    finally:
+        os.umask(previous)
+    assert _mode(tmp_path / "atomic") == _mode(tmp_path / "plain") == 0o666 & ~umask
+
+
+def test_write_json_format(tmp_path):
+    path = tmp_path / "doc.json"
+    write_json(path, {"b": [1, 2], "a": "é"})
+    assert path.read_bytes() == b'{\n  "b": [\n    1,\n    2\n  ],\n  "a": "\\u00e9"\n}\n'
+    write_json(path, {"b": 1, "a": {"d": 2, "c": 3}}, sort_keys=True)
+    assert path.read_text() == '{\n  "a": {\n    "c": 3,\n    "d": 2\n  },\n  "b": 1\n}\n'
+
+
+def test_write_json_refuses_what_json_cannot_hold_and_writes_nothing(tmp_path):
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        write_json(tmp_path / "doc.json", {"a": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("name", "magic"), [("plot.png", b"\x89PNG"), ("plot.PDF", b"%PDF"), ("plot", b"\x89PNG")])
+def test_save_figure_takes_the_format_from_the_suffix(tmp_path, name, magic):
+    figure = Figure(figsize=(1, 1))
+    figure.subplots().plot([0, 1], [1, 0])
+    path = save_figure(figure, tmp_path / name, dpi=20)
+    assert path.read_bytes().startswith(magic)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_save_figure_names_an_unknown_format(tmp_path):
+    with pytest.raises(ValueError, match="xyz"):
+        save_figure(Figure(), tmp_path / "plot.xyz")
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,105 @@
+"""Writing files so that a reader never sees half of one.
+
+Every writer in wsgraph goes through :func:`atomic_write`: the content goes to a
+temporary file in the target's folder, is flushed to disk, and is then renamed over
+the target, so an interrupted writer leaves either the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO[bytes]], Any]) -> Path:
+    """Call ``write_fn(binary_handle)`` on a temporary file next to ``path``, then rename it into place.
+
+    The parent folder is created if needed. The file gets the permissions a plain
+    ``open(path, "wb")`` would give it (``0o666`` less the umask), not the private
+    ``0o600`` of a temporary file. If ``write_fn`` raises, the temporary file is removed
+    and ``path`` is left as it was.
+
+    Args:
+        path: the file to write.
+        write_fn: writes the whole content to the binary handle it is given.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write_fn(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o666 & ~_current_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | os.PathLike, obj: Any, *, sort_keys: bool = False) -> Path:
+    """Write ``obj`` as JSON (indent 2, a trailing newline) to ``path`` atomically.
+
+    Args:
+        path: the file to write.
+        obj: anything :func:`json.dumps` accepts.
+        sort_keys: write the keys of every mapping in sorted order.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    text = json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n"
+    return atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def save_figure(figure: Figure, path: str | os.PathLike, *, dpi: float | None = None) -> Path:
+    """Save a matplotlib ``figure`` to ``path`` atomically.
+
+    The image format comes from ``path``'s extension; without one, matplotlib's default
+    (``rcParams["savefig.format"]``, PNG unless configured otherwise).
+
+    Args:
+        figure: the figure to save.
+        path: the image file to write.
+        dpi: resolution; matplotlib's default (``rcParams["savefig.dpi"]``) if ``None``.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    from matplotlib import rcParams
+
+    path = Path(path)
+    # Named explicitly: matplotlib cannot see the target's extension through a file handle.
+    image_format = path.suffix[1:].lower() or rcParams["savefig.format"]
+    return atomic_write(path, lambda handle: figure.savefig(handle, format=image_format, dpi=dpi))
+
+
+def _current_umask() -> int:
+    """The process's file-creation mask, read without changing it where the OS allows."""
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/self/status") as status:
+                for line in status:
+                    if line.startswith("Umask:"):
+                        return int(line.split()[1], 8)
+        except (OSError, ValueError, IndexError):
+            pass
+    # Elsewhere the only way to read the mask is to set it and put it back; the mask set
+    # meanwhile is the strictest usual one, so a file another thread creates in between
+    # is private rather than world-writable.
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask

@@ -26,10 +26,11 @@ from typing import Any
 
 import torch
 
-from wsgraph.datasets.fitting import default_workers, fit_sirens, fit_sirens_autograd, resolve_device
+from wsgraph.datasets.fitting import default_workers, fit_sirens, fit_sirens_autograd
 from wsgraph.datasets.images import load_images
 from wsgraph.datasets.siren import PixelGrid, SirenRecipe
 from wsgraph.io import write_json
+from wsgraph.runtime import resolve_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

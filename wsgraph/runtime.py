@@ -1,4 +1,7 @@
-"""Process-level settings that make CPU training fast: the glibc allocator's thresholds.
+"""Process-level choices: which device to run on, and the glibc allocator's thresholds.
+
+:func:`resolve_device` turns a ``--device`` flag into a :class:`torch.device`, with a
+one-line error naming the flag's value when the device is unknown or absent.
 
 PyTorch frees and re-allocates tensors of tens of MB many times per training step. By
 default glibc serves each one with a fresh ``mmap`` and returns it on free, so every
@@ -14,6 +17,8 @@ import ctypes
 import ctypes.util
 import os
 import sys
+
+import torch
 
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -42,3 +47,40 @@ def tune_cpu_allocator() -> bool:
     serve_from_heap = mallopt(_M_MMAP_MAX, 0) == 1
     keep_freed = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
     return serve_from_heap and keep_freed
+
+
+def resolve_device(device: torch.device | str | None = "auto", local_rank: int | None = None) -> torch.device:
+    """The device a ``--device`` value names.
+
+    Args:
+        device: ``"auto"`` or ``None`` (CUDA when available, else the CPU), ``"cpu"``,
+            ``"cuda"``, ``"cuda:N"``, or ``"mps"`` where torch has an MPS device; a
+            :class:`torch.device` is checked the same way.
+        local_rank: the index a bare ``"cuda"`` (or ``"auto"`` on a CUDA machine) gets,
+            e.g. ``LOCAL_RANK`` under ``torchrun``; without it a bare ``"cuda"`` stays
+            torch's current CUDA device.
+
+    Raises:
+        ValueError: naming the value, for an unknown device or one this machine lacks.
+    """
+    flag = "auto" if device is None else str(device)
+    name = ("cuda" if torch.cuda.is_available() else "cpu") if flag == "auto" else flag
+    choices = "auto, cpu, cuda, cuda:N or mps" if torch.backends.mps.is_available() else "auto, cpu, cuda or cuda:N"
+    try:
+        resolved = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"--device {flag}: unknown device; expected {choices}") from error
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {flag}: MPS is not available on this machine")
+    if resolved.type in ("cpu", "mps"):
+        return resolved
+    if resolved.type != "cuda":
+        raise ValueError(f"--device {flag}: unknown device; expected {choices}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {flag}: CUDA is not available on this machine")
+    if resolved.index is None and local_rank is not None:
+        resolved = torch.device("cuda", local_rank)
+    count = torch.cuda.device_count()
+    if resolved.index is not None and resolved.index >= count:
+        raise ValueError(f"--device {flag}: no CUDA device {resolved.index} (this machine has {count})")
+    return resolved

@@ -99,7 +99,7 @@ def test_fit_inrs_is_independent_of_limit_and_shard_size(tmp_path, capsys):
         (["--source", "digits", "--layers", "1"], "--layers must be at least 2, got 1"),
         (["--source", "digits", "--lr", "nan"], "--lr must be a finite number"),
         (["--source", "digits", "--lr", "-1"], "lr must be a positive number"),
-        (["--source", "digits", "--device", "tpu"], "unknown device 'tpu'"),
+        (["--source", "digits", "--device", "tpu"], "--device tpu: unknown device; expected auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_fit_inrs_errors_are_one_line(tmp_path, capsys, argv, message):

@@ -48,7 +48,7 @@ def test_usage_errors_exit_2(classification_root: Path, tmp_path: Path, capsys, 
         (["--model", "mlp", "--task", "dilate"], "the dataset has no dilation targets"),
         (["--model", "mlp", "--task", "regress"], "the labels are class indices, not regression targets"),
         (["--model", "mlp", "--targets", "1"], "--targets selects regression targets; it needs --task regress"),
-        (["--model", "mlp", "--device", "tpu"], "--device tpu: expected auto, cpu, cuda or cuda:K"),
+        (["--model", "mlp", "--device", "tpu"], "--device tpu: unknown device; expected auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_bad_settings_exit_1_in_one_line(classification_root: Path, tmp_path: Path, capsys, flags, message) -> None:

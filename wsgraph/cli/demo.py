@@ -81,10 +81,10 @@ def _stage(number: int, title: str) -> None:
 def _fit_digit_inrs(root: Path, args: argparse.Namespace) -> None:
     from dataclasses import replace
 
-    from wsgraph.datasets.fitting import resolve_device
     from wsgraph.datasets.image_inrs import fit_image_inrs, print_summary
     from wsgraph.datasets.images import load_images
     from wsgraph.datasets.siren import SirenRecipe
+    from wsgraph.runtime import resolve_device
 
     images = load_images("digits", seed=args.seed)
     if args.limit is not None:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from wsgraph.datasets.fitting import resolve_device
 from wsgraph.datasets.siren import SirenRecipe
 from wsgraph.datasets.store import SPLITS
+from wsgraph.runtime import resolve_device
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

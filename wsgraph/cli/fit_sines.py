@@ -11,8 +11,8 @@ import argparse
 from pathlib import Path
 
 from wsgraph.cli.fit_inrs import add_fitting_arguments, check_arguments, recipe_from_arguments
-from wsgraph.datasets.fitting import resolve_device
 from wsgraph.datasets.sine import DEFAULT_POINTS, SINE_RECIPE
+from wsgraph.runtime import resolve_device
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

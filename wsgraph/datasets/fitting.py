@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from wsgraph.datasets.siren import PixelGrid, SirenRecipe, siren_forward, siren_init, split_augmented
+from wsgraph.runtime import resolve_device
 
 
 @dataclass
@@ -55,19 +56,6 @@ class SirenFit:
 
 
 Points = Tensor | PixelGrid
-
-
-def resolve_device(device: torch.device | str | None = "auto") -> torch.device:
-    """``"auto"`` (or ``None``): CUDA when available, else the CPU; an absent CUDA device is an error."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"unknown device {str(device)!r}; expected auto, cpu, cuda or cuda:N") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} requested but CUDA is not available")
-    return device
 
 
 def default_workers(device: torch.device) -> int:

@@ -20,13 +20,14 @@ from torch import Tensor
 from wsgraph.convert import mlp_to_graph, stacked_params
 from wsgraph.datasets.build import format_statistics, split_statistics, write_shards, write_summary
 from wsgraph.datasets.dilation import dilate
-from wsgraph.datasets.fitting import fit_sirens, resolve_device
+from wsgraph.datasets.fitting import fit_sirens
 from wsgraph.datasets.images import ImageSet, to_intensities
 from wsgraph.datasets.render import image_grid_coords, render_inr
 from wsgraph.datasets.siren import PixelGrid, SirenRecipe, psnr
 from wsgraph.datasets.store import SPLITS, Shard, read_meta, read_shard, shard_paths, write_meta
 from wsgraph.io import save_figure
 from wsgraph.permute import permute_hidden as shuffle_hidden
+from wsgraph.runtime import resolve_device
 
 PREVIEW_FILE = "reconstructions.png"
 INTENSITY_RANGE = (0.0, 1.0)

@@ -22,11 +22,12 @@ from torch import Tensor
 
 from wsgraph.convert import mlp_to_graph
 from wsgraph.datasets.build import split_statistics, write_shards, write_summary
-from wsgraph.datasets.fitting import fit_sirens, resolve_device
+from wsgraph.datasets.fitting import fit_sirens
 from wsgraph.datasets.render import render_inr
 from wsgraph.datasets.siren import SirenRecipe, counter_uniform
 from wsgraph.datasets.store import SPLITS, Shard, read_meta, read_shard, shard_paths, write_meta
 from wsgraph.io import save_figure
+from wsgraph.runtime import resolve_device
 
 SINE_RECIPE = SirenRecipe(
     widths=(1, 32, 32, 1),

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from wsgraph.cli import bench, convert, demo, fit_inrs, fit_sines, info, train
+from wsgraph.errors import one_line
 from wsgraph.runtime import tune_cpu_allocator
 
 # Each module offers `register(subparsers)`, which adds its parser and sets `func`.
@@ -38,13 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("wsgraph: interrupted", file=sys.stderr)
         return 130
     except (CommandError, ValueError, OSError, RuntimeError) as error:
-        print(f"wsgraph {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        print(f"wsgraph {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 1
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
 
 
 def _version() -> str:

@@ -46,6 +46,7 @@ from tqdm import tqdm
 from wsgraph.activations import UNKNOWN, make_activation
 from wsgraph.checkpoint import CHECKPOINT_SUFFIXES, load_checkpoint
 from wsgraph.datasets.store import SPLITS, Shard, write_meta, write_shard
+from wsgraph.errors import one_line
 from wsgraph.extract import LinearChain, NotAnMLPError, from_module, from_state_dict, validate
 from wsgraph.io import write_json
 from wsgraph.spec import WeightSpaceSpec
@@ -218,7 +219,7 @@ def _stream(
             try:
                 chain = read_network(path)
             except READ_ERRORS as error:
-                reason = _one_line(error).removeprefix(f"{path}: ")
+                reason = one_line(error).removeprefix(f"{path}: ")
                 if not skip_bad:
                     raise ValueError(f"{path}: {reason} (pass --skip-bad to convert the other files)") from None
                 skipped.append(SkippedCheckpoint(name, reason))
@@ -583,8 +584,3 @@ def check_split_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
     if len(ratios) != 3 or any(not math.isfinite(r) or r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
         raise ValueError(f"split ratios must be three non-negative fractions summing to 1, got {ratios}")
     return ratios
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]

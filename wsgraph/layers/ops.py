@@ -3,7 +3,8 @@
 :class:`ScatterOps` works on any batch through group indices (message passing over
 neurons and (graph, layer) groups); :class:`DenseOps` works on ``[B, d_{l-1}, d_l, C]``
 views of one-architecture batches and is the readable reference. Layers are written
-once against this interface, so the two backends share every parameter.
+once against their common interface, :class:`WeightSpaceOps`, so the two backends
+share every parameter.
 
 "Tables" are per-neuron tensors of one layer ``k``: ``[N_k, F]`` rows for scatter,
 ``[B, d_k, F]`` for dense. Pooling keeps the fixed (input/output) neurons as channels:
@@ -12,6 +13,8 @@ once against this interface, so the two backends share every parameter.
 """
 
 from __future__ import annotations
+
+from abc import ABC, abstractmethod
 
 import torch
 from torch import Tensor
@@ -23,13 +26,71 @@ from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout
 REDUCTIONS = ("mean", "sum", "max")
 
 
-class ScatterOps:
-    """Group reductions and gathers over the layout's (graph, layer) and neuron indices."""
+class WeightSpaceOps(ABC):
+    """What a layer may do with the features of a batch of networks, in either backend.
+
+    Args:
+        features: the batch's weight and bias features.
+        layout: the batch's index structure.
+    """
 
     def __init__(self, features: WeightSpaceFeatures, layout: WeightSpaceLayout) -> None:
         self.features = features
         self.layout = layout
         self.num_layers = layout.num_layers
+        self.num_graphs = layout.num_graphs
+
+    @abstractmethod
+    def bias(self, layer: int) -> Tensor:
+        """The features of ``b_layer``, as a table of layer ``layer``."""
+
+    @abstractmethod
+    def weight(self, layer: int) -> Tensor:
+        """The features of ``W_layer``."""
+
+    @abstractmethod
+    def pooled_in(self, layer: int, reduce: str = "mean") -> Tensor:
+        """``W_layer`` reduced over its source neurons, per target neuron (folded for layer 1)."""
+
+    @abstractmethod
+    def pooled_out(self, layer: int, reduce: str = "mean") -> Tensor:
+        """``W_{layer+1}`` reduced over its target neurons, per source neuron (folded before the output)."""
+
+    @abstractmethod
+    def table_reduce(self, table: Tensor, layer: int, reduce: str = "mean") -> Tensor:
+        """Reduce a table of layer ``layer`` over its neurons: ``[B, F]``."""
+
+    @abstractmethod
+    def broadcast(self, per_graph: Tensor, layer: int) -> Tensor:
+        """Per-network values ``[B, F]`` spread over the neurons of layer ``layer``."""
+
+    @abstractmethod
+    def combine_edges(self, layer: int, own: Tensor, at_source: Tensor, at_target: Tensor) -> Tensor:
+        """``own[e] + at_source[src(e)] + at_target[dst(e)]`` for the edges of ``layer``, as ``[E_layer, F]``."""
+
+    @abstractmethod
+    def unfold_first(self, table: Tensor) -> Tensor:
+        """A folded table of layer 1 (``d_0 * F`` channels) as the edge rows of ``W_1``."""
+
+    def unfold_last(self, table: Tensor) -> Tensor:
+        """A folded table of layer ``M - 1`` (``d_M * F`` channels) as the edge rows of ``W_M``."""
+        return table.reshape(-1, table.size(-1) // self.layout.out_dim)
+
+    def flat_weight(self, layer: int) -> Tensor:
+        """All of ``W_layer`` folded per network, ``[B, d_{l-1} d_l C]`` (only when ``M = 1``)."""
+        return self.weight(layer).reshape(self.num_graphs, -1)
+
+    def flat_bias(self, layer: int) -> Tensor:
+        """All of ``b_layer`` folded per network, ``[B, d_l C]`` (for the output layer)."""
+        return self.bias(layer).reshape(self.num_graphs, -1)
+
+    def rows(self, table: Tensor, channels: int) -> Tensor:
+        """A table as one row of ``channels`` per neuron (scatter's layout)."""
+        return table.reshape(-1, channels)
+
+
+class ScatterOps(WeightSpaceOps):
+    """Group reductions and gathers over the layout's (graph, layer) and neuron indices."""
 
     def bias(self, layer: int) -> Tensor:
         return self.features.biases[layer - 1]
@@ -38,7 +99,6 @@ class ScatterOps:
         return self.features.weights[layer - 1]
 
     def pooled_in(self, layer: int, reduce: str = "mean") -> Tensor:
-        """``W_layer`` reduced over its source neurons, per target neuron (folded for layer 1)."""
         weight, layout = self.weight(layer), self.layout
         if layer == 1:
             rows, fold = layout.node_counts[1], layout.in_dim
@@ -50,7 +110,6 @@ class ScatterOps:
         return scatter(weight, layout.target[layer - 1], dim=0, dim_size=layout.node_counts[layer], reduce=reduce)
 
     def pooled_out(self, layer: int, reduce: str = "mean") -> Tensor:
-        """``W_{layer+1}`` reduced over its target neurons, per source neuron (folded before the output)."""
         weight, layout = self.weight(layer + 1), self.layout
         if layer + 1 == self.num_layers:
             # Edges leaving one neuron are contiguous and there are d_M of them.
@@ -61,14 +120,12 @@ class ScatterOps:
         return contiguous_groups(weight, layout.source_ptr[layer], reduce)
 
     def table_reduce(self, table: Tensor, layer: int, reduce: str = "mean") -> Tensor:
-        """Reduce a table of layer ``layer`` over its neurons: ``[B, F]``."""
         return contiguous_groups(table, self.layout.node_ptr[layer], reduce)
 
     def broadcast(self, per_graph: Tensor, layer: int) -> Tensor:
         return per_graph.index_select(0, self.layout.node_graph[layer])
 
     def combine_edges(self, layer: int, own: Tensor, at_source: Tensor, at_target: Tensor) -> Tensor:
-        """``own[e] + at_source[src(e)] + at_target[dst(e)]`` for the edges of ``layer``."""
         layout = self.layout
         return own + layout.by_source[layer - 1].gather(at_source) + layout.by_target[layer - 1].gather(at_target)
 
@@ -76,33 +133,14 @@ class ScatterOps:
         channels = table.size(-1) // self.layout.in_dim
         return table.reshape(-1, channels).index_select(0, self.layout.first_fold)
 
-    def unfold_last(self, table: Tensor) -> Tensor:
-        return table.reshape(-1, table.size(-1) // self.layout.out_dim)
-
-    def flat_weight(self, layer: int) -> Tensor:
-        """All of ``W_layer`` folded per network, ``[B, d_{l-1} d_l C]`` (only when ``M = 1``)."""
-        return self.weight(layer).reshape(self.layout.num_graphs, -1)
-
-    def flat_bias(self, layer: int) -> Tensor:
-        return self.bias(layer).reshape(self.layout.num_graphs, -1)
-
-    def rows(self, table: Tensor, channels: int) -> Tensor:
-        return table.reshape(-1, channels)
-
     def _inverse_width(self, table_layer: int, width_layer: int, like: Tensor) -> Tensor:
         layout = self.layout
         widths = layout.widths[layout.node_graph[table_layer], width_layer]
         return widths.to(like.dtype).reciprocal().unsqueeze(-1)
 
 
-class DenseOps:
+class DenseOps(WeightSpaceOps):
     """The same operations as tensor reductions and broadcasts on dense views."""
-
-    def __init__(self, features: WeightSpaceFeatures, layout: WeightSpaceLayout) -> None:
-        self.features = features
-        self.layout = layout
-        self.num_layers = layout.num_layers
-        self.num_graphs = layout.num_graphs
 
     def bias(self, layer: int) -> Tensor:
         return self.layout.dense_bias(self.features, layer)
@@ -138,18 +176,6 @@ class DenseOps:
         in_dim = self.layout.in_dim
         return table.view(batch, width, in_dim, folded // in_dim).transpose(1, 2).reshape(-1, folded // in_dim)
 
-    def unfold_last(self, table: Tensor) -> Tensor:
-        return table.reshape(-1, table.size(-1) // self.layout.out_dim)
-
-    def flat_weight(self, layer: int) -> Tensor:
-        return self.weight(layer).reshape(self.num_graphs, -1)
-
-    def flat_bias(self, layer: int) -> Tensor:
-        return self.bias(layer).reshape(self.num_graphs, -1)
-
-    def rows(self, table: Tensor, channels: int) -> Tensor:
-        return table.reshape(-1, channels)
-
 
 def _reduce(tensor: Tensor, dim: int, reduce: str) -> Tensor:
     if reduce == "mean":
@@ -176,7 +202,7 @@ def contiguous_groups(values: Tensor, ptr: Tensor, reduce: str) -> Tensor:
 
 
 def network_pools(
-    ops: ScatterOps | DenseOps,
+    ops: WeightSpaceOps,
     reduce: str = "mean",
     incoming: dict[int, Tensor] | None = None,
     outgoing: dict[int, Tensor] | None = None,
@@ -201,7 +227,7 @@ def network_pools(
     return pools
 
 
-def make_ops(backend: str, features: WeightSpaceFeatures, layout: WeightSpaceLayout) -> ScatterOps | DenseOps:
+def make_ops(backend: str, features: WeightSpaceFeatures, layout: WeightSpaceLayout) -> WeightSpaceOps:
     if backend == "scatter":
         return ScatterOps(features, layout)
     if backend == "dense":

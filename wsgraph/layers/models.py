@@ -69,7 +69,27 @@ class DWSStack(nn.Module):
         return features
 
 
-class _BackendMixin:
+class _DWSModel(nn.Module):
+    """What DWSNet and DWSEditNet share: the networks' signature and a :class:`DWSStack`."""
+
+    def __init__(
+        self,
+        num_layers: int,
+        in_dim: int,
+        out_dim: int,
+        in_channels: int,
+        hidden_channels: int,
+        num_dws_layers: int,
+        norm: str | None,
+        dropout: float,
+        backend: str,
+    ) -> None:
+        super().__init__()
+        self.num_layers, self.in_dim, self.out_dim = num_layers, in_dim, out_dim
+        self.stack = DWSStack(
+            in_channels, hidden_channels, num_dws_layers, num_layers, in_dim, out_dim, norm, dropout, backend
+        )
+
     def set_backend(self, backend: str) -> None:
         """Run every DWS layer and readout with ``backend`` (``"scatter"`` or ``"dense"``)."""
         if backend not in BACKENDS:
@@ -78,8 +98,11 @@ class _BackendMixin:
             if isinstance(module, (DWSLayer, InvariantReadout)):
                 module.backend = backend
 
+    def extra_repr(self) -> str:
+        return f"num_layers={self.num_layers}, in_dim={self.in_dim}, out_dim={self.out_dim}"
 
-class DWSNet(_BackendMixin, nn.Module):
+
+class DWSNet(_DWSModel):
     r"""DWSNet for classification and regression on networks (Navon et al., ICML 2023):
     a stack of DWS layers, an invariant readout and an MLP head.
 
@@ -123,12 +146,10 @@ class DWSNet(_BackendMixin, nn.Module):
         dropout: float = 0.0,
         backend: str = "scatter",
     ) -> None:
-        super().__init__()
-        self.num_layers, self.in_dim, self.out_dim = num_layers, in_dim, out_dim
-        self.out_features = out_features
-        self.stack = DWSStack(
-            in_channels, hidden_channels, num_dws_layers, num_layers, in_dim, out_dim, norm, dropout, backend
+        super().__init__(
+            num_layers, in_dim, out_dim, in_channels, hidden_channels, num_dws_layers, norm, dropout, backend
         )
+        self.out_features = out_features
         self.readout = InvariantReadout(hidden_channels, num_layers, in_dim, out_dim, readout, backend)
         self.head = nn.Sequential(
             nn.Linear(self.readout.out_features, head_hidden),
@@ -150,10 +171,10 @@ class DWSNet(_BackendMixin, nn.Module):
         return self.head(self.readout.forward_features(features, layout))
 
     def extra_repr(self) -> str:
-        return f"num_layers={self.num_layers}, in_dim={self.in_dim}, out_dim={self.out_dim}, out_features={self.out_features}"
+        return f"{super().extra_repr()}, out_features={self.out_features}"
 
 
-class DWSEditNet(_BackendMixin, nn.Module):
+class DWSEditNet(_DWSModel):
     r"""An equivariant weight editor: maps networks to networks of the same architecture,
     e.g. to change what an implicit neural representation shows (INR dilation).
 
@@ -194,12 +215,10 @@ class DWSEditNet(_BackendMixin, nn.Module):
         dropout: float = 0.0,
         backend: str = "scatter",
     ) -> None:
-        super().__init__()
-        self.num_layers, self.in_dim, self.out_dim = num_layers, in_dim, out_dim
-        self.residual = residual
-        self.stack = DWSStack(
-            in_channels, hidden_channels, num_dws_layers, num_layers, in_dim, out_dim, norm, dropout, backend
+        super().__init__(
+            num_layers, in_dim, out_dim, in_channels, hidden_channels, num_dws_layers, norm, dropout, backend
         )
+        self.residual = residual
         self.output = DWSLayer(hidden_channels, in_channels, num_layers, in_dim, out_dim, backend=backend)
         self.reset_parameters()
 
@@ -217,4 +236,4 @@ class DWSEditNet(_BackendMixin, nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        return f"num_layers={self.num_layers}, in_dim={self.in_dim}, out_dim={self.out_dim}, residual={self.residual}"
+        return f"{super().extra_repr()}, residual={self.residual}"

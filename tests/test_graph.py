@@ -6,7 +6,7 @@ from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
 from wsgraph import WeightSpaceGraph, WeightSpaceSpec, common_spec, graph_specs, graph_to_params, mlp_to_graph
-from wsgraph.graph import assemble
+from wsgraph.graph import assemble, mixes_architectures
 
 MIXED_WIDTHS = [(2, 3, 4, 1), (2, 7, 1, 1), (2, 5, 5, 1), (2, 1, 6, 1)]
 KEYS = ("x", "edge_index", "edge_attr", "node_layer", "node_index", "edge_layer", "layer_widths", "has_bias")
@@ -67,6 +67,8 @@ def test_common_spec():
     mixed = Batch.from_data_list([mlp_to_graph(build_mlp(w)) for w in ([3, 4, 2], [3, 5, 2])])
     with pytest.raises(ValueError, match=r"mixes architectures \(3-4-2, 3-5-2\)"):
         common_spec(mixed)
+    assert not mixes_architectures(same) and mixes_architectures(mixed)
+    assert not mixes_architectures(mlp_to_graph(build_mlp([3, 4, 2])))
     with pytest.raises(ValueError, match="has no 'layer_widths'"):
         graph_specs(WeightSpaceGraph(x=torch.zeros(3, 1)))
 

@@ -12,7 +12,7 @@ from torch_geometric.data import Batch, Data
 from wsgraph.activations import UNKNOWN, make_activation
 from wsgraph.dense import to_dense_weights
 from wsgraph.extract import LinearChain, NotAnMLPError, from_module, from_pairs, from_state_dict, validate
-from wsgraph.graph import WeightSpaceGraph, assemble, single_graph
+from wsgraph.graph import WeightSpaceGraph, assemble, mixes_architectures, single_graph
 
 MLPLike = nn.Module | Mapping[str, Tensor] | Sequence
 Params = list[tuple[Tensor, Tensor | None]]
@@ -111,12 +111,9 @@ def graph_to_params(data: Data) -> Params | list[Params]:
     (vectorised when the batch has one architecture).
     """
     if isinstance(data, Batch):
-        try:
-            stacked = stacked_params(data)
-        except ValueError as error:
-            if "mixes architectures" not in str(error):
-                raise
+        if mixes_architectures(data):
             return [graph_to_params(graph) for graph in data.to_data_list()]
+        stacked = stacked_params(data)
         has_bias = data.has_bias.tolist()
         return [
             [(w[n], b[n] if has_bias[n][layer] else None) for layer, (w, b) in enumerate(stacked)]

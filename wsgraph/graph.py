@@ -63,14 +63,19 @@ def common_spec(data: Data) -> WeightSpaceSpec:
     Raises:
         ValueError: if the batch mixes architectures.
     """
-    widths = _layer_widths(data)
-    if widths.size(0) > 1 and not bool((widths == widths[:1]).all()):
+    if mixes_architectures(data):
         distinct = sorted({str(spec) for spec in graph_specs(data)})
         raise ValueError(
             f"this batch mixes architectures ({', '.join(distinct[:4])}{', ...' if len(distinct) > 4 else ''}); "
             "a dense view needs networks of one architecture"
         )
-    return WeightSpaceSpec(tuple(widths[0].tolist()))
+    return WeightSpaceSpec(tuple(_layer_widths(data)[0].tolist()))
+
+
+def mixes_architectures(data: Data) -> bool:
+    """Whether the networks of a graph or batch have more than one architecture."""
+    widths = _layer_widths(data)
+    return widths.size(0) > 1 and not bool((widths == widths[:1]).all())
 
 
 def num_networks(data: Data) -> int:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from wsgraph.runtime import resolve_device
+from wsgraph.runtime import derived_seed, resolve_device, strided_seed
 
 NO_CUDA = not torch.cuda.is_available()
 
@@ -48,3 +48,18 @@ def test_cuda_index_from_flag_or_local_rank():
         resolve_device(f"cuda:{missing}")
     with pytest.raises(ValueError, match=rf"^--device cuda: no CUDA device {missing} \(this machine has"):
         resolve_device("cuda", local_rank=missing)
+
+
+def test_derived_seed_is_the_documented_chain_of_strided_seeds():
+    assert derived_seed(7) == 7
+    assert derived_seed(7, 2) == strided_seed(7, 3) == 7 * 1_000_003 + 3
+    assert derived_seed(7, 2, 5) == strided_seed(strided_seed(7, 3), 6)
+    assert derived_seed(-1, 0) == (-1_000_003 + 1) % 2**63
+    assert len({derived_seed(0, stream, epoch) for stream in range(3) for epoch in range(50)}) == 150
+    assert 0 <= derived_seed(2**62, 1, 2, 3) < 2**63
+
+
+def test_strided_seed_is_not_reduced():
+    # Fitted image-INR datasets were shuffled with these exact seeds.
+    assert strided_seed(3, 10) == 3_000_019
+    assert strided_seed(-2, 4) == -2_000_002

@@ -1,7 +1,10 @@
-"""Process-level choices: which device to run on, and the glibc allocator's thresholds.
+"""Process-level choices: which device to run on, how seeds are derived, and the glibc
+allocator's thresholds.
 
 :func:`resolve_device` turns a ``--device`` flag into a :class:`torch.device`, with a
 one-line error naming the flag's value when the device is unknown or absent.
+:func:`derived_seed` gives each purpose of a seeded run (an epoch's batch order, dropout
+on one rank, ...) a seed of its own.
 
 PyTorch frees and re-allocates tensors of tens of MB many times per training step. By
 default glibc serves each one with a fresh ``mmap`` and returns it on free, so every
@@ -24,6 +27,8 @@ import torch
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _ENV_OPT_OUT = "WSGRAPH_DEFAULT_MALLOC"
+# A prime larger than any key, so that seed * stride + key never collides for small keys.
+_SEED_STRIDE = 1_000_003
 
 
 def tune_cpu_allocator() -> bool:
@@ -84,3 +89,33 @@ def resolve_device(device: torch.device | str | None = "auto", local_rank: int |
     if resolved.index is not None and resolved.index >= count:
         raise ValueError(f"--device {flag}: no CUDA device {resolved.index} (this machine has {count})")
     return resolved
+
+
+def derived_seed(seed: int, *keys: int) -> int:
+    """A seed for one purpose of a run seeded with ``seed``, e.g. the batch order of one
+    epoch: ``derived_seed(seed, SHUFFLE_STREAM, epoch)``. Different keys give unrelated
+    streams, and the result is a valid :meth:`torch.Generator.manual_seed` in ``[0, 2^63)``.
+
+    Args:
+        seed: the run's seed.
+        keys: small non-negative integers naming the purpose, most general first.
+    """
+    value = seed
+    for key in keys:
+        value = strided_seed(value, key + 1) % (2**63)
+    return value
+
+
+def strided_seed(seed: int, index: int) -> int:
+    """``seed * 1_000_003 + index``: the step :func:`derived_seed` repeats, without its
+    offset and reduction.
+
+    Image-INR datasets seed the hidden-neuron shuffle of the shard starting at network
+    ``first`` with ``strided_seed(seed, first)``; datasets fitted with it must stay
+    reproducible, so that formula cannot become a :func:`derived_seed`.
+
+    Args:
+        seed: the sequence's seed.
+        index: the item's position, below ``1_000_003`` for distinct seeds.
+    """
+    return seed * _SEED_STRIDE + index

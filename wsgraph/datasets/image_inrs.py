@@ -27,7 +27,7 @@ from wsgraph.datasets.siren import PixelGrid, SirenRecipe, psnr
 from wsgraph.datasets.store import SPLITS, Shard, read_meta, read_shard, shard_paths, write_meta
 from wsgraph.io import save_figure
 from wsgraph.permute import permute_hidden as shuffle_hidden
-from wsgraph.runtime import resolve_device
+from wsgraph.runtime import resolve_device, strided_seed
 
 PREVIEW_FILE = "reconstructions.png"
 INTENSITY_RANGE = (0.0, 1.0)
@@ -182,7 +182,7 @@ def _shuffle_hidden_neurons(
     weights: list[Tensor], biases: list[Tensor], seed: int, first: int
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Stacked ``nn.Linear``-convention parameters with every network's hidden neurons shuffled."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + first)
+    generator = torch.Generator().manual_seed(strided_seed(seed, first))
     batch = shuffle_hidden(mlp_to_graph(list(zip(weights, biases))), generator=generator)
     pairs = stacked_params(batch)
     return [w for w, _ in pairs], [b for _, b in pairs]

@@ -33,22 +33,13 @@ from torch_geometric.loader import DataLoader
 
 from wsgraph.graph import assemble
 from wsgraph.layers.structure import WeightSpaceLayout
+from wsgraph.runtime import derived_seed
 from wsgraph.spec import WeightSpaceSpec
 from wsgraph.training.data import SplitData
 from wsgraph.training.distributed import DistributedContext
 
 # Random streams of a run, each seeded by `derived_seed(seed, STREAM, ...)`.
 SHUFFLE_STREAM, DROPOUT_STREAM, AUGMENT_STREAM = 0, 1, 2
-_SEED_STRIDE = 1_000_003
-
-
-def derived_seed(seed: int, *keys: int) -> int:
-    """A seed for one purpose of a run seeded with ``seed`` (e.g. the batch order of one
-    epoch: ``derived_seed(seed, SHUFFLE_STREAM, epoch)``); different keys give unrelated streams."""
-    value = seed
-    for key in keys:
-        value = (value * _SEED_STRIDE + key + 1) % (2**63)
-    return value
 
 
 class EpochPlan:

@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from wsgraph.io import write_json
+from wsgraph.runtime import derived_seed
 from wsgraph.training import checkpointing
 from wsgraph.training.checkpointing import BEST, LAST, load_checkpoint, save_checkpoint
 from wsgraph.training.config import TrainConfig
@@ -24,7 +25,6 @@ from wsgraph.training.loaders import (
     EpochPlan,
     GraphLoader,
     StackedLoader,
-    derived_seed,
 )
 from wsgraph.training.loop import BatchPreparation, Loader, Precision, evaluate, train_epoch
 from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON, hardware, write_history

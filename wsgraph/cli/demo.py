@@ -81,7 +81,7 @@ def _stage(number: int, title: str) -> None:
 def _fit_digit_inrs(root: Path, args: argparse.Namespace) -> None:
     from dataclasses import replace
 
-    from wsgraph.datasets.image_inrs import fit_image_inrs, print_summary
+    from wsgraph.datasets.image_inrs import fit_image_inrs, format_psnr_summary
     from wsgraph.datasets.images import load_images
     from wsgraph.datasets.siren import SirenRecipe
     from wsgraph.runtime import resolve_device
@@ -101,7 +101,7 @@ def _fit_digit_inrs(root: Path, args: argparse.Namespace) -> None:
         shared_init=True,
         permute_hidden=True,
     )
-    print(print_summary(summary))
+    print(format_psnr_summary(summary))
 
 
 def _compare_models(data: Path, args: argparse.Namespace) -> Path:

@@ -120,7 +120,7 @@ def recipe_from_arguments(args: argparse.Namespace, in_dim: int, out_dim: int, b
 
 def run(args: argparse.Namespace) -> int:
     from wsgraph.datasets.build import SUMMARY_FILE
-    from wsgraph.datasets.image_inrs import fit_image_inrs, print_summary
+    from wsgraph.datasets.image_inrs import fit_image_inrs, format_psnr_summary
     from wsgraph.datasets.images import load_images
 
     check_arguments(args)
@@ -148,6 +148,6 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{len(images)} INRs of {args.source} in {args.out} ({recipe.spec}, {recipe.activation}, offset {recipe.output_offset:+g})"
     )
-    print(print_summary(summary))
+    print(format_psnr_summary(summary))
     print(f"summary: {Path(args.out) / SUMMARY_FILE}, preview: {Path(args.out) / summary['files']['preview']}")
     return 0

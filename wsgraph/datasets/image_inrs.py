@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from wsgraph import permute
 from wsgraph.convert import mlp_to_graph, stacked_params
 from wsgraph.datasets.build import format_statistics, split_statistics, write_shards, write_summary
 from wsgraph.datasets.dilation import dilate
@@ -26,7 +27,6 @@ from wsgraph.datasets.render import image_grid_coords, render_inr
 from wsgraph.datasets.siren import PixelGrid, SirenRecipe, psnr
 from wsgraph.datasets.store import SPLITS, Shard, read_meta, read_shard, shard_paths, write_meta
 from wsgraph.io import save_figure
-from wsgraph.permute import permute_hidden as shuffle_hidden
 from wsgraph.runtime import resolve_device, strided_seed
 
 PREVIEW_FILE = "reconstructions.png"
@@ -173,7 +173,7 @@ def save_reconstructions(root: str | os.PathLike, images: ImageSet, count: int =
     return path
 
 
-def print_summary(summary: dict[str, Any]) -> str:
+def format_psnr_summary(summary: dict[str, Any]) -> str:
     """The PSNR table of a summary, as markdown."""
     return format_statistics(summary["psnr_db"], "PSNR")
 
@@ -183,7 +183,7 @@ def _shuffle_hidden_neurons(
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Stacked ``nn.Linear``-convention parameters with every network's hidden neurons shuffled."""
     generator = torch.Generator().manual_seed(strided_seed(seed, first))
-    batch = shuffle_hidden(mlp_to_graph(list(zip(weights, biases))), generator=generator)
+    batch = permute.permute_hidden(mlp_to_graph(list(zip(weights, biases))), generator=generator)
     pairs = stacked_params(batch)
     return [w for w, _ in pairs], [b for _, b in pairs]
 

@@ -10,6 +10,7 @@ from wsgraph.datasets.images import load_images
 from wsgraph.datasets.render import image_grid_coords, render_inr
 from wsgraph.datasets.sine import sine_coefficients, sine_points, sine_values
 from wsgraph.datasets.store import read_meta, read_shard, shard_paths
+from wsgraph.runtime import resolve_device
 
 FIT = ["fit-inrs", "--source", "digits", "--limit", "4", "--steps", "40", "--shard-size", "5", "--no-progress"]
 
@@ -55,6 +56,7 @@ def test_fit_inrs_writes_a_dataset(tmp_path, capsys):
     )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["psnr_db"]["all"]["count"] == 12
+    assert read_meta(out)["psnr_db"] == summary["psnr_db"] and summary["files"] == {"preview": "reconstructions.png"}
     assert (out / "reconstructions.png").stat().st_size > 1000
     first = written[0]
     graphs = mlp_to_graph([(w, b) for w, b in zip(first.weights, first.biases)], activation=meta["activation"])
@@ -147,6 +149,10 @@ def test_fit_sines_reproduces_the_functions(tmp_path, capsys):
         assert float(mse.max()) < 2e-4
         assert bool((shard.extras["steps"] < 1500).all())
     assert (out / "reconstructions.png").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mse"]["all"]["count"] == 4 and read_meta(out)["mse"] == summary["mse"]
+    assert summary["files"] == {"preview": "reconstructions.png"}
+    assert summary["fitted_on"] == str(resolve_device("auto"))
 
 
 def test_fit_sines_errors_are_one_line(tmp_path, capsys):

@@ -131,6 +131,28 @@ def write_summary(root: str | os.PathLike, summary: dict[str, Any]) -> Path:
     return write_json(Path(root) / SUMMARY_FILE, summary, sort_keys=True)
 
 
+def summarize_fit(root: str | os.PathLike, extra: str, name: str, preview: Path, device_name: str) -> dict[str, Any]:
+    """Record how well a finished set of INRs fits: ``summary.json``, and the same table in ``meta.json``.
+
+    Args:
+        root: the dataset folder, with every shard written.
+        extra: the per-network fit measure every shard carries (``extras[extra]``).
+        name: the key of its :func:`split_statistics` table in both files.
+        preview: the picture of reconstructions already saved in ``root``.
+        device_name: the device the INRs were fitted on.
+
+    Returns:
+        The summary: ``{name: table, "files": {"preview": ...}, "fitted_on": device_name}``.
+    """
+    table = split_statistics(root, extra)
+    summary = {name: table, "files": {"preview": preview.name}, "fitted_on": device_name}
+    write_summary(root, summary)
+    meta = read_meta(root)
+    meta[name] = table
+    write_meta(root, {k: v for k, v in meta.items() if k not in ("format", "version")})
+    return summary
+
+
 def format_statistics(table: dict[str, dict[str, float]], name: str, digits: int = 2) -> str:
     """A markdown table of :func:`split_statistics`."""
     columns = ("count", "mean", "std", "min", "p5", "median", "max")

@@ -19,13 +19,13 @@ from torch import Tensor
 
 from wsgraph import permute
 from wsgraph.convert import mlp_to_graph, stacked_params
-from wsgraph.datasets.build import format_statistics, split_statistics, write_shards, write_summary
+from wsgraph.datasets.build import format_statistics, summarize_fit, write_shards
 from wsgraph.datasets.dilation import dilate
 from wsgraph.datasets.fitting import fit_sirens
 from wsgraph.datasets.images import ImageSet, to_intensities
 from wsgraph.datasets.render import image_grid_coords, render_inr
 from wsgraph.datasets.siren import PixelGrid, SirenRecipe, psnr
-from wsgraph.datasets.store import SPLITS, Shard, read_meta, read_shard, shard_paths, write_meta
+from wsgraph.datasets.store import SPLITS, Shard, read_meta, read_shard, shard_paths
 from wsgraph.io import save_figure
 from wsgraph.runtime import resolve_device, strided_seed
 
@@ -123,14 +123,7 @@ def fit_image_inrs(
 
 def finish_image_dataset(root: str | os.PathLike, images: ImageSet, device_name: str = "") -> dict[str, Any]:
     """PSNR summary (``summary.json``, also added to ``meta.json``) and the reconstruction grid."""
-    table = split_statistics(root, "psnr")
-    preview = save_reconstructions(root, images)
-    summary = {"psnr_db": table, "files": {"preview": preview.name}, "fitted_on": device_name}
-    write_summary(root, summary)
-    meta = read_meta(root)
-    meta.update(psnr_db=table)
-    write_meta(root, {k: v for k, v in meta.items() if k not in ("format", "version")})
-    return summary
+    return summarize_fit(root, "psnr", "psnr_db", save_reconstructions(root, images), device_name)
 
 
 def save_reconstructions(root: str | os.PathLike, images: ImageSet, count: int = 10) -> Path:

@@ -21,11 +21,11 @@ import torch
 from torch import Tensor
 
 from wsgraph.convert import mlp_to_graph
-from wsgraph.datasets.build import split_statistics, write_shards, write_summary
+from wsgraph.datasets.build import summarize_fit, write_shards
 from wsgraph.datasets.fitting import fit_sirens
 from wsgraph.datasets.render import render_inr
 from wsgraph.datasets.siren import SirenRecipe, counter_uniform
-from wsgraph.datasets.store import SPLITS, Shard, read_meta, read_shard, shard_paths, write_meta
+from wsgraph.datasets.store import SPLITS, Shard, read_meta, read_shard, shard_paths
 from wsgraph.io import save_figure
 from wsgraph.runtime import resolve_device
 
@@ -123,14 +123,7 @@ def fit_sine_inrs(
         )
 
     write_shards(root, meta, count, shard_size, make_shard, progress)
-    table = split_statistics(root, "mse")
-    preview = save_sine_reconstructions(root)
-    summary = {"mse": table, "files": {"preview": preview.name}, "fitted_on": str(device)}
-    write_summary(root, summary)
-    meta = read_meta(root)
-    meta.update(mse=table)
-    write_meta(root, {k: v for k, v in meta.items() if k not in ("format", "version")})
-    return summary
+    return summarize_fit(root, "mse", "mse", save_sine_reconstructions(root), str(device))
 
 
 def save_sine_reconstructions(root: str | os.PathLike, count: int = 6) -> Path:

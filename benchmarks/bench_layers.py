@@ -33,6 +33,8 @@ from common import add_common_flags, environment, markdown_table, summarize, tim
 from wsgraph.io import write_json
 
 WIDTHS = (2, 32, 32, 1)
+PROFILED_STEPS = 3
+PROFILED_OPERATORS = 12
 
 
 def child(config: dict[str, Any]) -> dict[str, Any]:
@@ -70,8 +72,10 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
     else:
         peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
     timing = summarize(seconds)
+    operators = _profile(step, PROFILED_STEPS) if config.get("profile") else None
     return {
         **config,
+        "operators": operators,
         "tuned_allocator": tuned,
         **timing,
         "networks": batch.num_graphs,
@@ -81,6 +85,21 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
         "peak_memory_mb": peak_mb,
         "torch_scatter_used": bool(torch_geometric.typing.WITH_TORCH_SCATTER),
     }
+
+
+def _profile(step, steps: int) -> list[dict[str, Any]]:
+    """Self CPU time by operator over ``steps`` steps: the top operators, their share and calls per step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        for _ in range(steps):
+            step()
+    events = profiler.key_averages()
+    total = sum(event.self_cpu_time_total for event in events)
+    ranked = sorted(events, key=lambda event: -event.self_cpu_time_total)[:PROFILED_OPERATORS]
+    return [
+        {"operator": e.key, "share": e.self_cpu_time_total / total, "calls_per_step": e.count / steps} for e in ranked
+    ]
 
 
 def _uniform_batch(count: int):
@@ -136,6 +155,7 @@ def _config(device, backend, use_scatter, compiled, mixed, args) -> dict[str, An
         "tuned_allocator": not args.default_malloc,
         "batch": args.batch,
         "steps": args.steps,
+        "profile": args.profile,
     }
 
 
@@ -153,13 +173,15 @@ def run_in_subprocess(config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def _settings(result: dict[str, Any]) -> str:
+    return f"{'torch-scatter' if result['torch_scatter'] else 'torch only'}{', compiled' if result['compile'] else ''}"
+
+
 def report_table(results: list[dict[str, Any]]) -> str:
     rows = []
     for result in results:
         label = f"{result['backend']}{' (mixed widths)' if result['mixed'] else ''}"
-        settings = (
-            f"{'torch-scatter' if result['torch_scatter'] else 'torch only'}{', compiled' if result['compile'] else ''}"
-        )
+        settings = _settings(result)
         if "error" in result:
             rows.append([result["device"], label, settings, "failed: " + result["error"], "", "", ""])
             continue
@@ -202,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         "--devices", default=None, help="comma-separated: cpu,cuda (default: cpu, plus cuda if present)"
     )
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
+    parser.add_argument("--profile", action="store_true", help="also profile 3 steps per configuration (CPU operators)")
     add_common_flags(parser, "layers")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -235,6 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     print(report_table(results))
     for name, value in summary.items():
         print(f"- {name}: {value:.2f}x")
+    for result in results:
+        if result.get("operators"):
+            print(f"\nself CPU time by operator: {result['device']}, {result['backend']}, {_settings(result)}")
+            rows = [
+                [f"`{o['operator']}`", f"{100 * o['share']:.1f}%", f"{o['calls_per_step']:.0f}"]
+                for o in result["operators"]
+            ]
+            print(markdown_table(["operator", "share", "calls/step"], rows))
     print(f"wrote {out}")
     return 0
 

@@ -123,7 +123,7 @@ class ScatterOps(WeightSpaceOps):
         return contiguous_groups(table, self.layout.node_ptr[layer], reduce)
 
     def broadcast(self, per_graph: Tensor, layer: int) -> Tensor:
-        return per_graph.index_select(0, self.layout.node_graph[layer])
+        return self.layout.by_graph[layer].gather(per_graph)
 
     def combine_edges(self, layer: int, own: Tensor, at_source: Tensor, at_target: Tensor) -> Tensor:
         layout = self.layout
@@ -131,7 +131,7 @@ class ScatterOps(WeightSpaceOps):
 
     def unfold_first(self, table: Tensor) -> Tensor:
         channels = table.size(-1) // self.layout.in_dim
-        return table.reshape(-1, channels).index_select(0, self.layout.first_fold)
+        return self.layout.first_unfold.gather(table.reshape(-1, channels))
 
     def _inverse_width(self, table_layer: int, width_layer: int, like: Tensor) -> Tensor:
         layout = self.layout

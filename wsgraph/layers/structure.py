@@ -61,8 +61,10 @@ class WeightSpaceLayout:
             leaving each source row.
         by_source: per ``l``, sums over / gathers from the source rows of the edges.
         by_target: per ``l``, sums over / gathers from the target rows of the edges.
+        by_graph: per ``k``, sums over / gathers from the networks of node table ``k``'s rows.
         first_fold: ``[E_1]`` position ``target * d_0 + a`` of each first-layer edge in
             the folded ``[N_1, d_0, C]`` view (input neuron ``a``).
+        first_unfold: gathers the first-layer edges back from that folded view.
     """
 
     num_graphs: int
@@ -81,7 +83,9 @@ class WeightSpaceLayout:
     source_ptr: list[Tensor]
     by_source: list[Incidence]
     by_target: list[Incidence]
+    by_graph: list[Incidence]
     first_fold: Tensor
+    first_unfold: Incidence
     edge_order: Tensor | None
     node_order: Tensor | None
     _edge_inverse: Tensor | None = None
@@ -162,6 +166,14 @@ class WeightSpaceLayout:
 
         in_dim = int(host[0, 0])
         first_fold = targets[0] * in_dim + node_local[0][sources[0]]
+        # Reading edges back from the folded table: a permutation, so each row has one edge.
+        first_slots = in_dim * node_counts[1]
+        edge_of_slot = torch.empty_like(first_fold)
+        edge_of_slot[first_fold] = torch.arange(first_fold.numel(), device=widths.device)
+        first_unfold = Incidence(
+            first_fold, first_slots, torch.arange(first_slots + 1, device=widths.device), edge_of_slot
+        )
+        by_graph = [Incidence(node_graph[k], num_graphs, node_ptr[k]) for k in range(num_layers + 1)]
 
         edge_order = node_order = None
         if not uniform:
@@ -191,8 +203,10 @@ class WeightSpaceLayout:
             target=targets,
             source_ptr=source_ptr,
             by_source=by_source,
+            by_graph=by_graph,
             by_target=by_target,
             first_fold=first_fold,
+            first_unfold=first_unfold,
             edge_order=edge_order,
             node_order=node_order,
         )

@@ -1,6 +1,6 @@
 """Layers and models on weight-space graphs: equivariant DWS layers, readouts, baselines."""
 
-from wsgraph.layers.blocks import WeightSpaceActivation, WeightSpaceDropout, WeightSpaceNorm
+from wsgraph.layers.blocks import GlobalBatchNorm, WeightSpaceActivation, WeightSpaceDropout, WeightSpaceNorm
 from wsgraph.layers.conv import DWSConv
 from wsgraph.layers.dws import DWSLayer
 from wsgraph.layers.gnn_baselines import EdgeUpdate, WeightSpaceGNN, pna_degree_histogram
@@ -19,6 +19,7 @@ __all__ = [
     "EdgePositionalEncoding",
     "EdgeUpdate",
     "FlatMLP",
+    "GlobalBatchNorm",
     "InvariantReadout",
     "NeuronPositionalEncoding",
     "WeightSpaceActivation",

@@ -6,7 +6,10 @@ so they keep a stack of DWS layers equivariant.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
+from torch import distributed as dist
+from torch.distributed.nn.functional import all_reduce
 from torch.nn import functional
 
 from wsgraph.layers.structure import WeightSpaceFeatures
@@ -43,14 +46,47 @@ class WeightSpaceDropout(nn.Module):
         return f"p={self.p}"
 
 
+class GlobalBatchNorm(nn.BatchNorm1d):
+    """:class:`~torch.nn.BatchNorm1d` whose training statistics cover the global batch under ``torchrun``.
+
+    In one process it is exactly ``BatchNorm1d``. With several processes it sums the
+    per-channel count, sum and sum of squares over all of them with a differentiable
+    all-reduce, on CPU (gloo) as on GPU (torch's ``SyncBatchNorm`` needs a GPU), so a
+    distributed step computes what one process would on the whole batch.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        channels = x.size(-1)
+        count = torch.full((1,), float(x.size(0)), dtype=x.dtype, device=x.device)
+        totals = all_reduce(torch.cat([x.sum(0), x.square().sum(0), count]))
+        total = totals[-1]
+        mean = totals[:channels] / total
+        variance = (totals[channels : 2 * channels] / total - mean.square()).clamp_min(0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked + 1)
+                unbiased = variance * total / (total - 1).clamp_min(1)
+                self.running_mean.lerp_(mean.detach(), momentum)
+                self.running_var.lerp_(unbiased.detach(), momentum)
+                self.num_batches_tracked += 1
+        normalised = (x - mean) * torch.rsqrt(variance + self.eps)
+        return normalised * self.weight + self.bias if self.affine else normalised
+
+
 class WeightSpaceNorm(nn.Module):
     r"""Normalisation over channels with separate parameters per weight layer and bias layer.
 
-    ``mode="layer"``: every weight and bias is normalised over its channels
-    (:class:`~torch.nn.LayerNorm`), with its own affine map per object; independent of
-    the rest of the batch. ``mode="batch"``: per-channel statistics over all entries of
-    an object in the batch (:class:`~torch.nn.BatchNorm1d`), separate running statistics
-    for every weight layer and every bias layer.
+    ``mode="batch"`` (what DWSNet uses): per-channel statistics over all entries of an
+    object in the batch (:class:`GlobalBatchNorm`), separate running statistics for every
+    weight layer and every bias layer; under ``torchrun`` the statistics are those of the
+    global batch. ``mode="layer"``: every weight and bias is normalised over its own
+    channels (:class:`~torch.nn.LayerNorm`), with its own affine map per object,
+    independent of the rest of the batch. Note that this erases the scale of each entry's
+    feature vector: after a first DWS layer from one input channel, an edge's features
+    are nearly its weight times a fixed vector, so layer norm leaves little more than the
+    weight's sign.
 
     Args:
         channels (int): feature channels :math:`C`.
@@ -61,7 +97,7 @@ class WeightSpaceNorm(nn.Module):
         - **input / output:** :class:`WeightSpaceFeatures` with :math:`C` channels.
     """
 
-    def __init__(self, channels: int, num_layers: int, mode: str = "layer") -> None:
+    def __init__(self, channels: int, num_layers: int, mode: str = "batch") -> None:
         super().__init__()
         if mode not in NORMS:
             raise ValueError(f"unknown norm {mode!r}; choose from {NORMS}")
@@ -71,7 +107,7 @@ class WeightSpaceNorm(nn.Module):
                 f"layer norm over {channels} channel erases every feature; use at least 2 channels, or mode='batch'"
             )
         self.mode = mode
-        factory = (lambda: nn.LayerNorm(channels)) if mode == "layer" else (lambda: nn.BatchNorm1d(channels))
+        factory = (lambda: nn.LayerNorm(channels)) if mode == "layer" else (lambda: GlobalBatchNorm(channels))
         self.weight_norms = nn.ModuleList(factory() for _ in range(num_layers))
         self.bias_norms = nn.ModuleList(factory() for _ in range(num_layers))
 

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from wsgraph.dense import to_dense_weights
+from wsgraph.layers.blocks import GlobalBatchNorm
 
 
 def flatten_params(data: Data) -> Tensor:
@@ -102,7 +103,7 @@ class FlatMLP(nn.Module):
         for position in range(num_hidden_layers):
             layers.append(nn.Linear(num_params if position == 0 else hidden_channels, hidden_channels))
             if batch_norm and position > 0:
-                layers.append(nn.BatchNorm1d(hidden_channels))
+                layers.append(GlobalBatchNorm(hidden_channels))
             layers.append(nn.ReLU())
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))

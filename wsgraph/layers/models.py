@@ -38,7 +38,7 @@ class DWSStack(nn.Module):
         num_layers: int,
         in_dim: int,
         out_dim: int,
-        norm: str | None = "layer",
+        norm: str | None = "batch",
         dropout: float = 0.0,
         backend: str = "scatter",
     ) -> None:
@@ -142,7 +142,7 @@ class DWSNet(_DWSModel):
         num_dws_layers: int = 4,
         readout: str = "mean",
         head_hidden: int = 128,
-        norm: str | None = "layer",
+        norm: str | None = "batch",
         dropout: float = 0.0,
         backend: str = "scatter",
     ) -> None:
@@ -211,7 +211,7 @@ class DWSEditNet(_DWSModel):
         hidden_channels: int = 32,
         num_dws_layers: int = 4,
         residual: bool = True,
-        norm: str | None = "layer",
+        norm: str | None = "batch",
         dropout: float = 0.0,
         backend: str = "scatter",
     ) -> None:

@@ -156,7 +156,6 @@ class _Run:
         if not self.context.is_distributed:
             return model
         if self.context.device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             return DistributedDataParallel(model, device_ids=[self.context.device.index])
         return DistributedDataParallel(model)
 

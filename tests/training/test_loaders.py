@@ -92,7 +92,7 @@ def test_stacked_batches_do_not_share_values(classification_root: Path) -> None:
 
 def test_both_loaders_train_identically(classification_root: Path, tmp_path: Path) -> None:
     states = []
-    for loader in ("fast", "pyg"):
+    for loader in ("stacked", "pyg"):
         train(tiny_config(classification_root, tmp_path / loader, "dwsnet", epochs=2, loader=loader, dropout=0.1))
         states.append(load_checkpoint(tmp_path / loader / "last.pt")["model"])
     assert all(torch.equal(states[0][name], states[1][name]) for name in states[0])

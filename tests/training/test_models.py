@@ -52,7 +52,7 @@ def test_mixed_precision_on_cpu_trains(classification_root: Path, tmp_path: Path
     assert result["config"]["amp"] is True
 
 
-@pytest.mark.parametrize("loader", ["fast", "pyg"])
+@pytest.mark.parametrize("loader", ["stacked", "pyg"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
 def test_networks_stored_in_other_float_dtypes_train(tmp_path: Path, dtype: torch.dtype, loader: str) -> None:
     root = write_store(tmp_path / "data")

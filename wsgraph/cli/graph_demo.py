@@ -22,7 +22,7 @@ from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
 from wsgraph.activations import UNKNOWN
-from wsgraph.cli.info import count_parameters
+from wsgraph.cli.info import network_parameter_count
 from wsgraph.convert import graph_to_mlp, graph_to_params, mlp_to_graph, stacked_params
 from wsgraph.graph import WeightSpaceGraph, graph_specs
 from wsgraph.io import write_json
@@ -149,7 +149,7 @@ def _check_network(
         "name": name,
         "source": entry["source"],
         "widths": str(spec),
-        "params": count_parameters(spec, graph.has_bias[0].tolist()),
+        "params": network_parameter_count(spec, graph.has_bias[0].tolist()),
         "activation": graph.activation,
         "rebuilt_with": activation or graph.activation,
         "round_trip_exact": exact,

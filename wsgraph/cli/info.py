@@ -73,7 +73,7 @@ def describe_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         "kind": kind,
         "widths": list(spec.widths),
         "signature": {"num_layers": spec.num_layers, "in_dim": spec.in_dim, "out_dim": spec.out_dim},
-        "num_params": count_parameters(spec, has_bias),
+        "num_params": network_parameter_count(spec, has_bias),
         "num_nodes": spec.num_nodes,
         "num_edges": spec.num_edges,
         "input_nodes": spec.in_dim,
@@ -85,7 +85,7 @@ def describe_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     }
 
 
-def count_parameters(spec: WeightSpaceSpec, has_bias: list[bool]) -> int:
+def network_parameter_count(spec: WeightSpaceSpec, has_bias: list[bool]) -> int:
     """The network's own parameters: every weight, and the biases of the layers that have them.
 
     Unlike :attr:`WeightSpaceSpec.num_params` this leaves out the zeros that stand in for

@@ -11,7 +11,7 @@ MODEL_NAMES = ("dwsnet", "dwsnet-dense", "mlp", "mlp-aug", "gine", "pna", "gatv2
 # Models that can edit weights (--task dilate): DWSEditNet and the flat MLP editor.
 EDITING_MODELS = ("dwsnet", "dwsnet-dense", "mlp", "mlp-aug")
 TASKS = ("classify", "regress", "dilate")
-LOADERS = ("auto", "fast", "pyg")
+LOADERS = ("auto", "stacked", "pyg")
 AUGMENTATIONS = ("permute", "rotate", "scale", "dropout")
 # Settings that may differ when a run is resumed: where things are and how fast they run,
 # not what is computed.

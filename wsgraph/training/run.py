@@ -164,9 +164,9 @@ class _Run:
         split = self.data.splits[name]
         plan = EpochPlan(len(split), config.batch_size, name == "train", config.seed, context)
         uniform = self.data.uniform_spec
-        if config.loader == "fast" and uniform is None:
+        if config.loader == "stacked" and uniform is None:
             names = ", ".join(str(spec) for spec in self.data.architectures[:4])
-            raise ValueError(f"--loader fast needs networks of one architecture, the dataset has several ({names})")
+            raise ValueError(f"--loader stacked needs networks of one architecture, the dataset has several ({names})")
         if uniform is not None and config.loader != "pyg":
             return StackedLoader(split, uniform, plan, context.device, self.task.batch_keys)
         return GraphLoader(split, plan, context.device, config.num_workers)

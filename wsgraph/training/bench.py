@@ -180,7 +180,7 @@ def markdown_table(
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
-        spread = f" ± {row['std']:.4g}" if row["seeds"] > 1 else ""
+        spread = f" ± {row['std']:.2g}" if row["seeds"] > 1 else ""
         lines.append(
             f"| {row['model']} | {row['mean']:.4g}{spread} | {row['parameters']:,} | {row['train_seconds']:.1f} | "
             f"{row['networks_per_second']:.0f} | {row['epochs']:.3g} | {sizes} | {row['seeds']} |"

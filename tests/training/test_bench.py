@@ -26,6 +26,7 @@ def test_bench_writes_table_chart_and_runs(classification_root: Path, tmp_path: 
     assert "--epochs 1" in command and "--no-progress" not in command
     rows = [line for line in text.splitlines() if line.startswith("| mlp") or line.startswith("| gine")]
     assert len(rows) == 2 and all(" ± " in row for row in rows)
+    assert "- Reference, learning nothing from the weights (always the most frequent training class): " in text
     assert (tmp_path / "docs" / "results-tiny.png").stat().st_size > 1000
     document = json.loads((tmp_path / "docs" / "results-tiny-runs.json").read_text())
     assert document["command"] == command

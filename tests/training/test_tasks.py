@@ -14,9 +14,11 @@ from wsgraph.datasets import WeightSpaceDataset
 from wsgraph.datasets.render import image_grid_coords
 from wsgraph.graph import WeightSpaceGraph
 from wsgraph.spec import WeightSpaceSpec
+from wsgraph.training.config import TrainConfig
 from wsgraph.training.data import open_training_data, resolve_task
 from wsgraph.training.registry import model_spec
-from wsgraph.training.tasks import Classification, Regression, make_task
+from wsgraph.training.run import reference_result
+from wsgraph.training.tasks import Classification, ReferencePredictor, Regression, make_task
 from wsgraph.transforms import NormalizeWeights
 
 from .test_models import dilation_root
@@ -76,3 +78,49 @@ def test_the_declared_task_is_read_without_processing_the_dataset(classification
 def test_readout_is_refused_for_weight_editing() -> None:
     with pytest.raises(ValueError, match="--readout does not apply to --task dilate"):
         model_spec("dwsnet", "dilate", [WeightSpaceSpec((2, 8, 8, 1))], 1, readout="max")
+
+
+def test_reference_predictors_ignore_the_weights() -> None:
+    batch = Batch(y=torch.tensor([[5.0, 1.0], [7.0, -1.0], [6.0, 0.0]]))
+    batch._num_graphs = 3
+    regression = Regression(num_targets=2, columns=[1], train_mean=torch.tensor([6.0, 0.5]))
+    assert ReferencePredictor(regression)(batch).tolist() == [[0.5], [0.5], [0.5]]
+    assert regression.losses(ReferencePredictor(regression)(batch), batch).tolist() == [0.25, 2.25, 0.25]
+
+    classification = Classification(3, majority_class=1)
+    labels = Batch(y=torch.tensor([1, 0, 1, 2]))
+    labels._num_graphs = 4
+    assert classification.scores(classification.reference_output(labels), labels).tolist() == [100.0, 0.0, 100.0, 0.0]
+
+
+def test_reference_of_a_dataset_is_its_majority_class_and_mean_target(
+    classification_root: Path, tmp_path: Path
+) -> None:
+    data = open_training_data(classification_root, "classify")
+    train_labels = data.train.dataset.y[data.train.rows]
+    majority = int(torch.bincount(train_labels).argmax())
+    test_labels = data.test.dataset.y[data.test.rows]
+    expected = float((test_labels == majority).double().mean() * 100)
+    config = TrainConfig(data=str(classification_root), model="mlp", out=str(tmp_path / "run"), progress=False)
+    result = reference_result(config)
+    assert result["predictor"] == "always the most frequent training class"
+    assert result["test_metric"] == pytest.approx(expected)
+    assert not (tmp_path / "run").exists()
+
+
+def test_dilation_reference_is_the_unedited_networks(tmp_path: Path) -> None:
+    root = dilation_root(tmp_path / "data")
+    data = open_training_data(root, "dilate")
+    normalization = NormalizeWeights(data.statistics)
+    task = make_task("dilate", data, None, normalization)
+    dataset = WeightSpaceDataset(root, split="test", log=False)
+    graphs = [dataset[i] for i in range(len(dataset))]
+    coords = image_grid_coords(4, 4)
+    with torch.no_grad():
+        expected = torch.stack(
+            [(graph_to_mlp(g)(coords).view(-1) + 0.5 - g.dilated.float().view(-1)).square().mean() for g in graphs]
+        ).mean()
+    config = TrainConfig(data=str(root), model="dwsnet", task="dilate", out=str(tmp_path / "run"), progress=False)
+    result = reference_result(config)
+    assert task.reference == result["predictor"] == "the unedited input networks"
+    assert result["test_metric"] == pytest.approx(float(expected), rel=1e-5)

@@ -27,7 +27,7 @@ from wsgraph.training.config import TrainConfig
 from wsgraph.training.metrics import RESULT_JSON, read_json
 from wsgraph.training.plots import plot_benchmark
 from wsgraph.training.registry import MODEL_NAMES
-from wsgraph.training.run import train
+from wsgraph.training.run import reference_result, train
 
 METRIC_LABELS = {"accuracy": "test accuracy (%)", "mse": "test MSE", "image_mse": "test image MSE"}
 RUN_COLUMNS = (
@@ -91,7 +91,11 @@ def bench(
             folder = outputs.runs_dir / f"{model}-seed{seed}"
             config = dataclasses.replace(base, model=model, seed=seed, out=str(folder))
             results.append(_run(config, folder))
-    write_report(results, outputs, command)
+    # Runs written before the reference was recorded lack it; it depends only on the data and task.
+    reference = results[0].get("reference") or reference_result(
+        dataclasses.replace(base, model=models[0], seed=seeds[0], out=str(outputs.runs_dir))
+    )
+    write_report(results, outputs, command, reference)
     return results
 
 
@@ -108,8 +112,11 @@ def _run(config: TrainConfig, folder: Path) -> dict[str, Any]:
     return train(config, resume)
 
 
-def write_report(results: list[dict[str, Any]], outputs: BenchOutputs, command: str) -> None:
-    """Write the markdown table, the bar chart, and all runs as JSON and CSV."""
+def write_report(
+    results: list[dict[str, Any]], outputs: BenchOutputs, command: str, reference: dict[str, Any] | None = None
+) -> None:
+    """Write the markdown table, the bar chart, and all runs as JSON and CSV (``reference``:
+    the test metric of the task's reference predictor, as ``run.reference_result`` gives it)."""
     rows = summarise(results)
     first = results[0]
     metric = first["metric"]
@@ -118,7 +125,7 @@ def write_report(results: list[dict[str, Any]], outputs: BenchOutputs, command: 
     outputs.table.parent.mkdir(parents=True, exist_ok=True)
     names = [row["model"] for row in rows]
     plot_benchmark(outputs.chart, names, [r["mean"] for r in rows], [r["std"] for r in rows], label, title)
-    write_json(outputs.runs_json, {"command": command, "runs": results}, sort_keys=True)
+    write_json(outputs.runs_json, {"command": command, "reference": reference, "runs": results}, sort_keys=True)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=RUN_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -126,7 +133,7 @@ def write_report(results: list[dict[str, Any]], outputs: BenchOutputs, command: 
         writer.writerow({**result, "seed": result["config"]["seed"]})
     text = buffer.getvalue()
     atomic_write(outputs.runs_csv, lambda handle: handle.write(text.encode()))
-    table = markdown_table(rows, results, label, command, outputs)
+    table = markdown_table(rows, results, label, command, outputs, reference)
     atomic_write(outputs.table, lambda handle: handle.write(table.encode()))
 
 
@@ -155,7 +162,12 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def markdown_table(
-    rows: list[dict[str, Any]], results: list[dict[str, Any]], label: str, command: str, outputs: BenchOutputs
+    rows: list[dict[str, Any]],
+    results: list[dict[str, Any]],
+    label: str,
+    command: str,
+    outputs: BenchOutputs,
+    reference: dict[str, Any] | None = None,
 ) -> str:
     """The benchmark as markdown: how to reproduce it, on what, then one line per model."""
     first = results[0]
@@ -175,6 +187,7 @@ def markdown_table(
         f"deviation over seeds {', '.join(map(str, seeds))}; train time and networks/s are means over seeds.",
         f"- Chart: `{outputs.chart.name}`; every run: `{outputs.runs_json.name}`, `{outputs.runs_csv.name}`; "
         f"run folders under `{outputs.runs_dir}`. Written {date.today().isoformat()}.",
+        *_reference_line(reference, label),
         "",
         f"| model | {label} | parameters | train time (s) | networks/s | epochs | train/val/test networks | seeds |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -196,3 +209,11 @@ def bench_command(base: TrainConfig, models: list[str], seeds: int, out: str, ru
         parts += ["--runs-dir", runs_dir]
     arguments = [argument for argument in base.option_arguments() if argument not in ("--no-progress",)]
     return shlex.join(parts + arguments)
+
+
+def _reference_line(reference: dict[str, Any] | None, label: str) -> list[str]:
+    if not reference or reference.get("test_metric") is None:
+        return []
+    return [
+        f"- Reference, learning nothing from the weights ({reference['predictor']}): {label} {reference['test_metric']:.4g}."
+    ]

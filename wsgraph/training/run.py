@@ -31,7 +31,7 @@ from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON, hardware, write_h
 from wsgraph.training.plots import LEARNING_CURVES_PNG, plot_learning_curves
 from wsgraph.training.registry import PERMUTATION_AUGMENTED, ModelSpec, build_model, count_parameters, model_spec
 from wsgraph.training.schedule import warmup_cosine, warmup_steps_for
-from wsgraph.training.tasks import make_task
+from wsgraph.training.tasks import ReferencePredictor, make_task
 from wsgraph.transforms import (
     FirstLayerRotation,
     FirstLayerScale,
@@ -74,9 +74,7 @@ class _Run:
 
     def execute(self, resume: str | Path | None) -> dict[str, Any]:
         checkpoint = self._read_resume(resume)
-        self.data, self.task_name = self._open_data()
-        normalization = NormalizeWeights(_to_device(self.data.statistics, self.context.device))
-        self.task = make_task(self.task_name, self.data, self.config.targets, normalization)
+        normalization = self._open_task()
         self._build_model()
         self.loaders = {name: self._loader(name) for name in ("train", "val", "test")}
         warmup = self._build_optimisation()
@@ -87,6 +85,24 @@ class _Run:
         self._announce(warmup)
         self._fit()
         return self._finish()
+
+    def reference(self) -> dict[str, Any]:
+        """Only the reference predictor's test metric (no model, no training, no files)."""
+        normalization = self._open_task()
+        self.prepare = BatchPreparation(normalization, [])
+        self.precision = Precision(self.config.amp, self.context.device.type)
+        return self._evaluate_reference(self._loader("test"))
+
+    def _open_task(self) -> NormalizeWeights:
+        """Open the data and make the task; returns the input normalisation."""
+        self.data, self.task_name = self._open_data()
+        normalization = NormalizeWeights(_to_device(self.data.statistics, self.context.device))
+        self.task = make_task(self.task_name, self.data, self.config.targets, normalization)
+        return normalization
+
+    def _evaluate_reference(self, loader: Loader) -> dict[str, Any]:
+        test = evaluate(ReferencePredictor(self.task), loader, self.task, self.prepare, self.precision, self.context)
+        return {"predictor": self.task.reference, "test_metric": None if test is None else test[1]}
 
     def _build_model(self) -> None:
         config, context = self.config, self.context
@@ -320,6 +336,7 @@ class _Run:
         best = load_checkpoint(self.out / BEST, required=("model",))
         self.model.load_state_dict(best["model"])
         test = evaluate(self.model, self.loaders["test"], self.task, self.prepare, self.precision, self.context)
+        reference = self._evaluate_reference(self.loaders["test"])
         state = self.state
         train_seconds = state["train_seconds"]
         program = "wsgraph train"
@@ -332,6 +349,7 @@ class _Run:
             "higher_is_better": self.task.higher_is_better,
             "test_metric": None if test is None else test[1],
             "test_loss": None if test is None else test[0],
+            "reference": reference,
             "best_val_metric": state["best_metric"],
             "best_epoch": state["best_epoch"],
             "epochs_run": state["epoch"],
@@ -356,6 +374,13 @@ class _Run:
                     f"wsgraph train: test {self.task.metric} {test[1]:.4g} (best epoch {state['best_epoch']}); results in {self.out}"
                 )
         return result
+
+
+def reference_result(config: TrainConfig) -> dict[str, Any]:
+    """The test metric of the reference predictor of ``config``'s task on its data: the
+    most frequent class, the mean target, or the unedited networks (see
+    :meth:`wsgraph.training.tasks.Task.reference_output`), as ``{"predictor", "test_metric"}``."""
+    return _Run(config, setup(config.device)).reference()
 
 
 def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec]:

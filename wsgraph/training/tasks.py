@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn import functional
 from torch_geometric.data import Batch, Data
 
@@ -30,12 +30,19 @@ class Task(ABC):
         metric: the metric's name in logs and result files.
         higher_is_better: whether a larger metric is better (for early stopping).
         batch_keys: per-network attributes the task reads from a batch besides ``y``.
+        reference: what the reference predictor does (see :meth:`reference_output`).
     """
 
     name: str
     metric: str
     higher_is_better: bool
     batch_keys: tuple[str, ...] = ()
+    reference: str
+
+    @abstractmethod
+    def reference_output(self, batch: Batch) -> Any:
+        """The output of a predictor that learns nothing from the weights, whose metric
+        tells what a trained model's metric is worth."""
 
     @abstractmethod
     def losses(self, output: Any, batch: Batch) -> Tensor:
@@ -64,11 +71,18 @@ class Classification(Task):
     """Cross-entropy on class logits; the metric is accuracy in percent."""
 
     name, metric, higher_is_better = "classify", "accuracy", True
+    reference = "always the most frequent training class"
 
-    def __init__(self, num_classes: int) -> None:
+    def __init__(self, num_classes: int, majority_class: int = 0) -> None:
         if num_classes < 2:
             raise ValueError(f"classification needs at least two classes, the dataset has {num_classes}")
         self.num_classes = num_classes
+        self.majority_class = majority_class
+
+    def reference_output(self, batch: Batch) -> Tensor:
+        logits = torch.zeros(batch.num_graphs, self.num_classes, device=batch.y.device)
+        logits[:, self.majority_class] = 1.0
+        return logits
 
     @property
     def out_features(self) -> int:
@@ -101,9 +115,17 @@ class Regression(_LossIsMetric):
     """
 
     name, metric, higher_is_better = "regress", "mse", False
+    reference = "always the mean training target"
 
-    def __init__(self, num_targets: int, columns: Sequence[int] | None = None) -> None:
+    def __init__(
+        self, num_targets: int, columns: Sequence[int] | None = None, train_mean: Tensor | None = None
+    ) -> None:
         self.columns = list(range(num_targets)) if columns is None else list(columns)
+        # The reference's prediction: the training mean of the chosen columns (zero when unknown).
+        self.train_mean = torch.zeros(len(self.columns)) if train_mean is None else train_mean.float()[self.columns]
+
+    def reference_output(self, batch: Batch) -> Tensor:
+        return self.train_mean.to(batch.y.device).expand(batch.num_graphs, -1)
 
     @property
     def out_features(self) -> int:
@@ -137,6 +159,7 @@ class Dilation(_LossIsMetric):
 
     name, metric, higher_is_better = "dilate", "image_mse", False
     batch_keys = (DILATED_KEY,)
+    reference = "the unedited input networks"
 
     def __init__(self, normalization: NormalizeWeights, image_shape: Sequence[int], output_offset: float) -> None:
         self.normalization = normalization
@@ -146,6 +169,9 @@ class Dilation(_LossIsMetric):
     @property
     def out_features(self) -> int:
         return 0
+
+    def reference_output(self, batch: Batch) -> Batch:
+        return batch
 
     def render(self, edited: Data) -> Tensor:
         """``[B, H * W, C]``: the images the edited (normalised) networks show."""
@@ -182,10 +208,13 @@ def make_task(name: str, data: TrainingData, targets: Sequence[int] | None, norm
             evaluating the edited networks.
     """
     dataset = data.train.dataset
+    train_y = dataset.y[data.train.rows]
     if name == "classify":
-        return Classification(dataset.num_classes)
+        counts = torch.bincount(train_y.view(-1).long(), minlength=dataset.num_classes)
+        return Classification(dataset.num_classes, int(counts.argmax()))
     if name == "regress":
-        return Regression(num_target_columns(dataset.y), targets)
+        train_mean = train_y.view(train_y.size(0), -1).double().mean(dim=0)
+        return Regression(num_target_columns(dataset.y), targets, train_mean)
     if name == "dilate":
         if not hasattr(dataset, DILATED_KEY) or "image_shape" not in dataset.meta:
             raise ValueError(
@@ -194,3 +223,14 @@ def make_task(name: str, data: TrainingData, targets: Sequence[int] | None, norm
             )
         return Dilation(normalization, dataset.meta["image_shape"], dataset.meta.get("output_offset", 0.0))
     raise ValueError(f"unknown task {name!r}")
+
+
+class ReferencePredictor(nn.Module):
+    """A model whose output is its task's :meth:`Task.reference_output`, for :func:`evaluate`."""
+
+    def __init__(self, task: Task) -> None:
+        super().__init__()
+        self.task = task
+
+    def forward(self, batch: Batch) -> Any:
+        return self.task.reference_output(batch)

@@ -3,7 +3,8 @@
 # project's lent H100): tests on CUDA, the layer and INR-fitting benchmarks, a short
 # training run and an editing run. Results go under ${OUT:-runs/gpu-check}.
 #
-#   OUT=/some/dir bash benchmarks/gpu_check.sh            (about 10 minutes on one H100)
+#   OUT=/some/dir bash benchmarks/gpu_check.sh   (not yet run on a GPU: this project has had
+#   none; sized to fit about 10 minutes of one H100, an estimate, not a measurement)
 #
 # MNIST must be readable at ${MNIST_ROOT:-../shared/data/mnist} (copy it into a
 # git-ignored folder when only the checkout travels, and set MNIST_ROOT).

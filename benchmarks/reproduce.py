@@ -31,12 +31,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MNIST_ROOT = ROOT.parent / "shared" / "data" / "mnist"
 FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
-TASKS = ("mnist", "fashion", "sines", "dilation")
+TASKS = ("mnist", "mnist-size", "fashion", "sines", "dilation")
+# Tasks that train on the MNIST INRs, so need the MNIST fitting step before them.
+ON_MNIST_INRS = ("mnist-size", "dilation")
 
 # Published numbers (DESIGN.md and the DWSNets paper), on the authors' own INR files.
 PUBLISHED = {
     "mnist": "DWSNets 85.71 ± 0.57; MLP 17.55; MLP + permutation augmentation 29.26; best later 96.59 (ScaleGMN-B)",
     "fashion": "DWSNets 67.06 ± 0.29; MLP 19.91; MLP + permutation augmentation 22.76; best later 80.78 (ScaleGMN-B)",
+    "mnist-size": "no published curve; DWSNets 85.71 ± 0.57 with all 55,000 training INRs",
     "sines": "DWSNets: a plot only (no table); MLP baselines clearly worse",
     "dilation": "image MSE 2.58e-2 (DWSNets, NFN's dilation set, targets in [-1, 1]); best later 1.75e-2 (NG-T)",
 }
@@ -73,6 +76,9 @@ class Profile:
     gnn_epochs: int
     gnn_seeds: int
     dilation_epochs: int
+    # DWSNet on MNIST with fewer training INRs (--max-train), one seed each: how the
+    # accuracy grows with the data.
+    train_sizes: tuple[int, ...]
     extra: tuple[str, ...] = field(default=())
 
 
@@ -90,6 +96,7 @@ PROFILES = {
         gnn_epochs=15,
         gnn_seeds=1,
         dilation_epochs=20,
+        train_sizes=(750, 1500),
     ),
     "gpu": Profile(
         name="gpu",
@@ -104,6 +111,7 @@ PROFILES = {
         gnn_epochs=50,
         gnn_seeds=3,
         dilation_epochs=50,
+        train_sizes=(3000, 10000, 30000),
         extra=("--device", "cuda", "--amp"),
     ),
 }
@@ -113,8 +121,9 @@ def steps(profile: Profile, data: Path, docs: Path) -> dict[str, list[list[str]]
     """The ``wsgraph`` commands of every task, in order."""
     limit = [] if profile.limit is None else ["--limit", str(profile.limit)]
     fit_device = ["--device", "cuda"] if profile.name == "gpu" else []
-    train = ["--epochs", str(profile.epochs), "--batch-size", str(profile.batch_size), "--lr", str(profile.lr)]
-    train += ["--seeds", str(profile.seeds), "--no-progress", *profile.extra]
+    settings = ["--epochs", str(profile.epochs), "--batch-size", str(profile.batch_size), "--lr", str(profile.lr)]
+    settings += ["--no-progress", *profile.extra]
+    train = ["--seeds", str(profile.seeds), *settings]
     gnn = ["--epochs", str(profile.gnn_epochs), "--batch-size", str(profile.batch_size), "--lr", str(profile.lr)]
     gnn += ["--seeds", str(profile.gnn_seeds), "--no-progress", *profile.extra]
     mnist, fashion, sines = data / "mnist-inrs", data / "fashion-inrs", data / "sine-inrs"
@@ -161,6 +170,25 @@ def steps(profile: Profile, data: Path, docs: Path) -> dict[str, list[list[str]]
                 runs("mnist-gnn"),
                 *gnn,
             ],
+        ],
+        "mnist-size": [
+            [
+                "bench",
+                "--data",
+                str(mnist),
+                "--models",
+                "dwsnet",
+                "--max-train",
+                str(size),
+                "--out",
+                str(docs / f"{profile.name}-mnist-size-{size}.md"),
+                "--runs-dir",
+                runs(f"mnist-size-{size}"),
+                "--seeds",
+                "1",
+                *settings,
+            ]
+            for size in profile.train_sizes
         ],
         "fashion": [
             [
@@ -274,13 +302,22 @@ def write_index(profile: Profile, docs: Path, tasks: list[str], target: Path) ->
     ]
     titles = {
         "mnist": "MNIST INR classification",
+        "mnist-size": "MNIST INR classification with fewer training INRs",
         "fashion": "Fashion-MNIST INR classification",
         "sines": "Sine-wave INRs: regress the frequency b of a·sin(b·x)",
         "dilation": "MNIST INR dilation (edit the weights so the INR shows the dilated image)",
     }
+    suffixes = {"mnist-size": [f"-{size}" for size in profile.train_sizes]}
     for task in tasks:
         lines += [f"## {titles[task]}", "", f"Published: {PUBLISHED[task]}.", ""]
-        for suffix in ("", "-gnn"):
+        if task == "mnist-size":
+            lines += [
+                f"DWSNet trained on fixed random subsets of {', '.join(map(str, profile.train_sizes))} of the MNIST "
+                "training INRs (one seed each, same validation and test sets); the MNIST table above is the same "
+                "model on all of them.",
+                "",
+            ]
+        for suffix in suffixes.get(task, ["", "-gnn"]):
             table = docs / f"{profile.name}-{task}{suffix}.md"
             if table.is_file():
                 body = table.read_text().split("\n", 1)[1].strip()
@@ -311,8 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     data = args.data / profile.name
     plan = steps(profile, data, args.docs)
     if not args.index_only:
-        if "dilation" in tasks and "mnist" not in tasks:
-            plan["dilation"] = plan["mnist"][:1] + plan["dilation"]
+        if "mnist" not in tasks:
+            for task in set(tasks) & set(ON_MNIST_INRS):
+                plan[task] = plan["mnist"][:1] + plan[task]
         for task in tasks:
             for step in plan[task]:
                 run_step(step, data / "logs" / f"{task}.log")

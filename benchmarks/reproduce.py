@@ -8,7 +8,7 @@ One prepared script, two profiles:
 * ``--profile cpu``: a documented subset that a 2-core CPU finishes in a little over an
   hour (the first 3,000 images of each split, two seeds, early stopping; measured: about
   37 minutes of MNIST and Fashion-MNIST INR fitting at 491 INRs/min, 9 minutes of sine
-  fitting, 23 minutes of training).
+  fitting, 26 minutes of training).
 
 Every step is an ordinary ``wsgraph`` command (printed, logged and recorded with its
 result), and every step resumes: rerunning the script skips fitted shards and
@@ -329,6 +329,9 @@ def write_index(profile: Profile, docs: Path, tasks: list[str], target: Path) ->
             if table.is_file():
                 body = table.read_text().split("\n", 1)[1].strip()
                 lines += [body, ""]
+                chart = table.with_suffix(".png")
+                if chart.is_file():
+                    lines += [f"![{chart.stem}]({docs.name}/{chart.name})", ""]
         if task == "dilation":
             lines += [
                 "Our dilated targets are in [0, 1]; NFN's (and so the published MSEs) are in [-1, 1], where the same "

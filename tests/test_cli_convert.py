@@ -6,6 +6,7 @@ from mlp_helpers import build_mlp
 
 from wsgraph.cli.main import main
 from wsgraph.datasets.dataset import WeightSpaceDataset
+from wsgraph.datasets.store import read_shard, shard_paths
 
 
 @pytest.fixture
@@ -83,3 +84,82 @@ def test_bad_flags_exit_2(src, tmp_path, capsys, flags, message):
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def _published_layout(root, items):
+    """INR files as the DWSNets sets ship them: mnist_png_<split>/<label>_<n>/checkpoints/model_final.pth."""
+    paths = {}
+    for split, label, number in items:
+        path = root / f"mnist_png_{split}" / f"{label}_{number}" / "checkpoints" / "model_final.pth"
+        path.parent.mkdir(parents=True)
+        widths = (2, 32, 32, 1)
+        generator = torch.Generator().manual_seed(number)
+        state = {}
+        for layer in range(3):
+            state[f"seq.{layer}.weight"] = torch.randn(widths[layer + 1], widths[layer], generator=generator)
+            state[f"seq.{layer}.bias"] = torch.randn(widths[layer + 1], generator=generator)
+        torch.save(state, path)
+        paths[number] = path
+    return paths
+
+
+def test_convert_keeps_a_published_splits_file(tmp_path, capsys):
+    src = tmp_path / "mnist-inrs"
+    items = [("training", 3, 0), ("training", 7, 1), ("training", 1, 2), ("testing", 4, 3), ("testing", 9, 4)]
+    paths = _published_layout(src, items)
+    # Absolute paths of the machine that wrote the file, as generate_data_splits.py records them.
+    elsewhere = lambda n: "/home/someone/DWSNets/dataset/mnist-inrs/" + paths[n].relative_to(src).as_posix()  # noqa: E731
+    splits = {
+        "train": {"path": [elsewhere(1), elsewhere(0)], "label": ["7", "3"]},
+        "val": {"path": [elsewhere(2)], "label": ["1"]},
+        "test": {"path": [elsewhere(3)], "label": ["4"]},
+    }
+    splits_file = tmp_path / "mnist_splits.json"
+    splits_file.write_text(json.dumps(splits))
+    out = tmp_path / "dataset"
+    assert main(["convert", str(src), str(out), "--splits", str(splits_file), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "converted 4 of 4 checkpoints" in printed and "train 2, val 1, test 1" in printed
+    assert "left out 1 checkpoint files the splits file does not name" in printed
+    dataset = WeightSpaceDataset(out, log=False)
+    assert len(dataset) == 4 and dataset.num_classes == 8  # the largest label + 1
+    names = json.loads((out / "checkpoints.json").read_text())["paths"]
+    shard = read_shard(shard_paths(out)[0])
+    by_name = {names[str(int(i))]: (int(y), int(split)) for i, y, split in zip(shard.index, shard.y, shard.split)}
+    relative = lambda n: paths[n].relative_to(src).as_posix()  # noqa: E731
+    assert by_name == {relative(0): (3, 0), relative(1): (7, 0), relative(2): (1, 1), relative(3): (4, 2)}
+    assert dataset.meta["recipe"]["splits"] == str(splits_file.resolve())
+    state = torch.load(paths[3], weights_only=True)
+    row = [names[str(int(i))] for i in shard.index].index(relative(3))
+    for layer in range(3):
+        assert torch.equal(shard.weights[layer][row], state[f"seq.{layer}.weight"])
+        assert torch.equal(shard.biases[layer][row], state[f"seq.{layer}.bias"])
+
+
+def test_convert_splits_file_errors(tmp_path, capsys):
+    src = tmp_path / "mnist-inrs"
+    paths = _published_layout(src, [("training", 3, 0), ("testing", 4, 1)])
+    splits_file = tmp_path / "splits.json"
+    missing = "/elsewhere/mnist_png_training/5_9/checkpoints/model_final.pth"
+    splits_file.write_text(json.dumps({"train": {"path": [str(paths[0]), missing], "label": [3, 5]}}))
+    assert main(["convert", str(src), str(tmp_path / "out"), "--splits", str(splits_file), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{splits_file}: 1 entries name no checkpoint under {src}" in err
+    assert not (tmp_path / "out").exists()
+    assert (
+        main(["convert", str(src), str(tmp_path / "out"), "--splits", str(splits_file), "--skip-bad", "--quiet"]) == 0
+    )
+    assert "skipped 1" in capsys.readouterr().out
+    for document, message in [
+        ("[1, 2]", 'expected {"train"'),
+        ('{"train": {"path": ["a"], "label": []}}', "split 'train' has 1 paths but 0 labels"),
+        ('{"training": {}}', "unknown split 'training'"),
+        ("{not json", "not a JSON splits file"),
+    ]:
+        splits_file.write_text(document)
+        assert main(["convert", str(src), str(tmp_path / "o2"), "--splits", str(splits_file), "--quiet"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    splits_file.write_text(json.dumps({"train": {"path": [str(paths[0])], "label": ["3"]}}))
+    argv = ["convert", str(src), str(tmp_path / "o3"), "--splits", str(splits_file), "--split-ratios", "1,0,0"]
+    assert main(argv) == 1 and "give one" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -141,13 +142,18 @@ def test_fit_sines_reproduces_the_functions(tmp_path, capsys):
     coefficients = torch.cat([s.y for s in written])
     assert coefficients.shape == (4, 2) and torch.equal(coefficients, sine_coefficients(4, seed=0))
     points = sine_points(meta["num_points"])
+    stopped_total = 0
     for shard in written:
         graphs = mlp_to_graph([(w, b) for w, b in zip(shard.weights, shard.biases)], activation=meta["activation"])
         rendered = render_inr(graphs, points, meta["output_offset"])
         mse = (rendered - sine_values(shard.y, points)).square().mean(dim=(1, 2))
-        # Early stopping fires once the MSE before a step is at most 1e-4 (the published threshold).
-        assert float(mse.max()) < 2e-4
-        assert bool((shard.extras["steps"] < 1500).all())
+        torch.testing.assert_close(mse, shard.extras["mse"], rtol=1e-3, atol=1e-7)
+        # Early stopping fires once the MSE before a step is at most 1e-4 (the published threshold). With the
+        # released init (first layer U(+-0.082) for one input) a high frequency b may not fit in 1500 steps.
+        stopped = shard.extras["steps"] < 1500
+        assert bool((mse[stopped] < 2e-4).all())
+        stopped_total = stopped_total + int(stopped.sum())
+    assert stopped_total >= 2
     assert (out / "reconstructions.png").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mse"]["all"]["count"] == 4 and read_meta(out)["mse"] == summary["mse"]
@@ -207,3 +213,49 @@ def test_shared_init_and_hidden_shuffle_keep_the_functions(tmp_path, capsys):
         return (weights - weights[:1]).abs().mean()
 
     assert spread(shared) < spread(independent) / 2
+
+
+SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
+# Published MNIST INR set, std over all entries of the training INRs' first-layer weights.
+PUBLISHED_MNIST_W1_STD = 0.0628
+
+
+def test_mnist_inrs_match_the_released_recipe(tmp_path, capsys):
+    """A few dozen MNIST INRs: first-layer std near the published 0.063 (the SIREN init gave 0.29)."""
+    if not SHARED_MNIST.is_dir():
+        pytest.skip("the shared MNIST copy is not on this machine")
+    out = tmp_path / "mnist"
+    argv = ["fit-inrs", "--source", "mnist", "--root", str(SHARED_MNIST), "--split", "train", "--limit", "36"]
+    code, printed, _ = run_cli(capsys, *argv, "--out", str(out), "--no-progress")
+    assert code == 0 and "| W1 |" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    layers = summary["layer_statistics"]["layers"]
+    assert summary["layer_statistics"]["split"] == "train" and sorted(layers) == ["W1", "W2", "W3", "b1", "b2", "b3"]
+    assert abs(layers["W1"]["std"] - PUBLISHED_MNIST_W1_STD) < 0.15 * PUBLISHED_MNIST_W1_STD, layers["W1"]
+    weights = torch.cat([s.weights[0] for s in shards(out)])
+    assert layers["W1"]["count"] == weights.numel() == 36 * 64
+    torch.testing.assert_close(layers["W1"]["std"], float(weights.double().std()), rtol=1e-9, atol=1e-12)
+    meta = read_meta(out)
+    assert meta["recipe"]["init"] == "dwsnets" and meta["recipe"]["early_stop_loss"] == pytest.approx(1e-4)
+    steps = torch.cat([s.extras["steps"] for s in shards(out)])
+    psnr = torch.cat([s.extras["psnr"] for s in shards(out)])
+    assert steps.dtype == torch.int32 and bool(((steps == 1000) | (psnr >= 40.0)).all())
+    assert summary["steps"]["train"]["count"] == 36
+
+
+def test_fit_inrs_early_stop_flags(tmp_path, capsys):
+    out = tmp_path / "digits"
+    base = ["fit-inrs", "--source", "digits", "--limit", "3", "--split", "train", "--no-progress"]
+    assert run_cli(capsys, *base, "--steps", "1000", "--out", str(out))[0] == 0
+    steps = torch.cat([s.extras["steps"] for s in shards(out)])
+    psnr = torch.cat([s.extras["psnr"] for s in shards(out)])
+    assert bool((steps < 1000).all()) and bool((psnr >= 40.0).all()), (steps, psnr)
+    never = tmp_path / "never"
+    assert run_cli(capsys, *base, "--steps", "30", "--no-early-stop", "--out", str(never))[0] == 0
+    assert read_meta(never)["recipe"]["early_stop_loss"] is None
+    assert torch.cat([s.extras["steps"] for s in shards(never)]).tolist() == [30] * 3
+    siren = tmp_path / "siren"
+    assert run_cli(capsys, *base, "--steps", "30", "--init", "siren", "--out", str(siren))[0] == 0
+    assert read_meta(siren)["recipe"]["init"] == "siren"
+    code, _, err = run_cli(capsys, *base, "--early-stop-psnr", "nan", "--out", str(tmp_path / "bad"))
+    assert code != 0 and "--early-stop-psnr must be a finite number, got nan" in err

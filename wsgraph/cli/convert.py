@@ -30,6 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     labels = parser.add_mutually_exclusive_group()
     labels.add_argument("--labels", metavar="FILE.csv", help="CSV of path,label rows, paths relative to SRC")
     labels.add_argument(
+        "--splits",
+        metavar="FILE.json",
+        help='splits and labels to keep exactly: {"train": {"path": [...], "label": [...]}, "val": ..., "test": ...} '
+        "(the DWSNets INR sets' splits file); each path is matched to the file under SRC that is its longest "
+        "trailing part; files it does not name are left out",
+    )
+    labels.add_argument(
         "--label-regex",
         metavar="REGEX",
         type=_label_regex,
@@ -42,8 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--split-ratios",
         metavar="TRAIN,VAL,TEST",
         type=_split_ratios,
-        default=DEFAULT_SPLIT_RATIOS,
-        help="fractions of networks in train, val and test (default: 0.8,0.1,0.1)",
+        help="fractions of networks in train, val and test (default: 0.8,0.1,0.1; not with --splits)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random split (default: 0)")
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists and is not empty")
@@ -65,18 +71,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.splits is not None and args.split_ratios is not None:
+        raise ValueError("--split-ratios and --splits both set the splits; give one")
     report = convert_checkpoints(
         args.src,
         args.out,
         labels=args.labels,
         label_regex=args.label_regex,
         skip_bad=args.skip_bad,
-        split_ratios=args.split_ratios,
+        split_ratios=args.split_ratios or DEFAULT_SPLIT_RATIOS,
         seed=args.seed,
         force=args.force,
         activation=args.activation,
         shard_size=args.shard_size,
         progress=not args.quiet,
+        splits=args.splits,
     )
     print(format_report(report))
     return 0
@@ -95,6 +104,8 @@ def format_report(report: ConversionReport) -> str:
         lines.append(f"  {root.path}: {counts}; architectures {architectures}")
     if len(report.roots) > 1:
         lines.append(f"  {len(report.roots)} signatures: see {report.out / 'index.json'}")
+    if report.left_out:
+        lines.append(f"left out {len(report.left_out)} checkpoint files the splits file does not name")
     if report.skipped:
         lines.append(f"skipped {len(report.skipped)} (listed in {report.out / 'skipped.json'}):")
         lines.extend(f"  {item.path}: {item.reason}" for item in report.skipped)

@@ -113,6 +113,39 @@ def split_statistics(root: str | os.PathLike, key: str) -> dict[str, dict[str, f
     return table
 
 
+def layer_statistics(root: str | os.PathLike, split: str = "train") -> dict[str, dict[str, float]]:
+    """Mean and std over every entry of each weight and bias layer of one split's networks.
+
+    Keys ``W1..WM`` and ``b1..bM`` (``nn.Linear`` layers in order); computed in float64
+    from running sums, one shard at a time. Comparable with published per-layer
+    statistics of INR sets (the std over all entries of all training networks).
+    """
+    code = SPLITS.index(split)
+    sums: dict[str, list[float]] = {}
+    for path in shard_paths(root):
+        shard = read_shard(path)
+        mask = shard.split.long() == code
+        if not bool(mask.any()):
+            continue
+        layers = [(f"W{n}", w) for n, w in enumerate(shard.weights, 1)] + [
+            (f"b{n}", b) for n, b in enumerate(shard.biases, 1)
+        ]
+        for name, tensor in layers:
+            values = tensor[mask].double()
+            total = sums.setdefault(name, [0.0, 0.0, 0.0])
+            total[0] += values.numel()
+            total[1] += float(values.sum())
+            total[2] += float(values.square().sum())
+    if not sums:
+        raise ValueError(f"{root}: no networks in the {split} split")
+    table = {}
+    for name, (count, total, squares) in sums.items():
+        mean = total / count
+        variance = max(0.0, (squares - count * mean * mean) / max(1.0, count - 1))
+        table[name] = {"count": int(count), "mean": mean, "std": variance**0.5}
+    return table
+
+
 def _describe(values: torch.Tensor) -> dict[str, float]:
     quantiles = torch.quantile(values, torch.tensor([0.05, 0.5], dtype=values.dtype)).tolist()
     return {
@@ -131,7 +164,14 @@ def write_summary(root: str | os.PathLike, summary: dict[str, Any]) -> Path:
     return write_json(Path(root) / SUMMARY_FILE, summary, sort_keys=True)
 
 
-def summarize_fit(root: str | os.PathLike, extra: str, name: str, preview: Path, device_name: str) -> dict[str, Any]:
+def summarize_fit(
+    root: str | os.PathLike,
+    extra: str,
+    name: str,
+    preview: Path,
+    device_name: str,
+    more: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """Record how well a finished set of INRs fits: ``summary.json``, and the same table in ``meta.json``.
 
     Args:
@@ -140,17 +180,35 @@ def summarize_fit(root: str | os.PathLike, extra: str, name: str, preview: Path,
         name: the key of its :func:`split_statistics` table in both files.
         preview: the picture of reconstructions already saved in ``root``.
         device_name: the device the INRs were fitted on.
+        more: other per-network extras to tabulate under their own names (e.g. ``steps``).
 
     Returns:
-        The summary: ``{name: table, "files": {"preview": ...}, "fitted_on": device_name}``.
+        The summary: ``{name: table, **{m: table}, "layer_statistics": {...},
+        "files": {"preview": ...}, "fitted_on": device_name}``; ``layer_statistics``
+        holds :func:`layer_statistics` of the train split (absent without one).
     """
     table = split_statistics(root, extra)
     summary = {name: table, "files": {"preview": preview.name}, "fitted_on": device_name}
+    for other in more:
+        summary[other] = split_statistics(root, other)
+    has_train = any(bool((read_shard(p).split == SPLITS.index("train")).any()) for p in shard_paths(root))
+    if has_train:
+        summary["layer_statistics"] = {"split": "train", "layers": layer_statistics(root, "train")}
     write_summary(root, summary)
     meta = read_meta(root)
     meta[name] = table
     write_meta(root, {k: v for k, v in meta.items() if k not in ("format", "version")})
     return summary
+
+
+def format_layer_statistics(summary: dict[str, Any], digits: int = 4) -> str:
+    """The per-layer mean/std table of a summary's ``layer_statistics``, as markdown."""
+    layers = summary["layer_statistics"]["layers"]
+    names = list(layers)
+    lines = [f"| {summary['layer_statistics']['split']} | {' | '.join(names)} |", "|" + " --- |" * (len(names) + 1)]
+    for stat in ("mean", "std"):
+        lines.append(f"| {stat} | {' | '.join(f'{layers[n][stat]:.{digits}f}' for n in names)} |")
+    return "\n".join(lines)
 
 
 def format_statistics(table: dict[str, dict[str, float]], name: str, digits: int = 2) -> str:

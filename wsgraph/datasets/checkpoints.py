@@ -17,7 +17,8 @@ a regular expression with one group, searched in each relative path. All-integer
 are class numbers, all-numeric ones regression targets, anything else class names
 (numbered in sorted order and recorded as ``class_names``). A network without a label
 gets ``y = -1`` (classification, and datasets without labels) or NaN targets
-(regression).
+(regression). A splits file (``splits=``, the JSON layout of the DWSNets code; see
+:mod:`wsgraph.datasets.split_files`) gives both the labels and the splits instead.
 
 The output is built in a temporary folder next to ``OUT`` and renamed into place at the
 end, so a failed or interrupted conversion leaves nothing behind.
@@ -45,6 +46,7 @@ from tqdm import tqdm
 
 from wsgraph.activations import UNKNOWN, make_activation
 from wsgraph.checkpoint import CHECKPOINT_SUFFIXES, load_checkpoint
+from wsgraph.datasets.split_files import read_splits_file
 from wsgraph.datasets.store import SPLITS, Shard, write_meta, write_shard
 from wsgraph.errors import one_line
 from wsgraph.extract import LinearChain, NotAnMLPError, from_module, from_state_dict, validate
@@ -92,6 +94,7 @@ class ConversionReport:
     skipped: list[SkippedCheckpoint]
     num_files: int
     seconds: float
+    left_out: list[str] = field(default_factory=list)
 
     @property
     def num_networks(self) -> int:
@@ -133,6 +136,7 @@ def convert_checkpoints(
     activation: str | None = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
     progress: bool = True,
+    splits: str | os.PathLike | None = None,
 ) -> ConversionReport:
     """Convert the checkpoints under ``src`` into dataset root(s) at ``out``.
 
@@ -151,6 +155,10 @@ def convert_checkpoints(
             one traced from saved modules, ``"unknown"`` for state_dicts.
         shard_size: the most networks per shard.
         progress: show a progress bar.
+        splits: a JSON splits file (``{"train": {"path": [...], "label": [...]}, ...}``)
+            whose splits and labels are kept exactly; ``split_ratios`` and ``seed`` are
+            then unused. Files it does not name are left out (``report.left_out``); an
+            entry that names no file is an error (skipped with ``skip_bad``).
 
     Raises:
         FileNotFoundError: ``src`` does not exist.
@@ -160,19 +168,40 @@ def convert_checkpoints(
     started = time.perf_counter()
     src, out = Path(src), Path(out)
     _check_arguments(src, out, labels, label_regex, split_ratios, force, activation, shard_size)
+    if splits is not None and (labels is not None or label_regex is not None):
+        raise ValueError("a splits file gives the labels; do not also give --labels or --label-regex")
     files = find_checkpoints(src, exclude=out)
     if not files:
         raise ValueError(f"{src}: no checkpoint files ({', '.join(sorted(CHECKPOINT_SUFFIXES))}) found")
     relative = [path.relative_to(src).as_posix() for path in files]
-    if labels is not None:
+    left_out: list[str] = []
+    missing: list[SkippedCheckpoint] = []
+    if splits is not None:
+        assignment = read_splits_file(splits, relative)
+        if assignment.unmatched and not skip_bad:
+            raise ValueError(
+                f"{splits}: {len(assignment.unmatched)} entries name no checkpoint under {src} "
+                f"(first: {assignment.unmatched[0]!r}; pass --skip-bad to convert the others)"
+            )
+        missing = [SkippedCheckpoint(entry, "named in the splits file, not found") for entry in assignment.unmatched]
+        left_out = assignment.unlisted
+        files = [path for path, name in zip(files, relative) if name in assignment.split]
+        relative = [name for name in relative if name in assignment.split]
+        if not files:
+            raise ValueError(f"{splits}: names none of the {len(left_out)} checkpoint files under {src}")
+        table = interpret_labels({name: assignment.labels[name] for name in relative}, source=str(splits))
+        split_codes = np.array([assignment.split[name] for name in relative], dtype=np.uint8)
+    elif labels is not None:
         table = read_label_csv(labels, relative)
     elif label_regex is not None:
         table = labels_from_regex(label_regex, relative)
     else:
         table = LabelTable()
-    splits = assign_splits(len(files), split_ratios, seed)
+    if splits is None:
+        split_codes = assign_splits(len(files), split_ratios, seed)
     recipe = {
         "command": "wsgraph convert",
+        "splits": None if splits is None else str(Path(splits).resolve()),
         "labels": None if labels is None else str(Path(labels).resolve()),
         "label_regex": label_regex,
         "split_ratios": list(split_ratios),
@@ -184,7 +213,8 @@ def convert_checkpoints(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".converting", dir=out.parent))
     try:
-        writers, skipped = _stream(files, src, staging, table, splits, activation, shard_size, skip_bad, progress)
+        writers, skipped = _stream(files, src, staging, table, split_codes, activation, shard_size, skip_bad, progress)
+        skipped = missing + skipped
         roots = [writer.finish(table, recipe, src) for _, writer in sorted(writers.items())]
         final = _arrange(staging, roots, skipped, src, skip_bad)
         _move_into_place(final, out)
@@ -195,7 +225,7 @@ def convert_checkpoints(
         raise
     for root in roots:
         root.path = out if len(roots) == 1 else out / root.name
-    return ConversionReport(out, roots, skipped, len(files), time.perf_counter() - started)
+    return ConversionReport(out, roots, skipped, len(files), time.perf_counter() - started, left_out)
 
 
 def _stream(

@@ -206,33 +206,67 @@ def _mse(params: list[Tensor], coords: Tensor, targets: Tensor, recipe: SirenRec
 class _FusedTrainer:
     """Preallocated buffers and the in-place step for one batch of networks."""
 
+    # With early stopping, the networks still running are gathered into smaller buffers once at
+    # most this fraction of the rows is active (checked every COMPACT_EVERY steps).
+    COMPACT_BELOW = 0.75
+    COMPACT_EVERY = 10
+
     def __init__(self, recipe: SirenRecipe, grid: PixelGrid | None, coords: Tensor, targets: Tensor) -> None:
-        self.recipe, self.grid, self.targets = recipe, grid, targets
+        self.recipe, self.grid, self.coords = recipe, grid, coords
+        self.loss_scale = 2.0 / (coords.size(0) * recipe.widths[-1])
+        self._allocate(targets)
+
+    def _allocate(self, targets: Tensor) -> None:
+        recipe, coords = self.recipe, self.coords
+        self.targets = targets
         batch, points = targets.size(0), coords.size(0)
         hidden = recipe.widths[1:-1]
         new = dict(device=targets.device, dtype=torch.float32)
         # inputs[l]: [B, P, d_l], the input of weight layer l + 1 (coords, then each sine layer's output).
-        self.coords = coords
         self.inputs = [coords.expand(batch, -1, -1)] + [torch.empty(batch, points, w, **new) for w in hidden]
         # cosines[l]: cos(omega_0 Z_{l+1}), the derivative of sine layer l + 1 up to the factor omega_0.
         self.cosines = [torch.empty(batch, points, w, **new) for w in hidden]
         self.pre = [torch.empty(batch, points, w, **new) for w in hidden]
         self.output = torch.empty(batch, points, recipe.widths[-1], **new)
-        self.loss_scale = 2.0 / (points * recipe.widths[-1])
 
     def run(self, params: list[Tensor]) -> Tensor:
-        """Take ``recipe.steps`` Adam steps on ``params`` in place; return each network's step count."""
+        """Take up to ``recipe.steps`` Adam steps on ``params`` in place; return each network's step count.
+
+        With ``recipe.early_stop_loss``, a network stops after the first step whose loss
+        (computed in that step's forward pass, before its update) is at or below the
+        threshold, as the DWSNets INR trainer breaks after ``optimizer.step()`` once
+        ``loss.item() <= early_stop_loss``; the networks still running are
+        compacted into smaller buffers as others stop. Every network keeps a batch
+        mate (at least two rows), so its arithmetic takes the same kernels whatever
+        stops around it.
+        """
         recipe = self.recipe
-        first_moment = [torch.zeros_like(p) for p in params]
-        second_moment = [torch.zeros_like(p) for p in params]
-        batch = self.targets.size(0)
-        active = torch.ones(batch, dtype=torch.bool, device=self.targets.device)
-        taken = torch.zeros(batch, dtype=torch.long, device=self.targets.device)
+        threshold = recipe.early_stop_loss
+        batch, device = self.targets.size(0), self.targets.device
+        taken = torch.zeros(batch, dtype=torch.long, device=device)
+        rows = torch.arange(batch, device=device)
+        work = params if threshold is None else [p.clone() for p in params]
+        first_moment = [torch.zeros_like(p) for p in work]
+        second_moment = [torch.zeros_like(p) for p in work]
+        active = torch.ones(batch, dtype=torch.bool, device=device)
         beta1, beta2 = recipe.betas
         for step in range(1, recipe.steps + 1):
-            grads, residual = self._gradients(params)
+            if threshold is not None and step % self.COMPACT_EVERY == 1 and step > 1:
+                running = int(active.sum())
+                if running == 0:
+                    break
+                if rows.numel() > 2 and running <= self.COMPACT_BELOW * rows.numel():
+                    keep = _rows_to_keep(active)
+                    for full, part in zip(params, work):
+                        full[rows] = part
+                    rows, active = rows[keep], active[keep]
+                    work = [p[keep] for p in work]
+                    first_moment = [m[keep] for m in first_moment]
+                    second_moment = [m[keep] for m in second_moment]
+                    self._allocate(self.targets[keep])
+            grads, residual = self._gradients(work)
             if recipe.weight_decay:
-                torch._foreach_add_(grads, params, alpha=recipe.weight_decay)
+                torch._foreach_add_(grads, work, alpha=recipe.weight_decay)
             torch._foreach_lerp_(first_moment, grads, 1.0 - beta1)
             torch._foreach_mul_(second_moment, beta2)
             torch._foreach_addcmul_(second_moment, grads, grads, 1.0 - beta2)
@@ -240,19 +274,17 @@ class _FusedTrainer:
             torch._foreach_div_(denominators, math.sqrt(1.0 - beta2**step))
             torch._foreach_add_(denominators, recipe.eps)
             numerators = first_moment
-            if recipe.early_stop_loss is not None:
+            if threshold is not None:
                 # Multiplying by 1 or 0 keeps the arithmetic of running networks as without early stopping.
                 gate = active.to(torch.float32).view(-1, 1, 1)
                 numerators = [moment * gate for moment in first_moment]
-            torch._foreach_addcdiv_(params, numerators, denominators, -recipe.lr / (1.0 - beta1**step))
-            if recipe.early_stop_loss is None:
-                continue
-            taken += active
-            active &= residual.square().mean(dim=(1, 2)) > recipe.early_stop_loss
-            if step % 50 == 0 and not bool(active.any()):
-                break
-        if recipe.early_stop_loss is None:
-            taken.fill_(recipe.steps)
+            torch._foreach_addcdiv_(work, numerators, denominators, -recipe.lr / (1.0 - beta1**step))
+            taken.index_add_(0, rows, active.long())
+            if threshold is not None:
+                active &= residual.square().mean(dim=(1, 2)) > threshold
+        if threshold is not None:
+            for full, part in zip(params, work):
+                full[rows] = part
         return taken
 
     def _gradients(self, params: list[Tensor]) -> tuple[list[Tensor], Tensor]:
@@ -298,6 +330,12 @@ class _FusedTrainer:
         cosines = self.cosines[0].view(batch, grid.height, grid.width, width)
         torch.mul(cos_v, cos_u, out=cosines)
         cosines.addcmul_(sin_v, sin_u, value=-1.0)
+
+
+def _rows_to_keep(active: Tensor) -> Tensor:
+    """The indices of the running rows, padded with stopped ones to at least two."""
+    order = torch.argsort((~active).to(torch.int8), stable=True)
+    return order[: max(2, int(active.sum()))]
 
 
 def _affine(inputs: Tensor, theta: Tensor, scale: float, out: Tensor) -> Tensor:

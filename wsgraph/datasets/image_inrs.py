@@ -1,10 +1,11 @@
 """Image INR datasets: one SIREN per image, fitted in batches and written as shards.
 
 Each shard holds the stacked SIRENs of consecutive images with their labels, splits,
-image numbers and per-network PSNR (``extras["psnr"]``), optionally the dilated
+image numbers, per-network PSNR (``extras["psnr"]``) and Adam steps taken
+(``extras["steps"]``), optionally the dilated
 images for the editing task (``extras["dilated"]``). ``meta.json`` records the recipe,
-the source, the classes and the coordinate convention; ``summary.json`` the PSNR per
-split; ``reconstructions.png`` shows images next to their INRs, rendered from the graphs.
+the source, the classes and the coordinate convention; ``summary.json`` the PSNR and
+steps per split and the per-layer mean and std of the training networks; ``reconstructions.png`` shows images next to their INRs, rendered from the graphs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch import Tensor
 
 from wsgraph import permute
 from wsgraph.convert import mlp_to_graph, stacked_params
-from wsgraph.datasets.build import format_statistics, summarize_fit, write_shards
+from wsgraph.datasets.build import format_layer_statistics, format_statistics, summarize_fit, write_shards
 from wsgraph.datasets.dilation import dilate
 from wsgraph.datasets.fitting import fit_sirens
 from wsgraph.datasets.images import ImageSet, to_intensities
@@ -102,7 +103,10 @@ def fit_image_inrs(
             device=device,
             on_batch=advance,
         )
-        extras = {"psnr": psnr(fit.mse, peak=INTENSITY_RANGE[1] - INTENSITY_RANGE[0]).float()}
+        extras = {
+            "psnr": psnr(fit.mse, peak=INTENSITY_RANGE[1] - INTENSITY_RANGE[0]).float(),
+            "steps": fit.steps.to(torch.int32),
+        }
         if dilated:
             extras["dilated"] = dilate(pixels if images.channels == 3 else pixels.squeeze(-1)).half()
         weights, biases = fit.weights, fit.biases
@@ -123,7 +127,7 @@ def fit_image_inrs(
 
 def finish_image_dataset(root: str | os.PathLike, images: ImageSet, device_name: str = "") -> dict[str, Any]:
     """PSNR summary (``summary.json``, also added to ``meta.json``) and the reconstruction grid."""
-    return summarize_fit(root, "psnr", "psnr_db", save_reconstructions(root, images), device_name)
+    return summarize_fit(root, "psnr", "psnr_db", save_reconstructions(root, images), device_name, more=("steps",))
 
 
 def save_reconstructions(root: str | os.PathLike, images: ImageSet, count: int = 10) -> Path:
@@ -167,8 +171,13 @@ def save_reconstructions(root: str | os.PathLike, images: ImageSet, count: int =
 
 
 def format_psnr_summary(summary: dict[str, Any]) -> str:
-    """The PSNR table of a summary, as markdown."""
-    return format_statistics(summary["psnr_db"], "PSNR")
+    """The PSNR table of a summary (with the steps and per-layer tables when it has them), as markdown."""
+    parts = [format_statistics(summary["psnr_db"], "PSNR")]
+    if "steps" in summary:
+        parts.append(format_statistics(summary["steps"], "steps", digits=1))
+    if "layer_statistics" in summary:
+        parts.append(format_layer_statistics(summary))
+    return "\n\n".join(parts)
 
 
 def _shuffle_hidden_neurons(
@@ -208,7 +217,10 @@ def _meta(
         "shared_init": shared_init,
         "permuted_hidden": permuted,
     }
-    extras = {"psnr": "dB, 10 log10(1 / MSE) of the unclipped output (offset included) against the image in [0, 1]"}
+    extras = {
+        "psnr": "dB, 10 log10(1 / MSE) of the unclipped output (offset included) against the image in [0, 1]",
+        "steps": "int32, the Adam steps the network took (fewer than recipe.steps when it stopped early)",
+    }
     if dilated:
         extras["dilated"] = "[n, H, W(, C)] float16: the image dilated by a 3x3 square of ones, in [0, 1]"
     return {

@@ -7,15 +7,29 @@ Functions", NeurIPS 2020) with widths :math:`d_0, \dots, d_M` computes
     h_0 = x, \qquad h_l = \sin\big(\omega_0 (W_l h_{l-1} + b_l)\big) \ (1 \le l < M),
     \qquad f(x) = W_M h_{M-1} + b_M + \text{offset}.
 
-The DWSNets INR sets (Navon et al., ICML 2023; ``nn/inr.py`` of their code) use
-``INR(in_dim=2, n_layers=3, up_scale=16)``: widths 2-32-32-1, :math:`\omega_0 = 30` on
-every sine layer, an output offset of +0.5 added after the last linear layer (so the
-network itself fits ``image - 0.5`` for intensities in [0, 1]), and this
-initialisation (``init="dwsnets"``):
+The DWSNets INR sets (Navon et al., ICML 2023) were made with the ``INR`` class of the
+authors' released code (``nn/inr.py``), ``INR(in_dim=2, n_layers=3, up_scale=16)``, as
+the authors confirmed in their repository's issues #6 and #7: widths 2-32-32-1,
+:math:`\omega_0 = 30` on every sine layer, an output offset of +0.5 added after the last
+linear layer (so the network itself fits ``image - 0.5`` for intensities in [0, 1]),
+Adam with learning rate 5e-4 on the MSE for at most 1,000 steps, stopping once the INR
+reaches 40 dB PSNR. Two initialisation schemes are offered:
 
-* first sine layer: :math:`W \sim U(-1/d_0, 1/d_0)`, :math:`b = 0`;
-* other sine layers: :math:`W \sim U(-\sqrt{6/d_{l-1}}/\omega_0, \sqrt{6/d_{l-1}}/\omega_0)`, :math:`b = 0`;
-* last (linear) layer: PyTorch's ``nn.Linear`` default, :math:`W, b \sim U(-1/\sqrt{d_{M-1}}, 1/\sqrt{d_{M-1}})`.
+* ``init="dwsnets"`` (the default), the released class exactly. Its ``Siren`` layers are
+  all built without ``is_first``, so the first sine layer is initialised like the others:
+
+  - every sine layer: :math:`W \sim U(-\sqrt{6/d_{l-1}}/\omega_0, \sqrt{6/d_{l-1}}/\omega_0)`
+    (:math:`\pm 0.0577` for :math:`d_0 = 2`), :math:`b = 0`;
+  - last (linear) layer: PyTorch's ``nn.Linear`` default,
+    :math:`W, b \sim U(-1/\sqrt{d_{M-1}}, 1/\sqrt{d_{M-1}})`.
+
+  The DWSNets paper's prose cites the SIREN initialisation; the released code, which
+  made the published data, does not use SIREN's first-layer rule. wsgraph follows the code.
+* ``init="siren"``: the SIREN paper's first-layer rule, :math:`W \sim U(-1/d_0, 1/d_0)`,
+  and otherwise as above (zero sine biases, default last layer). This is what wsgraph
+  used before it matched the released class; with it the first layer is a bank of
+  random high-frequency features that training hardly moves (first-layer weight std
+  about 0.29 on MNIST against 0.063 in the published set).
 
 The weights stored are the plain ``nn.Linear`` ones (:math:`\omega_0` is not folded in),
 so the graph of a fitted SIREN has the activation ``"sine(30.0)"`` and
@@ -33,7 +47,7 @@ from torch import Tensor
 from wsgraph.activations import sine_name
 from wsgraph.spec import WeightSpaceSpec
 
-INIT_SCHEMES = ("dwsnets",)
+INIT_SCHEMES = ("dwsnets", "siren")
 
 
 @dataclass(frozen=True)
@@ -49,8 +63,11 @@ class SirenRecipe:
         betas: Adam's moment decay rates.
         eps: Adam's epsilon.
         weight_decay: L2 penalty added to the gradient, as ``torch.optim.Adam`` does.
-        early_stop_loss: stop updating a network once its MSE is at most this (checked
-            after each step, as the DWSNets sine-INR trainer does); ``None``: never.
+        early_stop_loss: stop a network after the first step whose loss (the MSE of
+            that step's forward pass) is at most this, as the DWSNets INR trainer does;
+            its parameters no longer change; ``None``: never. For images in
+            [0, 1], :func:`psnr_to_mse` turns a PSNR target into this threshold (40 dB:
+            1e-4).
         init: the initialisation scheme (see the module docstring).
     """
 
@@ -147,12 +164,12 @@ def init_bounds(recipe: SirenRecipe) -> list[tuple[float, float]]:
     widths, bounds = recipe.widths, []
     for layer in range(1, len(widths)):
         fan_in = widths[layer - 1]
-        if layer == 1:
-            bounds.append((1.0 / fan_in, 0.0))
-        elif layer < len(widths) - 1:
-            bounds.append((math.sqrt(6.0 / fan_in) / recipe.omega_0, 0.0))
-        else:
+        if layer == len(widths) - 1:
             bounds.append((1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in)))
+        elif layer == 1 and recipe.init == "siren":
+            bounds.append((1.0 / fan_in, 0.0))
+        else:
+            bounds.append((math.sqrt(6.0 / fan_in) / recipe.omega_0, 0.0))
     return bounds
 
 
@@ -212,6 +229,13 @@ def siren_forward(weights: list[Tensor], biases: list[Tensor], coords: Tensor, o
 def psnr(mse: Tensor, peak: float = 1.0) -> Tensor:
     """Peak signal-to-noise ratio in dB, :math:`10 \\log_{10}(\\text{peak}^2 / \\text{MSE})` (``inf`` for an exact fit)."""
     return 10.0 * torch.log10(peak**2 / mse)
+
+
+def psnr_to_mse(decibels: float, peak: float = 1.0) -> float:
+    """The MSE at which a signal of the given peak reaches ``decibels`` PSNR (40 dB, peak 1: 1e-4)."""
+    if not math.isfinite(decibels):
+        raise ValueError(f"a PSNR target must be a finite number of dB, got {decibels}")
+    return peak**2 * 10.0 ** (-decibels / 10.0)
 
 
 # splitmix64 (Steele, Lea and Flood, 2014) on int64 tensors: multiplication wraps, and

@@ -8,16 +8,20 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from wsgraph import Sine, graph_to_mlp, mlp_to_graph
+from wsgraph.convert import graph_to_params
 from wsgraph.transforms import (
     FirstLayerRotation,
     FirstLayerScale,
     GaussianWeightNoise,
     LayerStatistics,
+    LayerStdShift,
     NormalizeWeights,
     RandomHiddenPermutation,
+    RandomInputTranslation,
     WeightDropout,
     rotate_first_layer,
     scale_first_layer,
+    translate_inputs,
 )
 
 STRUCTURE = ("edge_index", "node_layer", "node_index", "edge_layer", "layer_widths", "has_bias")
@@ -203,3 +207,60 @@ def test_reprs_are_deterministic():
     assert repr(FirstLayerRotation(45)) == "FirstLayerRotation(max_angle=45.0)"
     assert repr(FirstLayerScale()) == "FirstLayerScale(low=0.8, high=1.2)"
     assert repr(RandomHiddenPermutation(torch.Generator())) == "RandomHiddenPermutation()"
+
+
+def test_translation_through_the_first_bias_is_the_inr_at_shifted_coordinates():
+    networks = [siren((2, 16, 16, 1), seed=0), siren((2, 8, 12, 1), seed=1)]
+    data = Batch.from_data_list([mlp_to_graph(module) for module in networks])
+    shifts = torch.tensor([[0.2, -0.1], [-0.25, 0.05]])
+    moved = translate_inputs(data, shifts, torch.tensor([1, 1]))
+    assert_same_structure(moved, data)
+    assert torch.equal(moved.edge_attr, data.edge_attr)
+    coords = torch.rand(64, 2) * 2 - 1
+    for network, shift, after in zip(networks, shifts, outputs(moved, coords)):
+        with torch.no_grad():
+            expected = network(coords + shift)
+        torch.testing.assert_close(after, expected, rtol=0, atol=FUNCTION_TOLERANCE)
+
+
+def test_translation_into_a_deeper_bias_adds_the_linear_chain():
+    data = mixed_batch()
+    shifts = torch.tensor([[0.2, -0.1], [0.1, 0.3], [-0.2, 0.2]])
+    moved = translate_inputs(data, shifts, torch.tensor([2, 0, 1]))
+    before, after = graph_to_params(data), graph_to_params(moved)
+    for n, layer in enumerate([2, 0, 1]):
+        weights = [w for w, _ in before[n]]
+        expected = [b.clone() for _, b in before[n]]
+        if layer:
+            chain = shifts[n]
+            for weight in weights[:layer]:
+                chain = weight @ chain
+            expected[layer - 1] += chain
+        for (_, got), want in zip(after[n], expected):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
+def test_random_translation_draws_a_layer_below_the_last_and_shifts_within_scale():
+    data = mixed_batch()
+    generator = torch.Generator().manual_seed(3)
+    moved = RandomInputTranslation(0.25, generator)(data.clone())
+    changed = [
+        [not torch.equal(a, b) for (_, a), (_, b) in zip(x, y)]
+        for x, y in zip(graph_to_params(data), graph_to_params(moved))
+    ]
+    # M = 3 weight layers: the shift lands in bias 1 or 2, never in the output bias.
+    assert all(sum(row) == 1 and not row[2] for row in changed), changed
+    single = Batch.from_data_list([mlp_to_graph(build_mlp((2, 1), seed=0))])
+    assert torch.equal(RandomInputTranslation(0.25, generator)(single.clone()).x, single.x)
+
+
+def test_layer_std_shift_is_the_published_constant_shift():
+    data = mixed_batch()
+    shifted = LayerStdShift(0.1)(data.clone())
+    for before, after in zip(graph_to_params(data), graph_to_params(shifted)):
+        for (weight, bias), (new_weight, new_bias) in zip(before, after):
+            torch.testing.assert_close(new_weight, weight + 0.1 * weight.std(), rtol=0, atol=1e-6)
+            # A one-entry bias (the single output) has no std and stays, as in the published code.
+            expected = bias + 0.1 * bias.std() if bias.numel() > 1 else bias
+            torch.testing.assert_close(new_bias, expected, rtol=0, atol=1e-6)
+    assert torch.equal(shifted.x[data.node_layer == 0], data.x[data.node_layer == 0])

@@ -13,13 +13,14 @@ used for training in its MNIST/Fashion-MNIST classification experiments) act on 
 in the order: translation, rotation, noise, dropout, scale, then per-entry normalisation:
 
 * translation: ``t ~ U(-0.25, 0.25)^{d_0}``; with probability ``1/(M-1)`` it adds
-  :math:`W_1^\top t` to :math:`b_1` (the INR evaluated at shifted coordinates), otherwise
-  :math:`(W_l \cdots W_1)^\top t` to a deeper bias, which ignores the activations;
+  :math:`W_1 t` to :math:`b_1` (the INR evaluated at shifted coordinates), otherwise
+  :math:`W_l \cdots W_1 t` to a deeper bias, which ignores the activations:
+  :class:`RandomInputTranslation`;
 * rotation, only for 2-D inputs: :math:`W_1 \leftarrow W_1 R(\theta)^\top` (``nn.Linear``
   convention), :math:`\theta \sim U(-45^\circ, 45^\circ)`: :class:`FirstLayerRotation`;
 * "noise": every weight and bias layer is shifted by ``0.1 * std(layer)``, a constant,
-  not a random draw (no ``randn`` in the published code); :class:`GaussianWeightNoise`
-  draws real Gaussian noise instead;
+  not a random draw (no ``randn`` in the published code): :class:`LayerStdShift`;
+  :class:`GaussianWeightNoise` draws real Gaussian noise instead;
 * dropout: ``F.dropout(p=0.01)`` on every weight and bias (survivors scaled by
   ``1 / (1 - p)``): :class:`WeightDropout`;
 * scale: :math:`W_1 \leftarrow s W_1`, :math:`s \sim U(0.8, 1.2)`: :class:`FirstLayerScale`.
@@ -182,6 +183,117 @@ class FirstLayerRotation(BaseTransform):
         return f"{self.__class__.__name__}(max_angle={self.max_angle})"
 
 
+class RandomInputTranslation(BaseTransform):
+    r"""The published translation augmentation: shift the input by :math:`t` through one
+    chosen layer's bias.
+
+    For each network, :math:`t \sim U(-\text{scale}, \text{scale})^{d_0}` and a layer
+    :math:`k \sim U\{1, \dots, M - 1\}`; then
+
+    .. math::
+        b_k \leftarrow b_k + W_k W_{k-1} \cdots W_1 t.
+
+    With :math:`k = 1` the network computes :math:`f(x + t)` exactly (an INR shows its
+    signal translated); deeper :math:`k` ignore the activations between layers, as the
+    published code does (``INRDataset._augment`` of DWSNets' ``experiments/data.py``).
+    Networks with one weight layer are left unchanged.
+
+    Args:
+        scale (float): the largest shift per coordinate. (default: :obj:`0.25`)
+        generator (torch.Generator, optional): the random generator. (default: :obj:`None`)
+    """
+
+    def __init__(self, scale: float = 0.25, generator: torch.Generator | None = None) -> None:
+        if not scale >= 0:
+            raise ValueError(f"RandomInputTranslation needs scale >= 0, got {scale}")
+        self.scale = float(scale)
+        self.generator = generator
+
+    def forward(self, data: Data) -> Data:
+        num_graphs = data.layer_widths.size(0)
+        num_layers = _num_weight_layers(data)
+        widest_input = int(data.layer_widths[:, 0].max())
+        offsets = (2 * _rand((num_graphs, widest_input), data.edge_attr, self.generator) - 1) * self.scale
+        draws = _rand((num_graphs,), data.edge_attr, self.generator)
+        # k uniform on 1..M-1 per network (M its own number of weight layers).
+        choices = (num_layers - 1).clamp(min=1).to(draws)
+        layers = (1 + (draws * choices).floor().long()).clamp(max=(num_layers - 1).clamp(min=1))
+        layers = torch.where(num_layers > 1, layers, torch.zeros_like(layers))
+        return translate_inputs(data, offsets, layers)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(scale={self.scale})"
+
+
+class LayerStdShift(BaseTransform):
+    r"""The published "noise" augmentation, which is a deterministic shift: every weight
+    layer and every bias layer of each network is moved by a fraction of its own
+    standard deviation,
+
+    .. math::
+        W_l \leftarrow W_l + \alpha\, \mathrm{std}(W_l), \qquad
+        b_l \leftarrow b_l + \alpha\, \mathrm{std}(b_l),
+
+    with the unbiased standard deviation over the layer's entries, :math:`\alpha = 0.1`.
+    The DWSNets code calls this noise (``w + w.std() * noise_scale``), but nothing in it
+    is random; it is kept as written so that the published protocol can be reproduced.
+    :class:`GaussianWeightNoise` adds real noise. A layer with a single entry (e.g. the
+    bias of a one-output network) has no standard deviation and is left unchanged, as
+    the published code does for biases.
+
+    Args:
+        fraction (float): :math:`\alpha`. (default: :obj:`0.1`)
+    """
+
+    def __init__(self, fraction: float = 0.1) -> None:
+        if not math.isfinite(fraction):
+            raise ValueError(f"LayerStdShift needs a finite fraction, got {fraction}")
+        self.fraction = float(fraction)
+
+    def forward(self, data: Data) -> Data:
+        num_groups = _num_weight_layers(data).max().item() + 1
+        edge_group = _edge_graph(data) * num_groups + data.edge_layer
+        data.edge_attr = data.edge_attr + self.fraction * _group_std(data.edge_attr, edge_group)
+        is_bias = _bias_mask(data)
+        node_group = _node_graph(data) * num_groups + data.node_layer
+        shift = self.fraction * _group_std(data.x, torch.where(is_bias, node_group, -1))
+        data.x = data.x + shift * is_bias.unsqueeze(-1)
+        return data
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(fraction={self.fraction})"
+
+
+def translate_inputs(data: Data, offsets: Tensor, layers: Tensor) -> Data:
+    r"""Add :math:`W_k \cdots W_1 t_n` to bias layer :math:`k = \text{layers}[n]` of network ``n``.
+
+    Args:
+        data: a graph or batch with one weight channel (``edge_attr`` of shape ``[E, 1]``).
+        offsets: ``[B, d]`` the input shifts :math:`t_n`, ``d`` at least every network's
+            input width (extra columns are ignored).
+        layers: ``[B]`` the bias layer each network's shift lands in, ``0`` for none.
+    """
+    if data.edge_attr.dim() != 2 or data.edge_attr.size(1) != 1:
+        raise ValueError(
+            f"translate_inputs needs one weight channel, got edge_attr of shape {tuple(data.edge_attr.shape)}"
+        )
+    source, target = data.edge_index
+    node_graph = _node_graph(data)
+    weights = data.edge_attr[:, 0]
+    # value[i]: W_l ... W_1 t at neuron i of layer l, built one layer at a time.
+    is_input = data.node_layer == 0
+    value = torch.where(is_input, offsets.to(weights)[node_graph, data.node_index.clamp(max=offsets.size(1) - 1)], 0.0)
+    shift = torch.zeros_like(value)
+    for layer in range(1, int(layers.max().clamp(min=0)) + 1):
+        on_layer = data.edge_layer == layer
+        value = torch.zeros_like(value).index_add_(0, target[on_layer], weights[on_layer] * value[source[on_layer]])
+        lands = (data.node_layer == layer) & (layers.to(node_graph.device)[node_graph] == layer)
+        shift = shift + torch.where(lands, value, 0.0)
+    out = copy.copy(data)
+    out.x = data.x + shift.unsqueeze(-1)
+    return out
+
+
 @dataclass(frozen=True)
 class LayerStatistics:
     """Per weight layer ``l = 1..M`` (index ``l - 1``): mean and standard deviation of the
@@ -309,6 +421,34 @@ def _affine(values: Tensor, layer: Tensor, mean: Tensor, std: Tensor, inverse: b
 
 def _bias_mask(data: Data) -> Tensor:
     return data.node_layer > 0
+
+
+def _node_graph(data: Data) -> Tensor:
+    batch = getattr(data, "batch", None)
+    return data.node_layer.new_zeros(data.node_layer.size(0)) if batch is None else batch
+
+
+def _num_weight_layers(data: Data) -> Tensor:
+    """``[B]`` the number of weight layers of each network (``layer_widths`` is padded with zeros)."""
+    return (data.layer_widths > 0).sum(dim=1) - 1
+
+
+def _group_std(values: Tensor, group: Tensor) -> Tensor:
+    """Per row, the unbiased std of its group's entries (0 for groups of one entry; group -1: none)."""
+    valid = group >= 0
+    group = torch.where(valid, group, 0)
+    size = int(group.max()) + 1 if group.numel() else 1
+    entries = values.double().sum(dim=-1) if values.dim() > 1 else values.double()
+    per_row = values.size(-1) if values.dim() > 1 else 1
+    mask = valid.double()
+    count = torch.zeros(size, dtype=torch.float64, device=values.device).index_add_(0, group, mask * per_row)
+    total = torch.zeros_like(count).index_add_(0, group, entries * mask)
+    squares = values.double().square()
+    squares = squares.sum(dim=-1) if values.dim() > 1 else squares
+    total_sq = torch.zeros_like(count).index_add_(0, group, squares * mask)
+    variance = (total_sq - total.square() / count.clamp(min=1)) / (count - 1).clamp(min=1)
+    std = torch.where(count > 1, variance.clamp(min=0).sqrt(), 0.0)
+    return (std[group] * mask).to(values.dtype).unsqueeze(-1)
 
 
 def _first_layer_edges(data: Data) -> Tensor:

@@ -40,7 +40,7 @@ def interrupt_during_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
     ("model", "settings"),
     [
         ("mlp-aug", {"dropout": 0.2, "augment": ("scale",)}),  # batch norm, dropout, two augmentation streams
-        ("dwsnet", {"dropout": 0.1, "patience": 3}),
+        ("dwsnet", {"dropout": 0.1, "patience": 3, "augment": ("published",)}),  # the published augmentations
     ],
 )
 def test_resume_continues_bitwise(
@@ -82,3 +82,8 @@ def test_best_checkpoint_rebuilds_the_model(classification_root: Path, tmp_path:
     model, spec = load_trained_model(tmp_path / "run" / "best.pt")
     assert spec.name == "gine" and spec.signature == (3, 2, 1)
     assert not model.training
+
+
+def test_published_augmentations_expand_in_the_published_order(classification_root: Path, tmp_path: Path) -> None:
+    config = tiny_config(classification_root, tmp_path / "r", "dwsnet", augment=("published", "permute", "rotate"))
+    assert config.augment == ("translate", "rotate", "shift", "dropout", "scale", "permute")

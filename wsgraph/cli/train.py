@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from wsgraph.training.checkpointing import LAST, load_checkpoint
-from wsgraph.training.config import AUGMENTATIONS, LOADERS, MODEL_NAMES, TASKS, TrainConfig
+from wsgraph.training.config import AUGMENTATIONS, LOADERS, MODEL_NAMES, PUBLISHED_AUGMENTATIONS, TASKS, TrainConfig
 from wsgraph.training.run import train
 
 _DEFAULTS = {item.name: item.default for item in dataclasses.fields(TrainConfig)}
@@ -73,7 +73,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         "--augment",
         type=_names,
         metavar="NAMES",
-        help=f"training augmentations, comma separated: {', '.join(AUGMENTATIONS)} (mlp-aug always permutes)",
+        help=f"training augmentations, applied in the order given, comma separated: {', '.join(AUGMENTATIONS)}, "
+        f"or published (= {','.join(PUBLISHED_AUGMENTATIONS)}, the DWSNets INR recipe); mlp-aug always permutes",
     )
     model = parser.add_argument_group("model")
     model.add_argument("--hidden-channels", type=int, metavar="N", help="width (default: 32 DWSNet and MLP, 64 GNNs)")

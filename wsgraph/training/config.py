@@ -12,7 +12,9 @@ MODEL_NAMES = ("dwsnet", "dwsnet-dense", "mlp", "mlp-aug", "gine", "pna", "gatv2
 EDITING_MODELS = ("dwsnet", "dwsnet-dense", "mlp", "mlp-aug")
 TASKS = ("classify", "regress", "dilate")
 LOADERS = ("auto", "stacked", "pyg")
-AUGMENTATIONS = ("permute", "rotate", "scale", "dropout")
+AUGMENTATIONS = ("permute", "translate", "rotate", "shift", "dropout", "scale")
+# The DWSNets INR classification recipe's augmentations, in its order (experiments/data.py).
+PUBLISHED_AUGMENTATIONS = ("translate", "rotate", "shift", "dropout", "scale")
 # Settings that may differ when a run is resumed: where things are and how fast they run,
 # not what is computed.
 RESUMABLE_CHANGES = frozenset({"data", "out", "device", "num_workers", "loader", "progress"})
@@ -54,7 +56,11 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        self.augment = tuple(self.augment)
+        # "published" stands for the published recipe's list, in its order.
+        expanded = [
+            part for name in self.augment for part in (PUBLISHED_AUGMENTATIONS if name == "published" else (name,))
+        ]
+        self.augment = tuple(dict.fromkeys(expanded))
         if self.targets is not None:
             self.targets = tuple(int(t) for t in self.targets)
         self.validate()

@@ -36,8 +36,10 @@ from wsgraph.transforms import (
     FirstLayerRotation,
     FirstLayerScale,
     LayerStatistics,
+    LayerStdShift,
     NormalizeWeights,
     RandomHiddenPermutation,
+    RandomInputTranslation,
     WeightDropout,
 )
 
@@ -194,7 +196,9 @@ class _Run:
         generator = self.augment_generator
         factories = {
             "permute": lambda: RandomHiddenPermutation(generator),
+            "translate": lambda: RandomInputTranslation(generator=generator),
             "rotate": lambda: FirstLayerRotation(generator=generator),
+            "shift": lambda: LayerStdShift(),
             "scale": lambda: FirstLayerScale(generator=generator),
             "dropout": lambda: WeightDropout(AUGMENT_DROPOUT, generator),
         }

@@ -4,7 +4,9 @@ A run folder holds ``last.pt`` (everything needed to continue: model, optimiser,
 scheduler, gradient scaler, random states, epoch, best metric, early-stopping counter,
 per-epoch history) after every epoch, and ``best.pt`` (the model with the best
 validation metric, its :class:`~wsgraph.training.registry.ModelSpec` and the
-configuration) whenever validation improves.
+configuration) whenever validation improves. Both hold the input normalisation
+(``normalization``: the train split's per-layer statistics as tensors), without which
+the stored model would silently mispredict on raw networks.
 """
 
 from __future__ import annotations

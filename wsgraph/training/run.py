@@ -32,6 +32,7 @@ from wsgraph.training.plots import LEARNING_CURVES_PNG, plot_learning_curves
 from wsgraph.training.registry import PERMUTATION_AUGMENTED, ModelSpec, build_model, count_parameters, model_spec
 from wsgraph.training.schedule import warmup_cosine, warmup_steps_for
 from wsgraph.training.tasks import ReferencePredictor, make_task
+from wsgraph.training.trained import NormalizedModel, statistics_from_dict, statistics_to_dict
 from wsgraph.transforms import (
     FirstLayerRotation,
     FirstLayerScale,
@@ -45,6 +46,8 @@ from wsgraph.transforms import (
 
 # The published INR augmentation's dropout probability (DWSNets, experiments/data.py).
 AUGMENT_DROPOUT = 0.01
+# The checkpoint entry holding the input normalisation, which the stored model cannot work without.
+NORMALIZATION = "normalization"
 
 
 def train(config: TrainConfig, resume: str | Path | None = None) -> dict[str, Any]:
@@ -291,6 +294,7 @@ class _Run:
                     "config": self.config.to_dict(),
                     "model_spec": self.spec.to_dict(),
                     "model": self.model.state_dict(),
+                    NORMALIZATION: statistics_to_dict(self.data.statistics),
                     "epoch": self.state["best_epoch"],
                     "metric": self.task.metric,
                     "val_metric": self.state["best_metric"],
@@ -308,6 +312,7 @@ class _Run:
                 "config": self.config.to_dict(),
                 "model_spec": self.spec.to_dict(),
                 "model": self.model.state_dict(),
+                NORMALIZATION: statistics_to_dict(self.data.statistics),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),
@@ -387,17 +392,40 @@ def reference_result(config: TrainConfig) -> dict[str, Any]:
     return _Run(config, setup(config.device)).reference()
 
 
-def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec]:
+def load_trained_model(
+    path: str | Path, device: str | torch.device = "cpu", statistics: LayerStatistics | None = None
+) -> tuple[NormalizedModel, ModelSpec]:
     """The model a ``best.pt`` or ``last.pt`` holds, rebuilt and loaded, in eval mode.
 
-    Inputs must be normalised as in training (the dataset's
-    :attr:`~wsgraph.datasets.WeightSpaceDataset.normalization`).
+    The model takes raw networks, as a dataset stores them: it normalises them with the
+    statistics of its training data, which the checkpoint stores (see
+    :class:`~wsgraph.training.trained.NormalizedModel`), so its predictions are those
+    the run's evaluation made.
+
+    Args:
+        path: the checkpoint.
+        device: where the model goes.
+        statistics: the training data's normalisation, only for checkpoints written
+            before checkpoints stored it (``WeightSpaceDataset(data).statistics``).
+
+    Raises:
+        ValueError: if the checkpoint is damaged, or stores no normalisation and
+            ``statistics`` is not given.
     """
     checkpoint = load_checkpoint(path, required=("model", "model_spec"))
     spec = ModelSpec.from_dict(checkpoint["model_spec"])
+    if NORMALIZATION in checkpoint:
+        statistics = statistics_from_dict(checkpoint[NORMALIZATION], str(path))
+    elif statistics is None:
+        data = checkpoint.get("config", {}).get("data", "DATA")
+        raise ValueError(
+            f"{path}: an older checkpoint without its input normalisation; pass "
+            f"statistics=WeightSpaceDataset({data!r}).statistics to load_trained_model, or train again"
+        )
     model = build_model(spec)
     model.load_state_dict(checkpoint["model"])
-    return model.to(device).eval(), spec
+    trained = NormalizedModel(model, statistics, edits=spec.task == "dilate")
+    return trained.to(device).eval(), spec
 
 
 def _fresh_state() -> dict[str, Any]:

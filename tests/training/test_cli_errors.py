@@ -42,6 +42,13 @@ def test_usage_errors_exit_2(classification_root: Path, tmp_path: Path, capsys, 
     [
         (["--model", "mlp", "--epochs", "0"], "--epochs must be at least 1, got 0"),
         (["--model", "mlp", "--dropout", "1.5"], "--dropout must be in [0, 1), got 1.5"),
+        (["--model", "mlp", "--dropout", "nan"], "--dropout must be in [0, 1), got nan"),
+        (["--model", "mlp", "--lr", "inf"], "--lr must be a positive finite number, got inf"),
+        (["--model", "mlp", "--lr", "nan"], "--lr must be a positive finite number, got nan"),
+        (["--model", "mlp", "--lr", "0"], "--lr must be a positive finite number, got 0.0"),
+        (["--model", "mlp", "--weight-decay", "-0.1"], "--weight-decay must be a finite number >= 0, got -0.1"),
+        (["--model", "mlp", "--weight-decay", "inf"], "--weight-decay must be a finite number >= 0, got inf"),
+        (["--model", "mlp", "--warmup-epochs", "inf"], "--warmup-epochs must be finite, >= 0, got inf"),
         (["--model", "mlp", "--augment", "permute,flip"], "unknown augmentation 'flip'"),
         (["--model", "mlp", "--readout", "max"], "--readout applies to dwsnet and the GNNs, not to --model mlp"),
         (["--model", "gine", "--task", "dilate"], "--model gine predicts per-network outputs and cannot edit weights"),
@@ -121,3 +128,15 @@ def test_config_renders_its_own_command(classification_root: Path, tmp_path: Pat
     command = config.command()
     assert command.startswith(f"wsgraph train --data {classification_root} --model mlp-aug --out {tmp_path / 'r'}")
     assert "--augment rotate,scale" in command and "--no-progress" in command and "--lr 0.01" in command
+
+
+def test_a_loss_that_becomes_non_finite_stops_the_run(classification_root: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "r"
+    status, error = run(
+        capsys,
+        ["train", "--data", str(classification_root), "--model", "mlp", "--out", str(out), *TINY, "--lr", "1e30"],
+    )
+    assert status == 1 and len(error.splitlines()) == 1
+    assert error.startswith(f"wsgraph train: error: {out}: the training loss became non-finite at epoch 1, step ")
+    assert "nothing was saved" in error and "try a lower --lr (now 1e+30)" in error
+    assert not (out / "last.pt").exists() and not (out / "best.pt").exists()

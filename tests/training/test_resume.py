@@ -10,6 +10,8 @@ import torch
 from wsgraph.training import load_trained_model, train
 from wsgraph.training import run as run_module
 from wsgraph.training.checkpointing import load_checkpoint
+from wsgraph.training.run import NonFiniteLossError
+from wsgraph.training.tasks import Classification
 
 from .conftest import tiny_config
 
@@ -87,3 +89,31 @@ def test_best_checkpoint_rebuilds_the_model(classification_root: Path, tmp_path:
 def test_published_augmentations_expand_in_the_published_order(classification_root: Path, tmp_path: Path) -> None:
     config = tiny_config(classification_root, tmp_path / "r", "dwsnet", augment=("published", "permute", "rotate"))
     assert config.augment == ("translate", "rotate", "shift", "dropout", "scale", "permute")
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_epoch_before(
+    classification_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seventh training batch's loss is NaN: epoch 2, step 2 (5 steps per epoch); last.pt keeps epoch 1."""
+    real = Classification.losses
+    calls = {"count": 0}
+
+    def poisoned(self, output, batch):
+        losses = real(self, output, batch)
+        if not torch.is_grad_enabled():  # validation and test
+            return losses
+        calls["count"] += 1
+        return losses * float("nan") if calls["count"] == 7 else losses
+
+    monkeypatch.setattr(Classification, "losses", poisoned)
+    out = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError) as error:
+        train(tiny_config(classification_root, out, "mlp", epochs=EPOCHS))
+    assert str(error.value) == (
+        f"{out}: the training loss became non-finite at epoch 2, step 2 of 5; stopped (last.pt keeps epoch 1); "
+        "try a lower --lr (now 0.01) or check the data"
+    )
+    kept = load_checkpoint(out / "last.pt")
+    assert kept["epoch"] == 1 and len(kept["history"]) == 1
+    assert all(bool(torch.isfinite(value).all()) for value in kept["model"].values() if value.is_floating_point())
+    assert len((out / "metrics.csv").read_text().splitlines()) == 2

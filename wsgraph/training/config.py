@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import shlex
 from dataclasses import dataclass
 from typing import Any
@@ -85,14 +86,22 @@ class TrainConfig:
             raise ValueError("give --warmup-steps or --warmup-epochs, not both")
         _check(self.epochs >= 1, "epochs", self.epochs, "at least 1")
         _check(self.batch_size >= 1, "batch-size", self.batch_size, "at least 1")
-        _check(self.lr > 0, "lr", self.lr, "positive")
-        _check(self.weight_decay >= 0, "weight-decay", self.weight_decay, "at least 0")
+        # `float` parses "inf" and "nan", which would train on non-finite losses to the end.
+        _check(math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a positive finite number")
+        _check(
+            math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+            "weight-decay",
+            self.weight_decay,
+            "a finite number >= 0",
+        )
         _check(0 <= self.dropout < 1, "dropout", self.dropout, "in [0, 1)")
         _check(self.patience >= 0, "patience", self.patience, "at least 0 (0: no early stopping)")
         _check(self.num_workers >= 0, "num-workers", self.num_workers, "at least 0")
         for name in ("warmup_steps", "warmup_epochs"):
             value = getattr(self, name)
-            _check(value is None or value >= 0, name.replace("_", "-"), value, "at least 0")
+            _check(
+                value is None or (math.isfinite(value) and value >= 0), name.replace("_", "-"), value, "finite, >= 0"
+            )
         for name in ("hidden_channels", "depth", "max_train"):
             value = getattr(self, name)
             _check(value is None or value >= 1, name.replace("_", "-"), value, "at least 1")

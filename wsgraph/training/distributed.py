@@ -85,6 +85,14 @@ def all_reduce_sum(values: Tensor, context: DistributedContext) -> Tensor:
     return total
 
 
+def all_reduce_min(values: Tensor, context: DistributedContext) -> Tensor:
+    """The elementwise minimum of ``values`` over all processes (a copy)."""
+    total = values.detach().clone()
+    if context.is_distributed:
+        dist.all_reduce(total, op=dist.ReduceOp.MIN)
+    return total
+
+
 def all_gather_objects(value: Any, context: DistributedContext) -> list[Any]:
     """``[value of rank 0, value of rank 1, ...]``, on every process."""
     if not context.is_distributed:

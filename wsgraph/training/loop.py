@@ -15,7 +15,7 @@ from torch_geometric.data import Batch
 from torch_geometric.transforms import BaseTransform
 from tqdm.auto import tqdm
 
-from wsgraph.training.distributed import DistributedContext, all_reduce_sum
+from wsgraph.training.distributed import DistributedContext, all_reduce_min, all_reduce_sum
 from wsgraph.training.loaders import GraphLoader, StackedLoader
 from wsgraph.training.tasks import Task, detach_sum
 from wsgraph.transforms import NormalizeWeights
@@ -78,6 +78,7 @@ class EpochResult:
     loss: float
     networks: int
     seconds: float
+    first_non_finite_step: int | None = None
 
     @property
     def networks_per_second(self) -> float:
@@ -119,15 +120,19 @@ def train_epoch(
         progress: show a progress bar with the running loss and networks/s.
 
     Returns:
-        The mean loss and the networks trained on, over all processes, and the seconds taken.
+        The mean loss and the networks trained on, over all processes, the seconds taken,
+        and the first step (0-based, over all processes) whose loss was not finite.
     """
     model.train()
     device = context.device
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    # Tracked on the device: asking the host about every step's loss would wait for the device each time.
+    no_step = len(loader)
+    first_bad = torch.full((), no_step, dtype=torch.long, device=device)
     networks = 0
     bar = tqdm(total=len(loader), desc=description, leave=False, disable=not progress, unit="step", dynamic_ncols=True)
     start = last_refresh = time.perf_counter()
-    for batch, global_size in zip(loader, loader.plan.global_sizes()):
+    for step, (batch, global_size) in enumerate(zip(loader, loader.plan.global_sizes())):
         batch = prepare(batch, True)
         with precision.autocast():
             losses = task.losses(model(batch), batch)
@@ -138,6 +143,7 @@ def train_epoch(
         scaler.update()
         scheduler.step()
         loss_sum += detach_sum(losses)
+        first_bad = torch.where(torch.isfinite(loss.detach()) | (first_bad < no_step), first_bad, step)
         networks += batch.num_graphs
         bar.update()
         now = time.perf_counter()
@@ -151,7 +157,8 @@ def train_epoch(
     )
     count = int(totals[1].item())
     seconds = time.perf_counter() - start  # after .item(): the device has finished the epoch
-    return EpochResult(float(totals[0].item()) / max(count, 1), count, seconds)
+    bad = int(all_reduce_min(first_bad, context).item())
+    return EpochResult(float(totals[0].item()) / max(count, 1), count, seconds, None if bad == no_step else bad)
 
 
 @torch.no_grad()

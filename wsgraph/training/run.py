@@ -50,6 +50,10 @@ AUGMENT_DROPOUT = 0.01
 NORMALIZATION = "normalization"
 
 
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite: the run stopped, its files keep the last finite epoch."""
+
+
 def train(config: TrainConfig, resume: str | Path | None = None) -> dict[str, Any]:
     """Train, validate and test one model; write checkpoints, metrics, curves and the result.
 
@@ -64,6 +68,10 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> dict[str, An
 
     Returns:
         The result document, also written to ``config.out/result.json``.
+
+    Raises:
+        NonFiniteLossError: if the training or validation loss becomes NaN or infinite;
+            ``last.pt`` then keeps the epoch before.
     """
     return _Run(config, setup(config.device)).execute(resume)
 
@@ -258,10 +266,14 @@ class _Run:
                 description=f"epoch {epoch + 1}/{config.epochs}",
                 progress=show,
             )
+            if result.first_non_finite_step is not None:
+                self._stop_non_finite("training", result.first_non_finite_step)
             eval_start = time.perf_counter()
             val_loss, val_metric = evaluate(
                 self.model, self.loaders["val"], self.task, self.prepare, self.precision, self.context
             )
+            if not math.isfinite(val_loss):
+                self._stop_non_finite("validation", None)
             row = {
                 "epoch": epoch + 1,
                 "train_loss": result.loss,
@@ -285,6 +297,16 @@ class _Run:
             state["stopped_early"] = bool(config.patience) and state["epochs_since_best"] >= config.patience
             self._save_last()
             self._log_epoch(row, improved)
+
+    def _stop_non_finite(self, which: str, step: int | None) -> None:
+        """End the run before it saves anything of this epoch: what the files hold stays finite."""
+        epoch = self.state["epoch"]
+        where = f"epoch {epoch + 1}" + ("" if step is None else f", step {step + 1} of {len(self.loaders['train'])}")
+        kept = f"{LAST} keeps epoch {epoch}" if epoch else "nothing was saved"
+        raise NonFiniteLossError(
+            f"{self.out}: the {which} loss became non-finite at {where}; stopped ({kept}); "
+            f"try a lower --lr (now {self.config.lr:g}) or check the data"
+        )
 
     def _save_best(self) -> None:
         if self.context.is_main:

@@ -83,13 +83,14 @@ def _fit_digit_inrs(root: Path, args: argparse.Namespace) -> None:
 
     from wsgraph.datasets.image_inrs import fit_image_inrs, format_psnr_summary
     from wsgraph.datasets.images import load_images
-    from wsgraph.datasets.siren import SirenRecipe
+    from wsgraph.datasets.siren import SirenRecipe, psnr_to_mse
     from wsgraph.runtime import resolve_device
 
     images = load_images("digits", seed=args.seed)
     if args.limit is not None:
         images = images.head_per_split(args.limit)
-    recipe = replace(SirenRecipe(), steps=args.steps)
+    # The recipe of `wsgraph fit-inrs`: the released init, each INR stopped at 40 dB.
+    recipe = replace(SirenRecipe(), steps=args.steps, early_stop_loss=psnr_to_mse(40.0))
     summary = fit_image_inrs(
         images,
         root,

@@ -1,3 +1,4 @@
+import math
 import os
 from itertools import pairwise
 
@@ -7,8 +8,9 @@ from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
 from wsgraph import graph_to_params, mlp_to_graph
+from wsgraph.datasets.checkpoints import convert_checkpoints
 from wsgraph.datasets.dataset import WeightSpaceDataset
-from wsgraph.datasets.store import SPLITS, Shard, shard_paths, write_meta, write_shard
+from wsgraph.datasets.store import SPLITS, Shard, contents, read_meta, shard_paths, write_meta, write_shard
 from wsgraph.transforms import FirstLayerScale
 
 ACTIVATION = "sine(30.0)"
@@ -292,3 +294,206 @@ def test_dataset_moved_to_cuda_gives_the_same_graphs_there(shared_store):
     assert_graphs_equal(item.cpu(), on_cpu[3])
     normalized = on_gpu.normalization(item)
     torch.testing.assert_close(normalized.edge_attr.cpu(), on_cpu.normalization(on_cpu[3]).edge_attr)
+
+
+def one_line_error(error: pytest.ExceptionInfo) -> str:
+    message = str(error.value)
+    assert len(message.splitlines()) == 1, message
+    return message
+
+
+def recorded_store(root, shards, **meta):
+    """A store whose meta.json records its shards and split sizes, as the dataset writers do."""
+    split = torch.cat([shard.split for shard in shards])
+    return write_store(root, shards, **contents(split, len(shards)), **meta)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[1, 2]", "not a wsgraph dataset (a JSON list, not an object)"),
+        ('"wsgraph-weights"', "not a wsgraph dataset (a JSON str, not an object)"),
+        ("{", "not valid JSON"),
+    ],
+)
+def test_meta_json_that_is_not_an_object_is_named(tmp_path, text, message):
+    write_store(tmp_path, [random_shard((2, 4, 1), 6, seed=0)])
+    (tmp_path / "meta.json").write_text(text)
+    with pytest.raises(ValueError) as error:
+        WeightSpaceDataset(tmp_path)
+    assert one_line_error(error).startswith(f"{tmp_path / 'meta.json'}: {message}")
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"task": 5}, "'task' must be 'classification', 'regression' or null, got 5"),
+        ({"task": ["classification"]}, "'task' must be 'classification', 'regression' or null"),
+        ({"num_classes": "ten"}, "'num_classes' must be an integer in [0, 100000], got \"ten\""),
+        ({"num_classes": True}, "'num_classes' must be an integer in [0, 100000], got true"),
+        ({"num_classes": 10**12}, "'num_classes' must be an integer in [0, 100000], got 1000000000000"),
+        ({"class_names": "cat,dog"}, "'class_names' must be a list of strings"),
+        ({"activation": 3}, "'activation' must be a string, got 3"),
+        ({"widths": "2-4-1"}, "'widths' must be a list of at least two positive integers"),
+        ({"image_shape": [8, 0]}, "'image_shape' must be [H, W] or [H, W, C] of positive integers"),
+        ({"output_offset": "half"}, "'output_offset' must be a finite number"),
+        ({"num_shards": 0}, "'num_shards' must be a positive integer, got 0"),
+        ({"split_sizes": {"train": 1}}, "'split_sizes' must be {'train': N, 'val': N, 'test': N}"),
+        ({"class_names": ["0.5", "nan", "1.5"]}, "the class names are numbers, 'nan' among them"),
+    ],
+)
+def test_meta_entries_of_the_wrong_type_are_named(tmp_path, entry, message):
+    write_store(tmp_path, [random_shard((2, 4, 1), 6, seed=0)], **entry)
+    with pytest.raises(ValueError) as error:
+        WeightSpaceDataset(tmp_path)
+    assert one_line_error(error).startswith(f"{tmp_path / 'meta.json'}: {message}")
+
+
+def test_the_writers_record_shards_and_split_sizes(tmp_path):
+    shards = [random_shard((2, 4, 1), 6, seed=n, first_index=6 * n) for n in range(4)]
+    recorded_store(tmp_path, shards)
+    assert len(WeightSpaceDataset(tmp_path)) == 24
+    shard_paths(tmp_path)[1].unlink()
+    with pytest.raises(ValueError) as error:
+        WeightSpaceDataset(tmp_path)
+    assert one_line_error(error) == (
+        f"{tmp_path}: shards/shard-00001.pt missing (meta.json records 4 shards); the dataset is incomplete"
+    )
+    shard_paths(tmp_path)[-1].unlink()
+    with pytest.raises(ValueError, match=r"shards/shard-00001.pt and 1 more missing \(meta.json records 4 shards\)"):
+        WeightSpaceDataset(tmp_path)
+
+
+def test_a_shard_meta_json_does_not_record_is_refused(tmp_path):
+    recorded_store(tmp_path, [random_shard((2, 4, 1), 6, seed=0)])
+    write_shard(tmp_path, 1, random_shard((2, 4, 1), 6, seed=1))
+    with pytest.raises(ValueError) as error:
+        WeightSpaceDataset(tmp_path)
+    assert one_line_error(error) == f"{tmp_path}: shards/shard-00001.pt is not one of the 1 shards meta.json records"
+
+
+def test_a_replaced_shard_with_other_split_sizes_is_refused(tmp_path):
+    shards = [random_shard((2, 4, 1), 30, seed=0), random_shard((2, 4, 1), 30, seed=1, first_index=30)]
+    recorded_store(tmp_path, shards)
+    write_shard(tmp_path, 1, random_shard((2, 4, 1), 20, seed=1, first_index=30))
+    with pytest.raises(ValueError) as error:
+        WeightSpaceDataset(tmp_path)
+    message = one_line_error(error)
+    assert message.startswith(f"{tmp_path}: the shards hold ") and "networks, meta.json records" in message
+
+
+def test_datasets_written_before_the_record_still_open(tmp_path):
+    shards = [random_shard((2, 4, 1), 6, seed=n, first_index=6 * n) for n in range(3)]
+    write_store(tmp_path, shards)
+    shard_paths(tmp_path)[1].unlink()
+    assert len(WeightSpaceDataset(tmp_path)) == 12
+
+
+def replaced(shard, **fields):
+    values = {
+        "weights": shard.weights,
+        "biases": shard.biases,
+        "y": shard.y,
+        "split": shard.split,
+        "index": shard.index,
+        "extras": shard.extras,
+    }
+    return Shard(**{**values, **fields})
+
+
+def with_value(tensor, position, value):
+    changed = tensor.clone()
+    changed.view(-1)[position] = value
+    return changed
+
+
+@pytest.mark.parametrize(
+    ("change", "declared", "message"),
+    [
+        (lambda s: replaced(s, split=with_value(s.split, 2, 3)), True, "split code 3 is not 0 (train), 1 (val) or 2"),
+        (
+            lambda s: replaced(s, weights=[with_value(s.weights[0], 5, math.nan), *s.weights[1:]]),
+            True,
+            "1 of 8 networks have NaN or infinite weights or biases",
+        ),
+        (
+            lambda s: replaced(s, biases=[with_value(b, 0, math.inf) for b in s.biases]),
+            True,
+            "1 of 8 networks have NaN or infinite weights or biases",
+        ),
+        (
+            lambda s: replaced(s, y=with_value(s.y, 1, 57)),
+            True,
+            "class label 57 is not below meta.json's num_classes 10",
+        ),
+        (lambda s: replaced(s, y=with_value(s.y, 1, -2)), True, "class label -2 is negative (-1 marks an unlabeled"),
+        (
+            lambda s: replaced(s, y=with_value(s.y, 1, 999999999999)),
+            False,
+            "class label 999999999999 would make 1,000,000,000,000 classes, more than 100,000",
+        ),
+    ],
+)
+def test_shard_values_no_model_can_learn_from_are_named(tmp_path, change, declared, message):
+    write_store(tmp_path, [change(random_shard((2, 4, 1), 8, seed=0))])
+    if not declared:
+        write_meta(tmp_path, {"kind": "inr", "task": "classification", "activation": ACTIVATION})
+    with pytest.raises(ValueError) as error:
+        WeightSpaceDataset(tmp_path)
+    assert one_line_error(error).startswith(f"{shard_paths(tmp_path)[0]}: {message}")
+
+
+def test_infinite_regression_targets_are_refused_and_nan_ones_are_unlabeled(tmp_path):
+    shard = random_shard((1, 4, 1), 8, seed=0, regression=True)
+    write_store(tmp_path / "nan", [replaced(shard, y=with_value(shard.y, 0, math.nan))], task="regression")
+    assert len(WeightSpaceDataset(tmp_path / "nan")) == 8
+    write_store(tmp_path / "inf", [replaced(shard, y=with_value(shard.y, 0, -math.inf))], task="regression")
+    with pytest.raises(ValueError) as error:
+        WeightSpaceDataset(tmp_path / "inf")
+    assert one_line_error(error) == (
+        f"{shard_paths(tmp_path / 'inf')[0]}: 1 regression targets are infinite (NaN marks an unlabeled network)"
+    )
+
+
+def test_numeric_labels_with_a_nan_do_not_become_classes(tmp_path):
+    """A labels file of numbers with one 'nan' must not turn a regression set into classes named by numbers."""
+    src = tmp_path / "checkpoints"
+    rows = []
+    for number in range(6):
+        network = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+        (src).mkdir(exist_ok=True)
+        torch.save(network.state_dict(), src / f"net{number}.pt")
+        rows.append(f"net{number}.pt,{'nan' if number == 3 else number * 0.5}")
+    (tmp_path / "targets.csv").write_text("\n".join(rows) + "\n")
+    convert_checkpoints(src, tmp_path / "out", labels=tmp_path / "targets.csv", progress=False)
+    with pytest.raises(ValueError) as error:
+        WeightSpaceDataset(tmp_path / "out")
+    assert one_line_error(error).startswith(f"{tmp_path / 'out' / 'meta.json'}: the class names are numbers, 'nan'")
+
+
+def test_a_huge_class_label_from_a_labels_file_is_refused_before_training(tmp_path):
+    src = tmp_path / "checkpoints"
+    src.mkdir()
+    rows = []
+    for number in range(4):
+        network = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+        torch.save(network.state_dict(), src / f"net{number}.pt")
+        rows.append(f"net{number}.pt,{999999999999 if number == 2 else number % 2}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    convert_checkpoints(src, tmp_path / "out", labels=tmp_path / "labels.csv", progress=False)
+    with pytest.raises(ValueError) as error:
+        WeightSpaceDataset(tmp_path / "out")
+    assert one_line_error(error).startswith(f"{tmp_path / 'out' / 'meta.json'}: 'num_classes' must be an integer in")
+
+
+def test_convert_records_shards_and_split_sizes(tmp_path):
+    src = tmp_path / "checkpoints"
+    src.mkdir()
+    for number in range(5):
+        network = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1))
+        torch.save(network.state_dict(), src / f"net{number}.pt")
+    convert_checkpoints(src, tmp_path / "out", shard_size=2, progress=False)
+    meta = read_meta(tmp_path / "out")
+    assert meta["num_shards"] == len(shard_paths(tmp_path / "out")) == 3
+    assert meta["split_sizes"] == {name: len(WeightSpaceDataset(tmp_path / "out", split=name)) for name in SPLITS}
+    assert sum(meta["split_sizes"].values()) == 5

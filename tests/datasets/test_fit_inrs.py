@@ -42,6 +42,7 @@ def test_fit_inrs_writes_a_dataset(tmp_path, capsys):
     assert meta["intensity_range"] == [0.0, 1.0] and meta["image_shape"] == [8, 8, 1]
     written = shards(out)
     assert [len(s) for s in written] == [5, 5, 2]
+    assert meta["num_shards"] == 3 and meta["split_sizes"] == {"train": 4, "val": 4, "test": 4}
     labels = torch.cat([s.y for s in written])
     split = torch.cat([s.split for s in written])
     index = torch.cat([s.index for s in written])
@@ -113,6 +114,28 @@ def test_fit_inrs_errors_are_one_line(tmp_path, capsys, argv, message):
     assert not shard_paths(tmp_path / "out")
 
 
+def test_a_diverging_fit_writes_no_shard_and_a_corrected_rerun_succeeds(tmp_path, capsys):
+    out = tmp_path / "digits"
+    code, _, error = run_cli(capsys, *FIT, "--out", str(out), "--lr", "1e30")
+    assert code == 1 and len(error.strip().splitlines()) == 1
+    assert error.startswith(f"wsgraph fit-inrs: error: {out / 'shards' / 'shard-00000.pt'}: not written: ")
+    assert "of 5 fitted networks have NaN or infinite weights (the fit diverged); try a lower --lr than 1e+30" in error
+    assert not shard_paths(out)
+    code, _, error = run_cli(capsys, *FIT, "--out", str(out))
+    assert code == 0, error
+    assert len(shard_paths(out)) == 3 and read_meta(out)["recipe"]["lr"] == 5e-4
+
+
+def test_a_fit_that_cannot_start_leaves_the_folder_to_a_corrected_rerun(tmp_path, capsys):
+    out = tmp_path / "digits"
+    code, _, error = run_cli(capsys, *FIT, "--out", str(out), "--hidden", "100000000")
+    assert code == 1 and len(error.strip().splitlines()) == 1 and error.startswith("wsgraph fit-inrs: error: ")
+    assert not shard_paths(out)
+    code, _, error = run_cli(capsys, *FIT, "--out", str(out))
+    assert code == 0, error
+    assert read_meta(out)["widths"] == [2, 32, 32, 1]
+
+
 def test_fit_inrs_without_cuda_says_so(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
@@ -138,6 +161,7 @@ def test_fit_sines_reproduces_the_functions(tmp_path, capsys):
     assert code == 0 and "MSE" in printed
     meta = read_meta(out)
     assert meta["task"] == "regression" and meta["widths"] == [1, 32, 32, 1] and meta["recipe"]["steps"] == 1500
+    assert meta["num_shards"] == 2 and sum(meta["split_sizes"].values()) == 4
     written = shards(out)
     coefficients = torch.cat([s.y for s in written])
     assert coefficients.shape == (4, 2) and torch.equal(coefficients, sine_coefficients(4, seed=0))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from wsgraph.datasets.store import SPLITS, Shard, write_meta, write_shard
+from wsgraph.datasets.store import SPLITS, Shard, contents, write_meta, write_shard
 from wsgraph.training import TrainConfig
 
 WIDTHS = (2, 8, 8, 1)
@@ -23,12 +23,14 @@ def write_store(
     seed: int = 0,
     extras: dict[str, torch.Tensor] | None = None,
     shards: int = 1,
+    record: bool = False,
 ) -> Path:
     """Write ``count`` random networks of ``widths`` whose labels depend on their weights.
 
     Class ``c`` networks have weights drawn around ``c - 1``, so every model (invariant or
     not) can learn the label; regression targets are each network's mean first-layer
-    weight and mean last-layer bias. Splits: 60% train, 20% val, 20% test.
+    weight and mean last-layer bias. Splits: 60% train, 20% val, 20% test. ``record``
+    writes the shard count and split sizes into meta.json, as the dataset writers do.
     """
     generator = torch.Generator().manual_seed(seed)
     labels = torch.arange(count) % NUM_CLASSES
@@ -58,6 +60,8 @@ def write_store(
     meta = {"kind": "test", "task": task, "widths": list(widths), "activation": "relu"}
     if task == "classification":
         meta["num_classes"] = NUM_CLASSES
+    if record:
+        meta.update(contents(split, shards))
     write_meta(root, meta)
     return root
 

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from wsgraph.cli.main import main
+from wsgraph.datasets.store import read_meta, read_shard, write_meta, write_shard
 
 from .conftest import tiny_config, write_store
 
@@ -140,3 +142,90 @@ def test_a_loss_that_becomes_non_finite_stops_the_run(classification_root: Path,
     assert error.startswith(f"wsgraph train: error: {out}: the training loss became non-finite at epoch 1, step ")
     assert "nothing was saved" in error and "try a lower --lr (now 1e+30)" in error
     assert not (out / "last.pt").exists() and not (out / "best.pt").exists()
+
+
+def train_on(capsys: pytest.CaptureFixture, data: Path, out: Path) -> tuple[int, str]:
+    status, error = run(capsys, ["train", "--data", str(data), "--model", "mlp", "--out", str(out), *TINY])
+    assert status == 1 and error.startswith("wsgraph train: error: ") and len(error.splitlines()) == 1, error
+    assert not (out / "last.pt").exists()
+    return status, error.removeprefix("wsgraph train: error: ")
+
+
+def test_a_missing_middle_shard_is_named(tmp_path: Path, capsys) -> None:
+    root = write_store(tmp_path / "data", count=60, shards=4, record=True)
+    (root / "shards" / "shard-00002.pt").unlink()
+    _, error = train_on(capsys, root, tmp_path / "r")
+    assert error == f"{root}: shards/shard-00002.pt missing (meta.json records 4 shards); the dataset is incomplete"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[]", "not a wsgraph dataset (a JSON list, not an object)"),
+        ('"meta"', "not a wsgraph dataset (a JSON str, not an object)"),
+    ],
+)
+def test_meta_json_that_is_not_an_object(tmp_path: Path, capsys, text: str, message: str) -> None:
+    root = write_store(tmp_path / "data")
+    (root / "meta.json").write_text(text)
+    _, error = train_on(capsys, root, tmp_path / "r")
+    assert error == f"{root / 'meta.json'}: {message}"
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"task": ["classification"]}, "'task' must be 'classification', 'regression' or null"),
+        ({"num_classes": "3"}, "'num_classes' must be an integer in [0, 100000], got \"3\""),
+        ({"num_shards": "1"}, "'num_shards' must be a positive integer"),
+    ],
+)
+def test_meta_entries_of_the_wrong_type(tmp_path: Path, capsys, entry: dict, message: str) -> None:
+    root = write_store(tmp_path / "data")
+    meta = read_meta(root)
+    write_meta(root, {**{k: v for k, v in meta.items() if k not in ("format", "version")}, **entry})
+    _, error = train_on(capsys, root, tmp_path / "r")
+    assert error.startswith(f"{root / 'meta.json'}: {message}")
+
+
+def rewrite_first_shard(root: Path, change) -> Path:
+    path = root / "shards" / "shard-00000.pt"
+    shard = read_shard(path)
+    change(shard)
+    write_shard(root, 0, shard)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: s.y.__setitem__(4, 57), "class label 57 is not below meta.json's num_classes 3"),
+        (lambda s: s.y.__setitem__(4, 999999999999), "class label 999999999999 is not below meta.json's num_classes 3"),
+        (lambda s: s.split.__setitem__(4, 7), "split code 7 is not 0 (train), 1 (val) or 2 (test)"),
+        (lambda s: s.weights[1].__setitem__((3, 0, 0), float("nan")), "1 of 60 networks have NaN or infinite"),
+    ],
+)
+def test_shard_values_that_cannot_train(tmp_path: Path, capsys, change, message: str) -> None:
+    root = write_store(tmp_path / "data")
+    path = rewrite_first_shard(root, change)
+    _, error = train_on(capsys, root, tmp_path / "r")
+    assert error.startswith(f"{path}: {message}")
+
+
+def test_huge_labels_without_declared_classes(tmp_path: Path, capsys) -> None:
+    root = write_store(tmp_path / "data")
+    meta = read_meta(root)
+    write_meta(root, {k: v for k, v in meta.items() if k not in ("format", "version", "num_classes")})
+    path = rewrite_first_shard(root, lambda s: s.y.__setitem__(0, 999999999999))
+    _, error = train_on(capsys, root, tmp_path / "r")
+    assert error == f"{path}: class label 999999999999 would make 1,000,000,000,000 classes, more than 100,000"
+
+
+def test_regression_targets_with_a_nan_train_on_the_labelled_networks(tmp_path: Path, capsys) -> None:
+    root = write_store(tmp_path / "data", task="regression")
+    rewrite_first_shard(root, lambda s: s.y.__setitem__((0, 1), float("nan")))
+    status, error = run(capsys, ["train", "--data", str(root), "--model", "mlp", "--out", str(tmp_path / "r"), *TINY])
+    assert status == 0, error
+    result = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert result["task"] == "regress" and sum(result["dataset"]["networks"].values()) == 59
+    assert torch.isfinite(torch.tensor(result["test_metric"]))

@@ -1,9 +1,12 @@
 """Write a dataset of fitted networks shard by shard: resumable, with a progress bar and a summary.
 
 The first call writes ``meta.json`` with the dataset's ``plan`` (every setting that
-decides its contents); a rerun with the same plan skips the shards already written and,
+decides its contents) and what the finished dataset holds (``num_shards``,
+``split_sizes``); a rerun with the same plan skips the shards already written and,
 since each network's fit depends only on its own key and the seed, produces the same
-shards. A rerun with a different plan is refused rather than mixing two datasets.
+shards. A rerun with a different plan is refused rather than mixing two datasets, unless
+no shard was written yet (the first attempt failed): then the new plan replaces the old.
+A shard whose fit diverged (NaN or infinite weights) is refused, not written.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from tqdm.auto import tqdm
 from wsgraph.datasets.store import (
     SPLITS,
     Shard,
+    contents,
     read_meta,
     read_shard,
     shard_path,
@@ -37,7 +41,7 @@ SUMMARY_FILE = "summary.json"
 def write_shards(
     root: str | os.PathLike,
     meta: dict[str, Any],
-    count: int,
+    split: torch.Tensor,
     shard_size: int,
     make_shard: ShardMaker,
     progress: bool = True,
@@ -48,13 +52,14 @@ def write_shards(
         root: the dataset folder.
         meta: the ``meta.json`` content; ``meta["plan"]`` must hold every setting that
             decides the shards' contents.
-        count: the number of networks.
+        split: ``[count]``, the split code of every network, in order.
         shard_size: networks per shard (the last may hold fewer).
         make_shard: builds the shard of networks ``start..stop-1``.
         progress: show a progress bar.
 
     Raises:
-        ValueError: if ``root`` holds a dataset made with another plan.
+        ValueError: if ``root`` holds shards of a dataset made with another plan, or a
+            shard's networks have non-finite weights (it is not written).
     """
     if shard_size < 1:
         raise ValueError(f"shard size must be positive, got {shard_size}")
@@ -62,11 +67,14 @@ def write_shards(
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"{root}: exists and is not a folder")
     if (root / "meta.json").is_file():
-        _check_same_plan(root, read_meta(root).get("plan"), meta["plan"])
+        old = read_meta(root)  # a meta.json that is not a dataset's is refused, not replaced
+        if shard_paths(root):
+            _check_same_plan(root, old.get("plan"), meta["plan"])
     elif root.is_dir() and shard_paths(root):
         raise ValueError(f"{root}: has shards but no meta.json; use an empty --out folder")
-    write_meta(root, meta)
+    count = split.numel()
     num_shards = math.ceil(count / shard_size)
+    write_meta(root, {**meta, **contents(split, num_shards)})
     done = [number for number in range(num_shards) if shard_path(root, number).is_file()]
     written = []
     with tqdm(total=count, unit="INR", disable=not progress, dynamic_ncols=True, smoothing=0.1) as bar:
@@ -76,10 +84,23 @@ def write_shards(
                 continue
             start, stop = number * shard_size, min(count, (number + 1) * shard_size)
             shard = make_shard(start, stop, bar.update)
-            if len(shard) != stop - start:
-                raise RuntimeError(f"shard {number} holds {len(shard)} networks, expected {stop - start}")
+            if len(shard) != stop - start or not torch.equal(shard.split.long(), split[start:stop].long()):
+                raise RuntimeError(f"shard {number} does not hold networks {start}..{stop - 1} of their splits")
+            _refuse_diverged(shard_path(root, number), shard, meta)
             written.append(write_shard(root, number, shard))
     return written
+
+
+def _refuse_diverged(path: Path, shard: Shard, meta: dict[str, Any]) -> None:
+    bad = int(shard.non_finite_networks().sum())
+    if not bad:
+        return
+    lr = meta.get("recipe", {}).get("lr")
+    hint = "" if lr is None else f"; try a lower --lr than {lr:g}"
+    raise ValueError(
+        f"{path}: not written: {bad} of {len(shard)} fitted networks have NaN or infinite weights "
+        f"(the fit diverged){hint}"
+    )
 
 
 def _check_same_plan(root: Path, old: dict | None, new: dict) -> None:

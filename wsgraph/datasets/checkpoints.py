@@ -47,7 +47,7 @@ from tqdm import tqdm
 from wsgraph.activations import UNKNOWN, make_activation
 from wsgraph.checkpoint import CHECKPOINT_SUFFIXES, load_checkpoint
 from wsgraph.datasets.split_files import read_splits_file
-from wsgraph.datasets.store import SPLITS, Shard, write_meta, write_shard
+from wsgraph.datasets.store import NUM_SHARDS, SPLIT_SIZES, SPLITS, Shard, write_meta, write_shard
 from wsgraph.errors import one_line
 from wsgraph.extract import LinearChain, NotAnMLPError, from_module, from_state_dict, validate
 from wsgraph.io import write_json
@@ -507,6 +507,8 @@ class _RootWriter:
             "activation": next(iter(activations)) if len(activations) == 1 else UNKNOWN,
             "activations": activations,
             "counts": dict(self.counts),
+            NUM_SHARDS: self.shards_written,
+            SPLIT_SIZES: dict(self.counts),
             "unlabeled": self.unlabeled,
             "source": str(src.resolve()),
             "recipe": recipe,

@@ -13,18 +13,29 @@ import torch
 from torch import Tensor
 from torch_geometric.data import InMemoryDataset
 from torch_geometric.data.separate import separate
-from torch_geometric.io import fs
 from torch_geometric.transforms import Compose
 
 from wsgraph.activations import UNKNOWN
-from wsgraph.datasets.store import SPLITS, Shard, read_meta, read_shard, shard_paths
+from wsgraph.datasets.store import (
+    MAX_CLASSES,
+    NUM_SHARDS,
+    SHARD_DIR,
+    SPLIT_SIZES,
+    SPLITS,
+    Shard,
+    read_meta,
+    read_shard,
+    shard_path,
+    shard_paths,
+)
 from wsgraph.graph import WeightSpaceGraph, assemble
 from wsgraph.io import atomic_write
 from wsgraph.spec import WeightSpaceSpec
 from wsgraph.transforms import LayerStatistics, NormalizeWeights
 
-# Bump when the processed files change meaning: old caches are then rebuilt.
-PROCESSING_VERSION = 1
+# Bump when the processed files change meaning, or the checks made while processing
+# tighten: old caches are then rebuilt (and their shards checked).
+PROCESSING_VERSION = 2
 # Derived from `layer_widths`, so kept once per architecture instead of once per network.
 STRUCTURE_KEYS = ("edge_index", "node_layer", "node_index", "edge_layer")
 # What `assemble` builds that is stored per network.
@@ -129,6 +140,7 @@ class WeightSpaceDataset(InMemoryDataset):
         root = os.fspath(Path(root).expanduser())
         self.split = split
         self.meta: dict[str, Any] = read_meta(root)
+        _check_shards_present(root, self.meta)
         self._fingerprint = _fingerprint(root)
         super().__init__(root, transform, pre_transform, log=log, force_reload=force_reload)
         self._structures: dict[tuple[tuple[int, ...], torch.device], dict[str, Tensor]] = {}
@@ -156,17 +168,28 @@ class WeightSpaceDataset(InMemoryDataset):
         accumulator: _StatisticsAccumulator | None = None
         architectures: set[tuple[int, ...]] = set()
         first: tuple[Path, Shard] | None = None
+        sizes = dict.fromkeys(SPLITS, 0)
         for path in paths:
             shard = read_shard(path)
             if first is None:
                 first = (path, shard)
                 accumulator = _StatisticsAccumulator(len(shard.weights))
             _check_compatible(first, (path, shard))
+            _check_values(path, shard, self.meta)
+            for code, name in enumerate(SPLITS):
+                sizes[name] += int((shard.split == code).sum())
             architectures.add(shard.widths)
             accumulator.add(shard, shard.split == SPLITS.index("train"))
             for code, name in enumerate(SPLITS):
                 selected = (shard.split == code).nonzero().view(-1)
                 pieces[name].extend(self._storages(shard, selected))
+        recorded = self.meta.get(SPLIT_SIZES)
+        if recorded is not None and recorded != sizes:
+            name = next(name for name in SPLITS if recorded[name] != sizes[name])
+            raise ValueError(
+                f"{self.root}: the shards hold {sizes[name]} {name} networks, meta.json records {recorded[name]}; "
+                "a shard was replaced or damaged"
+            )
         template = next((piece for name in SPLITS for piece in pieces[name]), None)
         if template is None:
             raise ValueError(f"{self.root}: the shards hold no networks")
@@ -335,6 +358,53 @@ class _StatisticsAccumulator:
         return LayerStatistics(weight_mean=means[0], weight_std=stds[0], bias_mean=means[1], bias_std=stds[1])
 
 
+def _check_shards_present(root: str, meta: dict[str, Any]) -> None:
+    """Refuse a root that lacks shards its ``meta.json`` records, or holds others (datasets
+    written before meta.json recorded its shards are not checked)."""
+    expected = meta.get(NUM_SHARDS)
+    if expected is None:
+        return
+    present = {path.name for path in shard_paths(root)}
+    wanted = [shard_path(root, number).name for number in range(expected)]
+    missing = [name for name in wanted if name not in present]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise ValueError(
+            f"{root}: {SHARD_DIR}/{missing[0]}{more} missing (meta.json records {expected} shards); "
+            "the dataset is incomplete"
+        )
+    extra = sorted(present - set(wanted))
+    if extra:
+        raise ValueError(f"{root}: {SHARD_DIR}/{extra[0]} is not one of the {expected} shards meta.json records")
+
+
+def _check_values(path: Path, shard: Shard, meta: dict[str, Any]) -> None:
+    """Refuse a shard whose values no model can learn from: split codes out of range,
+    NaN or infinite weights, class labels beyond the classes, infinite targets."""
+    if len(shard) == 0:
+        return
+    code = int(shard.split.max())
+    if code >= len(SPLITS):
+        raise ValueError(f"{path}: split code {code} is not 0 (train), 1 (val) or 2 (test)")
+    bad = int(shard.non_finite_networks().sum())
+    if bad:
+        raise ValueError(f"{path}: {bad} of {len(shard)} networks have NaN or infinite weights or biases")
+    y = shard.y
+    if y.is_floating_point():
+        infinite = int(torch.isinf(y).sum())
+        if infinite:
+            raise ValueError(f"{path}: {infinite} regression targets are infinite (NaN marks an unlabeled network)")
+        return
+    lowest, highest = int(y.min()), int(y.max())
+    if lowest < -1:
+        raise ValueError(f"{path}: class label {lowest} is negative (-1 marks an unlabeled network)")
+    declared = meta.get("num_classes")
+    if declared is not None and highest >= declared:
+        raise ValueError(f"{path}: class label {highest} is not below meta.json's num_classes {declared}")
+    if declared is None and highest >= MAX_CLASSES:
+        raise ValueError(f"{path}: class label {highest} would make {highest + 1:,} classes, more than {MAX_CLASSES:,}")
+
+
 def _check_compatible(first: tuple[Path, Shard], other: tuple[Path, Shard]) -> None:
     (first_path, reference), (path, shard) = first, other
     signature = WeightSpaceSpec(shard.widths).signature
@@ -374,8 +444,10 @@ def _empty_like(storage: Storage) -> Storage:
 
 
 def _read_processed(path: str) -> Any:
+    # Not torch_geometric's fs.torch_load: it retries with weights_only=False, running
+    # any code in the file, when safe loading refuses it.
     try:
-        return fs.torch_load(path)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a damaged file
         raise ValueError(
             f"{path}: unreadable processed cache ({type(error).__name__}); delete {Path(path).parent} "

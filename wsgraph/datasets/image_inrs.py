@@ -121,7 +121,7 @@ def fit_image_inrs(
             extras,
         )
 
-    write_shards(root, meta, len(images), shard_size, make_shard, progress)
+    write_shards(root, meta, images.split, shard_size, make_shard, progress)
     return finish_image_dataset(root, images, device_name=str(device))
 
 

@@ -124,7 +124,7 @@ def fit_sine_inrs(
             fit.weights, fit.biases, coefficients[start:stop], split[start:stop], torch.arange(start, stop), extras
         )
 
-    write_shards(root, meta, count, shard_size, make_shard, progress)
+    write_shards(root, meta, split, shard_size, make_shard, progress)
     return summarize_fit(root, "mse", "mse", save_sine_reconstructions(root), str(device))
 
 

@@ -14,6 +14,7 @@ rerunning it skips the shards that exist.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +23,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from wsgraph.checkpoint import check_tensors
+from wsgraph.errors import load_error_reason, shown_path
 from wsgraph.io import atomic_write, write_json
 
 FORMAT = "wsgraph-weights"
 VERSION = 1
 SPLITS = ("train", "val", "test")
 SHARD_DIR = "shards"
+# meta.json's record of what a finished dataset holds, so that a lost shard is noticed.
+NUM_SHARDS, SPLIT_SIZES = "num_shards", "split_sizes"
+# The most classes a dataset may have, declared or inferred from its labels: the class count
+# sizes every classifier's output layer, and one damaged label (say 999999999999) would
+# otherwise ask for terabytes.
+MAX_CLASSES = 100_000
 
 
 @dataclass
@@ -69,6 +78,13 @@ class Shard:
     def widths(self) -> tuple[int, ...]:
         return (self.weights[0].size(2), *(w.size(1) for w in self.weights))
 
+    def non_finite_networks(self) -> Tensor:
+        """``[n]`` bool: the networks with a NaN or infinite weight or bias."""
+        bad = torch.zeros(len(self), dtype=torch.bool)
+        for values in (*self.weights, *self.biases):
+            bad |= ~torch.isfinite(values.reshape(len(self), -1)).all(dim=1)
+        return bad
+
     def __len__(self) -> int:
         return self.y.size(0)
 
@@ -98,17 +114,25 @@ def write_shard(root: str | os.PathLike, number: int, shard: Shard) -> Path:
 
 
 def read_shard(path: str | os.PathLike) -> Shard:
-    """Read one shard, with a clear error naming the file if it is not one."""
+    """Read one shard, with a clear one-line error naming the file if it is not one.
+
+    Like checkpoints (:func:`wsgraph.checkpoint.check_tensors`), a shard may hold only
+    plain dense tensors no larger than the file.
+    """
     path = Path(path)
+    name = shown_path(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as error:
-        raise ValueError(f"{path}: not a readable wsgraph shard ({error.__class__.__name__}: {error})") from error
+        raise ValueError(
+            f"{name}: not a readable wsgraph shard ({error.__class__.__name__}: {load_error_reason(error)})"
+        ) from error
     missing = {"weights", "biases", "y", "split", "index"} - set(payload if isinstance(payload, dict) else ())
     if missing:
-        raise ValueError(f"{path}: not a wsgraph shard (missing {', '.join(sorted(missing))})")
+        raise ValueError(f"{name}: not a wsgraph shard (missing {', '.join(sorted(missing))})")
+    check_tensors(payload, path)
     try:
         return Shard(
             payload["weights"],
@@ -119,7 +143,7 @@ def read_shard(path: str | os.PathLike) -> Shard:
             payload.get("extras", {}),
         )
     except (ValueError, TypeError, AttributeError) as error:  # wrong shapes, or entries that are not tensors
-        raise ValueError(f"{path}: not a valid wsgraph shard ({error})") from error
+        raise ValueError(f"{name}: not a valid wsgraph shard ({error})") from error
 
 
 def write_meta(root: str | os.PathLike, meta: dict[str, Any]) -> Path:
@@ -128,12 +152,28 @@ def write_meta(root: str | os.PathLike, meta: dict[str, Any]) -> Path:
     Conventional keys: ``kind`` ("inr", "sine", "checkpoints"), ``task``
     ("classification" or "regression"), ``num_classes``, ``class_names``,
     ``activation`` (e.g. "sine(30.0)"), ``widths``, ``recipe`` (every setting that
-    made the data), ``source`` (where the inputs came from), ``intensity_range``.
+    made the data), ``source`` (where the inputs came from), ``intensity_range``,
+    ``num_shards`` and ``split_sizes`` (what the finished dataset holds: shards
+    ``0..num_shards-1`` and ``{split: networks}``; see :func:`contents`).
     """
     return write_json(Path(root) / "meta.json", {"format": FORMAT, "version": VERSION, **meta}, sort_keys=True)
 
 
+def contents(split: Tensor, num_shards: int) -> dict[str, Any]:
+    """The ``num_shards`` and ``split_sizes`` entries of ``meta.json`` for a dataset of
+    ``num_shards`` shards whose networks have the split codes ``split``."""
+    codes = split.long()
+    return {NUM_SHARDS: num_shards, SPLIT_SIZES: {name: int((codes == code).sum()) for code, name in enumerate(SPLITS)}}
+
+
 def read_meta(root: str | os.PathLike) -> dict[str, Any]:
+    """Read and check ``root/meta.json``.
+
+    Raises:
+        FileNotFoundError: if there is none.
+        ValueError: naming the file, if it is not JSON, not a wsgraph dataset's, or
+            one of its conventional entries has the wrong type.
+    """
     path = Path(root) / "meta.json"
     if not path.is_file():
         raise FileNotFoundError(
@@ -141,8 +181,70 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any]:
         )
     try:
         meta = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: not a wsgraph dataset (a JSON {type(meta).__name__}, not an object)")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not a wsgraph dataset (format {meta.get('format')!r})")
+    for key, (accepts, requirement) in _META_ENTRIES.items():
+        if key in meta and not accepts(meta[key]):
+            raise ValueError(f"{path}: '{key}' must be {requirement}, got {_shorten(meta[key])}")
+    _check_class_names(path, meta.get("class_names"))
     return meta
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_sizes(value: Any) -> bool:
+    return isinstance(value, list) and all(_is_count(item) and item > 0 for item in value)
+
+
+# Entries that the code reads, with what each must be (others are records and may hold anything).
+_META_ENTRIES: dict[str, tuple[Any, str]] = {
+    "task": (lambda v: v is None or v in ("classification", "regression"), "'classification', 'regression' or null"),
+    "num_classes": (lambda v: _is_count(v) and v <= MAX_CLASSES, f"an integer in [0, {MAX_CLASSES}]"),
+    "class_names": (lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v), "a list of strings"),
+    "activation": (lambda v: isinstance(v, str), "a string"),
+    "kind": (lambda v: isinstance(v, str), "a string"),
+    "widths": (lambda v: _is_sizes(v) and len(v) >= 2, "a list of at least two positive integers"),
+    "image_shape": (lambda v: _is_sizes(v) and len(v) in (2, 3), "[H, W] or [H, W, C] of positive integers"),
+    "output_offset": (_is_number, "a finite number"),
+    "num_points": (lambda v: _is_count(v) and v > 0, "a positive integer"),
+    "intensity_range": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_number, v)), "[low, high]"),
+    "recipe": (lambda v: isinstance(v, dict), "an object"),
+    "plan": (lambda v: isinstance(v, dict), "an object"),
+    NUM_SHARDS: (lambda v: _is_count(v) and v > 0, "a positive integer"),
+    SPLIT_SIZES: (
+        lambda v: isinstance(v, dict) and set(v) == set(SPLITS) and all(map(_is_count, v.values())),
+        "{'train': N, 'val': N, 'test': N} with counts >= 0",
+    ),
+}
+
+
+def _check_class_names(path: Path, names: list[str] | None) -> None:
+    """Refuse class names that are all numbers, one of them not finite: numeric labels
+    with a stray 'nan' or 'inf' taken for names, which turns regression into classification."""
+    if not names:
+        return
+    try:
+        values = [float(name) for name in names]
+    except ValueError:
+        return
+    odd = next((name for name, value in zip(names, values) if not math.isfinite(value)), None)
+    if odd is not None:
+        raise ValueError(
+            f"{path}: the class names are numbers, {odd!r} among them: numeric labels with a non-finite value "
+            "were taken for class names; give every network a finite label"
+        )
+
+
+def _shorten(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

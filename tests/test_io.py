@@ -33,6 +33,25 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.bin"]
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, where no file can be created")
+def test_atomic_write_names_the_target_not_its_temporary_file():
+    target = "/proc/wsgraph-atomic-write-test.json"
+    with pytest.raises(OSError) as error:
+        atomic_write(target, lambda handle: handle.write(b"x"))
+    assert error.value.filename == target
+    assert str(error.value).endswith(f": '{target}'") and ".tmp" not in str(error.value)
+
+
+def test_atomic_write_names_the_target_when_writing_fails(tmp_path):
+    def full(handle):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError) as error:
+        atomic_write(tmp_path / "data.bin", full)
+    assert str(error.value) == f"[Errno 28] No space left on device: '{tmp_path / 'data.bin'}'"
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
 def test_atomic_write_gives_the_permissions_of_a_plain_open(tmp_path, umask):
     previous = os.umask(umask)

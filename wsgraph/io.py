@@ -36,7 +36,11 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO[bytes]], Any]) 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prefix = f".{path.name}."
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise _naming(error, path, prefix) from error
     try:
         with os.fdopen(handle, "wb") as stream:
             write_fn(stream)
@@ -44,10 +48,22 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO[bytes]], Any]) 
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o666 & ~_current_umask())
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise _naming(error, path, prefix) from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _naming(error: OSError, path: Path, prefix: str) -> OSError:
+    """``error`` about the file the caller asked for, where it names the hidden temporary
+    file instead (or nothing): that name means nothing to whoever reads the message."""
+    named = error.filename
+    if error.errno is None or (named is not None and not Path(os.fsdecode(named)).name.startswith(prefix)):
+        return error
+    return type(error)(error.errno, error.strerror or os.strerror(error.errno), str(path))
 
 
 def write_json(path: str | os.PathLike, obj: Any, *, sort_keys: bool = False) -> Path:

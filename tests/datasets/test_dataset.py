@@ -1,5 +1,6 @@
 import math
 import os
+import shutil
 from itertools import pairwise
 
 import pytest
@@ -10,7 +11,16 @@ from torch_geometric.loader import DataLoader
 from wsgraph import graph_to_params, mlp_to_graph
 from wsgraph.datasets.checkpoints import convert_checkpoints
 from wsgraph.datasets.dataset import WeightSpaceDataset
-from wsgraph.datasets.store import SPLITS, Shard, contents, read_meta, shard_paths, write_meta, write_shard
+from wsgraph.datasets.store import (
+    SPLITS,
+    Shard,
+    contents,
+    dataset_fingerprint,
+    read_meta,
+    shard_paths,
+    write_meta,
+    write_shard,
+)
 from wsgraph.transforms import FirstLayerScale
 
 ACTIVATION = "sine(30.0)"
@@ -497,3 +507,18 @@ def test_convert_records_shards_and_split_sizes(tmp_path):
     assert meta["num_shards"] == len(shard_paths(tmp_path / "out")) == 3
     assert meta["split_sizes"] == {name: len(WeightSpaceDataset(tmp_path / "out", split=name)) for name in SPLITS}
     assert sum(meta["split_sizes"].values()) == 5
+
+
+def test_the_fingerprint_follows_the_data_not_its_place(tmp_path):
+    shards = [random_shard((2, 4, 1), 6, seed=0), random_shard((2, 4, 1), 6, seed=1, first_index=6)]
+    write_store(tmp_path / "a", shards)
+    fingerprint = dataset_fingerprint(tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "copy")
+    os.utime(shard_paths(tmp_path / "copy")[0], ns=(1, 1))
+    assert dataset_fingerprint(tmp_path / "copy") == fingerprint
+    recorded_store(tmp_path / "recorded", shards)
+    assert dataset_fingerprint(tmp_path / "recorded") == fingerprint, "bookkeeping entries are not data"
+    write_store(tmp_path / "b", [shards[0], random_shard((2, 4, 1), 6, seed=2, first_index=6)])
+    assert dataset_fingerprint(tmp_path / "b") != fingerprint
+    write_store(tmp_path / "c", shards, activation="relu")
+    assert dataset_fingerprint(tmp_path / "c") != fingerprint

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,46 @@ def test_regression_targets_with_a_nan_train_on_the_labelled_networks(tmp_path: 
     result = json.loads((tmp_path / "r" / "result.json").read_text())
     assert result["task"] == "regress" and sum(result["dataset"]["networks"].values()) == 59
     assert torch.isfinite(torch.tensor(result["test_metric"]))
+
+
+def test_resume_on_other_data_is_refused(classification_root: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "r"
+    arguments = ["train", "--data", str(classification_root), "--model", "mlp", "--out", str(out), *TINY]
+    assert run(capsys, arguments)[0] == 0
+    result = (out / "result.json").read_bytes()
+    other = write_store(tmp_path / "other", seed=1)
+    status, error = run(capsys, ["train", "--out", str(out), "--resume", "--data", str(other)])
+    assert status == 1 and len(error.splitlines()) == 1
+    assert error.startswith(f"wsgraph train: error: {out / 'last.pt'}: the run trained on {classification_root} ")
+    assert f"--data {other} holds other data" in error
+    assert (out / "result.json").read_bytes() == result
+    # The same data elsewhere (moved or copied, file times changed) is the same data.
+    moved = tmp_path / "moved"
+    shutil.copytree(classification_root, moved, ignore=shutil.ignore_patterns("processed"))
+    status, error = run(capsys, ["train", "--out", str(out), "--resume", "--data", str(moved)])
+    assert status == 0, error
+    assert json.loads((out / "result.json").read_text())["config"]["data"] == str(moved)
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("/proc/wsgraph-run", "--out /proc/wsgraph-run: cannot write there (No such file or directory)"),
+        ("/proc", "--out /proc: cannot write there (No such file or directory)"),
+    ],
+)
+def test_an_unwritable_out_fails_before_training(classification_root: Path, capsys, out: str, message: str) -> None:
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux's /proc, where nothing can be created")
+    status, error = run(capsys, ["train", "--data", str(classification_root), "--model", "mlp", "--out", out, *TINY])
+    assert status == 1 and error == f"wsgraph train: error: {message}"
+    assert not (classification_root / "processed").exists(), "the data must not even be opened"
+
+
+def test_an_out_that_is_a_file_fails_before_training(classification_root: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "taken").write_text("keep me")
+    status, error = run(
+        capsys, ["train", "--data", str(classification_root), "--model", "mlp", "--out", str(tmp_path / "taken"), *TINY]
+    )
+    assert status == 1 and error == f"wsgraph train: error: --out {tmp_path / 'taken'}: exists and is not a folder"
+    assert (tmp_path / "taken").read_text() == "keep me"

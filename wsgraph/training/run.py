@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from wsgraph.datasets.store import dataset_fingerprint
 from wsgraph.io import write_json
 from wsgraph.runtime import derived_seed
 from wsgraph.training import checkpointing
@@ -48,6 +50,8 @@ from wsgraph.transforms import (
 AUGMENT_DROPOUT = 0.01
 # The checkpoint entry holding the input normalisation, which the stored model cannot work without.
 NORMALIZATION = "normalization"
+# The checkpoint entry naming the data a run trains on, so that a resume cannot switch data.
+DATA_FINGERPRINT = "data_fingerprint"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -86,8 +90,12 @@ class _Run:
     # -- setting up -------------------------------------------------------------------
 
     def execute(self, resume: str | Path | None) -> dict[str, Any]:
+        self._check_out_writable()
         checkpoint = self._read_resume(resume)
         normalization = self._open_task()
+        self.data_fingerprint = dataset_fingerprint(self.data.root)
+        if checkpoint is not None:
+            self._check_same_data(resume, checkpoint)
         self._build_model()
         self.loaders = {name: self._loader(name) for name in ("train", "val", "test")}
         warmup = self._build_optimisation()
@@ -147,6 +155,25 @@ class _Run:
         self.scheduler = warmup_cosine(self.optimizer, warmup, total_steps)
         self.scaler = self.precision.grad_scaler()
         return warmup
+
+    def _check_out_writable(self) -> None:
+        """Fail now, naming the run folder, rather than after the first epoch when
+        checkpoints are written (every process learns rank 0's answer)."""
+        problem = _unwritable(self.out) if self.context.is_main else None
+        problem = all_gather_objects(problem, self.context)[0]
+        if problem is not None:
+            raise OSError(f"--out {self.out}: {problem}")
+
+    def _check_same_data(self, resume: str | Path, checkpoint: dict[str, Any]) -> None:
+        # Checkpoints from before the fingerprint was stored cannot be checked.
+        stored = checkpoint.get(DATA_FINGERPRINT)
+        if stored is None or stored == self.data_fingerprint:
+            return
+        trained_on = checkpoint["config"]["data"]
+        raise ValueError(
+            f"{resume}: the run trained on {trained_on} (data fingerprint {stored}), --data {self.config.data} "
+            f"holds other data ({self.data_fingerprint}); resume with the same data or start a new --out"
+        )
 
     def _read_resume(self, resume: str | Path | None) -> dict[str, Any] | None:
         if resume is None:
@@ -317,6 +344,7 @@ class _Run:
                     "model_spec": self.spec.to_dict(),
                     "model": self.model.state_dict(),
                     NORMALIZATION: statistics_to_dict(self.data.statistics),
+                    DATA_FINGERPRINT: self.data_fingerprint,
                     "epoch": self.state["best_epoch"],
                     "metric": self.task.metric,
                     "val_metric": self.state["best_metric"],
@@ -335,6 +363,7 @@ class _Run:
                 "model_spec": self.spec.to_dict(),
                 "model": self.model.state_dict(),
                 NORMALIZATION: statistics_to_dict(self.data.statistics),
+                DATA_FINGERPRINT: self.data_fingerprint,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),
@@ -392,7 +421,7 @@ class _Run:
             "command": self.config.command(program),
             "config": self.config.to_dict(),
             "model_spec": self.spec.to_dict(),
-            "dataset": self.data.summary(),
+            "dataset": {**self.data.summary(), "fingerprint": self.data_fingerprint},
             "hardware": hardware(self.context.device, self.context.world_size),
         }
         if self.context.is_main:
@@ -463,6 +492,19 @@ def _fresh_state() -> dict[str, Any]:
         "train_networks": 0,
         "wall_seconds": 0.0,
     }
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why files cannot be written into ``folder`` (created if missing), or ``None`` if they can."""
+    if folder.exists() and not folder.is_dir():
+        return "exists and is not a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".wsgraph-write-test-"):
+            pass
+    except OSError as error:
+        return f"cannot write there ({error.strerror or type(error).__name__})"
+    return None
 
 
 def _to_device(statistics: LayerStatistics, device: torch.device) -> LayerStatistics:

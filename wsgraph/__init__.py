@@ -9,7 +9,7 @@ from wsgraph.checkpoint import CheckpointError, load_checkpoint
 from wsgraph.convert import graph_to_mlp, graph_to_params, mlp_to_graph, stacked_params
 from wsgraph.dense import DenseWeights, from_dense_weights, to_dense_weights
 from wsgraph.extract import NotAnMLPError
-from wsgraph.graph import WeightSpaceGraph, common_spec, graph_specs
+from wsgraph.graph import WeightSpaceGraph, common_spec, graph_specs, sort_edges
 from wsgraph.permute import permute_hidden
 from wsgraph.spec import WeightSpaceSpec
 from wsgraph.visualize import draw_network, to_networkx
@@ -33,6 +33,7 @@ __all__ = [
     "make_activation",
     "mlp_to_graph",
     "permute_hidden",
+    "sort_edges",
     "stacked_params",
     "to_dense_weights",
     "to_networkx",

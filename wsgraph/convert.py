@@ -12,7 +12,7 @@ from torch_geometric.data import Batch, Data
 from wsgraph.activations import UNKNOWN, make_activation
 from wsgraph.dense import to_dense_weights
 from wsgraph.extract import LinearChain, NotAnMLPError, from_module, from_pairs, from_state_dict, validate
-from wsgraph.graph import WeightSpaceGraph, assemble, mixes_architectures, single_graph
+from wsgraph.graph import WeightSpaceGraph, assemble, mixes_architectures, single_graph, sort_edges
 
 MLPLike = nn.Module | Mapping[str, Tensor] | Sequence
 Params = list[tuple[Tensor, Tensor | None]]
@@ -92,8 +92,9 @@ def stacked_params(data: Data) -> list[tuple[Tensor, Tensor]]:
     """Vectorised inverse for one-architecture batches: per layer ``([B, out, in], [B, out])``.
 
     Missing biases come back as zeros; :func:`graph_to_params` returns ``None`` for them.
+    The edges may come in any order.
     """
-    dense = to_dense_weights(data)
+    dense = to_dense_weights(sort_edges(data))
     if dense.weights[0].size(-1) != 1:
         raise ValueError(
             f"the graph has {dense.weights[0].size(-1)} channels; parameters are read from one-channel graphs"
@@ -108,11 +109,12 @@ def graph_to_params(data: Data) -> Params | list[Params]:
     """The ``(weight, bias)`` pairs, in ``nn.Linear`` convention, of a graph.
 
     For a :class:`Batch` the result is a list with one such list per network
-    (vectorised when the batch has one architecture).
+    (vectorised when the batch has one architecture). The edges may come in any order.
     """
     if isinstance(data, Batch):
         if mixes_architectures(data):
-            return [graph_to_params(graph) for graph in data.to_data_list()]
+            # Splitting a batch relies on each network's edges being contiguous.
+            return [graph_to_params(graph) for graph in sort_edges(data).to_data_list()]
         stacked = stacked_params(data)
         has_bias = data.has_bias.tolist()
         return [

@@ -9,7 +9,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 from wsgraph.activations import UNKNOWN
-from wsgraph.graph import assemble, common_spec, num_networks
+from wsgraph.graph import assemble, canonical_positions, common_spec, num_networks
 
 
 class DenseWeights(NamedTuple):
@@ -24,6 +24,8 @@ def to_dense_weights(data: Data) -> DenseWeights:
 
     The canonical edge order makes every returned tensor a strided view of
     ``data.edge_attr`` / ``data.x`` (no copy), so in-place changes show on both sides.
+    Graphs whose edges come in another order are refused: pass them through
+    :func:`wsgraph.sort_edges` first (which copies the edge features).
 
     Raises:
         ValueError: if the batch mixes architectures or is not in canonical layout.
@@ -37,6 +39,11 @@ def to_dense_weights(data: Data) -> DenseWeights:
         raise ValueError(
             f"expected {batch_size} networks of {spec} with {spec.num_nodes} nodes and {spec.num_edges} edges each, "
             f"got {x.size(0)} nodes and {edge_attr.size(0)} edges in all"
+        )
+    if canonical_positions(data) is not None:
+        raise ValueError(
+            "the edges are not in canonical order, so the weights have no dense view; "
+            "reorder them with wsgraph.sort_edges(data) first"
         )
     channels = edge_attr.size(-1)
     edges = edge_attr.view(batch_size, spec.num_edges, channels)

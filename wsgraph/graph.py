@@ -5,6 +5,8 @@ See :mod:`wsgraph.spec` for the canonical node and edge order.
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +22,7 @@ PER_GRAPH_KEYS = frozenset({"layer_widths", "has_bias"})
 # Position/layer labels: never shifted by the number of nodes when batching (PyG would
 # shift `node_index` because its name contains "index").
 UNSHIFTED_KEYS = frozenset({"node_index", "node_layer", "edge_layer"})
+_POSITIONS_CACHE = "_wsgraph_edge_positions"
 
 
 class WeightSpaceGraph(Data):
@@ -183,6 +186,7 @@ def assemble(
     batch._num_graphs = batch_size
     batch._slice_dict = slices
     batch._inc_dict = increments
+    _mark_canonical(batch)
     return batch
 
 
@@ -195,4 +199,172 @@ def single_graph(batch: Batch) -> WeightSpaceGraph:
         if key in ("batch", "ptr"):
             continue
         data[key] = value[0] if isinstance(value, list) else value
+    _mark_canonical(data)
     return data
+
+
+def edge_positions(edge_index: Tensor, layer_widths: Tensor, num_nodes: int) -> Tensor | None:
+    """The canonical position of every edge of a batch, or ``None`` when the edges are in canonical order.
+
+    Nodes are taken in canonical order (network, layer, index), as ``x`` stores them;
+    the edges may come in any order. ``positions[e]`` is where edge ``e`` sits in the
+    canonical order of :mod:`wsgraph.spec`, so ``edge_attr[positions.argsort()]`` lists
+    the weights canonically.
+
+    Raises:
+        ValueError: if the counts disagree with ``layer_widths``, or ``edge_index`` is not
+            exactly the edges of the networks (an edge joining neurons that no weight
+            joins, or a weight listed twice), naming the first such edge.
+    """
+    widths = layer_widths.to(device=edge_index.device, dtype=torch.long)
+    num_graphs, columns = widths.shape
+    edge_widths = widths[:, :-1] * widths[:, 1:]
+    expected = (int(widths.sum()), int(edge_widths.sum()))
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"edge_index has shape {tuple(edge_index.shape)}, expected [2, E]")
+    if expected != (num_nodes, edge_index.size(1)):
+        raise ValueError(
+            f"layer_widths describe {expected[0]} nodes and {expected[1]} edges, the graph has "
+            f"{num_nodes} and {edge_index.size(1)}: not a wsgraph graph"
+        )
+    num_edges = expected[1]
+    if num_edges == 0 or _is_canonical(edge_index, widths):
+        return None
+    low, high = torch.aminmax(edge_index)
+    if int(low) < 0 or int(high) >= num_nodes:
+        bad = int(((edge_index < 0) | (edge_index >= num_nodes)).any(0).nonzero()[0])
+        raise ValueError(f"edge {bad} joins nodes {edge_index[:, bad].tolist()}, outside 0..{num_nodes - 1}")
+    device = edge_index.device
+    # Graph-major nodes come in (network, layer) groups. Group ids leave a gap after each
+    # network's output layer, so "target group = source group + 1" means same network,
+    # next layer.
+    group_sizes = widths.reshape(-1)
+    group_ids = torch.arange(num_graphs, device=device).unsqueeze(1) * (columns + 1) + torch.arange(
+        columns, device=device
+    )
+    group_start = group_sizes.cumsum(0) - group_sizes
+    network_edge_start = edge_widths.sum(1).cumsum(0) - edge_widths.sum(1)
+    layer_edge_start = network_edge_start.unsqueeze(1) + edge_widths.cumsum(1) - edge_widths
+    # The output layer starts no edges: its start and fan-out are never read for a valid edge.
+    padding = widths.new_zeros(num_graphs, 1)
+    group_edge_start = torch.cat([layer_edge_start, padding], dim=1).reshape(-1)
+    group_fan_out = torch.cat([widths[:, 1:], padding], dim=1).reshape(-1)
+
+    def per_node(values: Tensor) -> Tensor:
+        return values.repeat_interleave(group_sizes, output_size=num_nodes)
+
+    node_group = per_node(group_ids.reshape(-1))
+    node_local = torch.arange(num_nodes, device=device) - per_node(group_start)
+    # Canonical position of the first weight leaving each neuron: W_l[i, 0] of its network.
+    node_first_edge = per_node(group_edge_start) + node_local * per_node(group_fan_out)
+
+    source, target = edge_index
+    joins_next_layer = node_group.index_select(0, target) == node_group.index_select(0, source) + 1
+    if not bool(joins_next_layer.all()):
+        bad = int((~joins_next_layer).nonzero()[0])
+        ends = []
+        for node in edge_index[:, bad].tolist():
+            network, layer = divmod(int(node_group[node]), columns + 1)
+            ends.append(f"node {node} (layer {layer} of network {network})")
+        raise ValueError(f"edge {bad} joins {ends[0]} to {ends[1]}: no weight of the networks joins them")
+    positions = node_first_edge.index_select(0, source) + node_local.index_select(0, target)
+    if torch.equal(positions, torch.arange(num_edges, device=device)):
+        return None
+    counts = torch.bincount(positions, minlength=num_edges)
+    if bool((counts != 1).any()):
+        repeated = (counts[positions] > 1).nonzero().view(-1)[:2].tolist()
+        raise ValueError(
+            f"edges {repeated[0]} and {repeated[1]} both join node {int(source[repeated[0]])} to node "
+            f"{int(target[repeated[0]])}: edge_index must list each weight once"
+        )
+    return positions
+
+
+def _is_canonical(edge_index: Tensor, widths: Tensor) -> bool:
+    """Whether a one-architecture batch lists its edges exactly in canonical order (mixed batches: ``False``)."""
+    if not bool((widths == widths[:1]).all()):
+        return False
+    spec = WeightSpaceSpec(tuple(widths[0].tolist()))
+    template = _edge_index_template(spec, edge_index.device)
+    node_shift = torch.arange(widths.size(0), device=edge_index.device) * spec.num_nodes
+    canonical = (template.unsqueeze(1) + node_shift.view(1, -1, 1)).reshape(2, -1)
+    return torch.equal(edge_index, canonical)
+
+
+def canonical_positions(data: Data) -> Tensor | None:
+    """:func:`edge_positions` of a graph or batch, cached on it (and on shallow copies of it)."""
+    edge_index, widths = data.edge_index, _layer_widths(data)
+    if not isinstance(edge_index, Tensor):
+        raise ValueError(f"{type(data).__name__} has no 'edge_index'; build graphs with wsgraph.mlp_to_graph")
+    key = _positions_key(data)
+    cached = data.__dict__.get(_POSITIONS_CACHE)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    positions = edge_positions(edge_index, widths, data.num_nodes)
+    data.__dict__[_POSITIONS_CACHE] = (key, positions)
+    return positions
+
+
+def inverse_permutation(permutation: Tensor) -> Tensor:
+    """``inverse`` with ``inverse[permutation[i]] = i``."""
+    inverse = torch.empty_like(permutation)
+    inverse[permutation] = torch.arange(permutation.numel(), device=permutation.device)
+    return inverse
+
+
+def sort_edges(data: Data) -> Data:
+    """A graph or batch with its edges in the canonical order of :mod:`wsgraph.spec`.
+
+    PyG transforms and hand-made graphs may list the edges in any order; functions that
+    read the weights as dense views (:func:`wsgraph.to_dense_weights`) need them in
+    canonical order. Returns ``data`` itself when its edges already are, else a shallow
+    copy with ``edge_index`` and every per-edge attribute reordered.
+
+    Raises:
+        ValueError: if ``edge_index`` is not exactly the edges of the networks that
+            ``layer_widths`` describe (see :func:`edge_positions`).
+    """
+    positions = canonical_positions(data)
+    if positions is None:
+        return data
+    order = inverse_permutation(positions)
+    out = copy.copy(data)
+    for key in _edge_keys(data):
+        value = data[key]
+        if isinstance(value, Tensor):
+            out[key] = value.index_select(data.__cat_dim__(key, value), order)
+        else:
+            out[key] = [value[position] for position in order.tolist()]
+    _mark_canonical(out)
+    return out
+
+
+def _positions_key(data: Data) -> tuple:
+    # Identity and in-place version of the tensors the positions are computed from: a
+    # replaced or modified `edge_index`/`layer_widths` invalidates the cache.
+    edge_index, widths = data.edge_index, data.layer_widths
+    return (id(edge_index), edge_index._version, id(widths), widths._version, data.num_nodes)
+
+
+def _mark_canonical(data: Data) -> None:
+    """Record that ``data``'s edges are in canonical order (it was built so), sparing the check."""
+    data.__dict__[_POSITIONS_CACHE] = (_positions_key(data), None)
+
+
+def _edge_keys(data: Data) -> list[str]:
+    """``edge_index`` and the attributes with one entry per edge."""
+    # With one edge per network, per-network rows also have one entry per edge: only
+    # attributes named after edges are taken for per-edge ones then.
+    ambiguous = data.num_edges == _layer_widths(data).size(0)
+    return [
+        key
+        for key, _ in data
+        if key == "edge_index"
+        or (key not in PER_GRAPH_KEYS and data.is_edge_attr(key) and not (ambiguous and "edge" not in key))
+    ]
+
+
+@functools.lru_cache(maxsize=64)
+def _edge_index_template(spec: WeightSpaceSpec, device: torch.device) -> Tensor:
+    """The canonical ``edge_index`` of one network (read-only), kept for the next batches."""
+    return spec.index_tensors(device)["edge_index"]

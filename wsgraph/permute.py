@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from wsgraph.graph import graph_specs
+from wsgraph.graph import canonical_positions, graph_specs, inverse_permutation
 
 Permutations = Sequence[Tensor]
 
@@ -23,8 +23,8 @@ def permute_hidden(
 
     Permuting hidden layer :math:`k` by :math:`\pi` maps :math:`W_k \mapsto W_k P_\pi`,
     :math:`b_k \mapsto b_k P_\pi` and :math:`W_{k+1} \mapsto P_\pi^\top W_{k+1}`, which
-    leaves the network's function unchanged. The result keeps the canonical layout:
-    values move, the structure (``edge_index``, ...) stays.
+    leaves the network's function unchanged. The result keeps the layout of ``data``
+    (canonical or not): values move, the structure (``edge_index``, ...) stays.
 
     Args:
         data: a graph or batch from :func:`wsgraph.mlp_to_graph`.
@@ -52,10 +52,14 @@ def apply_node_permutation(data: Data, source: Tensor) -> Data:
     node_index = data.node_index
     graph = _node_graph(data)
     out_width = data.layer_widths[graph[dst], data.node_layer[dst]]
-    edge_ids = torch.arange(src.numel(), device=src.device)
+    positions = canonical_positions(data)
+    edge_ids = torch.arange(src.numel(), device=src.device) if positions is None else positions
+    # Moving the endpoints of W_l[i, j] moves it by a fixed offset in canonical order.
     moved_from = (
         edge_ids + (node_index[source[src]] - node_index[src]) * out_width + (node_index[source[dst]] - node_index[dst])
     )
+    if positions is not None:
+        moved_from = inverse_permutation(positions)[moved_from]
     out = copy.copy(data)
     out.x = data.x[source]
     out.edge_attr = data.edge_attr[moved_from]

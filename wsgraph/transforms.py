@@ -41,6 +41,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
+from wsgraph.graph import canonical_positions, inverse_permutation
 from wsgraph.permute import permute_hidden
 
 
@@ -393,7 +394,7 @@ def rotate_first_layer(data: Data, angles: Tensor) -> Data:
     the result computes :math:`f(R(\theta)^\top x)` (see :class:`FirstLayerRotation`).
 
     Args:
-        data: a graph or batch of networks with 2-D inputs, in canonical layout.
+        data: a graph or batch of networks with 2-D inputs, edges in any order.
         angles: ``[B]``, one angle per network, in radians.
     """
     if bool((data.layer_widths[:, 0] != 2).any()):
@@ -403,8 +404,12 @@ def rotate_first_layer(data: Data, angles: Tensor) -> Data:
     row = data.node_index[data.edge_index[0, first]]
     graph = _edge_graph(data)[first]
     width = data.layer_widths[graph, 1]
+    positions = canonical_positions(data)
     # In canonical order W_1[0, j] and W_1[1, j] lie d_1 edges apart.
-    partner = first + (1 - 2 * row) * width
+    if positions is None:
+        partner = first + (1 - 2 * row) * width
+    else:
+        partner = inverse_permutation(positions)[positions[first] + (1 - 2 * row) * width]
     angle = angles.to(data.edge_attr)[graph].unsqueeze(-1)
     sign = (2 * row - 1).to(data.edge_attr).unsqueeze(-1)
     own, other = data.edge_attr[first], data.edge_attr[partner]

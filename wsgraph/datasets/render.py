@@ -9,7 +9,7 @@ from torch_geometric.data import Data
 from wsgraph.activations import UNKNOWN, make_activation
 from wsgraph.datasets.siren import PixelGrid
 from wsgraph.dense import to_dense_weights
-from wsgraph.graph import graph_specs, num_networks
+from wsgraph.graph import graph_specs, num_networks, sort_edges
 
 
 def image_grid_coords(height: int, width: int, device: torch.device | str | None = None) -> Tensor:
@@ -37,7 +37,7 @@ def render_inr(
 
     Args:
         data: a :class:`~wsgraph.graph.WeightSpaceGraph` or a batch of them, with one
-            feature channel.
+            feature channel, edges in any order.
         coords: ``[P, d_0]`` points shared by every network, or ``[B, P, d_0]``.
         output_offset: added to every output (the image INRs' recipe adds +0.5).
         activation: the hidden activation's name (e.g. ``"sine(30.0)"``); by default
@@ -53,6 +53,7 @@ def render_inr(
     """
     count = num_networks(data)
     names = _activation_names(data, activation, count)
+    data = sort_edges(data)
     if data.edge_attr is None or data.edge_attr.size(-1) != 1:
         channels = None if data.edge_attr is None else data.edge_attr.size(-1)
         raise ValueError(f"render_inr evaluates one-channel graphs (weights as edge features), got {channels} channels")

@@ -28,10 +28,11 @@ class DWSConv(nn.Module):
         backend (str): ``"scatter"`` or ``"dense"``.
 
     Shapes:
-        - **input:** node features :math:`(N, C_{in})`, edge indices :math:`(2, E)`
-          (canonical wsgraph order), edge features :math:`(E, C_{in})`, layer widths
-          :math:`(B, M+1)`
+        - **input:** node features :math:`(N, C_{in})` (canonical wsgraph order), edge
+          indices :math:`(2, E)` (any order), edge features :math:`(E, C_{in})`, layer
+          widths :math:`(B, M+1)`
         - **output:** node features :math:`(N, C_{out})`, edge features :math:`(E, C_{out})`
+          in the order of the input edges
     """
 
     def __init__(
@@ -64,12 +65,7 @@ class DWSConv(nn.Module):
             cached_edge_index, cached_widths, cached_key, layout = self._cached
             if cached_edge_index is edge_index and cached_widths is layer_widths and cached_key == key:
                 return layout
-        layout = WeightSpaceLayout.build(layer_widths, edge_index.device)
-        if (sum(layout.node_counts), sum(layout.edge_counts)) != (num_nodes, edge_index.size(1)):
-            raise ValueError(
-                f"layer_widths describe {sum(layout.node_counts)} nodes and {sum(layout.edge_counts)} edges, "
-                f"got {num_nodes} and {edge_index.size(1)}"
-            )
+        layout = WeightSpaceLayout.build(layer_widths, edge_index.device, edge_index=edge_index, num_nodes=num_nodes)
         self._cached = (edge_index, layer_widths, key, layout)
         return layout
 

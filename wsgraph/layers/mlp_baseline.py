@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from wsgraph.dense import to_dense_weights
+from wsgraph.graph import sort_edges
 from wsgraph.layers.blocks import GlobalBatchNorm
 
 
@@ -19,7 +20,7 @@ def flatten_params(data: Data) -> Tensor:
     parameter are adjacent.
 
     Args:
-        data: a graph or a batch of graphs of one architecture.
+        data: a graph or a batch of graphs of one architecture, edges in any order.
 
     Returns:
         ``[B, P * C]`` with :math:`P` the number of weights and biases of one network.
@@ -27,7 +28,7 @@ def flatten_params(data: Data) -> Tensor:
     Raises:
         ValueError: if the batch mixes architectures.
     """
-    weights, biases = to_dense_weights(data)
+    weights, biases = to_dense_weights(sort_edges(data))
     batch_size = weights[0].size(0)
     return torch.cat([tensor.reshape(batch_size, -1) for tensor in (*weights, *biases)], dim=1)
 

@@ -7,10 +7,16 @@ architecture this is exactly the dense layout, so ``weights[l-1].view(B, d_{l-1}
 is free; for mixed widths the same tensors are addressed through the group indices of
 :class:`WeightSpaceLayout`. Converting from and to PyG's graph-major ``x`` /
 ``edge_attr`` costs one gather each way, once per model rather than once per layer.
+
+Nodes are in canonical order; edges may come in any order (PyG transforms reorder
+them freely). The layout checks the order once per batch, with a single comparison
+when it is canonical, and otherwise folds the reordering into those same gathers, so
+outputs come back in the caller's edge order.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -18,6 +24,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from wsgraph.graph import canonical_positions, edge_positions, inverse_permutation
 from wsgraph.layers.incidence import Incidence
 
 _CACHE_ATTRIBUTE = "_wsgraph_layout"
@@ -65,6 +72,10 @@ class WeightSpaceLayout:
         first_fold: ``[E_1]`` position ``target * d_0 + a`` of each first-layer edge in
             the folded ``[N_1, d_0, C]`` view (input neuron ``a``).
         first_unfold: gathers the first-layer edges back from that folded view.
+        edge_order: ``[E]`` the row of the caller's ``edge_attr`` behind each row of the
+            concatenated edge tables, or ``None`` when the edges are in canonical order
+            and the batch has one architecture (then :meth:`split` only reshapes).
+        node_order: the same for nodes and ``x`` (``None`` for one architecture).
     """
 
     num_graphs: int
@@ -97,7 +108,7 @@ class WeightSpaceLayout:
 
     @classmethod
     def of(cls, data: Data) -> WeightSpaceLayout:
-        """The layout of ``data``, cached on it (and on shallow copies of it)."""
+        """The layout of ``data``, whose edges may come in any order, cached on it (and on shallow copies of it)."""
         # Identity and in-place version of the tensors the layout is computed from: a
         # replaced or modified `edge_index`/`layer_widths` invalidates the cache.
         edge_index, widths = data.edge_index, data.layer_widths
@@ -105,19 +116,42 @@ class WeightSpaceLayout:
         cached = data.__dict__.get(_CACHE_ATTRIBUTE)
         if cached is not None and cached[0] == key:
             return cached[1]
-        layout = cls.build(data.layer_widths, data.edge_index.device)
-        expected = (sum(layout.node_counts), sum(layout.edge_counts))
-        if expected != (data.num_nodes, data.edge_index.size(1)):
-            raise ValueError(
-                f"layer_widths describe {expected[0]} nodes and {expected[1]} edges, the graph has "
-                f"{data.num_nodes} and {data.edge_index.size(1)}: not a canonical wsgraph graph"
-            )
+        positions = canonical_positions(data)
+        layout = cls.build(widths, edge_index.device)._reading_edges_at(positions)
         data.__dict__[_CACHE_ATTRIBUTE] = (key, layout)
         return layout
 
     @classmethod
-    def build(cls, widths: Tensor, device: torch.device | str | None = None) -> WeightSpaceLayout:
-        """The layout of networks with per-network widths ``[B, M+1]`` in canonical order."""
+    def build(
+        cls,
+        widths: Tensor,
+        device: torch.device | str | None = None,
+        edge_index: Tensor | None = None,
+        num_nodes: int | None = None,
+    ) -> WeightSpaceLayout:
+        """The layout of networks with per-network widths ``[B, M+1]``.
+
+        Nodes are in canonical order. Without ``edge_index`` the edges are taken to be
+        in canonical order too; with it they may come in any order, which is checked
+        (a ``ValueError`` names an edge that is not one of the networks' weights) and
+        which :meth:`split` and :meth:`merge` then read and write.
+
+        Args:
+            widths: ``[B, M+1]`` the widths of every network.
+            device: where the index tensors live.
+            edge_index: ``[2, E]`` the batch's edges, in any order.
+            num_nodes: the number of rows of ``x`` (checked against ``widths``; by
+                default what ``widths`` describe).
+        """
+        layout = cls._build(widths, device)
+        if edge_index is None:
+            return layout
+        if num_nodes is None:
+            num_nodes = sum(layout.node_counts)
+        return layout._reading_edges_at(edge_positions(edge_index, widths, num_nodes))
+
+    @classmethod
+    def _build(cls, widths: Tensor, device: torch.device | str | None = None) -> WeightSpaceLayout:
         widths = widths.to(device=device, dtype=torch.long)
         num_graphs, num_layers = widths.size(0), widths.size(1) - 1
         if num_layers < 1:
@@ -211,37 +245,54 @@ class WeightSpaceLayout:
             node_order=node_order,
         )
 
+    def _reading_edges_at(self, positions: Tensor | None) -> WeightSpaceLayout:
+        """This layout for edges listed in another order: edge ``e`` of the caller is canonical edge ``positions[e]``."""
+        if positions is None:
+            return self
+        canonical = self.edge_order
+        if canonical is None:
+            # One architecture: layer l of every network, network after network.
+            per_network = torch.arange(positions.numel(), device=positions.device).view(self.num_graphs, -1)
+            sizes = [count // self.num_graphs for count in self.edge_counts]
+            canonical = torch.cat([part.reshape(-1) for part in per_network.split(sizes, dim=1)])
+        edge_order = inverse_permutation(positions).index_select(0, canonical)
+        return dataclasses.replace(self, edge_order=edge_order, _edge_inverse=None)
+
     def split(self, x: Tensor, edge_attr: Tensor) -> WeightSpaceFeatures:
         """Graph-major ``x`` ``[N, C]`` / ``edge_attr`` ``[E, C]`` -> layer-major features."""
-        if self.uniform_widths is not None:
-            batch = self.num_graphs
-            nodes = x.reshape(batch, -1, x.size(-1))
-            edges = edge_attr.reshape(batch, -1, edge_attr.size(-1))
-            node_sizes = list(self.uniform_widths)
-            edge_sizes = [count // batch for count in self.edge_counts]
-            biases = [part.reshape(-1, x.size(-1)) for part in nodes.split(node_sizes, dim=1)[1:]]
-            weights = [part.reshape(-1, edge_attr.size(-1)) for part in edges.split(edge_sizes, dim=1)]
-            return WeightSpaceFeatures(weights, biases)
-        weights = list(edge_attr[self.edge_order].split(self.edge_counts))
-        biases = list(x[self.node_order].split(self.node_counts))[1:]
+        if self.node_order is None:
+            nodes = x.reshape(self.num_graphs, -1, x.size(-1))
+            parts = nodes.split(list(self.uniform_widths), dim=1)[1:]
+            biases = [part.reshape(-1, x.size(-1)) for part in parts]
+        else:
+            biases = list(x[self.node_order].split(self.node_counts))[1:]
+        if self.edge_order is None:
+            edges = edge_attr.reshape(self.num_graphs, -1, edge_attr.size(-1))
+            sizes = [count // self.num_graphs for count in self.edge_counts]
+            weights = [part.reshape(-1, edge_attr.size(-1)) for part in edges.split(sizes, dim=1)]
+        else:
+            weights = list(edge_attr[self.edge_order].split(self.edge_counts))
         return WeightSpaceFeatures(weights, biases)
 
     def merge(self, features: WeightSpaceFeatures) -> tuple[Tensor, Tensor]:
-        """Layer-major features -> graph-major ``(x, edge_attr)``; input neurons get zeros."""
+        """Layer-major features -> graph-major ``(x, edge_attr)`` in the caller's order; input neurons get zeros."""
         reference = features.biases[0]
         inputs = reference.new_zeros(self.node_counts[0], features.biases[0].size(-1))
-        if self.uniform_widths is not None:
-            batch = self.num_graphs
+        batch = self.num_graphs
+        if self.node_order is None:
             nodes = torch.cat([b.view(batch, -1, b.size(-1)) for b in (inputs, *features.biases)], dim=1)
+            x = nodes.reshape(-1, nodes.size(-1))
+        else:
+            if self._node_inverse is None:
+                self._node_inverse = inverse_permutation(self.node_order)
+            x = torch.cat([inputs, *features.biases])[self._node_inverse]
+        if self.edge_order is None:
             edges = torch.cat([w.view(batch, -1, w.size(-1)) for w in features.weights], dim=1)
-            return nodes.reshape(-1, nodes.size(-1)), edges.reshape(-1, edges.size(-1))
-        if self._edge_inverse is None:
-            self._edge_inverse = torch.empty_like(self.edge_order)
-            self._edge_inverse[self.edge_order] = torch.arange(self.edge_order.numel(), device=self.edge_order.device)
-            self._node_inverse = torch.empty_like(self.node_order)
-            self._node_inverse[self.node_order] = torch.arange(self.node_order.numel(), device=self.node_order.device)
-        x = torch.cat([inputs, *features.biases])[self._node_inverse]
-        edge_attr = torch.cat(features.weights)[self._edge_inverse]
+            edge_attr = edges.reshape(-1, edges.size(-1))
+        else:
+            if self._edge_inverse is None:
+                self._edge_inverse = inverse_permutation(self.edge_order)
+            edge_attr = torch.cat(features.weights)[self._edge_inverse]
         return x, edge_attr
 
     def dense_weight(self, features: WeightSpaceFeatures, layer: int) -> Tensor:

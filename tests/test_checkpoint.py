@@ -5,7 +5,7 @@ import torch
 from mlp_helpers import assert_params_equal, build_mlp, linear_params
 from torch import Tensor, nn
 
-from wsgraph import CheckpointError, NotAnMLPError, graph_to_params, load_checkpoint
+from wsgraph import CheckpointError, NotAnMLPError, Sine, graph_to_params, load_checkpoint
 from wsgraph.checkpoint import graph_from_checkpoint
 
 
@@ -69,11 +69,10 @@ def test_nested_containers_and_top_level_extras(tmp_path):
 
 def test_saved_module_keeps_its_activation(tmp_path):
     torch.manual_seed(0)
-    module = SineNet()
+    module = nn.Sequential(nn.Linear(2, 8), Sine(30.0), nn.Linear(8, 1))
     path = tmp_path / "siren.pt"
     torch.save(module, path)
-    loaded = load_checkpoint(path)
-    assert isinstance(loaded, SineNet)
+    assert isinstance(load_checkpoint(path), nn.Sequential)
     graph = graph_from_checkpoint(path)
     assert graph.activation == "sine(30.0)"
     assert_params_equal(graph_to_params(graph), linear_params(module))
@@ -81,19 +80,36 @@ def test_saved_module_keeps_its_activation(tmp_path):
     assert isinstance(load_checkpoint(path), nn.Sequential)
 
 
+def test_a_module_class_of_your_own_needs_trust_pickles(tmp_path):
+    torch.manual_seed(0)
+    module = SineNet()
+    path = tmp_path / "siren.pt"
+    torch.save(module, path)
+    with pytest.raises(
+        CheckpointError, match=r"refuses to unpickle 'test_checkpoint\.SineNet'.*--trust-pickles"
+    ) as error:
+        load_checkpoint(path)
+    assert_one_line_naming(error, path)
+    assert isinstance(load_checkpoint(path, trust_pickles=True), SineNet)
+    graph = graph_from_checkpoint(path, trust_pickles=True)
+    assert graph.activation == "sine(30.0)"
+    assert_params_equal(graph_to_params(graph), linear_params(module))
+
+
 def test_saved_module_whose_class_is_gone(tmp_path, monkeypatch):
     path = tmp_path / "siren.pt"
     torch.save(SineNet(), path)
     monkeypatch.delattr(sys.modules[__name__], "SineNet")
-    with pytest.raises(CheckpointError, match=r"cannot be imported here \(.*SineNet\); save model.state_dict"):
-        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match=r"cannot unpickle it \(even trusting its pickles\): .*SineNet") as error:
+        load_checkpoint(path, trust_pickles=True)
+    assert_one_line_naming(error, path)
 
 
 def test_pickled_objects_that_are_not_modules_are_never_unpickled(tmp_path):
     path = tmp_path / "checkpoint.pt"
     torch.save({"weights": {"0.weight": torch.ones(2, 2)}, "extra": Tracker()}, path)
     Tracker.rebuilt = 0
-    with pytest.raises(CheckpointError, match=r"safe loading refuses .*Tracker.* and no nn\.Module") as error:
+    with pytest.raises(CheckpointError, match=r"refuses to unpickle .*'test_checkpoint\.Tracker'") as error:
         load_checkpoint(path)
     assert Tracker.rebuilt == 0
     assert_one_line_naming(error, path)

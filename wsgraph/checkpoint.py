@@ -1,28 +1,35 @@
 """Read network checkpoints: PyTorch ``.pt``/``.pth``/``.ckpt`` files and ``.safetensors``.
 
-Loading is safe by default: :func:`torch.load` runs with ``weights_only=True``, which
-rebuilds tensors and plain containers but runs no code from the file. A file that
-pickles a whole ``nn.Module`` cannot be read that way; for those only, and only when
-every object the file names is importable and at least one is an ``nn.Module``
-subclass, the file is read again with ``weights_only=False``. **That executes pickle
-code from the file: load whole saved modules only from files you trust** (or save
-``model.state_dict()`` instead, which always loads safely).
+Loading runs no code from the file. :func:`torch.load` runs with ``weights_only=True``,
+which rebuilds tensors and plain containers only, and a whole saved ``nn.Module`` is
+rebuilt only when every module in it is one of :data:`SAFE_MODULE_CLASSES` (containers,
+``nn.Linear``, ``nn.Dropout`` and the activations a graph records). Anything else the
+file names (a class of your own, or ``os.system`` in a crafted file) is refused with
+an error naming it. ``trust_pickles=True`` (``--trust-pickles`` on the command line)
+unpickles such files with ``weights_only=False``, **which runs any code the file
+contains: use it only for files you made**.
+
+Whatever loads is then checked before anything reads its values: every tensor must be
+a dense CPU tensor no larger than the file (a crafted view can declare billions of
+elements over a few bytes), so a small file cannot make a reader allocate gigabytes.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import pickle
+import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch
 
+from wsgraph.activations import ACTIVATION_CLASSES
 from wsgraph.convert import mlp_to_graph
+from wsgraph.errors import load_error_reason, shown_path
 from wsgraph.extract import NotAnMLPError
 from wsgraph.graph import WeightSpaceGraph
 
@@ -31,13 +38,27 @@ SAFETENSORS_SUFFIX = ".safetensors"
 CHECKPOINT_SUFFIXES = TORCH_SUFFIXES | {SAFETENSORS_SUFFIX}
 # Keys under which training scripts commonly nest the weights, tried in this order.
 CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
+# The modules a saved network may be built of when it is loaded without trust_pickles:
+# what the extractor reads (linear layers, elementwise activations, containers), and
+# Dropout, an identity in eval mode. None of them runs code of its own when rebuilt.
+SAFE_MODULE_CLASSES: tuple[type[nn.Module], ...] = (
+    nn.Sequential,
+    nn.ModuleList,
+    nn.ModuleDict,
+    nn.Linear,
+    nn.Dropout,
+    *ACTIVATION_CLASSES,
+)
+TRUST_HINT = (
+    "pass --trust-pickles (trust_pickles=True in Python) to load it anyway, which runs any code the file contains"
+)
 
 
 class CheckpointError(ValueError):
     """A checkpoint file cannot be read; the one-line message names the file."""
 
 
-def load_checkpoint(path: str | os.PathLike) -> nn.Module | dict[str, Tensor]:
+def load_checkpoint(path: str | os.PathLike, *, trust_pickles: bool = False) -> nn.Module | dict[str, Tensor]:
     """The saved module, or the state_dict, in a checkpoint file.
 
     Common containers are unwrapped: ``{"state_dict": ...}``, ``{"model_state_dict":
@@ -48,145 +69,299 @@ def load_checkpoint(path: str | os.PathLike) -> nn.Module | dict[str, Tensor]:
     Args:
         path: a ``.pt``, ``.pth`` or ``.ckpt`` file written by :func:`torch.save`, or a
             ``.safetensors`` file (needs the ``safetensors`` package).
+        trust_pickles: unpickle whatever the file holds, classes of your own included.
+            **This runs any code the file contains**: only for files you made.
 
     Returns:
-        An ``nn.Module`` for a file that saved a whole module (see the module notes on
-        trust), otherwise a ``dict`` from parameter names to tensors.
+        An ``nn.Module`` for a file that saved a whole module, otherwise a ``dict``
+        from parameter names to tensors.
 
     Raises:
         CheckpointError: the file is missing, a directory, of an unknown kind, corrupt
-            or truncated, or holds no tensors.
+            or truncated, holds no tensors, names a global outside the allow-list
+            (without ``trust_pickles``), or holds a sparse, meta or oversized tensor.
     """
     path = Path(path)
+    name = shown_path(path)
     if not path.exists():
-        raise CheckpointError(f"{path}: no such file")
+        raise CheckpointError(f"{name}: no such file")
     if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, expected a checkpoint file")
+        raise CheckpointError(f"{name}: is a directory, expected a checkpoint file")
     suffix = path.suffix.lower()
     if suffix == SAFETENSORS_SUFFIX:
-        return _load_safetensors(path)
-    if suffix not in TORCH_SUFFIXES:
+        content: nn.Module | dict[str, Tensor] = _load_safetensors(path, name)
+    elif suffix in TORCH_SUFFIXES:
+        content = _unwrap(_load_torch(path, name, trust_pickles), name)
+    else:
         known = ", ".join(sorted(CHECKPOINT_SUFFIXES))
         raise CheckpointError(
-            f"{path}: unknown checkpoint extension {path.suffix or '(none)'!r}; expected one of {known}"
+            f"{name}: unknown checkpoint extension {path.suffix or '(none)'!r}; expected one of {known}"
         )
-    return _unwrap(_load_torch(path), path)
+    check_tensors(content, path)
+    return content
 
 
-def graph_from_checkpoint(path: str | os.PathLike, **kwargs) -> WeightSpaceGraph | Batch:
+def graph_from_checkpoint(
+    path: str | os.PathLike, *, trust_pickles: bool = False, **kwargs
+) -> WeightSpaceGraph | Batch:
     """:func:`load_checkpoint` followed by :func:`wsgraph.mlp_to_graph` (``kwargs`` go to the latter).
 
     Raises:
         CheckpointError: the file cannot be read.
         NotAnMLPError: the file holds no MLP; the message names the file and the layer.
     """
-    network = load_checkpoint(path)
+    network = load_checkpoint(path, trust_pickles=trust_pickles)
     try:
         return mlp_to_graph(network, **kwargs)
     except NotAnMLPError as error:
-        raise NotAnMLPError(f"{path}: {error}") from error
+        raise NotAnMLPError(f"{shown_path(path)}: {error}") from error
 
 
-def _load_torch(path: Path) -> object:
+class _CallRefused(type):
+    """Metaclass of the stand-ins below: calling one (pickle's REDUCE) raises."""
+
+    def __call__(cls, *args, **kwargs):
+        target = cls._target
+        raise pickle.UnpicklingError(
+            f"the file calls {target.__module__}.{target.__qualname__}(...), which a saved module never does"
+        )
+
+
+def _allow_list() -> list[tuple[object, str]]:
+    """The ``torch.serialization.safe_globals`` entries for :data:`SAFE_MODULE_CLASSES`.
+
+    A saved module is rebuilt by pickle's NEWOBJ (an empty instance, no ``__init__``)
+    and BUILD (its ``__dict__``). Allowing the class itself would also let a crafted
+    file *call* it, e.g. ``nn.Linear(10**5, 10**5)``, which allocates and initialises
+    40 GB before any check could run. So the file's name for each class resolves to a
+    stand-in whose ``__new__`` makes the empty instance and whose call raises; the real
+    class is allowed (BUILD checks the instance's type) under a name containing a
+    newline, which no pickle GLOBAL can spell, since it reads names line by line.
+    """
+    entries: list[tuple[object, str]] = []
+    for cls in SAFE_MODULE_CLASSES:
+        qualified = f"{cls.__module__}.{cls.__qualname__}"
+
+        def empty_instance(_stand_in: type, *_args: object, cls: type = cls) -> nn.Module:
+            return cls.__new__(cls)
+
+        stand_in = _CallRefused(cls.__name__, (), {"_target": cls, "__new__": staticmethod(empty_instance)})
+        entries += [(stand_in, qualified), (cls, f"{qualified}\n(instance type)")]
+    return entries
+
+
+_SAFE_GLOBALS = _allow_list()
+
+
+def _load_torch(path: Path, name: str, trust_pickles: bool) -> object:
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch.serialization.safe_globals(_SAFE_GLOBALS):
             # torch warns about pickle protocols it was not written for; the load itself says what fails.
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        return _load_pickled_module(path)
+    except pickle.UnpicklingError as error:
+        refusal = error
     except Exception as error:  # torch raises RuntimeError, EOFError, ... for damaged files
         raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint (corrupt or truncated?): {_reason(error)}"
+            f"{name}: not a readable PyTorch checkpoint (corrupt or truncated?): {load_error_reason(error)}"
+        ) from None
+    if not trust_pickles:
+        raise CheckpointError(_refusal(path, name, refusal))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise CheckpointError(
+            f"{name}: cannot unpickle it (even trusting its pickles): {load_error_reason(error)}"
         ) from None
 
 
-def _load_pickled_module(path: Path) -> object:
-    """Read a file that ``weights_only`` refused, if it saves an ``nn.Module`` (runs pickle code)."""
-    list_globals = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
-    if list_globals is None:  # added in torch 2.5; without it the file cannot be vetted before unpickling
-        raise CheckpointError(
-            f"{path}: holds more than tensors; reading saved modules needs torch >= 2.5 "
-            f"(this is {torch.__version__}); save model.state_dict() instead"
+def _refusal(path: Path, name: str, error: pickle.UnpicklingError) -> str:
+    """The one-line refusal of a file that safe loading stopped: the globals it names, if any."""
+    detail = load_error_reason(error)
+    offenders = _unsafe_globals(path)
+    if not offenders:
+        # Old-format (non-zip) files cannot be listed beforehand; torch names the first global it met.
+        match = re.search(r"GLOBAL (\S+)", detail)
+        offenders = [match.group(1)] if match else []
+    if offenders:
+        listed = ", ".join(repr(offender) for offender in offenders[:3])
+        if len(offenders) > 3:
+            listed += f" and {len(offenders) - 3} more"
+        return f"{name}: refuses to unpickle {listed} (not a known torch.nn class); {TRUST_HINT}"
+    if _starts_with(path, _LEGACY_MAGIC):
+        return (
+            f"{name}: safe loading cannot read this file in torch.save's old (non-zip) format ({detail}); "
+            f"if it saves a whole module, save its state_dict instead, or {TRUST_HINT}"
         )
+    return f"{name}: not a readable PyTorch checkpoint (corrupt, truncated or a plain pickle?): {detail}"
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The globals of a zip checkpoint that neither torch nor :data:`SAFE_MODULE_CLASSES` allows, sorted."""
     try:
-        names = list_globals(path)
-    except Exception as error:
-        raise CheckpointError(
-            f"{path}: not a PyTorch checkpoint written by torch.save (corrupt, truncated or a plain pickle?): {_reason(error)}"
-        ) from None
-    resolved = {name: _resolve(name) for name in names}
-    missing = [name for name, found in resolved.items() if found is None]
-    if missing:
-        raise CheckpointError(
-            f"{path}: saves objects whose classes cannot be imported here ({', '.join(missing[:3])}); "
-            "save model.state_dict() instead"
-        )
-    if not any(isinstance(found, type) and issubclass(found, nn.Module) for found in resolved.values()):
-        raise CheckpointError(
-            f"{path}: holds objects that safe loading refuses ({', '.join(names[:3])}) and no nn.Module; "
-            "not unpickled, since that would run code from the file"
-        )
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise CheckpointError(f"{path}: cannot unpickle the saved module: {_reason(error)}") from None
+        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+            return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # not a zip checkpoint, or too damaged to list: torch's own message is all there is
+        return []
 
 
-def _resolve(qualified_name: str) -> object | None:
-    """The object a pickle global such as ``torch.nn.modules.linear.Linear`` names, imported without unpickling."""
-    parts = qualified_name.split(".")
-    for split in range(len(parts) - 1, 0, -1):
-        try:
-            found: object = importlib.import_module(".".join(parts[:split]))
-        except ImportError:
-            continue
-        for attribute in parts[split:]:
-            found = getattr(found, attribute, None)
-            if found is None:
-                return None
-        return found
-    return None
+# torch.save's old format opens with its magic number, pickled.
+_LEGACY_MAGIC = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)
 
 
-def _load_safetensors(path: Path) -> dict[str, Tensor]:
+def _starts_with(path: Path, prefix: bytes) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(len(prefix)) == prefix
+
+
+def _load_safetensors(path: Path, name: str) -> dict[str, Tensor]:
     try:
         from safetensors.torch import load_file
     except ImportError:
         raise CheckpointError(
-            f"{path}: reading .safetensors files needs the 'safetensors' package (pip install safetensors)"
+            f"{name}: reading .safetensors files needs the 'safetensors' package (pip install safetensors)"
         ) from None
     try:
         tensors = load_file(path, device="cpu")
     except Exception as error:  # safetensors raises its own SafetensorError for damaged files
         raise CheckpointError(
-            f"{path}: not a readable safetensors file (corrupt or truncated?): {_reason(error)}"
+            f"{name}: not a readable safetensors file (corrupt or truncated?): {load_error_reason(error)}"
         ) from None
     if not tensors:
-        raise CheckpointError(f"{path}: holds no tensors")
+        raise CheckpointError(f"{name}: holds no tensors")
     return tensors
 
 
-def _unwrap(content: object, path: Path) -> nn.Module | dict[str, Tensor]:
+def _unwrap(content: object, name: str) -> nn.Module | dict[str, Tensor]:
+    # A loop, not recursion: a crafted file can nest containers deeper than Python's stack, or in a cycle.
+    visited: set[int] = set()
+    while not isinstance(content, nn.Module) and id(content) not in visited:
+        if not isinstance(content, Mapping):
+            raise CheckpointError(f"{name}: holds a {type(content).__name__}, expected a state_dict or an nn.Module")
+        visited.add(id(content))
+        inner = next(
+            (content[key] for key in CONTAINER_KEYS if isinstance(content.get(key), (Mapping, nn.Module))), None
+        )
+        if inner is None:
+            break
+        content = inner
     if isinstance(content, nn.Module):
         return content
-    if not isinstance(content, Mapping):
-        raise CheckpointError(f"{path}: holds a {type(content).__name__}, expected a state_dict or an nn.Module")
-    for key in CONTAINER_KEYS:
-        inner = content.get(key)
-        if isinstance(inner, (Mapping, nn.Module)):
-            return _unwrap(inner, path)
     tensors = {
         key: value.detach() if isinstance(value, nn.Parameter) else value
         for key, value in content.items()
         if isinstance(key, str) and isinstance(value, Tensor)
     }
     if not tensors:
-        raise CheckpointError(f"{path}: holds no tensors (keys: {', '.join(map(str, list(content)[:5])) or 'none'})")
+        keys = ", ".join(shown_path(_key_text(key)) for key in list(content)[:5])
+        raise CheckpointError(f"{name}: holds no tensors (keys: {keys or 'none'})")
     return tensors
 
 
-def _reason(error: BaseException) -> str:
-    text = str(error).strip()
-    # torch's messages run on with advice after the first sentence; the first one says what failed.
-    return text.splitlines()[0].split(". ")[0] if text else type(error).__name__
+# What every nn.Module keeps in its __dict__, with the type of each entry (None may also be a bool).
+_MODULE_STATE = {key: type(value) for key, value in vars(nn.Module()).items()}
+_MISSING = object()
+_REGISTRIES = {
+    "_parameters": (Tensor, type(None)),
+    "_buffers": (Tensor, type(None)),
+    "_modules": (nn.Module, type(None)),
+}
+
+
+def check_tensors(content: object, path: str | os.PathLike) -> None:
+    """Refuse the tensors in ``content``, read from the file ``path``, that no reader should touch.
+
+    Every tensor reachable from ``content`` (through modules' attributes, mappings,
+    lists and tuples) must be a plain dense CPU tensor, not quantized, whose elements
+    take no more bytes than the whole file: a view with zero strides can declare
+    billions of elements over a few stored bytes, and the first reader to copy it
+    would allocate them all.
+
+    Raises:
+        CheckpointError: naming the file and the tensor, or the malformed module.
+    """
+    name = shown_path(path)
+    file_size = Path(path).stat().st_size
+    for label, tensor in _named_tensors(content, name):
+        where = f"{name}: {label!r}"
+        if type(tensor) not in (Tensor, nn.Parameter):
+            raise CheckpointError(f"{where} is a {type(tensor).__name__}, a tensor subclass; expected a plain tensor")
+        if tensor.layout != torch.strided:
+            kind = str(tensor.layout).removeprefix("torch.")
+            raise CheckpointError(f"{where} is a sparse tensor ({kind}); only dense weights can be read")
+        if tensor.is_meta:
+            raise CheckpointError(f"{where} is a meta tensor: the file records its shape but no values")
+        if tensor.device.type != "cpu":
+            raise CheckpointError(f"{where} is on {tensor.device}, expected the CPU")
+        if tensor.is_quantized:
+            raise CheckpointError(f"{where} is a quantized tensor; only floating-point weights can be read")
+        size = tensor.numel() * tensor.element_size()
+        if size > file_size:
+            raise CheckpointError(
+                f"{where} declares {tensor.numel():,} elements ({size:,} bytes) but the file holds "
+                f"{file_size:,} bytes (a view repeating a few values?); refusing to read it"
+            )
+
+
+def _named_tensors(content: object, name: str) -> Iterator[tuple[str, Tensor]]:
+    """Every tensor reachable from ``content`` with a dotted label, each object visited once.
+
+    Walks modules' attributes too, not only their parameters, since the extractor runs
+    the module and its forward may read any of them. Iterative, so that a deeply
+    nested crafted file cannot exhaust the stack.
+    """
+    seen: set[int] = set()
+    pending: list[tuple[str, object]] = [("", content)]
+    while pending:
+        label, value = pending.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, Tensor):
+            yield label, value
+        elif isinstance(value, nn.Module):
+            _check_module(value, label, name)
+            # The registries hold the attributes; their own names are not part of state_dict keys.
+            items = [
+                (label if key in ("_parameters", "_buffers", "_modules") else _join(label, key), item)
+                for key, item in vars(value).items()
+            ]
+            # Reversed onto the stack, so that the first tensor in the file is the first one named.
+            pending.extend(reversed(items))
+        elif isinstance(value, Mapping):
+            pending.extend(reversed([(_join(label, _key_text(key)), item) for key, item in value.items()]))
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            pending.extend(reversed([(_join(label, str(index)), item) for index, item in enumerate(value)]))
+
+
+def _check_module(module: nn.Module, label: str, name: str) -> None:
+    """Refuse a module whose bookkeeping a damaged or crafted file got wrong.
+
+    The extractor calls ``named_modules``, ``register_forward_hook``, ``eval`` and the
+    module itself; each needs the attributes every ``nn.Module`` has, of the right
+    types, and no instance attribute may hide one of the class's methods.
+    """
+    state = vars(module)
+    where = f"{name}: the saved {type(module).__name__}" + (f" {label!r}" if label else "")
+    for key, kind in _MODULE_STATE.items():
+        value = state.get(key, _MISSING)
+        if not (isinstance(value, kind) or (kind is type(None) and isinstance(value, bool))):
+            raise CheckpointError(f"{where} has a missing or malformed {key!r}")
+    for registry, kinds in _REGISTRIES.items():
+        if not all(isinstance(key, str) and isinstance(entry, kinds) for key, entry in state[registry].items()):
+            raise CheckpointError(f"{where} has a malformed {registry!r}")
+    for key in state:
+        found = getattr(type(module), key, None)
+        if callable(found) or isinstance(found, property):
+            raise CheckpointError(f"{where} has an attribute {_key_text(key)!r} that hides its method of that name")
+
+
+def _join(label: str, key: str) -> str:
+    return f"{label}.{key}" if label else key
+
+
+def _key_text(key: object) -> str:
+    # Printing an arbitrary key from the file (a huge tensor, say) could cost more than the load.
+    return str(key) if isinstance(key, (str, int)) else f"<{type(key).__name__}>"

@@ -11,3 +11,38 @@ def one_line(error: BaseException) -> str:
     """
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
+
+
+def shown_path(path: object) -> str:
+    """``path`` as error messages print it: as is, or quoted like a Python string literal
+    when it holds a character that does not print (a newline in a file name would cut a
+    one-line message in two, an escape sequence could rewrite the terminal).
+
+    Args:
+        path: a path or any object with a ``str``.
+    """
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
+def load_error_reason(error: BaseException) -> str:
+    """What a failed :func:`torch.load` (or another file reader) objected to, in one printable line.
+
+    torch wraps the safe unpickler's complaint in paragraphs of advice; this keeps the
+    first sentence of the complaint (the line after ``WeightsUnpickler error:``), or of
+    the whole message when there is no such line. Characters that do not print are
+    escaped, since the message may quote names read from the file.
+
+    Args:
+        error: the exception the reader raised.
+    """
+    text = str(error).strip()
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        lines = [line.strip() for line in text[text.index(marker) + len(marker) :].splitlines() if line.strip()]
+        text = lines[0] if lines else ""
+    # The first sentence says what failed; torch's next ones give advice.
+    text = text.splitlines()[0].split(". ")[0] if text else ""
+    if not text:
+        return type(error).__name__
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

@@ -87,8 +87,9 @@ def from_module(module: nn.Module, probe_rows: int = 64) -> LinearChain:
     layer's output, through an elementwise function (a chain, not a branch).
     """
     linears = _parametrised_submodules(module)
-    first = linears[0][1]
-    probe = torch.randn(probe_rows, first.in_features, dtype=first.weight.dtype, device=first.weight.device)
+    first = linears[0][1].weight
+    # The probe's width comes from the weight, not `in_features`: a loaded module's attributes are whatever the file said.
+    probe = torch.randn(probe_rows, first.size(1), dtype=first.dtype, device=first.device)
     probe.requires_grad_(True)
     records = _run_recording(module, dict((m, n) for n, m in linears), probe)
     names = [name for name, _, _ in records]
@@ -129,6 +130,8 @@ def validate(chain: LinearChain, check_finite: bool = True) -> LinearChain:
             raise NotAnMLPError(f"{name}: weight has shape {tuple(weight.shape)}, expected [out, in]")
         if not weight.is_floating_point():
             raise NotAnMLPError(f"{name}: weight has dtype {weight.dtype}, expected a floating type")
+        if 0 in weight.shape[-2:]:
+            raise NotAnMLPError(f"{name}: weight has shape {tuple(weight.shape)}: a layer without neurons")
         if bias is not None and tuple(bias.shape) != tuple(weight.shape[:-1]):
             raise NotAnMLPError(
                 f"{name}: bias has shape {tuple(bias.shape)}, expected {tuple(weight.shape[:-1])} for a weight of shape {tuple(weight.shape)}"
@@ -198,6 +201,14 @@ def _parametrised_submodules(module: nn.Module) -> list[tuple[str, nn.Linear]]:
         label = name or type(module).__name__
         if not isinstance(sub, nn.Linear):
             raise NotAnMLPError(f"module '{label}' is a {type(sub).__name__}, not nn.Linear: not an MLP")
+        weight = getattr(sub, "weight", None)
+        if not isinstance(weight, Tensor) or weight.dim() != 2 or not weight.is_floating_point():
+            kind = (
+                f"{weight.dtype} weight of shape {tuple(weight.shape)}" if isinstance(weight, Tensor) else "no weight"
+            )
+            raise NotAnMLPError(f"layer '{label}' has {kind}, expected a floating-point [out, in] matrix")
+        if weight.numel() == 0:
+            raise NotAnMLPError(f"layer '{label}' has a weight of shape {tuple(weight.shape)}: a layer without neurons")
         linears.append((label, sub))
     if not linears:
         raise NotAnMLPError(f"{type(module).__name__} has no nn.Linear layers")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from wsgraph.activations import make_activation
+from wsgraph.cli.info import TRUST_PICKLES_HELP
 from wsgraph.datasets.checkpoints import (
     DEFAULT_SHARD_SIZE,
     DEFAULT_SPLIT_RATIOS,
@@ -13,6 +14,7 @@ from wsgraph.datasets.checkpoints import (
     compile_label_regex,
     convert_checkpoints,
 )
+from wsgraph.errors import shown_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_SHARD_SIZE,
         help=f"most networks per shard (default: {DEFAULT_SHARD_SIZE})",
     )
+    parser.add_argument("--trust-pickles", action="store_true", help=TRUST_PICKLES_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -86,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         progress=not args.quiet,
         splits=args.splits,
+        trust_pickles=args.trust_pickles,
     )
     print(format_report(report))
     return 0
@@ -108,7 +112,7 @@ def format_report(report: ConversionReport) -> str:
         lines.append(f"left out {len(report.left_out)} checkpoint files the splits file does not name")
     if report.skipped:
         lines.append(f"skipped {len(report.skipped)} (listed in {report.out / 'skipped.json'}):")
-        lines.extend(f"  {item.path}: {item.reason}" for item in report.skipped)
+        lines.extend(f"  {shown_path(item.path)}: {item.reason}" for item in report.skipped)
     return "\n".join(lines)
 
 

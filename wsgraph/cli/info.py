@@ -13,9 +13,16 @@ from torch import nn
 from wsgraph.activations import UNKNOWN
 from wsgraph.checkpoint import load_checkpoint
 from wsgraph.convert import mlp_to_graph
+from wsgraph.errors import shown_path
 from wsgraph.extract import NotAnMLPError
 from wsgraph.graph import graph_specs
 from wsgraph.spec import WeightSpaceSpec
+
+TRUST_PICKLES_HELP = (
+    "also load a saved module built of classes other than torch.nn containers, nn.Linear, nn.Dropout and the "
+    "known activations (e.g. your own nn.Module subclass). This unpickles the file with weights_only=False, "
+    "which RUNS ANY CODE THE FILE CONTAINS: use it only for files you made"
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,28 +34,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("path", metavar="PATH", help="checkpoint file (a state_dict or a saved nn.Module)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--trust-pickles", action="store_true", help=TRUST_PICKLES_HELP)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    info = describe_checkpoint(args.path)
+    info = describe_checkpoint(args.path, trust_pickles=args.trust_pickles)
     print(json.dumps(info, indent=2) if args.json else format_info(info))
     return 0
 
 
-def describe_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+def describe_checkpoint(path: str | os.PathLike, *, trust_pickles: bool = False) -> dict[str, Any]:
     """The facts ``wsgraph info`` prints, as a JSON-ready dict.
+
+    Args:
+        path: the checkpoint file.
+        trust_pickles: see :func:`wsgraph.load_checkpoint`; runs any code the file contains.
 
     Raises:
         CheckpointError: the file cannot be read.
         NotAnMLPError: the file holds no chain of linear layers.
     """
-    content = load_checkpoint(path)
+    content = load_checkpoint(path, trust_pickles=trust_pickles)
     try:
         # Describing a network with NaN weights is still useful; `finite` reports them.
         graph = mlp_to_graph(content, check_finite=False)
     except NotAnMLPError as error:
-        raise NotAnMLPError(f"{path}: {error}") from error
+        raise NotAnMLPError(f"{shown_path(path)}: {error}") from error
     spec = graph_specs(graph)[0]
     has_bias = [bool(flag) for flag in graph.has_bias[0].tolist()]
     if isinstance(content, nn.Module):
@@ -109,7 +121,7 @@ def format_info(info: dict[str, Any]) -> str:
     if activation == UNKNOWN and info["kind"].startswith("state_dict"):
         activation = f"{UNKNOWN} (a state_dict does not record it)"
     lines = [
-        f"file        {info['path']}",
+        f"file        {shown_path(info['path'])}",
         f"content     {info['kind']}",
         f"widths      {'-'.join(map(str, info['widths']))}",
         f"signature   M={signature['num_layers']} weight layers, d_0={signature['in_dim']}, d_M={signature['out_dim']}",

@@ -48,7 +48,7 @@ from wsgraph.activations import UNKNOWN, make_activation
 from wsgraph.checkpoint import CHECKPOINT_SUFFIXES, load_checkpoint
 from wsgraph.datasets.split_files import read_splits_file
 from wsgraph.datasets.store import NUM_SHARDS, SPLIT_SIZES, SPLITS, Shard, write_meta, write_shard
-from wsgraph.errors import one_line
+from wsgraph.errors import one_line, shown_path
 from wsgraph.extract import LinearChain, NotAnMLPError, from_module, from_state_dict, validate
 from wsgraph.io import write_json
 from wsgraph.spec import WeightSpaceSpec
@@ -137,6 +137,7 @@ def convert_checkpoints(
     shard_size: int = DEFAULT_SHARD_SIZE,
     progress: bool = True,
     splits: str | os.PathLike | None = None,
+    trust_pickles: bool = False,
 ) -> ConversionReport:
     """Convert the checkpoints under ``src`` into dataset root(s) at ``out``.
 
@@ -159,6 +160,9 @@ def convert_checkpoints(
             whose splits and labels are kept exactly; ``split_ratios`` and ``seed`` are
             then unused. Files it does not name are left out (``report.left_out``); an
             entry that names no file is an error (skipped with ``skip_bad``).
+        trust_pickles: also read saved modules of classes outside
+            :data:`wsgraph.checkpoint.SAFE_MODULE_CLASSES`. **This runs any code the
+            files contain**: only for files you made.
 
     Raises:
         FileNotFoundError: ``src`` does not exist.
@@ -208,12 +212,15 @@ def convert_checkpoints(
         "seed": seed,
         "skip_bad": skip_bad,
         "activation": activation,
+        "trust_pickles": trust_pickles,
     }
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".converting", dir=out.parent))
     try:
-        writers, skipped = _stream(files, src, staging, table, split_codes, activation, shard_size, skip_bad, progress)
+        writers, skipped = _stream(
+            files, src, staging, table, split_codes, activation, shard_size, skip_bad, progress, trust_pickles
+        )
         skipped = missing + skipped
         roots = [writer.finish(table, recipe, src) for _, writer in sorted(writers.items())]
         final = _arrange(staging, roots, skipped, src, skip_bad)
@@ -238,6 +245,7 @@ def _stream(
     shard_size: int,
     skip_bad: bool,
     progress: bool,
+    trust_pickles: bool,
 ) -> tuple[dict[tuple[int, int, int], _RootWriter], list[SkippedCheckpoint]]:
     """Read the files one at a time into per-signature writers under ``staging``."""
     writers: dict[tuple[int, int, int], _RootWriter] = {}
@@ -247,11 +255,13 @@ def _stream(
             bar.update()
             name = path.relative_to(src).as_posix()
             try:
-                chain = read_network(path)
+                chain = read_network(path, trust_pickles=trust_pickles)
             except READ_ERRORS as error:
-                reason = one_line(error).removeprefix(f"{path}: ")
+                reason = one_line(error).removeprefix(f"{shown_path(path)}: ")
                 if not skip_bad:
-                    raise ValueError(f"{path}: {reason} (pass --skip-bad to convert the other files)") from None
+                    raise ValueError(
+                        f"{shown_path(path)}: {reason} (pass --skip-bad to convert the other files)"
+                    ) from None
                 skipped.append(SkippedCheckpoint(name, reason))
                 continue
             spec = WeightSpaceSpec((chain.weights[0].size(1), *(w.size(0) for w in chain.weights)))
@@ -283,19 +293,20 @@ def find_checkpoints(src: Path, exclude: Path | None = None) -> list[Path]:
     return sorted(found, key=lambda path: path.relative_to(src).as_posix())
 
 
-def read_network(path: Path) -> LinearChain:
+def read_network(path: Path, *, trust_pickles: bool = False) -> LinearChain:
     """The MLP in one checkpoint, checked (finite values, chained shapes).
 
     Raises:
-        CheckpointError: the file cannot be read.
+        CheckpointError: the file cannot be read (see :func:`wsgraph.load_checkpoint`,
+            also for ``trust_pickles``).
         NotAnMLPError: it holds no MLP, or NaN/inf values; the message names the file.
     """
-    content = load_checkpoint(path)
+    content = load_checkpoint(path, trust_pickles=trust_pickles)
     try:
         chain = from_module(content) if isinstance(content, nn.Module) else from_state_dict(content)
         return validate(chain)
     except NotAnMLPError as error:
-        raise NotAnMLPError(f"{path}: {error}") from None
+        raise NotAnMLPError(f"{shown_path(path)}: {error}") from None
 
 
 def signature_name(signature: tuple[int, int, int]) -> str:

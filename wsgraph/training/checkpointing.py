@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from wsgraph.errors import load_error_reason, shown_path
 from wsgraph.io import atomic_write
 
 FORMAT = "wsgraph-train-checkpoint"
@@ -43,7 +44,9 @@ def load_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ()) -> 
     try:
         document = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ValueError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from error
+        raise ValueError(
+            f"{shown_path(path)}: not a readable checkpoint ({type(error).__name__}: {load_error_reason(error)})"
+        ) from error
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ValueError(f"{path}: not a wsgraph training checkpoint")
     if document.get("version") != VERSION:

@@ -250,8 +250,8 @@ def test_bad_roots_and_arguments(tmp_path, store):
     root, _ = store
     with pytest.raises(ValueError, match="unknown split 'training'"):
         WeightSpaceDataset(root, split="training")
-    write_shard(root, 5, random_shard((2, 8, 3), 4, seed=4))
-    with pytest.raises(ValueError, match=r"shard-00005.pt: networks of signature .* \(2, 2, 3\)"):
+    write_shard(root, 2, random_shard((2, 8, 3), 4, seed=4))
+    with pytest.raises(ValueError, match=r"shard-00002.pt: networks of signature .* \(2, 2, 3\)"):
         WeightSpaceDataset(root)
 
 
@@ -392,11 +392,18 @@ def test_a_replaced_shard_with_other_split_sizes_is_refused(tmp_path):
     assert message.startswith(f"{tmp_path}: the shards hold ") and "networks, meta.json records" in message
 
 
-def test_datasets_written_before_the_record_still_open(tmp_path):
-    shards = [random_shard((2, 4, 1), 6, seed=n, first_index=6 * n) for n in range(3)]
+def test_datasets_written_before_the_record_open_unless_a_shard_number_is_missing(tmp_path):
+    shards = [random_shard((2, 4, 1), 6, seed=n, first_index=6 * n) for n in range(4)]
     write_store(tmp_path, shards)
+    assert len(WeightSpaceDataset(tmp_path)) == 24
+    shard_paths(tmp_path)[-1].unlink()  # a lost last shard leaves no trace without the record
+    assert len(WeightSpaceDataset(tmp_path)) == 18
     shard_paths(tmp_path)[1].unlink()
-    assert len(WeightSpaceDataset(tmp_path)) == 12
+    with pytest.raises(ValueError) as error:
+        WeightSpaceDataset(tmp_path)
+    assert one_line_error(error) == (
+        f"{tmp_path}: shards/shard-00001.pt missing (the shards are numbered 0..2); the dataset is incomplete"
+    )
 
 
 def replaced(shard, **fields):

@@ -359,22 +359,28 @@ class _StatisticsAccumulator:
 
 
 def _check_shards_present(root: str, meta: dict[str, Any]) -> None:
-    """Refuse a root that lacks shards its ``meta.json`` records, or holds others (datasets
-    written before meta.json recorded its shards are not checked)."""
-    expected = meta.get(NUM_SHARDS)
-    if expected is None:
-        return
+    """Refuse a root that lacks shards its ``meta.json`` records, or holds others.
+
+    Datasets written before meta.json recorded its shards are checked for gaps only:
+    every writer numbers shards from 0 without gaps, so a gap is a lost shard (a lost
+    last shard cannot be seen there).
+    """
     present = {path.name for path in shard_paths(root)}
+    recorded = meta.get(NUM_SHARDS)
+    if recorded is not None:
+        expected, source = recorded, f"meta.json records {recorded} shards"
+    else:
+        numbers = [int(name[6:-3]) for name in present if name[6:-3].isdigit()]
+        if not numbers:
+            return
+        expected, source = max(numbers) + 1, f"the shards are numbered 0..{max(numbers)}"
     wanted = [shard_path(root, number).name for number in range(expected)]
     missing = [name for name in wanted if name not in present]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise ValueError(
-            f"{root}: {SHARD_DIR}/{missing[0]}{more} missing (meta.json records {expected} shards); "
-            "the dataset is incomplete"
-        )
+        raise ValueError(f"{root}: {SHARD_DIR}/{missing[0]}{more} missing ({source}); the dataset is incomplete")
     extra = sorted(present - set(wanted))
-    if extra:
+    if recorded is not None and extra:
         raise ValueError(f"{root}: {SHARD_DIR}/{extra[0]} is not one of the {expected} shards meta.json records")
 
 

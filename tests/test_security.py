@@ -130,10 +130,14 @@ def test_convert_skip_bad_lists_it_with_the_reason(folder_with_malicious, marker
     assert not marker.exists()
 
 
-def test_convert_trusting_pickles_reads_it(folder_with_malicious, marker, tmp_path):
-    report = convert_checkpoints(folder_with_malicious, tmp_path / "out", progress=False, trust_pickles=True)
-    assert report.num_networks == 4 and marker.exists()
+def test_convert_trusting_pickles_reads_it(folder_with_malicious, marker, tmp_path, capsys):
+    argv = ["convert", str(folder_with_malicious), str(tmp_path / "out"), "--quiet", "--trust-pickles"]
+    assert main(argv) == 0
+    assert "converted 4 of 4 checkpoints" in capsys.readouterr().out and marker.exists()
     assert json.loads((tmp_path / "out" / "meta.json").read_text())["recipe"]["trust_pickles"] is True
+    marker.unlink()
+    report = convert_checkpoints(folder_with_malicious, tmp_path / "again", progress=False, trust_pickles=True)
+    assert report.num_networks == 4 and marker.exists()
 
 
 @pytest.mark.parametrize("command", ["info", "convert"])

@@ -53,14 +53,23 @@ class GlobalBatchNorm(nn.BatchNorm1d):
     per-channel count, sum and sum of squares over all of them with a differentiable
     all-reduce, on CPU (gloo) as on GPU (torch's ``SyncBatchNorm`` needs a GPU), so a
     distributed step computes what one process would on the whole batch.
+
+    Statistics are computed in float32 (float64 inputs: float64) whatever the input's
+    dtype or autocast: in float16 the count of a large batch (65,504 and up) and the
+    squares of entries above 256 overflow. The output has the input's dtype.
     """
 
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        channels = x.size(-1)
-        count = torch.full((1,), float(x.size(0)), dtype=x.dtype, device=x.device)
-        totals = all_reduce(torch.cat([x.sum(0), x.square().sum(0), count]))
+        with torch.autocast(x.device.type, enabled=False):
+            return self._global_batch_forward(x)
+
+    def _global_batch_forward(self, x: Tensor) -> Tensor:
+        values = x.to(torch.promote_types(x.dtype, torch.float32))
+        channels = values.size(-1)
+        count = torch.full((1,), float(values.size(0)), dtype=values.dtype, device=values.device)
+        totals = all_reduce(torch.cat([values.sum(0), values.square().sum(0), count]))
         total = totals[-1]
         mean = totals[:channels] / total
         variance = (totals[channels : 2 * channels] / total - mean.square()).clamp_min(0)
@@ -68,11 +77,13 @@ class GlobalBatchNorm(nn.BatchNorm1d):
             with torch.no_grad():
                 momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked + 1)
                 unbiased = variance * total / (total - 1).clamp_min(1)
-                self.running_mean.lerp_(mean.detach(), momentum)
-                self.running_var.lerp_(unbiased.detach(), momentum)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), momentum)
+                self.running_var.lerp_(unbiased.detach().to(self.running_var.dtype), momentum)
                 self.num_batches_tracked += 1
-        normalised = (x - mean) * torch.rsqrt(variance + self.eps)
-        return normalised * self.weight + self.bias if self.affine else normalised
+        normalised = (values - mean) * torch.rsqrt(variance + self.eps)
+        if self.affine:
+            normalised = normalised * self.weight.to(normalised.dtype) + self.bias.to(normalised.dtype)
+        return normalised.to(x.dtype)
 
 
 class WeightSpaceNorm(nn.Module):

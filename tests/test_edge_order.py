@@ -15,6 +15,7 @@ from torch_geometric.data import Batch
 import wsgraph
 from wsgraph.datasets.render import render_inr
 from wsgraph.layers import flatten_params
+from wsgraph.training import FlatMLPEditor
 from wsgraph.transforms import FirstLayerRotation, rotate_first_layer
 
 ARCHITECTURES = [(2, 4, 3, 1), (2, 1, 5, 1), (2, 3, 3, 1)]
@@ -142,3 +143,16 @@ def test_render_reads_any_edge_order(graphs):
     data, shuffled, _ = graphs
     coords = torch.rand(9, 2, dtype=torch.float64)
     torch.testing.assert_close(render_inr(shuffled, coords), render_inr(data, coords), rtol=0, atol=0)
+
+
+def test_flat_mlp_editor_edits_the_weights_of_any_edge_order():
+    data = _cases()["uniform"]
+    perm = _perm(data)
+    torch.manual_seed(0)
+    editor = FlatMLPEditor(wsgraph.graph_specs(data)[0], hidden_channels=8, num_hidden_layers=2).double().eval()
+    with torch.no_grad():
+        edited, edited_shuffled = editor(data), editor(_reorder(data, perm))
+        # Sensitivity: the edit is not the same for every weight, so an unmoved edit would show.
+        assert not torch.allclose(edited.edge_attr - data.edge_attr, (edited.edge_attr - data.edge_attr)[perm])
+    torch.testing.assert_close(edited_shuffled.edge_attr, edited.edge_attr[perm], rtol=0, atol=0)
+    torch.testing.assert_close(edited_shuffled.x, edited.x, rtol=0, atol=0)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch_geometric.data import Data
 
+from wsgraph.graph import canonical_positions
 from wsgraph.layers import FlatMLP
 from wsgraph.spec import WeightSpaceSpec
 
@@ -68,6 +69,10 @@ class FlatMLPEditor(nn.Module):
         batch_size, channels, spec = delta.size(0), self.in_channels, self.spec
         edge_part = spec.num_edges * channels
         edge_delta = delta[:, :edge_part].reshape(-1, channels)
+        positions = canonical_positions(data)
+        if positions is not None:
+            # The flat vector lists the weights canonically; give them back in the batch's edge order.
+            edge_delta = edge_delta[positions]
         bias_delta = delta[:, edge_part:].reshape(batch_size, -1, channels)
         input_rows = bias_delta.new_zeros(batch_size, spec.in_dim, channels)
         node_delta = torch.cat([input_rows, bias_delta], dim=1).reshape(-1, channels)

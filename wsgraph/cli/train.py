@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="?",
         const="",
         metavar="PATH",
-        help=f"continue a run from PATH (default: --out/{LAST}) with its stored settings",
+        help=f"continue a run from PATH (default: --out/{LAST}) with its stored settings and the same data",
     )
     add_training_arguments(parser)
     parser.set_defaults(func=run)

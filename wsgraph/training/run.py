@@ -67,8 +67,10 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> dict[str, An
         config: the run's settings; ``config.out`` is the run folder.
         resume: a ``last.pt`` to continue from. Its settings must equal ``config``'s,
             except where things live and how fast they run (data path, device,
-            workers, loader, progress bars); the run then continues exactly as if it had
-            never stopped (bitwise on CPU; CUDA's scatter kernels are not deterministic).
+            workers, loader, progress bars), and the data must be the same (moved or
+            copied is fine; :func:`~wsgraph.datasets.store.dataset_fingerprint`); the run
+            then continues exactly as if it had never stopped (bitwise on CPU; CUDA's
+            scatter kernels are not deterministic).
 
     Returns:
         The result document, also written to ``config.out/result.json``.

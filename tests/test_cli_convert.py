@@ -66,6 +66,15 @@ def test_non_empty_output_needs_force(src, tmp_path, capsys):
     assert main(["convert", str(src), str(out), "--quiet", "--force"]) == 0
 
 
+def test_output_inside_the_source_is_refused_in_one_line(src, capsys):
+    assert main(["convert", str(src), str(src / "class0" / "dataset"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"wsgraph convert: error: {src / 'class0' / 'dataset'}: inside the source folder {src}; " + (
+        "choose an output folder outside it\n"
+    )
+    assert not (src / "class0" / "dataset").exists()
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [

@@ -1,5 +1,6 @@
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -213,11 +214,17 @@ def test_existing_output_is_refused_unless_forced(good_folder, tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoints", "out"]
 
 
-def test_output_inside_the_source_folder_is_not_read_back(good_folder):
-    src, networks = good_folder
-    convert_checkpoints(src, src / "dataset", progress=False)
-    report = convert_checkpoints(src, src / "dataset", force=True, progress=False)
-    assert report.num_files == len(networks)
+def test_output_inside_the_source_folder_is_refused(good_folder, tmp_path):
+    src, _ = good_folder
+    (tmp_path / "link").symlink_to(src, target_is_directory=True)
+    before = sorted(path.relative_to(src) for path in src.rglob("*"))
+    for out in (src / "dataset", src / "cat" / "dataset", tmp_path / "link" / "dataset"):
+        with pytest.raises(
+            ValueError, match=re.escape(f"{out}: inside the source folder {src}; choose an output folder")
+        ):
+            convert_checkpoints(src, out, force=True, progress=False)
+    assert sorted(path.relative_to(src) for path in src.rglob("*")) == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoints", "link"]
 
 
 def test_safetensors_files(tmp_path):

@@ -613,12 +613,15 @@ def _check_arguments(
         make_activation(activation)
     if shard_size < 1:
         raise ValueError(f"shard_size must be positive, got {shard_size}")
+    if out.resolve() == src.resolve() or src.resolve().is_relative_to(out.resolve()):
+        raise ValueError(f"{out}: the output folder would replace the source folder {src}")
+    if out.resolve().is_relative_to(src.resolve()):
+        # Every later conversion of SRC would find the dataset's shards among the checkpoints.
+        raise ValueError(f"{out}: inside the source folder {src}; choose an output folder outside it")
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise FileExistsError(f"{out}: exists and is not empty; pass --force to replace it")
-    if out.resolve() == src.resolve() or src.resolve().is_relative_to(out.resolve()):
-        raise ValueError(f"{out}: the output folder would replace the source folder {src}")
 
 
 def check_split_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:

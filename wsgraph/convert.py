@@ -146,8 +146,9 @@ def _build(params: Params, activation: str | nn.Module | None) -> nn.Sequential:
         raise ValueError("the graph's activation is unknown; pass activation='relu' (or another) to graph_to_mlp")
     layers: list[nn.Module] = []
     for position, (weight, bias) in enumerate(params):
-        linear = nn.Linear(
-            weight.size(1), weight.size(0), bias=bias is not None, dtype=weight.dtype, device=weight.device
+        # Built without initialisation: nn.Linear's own would draw from the global generator.
+        linear = nn.utils.skip_init(
+            nn.Linear, weight.size(1), weight.size(0), bias=bias is not None, dtype=weight.dtype, device=weight.device
         )
         with torch.no_grad():
             linear.weight.copy_(weight)

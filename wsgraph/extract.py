@@ -15,8 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from wsgraph.activations import UNKNOWN, matching_activations
+from wsgraph.runtime import preserved_random_state
 
 _OMEGA_ATTRIBUTES = ("omega_0", "omega", "w0", "first_omega_0", "hidden_omega_0")
+# Any fixed seed: the probe only has to be generic (no zero entries, no ties).
+_PROBE_SEED = 0x5EED
 
 
 class NotAnMLPError(ValueError):
@@ -84,12 +87,15 @@ def from_module(module: nn.Module, probe_rows: int = 64) -> LinearChain:
 
     The module is run once on a random input with every linear output cut from the
     autograd graph, so that autograd can show that each layer reads only the previous
-    layer's output, through an elementwise function (a chain, not a branch).
+    layer's output, through an elementwise function (a chain, not a branch). The input
+    comes from a generator of its own and the global random states are restored after
+    the run, so reading a module changes no later random draw of the caller's.
     """
     linears = _parametrised_submodules(module)
     first = linears[0][1].weight
     # The probe's width comes from the weight, not `in_features`: a loaded module's attributes are whatever the file said.
-    probe = torch.randn(probe_rows, first.size(1), dtype=first.dtype, device=first.device)
+    generator = torch.Generator().manual_seed(_PROBE_SEED)
+    probe = torch.randn(probe_rows, first.size(1), generator=generator).to(dtype=first.dtype, device=first.device)
     probe.requires_grad_(True)
     records = _run_recording(module, dict((m, n) for n, m in linears), probe)
     names = [name for name, _, _ in records]
@@ -227,7 +233,8 @@ def _run_recording(module: nn.Module, names: dict[nn.Module, str], probe: Tensor
     was_training = module.training
     module.eval()
     try:
-        with torch.enable_grad():
+        # A module may draw random numbers in its forward pass even in eval mode.
+        with torch.enable_grad(), preserved_random_state(probe.device):
             output = module(probe)
     except Exception as error:  # the probe itself is the test: any failure means "not an MLP"
         raise NotAnMLPError(

@@ -4,7 +4,9 @@ allocator's thresholds.
 :func:`resolve_device` turns a ``--device`` flag into a :class:`torch.device`, with a
 one-line error naming the flag's value when the device is unknown or absent.
 :func:`derived_seed` gives each purpose of a seeded run (an epoch's batch order, dropout
-on one rank, ...) a seed of its own.
+on one rank, ...) a seed of its own. :func:`preserved_random_state` gives back the
+global random generators as it found them, around code that draws from them as a side
+effect.
 
 PyTorch frees and re-allocates tensors of tens of MB many times per training step. By
 default glibc serves each one with a fresh ``mmap`` and returns it on free, so every
@@ -16,11 +18,15 @@ higher resident size. Commands that train or fit call :func:`tune_cpu_allocator`
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
+import random
 import sys
+from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 # glibc's mallopt parameters (malloc.h).
@@ -119,3 +125,22 @@ def strided_seed(seed: int, index: int) -> int:
         index: the item's position, below ``1_000_003`` for distinct seeds.
     """
     return seed * _SEED_STRIDE + index
+
+
+@contextlib.contextmanager
+def preserved_random_state(*devices: torch.device | str) -> Iterator[None]:
+    """Restore the global random states on exit: torch's CPU generator and those of the
+    given CUDA ``devices`` (others are ignored), Python's :mod:`random` and NumPy's.
+    """
+    cuda = sorted({_cuda_index(torch.device(device)) for device in devices if torch.device(device).type == "cuda"})
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def _cuda_index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()

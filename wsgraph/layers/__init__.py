@@ -1,4 +1,9 @@
-"""Layers and models on weight-space graphs: equivariant DWS layers, readouts, baselines."""
+"""Layers and models on weight-space graphs: equivariant DWS layers, readouts, baselines.
+
+As ``torch.nn`` modules do, the constructors (and ``reset_parameters``) draw the initial
+parameters from torch's global random generator, so ``torch.manual_seed`` fixes them,
+and dropout draws from it in training mode. A forward pass in eval mode draws nothing.
+"""
 
 from wsgraph.layers.blocks import GlobalBatchNorm, WeightSpaceActivation, WeightSpaceDropout, WeightSpaceNorm
 from wsgraph.layers.conv import DWSConv

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from wsgraph.datasets.store import dataset_fingerprint
 from wsgraph.io import write_json
-from wsgraph.runtime import derived_seed
+from wsgraph.runtime import derived_seed, preserved_random_state
 from wsgraph.training import checkpointing
 from wsgraph.training.checkpointing import BEST, LAST, load_checkpoint, save_checkpoint
 from wsgraph.training.config import TrainConfig
@@ -61,7 +61,9 @@ class NonFiniteLossError(RuntimeError):
 def train(config: TrainConfig, resume: str | Path | None = None) -> dict[str, Any]:
     """Train, validate and test one model; write checkpoints, metrics, curves and the result.
 
-    Under ``torchrun`` every process calls this; rank 0 writes the files.
+    Under ``torchrun`` every process calls this; rank 0 writes the files. The run seeds
+    torch's global generator from ``config.seed`` (initialisation, dropout) and gives
+    the caller's global random states (torch, Python, NumPy) back when it returns.
 
     Args:
         config: the run's settings; ``config.out`` is the run folder.
@@ -79,7 +81,9 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> dict[str, An
         NonFiniteLossError: if the training or validation loss becomes NaN or infinite;
             ``last.pt`` then keeps the epoch before.
     """
-    return _Run(config, setup(config.device)).execute(resume)
+    context = setup(config.device)
+    with preserved_random_state(context.device):
+        return _Run(config, context).execute(resume)
 
 
 class _Run:
@@ -475,7 +479,9 @@ def load_trained_model(
             f"{path}: an older checkpoint without its input normalisation; pass "
             f"statistics=WeightSpaceDataset({data!r}).statistics to load_trained_model, or train again"
         )
-    model = build_model(spec)
+    # The checkpoint's weights replace the initialisation, which must not move the caller's generator.
+    with preserved_random_state():
+        model = build_model(spec)
     model.load_state_dict(checkpoint["model"])
     trained = NormalizedModel(model, statistics, edits=spec.task == "dilate")
     return trained.to(device).eval(), spec

@@ -52,9 +52,7 @@ def test_best_checkpoint_predicts_on_raw_networks_as_the_evaluation_did(
     assert not torch.allclose(output, unnormalised, atol=1e-3)
 
 
-def test_the_model_follows_to_another_device_and_stores_its_statistics(
-    classification_root: Path, tmp_path: Path
-) -> None:
+def test_the_model_keeps_its_statistics_as_buffers(classification_root: Path, tmp_path: Path) -> None:
     train(tiny_config(classification_root, tmp_path / "run", "mlp", epochs=1))
     trained, _ = load_trained_model(tmp_path / "run" / "last.pt")
     expected = WeightSpaceDataset(classification_root, log=False).statistics

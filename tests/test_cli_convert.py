@@ -172,3 +172,20 @@ def test_convert_splits_file_errors(tmp_path, capsys):
     splits_file.write_text(json.dumps({"train": {"path": [str(paths[0])], "label": ["3"]}}))
     argv = ["convert", str(src), str(tmp_path / "o3"), "--splits", str(splits_file), "--split-ratios", "1,0,0"]
     assert main(argv) == 1 and "give one" in capsys.readouterr().err
+
+
+def test_a_checkpoint_with_float16_and_float32_layers_is_stored_in_float32(tmp_path, capsys):
+    src = tmp_path / "zoo"
+    src.mkdir()
+    state = build_mlp((2, 4, 1), seed=0).state_dict()
+    state["0.weight"], state["0.bias"] = state["0.weight"].half(), state["0.bias"].half()
+    torch.save(state, src / "mixed.pt")
+    out = tmp_path / "dataset"
+    assert main(["convert", str(src), str(out), "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].endswith("; stored as float32, widened exactly (1 network with float16 layers)")
+    assert json.loads((out / "meta.json").read_text())["dtype"] == "float32"
+    shard = read_shard(shard_paths(out)[0])
+    assert torch.equal(shard.weights[0][0], state["0.weight"].float())
+    assert torch.equal(shard.weights[1][0].view(torch.int32), state["2.weight"].view(torch.int32))
+    assert torch.equal(shard.biases[1][0].view(torch.int32), state["2.bias"].view(torch.int32))

@@ -244,3 +244,56 @@ def test_missing_source_and_empty_source(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no checkpoint files"):
         convert_checkpoints(tmp_path / "empty", tmp_path / "out", progress=False)
+
+
+def _state_dict(widths, dtypes, seed):
+    """A state_dict of an MLP of ``widths`` whose layer ``l`` has dtype ``dtypes[l]``."""
+    network = build_mlp(widths, seed=seed).double()
+    state = {}
+    for key, value in network.state_dict().items():
+        state[key] = value.to(dtypes[int(key.split(".")[0]) // 2])
+    return state
+
+
+def test_mixed_dtypes_are_stored_in_the_widest_one_exactly(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    # Sorted first, and alone in its shard: written in float16 before the wider networks come.
+    half = _state_dict((2, 4, 1), [torch.float16, torch.float16], seed=0)
+    mixed = _state_dict((2, 4, 1), [torch.float16, torch.float32], seed=1)
+    single = _state_dict((2, 4, 1), [torch.float32, torch.float32], seed=2)
+    for name, state in (("a_half.pt", half), ("b_mixed.pt", mixed), ("c_single.pt", single)):
+        torch.save(state, src / name)
+    report = convert_checkpoints(src, tmp_path / "out", shard_size=1, progress=False)
+    assert report.roots[0].dtype == "float32" and report.roots[0].widened == {"float16": 2}
+    assert read_meta(tmp_path / "out")["dtype"] == "float32"
+    assert {weight.dtype for path in shard_paths(tmp_path / "out") for weight in read_shard(path).weights} == {
+        torch.float32
+    }
+    converted = converted_networks(tmp_path / "out")
+    for name, state in (("a_half.pt", half), ("b_mixed.pt", mixed), ("c_single.pt", single)):
+        params = converted[name][1]
+        for layer, (weight, bias) in enumerate(params):
+            expected_weight, expected_bias = state[f"{2 * layer}.weight"], state[f"{2 * layer}.bias"]
+            assert torch.equal(weight.double(), expected_weight.double())
+            assert torch.equal(bias.double(), expected_bias.double())
+    # The float32 layer, bit for bit.
+    stored = converted["b_mixed.pt"][1][1][0]
+    assert torch.equal(stored.view(torch.int32), mixed["2.weight"].view(torch.int32))
+
+
+def test_float64_stays_float64_and_a_float16_folder_stays_float16(tmp_path):
+    wide, narrow = tmp_path / "wide", tmp_path / "narrow"
+    wide.mkdir()
+    narrow.mkdir()
+    float64 = _state_dict((2, 3, 1), [torch.float64, torch.float64], seed=0)
+    torch.save(float64, wide / "a.pt")
+    torch.save(_state_dict((2, 3, 1), [torch.float32, torch.float16], seed=1), wide / "b.pt")
+    report = convert_checkpoints(wide, tmp_path / "wide-out", progress=False)
+    assert report.roots[0].dtype == "float64" and report.roots[0].widened == {"float16+float32": 1}
+    stored = converted_networks(tmp_path / "wide-out")["a.pt"][1][0][0]
+    assert stored.dtype == torch.float64 and torch.equal(stored, float64["0.weight"])
+    torch.save(_state_dict((2, 3, 1), [torch.float16, torch.float16], seed=2), narrow / "a.pt")
+    report = convert_checkpoints(narrow, tmp_path / "narrow-out", progress=False)
+    assert report.roots[0].dtype == "float16" and report.roots[0].widened == {}
+    assert read_meta(tmp_path / "narrow-out")["dtype"] == "float16"

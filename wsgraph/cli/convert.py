@@ -105,7 +105,14 @@ def format_report(report: ConversionReport) -> str:
     for root in report.roots:
         counts = ", ".join(f"{name} {count}" for name, count in root.counts.items())
         architectures = ", ".join(f"{name} ({count})" for name, count in root.architectures.items())
-        lines.append(f"  {root.path}: {counts}; architectures {architectures}")
+        line = f"  {root.path}: {counts}; architectures {architectures}"
+        if root.widened:
+            widened = ", ".join(
+                f"{count} network{'' if count == 1 else 's'} with {dtypes} layers"
+                for dtypes, count in root.widened.items()
+            )
+            line += f"; stored as {root.dtype}, widened exactly ({widened})"
+        lines.append(line)
     if len(report.roots) > 1:
         lines.append(f"  {len(report.roots)} signatures: see {report.out / 'index.json'}")
     if report.left_out:

@@ -9,7 +9,10 @@ networks as shards of stacked tensors (see :mod:`wsgraph.datasets.store`).
 Networks are grouped by signature ``(M, d_0, d_M)``. With one signature ``OUT`` is the
 dataset root; with several, ``OUT/<signature name>/`` is one root per signature and
 ``OUT/index.json`` lists them. Hidden widths may differ within a signature: each shard
-holds one exact architecture, and the dataset batches them together.
+holds one exact architecture, and the dataset batches them together. A root is stored in
+one dtype, the widest of its networks' layers (a file with float16 and float32 layers, or
+float16 and float32 files, give float32), so no value is rounded; ``meta.json`` records it
+as ``dtype``.
 
 Labels come from a CSV of ``path,label`` rows (``path`` relative to ``SRC``; an optional
 header row starting with ``path``; more label columns make regression targets) or from
@@ -47,7 +50,16 @@ from tqdm import tqdm
 from wsgraph.activations import UNKNOWN, make_activation
 from wsgraph.checkpoint import CHECKPOINT_SUFFIXES, load_checkpoint
 from wsgraph.datasets.split_files import read_splits_file
-from wsgraph.datasets.store import NUM_SHARDS, SPLIT_SIZES, SPLITS, Shard, write_meta, write_shard
+from wsgraph.datasets.store import (
+    NUM_SHARDS,
+    SPLIT_SIZES,
+    SPLITS,
+    Shard,
+    read_shard,
+    shard_path,
+    write_meta,
+    write_shard,
+)
 from wsgraph.errors import one_line, shown_path
 from wsgraph.extract import LinearChain, NotAnMLPError, from_module, from_state_dict, validate
 from wsgraph.io import write_json
@@ -79,6 +91,10 @@ class ConvertedRoot:
     signature: tuple[int, int, int]
     counts: dict[str, int]
     architectures: dict[str, int]
+    dtype: str = "float32"
+    widened: dict[str, int] = field(default_factory=dict)
+    """Networks stored in a wider dtype than some of their layers had: ``{"float16": 2}``
+    means two networks had float16 layers (``"bfloat16+float16"`` when a network had both)."""
 
     @property
     def num_networks(self) -> int:
@@ -460,12 +476,21 @@ class _ShardBuffer:
 
 
 class _RootWriter:
-    """Accumulates the networks of one signature and writes them as one dataset root."""
+    """Accumulates the networks of one signature and writes them as one dataset root.
+
+    The root is stored in one dtype, the widest of its networks' layers (float32 for
+    float16 and bfloat16 together), so that no value is rounded. It is known only after
+    the last network: shards written before a wider network came are rewritten at the
+    end (:meth:`finish`).
+    """
 
     def __init__(self, root: Path, shard_size: int) -> None:
         self.root = root
         self.shard_size = shard_size
-        self.buffers: dict[tuple[tuple[int, ...], torch.dtype], _ShardBuffer] = {}
+        self.dtype: torch.dtype | None = None
+        self.buffers: dict[tuple[int, ...], _ShardBuffer] = {}
+        self.shard_dtypes: list[torch.dtype] = []
+        self.network_dtypes: Counter[frozenset[torch.dtype]] = Counter()
         self.shards_written = 0
         self.signature: tuple[int, int, int] | None = None
         self.architectures: Counter[str] = Counter()
@@ -484,14 +509,19 @@ class _RootWriter:
         index: int,
         name: str,
     ) -> None:
-        dtype = chain.weights[0].dtype
-        key = (spec.widths, dtype)
-        buffer = self.buffers.get(key)
+        dtypes = frozenset(tensor.dtype for tensor in (*chain.weights, *chain.biases) if tensor is not None)
+        dtype = self.dtype
+        for other in dtypes:
+            dtype = other if dtype is None else widest_dtype(dtype, other)
+        if dtype != self.dtype:
+            self._widen(dtype)
+        buffer = self.buffers.get(spec.widths)
         if buffer is None:
             bytes_per_network = spec.num_params * dtype.itemsize
             capacity = max(1, min(self.shard_size, SHARD_BYTES // bytes_per_network))
-            buffer = self.buffers[key] = _ShardBuffer(spec, dtype, capacity, target)
+            buffer = self.buffers[spec.widths] = _ShardBuffer(spec, dtype, capacity, target)
         buffer.put(chain, target, split, index)
+        self.network_dtypes[dtypes] += 1
         if buffer.full:
             self._write(buffer)
         self.signature = spec.signature
@@ -501,15 +531,41 @@ class _RootWriter:
         self.unlabeled += bool(_is_unlabeled(target))
         self.paths[str(index)] = name
 
+    def _widen(self, dtype: torch.dtype) -> None:
+        """Store the networks to come in ``dtype``: the buffered ones are written as they are
+        (and rewritten by :meth:`finish`), and new buffers are sized for the wider values."""
+        for buffer in self.buffers.values():
+            if buffer.count:
+                self._write(buffer)
+        self.buffers.clear()
+        self.dtype = dtype
+
     def _write(self, buffer: _ShardBuffer) -> None:
         write_shard(self.root, self.shards_written, buffer.take())
+        self.shard_dtypes.append(buffer.weights[0].dtype)
         self.shards_written += 1
+
+    def _rewrite_narrower_shards(self) -> None:
+        for number, dtype in enumerate(self.shard_dtypes):
+            if dtype == self.dtype:
+                continue
+            shard = read_shard(shard_path(self.root, number))
+            shard.weights = [weight.to(self.dtype) for weight in shard.weights]
+            shard.biases = [bias.to(self.dtype) for bias in shard.biases]
+            write_shard(self.root, number, shard)
+            self.shard_dtypes[number] = self.dtype
 
     def finish(self, table: LabelTable, recipe: dict[str, Any], src: Path) -> ConvertedRoot:
         """Write the buffered networks, ``meta.json`` and ``checkpoints.json``."""
         for buffer in self.buffers.values():
             if buffer.count:
                 self._write(buffer)
+        self._rewrite_narrower_shards()
+        widened: Counter[str] = Counter()
+        for dtypes, count in self.network_dtypes.items():
+            narrower = sorted(dtype_name(dtype) for dtype in dtypes if dtype != self.dtype)
+            if narrower:
+                widened["+".join(narrower)] += count
         activations = dict(sorted(self.activations.items()))
         meta: dict[str, Any] = {
             "kind": "checkpoints",
@@ -523,6 +579,7 @@ class _RootWriter:
             "unlabeled": self.unlabeled,
             "source": str(src.resolve()),
             "recipe": recipe,
+            "dtype": dtype_name(self.dtype),
         }
         if len(self.architectures) == 1:
             meta["widths"] = list(WeightSpaceSpec.parse(next(iter(self.architectures))).widths)
@@ -535,8 +592,29 @@ class _RootWriter:
         write_meta(self.root, meta)
         write_json(self.root / "checkpoints.json", {"source": str(src.resolve()), "paths": self.paths})
         return ConvertedRoot(
-            self.root.name, self.root, self.signature, dict(self.counts), dict(sorted(self.architectures.items()))
+            self.root.name,
+            self.root,
+            self.signature,
+            dict(self.counts),
+            dict(sorted(self.architectures.items())),
+            dtype_name(self.dtype),
+            dict(sorted(widened.items())),
         )
+
+
+def widest_dtype(first: torch.dtype, second: torch.dtype) -> torch.dtype:
+    """The floating dtype that holds every value of both exactly (``torch.promote_types``;
+    float32 for two 8-bit float formats or one with a 16-bit format, which torch does not
+    promote, float64 when either is float64)."""
+    try:
+        return torch.promote_types(first, second)
+    except RuntimeError:
+        return torch.float64 if torch.float64 in (first, second) else torch.float32
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float32`` -> ``"float32"``."""
+    return str(dtype).removeprefix("torch.")
 
 
 def _is_unlabeled(target: Tensor) -> bool:

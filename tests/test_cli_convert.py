@@ -1,4 +1,6 @@
+import errno
 import json
+import os
 
 import pytest
 import torch
@@ -189,3 +191,34 @@ def test_a_checkpoint_with_float16_and_float32_layers_is_stored_in_float32(tmp_p
     assert torch.equal(shard.weights[0][0], state["0.weight"].float())
     assert torch.equal(shard.weights[1][0].view(torch.int32), state["2.weight"].view(torch.int32))
     assert torch.equal(shard.biases[1][0].view(torch.int32), state["2.bias"].view(torch.int32))
+
+
+def test_symlinked_folders_are_counted_and_unreadable_ones_named(src, tmp_path, capsys, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for number in range(5):
+        torch.save(build_mlp((2, 4, 1), seed=10 + number).state_dict(), elsewhere / f"net{number}.pt")
+    (src / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (src / "linked" / "loop").symlink_to(src, target_is_directory=True)
+    assert main(["convert", str(src), str(tmp_path / "out"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "converted 10 of 10 checkpoints" in printed
+    assert "read once 1 folder reached again through symlinks:\n  linked/loop/ is ./\n" in printed
+
+    listing = os.scandir
+
+    def scandir(path="."):
+        if not isinstance(path, int) and os.fsdecode(path) == str(src / "linked"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return listing(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert main(["convert", str(src), str(tmp_path / "out2"), "--quiet"]) == 1
+    assert capsys.readouterr().err == (
+        f"wsgraph convert: error: {src / 'linked'}: folder cannot be read: Permission denied "
+        "(pass --skip-bad to convert the other files)\n"
+    )
+    assert main(["convert", str(src), str(tmp_path / "out2"), "--quiet", "--skip-bad"]) == 0
+    printed = capsys.readouterr().out
+    assert "converted 5 of 5 checkpoints" in printed
+    assert "skipped 1 (listed in" in printed and "  linked/: folder cannot be read: Permission denied" in printed

@@ -1,6 +1,9 @@
+import errno
 import json
 import math
+import os
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -297,3 +300,82 @@ def test_float64_stays_float64_and_a_float16_folder_stays_float16(tmp_path):
     report = convert_checkpoints(narrow, tmp_path / "narrow-out", progress=False)
     assert report.roots[0].dtype == "float16" and report.roots[0].widened == {}
     assert read_meta(tmp_path / "narrow-out")["dtype"] == "float16"
+
+
+def test_symlinked_folders_are_read_and_each_folder_once(tmp_path):
+    src, elsewhere = tmp_path / "src", tmp_path / "elsewhere"
+    for folder, count in ((src / "real", 2), (elsewhere, 3)):
+        folder.mkdir(parents=True)
+        for number in range(count):
+            torch.save(build_mlp((2, 4, 1), seed=number).state_dict(), folder / f"net{number}.pt")
+    (src / "again").symlink_to(elsewhere, target_is_directory=True)
+    (src / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (src / "real" / "loop").symlink_to(src / "real", target_is_directory=True)
+    (src / "real" / "up").symlink_to("..", target_is_directory=True)
+    report = convert_checkpoints(src, tmp_path / "out", progress=False)
+    assert report.num_files == report.num_networks == 5 and not report.skipped
+    assert report.repeated == [("linked/", "again/"), ("real/loop/", "real/"), ("real/up/", "./")]
+    paths = json.loads((tmp_path / "out" / "checkpoints.json").read_text())["paths"]
+    assert sorted(paths.values()) == [*(f"again/net{n}.pt" for n in range(3)), "real/net0.pt", "real/net1.pt"]
+
+
+def make_unreadable(folder, monkeypatch):
+    """``chmod 000`` on ``folder``; where that does not stop this process (root), listing it fails as it would."""
+    folder.chmod(0)
+    if os.access(folder, os.R_OK | os.X_OK):
+        listing = os.scandir
+
+        def scandir(path="."):
+            if not isinstance(path, int) and Path(os.fsdecode(path)) == folder:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+            return listing(path)
+
+        monkeypatch.setattr(os, "scandir", scandir)
+
+
+@pytest.fixture
+def locked_folder(good_folder, monkeypatch):
+    src, networks = good_folder
+    locked = src / "locked"
+    locked.mkdir()
+    torch.save(build_mlp((2, 4, 1), seed=0).state_dict(), locked / "hidden-from-us.pt")
+    make_unreadable(locked, monkeypatch)
+    yield src, networks
+    locked.chmod(0o755)
+
+
+def test_an_unreadable_folder_stops_the_conversion_naming_it(locked_folder, tmp_path):
+    src, _ = locked_folder
+    before = sorted(path.name for path in tmp_path.iterdir())
+    with pytest.raises(ValueError) as error:
+        convert_checkpoints(src, tmp_path / "out", progress=False)
+    assert str(error.value) == (
+        f"{src / 'locked'}: folder cannot be read: Permission denied (pass --skip-bad to convert the other files)"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == before
+
+
+def test_skip_bad_lists_an_unreadable_folder(locked_folder, tmp_path):
+    src, networks = locked_folder
+    report = convert_checkpoints(src, tmp_path / "out", skip_bad=True, progress=False)
+    assert report.num_networks == report.num_files == len(networks)
+    assert [vars(item) for item in report.skipped] == [
+        {"path": "locked/", "reason": "folder cannot be read: Permission denied"}
+    ]
+    written = json.loads((tmp_path / "out" / "skipped.json").read_text())["skipped"]
+    assert written == [vars(item) for item in report.skipped]
+
+
+def test_a_symlink_to_nothing_is_not_passed_over(good_folder, tmp_path):
+    src, networks = good_folder
+    (src / "disk").symlink_to(tmp_path / "unmounted", target_is_directory=True)
+    with pytest.raises(
+        ValueError, match=r"disk: a symlink to \S*unmounted: No such file or directory \(pass --skip-bad"
+    ):
+        convert_checkpoints(src, tmp_path / "out", progress=False)
+    report = convert_checkpoints(src, tmp_path / "out", skip_bad=True, progress=False)
+    assert [item.path for item in report.skipped] == ["disk"] and report.num_networks == len(networks)
+    (src / "disk").unlink()
+    (src / "disk").symlink_to("disk")
+    with pytest.raises(ValueError, match="disk: a symlink to disk: Too many levels of symbolic links"):
+        convert_checkpoints(src, tmp_path / "out2", progress=False)

@@ -24,8 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Read every checkpoint under SRC (.pt, .pth, .ckpt state_dicts or saved modules, .safetensors; "
         "nested folders, sorted order) and write the MLPs as a WeightSpaceDataset root at OUT, one root per "
         "signature (M, d_0, d_M) under OUT with an index.json when there are several. Networks without a label "
-        "get y = -1 (classes) or NaN (regression targets). A file that cannot be read stops the conversion "
-        "(exit 1, nothing written) unless --skip-bad is given.",
+        "get y = -1 (classes) or NaN (regression targets). Symlinked folders are followed, each folder read once. "
+        "A file or folder that cannot be read stops the conversion (exit 1, nothing written) unless --skip-bad "
+        "is given.",
     )
     parser.add_argument("src", metavar="SRC", help="folder of checkpoint files")
     parser.add_argument("out", metavar="OUT", help="dataset folder to create")
@@ -115,6 +116,10 @@ def format_report(report: ConversionReport) -> str:
         lines.append(line)
     if len(report.roots) > 1:
         lines.append(f"  {len(report.roots)} signatures: see {report.out / 'index.json'}")
+    if report.repeated:
+        count = len(report.repeated)
+        lines.append(f"read once {count} folder{'' if count == 1 else 's'} reached again through symlinks:")
+        lines.extend(f"  {shown_path(path)} is {shown_path(first)}" for path, first in report.repeated)
     if report.left_out:
         lines.append(f"left out {len(report.left_out)} checkpoint files the splits file does not name")
     if report.skipped:

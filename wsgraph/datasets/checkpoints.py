@@ -4,7 +4,9 @@
 ``.pth``, ``.ckpt``: state_dicts or saved modules; ``.safetensors`` when the package is
 installed; nested folders; files and folders whose names start with ``.`` are skipped),
 in sorted order of their paths relative to ``SRC``, one at a time, and writes the
-networks as shards of stacked tensors (see :mod:`wsgraph.datasets.store`).
+networks as shards of stacked tensors (see :mod:`wsgraph.datasets.store`). Symlinked
+folders are followed and each folder is read once, however many links lead to it; a
+folder that cannot be listed, or a symlink to nothing, is an error like an unreadable file.
 
 Networks are grouped by signature ``(M, d_0, d_M)``. With one signature ``OUT`` is the
 dataset root; with several, ``OUT/<signature name>/`` is one root per signature and
@@ -111,6 +113,8 @@ class ConversionReport:
     num_files: int
     seconds: float
     left_out: list[str] = field(default_factory=list)
+    repeated: list[tuple[str, str]] = field(default_factory=list)
+    """Folders reached again through a symlink, not read again: ``(path, path read through)``."""
 
     @property
     def num_networks(self) -> int:
@@ -163,7 +167,7 @@ def convert_checkpoints(
         labels: a CSV file of ``path,label`` rows, paths relative to ``src``.
         label_regex: a regular expression with one group, searched in each relative path.
         skip_bad: convert what can be read and report the rest, instead of stopping at
-            the first unreadable, corrupt or non-MLP file.
+            the first unreadable, corrupt or non-MLP file, or unreadable folder.
         split_ratios: fractions of train, val and test networks, drawn at random with
             ``seed`` over the sorted file list.
         seed: the seed of the split.
@@ -182,7 +186,7 @@ def convert_checkpoints(
 
     Raises:
         FileNotFoundError: ``src`` does not exist.
-        ValueError: bad arguments or labels, an unreadable checkpoint (without
+        ValueError: bad arguments or labels, an unreadable checkpoint or folder (without
             ``skip_bad``), or no network converted; the message names the culprit.
     """
     started = time.perf_counter()
@@ -190,7 +194,14 @@ def convert_checkpoints(
     _check_arguments(src, out, labels, label_regex, split_ratios, force, activation, shard_size)
     if splits is not None and (labels is not None or label_regex is not None):
         raise ValueError("a splits file gives the labels; do not also give --labels or --label-regex")
-    files = find_checkpoints(src, exclude=out)
+    search = find_checkpoints(src, exclude=out)
+    top = [item for item in search.unreadable if item.path == "./"]
+    if top or (search.unreadable and not skip_bad):
+        first = (top or search.unreadable)[0]
+        more = f"{len(search.unreadable) - 1} more cannot be read; " if len(search.unreadable) > 1 else ""
+        hint = "" if top else f" ({more}pass --skip-bad to convert the other files)"
+        raise ValueError(f"{shown_path(src / first.path)}: {first.reason}{hint}")
+    files = search.files
     if not files:
         raise ValueError(f"{src}: no checkpoint files ({', '.join(sorted(CHECKPOINT_SUFFIXES))}) found")
     relative = [path.relative_to(src).as_posix() for path in files]
@@ -237,7 +248,7 @@ def convert_checkpoints(
         writers, skipped = _stream(
             files, src, staging, table, split_codes, activation, shard_size, skip_bad, progress, trust_pickles
         )
-        skipped = missing + skipped
+        skipped = search.unreadable + missing + skipped
         roots = [writer.finish(table, recipe, src) for _, writer in sorted(writers.items())]
         final = _arrange(staging, roots, skipped, src, skip_bad)
         _move_into_place(final, out)
@@ -248,7 +259,7 @@ def convert_checkpoints(
         raise
     for root in roots:
         root.path = out if len(roots) == 1 else out / root.name
-    return ConversionReport(out, roots, skipped, len(files), time.perf_counter() - started, left_out)
+    return ConversionReport(out, roots, skipped, len(files), time.perf_counter() - started, left_out, search.repeated)
 
 
 def _stream(
@@ -291,22 +302,85 @@ def _stream(
     return writers, skipped
 
 
-def find_checkpoints(src: Path, exclude: Path | None = None) -> list[Path]:
-    """Checkpoint files under ``src``, sorted by relative path; hidden names and ``exclude`` left out."""
+@dataclass
+class CheckpointSearch:
+    """What :func:`find_checkpoints` found under a folder.
+
+    Attributes:
+        files: the checkpoint files, sorted by path relative to the folder.
+        unreadable: what could not be looked into, as :class:`SkippedCheckpoint` with the
+            path relative to the folder (folders end in ``/``): a folder that cannot be
+            listed or a symlink whose target is missing. The checkpoints in it are unknown.
+        repeated: ``(relative path, relative path)`` of folders reached a second time
+            through a symlink (a loop, or two links to one folder), and the path through
+            which they were read.
+    """
+
+    files: list[Path]
+    unreadable: list[SkippedCheckpoint] = field(default_factory=list)
+    repeated: list[tuple[str, str]] = field(default_factory=list)
+
+
+def find_checkpoints(src: Path, exclude: Path | None = None) -> CheckpointSearch:
+    """Checkpoint files under ``src``, sorted by relative path; hidden names and ``exclude`` left out.
+
+    Symlinked folders are followed. Each folder is read once, however many paths lead to
+    it (compared by device and inode), so a symlink loop ends and no network is read twice.
+    """
+    src = Path(src)
     excluded = exclude.resolve() if exclude is not None else None
-    found = []
-    for folder, subfolders, names in os.walk(src):
-        subfolders[:] = [
-            name
-            for name in subfolders
-            if not name.startswith(".") and (excluded is None or Path(folder, name).resolve() != excluded)
-        ]
-        found.extend(
-            Path(folder, name)
-            for name in names
-            if not name.startswith(".") and Path(name).suffix.lower() in CHECKPOINT_SUFFIXES
-        )
-    return sorted(found, key=lambda path: path.relative_to(src).as_posix())
+    search = CheckpointSearch([])
+
+    def relative(path: Path, folder: bool) -> str:
+        name = path.relative_to(src).as_posix()
+        return f"{name}/" if folder else name
+
+    def cannot_list(error: OSError) -> None:
+        folder = Path(os.fsdecode(error.filename)) if error.filename is not None else src
+        reason = f"folder cannot be read: {error.strerror or one_line(error)}"
+        search.unreadable.append(SkippedCheckpoint(relative(folder, True), reason))
+
+    try:
+        top = os.stat(src)
+    except OSError as error:
+        cannot_list(error)
+        return search
+    read_from: dict[tuple[int, int], str] = {(top.st_dev, top.st_ino): "./"}
+    for folder, subfolders, names in os.walk(src, onerror=cannot_list, followlinks=True):
+        kept = []
+        for name in sorted(subfolders):
+            path = Path(folder, name)
+            if name.startswith(".") or (excluded is not None and path.resolve() == excluded):
+                continue
+            try:
+                status = os.stat(path)
+            except OSError as error:
+                reason = f"folder cannot be read: {error.strerror or one_line(error)}"
+                search.unreadable.append(SkippedCheckpoint(relative(path, True), reason))
+                continue
+            key = (status.st_dev, status.st_ino)
+            if key in read_from:
+                search.repeated.append((relative(path, True), read_from[key]))
+                continue
+            read_from[key] = relative(path, True)
+            kept.append(name)
+        subfolders[:] = kept
+        for name in names:
+            if name.startswith("."):
+                continue
+            path = Path(folder, name)
+            if Path(name).suffix.lower() in CHECKPOINT_SUFFIXES:
+                search.files.append(path)
+            elif path.is_symlink():
+                try:
+                    os.stat(path)
+                except OSError as error:
+                    # The target may be a folder of checkpoints on a disk that is not mounted.
+                    reason = f"a symlink to {shown_path(os.readlink(path))}: {error.strerror or one_line(error)}"
+                    search.unreadable.append(SkippedCheckpoint(relative(path, False), reason))
+    search.files.sort(key=lambda path: path.relative_to(src).as_posix())
+    search.unreadable.sort(key=lambda item: item.path)
+    return search
 
 
 def read_network(path: Path, *, trust_pickles: bool = False) -> LinearChain:

@@ -1,6 +1,8 @@
 import errno
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -222,3 +224,32 @@ def test_symlinked_folders_are_counted_and_unreadable_ones_named(src, tmp_path, 
     printed = capsys.readouterr().out
     assert "converted 5 of 5 checkpoints" in printed
     assert "skipped 1 (listed in" in printed and "  linked/: folder cannot be read: Permission denied" in printed
+
+
+HOLD_THE_LOCK = """
+import sys
+from wsgraph.locks import write_lock
+with write_lock(sys.argv[1], "wsgraph convert"):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_second_convert_into_the_same_output_refuses_while_the_first_runs(src, tmp_path, capsys):
+    out = tmp_path / "dataset"
+    first = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert first.stdout.readline() == "locked\n"
+        assert main(["convert", str(src), str(out), "--quiet", "--force"]) == 1
+        assert capsys.readouterr().err == (
+            f"wsgraph convert: error: {out}: wsgraph convert (process {first.pid}) is writing it; "
+            "wait for it to end or choose another output folder\n"
+        )
+        assert not out.exists()
+    finally:
+        first.communicate("", timeout=60)
+    assert first.returncode == 0
+    assert main(["convert", str(src), str(out), "--quiet"]) == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["dataset", "zoo"]

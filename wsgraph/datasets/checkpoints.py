@@ -32,6 +32,7 @@ end, so a failed or interrupted conversion leaves nothing behind.
 from __future__ import annotations
 
 import csv
+import errno
 import math
 import os
 import re
@@ -65,6 +66,7 @@ from wsgraph.datasets.store import (
 from wsgraph.errors import one_line, shown_path
 from wsgraph.extract import LinearChain, NotAnMLPError, from_module, from_state_dict, validate
 from wsgraph.io import write_json
+from wsgraph.locks import write_lock
 from wsgraph.spec import WeightSpaceSpec
 
 DEFAULT_SPLIT_RATIOS = (0.8, 0.1, 0.1)
@@ -242,21 +244,23 @@ def convert_checkpoints(
         "trust_pickles": trust_pickles,
     }
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".converting", dir=out.parent))
-    try:
-        writers, skipped = _stream(
-            files, src, staging, table, split_codes, activation, shard_size, skip_bad, progress, trust_pickles
-        )
-        skipped = search.unreadable + missing + skipped
-        roots = [writer.finish(table, recipe, src) for _, writer in sorted(writers.items())]
-        final = _arrange(staging, roots, skipped, src, skip_bad)
-        _move_into_place(final, out)
-        if final != staging:
+    with write_lock(out, "wsgraph convert"):
+        # A conversion into OUT may have finished between the first look and the lock.
+        _check_output(out, force)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".converting", dir=out.parent))
+        try:
+            writers, skipped = _stream(
+                files, src, staging, table, split_codes, activation, shard_size, skip_bad, progress, trust_pickles
+            )
+            skipped = search.unreadable + missing + skipped
+            roots = [writer.finish(table, recipe, src) for _, writer in sorted(writers.items())]
+            final = _arrange(staging, roots, skipped, src, skip_bad)
+            _move_into_place(final, out, force)
+            if final != staging:
+                shutil.rmtree(staging, ignore_errors=True)
+        except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            raise
     for root in roots:
         root.path = out if len(roots) == 1 else out / root.name
     return ConversionReport(out, roots, skipped, len(files), time.perf_counter() - started, left_out, search.repeated)
@@ -728,13 +732,23 @@ def _arrange(
     return staging
 
 
-def _move_into_place(built: Path, out: Path) -> None:
-    if not out.exists():
-        os.replace(built, out)
-        return
-    if not any(out.iterdir()):
-        out.rmdir()
-        os.replace(built, out)
+def _move_into_place(built: Path, out: Path, force: bool) -> None:
+    """Rename ``built`` to ``out``; an ``out`` that is not empty is replaced only with ``force``.
+
+    ``out`` is looked at again here, not only before the conversion: a program that does
+    not take the lock may have written it in the meantime.
+    """
+    _check_output(out, force, changed=True)
+    if not out.exists() or not any(out.iterdir()):
+        try:
+            if out.exists():
+                out.rmdir()
+            os.replace(built, out)
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            # Filled between the look and the rename; the rename then fails and changes nothing.
+            raise FileExistsError(_CHANGED.format(out=out)) from None
         return
     retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".replaced", dir=out.parent))
     os.replace(out, retired / out.name)
@@ -770,9 +784,20 @@ def _check_arguments(
     if out.resolve().is_relative_to(src.resolve()):
         # Every later conversion of SRC would find the dataset's shards among the checkpoints.
         raise ValueError(f"{out}: inside the source folder {src}; choose an output folder outside it")
+    _check_output(out, force)
+
+
+# The refusal of a second conversion into OUT that finds OUT written after its start.
+_CHANGED = "{out}: written by another program while this conversion ran; nothing replaced (pass --force to replace it)"
+
+
+def _check_output(out: Path, force: bool, changed: bool = False) -> None:
+    """Refuse an ``out`` that is a file, or a folder that is not empty unless ``force``."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
+        if changed:
+            raise FileExistsError(_CHANGED.format(out=out))
         raise FileExistsError(f"{out}: exists and is not empty; pass --force to replace it")
 
 

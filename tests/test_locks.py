@@ -1,0 +1,56 @@
+import os
+
+import pytest
+
+from wsgraph import locks
+from wsgraph.locks import LockedError, lock_path, write_lock
+
+
+@pytest.mark.parametrize("flock", [True, False], ids=["flock", "exclusive-create"])
+def test_one_holder_at_a_time_and_no_file_left(tmp_path, monkeypatch, flock):
+    if not flock:
+        monkeypatch.setattr(locks, "fcntl", None)
+    elif locks.fcntl is None:
+        pytest.skip("no fcntl here")
+    target = tmp_path / "out"
+    with write_lock(target, "wsgraph convert") as path:
+        assert path == tmp_path / ".out.lock" and path.read_text() == f"{os.getpid()} wsgraph convert\n"
+        with pytest.raises(LockedError) as error, write_lock(target, "wsgraph convert"):
+            pass
+        message = str(error.value)
+        assert message.startswith(f"{target}: wsgraph convert (process {os.getpid()}) is writing it; wait for it")
+        assert "\n" not in message and ("delete" in message) == (not flock)
+        assert path.exists()
+    assert not lock_path(target).exists()
+    with write_lock(target, "again"):
+        pass
+
+
+def test_a_lock_file_left_by_a_killed_holder_does_not_lock(tmp_path):
+    if locks.fcntl is None:
+        pytest.skip("without flock a left lock file is refused, naming it")
+    target = tmp_path / "out"
+    lock_path(target).write_text("4194999 wsgraph convert\n")
+    with write_lock(target, "wsgraph convert") as path:
+        assert path.read_text() == f"{os.getpid()} wsgraph convert\n"
+    assert not path.exists()
+
+
+def test_a_lock_file_removed_before_it_was_locked_is_not_taken(tmp_path, monkeypatch):
+    if locks.fcntl is None:
+        pytest.skip("no fcntl here")
+    target = tmp_path / "out"
+    flock, calls = locks.fcntl.flock, []
+
+    def holder_releases_first(handle, operation):
+        # The first attempt opened the file just before its previous holder removed it.
+        if not calls:
+            lock_path(target).unlink()
+        calls.append(handle)
+        return flock(handle, operation)
+
+    monkeypatch.setattr(locks.fcntl, "flock", holder_releases_first)
+    with write_lock(target, "wsgraph convert") as path:
+        assert len(calls) == 2 and path.exists()
+        assert os.path.samestat(os.fstat(calls[1]), os.stat(path))
+    assert not path.exists()

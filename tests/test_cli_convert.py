@@ -253,3 +253,21 @@ def test_a_second_convert_into_the_same_output_refuses_while_the_first_runs(src,
     assert first.returncode == 0
     assert main(["convert", str(src), str(out), "--quiet"]) == 0
     assert sorted(path.name for path in tmp_path.iterdir()) == ["dataset", "zoo"]
+
+
+@pytest.mark.parametrize("saved", ["module", "state_dict"])
+def test_a_zero_width_layer_is_named_and_skipped_with_skip_bad(src, tmp_path, capsys, saved):
+    network = build_mlp((2, 0, 1))
+    path = src / "class1" / "empty-layer.pt"
+    torch.save(network if saved == "module" else network.state_dict(), path)
+    assert main(["convert", str(src), str(tmp_path / "out"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"wsgraph convert: error: {path}: ")
+    assert "shape (0, 2): a layer without neurons (pass --skip-bad to convert the other files)" in err
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["zoo"]
+    assert main(["convert", str(src), str(tmp_path / "out"), "--quiet", "--skip-bad"]) == 0
+    printed = capsys.readouterr().out
+    assert "converted 5 of 6 checkpoints" in printed
+    assert "\n  class1/empty-layer.pt: " in printed and "a layer without neurons" in printed
+    skipped = json.loads((tmp_path / "out" / "skipped.json").read_text())["skipped"]
+    assert [item["path"] for item in skipped] == ["class1/empty-layer.pt"]

@@ -418,3 +418,15 @@ def test_an_output_written_before_the_lock_is_taken_is_refused(good_folder, tmp_
         convert_checkpoints(src, out, progress=False)
     assert (out / "meta.json").read_text() == "the first run's"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoints", "out"]
+
+
+def test_an_unreadable_source_folder_is_an_error_even_with_skip_bad(good_folder, tmp_path, monkeypatch):
+    src, _ = good_folder
+    make_unreadable(src, monkeypatch)
+    try:
+        with pytest.raises(ValueError) as error:
+            convert_checkpoints(src, tmp_path / "out", skip_bad=True, progress=False)
+    finally:
+        src.chmod(0o755)
+    assert str(error.value) == f"{src}: folder cannot be read: Permission denied"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoints"]

@@ -472,7 +472,7 @@ def test_infinite_regression_targets_are_refused_and_nan_ones_are_unlabeled(tmp_
     )
 
 
-def test_numeric_labels_with_a_nan_do_not_become_classes(tmp_path):
+def test_numeric_labels_with_a_nan_stay_a_regression_with_one_unlabeled_network(tmp_path):
     """A labels file of numbers with one 'nan' must not turn a regression set into classes named by numbers."""
     src = tmp_path / "checkpoints"
     rows = []
@@ -483,9 +483,13 @@ def test_numeric_labels_with_a_nan_do_not_become_classes(tmp_path):
         rows.append(f"net{number}.pt,{'nan' if number == 3 else number * 0.5}")
     (tmp_path / "targets.csv").write_text("\n".join(rows) + "\n")
     convert_checkpoints(src, tmp_path / "out", labels=tmp_path / "targets.csv", progress=False)
+    dataset = WeightSpaceDataset(tmp_path / "out", log=False)
+    assert dataset.meta["task"] == "regression" and "class_names" not in dataset.meta
+    assert int(dataset.y.isnan().sum()) == 1
+    (tmp_path / "targets.csv").write_text("\n".join(rows).replace("nan", "inf") + "\n")
     with pytest.raises(ValueError) as error:
-        WeightSpaceDataset(tmp_path / "out")
-    assert one_line_error(error).startswith(f"{tmp_path / 'out' / 'meta.json'}: the class names are numbers, 'nan'")
+        convert_checkpoints(src, tmp_path / "out2", labels=tmp_path / "targets.csv", progress=False)
+    assert one_line_error(error) == f"{tmp_path / 'targets.csv'}: label 'inf' of 'net3.pt' is infinite"
 
 
 def test_a_huge_class_label_from_a_labels_file_is_refused_before_training(tmp_path):
@@ -497,10 +501,13 @@ def test_a_huge_class_label_from_a_labels_file_is_refused_before_training(tmp_pa
         torch.save(network.state_dict(), src / f"net{number}.pt")
         rows.append(f"net{number}.pt,{999999999999 if number == 2 else number % 2}")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
-    convert_checkpoints(src, tmp_path / "out", labels=tmp_path / "labels.csv", progress=False)
     with pytest.raises(ValueError) as error:
-        WeightSpaceDataset(tmp_path / "out")
-    assert one_line_error(error).startswith(f"{tmp_path / 'out' / 'meta.json'}: 'num_classes' must be an integer in")
+        convert_checkpoints(src, tmp_path / "out", labels=tmp_path / "labels.csv", progress=False)
+    assert one_line_error(error) == (
+        f"{tmp_path / 'labels.csv'}: class label 999999999999 of 'net2.pt' would make 1,000,000,000,000 classes, "
+        "more than 100,000"
+    )
+    assert not (tmp_path / "out").exists()
 
 
 def test_convert_records_shards_and_split_sizes(tmp_path):

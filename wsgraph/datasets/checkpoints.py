@@ -54,6 +54,7 @@ from wsgraph.activations import UNKNOWN, make_activation
 from wsgraph.checkpoint import CHECKPOINT_SUFFIXES, load_checkpoint
 from wsgraph.datasets.split_files import read_splits_file
 from wsgraph.datasets.store import (
+    MAX_CLASSES,
     NUM_SHARDS,
     SPLIT_SIZES,
     SPLITS,
@@ -483,10 +484,21 @@ def interpret_labels(raw: dict[str, list[str]], source: str | None = None) -> La
         if negative is not None:
             raise ValueError(f"{source}: class label {integers[negative][0]} of {negative!r} is negative")
         targets = {name: torch.tensor(values[0]) for name, values in integers.items()}
-        num_classes = max(values[0] for values in integers.values()) + 1
+        highest = max(integers.items(), key=lambda item: item[1][0])
+        if highest[1][0] >= MAX_CLASSES:
+            raise ValueError(
+                f"{source}: class label {highest[1][0]} of {highest[0]!r} would make {highest[1][0] + 1:,} classes, "
+                f"more than {MAX_CLASSES:,}"
+            )
+        num_classes = highest[1][0] + 1
         return LabelTable("classification", targets, 1, None, num_classes, source)
     numbers = _parse_all(raw, float)
-    if numbers is not None and all(math.isfinite(v) for values in numbers.values() for v in values):
+    if numbers is not None:
+        # NaN marks an unlabeled network, as for files without a row; an infinity is an error. (Read as
+        # text instead, one 'nan' among numbers would turn every number into a class name.)
+        bad = next((name for name, values in numbers.items() if any(math.isinf(v) for v in values)), None)
+        if bad is not None:
+            raise ValueError(f"{source}: label {','.join(raw[bad])!r} of {bad!r} is infinite")
         targets = {name: torch.tensor(values, dtype=torch.float32) for name, values in numbers.items()}
         return LabelTable("regression", targets, num_targets, None, None, source)
     if num_targets != 1:

@@ -283,3 +283,14 @@ def test_fit_inrs_early_stop_flags(tmp_path, capsys):
     assert read_meta(siren)["recipe"]["init"] == "siren"
     code, _, err = run_cli(capsys, *base, "--early-stop-psnr", "nan", "--out", str(tmp_path / "bad"))
     assert code != 0 and "--early-stop-psnr must be a finite number, got nan" in err
+
+
+def test_a_second_fit_into_the_same_folder_is_refused_while_the_first_runs(tmp_path, capsys):
+    from wsgraph.locks import write_lock
+
+    out = tmp_path / "digits"
+    with write_lock(out, "another wsgraph fit-inrs"):
+        code, _, err = run_cli(capsys, *FIT, "--out", str(out))
+    assert code == 1 and err.count("\n") == 1 and str(out) in err and "another wsgraph fit-inrs" in err
+    assert not (out / "shards").exists()
+    assert run_cli(capsys, *FIT, "--out", str(out))[0] == 0

@@ -32,6 +32,7 @@ from wsgraph.datasets.store import (
     write_shard,
 )
 from wsgraph.io import write_json
+from wsgraph.locks import write_lock
 
 # make_shard(start, stop, advance) fits networks start..stop-1, calling advance(k) as k more are done.
 ShardMaker = Callable[[int, int, Callable[[int], None]], Shard]
@@ -66,6 +67,19 @@ def write_shards(
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"{root}: exists and is not a folder")
+    # Two fitters on one folder would both write every missing shard: the second one refuses.
+    with write_lock(root, "a dataset writer (wsgraph fit-inrs / fit-sines)"):
+        return _write_shards_locked(root, meta, split, shard_size, make_shard, progress)
+
+
+def _write_shards_locked(
+    root: Path,
+    meta: dict[str, Any],
+    split: torch.Tensor,
+    shard_size: int,
+    make_shard: ShardMaker,
+    progress: bool,
+) -> list[Path]:
     if (root / "meta.json").is_file():
         old = read_meta(root)  # a meta.json that is not a dataset's is refused, not replaced
         if shard_paths(root):

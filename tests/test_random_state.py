@@ -172,7 +172,7 @@ def _permute_hidden(w):
 
 
 def _load_trained_model(w):
-    model, _ = wsgraph.training.load_trained_model(w.run / "best.pt")
+    model = wsgraph.training.load_trained_model(w.run / "best.pt")
     model(Batch.from_data_list([wsgraph.datasets.WeightSpaceDataset(w.sine, log=False)[0]]))
 
 

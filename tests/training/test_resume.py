@@ -81,7 +81,8 @@ def test_resuming_a_finished_run_only_reports(classification_root: Path, tmp_pat
 
 def test_best_checkpoint_rebuilds_the_model(classification_root: Path, tmp_path: Path) -> None:
     train(tiny_config(classification_root, tmp_path / "run", "gine", epochs=1))
-    model, spec = load_trained_model(tmp_path / "run" / "best.pt")
+    model = load_trained_model(tmp_path / "run" / "best.pt")
+    spec = model.spec
     assert spec.name == "gine" and spec.signature == (3, 2, 1)
     assert not model.training
 

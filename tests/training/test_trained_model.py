@@ -32,7 +32,8 @@ def test_best_checkpoint_predicts_on_raw_networks_as_the_evaluation_did(
 ) -> None:
     root = request.getfixturevalue(fixture)
     result = train(tiny_config(root, tmp_path / "run", model))
-    trained, spec = load_trained_model(tmp_path / "run" / "best.pt")
+    trained = load_trained_model(tmp_path / "run" / "best.pt")
+    spec = trained.spec
     batch = raw_test_batch(root)
     stored = batch.edge_attr.clone()
     with torch.no_grad():
@@ -54,7 +55,7 @@ def test_best_checkpoint_predicts_on_raw_networks_as_the_evaluation_did(
 
 def test_the_model_keeps_its_statistics_as_buffers(classification_root: Path, tmp_path: Path) -> None:
     train(tiny_config(classification_root, tmp_path / "run", "mlp", epochs=1))
-    trained, _ = load_trained_model(tmp_path / "run" / "last.pt")
+    trained = load_trained_model(tmp_path / "run" / "last.pt")
     expected = WeightSpaceDataset(classification_root, log=False).statistics
     for name, value in expected.to_dict().items():
         assert torch.equal(trained.state_dict()[name], value)
@@ -64,7 +65,7 @@ def test_the_model_keeps_its_statistics_as_buffers(classification_root: Path, tm
 def test_editing_model_returns_raw_scale_networks(tmp_path: Path) -> None:
     root = dilation_root(tmp_path / "data")
     result = train(tiny_config(root, tmp_path / "run", "dwsnet", task="dilate", epochs=1))
-    trained, _ = load_trained_model(tmp_path / "run" / "best.pt")
+    trained = load_trained_model(tmp_path / "run" / "best.pt")
     batch = raw_test_batch(root)
     data = open_training_data(root, "dilate", log=False)
     task = make_task("dilate", data, None, NormalizeWeights(data.statistics))
@@ -77,7 +78,7 @@ def test_editing_model_returns_raw_scale_networks(tmp_path: Path) -> None:
 
 def test_an_old_checkpoint_needs_its_statistics(classification_root: Path, tmp_path: Path) -> None:
     train(tiny_config(classification_root, tmp_path / "run", "mlp", epochs=1))
-    current, _ = load_trained_model(tmp_path / "run" / "best.pt")
+    current = load_trained_model(tmp_path / "run" / "best.pt")
     old = tmp_path / "old.pt"
     document = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     del document["normalization"]
@@ -89,7 +90,7 @@ def test_an_old_checkpoint_needs_its_statistics(classification_root: Path, tmp_p
     assert message.startswith(f"{old}: an older checkpoint without its input normalisation")
     assert f"WeightSpaceDataset({str(classification_root)!r}).statistics" in message
     statistics = WeightSpaceDataset(classification_root, log=False).statistics
-    loaded, _ = load_trained_model(old, statistics=statistics)
+    loaded = load_trained_model(old, statistics=statistics)
     batch = raw_test_batch(classification_root)
     with torch.no_grad():
         assert torch.equal(loaded(batch), current(batch))

@@ -451,13 +451,14 @@ def reference_result(config: TrainConfig) -> dict[str, Any]:
 
 def load_trained_model(
     path: str | Path, device: str | torch.device = "cpu", statistics: LayerStatistics | None = None
-) -> tuple[NormalizedModel, ModelSpec]:
+) -> NormalizedModel:
     """The model a ``best.pt`` or ``last.pt`` holds, rebuilt and loaded, in eval mode.
 
     The model takes raw networks, as a dataset stores them: it normalises them with the
     statistics of its training data, which the checkpoint stores (see
-    :class:`~wsgraph.training.trained.NormalizedModel`), so its predictions are those
-    the run's evaluation made.
+    :class:`~wsgraph.training.trained.NormalizedModel`), so
+    ``load_trained_model("best.pt")(raw_batch)`` gives the predictions the run's
+    evaluation made. Its ``spec`` attribute is the :class:`ModelSpec` it was built from.
 
     Args:
         path: the checkpoint.
@@ -483,8 +484,8 @@ def load_trained_model(
     with preserved_random_state():
         model = build_model(spec)
     model.load_state_dict(checkpoint["model"])
-    trained = NormalizedModel(model, statistics, edits=spec.task == "dilate")
-    return trained.to(device).eval(), spec
+    trained = NormalizedModel(model, statistics, edits=spec.task == "dilate", spec=spec)
+    return trained.to(device).eval()
 
 
 def _fresh_state() -> dict[str, Any]:

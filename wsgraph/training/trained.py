@@ -30,6 +30,7 @@ class NormalizedModel(nn.Module):
         model: the trained model, which expects normalised inputs.
         statistics: the normalisation statistics of its training data.
         edits: whether ``model`` returns edited networks rather than per-network outputs.
+        spec: the settings ``model`` was built from, kept as ``self.spec`` (optional).
     """
 
     weight_mean: Tensor
@@ -37,10 +38,11 @@ class NormalizedModel(nn.Module):
     bias_mean: Tensor
     bias_std: Tensor
 
-    def __init__(self, model: nn.Module, statistics: LayerStatistics, edits: bool = False) -> None:
+    def __init__(self, model: nn.Module, statistics: LayerStatistics, edits: bool = False, spec: Any = None) -> None:
         super().__init__()
         self.model = model
         self.edits = edits
+        self.spec = spec
         for name, value in statistics.to_dict().items():
             self.register_buffer(name, value.detach().clone().float())
 

@@ -271,3 +271,11 @@ def test_a_zero_width_layer_is_named_and_skipped_with_skip_bad(src, tmp_path, ca
     assert "\n  class1/empty-layer.pt: " in printed and "a layer without neurons" in printed
     skipped = json.loads((tmp_path / "out" / "skipped.json").read_text())["skipped"]
     assert [item["path"] for item in skipped] == ["class1/empty-layer.pt"]
+
+
+@pytest.mark.parametrize("out", ["/proc/wsgraph-absent/out", "/proc/out"])
+def test_an_output_folder_that_cannot_be_made_is_named(src, capsys, out):
+    assert main(["convert", str(src), out, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"wsgraph convert: error: {out}: cannot ")
+    assert ".converting" not in err

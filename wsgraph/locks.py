@@ -59,11 +59,14 @@ def write_lock(target: str | os.PathLike, holder: str) -> Iterator[Path]:
     """
     target = Path(target)
     path = lock_path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
-        handle = _create_exclusively(path, target)
-    else:
-        handle = _lock(path, target)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = _create_exclusively(path, target) if fcntl is None else _lock(path, target)
+    except LockedError:
+        raise
+    except OSError as error:
+        # The lock file is an implementation detail: name what the user asked to write.
+        raise OSError(f"{shown_path(target)}: cannot write there ({error.strerror or error})") from None
     if handle is not None:
         os.ftruncate(handle, 0)
         os.write(handle, f"{os.getpid()} {holder}\n".encode())

@@ -245,10 +245,17 @@ def convert_checkpoints(
         "trust_pickles": trust_pickles,
     }
 
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"{out}: cannot create the output folder ({error.strerror or error})") from None
     with write_lock(out, "wsgraph convert"):
         # A conversion into OUT may have finished between the first look and the lock.
         _check_output(out, force)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".converting", dir=out.parent))
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".converting", dir=out.parent))
+        except OSError as error:
+            raise OSError(f"{out}: cannot write in {out.parent} ({error.strerror or error})") from None
         try:
             writers, skipped = _stream(
                 files, src, staging, table, split_codes, activation, shard_size, skip_bad, progress, trust_pickles

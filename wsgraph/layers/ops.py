@@ -2,9 +2,10 @@
 
 :class:`ScatterOps` works on any batch through group indices (message passing over
 neurons and (graph, layer) groups); :class:`DenseOps` works on ``[B, d_{l-1}, d_l, C]``
-views of one-architecture batches and is the readable reference. Layers are written
-once against their common interface, :class:`WeightSpaceOps`, so the two backends
-share every parameter.
+views of one-architecture batches. Layers are written once against their common
+interface, :class:`WeightSpaceOps`, so the two backends share every parameter and every
+line of the layer above the ops; the check of that shared code is
+:mod:`wsgraph.layers.dense_reference`, which shares only the parameters.
 
 "Tables" are per-neuron tensors of one layer ``k``: ``[N_k, F]`` rows for scatter,
 ``[B, d_k, F]`` for dense. Pooling keeps the fixed (input/output) neurons as channels:

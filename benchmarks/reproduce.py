@@ -44,7 +44,7 @@ SEED_TASKS = ("mnist-seeds", "fashion-seeds")
 # Tasks that train on the MNIST INRs, so need the MNIST fitting step before them.
 ON_MNIST_INRS = ("mnist-size", "dilation")
 
-# Published numbers (DESIGN.md and the DWSNets paper), on the authors' own INR files.
+# Published numbers (the DWSNets paper and its successors' tables), on the authors' own INR files.
 PUBLISHED = {
     "mnist": "DWSNets 85.71 ± 0.57; MLP 17.55; MLP + permutation augmentation 29.26; best later 96.59 (ScaleGMN-B)",
     "fashion": "DWSNets 67.06 ± 0.29; MLP 19.91; MLP + permutation augmentation 22.76; best later 80.78 (ScaleGMN-B)",

@@ -1,8 +1,8 @@
-"""DESIGN.md's characterisation of equivariant affine maps, checked numerically (no layer needed).
+"""The characterisation of equivariant affine maps (docs/layers.md), checked numerically (no layer needed).
 
 Three independent sources must agree: the numerical null space of the permutation
-constraints, DESIGN.md's formula evaluated on objects computed from the widths, and the
-values published in DESIGN.md's table.
+constraints, the formula evaluated on objects computed from the widths, and the
+values in the dimension table of docs/layers.md.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from .weight_space_numerics import (
     weight_space_objects,
 )
 
-# DESIGN.md, "The equivariant affine layer": widths, linear dimension, constant dimension.
+# docs/layers.md, "What it computes": widths, linear dimension, constant dimension.
 PUBLISHED_TABLE = [
     ((2, 3, 4, 2), 114, 9),
     ((1, 2, 1), 25, 4),

@@ -1,4 +1,4 @@
-"""The scatter and dense backends are one layer (DESIGN.md, proof 3).
+"""The scatter and dense backends are one layer (docs/layers.md, "What the tests prove" 3).
 
 Same parameters, same outputs, same gradients with respect to the parameters and to
 the input weights and biases, in float64 to rounding.

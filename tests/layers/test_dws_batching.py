@@ -1,4 +1,4 @@
-"""Networks of different hidden widths batch together (DESIGN.md, proof 4).
+"""Networks of different hidden widths batch together (docs/layers.md, "What the tests prove" 5).
 
 Every network of a mixed-width batch gets the output it gets alone, and the layer's
 output is a proper PyG batch that splits back into graphs and networks.

@@ -1,4 +1,4 @@
-"""DWSLayer spans exactly the equivariant affine maps (DESIGN.md, "What the tests must prove" 1).
+"""DWSLayer spans exactly the equivariant affine maps (docs/layers.md, "What the tests prove" 1).
 
 With one input and one output channel the layer is affine in its input and linear in
 its parameters. For each parameter coordinate (all others zero) its operator ``v -> A v + c``
@@ -32,7 +32,7 @@ from .weight_space_numerics import (
     single_threaded,
 )
 
-# DESIGN.md's table plus hidden widths of one; M = 1, 2, 3 and 4.
+# The dimension table of docs/layers.md plus hidden widths of one; M = 1, 2, 3 and 4.
 ARCHITECTURES = [
     (2, 3),
     (1, 2, 1),

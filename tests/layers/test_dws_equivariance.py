@@ -1,4 +1,4 @@
-"""Hidden-neuron permutations commute with the DWS layer and models (DESIGN.md, proof 2).
+"""Hidden-neuron permutations commute with the DWS layer and models (docs/layers.md, "What the tests prove" 2).
 
 Each equivariance check is paired with a sensitivity check: permutations that are not
 symmetries of the weight space (input or output neurons, or a hidden permutation applied

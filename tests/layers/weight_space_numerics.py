@@ -10,7 +10,7 @@ Everything here is computed from the layer widths alone, independently of
 * the dimension of the space of equivariant linear maps (the commutant), as the
   numerical null space of the stacked constraints ``(P_g ⊗ P_g - I) vec(A) = 0``;
 * the dimension of the invariant vectors (``P_g c = c``);
-* DESIGN.md's dimension formula, from the list of weight-space objects.
+* the dimension formula of docs/layers.md, from the list of weight-space objects.
 
 Rank decisions use :func:`numerical_rank`, which also reports the gap between the
 kept and the discarded singular values so a test can assert that the decision is
@@ -71,7 +71,7 @@ class WeightSpaceObject:
 
 
 def weight_space_objects(widths: Sequence[int]) -> list[WeightSpaceObject]:
-    """The objects ``W_1..W_M, b_1..b_M`` of DESIGN.md, with their permuted layers and fold factors."""
+    """The objects ``W_1..W_M, b_1..b_M`` of docs/layers.md, with their permuted layers and fold factors."""
     widths = tuple(widths)
     num_layers = len(widths) - 1
     hidden = set(range(1, num_layers))
@@ -89,7 +89,7 @@ def weight_space_objects(widths: Sequence[int]) -> list[WeightSpaceObject]:
 
 
 def design_linear_dimension(widths: Sequence[int]) -> int:
-    r"""DESIGN.md's count: :math:`\sum_{X, Y} 2^{|S|} f(X) f(Y)` with :math:`S = I(X) \cap I(Y)`."""
+    r"""The count of docs/layers.md: :math:`\sum_{X, Y} 2^{|S|} f(X) f(Y)` with :math:`S = I(X) \cap I(Y)`."""
     objects = weight_space_objects(widths)
     return sum(
         2 ** len(set(x.permuted) & set(y.permuted)) * x.fold * y.fold for x, y in itertools.product(objects, objects)
@@ -100,7 +100,7 @@ def orbit_linear_dimension(widths: Sequence[int]) -> int:
     r"""The same count with each shared layer ``k`` contributing its number of index-pair orbits.
 
     :math:`S_{d_k}` has two orbits on :math:`[d_k]^2` (equal / different indices) when
-    :math:`d_k \ge 2` and one when :math:`d_k = 1`; DESIGN.md's :math:`2^{|S|}` assumes two.
+    :math:`d_k \ge 2` and one when :math:`d_k = 1`; the formula's :math:`2^{|S|}` assumes two.
     """
     widths = tuple(widths)
     objects = weight_space_objects(widths)
@@ -111,7 +111,7 @@ def orbit_linear_dimension(widths: Sequence[int]) -> int:
 
 
 def design_constant_dimension(widths: Sequence[int]) -> int:
-    r"""DESIGN.md's count of invariant constants: :math:`\sum_Y f(Y)`."""
+    r"""The count of invariant constants (docs/layers.md): :math:`\sum_Y f(Y)`."""
     return sum(obj.fold for obj in weight_space_objects(widths))
 
 

@@ -1,6 +1,6 @@
 """The objects of an MLP weight space (weights and biases) and how each is folded.
 
-DESIGN.md's characterisation folds the never-permuted input and output neurons into
+The characterisation (docs/layers.md) folds the never-permuted input and output neurons into
 channels. For a signature ``(M, d_0, d_M)`` this module says, once, which permuted
 layers index each object and by how much its channels are multiplied, so that the
 layer, the readout and the tests share one definition.
@@ -51,7 +51,7 @@ def weight_space_objects(num_layers: int, in_dim: int, out_dim: int) -> list[Wei
 def equivariant_dimension(num_layers: int, in_dim: int, out_dim: int) -> tuple[int, int]:
     r"""``(linear, constant)`` dimensions of the equivariant affine maps with one channel.
 
-    :math:`\sum_{X,Y} 2^{|I(X) \cap I(Y)|} f(X) f(Y)` and :math:`\sum_Y f(Y)` (DESIGN.md),
+    :math:`\sum_{X,Y} 2^{|I(X) \cap I(Y)|} f(X) f(Y)` and :math:`\sum_Y f(Y)` (docs/layers.md),
     valid when every hidden width is at least 2.
     """
     objects = weight_space_objects(num_layers, in_dim, out_dim)

@@ -39,7 +39,7 @@ from common import (
     tune_allocator,
 )
 
-# The target for the forward conversion of 10,000 networks of 2-32-32-1 on a 2-core CPU.
+# The target for the forward conversion of 10,000 networks of 2-32-32-1 on a 2-core CPU.
 TARGET_SECONDS = 1.0
 
 

@@ -9,7 +9,9 @@ import torch
 from mlp_helpers import build_mlp
 
 from wsgraph.cli.main import main
+from wsgraph.convert import mlp_to_graph
 from wsgraph.datasets.dataset import WeightSpaceDataset
+from wsgraph.datasets.render import image_grid_coords, render_inr
 from wsgraph.datasets.store import read_shard, shard_paths
 
 
@@ -130,7 +132,8 @@ def test_convert_keeps_a_published_splits_file(tmp_path, capsys):
     splits_file = tmp_path / "mnist_splits.json"
     splits_file.write_text(json.dumps(splits))
     out = tmp_path / "dataset"
-    assert main(["convert", str(src), str(out), "--splits", str(splits_file), "--quiet"]) == 0
+    argv = ["convert", str(src), str(out), "--splits", str(splits_file), "--activation", "sine(30.0)"]
+    assert main([*argv, "--output-offset", "0.5", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "converted 4 of 4 checkpoints" in printed and "train 2, val 1, test 1" in printed
     assert "left out 1 checkpoint files the splits file does not name" in printed
@@ -147,6 +150,16 @@ def test_convert_keeps_a_published_splits_file(tmp_path, capsys):
     for layer in range(3):
         assert torch.equal(shard.weights[layer][row], state[f"seq.{layer}.weight"])
         assert torch.equal(shard.biases[layer][row], state[f"seq.{layer}.bias"])
+    # Rendered through the recorded activation and offset, the stored network is the released class's forward.
+    assert dataset.meta["output_offset"] == 0.5 and dataset.meta["activation"] == "sine(30.0)"
+    coords = image_grid_coords(28, 28)
+    graph = mlp_to_graph([(w[row : row + 1], b[row : row + 1]) for w, b in zip(shard.weights, shard.biases)])
+    rendered = render_inr(graph, coords, dataset.meta["output_offset"], activation=dataset.meta["activation"])
+    hidden = coords
+    for layer in range(2):
+        hidden = torch.sin(30.0 * (hidden @ state[f"seq.{layer}.weight"].T + state[f"seq.{layer}.bias"]))
+    expected = hidden @ state["seq.2.weight"].T + state["seq.2.bias"] + 0.5
+    torch.testing.assert_close(rendered.reshape(-1, 1), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_convert_splits_file_errors(tmp_path, capsys):

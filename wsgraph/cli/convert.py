@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from wsgraph.activations import make_activation
 from wsgraph.cli.info import TRUST_PICKLES_HELP
@@ -70,6 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"most networks per shard (default: {DEFAULT_SHARD_SIZE})",
     )
     parser.add_argument("--trust-pickles", action="store_true", help=TRUST_PICKLES_HELP)
+    parser.add_argument(
+        "--output-offset",
+        metavar="X",
+        type=_finite_float,
+        help="a constant the networks add to their output, recorded for rendering (the DWSNets INRs: 0.5)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -90,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         progress=not args.quiet,
         splits=args.splits,
+        output_offset=args.output_offset,
         trust_pickles=args.trust_pickles,
     )
     print(format_report(report))
@@ -151,6 +159,16 @@ def _split_ratios(text: str) -> tuple[float, float, float]:
         raise argparse.ArgumentTypeError(
             f"expected three non-negative fractions summing to 1, e.g. 0.8,0.1,0.1; got {text!r}"
         ) from None
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:

@@ -160,6 +160,7 @@ def convert_checkpoints(
     shard_size: int = DEFAULT_SHARD_SIZE,
     progress: bool = True,
     splits: str | os.PathLike | None = None,
+    output_offset: float | None = None,
     trust_pickles: bool = False,
 ) -> ConversionReport:
     """Convert the checkpoints under ``src`` into dataset root(s) at ``out``.
@@ -183,6 +184,9 @@ def convert_checkpoints(
             whose splits and labels are kept exactly; ``split_ratios`` and ``seed`` are
             then unused. Files it does not name are left out (``report.left_out``); an
             entry that names no file is an error (skipped with ``skip_bad``).
+        output_offset: a constant the networks' forward adds to their output (the DWSNets
+            INR class adds 0.5), recorded as ``meta["output_offset"]`` so that rendering
+            and editing reproduce the networks' functions.
         trust_pickles: also read saved modules of classes outside
             :data:`wsgraph.checkpoint.SAFE_MODULE_CLASSES`. **This runs any code the
             files contain**: only for files you made.
@@ -243,6 +247,7 @@ def convert_checkpoints(
         "skip_bad": skip_bad,
         "activation": activation,
         "trust_pickles": trust_pickles,
+        "output_offset": output_offset,
     }
 
     try:
@@ -680,6 +685,8 @@ class _RootWriter:
         }
         if len(self.architectures) == 1:
             meta["widths"] = list(WeightSpaceSpec.parse(next(iter(self.architectures))).widths)
+        if recipe.get("output_offset") is not None:
+            meta["output_offset"] = recipe["output_offset"]
         if table.task is not None:
             meta.update(task=table.task, label_source=table.source)
         if table.num_classes is not None:

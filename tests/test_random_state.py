@@ -231,6 +231,9 @@ CALLS: dict[str, Callable] = {
     ),
     "wsgraph.datasets.image_grid_coords": lambda w: wsgraph.datasets.image_grid_coords(4, 5),
     "wsgraph.datasets.load_images": lambda w: wsgraph.datasets.load_images("digits"),
+    "wsgraph.datasets.neuron_values": lambda w: wsgraph.datasets.neuron_values(
+        w.mixed, torch.zeros(4, 2, dtype=torch.float64)
+    ),
     "wsgraph.datasets.render_inr": lambda w: wsgraph.datasets.render_inr(
         w.mixed, torch.zeros(4, 2, dtype=torch.float64), activation="relu"
     ),
@@ -297,9 +300,16 @@ MODULES: dict[str, Callable] = {
     ),
     "wsgraph.layers.GlobalBatchNorm": lambda w: _forward(wsgraph.layers.GlobalBatchNorm(1), w.features.weights[0]),
     "wsgraph.layers.InvariantReadout": lambda w: _forward(wsgraph.layers.InvariantReadout(1, 3, 2, 1), w.mixed),
+    "wsgraph.layers.NeuralGraphGNN": lambda w: _forward(
+        wsgraph.layers.NeuralGraphGNN(
+            3, 2, 1, 3, wsgraph.layers.pna_degree_histogram([WIDTHS]), hidden_channels=8, probe_features=4
+        ),
+        _float(w.mixed),
+    ),
     "wsgraph.layers.NeuronPositionalEncoding": lambda w: _forward(
         wsgraph.layers.NeuronPositionalEncoding(3, 2, 1, 4), w.mixed
     ),
+    "wsgraph.layers.ProbeFeatures": lambda w: _forward(wsgraph.layers.ProbeFeatures(3, 2, 4, 8).double(), w.mixed),
     "wsgraph.layers.WeightSpaceActivation": lambda w: _forward(
         wsgraph.layers.WeightSpaceActivation(nn.ReLU()), w.features
     ),

@@ -6,7 +6,7 @@ from wsgraph.datasets.dilation import dilate
 from wsgraph.datasets.fitting import SirenFit, fit_sirens
 from wsgraph.datasets.image_inrs import fit_image_inrs
 from wsgraph.datasets.images import ImageSet, load_images
-from wsgraph.datasets.render import image_grid_coords, render_inr
+from wsgraph.datasets.render import image_grid_coords, neuron_values, render_inr
 from wsgraph.datasets.sine import SINE_RECIPE, fit_sine_inrs
 from wsgraph.datasets.siren import PixelGrid, SirenRecipe
 
@@ -24,5 +24,6 @@ __all__ = [
     "fit_sirens",
     "image_grid_coords",
     "load_images",
+    "neuron_values",
     "render_inr",
 ]

@@ -11,7 +11,9 @@ from wsgraph.layers.dws import DWSLayer
 from wsgraph.layers.gnn_baselines import EdgeUpdate, WeightSpaceGNN, pna_degree_histogram
 from wsgraph.layers.mlp_baseline import FlatMLP, flatten_params
 from wsgraph.layers.models import DWSEditNet, DWSNet, DWSStack
+from wsgraph.layers.neural_graph import NeuralGraphGNN
 from wsgraph.layers.positional import EdgePositionalEncoding, NeuronPositionalEncoding
+from wsgraph.layers.probe import ProbeFeatures
 from wsgraph.layers.readout import InvariantReadout
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout
 
@@ -26,7 +28,9 @@ __all__ = [
     "FlatMLP",
     "GlobalBatchNorm",
     "InvariantReadout",
+    "NeuralGraphGNN",
     "NeuronPositionalEncoding",
+    "ProbeFeatures",
     "WeightSpaceActivation",
     "WeightSpaceDropout",
     "WeightSpaceFeatures",

@@ -12,7 +12,9 @@ from torch_geometric.nn import GATv2Conv, GINEConv, PNAConv, TransformerConv
 from torch_geometric.nn.pool import global_add_pool, global_max_pool, global_mean_pool
 
 from wsgraph.layers.positional import EdgePositionalEncoding, NeuronPositionalEncoding, check_signature
+from wsgraph.layers.probe import ProbeFeatures
 from wsgraph.spec import WeightSpaceSpec
+from wsgraph.transforms import LayerStatistics
 
 ConvName = Literal["gine", "pna", "gatv2", "transformer"]
 Readout = Literal["mean", "sum", "max"]
@@ -24,18 +26,24 @@ PNA_SCALERS = ["identity", "amplification", "attenuation"]
 _POOLS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
 
 
-def pna_degree_histogram(architectures: Iterable[WeightSpaceSpec | Sequence[int]]) -> Tensor:
+def pna_degree_histogram(
+    architectures: Iterable[WeightSpaceSpec | Sequence[int]], both_directions: bool = True
+) -> Tensor:
     r"""The in-degree histogram :class:`~torch_geometric.nn.conv.PNAConv` needs, computed from layer widths.
 
     :class:`WeightSpaceGNN` passes messages along every weight in both directions, so
     a neuron of layer :math:`k` receives :math:`d_{k-1} + d_{k+1}` messages (a missing
-    neighbour layer counts 0). The histogram depends on the architectures only, never
-    on the weights: list one architecture per training network to weight them as the
-    data does (PNA uses the mean degree and mean log-degree).
+    neighbour layer counts 0); along the weights only, :math:`d_{k-1}`. The histogram
+    depends on the architectures only, never on the weights: list one architecture per
+    training network to weight them as the data does (PNA uses the mean degree and mean
+    log-degree).
 
     Args:
         architectures: layer widths ``(d_0, ..., d_M)`` or :class:`WeightSpaceSpec`\ s,
             e.g. ``wsgraph.graph_specs(batch)``.
+        both_directions: count the messages against the weights too. (The released
+            Neural Graphs code counts only those along them, though its graphs have both;
+            :class:`~wsgraph.layers.NeuralGraphGNN` follows it with ``False``.)
 
     Returns:
         A ``long`` tensor whose entry ``n`` counts the neurons with ``n`` incoming messages.
@@ -46,7 +54,7 @@ def pna_degree_histogram(architectures: Iterable[WeightSpaceSpec | Sequence[int]
         # padded[k + 1] is d_k; the zeros stand for the missing neighbours of the input and output layers.
         padded = (0, *spec.widths, 0)
         for layer, width in enumerate(spec.widths):
-            degree = padded[layer] + padded[layer + 2]
+            degree = padded[layer] + (padded[layer + 2] if both_directions else 0)
             counts[degree] = counts.get(degree, 0) + width
     if not counts:
         raise ValueError("pna_degree_histogram needs at least one architecture")
@@ -174,6 +182,13 @@ class WeightSpaceGNN(nn.Module):
             in-degree histogram of the training graphs, from
             :func:`pna_degree_histogram` (it depends on the layer widths only).
             (default: ``None``)
+        probe_features (int, optional): learned input points at which the networks
+            are run; every neuron's values there are added to its initial state
+            (:class:`~wsgraph.layers.probe.ProbeFeatures`). ``0`` for none; needs
+            ``in_channels=1``. (default: ``0``)
+        probe_statistics (LayerStatistics, optional): the normalisation the inputs
+            carry, which the probe features undo to run the networks. (default:
+            :obj:`None`, raw weights)
 
     Shapes:
         - **input:** a batch of :math:`B` :class:`~wsgraph.graph.WeightSpaceGraph`\ s
@@ -196,9 +211,15 @@ class WeightSpaceGNN(nn.Module):
         dropout: float = 0.0,
         heads: int = 4,
         pna_degree: Tensor | None = None,
+        probe_features: int = 0,
+        probe_statistics: LayerStatistics | None = None,
     ) -> None:
         super().__init__()
         _check_arguments(conv, readout, out_features, in_channels, hidden_channels, num_rounds, dropout, heads)
+        if probe_features < 0 or (probe_features and in_channels != 1):
+            raise ValueError(
+                f"probe_features must be >= 0 and needs in_channels=1, got {probe_features} and {in_channels}"
+            )
         if conv == "pna" and pna_degree is None:
             raise ValueError(
                 "conv='pna' needs pna_degree: pass pna_degree_histogram(<architectures of the training set>)"
@@ -215,11 +236,17 @@ class WeightSpaceGNN(nn.Module):
         self.edge_readout = edge_readout
         self.dropout = dropout
         self.heads = heads
+        self.probe_features = probe_features
 
         self.node_encoder = nn.Linear(in_channels, hidden_channels)
         self.edge_encoder = nn.Linear(in_channels, hidden_channels)
         self.node_position = NeuronPositionalEncoding(num_layers, in_dim, out_dim, hidden_channels)
         self.edge_position = EdgePositionalEncoding(num_layers, hidden_channels)
+        self.probe = (
+            ProbeFeatures(num_layers, in_dim, probe_features, hidden_channels, probe_statistics)
+            if probe_features
+            else None
+        )
         # Row 0 marks messages along a weight (layer l-1 -> l), row 1 the reversed ones.
         self.direction = nn.Embedding(2, hidden_channels)
         self.convs = nn.ModuleList(_make_conv(conv, hidden_channels, heads, pna_degree) for _ in range(num_rounds))
@@ -241,13 +268,15 @@ class WeightSpaceGNN(nn.Module):
             module.reset_parameters()
         for module in (*self.convs, *self.node_norms, *self.edge_updates):
             module.reset_parameters()
+        if self.probe is not None:
+            self.probe.reset_parameters()
         for module in self.head:
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
 
     def forward(self, data: Data) -> Tensor:
         check_signature(data, self.num_layers, self.in_dim, self.out_dim, type(self).__name__)
-        _check_channels(data, self.in_channels)
+        check_channels(data, self.in_channels, type(self).__name__)
         num_graphs = data.layer_widths.size(0)
         edge_index = data.edge_index
         # A single graph (not a Batch) has no `batch` vector: all its nodes belong to graph 0.
@@ -256,6 +285,8 @@ class WeightSpaceGNN(nn.Module):
         forward_flag, backward_flag = self.direction.weight
 
         x = self.node_encoder(data.x) + self.node_position(data)
+        if self.probe is not None:
+            x = x + self.probe(data)
         edge_attr = self.edge_encoder(data.edge_attr) + self.edge_position(data)
         for round_index, (conv, norm) in enumerate(zip(self.convs, self.node_norms)):
             messages = torch.cat([edge_attr + forward_flag, edge_attr + backward_flag], dim=0)
@@ -276,7 +307,8 @@ class WeightSpaceGNN(nn.Module):
             f"conv={self.conv!r}, signature=({self.num_layers}, {self.in_dim}, {self.out_dim}), "
             f"out_features={self.out_features}, in_channels={self.in_channels}, "
             f"hidden_channels={self.hidden_channels}, num_rounds={self.num_rounds}, readout={self.readout!r}, "
-            f"edge_readout={self.edge_readout}, dropout={self.dropout}, heads={self.heads}"
+            f"edge_readout={self.edge_readout}, dropout={self.dropout}, heads={self.heads}, "
+            f"probe_features={self.probe_features}"
         )
 
 
@@ -305,12 +337,13 @@ def _check_arguments(
         raise ValueError(f"heads={heads} must divide hidden_channels={hidden_channels} for conv={conv!r}")
 
 
-def _check_channels(data: Data, in_channels: int) -> None:
+def check_channels(data: Data, in_channels: int, model: str) -> None:
+    """Raise a :class:`ValueError` naming ``model`` unless ``x`` and ``edge_attr`` have ``in_channels`` columns."""
     for key in ("x", "edge_attr"):
         value = getattr(data, key, None)
         if not isinstance(value, Tensor) or value.dim() != 2 or value.size(1) != in_channels:
             shape = tuple(value.shape) if isinstance(value, Tensor) else None
-            raise ValueError(f"WeightSpaceGNN expects '{key}' of shape [*, {in_channels}], got {shape}")
+            raise ValueError(f"{model} expects '{key}' of shape [*, {in_channels}], got {shape}")
 
 
 def _make_conv(conv: str, channels: int, heads: int, pna_degree: Tensor | None) -> nn.Module:

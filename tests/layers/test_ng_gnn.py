@@ -1,0 +1,175 @@
+import itertools
+
+import pytest
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+
+from wsgraph import mlp_to_graph, permute_hidden
+from wsgraph.layers import NeuralGraphGNN, pna_degree_histogram
+from wsgraph.layers.neural_graph import BACKENDS
+from wsgraph.permute import apply_node_permutation
+
+MIXED_WIDTHS = [(2, 5, 4, 1), (2, 3, 6, 1), (2, 4, 4, 1)]
+# Settings that change which code runs: encoders, message passing, normalisation, readout, probes.
+VARIANTS = [
+    {},
+    {"probe_features": 4},
+    {"pooling": "mean", "pooling_layer": "all", "norm": "node"},
+    {"pooling": "max", "bidirectional": False, "gating_edges": True},
+    {"pooling": "sum", "modulate_edges": False, "update_edges": False, "fourier_features": 0, "encoder_layers": 2},
+    {"aggregators": ("sum", "var", "min"), "scalers": ("identity", "attenuation", "linear", "inverse_linear")},
+]
+
+
+def random_graph(widths, generator, dtype=torch.float64, activation="sine(30.0)"):
+    pairs = [
+        (torch.randn(out, inp, generator=generator, dtype=dtype), torch.randn(out, generator=generator, dtype=dtype))
+        for inp, out in itertools.pairwise(widths)
+    ]
+    return mlp_to_graph(pairs, activation=activation)
+
+
+def make_batch(seed, widths=MIXED_WIDTHS, repeats=2, dtype=torch.float64):
+    generator = torch.Generator().manual_seed(seed)
+    return Batch.from_data_list([random_graph(w, generator, dtype) for w in widths * repeats])
+
+
+def make_model(out_dim=1, dtype=torch.float64, **settings):
+    torch.manual_seed(0)
+    degree = pna_degree_histogram([(2, *w[1:-1], out_dim) for w in MIXED_WIDTHS], both_directions=False)
+    model = NeuralGraphGNN(3, 2, out_dim, 3, degree, hidden_channels=8, num_rounds=3, dropout=0.0, **settings)
+    return model.to(dtype).eval()
+
+
+@pytest.mark.parametrize("settings", VARIANTS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_invariant_to_hidden_permutations(backend, settings):
+    batch = make_batch(1)
+    model = make_model(backend=backend, **settings)
+    permuted = permute_hidden(batch, generator=torch.Generator().manual_seed(2))
+    assert not torch.equal(permuted.edge_attr, batch.edge_attr)
+    torch.testing.assert_close(model(permuted), model(batch), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sensitive_to_swapping_input_or_output_neurons(backend):
+    # Input and output neurons are not interchangeable in an MLP: swapping two changes the network.
+    batch = make_batch(3, widths=[(2, 5, 4, 2), (2, 3, 6, 2)])
+    model = make_model(out_dim=2, backend=backend)
+    reference = model(batch)
+    for first in (batch.ptr[:-1], batch.ptr[1:] - 2):
+        source = torch.arange(batch.num_nodes)
+        source[first], source[first + 1] = first + 1, first
+        swapped = apply_node_permutation(batch, source)
+        difference = (model(swapped) - reference).abs().amax(dim=1)
+        assert bool((difference > 1e-6).all())
+
+
+@pytest.mark.parametrize("settings", VARIANTS[:3])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mixed_widths_give_each_network_its_own_output(backend, settings):
+    batch = make_batch(4)
+    model = make_model(backend=backend, **settings)
+    alone = torch.cat([model(Batch.from_data_list([graph])) for graph in batch.to_data_list()])
+    torch.testing.assert_close(model(batch), alone, rtol=0, atol=1e-12)
+    torch.testing.assert_close(model(batch.to_data_list()[2]), alone[2:3], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("settings", [*VARIANTS, {"norm": "minibatch"}])
+@pytest.mark.parametrize("widths", [MIXED_WIDTHS, MIXED_WIDTHS[:1]])
+def test_dense_and_scatter_backends_agree_with_their_gradients(widths, settings):
+    batch = make_batch(5, widths=widths)
+    batch.y = torch.arange(batch.num_graphs) % 3
+    model = make_model(**settings).train()
+    outputs, gradients = [], []
+    for backend in BACKENDS:
+        model.backend = backend
+        model.zero_grad()
+        output = model(batch)
+        nn.functional.cross_entropy(output, batch.y).backward()
+        outputs.append(output.detach())
+        gradients.append({name: p.grad.clone() for name, p in model.named_parameters()})
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=1e-12)
+    for name, gradient in gradients[0].items():
+        torch.testing.assert_close(gradient, gradients[1][name], rtol=0, atol=1e-11, msg=name)
+
+
+def test_minibatch_norm_lets_networks_see_each_other():
+    # The released code's normalisation spans the batch, so a network's output depends on its batch-mates.
+    batch = make_batch(6, widths=MIXED_WIDTHS[:1])
+    model = make_model(norm="minibatch")
+    alone = model(Batch.from_data_list(batch.to_data_list()[:1]))
+    assert (model(batch)[:1] - alone).abs().amax() > 1e-6
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_training_reaches_every_parameter_and_lowers_the_loss(backend):
+    generator = torch.Generator().manual_seed(7)
+    labels = torch.arange(24) % 2
+    graphs = []
+    for index, label in enumerate(labels.tolist()):
+        graph = random_graph(MIXED_WIDTHS[index % 3], generator, torch.float32)
+        graph.edge_attr = graph.edge_attr * (2.0 if label else 0.5)
+        graph.y = torch.tensor([label])
+        graphs.append(graph)
+    batch = Batch.from_data_list(graphs)
+    model = make_model(dtype=torch.float32, backend=backend, probe_features=4).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for step in range(40):
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(batch), batch.y)
+        loss.backward()
+        if step == 0:
+            silent = [n for n, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+            assert silent == []
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0], losses
+
+
+def test_reset_parameters_reaches_every_parameter_and_the_fourier_frequencies():
+    model = make_model(probe_features=4)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    frequencies = model.edge_encoder[0].frequencies.clone()
+    model.reset_parameters()
+    assert [name for name, p in model.named_parameters() if torch.equal(p, before[name])] == []
+    assert not torch.equal(model.edge_encoder[0].frequencies, frequencies)
+
+
+def test_published_defaults():
+    model = NeuralGraphGNN(3, 2, 1, 10, pna_degree_histogram([(2, 32, 32, 1)], both_directions=False))
+    assert model.hidden_channels == 32 and model.num_rounds == 4 and model.dropout == 0.2
+    conv = model.convs[0]
+    assert conv.aggregators == ["mean", "min", "max", "std"] and conv.scalers == ["identity", "amplification"]
+    features = model.edge_encoder[0]
+    assert (features.in_features, features.num_frequencies, features.sigma) == (3, 128, 3.0)
+    assert len(model.edge_updates) == 3 and model.pooling == "cat" and model.probe is None
+    assert "pooling='cat'" in repr(model)
+    # The readout reads the d_M output neurons' states: the head's input is d_M * hidden_channels wide.
+    assert make_model(out_dim=2).head[0].in_features == 16
+
+
+def test_bad_arguments_are_clear_errors():
+    degree = pna_degree_histogram(MIXED_WIDTHS, both_directions=False)
+    with pytest.raises(ValueError, match="unknown norm 'batch'"):
+        NeuralGraphGNN(3, 2, 1, 3, degree, norm="batch")
+    with pytest.raises(ValueError, match="unknown backend 'sparse'"):
+        NeuralGraphGNN(3, 2, 1, 3, degree, backend="sparse")
+    with pytest.raises(ValueError, match="needs pooling_layer='last'"):
+        NeuralGraphGNN(3, 2, 1, 3, degree, pooling_layer="all")
+    with pytest.raises(ValueError, match="in_channels=2"):
+        NeuralGraphGNN(3, 2, 1, 3, degree, in_channels=2, probe_features=4)
+    with pytest.raises(ValueError, match="dropout must be in"):
+        NeuralGraphGNN(3, 2, 1, 3, degree, dropout=1.0)
+    model = make_model()
+    with pytest.raises(ValueError, match="built for 3 weight layers, the batch has 2"):
+        model(Batch.from_data_list([random_graph((2, 4, 1), torch.Generator())]))
+    with pytest.raises(ValueError, match=r"NeuralGraphGNN expects 'x' of shape \[\*, 1\]"):
+        batch = make_batch(0, repeats=1)
+        batch.x = batch.x.repeat(1, 2)
+        model(batch)

@@ -1,0 +1,666 @@
+"""The Neural Graphs GNN (Kofinas et al., ICLR 2024): PNA with edge-modulated messages on the graphs of MLPs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal, get_args
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Data
+from torch_geometric.nn import MessagePassing
+from torch_geometric.nn.aggr import DegreeScalerAggregation
+from torch_geometric.nn.norm import LayerNorm as GraphLayerNorm
+from torch_geometric.nn.pool import global_add_pool, global_max_pool, global_mean_pool
+from torch_geometric.nn.resolver import activation_resolver
+
+from wsgraph.graph import sort_edges
+from wsgraph.layers.gnn_baselines import check_channels
+from wsgraph.layers.neural_graph_dense import (
+    DenseNetworks,
+    NeighbourhoodStatistics,
+    modulate,
+    neighbourhood_statistics,
+)
+from wsgraph.layers.positional import NeuronPositionalEncoding, check_signature
+from wsgraph.layers.probe import ProbeFeatures
+from wsgraph.transforms import LayerStatistics
+
+Backend = Literal["dense", "scatter"]
+Norm = Literal["graph", "node", "minibatch", "none"]
+Pooling = Literal["cat", "mean", "sum", "max"]
+PoolingLayer = Literal["last", "all"]
+
+BACKENDS: tuple[str, ...] = get_args(Backend)
+NORMS: tuple[str, ...] = get_args(Norm)
+POOLINGS: tuple[str, ...] = get_args(Pooling)
+POOLING_LAYERS: tuple[str, ...] = get_args(PoolingLayer)
+_POOLS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
+
+
+class FourierFeatures(nn.Module):
+    r"""Random Fourier features of each input vector (Tancik et al., 2020):
+
+    .. math::
+        \gamma(\mathbf{v}) = \left[\cos(2\pi \mathbf{B}\mathbf{v}); \sin(2\pi \mathbf{B}\mathbf{v})\right],
+        \qquad \mathbf{B} \in \mathbb{R}^{K \times F},\ B_{kf} \sim \mathcal{N}(0, \sigma^2)
+
+    :math:`\mathbf{B}` is drawn once and never trained (a buffer, saved with the model).
+    A scalar weight becomes a vector of :math:`2K` smooth features at many frequencies,
+    which a linear layer can read far more easily than the raw number.
+
+    Args:
+        in_features (int): the size :math:`F` of each input.
+        num_frequencies (int): :math:`K`; the output has :math:`2K` features.
+        sigma (float): the standard deviation :math:`\sigma` of the frequencies.
+
+    Shapes:
+        - **input:** :math:`(*, F)`
+        - **output:** :math:`(*, 2K)`
+    """
+
+    def __init__(self, in_features: int, num_frequencies: int, sigma: float) -> None:
+        super().__init__()
+        if min(in_features, num_frequencies) < 1 or not sigma > 0:
+            raise ValueError(
+                f"in_features and num_frequencies must be positive and sigma > 0, got {in_features}, "
+                f"{num_frequencies}, {sigma}"
+            )
+        self.in_features = in_features
+        self.num_frequencies = num_frequencies
+        self.sigma = float(sigma)
+        self.register_buffer("frequencies", torch.empty(num_frequencies, in_features))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.frequencies.normal_(0.0, self.sigma)
+
+    def forward(self, v: Tensor) -> Tensor:
+        angles = self.angles(v)
+        return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+    def angles(self, v: Tensor) -> Tensor:
+        r""":math:`2\pi \mathbf{B}\mathbf{v}`, ``(*, K)``."""
+        return v @ ((2 * math.pi) * self.frequencies).t()
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, num_frequencies={self.num_frequencies}, sigma={self.sigma}"
+
+
+class NeuralGraphConv(MessagePassing):
+    r"""PNA convolution whose messages are modulated by the edge state (FiLM), as the
+    Neural Graphs code builds it on PyG's :class:`~torch_geometric.nn.aggr.DegreeScalerAggregation`:
+
+    .. math::
+        [\boldsymbol{\gamma}_{ij}; \boldsymbol{\beta}_{ij}] = \mathbf{\Theta}_e \mathbf{e}_{ij}, \qquad
+        \mathbf{m}_{ij} = \boldsymbol{\gamma}_{ij} \odot \mathbf{\Theta}_m [\mathbf{x}_j; \mathbf{x}_i]
+        + \boldsymbol{\beta}_{ij}
+
+        \mathbf{x}'_j = \mathbf{\Theta}_o \mathbf{\Theta}_p \left[\mathbf{x}_j;
+        \bigoplus_{i \to j} \mathbf{m}_{ij}\right]
+
+    for messages from neuron :math:`i` to neuron :math:`j`, with :math:`\bigoplus` the
+    aggregators (mean, min, max, std) times the degree scalers (identity,
+    amplification) of PNA. With ``gating=True`` the scale is
+    :math:`\sigma(\boldsymbol{\gamma})` and there is no shift; with ``modulate=False``
+    the encoded edge state is a third input of :math:`\mathbf{\Theta}_m` instead.
+
+    :math:`\mathbf{\Theta}_m` is linear, so it is applied to the :math:`N` node states
+    and the results gathered, instead of to the :math:`E` concatenated pairs (the same
+    numbers, with a fraction of the work).
+
+    Args:
+        channels (int): node state size :math:`F`.
+        edge_channels (int): edge state size.
+        aggregators (sequence of str): PNA aggregators.
+        scalers (sequence of str): PNA degree scalers.
+        degree_histogram (Tensor): in-degree histogram that normalises the scalers.
+        modulate (bool): FiLM modulation of messages by the edge state. (default: ``True``)
+        gating (bool): sigmoid gate instead of scale and shift. (default: ``False``)
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        edge_channels: int,
+        aggregators: Sequence[str],
+        scalers: Sequence[str],
+        degree_histogram: Tensor,
+        modulate: bool = True,
+        gating: bool = False,
+    ) -> None:
+        super().__init__(aggr=DegreeScalerAggregation(list(aggregators), list(scalers), degree_histogram), node_dim=0)
+        self.channels = channels
+        self.edge_channels = edge_channels
+        self.aggregators = list(aggregators)
+        self.scalers = list(scalers)
+        self.modulate = modulate
+        self.gating = gating
+        self.edge_encoder = nn.Linear(edge_channels, 2 * channels if modulate else channels)
+        self.pre = nn.Linear((2 if modulate else 3) * channels, channels)
+        self.post = nn.Linear((len(aggregators) * len(scalers) + 1) * channels, channels)
+        self.lin = nn.Linear(channels, channels)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        for module in (self.edge_encoder, self.pre, self.post, self.lin):
+            module.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+        # pre acts on [x_target; x_source(; edge)]: split it into its per-block maps.
+        blocks = self.pre.weight.split(self.channels, dim=1)
+        target_part = nn.functional.linear(x, blocks[0], self.pre.bias)
+        source_part = nn.functional.linear(x, blocks[1])
+        aggregated = self.propagate(
+            edge_index, target_part=target_part, source_part=source_part, edge_attr=edge_attr, size=None
+        )
+        return self.lin(self.post(torch.cat([x, aggregated], dim=-1)))
+
+    def message(self, target_part_i: Tensor, source_part_j: Tensor, edge_attr: Tensor) -> Tensor:
+        return self._modulate(edge_attr, target_part_i + source_part_j)
+
+    def _modulate(self, edge_attr: Tensor, hidden: Tensor) -> Tensor:
+        weight, bias = self.edge_encoder.weight, self.edge_encoder.bias
+        if not self.modulate:
+            encoded = nn.functional.linear(edge_attr, weight, bias)
+            return hidden + nn.functional.linear(encoded, self.pre.weight[:, 2 * self.channels :])
+        # The encoder's two halves as two products: contiguous scale and shift, and no concatenated gradient.
+        scale = nn.functional.linear(edge_attr, weight[: self.channels], bias[: self.channels])
+        if self.gating:
+            return torch.sigmoid(scale) * hidden
+        shift = nn.functional.linear(edge_attr, weight[self.channels :], bias[self.channels :])
+        return modulate(shift, scale, hidden)
+
+    def forward_dense(self, x: Tensor, edges: list[list[Tensor]], layout: DenseNetworks) -> Tensor:
+        """The same convolution on networks of one architecture: ``x`` ``[B, N_g, F]``, ``edges[l - 1][d]``
+        ``[B, d_{l-1}, d_l, F_e]`` per weight layer and direction (see :class:`DenseNetworks`); returns
+        ``[B, N_g, F]``."""
+        blocks = self.pre.weight.split(self.channels, dim=1)
+        target_part = layout.split(nn.functional.linear(x, blocks[0], self.pre.bias))
+        source_part = layout.split(nn.functional.linear(x, blocks[1]))
+        needs = set(self.aggregators)
+        moments, extremes = bool(needs & {"sum", "mean", "var", "std"}), bool(needs & {"min", "max"})
+        incoming: list[list[NeighbourhoodStatistics]] = [[] for _ in layout.widths]
+        for layer, states in enumerate(edges, start=1):
+            for direction, state in enumerate(states):
+                hidden = layout.endpoints(source_part, target_part, layer, direction)
+                messages = self._modulate(state, hidden)
+                receiver, axis = layout.receivers(layer, direction)
+                incoming[receiver].append(neighbourhood_statistics(messages, axis, moments, extremes))
+        aggregated = [self._aggregate_dense(parts, nodes) for parts, nodes in zip(incoming, layout.split(x))]
+        return self.lin(self.post(torch.cat([x, torch.cat(aggregated, dim=1)], dim=-1)))
+
+    def _aggregate_dense(self, parts: list[NeighbourhoodStatistics], nodes: Tensor) -> Tensor:
+        """PNA's aggregators and scalers for the neurons of one layer (``nodes`` ``[B, d_k, F]``) from the
+        statistics of the messages they receive, as ``DegreeScalerAggregation`` computes them by scatter."""
+        size = len(self.aggregators) * len(self.scalers) * self.channels
+        degree = sum(part.count for part in parts)
+        if degree == 0:
+            return nodes.new_zeros(*nodes.shape[:-1], size)
+        outs = []
+        for name in self.aggregators:
+            if name == "sum":
+                outs.append(_combine(torch.add, [part.total for part in parts]))
+            elif name == "mean":
+                outs.append(_combine(torch.add, [part.total for part in parts]) / degree)
+            elif name == "min":
+                outs.append(_combine(torch.minimum, [part.minimum for part in parts]))
+            elif name == "max":
+                outs.append(_combine(torch.maximum, [part.maximum for part in parts]))
+            else:
+                mean = _combine(torch.add, [part.total for part in parts]) / degree
+                variance = _combine(torch.add, [part.squares for part in parts]) / degree - mean * mean
+                if name == "var":
+                    outs.append(variance)
+                else:
+                    # StdAggregation's guard: no gradient through sqrt near 0.
+                    std = variance.clamp(min=1e-5).sqrt()
+                    outs.append(std.masked_fill(std <= math.sqrt(1e-5), 0.0))
+        out = torch.cat(outs, dim=-1)
+        return torch.cat([out * self._scale(name, degree) for name in self.scalers], dim=-1)
+
+    def _scale(self, scaler: str, degree: int) -> Tensor | float:
+        """DegreeScalerAggregation's factor for neurons of in-degree ``degree``."""
+        aggr = self.aggr_module
+        if scaler == "identity":
+            return 1.0
+        if scaler == "amplification":
+            return math.log(degree + 1) / aggr.avg_deg_log
+        if scaler == "attenuation":
+            return aggr.avg_deg_log / math.log(max(degree, 1) + 1)
+        if scaler == "linear":
+            return degree / aggr.avg_deg_lin
+        if scaler == "inverse_linear":
+            return aggr.avg_deg_lin / max(degree, 1)
+        raise ValueError(f"unknown scaler {scaler!r}")
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.channels}, edge_channels={self.edge_channels}, modulate={self.modulate}, "
+            f"gating={self.gating})"
+        )
+
+
+class NeuralGraphEdgeUpdate(nn.Module):
+    r"""The edge model of the Neural Graphs code: each edge state from itself and its two endpoints,
+
+    .. math::
+        \mathbf{e}'_{ij} = \mathbf{\Theta}_o\, \phi\left(\mathbf{\Theta}_e \mathbf{e}_{ij}
+        + \mathbf{\Theta}_s \mathbf{x}_i + \mathbf{\Theta}_t \mathbf{x}_j\right)
+
+    (no residual connection, no normalisation). Equivariant to any relabelling of nodes
+    that moves edges along with their endpoints.
+
+    Args:
+        node_channels (int): node state size.
+        edge_channels (int): edge state size.
+        act (str): the activation :math:`\phi`, resolved by PyG. (default: ``"silu"``)
+    """
+
+    def __init__(self, node_channels: int, edge_channels: int, act: str = "silu") -> None:
+        super().__init__()
+        self.lin_edge = nn.Linear(edge_channels, edge_channels)
+        self.lin_source = nn.Linear(node_channels, edge_channels)
+        self.lin_target = nn.Linear(node_channels, edge_channels)
+        self.lin_out = nn.Linear(edge_channels, edge_channels)
+        self.act = activation_resolver(act)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for module in (self.lin_edge, self.lin_source, self.lin_target, self.lin_out):
+            module.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+        source, target = edge_index
+        update = self.lin_edge(edge_attr) + self.lin_source(x)[source] + self.lin_target(x)[target]
+        return self.lin_out(self.act(update))
+
+    def forward_dense(self, x: Tensor, edges: list[list[Tensor]], layout: DenseNetworks) -> list[list[Tensor]]:
+        """The same update on networks of one architecture: ``x`` ``[B, N_g, F]``, ``edges[l - 1][d]``
+        ``[B, d_{l-1}, d_l, F_e]`` per weight layer and direction (see :class:`DenseNetworks`)."""
+        source = layout.split(self.lin_source(x))
+        target = layout.split(self.lin_target(x))
+        return [
+            [
+                self.lin_out(self.act(self.lin_edge(state) + layout.endpoints(source, target, layer, direction)))
+                for direction, state in enumerate(states)
+            ]
+            for layer, states in enumerate(edges, start=1)
+        ]
+
+
+class NeuralGraphGNN(nn.Module):
+    r"""The GNN of `"Graph Neural Networks for Learning Equivariant Representations of
+    Neural Networks" <https://arxiv.org/abs/2403.12143>`_ (Kofinas et al., ICLR 2024),
+    with the defaults of their released INR-classification configuration
+    (``configs/model/pna.yaml`` and the ``mnist_cls_pna.sh`` script).
+
+    - **Inputs.** Every weight and bias (normalised per layer, as ``wsgraph train``
+      feeds every model) is encoded with random Fourier features
+      (:class:`FourierFeatures`, ``fourier_features`` frequencies of scale
+      ``fourier_sigma``) and a linear map to ``hidden_channels``, then another linear
+      map. With ``bidirectional``, every weight :math:`w` of an edge :math:`i \to j`
+      gives two directed edges whose raw features are :math:`[w, 0, w]` (along the
+      weight) and :math:`[0, w, w]` (against it), so a message knows its direction.
+      Neurons add a learned positional embedding
+      (:class:`~wsgraph.layers.positional.NeuronPositionalEncoding`: one per input
+      neuron, one per output neuron, one shared by each hidden layer) and, with
+      ``probe_features`` :math:`K > 0`, their values at :math:`K` learned input points
+      (:class:`~wsgraph.layers.probe.ProbeFeatures`).
+    - **Message passing.** ``num_rounds`` :class:`NeuralGraphConv` layers (PNA with
+      FiLM-modulated messages); after each but the last: normalisation, activation,
+      dropout, and an edge update (:class:`NeuralGraphEdgeUpdate`).
+    - **Readout.** ``pooling="cat"`` concatenates the final states of the
+      :math:`d_M` output neurons; ``"mean"``, ``"sum"`` or ``"max"`` pool the output
+      neurons (``pooling_layer="last"``) or all neurons (``"all"``). Then an MLP with
+      two hidden layers of ``hidden_channels``.
+
+    The output is invariant to hidden-neuron permutations (every node and edge label is
+    unchanged by them and every aggregation is a function of a multiset) and sensitive
+    to permutations of input or output neurons, which are not symmetries of an MLP.
+    Hidden widths may differ within a batch; each network gets the output it gets alone
+    (with ``norm="minibatch"`` it does not: see below).
+
+    Args:
+        num_layers (int): the number of weight layers :math:`M` of the networks.
+        in_dim (int): the input width :math:`d_0`.
+        out_dim (int): the output width :math:`d_M`.
+        out_features (int): the size of each output.
+        degree_histogram (Tensor): the in-degree histogram that normalises PNA's
+            amplification scaler, e.g. :func:`~wsgraph.layers.pna_degree_histogram`
+            of the training architectures with ``both_directions=False``, as the
+            released code computes it.
+        in_channels (int, optional): channels ``C`` of the graphs' ``x`` and
+            ``edge_attr``. (default: ``1``)
+        hidden_channels (int, optional): node and edge state size. (default: ``32``)
+        num_rounds (int, optional): message-passing layers. (default: ``4``)
+        aggregators (sequence of str, optional): PNA aggregators.
+            (default: ``("mean", "min", "max", "std")``)
+        scalers (sequence of str, optional): PNA scalers.
+            (default: ``("identity", "amplification")``)
+        fourier_features (int, optional): frequencies :math:`K` of the input encoding;
+            ``0`` encodes the raw values with a linear map. (default: ``128``)
+        fourier_sigma (float, optional): scale of the frequencies. (default: ``3.0``)
+        encoder_layers (int, optional): linear layers of each input encoder, with the
+            activation between them. (default: ``1``)
+        positional (bool, optional): add the neurons' positional embeddings.
+            (default: ``True``)
+        bidirectional (bool, optional): pass messages against the weights too.
+            (default: ``True``)
+        modulate_edges (bool, optional): FiLM modulation of messages by the edge
+            states. (default: ``True``)
+        gating_edges (bool, optional): sigmoid gating instead of FiLM.
+            (default: ``False``)
+        update_edges (bool, optional): update edge states between rounds.
+            (default: ``True``)
+        norm (str, optional): the normalisation of node states after each round:
+            ``"graph"`` (layer norm over all neurons and channels of each network),
+            ``"node"`` (over the channels of each neuron), ``"minibatch"`` (over the
+            whole batch at once, as the released code's call without a batch vector
+            does) or ``"none"``. (default: ``"graph"``)
+        act (str, optional): the activation, resolved by PyG. (default: ``"silu"``)
+        dropout (float, optional): dropout on node states after each round but the
+            last. (default: ``0.2``)
+        pooling (str, optional): ``"cat"``, ``"mean"``, ``"sum"`` or ``"max"``.
+            (default: ``"cat"``)
+        pooling_layer (str, optional): ``"last"`` (output neurons) or ``"all"``;
+            ``"cat"`` needs ``"last"``. (default: ``"last"``)
+        probe_features (int, optional): learned input points :math:`K` of the probe
+            features; ``0`` for none. Needs ``in_channels=1``. (default: ``0``)
+        probe_statistics (LayerStatistics, optional): the normalisation the inputs
+            carry, which the probe features undo to run the networks. (default:
+            :obj:`None`, raw weights)
+        backend (str, optional): ``"dense"`` runs each architecture of the batch on
+            dense views (:class:`DenseNetworks`), ``"scatter"`` runs PyG's message
+            passing on the batch's edge list; the same numbers up to rounding, the
+            dense one several times faster on CPU. (default: ``"dense"``)
+
+    Shapes:
+        - **input:** a batch of :math:`B` :class:`~wsgraph.graph.WeightSpaceGraph`\ s
+          with signature :math:`(M, d_0, d_M)`
+        - **output:** :math:`(B, \text{out\_features})`
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        in_dim: int,
+        out_dim: int,
+        out_features: int,
+        degree_histogram: Tensor,
+        in_channels: int = 1,
+        hidden_channels: int = 32,
+        num_rounds: int = 4,
+        aggregators: Sequence[str] = ("mean", "min", "max", "std"),
+        scalers: Sequence[str] = ("identity", "amplification"),
+        fourier_features: int = 128,
+        fourier_sigma: float = 3.0,
+        encoder_layers: int = 1,
+        positional: bool = True,
+        bidirectional: bool = True,
+        modulate_edges: bool = True,
+        gating_edges: bool = False,
+        update_edges: bool = True,
+        norm: Norm = "graph",
+        act: str = "silu",
+        dropout: float = 0.2,
+        pooling: Pooling = "cat",
+        pooling_layer: PoolingLayer = "last",
+        probe_features: int = 0,
+        probe_statistics: LayerStatistics | None = None,
+        backend: Backend = "dense",
+    ) -> None:
+        super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+        self.backend = backend
+        _check_arguments(
+            out_features, in_channels, hidden_channels, num_rounds, fourier_features, encoder_layers, norm, dropout,
+            pooling, pooling_layer, probe_features,
+        )  # fmt: skip
+        self.num_layers, self.in_dim, self.out_dim = num_layers, in_dim, out_dim
+        self.out_features = out_features
+        self.in_channels = in_channels
+        self.hidden_channels = hidden_channels
+        self.num_rounds = num_rounds
+        self.bidirectional = bidirectional
+        self.norm = norm
+        self.dropout = dropout
+        self.pooling = pooling
+        self.pooling_layer = pooling_layer
+        self.probe_features = probe_features
+
+        edge_inputs = 3 * in_channels if bidirectional else in_channels
+        self.edge_encoder = _encoder(edge_inputs, hidden_channels, fourier_features, fourier_sigma, encoder_layers, act)
+        self.node_encoder = _encoder(in_channels, hidden_channels, fourier_features, fourier_sigma, encoder_layers, act)
+        self.edge_in = nn.Linear(hidden_channels, hidden_channels)
+        self.node_in = nn.Linear(hidden_channels, hidden_channels)
+        self.position = NeuronPositionalEncoding(num_layers, in_dim, out_dim, hidden_channels) if positional else None
+        self.probe = (
+            ProbeFeatures(num_layers, in_dim, probe_features, hidden_channels, probe_statistics)
+            if probe_features
+            else None
+        )
+        self.convs = nn.ModuleList(
+            NeuralGraphConv(
+                hidden_channels,
+                hidden_channels,
+                aggregators,
+                scalers,
+                degree_histogram,
+                modulate=modulate_edges,
+                gating=gating_edges,
+            )
+            for _ in range(num_rounds)
+        )
+        self.norms = nn.ModuleList(_make_norm(norm, hidden_channels) for _ in range(num_rounds - 1))
+        self.act = activation_resolver(act)
+        # The last round's edge states would reach nothing: the readout reads neurons only.
+        self.edge_updates = nn.ModuleList(
+            NeuralGraphEdgeUpdate(hidden_channels, hidden_channels, act)
+            for _ in range(num_rounds - 1 if update_edges else 0)
+        )
+        pooled = hidden_channels * (out_dim if pooling == "cat" else 1)
+        self.head = nn.Sequential(
+            nn.Linear(pooled, hidden_channels),
+            nn.ReLU(),
+            nn.Linear(hidden_channels, hidden_channels),
+            nn.ReLU(),
+            nn.Linear(hidden_channels, out_features),
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+    def forward(self, data: Data) -> Tensor:
+        check_signature(data, self.num_layers, self.in_dim, self.out_dim, type(self).__name__)
+        check_channels(data, self.in_channels, type(self).__name__)
+        nodes = self.node_encoder(data.x)
+        if self.probe is not None:
+            nodes = nodes + self.probe(data)
+        nodes = self.node_in(nodes)
+        if self.position is not None:
+            nodes = nodes + self.position(data)
+        widths = data.layer_widths
+        uniform = bool((widths == widths[:1]).all())
+        # Minibatch statistics span all networks, which the per-architecture dense groups do not see at once.
+        if self.backend == "scatter" or (self.norm == "minibatch" and not uniform):
+            return self.head(self._forward_scatter(data, nodes))
+        return self.head(self._forward_dense(data, nodes, uniform))
+
+    def _edge_inputs(self, weights: Tensor) -> list[Tensor]:
+        """The raw features of the directed edges of ``weights`` ``[*, C]``: along the weights, then against them."""
+        if not self.bidirectional:
+            return [weights]
+        zeros = torch.zeros_like(weights)
+        return [torch.cat([weights, zeros, weights], -1), torch.cat([zeros, weights, weights], -1)]
+
+    def _encode_edges(self, raw: Tensor) -> Tensor:
+        """``edge_in(edge_encoder(raw))``, for the millions of directed edges of a batch."""
+        if len(self.edge_encoder) != 2 or not isinstance(self.edge_encoder[0], FourierFeatures):
+            return self.edge_in(self.edge_encoder(raw))
+        features, encoder = self.edge_encoder
+        # Two linear maps in a row are one: compose them on their 32 x 256 weights, not on every edge, and
+        # apply the product to the cosines and sines apart rather than to their concatenation.
+        weight = self.edge_in.weight @ encoder.weight
+        bias = self.edge_in.weight @ encoder.bias + self.edge_in.bias
+        angles = features.angles(raw)
+        cosines, sines = weight.split(features.num_frequencies, dim=1)
+        return (
+            torch.addmm(bias, torch.cos(angles).flatten(0, -2), cosines.t())
+            .addmm_(torch.sin(angles).flatten(0, -2), sines.t())
+            .view(*raw.shape[:-1], -1)
+        )
+
+    def _forward_scatter(self, data: Data, nodes: Tensor) -> Tensor:
+        num_graphs = data.layer_widths.size(0)
+        node_graph = data.batch if data.batch is not None else data.edge_index.new_zeros(data.num_nodes)
+        edge_index = data.edge_index
+        if self.bidirectional:
+            edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
+        edges = self._encode_edges(torch.cat(self._edge_inputs(data.edge_attr)))
+        for index, conv in enumerate(self.convs):
+            nodes = conv(nodes, edge_index, edges)
+            if index == self.num_rounds - 1:
+                break
+            norm = self.norms[index]
+            nodes = norm(nodes, node_graph, num_graphs) if self.norm == "graph" else norm(nodes)
+            nodes = nn.functional.dropout(self.act(nodes), self.dropout, self.training)
+            if index < len(self.edge_updates):
+                edges = self.edge_updates[index](nodes, edge_index, edges)
+        if self.pooling_layer == "last":
+            outputs = data.node_layer == self.num_layers
+            nodes, node_graph = nodes[outputs], node_graph[outputs]
+        if self.pooling == "cat":
+            # Nodes are in canonical order: each network's output neurons in index order.
+            return nodes.reshape(num_graphs, self.out_dim * self.hidden_channels)
+        return _POOLS[self.pooling](nodes, node_graph, size=num_graphs)
+
+    def _forward_dense(self, data: Data, nodes: Tensor, uniform: bool) -> Tensor:
+        data = sort_edges(data)
+        widths = data.layer_widths
+        if uniform:
+            layout = DenseNetworks(widths[0].tolist())
+            return self._dense_group(layout, nodes.view(widths.size(0), layout.num_nodes, -1), data.edge_attr)
+        # Every network's output depends on that network alone, so each architecture runs as its own group.
+        node_counts, edge_counts = widths.sum(1), (widths[:, :-1] * widths[:, 1:]).sum(1)
+        node_start = torch.cumsum(node_counts, 0) - node_counts
+        edge_start = torch.cumsum(edge_counts, 0) - edge_counts
+        architectures, group_of = torch.unique(widths, dim=0, return_inverse=True)
+        pooled, order = [], []
+        for group, architecture in enumerate(architectures.tolist()):
+            members = (group_of == group).nonzero().view(-1)
+            layout = DenseNetworks(architecture)
+            node_rows = node_start[members].unsqueeze(1) + torch.arange(layout.num_nodes, device=widths.device)
+            edge_rows = edge_start[members].unsqueeze(1) + torch.arange(layout.num_edges, device=widths.device)
+            pooled.append(self._dense_group(layout, nodes[node_rows], data.edge_attr[edge_rows.view(-1)]))
+            order.append(members)
+        return torch.cat(pooled)[torch.argsort(torch.cat(order))]
+
+    def _dense_group(self, layout: DenseNetworks, nodes: Tensor, weights: Tensor) -> Tensor:
+        """``[B, pooled]`` for ``nodes`` ``[B, N_g, F]`` (encoded) and ``weights`` ``[B * E_g, C]`` (raw, canonical
+        order) of ``B`` networks of one architecture."""
+        num_graphs = nodes.size(0)
+        edges = [
+            [self._encode_edges(raw) for raw in self._edge_inputs(weight)]
+            for weight in layout.weights(weights, num_graphs)
+        ]
+        for index, conv in enumerate(self.convs):
+            nodes = conv.forward_dense(nodes, edges, layout)
+            if index == self.num_rounds - 1:
+                break
+            nodes = nn.functional.dropout(self.act(self._normalise_dense(index, nodes)), self.dropout, self.training)
+            if index < len(self.edge_updates):
+                edges = self.edge_updates[index].forward_dense(nodes, edges, layout)
+        if self.pooling_layer == "last":
+            nodes = layout.nodes(nodes, self.num_layers)
+        if self.pooling == "cat":
+            return nodes.reshape(num_graphs, self.out_dim * self.hidden_channels)
+        if self.pooling == "max":
+            return nodes.amax(dim=1)
+        return nodes.mean(dim=1) if self.pooling == "mean" else nodes.sum(dim=1)
+
+    def _normalise_dense(self, index: int, nodes: Tensor) -> Tensor:
+        norm = self.norms[index]
+        if self.norm == "graph":
+            # PyG's LayerNorm(mode="graph") given a batch vector, with each network's neurons on one axis.
+            centered = nodes - nodes.mean(dim=(1, 2), keepdim=True)
+            variance = (centered * centered).mean(dim=(1, 2), keepdim=True)
+            return centered / (variance + norm.eps).sqrt() * norm.weight + norm.bias
+        if self.norm == "minibatch":
+            return norm(nodes.reshape(-1, nodes.size(-1))).view_as(nodes)
+        return norm(nodes)
+
+    def extra_repr(self) -> str:
+        return (
+            f"signature=({self.num_layers}, {self.in_dim}, {self.out_dim}), out_features={self.out_features}, "
+            f"hidden_channels={self.hidden_channels}, num_rounds={self.num_rounds}, norm={self.norm!r}, "
+            f"dropout={self.dropout}, pooling={self.pooling!r}, pooling_layer={self.pooling_layer!r}, "
+            f"probe_features={self.probe_features}, backend={self.backend!r}"
+        )
+
+
+def _combine(function, tensors: list[Tensor]) -> Tensor:
+    result = tensors[0]
+    for tensor in tensors[1:]:
+        result = function(result, tensor)
+    return result
+
+
+def _encoder(in_features: int, channels: int, frequencies: int, sigma: float, layers: int, act: str) -> nn.Sequential:
+    modules: list[nn.Module] = (
+        [FourierFeatures(in_features, frequencies, sigma), nn.Linear(2 * frequencies, channels)]
+        if frequencies
+        else [nn.Linear(in_features, channels)]
+    )
+    for _ in range(layers - 1):
+        modules += [activation_resolver(act), nn.Linear(channels, channels)]
+    return nn.Sequential(*modules)
+
+
+def _make_norm(norm: str, channels: int) -> nn.Module:
+    if norm in ("graph", "minibatch"):
+        return GraphLayerNorm(channels, mode="graph")
+    if norm == "node":
+        return nn.LayerNorm(channels)
+    return nn.Identity()
+
+
+def _check_arguments(
+    out_features: int,
+    in_channels: int,
+    hidden_channels: int,
+    num_rounds: int,
+    fourier_features: int,
+    encoder_layers: int,
+    norm: str,
+    dropout: float,
+    pooling: str,
+    pooling_layer: str,
+    probe_features: int,
+) -> None:
+    if min(out_features, in_channels, hidden_channels, num_rounds, encoder_layers) < 1:
+        raise ValueError(
+            "out_features, in_channels, hidden_channels, num_rounds and encoder_layers must be positive, got "
+            f"{out_features}, {in_channels}, {hidden_channels}, {num_rounds}, {encoder_layers}"
+        )
+    if min(fourier_features, probe_features) < 0:
+        raise ValueError(f"fourier_features and probe_features must be >= 0, got {fourier_features}, {probe_features}")
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}: expected one of {', '.join(NORMS)}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}: expected one of {', '.join(POOLINGS)}")
+    if pooling_layer not in POOLING_LAYERS:
+        raise ValueError(f"unknown pooling_layer {pooling_layer!r}: expected one of {', '.join(POOLING_LAYERS)}")
+    if pooling == "cat" and pooling_layer != "last":
+        raise ValueError("pooling='cat' concatenates the output neurons: it needs pooling_layer='last'")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    if probe_features and in_channels != 1:
+        raise ValueError(f"probe features run the networks, whose weights are one channel; in_channels={in_channels}")

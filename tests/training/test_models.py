@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch_geometric.data import Batch
 
 from wsgraph.datasets.store import Shard, read_shard, shard_paths, write_meta, write_shard
 from wsgraph.training import MODEL_NAMES, train
@@ -99,3 +100,31 @@ def _history(run: Path) -> list[float]:
     lines = (run / "metrics.csv").read_text().splitlines()
     column = lines[0].split(",").index("train_loss")
     return [float(line.split(",")[column]) for line in lines[1:]]
+
+
+@pytest.mark.parametrize("model", ["ng-gnn", "gine"])
+def test_probe_features_train_and_come_back_with_the_checkpoint(
+    classification_root: Path, tmp_path: Path, model: str
+) -> None:
+    from wsgraph.datasets import WeightSpaceDataset
+    from wsgraph.training import load_trained_model
+
+    result = train(tiny_config(classification_root, tmp_path / model, model, probe_features=4))
+    assert result["config"]["probe_features"] == 4
+    trained = load_trained_model(tmp_path / model / "best.pt")
+    assert trained.spec.probe_features == 4
+    # The probes undo the training data's normalisation, which the checkpoint restores with the weights.
+    statistics = WeightSpaceDataset(classification_root, log=False).statistics
+    assert torch.equal(trained.model.probe.weight_std, statistics.weight_std)
+    test = WeightSpaceDataset(classification_root, split="test", log=False)
+    batch = Batch.from_data_list([test[i] for i in range(len(test))])
+    with torch.no_grad():
+        accuracy = float((trained(batch).argmax(dim=-1) == batch.y.view(-1)).double().mean() * 100)
+    assert accuracy == pytest.approx(result["test_metric"], abs=1e-9)
+
+
+def test_probe_features_are_refused_by_models_without_neuron_features(
+    classification_root: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="--probe-features applies to gine, pna, gatv2, transformer, ng-gnn"):
+        train(tiny_config(classification_root, tmp_path / "run", "dwsnet", probe_features=4))

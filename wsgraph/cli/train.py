@@ -77,7 +77,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         f"or published (= {','.join(PUBLISHED_AUGMENTATIONS)}, the DWSNets INR recipe); mlp-aug always permutes",
     )
     model = parser.add_argument_group("model")
-    model.add_argument("--hidden-channels", type=int, metavar="N", help="width (default: 32 DWSNet and MLP, 64 GNNs)")
+    model.add_argument(
+        "--hidden-channels", type=int, metavar="N", help="width (default: 32 DWSNet, MLP and ng-gnn, 64 other GNNs)"
+    )
     model.add_argument(
         "--depth",
         "--num-dws-layers",
@@ -89,6 +91,12 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument("--readout", choices=("mean", "sum", "max"), help="pooling of DWSNet and the GNNs")
     _option(model, "--dropout", float, "dropout probability")
+    _option(
+        model,
+        "--probe-features",
+        int,
+        "GNNs: learned input points at which each network is run; every neuron's values there join its features",
+    )
     hardware = parser.add_argument_group("hardware")
     _option(hardware, "--device", str, "auto (CUDA when available), cpu, cuda or cuda:N")
     hardware.add_argument(

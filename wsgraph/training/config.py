@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-MODEL_NAMES = ("dwsnet", "dwsnet-dense", "mlp", "mlp-aug", "gine", "pna", "gatv2", "transformer")
+MODEL_NAMES = ("dwsnet", "dwsnet-dense", "mlp", "mlp-aug", "gine", "pna", "gatv2", "transformer", "ng-gnn")
 # Models that can edit weights (--task dilate): DWSEditNet and the flat MLP editor.
 EDITING_MODELS = ("dwsnet", "dwsnet-dense", "mlp", "mlp-aug")
 TASKS = ("classify", "regress", "dilate")
@@ -45,6 +45,7 @@ class TrainConfig:
     depth: int | None = None
     readout: str | None = None
     dropout: float = 0.0
+    probe_features: int = 0
     augment: tuple[str, ...] = ()
     targets: tuple[int, ...] | None = None
     seed: int = 0
@@ -95,6 +96,7 @@ class TrainConfig:
             "a finite number >= 0",
         )
         _check(0 <= self.dropout < 1, "dropout", self.dropout, "in [0, 1)")
+        _check(self.probe_features >= 0, "probe-features", self.probe_features, "at least 0 (0: none)")
         _check(self.patience >= 0, "patience", self.patience, "at least 0 (0: no early stopping)")
         _check(self.num_workers >= 0, "num-workers", self.num_workers, "at least 0")
         for name in ("warmup_steps", "warmup_epochs"):

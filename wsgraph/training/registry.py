@@ -9,18 +9,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from wsgraph.layers import DWSEditNet, DWSNet, FlatMLP, WeightSpaceGNN, pna_degree_histogram
+from wsgraph.layers import DWSEditNet, DWSNet, FlatMLP, NeuralGraphGNN, WeightSpaceGNN, pna_degree_histogram
 from wsgraph.spec import WeightSpaceSpec
 from wsgraph.training.config import EDITING_MODELS, MODEL_NAMES
 from wsgraph.training.editors import FlatMLPEditor
+from wsgraph.transforms import LayerStatistics
 
 GNN_MODELS = ("gine", "pna", "gatv2", "transformer")
+# The Neural Graphs GNN, with the published recipe's encodings, convolution and readout.
+NEURAL_GRAPH_MODELS = ("ng-gnn",)
 FLAT_MODELS = ("mlp", "mlp-aug")
+# Models whose neurons can carry probe features (--probe-features).
+PROBE_MODELS = (*GNN_MODELS, *NEURAL_GRAPH_MODELS)
 # Models whose training batches get a fresh random hidden-neuron permutation every step.
 PERMUTATION_AUGMENTED = ("mlp-aug",)
 # The models' own defaults for --hidden-channels and --depth.
-DEFAULT_HIDDEN = {"dwsnet": 32, "mlp": 32, "gnn": 64}
-DEFAULT_DEPTH = {"dwsnet": 4, "mlp": 5, "gnn": 4}
+DEFAULT_HIDDEN = {"dwsnet": 32, "mlp": 32, "gnn": 64, "ng-gnn": 32}
+DEFAULT_DEPTH = {"dwsnet": 4, "mlp": 5, "gnn": 4, "ng-gnn": 4}
 
 
 @dataclass(frozen=True)
@@ -35,11 +40,12 @@ class ModelSpec:
         out_features: classes or regression targets (``0`` for ``"dilate"``).
         widths: the one architecture of the networks, needed by the flat MLPs
             (``None`` when hidden widths differ).
-        pna_degree: the in-degree histogram for ``"pna"``.
+        pna_degree: the in-degree histogram for ``"pna"`` and ``"ng-gnn"``.
         hidden_channels: width of the model (its default when ``None``).
         depth: DWS layers, message-passing rounds or MLP hidden layers (its default when ``None``).
         readout: ``"mean"``, ``"sum"`` or ``"max"`` for DWSNet and the GNNs (their default when ``None``).
         dropout: dropout probability.
+        probe_features: learned input points of the probe features (GNNs only; 0: none).
     """
 
     name: str
@@ -52,6 +58,7 @@ class ModelSpec:
     depth: int | None = None
     readout: str | None = None
     dropout: float = 0.0
+    probe_features: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,11 +80,14 @@ def model_spec(
     readout: str | None = None,
     dropout: float = 0.0,
     architecture_counts: dict[WeightSpaceSpec, int] | None = None,
+    probe_features: int = 0,
 ) -> ModelSpec:
     """The :class:`ModelSpec` of model ``name`` for ``task`` on networks of ``architectures``.
 
     ``architecture_counts`` (training networks per architecture) weights PNA's degree
     histogram as the data does; by default every architecture counts once.
+    ``ng-gnn`` counts, as the released Neural Graphs code does, only the messages along
+    the weights (``pna_degree_histogram(..., both_directions=False)``).
 
     Raises:
         ValueError: if the model cannot do the task or take these networks.
@@ -98,9 +108,12 @@ def model_spec(
         raise ValueError(f"--readout applies to dwsnet and the GNNs, not to --model {name}")
     if readout is not None and task == "dilate":
         raise ValueError("--readout does not apply to --task dilate: the editor outputs networks, not a pooled vector")
+    if probe_features and name not in PROBE_MODELS:
+        raise ValueError(f"--probe-features applies to {', '.join(PROBE_MODELS)}, not to --model {name}")
     pna_degree = None
-    if name == "pna":
-        pna_degree = tuple(_weighted_degree_histogram(architecture_counts or dict.fromkeys(architectures, 1)).tolist())
+    if name in ("pna", *NEURAL_GRAPH_MODELS):
+        counts = architecture_counts or dict.fromkeys(architectures, 1)
+        pna_degree = tuple(_weighted_degree_histogram(counts, both_directions=name == "pna").tolist())
     return ModelSpec(
         name,
         task,
@@ -112,13 +125,19 @@ def model_spec(
         depth,
         readout,
         dropout,
+        probe_features,
     )
 
 
-def build_model(spec: ModelSpec) -> nn.Module:
-    """A freshly initialised model for ``spec`` (drawing from torch's global generator)."""
+def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> nn.Module:
+    """A freshly initialised model for ``spec`` (drawing from torch's global generator).
+
+    ``statistics``: the normalisation of the inputs (the training data's), which probe
+    features undo to run the networks; the model keeps it in its ``state_dict``, so a
+    checkpoint restores it.
+    """
     num_layers, in_dim, out_dim = spec.signature
-    family = "dwsnet" if spec.name.startswith("dwsnet") else "mlp" if spec.name in FLAT_MODELS else "gnn"
+    family = _family(spec.name)
     hidden = spec.hidden_channels or DEFAULT_HIDDEN[family]
     depth = spec.depth or DEFAULT_DEPTH[family]
     readout = {} if spec.readout is None else {"readout": spec.readout}
@@ -151,6 +170,22 @@ def build_model(spec: ModelSpec) -> nn.Module:
             return FlatMLPEditor(architecture, hidden_channels=hidden, num_hidden_layers=depth, dropout=spec.dropout)
         return FlatMLP(architecture.num_params, spec.out_features, hidden, depth, spec.dropout)
     degree = None if spec.pna_degree is None else torch.tensor(spec.pna_degree, dtype=torch.long)
+    probes = {"probe_features": spec.probe_features, "probe_statistics": statistics} if spec.probe_features else {}
+    if family == "ng-gnn":
+        # --readout pools all neurons; without it the published readout concatenates the output neurons.
+        pooling = {} if spec.readout is None else {"pooling": spec.readout, "pooling_layer": "all"}
+        return NeuralGraphGNN(
+            num_layers,
+            in_dim,
+            out_dim,
+            spec.out_features,
+            degree,
+            hidden_channels=hidden,
+            num_rounds=depth,
+            dropout=spec.dropout,
+            **pooling,
+            **probes,
+        )
     return WeightSpaceGNN(
         spec.name,
         num_layers,
@@ -162,11 +197,21 @@ def build_model(spec: ModelSpec) -> nn.Module:
         dropout=spec.dropout,
         pna_degree=degree,
         **readout,
+        **probes,
     )
 
 
-def _weighted_degree_histogram(counts: dict[WeightSpaceSpec, int]) -> torch.Tensor:
-    histograms = [(pna_degree_histogram([spec]), count) for spec, count in counts.items()]
+def _family(name: str) -> str:
+    """The key of a model in :data:`DEFAULT_HIDDEN` and :data:`DEFAULT_DEPTH`."""
+    if name.startswith("dwsnet"):
+        return "dwsnet"
+    if name in FLAT_MODELS:
+        return "mlp"
+    return "ng-gnn" if name in NEURAL_GRAPH_MODELS else "gnn"
+
+
+def _weighted_degree_histogram(counts: dict[WeightSpaceSpec, int], both_directions: bool) -> torch.Tensor:
+    histograms = [(pna_degree_histogram([spec], both_directions), count) for spec, count in counts.items()]
     total = torch.zeros(max(h.numel() for h, _ in histograms), dtype=torch.long)
     for histogram, count in histograms:
         total[: histogram.numel()] += count * histogram

@@ -144,8 +144,9 @@ class _Run:
             config.readout,
             config.dropout,
             self.data.train_architecture_counts(),
+            config.probe_features,
         )
-        self.model = build_model(self.spec).to(context.device)
+        self.model = build_model(self.spec, self.data.statistics).to(context.device)
         # Processes share the initialisation (DDP also broadcasts rank 0's), not their dropout masks.
         torch.manual_seed(derived_seed(config.seed, DROPOUT_STREAM, context.rank))
         self.trained = self._wrap(self.model)

@@ -1,178 +1,224 @@
-"""Training-step speed of the baseline models: forward + backward + AdamW step on one batch.
+"""Training-step speed and memory of the baselines, with DWSNet for reference.
 
-Builds one batch of ``--batch-size`` (default 512) random networks of widths ``--widths``
-(default 2-32-32-1) and, for each model of ``--models`` (default: the flat MLP at its
-published sizes and the four PyG GNNs with ``--hidden-channels`` 64 and ``--rounds`` 4),
-times ``--steps`` training steps after one untimed warm-up step. Prints a markdown table
-(median and best step time, networks per second, parameters) and writes the numbers as
-JSON (default ``benchmarks/results/baselines_<hostname>.json``).
+One step = forward, cross-entropy, backward and AdamW update on one batch of
+``--batch-size`` (default 512) random networks of widths ``--widths`` (default
+2-32-32-1), 10 classes. Each model is built as ``wsgraph train --model NAME`` builds it
+(``wsgraph.training.build_model`` with the model's own defaults: the flat MLP at its
+published sizes, the PyG GNNs with 64 channels and 4 rounds, ``ng-gnn`` with the Neural
+Graphs recipe's 32 channels and 4 rounds), in a fresh subprocess so that its peak memory
+is its own. ``ng-gnn-scatter`` is ``ng-gnn`` on its PyG message-passing backend, the
+same numbers computed from the edge list.
 
-On Linux, glibc hands every tensor above 32 MB back to the kernel when it is freed, and
-the page faults of reallocating it can cost more than the arithmetic. Like the ``wsgraph``
-commands, the script first calls ``wsgraph.runtime.tune_cpu_allocator()`` to keep that
-memory in the process; ``--default-malloc`` keeps glibc's defaults for comparison. The
-JSON records which (``tuned_allocator``) and any ``MALLOC_*`` variables.
+Each model takes one untimed warm-up step, then ``--steps`` timed ones; networks/s is
+from the best step (the machine may be shared: the load average before and after each
+model is recorded), the median is reported too. Peak memory is the growth of the
+process's peak resident size over the steps. ``--profile`` adds the operators that took
+the most CPU time over 2 more steps.
 
-Run: ``python benchmarks/bench_baselines.py [--batch-size 512] [--widths 2-32-32-1] [--steps 3] [--threads N]
-[--default-malloc]``
+Like the ``wsgraph`` commands, every process first tunes glibc's allocator
+(``wsgraph.runtime.tune_cpu_allocator``); ``--default-malloc`` keeps glibc's defaults.
+
+Run: ``python benchmarks/bench_baselines.py [--models ng-gnn,dwsnet] [--batch-size 512] [--widths 2-32-32-1]
+[--steps 3] [--threads N] [--profile] [--out FILE] [--default-malloc]``
+Prints a markdown table and writes JSON (default ``benchmarks/results/baselines_<hostname>.json``).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
+import os
+import resource
+import subprocess
 import sys
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-from torch_geometric.data import Batch
-
-import wsgraph
-from wsgraph.io import write_json
-from wsgraph.layers import FlatMLP, WeightSpaceGNN, pna_degree_histogram
-from wsgraph.spec import WeightSpaceSpec
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import add_common_flags, environment, markdown_table, time_calls, tune_allocator
+from common import add_common_flags, environment, load_average, markdown_table, summarize, time_calls, tune_allocator
 
-MODELS = ("mlp", "gine", "pna", "gatv2", "transformer")
+from wsgraph.io import write_json
+
+MODELS = ("dwsnet", "mlp", "gine", "pna", "gatv2", "transformer", "ng-gnn", "ng-gnn-scatter")
 NUM_CLASSES = 10
+PROFILED_STEPS = 2
+PROFILED_OPERATORS = 12
 
 
-def random_batch(spec: WeightSpaceSpec, count: int, seed: int = 0) -> Batch:
+def child(config: dict[str, Any]) -> dict[str, Any]:
+    """Time one model in this process and return its measurements."""
+    tuned = tune_allocator(default_malloc=not config["tuned_allocator"])
+    import torch
+
+    from wsgraph.spec import WeightSpaceSpec
+    from wsgraph.training import build_model, model_spec
+
+    if config["threads"]:
+        torch.set_num_threads(config["threads"])
+    spec = WeightSpaceSpec(tuple(config["widths"]))
+    batch = random_batch(spec, config["batch_size"])
+    name = config["model"]
+    torch.manual_seed(0)
+    model = build_model(model_spec(name.removesuffix("-scatter"), "classify", [spec], NUM_CLASSES))
+    if name.endswith("-scatter"):
+        model.backend = "scatter"
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(batch), batch.y)
+        loss.backward()
+        optimizer.step()
+
+    load_before = load_average()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    seconds = time_calls(step, config["steps"])
+    peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    timing = summarize(seconds)
+    return {
+        **config,
+        "tuned_allocator": tuned,
+        "torch_threads": torch.get_num_threads(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        **timing,
+        "networks_per_s": config["batch_size"] / timing["min_s"],
+        "networks_per_s_median": config["batch_size"] / timing["median_s"],
+        "peak_memory_mb": peak_mb,
+        "nodes": batch.num_nodes,
+        "edges": batch.num_edges,
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+        "operators": _profile(step, PROFILED_STEPS) if config["profile"] else None,
+    }
+
+
+def random_batch(spec, count: int, seed: int = 0):
+    """``count`` networks of ``spec`` with Gaussian weights and random labels, as one batch."""
+    from itertools import pairwise
+
+    import torch
+
+    import wsgraph
+
     generator = torch.Generator().manual_seed(seed)
     pairs = [
         (torch.randn(count, d_out, d_in, generator=generator), torch.randn(count, d_out, generator=generator))
         for d_in, d_out in pairwise(spec.widths)
     ]
     labels = torch.randint(NUM_CLASSES, (count,), generator=generator)
-    return wsgraph.mlp_to_graph(pairs, activation="relu", y=labels)
+    return wsgraph.mlp_to_graph(pairs, activation="sine(30.0)", y=labels)
 
 
-def build_model(name: str, spec: WeightSpaceSpec, hidden_channels: int, rounds: int) -> nn.Module:
-    if name == "mlp":
-        return FlatMLP(spec.num_params, NUM_CLASSES)
-    return WeightSpaceGNN(
-        name,
-        spec.num_layers,
-        spec.in_dim,
-        spec.out_dim,
-        NUM_CLASSES,
-        hidden_channels=hidden_channels,
-        num_rounds=rounds,
-        pna_degree=pna_degree_histogram([spec]) if name == "pna" else None,
-    )
+def _profile(step, steps: int) -> list[dict[str, Any]]:
+    """Self CPU time by operator over ``steps`` steps: the top operators, their share and calls per step."""
+    from torch.profiler import ProfilerActivity, profile
 
-
-def time_training_steps(model: nn.Module, batch: Any, steps: int) -> list[float]:
-    """Wall-clock seconds of ``steps`` training steps, after one untimed warm-up step."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model.train()
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(model(batch), batch.y)
-        loss.backward()
-        optimizer.step()
-
-    return time_calls(step, steps)
-
-
-def run(
-    models: list[str],
-    spec: WeightSpaceSpec,
-    batch_size: int,
-    hidden_channels: int,
-    rounds: int,
-    steps: int,
-    tuned_allocator: bool,
-) -> dict[str, Any]:
-    batch = random_batch(spec, batch_size)
-    rows = []
-    for name in models:
-        torch.manual_seed(0)
-        model = build_model(name, spec, hidden_channels, rounds)
-        seconds = time_training_steps(model, batch, steps)
-        median = statistics.median(seconds)
-        rows.append(
-            {
-                "model": name,
-                "parameters": sum(p.numel() for p in model.parameters()),
-                "median_step_s": median,
-                "min_step_s": min(seconds),
-                "networks_per_s": batch_size / median,
-                "all_s": seconds,
-            }
-        )
-        print(f"{name}: {median:.3f} s/step", flush=True)
-    info = environment()
-    return {
-        "benchmark": "baselines training step (forward + backward + AdamW)",
-        "widths": str(spec),
-        "batch_size": batch_size,
-        "nodes": batch.num_nodes,
-        "edges": batch.edge_index.size(1),
-        "hidden_channels": hidden_channels,
-        "rounds": rounds,
-        "mlp": "FlatMLP defaults (5 hidden layers of 32, batch norm)",
-        "steps": steps,
-        "threads": info["torch_threads"],
-        "cpus": info["cpu_count"],
-        "load_average_1min": info["load_average"][0] if info["load_average"] else None,
-        "tuned_allocator": tuned_allocator,
-        **info,
-        "results": rows,
-    }
-
-
-def markdown(report: dict[str, Any]) -> str:
-    rows = [
-        [
-            row["model"],
-            f"{row['parameters']:,}",
-            f"{row['median_step_s']:.3f}",
-            f"{row['min_step_s']:.3f}",
-            f"{row['networks_per_s']:,.0f}",
-        ]
-        for row in report["results"]
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        for _ in range(steps):
+            step()
+    events = profiler.key_averages()
+    total = sum(event.self_cpu_time_total for event in events)
+    ranked = sorted(events, key=lambda event: -event.self_cpu_time_total)[:PROFILED_OPERATORS]
+    return [
+        {"operator": e.key, "share": e.self_cpu_time_total / total, "calls_per_step": e.count / steps} for e in ranked
     ]
-    headers = ["model", "parameters", "median step (s)", "best step (s)", "networks/s"]
-    return markdown_table(headers, rows, align="lrrrr")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--widths", type=WeightSpaceSpec.parse, default=WeightSpaceSpec((2, 32, 32, 1)))
-    parser.add_argument("--hidden-channels", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+def run_in_subprocess(config: dict[str, Any]) -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(config)], capture_output=True, text=True
+    )
+    if completed.returncode != 0:
+        return {**config, "error": completed.stderr.strip().splitlines()[-1] if completed.stderr else "failed"}
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def report_table(results: list[dict[str, Any]]) -> str:
+    rows = []
+    for result in results:
+        if "error" in result:
+            rows.append([result["model"], "failed: " + result["error"], "", "", "", ""])
+            continue
+        rows.append(
+            [
+                result["model"],
+                f"{result['parameters']:,}",
+                f"{result['min_s']:.3f}",
+                f"{result['median_s']:.3f}",
+                f"{result['networks_per_s']:,.0f}",
+                f"{result['peak_memory_mb']:,.0f}",
+            ]
+        )
+    headers = ["model", "parameters", "best step (s)", "median step (s)", "networks/s (best)", "peak MB"]
+    return markdown_table(headers, rows, align="lrrrrr")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=512, help="networks per batch (default: 512)")
+    parser.add_argument("--widths", default="2-32-32-1", help="the networks' widths (default: 2-32-32-1)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per model (default: 3)")
+    parser.add_argument(
+        "--models",
+        default=",".join(MODELS),
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        help=f"comma-separated, from {', '.join(MODELS)} (default: all)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--profile", action="store_true", help=f"also profile {PROFILED_STEPS} steps per model")
     add_common_flags(parser, "baselines")
-    args = parser.parse_args()
-    if min(args.batch_size, args.hidden_channels, args.rounds, args.steps) < 1:
-        parser.error("--batch-size, --hidden-channels, --rounds and --steps must be positive")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return 0
+    unknown = [name for name in args.models if name not in MODELS]
+    if unknown:
+        parser.error(f"unknown model {unknown[0]!r}; choose from {', '.join(MODELS)}")
+    widths = [int(part) for part in args.widths.split("-")]
+    if min(args.batch_size, args.steps, *widths) < 1 or len(widths) < 2:
+        parser.error("--batch-size, --steps and every width must be positive, with at least two widths")
     tuned = tune_allocator(args.default_malloc)
-
-    report = run(args.models, args.widths, args.batch_size, args.hidden_channels, args.rounds, args.steps, tuned)
-    out = args.out
-    write_json(out, report)
-    load = report["load_average_1min"]
+    configurations = [
+        {
+            "model": name,
+            "widths": widths,
+            "batch_size": args.batch_size,
+            "steps": args.steps,
+            "threads": args.threads,
+            "tuned_allocator": tuned,
+            "profile": args.profile,
+        }
+        for name in args.models
+    ]
+    results = []
+    for config in configurations:
+        results.append(run_in_subprocess(config))
+        print(f"{config['model']}: {results[-1].get('min_s', float('nan')):.3f} s/step (best)", flush=True)
+    info = environment()
+    report = {
+        "benchmark": "baselines training step (forward + cross-entropy + backward + AdamW)",
+        "widths": args.widths,
+        "batch_size": args.batch_size,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        **info,
+        "results": results,
+    }
+    write_json(args.out, report)
+    threads = {result.get("torch_threads") for result in results if "error" not in result}
+    loads = [value for result in results for value in (result.get("load_average_before") or [None])[:1]]
     print(
-        f"\n{report['batch_size']} networks of {report['widths']} ({report['nodes']:,} nodes, {report['edges']:,} edges), "
-        f"{report['threads']} threads, load average {'?' if load is None else f'{load:.1f}'} on {report['cpus']} CPUs, "
+        f"\n{args.batch_size} networks of {args.widths}; torch {info['torch']}; {info['hardware']}; "
+        f"{info['cpu_count']} CPUs; torch threads {sorted(threads)}; 1-minute load average before each model "
+        f"{', '.join('?' if value is None else f'{value:.1f}' for value in loads)}; "
         f"allocator {'tuned' if tuned else 'glibc default'}\n"
     )
-    print(markdown(report))
-    print(f"\nwrote {out}")
+    print(report_table(results))
+    print(f"\nwrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -169,3 +169,20 @@ def test_edge_update_follows_its_endpoints():
     out = update(x[relabel], new_of_old[edge_index[:, order]], edge_attr[order])
     torch.testing.assert_close(out, update(x, edge_index, edge_attr)[order], rtol=0, atol=1e-14)
     assert "channels=8" in repr(update)
+
+
+@pytest.mark.parametrize("conv", CONVS)
+def test_probe_features_keep_invariance_and_per_network_outputs(conv):
+    batch = mixed_batch(7)
+    batch.activation = ["sine(30.0)", "relu"] * 3
+    model = make_model(conv, probe_features=4)
+    assert model.probe is not None and "probe_features=4" in repr(model)
+    permuted = permute_hidden(batch, generator=torch.Generator().manual_seed(8))
+    torch.testing.assert_close(model(permuted), model(batch), rtol=0, atol=1e-12)
+    alone = torch.cat([model(Batch.from_data_list([graph])) for graph in batch.to_data_list()])
+    torch.testing.assert_close(model(batch), alone, rtol=0, atol=1e-12)
+    # The networks' values at the probe points reach the output.
+    before = model(batch)
+    with torch.no_grad():
+        model.probe.points.add_(0.5)
+    assert (model(batch) - before).abs().amax() > 1e-6

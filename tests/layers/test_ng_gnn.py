@@ -95,6 +95,17 @@ def test_dense_and_scatter_backends_agree_with_their_gradients(widths, settings)
         torch.testing.assert_close(gradient, gradients[1][name], rtol=0, atol=1e-11, msg=name)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_edges_in_any_order_give_the_same_output(backend):
+    batch = make_batch(10)
+    order = torch.randperm(batch.num_edges, generator=torch.Generator().manual_seed(11))
+    shuffled = batch.clone()
+    shuffled.edge_index, shuffled.edge_attr = batch.edge_index[:, order], batch.edge_attr[order]
+    shuffled.edge_layer = batch.edge_layer[order]
+    model = make_model(backend=backend, probe_features=4)
+    torch.testing.assert_close(model(shuffled), model(batch), rtol=0, atol=1e-12)
+
+
 def test_minibatch_norm_lets_networks_see_each_other():
     # The released code's normalisation spans the batch, so a network's output depends on its batch-mates.
     batch = make_batch(6, widths=MIXED_WIDTHS[:1])

@@ -67,13 +67,15 @@ def test_neuron_values_are_the_rebuilt_modules_activations():
 def test_neuron_values_of_one_architecture_and_per_network_points():
     generator = torch.Generator().manual_seed(2)
     batch = Batch.from_data_list([random_graph((2, 6, 5, 3), generator, "sine(30.0)") for _ in range(4)])
-    points = torch.rand(4, 9, 2, dtype=torch.float64)
+    points = torch.rand(4, 9, 2, dtype=torch.float64, generator=generator)
     modules = wsgraph.graph_to_mlp(batch)
     expected = torch.cat([module_activations(m, p) for m, p in zip(modules, points)])
-    torch.testing.assert_close(neuron_values(batch, points), expected, rtol=0, atol=1e-12)
+    # Batched and per-module products round differently; sin(30 x) amplifies that about 30-fold per layer.
+    tolerance = 1e-10
+    torch.testing.assert_close(neuron_values(batch, points), expected, rtol=0, atol=tolerance)
     single = batch.to_data_list()[1]
     torch.testing.assert_close(
-        neuron_values(single, points[0]), module_activations(modules[1], points[0]), rtol=0, atol=1e-12
+        neuron_values(single, points[0]), module_activations(modules[1], points[0]), rtol=0, atol=tolerance
     )
 
 

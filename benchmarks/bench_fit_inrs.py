@@ -13,13 +13,14 @@ per image either), one batch at a time with every thread on each operation.
 Like the ``wsgraph`` commands it first tunes glibc's allocator
 (``wsgraph.runtime.tune_cpu_allocator``); ``--default-malloc`` keeps glibc's defaults.
 
-Run: ``python benchmarks/bench_fit_inrs.py [--root ../shared/data/mnist] [--batch-sizes 16,32,64]
+Run: ``python benchmarks/bench_fit_inrs.py [--root data/mnist] [--batch-sizes 16,32,64]
 [--steps 50] [--full 600] [--device auto] [--default-malloc]``
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import add_common_flags, environment, load_average, markdown_table, time_calls, tune_allocator
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+DEFAULT_ROOT = Path(os.environ.get("WSGRAPH_MNIST_ROOT", Path(__file__).resolve().parents[1] / "data" / "mnist"))
 RECIPE_STEPS = 1000
 
 

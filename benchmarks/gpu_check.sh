@@ -6,12 +6,12 @@
 #   OUT=/some/dir bash benchmarks/gpu_check.sh   (not yet run on a GPU: this project has had
 #   none; sized to fit about 10 minutes of one H100, an estimate, not a measurement)
 #
-# MNIST must be readable at ${MNIST_ROOT:-../shared/data/mnist} (copy it into a
-# git-ignored folder when only the checkout travels, and set MNIST_ROOT).
+# MNIST must be readable at ${MNIST_ROOT:-data/mnist}: copy the four idx files into that
+# git-ignored folder and carry it (only the checkout travels), or set MNIST_ROOT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu-check}
-MNIST_ROOT=${MNIST_ROOT:-../shared/data/mnist}
+MNIST_ROOT=${MNIST_ROOT:-data/mnist}
 PY=${PY:-python}
 mkdir -p "$OUT"
 status=0

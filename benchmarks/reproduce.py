@@ -28,6 +28,7 @@ Run: ``python benchmarks/reproduce.py --profile cpu`` (add ``--tasks mnist,sines
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -36,7 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MNIST_ROOT = ROOT.parent / "shared" / "data" / "mnist"
+# A folder holding the four MNIST idx files (link a copy to data/mnist, or set the variable).
+MNIST_ROOT = Path(os.environ.get("WSGRAPH_MNIST_ROOT", ROOT / "data" / "mnist")).resolve()
 FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
 TASKS = ("mnist", "mnist-size", "fashion", "sines", "dilation")
 # The second pass of a profile with `first_seeds`: the remaining seeds of a task's benchmark.

@@ -1,9 +1,9 @@
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from data_roots import mnist_root
 
 from wsgraph.cli.main import main
 from wsgraph.convert import mlp_to_graph
@@ -239,17 +239,17 @@ def test_shared_init_and_hidden_shuffle_keep_the_functions(tmp_path, capsys):
     assert spread(shared) < spread(independent) / 2
 
 
-SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
 # Published MNIST INR set, std over all entries of the training INRs' first-layer weights.
 PUBLISHED_MNIST_W1_STD = 0.0628
 
 
 def test_mnist_inrs_match_the_released_recipe(tmp_path, capsys):
     """A few dozen MNIST INRs: first-layer std near the published 0.063 (the SIREN init gave 0.29)."""
-    if not SHARED_MNIST.is_dir():
-        pytest.skip("the shared MNIST copy is not on this machine")
+    mnist = mnist_root()
+    if mnist is None:
+        pytest.skip("no MNIST copy: set WSGRAPH_MNIST_ROOT to a folder holding the idx files")
     out = tmp_path / "mnist"
-    argv = ["fit-inrs", "--source", "mnist", "--root", str(SHARED_MNIST), "--split", "train", "--limit", "36"]
+    argv = ["fit-inrs", "--source", "mnist", "--root", str(mnist), "--split", "train", "--limit", "36"]
     code, printed, _ = run_cli(capsys, *argv, "--out", str(out), "--no-progress")
     assert code == 0 and "| W1 |" in printed
     summary = json.loads((out / "summary.json").read_text())

@@ -3,8 +3,8 @@
 Examples::
 
     wsgraph fit-inrs --source digits --out data/digits-inrs
-    wsgraph fit-inrs --source mnist --root ../shared/data/mnist --out data/mnist-inrs
-    wsgraph fit-inrs --source mnist --root ../shared/data/mnist --out data/mnist-small --limit 100
+    wsgraph fit-inrs --source mnist --root data/mnist --out data/mnist-inrs
+    wsgraph fit-inrs --source mnist --root data/mnist --out data/mnist-small --limit 100
 """
 
 from __future__ import annotations

@@ -6,15 +6,12 @@ more entries than float16 can count (65,504); the statistics must not overflow.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
+from torchrun_launcher import run_two_processes
 
 from wsgraph.layers import GlobalBatchNorm, blocks
 
@@ -96,24 +93,7 @@ def test_float64_statistics_stay_float64(monkeypatch):
 
 @pytest.mark.slow
 def test_two_gloo_processes_agree_with_float32_on_the_whole_batch(tmp_path):
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    # A session of its own, so that a timeout kills the workers too, not only the launcher.
-    launcher = subprocess.Popen(
-        [*command, str(WORKER), "float16", str(tmp_path)],
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        _, stderr = launcher.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(launcher.pid, signal.SIGKILL)
-        launcher.communicate()
-        raise
-    assert launcher.returncode == 0, stderr[-3000:]
+    run_two_processes(WORKER, "float16", str(tmp_path))
 
     ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(2)]
     rows = global_batch(torch.float16)

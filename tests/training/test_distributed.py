@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
+from torchrun_launcher import run_two_processes
 
 from wsgraph.training.checkpointing import load_checkpoint
 from wsgraph.training.distributed import DistributedContext
@@ -20,25 +17,7 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
 def test_two_processes_match_one(classification_root: Path, tmp_path: Path) -> None:
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    # A session of its own, so that a timeout kills the workers too, not only the launcher
-    # (orphaned workers would wait for their peers forever).
-    launcher = subprocess.Popen(
-        [*command, str(WORKER), str(classification_root), str(tmp_path)],
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        _, stderr = launcher.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(launcher.pid, signal.SIGKILL)
-        launcher.communicate()
-        raise
-    assert launcher.returncode == 0, stderr[-3000:]
+    run_two_processes(WORKER, str(classification_root), str(tmp_path))
 
     distributed = torch.load(tmp_path / "ddp_gradients.pt", weights_only=True)
     single, single_loss = global_batch_gradients(classification_root, DistributedContext(0, 1, 0, torch.device("cpu")))

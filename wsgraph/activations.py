@@ -72,5 +72,22 @@ def matching_activations(pre: Tensor, post: Tensor, omega_candidates: list[float
     return names
 
 
+def pooled_matching_activations(pre: Tensor, post: Tensor, omega_candidates: list[float]) -> list[str]:
+    """Names of the known elementwise functions whose spatial mean maps ``pre`` ``[n, C, H, W]`` to ``post`` ``[n, C]``.
+
+    What a CNN's global average pooling after its last activation computes.
+    """
+    pre, post = pre.detach(), post.detach()
+
+    def pooled(values: Tensor) -> Tensor:
+        return values.mean(dim=(-2, -1))
+
+    names = [name for name, factory in _SIMPLE.items() if name != "identity" and _close(pooled(factory()(pre)), post)]
+    names += [sine_name(w) for w in omega_candidates if math.isfinite(w) and _close(pooled(torch.sin(w * pre)), post)]
+    if _close(pooled(pre), post):
+        names.append("identity")
+    return names
+
+
 def _close(a: Tensor, b: Tensor) -> bool:
     return a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -10,9 +10,10 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
 from wsgraph.activations import UNKNOWN, make_activation
+from wsgraph.cnn import conv_graph_params
 from wsgraph.dense import to_dense_weights
 from wsgraph.extract import LinearChain, NotAnMLPError, from_module, from_pairs, from_state_dict, validate
-from wsgraph.graph import WeightSpaceGraph, assemble, mixes_architectures, single_graph, sort_edges
+from wsgraph.graph import WeightSpaceGraph, assemble, is_conv_graph, mixes_architectures, single_graph, sort_edges
 
 MLPLike = nn.Module | Mapping[str, Tensor] | Sequence
 Params = list[tuple[Tensor, Tensor | None]]
@@ -110,7 +111,11 @@ def graph_to_params(data: Data) -> Params | list[Params]:
 
     For a :class:`Batch` the result is a list with one such list per network
     (vectorised when the batch has one architecture). The edges may come in any order.
+    A CNN's graph gives its convolutions' weights as ``[out, in, kh, kw]``
+    (:func:`wsgraph.cnn.conv_graph_params`).
     """
+    if is_conv_graph(data):
+        return conv_graph_params(data)
     if isinstance(data, Batch):
         if mixes_architectures(data):
             # Splitting a batch relies on each network's edges being contiguous.

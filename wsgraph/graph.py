@@ -17,8 +17,10 @@ from torch_geometric.data import Batch, Data
 from wsgraph.activations import UNKNOWN
 from wsgraph.spec import WeightSpaceSpec
 
+# What a CNN's graph records besides an MLP's, one row per graph (see WeightSpaceGraph).
+CONV_KEYS = ("conv_layers", "kernel_size", "kernel_grid", "conv_stride", "conv_padding", "conv_dilation")
 # Per-graph attributes stored as one row per graph, concatenated along dim 0 by `Batch`.
-PER_GRAPH_KEYS = frozenset({"layer_widths", "has_bias"})
+PER_GRAPH_KEYS = frozenset({"layer_widths", "has_bias", *CONV_KEYS})
 # Position/layer labels: never shifted by the number of nodes when batching (PyG would
 # shift `node_index` because its name contains "index").
 UNSHIFTED_KEYS = frozenset({"node_index", "node_layer", "edge_layer"})
@@ -41,6 +43,19 @@ class WeightSpaceGraph(Data):
             stored as zeros).
         activation (str): the hidden activation, e.g. ``"relu"`` or ``"sine(30.0)"``,
             or ``"unknown"`` where it could not be read.
+
+    The graph of a CNN (see :mod:`wsgraph.cnn`) has a node per channel and an edge per
+    (input channel, output channel) pair; ``edge_attr`` is ``[E, H*W]``, the kernel
+    zero-padded into an ``H x W`` grid (linear layers: a 1x1 kernel at its centre), and
+    it also has
+
+    Attributes:
+        conv_layers (Tensor): ``[1]`` how many leading weight layers are convolutions.
+        kernel_size (Tensor): ``[1, M, 2]`` each weight layer's kernel ``(height, width)``.
+        kernel_grid (Tensor): ``[1, 2]`` the padded grid ``(H, W)`` of ``edge_attr``.
+        conv_stride, conv_padding, conv_dilation (Tensor): ``[1, M, 2]`` each layer's
+            convolution geometry (linear layers: 1, 0, 1; ``-1`` where it is unknown,
+            as for a state_dict).
     """
 
     def __inc__(self, key: str, value: Any, *args: Any, **kwargs: Any) -> Any:
@@ -57,7 +72,19 @@ class WeightSpaceGraph(Data):
 def graph_specs(data: Data) -> list[WeightSpaceSpec]:
     """The architecture of every network in a graph or batch, in order."""
     widths = _layer_widths(data)
-    return [WeightSpaceSpec(tuple(row)) for row in widths.tolist()]
+    if not is_conv_graph(data):
+        return [WeightSpaceSpec(tuple(row)) for row in widths.tolist()]
+    return [
+        WeightSpaceSpec(tuple(row), kernel_sizes=tuple(map(tuple, kernels)), conv_layers=int(convs))
+        for row, kernels, convs in zip(
+            widths.tolist(), data.kernel_size.tolist(), data.conv_layers.reshape(-1).tolist()
+        )
+    ]
+
+
+def is_conv_graph(data: Data) -> bool:
+    """Whether ``data`` is the graph (or batch of graphs) of CNNs: it records kernel sizes."""
+    return isinstance(getattr(data, "kernel_size", None), Tensor)
 
 
 def common_spec(data: Data) -> WeightSpaceSpec:
@@ -94,11 +121,16 @@ def _layer_widths(data: Data) -> Tensor:
     return widths
 
 
-def check_channels_match(weights: Sequence[Tensor], biases: Sequence[Tensor]) -> None:
-    """Raise unless every dense weight ``[B, d_{l-1}, d_l, C]`` and bias ``[B, d_l, C]`` chain."""
+def check_channels_match(weights: Sequence[Tensor], biases: Sequence[Tensor], bias_channels: int | None = None) -> None:
+    """Raise unless every dense weight ``[B, d_{l-1}, d_l, C]`` and bias ``[B, d_l, C]`` chain.
+
+    ``bias_channels``: the biases' channels where they differ from the weights' (a CNN's
+    edges carry a kernel, its nodes one bias).
+    """
     if len(weights) != len(biases) or not weights:
         raise ValueError(f"expected as many bias layers as weight layers, got {len(weights)} and {len(biases)}")
     batch, _, _, channels = weights[0].shape
+    node_channels = channels if bias_channels is None else bias_channels
     for layer, (weight, bias) in enumerate(zip(weights, biases), start=1):
         if weight.dim() != 4 or weight.shape[0] != batch or weight.shape[3] != channels:
             raise ValueError(
@@ -109,9 +141,10 @@ def check_channels_match(weights: Sequence[Tensor], biases: Sequence[Tensor]) ->
                 f"weight layer {layer} takes {weight.shape[1]} inputs but layer {layer - 1} "
                 f"has {weights[layer - 2].shape[2]} outputs"
             )
-        if tuple(bias.shape) != (batch, weight.shape[2], channels):
+        if tuple(bias.shape) != (batch, weight.shape[2], node_channels):
             raise ValueError(
-                f"bias layer {layer} has shape {tuple(bias.shape)}, expected ({batch}, {weight.shape[2]}, {channels})"
+                f"bias layer {layer} has shape {tuple(bias.shape)}, "
+                f"expected ({batch}, {weight.shape[2]}, {node_channels})"
             )
 
 
@@ -121,6 +154,7 @@ def assemble(
     has_bias: Sequence[bool] | Tensor | None = None,
     activation: str = UNKNOWN,
     y: Tensor | None = None,
+    conv: dict[str, Tensor] | None = None,
 ) -> Batch:
     """Build a batch of ``B`` graphs of one architecture from dense tensors, vectorised.
 
@@ -130,15 +164,19 @@ def assemble(
         has_bias: per layer (``[M]``) or per network and layer (``[B, M]``).
         activation: the hidden activation's name, stored on every graph (a list in a batch).
         y: optional per-network targets, ``[B, ...]``.
+        conv: for CNNs, the per-network rows ``[B, ...]`` of :data:`CONV_KEYS`; the
+            weights then carry ``H*W`` padded kernel entries and the biases one channel.
     """
-    check_channels_match(weights, biases)
+    bias_channels = None if conv is None else biases[0].size(-1)
+    check_channels_match(weights, biases, bias_channels)
     batch_size, _, _, channels = weights[0].shape
+    node_channels = channels if bias_channels is None else bias_channels
     spec = WeightSpaceSpec((weights[0].shape[1], *(w.shape[2] for w in weights)))
     device = weights[0].device
     num_nodes, num_edges = spec.num_nodes, spec.num_edges
 
-    input_bias = weights[0].new_zeros(batch_size, spec.in_dim, channels)
-    x = torch.cat([input_bias, *biases], dim=1).reshape(batch_size * num_nodes, channels)
+    input_bias = weights[0].new_zeros(batch_size, spec.in_dim, node_channels)
+    x = torch.cat([input_bias, *biases], dim=1).reshape(batch_size * num_nodes, node_channels)
     edge_attr = torch.cat([w.reshape(batch_size, -1, channels) for w in weights], dim=1)
     edge_attr = edge_attr.reshape(batch_size * num_edges, channels)
 
@@ -172,6 +210,13 @@ def assemble(
         "layer_widths": per_graph,
         "has_bias": per_graph,
     }
+    for key, rows in (conv or {}).items():
+        if key not in CONV_KEYS or rows.size(0) != batch_size:
+            raise ValueError(
+                f"conv metadata {key!r} of shape {tuple(rows.shape)}: expected one of {CONV_KEYS}, [B, ...]"
+            )
+        batch[key] = rows.to(device)
+        slices[key] = per_graph
     increments: dict[str, Any] = {key: None for key in slices}
     increments["edge_index"] = per_graph[:-1] * num_nodes
     batch.activation = [activation] * batch_size

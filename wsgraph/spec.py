@@ -29,11 +29,21 @@ class WeightSpaceSpec:
     width :math:`d_0`, the output width :math:`d_M` and the number of weight layers
     :math:`M` form the :attr:`signature` that models depend on.
 
+    A CNN (``conv_layers`` leading ``nn.Conv2d`` layers, global average pooling, then
+    ``nn.Linear`` layers) has the same neurons: ``d_k`` is a layer's channel count, and
+    every weight layer also records its kernel size (``(1, 1)`` for linear layers); the
+    kernel entries are features of an edge, which no symmetry moves.
+
     Args:
         widths: the layer widths ``(d_0, ..., d_M)``, at least two positive integers.
+        kernel_sizes: for a CNN, ``(height, width)`` of each weight layer's kernel;
+            ``None`` for an MLP.
+        conv_layers: for a CNN, how many of the weight layers are convolutions.
     """
 
     widths: tuple[int, ...]
+    kernel_sizes: tuple[tuple[int, int], ...] | None = None
+    conv_layers: int = 0
 
     def __post_init__(self) -> None:
         widths = tuple(int(w) for w in self.widths)
@@ -42,6 +52,33 @@ class WeightSpaceSpec:
         if any(w < 1 for w in widths):
             raise ValueError(f"layer widths must be positive, got {widths}")
         object.__setattr__(self, "widths", widths)
+        if self.kernel_sizes is None:
+            if self.conv_layers:
+                raise ValueError(f"{self.conv_layers} convolution layers need their kernel sizes")
+            return
+        kernels = tuple((int(height), int(width)) for height, width in self.kernel_sizes)
+        if len(kernels) != len(widths) - 1:
+            raise ValueError(f"got {len(kernels)} kernel sizes for {len(widths) - 1} weight layers")
+        if any(height < 1 or width < 1 for height, width in kernels):
+            raise ValueError(f"kernel sizes must be positive, got {kernels}")
+        if not 1 <= self.conv_layers < len(kernels):
+            raise ValueError(f"a CNN has 1 to {len(kernels) - 1} convolution layers, got {self.conv_layers}")
+        if any(kernel != (1, 1) for kernel in kernels[self.conv_layers :]):
+            raise ValueError(f"linear layers have 1x1 kernels, got {kernels[self.conv_layers :]}")
+        object.__setattr__(self, "kernel_sizes", kernels)
+        object.__setattr__(self, "conv_layers", int(self.conv_layers))
+
+    @property
+    def is_conv(self) -> bool:
+        """Whether this is a CNN weight space (kernel sizes recorded)."""
+        return self.kernel_sizes is not None
+
+    @property
+    def kernel_grid(self) -> tuple[int, int]:
+        """``(height, width)`` of the smallest grid that holds every kernel (``(1, 1)`` for an MLP)."""
+        if self.kernel_sizes is None:
+            return (1, 1)
+        return (max(h for h, _ in self.kernel_sizes), max(w for _, w in self.kernel_sizes))
 
     @property
     def num_layers(self) -> int:
@@ -76,7 +113,13 @@ class WeightSpaceSpec:
 
     @property
     def num_params(self) -> int:
-        """Weights plus biases of every layer."""
+        """Weights (kernel entries for a CNN) plus biases of every layer."""
+        if self.kernel_sizes is not None:
+            weights = sum(
+                rows * cols * height * width
+                for (rows, cols), (height, width) in zip(map(self.weight_shape, self.weight_layers), self.kernel_sizes)
+            )
+            return weights + self.num_nodes - self.in_dim
         return self.num_edges + self.num_nodes - self.in_dim
 
     @property
@@ -134,7 +177,11 @@ class WeightSpaceSpec:
         }
 
     def __str__(self) -> str:
-        return "-".join(str(w) for w in self.widths)
+        text = "-".join(str(w) for w in self.widths)
+        if self.kernel_sizes is None:
+            return text
+        kernels = ",".join(f"{h}x{w}" for h, w in self.kernel_sizes[: self.conv_layers])
+        return f"{text} (conv {kernels})"
 
     @classmethod
     def parse(cls, text: str) -> WeightSpaceSpec:

@@ -1,0 +1,269 @@
+"""CNNs as graphs: exact round trips, channel permutations, batching, and refusal of what a graph cannot express."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+
+from wsgraph import (
+    NotACNNError,
+    WeightSpaceSpec,
+    batch_cnn_graphs,
+    cnn_to_graph,
+    graph_specs,
+    graph_to_cnn,
+    graph_to_params,
+    pad_kernels,
+    permute_hidden,
+)
+from wsgraph.cnn import kernel_offset
+
+
+def build_cnn(
+    in_channels: int,
+    convs: list[tuple[int, int | tuple[int, int], dict]],
+    linears: list[int],
+    activation=nn.ReLU,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> nn.Sequential:
+    """``Conv2d, act, ..., AdaptiveAvgPool2d(1), Flatten, Linear, act, ..., Linear``."""
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for out, kernel, options in convs:
+        layers += [nn.Conv2d(channels, out, kernel, dtype=dtype, **options), activation()]
+        channels = out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    for position, out in enumerate(linears):
+        layers.append(nn.Linear(channels, out, dtype=dtype))
+        if position < len(linears) - 1:
+            layers.append(activation())
+        channels = out
+    return nn.Sequential(*layers)
+
+
+def zoo_cnn(seed: int = 0) -> nn.Sequential:
+    """The layout of the zoo trainer's CNN members."""
+    return build_cnn(1, [(8, 3, {}), (8, 3, {}), (8, 3, {})], [10], seed=seed, dtype=torch.float32)
+
+
+CNNS = {
+    "3x3": lambda: build_cnn(3, [(4, 3, {"padding": 1}), (5, 3, {})], [6, 2]),
+    "mixed-kernels-strides": lambda: build_cnn(
+        2, [(4, 5, {"stride": 2, "padding": 2}), (3, 1, {}), (6, (3, 1), {"dilation": 2})], [4], activation=nn.Tanh
+    ),
+    "even-kernel": lambda: build_cnn(1, [(3, 2, {"stride": (2, 1)}), (4, 4, {"padding": (1, 2)})], [3, 5]),
+    "same-padding": lambda: build_cnn(3, [(4, 3, {"padding": "same"}), (4, 5, {"padding": "valid"})], [2]),
+    "zoo": zoo_cnn,
+}
+
+
+def images(channels: int, size: int = 15, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    return torch.randn(3, channels, size, size, generator=torch.Generator().manual_seed(7), dtype=dtype)
+
+
+def torch_params(module: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    return [(m.weight.detach(), m.bias.detach()) for m in module if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+@pytest.mark.parametrize("name", list(CNNS))
+def test_module_graph_module_round_trip_is_exact(name):
+    cnn = CNNS[name]()
+    graph = cnn_to_graph(cnn)
+    first = cnn[0]
+    inputs = images(first.in_channels, dtype=first.weight.dtype)
+    rebuilt = graph_to_cnn(graph)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(inputs), cnn(inputs))
+    for (weight, bias), (expected_weight, expected_bias) in zip(graph_to_params(graph), torch_params(cnn), strict=True):
+        assert torch.equal(weight, expected_weight) and torch.equal(bias, expected_bias)
+    # The graph is the channel graph: a node per channel, an edge per channel pair with the padded kernel.
+    spec = graph_specs(graph)[0]
+    convs = [m for m in cnn if isinstance(m, nn.Conv2d)]
+    assert spec.conv_layers == len(convs)
+    assert spec.kernel_sizes[: len(convs)] == tuple(tuple(c.kernel_size) for c in convs)
+    assert graph.x.shape == (spec.num_nodes, 1)
+    assert graph.edge_attr.shape == (spec.num_edges, spec.kernel_grid[0] * spec.kernel_grid[1])
+    assert graph.activation == ("tanh" if name == "mixed-kernels-strides" else "relu")
+
+
+def test_edge_feature_is_the_centred_flattened_kernel():
+    cnn = CNNS["mixed-kernels-strides"]()
+    graph = cnn_to_graph(cnn)
+    grid = tuple(graph.kernel_grid[0].tolist())
+    assert grid == (5, 5)
+    second = cnn[2].weight.detach()  # [3, 4, 1, 1]: edges of layer 2 start after the 2 x 4 of layer 1
+    offset = 2 * 4
+    for i in range(4):
+        for j in range(3):
+            kernel = graph.edge_attr[offset + i * 3 + j].view(grid)
+            top, left = kernel_offset((1, 1), grid)
+            assert kernel[top, left] == second[j, i, 0, 0]
+            assert int((kernel != 0).sum()) <= 1
+    third = cnn[4].weight.detach()  # a 3x1 kernel
+    edge = graph.edge_attr[offset + 4 * 3 + 2 * 6 + 5].view(grid)
+    top, left = kernel_offset((3, 1), grid)
+    assert torch.equal(edge[top : top + 3, left : left + 1], third[5, 2])
+
+
+@pytest.mark.parametrize("name", ["3x3", "mixed-kernels-strides", "zoo"])
+def test_channel_permutation_preserves_the_function(name):
+    cnn = CNNS[name]().double()
+    graph = cnn_to_graph(cnn)
+    permuted = permute_hidden(graph, generator=torch.Generator().manual_seed(3))
+    inputs = images(cnn[0].in_channels)
+    with torch.no_grad():
+        torch.testing.assert_close(graph_to_cnn(permuted)(inputs), cnn(inputs), rtol=0, atol=1e-12)
+    # Sensitivity: the kernels moved, and permuting only the first layer's outgoing kernels breaks the function.
+    assert not torch.equal(permuted.edge_attr, graph.edge_attr)
+    broken = graph.clone()
+    layer1 = (graph.edge_layer == 1).nonzero().view(-1)
+    broken.edge_attr = graph.edge_attr.clone()
+    broken.edge_attr[layer1] = graph.edge_attr[layer1.roll(1)]
+    with torch.no_grad():
+        assert (graph_to_cnn(broken)(inputs) - cnn(inputs)).abs().max() > 1e-6
+
+
+def test_given_channel_permutation_moves_kernels():
+    cnn = CNNS["3x3"]()
+    graph = cnn_to_graph(cnn)
+    perm = torch.tensor([2, 0, 3, 1])
+    (w1, b1), (w2, b2), *_ = graph_to_params(graph)
+    (p1, q1), (p2, q2), *_ = graph_to_params(permute_hidden(graph, [perm, torch.arange(5), torch.arange(6)]))
+    assert torch.equal(p1, w1[perm]) and torch.equal(q1, b1[perm])
+    assert torch.equal(p2, w2[:, perm]) and torch.equal(q2, b2)
+
+
+def test_mixed_cnns_batch_with_pyg():
+    networks = [
+        CNNS["3x3"](),
+        build_cnn(3, [(2, 1, {}), (7, 5, {"padding": 2})], [3, 2], seed=1),
+        build_cnn(3, [(5, (1, 3), {})], [4, 4, 2], activation=nn.Tanh, seed=2),
+    ]
+    graphs = [cnn_to_graph(network) for network in networks]
+    batch = batch_cnn_graphs(graphs)
+    assert isinstance(batch, Batch) and batch.num_graphs == 3
+    assert batch.edge_attr.size(-1) == 25 and batch.kernel_grid.tolist() == [[5, 5]] * 3
+    assert batch.conv_layers.tolist() == [2, 2, 1]
+    assert [spec.kernel_sizes for spec in graph_specs(batch)] == [
+        ((3, 3), (3, 3), (1, 1), (1, 1)),
+        ((1, 1), (5, 5), (1, 1), (1, 1)),
+        ((1, 3), (1, 1), (1, 1), (1, 1)),
+    ]
+    inputs = images(3)
+    with torch.no_grad():
+        for network, rebuilt in zip(networks, graph_to_cnn(batch), strict=True):
+            assert torch.equal(rebuilt(inputs), network(inputs))
+    for network, params in zip(networks, graph_to_params(batch), strict=True):
+        for (weight, bias), (expected, expected_bias) in zip(params, torch_params(network), strict=True):
+            assert torch.equal(weight, expected) and torch.equal(bias, expected_bias)
+    # Graphs of one architecture batch through the vectorised path.
+    same = Batch.from_data_list([cnn_to_graph(CNNS["3x3"]()) for _ in range(2)])
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(*graph_to_params(same)))
+    # Different grids do not concatenate without padding, and padding never shrinks a grid.
+    with pytest.raises(RuntimeError):
+        Batch.from_data_list(graphs)
+    with pytest.raises(ValueError, match="smaller"):
+        pad_kernels(graphs[1], 3)
+
+
+def test_state_dict_of_the_zoo_layout_converts():
+    cnn = zoo_cnn()
+    graph = cnn_to_graph(cnn.state_dict())
+    assert graph.activation == "unknown"
+    assert graph.conv_stride[0, :3].tolist() == [[-1, -1]] * 3
+    assert str(graph_specs(graph)[0]) == "1-8-8-8-10 (conv 3x3,3x3,3x3)"
+    with pytest.raises(ValueError, match="stride of convolution 1"):
+        graph_to_cnn(graph, "relu")
+    rebuilt = graph_to_cnn(graph, "relu", stride=1, padding=0, dilation=1)
+    inputs = images(1, dtype=torch.float32)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(inputs), cnn(inputs))
+
+
+def test_mlp_graphs_are_unchanged_and_specs_stay_mlp_specs():
+    spec = WeightSpaceSpec((2, 3, 1))
+    assert spec == WeightSpaceSpec((2, 3, 1), None, 0) and not spec.is_conv and str(spec) == "2-3-1"
+    conv = WeightSpaceSpec((1, 4, 2), kernel_sizes=((3, 3), (1, 1)), conv_layers=1)
+    assert conv.num_params == 1 * 4 * 9 + 4 * 2 + 4 + 2 and conv.kernel_grid == (3, 3)
+    with pytest.raises(ValueError, match="1x1"):
+        WeightSpaceSpec((1, 4, 2), kernel_sizes=((3, 3), (3, 3)), conv_layers=1)
+
+
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.conv1(x))
+        h = torch.relu(self.conv2(h)) + h
+        return self.head(h.mean(dim=(2, 3)))
+
+
+def _refused_modules():
+    pool, flat = nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    return {
+        "skip connection": (Residual(), r"'conv2'.*skip|'head'.*skip"),
+        "batch norm": (
+            nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), pool, flat, nn.Linear(4, 2)),
+            r"module '1' is a BatchNorm2d",
+        ),
+        "running stats only": (
+            nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, affine=False), pool, flat, nn.Linear(4, 2)),
+            r"module '1' is a BatchNorm2d",
+        ),
+        "conv after linear": (
+            nn.Sequential(
+                nn.Conv2d(3, 4, 3), nn.ReLU(), pool, nn.Linear(1, 1), nn.Conv2d(4, 2, 1), flat, nn.Linear(2, 2)
+            ),
+            r"convolution '4' comes after a linear layer",
+        ),
+        "non-global pooling": (
+            nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(2), flat, nn.Linear(16, 2)),
+            r"linear layer '4'.*global average pooling",
+        ),
+        "max pooling between convs": (
+            nn.Sequential(
+                nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3), pool, flat, nn.Linear(4, 2)
+            ),
+            r"layer '3'.*elementwise",
+        ),
+        "global max pooling": (
+            nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveMaxPool2d(1), flat, nn.Linear(4, 2)),
+            r"linear layer '4'.*global average pooling",
+        ),
+        "grouped convolution": (
+            nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), pool, flat, nn.Linear(4, 2)),
+            r"convolution '0' has groups=2",
+        ),
+        "no linear head": (nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1)), r"no nn.Linear"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_refused_modules()))
+def test_unsupported_layers_are_refused_naming_the_layer(case):
+    module, pattern = _refused_modules()[case]
+    with pytest.raises(NotACNNError, match=pattern) as info:
+        cnn_to_graph(module)
+    assert "\n" not in str(info.value)
+
+
+def test_unsupported_state_dicts_are_refused_naming_the_key():
+    with_norm = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2))
+    with pytest.raises(NotACNNError, match=r"'1.running_mean'.*running statistics"):
+        cnn_to_graph(with_norm.state_dict())
+    flattened = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 9, 2))
+    with pytest.raises(NotACNNError, match=r"'3.weight' takes 36 inputs.*global pooling"):
+        cnn_to_graph(flattened.state_dict())
+    late = {"0.weight": torch.randn(4, 3, 3, 3), "1.weight": torch.randn(2, 4), "2.weight": torch.randn(2, 2, 1, 1)}
+    with pytest.raises(NotACNNError, match=r"convolution '2.weight' comes after linear layer '1.weight'"):
+        cnn_to_graph(late)
+    conv3d = {"0.weight": torch.randn(4, 3, 3, 3, 3), "1.weight": torch.randn(2, 4)}
+    with pytest.raises(NotACNNError, match=r"'0.weight': weight has shape \(4, 3, 3, 3, 3\)"):
+        cnn_to_graph(conv3d)

@@ -6,6 +6,7 @@ and dropout draws from it in training mode. A forward pass in eval mode draws no
 """
 
 from wsgraph.layers.blocks import GlobalBatchNorm, WeightSpaceActivation, WeightSpaceDropout, WeightSpaceNorm
+from wsgraph.layers.cnn_dws import CNNDWSLayer, KernelLift
 from wsgraph.layers.conv import DWSConv
 from wsgraph.layers.dws import DWSLayer
 from wsgraph.layers.gnn_baselines import EdgeUpdate, WeightSpaceGNN, pna_degree_histogram
@@ -18,6 +19,7 @@ from wsgraph.layers.readout import InvariantReadout
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout
 
 __all__ = [
+    "CNNDWSLayer",
     "DWSConv",
     "DWSEditNet",
     "DWSLayer",
@@ -28,6 +30,7 @@ __all__ = [
     "FlatMLP",
     "GlobalBatchNorm",
     "InvariantReadout",
+    "KernelLift",
     "NeuralGraphGNN",
     "NeuronPositionalEncoding",
     "ProbeFeatures",

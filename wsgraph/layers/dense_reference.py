@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
+    from wsgraph.layers.cnn_dws import CNNDWSLayer
     from wsgraph.layers.dws import DWSLayer
 
 # The einsum index of the neuron of layer k is NEURON_INDICES[k]; a target's non-permuted
@@ -229,3 +230,43 @@ def _check_inputs(layer: DWSLayer, weights: Sequence[Tensor], biases: Sequence[T
     if (widths[0], widths[-1]) != (layer.in_dim, layer.out_dim):
         raise ValueError(f"the layer is for d_0 = {layer.in_dim}, d_M = {layer.out_dim}; got widths {widths}")
     return widths
+
+
+def cnn_dws_layer_dense_reference(
+    layer: CNNDWSLayer, weights: Sequence[Tensor], biases: Sequence[Tensor]
+) -> tuple[list[Tensor], list[Tensor]]:
+    r"""What a :class:`~wsgraph.layers.cnn_dws.CNNDWSLayer` computes, from its parameters alone.
+
+    The layer is :math:`\mathrm{DWS} \circ A` with :math:`A` one linear map per object on
+    its non-permuted feature axes (a weight layer's kernel entries and channels, a bias
+    layer's channels). Here :math:`A` is one einsum per object on the unpadded kernels,
+    and the DWS part is :func:`dws_layer_dense_reference`, term by term.
+
+    Args:
+        layer: the layer whose parameters are read.
+        weights: per weight layer ``l``, ``[B, d_{l-1}, d_l, kh_l * kw_l, C_in]`` (wsgraph's
+            orientation; the kernel flattened row-major, ``kh_l x kw_l`` the layer's
+            ``lift.kernel_sizes[l-1]``; linear layers: ``kh = kw = 1``).
+        biases: per weight layer, ``[B, d_l, C_in]``.
+
+    Returns:
+        ``(weights, biases)`` of the DWS layer's output, ``[B, d_{l-1}, d_l, C_out]`` and
+        ``[B, d_l, C_out]``.
+    """
+    lift = layer.lift
+    if len(weights) != len(lift.kernel_sizes) or len(biases) != len(lift.kernel_sizes):
+        raise ValueError(f"the layer has {len(lift.kernel_sizes)} weight layers, got {len(weights)} and {len(biases)}")
+    lifted_weights, lifted_biases = [], []
+    for index, (weight, bias) in enumerate(zip(weights, biases)):
+        height, width = lift.kernel_sizes[index]
+        expected = (height * width, lift.in_channels)
+        if weight.dim() != 5 or tuple(weight.shape[3:]) != expected:
+            raise ValueError(
+                f"layer {index + 1}: expected weights [B, d_(l-1), d_l, {expected[0]}, {expected[1]}], "
+                f"got {tuple(weight.shape)}"
+            )
+        # Theta_l[o, s, c]: output channel o from kernel entry s of input channel c.
+        theta = lift.weight_lins[index].weight.reshape(lift.out_channels, height * width, lift.in_channels)
+        lifted_weights.append(torch.einsum("bijsc,osc->bijo", weight, theta))
+        lifted_biases.append(torch.einsum("bjc,oc->bjo", bias, lift.bias_lins[index].weight))
+    return dws_layer_dense_reference(layer.dws, lifted_weights, lifted_biases)

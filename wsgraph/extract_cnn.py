@@ -250,7 +250,10 @@ def _chain_problem(order: Sequence, groups: Mapping, names: Sequence[str] | None
             )
         return f"{labels[position]} takes {consumed} inputs but {labels[position - 1]} gives {produced} outputs"
     if seen_linear is None:
-        return "no linear layer after the convolutions: not a conv-then-linear CNN"
+        return (
+            f"{labels[-1]}: weight has shape {tuple(weights[-1].shape)}, a convolution with no linear layer after it: "
+            "neither an MLP (2-D weights) nor a conv-then-linear CNN"
+        )
     return None
 
 

@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "convert",
         help="turn a folder of checkpoints into a weight-space dataset",
         description="Read every checkpoint under SRC (.pt, .pth, .ckpt state_dicts or saved modules, .safetensors; "
-        "nested folders, sorted order) and write the MLPs as a WeightSpaceDataset root at OUT, one root per "
+        "nested folders, sorted order) and write the MLPs and CNNs (convolutions, global average pooling, linear "
+        "layers; a 4-D weight is a convolution) as a WeightSpaceDataset root at OUT, one root per kind and "
         "signature (M, d_0, d_M) under OUT with an index.json when there are several. Networks without a label "
         "get y = -1 (classes) or NaN (regression targets). Symlinked folders are followed, each folder read once. "
         "A file or folder that cannot be read stops the conversion (exit 1, nothing written) unless --skip-bad "

@@ -8,7 +8,11 @@ networks as shards of stacked tensors (see :mod:`wsgraph.datasets.store`). Symli
 folders are followed and each folder is read once, however many links lead to it; a
 folder that cannot be listed, or a symlink to nothing, is an error like an unreadable file.
 
-Networks are grouped by signature ``(M, d_0, d_M)``. With one signature ``OUT`` is the
+Networks are grouped by signature ``(M, d_0, d_M)`` (MLPs and CNNs apart). A checkpoint
+with a 4-D ``weight`` (or a module with ``nn.Conv2d`` layers) is a CNN: convolutions, a
+global average pooling, linear layers (see :mod:`wsgraph.cnn`); its kernels are stored
+as they are and padded into the root's kernel grid (``meta["kernel_grid"]``, the largest
+kernel of its networks) when the dataset builds the graphs. With one signature ``OUT`` is the
 dataset root; with several, ``OUT/<signature name>/`` is one root per signature and
 ``OUT/index.json`` lists them. Hidden widths may differ within a signature: each shard
 holds one exact architecture, and the dataset batches them together. A root is stored in
@@ -66,6 +70,7 @@ from wsgraph.datasets.store import (
 )
 from wsgraph.errors import one_line, shown_path
 from wsgraph.extract import LinearChain, NotAnMLPError, from_module, from_state_dict, validate
+from wsgraph.extract_cnn import ConvChain, from_cnn_module, from_cnn_state_dict, validate_cnn
 from wsgraph.io import write_json
 from wsgraph.locks import write_lock
 from wsgraph.spec import WeightSpaceSpec
@@ -308,10 +313,11 @@ def _stream(
                     ) from None
                 skipped.append(SkippedCheckpoint(name, reason))
                 continue
-            spec = WeightSpaceSpec((chain.weights[0].size(1), *(w.size(0) for w in chain.weights)))
-            writer = writers.get(spec.signature)
+            spec = network_spec(chain)
+            key = (spec.is_conv, *spec.signature)
+            writer = writers.get(key)
             if writer is None:
-                writer = writers[spec.signature] = _RootWriter(staging / signature_name(spec.signature), shard_size)
+                writer = writers[key] = _RootWriter(staging / root_name(spec), shard_size)
             network_activation = activation if activation is not None else chain.activation
             writer.add(chain, spec, network_activation, table.target(name), int(splits[number]), number, name)
     if not writers:
@@ -400,8 +406,10 @@ def find_checkpoints(src: Path, exclude: Path | None = None) -> CheckpointSearch
     return search
 
 
-def read_network(path: Path, *, trust_pickles: bool = False) -> LinearChain:
-    """The MLP in one checkpoint, checked (finite values, chained shapes).
+def read_network(path: Path, *, trust_pickles: bool = False) -> LinearChain | ConvChain:
+    """The MLP or CNN in one checkpoint, checked (finite values, chained shapes).
+
+    A module with ``nn.Conv2d`` layers, or a state_dict with a 4-D weight, is read as a CNN.
 
     Raises:
         CheckpointError: the file cannot be read (see :func:`wsgraph.load_checkpoint`,
@@ -410,10 +418,36 @@ def read_network(path: Path, *, trust_pickles: bool = False) -> LinearChain:
     """
     content = load_checkpoint(path, trust_pickles=trust_pickles)
     try:
+        if _holds_cnn(content):
+            chain = from_cnn_module(content) if isinstance(content, nn.Module) else from_cnn_state_dict(content)
+            return validate_cnn(chain)
         chain = from_module(content) if isinstance(content, nn.Module) else from_state_dict(content)
         return validate(chain)
     except NotAnMLPError as error:
         raise NotAnMLPError(f"{shown_path(path)}: {error}") from None
+
+
+def _holds_cnn(content: object) -> bool:
+    if isinstance(content, nn.Module):
+        return any(isinstance(module, nn.Conv2d) for module in content.modules())
+    return isinstance(content, dict) and any(
+        isinstance(value, Tensor) and value.dim() == 4 and str(key).endswith("weight") for key, value in content.items()
+    )
+
+
+def network_spec(chain: LinearChain | ConvChain) -> WeightSpaceSpec:
+    """The architecture of a read network (with its kernel sizes for a CNN)."""
+    widths = (chain.weights[0].size(1), *(w.size(0) for w in chain.weights))
+    if not isinstance(chain, ConvChain):
+        return WeightSpaceSpec(widths)
+    kernels = tuple(tuple(w.shape[2:]) if w.dim() == 4 else (1, 1) for w in chain.weights)
+    return WeightSpaceSpec(widths, kernel_sizes=kernels, conv_layers=chain.num_conv)
+
+
+def root_name(spec: WeightSpaceSpec) -> str:
+    """The folder name of a dataset root: ``mlp-3layers-2in-1out``, ``cnn-4layers-1in-10out``."""
+    name = signature_name(spec.signature)
+    return "cnn" + name.removeprefix("mlp") if spec.is_conv else name
 
 
 def signature_name(signature: tuple[int, int, int]) -> str:
@@ -534,8 +568,14 @@ class _ShardBuffer:
     def __init__(self, spec: WeightSpaceSpec, dtype: torch.dtype, capacity: int, target: Tensor) -> None:
         self.spec = spec
         self.count = 0
+        # A CNN's convolutions keep their kernels: [capacity, out, in, kh, kw].
+        kernels = [
+            spec.kernel_sizes[layer - 1] if spec.is_conv and layer <= spec.conv_layers else ()
+            for layer in spec.weight_layers
+        ]
         self.weights = [
-            torch.empty(capacity, *reversed(spec.weight_shape(layer)), dtype=dtype) for layer in spec.weight_layers
+            torch.empty(capacity, *reversed(spec.weight_shape(layer)), *kernel, dtype=dtype)
+            for layer, kernel in zip(spec.weight_layers, kernels)
         ]
         self.biases = [torch.empty(capacity, spec.widths[layer], dtype=dtype) for layer in spec.weight_layers]
         self.has_bias = torch.empty(capacity, spec.num_layers, dtype=torch.bool)
@@ -547,7 +587,7 @@ class _ShardBuffer:
     def full(self) -> bool:
         return self.count == self.y.size(0)
 
-    def put(self, chain: LinearChain, target: Tensor, split: int, index: int) -> None:
+    def put(self, chain: LinearChain | ConvChain, target: Tensor, split: int, index: int) -> None:
         row = self.count
         for layer, (weight, bias) in enumerate(zip(chain.weights, chain.biases)):
             self.weights[layer][row] = weight
@@ -596,6 +636,7 @@ class _RootWriter:
         self.shards_written = 0
         self.signature: tuple[int, int, int] | None = None
         self.architectures: Counter[str] = Counter()
+        self.specs: dict[str, WeightSpaceSpec] = {}
         self.activations: Counter[str] = Counter()
         self.counts = Counter({name: 0 for name in SPLITS})
         self.unlabeled = 0
@@ -603,7 +644,7 @@ class _RootWriter:
 
     def add(
         self,
-        chain: LinearChain,
+        chain: LinearChain | ConvChain,
         spec: WeightSpaceSpec,
         activation: str,
         target: Tensor,
@@ -617,17 +658,18 @@ class _RootWriter:
             dtype = other if dtype is None else widest_dtype(dtype, other)
         if dtype != self.dtype:
             self._widen(dtype)
-        buffer = self.buffers.get(spec.widths)
+        buffer = self.buffers.get(spec)
         if buffer is None:
             bytes_per_network = spec.num_params * dtype.itemsize
             capacity = max(1, min(self.shard_size, SHARD_BYTES // bytes_per_network))
-            buffer = self.buffers[spec.widths] = _ShardBuffer(spec, dtype, capacity, target)
+            buffer = self.buffers[spec] = _ShardBuffer(spec, dtype, capacity, target)
         buffer.put(chain, target, split, index)
         self.network_dtypes[dtypes] += 1
         if buffer.full:
             self._write(buffer)
         self.signature = spec.signature
         self.architectures[str(spec)] += 1
+        self.specs[str(spec)] = spec
         self.activations[activation] += 1
         self.counts[SPLITS[split]] += 1
         self.unlabeled += bool(_is_unlabeled(target))
@@ -684,7 +726,11 @@ class _RootWriter:
             "dtype": dtype_name(self.dtype),
         }
         if len(self.architectures) == 1:
-            meta["widths"] = list(WeightSpaceSpec.parse(next(iter(self.architectures))).widths)
+            meta["widths"] = list(self.specs[next(iter(self.architectures))].widths)
+        specs = list(self.specs.values())
+        if specs[0].is_conv:
+            meta["weight_space"] = "cnn"
+            meta["kernel_grid"] = [max(spec.kernel_grid[axis] for spec in specs) for axis in range(2)]
         if recipe.get("output_offset") is not None:
             meta["output_offset"] = recipe["output_offset"]
         if table.task is not None:

@@ -16,6 +16,7 @@ from torch_geometric.data.separate import separate
 from torch_geometric.transforms import Compose
 
 from wsgraph.activations import UNKNOWN
+from wsgraph.cnn import pad_kernel
 from wsgraph.datasets.store import (
     MAX_CLASSES,
     NUM_SHARDS,
@@ -28,7 +29,7 @@ from wsgraph.datasets.store import (
     shard_path,
     shard_paths,
 )
-from wsgraph.graph import WeightSpaceGraph, assemble
+from wsgraph.graph import CONV_KEYS, WeightSpaceGraph, assemble
 from wsgraph.io import atomic_write
 from wsgraph.spec import WeightSpaceSpec
 from wsgraph.transforms import LayerStatistics, NormalizeWeights
@@ -208,18 +209,25 @@ class WeightSpaceDataset(InMemoryDataset):
         num_edges = sum(w.size(1) * w.size(2) for w in shard.weights)
         chunk = max(1, EDGES_PER_CHUNK // num_edges)
         has_bias = shard.extras.get(HAS_BIAS_EXTRA)
+        is_cnn = self.meta.get("weight_space") == "cnn"
+        keys = (*ASSEMBLED_KEYS, *CONV_KEYS) if is_cnn else ASSEMBLED_KEYS
         pieces = []
         for start in range(0, selected.numel(), chunk):
             rows = selected[start : start + chunk]
+            if is_cnn:
+                weights, conv = _cnn_dense_weights(shard, rows, tuple(self.meta["kernel_grid"]))
+            else:
+                weights, conv = [w[rows].transpose(1, 2).unsqueeze(-1) for w in shard.weights], None
             batch = assemble(
-                [w[rows].transpose(1, 2).unsqueeze(-1) for w in shard.weights],
+                weights,
                 [b[rows].unsqueeze(-1) for b in shard.biases],
                 has_bias=None if has_bias is None else has_bias[rows],
                 y=shard.y[rows],
+                conv=conv,
             )
             values = batch if self.pre_transform is None else self._pre_transformed(batch)
-            storage = {key: values[key] for key in ASSEMBLED_KEYS}
-            slices = {key: batch._slice_dict[key] for key in ASSEMBLED_KEYS}
+            storage = {key: values[key] for key in keys}
+            slices = {key: batch._slice_dict[key] for key in keys}
             per_graph = torch.arange(rows.numel() + 1)
             per_network = {SOURCE_KEY: shard.index[rows], SPLIT_KEY: shard.split[rows].long()}
             per_network.update({k: v[rows] for k, v in shard.extras.items() if k != HAS_BIAS_EXTRA})
@@ -356,6 +364,36 @@ class _StatisticsAccumulator:
         stds = torch.where(stds > 0, stds, torch.ones_like(stds)).float()
         means = means.float()
         return LayerStatistics(weight_mean=means[0], weight_std=stds[0], bias_mean=means[1], bias_std=stds[1])
+
+
+def _cnn_dense_weights(shard: Shard, rows: Tensor, grid: tuple[int, int]) -> tuple[list[Tensor], dict[str, Tensor]]:
+    """A CNN shard's weights as ``[n, d_{l-1}, d_l, H*W]`` kernel grids, and the graphs' conv metadata rows.
+
+    A state_dict records no strides, paddings or dilations: they are stored as unknown (-1).
+    """
+    count = rows.numel()
+    weights, kernels = [], []
+    for weight in shard.weights:
+        kernel = weight[rows] if weight.dim() == 5 else weight[rows][..., None, None]
+        kernels.append(tuple(kernel.shape[-2:]))
+        padded = pad_kernel(kernel, grid)
+        weights.append(padded.transpose(1, 2).reshape(count, padded.size(2), padded.size(1), -1))
+    num_conv = sum(weight.dim() == 5 for weight in shard.weights)
+    linear = len(shard.weights) - num_conv
+
+    def per_layer(conv_value: int, linear_value: int) -> Tensor:
+        row = torch.tensor([[conv_value] * 2] * num_conv + [[linear_value] * 2] * linear)
+        return row.expand(count, -1, -1).contiguous()
+
+    conv = {
+        "conv_layers": torch.full((count,), num_conv),
+        "kernel_size": torch.tensor(kernels).expand(count, -1, -1).contiguous(),
+        "kernel_grid": torch.tensor([grid]).expand(count, -1).contiguous(),
+        "conv_stride": per_layer(-1, 1),
+        "conv_padding": per_layer(-1, 0),
+        "conv_dilation": per_layer(-1, 1),
+    }
+    return weights, conv
 
 
 def _check_shards_present(root: str, meta: dict[str, Any]) -> None:

@@ -48,7 +48,8 @@ class Shard:
     """``n`` networks of one architecture, stacked.
 
     Attributes:
-        weights: per layer ``[n, d_l, d_{l-1}]`` (``nn.Linear`` convention).
+        weights: per layer ``[n, d_l, d_{l-1}]`` (``nn.Linear`` convention); a CNN's
+            convolutions ``[n, d_l, d_{l-1}, kh, kw]`` (``nn.Conv2d`` convention), first.
         biases: per layer ``[n, d_l]``.
         y: ``[n]`` class labels (long) or ``[n, k]`` regression targets (float).
         split: ``[n]`` uint8, an index into :data:`SPLITS`.
@@ -69,7 +70,7 @@ class Shard:
         if len(self.weights) != len(self.biases) or not self.weights:
             raise ValueError(f"shard has {len(self.weights)} weight and {len(self.biases)} bias layers")
         for layer, (weight, bias) in enumerate(zip(self.weights, self.biases), start=1):
-            if weight.dim() != 3 or bias.shape != weight.shape[:2] or weight.size(0) != count:
+            if weight.dim() not in (3, 5) or bias.shape != weight.shape[:2] or weight.size(0) != count:
                 raise ValueError(
                     f"shard layer {layer}: weight {tuple(weight.shape)} and bias {tuple(bias.shape)} "
                     f"do not fit {count} stacked networks"
@@ -238,6 +239,8 @@ _META_ENTRIES: dict[str, tuple[Any, str]] = {
     "widths": (lambda v: _is_sizes(v) and len(v) >= 2, "a list of at least two positive integers"),
     "image_shape": (lambda v: _is_sizes(v) and len(v) in (2, 3), "[H, W] or [H, W, C] of positive integers"),
     "output_offset": (_is_number, "a finite number"),
+    "weight_space": (lambda v: v in ("mlp", "cnn"), "'mlp' or 'cnn'"),
+    "kernel_grid": (lambda v: _is_sizes(v) and len(v) == 2, "[H, W] of positive integers"),
     "num_points": (lambda v: _is_count(v) and v > 0, "a positive integer"),
     "intensity_range": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_number, v)), "[low, high]"),
     "recipe": (lambda v: isinstance(v, dict), "an object"),

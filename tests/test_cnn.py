@@ -206,6 +206,25 @@ class Residual(nn.Module):
         return self.head(h.mean(dim=(2, 3)))
 
 
+class MeanPooled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Conv2d(3, 4, 3, stride=2)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.features(x)).mean(dim=(2, 3)))
+
+
+def test_a_custom_module_pooling_with_a_mean_converts():
+    module = MeanPooled().double()
+    graph = cnn_to_graph(module)
+    assert graph.activation == "tanh" and graph.conv_stride[0, 0].tolist() == [2, 2]
+    inputs = images(3)
+    with torch.no_grad():
+        assert torch.equal(graph_to_cnn(graph)(inputs), module(inputs))
+
+
 def _refused_modules():
     pool, flat = nn.AdaptiveAvgPool2d(1), nn.Flatten()
     return {
@@ -243,6 +262,10 @@ def _refused_modules():
             r"convolution '0' has groups=2",
         ),
         "no linear head": (nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1)), r"no nn.Linear"),
+        "reflect padding": (
+            nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"), pool, flat, nn.Linear(4, 2)),
+            r"convolution '0' pads with 'reflect'",
+        ),
     }
 
 

@@ -171,6 +171,17 @@ def test_mixed_batch_of_real_cnns_equals_the_reference_per_network():
             torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12, msg=f"network {index}")
 
 
+def test_a_lift_reading_the_wrong_grid_entries_disagrees_with_the_reference(monkeypatch):
+    widths, kernels, convs = ARCHITECTURES[1]
+    layer = fresh_layer(widths, kernels, 1, 2)
+    weights, biases = random_kernels(widths, kernels, 1, 2, seed=3)
+    graph = graph_from_kernels(weights, biases, kernels, convs)
+    monkeypatch.setattr("wsgraph.layers.cnn_dws.kernel_offset", lambda kernel, grid: (0, 0))
+    out_weights, _ = dense_output(layer(graph), widths)
+    ref_weights, _ = cnn_dws_layer_dense_reference(layer, weights, biases)
+    assert max((a - b).abs().max() for a, b in zip(out_weights, ref_weights)) > 1e-3
+
+
 def test_kernels_larger_than_the_layer_reads_are_refused():
     widths, kernels, convs = ARCHITECTURES[1]
     weights, biases = random_kernels(widths, kernels, 1, 1, seed=0)

@@ -1,0 +1,324 @@
+"""Build a model zoo on disk: members trained in batched groups, written shard by shard, resumable.
+
+Layout of a zoo folder ``OUT``::
+
+    OUT/zoo.json                      the plan (every setting that decides the members) and progress
+    OUT/checkpoints/shard-00000/      one folder per shard, renamed into place when complete
+        m000000-e03.pt                member 0 after 3 epochs: a plain state_dict (weights_only=True)
+        records.json                  hyper-parameters, split and scores of the shard's checkpoints
+    OUT/index.csv                     every checkpoint: member, epoch, split, hyper-parameters, scores
+    OUT/labels.csv                    the same for 'wsgraph convert --labels': path, split, numeric targets
+    OUT/summary.json                  counts, timings, score statistics
+
+A shard is trained in a hidden ``checkpoints/.shard-NNNNN.partial`` folder and renamed
+when all its files are written, so an interrupted run leaves no half shard; rerunning the
+same command trains only the shards that are missing (members do not depend on each
+other, so the result is the same as an uninterrupted run). A rerun with other settings
+is refused. ``wsgraph convert OUT/checkpoints DATA --labels OUT/labels.csv`` turns the
+zoo into a dataset whose regression targets are the scores (``--targets test_accuracy``),
+with each member's checkpoints in the member's split.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from wsgraph.datasets.store import SPLITS
+from wsgraph.io import atomic_write, write_json
+from wsgraph.locks import write_lock
+from wsgraph.zoo.hyperparams import MemberHyperparameters, SearchSpace, draw_member
+from wsgraph.zoo.members import MemberArchitecture
+from wsgraph.zoo.training import Snapshot, ZooData, subset_size, train_group
+
+ZOO_FILE, INDEX_CSV, LABELS_CSV, SUMMARY_JSON = "zoo.json", "index.csv", "labels.csv", "summary.json"
+CHECKPOINTS, RECORDS = "checkpoints", "records.json"
+FORMAT = "wsgraph-zoo"
+# Member splits for the generalization task (train/val/test of the weight-space model).
+SPLIT_RATIOS = (0.8, 0.1, 0.1)
+# The numeric columns of labels.csv, in order: what a weight-space model can be asked to predict.
+TARGET_COLUMNS = (
+    "test_accuracy",
+    "test_loss",
+    "train_accuracy",
+    "train_loss",
+    "generalization_gap",
+    "epoch",
+    "lr",
+    "weight_decay",
+    "init_scale",
+    "dropout",
+    "train_fraction",
+)
+
+
+@dataclass(frozen=True)
+class ZooPlan:
+    """Every setting that decides a zoo's members (stored in ``zoo.json``; a resume must match)."""
+
+    source: str
+    architecture: MemberArchitecture
+    count: int
+    seed: int = 0
+    space: SearchSpace = field(default_factory=SearchSpace)
+    batch_size: int = 32
+    save_epochs: tuple[int, ...] = ()
+    train_eval_size: int = 1000
+    test_size: int | None = None
+    shard_size: int = 256
+    group_size: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("count", "batch_size", "shard_size", "group_size", "train_eval_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.test_size is not None and self.test_size < 1:
+            raise ValueError(f"--test-size must be at least 1, got {self.test_size}")
+        if any(epoch < 0 for epoch in self.save_epochs):
+            raise ValueError(f"--save-epochs must be epochs >= 0, got {list(self.save_epochs)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "architecture": self.architecture.to_dict(),
+            "count": self.count,
+            "seed": self.seed,
+            "space": self.space.to_dict(),
+            "batch_size": self.batch_size,
+            "save_epochs": list(self.save_epochs),
+            "train_eval_size": self.train_eval_size,
+            "test_size": self.test_size,
+            "shard_size": self.shard_size,
+            "group_size": self.group_size,
+        }
+
+    @property
+    def num_shards(self) -> int:
+        return math.ceil(self.count / self.shard_size)
+
+    def members(self, start: int, stop: int) -> list[MemberHyperparameters]:
+        return [draw_member(self.space, self.seed, member) for member in range(start, stop)]
+
+
+def member_split(seed: int, member: int) -> str:
+    """The split of ``member`` for the weight-space task (80/10/10, seeded, independent of other members)."""
+    draw = np.random.default_rng([int(seed), int(member), 0x5B1]).uniform()
+    cumulative = np.cumsum(SPLIT_RATIOS)
+    return SPLITS[int(np.searchsorted(cumulative, draw, side="right"))]
+
+
+def checkpoint_name(member: int, epoch: int) -> str:
+    return f"m{member:06d}-e{epoch:02d}.pt"
+
+
+def shard_folder(out: Path, number: int) -> Path:
+    return out / CHECKPOINTS / f"shard-{number:05d}"
+
+
+def build_zoo(
+    plan: ZooPlan, data: ZooData, out: str | os.PathLike, *, progress: bool = True, workers: int | None = None
+) -> dict[str, Any]:
+    """Train the zoo of ``plan`` into ``out`` (or finish an interrupted one); returns the summary.
+
+    Args:
+        plan: what to train.
+        data: the training pool and the test images (as the plan's source gave them).
+        out: the zoo folder.
+        progress: show a progress bar.
+        workers: groups trained at once, each on one CPU thread (default: torch's thread count).
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out}: exists and is not a folder")
+    with write_lock(out, "wsgraph zoo"):
+        return _build_locked(plan, data, out, progress, workers or torch.get_num_threads())
+
+
+def _build_locked(plan: ZooPlan, data: ZooData, out: Path, progress: bool, workers: int) -> dict[str, Any]:
+    document = {"format": FORMAT, "version": 1, "plan": plan.to_dict(), "num_shards": plan.num_shards}
+    zoo_file = out / ZOO_FILE
+    if zoo_file.is_file():
+        from wsgraph.training.metrics import read_json
+
+        old = read_json(zoo_file)
+        if old.get("format") != FORMAT:
+            raise ValueError(f"{zoo_file}: not a wsgraph zoo; use another --out folder")
+        if old.get("plan") != document["plan"]:
+            changed = sorted(k for k in document["plan"] if old.get("plan", {}).get(k) != document["plan"][k])
+            detail = ", ".join(f"{k}: {old['plan'].get(k)!r} -> {document['plan'][k]!r}" for k in changed[:3])
+            raise ValueError(f"{out}: holds a zoo made with other settings ({detail}); use another --out folder")
+    elif out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(f"{out}: exists, is not empty and holds no {ZOO_FILE}; use an empty --out folder")
+    write_json(zoo_file, document)
+    (out / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+    for stale in (out / CHECKPOINTS).glob(".shard-*.partial"):
+        shutil.rmtree(stale, ignore_errors=True)
+    done = [n for n in range(plan.num_shards) if (shard_folder(out, n) / RECORDS).is_file()]
+    with tqdm(total=plan.count, unit="net", desc="zoo", disable=not progress, dynamic_ncols=True) as bar:
+        bar.update(sum(min(plan.shard_size, plan.count - n * plan.shard_size) for n in done))
+        for number in range(plan.num_shards):
+            if number in done:
+                continue
+            _train_shard(plan, data, out, number, bar.update, workers)
+    return write_index(plan, out)
+
+
+def _groups(plan: ZooPlan, members: list[MemberHyperparameters], pool: int) -> list[list[MemberHyperparameters]]:
+    """Members of one activation, similar step counts together (a group runs as long as its longest member)."""
+
+    def steps(member: MemberHyperparameters) -> int:
+        return member.epochs * (subset_size(member, pool, plan.batch_size) // plan.batch_size)
+
+    groups = []
+    for activation in sorted({member.activation for member in members}):
+        same = sorted((m for m in members if m.activation == activation), key=lambda m: (steps(m), m.member))
+        groups += [same[i : i + plan.group_size] for i in range(0, len(same), plan.group_size)]
+    return groups
+
+
+def _train_shard(plan: ZooPlan, data: ZooData, out: Path, number: int, advance, workers: int) -> None:
+    started = time.perf_counter()
+    start, stop = number * plan.shard_size, min(plan.count, (number + 1) * plan.shard_size)
+    members = plan.members(start, stop)
+    groups = _groups(plan, members, data.train_images.size(0))
+
+    def run(group: list[MemberHyperparameters]) -> list[Snapshot]:
+        snapshots = train_group(plan.architecture, group, data, plan.batch_size, plan.save_epochs, plan.train_eval_size)
+        advance(len(group))
+        return snapshots
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max(1, min(workers, len(groups)))) as pool:
+            snapshots = [s for group in pool.map(run, groups) for s in group]
+    finally:
+        torch.set_num_threads(threads)
+    snapshots.sort(key=lambda s: (s.member, s.epoch))
+    by_member = {member.member: member for member in members}
+    final = out / CHECKPOINTS / f"shard-{number:05d}"
+    partial = out / CHECKPOINTS / f".shard-{number:05d}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    records = []
+    for snapshot in snapshots:
+        member = by_member[snapshot.member]
+        finite = all(bool(torch.isfinite(t).all()) for t in snapshot.state_dict.values())
+        name = checkpoint_name(snapshot.member, snapshot.epoch)
+        if finite:
+            # Written straight into the partial folder: the folder's rename is what makes the shard appear.
+            torch.save(snapshot.state_dict, partial / name)
+        records.append(_record(plan, member, snapshot, f"{final.name}/{name}" if finite else None))
+    seconds = time.perf_counter() - started
+    write_json(partial / RECORDS, {"shard": number, "members": [start, stop], "seconds": seconds, "records": records})
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)
+
+
+def _record(plan: ZooPlan, member: MemberHyperparameters, snapshot: Snapshot, path: str | None) -> dict[str, Any]:
+    record = member.to_dict()
+    del record["key"]
+    record.update(
+        path=path,
+        epoch=snapshot.epoch,
+        final=snapshot.epoch == member.epochs,
+        split=member_split(plan.seed, member.member),
+        test_accuracy=snapshot.test_accuracy,
+        test_loss=snapshot.test_loss,
+        train_accuracy=snapshot.train_accuracy,
+        train_loss=snapshot.train_loss,
+        generalization_gap=snapshot.train_accuracy - snapshot.test_accuracy,
+    )
+    return record
+
+
+def read_records(out: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every checkpoint record of the zoo's finished shards, ordered by member and epoch."""
+    from wsgraph.training.metrics import read_json
+
+    out = Path(out)
+    records = []
+    for folder in sorted((out / CHECKPOINTS).glob("shard-*")):
+        if (folder / RECORDS).is_file():
+            records += read_json(folder / RECORDS)["records"]
+    return sorted(records, key=lambda r: (r["member"], r["epoch"]))
+
+
+def write_index(plan: ZooPlan, out: Path) -> dict[str, Any]:
+    """Write ``index.csv``, ``labels.csv`` and ``summary.json`` from the shards' records."""
+    records = read_records(out)
+    columns = [
+        "path", "member", "epoch", "final", "split", "activation", "init_family", "lr", "weight_decay",
+        "init_scale", "dropout", "train_fraction", "epochs", "test_accuracy", "test_loss", "train_accuracy",
+        "train_loss", "generalization_gap",
+    ]  # fmt: skip
+    _write_csv(out / INDEX_CSV, columns, [[_cell(r[c]) for c in columns] for r in records])
+    saved = [r for r in records if r["path"] is not None]
+    _write_csv(
+        out / LABELS_CSV,
+        ["path", "split", *TARGET_COLUMNS],
+        [[r["path"], r["split"], *(_cell(r[c]) for c in TARGET_COLUMNS)] for r in saved],
+    )
+    shards = []
+    for folder in sorted((out / CHECKPOINTS).glob("shard-*")):
+        from wsgraph.training.metrics import read_json
+
+        shards.append(read_json(folder / RECORDS)["seconds"])
+    final = [r for r in records if r["final"]]
+    accuracies = np.array([r["test_accuracy"] for r in final], dtype=np.float64)
+    summary = {
+        "plan": plan.to_dict(),
+        "members": len({r["member"] for r in records}),
+        "checkpoints": len(saved),
+        "not_saved_non_finite": len(records) - len(saved),
+        "parameters_per_member": plan.architecture.num_parameters,
+        "splits": {name: sum(1 for r in final if r["split"] == name) for name in SPLITS},
+        "final_test_accuracy": _describe(accuracies),
+        "train_seconds": float(sum(shards)),
+        "members_per_minute": 60.0 * len(final) / sum(shards) if shards and sum(shards) > 0 else math.nan,
+        "convert": f"wsgraph convert {out / CHECKPOINTS} DATA --labels {out / LABELS_CSV}",
+    }
+    write_json(out / SUMMARY_JSON, summary)
+    return summary
+
+
+def _describe(values: np.ndarray) -> dict[str, float]:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return {}
+    return {
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "min": float(values.min()),
+        "median": float(np.median(values)),
+        "max": float(values.max()),
+    }
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        return repr(value)
+    return "" if value is None else value
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write(path, lambda handle: handle.write(buffer.getvalue().encode()))

@@ -43,6 +43,7 @@ def interrupt_during_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
     [
         ("mlp-aug", {"dropout": 0.2, "augment": ("scale",)}),  # batch norm, dropout, two augmentation streams
         ("dwsnet", {"dropout": 0.1, "patience": 3, "augment": ("published",)}),  # the published augmentations
+        ("dwsnet", {"schedule": "constant", "amsgrad": True, "patience": 0}),  # DWSNets' own trainer
     ],
 )
 def test_resume_continues_bitwise(
@@ -85,6 +86,19 @@ def test_best_checkpoint_rebuilds_the_model(classification_root: Path, tmp_path:
     spec = model.spec
     assert spec.name == "gine" and spec.signature == (3, 2, 1)
     assert not model.training
+
+
+def test_the_constant_schedule_keeps_the_rate_and_amsgrad_keeps_its_maximum(
+    classification_root: Path, tmp_path: Path
+) -> None:
+    config = tiny_config(
+        classification_root, tmp_path / "run", "mlp", epochs=2, lr=3e-3, amsgrad=True, schedule="constant"
+    )
+    train(config)
+    checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert [row["lr"] for row in checkpoint["history"]] == [3e-3, 3e-3]
+    assert checkpoint["optimizer"]["param_groups"][0]["amsgrad"] is True
+    assert all("max_exp_avg_sq" in state for state in checkpoint["optimizer"]["state"].values())
 
 
 def test_published_augmentations_expand_in_the_published_order(classification_root: Path, tmp_path: Path) -> None:

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from wsgraph.training.checkpointing import LAST, load_checkpoint
-from wsgraph.training.config import AUGMENTATIONS, LOADERS, MODEL_NAMES, PUBLISHED_AUGMENTATIONS, TASKS, TrainConfig
+from wsgraph.training.config import (
+    AUGMENTATIONS,
+    LOADERS,
+    MODEL_NAMES,
+    PUBLISHED_AUGMENTATIONS,
+    SCHEDULES,
+    TASKS,
+    TrainConfig,
+)
 from wsgraph.training.run import train
 
 _DEFAULTS = {item.name: item.default for item in dataclasses.fields(TrainConfig)}
@@ -28,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a model (DWSNet, MLP or GNN baseline) on a weight-space dataset",
         description=(
             "Train one model on the train split of a dataset root (from 'wsgraph fit-inrs', 'fit-sines' or 'convert'), "
-            "with AdamW, linear warmup and cosine decay, early stopping on the validation split, and test the best "
+            "with AdamW, linear warmup and cosine decay (or --schedule constant), early stopping on the validation split, and test the best "
             "checkpoint. Writes to --out: last.pt (resumable), best.pt, metrics.csv, learning_curves.png, "
             "result.json. Under 'torchrun --nproc-per-node N -m wsgraph train ...' it trains with "
             "DistributedDataParallel; --batch-size stays the global batch."
@@ -64,6 +72,16 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     _option(optimisation, "--batch-size", int, "networks per step, over all processes")
     _option(optimisation, "--lr", float, "peak learning rate of AdamW")
     _option(optimisation, "--weight-decay", float, "AdamW weight decay")
+    optimisation.add_argument(
+        "--amsgrad",
+        action=argparse.BooleanOptionalAction,
+        help="AdamW's AMSGrad variant, as DWSNets trains (default: off)",
+    )
+    optimisation.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        help="learning rate: warmup-cosine (default: linear warmup, cosine decay to 0) or constant (DWSNets' trainer)",
+    )
     warmup = optimisation.add_mutually_exclusive_group()
     warmup.add_argument("--warmup-steps", type=int, metavar="N", help="linear warmup steps (default: 5%% of all steps)")
     warmup.add_argument("--warmup-epochs", type=float, metavar="X", help="linear warmup, in epochs")

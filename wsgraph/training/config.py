@@ -13,6 +13,8 @@ MODEL_NAMES = ("dwsnet", "dwsnet-dense", "mlp", "mlp-aug", "gine", "pna", "gatv2
 EDITING_MODELS = ("dwsnet", "dwsnet-dense", "mlp", "mlp-aug")
 TASKS = ("classify", "regress", "dilate")
 LOADERS = ("auto", "stacked", "pyg")
+# "constant" is the DWSNets trainer's (experiments/*/trainer.py): no warmup, no decay.
+SCHEDULES = ("warmup-cosine", "constant")
 AUGMENTATIONS = ("permute", "translate", "rotate", "shift", "dropout", "scale")
 # The DWSNets INR classification recipe's augmentations, in its order (experiments/data.py).
 PUBLISHED_AUGMENTATIONS = ("translate", "rotate", "shift", "dropout", "scale")
@@ -39,6 +41,8 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 5e-4
+    amsgrad: bool = False
+    schedule: str = "warmup-cosine"
     warmup_steps: int | None = None
     warmup_epochs: float | None = None
     hidden_channels: int | None = None
@@ -78,6 +82,10 @@ class TrainConfig:
                 f"--model {self.model} predicts per-network outputs and cannot edit weights; "
                 f"for --task dilate use {', '.join(EDITING_MODELS)}"
             )
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
+        if self.schedule == "constant" and (self.warmup_steps or self.warmup_epochs):
+            raise ValueError("--schedule constant has no warmup; drop --warmup-steps/--warmup-epochs")
         if self.loader not in LOADERS:
             raise ValueError(f"unknown loader {self.loader!r}; choose from {', '.join(LOADERS)}")
         unknown = [name for name in self.augment if name not in AUGMENTATIONS]

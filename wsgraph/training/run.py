@@ -32,7 +32,7 @@ from wsgraph.training.loop import BatchPreparation, Loader, Precision, evaluate,
 from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON, hardware, write_history
 from wsgraph.training.plots import LEARNING_CURVES_PNG, plot_learning_curves
 from wsgraph.training.registry import PERMUTATION_AUGMENTED, ModelSpec, build_model, count_parameters, model_spec
-from wsgraph.training.schedule import warmup_cosine, warmup_steps_for
+from wsgraph.training.schedule import constant_rate, warmup_cosine, warmup_steps_for
 from wsgraph.training.tasks import ReferencePredictor, make_task
 from wsgraph.training.trained import NormalizedModel, statistics_from_dict, statistics_to_dict
 from wsgraph.transforms import (
@@ -152,14 +152,20 @@ class _Run:
         self.trained = self._wrap(self.model)
 
     def _build_optimisation(self) -> int:
-        """AdamW, the warmup-cosine schedule and the gradient scaler; returns the warmup steps."""
+        """AdamW, the learning-rate schedule and the gradient scaler; returns the warmup steps."""
         config = self.config
         self.precision = Precision(config.amp, self.context.device.type)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, amsgrad=config.amsgrad
+        )
         steps_per_epoch = len(self.loaders["train"])
         total_steps = config.epochs * steps_per_epoch
         warmup = warmup_steps_for(total_steps, steps_per_epoch, config.warmup_steps, config.warmup_epochs)
-        self.scheduler = warmup_cosine(self.optimizer, warmup, total_steps)
+        if config.schedule == "constant":
+            warmup = 0
+            self.scheduler = constant_rate(self.optimizer)
+        else:
+            self.scheduler = warmup_cosine(self.optimizer, warmup, total_steps)
         self.scaler = self.precision.grad_scaler()
         return warmup
 

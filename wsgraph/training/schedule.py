@@ -1,4 +1,4 @@
-"""The learning-rate schedule: linear warmup, then cosine decay to zero."""
+"""The learning-rate schedules: linear warmup then cosine decay to zero (default), or constant."""
 
 from __future__ import annotations
 
@@ -41,3 +41,8 @@ def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int) -> floa
 def warmup_cosine(optimizer: Optimizer, warmup_steps: int, total_steps: int) -> LambdaLR:
     """A scheduler stepped once per optimiser step. Its state is the step count, so it resumes exactly."""
     return LambdaLR(optimizer, lambda step: warmup_cosine_factor(step, warmup_steps, total_steps))
+
+
+def constant_rate(optimizer: Optimizer) -> LambdaLR:
+    """The base learning rate at every step (DWSNets' trainer); a scheduler so that runs resume alike."""
+    return LambdaLR(optimizer, lambda step: 1.0)

@@ -290,3 +290,15 @@ def test_unsupported_state_dicts_are_refused_naming_the_key():
     conv3d = {"0.weight": torch.randn(4, 3, 3, 3, 3), "1.weight": torch.randn(2, 4)}
     with pytest.raises(NotACNNError, match=r"'0.weight': weight has shape \(4, 3, 3, 3, 3\)"):
         cnn_to_graph(conv3d)
+
+
+def test_info_describes_a_cnn_checkpoint(tmp_path):
+    from wsgraph.cli.info import describe_checkpoint, format_info
+
+    cnn = zoo_cnn()
+    torch.save(cnn.state_dict(), tmp_path / "member.pt")
+    info = describe_checkpoint(tmp_path / "member.pt")
+    assert info["num_params"] == sum(p.numel() for p in cnn.parameters())
+    assert info["conv_layers"] == 3 and info["kernel_sizes"] == [[3, 3]] * 3 + [[1, 1]]
+    assert info["num_edges"] == 8 + 64 + 64 + 80
+    assert "convolutions 3x3, 3x3, 3x3" in format_info(info)

@@ -44,6 +44,15 @@ CNNLike = nn.Module | Mapping[str, Tensor] | Sequence
 Pair = int | tuple[int, int]
 
 
+def holds_cnn(content: object) -> bool:
+    """Whether a loaded checkpoint is a CNN: a module with ``nn.Conv2d`` layers, or a state_dict with a 4-D weight."""
+    if isinstance(content, nn.Module):
+        return any(isinstance(module, nn.Conv2d) for module in content.modules())
+    return isinstance(content, Mapping) and any(
+        isinstance(value, Tensor) and value.dim() == 4 and str(key).endswith("weight") for key, value in content.items()
+    )
+
+
 def cnn_to_graph(
     obj: CNNLike,
     *,

@@ -12,6 +12,7 @@ from torch import nn
 
 from wsgraph.activations import UNKNOWN
 from wsgraph.checkpoint import load_checkpoint
+from wsgraph.cnn import cnn_to_graph, holds_cnn
 from wsgraph.convert import mlp_to_graph
 from wsgraph.errors import shown_path
 from wsgraph.extract import NotAnMLPError
@@ -58,7 +59,7 @@ def describe_checkpoint(path: str | os.PathLike, *, trust_pickles: bool = False)
     content = load_checkpoint(path, trust_pickles=trust_pickles)
     try:
         # Describing a network with NaN weights is still useful; `finite` reports them.
-        graph = mlp_to_graph(content, check_finite=False)
+        graph = (cnn_to_graph if holds_cnn(content) else mlp_to_graph)(content, check_finite=False)
     except NotAnMLPError as error:
         raise NotAnMLPError(f"{shown_path(path)}: {error}") from error
     spec = graph_specs(graph)[0]
@@ -80,7 +81,7 @@ def describe_checkpoint(path: str | os.PathLike, *, trust_pickles: bool = False)
         }
         for layer in spec.weight_layers
     ]
-    return {
+    info = {
         "path": str(path),
         "kind": kind,
         "widths": list(spec.widths),
@@ -95,6 +96,13 @@ def describe_checkpoint(path: str | os.PathLike, *, trust_pickles: bool = False)
         "dtype": str(graph.edge_attr.dtype).removeprefix("torch."),
         "finite": bool(torch.isfinite(graph.edge_attr).all() and torch.isfinite(graph.x).all()),
     }
+    if spec.is_conv:
+        info["conv_layers"] = spec.conv_layers
+        info["kernel_sizes"] = [list(kernel) for kernel in spec.kernel_sizes]
+        info["num_weights"] = spec.num_params - spec.num_nodes + spec.in_dim
+        for row, kernel in zip(layers, spec.kernel_sizes):
+            row["kernel"] = list(kernel)
+    return info
 
 
 def network_parameter_count(spec: WeightSpaceSpec, has_bias: list[bool]) -> int:
@@ -103,7 +111,8 @@ def network_parameter_count(spec: WeightSpaceSpec, has_bias: list[bool]) -> int:
     Unlike :attr:`WeightSpaceSpec.num_params` this leaves out the zeros that stand in for
     missing biases.
     """
-    return spec.num_edges + sum(width for width, flag in zip(spec.widths[1:], has_bias, strict=True) if flag)
+    weights = spec.num_params - (spec.num_nodes - spec.in_dim)
+    return weights + sum(width for width, flag in zip(spec.widths[1:], has_bias, strict=True) if flag)
 
 
 def format_info(info: dict[str, Any]) -> str:
@@ -117,15 +126,16 @@ def format_info(info: dict[str, Any]) -> str:
     else:
         without = ", ".join(str(layer) for layer, flag in enumerate(biases, start=1) if not flag)
         bias_text = f"layers {', '.join(str(i) for i, flag in enumerate(biases, start=1) if flag)} (none in {without})"
+    weights = info.get("num_weights", info["num_edges"])
     activation = info["activation"]
     if activation == UNKNOWN and info["kind"].startswith("state_dict"):
         activation = f"{UNKNOWN} (a state_dict does not record it)"
     lines = [
         f"file        {shown_path(info['path'])}",
         f"content     {info['kind']}",
-        f"widths      {'-'.join(map(str, info['widths']))}",
+        f"widths      {'-'.join(map(str, info['widths']))}{_kernels_text(info)}",
         f"signature   M={signature['num_layers']} weight layers, d_0={signature['in_dim']}, d_M={signature['out_dim']}",
-        f"parameters  {info['num_params']} ({info['num_edges']} weights, {info['num_params'] - info['num_edges']} biases)",
+        f"parameters  {info['num_params']} ({weights} weights, {info['num_params'] - weights} biases)",
         f"graph       {info['num_nodes']} nodes, {info['num_edges']} edges",
         f"biases      {bias_text}",
         f"activation  {activation}",
@@ -134,6 +144,13 @@ def format_info(info: dict[str, Any]) -> str:
         _table(info),
     ]
     return "\n".join(lines)
+
+
+def _kernels_text(info: dict[str, Any]) -> str:
+    if "kernel_sizes" not in info:
+        return ""
+    convs = info["kernel_sizes"][: info["conv_layers"]]
+    return f" (CNN: convolutions {', '.join(f'{h}x{w}' for h, w in convs)}, then linear layers)"
 
 
 def _table(info: dict[str, Any]) -> str:

@@ -21,7 +21,9 @@ float16 and float32 files, give float32), so no value is rounded; ``meta.json`` 
 as ``dtype``.
 
 Labels come from a CSV of ``path,label`` rows (``path`` relative to ``SRC``; an optional
-header row starting with ``path``; more label columns make regression targets) or from
+header row starting with ``path``, whose names are kept as ``meta["target_names"]``; more
+label columns make regression targets; a header column named ``split`` holds each file's
+split, ``train``/``val``/``test``, instead of a random one) or from
 a regular expression with one group, searched in each relative path. All-integer labels
 are class numbers, all-numeric ones regression targets, anything else class names
 (numbered in sorted order and recorded as ``class_names``). A network without a label
@@ -56,6 +58,7 @@ from tqdm import tqdm
 
 from wsgraph.activations import UNKNOWN, make_activation
 from wsgraph.checkpoint import CHECKPOINT_SUFFIXES, load_checkpoint
+from wsgraph.cnn import holds_cnn
 from wsgraph.datasets.split_files import read_splits_file
 from wsgraph.datasets.store import (
     MAX_CLASSES,
@@ -140,6 +143,10 @@ class LabelTable:
     class_names: list[str] | None = None
     num_classes: int | None = None
     source: str | None = None
+    names: list[str] | None = None
+    """The label columns' names, from the CSV's header row."""
+    splits: dict[str, int] | None = None
+    """Each labelled file's split code, from the CSV's ``split`` column."""
 
     def target(self, relative_path: str) -> Tensor:
         """The label of one file, or the unlabeled marker (-1, or NaN targets)."""
@@ -242,6 +249,11 @@ def convert_checkpoints(
         table = LabelTable()
     if splits is None:
         split_codes = assign_splits(len(files), split_ratios, seed)
+    if table.splits is not None:
+        missing_split = [name for name in relative if name not in table.splits]
+        if missing_split:
+            raise ValueError(f"{labels}: the split column names no split for {missing_split[0]!r}")
+        split_codes = np.array([table.splits[name] for name in relative], dtype=np.uint8)
     recipe = {
         "command": "wsgraph convert",
         "splits": None if splits is None else str(Path(splits).resolve()),
@@ -418,21 +430,13 @@ def read_network(path: Path, *, trust_pickles: bool = False) -> LinearChain | Co
     """
     content = load_checkpoint(path, trust_pickles=trust_pickles)
     try:
-        if _holds_cnn(content):
+        if holds_cnn(content):
             chain = from_cnn_module(content) if isinstance(content, nn.Module) else from_cnn_state_dict(content)
             return validate_cnn(chain)
         chain = from_module(content) if isinstance(content, nn.Module) else from_state_dict(content)
         return validate(chain)
     except NotAnMLPError as error:
         raise NotAnMLPError(f"{shown_path(path)}: {error}") from None
-
-
-def _holds_cnn(content: object) -> bool:
-    if isinstance(content, nn.Module):
-        return any(isinstance(module, nn.Conv2d) for module in content.modules())
-    return isinstance(content, dict) and any(
-        isinstance(value, Tensor) and value.dim() == 4 and str(key).endswith("weight") for key, value in content.items()
-    )
 
 
 def network_spec(chain: LinearChain | ConvChain) -> WeightSpaceSpec:
@@ -474,12 +478,19 @@ def read_label_csv(path: str | os.PathLike, relative_paths: Sequence[str]) -> La
         raise FileNotFoundError(f"{path}: no such labels file")
     known = set(relative_paths)
     raw: dict[str, list[str]] = {}
+    header: list[str] | None = None
+    split_column: int | None = None
+    splits: dict[str, int] = {}
     with path.open(newline="") as handle:
         for line, row in enumerate(csv.reader(handle), start=1):
             cells = [cell.strip() for cell in row]
             if not any(cells) or cells[0].startswith("#"):
                 continue
             if line == 1 and cells[0].lower() == "path":
+                header = cells[1:]
+                if "split" in header:
+                    split_column = header.index("split") + 1
+                    header.remove("split")
                 continue
             if len(cells) < 2:
                 raise ValueError(f"{path}, line {line}: expected 'path,label', got {','.join(cells)!r}")
@@ -488,10 +499,21 @@ def read_label_csv(path: str | os.PathLike, relative_paths: Sequence[str]) -> La
                 raise ValueError(f"{path}, line {line}: {cells[0]!r} is not a checkpoint file in the source folder")
             if name in raw:
                 raise ValueError(f"{path}, line {line}: a second label for {cells[0]!r}")
+            if split_column is not None:
+                split = cells[split_column] if split_column < len(cells) else ""
+                if split not in SPLITS:
+                    raise ValueError(f"{path}, line {line}: split {split!r} is not one of {', '.join(SPLITS)}")
+                splits[name] = SPLITS.index(split)
+                cells = cells[:split_column] + cells[split_column + 1 :]
             raw[name] = cells[1:]
     if not raw:
         raise ValueError(f"{path}: no labels")
-    return interpret_labels(raw, source=str(path))
+    table = interpret_labels(raw, source=str(path))
+    if header is not None and len(header) == table.num_targets:
+        table.names = header
+    if split_column is not None:
+        table.splits = splits
+    return table
 
 
 def labels_from_regex(pattern: str, relative_paths: Sequence[str]) -> LabelTable:
@@ -739,6 +761,8 @@ class _RootWriter:
             meta["num_classes"] = table.num_classes
         if table.class_names is not None:
             meta["class_names"] = table.class_names
+        if table.names is not None and table.task == "regression":
+            meta["target_names"] = table.names
         write_meta(self.root, meta)
         write_json(self.root / "checkpoints.json", {"source": str(src.resolve()), "paths": self.paths})
         return ConvertedRoot(

@@ -170,6 +170,13 @@ def test_mixed_cnns_batch_with_pyg():
         pad_kernels(graphs[1], 3)
 
 
+def test_graph_to_mlp_points_a_cnn_graph_to_graph_to_cnn():
+    from wsgraph import graph_to_mlp
+
+    with pytest.raises(ValueError, match="graph_to_cnn"):
+        graph_to_mlp(cnn_to_graph(zoo_cnn()))
+
+
 def test_state_dict_of_the_zoo_layout_converts():
     cnn = zoo_cnn()
     graph = cnn_to_graph(cnn.state_dict())

@@ -139,6 +139,8 @@ def graph_to_mlp(data: Data, activation: str | nn.Module | None = None) -> nn.Se
         activation: a name (``"relu"``, ``"sine(30.0)"``, ...) or a module to put
             between layers; by default the activation recorded on the graph.
     """
+    if is_conv_graph(data):
+        raise ValueError("this is the graph of a CNN: rebuild it with wsgraph.graph_to_cnn")
     if isinstance(data, Batch):
         params = graph_to_params(data)
         names = getattr(data, "activation", None) or [UNKNOWN] * data.num_graphs

@@ -192,6 +192,13 @@ def test_state_dict_of_the_zoo_layout_converts():
 
 
 def test_mlp_graphs_are_unchanged_and_specs_stay_mlp_specs():
+    from wsgraph import mlp_to_graph
+
+    mlp = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    assert set(mlp_to_graph(mlp).keys()) == {
+        "x", "edge_index", "edge_attr", "node_layer", "node_index", "edge_layer", "layer_widths", "has_bias",
+        "activation",
+    }  # fmt: skip
     spec = WeightSpaceSpec((2, 3, 1))
     assert spec == WeightSpaceSpec((2, 3, 1), None, 0) and not spec.is_conv and str(spec) == "2-3-1"
     conv = WeightSpaceSpec((1, 4, 2), kernel_sizes=((3, 3), (1, 1)), conv_layers=1)

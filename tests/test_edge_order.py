@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from graph_helpers import reorder_edges
 from mlp_helpers import assert_params_equal, build_mlp
 from torch import nn
 from torch_geometric.data import Batch
@@ -23,14 +24,6 @@ ARCHITECTURES = [(2, 4, 3, 1), (2, 1, 5, 1), (2, 3, 3, 1)]
 
 def _graph(widths, seed=0):
     return wsgraph.mlp_to_graph(build_mlp(widths, activation=nn.Tanh, dtype=torch.float64, seed=seed))
-
-
-def _reorder(data, perm):
-    out = data.clone()
-    out.edge_index = data.edge_index[:, perm]
-    out.edge_attr = data.edge_attr[perm]
-    out.edge_layer = data.edge_layer[perm]
-    return out
 
 
 def _perm(data, seed=1):
@@ -49,7 +42,7 @@ def graphs(request):
     data = _cases()[request.param]
     perm = _perm(data)
     assert not torch.equal(perm, torch.arange(data.num_edges))
-    return data, _reorder(data, perm), perm
+    return data, reorder_edges(data, perm), perm
 
 
 def test_sort_edges_restores_the_canonical_graph(graphs):
@@ -84,7 +77,7 @@ def test_graph_to_params_and_mlp_read_any_edge_order(graphs):
 
 def test_stacked_params_and_flatten_params_read_any_edge_order():
     data = _cases()["uniform"]
-    shuffled = _reorder(data, _perm(data))
+    shuffled = reorder_edges(data, _perm(data))
     for (weight, bias), (weight_s, bias_s) in zip(wsgraph.stacked_params(data), wsgraph.stacked_params(shuffled)):
         assert torch.equal(weight_s, weight) and torch.equal(bias_s, bias)
     assert torch.equal(flatten_params(shuffled), flatten_params(data))
@@ -93,8 +86,8 @@ def test_stacked_params_and_flatten_params_read_any_edge_order():
 def test_to_dense_weights_refuses_a_non_canonical_order():
     data = _cases()["uniform"]
     with pytest.raises(ValueError, match=r"not in canonical order.*wsgraph\.sort_edges"):
-        wsgraph.to_dense_weights(_reorder(data, _perm(data)))
-    dense = wsgraph.to_dense_weights(wsgraph.sort_edges(_reorder(data, _perm(data))))
+        wsgraph.to_dense_weights(reorder_edges(data, _perm(data)))
+    dense = wsgraph.to_dense_weights(wsgraph.sort_edges(reorder_edges(data, _perm(data))))
     for ours, theirs in zip(dense.weights, wsgraph.to_dense_weights(data).weights):
         assert torch.equal(ours, theirs)
 
@@ -151,7 +144,7 @@ def test_flat_mlp_editor_edits_the_weights_of_any_edge_order():
     torch.manual_seed(0)
     editor = FlatMLPEditor(wsgraph.graph_specs(data)[0], hidden_channels=8, num_hidden_layers=2).double().eval()
     with torch.no_grad():
-        edited, edited_shuffled = editor(data), editor(_reorder(data, perm))
+        edited, edited_shuffled = editor(data), editor(reorder_edges(data, perm))
         # Sensitivity: the edit is not the same for every weight, so an unmoved edit would show.
         assert not torch.allclose(edited.edge_attr - data.edge_attr, (edited.edge_attr - data.edge_attr)[perm])
     torch.testing.assert_close(edited_shuffled.edge_attr, edited.edge_attr[perm], rtol=0, atol=0)

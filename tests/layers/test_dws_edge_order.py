@@ -11,6 +11,7 @@ import itertools
 
 import pytest
 import torch
+from graph_helpers import reorder_edges
 from torch_geometric.data import Batch
 from torch_geometric.utils import sort_edge_index
 
@@ -43,17 +44,8 @@ def _batch(architectures, channels=2, seed=0) -> Batch:
     return Batch.from_data_list(graphs)
 
 
-def _reorder(data, perm):
-    """``data`` with its edges listed in the order ``perm`` (edge ``e`` is old edge ``perm[e]``)."""
-    out = data.clone()
-    out.edge_index = data.edge_index[:, perm]
-    out.edge_attr = data.edge_attr[perm]
-    out.edge_layer = data.edge_layer[perm]
-    return out
-
-
 def _shuffle(data, seed=1):
-    return _reorder(data, torch.randperm(data.num_edges, generator=torch.Generator().manual_seed(seed)))
+    return reorder_edges(data, torch.randperm(data.num_edges, generator=torch.Generator().manual_seed(seed)))
 
 
 def _leaf_inputs(data):
@@ -82,7 +74,7 @@ def _layer_outputs(model, data):
 def _check_moves_with_edges(model, data, perm, output_of, edge_output=True):
     torch.manual_seed(0)
     out, grad_x, grad_edges, params = _grads(model, data, output_of)
-    shuffled = _reorder(data, perm)
+    shuffled = reorder_edges(data, perm)
     out_s, grad_x_s, grad_edges_s, params_s = _grads(model, shuffled, output_of)
     if edge_output:
         node_out, edge_out = out
@@ -151,7 +143,7 @@ def test_models_move_with_the_edges(backend):
     editor = DWSEditNet(3, 2, 1, in_channels=2, hidden_channels=4, num_dws_layers=2, backend=backend).double()
     _check_moves_with_edges(editor, data, perm, _layer_outputs)
     readout = InvariantReadout(2, 3, 2, 1, backend=backend)
-    torch.testing.assert_close(readout(_reorder(data, perm)), readout(data), **TOL)
+    torch.testing.assert_close(readout(reorder_edges(data, perm)), readout(data), **TOL)
 
 
 def test_conv_moves_with_the_edges():

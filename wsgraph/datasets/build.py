@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from wsgraph.datasets.store import (
+    FIT_SUMMARY_ENTRIES,
     SPLITS,
     Shard,
     contents,
@@ -222,6 +223,8 @@ def summarize_fit(
         "files": {"preview": ...}, "fitted_on": device_name}``; ``layer_statistics``
         holds :func:`layer_statistics` of the train split (absent without one).
     """
+    if name not in FIT_SUMMARY_ENTRIES:
+        raise ValueError(f"fit summary {name!r} is not one of {sorted(FIT_SUMMARY_ENTRIES)}")
     table = split_statistics(root, extra)
     summary = {name: table, "files": {"preview": preview.name}, "fitted_on": device_name}
     for other in more:

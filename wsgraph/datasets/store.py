@@ -34,6 +34,11 @@ SPLITS = ("train", "val", "test")
 SHARD_DIR = "shards"
 # meta.json's record of what a finished dataset holds, so that a lost shard is noticed.
 NUM_SHARDS, SPLIT_SIZES = "num_shards", "split_sizes"
+# The fit-quality tables that fit-inrs/fit-sines compute from the shards into meta.json. They
+# stay out of `dataset_fingerprint`: the shards are fingerprinted already, and the tables'
+# float sums change in the last bits with the thread count, so rewriting them on a rerun
+# would make the same data look different.
+FIT_SUMMARY_ENTRIES = frozenset({"psnr_db", "mse"})
 # The most classes a dataset may have, declared or inferred from its labels: the class count
 # sizes every classifier's output layer, and one damaged label (say 999999999999) would
 # otherwise ask for terabytes.
@@ -201,11 +206,12 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any]:
 
 def dataset_fingerprint(root: str | os.PathLike) -> str:
     """A short digest that tells datasets apart: ``meta.json``'s content (less the
-    bookkeeping of :func:`contents`) and every shard's name, size, first and last
+    bookkeeping of :func:`contents` and the fit-quality tables) and every shard's name, size, first and last
     :data:`FINGERPRINT_BYTES` bytes (two datasets of the same recipe have equal sizes; their
     weights differ from the first tensor on). It does not depend on where the dataset lies
     or on file times, so a moved or copied dataset keeps it."""
-    meta = {key: value for key, value in read_meta(root).items() if key not in (NUM_SHARDS, SPLIT_SIZES)}
+    derived = {NUM_SHARDS, SPLIT_SIZES, *FIT_SUMMARY_ENTRIES}
+    meta = {key: value for key, value in read_meta(root).items() if key not in derived}
     digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
     for path in shard_paths(root):
         size = path.stat().st_size

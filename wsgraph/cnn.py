@@ -129,6 +129,24 @@ def kernel_offset(kernel: tuple[int, int], grid: tuple[int, int]) -> tuple[int, 
     return ((grid[0] - kernel[0]) // 2, (grid[1] - kernel[1]) // 2)
 
 
+def kernel_entry_mask(data: Data) -> Tensor:
+    """``[E, H*W]``, true at the entries of each edge's padded grid that hold its layer's kernel.
+
+    The rest is padding: zero in every graph :func:`cnn_to_graph` builds, and to be kept
+    zero by whatever rescales the weights (see :class:`~wsgraph.transforms.NormalizeWeights`).
+    """
+    grid = tuple(data.kernel_grid[0].tolist())
+    batch = getattr(data, "batch", None)
+    edge_graph = data.edge_index.new_zeros(data.edge_index.size(1)) if batch is None else batch[data.edge_index[0]]
+    kernel = data.kernel_size.view(-1, data.kernel_size.size(-2), 2)[edge_graph, data.edge_layer - 1]
+    start = torch.div(torch.tensor(grid, device=kernel.device) - kernel, 2, rounding_mode="floor")
+    rows = torch.arange(grid[0], device=kernel.device)
+    cols = torch.arange(grid[1], device=kernel.device)
+    in_rows = (rows >= start[:, :1]) & (rows < start[:, :1] + kernel[:, :1])
+    in_cols = (cols >= start[:, 1:]) & (cols < start[:, 1:] + kernel[:, 1:])
+    return (in_rows.unsqueeze(2) & in_cols.unsqueeze(1)).reshape(-1, grid[0] * grid[1])
+
+
 def pad_kernels(data: Data, grid: Pair) -> Data:
     """A CNN graph (or batch) with its kernels re-padded into a larger ``grid`` (a shallow copy).
 

@@ -41,7 +41,8 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
-from wsgraph.graph import canonical_positions, inverse_permutation
+from wsgraph.cnn import kernel_entry_mask
+from wsgraph.graph import canonical_positions, inverse_permutation, is_conv_graph
 from wsgraph.permute import permute_hidden
 
 
@@ -340,7 +341,10 @@ class NormalizeWeights(BaseTransform):
     hidden-neuron permutations and applies to any hidden widths. (The published recipe
     normalises every weight entry by its own mean and deviation over training INRs,
     which is not permutation invariant.) :meth:`inverse` undoes it exactly up to float
-    rounding, for tasks that edit weights. Input neurons keep their 0.
+    rounding, for tasks that edit weights. Input neurons keep their 0. On the graphs of
+    CNNs the statistics are those of the real kernel entries of each layer (as
+    :attr:`WeightSpaceDataset.statistics` counts them) and a kernel's zero padding in the
+    grid stays exactly zero, both ways.
 
     Args:
         stats (LayerStatistics): the statistics, e.g. :attr:`WeightSpaceDataset.statistics`.
@@ -364,6 +368,9 @@ class NormalizeWeights(BaseTransform):
             )
         edge_layer = data.edge_layer - 1
         data.edge_attr = _affine(data.edge_attr, edge_layer, self.stats.weight_mean, self.stats.weight_std, inverse)
+        if is_conv_graph(data):
+            # The statistics are over real kernel entries; a kernel's zero padding stays zero.
+            data.edge_attr = torch.where(kernel_entry_mask(data), data.edge_attr, 0.0)
         is_bias = _bias_mask(data)
         node_layer = (data.node_layer - 1).clamp(min=0)
         scaled = _affine(data.x, node_layer, self.stats.bias_mean, self.stats.bias_std, inverse)

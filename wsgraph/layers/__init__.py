@@ -6,7 +6,7 @@ and dropout draws from it in training mode. A forward pass in eval mode draws no
 """
 
 from wsgraph.layers.blocks import GlobalBatchNorm, WeightSpaceActivation, WeightSpaceDropout, WeightSpaceNorm
-from wsgraph.layers.cnn_dws import CNNDWSLayer, KernelLift
+from wsgraph.layers.cnn_dws import CNNDWSLayer, CNNDWSNet, KernelLift
 from wsgraph.layers.conv import DWSConv
 from wsgraph.layers.dws import DWSLayer
 from wsgraph.layers.gnn_baselines import EdgeUpdate, WeightSpaceGNN, pna_degree_histogram
@@ -20,6 +20,7 @@ from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout
 
 __all__ = [
     "CNNDWSLayer",
+    "CNNDWSNet",
     "DWSConv",
     "DWSEditNet",
     "DWSLayer",

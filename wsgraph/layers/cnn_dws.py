@@ -23,6 +23,7 @@ from torch_geometric.data import Data
 
 from wsgraph.cnn import kernel_offset
 from wsgraph.layers.dws import DWSLayer
+from wsgraph.layers.models import DWSNet
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout
 
 
@@ -153,3 +154,55 @@ class CNNDWSLayer(nn.Module):
         out = copy.copy(data)
         out.x, out.edge_attr = layout.merge(self.dws.forward_features(lifted, layout))
         return out
+
+
+class CNNDWSNet(DWSNet):
+    r"""DWSNet on CNN weight spaces: :class:`KernelLift`, then a :class:`~wsgraph.layers.DWSNet`
+    (DWS layers, invariant readout, MLP head) on the lifted features.
+
+    The lift and the first DWS layer form a :class:`CNNDWSLayer`; the output is
+    invariant to permutations of every hidden channel (a hidden neuron of the graph).
+    Arguments are those of :class:`~wsgraph.layers.DWSNet`, plus:
+
+    Args:
+        kernel_sizes: per weight layer, its largest kernel ``(kh, kw)`` in the data
+            (``(1, 1)`` for linear layers).
+        lift_channels (int, optional): the lift's common width; by default
+            ``max_l kh_l * kw_l * in_channels`` (see :class:`CNNDWSLayer`).
+
+    Shapes:
+        - **input:** a batch of :math:`B` CNN graphs (``x`` :math:`(N, C_{in})`,
+          ``edge_attr`` :math:`(E, H W C_{in})` for the kernel grid :math:`H \times W`)
+        - **output:** :math:`(B, \text{out\_features})`
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        in_dim: int,
+        out_dim: int,
+        out_features: int,
+        kernel_sizes: Sequence[tuple[int, int]],
+        in_channels: int = 1,
+        lift_channels: int | None = None,
+        **kwargs,
+    ) -> None:
+        kernel_sizes = [(int(h), int(w)) for h, w in kernel_sizes]
+        if len(kernel_sizes) != num_layers:
+            raise ValueError(f"got {len(kernel_sizes)} kernel sizes for {num_layers} weight layers")
+        if lift_channels is None:
+            lift_channels = max(h * w for h, w in kernel_sizes) * in_channels
+        super().__init__(num_layers, in_dim, out_dim, out_features, in_channels=lift_channels, **kwargs)
+        self.lift = KernelLift(in_channels, lift_channels, kernel_sizes)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if "lift" in self._modules:  # DWSNet's constructor resets before the lift exists
+            self.lift.reset_parameters()
+
+    def forward(self, data: Data, layout: WeightSpaceLayout | None = None) -> Tensor:
+        grid = self.lift.check_graph(data)
+        layout = layout if layout is not None else WeightSpaceLayout.of(data)
+        lifted = self.lift.forward_features(layout.split(data.x, data.edge_attr), grid)
+        features = self.stack(lifted, layout)
+        return self.head(self.readout.forward_features(features, layout))

@@ -337,13 +337,15 @@ def _check_arguments(
         raise ValueError(f"heads={heads} must divide hidden_channels={hidden_channels} for conv={conv!r}")
 
 
-def check_channels(data: Data, in_channels: int, model: str) -> None:
-    """Raise a :class:`ValueError` naming ``model`` unless ``x`` and ``edge_attr`` have ``in_channels`` columns."""
-    for key in ("x", "edge_attr"):
+def check_channels(data: Data, in_channels: int, model: str, edge_channels: int | None = None) -> None:
+    """Raise a :class:`ValueError` naming ``model`` unless ``x`` has ``in_channels`` columns and
+    ``edge_attr`` ``edge_channels`` (by default ``in_channels`` too)."""
+    expected = {"x": in_channels, "edge_attr": in_channels if edge_channels is None else edge_channels}
+    for key, channels in expected.items():
         value = getattr(data, key, None)
-        if not isinstance(value, Tensor) or value.dim() != 2 or value.size(1) != in_channels:
+        if not isinstance(value, Tensor) or value.dim() != 2 or value.size(1) != channels:
             shape = tuple(value.shape) if isinstance(value, Tensor) else None
-            raise ValueError(f"{model} expects '{key}' of shape [*, {in_channels}], got {shape}")
+            raise ValueError(f"{model} expects '{key}' of shape [*, {channels}], got {shape}")
 
 
 def _make_conv(conv: str, channels: int, heads: int, pna_degree: Tensor | None) -> nn.Module:

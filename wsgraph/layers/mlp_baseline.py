@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
+from wsgraph.cnn import kernel_offset
 from wsgraph.dense import to_dense_weights
 from wsgraph.graph import sort_edges
 from wsgraph.layers.blocks import GlobalBatchNorm
 
 
-def flatten_params(data: Data) -> Tensor:
+def flatten_params(data: Data, kernel_sizes: Sequence[tuple[int, int]] | None = None) -> Tensor:
     r"""The weights and biases of every network of a one-architecture batch as one row each.
 
     The order is the canonical one of :mod:`wsgraph.spec` and the one of the DWSNets
@@ -21,6 +24,10 @@ def flatten_params(data: Data) -> Tensor:
 
     Args:
         data: a graph or a batch of graphs of one architecture, edges in any order.
+        kernel_sizes: for the graphs of CNNs, the ``(kh, kw)`` window of each weight
+            layer to read from its edges' kernel grid (centred, where
+            :func:`wsgraph.cnn_to_graph` puts the kernels); a weight then contributes
+            ``kh * kw`` entries in row-major order instead of the whole padded grid.
 
     Returns:
         ``[B, P * C]`` with :math:`P` the number of weights and biases of one network.
@@ -29,8 +36,18 @@ def flatten_params(data: Data) -> Tensor:
         ValueError: if the batch mixes architectures.
     """
     weights, biases = to_dense_weights(sort_edges(data))
+    if kernel_sizes is not None:
+        grid = tuple(data.kernel_grid[0].tolist())
+        weights = [_kernel_window(weight, kernel, grid) for weight, kernel in zip(weights, kernel_sizes)]
     batch_size = weights[0].size(0)
     return torch.cat([tensor.reshape(batch_size, -1) for tensor in (*weights, *biases)], dim=1)
+
+
+def _kernel_window(weight: Tensor, kernel: tuple[int, int], grid: tuple[int, int]) -> Tensor:
+    """``[B, d_in, d_out, H*W]`` padded kernels -> ``[B, d_in, d_out, kh*kw]``, their centred window."""
+    top, left = kernel_offset(kernel, grid)
+    window = weight.unflatten(-1, grid)[..., top : top + kernel[0], left : left + kernel[1]]
+    return window.flatten(-2)
 
 
 class FlatMLP(nn.Module):
@@ -69,6 +86,9 @@ class FlatMLP(nn.Module):
             (default: ``0.0``)
         batch_norm (bool, optional): batch norm on hidden layers ``2..L``.
             (default: ``True``)
+        kernel_sizes (sequence, optional): for CNN graphs, the window of each weight
+            layer's kernel grid to flatten (see :func:`flatten_params`); ``num_params``
+            then counts kernel entries. (default: :obj:`None`)
 
     Shapes:
         - **input:** a batch of :math:`B` :class:`~wsgraph.graph.WeightSpaceGraph`\ s
@@ -84,6 +104,7 @@ class FlatMLP(nn.Module):
         num_hidden_layers: int = 5,
         dropout: float = 0.0,
         batch_norm: bool = True,
+        kernel_sizes: Sequence[tuple[int, int]] | None = None,
     ) -> None:
         super().__init__()
         if min(num_params, out_features, hidden_channels, num_hidden_layers) < 1:
@@ -99,6 +120,7 @@ class FlatMLP(nn.Module):
         self.num_hidden_layers = num_hidden_layers
         self.dropout = dropout
         self.batch_norm = batch_norm
+        self.kernel_sizes = None if kernel_sizes is None else tuple((int(h), int(w)) for h, w in kernel_sizes)
 
         layers: list[nn.Module] = []
         for position in range(num_hidden_layers):
@@ -118,7 +140,7 @@ class FlatMLP(nn.Module):
                 module.reset_parameters()
 
     def forward(self, data: Data) -> Tensor:
-        flat = flatten_params(data)
+        flat = flatten_params(data, self.kernel_sizes)
         if flat.size(1) != self.num_params:
             raise ValueError(
                 f"FlatMLP was built for {self.num_params} parameters per network, "

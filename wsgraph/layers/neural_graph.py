@@ -377,6 +377,11 @@ class NeuralGraphGNN(nn.Module):
             dense views (:class:`DenseNetworks`), ``"scatter"`` runs PyG's message
             passing on the batch's edge list; the same numbers up to rounding, the
             dense one several times faster on CPU. (default: ``"dense"``)
+        edge_channels (int, optional): channels of ``edge_attr`` where they differ from
+            ``x``'s: ``H*W`` for the graphs of CNNs, whose edges carry their kernels
+            zero-padded into an ``H x W`` grid, every entry a feature of the encoding, as
+            the Neural Graphs code encodes convolutions (linear layers: a 1x1 kernel at
+            the centre). (default: ``in_channels``)
 
     Shapes:
         - **input:** a batch of :math:`B` :class:`~wsgraph.graph.WeightSpaceGraph`\ s
@@ -412,6 +417,7 @@ class NeuralGraphGNN(nn.Module):
         probe_features: int = 0,
         probe_statistics: LayerStatistics | None = None,
         backend: Backend = "dense",
+        edge_channels: int | None = None,
     ) -> None:
         super().__init__()
         if backend not in BACKENDS:
@@ -424,6 +430,7 @@ class NeuralGraphGNN(nn.Module):
         self.num_layers, self.in_dim, self.out_dim = num_layers, in_dim, out_dim
         self.out_features = out_features
         self.in_channels = in_channels
+        self.edge_channels = in_channels if edge_channels is None else edge_channels
         self.hidden_channels = hidden_channels
         self.num_rounds = num_rounds
         self.bidirectional = bidirectional
@@ -433,7 +440,7 @@ class NeuralGraphGNN(nn.Module):
         self.pooling_layer = pooling_layer
         self.probe_features = probe_features
 
-        edge_inputs = 3 * in_channels if bidirectional else in_channels
+        edge_inputs = 3 * self.edge_channels if bidirectional else self.edge_channels
         self.edge_encoder = _encoder(edge_inputs, hidden_channels, fourier_features, fourier_sigma, encoder_layers, act)
         self.node_encoder = _encoder(in_channels, hidden_channels, fourier_features, fourier_sigma, encoder_layers, act)
         self.edge_in = nn.Linear(hidden_channels, hidden_channels)
@@ -480,7 +487,7 @@ class NeuralGraphGNN(nn.Module):
 
     def forward(self, data: Data) -> Tensor:
         check_signature(data, self.num_layers, self.in_dim, self.out_dim, type(self).__name__)
-        check_channels(data, self.in_channels, type(self).__name__)
+        check_channels(data, self.in_channels, type(self).__name__, self.edge_channels)
         nodes = self.node_encoder(data.x)
         if self.probe is not None:
             nodes = nodes + self.probe(data)

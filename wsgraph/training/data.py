@@ -72,6 +72,22 @@ class TrainingData:
         """The one architecture of all networks, or ``None`` if hidden widths differ."""
         return self.architectures[0] if len(self.architectures) == 1 else None
 
+    @property
+    def kernel_grid(self) -> tuple[int, int] | None:
+        """A CNN dataset's kernel grid ``(H, W)``, the width ``H*W`` of its edge features; ``None`` for MLPs."""
+        if self.meta.get("weight_space") != "cnn":
+            return None
+        height, width = self.meta["kernel_grid"]
+        return (int(height), int(width))
+
+    @property
+    def kernel_sizes(self) -> tuple[tuple[int, int], ...] | None:
+        """A CNN dataset's largest kernel ``(kh, kw)`` of each weight layer, over all splits; ``None`` for MLPs."""
+        if self.kernel_grid is None:
+            return None
+        sizes = torch.cat([split.dataset.kernel_size for split in self.splits.values()])
+        return tuple((int(h), int(w)) for h, w in sizes.amax(0).tolist())
+
     def train_architecture_counts(self) -> dict[WeightSpaceSpec, int]:
         """How many training networks have each architecture (e.g. to weight PNA's degree histogram)."""
         split = self.train

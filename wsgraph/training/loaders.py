@@ -31,7 +31,7 @@ from torch.utils.data import Sampler
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
-from wsgraph.graph import assemble
+from wsgraph.graph import CONV_KEYS, assemble, is_conv_graph
 from wsgraph.layers.structure import WeightSpaceLayout
 from wsgraph.runtime import derived_seed
 from wsgraph.spec import WeightSpaceSpec
@@ -121,11 +121,15 @@ class StackedLoader:
         count = len(dataset)
         self.spec, self.plan, self.device = spec, plan, device
         self.activation = dataset.meta.get("activation", "unknown")
-        self.channels = dataset.x.size(-1)
-        self.edges = dataset.edge_attr.view(count, spec.num_edges, self.channels)[rows].to(device)
-        self.nodes = dataset.x.view(count, spec.num_nodes, self.channels)[rows].to(device)
+        # A CNN's edges carry its padded kernels, its nodes one bias each.
+        self.edge_channels, self.node_channels = dataset.edge_attr.size(-1), dataset.x.size(-1)
+        self.edges = dataset.edge_attr.view(count, spec.num_edges, self.edge_channels)[rows].to(device)
+        self.nodes = dataset.x.view(count, spec.num_nodes, self.node_channels)[rows].to(device)
         self.has_bias = dataset.has_bias.view(count, -1)[rows].to(device)
         self.per_network = {key: getattr(dataset, key)[rows].to(device) for key in ("y", *keys)}
+        # Networks of one widths may still differ in kernel sizes: their rows travel with each batch.
+        conv_keys = CONV_KEYS if is_conv_graph(dataset._data) else ()
+        self.conv = {key: getattr(dataset, key)[rows].to(device) for key in conv_keys}
         self.templates: dict[int, Batch] = {}
         self.epoch = 0
 
@@ -142,10 +146,10 @@ class StackedLoader:
     def batch(self, positions: Tensor) -> Batch:
         """The networks at ``positions`` (into the split's rows) as one batch."""
         batch = copy.copy(self._template(positions.numel()))
-        batch.edge_attr = self.edges[positions].view(-1, self.channels)
-        batch.x = self.nodes[positions].view(-1, self.channels)
+        batch.edge_attr = self.edges[positions].view(-1, self.edge_channels)
+        batch.x = self.nodes[positions].view(-1, self.node_channels)
         batch.has_bias = self.has_bias[positions]
-        for key, values in self.per_network.items():
+        for key, values in (*self.per_network.items(), *self.conv.items()):
             batch[key] = values[positions]
         return batch
 
@@ -157,7 +161,8 @@ class StackedLoader:
                 for layer in self.spec.weight_layers
             ]
             biases = [self.nodes[first, self.spec.node_slice(layer)] for layer in self.spec.weight_layers]
-            template = assemble(dense, biases, activation=self.activation, y=self.per_network["y"][first])
+            conv = {key: values[first] for key, values in self.conv.items()} or None
+            template = assemble(dense, biases, activation=self.activation, y=self.per_network["y"][first], conv=conv)
             per_graph = template._slice_dict["y"]
             for key, values in self.per_network.items():
                 template[key] = values[first]

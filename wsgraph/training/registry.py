@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from wsgraph.layers import DWSEditNet, DWSNet, FlatMLP, NeuralGraphGNN, WeightSpaceGNN, pna_degree_histogram
+from wsgraph.layers import (
+    CNNDWSNet,
+    DWSEditNet,
+    DWSNet,
+    FlatMLP,
+    NeuralGraphGNN,
+    WeightSpaceGNN,
+    pna_degree_histogram,
+)
 from wsgraph.spec import WeightSpaceSpec
 from wsgraph.training.config import EDITING_MODELS, MODEL_NAMES
 from wsgraph.training.editors import FlatMLPEditor
@@ -19,6 +28,8 @@ GNN_MODELS = ("gine", "pna", "gatv2", "transformer")
 # The Neural Graphs GNN, with the published recipe's encodings, convolution and readout.
 NEURAL_GRAPH_MODELS = ("ng-gnn",)
 FLAT_MODELS = ("mlp", "mlp-aug")
+# Models that read the graphs of CNNs (edges carrying padded kernels).
+CNN_MODELS = ("dwsnet", "dwsnet-dense", *NEURAL_GRAPH_MODELS, *FLAT_MODELS)
 # Models whose neurons can carry probe features (--probe-features).
 PROBE_MODELS = (*GNN_MODELS, *NEURAL_GRAPH_MODELS)
 # Models whose training batches get a fresh random hidden-neuron permutation every step.
@@ -46,6 +57,11 @@ class ModelSpec:
         readout: ``"mean"``, ``"sum"`` or ``"max"`` for DWSNet and the GNNs (their default when ``None``).
         dropout: dropout probability.
         probe_features: learned input points of the probe features (GNNs only; 0: none).
+        kernel_sizes: for CNN datasets, each weight layer's largest kernel ``(kh, kw)``
+            in the data (``None`` for MLPs): the window DWSNet's kernel lift and the flat
+            MLPs read in each layer's grid.
+        kernel_grid: for CNN datasets, the padded kernel grid ``(H, W)`` of the edge
+            features (``None`` for MLPs).
     """
 
     name: str
@@ -59,11 +75,23 @@ class ModelSpec:
     readout: str | None = None
     dropout: float = 0.0
     probe_features: int = 0
+    kernel_sizes: tuple[tuple[int, int], ...] | None = None
+    kernel_grid: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        # Checkpoints and result files store the nested sizes as lists.
+        if self.kernel_sizes is not None:
+            object.__setattr__(self, "kernel_sizes", tuple((int(h), int(w)) for h, w in self.kernel_sizes))
+        if self.kernel_grid is not None:
+            object.__setattr__(self, "kernel_grid", tuple(int(v) for v in self.kernel_grid))
+
+    @property
+    def is_conv(self) -> bool:
+        """Whether the model reads the graphs of CNNs."""
+        return self.kernel_grid is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()
-        }
+        return {key: _plain(value) for key, value in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, document: dict[str, Any]) -> ModelSpec:
@@ -81,6 +109,8 @@ def model_spec(
     dropout: float = 0.0,
     architecture_counts: dict[WeightSpaceSpec, int] | None = None,
     probe_features: int = 0,
+    kernel_sizes: tuple[tuple[int, int], ...] | None = None,
+    kernel_grid: tuple[int, int] | None = None,
 ) -> ModelSpec:
     """The :class:`ModelSpec` of model ``name`` for ``task`` on networks of ``architectures``.
 
@@ -88,6 +118,8 @@ def model_spec(
     histogram as the data does; by default every architecture counts once.
     ``ng-gnn`` counts, as the released Neural Graphs code does, only the messages along
     the weights (``pna_degree_histogram(..., both_directions=False)``).
+    ``kernel_sizes`` and ``kernel_grid`` (see :class:`ModelSpec`) make the model read the
+    graphs of CNNs; ``dwsnet``, ``dwsnet-dense``, ``ng-gnn``, ``mlp`` and ``mlp-aug`` can.
 
     Raises:
         ValueError: if the model cannot do the task or take these networks.
@@ -110,6 +142,8 @@ def model_spec(
         raise ValueError("--readout does not apply to --task dilate: the editor outputs networks, not a pooled vector")
     if probe_features and name not in PROBE_MODELS:
         raise ValueError(f"--probe-features applies to {', '.join(PROBE_MODELS)}, not to --model {name}")
+    if kernel_grid is not None:
+        _check_cnn_model(name, task, probe_features)
     pna_degree = None
     if name in ("pna", *NEURAL_GRAPH_MODELS):
         counts = architecture_counts or dict.fromkeys(architectures, 1)
@@ -126,7 +160,20 @@ def model_spec(
         readout,
         dropout,
         probe_features,
+        kernel_sizes,
+        kernel_grid,
     )
+
+
+def _check_cnn_model(name: str, task: str, probe_features: int) -> None:
+    if name not in CNN_MODELS:
+        raise ValueError(f"--model {name} does not read the graphs of CNNs; choose from {', '.join(CNN_MODELS)}")
+    if task == "dilate":
+        raise ValueError("--task dilate edits INRs; a CNN dataset's networks can be classified or regressed on")
+    if probe_features:
+        raise ValueError(
+            "--probe-features runs the networks on input points, which a CNN dataset's networks cannot take"
+        )
 
 
 def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> nn.Module:
@@ -143,6 +190,19 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
     readout = {} if spec.readout is None else {"readout": spec.readout}
     if family == "dwsnet":
         backend = "dense" if spec.name == "dwsnet-dense" else "scatter"
+        if spec.is_conv:
+            return CNNDWSNet(
+                num_layers,
+                in_dim,
+                out_dim,
+                spec.out_features,
+                spec.kernel_sizes,
+                hidden_channels=hidden,
+                num_dws_layers=depth,
+                dropout=spec.dropout,
+                backend=backend,
+                **readout,
+            )
         if spec.task == "dilate":
             return DWSEditNet(
                 num_layers,
@@ -168,12 +228,19 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
         architecture = WeightSpaceSpec(spec.widths)
         if spec.task == "dilate":
             return FlatMLPEditor(architecture, hidden_channels=hidden, num_hidden_layers=depth, dropout=spec.dropout)
+        if spec.is_conv:
+            kernels = spec.kernel_sizes
+            num_params = sum(a * b * h * w for (a, b), (h, w) in zip(itertools.pairwise(spec.widths), kernels))
+            num_params += sum(spec.widths[1:])
+            return FlatMLP(num_params, spec.out_features, hidden, depth, spec.dropout, kernel_sizes=kernels)
         return FlatMLP(architecture.num_params, spec.out_features, hidden, depth, spec.dropout)
     degree = None if spec.pna_degree is None else torch.tensor(spec.pna_degree, dtype=torch.long)
     probes = {"probe_features": spec.probe_features, "probe_statistics": statistics} if spec.probe_features else {}
     if family == "ng-gnn":
         # --readout pools all neurons; without it the published readout concatenates the output neurons.
         pooling = {} if spec.readout is None else {"pooling": spec.readout, "pooling_layer": "all"}
+        # A CNN's edges carry its kernel grid, each entry one feature, as the Neural Graphs code encodes them.
+        edges = {} if spec.kernel_grid is None else {"edge_channels": spec.kernel_grid[0] * spec.kernel_grid[1]}
         return NeuralGraphGNN(
             num_layers,
             in_dim,
@@ -185,6 +252,7 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
             dropout=spec.dropout,
             **pooling,
             **probes,
+            **edges,
         )
     return WeightSpaceGNN(
         spec.name,
@@ -216,6 +284,11 @@ def _weighted_degree_histogram(counts: dict[WeightSpaceSpec, int], both_directio
     for histogram, count in histograms:
         total[: histogram.numel()] += count * histogram
     return total
+
+
+def _plain(value: Any) -> Any:
+    """Tuples (also nested) as lists, as JSON and ``torch.load(weights_only=True)`` read them back."""
+    return [_plain(item) for item in value] if isinstance(value, tuple) else value
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -48,6 +48,8 @@ from wsgraph.transforms import (
 
 # The published INR augmentation's dropout probability (DWSNets, experiments/data.py).
 AUGMENT_DROPOUT = 0.01
+# Augmentations that keep a CNN graph's kernel padding at zero and need no coordinate inputs.
+CNN_AUGMENTATIONS = ("permute", "scale", "dropout")
 # The checkpoint entry holding the input normalisation, which the stored model cannot work without.
 NORMALIZATION = "normalization"
 # The checkpoint entry naming the data a run trains on, so that a resume cannot switch data.
@@ -145,6 +147,8 @@ class _Run:
             config.dropout,
             self.data.train_architecture_counts(),
             config.probe_features,
+            self.data.kernel_sizes,
+            self.data.kernel_grid,
         )
         self.model = build_model(self.spec, self.data.statistics).to(context.device)
         # Processes share the initialisation (DDP also broadcasts rank 0's), not their dropout masks.
@@ -242,6 +246,12 @@ class _Run:
 
     def _augmentations(self) -> list:
         names = list(self.config.augment)
+        unfit = [name for name in names if name not in CNN_AUGMENTATIONS]
+        if self.data.kernel_grid is not None and unfit:
+            raise ValueError(
+                f"--augment {','.join(unfit)}: not for CNN datasets (INR-only, or it would move the kernels' zero "
+                f"padding); use {', '.join(CNN_AUGMENTATIONS)}"
+            )
         if self.config.model in PERMUTATION_AUGMENTED and "permute" not in names:
             names.append("permute")
         generator = self.augment_generator

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from wsgraph.layers.dws import DWSLayer
@@ -33,6 +34,11 @@ class DWSConv(nn.Module):
           widths :math:`(B, M+1)`
         - **output:** node features :math:`(N, C_{out})`, edge features :math:`(E, C_{out})`
           in the order of the input edges
+
+    The batch's :class:`~wsgraph.layers.WeightSpaceLayout` is built and checked against
+    ``edge_index`` once, kept on that tensor, and shared by every ``DWSConv`` (and every
+    wsgraph model) that is called with it; ``layout=`` hands one over explicitly, e.g.
+    inside a model compiled as a whole with ``torch.compile(fullgraph=True)``.
     """
 
     def __init__(
@@ -46,28 +52,24 @@ class DWSConv(nn.Module):
     ) -> None:
         super().__init__()
         self.layer = DWSLayer(in_channels, out_channels, num_layers, in_dim, out_dim, backend)
-        self._cached: tuple[Tensor, Tensor, tuple, WeightSpaceLayout] | None = None
+        self.register_forward_pre_hook(_supply_conv_layout, with_kwargs=True)
 
     def reset_parameters(self) -> None:
         self.layer.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, layer_widths: Tensor) -> tuple[Tensor, Tensor]:
-        layout = self._layout(edge_index, layer_widths, x.size(0))
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        edge_attr: Tensor,
+        layer_widths: Tensor,
+        layout: WeightSpaceLayout | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        if layout is None:
+            layout = WeightSpaceLayout.of_edges(edge_index, layer_widths, x.size(0))
+        self.layer._check_signature(layout)
         features = self.layer.forward_features(layout.split(x, edge_attr), layout)
         return layout.merge(features)
-
-    def _layout(self, edge_index: Tensor, layer_widths: Tensor, num_nodes: int) -> WeightSpaceLayout:
-        # The layout is reused only for the very tensors it was built from, unchanged since
-        # (same objects, same version counters). Holding them keeps their memory from being
-        # handed to the next batch, whose data pointers would otherwise match a stale layout.
-        key = (edge_index._version, layer_widths._version, num_nodes)
-        if self._cached is not None:
-            cached_edge_index, cached_widths, cached_key, layout = self._cached
-            if cached_edge_index is edge_index and cached_widths is layer_widths and cached_key == key:
-                return layout
-        layout = WeightSpaceLayout.build(layer_widths, edge_index.device, edge_index=edge_index, num_nodes=num_nodes)
-        self._cached = (edge_index, layer_widths, key, layout)
-        return layout
 
     def __repr__(self) -> str:
         layer = self.layer
@@ -75,3 +77,15 @@ class DWSConv(nn.Module):
             f"{self.__class__.__name__}({layer.in_channels}, {layer.out_channels}, num_layers={layer.num_layers}, "
             f"in_dim={layer.in_dim}, out_dim={layer.out_dim})"
         )
+
+
+@torch.compiler.disable
+def _supply_conv_layout(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+    """Forward pre-hook: the layout of ``(x, edge_index, _, layer_widths)``, outside what torch.compile traces."""
+    if kwargs.get("layout") is not None:
+        return None
+    named = dict(zip(("x", "edge_index", "edge_attr", "layer_widths"), args)) | kwargs
+    if not all(isinstance(named.get(key), Tensor) for key in ("x", "edge_index", "layer_widths")):
+        return None
+    layout = WeightSpaceLayout.of_edges(named["edge_index"], named["layer_widths"], named["x"].size(0))
+    return args, {**kwargs, "layout": layout}

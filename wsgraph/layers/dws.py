@@ -11,7 +11,7 @@ from torch_geometric.data import Data
 
 from wsgraph.layers.objects import WeightSpaceObject, weight_space_objects
 from wsgraph.layers.ops import make_ops, network_pools
-from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout
+from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout, supply_layout
 
 BACKENDS = ("scatter", "dense")
 # Share of an output's initial variance given to the term mapping each object to itself.
@@ -102,6 +102,7 @@ class DWSLayer(nn.Module):
         )
         self.edge_lins = nn.ModuleList(nn.Linear(in_channels, out_channels, bias=False) for _ in range(2, num_layers))
         self.reset_parameters()
+        self.register_forward_pre_hook(supply_layout, with_kwargs=True)
 
     def _node_folds(self, layer: int) -> tuple[int, int, int]:
         """Folds of a hidden neuron's bias, incoming-weight and outgoing-weight features."""
@@ -140,9 +141,12 @@ class DWSLayer(nn.Module):
         folds = list(self._node_folds(layer))
         _init_blocks(lin.weight, folds, is_self, sharers, self.in_channels, self.out_channels, gain)
 
-    def forward(self, data: Data) -> Data:
-        """Apply the layer to a graph or batch; returns a shallow copy with new features."""
-        layout = WeightSpaceLayout.of(data)
+    def forward(self, data: Data, layout: WeightSpaceLayout | None = None) -> Data:
+        """Apply the layer to a graph or batch; returns a shallow copy with new features.
+
+        ``layout`` is the batch's :class:`WeightSpaceLayout`; calling the module supplies it.
+        """
+        layout = layout if layout is not None else WeightSpaceLayout.of(data)
         self._check_signature(layout)
         features = self.forward_features(layout.split(data.x, data.edge_attr), layout)
         out = copy.copy(data)

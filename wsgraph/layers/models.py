@@ -11,7 +11,7 @@ from torch_geometric.data import Data
 from wsgraph.layers.blocks import WeightSpaceActivation, WeightSpaceDropout, WeightSpaceNorm, residual
 from wsgraph.layers.dws import BACKENDS, DWSLayer
 from wsgraph.layers.readout import InvariantReadout
-from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout
+from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout, supply_layout
 
 
 class DWSStack(nn.Module):
@@ -89,6 +89,9 @@ class _DWSModel(nn.Module):
         self.stack = DWSStack(
             in_channels, hidden_channels, num_dws_layers, num_layers, in_dim, out_dim, norm, dropout, backend
         )
+        # The batch's layout is built (or found) once per call, before `forward` and
+        # outside what torch.compile traces, and every layer below reads that one object.
+        self.register_forward_pre_hook(supply_layout, with_kwargs=True)
 
     def set_backend(self, backend: str) -> None:
         """Run every DWS layer and readout with ``backend`` (``"scatter"`` or ``"dense"``)."""
@@ -165,8 +168,8 @@ class DWSNet(_DWSModel):
             if isinstance(module, nn.Linear):
                 module.reset_parameters()
 
-    def forward(self, data: Data) -> Tensor:
-        layout = WeightSpaceLayout.of(data)
+    def forward(self, data: Data, layout: WeightSpaceLayout | None = None) -> Tensor:
+        layout = layout if layout is not None else WeightSpaceLayout.of(data)
         features = self.stack(layout.split(data.x, data.edge_attr), layout)
         return self.head(self.readout.forward_features(features, layout))
 
@@ -226,8 +229,8 @@ class DWSEditNet(_DWSModel):
         self.stack.reset_parameters()
         self.output.reset_parameters(gain=0.1)
 
-    def forward(self, data: Data) -> Data:
-        layout = WeightSpaceLayout.of(data)
+    def forward(self, data: Data, layout: WeightSpaceLayout | None = None) -> Data:
+        layout = layout if layout is not None else WeightSpaceLayout.of(data)
         inputs = layout.split(data.x, data.edge_attr)
         update = self.output.forward_features(self.stack(inputs, layout), layout)
         edited = residual(inputs, update) if self.residual else update

@@ -8,7 +8,7 @@ from torch_geometric.data import Data
 
 from wsgraph.layers.objects import weight_space_objects
 from wsgraph.layers.ops import REDUCTIONS, make_ops, network_pools
-from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout
+from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout, supply_layout
 
 
 class InvariantReadout(nn.Module):
@@ -52,12 +52,13 @@ class InvariantReadout(nn.Module):
         self.reduce = reduce
         self.backend = backend
         self.out_features = in_channels * sum(obj.fold for obj in weight_space_objects(num_layers, in_dim, out_dim))
+        self.register_forward_pre_hook(supply_layout, with_kwargs=True)
 
     def reset_parameters(self) -> None:
         """The readout has no parameters."""
 
-    def forward(self, data: Data) -> Tensor:
-        layout = WeightSpaceLayout.of(data)
+    def forward(self, data: Data, layout: WeightSpaceLayout | None = None) -> Tensor:
+        layout = layout if layout is not None else WeightSpaceLayout.of(data)
         return self.forward_features(layout.split(data.x, data.edge_attr), layout)
 
     def forward_features(self, features: WeightSpaceFeatures, layout: WeightSpaceLayout) -> Tensor:

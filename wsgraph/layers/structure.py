@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from wsgraph.graph import canonical_positions, edge_positions, inverse_permutation
+from wsgraph.graph import edge_positions, inverse_permutation
 from wsgraph.layers.incidence import Incidence
 
 _CACHE_ATTRIBUTE = "_wsgraph_layout"
@@ -76,9 +76,11 @@ class WeightSpaceLayout:
             concatenated edge tables, or ``None`` when the edges are in canonical order
             and the batch has one architecture (then :meth:`split` only reshapes).
         node_order: the same for nodes and ``x`` (``None`` for one architecture).
+        edge_inverse: the inverse permutation of ``edge_order`` (where it is not ``None``),
+            which :meth:`merge` reads; computed here so a forward pass only reads the layout.
+        node_inverse: the same for ``node_order``.
     """
 
-    num_graphs: int
     widths: Tensor
     # Plain ints, read once from the host copy: reading them from `widths` on a GPU at
     # every use would wait for the device several times per layer.
@@ -99,8 +101,14 @@ class WeightSpaceLayout:
     first_unfold: Incidence
     edge_order: Tensor | None
     node_order: Tensor | None
-    _edge_inverse: Tensor | None = None
-    _node_inverse: Tensor | None = None
+    edge_inverse: Tensor | None = None
+    node_inverse: Tensor | None = None
+
+    @property
+    def num_graphs(self) -> int:
+        # Read from `widths` rather than stored, so a compiled graph sees a tensor size it
+        # can treat as symbolic (dynamic=True), not a constant to specialise on.
+        return self.widths.size(0)
 
     @property
     def num_layers(self) -> int:
@@ -108,17 +116,32 @@ class WeightSpaceLayout:
 
     @classmethod
     def of(cls, data: Data) -> WeightSpaceLayout:
-        """The layout of ``data``, whose edges may come in any order, cached on it (and on shallow copies of it)."""
-        # Identity and in-place version of the tensors the layout is computed from: a
-        # replaced or modified `edge_index`/`layer_widths` invalidates the cache.
-        edge_index, widths = data.edge_index, data.layer_widths
-        key = (id(edge_index), edge_index._version, id(widths), widths._version, data.num_nodes)
-        cached = data.__dict__.get(_CACHE_ATTRIBUTE)
-        if cached is not None and cached[0] == key:
+        """The layout of a graph or batch, whose edges may come in any order (see :meth:`of_edges`)."""
+        edge_index = getattr(data, "edge_index", None)
+        if not isinstance(edge_index, Tensor):
+            raise ValueError(f"{type(data).__name__} has no 'edge_index'; build graphs with wsgraph.mlp_to_graph")
+        widths = getattr(data, "layer_widths", None)
+        if not isinstance(widths, Tensor) or widths.dim() != 2:
+            raise ValueError(
+                f"{type(data).__name__} has no 'layer_widths' [B, M+1]; build graphs with wsgraph.mlp_to_graph"
+            )
+        return cls.of_edges(edge_index, widths, data.num_nodes)
+
+    @classmethod
+    def of_edges(cls, edge_index: Tensor, layer_widths: Tensor, num_nodes: int) -> WeightSpaceLayout:
+        """The layout of a batch's ``edge_index``, built and checked once and kept on that tensor.
+
+        Every layer of a model, and every model or :class:`~wsgraph.layers.DWSConv` that
+        is handed the same ``edge_index``, gets this one object; shallow copies of a batch
+        share it. It is rebuilt only for another ``edge_index`` or ``layer_widths`` tensor,
+        or after either was modified in place.
+        """
+        key = (layer_widths, layer_widths._version, edge_index._version, num_nodes)
+        cached = edge_index.__dict__.get(_CACHE_ATTRIBUTE)
+        if cached is not None and cached[0][0] is layer_widths and cached[0][1:] == key[1:]:
             return cached[1]
-        positions = canonical_positions(data)
-        layout = cls.build(widths, edge_index.device)._reading_edges_at(positions)
-        data.__dict__[_CACHE_ATTRIBUTE] = (key, layout)
+        layout = cls.build(layer_widths, edge_index.device, edge_index=edge_index, num_nodes=num_nodes)
+        edge_index.__dict__[_CACHE_ATTRIBUTE] = (key, layout)
         return layout
 
     @classmethod
@@ -224,7 +247,6 @@ class WeightSpaceLayout:
                 ]
             )
         return cls(
-            num_graphs=num_graphs,
             widths=widths,
             in_dim=in_dim,
             out_dim=int(host[0, -1]),
@@ -243,6 +265,8 @@ class WeightSpaceLayout:
             first_unfold=first_unfold,
             edge_order=edge_order,
             node_order=node_order,
+            edge_inverse=None if edge_order is None else inverse_permutation(edge_order),
+            node_inverse=None if node_order is None else inverse_permutation(node_order),
         )
 
     def _reading_edges_at(self, positions: Tensor | None) -> WeightSpaceLayout:
@@ -256,7 +280,7 @@ class WeightSpaceLayout:
             sizes = [count // self.num_graphs for count in self.edge_counts]
             canonical = torch.cat([part.reshape(-1) for part in per_network.split(sizes, dim=1)])
         edge_order = inverse_permutation(positions).index_select(0, canonical)
-        return dataclasses.replace(self, edge_order=edge_order, _edge_inverse=None)
+        return dataclasses.replace(self, edge_order=edge_order, edge_inverse=inverse_permutation(edge_order))
 
     def split(self, x: Tensor, edge_attr: Tensor) -> WeightSpaceFeatures:
         """Graph-major ``x`` ``[N, C]`` / ``edge_attr`` ``[E, C]`` -> layer-major features."""
@@ -283,16 +307,12 @@ class WeightSpaceLayout:
             nodes = torch.cat([b.view(batch, -1, b.size(-1)) for b in (inputs, *features.biases)], dim=1)
             x = nodes.reshape(-1, nodes.size(-1))
         else:
-            if self._node_inverse is None:
-                self._node_inverse = inverse_permutation(self.node_order)
-            x = torch.cat([inputs, *features.biases])[self._node_inverse]
+            x = torch.cat([inputs, *features.biases])[self.node_inverse]
         if self.edge_order is None:
             edges = torch.cat([w.view(batch, -1, w.size(-1)) for w in features.weights], dim=1)
             edge_attr = edges.reshape(-1, edges.size(-1))
         else:
-            if self._edge_inverse is None:
-                self._edge_inverse = inverse_permutation(self.edge_order)
-            edge_attr = torch.cat(features.weights)[self._edge_inverse]
+            edge_attr = torch.cat(features.weights)[self.edge_inverse]
         return x, edge_attr
 
     def dense_weight(self, features: WeightSpaceFeatures, layer: int) -> Tensor:
@@ -315,6 +335,20 @@ class WeightSpaceLayout:
                 f"{', ...' if len(distinct) > 4 else ''}; use backend='scatter'"
             )
         return self.uniform_widths
+
+
+@torch.compiler.disable
+def supply_layout(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+    """Forward pre-hook of the modules that take a graph or batch: hand ``forward`` its layout.
+
+    A hook runs before ``forward`` and, being disabled for the compiler, outside what
+    ``torch.compile(module)`` traces: the layout needs host values (counts, the edge
+    check) that would break a compiled graph, and ``forward`` only reads it.
+    """
+    data = args[0] if args else kwargs.get("data")
+    if kwargs.get("layout") is not None or not isinstance(data, Data):
+        return None
+    return args, {**kwargs, "layout": WeightSpaceLayout.of(data)}
 
 
 def _target_incidence(

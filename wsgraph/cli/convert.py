@@ -15,6 +15,7 @@ from wsgraph.datasets.checkpoints import (
     compile_label_regex,
     convert_checkpoints,
 )
+from wsgraph.datasets.conv_geometry import GEOMETRY_FILE, GEOMETRY_KEYS, GeometryValue, parse_geometry_text
 from wsgraph.errors import shown_path
 
 
@@ -78,6 +79,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=_finite_float,
         help="a constant the networks add to their output, recorded for rendering (the DWSNets INRs: 0.5)",
     )
+    geometry = parser.add_argument_group(
+        "CNN geometry",
+        "how the convolutions slide, which state_dicts do not record: N or HxW for every convolution, or one "
+        f"comma-separated value per convolution (2,2,1). Read from SRC/{GEOMETRY_FILE} where it exists "
+        '(e.g. {"stride": 2, "padding": 1}), the flags winning; stored in meta.json so that graph_to_cnn '
+        "rebuilds the networks. A saved module's own geometry must agree.",
+    )
+    for key, example in (("stride", "2"), ("padding", "1"), ("dilation", "1")):
+        geometry.add_argument(f"--conv-{key}", metavar=example, type=_geometry(key), help=f"the convolutions' {key}")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -100,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         splits=args.splits,
         output_offset=args.output_offset,
         trust_pickles=args.trust_pickles,
+        conv_geometry={key: value for key in GEOMETRY_KEYS if (value := getattr(args, f"conv_{key}")) is not None},
     )
     print(format_report(report))
     return 0
@@ -135,6 +146,16 @@ def format_report(report: ConversionReport) -> str:
         lines.append(f"skipped {len(report.skipped)} (listed in {report.out / 'skipped.json'}):")
         lines.extend(f"  {shown_path(item.path)}: {item.reason}" for item in report.skipped)
     return "\n".join(lines)
+
+
+def _geometry(key: str):
+    def parse(text: str) -> GeometryValue:
+        try:
+            return parse_geometry_text(text, key)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error).removeprefix(f"--conv-{key}: ")) from None
+
+    return parse
 
 
 def _label_regex(text: str) -> str:

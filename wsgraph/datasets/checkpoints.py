@@ -46,7 +46,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -59,8 +59,17 @@ from tqdm import tqdm
 from wsgraph.activations import UNKNOWN, make_activation
 from wsgraph.checkpoint import CHECKPOINT_SUFFIXES, load_checkpoint
 from wsgraph.cnn import holds_cnn
+from wsgraph.datasets.conv_geometry import (
+    GEOMETRY_KEYS,
+    GeometryValue,
+    common_geometry,
+    network_geometry,
+    parse_geometry_value,
+    read_geometry_file,
+)
 from wsgraph.datasets.split_files import read_splits_file
 from wsgraph.datasets.store import (
+    CONV_GEOMETRY,
     MAX_CLASSES,
     NUM_SHARDS,
     SPLIT_SIZES,
@@ -73,7 +82,7 @@ from wsgraph.datasets.store import (
 )
 from wsgraph.errors import one_line, shown_path
 from wsgraph.extract import LinearChain, NotAnMLPError, from_module, from_state_dict, validate
-from wsgraph.extract_cnn import ConvChain, from_cnn_module, from_cnn_state_dict, validate_cnn
+from wsgraph.extract_cnn import ConvChain, ConvGeometry, from_cnn_module, from_cnn_state_dict, validate_cnn
 from wsgraph.io import write_json
 from wsgraph.locks import write_lock
 from wsgraph.spec import WeightSpaceSpec
@@ -174,6 +183,7 @@ def convert_checkpoints(
     splits: str | os.PathLike | None = None,
     output_offset: float | None = None,
     trust_pickles: bool = False,
+    conv_geometry: Mapping[str, Any] | None = None,
 ) -> ConversionReport:
     """Convert the checkpoints under ``src`` into dataset root(s) at ``out``.
 
@@ -202,6 +212,9 @@ def convert_checkpoints(
         trust_pickles: also read saved modules of classes outside
             :data:`wsgraph.checkpoint.SAFE_MODULE_CLASSES`. **This runs any code the
             files contain**: only for files you made.
+        conv_geometry: the CNNs' ``stride``, ``padding`` and ``dilation`` (see
+            :mod:`wsgraph.datasets.conv_geometry`), over those of ``src/geometry.json``;
+            recorded in ``meta.json`` so that the graphs can be rebuilt as modules.
 
     Raises:
         FileNotFoundError: ``src`` does not exist.
@@ -213,6 +226,11 @@ def convert_checkpoints(
     _check_arguments(src, out, labels, label_regex, split_ratios, force, activation, shard_size)
     if splits is not None and (labels is not None or label_regex is not None):
         raise ValueError("a splits file gives the labels; do not also give --labels or --label-regex")
+    geometry = read_geometry_file(src) if src.is_dir() else {}
+    for key, value in (conv_geometry or {}).items():
+        if key not in GEOMETRY_KEYS:
+            raise ValueError(f"unknown convolution geometry {key!r}; expected {', '.join(GEOMETRY_KEYS)}")
+        geometry[key] = parse_geometry_value(value, key, f"--conv-{key}")
     search = find_checkpoints(src, exclude=out)
     top = [item for item in search.unreadable if item.path == "./"]
     if top or (search.unreadable and not skip_bad):
@@ -266,6 +284,8 @@ def convert_checkpoints(
         "trust_pickles": trust_pickles,
         "output_offset": output_offset,
     }
+    if geometry:
+        recipe["conv_geometry"] = {key: _plain_geometry(value) for key, value in geometry.items()}
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -280,7 +300,17 @@ def convert_checkpoints(
             raise OSError(f"{out}: cannot write in {out.parent} ({error.strerror or error})") from None
         try:
             writers, skipped = _stream(
-                files, src, staging, table, split_codes, activation, shard_size, skip_bad, progress, trust_pickles
+                files,
+                src,
+                staging,
+                table,
+                split_codes,
+                activation,
+                shard_size,
+                skip_bad,
+                progress,
+                trust_pickles,
+                geometry,
             )
             skipped = search.unreadable + missing + skipped
             roots = [writer.finish(table, recipe, src) for _, writer in sorted(writers.items())]
@@ -307,6 +337,7 @@ def _stream(
     skip_bad: bool,
     progress: bool,
     trust_pickles: bool,
+    geometry: Mapping[str, GeometryValue],
 ) -> tuple[dict[tuple[int, int, int], _RootWriter], list[SkippedCheckpoint]]:
     """Read the files one at a time into per-signature writers under ``staging``."""
     writers: dict[tuple[int, int, int], _RootWriter] = {}
@@ -317,6 +348,9 @@ def _stream(
             name = path.relative_to(src).as_posix()
             try:
                 chain = read_network(path, trust_pickles=trust_pickles)
+                convolutions = (
+                    network_geometry(geometry, chain, shown_path(path)) if isinstance(chain, ConvChain) else []
+                )
             except READ_ERRORS as error:
                 reason = one_line(error).removeprefix(f"{shown_path(path)}: ")
                 if not skip_bad:
@@ -332,6 +366,7 @@ def _stream(
                 writer = writers[key] = _RootWriter(staging / root_name(spec), shard_size)
             network_activation = activation if activation is not None else chain.activation
             writer.add(chain, spec, network_activation, table.target(name), int(splits[number]), number, name)
+            writer.geometries.append(convolutions)
     if not writers:
         raise ValueError(f"{src}: none of the {len(files)} checkpoint files could be converted")
     return writers, skipped
@@ -663,6 +698,8 @@ class _RootWriter:
         self.counts = Counter({name: 0 for name in SPLITS})
         self.unlabeled = 0
         self.paths: dict[str, str] = {}
+        # Per CNN network, its convolutions' geometry (what was given, else what a saved module says).
+        self.geometries: list[list[ConvGeometry]] = []
 
     def add(
         self,
@@ -753,6 +790,9 @@ class _RootWriter:
         if specs[0].is_conv:
             meta["weight_space"] = "cnn"
             meta["kernel_grid"] = [max(spec.kernel_grid[axis] for spec in specs) for axis in range(2)]
+            geometry = common_geometry(self.geometries)
+            if geometry is not None:
+                meta[CONV_GEOMETRY] = geometry
         if recipe.get("output_offset") is not None:
             meta["output_offset"] = recipe["output_offset"]
         if table.task is not None:
@@ -774,6 +814,10 @@ class _RootWriter:
             dtype_name(self.dtype),
             dict(sorted(widened.items())),
         )
+
+
+def _plain_geometry(value: GeometryValue) -> list:
+    return [list(pair) for pair in value] if isinstance(value, list) else list(value)
 
 
 def widest_dtype(first: torch.dtype, second: torch.dtype) -> torch.dtype:

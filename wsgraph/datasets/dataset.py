@@ -18,6 +18,7 @@ from torch_geometric.transforms import Compose
 from wsgraph.activations import UNKNOWN
 from wsgraph.cnn import pad_kernel
 from wsgraph.datasets.store import (
+    CONV_GEOMETRY,
     MAX_CLASSES,
     NUM_SHARDS,
     SHARD_DIR,
@@ -215,7 +216,8 @@ class WeightSpaceDataset(InMemoryDataset):
         for start in range(0, selected.numel(), chunk):
             rows = selected[start : start + chunk]
             if is_cnn:
-                weights, conv = _cnn_dense_weights(shard, rows, tuple(self.meta["kernel_grid"]))
+                grid, geometry = tuple(self.meta["kernel_grid"]), self.meta.get(CONV_GEOMETRY)
+                weights, conv = _cnn_dense_weights(shard, rows, grid, geometry)
             else:
                 weights, conv = [w[rows].transpose(1, 2).unsqueeze(-1) for w in shard.weights], None
             batch = assemble(
@@ -366,10 +368,14 @@ class _StatisticsAccumulator:
         return LayerStatistics(weight_mean=means[0], weight_std=stds[0], bias_mean=means[1], bias_std=stds[1])
 
 
-def _cnn_dense_weights(shard: Shard, rows: Tensor, grid: tuple[int, int]) -> tuple[list[Tensor], dict[str, Tensor]]:
+def _cnn_dense_weights(
+    shard: Shard, rows: Tensor, grid: tuple[int, int], geometry: dict[str, list[list[int]]] | None
+) -> tuple[list[Tensor], dict[str, Tensor]]:
     """A CNN shard's weights as ``[n, d_{l-1}, d_l, H*W]`` kernel grids, and the graphs' conv metadata rows.
 
-    A state_dict records no strides, paddings or dilations: they are stored as unknown (-1).
+    The convolutions' strides, paddings and dilations are the root's ``geometry``
+    (``meta.json``'s ``conv_geometry``, the first pairs for networks with fewer
+    convolutions), or unknown (-1) without it: a state_dict does not record them.
     """
     count = rows.numel()
     weights, kernels = [], []
@@ -381,17 +387,22 @@ def _cnn_dense_weights(shard: Shard, rows: Tensor, grid: tuple[int, int]) -> tup
     num_conv = sum(weight.dim() == 5 for weight in shard.weights)
     linear = len(shard.weights) - num_conv
 
-    def per_layer(conv_value: int, linear_value: int) -> Tensor:
-        row = torch.tensor([[conv_value] * 2] * num_conv + [[linear_value] * 2] * linear)
+    def per_layer(key: str, linear_value: int) -> Tensor:
+        convolutions = [[-1, -1]] * num_conv if geometry is None else geometry[key][:num_conv]
+        if len(convolutions) < num_conv:
+            raise ValueError(
+                f"meta.json's conv_geometry lists {len(convolutions)} convolutions, a shard has {num_conv}"
+            )
+        row = torch.tensor(convolutions + [[linear_value] * 2] * linear)
         return row.expand(count, -1, -1).contiguous()
 
     conv = {
         "conv_layers": torch.full((count,), num_conv),
         "kernel_size": torch.tensor(kernels).expand(count, -1, -1).contiguous(),
         "kernel_grid": torch.tensor([grid]).expand(count, -1).contiguous(),
-        "conv_stride": per_layer(-1, 1),
-        "conv_padding": per_layer(-1, 0),
-        "conv_dilation": per_layer(-1, 1),
+        "conv_stride": per_layer("stride", 1),
+        "conv_padding": per_layer("padding", 0),
+        "conv_dilation": per_layer("dilation", 1),
     }
     return weights, conv
 

@@ -34,6 +34,8 @@ SPLITS = ("train", "val", "test")
 SHARD_DIR = "shards"
 # meta.json's record of what a finished dataset holds, so that a lost shard is noticed.
 NUM_SHARDS, SPLIT_SIZES = "num_shards", "split_sizes"
+# A CNN root's convolution geometry (see wsgraph.datasets.conv_geometry).
+CONV_GEOMETRY = "conv_geometry"
 # The fit-quality tables that fit-inrs/fit-sines compute from the shards into meta.json. They
 # stay out of `dataset_fingerprint`: the shards are fingerprinted already, and the tables'
 # float sums change in the last bits with the thread count, so rewriting them on a rerun
@@ -235,6 +237,20 @@ def _is_sizes(value: Any) -> bool:
     return isinstance(value, list) and all(_is_count(item) and item > 0 for item in value)
 
 
+def _is_conv_geometry(value: Any) -> bool:
+    if not isinstance(value, dict) or set(value) != {"stride", "padding", "dilation"}:
+        return False
+    lengths = {len(pairs) if isinstance(pairs, list) else -1 for pairs in value.values()}
+    if len(lengths) != 1 or min(lengths) < 1:
+        return False
+    lowest = {"stride": 1, "padding": 0, "dilation": 1}
+    return all(
+        isinstance(pair, list) and len(pair) == 2 and all(_is_count(v) and v >= lowest[key] for v in pair)
+        for key, pairs in value.items()
+        for pair in pairs
+    )
+
+
 # Entries that the code reads, with what each must be (others are records and may hold anything).
 _META_ENTRIES: dict[str, tuple[Any, str]] = {
     "task": (lambda v: v is None or v in ("classification", "regression"), "'classification', 'regression' or null"),
@@ -247,6 +263,10 @@ _META_ENTRIES: dict[str, tuple[Any, str]] = {
     "output_offset": (_is_number, "a finite number"),
     "weight_space": (lambda v: v in ("mlp", "cnn"), "'mlp' or 'cnn'"),
     "kernel_grid": (lambda v: _is_sizes(v) and len(v) == 2, "[H, W] of positive integers"),
+    CONV_GEOMETRY: (
+        lambda v: _is_conv_geometry(v),
+        '{"stride": [[h, w], ...], "padding": ..., "dilation": ...}, one pair per convolution',
+    ),
     "num_points": (lambda v: _is_count(v) and v > 0, "a positive integer"),
     "intensity_range": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_number, v)), "[low, high]"),
     "recipe": (lambda v: isinstance(v, dict), "an object"),

@@ -62,9 +62,10 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     task.add_argument("--task", choices=TASKS, help="default: the dataset's own (classification or regression)")
     task.add_argument(
         "--targets",
-        type=_integers,
+        type=_targets,
         metavar="COLUMNS",
-        help="regression: the columns of y to predict, e.g. 1 or 0,1 (default: all)",
+        help="regression: the columns of y to predict, e.g. 1 or 0,1, or their names (a zoo's test_accuracy) "
+        "(default: all)",
     )
     task.add_argument("--max-train", type=int, metavar="N", help="train on at most N networks (a fixed random subset)")
     optimisation = parser.add_argument_group("optimisation")
@@ -168,6 +169,10 @@ def _integers(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from error
+
+
+def _targets(text: str) -> tuple[int | str, ...]:
+    return tuple(int(part) if part.isdigit() else part for part in _names(text))
 
 
 def _names(text: str) -> tuple[str, ...]:

@@ -119,8 +119,8 @@ def run_zoo(args: argparse.Namespace) -> int:
     )
     if accuracy:
         print(
-            f"final test accuracy: mean {accuracy['mean']:.2f}%, std {accuracy['std']:.2f}, "
-            f"min {accuracy['min']:.2f}, median {accuracy['median']:.2f}, max {accuracy['max']:.2f}"
+            f"final test accuracy: mean {accuracy['mean']:.4f}, std {accuracy['std']:.4f}, "
+            f"min {accuracy['min']:.4f}, median {accuracy['median']:.4f}, max {accuracy['max']:.4f}"
         )
     print(f"as a dataset: {summary['convert']}")
     return 0

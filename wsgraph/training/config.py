@@ -51,7 +51,7 @@ class TrainConfig:
     dropout: float = 0.0
     probe_features: int = 0
     augment: tuple[str, ...] = ()
-    targets: tuple[int, ...] | None = None
+    targets: tuple[int | str, ...] | None = None
     seed: int = 0
     device: str = "auto"
     amp: bool = False
@@ -68,7 +68,8 @@ class TrainConfig:
         ]
         self.augment = tuple(dict.fromkeys(expanded))
         if self.targets is not None:
-            self.targets = tuple(int(t) for t in self.targets)
+            # Column numbers, or names the dataset's meta.json lists as target_names.
+            self.targets = tuple(int(t) if isinstance(t, int) or str(t).isdigit() else str(t) for t in self.targets)
         self.validate()
 
     def validate(self) -> None:
@@ -116,7 +117,12 @@ class TrainConfig:
             value = getattr(self, name)
             _check(value is None or value >= 1, name.replace("_", "-"), value, "at least 1")
         if self.targets is not None:
-            _check(len(self.targets) > 0 and min(self.targets) >= 0, "targets", self.targets, "column indices >= 0")
+            _check(
+                len(self.targets) > 0 and all(bool(t) if isinstance(t, str) else t >= 0 for t in self.targets),
+                "targets",
+                self.targets,
+                "column indices >= 0 or target names",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         document = dataclasses.asdict(self)

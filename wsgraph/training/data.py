@@ -49,6 +49,8 @@ class TrainingData:
     splits: dict[str, SplitData]
     statistics: LayerStatistics
     architectures: list[WeightSpaceSpec]
+    target_columns: tuple[int, ...] | None = None
+    """For regression, the columns of ``y`` to predict (``--targets`` with names resolved)."""
 
     @property
     def train(self) -> SplitData:
@@ -151,6 +153,7 @@ def open_training_data(
     path = _require_directory(root)
     datasets = {name: WeightSpaceDataset(path, split=name, log=log) for name in SPLITS}
     reference = datasets["train"]
+    targets = resolve_targets(targets, reference.meta, path)
     _check_labels(reference, task, targets)
     splits = {
         name: SplitData(name, dataset, _labelled_rows(dataset, task, targets)) for name, dataset in datasets.items()
@@ -162,7 +165,26 @@ def open_training_data(
     for name in ("train", "val"):
         if len(splits[name]) == 0:
             raise ValueError(f"{path}: no {'labelled ' if task != 'dilate' else ''}networks in the {name} split")
-    return TrainingData(path, reference.meta, splits, reference.statistics, reference.architectures)
+    return TrainingData(path, reference.meta, splits, reference.statistics, reference.architectures, targets)
+
+
+def resolve_targets(
+    targets: tuple[int | str, ...] | None, meta: dict[str, Any], root: Path
+) -> tuple[int, ...] | None:
+    """Column numbers for ``--targets``: numbers stay, names are looked up in ``meta["target_names"]``."""
+    if targets is None:
+        return None
+    names = meta.get("target_names") or []
+    columns = []
+    for target in targets:
+        if isinstance(target, int):
+            columns.append(target)
+        elif target in names:
+            columns.append(names.index(target))
+        else:
+            known = f"its targets are {', '.join(names)}" if names else "it names no targets (give column numbers)"
+            raise ValueError(f"--targets {target}: {root} has no target of that name; {known}")
+    return tuple(columns)
 
 
 def _require_directory(root: str | os.PathLike) -> Path:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -32,8 +33,16 @@ from wsgraph.training.loop import BatchPreparation, Loader, Precision, evaluate,
 from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON, hardware, write_history
 from wsgraph.training.plots import LEARNING_CURVES_PNG, plot_learning_curves
 from wsgraph.training.registry import PERMUTATION_AUGMENTED, ModelSpec, build_model, count_parameters, model_spec
+from wsgraph.training.regression import (
+    PREDICTED_VS_TRUE_PNG,
+    PREDICTIONS_CSV,
+    column_metrics,
+    gather_predictions,
+    plot_predicted_vs_true,
+    write_predictions,
+)
 from wsgraph.training.schedule import constant_rate, warmup_cosine, warmup_steps_for
-from wsgraph.training.tasks import ReferencePredictor, make_task
+from wsgraph.training.tasks import ReferencePredictor, Regression, make_task
 from wsgraph.training.trained import NormalizedModel, statistics_from_dict, statistics_to_dict
 from wsgraph.transforms import (
     FirstLayerRotation,
@@ -126,7 +135,7 @@ class _Run:
         """Open the data and make the task; returns the input normalisation."""
         self.data, self.task_name = self._open_data()
         normalization = NormalizeWeights(_to_device(self.data.statistics, self.context.device))
-        self.task = make_task(self.task_name, self.data, self.config.targets, normalization)
+        self.task = make_task(self.task_name, self.data, self.data.target_columns, normalization)
         return normalization
 
     def _evaluate_reference(self, loader: Loader) -> dict[str, Any]:
@@ -447,16 +456,42 @@ class _Run:
             "dataset": {**self.data.summary(), "fingerprint": self.data_fingerprint},
             "hardware": hardware(self.context.device, self.context.world_size),
         }
+        if isinstance(self.task, Regression):
+            result["test_ranking"] = self._test_ranking()
         if self.context.is_main:
             write_history(self.out / METRICS_CSV, state["history"], self.task.metric)
             title = f"{self.config.model} on {self.data.root.name} ({self.task_name})"
             plot_learning_curves(self.out / LEARNING_CURVES_PNG, state["history"], self.task.metric, title)
             write_json(self.out / RESULT_JSON, result, sort_keys=True)
             if test is not None:
+                ranking = result.get("test_ranking")
+                extra = "" if not ranking else f", Kendall tau {ranking['kendall_tau']:.3f}, R^2 {ranking['r2']:.3f}"
                 tqdm.write(
-                    f"wsgraph train: test {self.task.metric} {test[1]:.4g} (best epoch {state['best_epoch']}); results in {self.out}"
+                    f"wsgraph train: test {self.task.metric} {test[1]:.4g}{extra} (best epoch {state['best_epoch']}); "
+                    f"results in {self.out}"
                 )
         return result
+
+
+    def _test_ranking(self) -> dict[str, Any] | None:
+        """Kendall tau, Spearman rho and R^2 of the best model on the test split; the predictions
+        go to ``test_predictions.csv`` and ``predicted_vs_true.png``."""
+        task = self.task
+        predicted, true = gather_predictions(self.model, self.loaders["test"], self.prepare, task.targets, self.precision)
+        parts = all_gather_objects((predicted, true), self.context)
+        parts = [part for part in parts if part[0].size]
+        if not parts:
+            return None
+        predicted = np.concatenate([part[0] for part in parts])
+        true = np.concatenate([part[1] for part in parts])
+        names = self.data.meta.get("target_names") or []
+        names = [names[c] if c < len(names) else f"y{c}" for c in task.columns]
+        metrics = column_metrics(predicted, true, names)
+        if self.context.is_main:
+            write_predictions(self.out / PREDICTIONS_CSV, predicted, true, names)
+            panels = [(f"{self.config.model}: {name}", predicted[:, c], true[:, c]) for c, name in enumerate(names)]
+            plot_predicted_vs_true(self.out / PREDICTED_VS_TRUE_PNG, panels, "target", self.data.root.name)
+        return metrics
 
 
 def reference_result(config: TrainConfig) -> dict[str, Any]:

@@ -217,7 +217,7 @@ def _evaluate(
     data: ZooData,
     train_eval_size: int,
 ) -> None:
-    """Fill in each snapshot's train and test accuracy (%) and mean cross-entropy, all snapshots at once."""
+    """Fill in each snapshot's train and test accuracy (a fraction in [0, 1], as the Small CNN Zoo records it) and mean cross-entropy, all snapshots at once."""
     if not snapshots:
         return
     params = {name: torch.stack([s.state_dict[name] for s in snapshots]) for name in snapshots[0].state_dict}
@@ -234,7 +234,7 @@ def _evaluate(
 def _scores(
     architecture: MemberArchitecture, activation: str, params: dict[str, Tensor], images: Tensor, labels: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """``([B] accuracy in %, [B] mean cross-entropy)`` on shared ``[N, ...]`` or per-member ``[B, N, ...]`` images."""
+    """``([B] accuracy in [0, 1], [B] mean cross-entropy)`` on shared ``[N, ...]`` or per-member ``[B, N, ...]`` images."""
     shared = images.dim() == 4
     count = images.size(0 if shared else 1)
     members = next(iter(params.values())).size(0)
@@ -247,4 +247,4 @@ def _scores(
         target = target.expand(members, -1) if shared else target
         correct += (logits.argmax(dim=-1) == target).sum(dim=1).double()
         loss += functional.cross_entropy(logits.transpose(1, 2), target, reduction="none").sum(dim=1).double()
-    return correct * (100.0 / count), loss / count
+    return correct / count, loss / count

@@ -1,0 +1,204 @@
+"""wsgraph zoo: deterministic per seed, resumable, batched training equal to training alone,
+recorded scores equal to re-evaluating the saved state_dicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional
+
+from wsgraph.cli.main import main
+from wsgraph.zoo import build as zoo_build
+from wsgraph.zoo.build import CHECKPOINTS, ZooPlan, build_zoo, read_records
+from wsgraph.zoo.data import load_zoo_data
+from wsgraph.zoo.hyperparams import SearchSpace, draw_member
+from wsgraph.zoo.members import MemberArchitecture, batched_forward
+from wsgraph.zoo.training import epoch_orders, initial_parameters, member_subsets, subset_size, train_group
+
+# Short trainings on the embedded 8x8 digits: large subsets, one or two epochs.
+SPACE = SearchSpace(train_fraction=(0.1, 0.3), epochs=(1, 2), activations=("relu", "tanh"), dropout=(0.0, 0.4))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data, shape, classes = load_zoo_data("digits", test_size=200)
+    return data, shape, classes
+
+
+def _plan(digits, arch: str = "cnn", count: int = 6, **changes) -> ZooPlan:
+    _, shape, classes = digits
+    settings = dict(
+        source="digits",
+        architecture=MemberArchitecture(arch, shape, classes, 8 if arch == "cnn" else 16),
+        count=count,
+        space=SPACE,
+        batch_size=16,
+        shard_size=3,
+        group_size=4,
+        train_eval_size=100,
+        test_size=200,
+    )
+    settings.update(changes)
+    return ZooPlan(**settings)
+
+
+def _members(out: Path) -> dict[str, dict[str, torch.Tensor]]:
+    return {path.name: torch.load(path, weights_only=True) for path in sorted((out / CHECKPOINTS).rglob("*.pt"))}
+
+
+def _scores(out: Path) -> list[dict]:
+    return [{k: v for k, v in record.items()} for record in read_records(out)]
+
+
+def _same_states(first: dict, second: dict) -> bool:
+    return first.keys() == second.keys() and all(
+        all(torch.equal(first[name][key], second[name][key]) for key in first[name]) for name in first
+    )
+
+
+@pytest.mark.parametrize("arch", ["cnn", "mlp"])
+def test_a_zoo_is_deterministic_per_seed(digits, tmp_path: Path, arch: str) -> None:
+    data = digits[0]
+    build_zoo(_plan(digits, arch), data, tmp_path / "a", progress=False)
+    build_zoo(_plan(digits, arch), data, tmp_path / "b", progress=False)
+    build_zoo(_plan(digits, arch, seed=1), data, tmp_path / "c", progress=False)
+    a, b, c = _members(tmp_path / "a"), _members(tmp_path / "b"), _members(tmp_path / "c")
+    assert len(a) == 6 and _same_states(a, b)
+    assert _scores(tmp_path / "a") == _scores(tmp_path / "b")
+    assert not _same_states(a, c) if a.keys() == c.keys() else True
+    assert [r["lr"] for r in _scores(tmp_path / "a")] != [r["lr"] for r in _scores(tmp_path / "c")]
+
+
+def test_an_interrupted_zoo_resumes_to_the_same_result(digits, tmp_path: Path, monkeypatch) -> None:
+    data = digits[0]
+    plan = _plan(digits, save_epochs=(0, 1))
+    build_zoo(plan, data, tmp_path / "whole", progress=False)
+
+    original = zoo_build._train_shard
+
+    def interrupted(plan, data, out, number, advance, workers):
+        if number == 1:
+            # Killed mid-shard: a partial folder is left behind and must not count.
+            (out / CHECKPOINTS / ".shard-00001.partial").mkdir()
+            raise KeyboardInterrupt
+        return original(plan, data, out, number, advance, workers)
+
+    monkeypatch.setattr(zoo_build, "_train_shard", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_zoo(plan, data, tmp_path / "resumed", progress=False)
+    assert (tmp_path / "resumed" / CHECKPOINTS / "shard-00000").is_dir()
+    assert not (tmp_path / "resumed" / CHECKPOINTS / "shard-00001").exists()
+    monkeypatch.setattr(zoo_build, "_train_shard", original)
+    build_zoo(plan, data, tmp_path / "resumed", progress=False)
+    assert not list((tmp_path / "resumed" / CHECKPOINTS).glob(".shard-*"))
+    assert _same_states(_members(tmp_path / "whole"), _members(tmp_path / "resumed"))
+    assert _scores(tmp_path / "whole") == _scores(tmp_path / "resumed")
+    whole = (tmp_path / "whole" / "labels.csv").read_text()
+    assert whole == (tmp_path / "resumed" / "labels.csv").read_text()
+    # Every member at its initialisation and after epoch 1, and after epoch 2 for those that train 2 epochs.
+    finals = [r for r in _scores(tmp_path / "whole") if r["final"]]
+    assert len(finals) == 6
+    assert len(whole.splitlines()) == 1 + sum(2 + (r["epochs"] == 2) for r in finals)
+
+
+def test_a_zoo_with_other_settings_is_refused(digits, tmp_path: Path) -> None:
+    build_zoo(_plan(digits, count=3), digits[0], tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"other settings.*count"):
+        build_zoo(_plan(digits, count=4), digits[0], tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("arch", ["cnn", "mlp"])
+def test_batched_training_equals_training_each_member_alone(digits, arch: str) -> None:
+    data = digits[0]
+    architecture = _plan(digits, arch).architecture
+    members = [draw_member(SPACE, 3, number) for number in range(5)]
+    members = [m for m in members if m.activation == members[0].activation]
+    together = train_group(architecture, members, data, 16, save_epochs=(1,), train_eval_size=50)
+    alone = [s for m in members for s in train_group(architecture, [m], data, 16, save_epochs=(1,), train_eval_size=50)]
+    assert len(together) == len(alone) >= len(members)
+    for batched, single in zip(together, alone):
+        assert (batched.member, batched.epoch) == (single.member, single.epoch)
+        for key in batched.state_dict:
+            torch.testing.assert_close(batched.state_dict[key], single.state_dict[key], rtol=1e-4, atol=1e-5)
+        assert batched.test_accuracy == pytest.approx(single.test_accuracy, abs=1 / 200)
+
+
+@pytest.mark.parametrize("arch", ["cnn", "mlp"])
+def test_a_member_trains_as_nn_sequential_with_torch_adam_would(digits, arch: str) -> None:
+    """Without dropout, a member's training is the saved module trained with torch.optim.Adam
+    (L2 weight decay) on the member's own batches."""
+    data = digits[0]
+    architecture = _plan(digits, arch).architecture
+    space = SearchSpace(train_fraction=(0.2, 0.2), epochs=(2, 2), dropout=(0.0, 0.0), activations=("tanh",))
+    member = draw_member(space, 0, 7)
+    [trained] = train_group(architecture, [member], data, 16)
+
+    model = architecture.build(member.activation)
+    initial = {key: value[0] for key, value in initial_parameters(architecture, [member]).items()}
+    model.load_state_dict(initial)
+    optimizer = torch.optim.Adam(model.parameters(), lr=member.lr, weight_decay=member.weight_decay)
+    pool = data.train_images.size(0)
+    size = torch.tensor([subset_size(member, pool, 16)])
+    keys = torch.tensor([member.key])
+    subset = member_subsets(keys, size, pool)[0]
+    steps = int(size) // 16
+    for epoch in range(member.epochs):
+        order = epoch_orders(keys, torch.tensor([epoch]), size)[0]
+        for step in range(steps):
+            chosen = subset[order[step * 16 : (step + 1) * 16]]
+            optimizer.zero_grad()
+            functional.cross_entropy(model(data.train_images[chosen]), data.train_labels[chosen]).backward()
+            optimizer.step()
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(trained.state_dict[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_recorded_scores_equal_re_evaluating_the_saved_state_dicts(digits, tmp_path: Path) -> None:
+    data = digits[0]
+    plan = _plan(digits, count=6, save_epochs=(0,))
+    build_zoo(plan, data, tmp_path, progress=False)
+    records = read_records(tmp_path)
+    assert len(records) == 12
+    for record in records:
+        model = plan.architecture.build(record["activation"]).eval()
+        model.load_state_dict(torch.load(tmp_path / CHECKPOINTS / record["path"], weights_only=True))
+        with torch.no_grad():
+            logits = model(data.test_images)
+        accuracy = (logits.argmax(dim=1) == data.test_labels).double().mean().item()
+        assert record["test_accuracy"] == accuracy
+        assert record["test_loss"] == pytest.approx(functional.cross_entropy(logits, data.test_labels).item(), rel=1e-5)
+
+
+def test_batched_forward_is_each_members_module(digits) -> None:
+    data = digits[0]
+    for arch in ("cnn", "mlp"):
+        architecture = _plan(digits, arch).architecture
+        members = [draw_member(SearchSpace(activations=("gelu",)), 0, n) for n in range(3)]
+        params = initial_parameters(architecture, members)
+        logits = batched_forward(architecture, params, data.test_images[:20], "gelu")
+        for row in range(3):
+            model = architecture.build("gelu")
+            model.load_state_dict({key: value[row] for key, value in params.items()})
+            torch.testing.assert_close(logits[row], model(data.test_images[:20]), rtol=1e-5, atol=1e-5)
+
+
+def test_the_small_cnn_zoo_network_has_4970_parameters() -> None:
+    architecture = MemberArchitecture("cnn", (28, 28, 1), 10, 16)
+    assert architecture.num_parameters == 4970
+    assert sum(p.numel() for p in architecture.build("relu").parameters()) == 4970
+    assert MemberArchitecture("mlp", (28, 28, 1), 10, 32).build("relu")(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_cli_writes_a_zoo_and_refuses_bad_ranges(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "zoo"
+    arguments = ["zoo", "--source", "digits", "--out", str(out), "--count", "4", "--arch", "mlp", "--width", "8"]
+    assert main([*arguments, "--epochs", "1", "--train-fraction", "0.2", "--test-size", "50", "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["members"] == 4 and summary["checkpoints"] == 4
+    assert main([*arguments, "--lr", "0.1,0.01"]) == 1
+    assert "--lr range must be 0 < low <= high" in capsys.readouterr().err
+    assert main([*arguments, "--activations", "swish"]) == 1
+    assert "--activations must name some of" in capsys.readouterr().err

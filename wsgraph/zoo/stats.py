@@ -1,0 +1,143 @@
+"""The statistics baseline of Unterthiner et al. (2020) for predicting a network's accuracy from its weights.
+
+Each network becomes a fixed-length vector: for every layer, separately for its weights
+and its biases, the mean, the variance and the 0, 25, 50, 75 and 100 percentiles (7
+numbers per tensor; 56 for the 4-layer Small CNN Zoo network), and a gradient-boosted
+regression tree ensemble (scikit-learn's ``GradientBoostingRegressor``) maps the vector
+to the target. The features are invariant to every permutation of neurons and channels,
+which is why this simple baseline is strong on zoos (Unterthiner et al., Table 2; the
+"StatNN"/"stats" rows of later papers use the same features).
+
+``wsgraph zoo-stats --zoo ZOO --targets test_accuracy --out RUN`` trains it on a zoo
+folder's training members and reports, on its test members, Kendall's tau, Spearman's
+rho, R^2 and the MSE (with the mean predictor's MSE), using the same member splits as the
+dataset ``wsgraph convert ... --labels ZOO/labels.csv`` builds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.ensemble import GradientBoostingRegressor
+
+from wsgraph.datasets.store import SPLITS
+from wsgraph.io import write_json
+from wsgraph.training.regression import (
+    PREDICTED_VS_TRUE_PNG,
+    PREDICTIONS_CSV,
+    column_metrics,
+    plot_predicted_vs_true,
+    write_predictions,
+)
+from wsgraph.zoo.build import CHECKPOINTS, TARGET_COLUMNS, read_records
+
+QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
+STATISTICS = ("mean", "var", *(f"q{int(q * 100)}" for q in QUANTILES))
+
+
+def weight_statistics(state_dict: dict[str, torch.Tensor]) -> np.ndarray:
+    """Mean, variance and quantiles of every tensor of ``state_dict`` (in its key order), concatenated."""
+    features = []
+    for tensor in state_dict.values():
+        values = tensor.detach().double().flatten()
+        features.append(values.mean())
+        features.append(values.var(unbiased=False))
+        features.append(torch.quantile(values, torch.tensor(QUANTILES, dtype=torch.float64)))
+    return torch.cat([f.view(-1) for f in features]).numpy()
+
+
+def feature_names(state_dict: dict[str, torch.Tensor]) -> list[str]:
+    return [f"{key}:{statistic}" for key in state_dict for statistic in STATISTICS]
+
+
+def zoo_features(zoo: str | os.PathLike) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """``([n, features], records)`` for every saved checkpoint of a zoo folder."""
+    zoo = Path(zoo)
+    records = [record for record in read_records(zoo) if record["path"] is not None]
+    if not records:
+        raise ValueError(f"{zoo}: no saved zoo members (run 'wsgraph zoo' first)")
+    rows = []
+    for record in records:
+        state = torch.load(zoo / CHECKPOINTS / record["path"], map_location="cpu", weights_only=True)
+        rows.append(weight_statistics(state))
+    return np.stack(rows), records
+
+
+def fit_stats_gbt(
+    zoo: str | os.PathLike,
+    out: str | os.PathLike,
+    targets: tuple[str, ...] = ("test_accuracy",),
+    *,
+    seed: int = 0,
+    n_estimators: int = 300,
+    learning_rate: float = 0.05,
+    max_depth: int = 4,
+) -> dict[str, Any]:
+    """Train the statistics + gradient-boosted-trees baseline on a zoo and test it; write ``out``.
+
+    Writes ``result.json`` (validation and test Kendall tau, Spearman rho, R^2 and MSE, the
+    mean predictor's MSE, the settings), ``test_predictions.csv`` and ``predicted_vs_true.png``.
+    """
+    unknown = [target for target in targets if target not in TARGET_COLUMNS]
+    if unknown:
+        raise ValueError(f"--targets {unknown[0]}: a zoo's targets are {', '.join(TARGET_COLUMNS)}")
+    started = time.perf_counter()
+    features, records = zoo_features(zoo)
+    y = np.array([[record[target] for target in targets] for record in records], dtype=np.float64)
+    split = np.array([record["split"] for record in records])
+    usable = np.isfinite(y).all(axis=1) & np.isfinite(features).all(axis=1)
+    rows = {name: np.nonzero((split == name) & usable)[0] for name in SPLITS}
+    if rows["train"].size < 2 or rows["test"].size < 2:
+        raise ValueError(f"{zoo}: {rows['train'].size} train and {rows['test'].size} test members; too few to fit")
+    predictions = {name: np.zeros((rows[name].size, len(targets))) for name in SPLITS}
+    for column in range(len(targets)):
+        model = GradientBoostingRegressor(
+            n_estimators=n_estimators,
+            learning_rate=learning_rate,
+            max_depth=max_depth,
+            subsample=0.8,
+            random_state=seed,
+        )
+        model.fit(features[rows["train"]], y[rows["train"], column])
+        for name in SPLITS:
+            if rows[name].size:
+                predictions[name][:, column] = model.predict(features[rows[name]])
+    train_mean = y[rows["train"]].mean(axis=0)
+    test_true = y[rows["test"]]
+    result: dict[str, Any] = {
+        "model": "stats-gbt",
+        "task": "regress",
+        "targets": list(targets),
+        "metric": "mse",
+        "test_metric": float(((predictions["test"] - test_true) ** 2).mean()),
+        "reference": {
+            "predictor": "always the mean training target",
+            "test_metric": float(((train_mean - test_true) ** 2).mean()),
+        },
+        "test_ranking": column_metrics(predictions["test"], test_true, targets),
+        "networks": {name: int(rows[name].size) for name in SPLITS},
+        "features": int(features.shape[1]),
+        "settings": {
+            "n_estimators": n_estimators,
+            "learning_rate": learning_rate,
+            "max_depth": max_depth,
+            "subsample": 0.8,
+            "seed": seed,
+        },
+        "zoo": str(Path(zoo).resolve()),
+        "seconds": time.perf_counter() - started,
+        "command": f"wsgraph zoo-stats --zoo {zoo} --targets {','.join(targets)} --out {out}",
+    }
+    if rows["val"].size >= 2:
+        result["val_ranking"] = column_metrics(predictions["val"], y[rows["val"]], targets)
+    out = Path(out)
+    write_predictions(out / PREDICTIONS_CSV, predictions["test"], test_true, targets)
+    panels = [(f"stats-gbt: {t}", predictions["test"][:, c], test_true[:, c]) for c, t in enumerate(targets)]
+    plot_predicted_vs_true(out / PREDICTED_VS_TRUE_PNG, panels, "target", Path(zoo).name)
+    write_json(out / "result.json", result, sort_keys=True)
+    return result

@@ -3,7 +3,8 @@
 Loading runs no code from the file. :func:`torch.load` runs with ``weights_only=True``,
 which rebuilds tensors and plain containers only, and a whole saved ``nn.Module`` is
 rebuilt only when every module in it is one of :data:`SAFE_MODULE_CLASSES` (containers,
-``nn.Linear``, ``nn.Dropout`` and the activations a graph records). Anything else the
+``nn.Linear``, ``nn.Conv2d``, ``nn.AdaptiveAvgPool2d``, ``nn.Flatten``, ``nn.Dropout``
+and the activations a graph records). Anything else the
 file names (a class of your own, or ``os.system`` in a crafted file) is refused with
 an error naming it. ``trust_pickles=True`` (``--trust-pickles`` on the command line)
 unpickles such files with ``weights_only=False``, **which runs any code the file
@@ -39,13 +40,18 @@ CHECKPOINT_SUFFIXES = TORCH_SUFFIXES | {SAFETENSORS_SUFFIX}
 # Keys under which training scripts commonly nest the weights, tried in this order.
 CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 # The modules a saved network may be built of when it is loaded without trust_pickles:
-# what the extractor reads (linear layers, elementwise activations, containers), and
-# Dropout, an identity in eval mode. None of them runs code of its own when rebuilt.
+# what the extractors read (linear layers and convolutions, the global average pooling
+# and flattening between them, elementwise activations, containers), and Dropout, an
+# identity in eval mode. None of them runs code of its own when rebuilt; the options
+# their forward reads from the file are checked (`_check_layer_options`).
 SAFE_MODULE_CLASSES: tuple[type[nn.Module], ...] = (
     nn.Sequential,
     nn.ModuleList,
     nn.ModuleDict,
     nn.Linear,
+    nn.Conv2d,
+    nn.AdaptiveAvgPool2d,
+    nn.Flatten,
     nn.Dropout,
     *ACTIVATION_CLASSES,
 )
@@ -356,6 +362,82 @@ def _check_module(module: nn.Module, label: str, name: str) -> None:
         found = getattr(type(module), key, None)
         if callable(found) or isinstance(found, property):
             raise CheckpointError(f"{where} has an attribute {_key_text(key)!r} that hides its method of that name")
+    problem = _layer_option_problem(module, state)
+    if problem is not None:
+        raise CheckpointError(f"{where} {problem}")
+
+
+def _layer_option_problem(module: nn.Module, state: dict) -> str | None:
+    """What is wrong with the options a layer's forward reads from the file, or ``None``.
+
+    A convolution's options size what it computes: a crafted stride, padding or dilation
+    could make running it allocate without bound, a kernel size that disagrees with the
+    weight would make the recorded graph lie. Only the values torch's own constructors
+    produce pass; the extractor then bounds the probe it runs (``wsgraph.extract_cnn``).
+    """
+    if isinstance(module, nn.Conv2d):
+        weight = state["_parameters"].get("weight")
+        bias = state["_parameters"].get("bias", _MISSING)
+        checks = {
+            "in_channels": _is_int(state.get("in_channels"), 1),
+            "out_channels": _is_int(state.get("out_channels"), 1),
+            "kernel_size": _is_int_pair(state.get("kernel_size"), 1),
+            "stride": _is_int_pair(state.get("stride"), 1),
+            "dilation": _is_int_pair(state.get("dilation"), 1),
+            "padding": state.get("padding") in ("same", "valid") or _is_int_pair(state.get("padding"), 0),
+            "groups": _is_int(state.get("groups"), 1),
+            "padding_mode": state.get("padding_mode") in ("zeros", "reflect", "replicate", "circular"),
+            "transposed": state.get("transposed") is False,
+            "output_padding": state.get("output_padding") in ((0, 0), (0,)),
+        }
+        bad = next((key for key, passed in checks.items() if not passed), None)
+        if bad is not None:
+            return f"has a malformed {bad!r} ({_value_text(state.get(bad, _MISSING))})"
+        # What padding modes other than zeros pad by; it must be what `padding` implies.
+        padding, reach = state["padding"], [d * (k - 1) for d, k in zip(state["dilation"], state["kernel_size"])]
+        widest = 0 if padding == "valid" else max(reach) if padding == "same" else max(padding)
+        repeated = state.get("_reversed_padding_repeated_twice")
+        if not (
+            isinstance(repeated, (list, tuple))
+            and len(repeated) == 4
+            and all(_is_int(v, 0) and v <= widest for v in repeated)
+        ):
+            return "has a malformed '_reversed_padding_repeated_twice'"
+        shape = (state["out_channels"], state["in_channels"] // state["groups"], *state["kernel_size"])
+        if not isinstance(weight, Tensor) or tuple(weight.shape) != shape:
+            found = tuple(weight.shape) if isinstance(weight, Tensor) else None
+            return f"has a weight of shape {found}, not the {shape} its options say"
+        if bias is _MISSING or (bias is not None and (not isinstance(bias, Tensor) or tuple(bias.shape) != shape[:1])):
+            return "has a bias that does not match its output channels"
+    elif isinstance(module, nn.AdaptiveAvgPool2d):
+        if state.get("output_size") not in (1, (1, 1)):
+            return (
+                f"pools to {_value_text(state.get('output_size', _MISSING))}; only a global average pooling "
+                "(output_size=1) is read"
+            )
+    elif isinstance(module, nn.Flatten) and not all(
+        _is_int(state.get(key), -(2**31)) for key in ("start_dim", "end_dim")
+    ):
+        return "has a malformed 'start_dim' or 'end_dim'"
+    return None
+
+
+def _is_int(value: object, lowest: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and lowest <= value < 2**31
+
+
+def _is_int_pair(value: object, lowest: int) -> bool:
+    return isinstance(value, tuple) and len(value) == 2 and all(_is_int(v, lowest) for v in value)
+
+
+def _value_text(value: object) -> str:
+    # Only short, plain values are shown: a crafted option could be a huge object.
+    if value is _MISSING:
+        return "missing"
+    if isinstance(value, (int, str)) or (isinstance(value, tuple) and len(value) <= 4):
+        text = repr(value)
+        return text if len(text) <= 40 else text[:40] + "..."
+    return f"<{type(value).__name__}>"
 
 
 def _join(label: str, key: str) -> str:

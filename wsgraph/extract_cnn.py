@@ -26,6 +26,8 @@ _PROBE_SEED = 0x5EED
 # Spatial size of the last convolution's output in the probe: large enough that a
 # pooling over part of the image differs from the global average.
 _PROBE_OUTPUT_SIZE = 3
+# The most values the probe input, or any convolution's output on it, may hold (256 MiB of float32).
+MAX_PROBE_ELEMENTS = 2**26
 UNKNOWN_GEOMETRY = (-1, -1)
 
 
@@ -146,6 +148,7 @@ def from_cnn_module(module: nn.Module, probe_batch: int = 4) -> ConvChain:
         raise NotACNNError(f"the first layer '{first_name}' is a {type(first).__name__}, not nn.Conv2d: not a CNN")
     convs = [m for _, m in layers if isinstance(m, nn.Conv2d)]
     size = _probe_size(convs)
+    _check_probe_budget(convs, probe_batch, size)
     weight = first.weight
     generator = torch.Generator().manual_seed(_PROBE_SEED)
     probe = torch.randn(probe_batch, weight.size(1), size, size, generator=generator)
@@ -312,6 +315,40 @@ def _geometry(conv: nn.Conv2d, label: str) -> ConvGeometry:
     else:
         padding = tuple(conv.padding)
     return ConvGeometry(tuple(conv.stride), tuple(padding), tuple(conv.dilation))
+
+
+def _check_probe_budget(convs: Sequence[nn.Conv2d], batch: int, size: int) -> None:
+    """Refuse to run convolutions whose probe input or output would exceed :data:`MAX_PROBE_ELEMENTS`.
+
+    A stride, padding or dilation sizes the probe and what each convolution makes of it;
+    values no real CNN has (a module from a crafted file, say) would otherwise allocate
+    without bound before any check could see them.
+    """
+    shape = [size, size]
+    if batch * convs[0].in_channels * size * size > MAX_PROBE_ELEMENTS:
+        # The probe's size grows with every stride and dilation: name the largest.
+        position = max(range(len(convs)), key=lambda i: max(convs[i].stride) * max(convs[i].dilation))
+        conv = convs[position]
+        raise NotACNNError(
+            f"its convolutions' strides and dilations (convolution {position + 1}: stride {tuple(conv.stride)}, "
+            f"dilation {tuple(conv.dilation)}) would need a probe of over {MAX_PROBE_ELEMENTS:,} values to trace; "
+            "not read"
+        )
+    elements = 0
+    for position, conv in enumerate(convs):
+        if isinstance(conv.padding, str):
+            reach = [d * (k - 1) // 2 for d, k in zip(conv.dilation, conv.kernel_size)]
+            padding = [0, 0] if conv.padding == "valid" else reach
+        else:
+            padding = list(conv.padding)
+        geometry = zip(shape, padding, conv.dilation, conv.kernel_size, conv.stride)
+        shape = [max((n + 2 * p - d * (k - 1) - 1) // s + 1, 0) for n, p, d, k, s in geometry]
+        elements = max(elements, batch * conv.out_channels * shape[0] * shape[1])
+        if elements > MAX_PROBE_ELEMENTS:
+            raise NotACNNError(
+                f"convolution {position + 1} (stride {tuple(conv.stride)}, padding {conv.padding}, dilation "
+                f"{tuple(conv.dilation)}) would need a probe of over {MAX_PROBE_ELEMENTS:,} values to trace; not read"
+            )
 
 
 def _probe_size(convs: Sequence[nn.Conv2d]) -> int:

@@ -78,13 +78,13 @@ def test_saved_modules_give_their_own_geometry_and_must_agree_with_the_flags(tmp
     members = [strided_member(seed) for seed in range(2)]
     for number, member in enumerate(members):
         torch.save(member, src / f"m{number}.pt")
-    convert_checkpoints(src, tmp_path / "out", progress=False, trust_pickles=True)
+    convert_checkpoints(src, tmp_path / "out", progress=False)
     assert read_meta(tmp_path / "out")["conv_geometry"]["stride"] == [[2, 2]] * 3
     rebuilt_outputs_match(tmp_path / "out", members)
     with pytest.raises(
         ValueError, match=r"m0.pt: convolution 1 \(0\) has stride \(2, 2\), the given stride says \(1, 1\)"
     ):
-        convert_checkpoints(src, tmp_path / "again", conv_geometry={"stride": 1}, progress=False, trust_pickles=True)
+        convert_checkpoints(src, tmp_path / "again", conv_geometry={"stride": 1}, progress=False)
 
 
 def test_networks_with_fewer_convolutions_share_the_first_entries(tmp_path):

@@ -20,8 +20,8 @@ from wsgraph.graph import graph_specs
 from wsgraph.spec import WeightSpaceSpec
 
 TRUST_PICKLES_HELP = (
-    "also load a saved module built of classes other than torch.nn containers, nn.Linear, nn.Dropout and the "
-    "known activations (e.g. your own nn.Module subclass). This unpickles the file with weights_only=False, "
+    "also load a saved module built of classes other than torch.nn containers, nn.Linear, nn.Conv2d, "
+    "nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout and the known activations (e.g. your own nn.Module subclass). This unpickles the file with weights_only=False, "
     "which RUNS ANY CODE THE FILE CONTAINS: use it only for files you made"
 )
 

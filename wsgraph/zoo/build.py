@@ -3,6 +3,7 @@
 Layout of a zoo folder ``OUT``::
 
     OUT/zoo.json                      the plan (every setting that decides the members) and progress
+    OUT/checkpoints/geometry.json     the convolutions' stride and padding (cnn), for 'wsgraph convert'
     OUT/checkpoints/shard-00000/      one folder per shard, renamed into place when complete
         m000000-e03.pt                member 0 after 3 epochs: a plain state_dict (weights_only=True)
         records.json                  hyper-parameters, split and scores of the shard's checkpoints
@@ -40,11 +41,11 @@ from wsgraph.datasets.store import SPLITS
 from wsgraph.io import atomic_write, write_json
 from wsgraph.locks import write_lock
 from wsgraph.zoo.hyperparams import MemberHyperparameters, SearchSpace, draw_member
-from wsgraph.zoo.members import MemberArchitecture
+from wsgraph.zoo.members import PADDING, STRIDE, MemberArchitecture
 from wsgraph.zoo.training import Snapshot, ZooData, subset_size, train_group
 
 ZOO_FILE, INDEX_CSV, LABELS_CSV, SUMMARY_JSON = "zoo.json", "index.csv", "labels.csv", "summary.json"
-CHECKPOINTS, RECORDS = "checkpoints", "records.json"
+CHECKPOINTS, RECORDS, GEOMETRY_JSON = "checkpoints", "records.json", "geometry.json"
 FORMAT = "wsgraph-zoo"
 # Member splits for the generalization task (train/val/test of the weight-space model).
 SPLIT_RATIOS = (0.8, 0.1, 0.1)
@@ -163,6 +164,9 @@ def _build_locked(plan: ZooPlan, data: ZooData, out: Path, progress: bool, worke
         raise FileExistsError(f"{out}: exists, is not empty and holds no {ZOO_FILE}; use an empty --out folder")
     write_json(zoo_file, document)
     (out / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+    if plan.architecture.arch == "cnn":
+        # A state_dict holds no strides or paddings; 'wsgraph convert' reads them from here.
+        write_json(out / CHECKPOINTS / GEOMETRY_JSON, {"stride": STRIDE, "padding": PADDING})
     for stale in (out / CHECKPOINTS).glob(".shard-*.partial"):
         shutil.rmtree(stale, ignore_errors=True)
     done = [n for n in range(plan.num_shards) if (shard_folder(out, n) / RECORDS).is_file()]

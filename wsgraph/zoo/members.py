@@ -153,25 +153,29 @@ def batched_forward(
     """
     act = make_activation(activation)
     members = next(iter(params.values())).size(0)
-    if inputs.dim() == 4:
-        inputs = inputs.unsqueeze(0).expand(members, *inputs.shape)
-    count = inputs.size(1)
+    shared = inputs.dim() == 4
     if architecture.arch == "cnn":
-        # [B, N, C, H, W] -> [N, B * C, H, W]: member b's images are channel block b.
-        hidden = inputs.transpose(0, 1).reshape(count, -1, *inputs.shape[-2:])
+        count = inputs.size(0 if shared else 1)
+        # [B, N, C, H, W] -> [N, B * C, H, W]: member b's images are channel block b. Images shared
+        # by all members stay [N, C, H, W], and the first convolution is one ungrouped one.
+        hidden = inputs if shared else inputs.transpose(0, 1).reshape(count, -1, *inputs.shape[-2:])
         for layer, position in enumerate((0, 2, 4)):
             weight, bias = params[f"{position}.weight"], params[f"{position}.bias"]
             if layer > 0 and dropout_masks is not None:
                 mask = dropout_masks[layer - 1].transpose(0, 1).reshape(count, -1, 1, 1)
                 hidden = hidden * mask
+            groups = 1 if layer == 0 and shared else members
             hidden = functional.conv2d(
-                hidden, weight.reshape(-1, *weight.shape[2:]), bias.reshape(-1), STRIDE, PADDING, groups=members
+                hidden, weight.reshape(-1, *weight.shape[2:]), bias.reshape(-1), STRIDE, PADDING, groups=groups
             )
             hidden = act(hidden)
         pooled = hidden.mean(dim=(2, 3)).view(count, members, -1).transpose(0, 1)  # [B, N, width]
         if dropout_masks is not None:
             pooled = pooled * dropout_masks[2]
         return torch.baddbmm(params["8.bias"].unsqueeze(1), pooled, params["8.weight"].transpose(1, 2))
+    if shared:
+        inputs = inputs.unsqueeze(0).expand(members, *inputs.shape)
+    count = inputs.size(1)
     hidden = inputs.reshape(members, count, -1)
     for layer, position in enumerate((1, 3, 5)):
         if layer > 0:

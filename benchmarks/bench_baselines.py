@@ -6,8 +6,9 @@ One step = forward, cross-entropy, backward and AdamW update on one batch of
 (``wsgraph.training.build_model`` with the model's own defaults: the flat MLP at its
 published sizes, the PyG GNNs with 64 channels and 4 rounds, ``ng-gnn`` with the Neural
 Graphs recipe's 32 channels and 4 rounds), in a fresh subprocess so that its peak memory
-is its own. ``ng-gnn-scatter`` is ``ng-gnn`` on its PyG message-passing backend, the
-same numbers computed from the edge list.
+is its own. ``ng-gnn`` runs its default fused backend; ``ng-gnn-dense`` and
+``ng-gnn-scatter`` are the same model on its dense backend and on its PyG
+message-passing backend, the same numbers computed other ways.
 
 Each model takes one untimed warm-up step, then ``--steps`` timed ones; networks/s is
 from the best step (the machine may be shared: the load average before and after each
@@ -40,7 +41,9 @@ from common import add_common_flags, environment, load_average, markdown_table, 
 
 from wsgraph.io import write_json
 
-MODELS = ("dwsnet", "mlp", "gine", "pna", "gatv2", "transformer", "ng-gnn", "ng-gnn-scatter")
+MODELS = ("dwsnet", "mlp", "gine", "pna", "gatv2", "transformer", "ng-gnn", "ng-gnn-dense", "ng-gnn-scatter")
+# Suffixes that run ng-gnn on another of its backends (the same numbers, computed another way).
+BACKEND_SUFFIXES = ("-dense", "-scatter")
 NUM_CLASSES = 10
 PROFILED_STEPS = 2
 PROFILED_OPERATORS = 12
@@ -60,9 +63,10 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
     batch = random_batch(spec, config["batch_size"])
     name = config["model"]
     torch.manual_seed(0)
-    model = build_model(model_spec(name.removesuffix("-scatter"), "classify", [spec], NUM_CLASSES))
-    if name.endswith("-scatter"):
-        model.backend = "scatter"
+    backend = next((suffix for suffix in BACKEND_SUFFIXES if name.endswith(suffix)), None)
+    model = build_model(model_spec(name.removesuffix(backend or ""), "classify", [spec], NUM_CLASSES))
+    if backend is not None:
+        model.backend = backend.removeprefix("-")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
 

@@ -76,23 +76,55 @@ def test_mixed_widths_give_each_network_its_own_output(backend, settings):
     torch.testing.assert_close(model(batch.to_data_list()[2]), alone[2:3], rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("settings", [*VARIANTS, {"norm": "minibatch"}])
+def outputs_and_gradients(model, batch, backend):
+    model.backend = backend
+    model.zero_grad()
+    output = model(batch)
+    nn.functional.cross_entropy(output, batch.y).backward()
+    return output.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("settings", [*VARIANTS, {"norm": "minibatch"}, {"aggregators": ("max",)}])
 @pytest.mark.parametrize("widths", [MIXED_WIDTHS, MIXED_WIDTHS[:1]])
-def test_dense_and_scatter_backends_agree_with_their_gradients(widths, settings):
+@pytest.mark.parametrize("backend", ["fused", "dense"])
+def test_backends_agree_with_the_scatter_reference_with_their_gradients(backend, widths, settings):
     batch = make_batch(5, widths=widths)
     batch.y = torch.arange(batch.num_graphs) % 3
     model = make_model(**settings).train()
-    outputs, gradients = [], []
-    for backend in BACKENDS:
-        model.backend = backend
-        model.zero_grad()
-        output = model(batch)
-        nn.functional.cross_entropy(output, batch.y).backward()
-        outputs.append(output.detach())
-        gradients.append({name: p.grad.clone() for name, p in model.named_parameters()})
-    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=1e-12)
-    for name, gradient in gradients[0].items():
-        torch.testing.assert_close(gradient, gradients[1][name], rtol=0, atol=1e-11, msg=name)
+    reference, reference_gradients = outputs_and_gradients(model, batch, "scatter")
+    output, gradients = outputs_and_gradients(model, batch, backend)
+    torch.testing.assert_close(output, reference, rtol=0, atol=1e-12)
+    for name, gradient in gradients.items():
+        torch.testing.assert_close(gradient, reference_gradients[name], rtol=0, atol=1e-11, msg=name)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_kernels_run_the_published_settings_in_chunks(monkeypatch, threads):
+    # Chunks of one network exercise the chunk loop (and, with two threads, the thread pool) on small networks.
+    from wsgraph.layers import neural_graph_fused
+
+    calls = []
+
+    def one_network_each(num_networks, per_network):
+        calls.append(num_networks)
+        return [slice(index, index + 1) for index in range(num_networks)]
+
+    monkeypatch.setattr(neural_graph_fused, "_chunks", one_network_each)
+    batch = make_batch(12, widths=MIXED_WIDTHS[:1], repeats=3)
+    batch.y = torch.arange(batch.num_graphs) % 3
+    model = make_model().train()
+    assert model.fusable
+    reference, reference_gradients = outputs_and_gradients(model, batch, "dense")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        output, gradients = outputs_and_gradients(model, batch, "fused")
+    finally:
+        torch.set_num_threads(previous)
+    assert calls and set(calls) == {3}
+    torch.testing.assert_close(output, reference, rtol=0, atol=1e-12)
+    for name, gradient in gradients.items():
+        torch.testing.assert_close(gradient, reference_gradients[name], rtol=0, atol=1e-11, msg=name)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -23,11 +23,12 @@ from wsgraph.layers.neural_graph_dense import (
     modulate,
     neighbourhood_statistics,
 )
+from wsgraph.layers.neural_graph_fused import fused_edge_update, fused_messages
 from wsgraph.layers.positional import NeuronPositionalEncoding, check_signature
 from wsgraph.layers.probe import ProbeFeatures
 from wsgraph.transforms import LayerStatistics
 
-Backend = Literal["dense", "scatter"]
+Backend = Literal["fused", "dense", "scatter"]
 Norm = Literal["graph", "node", "minibatch", "none"]
 Pooling = Literal["cat", "mean", "sum", "max"]
 PoolingLayer = Literal["last", "all"]
@@ -181,8 +182,7 @@ class NeuralGraphConv(MessagePassing):
         blocks = self.pre.weight.split(self.channels, dim=1)
         target_part = layout.split(nn.functional.linear(x, blocks[0], self.pre.bias))
         source_part = layout.split(nn.functional.linear(x, blocks[1]))
-        needs = set(self.aggregators)
-        moments, extremes = bool(needs & {"sum", "mean", "var", "std"}), bool(needs & {"min", "max"})
+        moments, extremes = self.aggregator_needs
         incoming: list[list[NeighbourhoodStatistics]] = [[] for _ in layout.widths]
         for layer, states in enumerate(edges, start=1):
             for direction, state in enumerate(states):
@@ -190,8 +190,19 @@ class NeuralGraphConv(MessagePassing):
                 messages = self._modulate(state, hidden)
                 receiver, axis = layout.receivers(layer, direction)
                 incoming[receiver].append(neighbourhood_statistics(messages, axis, moments, extremes))
+        return self.update_dense(x, incoming, layout)
+
+    def update_dense(self, x: Tensor, incoming: list[list[NeighbourhoodStatistics]], layout: DenseNetworks) -> Tensor:
+        """The new node states ``[B, N_g, F]`` from ``x`` and, per node layer, the statistics of its incoming
+        messages."""
         aggregated = [self._aggregate_dense(parts, nodes) for parts, nodes in zip(incoming, layout.split(x))]
         return self.lin(self.post(torch.cat([x, torch.cat(aggregated, dim=1)], dim=-1)))
+
+    @property
+    def aggregator_needs(self) -> tuple[bool, bool]:
+        """Whether the aggregators need the messages' sums and sums of squares, and their extremes."""
+        needs = set(self.aggregators)
+        return bool(needs & {"sum", "mean", "var", "std"}), bool(needs & {"min", "max"})
 
     def _aggregate_dense(self, parts: list[NeighbourhoodStatistics], nodes: Tensor) -> Tensor:
         """PNA's aggregators and scalers for the neurons of one layer (``nodes`` ``[B, d_k, F]``) from the
@@ -373,15 +384,13 @@ class NeuralGraphGNN(nn.Module):
         probe_statistics (LayerStatistics, optional): the normalisation the inputs
             carry, which the probe features undo to run the networks. (default:
             :obj:`None`, raw weights)
-        backend (str, optional): ``"dense"`` runs each architecture of the batch on
-            dense views (:class:`DenseNetworks`), ``"scatter"`` runs PyG's message
-            passing on the batch's edge list; the same numbers up to rounding, the
-            dense one several times faster on CPU. (default: ``"dense"``)
-        edge_channels (int, optional): channels of ``edge_attr`` where they differ from
-            ``x``'s: ``H*W`` for the graphs of CNNs, whose edges carry their kernels
-            zero-padded into an ``H x W`` grid, every entry a feature of the encoding, as
-            the Neural Graphs code encodes convolutions (linear layers: a 1x1 kernel at
-            the centre). (default: ``in_channels``)
+        backend (str, optional): ``"fused"`` runs each architecture of the batch on
+            dense views with the per-edge work of a round in two fused, chunked
+            kernels (:mod:`wsgraph.layers.neural_graph_fused`; FiLM modulation and
+            SiLU only, other settings run ``"dense"``); ``"dense"`` composes torch
+            operations on the same views (:class:`DenseNetworks`); ``"scatter"`` runs
+            PyG's message passing on the batch's edge list. The same numbers up to
+            rounding (tested in float64, outputs and gradients). (default: ``"fused"``)
 
     Shapes:
         - **input:** a batch of :math:`B` :class:`~wsgraph.graph.WeightSpaceGraph`\ s
@@ -416,7 +425,7 @@ class NeuralGraphGNN(nn.Module):
         pooling_layer: PoolingLayer = "last",
         probe_features: int = 0,
         probe_statistics: LayerStatistics | None = None,
-        backend: Backend = "dense",
+        backend: Backend = "fused",
         edge_channels: int | None = None,
     ) -> None:
         super().__init__()
@@ -465,6 +474,8 @@ class NeuralGraphGNN(nn.Module):
         )
         self.norms = nn.ModuleList(_make_norm(norm, hidden_channels) for _ in range(num_rounds - 1))
         self.act = activation_resolver(act)
+        # The fused kernels implement FiLM and the SiLU edge update; other settings run the dense backend.
+        self.fusable = modulate_edges and not gating_edges and isinstance(self.act, nn.SiLU)
         # The last round's edge states would reach nothing: the readout reads neurons only.
         self.edge_updates = nn.ModuleList(
             NeuralGraphEdgeUpdate(hidden_channels, hidden_channels, act)
@@ -578,6 +589,8 @@ class NeuralGraphGNN(nn.Module):
             [self._encode_edges(raw) for raw in self._edge_inputs(weight)]
             for weight in layout.weights(weights, num_graphs)
         ]
+        if self.backend == "fused" and self.fusable:
+            return self._pool_dense(layout, self._fused_rounds(layout, nodes, edges))
         for index, conv in enumerate(self.convs):
             nodes = conv.forward_dense(nodes, edges, layout)
             if index == self.num_rounds - 1:
@@ -585,6 +598,57 @@ class NeuralGraphGNN(nn.Module):
             nodes = nn.functional.dropout(self.act(self._normalise_dense(index, nodes)), self.dropout, self.training)
             if index < len(self.edge_updates):
                 edges = self.edge_updates[index].forward_dense(nodes, edges, layout)
+        return self._pool_dense(layout, nodes)
+
+    def _fused_rounds(self, layout: DenseNetworks, nodes: Tensor, edges: list[list[Tensor]]) -> Tensor:
+        """The final node states of the rounds of :meth:`_dense_group`, with the per-edge work of each round in
+        two fused kernels (:mod:`wsgraph.layers.neural_graph_fused`).
+
+        An edge update ends in ``lin_out``, and everything that reads its result (the next round's FiLM
+        encoder and edge update's ``lin_edge``) is linear: the edges carry ``SiLU(...)`` instead, and
+        ``lin_out`` is folded into those maps' 32 x 32 weights, which saves one product per edge and round.
+        """
+        channels = self.hidden_channels
+        previous_out: nn.Linear | None = None
+        for index, conv in enumerate(self.convs):
+            film_weight, film_bias = _fold(conv.edge_encoder, previous_out)
+            blocks = conv.pre.weight.split(channels, dim=1)
+            target_part = layout.split(nn.functional.linear(nodes, blocks[0], conv.pre.bias))
+            source_part = layout.split(nn.functional.linear(nodes, blocks[1]))
+            moments, extremes = conv.aggregator_needs
+            incoming: list[list[NeighbourhoodStatistics]] = [[] for _ in layout.widths]
+            for layer, states in enumerate(edges, start=1):
+                for direction, state in enumerate(states):
+                    rows, cols = _axis_parts(source_part, target_part, layer, direction)
+                    receiver, axis = layout.receivers(layer, direction)
+                    total, squares, minimum, maximum = fused_messages(
+                        state, film_weight, film_bias, rows, cols, axis, moments, extremes
+                    )
+                    incoming[receiver].append(
+                        NeighbourhoodStatistics(state.size(axis), total, squares, minimum, maximum)
+                    )
+            nodes = conv.update_dense(nodes, incoming, layout)
+            if index == self.num_rounds - 1:
+                break
+            nodes = nn.functional.dropout(self.act(self._normalise_dense(index, nodes)), self.dropout, self.training)
+            if index < len(self.edge_updates):
+                update = self.edge_updates[index]
+                edge_weight, edge_bias = _fold(update.lin_edge, previous_out)
+                # The update's three biases are one, added once per edge through its source neuron.
+                source = layout.split(update.lin_source(nodes) + edge_bias)
+                target = layout.split(update.lin_target(nodes))
+                edges = [
+                    [
+                        fused_edge_update(state, edge_weight, *_axis_parts(source, target, layer, direction))
+                        for direction, state in enumerate(states)
+                    ]
+                    for layer, states in enumerate(edges, start=1)
+                ]
+                previous_out = update.lin_out
+        return nodes
+
+    def _pool_dense(self, layout: DenseNetworks, nodes: Tensor) -> Tensor:
+        num_graphs = nodes.size(0)
         if self.pooling_layer == "last":
             nodes = layout.nodes(nodes, self.num_layers)
         if self.pooling == "cat":
@@ -611,6 +675,22 @@ class NeuralGraphGNN(nn.Module):
             f"dropout={self.dropout}, pooling={self.pooling!r}, pooling_layer={self.pooling_layer!r}, "
             f"probe_features={self.probe_features}, backend={self.backend!r}"
         )
+
+
+def _fold(linear: nn.Linear, before: nn.Linear | None) -> tuple[Tensor, Tensor]:
+    """Weight and bias of ``linear`` after ``before`` (``linear`` alone when ``before`` is ``None``)."""
+    if before is None:
+        return linear.weight, linear.bias
+    return linear.weight @ before.weight, torch.addmv(linear.bias, linear.weight, before.bias)
+
+
+def _axis_parts(source: list[Tensor], target: list[Tensor], layer: int, direction: int) -> tuple[Tensor, Tensor]:
+    """The node terms on axes 1 and 2 of weight layer ``layer``'s ``[B, d_{l-1}, d_l, F]`` edges in
+    ``direction``, as :meth:`DenseNetworks.endpoints` adds them: the sender's ``source`` and the receiver's
+    ``target``."""
+    if direction == 0:
+        return source[layer - 1], target[layer]
+    return target[layer - 1], source[layer]
 
 
 def _combine(function, tensors: list[Tensor]) -> Tensor:

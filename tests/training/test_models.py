@@ -102,7 +102,7 @@ def _history(run: Path) -> list[float]:
     return [float(line.split(",")[column]) for line in lines[1:]]
 
 
-@pytest.mark.parametrize("model", ["ng-gnn", "gine"])
+@pytest.mark.parametrize("model", ["ng-gnn", "gine", "dwsnet"])
 def test_probe_features_train_and_come_back_with_the_checkpoint(
     classification_root: Path, tmp_path: Path, model: str
 ) -> None:
@@ -126,5 +126,10 @@ def test_probe_features_train_and_come_back_with_the_checkpoint(
 def test_probe_features_are_refused_by_models_without_neuron_features(
     classification_root: Path, tmp_path: Path
 ) -> None:
-    with pytest.raises(ValueError, match="--probe-features applies to gine, pna, gatv2, transformer, ng-gnn"):
-        train(tiny_config(classification_root, tmp_path / "run", "dwsnet", probe_features=4))
+    with pytest.raises(ValueError, match="--probe-features applies to dwsnet, dwsnet-dense, gine, pna, gatv2"):
+        train(tiny_config(classification_root, tmp_path / "run", "mlp", probe_features=4))
+    from wsgraph.spec import WeightSpaceSpec
+    from wsgraph.training import model_spec
+
+    with pytest.raises(ValueError, match="--probe-features does not apply to --task dilate"):
+        model_spec("dwsnet", "dilate", [WeightSpaceSpec((2, 8, 1))], 0, probe_features=4)

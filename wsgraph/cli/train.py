@@ -114,7 +114,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         model,
         "--probe-features",
         int,
-        "GNNs: learned input points at which each network is run; every neuron's values there join its features",
+        "DWSNet and GNNs: learned input points at which each network is run; every neuron's values there join "
+        "its features",
     )
     hardware = parser.add_argument_group("hardware")
     _option(hardware, "--device", str, "auto (CUDA when available), cpu, cuda or cuda:N")

@@ -5,13 +5,16 @@ from __future__ import annotations
 import copy
 import itertools
 
+import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from wsgraph.layers.blocks import WeightSpaceActivation, WeightSpaceDropout, WeightSpaceNorm, residual
 from wsgraph.layers.dws import BACKENDS, DWSLayer
+from wsgraph.layers.probe import ProbeFeatures
 from wsgraph.layers.readout import InvariantReadout
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout, supply_layout
+from wsgraph.transforms import LayerStatistics
 
 
 class DWSStack(nn.Module):
@@ -127,6 +130,16 @@ class DWSNet(_DWSModel):
         norm (str, optional): per-object normalisation after each DWS layer.
         dropout (float): dropout after each DWS layer and in the head.
         backend (str): ``"scatter"`` or ``"dense"``.
+        probe_features (int): learned input points :math:`K` at which the networks are run
+            (:class:`~wsgraph.layers.probe.ProbeFeatures`); each neuron's :math:`K`
+            values, mapped by its layer's linear map and layer norm, join its bias as
+            :math:`K` more channels, and every weight gets :math:`K` zero channels (a
+            DWS layer has the same channels on weights and biases). Hidden-neuron
+            permutations permute the values with the neurons, so the model stays
+            invariant. ``0`` for none; needs ``in_channels=1``.
+        probe_statistics (LayerStatistics, optional): the normalisation the inputs
+            carry, which the probe features undo to run the networks. (default:
+            :obj:`None`, raw weights)
 
     Shapes:
         - **input:** a batch of :math:`B` networks (``x`` :math:`(N, C_{in})`,
@@ -148,11 +161,31 @@ class DWSNet(_DWSModel):
         norm: str | None = "batch",
         dropout: float = 0.0,
         backend: str = "scatter",
+        probe_features: int = 0,
+        probe_statistics: LayerStatistics | None = None,
     ) -> None:
+        if probe_features < 0 or (probe_features and in_channels != 1):
+            raise ValueError(
+                f"probe_features must be >= 0 and needs in_channels=1, got {probe_features} and {in_channels}"
+            )
         super().__init__(
-            num_layers, in_dim, out_dim, in_channels, hidden_channels, num_dws_layers, norm, dropout, backend
+            num_layers,
+            in_dim,
+            out_dim,
+            in_channels + probe_features,
+            hidden_channels,
+            num_dws_layers,
+            norm,
+            dropout,
+            backend,
         )
         self.out_features = out_features
+        self.probe_features = probe_features
+        self.probe = (
+            ProbeFeatures(num_layers, in_dim, probe_features, probe_features, probe_statistics)
+            if probe_features
+            else None
+        )
         self.readout = InvariantReadout(hidden_channels, num_layers, in_dim, out_dim, readout, backend)
         self.head = nn.Sequential(
             nn.Linear(self.readout.out_features, head_hidden),
@@ -167,14 +200,21 @@ class DWSNet(_DWSModel):
         for module in self.head:
             if isinstance(module, nn.Linear):
                 module.reset_parameters()
+        if self.probe is not None:
+            self.probe.reset_parameters()
 
     def forward(self, data: Data, layout: WeightSpaceLayout | None = None) -> Tensor:
         layout = layout if layout is not None else WeightSpaceLayout.of(data)
-        features = self.stack(layout.split(data.x, data.edge_attr), layout)
+        x, edge_attr = data.x, data.edge_attr
+        if self.probe is not None:
+            x = torch.cat([x, self.probe(data)], dim=-1)
+            edge_attr = torch.cat([edge_attr, edge_attr.new_zeros(edge_attr.size(0), self.probe_features)], dim=-1)
+        features = self.stack(layout.split(x, edge_attr), layout)
         return self.head(self.readout.forward_features(features, layout))
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, out_features={self.out_features}"
+        probes = f", probe_features={self.probe_features}" if self.probe_features else ""
+        return f"{super().extra_repr()}, out_features={self.out_features}{probes}"
 
 
 class DWSEditNet(_DWSModel):

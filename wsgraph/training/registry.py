@@ -31,7 +31,7 @@ FLAT_MODELS = ("mlp", "mlp-aug")
 # Models that read the graphs of CNNs (edges carrying padded kernels).
 CNN_MODELS = ("dwsnet", "dwsnet-dense", *NEURAL_GRAPH_MODELS, *FLAT_MODELS)
 # Models whose neurons can carry probe features (--probe-features).
-PROBE_MODELS = (*GNN_MODELS, *NEURAL_GRAPH_MODELS)
+PROBE_MODELS = ("dwsnet", "dwsnet-dense", *GNN_MODELS, *NEURAL_GRAPH_MODELS)
 # Models whose training batches get a fresh random hidden-neuron permutation every step.
 PERMUTATION_AUGMENTED = ("mlp-aug",)
 # The models' own defaults for --hidden-channels and --depth.
@@ -56,7 +56,7 @@ class ModelSpec:
         depth: DWS layers, message-passing rounds or MLP hidden layers (its default when ``None``).
         readout: ``"mean"``, ``"sum"`` or ``"max"`` for DWSNet and the GNNs (their default when ``None``).
         dropout: dropout probability.
-        probe_features: learned input points of the probe features (GNNs only; 0: none).
+        probe_features: learned input points of the probe features (DWSNet and the GNNs; 0: none).
         kernel_sizes: for CNN datasets, each weight layer's largest kernel ``(kh, kw)``
             in the data (``None`` for MLPs): the window DWSNet's kernel lift and the flat
             MLPs read in each layer's grid.
@@ -142,6 +142,8 @@ def model_spec(
         raise ValueError("--readout does not apply to --task dilate: the editor outputs networks, not a pooled vector")
     if probe_features and name not in PROBE_MODELS:
         raise ValueError(f"--probe-features applies to {', '.join(PROBE_MODELS)}, not to --model {name}")
+    if probe_features and task == "dilate":
+        raise ValueError("--probe-features does not apply to --task dilate: the editor's outputs are weights")
     if kernel_grid is not None:
         _check_cnn_model(name, task, probe_features)
     pna_degree = None
@@ -188,6 +190,7 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
     hidden = spec.hidden_channels or DEFAULT_HIDDEN[family]
     depth = spec.depth or DEFAULT_DEPTH[family]
     readout = {} if spec.readout is None else {"readout": spec.readout}
+    probes = {"probe_features": spec.probe_features, "probe_statistics": statistics} if spec.probe_features else {}
     if family == "dwsnet":
         backend = "dense" if spec.name == "dwsnet-dense" else "scatter"
         if spec.is_conv:
@@ -223,6 +226,7 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
             dropout=spec.dropout,
             backend=backend,
             **readout,
+            **probes,
         )
     if family == "mlp":
         architecture = WeightSpaceSpec(spec.widths)
@@ -235,7 +239,6 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
             return FlatMLP(num_params, spec.out_features, hidden, depth, spec.dropout, kernel_sizes=kernels)
         return FlatMLP(architecture.num_params, spec.out_features, hidden, depth, spec.dropout)
     degree = None if spec.pna_degree is None else torch.tensor(spec.pna_degree, dtype=torch.long)
-    probes = {"probe_features": spec.probe_features, "probe_statistics": statistics} if spec.probe_features else {}
     if family == "ng-gnn":
         # --readout pools all neurons; without it the published readout concatenates the output neurons.
         pooling = {} if spec.readout is None else {"pooling": spec.readout, "pooling_layer": "all"}

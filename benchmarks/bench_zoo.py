@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--arch", default="cnn", choices=("cnn", "mlp"))
     parser.add_argument("--members", type=int, default=128, help="members timed per group size (one shard)")
-    parser.add_argument("--group-sizes", default="64", help="comma-separated members per batched group")
+    parser.add_argument("--group-sizes", default="32", help="comma-separated members per batched group")
     parser.add_argument("--target-members", type=int, default=2000, help="zoo size to extrapolate to")
     parser.add_argument("--target-minutes", type=float, default=60.0, help="the time that zoo should take")
     add_common_flags(parser, "zoo")

@@ -76,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--test-size", type=int, help="test images (default: the whole test split)")
     run.add_argument("--shard-size", type=int, default=256, help="members per shard (default 256)")
-    run.add_argument("--group-size", type=int, default=64, help="members trained in one batch (default 64)")
+    run.add_argument("--group-size", type=int, default=32, help="members trained in one batch (default 32)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_zoo)
 

@@ -79,7 +79,7 @@ class ZooPlan:
     train_eval_size: int = 1000
     test_size: int | None = None
     shard_size: int = 256
-    group_size: int = 64
+    group_size: int = 32
 
     def __post_init__(self) -> None:
         for name in ("count", "batch_size", "shard_size", "group_size", "train_eval_size"):

@@ -1,17 +1,21 @@
 """DWSNet training-step throughput: scatter versus dense, with and without torch-scatter, CPU and GPU.
 
 One step = forward, cross-entropy, backward and AdamW update of a DWSNet with 5 DWS
-layers of 32 channels, the invariant readout and a 10-class head, on a batch of
-``--batch`` networks of widths 2-32-32-1. Every configuration runs in a fresh
-subprocess (so peak memory and the torch-scatter switch are clean). A last row runs the
-scatter backend on networks of mixed hidden widths with the same number of edges as
-the one-architecture batch.
+layers of 32 channels (batch norm after each, unless ``--norm none``), the invariant
+readout and a 10-class head, on a batch of ``--batch`` networks of widths 2-32-32-1.
+Every configuration runs in a fresh subprocess (so peak memory and the torch-scatter
+switch are clean). A last row runs the scatter backend on networks of mixed hidden
+widths with the same number of edges as the one-architecture batch.
+
+``--compile`` adds ``torch.compile(model, fullgraph=True)`` rows: the first step
+(tracing and code generation of forward and backward, reported as "compile s") is
+not timed. ``--amp`` adds rows under bfloat16 autocast, as ``wsgraph train --amp``.
 
 Like the ``wsgraph`` commands, every process first tunes glibc's allocator
 (``wsgraph.runtime.tune_cpu_allocator``); ``--default-malloc`` keeps glibc's defaults.
 
-Run: ``python benchmarks/bench_layers.py [--batch 512] [--steps 5] [--devices cpu,cuda] [--compile] [--out FILE]
-[--default-malloc]``
+Run: ``python benchmarks/bench_layers.py [--batch 512] [--steps 5] [--devices cpu,cuda] [--compile] [--eager/--no-eager]
+[--amp] [--backends scatter,dense] [--mixed/--no-mixed] [--norm batch|none] [--profile] [--out FILE] [--default-malloc]``
 Prints a markdown table and writes JSON (default ``benchmarks/results/layers_<hostname>.json``).
 """
 
@@ -52,13 +56,17 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
     batch = _mixed_batch(config["batch"]) if config["mixed"] else _uniform_batch(config["batch"])
     batch = batch.to(device)
     labels = torch.randint(0, 10, (batch.num_graphs,), device=device)
-    model = DWSNet(3, 2, 1, 10, hidden_channels=32, num_dws_layers=5, backend=config["backend"]).to(device)
+    norm = None if config["norm"] == "none" else config["norm"]
+    model = DWSNet(3, 2, 1, 10, hidden_channels=32, num_dws_layers=5, norm=norm, backend=config["backend"])
+    model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    forward = torch.compile(model, dynamic=False) if config["compile"] else model
+    forward = torch.compile(model, fullgraph=True) if config["compile"] else model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config["amp"])
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(forward(batch), labels)
+        with autocast:
+            loss = torch.nn.functional.cross_entropy(forward(batch), labels)
         loss.backward()
         optimizer.step()
 
@@ -66,7 +74,11 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    seconds = time_calls(step, config["steps"], warmup=3 if config["compile"] else 2, sync=sync)
+    compile_s = None
+    if config["compile"]:
+        # The first step traces and generates code for forward and backward: timed on its own.
+        compile_s = time_calls(step, 1, warmup=0, sync=sync)[0]
+    seconds = time_calls(step, config["steps"], warmup=2, sync=sync)
     if device.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
@@ -77,6 +89,7 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
         **config,
         "operators": operators,
         "tuned_allocator": tuned,
+        "compile_s": compile_s,
         **timing,
         "networks": batch.num_graphs,
         "edges": batch.num_edges,
@@ -136,21 +149,26 @@ def _mixed_batch(count: int):
 def configurations(args: argparse.Namespace) -> list[dict[str, Any]]:
     has_torch_scatter = _importable("torch_scatter")
     configs = []
+    compiled_settings = ([False] if args.eager else []) + ([True] if args.compile else [])
     for device in args.devices:
-        for compiled in [False, True] if args.compile else [False]:
-            for backend in ("scatter", "dense"):
-                for use_scatter in [True, False] if has_torch_scatter else [False]:
-                    configs.append(_config(device, backend, use_scatter, compiled, False, args))
-        configs.append(_config(device, "scatter", has_torch_scatter, False, True, args))
+        for amp in [False, True] if args.amp else [False]:
+            for compiled in compiled_settings:
+                for backend in args.backends:
+                    for use_scatter in [True, False] if has_torch_scatter else [False]:
+                        configs.append(_config(device, backend, use_scatter, compiled, False, amp, args))
+        if args.mixed and "scatter" in args.backends:
+            configs.append(_config(device, "scatter", has_torch_scatter, False, True, False, args))
     return configs
 
 
-def _config(device, backend, use_scatter, compiled, mixed, args) -> dict[str, Any]:
+def _config(device, backend, use_scatter, compiled, mixed, amp, args) -> dict[str, Any]:
     return {
         "device": device,
         "backend": backend,
         "torch_scatter": use_scatter,
         "compile": compiled,
+        "amp": amp,
+        "norm": args.norm,
         "mixed": mixed,
         "tuned_allocator": not args.default_malloc,
         "batch": args.batch,
@@ -174,7 +192,10 @@ def run_in_subprocess(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _settings(result: dict[str, Any]) -> str:
-    return f"{'torch-scatter' if result['torch_scatter'] else 'torch only'}{', compiled' if result['compile'] else ''}"
+    compiled = ", compiled" if result["compile"] else ""
+    amp = ", bf16 autocast" if result.get("amp") else ""
+    norm = ", no norm" if result.get("norm") == "none" else ""
+    return f"{'torch-scatter' if result['torch_scatter'] else 'torch only'}{compiled}{amp}{norm}"
 
 
 def report_table(results: list[dict[str, Any]]) -> str:
@@ -183,8 +204,9 @@ def report_table(results: list[dict[str, Any]]) -> str:
         label = f"{result['backend']}{' (mixed widths)' if result['mixed'] else ''}"
         settings = _settings(result)
         if "error" in result:
-            rows.append([result["device"], label, settings, "failed: " + result["error"], "", "", ""])
+            rows.append([result["device"], label, settings, "failed: " + result["error"], "", "", "", ""])
             continue
+        compile_s = result.get("compile_s")
         rows.append(
             [
                 result["device"],
@@ -194,9 +216,10 @@ def report_table(results: list[dict[str, Any]]) -> str:
                 f"{result['networks_per_s']:,.0f}",
                 f"{result['edges_per_s'] / 1e6:.2f}",
                 f"{result['peak_memory_mb']:,.0f}",
+                "" if compile_s is None else f"{compile_s:.0f}",
             ]
         )
-    headers = ["device", "backend", "reductions", "step ms (median)", "networks/s", "M edges/s", "peak MB"]
+    headers = ["device", "backend", "settings", "step ms (median)", "networks/s", "M edges/s", "peak MB", "compile s"]
     return markdown_table(headers, rows)
 
 
@@ -204,7 +227,9 @@ def ratios(results: list[dict[str, Any]]) -> dict[str, float]:
     """scatter/dense step time on one architecture, and mixed/uniform time per edge (scatter)."""
     found: dict[str, float] = {}
     for device in {r["device"] for r in results}:
-        ok = [r for r in results if r["device"] == device and "error" not in r and not r["compile"]]
+        ok = [
+            r for r in results if r["device"] == device and "error" not in r and not r["compile"] and not r.get("amp")
+        ]
         best = {}
         for r in ok:
             key = "mixed" if r["mixed"] else r["backend"]
@@ -223,7 +248,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--devices", default=None, help="comma-separated: cpu,cuda (default: cpu, plus cuda if present)"
     )
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile(fullgraph=True)'d models")
+    parser.add_argument(
+        "--eager", action=argparse.BooleanOptionalAction, default=True, help="time eager models (default: on)"
+    )
+    parser.add_argument("--amp", action="store_true", help="also time every configuration under bfloat16 autocast")
+    parser.add_argument("--backends", default="scatter,dense", help="comma-separated (default: scatter,dense)")
+    parser.add_argument(
+        "--mixed",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the mixed-widths scatter row (default: on)",
+    )
+    parser.add_argument("--norm", choices=("batch", "none"), default="batch", help="normalisation after each layer")
     parser.add_argument("--profile", action="store_true", help="also profile 3 steps per configuration (CPU operators)")
     add_common_flags(parser, "layers")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -233,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.batch < 1 or args.steps < 1:
         parser.error("--batch and --steps must be positive")
+    args.backends = [name for name in args.backends.split(",") if name]
+    if not args.backends or set(args.backends) - {"scatter", "dense"}:
+        parser.error(f"--backends takes scatter and/or dense, got {','.join(args.backends)!r}")
+    if not (args.eager or args.compile):
+        parser.error("--no-eager needs --compile")
     tuned = tune_allocator(args.default_malloc)
     import torch
 
@@ -243,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = ratios(results)
     report = {
         "benchmark": "dws_training_step",
+        "command": "python benchmarks/bench_layers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "widths": "-".join(map(str, WIDTHS)),
         "results": results,
         "ratios": summary,

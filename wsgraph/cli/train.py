@@ -125,6 +125,11 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         help="mixed precision: bfloat16 autocast on CPU, float16 with a gradient scaler on CUDA (default: off)",
     )
     hardware.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="torch.compile the DWSNet models (fullgraph; one process; compiling takes a minute or more) (default: off)",
+    )
+    hardware.add_argument(
         "--loader", choices=LOADERS, help="batching (default: auto, stacked tensors for one architecture, else PyG)"
     )
     _option(hardware, "--num-workers", int, "worker processes of the PyG loader")

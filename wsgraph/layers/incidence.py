@@ -5,8 +5,10 @@ gathers neuron features back onto the edges. The two are adjoint: the gradient o
 is the other. On CPU, PyTorch's ``index_add_`` (the default backward of a gather) runs
 on a single thread; a sparse CSR incidence matrix computes the same sums with
 multithreaded, cache-friendly row reductions (measured 2-5x faster on the layer's
-shapes, see docs/benchmarks.md). On CUDA, and for dtypes the sparse kernels do not
-support, the native ``index_add_`` / ``index_select`` pair is used.
+shapes, see docs/benchmarks.md). On CUDA, for dtypes the sparse kernels do not
+support, and inside ``torch.compile`` (which traces neither sparse tensors nor this
+custom autograd pair, and generates its own kernels for the index ops), the native
+``index_add_`` / ``index_select`` pair is used.
 """
 
 from __future__ import annotations
@@ -39,10 +41,14 @@ class Incidence:
 
     def sum(self, values: Tensor) -> Tensor:
         """``out[r] = sum of values[c] over the columns c of row r``: ``[rows, C]``."""
+        if torch.compiler.is_compiling():
+            return values.new_zeros(self.num_rows, values.size(-1)).index_add(0, self.index, values)
         return _Sum.apply(values, self)
 
     def gather(self, table: Tensor) -> Tensor:
         """``out[c] = table[index[c]]``: ``[cols, C]``."""
+        if torch.compiler.is_compiling():
+            return table.index_select(0, self.index)
         return _Gather.apply(table, self)
 
     def uses_sparse(self, like: Tensor) -> bool:

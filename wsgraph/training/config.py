@@ -11,6 +11,8 @@ from typing import Any
 MODEL_NAMES = ("dwsnet", "dwsnet-dense", "mlp", "mlp-aug", "gine", "pna", "gatv2", "transformer", "ng-gnn")
 # Models that can edit weights (--task dilate): DWSEditNet and the flat MLP editor.
 EDITING_MODELS = ("dwsnet", "dwsnet-dense", "mlp", "mlp-aug")
+# Models `--compile` can hand to torch.compile(fullgraph=True) (tested in tests/layers/test_compile.py).
+COMPILABLE_MODELS = ("dwsnet", "dwsnet-dense")
 TASKS = ("classify", "regress", "dilate")
 LOADERS = ("auto", "stacked", "pyg")
 # "constant" is the DWSNets trainer's (experiments/*/trainer.py): no warmup, no decay.
@@ -20,7 +22,7 @@ AUGMENTATIONS = ("permute", "translate", "rotate", "shift", "dropout", "scale")
 PUBLISHED_AUGMENTATIONS = ("translate", "rotate", "shift", "dropout", "scale")
 # Settings that may differ when a run is resumed: where things are and how fast they run,
 # not what is computed.
-RESUMABLE_CHANGES = frozenset({"data", "out", "device", "num_workers", "loader", "progress"})
+RESUMABLE_CHANGES = frozenset({"data", "out", "device", "num_workers", "loader", "progress", "compile"})
 
 
 @dataclass
@@ -55,6 +57,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = False
+    # Off by default: on the 2-core development CPU a compiled DWSNet step is no faster
+    # than an eager one and compiling costs a minute or more (docs/benchmarks.md).
+    compile: bool = False
     patience: int = 10
     max_train: int | None = None
     num_workers: int = 0
@@ -83,6 +88,8 @@ class TrainConfig:
                 f"--model {self.model} predicts per-network outputs and cannot edit weights; "
                 f"for --task dilate use {', '.join(EDITING_MODELS)}"
             )
+        if self.compile and self.model not in COMPILABLE_MODELS:
+            raise ValueError(f"--compile is for {', '.join(COMPILABLE_MODELS)}, not --model {self.model}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
         if self.schedule == "constant" and (self.warmup_steps or self.warmup_epochs):

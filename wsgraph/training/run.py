@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from wsgraph.datasets.store import dataset_fingerprint
 from wsgraph.io import write_json
+from wsgraph.layers import DWSNet
 from wsgraph.runtime import derived_seed, preserved_random_state
 from wsgraph.training import checkpointing
 from wsgraph.training.checkpointing import BEST, LAST, load_checkpoint, save_checkpoint
@@ -162,7 +163,7 @@ class _Run:
         self.model = build_model(self.spec, self.data.statistics).to(context.device)
         # Processes share the initialisation (DDP also broadcasts rank 0's), not their dropout masks.
         torch.manual_seed(derived_seed(config.seed, DROPOUT_STREAM, context.rank))
-        self.trained = self._wrap(self.model)
+        self.trained = self._wrap(self._compiled(self.model) if config.compile else self.model)
 
     def _build_optimisation(self) -> int:
         """AdamW, the learning-rate schedule and the gradient scaler; returns the warmup steps."""
@@ -233,6 +234,15 @@ class _Run:
                 f"{config.data}: {len(data.train)} training networks are too few for {context.world_size} process(es)"
             )
         return data, task
+
+    def _compiled(self, model: nn.Module) -> nn.Module:
+        """The model that training steps call under ``--compile`` (evaluation stays eager: it
+        would compile a second graph for a small share of the time)."""
+        if self.context.is_distributed:
+            raise ValueError("--compile runs in one process; drop it under torchrun")
+        if type(model) is not DWSNet:
+            raise ValueError(f"--compile is for DWSNet predictors on MLP weight spaces, not {type(model).__name__}")
+        return torch.compile(model, fullgraph=True)
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         if not self.context.is_distributed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Literal, get_args
@@ -303,7 +304,108 @@ class NeuralGraphEdgeUpdate(nn.Module):
         ]
 
 
-class NeuralGraphGNN(nn.Module):
+class NeuralGraphInputs(nn.Module):
+    r"""What the Neural Graphs models share: the encoding of a network's weights and
+    biases into edge and node states, and the readout head.
+
+    - every bias (``x``, ``C`` channels) and every raw edge feature (``edge_features``
+      columns) goes through random Fourier features (:class:`FourierFeatures`) and a
+      linear map (or a linear map alone with ``fourier_features=0``), ``encoder_layers``
+      deep, then one more linear map, as their graph constructor does;
+    - neurons add a learned positional embedding
+      (:class:`~wsgraph.layers.positional.NeuronPositionalEncoding`) and, with
+      ``probe_features`` :math:`K > 0`, their values at :math:`K` learned input points
+      (:class:`~wsgraph.layers.probe.ProbeFeatures`).
+
+    The models subclass it, so the encoders are their own attributes and checkpoints
+    name them ``node_encoder``, ``edge_encoder``, ``node_in``, ``edge_in``,
+    ``position`` and ``probe``.
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        in_dim: int,
+        out_dim: int,
+        in_channels: int,
+        edge_features: int,
+        node_channels: int,
+        edge_channels: int,
+        fourier_features: int,
+        fourier_sigma: float,
+        encoder_layers: int,
+        positional: bool,
+        probe_features: int,
+        probe_statistics: LayerStatistics | None,
+        act: str,
+    ) -> None:
+        super().__init__()
+        self.edge_encoder = _encoder(edge_features, edge_channels, fourier_features, fourier_sigma, encoder_layers, act)
+        self.node_encoder = _encoder(in_channels, node_channels, fourier_features, fourier_sigma, encoder_layers, act)
+        self.edge_in = nn.Linear(edge_channels, edge_channels)
+        self.node_in = nn.Linear(node_channels, node_channels)
+        self.position = NeuronPositionalEncoding(num_layers, in_dim, out_dim, node_channels) if positional else None
+        self.probe = (
+            ProbeFeatures(num_layers, in_dim, probe_features, node_channels, probe_statistics)
+            if probe_features
+            else None
+        )
+
+    def encode_nodes(self, data: Data) -> Tensor:
+        """The initial state of every neuron of the batch, ``[N, node_channels]``."""
+        nodes = self.node_encoder(data.x)
+        if self.probe is not None:
+            nodes = nodes + self.probe(data)
+        nodes = self.node_in(nodes)
+        if self.position is not None:
+            nodes = nodes + self.position(data)
+        return nodes
+
+    def encode_edges(self, raw: Tensor) -> Tensor:
+        """``edge_in(edge_encoder(raw))`` for raw edge features ``[*, edge_features]``, of which there are millions
+        in a batch."""
+        if len(self.edge_encoder) != 2 or not isinstance(self.edge_encoder[0], FourierFeatures):
+            return self.edge_in(self.edge_encoder(raw))
+        features, encoder = self.edge_encoder
+        # Two linear maps in a row are one: compose them on their 32 x 256 weights, not on every edge, and
+        # apply the product to the cosines and sines apart rather than to their concatenation.
+        weight = self.edge_in.weight @ encoder.weight
+        bias = self.edge_in.weight @ encoder.bias + self.edge_in.bias
+        angles = features.angles(raw)
+        cosines, sines = weight.split(features.num_frequencies, dim=1)
+        return (
+            torch.addmm(bias, torch.cos(angles).flatten(0, -2), cosines.t())
+            .addmm_(torch.sin(angles).flatten(0, -2), sines.t())
+            .view(*raw.shape[:-1], -1)
+        )
+
+
+def readout_head(in_features: int, hidden: int, out_features: int, hidden_layers: int) -> nn.Sequential:
+    """The MLP after the pooling: ``hidden_layers`` layers of ``hidden`` units with ReLU, then ``out_features``."""
+    sizes = [in_features, *[hidden] * hidden_layers]
+    modules: list[nn.Module] = []
+    for size_in, size_out in itertools.pairwise(sizes):
+        modules += [nn.Linear(size_in, size_out), nn.ReLU()]
+    return nn.Sequential(*modules, nn.Linear(sizes[-1], out_features))
+
+
+def pool_neurons(nodes: Tensor, pooling: str, mask: Tensor | None = None) -> Tensor:
+    """``[B, K * F]`` (``"cat"``) or ``[B, F]`` from the states ``[B, K, F]`` of ``K`` neurons of each network;
+    ``mask`` ``[B, K]`` marks the neurons that exist (all by default) for ``"mean"``, ``"sum"`` and ``"max"``."""
+    if pooling == "cat":
+        return nodes.flatten(1)
+    if mask is None:
+        if pooling == "max":
+            return nodes.amax(dim=1)
+        return nodes.mean(dim=1) if pooling == "mean" else nodes.sum(dim=1)
+    mask = mask.unsqueeze(-1)
+    if pooling == "max":
+        return nodes.masked_fill(~mask, -math.inf).amax(dim=1)
+    total = (nodes * mask).sum(dim=1)
+    return total / mask.sum(dim=1) if pooling == "mean" else total
+
+
+class NeuralGraphGNN(NeuralGraphInputs):
     r"""The GNN of `"Graph Neural Networks for Learning Equivariant Representations of
     Neural Networks" <https://arxiv.org/abs/2403.12143>`_ (Kofinas et al., ICLR 2024),
     with the defaults of their released INR-classification configuration
@@ -428,18 +530,23 @@ class NeuralGraphGNN(nn.Module):
         backend: Backend = "fused",
         edge_channels: int | None = None,
     ) -> None:
-        super().__init__()
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-        self.backend = backend
         _check_arguments(
             out_features, in_channels, hidden_channels, num_rounds, fourier_features, encoder_layers, norm, dropout,
             pooling, pooling_layer, probe_features,
         )  # fmt: skip
+        edge_channels = in_channels if edge_channels is None else edge_channels
+        super().__init__(
+            num_layers, in_dim, out_dim, in_channels, 3 * edge_channels if bidirectional else edge_channels,
+            hidden_channels, hidden_channels, fourier_features, fourier_sigma, encoder_layers, positional,
+            probe_features, probe_statistics, act,
+        )  # fmt: skip
+        self.backend = backend
         self.num_layers, self.in_dim, self.out_dim = num_layers, in_dim, out_dim
         self.out_features = out_features
         self.in_channels = in_channels
-        self.edge_channels = in_channels if edge_channels is None else edge_channels
+        self.edge_channels = edge_channels
         self.hidden_channels = hidden_channels
         self.num_rounds = num_rounds
         self.bidirectional = bidirectional
@@ -449,17 +556,6 @@ class NeuralGraphGNN(nn.Module):
         self.pooling_layer = pooling_layer
         self.probe_features = probe_features
 
-        edge_inputs = 3 * self.edge_channels if bidirectional else self.edge_channels
-        self.edge_encoder = _encoder(edge_inputs, hidden_channels, fourier_features, fourier_sigma, encoder_layers, act)
-        self.node_encoder = _encoder(in_channels, hidden_channels, fourier_features, fourier_sigma, encoder_layers, act)
-        self.edge_in = nn.Linear(hidden_channels, hidden_channels)
-        self.node_in = nn.Linear(hidden_channels, hidden_channels)
-        self.position = NeuronPositionalEncoding(num_layers, in_dim, out_dim, hidden_channels) if positional else None
-        self.probe = (
-            ProbeFeatures(num_layers, in_dim, probe_features, hidden_channels, probe_statistics)
-            if probe_features
-            else None
-        )
         self.convs = nn.ModuleList(
             NeuralGraphConv(
                 hidden_channels,
@@ -482,13 +578,7 @@ class NeuralGraphGNN(nn.Module):
             for _ in range(num_rounds - 1 if update_edges else 0)
         )
         pooled = hidden_channels * (out_dim if pooling == "cat" else 1)
-        self.head = nn.Sequential(
-            nn.Linear(pooled, hidden_channels),
-            nn.ReLU(),
-            nn.Linear(hidden_channels, hidden_channels),
-            nn.ReLU(),
-            nn.Linear(hidden_channels, out_features),
-        )
+        self.head = readout_head(pooled, hidden_channels, out_features, hidden_layers=2)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -499,12 +589,7 @@ class NeuralGraphGNN(nn.Module):
     def forward(self, data: Data) -> Tensor:
         check_signature(data, self.num_layers, self.in_dim, self.out_dim, type(self).__name__)
         check_channels(data, self.in_channels, type(self).__name__, self.edge_channels)
-        nodes = self.node_encoder(data.x)
-        if self.probe is not None:
-            nodes = nodes + self.probe(data)
-        nodes = self.node_in(nodes)
-        if self.position is not None:
-            nodes = nodes + self.position(data)
+        nodes = self.encode_nodes(data)
         widths = data.layer_widths
         uniform = bool((widths == widths[:1]).all())
         # Minibatch statistics span all networks, which the per-architecture dense groups do not see at once.
@@ -519,30 +604,13 @@ class NeuralGraphGNN(nn.Module):
         zeros = torch.zeros_like(weights)
         return [torch.cat([weights, zeros, weights], -1), torch.cat([zeros, weights, weights], -1)]
 
-    def _encode_edges(self, raw: Tensor) -> Tensor:
-        """``edge_in(edge_encoder(raw))``, for the millions of directed edges of a batch."""
-        if len(self.edge_encoder) != 2 or not isinstance(self.edge_encoder[0], FourierFeatures):
-            return self.edge_in(self.edge_encoder(raw))
-        features, encoder = self.edge_encoder
-        # Two linear maps in a row are one: compose them on their 32 x 256 weights, not on every edge, and
-        # apply the product to the cosines and sines apart rather than to their concatenation.
-        weight = self.edge_in.weight @ encoder.weight
-        bias = self.edge_in.weight @ encoder.bias + self.edge_in.bias
-        angles = features.angles(raw)
-        cosines, sines = weight.split(features.num_frequencies, dim=1)
-        return (
-            torch.addmm(bias, torch.cos(angles).flatten(0, -2), cosines.t())
-            .addmm_(torch.sin(angles).flatten(0, -2), sines.t())
-            .view(*raw.shape[:-1], -1)
-        )
-
     def _forward_scatter(self, data: Data, nodes: Tensor) -> Tensor:
         num_graphs = data.layer_widths.size(0)
         node_graph = data.batch if data.batch is not None else data.edge_index.new_zeros(data.num_nodes)
         edge_index = data.edge_index
         if self.bidirectional:
             edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
-        edges = self._encode_edges(torch.cat(self._edge_inputs(data.edge_attr)))
+        edges = self.encode_edges(torch.cat(self._edge_inputs(data.edge_attr)))
         for index, conv in enumerate(self.convs):
             nodes = conv(nodes, edge_index, edges)
             if index == self.num_rounds - 1:
@@ -586,7 +654,7 @@ class NeuralGraphGNN(nn.Module):
         order) of ``B`` networks of one architecture."""
         num_graphs = nodes.size(0)
         edges = [
-            [self._encode_edges(raw) for raw in self._edge_inputs(weight)]
+            [self.encode_edges(raw) for raw in self._edge_inputs(weight)]
             for weight in layout.weights(weights, num_graphs)
         ]
         if self.backend == "fused" and self.fusable:
@@ -648,14 +716,9 @@ class NeuralGraphGNN(nn.Module):
         return nodes
 
     def _pool_dense(self, layout: DenseNetworks, nodes: Tensor) -> Tensor:
-        num_graphs = nodes.size(0)
         if self.pooling_layer == "last":
             nodes = layout.nodes(nodes, self.num_layers)
-        if self.pooling == "cat":
-            return nodes.reshape(num_graphs, self.out_dim * self.hidden_channels)
-        if self.pooling == "max":
-            return nodes.amax(dim=1)
-        return nodes.mean(dim=1) if self.pooling == "mean" else nodes.sum(dim=1)
+        return pool_neurons(nodes, self.pooling)
 
     def _normalise_dense(self, index: int, nodes: Tensor) -> Tensor:
         norm = self.norms[index]

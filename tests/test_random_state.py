@@ -131,7 +131,29 @@ def world(tmp_path_factory):
 
     run = root / "run"
     wsgraph.training.train(config(run))
+    cnn = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(3, 2, 3, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(2, 2),
+    ).double()
+    cnn_graph = wsgraph.cnn_to_graph(cnn)
+    wider = nn.Sequential(
+        nn.Conv2d(1, 4, 5, padding=2),
+        nn.ReLU(),
+        nn.Conv2d(4, 2, 3, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(2, 2),
+    ).double()
     return SimpleNamespace(
+        cnn=cnn,
+        cnn_graph=cnn_graph,
+        wider_cnn_graph=wsgraph.cnn_to_graph(wider),
         mlp=mlp,
         siren=nn.Sequential(nn.Linear(2, 3), wsgraph.Sine(30.0), nn.Linear(3, 1)),
         random_forward=_RandomForward(),
@@ -186,6 +208,10 @@ def _with_generator(transform_class, **settings):
 
 
 CALLS: dict[str, Callable] = {
+    "wsgraph.cnn_to_graph": lambda w: (wsgraph.cnn_to_graph(w.cnn), wsgraph.cnn_to_graph(w.cnn.state_dict())),
+    "wsgraph.graph_to_cnn": lambda w: wsgraph.graph_to_cnn(w.cnn_graph, "relu", stride=[1, 2], padding=[1, 0]),
+    "wsgraph.pad_kernels": lambda w: wsgraph.pad_kernels(w.cnn_graph, (5, 5)),
+    "wsgraph.batch_cnn_graphs": lambda w: wsgraph.batch_cnn_graphs([w.cnn_graph, w.wider_cnn_graph]),
     "wsgraph.Sine": lambda w: wsgraph.Sine(30.0)(torch.linspace(-1, 1, 5)),
     "wsgraph.common_spec": lambda w: wsgraph.common_spec(w.uniform),
     "wsgraph.graph_specs": lambda w: wsgraph.graph_specs(w.mixed),
@@ -270,6 +296,14 @@ def _dws_stack(w):
     return _forward(stack, w.features, wsgraph.layers.WeightSpaceLayout.of(w.mixed))
 
 
+def _kernel_lift(w):
+    lift = wsgraph.layers.KernelLift(1, 4, [(3, 3), (3, 3), (1, 1)]).double()
+    layout = wsgraph.layers.WeightSpaceLayout.of(w.cnn_graph)
+    features = layout.split(w.cnn_graph.x, w.cnn_graph.edge_attr)
+    lift.eval()
+    return lambda: lift.forward_features(features, (3, 3))
+
+
 def _edge_update(w):
     x, edges = torch.randn(w.mixed.num_nodes, 4), torch.randn(w.mixed.num_edges, 4)
     return _forward(wsgraph.layers.EdgeUpdate(4, dropout=0.5), x, w.mixed.edge_index, edges)
@@ -293,6 +327,13 @@ MODULES: dict[str, Callable] = {
     "wsgraph.layers.DWSLayer": lambda w: _forward(wsgraph.layers.DWSLayer(1, 2, 3, 2, 1).double(), w.mixed),
     "wsgraph.layers.DWSNet": lambda w: _forward(wsgraph.layers.DWSNet(3, 2, 1, 4, dropout=0.5).double(), w.mixed),
     "wsgraph.layers.DWSStack": _dws_stack,
+    "wsgraph.layers.CNNDWSLayer": lambda w: _forward(
+        wsgraph.layers.CNNDWSLayer(1, 2, 3, 1, 2, [(3, 3), (3, 3), (1, 1)]).double(), w.cnn_graph
+    ),
+    "wsgraph.layers.CNNDWSNet": lambda w: _forward(
+        wsgraph.layers.CNNDWSNet(3, 1, 2, 3, [(3, 3), (3, 3), (1, 1)], dropout=0.5).double(), w.cnn_graph
+    ),
+    "wsgraph.layers.KernelLift": _kernel_lift,
     "wsgraph.layers.EdgePositionalEncoding": lambda w: _forward(wsgraph.layers.EdgePositionalEncoding(3, 4), w.mixed),
     "wsgraph.layers.EdgeUpdate": _edge_update,
     "wsgraph.layers.FlatMLP": lambda w: _forward(
@@ -304,6 +345,10 @@ MODULES: dict[str, Callable] = {
         wsgraph.layers.NeuralGraphGNN(
             3, 2, 1, 3, wsgraph.layers.pna_degree_histogram([WIDTHS]), hidden_channels=8, probe_features=4
         ),
+        _float(w.mixed),
+    ),
+    "wsgraph.layers.NeuralGraphTransformer": lambda w: _forward(
+        wsgraph.layers.NeuralGraphTransformer(3, 2, 1, 3, node_channels=8, heads=2, probe_features=4, pooling="cls"),
         _float(w.mixed),
     ),
     "wsgraph.layers.NeuronPositionalEncoding": lambda w: _forward(
@@ -338,6 +383,7 @@ GLOBAL_WITHOUT_GENERATOR: dict[str, Callable] = {
 # Types and constants: nothing to call.
 VALUES = {
     "wsgraph.CheckpointError",
+    "wsgraph.NotACNNError",
     "wsgraph.DenseWeights",
     "wsgraph.NotAnMLPError",
     "wsgraph.WeightSpaceGraph",

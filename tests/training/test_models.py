@@ -102,7 +102,7 @@ def _history(run: Path) -> list[float]:
     return [float(line.split(",")[column]) for line in lines[1:]]
 
 
-@pytest.mark.parametrize("model", ["ng-gnn", "gine", "dwsnet"])
+@pytest.mark.parametrize("model", ["ng-gnn", "ng-transformer", "gine", "dwsnet"])
 def test_probe_features_train_and_come_back_with_the_checkpoint(
     classification_root: Path, tmp_path: Path, model: str
 ) -> None:

@@ -97,7 +97,10 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model = parser.add_argument_group("model")
     model.add_argument(
-        "--hidden-channels", type=int, metavar="N", help="width (default: 32 DWSNet, MLP and ng-gnn, 64 other GNNs)"
+        "--hidden-channels",
+        type=int,
+        metavar="N",
+        help="width (default: 32 DWSNet, MLP and ng-gnn, 64 other GNNs and ng-transformer's neurons)",
     )
     model.add_argument(
         "--depth",
@@ -106,7 +109,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         dest="depth",
         type=int,
         metavar="N",
-        help="DWS layers, GNN message-passing rounds, or MLP hidden layers (default: 4, 4, 5)",
+        help="DWS layers, GNN message-passing rounds or transformer layers, or MLP hidden layers (default: 4, 4, 5)",
     )
     model.add_argument("--readout", choices=("mean", "sum", "max"), help="pooling of DWSNet and the GNNs")
     _option(model, "--dropout", float, "dropout probability")

@@ -16,6 +16,7 @@ from wsgraph.layers.neural_graph import NeuralGraphGNN
 from wsgraph.layers.positional import EdgePositionalEncoding, NeuronPositionalEncoding
 from wsgraph.layers.probe import ProbeFeatures
 from wsgraph.layers.readout import InvariantReadout
+from wsgraph.layers.relational_transformer import NeuralGraphTransformer
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "InvariantReadout",
     "KernelLift",
     "NeuralGraphGNN",
+    "NeuralGraphTransformer",
     "NeuronPositionalEncoding",
     "ProbeFeatures",
     "WeightSpaceActivation",

@@ -8,7 +8,18 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-MODEL_NAMES = ("dwsnet", "dwsnet-dense", "mlp", "mlp-aug", "gine", "pna", "gatv2", "transformer", "ng-gnn")
+MODEL_NAMES = (
+    "dwsnet",
+    "dwsnet-dense",
+    "mlp",
+    "mlp-aug",
+    "gine",
+    "pna",
+    "gatv2",
+    "transformer",
+    "ng-gnn",
+    "ng-transformer",
+)
 # Models that can edit weights (--task dilate): DWSEditNet and the flat MLP editor.
 EDITING_MODELS = ("dwsnet", "dwsnet-dense", "mlp", "mlp-aug")
 # Models `--compile` can hand to torch.compile(fullgraph=True) (tested in tests/layers/test_compile.py).

@@ -16,6 +16,7 @@ from wsgraph.layers import (
     DWSNet,
     FlatMLP,
     NeuralGraphGNN,
+    NeuralGraphTransformer,
     WeightSpaceGNN,
     pna_degree_histogram,
 )
@@ -27,16 +28,18 @@ from wsgraph.transforms import LayerStatistics
 GNN_MODELS = ("gine", "pna", "gatv2", "transformer")
 # The Neural Graphs GNN, with the published recipe's encodings, convolution and readout.
 NEURAL_GRAPH_MODELS = ("ng-gnn",)
+# The Neural Graphs relational transformer: dense attention among each network's neurons.
+TRANSFORMER_MODELS = ("ng-transformer",)
 FLAT_MODELS = ("mlp", "mlp-aug")
 # Models that read the graphs of CNNs (edges carrying padded kernels).
 CNN_MODELS = ("dwsnet", "dwsnet-dense", *NEURAL_GRAPH_MODELS, *FLAT_MODELS)
 # Models whose neurons can carry probe features (--probe-features).
-PROBE_MODELS = ("dwsnet", "dwsnet-dense", *GNN_MODELS, *NEURAL_GRAPH_MODELS)
+PROBE_MODELS = ("dwsnet", "dwsnet-dense", *GNN_MODELS, *NEURAL_GRAPH_MODELS, *TRANSFORMER_MODELS)
 # Models whose training batches get a fresh random hidden-neuron permutation every step.
 PERMUTATION_AUGMENTED = ("mlp-aug",)
 # The models' own defaults for --hidden-channels and --depth.
-DEFAULT_HIDDEN = {"dwsnet": 32, "mlp": 32, "gnn": 64, "ng-gnn": 32}
-DEFAULT_DEPTH = {"dwsnet": 4, "mlp": 5, "gnn": 4, "ng-gnn": 4}
+DEFAULT_HIDDEN = {"dwsnet": 32, "mlp": 32, "gnn": 64, "ng-gnn": 32, "ng-transformer": 64}
+DEFAULT_DEPTH = {"dwsnet": 4, "mlp": 5, "gnn": 4, "ng-gnn": 4, "ng-transformer": 4}
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,20 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
             **probes,
             **edges,
         )
+    if family == "ng-transformer":
+        # --hidden-channels sets the neurons' states (d_node); the pairs' and the attention's sizes keep theirs.
+        pooling = {} if spec.readout is None else {"pooling": spec.readout, "pooling_layer": "all"}
+        return NeuralGraphTransformer(
+            num_layers,
+            in_dim,
+            out_dim,
+            spec.out_features,
+            node_channels=hidden,
+            num_blocks=depth,
+            dropout=spec.dropout,
+            **pooling,
+            **probes,
+        )
     return WeightSpaceGNN(
         spec.name,
         num_layers,
@@ -278,6 +295,8 @@ def _family(name: str) -> str:
         return "dwsnet"
     if name in FLAT_MODELS:
         return "mlp"
+    if name in TRANSFORMER_MODELS:
+        return "ng-transformer"
     return "ng-gnn" if name in NEURAL_GRAPH_MODELS else "gnn"
 
 

@@ -168,9 +168,7 @@ def open_training_data(
     return TrainingData(path, reference.meta, splits, reference.statistics, reference.architectures, targets)
 
 
-def resolve_targets(
-    targets: tuple[int | str, ...] | None, meta: dict[str, Any], root: Path
-) -> tuple[int, ...] | None:
+def resolve_targets(targets: tuple[int | str, ...] | None, meta: dict[str, Any], root: Path) -> tuple[int, ...] | None:
     """Column numbers for ``--targets``: numbers stay, names are looked up in ``meta["target_names"]``."""
     if targets is None:
         return None

@@ -482,12 +482,13 @@ class _Run:
                 )
         return result
 
-
     def _test_ranking(self) -> dict[str, Any] | None:
         """Kendall tau, Spearman rho and R^2 of the best model on the test split; the predictions
         go to ``test_predictions.csv`` and ``predicted_vs_true.png``."""
         task = self.task
-        predicted, true = gather_predictions(self.model, self.loaders["test"], self.prepare, task.targets, self.precision)
+        predicted, true = gather_predictions(
+            self.model, self.loaders["test"], self.prepare, task.targets, self.precision
+        )
         parts = all_gather_objects((predicted, true), self.context)
         parts = [part for part in parts if part[0].size]
         if not parts:

@@ -1,0 +1,223 @@
+"""Domain adaptation by weight editing: editors trained to change zoo classifiers so that
+they classify a shifted image domain, against the unedited classifiers and fine-tuning."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.flop_counter import FlopCounterMode
+from torch_geometric.data import Batch
+from torch_geometric.loader import DataLoader
+
+from wsgraph.datasets.dataset import WeightSpaceDataset
+from wsgraph.zoo.data import load_zoo_data
+from wsgraph.zoo.editing import EDITORS, WeightEditing, accuracies, edit_loss, fine_tune, image_batches, make_editor
+from wsgraph.zoo.shifts import shift_images
+
+RESULT_JSON = "result.json"
+
+
+@dataclass
+class AdaptConfig:
+    """One adaptation experiment (the flags of ``wsgraph adapt``).
+
+    ``finetune_steps=None`` matches the fine-tuning baseline's cost to the first
+    editor's: the fewest SGD steps whose counted FLOPs per network reach one editor
+    forward pass per network (:func:`count_flops`).
+    """
+
+    data: str
+    source: str
+    root: str | None = None
+    shift: str = "invert"
+    editors: tuple[str, ...] = ("dwsnet", "mlp")
+    hidden_channels: int = 16
+    depth: int = 3
+    epochs: int = 20
+    batch_size: int = 16
+    images_per_step: int = 128
+    lr: float = 1e-4
+    clip_norm: float = 1.0
+    finetune_steps: int | None = None
+    finetune_batch: int = 32
+    finetune_lr: float = 0.1
+    seed: int = 0
+    test_size: int | None = None
+    activation: str | None = None
+    history: dict[str, list[float]] = field(default_factory=dict, repr=False)
+
+    def check(self) -> None:
+        for name in ("hidden_channels", "depth", "epochs", "batch_size", "images_per_step", "finetune_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.finetune_steps is not None and self.finetune_steps < 0:
+            raise ValueError(f"--finetune-steps must be at least 0, got {self.finetune_steps}")
+        for name in ("lr", "clip_norm", "finetune_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not self.editors:
+            raise ValueError("--editors names no editor")
+        for name in self.editors:
+            if name not in EDITORS:
+                raise ValueError(f"unknown editor {name!r}; choose from {', '.join(EDITORS)}")
+
+
+def count_flops(function, *args) -> int:
+    """The floating-point operations torch's flop counter sees in ``function(*args)``
+    (matrix products and convolutions; element-wise work is not counted)."""
+    with FlopCounterMode(display=False) as counter:
+        function(*args)
+    return int(counter.get_total_flops())
+
+
+def _summary(values: Tensor) -> dict[str, float]:
+    values = values.double()
+    return {
+        "mean": float(values.mean()),
+        "std": float(values.std()) if values.numel() > 1 else 0.0,
+        "min": float(values.min()),
+        "max": float(values.max()),
+    }
+
+
+def _all_networks(dataset: WeightSpaceDataset, root: str, split: str) -> Batch:
+    if len(dataset) == 0:
+        raise ValueError(f"{root}: the {split} split has no networks")
+    return Batch.from_data_list([dataset[i] for i in range(len(dataset))])
+
+
+def run_adaptation(config: AdaptConfig, out: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Train every editor of ``config`` on the train members and the shifted training
+    images, and score every method on the test members and the shifted test images.
+
+    Returns (and writes to ``out/result.json``) the per-method summary of the test
+    members' accuracies (fractions), the costs, and the editors' training losses.
+    """
+    config.check()
+    images, image_shape, classes = load_zoo_data(config.source, config.root, config.test_size)
+    train_set = WeightSpaceDataset(config.data, split="train", log=False)
+    test_set = WeightSpaceDataset(config.data, split="test", log=False)
+    spec = train_set.architectures[0]
+    if len(train_set.architectures) != 1 or spec.num_layers < 2:
+        raise ValueError(f"{config.data}: expected one MLP architecture of the zoo, got {train_set.architectures}")
+    pixels = image_shape[0] * image_shape[1] * image_shape[2]
+    if (spec.in_dim, spec.out_dim) != (pixels, classes):
+        raise ValueError(
+            f"{config.data}: the networks map {spec.in_dim} inputs to {spec.out_dim} outputs, "
+            f"but {config.source} has {pixels} pixels and {classes} classes"
+        )
+    train_images = shift_images(images.train_images, config.shift)
+    test_images = shift_images(images.test_images, config.shift)
+    train_labels, test_labels = images.train_labels.long(), images.test_labels.long()
+    test_networks = _all_networks(test_set, config.data, "test")
+    activation = config.activation
+
+    methods: dict[str, dict[str, Any]] = {}
+    source_accuracy = accuracies(test_networks, images.test_images, test_labels, activation)
+    methods["unedited"] = {
+        "shifted_accuracy": _summary(accuracies(test_networks, test_images, test_labels, activation)),
+        "source_accuracy": _summary(source_accuracy),
+        "flops_per_network": 0,
+    }
+    history: dict[str, list[float]] = {}
+    for name in config.editors:
+        torch.manual_seed(config.seed)
+        editing = WeightEditing(make_editor(name, spec, config.hidden_channels, config.depth), train_set.normalization)
+        started = time.perf_counter()
+        history[name] = train_editor(editing, train_set, train_images, train_labels, config)
+        train_seconds = time.perf_counter() - started
+        editing.eval()
+        with torch.no_grad():
+            started = time.perf_counter()
+            edited = editing(test_networks)
+            edit_seconds = time.perf_counter() - started
+            flops = count_flops(editing, test_networks)
+        methods[f"{name} editor"] = {
+            "shifted_accuracy": _summary(accuracies(edited, test_images, test_labels, activation)),
+            "source_accuracy": _summary(accuracies(edited, images.test_images, test_labels, activation)),
+            "flops_per_network": flops // len(test_set),
+            "seconds_per_network": edit_seconds / len(test_set),
+            "train_seconds": train_seconds,
+            "parameters": sum(p.numel() for p in editing.parameters()),
+        }
+
+    step_flops = count_flops(
+        fine_tune,
+        test_networks,
+        train_images,
+        train_labels,
+        1,
+        config.finetune_batch,
+        config.finetune_lr,
+        torch.Generator().manual_seed(config.seed),
+        activation,
+    ) // len(test_set)
+    steps = config.finetune_steps
+    if steps is None:
+        steps = max(1, math.ceil(methods[f"{config.editors[0]} editor"]["flops_per_network"] / step_flops))
+    started = time.perf_counter()
+    tuned = fine_tune(
+        test_networks,
+        train_images,
+        train_labels,
+        steps,
+        config.finetune_batch,
+        config.finetune_lr,
+        torch.Generator().manual_seed(config.seed),
+        activation,
+    )
+    tune_seconds = time.perf_counter() - started
+    methods[f"fine-tuning, {steps} SGD steps"] = {
+        "shifted_accuracy": _summary(accuracies(tuned, test_images, test_labels, activation)),
+        "source_accuracy": _summary(accuracies(tuned, images.test_images, test_labels, activation)),
+        "flops_per_network": step_flops * steps,
+        "seconds_per_network": tune_seconds / len(test_set),
+        "steps": steps,
+        "step_flops_per_network": step_flops,
+    }
+    config.history = history
+    result = {
+        "config": {k: v for k, v in asdict(config).items() if k != "history"},
+        "networks": {"train": len(train_set), "test": len(test_set)},
+        "images": {"train": int(train_images.size(0)), "test": int(test_images.size(0))},
+        "architecture": str(spec),
+        "methods": methods,
+        "editor_train_loss": history,
+    }
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / RESULT_JSON).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def train_editor(
+    editing: WeightEditing, networks: WeightSpaceDataset, images: Tensor, labels: Tensor, config: AdaptConfig
+) -> list[float]:
+    """Adam (gradient norm clipped) on the edited classifiers' cross-entropy: per step, a batch of networks and a
+    fresh batch of images shared by them. Returns the mean loss of every epoch."""
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(networks, batch_size=config.batch_size, shuffle=True, generator=generator)
+    optimizer = torch.optim.Adam(editing.parameters(), lr=config.lr)
+    editing.train()
+    losses = []
+    for _ in range(config.epochs):
+        total, steps = 0.0, 0
+        for batch, index in zip(loader, image_batches(images.size(0), config.images_per_step, len(loader), generator)):
+            loss = edit_loss(editing, batch, images[index], labels[index], config.activation)
+            optimizer.zero_grad()
+            loss.backward()
+            # Large steps kill the edited classifiers' ReLUs (a plateau at chance the editor
+            # leaves only slowly), so every step's gradient norm is capped.
+            torch.nn.utils.clip_grad_norm_(editing.parameters(), config.clip_norm)
+            optimizer.step()
+            total, steps = total + loss.item(), steps + 1
+        losses.append(total / steps)
+    return losses

@@ -136,12 +136,12 @@ def test_fine_tuning_zero_steps_changes_nothing_and_steps_lower_the_loss(relu_zo
 
 def test_a_short_run_adapts_the_classifiers_to_the_shifted_domain(relu_zoo: Path, tmp_path: Path) -> None:
     config = AdaptConfig(
-        data=str(relu_zoo), source="digits", shift="rotate90", hidden_channels=8, depth=2, epochs=12, lr=1e-3
+        data=str(relu_zoo), source="digits", shift="rotate90", hidden_channels=8, depth=2, epochs=40, lr=5e-4
     )
     result = run_adaptation(config, tmp_path)
     methods = result["methods"]
     unedited = methods["unedited"]["shifted_accuracy"]["mean"]
-    assert methods["dwsnet editor"]["shifted_accuracy"]["mean"] > unedited + 0.1
+    assert methods["dwsnet editor"]["shifted_accuracy"]["mean"] > unedited + 0.15
     assert json.loads((tmp_path / "result.json").read_text())["methods"].keys() == methods.keys()
     tuning = [name for name in methods if name.startswith("fine-tuning")]
     steps = methods[tuning[0]]["steps"]

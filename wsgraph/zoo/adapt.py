@@ -37,14 +37,14 @@ class AdaptConfig:
     data: str
     source: str
     root: str | None = None
-    shift: str = "invert"
+    shift: str = "rotate90"
     editors: tuple[str, ...] = ("dwsnet", "mlp")
     hidden_channels: int = 16
     depth: int = 3
-    epochs: int = 20
+    epochs: int = 30
     batch_size: int = 16
     images_per_step: int = 128
-    lr: float = 1e-4
+    lr: float = 3e-4
     clip_norm: float = 1.0
     finetune_steps: int | None = None
     finetune_batch: int = 32

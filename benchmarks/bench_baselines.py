@@ -8,7 +8,9 @@ published sizes, the PyG GNNs with 64 channels and 4 rounds, ``ng-gnn`` with the
 Graphs recipe's 32 channels and 4 rounds), in a fresh subprocess so that its peak memory
 is its own. ``ng-gnn`` runs its default fused backend; ``ng-gnn-dense`` and
 ``ng-gnn-scatter`` are the same model on its dense backend and on its PyG
-message-passing backend, the same numbers computed other ways.
+message-passing backend, the same numbers computed other ways. ``ng-transformer`` is the
+Neural Graphs relational transformer at its published sizes (dense attention among each
+network's neurons: its cost and memory grow with the square of the neurons per network).
 
 Each model takes one untimed warm-up step, then ``--steps`` timed ones; networks/s is
 from the best step (the machine may be shared: the load average before and after each
@@ -41,7 +43,18 @@ from common import add_common_flags, environment, load_average, markdown_table, 
 
 from wsgraph.io import write_json
 
-MODELS = ("dwsnet", "mlp", "gine", "pna", "gatv2", "transformer", "ng-gnn", "ng-gnn-dense", "ng-gnn-scatter")
+MODELS = (
+    "dwsnet",
+    "mlp",
+    "gine",
+    "pna",
+    "gatv2",
+    "transformer",
+    "ng-gnn",
+    "ng-gnn-dense",
+    "ng-gnn-scatter",
+    "ng-transformer",
+)
 # Suffixes that run ng-gnn on another of its backends (the same numbers, computed another way).
 BACKEND_SUFFIXES = ("-dense", "-scatter")
 NUM_CLASSES = 10

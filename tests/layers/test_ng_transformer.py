@@ -184,7 +184,7 @@ def test_a_short_training_run_beats_the_majority_class_on_digit_inrs_and_its_che
         data=str(tmp_path / "inrs"),
         model="ng-transformer",
         out=str(tmp_path / "run"),
-        epochs=4,
+        epochs=2,
         batch_size=16,
         lr=2e-3,
         patience=0,

@@ -351,10 +351,6 @@ MODULES: dict[str, Callable] = {
         wsgraph.layers.NeuralGraphTransformer(3, 2, 1, 3, node_channels=8, heads=2, probe_features=4, pooling="cls"),
         _float(w.mixed),
     ),
-    "wsgraph.layers.NeuralGraphTransformer": lambda w: _forward(
-        wsgraph.layers.NeuralGraphTransformer(3, 2, 1, 3, node_channels=8, heads=2, probe_features=4, pooling="cls"),
-        _float(w.mixed),
-    ),
     "wsgraph.layers.NeuronPositionalEncoding": lambda w: _forward(
         wsgraph.layers.NeuronPositionalEncoding(3, 2, 1, 4), w.mixed
     ),

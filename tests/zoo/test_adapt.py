@@ -156,3 +156,9 @@ def test_the_command_refuses_bad_settings(relu_zoo: Path, tmp_path: Path, capsys
     args = ["adapt", "--data", str(relu_zoo), "--source", "digits", "--out", str(tmp_path), "--editors", "gnn"]
     assert main(args) == 1
     assert "unknown editor 'gnn'" in capsys.readouterr().err
+    # A zoo converted without its activation: the classifiers cannot be run.
+    unlabelled = tmp_path / "no-activation"
+    zoo = relu_zoo.parent / "digits-relu"
+    convert_checkpoints(zoo / CHECKPOINTS, unlabelled, labels=zoo / LABELS_CSV, progress=False)
+    assert main(["adapt", "--data", str(unlabelled), "--source", "digits", "--out", str(tmp_path / "run")]) == 1
+    assert "records no hidden activation" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
+from wsgraph.activations import UNKNOWN
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.zoo.data import load_zoo_data
 from wsgraph.zoo.editing import EDITORS, WeightEditing, accuracies, edit_loss, fine_tune, image_batches, make_editor
@@ -52,7 +53,6 @@ class AdaptConfig:
     seed: int = 0
     test_size: int | None = None
     activation: str | None = None
-    history: dict[str, list[float]] = field(default_factory=dict, repr=False)
 
     def check(self) -> None:
         for name in ("hidden_channels", "depth", "epochs", "batch_size", "images_per_step", "finetune_batch"):
@@ -88,6 +88,11 @@ def _summary(values: Tensor) -> dict[str, float]:
     }
 
 
+def _recorded_activations(networks: Batch) -> set[str]:
+    recorded = getattr(networks, "activation", None)
+    return {recorded} if isinstance(recorded, str) else set(recorded or [UNKNOWN])
+
+
 def _all_networks(dataset: WeightSpaceDataset, root: str, split: str) -> Batch:
     if len(dataset) == 0:
         raise ValueError(f"{root}: the {split} split has no networks")
@@ -119,6 +124,11 @@ def run_adaptation(config: AdaptConfig, out: str | os.PathLike | None = None) ->
     train_labels, test_labels = images.train_labels.long(), images.test_labels.long()
     test_networks = _all_networks(test_set, config.data, "test")
     activation = config.activation
+    if activation is None and UNKNOWN in _recorded_activations(test_networks):
+        raise ValueError(
+            f"{config.data}: the dataset records no hidden activation; convert the zoo with --activation "
+            "(e.g. relu) or pass --activation"
+        )
 
     methods: dict[str, dict[str, Any]] = {}
     source_accuracy = accuracies(test_networks, images.test_images, test_labels, activation)
@@ -183,9 +193,8 @@ def run_adaptation(config: AdaptConfig, out: str | os.PathLike | None = None) ->
         "steps": steps,
         "step_flops_per_network": step_flops,
     }
-    config.history = history
     result = {
-        "config": {k: v for k, v in asdict(config).items() if k != "history"},
+        "config": asdict(config),
         "networks": {"train": len(train_set), "test": len(test_set)},
         "images": {"train": int(train_images.size(0)), "test": int(test_images.size(0))},
         "architecture": str(spec),

@@ -2,6 +2,7 @@ import itertools
 
 import pytest
 import torch
+from brief_training import train_briefly
 from torch import nn
 from torch_geometric.data import Batch
 
@@ -219,29 +220,8 @@ def test_bad_arguments_are_clear_errors():
 
 
 @pytest.mark.slow
-def test_a_short_training_run_beats_the_majority_class_on_digit_inrs(tmp_path):
-    # The demo's data on a smaller scale: one SIREN per 8x8 digit (300 train, 179 val, 300 test), shared
-    # initialisation, hidden neurons shuffled afterwards, then `wsgraph train --model ng-gnn` for 5 epochs.
-    from wsgraph.datasets import fit_image_inrs, load_images
-    from wsgraph.datasets.siren import SirenRecipe, psnr_to_mse
-    from wsgraph.training import TrainConfig, train
-
-    recipe = SirenRecipe(early_stop_loss=psnr_to_mse(40.0))
-    images = load_images("digits", seed=0).head_per_split(300)
-    fit_image_inrs(images, tmp_path / "inrs", recipe, progress=False, shared_init=True, permute_hidden=True)
-    config = TrainConfig(
-        data=str(tmp_path / "inrs"),
-        model="ng-gnn",
-        out=str(tmp_path / "run"),
-        epochs=5,
-        batch_size=16,
-        lr=2e-3,
-        patience=0,
-        probe_features=16,
-        progress=False,
-        device="cpu",
-    )
-    result = train(config)
+def test_a_short_training_run_beats_the_majority_class_on_digit_inrs(digit_inrs, tmp_path):
+    result = train_briefly(digit_inrs, tmp_path / "run", "ng-gnn", probe_features=16)
     majority = result["reference"]["test_metric"]
     assert result["reference"]["predictor"] == "always the most frequent training class"
     assert result["test_metric"] > majority + 5, (result["test_metric"], majority)

@@ -2,7 +2,7 @@
 
 Examples::
 
-    wsgraph zoo --source mnist --root ../shared/data/mnist --out data/mnist-zoo --count 2000
+    wsgraph zoo --source mnist --root data/mnist --out data/mnist-zoo --count 2000
     wsgraph zoo --source digits --out data/digits-zoo --count 200 --arch mlp --save-epochs 1,2
     wsgraph convert data/mnist-zoo/checkpoints data/mnist-zoo-ds --labels data/mnist-zoo/labels.csv
 """

@@ -294,3 +294,22 @@ def test_a_second_fit_into_the_same_folder_is_refused_while_the_first_runs(tmp_p
     assert code == 1 and err.count("\n") == 1 and str(out) in err and "another wsgraph fit-inrs" in err
     assert not (out / "shards").exists()
     assert run_cli(capsys, *FIT, "--out", str(out))[0] == 0
+
+
+def test_fit_statistics_do_not_depend_on_the_thread_count():
+    # A rerun under another thread count must rewrite meta.json byte for byte (torch's
+    # parallel float64 std differs in the last bits between 1 and 2 threads here).
+    from wsgraph.datasets.build import _describe
+
+    values = torch.rand(200_000, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 30
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = _describe(values)
+        torch.set_num_threads(2)
+        double = _describe(values)
+    finally:
+        torch.set_num_threads(threads)
+    assert single == double
+    assert single["std"] == pytest.approx(float(values.std()), rel=1e-12)
+    assert single["median"] == pytest.approx(float(values.median()), rel=1e-4)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -183,15 +184,18 @@ def layer_statistics(root: str | os.PathLike, split: str = "train") -> dict[str,
 
 
 def _describe(values: torch.Tensor) -> dict[str, float]:
-    quantiles = torch.quantile(values, torch.tensor([0.05, 0.5], dtype=values.dtype)).tolist()
+    # NumPy's sums do not depend on the thread count (torch's parallel ones do, in the last
+    # bits), so a rerun rewrites meta.json byte for byte and cached processing stays valid.
+    array = values.numpy()
+    quantiles = np.quantile(array, [0.05, 0.5])
     return {
-        "count": int(values.numel()),
-        "mean": float(values.mean()),
-        "std": float(values.std()) if values.numel() > 1 else 0.0,
-        "min": float(values.min()),
-        "p5": quantiles[0],
-        "median": quantiles[1],
-        "max": float(values.max()),
+        "count": int(array.size),
+        "mean": float(array.mean()),
+        "std": float(array.std(ddof=1)) if array.size > 1 else 0.0,
+        "min": float(array.min()),
+        "p5": float(quantiles[0]),
+        "median": float(quantiles[1]),
+        "max": float(array.max()),
     }
 
 

@@ -221,7 +221,20 @@ def _parametrised_submodules(module: nn.Module) -> list[tuple[str, nn.Linear]]:
     return linears
 
 
-def _run_recording(module: nn.Module, names: dict[nn.Module, str], probe: Tensor) -> list[tuple[str, Tensor, Tensor]]:
+def record_layer_outputs(
+    module: nn.Module,
+    names: dict[nn.Module, str],
+    probe: Tensor,
+    error: type[NotAnMLPError],
+    probe_description: str,
+) -> tuple[list[tuple[str, Tensor, Tensor]], Tensor]:
+    """Run ``module`` on ``probe`` with each named layer's output cut into a fresh leaf.
+
+    Returns ``([(name, layer input, output leaf), ...] in call order, module output)``, so
+    that gradients tell what each value depends on. A failing forward pass or a
+    non-tensor output raises ``error`` (the probe itself is the test); the module's
+    training flag and the global random states are left as they were.
+    """
     records: list[tuple[str, Tensor, Tensor]] = []
 
     def cut_output(layer: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
@@ -236,16 +249,22 @@ def _run_recording(module: nn.Module, names: dict[nn.Module, str], probe: Tensor
         # A module may draw random numbers in its forward pass even in eval mode.
         with torch.enable_grad(), preserved_random_state(probe.device):
             output = module(probe)
-    except Exception as error:  # the probe itself is the test: any failure means "not an MLP"
-        raise NotAnMLPError(
-            f"could not run {type(module).__name__} on a [{probe.size(0)}, {probe.size(1)}] input to trace its layers: {error}"
-        ) from error
+    except Exception as failure:  # any failure means "not this kind of network"
+        raise error(
+            f"could not run {type(module).__name__} on {probe_description} to trace its layers: {failure}"
+        ) from failure
     finally:
         for handle in handles:
             handle.remove()
         module.train(was_training)
     if not isinstance(output, Tensor):
-        raise NotAnMLPError(f"{type(module).__name__} returns a {type(output).__name__}, not a tensor")
+        raise error(f"{type(module).__name__} returns a {type(output).__name__}, not a tensor")
+    return records, output
+
+
+def _run_recording(module: nn.Module, names: dict[nn.Module, str], probe: Tensor) -> list[tuple[str, Tensor, Tensor]]:
+    description = f"a [{probe.size(0)}, {probe.size(1)}] input"
+    records, output = record_layer_outputs(module, names, probe, NotAnMLPError, description)
     if records:
         _check_elementwise_dependency(
             output,

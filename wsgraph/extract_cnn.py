@@ -18,8 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from wsgraph.activations import UNKNOWN, matching_activations, pooled_matching_activations
-from wsgraph.extract import NotAnMLPError
-from wsgraph.runtime import preserved_random_state
+from wsgraph.extract import NotAnMLPError, record_layer_outputs
 
 # Any fixed seed: the probe only has to be generic (no zero entries, no ties).
 _PROBE_SEED = 0x5EED
@@ -366,29 +365,8 @@ def _probe_size(convs: Sequence[nn.Conv2d]) -> int:
 
 
 def _run_recording(module: nn.Module, names: dict[nn.Module, str], probe: Tensor) -> list[tuple[str, Tensor, Tensor]]:
-    records: list[tuple[str, Tensor, Tensor]] = []
-
-    def cut_output(layer: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
-        leaf = output.detach().requires_grad_(True)
-        records.append((names[layer], inputs[0], leaf))
-        return leaf
-
-    handles = [layer.register_forward_hook(cut_output) for layer in names]
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.enable_grad(), preserved_random_state(probe.device):
-            output = module(probe)
-    except Exception as error:  # the probe itself is the test: any failure means "not a CNN"
-        raise NotACNNError(
-            f"could not run {type(module).__name__} on a {list(probe.shape)} image batch to trace its layers: {error}"
-        ) from error
-    finally:
-        for handle in handles:
-            handle.remove()
-        module.train(was_training)
-    if not isinstance(output, Tensor):
-        raise NotACNNError(f"{type(module).__name__} returns a {type(output).__name__}, not a tensor")
+    description = f"a {list(probe.shape)} image batch"
+    records, output = record_layer_outputs(module, names, probe, NotACNNError, description)
     leaves = [probe] + [leaf for _, _, leaf in records]
     _check_elementwise(output, leaves, len(records), "the module's output", f"layer '{records[-1][0]}'")
     return records

@@ -8,7 +8,11 @@ from wsgraph import permute_hidden
 from wsgraph.layers import NeuralGraphTransformer
 from wsgraph.permute import apply_node_permutation
 
-from .test_ng_gnn import MIXED_WIDTHS, make_batch, random_graph
+from .test_ng_gnn import (
+    assert_training_reaches_every_parameter_and_lowers_the_loss,
+    make_batch,
+    random_graph,
+)
 
 # Settings that change which code runs: encoders, attention, edge updates, norms, readouts, probes.
 VARIANTS = [
@@ -91,28 +95,7 @@ def test_edges_in_any_order_give_the_same_output():
 
 
 def test_training_reaches_every_parameter_and_lowers_the_loss():
-    generator = torch.Generator().manual_seed(7)
-    labels = torch.arange(24) % 2
-    graphs = []
-    for index, label in enumerate(labels.tolist()):
-        graph = random_graph(MIXED_WIDTHS[index % 3], generator, torch.float32)
-        graph.edge_attr = graph.edge_attr * (2.0 if label else 0.5)
-        graph.y = torch.tensor([label])
-        graphs.append(graph)
-    batch = Batch.from_data_list(graphs)
-    model = make_model(dtype=torch.float32, probe_features=4).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for step in range(40):
-        optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(model(batch), batch.y)
-        loss.backward()
-        if step == 0:
-            silent = [n for n, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
-            assert silent == []
-        optimizer.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.3 * losses[0], losses
+    assert_training_reaches_every_parameter_and_lowers_the_loss(make_model(dtype=torch.float32, probe_features=4))
 
 
 def test_reset_parameters_reaches_every_parameter_and_the_fourier_frequencies():

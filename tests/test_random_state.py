@@ -131,29 +131,12 @@ def world(tmp_path_factory):
 
     run = root / "run"
     wsgraph.training.train(config(run))
-    cnn = nn.Sequential(
-        nn.Conv2d(1, 3, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(3, 2, 3, stride=2),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(2, 2),
-    ).double()
+    cnn = _small_cnn(channels=3, kernel=3)
     cnn_graph = wsgraph.cnn_to_graph(cnn)
-    wider = nn.Sequential(
-        nn.Conv2d(1, 4, 5, padding=2),
-        nn.ReLU(),
-        nn.Conv2d(4, 2, 3, stride=2),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(2, 2),
-    ).double()
     return SimpleNamespace(
         cnn=cnn,
         cnn_graph=cnn_graph,
-        wider_cnn_graph=wsgraph.cnn_to_graph(wider),
+        wider_cnn_graph=wsgraph.cnn_to_graph(_small_cnn(channels=4, kernel=5)),
         mlp=mlp,
         siren=nn.Sequential(nn.Linear(2, 3), wsgraph.Sine(30.0), nn.Linear(3, 1)),
         random_forward=_RandomForward(),
@@ -171,6 +154,19 @@ def world(tmp_path_factory):
         images=torch.rand(2, 5, 5, generator=generator),
         features=wsgraph.layers.WeightSpaceLayout.of(mixed).split(mixed.x.float(), mixed.edge_attr.float()),
     )
+
+
+def _small_cnn(channels: int, kernel: int) -> nn.Sequential:
+    """Two convolutions (the first "same"-padded, the second of stride 2), pooling, a linear layer."""
+    return nn.Sequential(
+        nn.Conv2d(1, channels, kernel, padding=kernel // 2),
+        nn.ReLU(),
+        nn.Conv2d(channels, 2, 3, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(2, 2),
+    ).double()
 
 
 def _float(data):

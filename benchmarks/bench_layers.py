@@ -118,7 +118,7 @@ def _profile(step, steps: int) -> list[dict[str, Any]]:
 def _uniform_batch(count: int):
     import torch
 
-    from wsgraph.graph import assemble
+    from wsgraph.core.graph import assemble
 
     weights = [torch.randn(count, a, b, 1) / a**0.5 for a, b in itertools.pairwise(WIDTHS)]
     biases = [torch.randn(count, b, 1) * 0.1 for b in WIDTHS[1:]]
@@ -130,7 +130,7 @@ def _mixed_batch(count: int):
     import torch
     from torch_geometric.data import Batch
 
-    from wsgraph.graph import assemble
+    from wsgraph.core.graph import assemble
 
     generator = torch.Generator().manual_seed(0)
     target_edges = count * sum(a * b for a, b in itertools.pairwise(WIDTHS))

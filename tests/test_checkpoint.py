@@ -6,7 +6,7 @@ from mlp_helpers import assert_params_equal, build_mlp, linear_params
 from torch import Tensor, nn
 
 from wsgraph import CheckpointError, NotAnMLPError, Sine, graph_to_params, load_checkpoint
-from wsgraph.checkpoint import graph_from_checkpoint
+from wsgraph.core.network_files import graph_from_checkpoint
 
 
 class SineNet(nn.Module):

@@ -14,10 +14,10 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import wsgraph
-from wsgraph.datasets.render import render_inr
+from wsgraph.datasets.transforms import FirstLayerRotation, rotate_first_layer
+from wsgraph.inrs.render import render_inr
 from wsgraph.layers import flatten_params
 from wsgraph.training import FlatMLPEditor
-from wsgraph.transforms import FirstLayerRotation, rotate_first_layer
 
 ARCHITECTURES = [(2, 4, 3, 1), (2, 1, 5, 1), (2, 3, 3, 1)]
 

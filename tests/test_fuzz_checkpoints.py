@@ -18,8 +18,8 @@ from mlp_helpers import build_mlp
 from torch import Tensor, nn
 
 from wsgraph import CheckpointError, load_checkpoint
-from wsgraph.checkpoint import CHECKPOINT_SUFFIXES
 from wsgraph.cli.main import main
+from wsgraph.core.network_files import CHECKPOINT_SUFFIXES
 from wsgraph.datasets.store import Shard, read_shard, write_shard
 
 # Per valid file: cuts at evenly spread offsets, single flipped bits, and spans of random bytes written over it.

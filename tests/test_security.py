@@ -13,12 +13,12 @@ from mlp_helpers import build_mlp
 from torch import nn
 
 from wsgraph import CheckpointError, NotAnMLPError, Sine, load_checkpoint
-from wsgraph.checkpoint import SAFE_MODULE_CLASSES, graph_from_checkpoint
 from wsgraph.cli.main import main
-from wsgraph.datasets.checkpoints import convert_checkpoints
+from wsgraph.core.network_files import SAFE_MODULE_CLASSES, graph_from_checkpoint
+from wsgraph.datasets.checkpoint_folders import convert_checkpoints
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.datasets.store import read_shard, shard_paths
-from wsgraph.training.checkpointing import load_checkpoint as load_training_checkpoint
+from wsgraph.training.run_checkpoints import load_checkpoint as load_training_checkpoint
 
 SHELL_GLOBAL = f"'{os.system.__module__}.system'"
 

@@ -12,8 +12,8 @@ from torch import nn
 
 from wsgraph import CheckpointError, cnn_to_graph, load_checkpoint
 from wsgraph.cli.main import main
-from wsgraph.datasets.checkpoints import convert_checkpoints, read_network
-from wsgraph.extract import NotAnMLPError
+from wsgraph.core.extract_mlp import NotAnMLPError
+from wsgraph.datasets.checkpoint_folders import convert_checkpoints, read_network
 
 
 @pytest.fixture

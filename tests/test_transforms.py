@@ -8,8 +8,8 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from wsgraph import Sine, graph_to_mlp, mlp_to_graph
-from wsgraph.convert import graph_to_params
-from wsgraph.transforms import (
+from wsgraph.core.convert_mlp import graph_to_params
+from wsgraph.datasets.transforms import (
     FirstLayerRotation,
     FirstLayerScale,
     GaussianWeightNoise,

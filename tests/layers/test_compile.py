@@ -12,7 +12,7 @@ import torch
 from torch._dynamo.testing import CompileCounterWithBackend
 from torch_geometric.data import Batch
 
-from wsgraph.graph import assemble
+from wsgraph.core.graph import assemble
 from wsgraph.layers import DWSNet
 
 

@@ -7,7 +7,7 @@ import torch
 from torch_geometric.data import Batch
 
 import wsgraph
-from wsgraph.graph import assemble
+from wsgraph.core.graph import assemble
 from wsgraph.layers import DWSConv, DWSLayer
 
 

@@ -17,7 +17,7 @@ import math
 import pytest
 import torch
 
-from wsgraph.dense import from_dense_weights, to_dense_weights
+from wsgraph.core.dense import from_dense_weights, to_dense_weights
 from wsgraph.layers import DWSLayer, dws
 from wsgraph.layers.dense_reference import (
     Term,

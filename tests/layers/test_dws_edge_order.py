@@ -15,7 +15,7 @@ from graph_helpers import reorder_edges
 from torch_geometric.data import Batch
 from torch_geometric.utils import sort_edge_index
 
-from wsgraph.graph import assemble, edge_positions
+from wsgraph.core.graph import assemble, edge_positions
 from wsgraph.layers import DWSConv, DWSEditNet, DWSLayer, DWSNet, InvariantReadout, WeightSpaceLayout
 
 from .weight_space_numerics import single_threaded

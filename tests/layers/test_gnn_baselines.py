@@ -7,8 +7,8 @@ from torch_geometric.data import Batch
 from torch_geometric.utils import degree
 
 from wsgraph import graph_specs, mlp_to_graph, permute_hidden
+from wsgraph.core.permute import apply_node_permutation
 from wsgraph.layers.gnn_baselines import CONVS, EdgeUpdate, WeightSpaceGNN, pna_degree_histogram
-from wsgraph.permute import apply_node_permutation
 
 WIDTHS = (2, 5, 4, 1)
 MIXED_WIDTHS = [(2, 5, 4, 1), (2, 3, 6, 1), (2, 4, 4, 1)]

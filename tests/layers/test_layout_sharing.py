@@ -9,7 +9,7 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import wsgraph.layers.structure as structure
-from wsgraph.graph import assemble
+from wsgraph.core.graph import assemble
 from wsgraph.layers import DWSConv, DWSEditNet, DWSLayer, DWSNet, InvariantReadout, WeightSpaceLayout
 
 

@@ -7,9 +7,9 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from wsgraph import mlp_to_graph, permute_hidden
+from wsgraph.core.permute import apply_node_permutation
 from wsgraph.layers import NeuralGraphGNN, pna_degree_histogram
 from wsgraph.layers.neural_graph import BACKENDS
-from wsgraph.permute import apply_node_permutation
 
 MIXED_WIDTHS = [(2, 5, 4, 1), (2, 3, 6, 1), (2, 4, 4, 1)]
 # Settings that change which code runs: encoders, message passing, normalisation, readout, probes.

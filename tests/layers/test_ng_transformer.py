@@ -5,8 +5,8 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from wsgraph import permute_hidden
+from wsgraph.core.permute import apply_node_permutation
 from wsgraph.layers import NeuralGraphTransformer
-from wsgraph.permute import apply_node_permutation
 
 from .test_ng_gnn import (
     assert_training_reaches_every_parameter_and_lowers_the_loss,

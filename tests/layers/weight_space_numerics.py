@@ -31,7 +31,7 @@ from threadpoolctl import threadpool_limits
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from wsgraph.graph import assemble
+from wsgraph.core.graph import assemble
 
 Widths = tuple[int, ...]
 
@@ -370,7 +370,7 @@ def invariant_dimension(generators: Sequence[np.ndarray], size: int) -> NullSpac
 
 
 def graph_from_flat(flat: Tensor, widths: Sequence[int]) -> Batch:
-    """The batch of graphs (built by :func:`wsgraph.graph.assemble`) of ``flat`` ``[B, D, C]``."""
+    """The batch of graphs (built by :func:`wsgraph.core.graph.assemble`) of ``flat`` ``[B, D, C]``."""
     layout = FlatLayout(tuple(widths))
     if flat.dim() != 3 or flat.size(1) != layout.size:
         raise ValueError(f"expected [B, {layout.size}, C] for widths {layout.widths}, got {tuple(flat.shape)}")

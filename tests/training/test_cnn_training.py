@@ -11,14 +11,14 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from wsgraph import permute_hidden
-from wsgraph.datasets.checkpoints import convert_checkpoints
+from wsgraph.datasets.checkpoint_folders import convert_checkpoints
 from wsgraph.datasets.dataset import WeightSpaceDataset
+from wsgraph.datasets.transforms import NormalizeWeights
 from wsgraph.layers import CNNDWSNet
 from wsgraph.training import load_trained_model, train
-from wsgraph.training.checkpointing import load_checkpoint
 from wsgraph.training.data import open_training_data
 from wsgraph.training.registry import build_model, model_spec
-from wsgraph.transforms import NormalizeWeights
+from wsgraph.training.run_checkpoints import load_checkpoint
 
 from .conftest import tiny_config
 from .test_resume import Interrupted, interrupt_during_epoch

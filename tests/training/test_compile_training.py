@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from wsgraph.training import train
-from wsgraph.training.checkpointing import load_checkpoint
 from wsgraph.training.config import TrainConfig
+from wsgraph.training.run_checkpoints import load_checkpoint
 
 from .conftest import tiny_config
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from torchrun_launcher import run_two_processes
 
-from wsgraph.training.checkpointing import load_checkpoint
 from wsgraph.training.distributed import DistributedContext
+from wsgraph.training.run_checkpoints import load_checkpoint
 
 from .ddp_worker import global_batch_gradients
 

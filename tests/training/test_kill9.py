@@ -16,7 +16,7 @@ import torch
 
 from wsgraph.cli.main import main
 from wsgraph.datasets.store import read_meta, read_shard, shard_paths
-from wsgraph.training.checkpointing import load_checkpoint
+from wsgraph.training.run_checkpoints import load_checkpoint
 
 from .conftest import write_store
 

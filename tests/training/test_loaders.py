@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from wsgraph.spec import WeightSpaceSpec
+from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.training import train
-from wsgraph.training.checkpointing import load_checkpoint
 from wsgraph.training.data import open_training_data
 from wsgraph.training.distributed import DistributedContext
 from wsgraph.training.loaders import EpochPlan, GraphLoader, StackedLoader
+from wsgraph.training.run_checkpoints import load_checkpoint
 
 from .conftest import WIDTHS, tiny_config
 

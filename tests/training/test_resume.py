@@ -9,8 +9,8 @@ import torch
 
 from wsgraph.training import load_trained_model, train
 from wsgraph.training import run as run_module
-from wsgraph.training.checkpointing import load_checkpoint
 from wsgraph.training.run import NonFiniteLossError
+from wsgraph.training.run_checkpoints import load_checkpoint
 from wsgraph.training.tasks import Classification
 
 from .conftest import tiny_config

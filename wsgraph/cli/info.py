@@ -10,14 +10,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from wsgraph.activations import UNKNOWN
-from wsgraph.checkpoint import load_checkpoint
-from wsgraph.cnn import cnn_to_graph, holds_cnn
-from wsgraph.convert import mlp_to_graph
+from wsgraph.core.activations import UNKNOWN
+from wsgraph.core.convert_cnn import cnn_to_graph, holds_cnn
+from wsgraph.core.convert_mlp import mlp_to_graph
+from wsgraph.core.extract_mlp import NotAnMLPError
+from wsgraph.core.graph import graph_specs
+from wsgraph.core.network_files import load_checkpoint
+from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.errors import shown_path
-from wsgraph.extract import NotAnMLPError
-from wsgraph.graph import graph_specs
-from wsgraph.spec import WeightSpaceSpec
 
 TRUST_PICKLES_HELP = (
     "also load a saved module built of classes other than torch.nn containers, nn.Linear, nn.Conv2d, "

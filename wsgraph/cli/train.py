@@ -15,7 +15,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from wsgraph.training.checkpointing import LAST, load_checkpoint
 from wsgraph.training.config import (
     AUGMENTATIONS,
     LOADERS,
@@ -26,6 +25,7 @@ from wsgraph.training.config import (
     TrainConfig,
 )
 from wsgraph.training.run import train
+from wsgraph.training.run_checkpoints import LAST, load_checkpoint
 
 _DEFAULTS = {item.name: item.default for item in dataclasses.fields(TrainConfig)}
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from wsgraph.cnn import kernel_offset
+from wsgraph.core.convert_cnn import kernel_offset
 from wsgraph.layers.dws import DWSLayer
 from wsgraph.layers.models import DWSNet
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout

@@ -11,10 +11,10 @@ from torch_geometric.data import Data
 from torch_geometric.nn import GATv2Conv, GINEConv, PNAConv, TransformerConv
 from torch_geometric.nn.pool import global_add_pool, global_max_pool, global_mean_pool
 
+from wsgraph.core.spec import WeightSpaceSpec
+from wsgraph.datasets.transforms import LayerStatistics
 from wsgraph.layers.positional import EdgePositionalEncoding, NeuronPositionalEncoding, check_signature
 from wsgraph.layers.probe import ProbeFeatures
-from wsgraph.spec import WeightSpaceSpec
-from wsgraph.transforms import LayerStatistics
 
 ConvName = Literal["gine", "pna", "gatv2", "transformer"]
 Readout = Literal["mean", "sum", "max"]
@@ -191,7 +191,7 @@ class WeightSpaceGNN(nn.Module):
             :obj:`None`, raw weights)
 
     Shapes:
-        - **input:** a batch of :math:`B` :class:`~wsgraph.graph.WeightSpaceGraph`\ s
+        - **input:** a batch of :math:`B` :class:`~wsgraph.core.graph.WeightSpaceGraph`\ s
           with signature :math:`(M, d_0, d_M)`
         - **output:** :math:`(B, \text{out\_features})`
     """

@@ -8,16 +8,16 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from wsgraph.cnn import kernel_offset
-from wsgraph.dense import to_dense_weights
-from wsgraph.graph import sort_edges
+from wsgraph.core.convert_cnn import kernel_offset
+from wsgraph.core.dense import to_dense_weights
+from wsgraph.core.graph import sort_edges
 from wsgraph.layers.blocks import GlobalBatchNorm
 
 
 def flatten_params(data: Data, kernel_sizes: Sequence[tuple[int, int]] | None = None) -> Tensor:
     r"""The weights and biases of every network of a one-architecture batch as one row each.
 
-    The order is the canonical one of :mod:`wsgraph.spec` and the one of the DWSNets
+    The order is the canonical one of :mod:`wsgraph.core.spec` and the one of the DWSNets
     baseline: all weights, layer by layer (:math:`W_l[i, j]` row-major), then the
     biases of layers ``1..M`` (input neurons carry no bias); the ``C`` channels of a
     parameter are adjacent.
@@ -91,7 +91,7 @@ class FlatMLP(nn.Module):
             then counts kernel entries. (default: :obj:`None`)
 
     Shapes:
-        - **input:** a batch of :math:`B` :class:`~wsgraph.graph.WeightSpaceGraph`\ s
+        - **input:** a batch of :math:`B` :class:`~wsgraph.core.graph.WeightSpaceGraph`\ s
           of one architecture
         - **output:** :math:`(B, \text{out\_features})`
     """

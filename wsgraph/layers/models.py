@@ -9,12 +9,12 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
+from wsgraph.datasets.transforms import LayerStatistics
 from wsgraph.layers.blocks import WeightSpaceActivation, WeightSpaceDropout, WeightSpaceNorm, residual
 from wsgraph.layers.dws import BACKENDS, DWSLayer
 from wsgraph.layers.probe import ProbeFeatures
 from wsgraph.layers.readout import InvariantReadout
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout, supply_layout
-from wsgraph.transforms import LayerStatistics
 
 
 class DWSStack(nn.Module):

@@ -16,7 +16,8 @@ from torch_geometric.nn.norm import LayerNorm as GraphLayerNorm
 from torch_geometric.nn.pool import global_add_pool, global_max_pool, global_mean_pool
 from torch_geometric.nn.resolver import activation_resolver
 
-from wsgraph.graph import sort_edges
+from wsgraph.core.graph import sort_edges
+from wsgraph.datasets.transforms import LayerStatistics
 from wsgraph.layers.gnn_baselines import check_channels
 from wsgraph.layers.neural_graph_dense import (
     DenseNetworks,
@@ -27,7 +28,6 @@ from wsgraph.layers.neural_graph_dense import (
 from wsgraph.layers.neural_graph_fused import fused_edge_update, fused_messages
 from wsgraph.layers.positional import NeuronPositionalEncoding, check_signature
 from wsgraph.layers.probe import ProbeFeatures
-from wsgraph.transforms import LayerStatistics
 
 Backend = Literal["fused", "dense", "scatter"]
 Norm = Literal["graph", "node", "minibatch", "none"]
@@ -495,7 +495,7 @@ class NeuralGraphGNN(NeuralGraphInputs):
             rounding (tested in float64, outputs and gradients). (default: ``"fused"``)
 
     Shapes:
-        - **input:** a batch of :math:`B` :class:`~wsgraph.graph.WeightSpaceGraph`\ s
+        - **input:** a batch of :math:`B` :class:`~wsgraph.core.graph.WeightSpaceGraph`\ s
           with signature :math:`(M, d_0, d_M)`
         - **output:** :math:`(B, \text{out\_features})`
     """

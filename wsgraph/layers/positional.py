@@ -48,7 +48,7 @@ class NeuronPositionalEncoding(nn.Module):
         channels (int): the size of each embedding.
 
     Shapes:
-        - **input:** a :class:`~wsgraph.graph.WeightSpaceGraph` or batch of them with
+        - **input:** a :class:`~wsgraph.core.graph.WeightSpaceGraph` or batch of them with
           ``node_layer`` :math:`(N)`, ``node_index`` :math:`(N)` and ``layer_widths``
           :math:`(B, M+1)`
         - **output:** node features :math:`(N, \text{channels})`

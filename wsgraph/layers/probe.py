@@ -6,8 +6,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from wsgraph.datasets.render import neuron_values
-from wsgraph.transforms import LayerStatistics, NormalizeWeights
+from wsgraph.datasets.transforms import LayerStatistics, NormalizeWeights
+from wsgraph.inrs.render import neuron_values
 
 
 class ProbeFeatures(nn.Module):
@@ -21,7 +21,7 @@ class ProbeFeatures(nn.Module):
     layer :math:`k` (the inputs themselves for :math:`k = 0`, hidden neurons after the
     activation, raw outputs) go through a per-layer :math:`\operatorname{LN}(\mathbf{\Theta}_k
     \mathbf{v} + \mathbf{c}_k)`. The networks run with the activation each graph records
-    (:func:`wsgraph.datasets.render.neuron_values`), in a batch of any widths.
+    (:func:`wsgraph.inrs.render.neuron_values`), in a batch of any widths.
 
     Models see normalised weights (``wsgraph train`` standardises each layer), but a
     network computes its function with its raw weights, so the module first undoes the

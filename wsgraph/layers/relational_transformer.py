@@ -12,10 +12,10 @@ from torch_geometric.data import Data
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric.utils import to_dense_adj, to_dense_batch
 
+from wsgraph.datasets.transforms import LayerStatistics
 from wsgraph.layers.gnn_baselines import check_channels
 from wsgraph.layers.neural_graph import NeuralGraphInputs, pool_neurons, readout_head
 from wsgraph.layers.positional import check_signature
-from wsgraph.transforms import LayerStatistics
 
 TransformerPooling = Literal["cat", "mean", "sum", "max", "cls"]
 TRANSFORMER_POOLINGS: tuple[str, ...] = get_args(TransformerPooling)
@@ -259,7 +259,7 @@ class NeuralGraphTransformer(NeuralGraphInputs):
             the probe features undo. (default: :obj:`None`)
 
     Shapes:
-        - **input:** a batch of :math:`B` :class:`~wsgraph.graph.WeightSpaceGraph`\ s
+        - **input:** a batch of :math:`B` :class:`~wsgraph.core.graph.WeightSpaceGraph`\ s
           with signature :math:`(M, d_0, d_M)`
         - **output:** :math:`(B, \text{out\_features})`
     """

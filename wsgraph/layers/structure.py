@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from wsgraph.graph import edge_positions, inverse_permutation
+from wsgraph.core.graph import edge_positions, inverse_permutation
 from wsgraph.layers.incidence import Incidence
 
 _CACHE_ATTRIBUTE = "_wsgraph_layout"

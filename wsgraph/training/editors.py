@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from torch_geometric.data import Data
 
-from wsgraph.graph import canonical_positions
+from wsgraph.core.graph import canonical_positions
+from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.layers import FlatMLP
-from wsgraph.spec import WeightSpaceSpec
 
 # The last layer starts this small, so the editor starts near the identity (as DWSEditNet).
 OUTPUT_GAIN = 0.1

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from wsgraph.core.spec import WeightSpaceSpec
+from wsgraph.datasets.transforms import LayerStatistics
 from wsgraph.layers import (
     CNNDWSNet,
     DWSEditNet,
@@ -20,10 +22,8 @@ from wsgraph.layers import (
     WeightSpaceGNN,
     pna_degree_histogram,
 )
-from wsgraph.spec import WeightSpaceSpec
 from wsgraph.training.config import EDITING_MODELS, MODEL_NAMES
 from wsgraph.training.editors import FlatMLPEditor
-from wsgraph.transforms import LayerStatistics
 
 GNN_MODELS = ("gine", "pna", "gatv2", "transformer")
 # The Neural Graphs GNN, with the published recipe's encodings, convolution and readout.

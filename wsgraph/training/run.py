@@ -15,11 +15,20 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from wsgraph.datasets.store import dataset_fingerprint
+from wsgraph.datasets.transforms import (
+    FirstLayerRotation,
+    FirstLayerScale,
+    LayerStatistics,
+    LayerStdShift,
+    NormalizeWeights,
+    RandomHiddenPermutation,
+    RandomInputTranslation,
+    WeightDropout,
+)
 from wsgraph.io import write_json
 from wsgraph.layers import DWSNet
 from wsgraph.runtime import derived_seed, preserved_random_state
-from wsgraph.training import checkpointing
-from wsgraph.training.checkpointing import BEST, LAST, load_checkpoint, save_checkpoint
+from wsgraph.training import run_checkpoints
 from wsgraph.training.config import TrainConfig
 from wsgraph.training.data import TrainingData, open_training_data, resolve_task
 from wsgraph.training.distributed import DistributedContext, all_gather_objects, barrier, setup
@@ -42,19 +51,10 @@ from wsgraph.training.regression import (
     plot_predicted_vs_true,
     write_predictions,
 )
+from wsgraph.training.run_checkpoints import BEST, LAST, load_checkpoint, save_checkpoint
 from wsgraph.training.schedule import constant_rate, warmup_cosine, warmup_steps_for
 from wsgraph.training.tasks import ReferencePredictor, Regression, make_task
 from wsgraph.training.trained import NormalizedModel, statistics_from_dict, statistics_to_dict
-from wsgraph.transforms import (
-    FirstLayerRotation,
-    FirstLayerScale,
-    LayerStatistics,
-    LayerStdShift,
-    NormalizeWeights,
-    RandomHiddenPermutation,
-    RandomInputTranslation,
-    WeightDropout,
-)
 
 # The published INR augmentation's dropout probability (DWSNets, experiments/data.py).
 AUGMENT_DROPOUT = 0.01
@@ -291,7 +291,7 @@ class _Run:
         self.scaler.load_state_dict(checkpoint["scaler"])
         states = checkpoint["random_states"]
         if len(states) == self.context.world_size:
-            checkpointing.restore_random_state(states[self.context.rank], self.augment_generator)
+            run_checkpoints.restore_random_state(states[self.context.rank], self.augment_generator)
         elif self.context.is_main:
             tqdm.write(
                 f"wsgraph train: the checkpoint was written by {len(states)} process(es), this run has "
@@ -394,7 +394,7 @@ class _Run:
             )
 
     def _save_last(self) -> None:
-        random_states = all_gather_objects(checkpointing.random_state(self.augment_generator), self.context)
+        random_states = all_gather_objects(run_checkpoints.random_state(self.augment_generator), self.context)
         if not self.context.is_main:
             return
         state = dict(self.state, wall_seconds=self.state["wall_seconds"] + self._elapsed())

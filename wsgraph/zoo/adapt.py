@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
-from wsgraph.activations import UNKNOWN
+from wsgraph.core.activations import UNKNOWN
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.zoo.data import load_zoo_data
 from wsgraph.zoo.editing import EDITORS, WeightEditing, accuracies, edit_loss, fine_tune, image_batches, make_editor

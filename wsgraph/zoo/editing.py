@@ -11,11 +11,11 @@ from torch import Tensor, nn
 from torch.nn import functional
 from torch_geometric.data import Data
 
-from wsgraph.datasets.render import render_inr
+from wsgraph.core.spec import WeightSpaceSpec
+from wsgraph.datasets.transforms import NormalizeWeights
+from wsgraph.inrs.render import render_inr
 from wsgraph.layers import DWSEditNet
-from wsgraph.spec import WeightSpaceSpec
 from wsgraph.training.editors import FlatMLPEditor
-from wsgraph.transforms import NormalizeWeights
 
 EDITORS = ("dwsnet", "mlp")
 

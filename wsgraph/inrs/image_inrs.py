@@ -18,15 +18,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from wsgraph import permute
-from wsgraph.convert import mlp_to_graph, stacked_params
+from wsgraph.core import permute
+from wsgraph.core.convert_mlp import mlp_to_graph, stacked_params
 from wsgraph.datasets.build import format_layer_statistics, format_statistics, summarize_fit, write_shards
-from wsgraph.datasets.dilation import dilate
-from wsgraph.datasets.fitting import fit_sirens
 from wsgraph.datasets.images import ImageSet, to_intensities
-from wsgraph.datasets.render import image_grid_coords, render_inr
-from wsgraph.datasets.siren import PixelGrid, SirenRecipe, psnr
 from wsgraph.datasets.store import SPLITS, Shard, read_meta, read_shard, shard_paths
+from wsgraph.inrs.dilation import dilate
+from wsgraph.inrs.fitting import fit_sirens
+from wsgraph.inrs.render import image_grid_coords, render_inr
+from wsgraph.inrs.siren import PixelGrid, SirenRecipe, psnr
 from wsgraph.io import save_figure
 from wsgraph.runtime import resolve_device, strided_seed
 

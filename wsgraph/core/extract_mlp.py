@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from wsgraph.activations import UNKNOWN, matching_activations
+from wsgraph.core.activations import UNKNOWN, matching_activations
 from wsgraph.runtime import preserved_random_state
 
 _OMEGA_ATTRIBUTES = ("omega_0", "omega", "w0", "first_omega_0", "hidden_omega_0")

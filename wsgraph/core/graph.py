@@ -1,6 +1,6 @@
 """The PyG graph of an MLP: schema, construction from dense weights, and batching.
 
-See :mod:`wsgraph.spec` for the canonical node and edge order.
+See :mod:`wsgraph.core.spec` for the canonical node and edge order.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from wsgraph.activations import UNKNOWN
-from wsgraph.spec import WeightSpaceSpec
+from wsgraph.core.activations import UNKNOWN
+from wsgraph.core.spec import WeightSpaceSpec
 
 # What a CNN's graph records besides an MLP's, one row per graph (see WeightSpaceGraph).
 CONV_KEYS = ("conv_layers", "kernel_size", "kernel_grid", "conv_stride", "conv_padding", "conv_dilation")
@@ -33,7 +33,7 @@ class WeightSpaceGraph(Data):
     Attributes:
         x (Tensor): ``[N, C]`` node features, the neuron's bias (input neurons: 0).
         edge_index (Tensor): ``[2, E]`` edges, neuron ``i`` of layer ``l-1`` to neuron
-            ``j`` of layer ``l``, in the canonical order of :mod:`wsgraph.spec`.
+            ``j`` of layer ``l``, in the canonical order of :mod:`wsgraph.core.spec`.
         edge_attr (Tensor): ``[E, C]`` edge features, the weight :math:`W_l[i, j]`.
         node_layer (Tensor): ``[N]`` layer ``k`` of each neuron (``0..M``).
         node_index (Tensor): ``[N]`` position of each neuron within its layer.
@@ -44,7 +44,7 @@ class WeightSpaceGraph(Data):
         activation (str): the hidden activation, e.g. ``"relu"`` or ``"sine(30.0)"``,
             or ``"unknown"`` where it could not be read.
 
-    The graph of a CNN (see :mod:`wsgraph.cnn`) has a node per channel and an edge per
+    The graph of a CNN (see :mod:`wsgraph.core.convert_cnn`) has a node per channel and an edge per
     (input channel, output channel) pair; ``edge_attr`` is ``[E, H*W]``, the kernel
     zero-padded into an ``H x W`` grid (linear layers: a 1x1 kernel at its centre), and
     it also has
@@ -253,7 +253,7 @@ def edge_positions(edge_index: Tensor, layer_widths: Tensor, num_nodes: int) -> 
 
     Nodes are taken in canonical order (network, layer, index), as ``x`` stores them;
     the edges may come in any order. ``positions[e]`` is where edge ``e`` sits in the
-    canonical order of :mod:`wsgraph.spec`, so ``edge_attr[positions.argsort()]`` lists
+    canonical order of :mod:`wsgraph.core.spec`, so ``edge_attr[positions.argsort()]`` lists
     the weights canonically.
 
     Raises:
@@ -358,7 +358,7 @@ def inverse_permutation(permutation: Tensor) -> Tensor:
 
 
 def sort_edges(data: Data) -> Data:
-    """A graph or batch with its edges in the canonical order of :mod:`wsgraph.spec`.
+    """A graph or batch with its edges in the canonical order of :mod:`wsgraph.core.spec`.
 
     PyG transforms and hand-made graphs may list the edges in any order; functions that
     read the weights as dense views (:func:`wsgraph.to_dense_weights`) need them in

@@ -36,7 +36,7 @@ _SIMPLE: dict[str, Callable[[], nn.Module]] = {
     "softplus": nn.Softplus,
 }
 _SINE = re.compile(r"^sine\(([-+0-9.eE]+)\)$")
-# wsgraph.checkpoint lets a saved module use exactly these activations: the ones a graph can record.
+# wsgraph.core.network_files lets a saved module use exactly these activations: the ones a graph can record.
 ACTIVATION_CLASSES: tuple[type[nn.Module], ...] = (*_SIMPLE.values(), Sine)
 
 

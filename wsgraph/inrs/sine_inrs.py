@@ -22,12 +22,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from wsgraph.convert import mlp_to_graph
+from wsgraph.core.convert_mlp import mlp_to_graph
 from wsgraph.datasets.build import summarize_fit, write_shards
-from wsgraph.datasets.fitting import fit_sirens
-from wsgraph.datasets.render import render_inr
-from wsgraph.datasets.siren import SirenRecipe, counter_uniform
 from wsgraph.datasets.store import SPLITS, Shard, read_meta, read_shard, shard_paths
+from wsgraph.inrs.fitting import fit_sirens
+from wsgraph.inrs.render import render_inr
+from wsgraph.inrs.siren import SirenRecipe, counter_uniform
 from wsgraph.io import save_figure
 from wsgraph.runtime import resolve_device
 

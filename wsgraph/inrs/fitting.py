@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from wsgraph.datasets.siren import PixelGrid, SirenRecipe, siren_forward, siren_init, split_augmented
+from wsgraph.inrs.siren import PixelGrid, SirenRecipe, siren_forward, siren_init, split_augmented
 from wsgraph.runtime import resolve_device
 
 
@@ -88,7 +88,7 @@ def fit_sirens(
         points: ``[P, d_0]`` coordinates, or a :class:`PixelGrid` (faster first layer).
         recipe: architecture, optimiser and initialisation.
         keys: ``[N]`` integers naming the networks; with ``seed`` they fix each
-            network's initialisation (see :func:`~wsgraph.datasets.siren.siren_init`).
+            network's initialisation (see :func:`~wsgraph.inrs.siren.siren_init`).
         seed: the dataset's seed.
         batch_size: networks fitted together (default: :func:`default_batch_size`).
         workers: CPU threads, each fitting its own batches single-threaded (default:

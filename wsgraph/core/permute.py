@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from wsgraph.graph import canonical_positions, graph_specs, inverse_permutation
+from wsgraph.core.graph import canonical_positions, graph_specs, inverse_permutation
 
 Permutations = Sequence[Tensor]
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from wsgraph.activations import UNKNOWN, matching_activations, pooled_matching_activations
-from wsgraph.extract import NotAnMLPError, record_layer_outputs
+from wsgraph.core.activations import UNKNOWN, matching_activations, pooled_matching_activations
+from wsgraph.core.extract_mlp import NotAnMLPError, record_layer_outputs
 
 # Any fixed seed: the probe only has to be generic (no zero entries, no ties).
 _PROBE_SEED = 0x5EED

@@ -6,17 +6,17 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from wsgraph.activations import UNKNOWN, make_activation
-from wsgraph.datasets.siren import PixelGrid
-from wsgraph.dense import to_dense_weights
-from wsgraph.graph import graph_specs, num_networks, sort_edges
+from wsgraph.core.activations import UNKNOWN, make_activation
+from wsgraph.core.dense import to_dense_weights
+from wsgraph.core.graph import graph_specs, num_networks, sort_edges
+from wsgraph.inrs.siren import PixelGrid
 
 
 def image_grid_coords(height: int, width: int, device: torch.device | str | None = None) -> Tensor:
     """The ``[height * width, 2]`` pixel coordinates the image INRs are fitted on.
 
     Row-major pixel order; pixel ``(r, c)`` sits at ``(x, y) = (lin_w[c], lin_h[r])``
-    with ``lin_n = linspace(-1, 1, n)`` (see :class:`~wsgraph.datasets.siren.PixelGrid`).
+    with ``lin_n = linspace(-1, 1, n)`` (see :class:`~wsgraph.inrs.siren.PixelGrid`).
     """
     return PixelGrid(height, width).coords(device)
 
@@ -36,7 +36,7 @@ def render_inr(
     one architecture at a time and reassembled in order.
 
     Args:
-        data: a :class:`~wsgraph.graph.WeightSpaceGraph` or a batch of them, with one
+        data: a :class:`~wsgraph.core.graph.WeightSpaceGraph` or a batch of them, with one
             feature channel, edges in any order.
         coords: ``[P, d_0]`` points shared by every network, or ``[B, P, d_0]``.
         output_offset: added to every output (the image INRs' recipe adds +0.5).
@@ -149,7 +149,7 @@ def neuron_values(data: Data, coords: Tensor, activation: str | None = None) -> 
     points); networks are evaluated as :func:`render_inr` evaluates them.
 
     Args:
-        data: a :class:`~wsgraph.graph.WeightSpaceGraph` or a batch of them, with one
+        data: a :class:`~wsgraph.core.graph.WeightSpaceGraph` or a batch of them, with one
             feature channel, edges in any order.
         coords: ``[P, d_0]`` points shared by every network, or ``[B, P, d_0]``.
         activation: the hidden activation's name; by default the one each graph records.

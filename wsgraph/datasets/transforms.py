@@ -1,7 +1,7 @@
 r"""Weight-space transforms: symmetries, augmentations and normalisation of network graphs.
 
 Every transform is a PyG :class:`~torch_geometric.transforms.BaseTransform` that works on
-one :class:`~wsgraph.graph.WeightSpaceGraph` or on a :class:`~torch_geometric.data.Batch`
+one :class:`~wsgraph.core.graph.WeightSpaceGraph` or on a :class:`~torch_geometric.data.Batch`
 of them (vectorised, one random draw per network where the transform draws per network),
 keeps the graph structure (``edge_index``, layer labels, widths) and changes only the
 values: ``edge_attr`` (weights) and ``x`` (biases; input neurons keep their 0).
@@ -41,9 +41,9 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
-from wsgraph.cnn import kernel_entry_mask
-from wsgraph.graph import canonical_positions, inverse_permutation, is_conv_graph
-from wsgraph.permute import permute_hidden
+from wsgraph.core.convert_cnn import kernel_entry_mask
+from wsgraph.core.graph import canonical_positions, inverse_permutation, is_conv_graph
+from wsgraph.core.permute import permute_hidden
 
 
 class RandomHiddenPermutation(BaseTransform):

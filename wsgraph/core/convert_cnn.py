@@ -27,9 +27,9 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
-from wsgraph.activations import UNKNOWN, make_activation
-from wsgraph.dense import to_dense_weights
-from wsgraph.extract_cnn import (
+from wsgraph.core.activations import UNKNOWN, make_activation
+from wsgraph.core.dense import to_dense_weights
+from wsgraph.core.extract_cnn import (
     ConvChain,
     ConvGeometry,
     NotACNNError,
@@ -38,7 +38,7 @@ from wsgraph.extract_cnn import (
     from_cnn_state_dict,
     validate_cnn,
 )
-from wsgraph.graph import WeightSpaceGraph, assemble, graph_specs, is_conv_graph, single_graph, sort_edges
+from wsgraph.core.graph import WeightSpaceGraph, assemble, graph_specs, is_conv_graph, single_graph, sort_edges
 
 CNNLike = nn.Module | Mapping[str, Tensor] | Sequence
 Pair = int | tuple[int, int]
@@ -133,7 +133,7 @@ def kernel_entry_mask(data: Data) -> Tensor:
     """``[E, H*W]``, true at the entries of each edge's padded grid that hold its layer's kernel.
 
     The rest is padding: zero in every graph :func:`cnn_to_graph` builds, and to be kept
-    zero by whatever rescales the weights (see :class:`~wsgraph.transforms.NormalizeWeights`).
+    zero by whatever rescales the weights (see :class:`~wsgraph.datasets.transforms.NormalizeWeights`).
     """
     grid = tuple(data.kernel_grid[0].tolist())
     batch = getattr(data, "batch", None)

@@ -8,8 +8,8 @@ from typing import NamedTuple
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from wsgraph.activations import UNKNOWN
-from wsgraph.graph import assemble, canonical_positions, common_spec, num_networks
+from wsgraph.core.activations import UNKNOWN
+from wsgraph.core.graph import assemble, canonical_positions, common_spec, num_networks
 
 
 class DenseWeights(NamedTuple):

@@ -28,11 +28,11 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch
 
-from wsgraph.activations import ACTIVATION_CLASSES
-from wsgraph.convert import mlp_to_graph
+from wsgraph.core.activations import ACTIVATION_CLASSES
+from wsgraph.core.convert_mlp import mlp_to_graph
+from wsgraph.core.extract_mlp import NotAnMLPError
+from wsgraph.core.graph import WeightSpaceGraph
 from wsgraph.errors import load_error_reason, shown_path
-from wsgraph.extract import NotAnMLPError
-from wsgraph.graph import WeightSpaceGraph
 
 TORCH_SUFFIXES = frozenset({".pt", ".pth", ".ckpt"})
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -373,7 +373,7 @@ def _layer_option_problem(module: nn.Module, state: dict) -> str | None:
     A convolution's options size what it computes: a crafted stride, padding or dilation
     could make running it allocate without bound, a kernel size that disagrees with the
     weight would make the recorded graph lie. Only the values torch's own constructors
-    produce pass; the extractor then bounds the probe it runs (``wsgraph.extract_cnn``).
+    produce pass; the extractor then bounds the probe it runs (``wsgraph.core.extract_cnn``).
     """
     if isinstance(module, nn.Conv2d):
         weight = state["_parameters"].get("weight")

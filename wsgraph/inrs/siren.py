@@ -44,8 +44,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from wsgraph.activations import sine_name
-from wsgraph.spec import WeightSpaceSpec
+from wsgraph.core.activations import sine_name
+from wsgraph.core.spec import WeightSpaceSpec
 
 INIT_SCHEMES = ("dwsnets", "siren")
 

@@ -9,11 +9,11 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
-from wsgraph.activations import UNKNOWN, make_activation
-from wsgraph.cnn import conv_graph_params
-from wsgraph.dense import to_dense_weights
-from wsgraph.extract import LinearChain, NotAnMLPError, from_module, from_pairs, from_state_dict, validate
-from wsgraph.graph import WeightSpaceGraph, assemble, is_conv_graph, mixes_architectures, single_graph, sort_edges
+from wsgraph.core.activations import UNKNOWN, make_activation
+from wsgraph.core.convert_cnn import conv_graph_params
+from wsgraph.core.dense import to_dense_weights
+from wsgraph.core.extract_mlp import LinearChain, NotAnMLPError, from_module, from_pairs, from_state_dict, validate
+from wsgraph.core.graph import WeightSpaceGraph, assemble, is_conv_graph, mixes_architectures, single_graph, sort_edges
 
 MLPLike = nn.Module | Mapping[str, Tensor] | Sequence
 Params = list[tuple[Tensor, Tensor | None]]
@@ -43,7 +43,7 @@ def mlp_to_graph(
         y: target(s) stored on the graph (``[B, ...]`` for stacked input).
 
     Returns:
-        A :class:`~wsgraph.graph.WeightSpaceGraph` with one channel (``x`` ``[N, 1]``,
+        A :class:`~wsgraph.core.graph.WeightSpaceGraph` with one channel (``x`` ``[N, 1]``,
         ``edge_attr`` ``[E, 1]``), or a :class:`Batch` of them for stacked input.
 
     Raises:
@@ -112,7 +112,7 @@ def graph_to_params(data: Data) -> Params | list[Params]:
     For a :class:`Batch` the result is a list with one such list per network
     (vectorised when the batch has one architecture). The edges may come in any order.
     A CNN's graph gives its convolutions' weights as ``[out, in, kh, kw]``
-    (:func:`wsgraph.cnn.conv_graph_params`).
+    (:func:`wsgraph.core.convert_cnn.conv_graph_params`).
     """
     if is_conv_graph(data):
         return conv_graph_params(data)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from wsgraph.graph import graph_specs
+from wsgraph.core.graph import graph_specs
 from wsgraph.io import save_figure
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ folder that cannot be listed, or a symlink to nothing, is an error like an unrea
 
 Networks are grouped by signature ``(M, d_0, d_M)`` (MLPs and CNNs apart). A checkpoint
 with a 4-D ``weight`` (or a module with ``nn.Conv2d`` layers) is a CNN: convolutions, a
-global average pooling, linear layers (see :mod:`wsgraph.cnn`); its kernels are stored
+global average pooling, linear layers (see :mod:`wsgraph.core.convert_cnn`); its kernels are stored
 as they are and padded into the root's kernel grid (``meta["kernel_grid"]``, the largest
 kernel of its networks) when the dataset builds the graphs. With one signature ``OUT`` is the
 dataset root; with several, ``OUT/<signature name>/`` is one root per signature and
@@ -56,9 +56,12 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from wsgraph.activations import UNKNOWN, make_activation
-from wsgraph.checkpoint import CHECKPOINT_SUFFIXES, load_checkpoint
-from wsgraph.cnn import holds_cnn
+from wsgraph.core.activations import UNKNOWN, make_activation
+from wsgraph.core.convert_cnn import holds_cnn
+from wsgraph.core.extract_cnn import ConvChain, ConvGeometry, from_cnn_module, from_cnn_state_dict, validate_cnn
+from wsgraph.core.extract_mlp import LinearChain, NotAnMLPError, from_module, from_state_dict, validate
+from wsgraph.core.network_files import CHECKPOINT_SUFFIXES, load_checkpoint
+from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets.conv_geometry import (
     GEOMETRY_KEYS,
     GeometryValue,
@@ -81,11 +84,8 @@ from wsgraph.datasets.store import (
     write_shard,
 )
 from wsgraph.errors import one_line, shown_path
-from wsgraph.extract import LinearChain, NotAnMLPError, from_module, from_state_dict, validate
-from wsgraph.extract_cnn import ConvChain, ConvGeometry, from_cnn_module, from_cnn_state_dict, validate_cnn
 from wsgraph.io import write_json
 from wsgraph.locks import write_lock
-from wsgraph.spec import WeightSpaceSpec
 
 DEFAULT_SPLIT_RATIOS = (0.8, 0.1, 0.1)
 DEFAULT_SHARD_SIZE = 4096
@@ -210,7 +210,7 @@ def convert_checkpoints(
             INR class adds 0.5), recorded as ``meta["output_offset"]`` so that rendering
             and editing reproduce the networks' functions.
         trust_pickles: also read saved modules of classes outside
-            :data:`wsgraph.checkpoint.SAFE_MODULE_CLASSES`. **This runs any code the
+            :data:`wsgraph.core.network_files.SAFE_MODULE_CLASSES`. **This runs any code the
             files contain**: only for files you made.
         conv_geometry: the CNNs' ``stride``, ``padding`` and ``dilation`` (see
             :mod:`wsgraph.datasets.conv_geometry`), over those of ``src/geometry.json``;

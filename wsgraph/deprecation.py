@@ -36,7 +36,7 @@ def _warn(message: str, stacklevel: int) -> None:
 def moved_module(old: str, new: str) -> None:
     """Make the module being imported as ``old`` be the module ``new``, with a warning.
 
-    Called at the top level of the file at the old path (``moved_module(__name__, "wsgraph.core.spec")``).
+    Called at the top level of the file at the old path, with that file's ``__name__`` and the new path.
     """
     # Frames of the import machinery are skipped by `warnings`: level 3 is the importer's line.
     _warn(f"{old} is deprecated and will be removed in the next release; import {new} instead", stacklevel=3)

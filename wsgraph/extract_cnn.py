@@ -1,0 +1,5 @@
+"""Deprecated: moved to :mod:`wsgraph.core.extract_cnn`; this path works until the next release."""
+
+from wsgraph.deprecation import moved_module
+
+moved_module(__name__, "wsgraph.core.extract_cnn")

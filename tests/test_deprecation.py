@@ -99,3 +99,19 @@ def test_moved_module_needs_an_existing_target() -> None:
     with pytest.warns(DeprecationWarning), pytest.raises(ModuleNotFoundError):
         moved_module("wsgraph.no_such_old_module", "wsgraph.no_such_new_module")
     assert wsgraph.__version__
+
+
+def test_the_old_checkpoint_function_names_call_the_new_ones(tmp_path: Path) -> None:
+    import torch
+
+    from wsgraph.training import run_checkpoints
+
+    path = tmp_path / "net.pt"
+    torch.save({"weight": torch.ones(2, 3), "bias": torch.zeros(2)}, path)
+    with pytest.warns(DeprecationWarning, match="wsgraph.load_checkpoint is deprecated.*wsgraph.load_network_file"):
+        old = wsgraph.load_checkpoint(path)
+    assert old.keys() == wsgraph.load_network_file(path).keys()
+    with pytest.warns(DeprecationWarning, match="use wsgraph.training.run_checkpoints.save_run_checkpoint"):
+        run_checkpoints.save_checkpoint(tmp_path / "last.pt", {"epoch": 3})
+    with pytest.warns(DeprecationWarning, match="use wsgraph.training.run_checkpoints.load_run_checkpoint"):
+        assert run_checkpoints.load_checkpoint(tmp_path / "last.pt")["epoch"] == 3

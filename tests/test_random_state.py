@@ -217,7 +217,7 @@ CALLS: dict[str, Callable] = {
     "wsgraph.to_dense_weights": lambda w: wsgraph.to_dense_weights(w.uniform),
     "wsgraph.graph_to_mlp": lambda w: (wsgraph.graph_to_mlp(w.graph), wsgraph.graph_to_mlp(w.mixed)),
     "wsgraph.graph_to_params": lambda w: (wsgraph.graph_to_params(w.mixed), wsgraph.graph_to_params(w.uniform)),
-    "wsgraph.load_checkpoint": lambda w: wsgraph.load_checkpoint(w.checkpoints / "net0.pt"),
+    "wsgraph.load_network_file": lambda w: wsgraph.load_network_file(w.checkpoints / "net0.pt"),
     "wsgraph.make_activation": lambda w: (wsgraph.make_activation("sine(30.0)"), wsgraph.make_activation("relu")),
     "wsgraph.mlp_to_graph": _mlp_to_graph,
     "wsgraph.permute_hidden": _permute_hidden,

@@ -21,7 +21,7 @@ from wsgraph.core import (
     graph_to_cnn,
     graph_to_mlp,
     graph_to_params,
-    load_checkpoint,
+    load_network_file,
     make_activation,
     mlp_to_graph,
     pad_kernels,
@@ -31,6 +31,7 @@ from wsgraph.core import (
     to_dense_weights,
     to_networkx,
 )
+from wsgraph.core.network_files import load_checkpoint as load_checkpoint  # deprecated name of load_network_file
 
 __version__ = "0.1.0"
 
@@ -51,7 +52,7 @@ __all__ = [
     "graph_to_cnn",
     "graph_to_mlp",
     "graph_to_params",
-    "load_checkpoint",
+    "load_network_file",
     "make_activation",
     "mlp_to_graph",
     "pad_kernels",

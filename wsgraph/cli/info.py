@@ -15,7 +15,7 @@ from wsgraph.core.convert_cnn import cnn_to_graph, holds_cnn
 from wsgraph.core.convert_mlp import mlp_to_graph
 from wsgraph.core.extract_mlp import NotAnMLPError
 from wsgraph.core.graph import graph_specs
-from wsgraph.core.network_files import load_checkpoint
+from wsgraph.core.network_files import load_network_file
 from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.errors import shown_path
 
@@ -50,13 +50,13 @@ def describe_checkpoint(path: str | os.PathLike, *, trust_pickles: bool = False)
 
     Args:
         path: the checkpoint file.
-        trust_pickles: see :func:`wsgraph.load_checkpoint`; runs any code the file contains.
+        trust_pickles: see :func:`wsgraph.load_network_file`; runs any code the file contains.
 
     Raises:
         CheckpointError: the file cannot be read.
         NotAnMLPError: the file holds no chain of linear layers.
     """
-    content = load_checkpoint(path, trust_pickles=trust_pickles)
+    content = load_network_file(path, trust_pickles=trust_pickles)
     try:
         # Describing a network with NaN weights is still useful; `finite` reports them.
         graph = (cnn_to_graph if holds_cnn(content) else mlp_to_graph)(content, check_finite=False)

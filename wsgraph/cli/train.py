@@ -25,7 +25,7 @@ from wsgraph.training.config import (
     TrainConfig,
 )
 from wsgraph.training.run import train
-from wsgraph.training.run_checkpoints import LAST, load_checkpoint
+from wsgraph.training.run_checkpoints import LAST, load_run_checkpoint
 
 _DEFAULTS = {item.name: item.default for item in dataclasses.fields(TrainConfig)}
 
@@ -163,7 +163,7 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
         resume = Path(args.out) / LAST
     else:
         raise ValueError("--resume without a PATH needs --out (the run folder)")
-    stored = load_checkpoint(resume, required=("config",))["config"]
+    stored = load_run_checkpoint(resume, required=("config",))["config"]
     return {**stored, **given}, resume
 
 

@@ -12,7 +12,7 @@ from wsgraph.core.dense import DenseWeights, from_dense_weights, to_dense_weight
 from wsgraph.core.extract_cnn import NotACNNError
 from wsgraph.core.extract_mlp import NotAnMLPError
 from wsgraph.core.graph import WeightSpaceGraph, common_spec, graph_specs, sort_edges
-from wsgraph.core.network_files import CheckpointError, load_checkpoint
+from wsgraph.core.network_files import CheckpointError, load_network_file
 from wsgraph.core.permute import permute_hidden
 from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.core.visualize import draw_network, to_networkx
@@ -34,7 +34,7 @@ __all__ = [
     "graph_to_cnn",
     "graph_to_mlp",
     "graph_to_params",
-    "load_checkpoint",
+    "load_network_file",
     "make_activation",
     "mlp_to_graph",
     "pad_kernels",

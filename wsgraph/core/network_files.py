@@ -1,4 +1,4 @@
-"""Read network checkpoints: PyTorch ``.pt``/``.pth``/``.ckpt`` files and ``.safetensors``.
+"""A user's network file, read safely: PyTorch ``.pt``/``.pth``/``.ckpt`` files and ``.safetensors``.
 
 Loading runs no code from the file. :func:`torch.load` runs with ``weights_only=True``,
 which rebuilds tensors and plain containers only, and a whole saved ``nn.Module`` is
@@ -32,6 +32,7 @@ from wsgraph.core.activations import ACTIVATION_CLASSES
 from wsgraph.core.convert_mlp import mlp_to_graph
 from wsgraph.core.extract_mlp import NotAnMLPError
 from wsgraph.core.graph import WeightSpaceGraph
+from wsgraph.deprecation import renamed
 from wsgraph.errors import load_error_reason, shown_path
 
 TORCH_SUFFIXES = frozenset({".pt", ".pth", ".ckpt"})
@@ -64,7 +65,7 @@ class CheckpointError(ValueError):
     """A checkpoint file cannot be read; the one-line message names the file."""
 
 
-def load_checkpoint(path: str | os.PathLike, *, trust_pickles: bool = False) -> nn.Module | dict[str, Tensor]:
+def load_network_file(path: str | os.PathLike, *, trust_pickles: bool = False) -> nn.Module | dict[str, Tensor]:
     """The saved module, or the state_dict, in a checkpoint file.
 
     Common containers are unwrapped: ``{"state_dict": ...}``, ``{"model_state_dict":
@@ -107,16 +108,16 @@ def load_checkpoint(path: str | os.PathLike, *, trust_pickles: bool = False) -> 
     return content
 
 
-def graph_from_checkpoint(
+def graph_from_network_file(
     path: str | os.PathLike, *, trust_pickles: bool = False, **kwargs
 ) -> WeightSpaceGraph | Batch:
-    """:func:`load_checkpoint` followed by :func:`wsgraph.mlp_to_graph` (``kwargs`` go to the latter).
+    """:func:`load_network_file` followed by :func:`wsgraph.mlp_to_graph` (``kwargs`` go to the latter).
 
     Raises:
         CheckpointError: the file cannot be read.
         NotAnMLPError: the file holds no MLP; the message names the file and the layer.
     """
-    network = load_checkpoint(path, trust_pickles=trust_pickles)
+    network = load_network_file(path, trust_pickles=trust_pickles)
     try:
         return mlp_to_graph(network, **kwargs)
     except NotAnMLPError as error:
@@ -447,3 +448,11 @@ def _join(label: str, key: str) -> str:
 def _key_text(key: object) -> str:
     # Printing an arbitrary key from the file (a huge tensor, say) could cost more than the load.
     return str(key) if isinstance(key, (str, int)) else f"<{type(key).__name__}>"
+
+
+load_checkpoint = renamed(load_network_file, "wsgraph.load_checkpoint", "wsgraph.load_network_file")
+graph_from_checkpoint = renamed(
+    graph_from_network_file,
+    "wsgraph.core.network_files.graph_from_checkpoint",
+    "wsgraph.core.network_files.graph_from_network_file",
+)

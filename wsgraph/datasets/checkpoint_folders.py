@@ -60,7 +60,7 @@ from wsgraph.core.activations import UNKNOWN, make_activation
 from wsgraph.core.convert_cnn import holds_cnn
 from wsgraph.core.extract_cnn import ConvChain, ConvGeometry, from_cnn_module, from_cnn_state_dict, validate_cnn
 from wsgraph.core.extract_mlp import LinearChain, NotAnMLPError, from_module, from_state_dict, validate
-from wsgraph.core.network_files import CHECKPOINT_SUFFIXES, load_checkpoint
+from wsgraph.core.network_files import CHECKPOINT_SUFFIXES, load_network_file
 from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets.conv_geometry import (
     GEOMETRY_KEYS,
@@ -459,11 +459,11 @@ def read_network(path: Path, *, trust_pickles: bool = False) -> LinearChain | Co
     A module with ``nn.Conv2d`` layers, or a state_dict with a 4-D weight, is read as a CNN.
 
     Raises:
-        CheckpointError: the file cannot be read (see :func:`wsgraph.load_checkpoint`,
+        CheckpointError: the file cannot be read (see :func:`wsgraph.load_network_file`,
             also for ``trust_pickles``).
         NotAnMLPError: it holds no MLP, or NaN/inf values; the message names the file.
     """
-    content = load_checkpoint(path, trust_pickles=trust_pickles)
+    content = load_network_file(path, trust_pickles=trust_pickles)
     try:
         if holds_cnn(content):
             chain = from_cnn_module(content) if isinstance(content, nn.Module) else from_cnn_state_dict(content)

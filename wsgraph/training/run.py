@@ -51,7 +51,7 @@ from wsgraph.training.regression import (
     plot_predicted_vs_true,
     write_predictions,
 )
-from wsgraph.training.run_checkpoints import BEST, LAST, load_checkpoint, save_checkpoint
+from wsgraph.training.run_checkpoints import BEST, LAST, load_run_checkpoint, save_run_checkpoint
 from wsgraph.training.schedule import constant_rate, warmup_cosine, warmup_steps_for
 from wsgraph.training.tasks import ReferencePredictor, Regression, make_task
 from wsgraph.training.trained import NormalizedModel, statistics_from_dict, statistics_to_dict
@@ -210,7 +210,7 @@ class _Run:
                 )
             return None
         required = ("config", "model", "optimizer", "scheduler", "scaler", "random_states", *_fresh_state())
-        checkpoint = load_checkpoint(resume, required=required)
+        checkpoint = load_run_checkpoint(resume, required=required)
         stored = TrainConfig.from_dict(checkpoint["config"])
         differences = stored.differences(self.config)
         if differences:
@@ -379,7 +379,7 @@ class _Run:
 
     def _save_best(self) -> None:
         if self.context.is_main:
-            save_checkpoint(
+            save_run_checkpoint(
                 self.out / BEST,
                 {
                     "config": self.config.to_dict(),
@@ -398,7 +398,7 @@ class _Run:
         if not self.context.is_main:
             return
         state = dict(self.state, wall_seconds=self.state["wall_seconds"] + self._elapsed())
-        save_checkpoint(
+        save_run_checkpoint(
             self.out / LAST,
             {
                 "config": self.config.to_dict(),
@@ -435,7 +435,7 @@ class _Run:
 
     def _finish(self) -> dict[str, Any]:
         barrier(self.context)
-        best = load_checkpoint(self.out / BEST, required=("model",))
+        best = load_run_checkpoint(self.out / BEST, required=("model",))
         self.model.load_state_dict(best["model"])
         test = evaluate(self.model, self.loaders["test"], self.task, self.prepare, self.precision, self.context)
         reference = self._evaluate_reference(self.loaders["test"])
@@ -533,7 +533,7 @@ def load_trained_model(
         ValueError: if the checkpoint is damaged, or stores no normalisation and
             ``statistics`` is not given.
     """
-    checkpoint = load_checkpoint(path, required=("model", "model_spec"))
+    checkpoint = load_run_checkpoint(path, required=("model", "model_spec"))
     spec = ModelSpec.from_dict(checkpoint["model_spec"])
     if NORMALIZATION in checkpoint:
         statistics = statistics_from_dict(checkpoint[NORMALIZATION], str(path))

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from wsgraph.deprecation import renamed
 from wsgraph.errors import load_error_reason, shown_path
 from wsgraph.io import atomic_write
 
@@ -25,14 +26,14 @@ VERSION = 1
 LAST, BEST = "last.pt", "best.pt"
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+def save_run_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Write ``state`` (tensors, numbers, strings, lists and dicts) to ``path`` atomically."""
     document = {"format": FORMAT, "version": VERSION, **state}
     atomic_write(path, lambda handle: torch.save(document, handle))
 
 
-def load_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (safely: tensors and plain data only).
+def load_run_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_run_checkpoint` (safely: tensors and plain data only).
 
     Raises:
         FileNotFoundError: if there is no file at ``path``.
@@ -73,3 +74,15 @@ def restore_random_state(state: dict[str, Any], augment_generator: torch.Generat
     augment_generator.set_state(state["augment"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+save_checkpoint = renamed(
+    save_run_checkpoint,
+    "wsgraph.training.checkpointing.save_checkpoint",
+    "wsgraph.training.run_checkpoints.save_run_checkpoint",
+)
+load_checkpoint = renamed(
+    load_run_checkpoint,
+    "wsgraph.training.checkpointing.load_checkpoint",
+    "wsgraph.training.run_checkpoints.load_run_checkpoint",
+)

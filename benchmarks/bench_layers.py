@@ -57,7 +57,7 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
     batch = batch.to(device)
     labels = torch.randint(0, 10, (batch.num_graphs,), device=device)
     norm = None if config["norm"] == "none" else config["norm"]
-    model = DWSNet(3, 2, 1, 10, hidden_channels=32, num_dws_layers=5, norm=norm, backend=config["backend"])
+    model = DWSNet(3, 2, 1, 10, hidden_channels=32, depth=5, norm=norm, backend=config["backend"])
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     forward = torch.compile(model, fullgraph=True) if config["compile"] else model

@@ -115,3 +115,9 @@ def test_the_old_checkpoint_function_names_call_the_new_ones(tmp_path: Path) -> 
         run_checkpoints.save_checkpoint(tmp_path / "last.pt", {"epoch": 3})
     with pytest.warns(DeprecationWarning, match="use wsgraph.training.run_checkpoints.load_run_checkpoint"):
         assert run_checkpoints.load_checkpoint(tmp_path / "last.pt")["epoch"] == 3
+
+
+def test_the_old_layer_count_property_still_reads_with_a_warning() -> None:
+    spec = wsgraph.WeightSpaceSpec((2, 5, 3, 1))
+    with pytest.warns(DeprecationWarning, match=r"WeightSpaceSpec.num_layers is deprecated.*use .num_weight_layers"):
+        assert spec.num_layers == spec.num_weight_layers == 3

@@ -357,7 +357,7 @@ MODULES: dict[str, Callable] = {
     ),
     "wsgraph.layers.WeightSpaceDropout": lambda w: _forward(wsgraph.layers.WeightSpaceDropout(0.5), w.features),
     "wsgraph.layers.WeightSpaceGNN": lambda w: _forward(
-        wsgraph.layers.WeightSpaceGNN("gine", 3, 2, 1, 3, hidden_channels=8, num_rounds=1, dropout=0.5), _float(w.mixed)
+        wsgraph.layers.WeightSpaceGNN("gine", 3, 2, 1, 3, hidden_channels=8, depth=1, dropout=0.5), _float(w.mixed)
     ),
     "wsgraph.layers.WeightSpaceNorm": lambda w: _forward(wsgraph.layers.WeightSpaceNorm(1, 3), w.features),
     "wsgraph.training.FlatMLPEditor": lambda w: _forward(

@@ -114,3 +114,13 @@ def upgrade_keys(stored: Mapping[str, Any], renames: Mapping[str, str]) -> dict[
             value = upgraded.pop(old)
             upgraded.setdefault(new, value)
     return upgraded
+
+
+def renamed_property(new_name: str, old_qualname: str) -> property:
+    """A read-only property under an old name that returns attribute ``new_name``, with a warning."""
+
+    def getter(self: Any) -> Any:
+        _warn(f"{old_qualname} is deprecated and will be removed in the next release; use .{new_name}", stacklevel=2)
+        return getattr(self, new_name)
+
+    return property(getter, doc=f"Deprecated name of ``{new_name}``.")

@@ -34,7 +34,7 @@ def make_model(conv, dtype=torch.float64, **kwargs):
     torch.manual_seed(0)
     degree_histogram = pna_degree_histogram(MIXED_WIDTHS) if conv == "pna" else None
     model = WeightSpaceGNN(
-        conv, 3, 2, 1, out_features=3, hidden_channels=16, num_rounds=2, pna_degree=degree_histogram, **kwargs
+        conv, 3, 2, 1, out_features=3, hidden_channels=16, depth=2, pna_degree=degree_histogram, **kwargs
     )
     return model.to(dtype).eval()
 

@@ -84,8 +84,8 @@ def add_fitting_arguments(parser: argparse.ArgumentParser, defaults: SirenRecipe
     group.add_argument(
         "--layers",
         type=int,
-        default=defaults.spec.num_layers,
-        help=f"weight layers, the last one linear (default {defaults.spec.num_layers})",
+        default=defaults.spec.num_weight_layers,
+        help=f"weight layers, the last one linear (default {defaults.spec.num_weight_layers})",
     )
     group.add_argument(
         "--init",

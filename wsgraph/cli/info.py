@@ -85,7 +85,7 @@ def describe_checkpoint(path: str | os.PathLike, *, trust_pickles: bool = False)
         "path": str(path),
         "kind": kind,
         "widths": list(spec.widths),
-        "signature": {"num_layers": spec.num_layers, "in_dim": spec.in_dim, "out_dim": spec.out_dim},
+        "signature": {"num_layers": spec.num_weight_layers, "in_dim": spec.in_dim, "out_dim": spec.out_dim},
         "num_params": network_parameter_count(spec, has_bias),
         "num_nodes": spec.num_nodes,
         "num_edges": spec.num_edges,

@@ -185,7 +185,7 @@ def assemble(
     edge_index = (template["edge_index"].unsqueeze(1) + node_shift.view(1, -1, 1)).reshape(2, -1)
 
     if has_bias is None:
-        has_bias = torch.ones(spec.num_layers, dtype=torch.bool)
+        has_bias = torch.ones(spec.num_weight_layers, dtype=torch.bool)
     has_bias = torch.as_tensor(has_bias, dtype=torch.bool, device=device)
     if has_bias.dim() == 1:
         has_bias = has_bias.expand(batch_size, -1)

@@ -101,9 +101,9 @@ def _given_sources(data: Data, perms: Permutations | Sequence[Permutations]) -> 
     offset = 0
     for network, (spec, layer_perms) in enumerate(zip(specs, per_network)):
         layer_perms = list(layer_perms)
-        if len(layer_perms) != spec.num_layers - 1:
+        if len(layer_perms) != spec.num_weight_layers - 1:
             raise ValueError(
-                f"network {network} ({spec}) has {spec.num_layers - 1} hidden layers, got {len(layer_perms)} permutations"
+                f"network {network} ({spec}) has {spec.num_weight_layers - 1} hidden layers, got {len(layer_perms)} permutations"
             )
         pieces = [torch.arange(spec.in_dim)]
         for k, perm in zip(spec.hidden_layers, layer_perms):

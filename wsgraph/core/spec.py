@@ -20,6 +20,8 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
+from wsgraph.deprecation import renamed_property
+
 
 @dataclass(frozen=True)
 class WeightSpaceSpec:
@@ -81,9 +83,11 @@ class WeightSpaceSpec:
         return (max(h for h, _ in self.kernel_sizes), max(w for _, w in self.kernel_sizes))
 
     @property
-    def num_layers(self) -> int:
+    def num_weight_layers(self) -> int:
         """The number of weight layers :math:`M`."""
         return len(self.widths) - 1
+
+    num_layers = renamed_property("num_weight_layers", "WeightSpaceSpec.num_layers")
 
     @property
     def in_dim(self) -> int:
@@ -96,12 +100,12 @@ class WeightSpaceSpec:
     @property
     def signature(self) -> tuple[int, int, int]:
         """``(M, d_0, d_M)``: what must agree for networks to share one model."""
-        return (self.num_layers, self.in_dim, self.out_dim)
+        return (self.num_weight_layers, self.in_dim, self.out_dim)
 
     @property
     def hidden_layers(self) -> range:
         """Indices ``k`` of the layers whose neurons are permuted (``1..M-1``)."""
-        return range(1, self.num_layers)
+        return range(1, self.num_weight_layers)
 
     @property
     def num_nodes(self) -> int:
@@ -125,7 +129,7 @@ class WeightSpaceSpec:
     @property
     def weight_layers(self) -> range:
         """Indices ``l`` of the weight layers (``1..M``)."""
-        return range(1, self.num_layers + 1)
+        return range(1, self.num_weight_layers + 1)
 
     def weight_shape(self, layer: int) -> tuple[int, int]:
         """``(d_{l-1}, d_l)``, the shape of :math:`W_l` in wsgraph's layout."""

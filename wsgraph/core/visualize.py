@@ -201,5 +201,5 @@ def _line_width(num_edges: int) -> float:
     return 1.6 if num_edges <= 100 else 0.9 if num_edges <= 600 else 0.5
 
 
-def _layer_labels(num_layers: int) -> list[str]:
-    return ["input", *[f"hidden {k}" for k in range(1, num_layers - 1)], "output"]
+def _layer_labels(num_neuron_layers: int) -> list[str]:
+    return ["input", *[f"hidden {k}" for k in range(1, num_neuron_layers - 1)], "output"]

@@ -491,8 +491,8 @@ def root_name(spec: WeightSpaceSpec) -> str:
 
 def signature_name(signature: tuple[int, int, int]) -> str:
     """The folder name of a signature's dataset root, e.g. ``mlp-3layers-2in-1out``."""
-    num_layers, in_dim, out_dim = signature
-    return f"mlp-{num_layers}layers-{in_dim}in-{out_dim}out"
+    num_weight_layers, in_dim, out_dim = signature
+    return f"mlp-{num_weight_layers}layers-{in_dim}in-{out_dim}out"
 
 
 def assign_splits(count: int, ratios: Sequence[float], seed: int) -> np.ndarray:
@@ -635,7 +635,7 @@ class _ShardBuffer:
             for layer, kernel in zip(spec.weight_layers, kernels)
         ]
         self.biases = [torch.empty(capacity, spec.widths[layer], dtype=dtype) for layer in spec.weight_layers]
-        self.has_bias = torch.empty(capacity, spec.num_layers, dtype=torch.bool)
+        self.has_bias = torch.empty(capacity, spec.num_weight_layers, dtype=torch.bool)
         self.y = torch.empty(capacity, *target.shape, dtype=target.dtype)
         self.split = torch.empty(capacity, dtype=torch.uint8)
         self.index = torch.empty(capacity, dtype=torch.long)

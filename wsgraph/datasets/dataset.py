@@ -344,9 +344,9 @@ class WeightSpaceDataset(InMemoryDataset):
 class _StatisticsAccumulator:
     """Running per-layer sums, in float64, of the weights and biases of selected networks."""
 
-    def __init__(self, num_layers: int) -> None:
-        self.sums = torch.zeros(4, num_layers, dtype=torch.float64)
-        self.counts = torch.zeros(2, num_layers, dtype=torch.float64)
+    def __init__(self, num_weight_layers: int) -> None:
+        self.sums = torch.zeros(4, num_weight_layers, dtype=torch.float64)
+        self.counts = torch.zeros(2, num_weight_layers, dtype=torch.float64)
 
     def add(self, shard: Shard, selected: Tensor) -> None:
         if not bool(selected.any()):

@@ -44,6 +44,7 @@ from torch_geometric.transforms import BaseTransform
 from wsgraph.core.convert_cnn import kernel_entry_mask
 from wsgraph.core.graph import canonical_positions, inverse_permutation, is_conv_graph
 from wsgraph.core.permute import permute_hidden
+from wsgraph.deprecation import renamed_property
 
 
 class RandomHiddenPermutation(BaseTransform):
@@ -213,14 +214,14 @@ class RandomInputTranslation(BaseTransform):
 
     def forward(self, data: Data) -> Data:
         num_graphs = data.layer_widths.size(0)
-        num_layers = _num_weight_layers(data)
+        num_weight_layers = _num_weight_layers(data)
         widest_input = int(data.layer_widths[:, 0].max())
         offsets = (2 * _rand((num_graphs, widest_input), data.edge_attr, self.generator) - 1) * self.scale
         draws = _rand((num_graphs,), data.edge_attr, self.generator)
         # k uniform on 1..M-1 per network (M its own number of weight layers).
-        choices = (num_layers - 1).clamp(min=1).to(draws)
-        layers = (1 + (draws * choices).floor().long()).clamp(max=(num_layers - 1).clamp(min=1))
-        layers = torch.where(num_layers > 1, layers, torch.zeros_like(layers))
+        choices = (num_weight_layers - 1).clamp(min=1).to(draws)
+        layers = (1 + (draws * choices).floor().long()).clamp(max=(num_weight_layers - 1).clamp(min=1))
+        layers = torch.where(num_weight_layers > 1, layers, torch.zeros_like(layers))
         return translate_inputs(data, offsets, layers)
 
     def __repr__(self) -> str:
@@ -318,8 +319,10 @@ class LayerStatistics:
             raise ValueError("LayerStatistics needs positive standard deviations")
 
     @property
-    def num_layers(self) -> int:
+    def num_weight_layers(self) -> int:
         return self.weight_mean.numel()
+
+    num_layers = renamed_property("num_weight_layers", "LayerStatistics.num_layers")
 
     def to_dict(self) -> dict[str, Tensor]:
         return {
@@ -361,10 +364,10 @@ class NormalizeWeights(BaseTransform):
         return self._apply(copy.copy(data), inverse=True)
 
     def _apply(self, data: Data, inverse: bool) -> Data:
-        num_layers = data.layer_widths.size(1) - 1
-        if num_layers != self.stats.num_layers:
+        num_weight_layers = data.layer_widths.size(1) - 1
+        if num_weight_layers != self.stats.num_weight_layers:
             raise ValueError(
-                f"these statistics are for {self.stats.num_layers} weight layers, the graph has {num_layers}"
+                f"these statistics are for {self.stats.num_weight_layers} weight layers, the graph has {num_weight_layers}"
             )
         edge_layer = data.edge_layer - 1
         data.edge_attr = _affine(data.edge_attr, edge_layer, self.stats.weight_mean, self.stats.weight_std, inverse)

@@ -137,7 +137,7 @@ def fit_sirens(
             torch.set_num_threads(threads)
     else:
         pieces = [fit_batch(start) for start in starts]
-    merged = [torch.cat([piece[0][layer] for piece in pieces]) for layer in range(recipe.spec.num_layers)]
+    merged = [torch.cat([piece[0][layer] for piece in pieces]) for layer in range(recipe.spec.num_weight_layers)]
     weights, biases = split_augmented(merged)
     return SirenFit(weights, biases, torch.cat([p[1] for p in pieces]), torch.cat([p[2] for p in pieces]))
 

@@ -86,8 +86,10 @@ class SirenRecipe:
         spec = WeightSpaceSpec(tuple(self.widths))
         object.__setattr__(self, "widths", spec.widths)
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        if spec.num_layers < 2:
-            raise ValueError(f"a SIREN needs at least one sine layer (widths {spec}); got {spec.num_layers} layer")
+        if spec.num_weight_layers < 2:
+            raise ValueError(
+                f"a SIREN needs at least one sine layer (widths {spec}); got {spec.num_weight_layers} layer"
+            )
         if self.steps < 0:
             raise ValueError(f"steps must be non-negative, got {self.steps}")
         for name in ("omega_0", "lr", "eps"):

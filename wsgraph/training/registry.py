@@ -188,7 +188,7 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
     features undo to run the networks; the model keeps it in its ``state_dict``, so a
     checkpoint restores it.
     """
-    num_layers, in_dim, out_dim = spec.signature
+    num_weight_layers, in_dim, out_dim = spec.signature
     family = _family(spec.name)
     hidden = spec.hidden_channels or DEFAULT_HIDDEN[family]
     depth = spec.depth or DEFAULT_DEPTH[family]
@@ -198,34 +198,34 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
         backend = "dense" if spec.name == "dwsnet-dense" else "scatter"
         if spec.is_conv:
             return CNNDWSNet(
-                num_layers,
+                num_weight_layers,
                 in_dim,
                 out_dim,
                 spec.out_features,
                 spec.kernel_sizes,
                 hidden_channels=hidden,
-                num_dws_layers=depth,
+                depth=depth,
                 dropout=spec.dropout,
                 backend=backend,
                 **readout,
             )
         if spec.task == "dilate":
             return DWSEditNet(
-                num_layers,
+                num_weight_layers,
                 in_dim,
                 out_dim,
                 hidden_channels=hidden,
-                num_dws_layers=depth,
+                depth=depth,
                 dropout=spec.dropout,
                 backend=backend,
             )
         return DWSNet(
-            num_layers,
+            num_weight_layers,
             in_dim,
             out_dim,
             spec.out_features,
             hidden_channels=hidden,
-            num_dws_layers=depth,
+            depth=depth,
             dropout=spec.dropout,
             backend=backend,
             **readout,
@@ -234,7 +234,7 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
     if family == "mlp":
         architecture = WeightSpaceSpec(spec.widths)
         if spec.task == "dilate":
-            return FlatMLPEditor(architecture, hidden_channels=hidden, num_hidden_layers=depth, dropout=spec.dropout)
+            return FlatMLPEditor(architecture, hidden_channels=hidden, depth=depth, dropout=spec.dropout)
         if spec.is_conv:
             kernels = spec.kernel_sizes
             num_params = sum(a * b * h * w for (a, b), (h, w) in zip(itertools.pairwise(spec.widths), kernels))
@@ -248,13 +248,13 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
         # A CNN's edges carry its kernel grid, each entry one feature, as the Neural Graphs code encodes them.
         edges = {} if spec.kernel_grid is None else {"edge_channels": spec.kernel_grid[0] * spec.kernel_grid[1]}
         return NeuralGraphGNN(
-            num_layers,
+            num_weight_layers,
             in_dim,
             out_dim,
             spec.out_features,
             degree,
             hidden_channels=hidden,
-            num_rounds=depth,
+            depth=depth,
             dropout=spec.dropout,
             **pooling,
             **probes,
@@ -264,24 +264,24 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
         # --hidden-channels sets the neurons' states (d_node); the pairs' and the attention's sizes keep theirs.
         pooling = {} if spec.readout is None else {"pooling": spec.readout, "pooling_layer": "all"}
         return NeuralGraphTransformer(
-            num_layers,
+            num_weight_layers,
             in_dim,
             out_dim,
             spec.out_features,
             node_channels=hidden,
-            num_blocks=depth,
+            depth=depth,
             dropout=spec.dropout,
             **pooling,
             **probes,
         )
     return WeightSpaceGNN(
         spec.name,
-        num_layers,
+        num_weight_layers,
         in_dim,
         out_dim,
         spec.out_features,
         hidden_channels=hidden,
-        num_rounds=depth,
+        depth=depth,
         dropout=spec.dropout,
         pna_degree=degree,
         **readout,

@@ -111,7 +111,7 @@ def run_adaptation(config: AdaptConfig, out: str | os.PathLike | None = None) ->
     train_set = WeightSpaceDataset(config.data, split="train", log=False)
     test_set = WeightSpaceDataset(config.data, split="test", log=False)
     spec = train_set.architectures[0]
-    if len(train_set.architectures) != 1 or spec.num_layers < 2:
+    if len(train_set.architectures) != 1 or spec.num_weight_layers < 2:
         raise ValueError(f"{config.data}: expected one MLP architecture of the zoo, got {train_set.architectures}")
     pixels = image_shape[0] * image_shape[1] * image_shape[2]
     if (spec.in_dim, spec.out_dim) != (pixels, classes):

@@ -14,6 +14,7 @@ from torch_geometric.nn.pool import global_add_pool, global_max_pool, global_mea
 from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets.transforms import LayerStatistics
 from wsgraph.deprecation import renamed_kwargs
+from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
 from wsgraph.layers.positional import EdgePositionalEncoding, NeuronPositionalEncoding, check_signature
 from wsgraph.layers.probe import ProbeFeatures
 
@@ -206,8 +207,8 @@ class WeightSpaceGNN(nn.Module):
         out_dim: int,
         out_features: int,
         in_channels: int = 1,
-        hidden_channels: int = 64,
-        depth: int = 4,
+        hidden_channels: int = HIDDEN_CHANNELS["gnn"],
+        depth: int = DEPTH["gnn"],
         readout: Readout = "mean",
         edge_readout: bool = True,
         dropout: float = 0.0,

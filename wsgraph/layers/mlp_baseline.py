@@ -13,6 +13,7 @@ from wsgraph.core.dense import to_dense_weights
 from wsgraph.core.graph import sort_edges
 from wsgraph.deprecation import renamed_kwargs
 from wsgraph.layers.blocks import GlobalBatchNorm
+from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
 
 
 def flatten_params(data: Data, kernel_sizes: Sequence[tuple[int, int]] | None = None) -> Tensor:
@@ -102,8 +103,8 @@ class FlatMLP(nn.Module):
         self,
         num_params: int,
         out_features: int,
-        hidden_channels: int = 32,
-        depth: int = 5,
+        hidden_channels: int = HIDDEN_CHANNELS["mlp"],
+        depth: int = DEPTH["mlp"],
         dropout: float = 0.0,
         batch_norm: bool = True,
         kernel_sizes: Sequence[tuple[int, int]] | None = None,

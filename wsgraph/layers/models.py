@@ -12,6 +12,7 @@ from torch_geometric.data import Data
 from wsgraph.datasets.transforms import LayerStatistics
 from wsgraph.deprecation import renamed_kwargs
 from wsgraph.layers.blocks import WeightSpaceActivation, WeightSpaceDropout, WeightSpaceNorm, residual
+from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
 from wsgraph.layers.dws import BACKENDS, DWSLayer
 from wsgraph.layers.probe import ProbeFeatures
 from wsgraph.layers.readout import InvariantReadout
@@ -157,8 +158,8 @@ class DWSNet(_DWSModel):
         out_dim: int,
         out_features: int,
         in_channels: int = 1,
-        hidden_channels: int = 32,
-        depth: int = 4,
+        hidden_channels: int = HIDDEN_CHANNELS["dwsnet"],
+        depth: int = DEPTH["dwsnet"],
         readout: str = "mean",
         head_hidden: int = 128,
         norm: str | None = "batch",
@@ -255,8 +256,8 @@ class DWSEditNet(_DWSModel):
         in_dim: int,
         out_dim: int,
         in_channels: int = 1,
-        hidden_channels: int = 32,
-        depth: int = 4,
+        hidden_channels: int = HIDDEN_CHANNELS["dwsnet"],
+        depth: int = DEPTH["dwsnet"],
         residual: bool = True,
         norm: str | None = "batch",
         dropout: float = 0.0,

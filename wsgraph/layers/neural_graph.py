@@ -19,6 +19,7 @@ from torch_geometric.nn.resolver import activation_resolver
 from wsgraph.core.graph import sort_edges
 from wsgraph.datasets.transforms import LayerStatistics
 from wsgraph.deprecation import renamed_kwargs
+from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
 from wsgraph.layers.gnn_baselines import check_channels
 from wsgraph.layers.neural_graph_dense import (
     DenseNetworks,
@@ -512,8 +513,8 @@ class NeuralGraphGNN(NeuralGraphInputs):
         out_features: int,
         degree_histogram: Tensor,
         in_channels: int = 1,
-        hidden_channels: int = 32,
-        depth: int = 4,
+        hidden_channels: int = HIDDEN_CHANNELS["ng-gnn"],
+        depth: int = DEPTH["ng-gnn"],
         aggregators: Sequence[str] = ("mean", "min", "max", "std"),
         scalers: Sequence[str] = ("identity", "amplification"),
         fourier_features: int = 128,

@@ -14,6 +14,7 @@ from torch_geometric.utils import to_dense_adj, to_dense_batch
 
 from wsgraph.datasets.transforms import LayerStatistics
 from wsgraph.deprecation import renamed_kwargs
+from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
 from wsgraph.layers.gnn_baselines import check_channels
 from wsgraph.layers.neural_graph import NeuralGraphInputs, pool_neurons, readout_head
 from wsgraph.layers.positional import check_signature
@@ -273,12 +274,12 @@ class NeuralGraphTransformer(NeuralGraphInputs):
         out_dim: int,
         out_features: int,
         in_channels: int = 1,
-        node_channels: int = 64,
+        node_channels: int = HIDDEN_CHANNELS["ng-transformer"],
         edge_channels: int = 32,
         attention_channels: int = 128,
         node_hidden: int = 128,
         edge_hidden: int = 64,
-        depth: int = 4,
+        depth: int = DEPTH["ng-transformer"],
         heads: int = 8,
         dropout: float = 0.2,
         act: str = "gelu",

@@ -12,6 +12,7 @@ from wsgraph.core.graph import canonical_positions
 from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.deprecation import renamed_kwargs
 from wsgraph.layers import FlatMLP
+from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
 
 # The last layer starts this small, so the editor starts near the identity (as DWSEditNet).
 OUTPUT_GAIN = 0.1
@@ -48,8 +49,8 @@ class FlatMLPEditor(nn.Module):
         self,
         spec: WeightSpaceSpec,
         in_channels: int = 1,
-        hidden_channels: int = 32,
-        depth: int = 5,
+        hidden_channels: int = HIDDEN_CHANNELS["mlp"],
+        depth: int = DEPTH["mlp"],
         dropout: float = 0.0,
     ) -> None:
         super().__init__()

@@ -22,6 +22,7 @@ from wsgraph.layers import (
     WeightSpaceGNN,
     pna_degree_histogram,
 )
+from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
 from wsgraph.training.config import EDITING_MODELS, MODEL_NAMES
 from wsgraph.training.editors import FlatMLPEditor
 
@@ -37,9 +38,6 @@ CNN_MODELS = ("dwsnet", "dwsnet-dense", *NEURAL_GRAPH_MODELS, *FLAT_MODELS)
 PROBE_MODELS = ("dwsnet", "dwsnet-dense", *GNN_MODELS, *NEURAL_GRAPH_MODELS, *TRANSFORMER_MODELS)
 # Models whose training batches get a fresh random hidden-neuron permutation every step.
 PERMUTATION_AUGMENTED = ("mlp-aug",)
-# The models' own defaults for --hidden-channels and --depth.
-DEFAULT_HIDDEN = {"dwsnet": 32, "mlp": 32, "gnn": 64, "ng-gnn": 32, "ng-transformer": 64}
-DEFAULT_DEPTH = {"dwsnet": 4, "mlp": 5, "gnn": 4, "ng-gnn": 4, "ng-transformer": 4}
 
 
 @dataclass(frozen=True)
@@ -55,11 +53,9 @@ class ModelSpec:
         widths: the one architecture of the networks, needed by the flat MLPs
             (``None`` when hidden widths differ).
         pna_degree: the in-degree histogram for ``"pna"`` and ``"ng-gnn"``.
-        hidden_channels: width of the model (its default when ``None``).
-        depth: DWS layers, message-passing rounds or MLP hidden layers (its default when ``None``).
-        readout: ``"mean"``, ``"sum"`` or ``"max"`` for DWSNet and the GNNs (their default when ``None``).
-        dropout: dropout probability.
-        probe_features: learned input points of the probe features (DWSNet and the GNNs; 0: none).
+        hidden_channels, depth, readout, dropout, probe_features: as the
+            :class:`~wsgraph.training.config.TrainConfig` fields of those names; ``None``
+            takes the model family's default from :mod:`wsgraph.layers.defaults`.
         kernel_sizes: for CNN datasets, each weight layer's largest kernel ``(kh, kw)``
             in the data (``None`` for MLPs): the window DWSNet's kernel lift and the flat
             MLPs read in each layer's grid.
@@ -190,8 +186,8 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
     """
     num_weight_layers, in_dim, out_dim = spec.signature
     family = _family(spec.name)
-    hidden = spec.hidden_channels or DEFAULT_HIDDEN[family]
-    depth = spec.depth or DEFAULT_DEPTH[family]
+    hidden = spec.hidden_channels or HIDDEN_CHANNELS[family]
+    depth = spec.depth or DEPTH[family]
     readout = {} if spec.readout is None else {"readout": spec.readout}
     probes = {"probe_features": spec.probe_features, "probe_statistics": statistics} if spec.probe_features else {}
     if family == "dwsnet":
@@ -290,7 +286,7 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
 
 
 def _family(name: str) -> str:
-    """The key of a model in :data:`DEFAULT_HIDDEN` and :data:`DEFAULT_DEPTH`."""
+    """The key of a model in :mod:`wsgraph.layers.defaults`."""
     if name.startswith("dwsnet"):
         return "dwsnet"
     if name in FLAT_MODELS:

@@ -86,7 +86,7 @@ def test_a_module_class_of_your_own_needs_trust_pickles(tmp_path):
     path = tmp_path / "siren.pt"
     torch.save(module, path)
     with pytest.raises(
-        CheckpointError, match=r"refuses to unpickle 'test_checkpoint\.SineNet'.*--trust-pickles"
+        CheckpointError, match=r"refuses to unpickle 'test_network_files\.SineNet'.*--trust-pickles"
     ) as error:
         load_network_file(path)
     assert_one_line_naming(error, path)
@@ -109,7 +109,7 @@ def test_pickled_objects_that_are_not_modules_are_never_unpickled(tmp_path):
     path = tmp_path / "checkpoint.pt"
     torch.save({"weights": {"0.weight": torch.ones(2, 2)}, "extra": Tracker()}, path)
     Tracker.rebuilt = 0
-    with pytest.raises(CheckpointError, match=r"refuses to unpickle .*'test_checkpoint\.Tracker'") as error:
+    with pytest.raises(CheckpointError, match=r"refuses to unpickle .*'test_network_files\.Tracker'") as error:
         load_network_file(path)
     assert Tracker.rebuilt == 0
     assert_one_line_naming(error, path)

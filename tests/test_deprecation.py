@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import wsgraph
-from wsgraph.deprecation import moved_module, renamed_kwargs, upgrade_keys
+from wsgraph.deprecation import moved_module, renamed_kwargs
 
 
 def forget(module: str) -> None:
@@ -88,11 +88,6 @@ def test_renamed_keywords_are_mapped_and_a_clash_is_refused() -> None:
         assert function(old=4) == 4
     with pytest.raises(TypeError, match="both old= and its new name new="):
         function(old=1, new=2)
-
-
-def test_stored_dictionaries_are_upgraded_without_losing_a_new_key() -> None:
-    assert upgrade_keys({"old": 1, "other": 2}, {"old": "new"}) == {"new": 1, "other": 2}
-    assert upgrade_keys({"old": 1, "new": 5}, {"old": "new"}) == {"new": 5}
 
 
 def test_moved_module_needs_an_existing_target() -> None:

@@ -8,10 +8,11 @@ Three kinds of old name, one helper each:
 - a renamed function or class: :func:`renamed` wraps the new one under its old name;
   :func:`moved_attributes` gives a package a module ``__getattr__`` for names that now
   live elsewhere, imported only when asked for (which keeps the import graph acyclic);
-- a renamed keyword argument: :func:`renamed_kwargs` maps old keywords to new ones, and
-  :func:`upgrade_keys` does the same for stored dictionaries (a training checkpoint's
-  configuration and model arguments), which are upgraded silently: a run written before
-  the rename is not the reader's mistake.
+- a renamed keyword argument or attribute: :func:`renamed_kwargs` maps old keywords to
+  new ones, :func:`renamed_property` reads an old attribute name.
+
+Stored training runs hold their settings under names that did not change
+(``TrainConfig`` and ``ModelSpec`` already said ``depth``), so they need no upgrading.
 
 The warnings name the caller's line, not this module's.
 """
@@ -101,19 +102,6 @@ def renamed_kwargs(**renames: str) -> Callable[[F], F]:
         return accepting_old_names  # type: ignore[return-value]
 
     return decorate
-
-
-def upgrade_keys(stored: Mapping[str, Any], renames: Mapping[str, str]) -> dict[str, Any]:
-    """A copy of ``stored`` with old key names replaced by new ones (``renames``: old -> new).
-
-    For dictionaries written to disk before a rename; a key stored under both names keeps the new one.
-    """
-    upgraded = dict(stored)
-    for old, new in renames.items():
-        if old in upgraded:
-            value = upgraded.pop(old)
-            upgraded.setdefault(new, value)
-    return upgraded
 
 
 def renamed_property(new_name: str, old_qualname: str) -> property:

@@ -67,7 +67,7 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
     tuned = tune_allocator(default_malloc=not config["tuned_allocator"])
     import torch
 
-    from wsgraph.spec import WeightSpaceSpec
+    from wsgraph.core.spec import WeightSpaceSpec
     from wsgraph.training import build_model, model_spec
 
     if config["threads"]:

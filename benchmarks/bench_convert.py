@@ -24,8 +24,8 @@ from typing import Any
 import torch
 
 import wsgraph
+from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.io import write_json
-from wsgraph.spec import WeightSpaceSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 
-from wsgraph.datasets.checkpoints import convert_checkpoints
+from wsgraph.core.spec import WeightSpaceSpec
+from wsgraph.datasets.checkpoint_folders import convert_checkpoints
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.io import write_json
-from wsgraph.spec import WeightSpaceSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

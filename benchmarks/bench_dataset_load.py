@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from torch_geometric.loader import DataLoader
 
+from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.datasets.store import Shard, write_meta, write_shard
 from wsgraph.io import write_json
-from wsgraph.spec import WeightSpaceSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

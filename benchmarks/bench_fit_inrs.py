@@ -6,7 +6,7 @@ then fits N INRs for the full ``--full-steps`` (default 1,000) with the fused tr
 the best batch size and reports the real figure. Prints a markdown table and writes
 JSON (default ``benchmarks/results/fit_inrs_<hostname>.json``).
 
-The "autograd" baseline is :func:`wsgraph.datasets.fitting.fit_sirens_autograd`: the same
+The "autograd" baseline is :func:`wsgraph.inrs.fitting.fit_sirens_autograd`: the same
 batched SIRENs as stacked tensors with autograd and ``torch.optim.Adam`` (no Python loop
 per image either), one batch at a time with every thread on each operation.
 
@@ -27,9 +27,9 @@ from typing import Any
 
 import torch
 
-from wsgraph.datasets.fitting import default_workers, fit_sirens, fit_sirens_autograd
 from wsgraph.datasets.images import load_images
-from wsgraph.datasets.siren import PixelGrid, SirenRecipe, psnr_to_mse
+from wsgraph.inrs.fitting import default_workers, fit_sirens, fit_sirens_autograd
+from wsgraph.inrs.siren import PixelGrid, SirenRecipe, psnr_to_mse
 from wsgraph.io import write_json
 from wsgraph.runtime import resolve_device
 

@@ -57,7 +57,7 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
     batch = batch.to(device)
     labels = torch.randint(0, 10, (batch.num_graphs,), device=device)
     norm = None if config["norm"] == "none" else config["norm"]
-    model = DWSNet(3, 2, 1, 10, hidden_channels=32, num_dws_layers=5, norm=norm, backend=config["backend"])
+    model = DWSNet(3, 2, 1, 10, hidden_channels=32, depth=5, norm=norm, backend=config["backend"])
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     forward = torch.compile(model, fullgraph=True) if config["compile"] else model
@@ -118,7 +118,7 @@ def _profile(step, steps: int) -> list[dict[str, Any]]:
 def _uniform_batch(count: int):
     import torch
 
-    from wsgraph.graph import assemble
+    from wsgraph.core.graph import assemble
 
     weights = [torch.randn(count, a, b, 1) / a**0.5 for a, b in itertools.pairwise(WIDTHS)]
     biases = [torch.randn(count, b, 1) * 0.1 for b in WIDTHS[1:]]
@@ -130,7 +130,7 @@ def _mixed_batch(count: int):
     import torch
     from torch_geometric.data import Batch
 
-    from wsgraph.graph import assemble
+    from wsgraph.core.graph import assemble
 
     generator = torch.Generator().manual_seed(0)
     target_edges = count * sum(a * b for a, b in itertools.pairwise(WIDTHS))

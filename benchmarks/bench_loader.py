@@ -7,7 +7,7 @@ split, and times per batch of ``--batch-size`` (default 512):
 * PyG's ``torch_geometric.loader.DataLoader`` over the dataset's graphs (shuffled,
   in-process), plus the per-layer normalisation every run applies;
 * ``wsgraph.training.loaders.StackedLoader`` (slices the stored stacked tensors and
-  builds the batch with ``wsgraph.graph.assemble``), plus the same normalisation;
+  builds the batch with ``wsgraph.core.graph.assemble``), plus the same normalisation;
 * one DWSNet training step (the default ``wsgraph train --model dwsnet``: 4 DWS layers,
   32 channels, mean readout, 10 classes; forward, backward, AdamW) on such a batch.
 
@@ -31,10 +31,10 @@ from pathlib import Path
 import torch
 from torch_geometric.loader import DataLoader
 
+from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets import WeightSpaceDataset
 from wsgraph.datasets.store import SPLITS, Shard, shard_paths, write_meta, write_shard
 from wsgraph.io import write_json
-from wsgraph.spec import WeightSpaceSpec
 from wsgraph.training.data import SplitData
 from wsgraph.training.distributed import DistributedContext
 from wsgraph.training.loaders import EpochPlan, StackedLoader

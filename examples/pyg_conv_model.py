@@ -24,8 +24,8 @@ class ScaleClassifier(nn.Module):
         super().__init__()
         self.convs = nn.ModuleList(
             [
-                DWSConv(1, hidden_channels, num_layers=3, in_dim=2, out_dim=1),
-                DWSConv(hidden_channels, hidden_channels, num_layers=3, in_dim=2, out_dim=1),
+                DWSConv(1, hidden_channels, num_weight_layers=3, in_dim=2, out_dim=1),
+                DWSConv(hidden_channels, hidden_channels, num_weight_layers=3, in_dim=2, out_dim=1),
             ]
         )
         self.head = nn.Linear(2 * hidden_channels, 2)

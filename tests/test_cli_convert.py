@@ -9,10 +9,10 @@ import torch
 from mlp_helpers import build_mlp
 
 from wsgraph.cli.main import main
-from wsgraph.convert import mlp_to_graph
+from wsgraph.core.convert_mlp import mlp_to_graph
 from wsgraph.datasets.dataset import WeightSpaceDataset
-from wsgraph.datasets.render import image_grid_coords, render_inr
 from wsgraph.datasets.store import read_shard, shard_paths
+from wsgraph.inrs.render import image_grid_coords, render_inr
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from wsgraph import (
     pad_kernels,
     permute_hidden,
 )
-from wsgraph.cnn import kernel_offset
+from wsgraph.core.convert_cnn import kernel_offset
 
 
 def build_cnn(

@@ -14,9 +14,9 @@ from wsgraph import NotAnMLPError, Sine, graph_specs, graph_to_mlp, graph_to_par
 
 def random_architecture(seed: int) -> tuple[list[int], list[bool]]:
     rng = random.Random(seed)
-    num_layers = rng.randint(1, 5)
-    widths = [rng.randint(1, 64) for _ in range(num_layers + 1)]
-    biases = [rng.random() < 0.7 for _ in range(num_layers)]
+    num_weight_layers = rng.randint(1, 5)
+    widths = [rng.randint(1, 64) for _ in range(num_weight_layers + 1)]
+    biases = [rng.random() < 0.7 for _ in range(num_weight_layers)]
     return widths, biases
 
 

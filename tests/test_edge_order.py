@@ -14,10 +14,10 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import wsgraph
-from wsgraph.datasets.render import render_inr
+from wsgraph.datasets.transforms import FirstLayerRotation, rotate_first_layer
+from wsgraph.inrs.render import render_inr
 from wsgraph.layers import flatten_params
 from wsgraph.training import FlatMLPEditor
-from wsgraph.transforms import FirstLayerRotation, rotate_first_layer
 
 ARCHITECTURES = [(2, 4, 3, 1), (2, 1, 5, 1), (2, 3, 3, 1)]
 
@@ -142,7 +142,7 @@ def test_flat_mlp_editor_edits_the_weights_of_any_edge_order():
     data = _cases()["uniform"]
     perm = _perm(data)
     torch.manual_seed(0)
-    editor = FlatMLPEditor(wsgraph.graph_specs(data)[0], hidden_channels=8, num_hidden_layers=2).double().eval()
+    editor = FlatMLPEditor(wsgraph.graph_specs(data)[0], hidden_channels=8, depth=2).double().eval()
     with torch.no_grad():
         edited, edited_shuffled = editor(data), editor(reorder_edges(data, perm))
         # Sensitivity: the edit is not the same for every weight, so an unmoved edit would show.

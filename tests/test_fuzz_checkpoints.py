@@ -17,9 +17,9 @@ import torch
 from mlp_helpers import build_mlp
 from torch import Tensor, nn
 
-from wsgraph import CheckpointError, load_checkpoint
-from wsgraph.checkpoint import CHECKPOINT_SUFFIXES
+from wsgraph import CheckpointError, load_network_file
 from wsgraph.cli.main import main
+from wsgraph.core.network_files import CHECKPOINT_SUFFIXES
 from wsgraph.datasets.store import Shard, read_shard, write_shard
 
 # Per valid file: cuts at evenly spread offsets, single flipped bits, and spans of random bytes written over it.
@@ -119,7 +119,7 @@ def test_corrupted_files_are_refused_cleanly(tmp_path, capsys):
                 path.write_bytes(data)
                 begun = time.perf_counter()
                 try:
-                    content = load_checkpoint(path)
+                    content = load_network_file(path)
                 except CheckpointError as error:
                     message = str(error)
                     assert "\n" not in message and message.startswith(f"{path}: "), (label, message)
@@ -165,5 +165,5 @@ def test_an_empty_file_is_refused_under_every_extension(tmp_path, suffix):
     path = tmp_path / f"empty{suffix}"
     path.write_bytes(b"")
     with pytest.raises(CheckpointError, match=r"corrupt|truncated") as error:
-        load_checkpoint(path)
+        load_network_file(path)
     assert str(error.value).startswith(f"{path}: ")

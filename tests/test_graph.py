@@ -6,7 +6,7 @@ from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
 from wsgraph import WeightSpaceGraph, WeightSpaceSpec, common_spec, graph_specs, graph_to_params, mlp_to_graph
-from wsgraph.graph import assemble, mixes_architectures
+from wsgraph.core.graph import assemble, mixes_architectures
 
 MIXED_WIDTHS = [(2, 3, 4, 1), (2, 7, 1, 1), (2, 5, 5, 1), (2, 1, 6, 1)]
 KEYS = ("x", "edge_index", "edge_attr", "node_layer", "node_index", "edge_layer", "layer_widths", "has_bias")

@@ -1,7 +1,7 @@
 """No public function of wsgraph moves the global random generators, except where documented.
 
-Every public name (``__all__`` of ``wsgraph``, ``wsgraph.layers``, ``wsgraph.datasets``,
-``wsgraph.training``, and the public names of ``wsgraph.transforms``) is classified
+Every public name (``__all__`` of ``wsgraph``, ``wsgraph.layers``, ``wsgraph.datasets``, ``wsgraph.inrs``,
+``wsgraph.training``, and the public names of ``wsgraph.datasets.transforms``) is classified
 below, and a new one fails :func:`test_every_public_name_is_classified` until it is:
 
 * ``CALLS``: called; torch's, Python's and NumPy's global random states must be
@@ -34,11 +34,12 @@ from torch_geometric.data import Batch
 
 import wsgraph
 import wsgraph.datasets
+import wsgraph.inrs
 import wsgraph.layers
 import wsgraph.training
-from wsgraph import transforms
-from wsgraph.datasets import SINE_RECIPE, SirenRecipe
-from wsgraph.spec import WeightSpaceSpec
+from wsgraph.core.spec import WeightSpaceSpec
+from wsgraph.datasets import transforms
+from wsgraph.inrs import SINE_RECIPE, SirenRecipe
 from wsgraph.training import TrainConfig
 
 WIDTHS = (2, 5, 3, 1)
@@ -65,12 +66,12 @@ def no_random_draws(name: str):
 
 def public_names() -> set[str]:
     names = {f"wsgraph.{name}" for name in wsgraph.__all__}
-    for module in (wsgraph.layers, wsgraph.datasets, wsgraph.training):
+    for module in (wsgraph.layers, wsgraph.datasets, wsgraph.inrs, wsgraph.training):
         names |= {f"{module.__name__}.{name}" for name in module.__all__}
     names |= {
-        f"wsgraph.transforms.{name}"
+        f"wsgraph.datasets.transforms.{name}"
         for name, value in vars(transforms).items()
-        if not name.startswith("_") and getattr(value, "__module__", None) == "wsgraph.transforms"
+        if not name.startswith("_") and getattr(value, "__module__", None) == "wsgraph.datasets.transforms"
     }
     return names
 
@@ -113,7 +114,7 @@ def world(tmp_path_factory):
         torch.save(build_mlp(WIDTHS, seed=number).state_dict(), checkpoints / f"net{number}.pt")
     sine_recipe = dataclasses.replace(SINE_RECIPE, widths=(1, 8, 8, 1), steps=3)
     sine = root / "sine"
-    wsgraph.datasets.fit_sine_inrs(sine, 12, sine_recipe, num_points=16, progress=False)
+    wsgraph.inrs.fit_sine_inrs(sine, 12, sine_recipe, num_points=16, progress=False)
 
     def config(out):
         return TrainConfig(
@@ -216,7 +217,7 @@ CALLS: dict[str, Callable] = {
     "wsgraph.to_dense_weights": lambda w: wsgraph.to_dense_weights(w.uniform),
     "wsgraph.graph_to_mlp": lambda w: (wsgraph.graph_to_mlp(w.graph), wsgraph.graph_to_mlp(w.mixed)),
     "wsgraph.graph_to_params": lambda w: (wsgraph.graph_to_params(w.mixed), wsgraph.graph_to_params(w.uniform)),
-    "wsgraph.load_checkpoint": lambda w: wsgraph.load_checkpoint(w.checkpoints / "net0.pt"),
+    "wsgraph.load_network_file": lambda w: wsgraph.load_network_file(w.checkpoints / "net0.pt"),
     "wsgraph.make_activation": lambda w: (wsgraph.make_activation("sine(30.0)"), wsgraph.make_activation("relu")),
     "wsgraph.mlp_to_graph": _mlp_to_graph,
     "wsgraph.permute_hidden": _permute_hidden,
@@ -229,7 +230,7 @@ CALLS: dict[str, Callable] = {
     ),
     "wsgraph.layers.flatten_params": lambda w: wsgraph.layers.flatten_params(w.shuffled),
     "wsgraph.layers.pna_degree_histogram": lambda w: wsgraph.layers.pna_degree_histogram([WIDTHS, (2, 4, 6, 1)]),
-    "wsgraph.datasets.PixelGrid": lambda w: wsgraph.datasets.PixelGrid(4, 5).coords(),
+    "wsgraph.inrs.PixelGrid": lambda w: wsgraph.inrs.PixelGrid(4, 5).coords(),
     "wsgraph.datasets.WeightSpaceDataset": lambda w: (
         wsgraph.datasets.WeightSpaceDataset(w.sine, split="train", log=False)[0],
         wsgraph.datasets.WeightSpaceDataset(w.sine, log=False).statistics,
@@ -237,26 +238,24 @@ CALLS: dict[str, Callable] = {
     "wsgraph.datasets.convert_checkpoints": lambda w: wsgraph.datasets.convert_checkpoints(
         w.checkpoints, w.fresh(), progress=False
     ),
-    "wsgraph.datasets.dilate": lambda w: wsgraph.datasets.dilate(w.images),
-    "wsgraph.datasets.fit_image_inrs": lambda w: wsgraph.datasets.fit_image_inrs(
+    "wsgraph.inrs.dilate": lambda w: wsgraph.inrs.dilate(w.images),
+    "wsgraph.inrs.fit_image_inrs": lambda w: wsgraph.inrs.fit_image_inrs(
         wsgraph.datasets.load_images("digits").head_per_split(2),
         w.fresh(),
         SirenRecipe(steps=2),
         progress=False,
         permute_hidden=True,
     ),
-    "wsgraph.datasets.fit_sine_inrs": lambda w: wsgraph.datasets.fit_sine_inrs(
+    "wsgraph.inrs.fit_sine_inrs": lambda w: wsgraph.inrs.fit_sine_inrs(
         w.fresh(), 6, w.sine_recipe, num_points=16, progress=False
     ),
-    "wsgraph.datasets.fit_sirens": lambda w: wsgraph.datasets.fit_sirens(
+    "wsgraph.inrs.fit_sirens": lambda w: wsgraph.inrs.fit_sirens(
         torch.zeros(3, 16, 1), torch.linspace(-1, 1, 16).unsqueeze(1), w.sine_recipe, torch.arange(3), seed=0
     ),
-    "wsgraph.datasets.image_grid_coords": lambda w: wsgraph.datasets.image_grid_coords(4, 5),
+    "wsgraph.inrs.image_grid_coords": lambda w: wsgraph.inrs.image_grid_coords(4, 5),
     "wsgraph.datasets.load_images": lambda w: wsgraph.datasets.load_images("digits"),
-    "wsgraph.datasets.neuron_values": lambda w: wsgraph.datasets.neuron_values(
-        w.mixed, torch.zeros(4, 2, dtype=torch.float64)
-    ),
-    "wsgraph.datasets.render_inr": lambda w: wsgraph.datasets.render_inr(
+    "wsgraph.inrs.neuron_values": lambda w: wsgraph.inrs.neuron_values(w.mixed, torch.zeros(4, 2, dtype=torch.float64)),
+    "wsgraph.inrs.render_inr": lambda w: wsgraph.inrs.render_inr(
         w.mixed, torch.zeros(4, 2, dtype=torch.float64), activation="relu"
     ),
     "wsgraph.training.load_trained_model": _load_trained_model,
@@ -264,19 +263,21 @@ CALLS: dict[str, Callable] = {
         "pna", "classify", [WeightSpaceSpec(WIDTHS)], out_features=3
     ),
     "wsgraph.training.train": lambda w: wsgraph.training.train(w.config(w.fresh())),
-    "wsgraph.transforms.RandomHiddenPermutation": _with_generator(transforms.RandomHiddenPermutation),
-    "wsgraph.transforms.GaussianWeightNoise": _with_generator(transforms.GaussianWeightNoise, std=0.1),
-    "wsgraph.transforms.WeightDropout": _with_generator(transforms.WeightDropout, p=0.1),
-    "wsgraph.transforms.FirstLayerScale": _with_generator(transforms.FirstLayerScale),
-    "wsgraph.transforms.FirstLayerRotation": _with_generator(transforms.FirstLayerRotation),
-    "wsgraph.transforms.RandomInputTranslation": _with_generator(transforms.RandomInputTranslation),
-    "wsgraph.transforms.LayerStdShift": lambda w: transforms.LayerStdShift()(w.uniform.clone()),
-    "wsgraph.transforms.NormalizeWeights": lambda w: transforms.NormalizeWeights(
+    "wsgraph.datasets.transforms.RandomHiddenPermutation": _with_generator(transforms.RandomHiddenPermutation),
+    "wsgraph.datasets.transforms.GaussianWeightNoise": _with_generator(transforms.GaussianWeightNoise, std=0.1),
+    "wsgraph.datasets.transforms.WeightDropout": _with_generator(transforms.WeightDropout, p=0.1),
+    "wsgraph.datasets.transforms.FirstLayerScale": _with_generator(transforms.FirstLayerScale),
+    "wsgraph.datasets.transforms.FirstLayerRotation": _with_generator(transforms.FirstLayerRotation),
+    "wsgraph.datasets.transforms.RandomInputTranslation": _with_generator(transforms.RandomInputTranslation),
+    "wsgraph.datasets.transforms.LayerStdShift": lambda w: transforms.LayerStdShift()(w.uniform.clone()),
+    "wsgraph.datasets.transforms.NormalizeWeights": lambda w: transforms.NormalizeWeights(
         wsgraph.datasets.WeightSpaceDataset(w.sine, log=False).statistics
     )(wsgraph.datasets.WeightSpaceDataset(w.sine, log=False)[0]),
-    "wsgraph.transforms.scale_first_layer": lambda w: transforms.scale_first_layer(w.uniform, torch.ones(3)),
-    "wsgraph.transforms.rotate_first_layer": lambda w: transforms.rotate_first_layer(w.shuffled, torch.ones(1)),
-    "wsgraph.transforms.translate_inputs": lambda w: transforms.translate_inputs(
+    "wsgraph.datasets.transforms.scale_first_layer": lambda w: transforms.scale_first_layer(w.uniform, torch.ones(3)),
+    "wsgraph.datasets.transforms.rotate_first_layer": lambda w: transforms.rotate_first_layer(
+        w.shuffled, torch.ones(1)
+    ),
+    "wsgraph.datasets.transforms.translate_inputs": lambda w: transforms.translate_inputs(
         w.uniform, torch.ones(3, 2), torch.tensor([1, 2, 0])
     ),
 }
@@ -356,7 +357,7 @@ MODULES: dict[str, Callable] = {
     ),
     "wsgraph.layers.WeightSpaceDropout": lambda w: _forward(wsgraph.layers.WeightSpaceDropout(0.5), w.features),
     "wsgraph.layers.WeightSpaceGNN": lambda w: _forward(
-        wsgraph.layers.WeightSpaceGNN("gine", 3, 2, 1, 3, hidden_channels=8, num_rounds=1, dropout=0.5), _float(w.mixed)
+        wsgraph.layers.WeightSpaceGNN("gine", 3, 2, 1, 3, hidden_channels=8, depth=1, dropout=0.5), _float(w.mixed)
     ),
     "wsgraph.layers.WeightSpaceNorm": lambda w: _forward(wsgraph.layers.WeightSpaceNorm(1, 3), w.features),
     "wsgraph.training.FlatMLPEditor": lambda w: _forward(
@@ -368,12 +369,16 @@ MODULES: dict[str, Callable] = {
 # Documented to draw from torch's global generator when given no generator.
 GLOBAL_WITHOUT_GENERATOR: dict[str, Callable] = {
     "wsgraph.permute_hidden": lambda w: wsgraph.permute_hidden(w.graph),
-    "wsgraph.transforms.RandomHiddenPermutation": lambda w: transforms.RandomHiddenPermutation()(w.graph.clone()),
-    "wsgraph.transforms.GaussianWeightNoise": lambda w: transforms.GaussianWeightNoise(0.1)(w.graph.clone()),
-    "wsgraph.transforms.WeightDropout": lambda w: transforms.WeightDropout(0.1)(w.graph.clone()),
-    "wsgraph.transforms.FirstLayerScale": lambda w: transforms.FirstLayerScale()(w.graph.clone()),
-    "wsgraph.transforms.FirstLayerRotation": lambda w: transforms.FirstLayerRotation()(w.graph.clone()),
-    "wsgraph.transforms.RandomInputTranslation": lambda w: transforms.RandomInputTranslation()(w.graph.clone()),
+    "wsgraph.datasets.transforms.RandomHiddenPermutation": lambda w: transforms.RandomHiddenPermutation()(
+        w.graph.clone()
+    ),
+    "wsgraph.datasets.transforms.GaussianWeightNoise": lambda w: transforms.GaussianWeightNoise(0.1)(w.graph.clone()),
+    "wsgraph.datasets.transforms.WeightDropout": lambda w: transforms.WeightDropout(0.1)(w.graph.clone()),
+    "wsgraph.datasets.transforms.FirstLayerScale": lambda w: transforms.FirstLayerScale()(w.graph.clone()),
+    "wsgraph.datasets.transforms.FirstLayerRotation": lambda w: transforms.FirstLayerRotation()(w.graph.clone()),
+    "wsgraph.datasets.transforms.RandomInputTranslation": lambda w: transforms.RandomInputTranslation()(
+        w.graph.clone()
+    ),
 }
 
 # Types and constants: nothing to call.
@@ -385,15 +390,15 @@ VALUES = {
     "wsgraph.WeightSpaceGraph",
     "wsgraph.WeightSpaceSpec",
     "wsgraph.layers.WeightSpaceFeatures",
-    "wsgraph.datasets.SINE_RECIPE",
+    "wsgraph.inrs.SINE_RECIPE",
     "wsgraph.datasets.ImageSet",
-    "wsgraph.datasets.SirenFit",
-    "wsgraph.datasets.SirenRecipe",
+    "wsgraph.inrs.SirenFit",
+    "wsgraph.inrs.SirenRecipe",
     "wsgraph.training.MODEL_NAMES",
     "wsgraph.training.TASKS",
     "wsgraph.training.ModelSpec",
     "wsgraph.training.TrainConfig",
-    "wsgraph.transforms.LayerStatistics",
+    "wsgraph.datasets.transforms.LayerStatistics",
 }
 
 

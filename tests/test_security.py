@@ -12,13 +12,13 @@ import torch
 from mlp_helpers import build_mlp
 from torch import nn
 
-from wsgraph import CheckpointError, NotAnMLPError, Sine, load_checkpoint
-from wsgraph.checkpoint import SAFE_MODULE_CLASSES, graph_from_checkpoint
+from wsgraph import CheckpointError, NotAnMLPError, Sine, load_network_file
 from wsgraph.cli.main import main
-from wsgraph.datasets.checkpoints import convert_checkpoints
+from wsgraph.core.network_files import SAFE_MODULE_CLASSES, graph_from_network_file
+from wsgraph.datasets.checkpoint_folders import convert_checkpoints
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.datasets.store import read_shard, shard_paths
-from wsgraph.training.checkpointing import load_checkpoint as load_training_checkpoint
+from wsgraph.training.run_checkpoints import load_run_checkpoint
 
 SHELL_GLOBAL = f"'{os.system.__module__}.system'"
 
@@ -79,11 +79,11 @@ def assert_refusal(message: str, path) -> None:
 
 def test_load_checkpoint_refuses_a_module_that_runs_a_command(malicious, marker):
     with pytest.raises(CheckpointError) as error:
-        load_checkpoint(malicious)
+        load_network_file(malicious)
     assert str(error.value).startswith(f"{malicious}: ")
     assert_refusal(str(error.value), malicious)
     assert not marker.exists()
-    assert isinstance(load_checkpoint(malicious, trust_pickles=True), nn.Sequential)
+    assert isinstance(load_network_file(malicious, trust_pickles=True), nn.Sequential)
     assert marker.exists()
 
 
@@ -159,7 +159,7 @@ def test_every_container_loads_without_the_opt_in(tmp_path, container):
     }[container]()
     path = tmp_path / "net.pt"
     torch.save(module, path)
-    loaded = load_checkpoint(path)
+    loaded = load_network_file(path)
     assert type(loaded) is type(module)
     assert all(torch.equal(loaded.state_dict()[key], value) for key, value in module.state_dict().items())
 
@@ -220,7 +220,7 @@ def test_a_file_may_not_call_an_allowed_class(tmp_path):
     path = tmp_path / "net.pt"
     torch.save({"model": BuildsLinear()}, path)
     with pytest.raises(CheckpointError, match=r"the file calls torch\.nn\.modules\.linear\.Linear\(\.\.\.\)") as error:
-        load_checkpoint(path)
+        load_network_file(path)
     assert str(error.value).startswith(f"{path}: ") and "\n" not in str(error.value)
 
 
@@ -230,10 +230,10 @@ def test_a_custom_class_in_an_old_format_file_is_refused(tmp_path, marker):
     network.payload = RunsShell(marker)
     torch.save(network, path, _use_new_zipfile_serialization=False)
     with pytest.raises(CheckpointError, match=r"old \(non-zip\) format .*--trust-pickles"):
-        load_checkpoint(path)
+        load_network_file(path)
     assert not marker.exists()
     torch.save(build_mlp((2, 3, 1)).state_dict(), path, _use_new_zipfile_serialization=False)
-    assert set(load_checkpoint(path)) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    assert set(load_network_file(path)) == {"0.weight", "0.bias", "2.weight", "2.bias"}
 
 
 def test_a_training_checkpoint_runs_no_code(tmp_path, marker):
@@ -243,7 +243,7 @@ def test_a_training_checkpoint_runs_no_code(tmp_path, marker):
         ValueError,
         match=r"last\.pt: not a readable checkpoint \(UnpicklingError: .*GLOBAL exec was not an allowed global",
     ):
-        load_training_checkpoint(path)
+        load_run_checkpoint(path)
     assert not marker.exists()
 
 
@@ -304,7 +304,7 @@ def test_a_saved_module_with_a_repeated_view_is_refused(tmp_path):
     path = tmp_path / "net.pt"
     torch.save(module, path)
     with pytest.raises(CheckpointError, match=r"'0\.weight' declares 200,000 elements \(800,000 bytes\)"):
-        load_checkpoint(path)
+        load_network_file(path)
 
 
 @pytest.mark.parametrize(
@@ -320,7 +320,7 @@ def test_sparse_and_meta_tensors_are_named(tmp_path, capsys, tensor, message):
     path = tmp_path / "net.pt"
     torch.save({"0.weight": tensor(), "0.bias": torch.zeros(4)}, path)
     with pytest.raises(CheckpointError, match=message) as error:
-        load_checkpoint(path)
+        load_network_file(path)
     assert str(error.value).startswith(f"{path}: ") and "\n" not in str(error.value)
     assert main(["info", str(path)]) == 1
     assert capsys.readouterr().err.count("\n") == 1
@@ -333,7 +333,7 @@ def test_a_zero_width_layer_is_named(tmp_path, capsys, saved, widths):
     path = tmp_path / "net.pt"
     torch.save(network if saved == "module" else network.state_dict(), path)
     with pytest.raises(NotAnMLPError, match=r"^\S*net\.pt: .*shape \(\d+, \d+\): a layer without neurons$"):
-        graph_from_checkpoint(path)
+        graph_from_network_file(path)
     assert main(["info", str(path)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"wsgraph info: error: {path}: ")
@@ -344,7 +344,7 @@ def test_a_file_name_with_a_newline_stays_on_one_line(tmp_path, capsys):
     path = tmp_path / "bad\nname.pt"
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError) as error:
-        load_checkpoint(path)
+        load_network_file(path)
     assert "\n" not in str(error.value) and str(error.value).startswith(repr(str(path)) + ": ")
     assert main(["info", str(path)]) == 1
     err = capsys.readouterr().err
@@ -364,6 +364,6 @@ def test_a_network_saved_normally_loads(tmp_path):
     network = plain_network()
     path = tmp_path / "net.pt"
     torch.save(network, path)
-    loaded = load_checkpoint(path)
+    loaded = load_network_file(path)
     assert isinstance(loaded, nn.Sequential)
     assert all(torch.equal(loaded.state_dict()[key], value) for key, value in network.state_dict().items())

@@ -10,10 +10,10 @@ import torch
 from test_security import SHELL_GLOBAL, RunsShell, assert_refusal
 from torch import nn
 
-from wsgraph import CheckpointError, cnn_to_graph, load_checkpoint
+from wsgraph import CheckpointError, cnn_to_graph, load_network_file
 from wsgraph.cli.main import main
-from wsgraph.datasets.checkpoints import convert_checkpoints, read_network
-from wsgraph.extract import NotAnMLPError
+from wsgraph.core.extract_mlp import NotAnMLPError
+from wsgraph.datasets.checkpoint_folders import convert_checkpoints, read_network
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_a_saved_cnn_module_loads_and_converts_without_the_opt_in(tmp_path, caps
     src.mkdir()
     torch.save(zoo_cnn(0), src / "a.pt")
     torch.save(zoo_cnn(1), src / "b.pt")
-    loaded = load_checkpoint(src / "a.pt")
+    loaded = load_network_file(src / "a.pt")
     assert isinstance(loaded[0], nn.Conv2d) and loaded[0].stride == (2, 2)
     images = torch.randn(2, 1, 12, 12)
     assert torch.equal(loaded(images), zoo_cnn(0)(images))
@@ -63,7 +63,7 @@ def test_a_cnn_module_that_runs_a_command_is_refused(tmp_path, marker):
     network[0].payload = RunsShell(marker)
     torch.save(network, path)
     with pytest.raises(CheckpointError) as error:
-        load_checkpoint(path)
+        load_network_file(path)
     assert_refusal(str(error.value), path)
     assert SHELL_GLOBAL in str(error.value)
     assert not marker.exists()
@@ -73,7 +73,7 @@ def test_a_file_may_not_call_the_convolution_class(tmp_path):
     path = tmp_path / "net.pt"
     torch.save({"model": BuildsConv()}, path)
     with pytest.raises(CheckpointError, match=r"the file calls torch\.nn\.modules\.conv\.Conv2d\(\.\.\.\)"):
-        load_checkpoint(path)
+        load_network_file(path)
 
 
 def crafted(tmp_path, edit) -> object:
@@ -106,7 +106,7 @@ def crafted(tmp_path, edit) -> object:
 def test_crafted_layer_options_are_refused_on_loading(tmp_path, edit, message):
     path = crafted(tmp_path, edit)
     with pytest.raises(CheckpointError, match=message) as error:
-        load_checkpoint(path)
+        load_network_file(path)
     assert str(error.value).startswith(f"{path}: the saved ") and "\n" not in str(error.value)
 
 

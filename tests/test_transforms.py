@@ -8,8 +8,8 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from wsgraph import Sine, graph_to_mlp, mlp_to_graph
-from wsgraph.convert import graph_to_params
-from wsgraph.transforms import (
+from wsgraph.core.convert_mlp import graph_to_params
+from wsgraph.datasets.transforms import (
     FirstLayerRotation,
     FirstLayerScale,
     GaussianWeightNoise,
@@ -164,9 +164,9 @@ def test_first_layer_scale_zooms_the_inr():
 
 
 def statistics_of(data):
-    num_layers = data.layer_widths.size(1) - 1
-    weights = [data.edge_attr[data.edge_layer == layer] for layer in range(1, num_layers + 1)]
-    biases = [data.x[data.node_layer == layer] for layer in range(1, num_layers + 1)]
+    num_weight_layers = data.layer_widths.size(1) - 1
+    weights = [data.edge_attr[data.edge_layer == layer] for layer in range(1, num_weight_layers + 1)]
+    biases = [data.x[data.node_layer == layer] for layer in range(1, num_weight_layers + 1)]
     return LayerStatistics(
         weight_mean=torch.stack([w.mean() for w in weights]),
         weight_std=torch.stack([w.std() for w in weights]),

@@ -10,7 +10,7 @@ from torch import nn
 
 from wsgraph import graph_to_cnn
 from wsgraph.cli.main import main
-from wsgraph.datasets.checkpoints import convert_checkpoints
+from wsgraph.datasets.checkpoint_folders import convert_checkpoints
 from wsgraph.datasets.conv_geometry import parse_geometry_text
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.datasets.store import read_meta

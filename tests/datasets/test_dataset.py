@@ -9,7 +9,7 @@ from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
 from wsgraph import graph_to_params, mlp_to_graph
-from wsgraph.datasets.checkpoints import convert_checkpoints
+from wsgraph.datasets.checkpoint_folders import convert_checkpoints
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.datasets.store import (
     SPLITS,
@@ -21,7 +21,7 @@ from wsgraph.datasets.store import (
     write_meta,
     write_shard,
 )
-from wsgraph.transforms import FirstLayerScale
+from wsgraph.datasets.transforms import FirstLayerScale
 
 ACTIVATION = "sine(30.0)"
 

@@ -8,11 +8,11 @@ from wsgraph.layers import WeightSpaceFeatures, WeightSpaceNorm
 
 def test_layer_norm_over_one_channel_is_refused():
     with pytest.raises(ValueError, match="layer norm over 1 channel erases every feature"):
-        WeightSpaceNorm(1, num_layers=2, mode="layer")
+        WeightSpaceNorm(1, num_weight_layers=2, mode="layer")
 
 
 def test_batch_norm_over_one_channel_keeps_the_features_apart():
-    norm = WeightSpaceNorm(1, num_layers=2, mode="batch")
+    norm = WeightSpaceNorm(1, num_weight_layers=2, mode="batch")
     generator = torch.Generator().manual_seed(0)
     features = WeightSpaceFeatures(
         [torch.randn(12, 1, generator=generator), torch.randn(8, 1, generator=generator)],

@@ -114,9 +114,9 @@ def _run_flat(flat, widths, inputs):
     layout = FlatLayout(widths)
     hidden = inputs
     batched = flat.view(1, -1, 1)
-    for layer in range(1, layout.num_layers + 1):
+    for layer in range(1, layout.num_weight_layers + 1):
         hidden = hidden @ layout.weight(batched, layer)[0, ..., 0] + layout.bias(batched, layer)[0, :, 0]
-        if layer < layout.num_layers:
+        if layer < layout.num_weight_layers:
             hidden = torch.tanh(hidden)
     return hidden
 

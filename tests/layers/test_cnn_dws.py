@@ -21,8 +21,8 @@ from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from wsgraph import batch_cnn_graphs, cnn_to_graph, permute_hidden
-from wsgraph.cnn import pad_kernel
-from wsgraph.graph import assemble
+from wsgraph.core.convert_cnn import pad_kernel
+from wsgraph.core.graph import assemble
 from wsgraph.layers import CNNDWSLayer, DWSLayer
 from wsgraph.layers.dense_reference import cnn_dws_layer_dense_reference
 

@@ -12,7 +12,7 @@ import torch
 from torch._dynamo.testing import CompileCounterWithBackend
 from torch_geometric.data import Batch
 
-from wsgraph.graph import assemble
+from wsgraph.core.graph import assemble
 from wsgraph.layers import DWSNet
 
 
@@ -34,7 +34,7 @@ def _mixed(seed: int) -> Batch:
 
 def _model(backend: str, dtype=torch.float64, depth: int = 2) -> DWSNet:
     torch.manual_seed(0)
-    return DWSNet(3, 2, 1, 4, hidden_channels=4, num_dws_layers=depth, head_hidden=8, backend=backend).to(dtype)
+    return DWSNet(3, 2, 1, 4, hidden_channels=4, depth=depth, head_hidden=8, backend=backend).to(dtype)
 
 
 def _loss_and_grads(model, batch):

@@ -7,7 +7,7 @@ import torch
 from torch_geometric.data import Batch
 
 import wsgraph
-from wsgraph.graph import assemble
+from wsgraph.core.graph import assemble
 from wsgraph.layers import DWSConv, DWSLayer
 
 
@@ -26,8 +26,8 @@ def _mixed_batch(channels: int) -> Batch:
 
 def test_conv_equals_layer_with_the_same_parameters():
     batch = _mixed_batch(3)
-    conv = DWSConv(3, 4, num_layers=3, in_dim=2, out_dim=1).double()
-    layer = DWSLayer(3, 4, num_layers=3, in_dim=2, out_dim=1).double()
+    conv = DWSConv(3, 4, num_weight_layers=3, in_dim=2, out_dim=1).double()
+    layer = DWSLayer(3, 4, num_weight_layers=3, in_dim=2, out_dim=1).double()
     layer.load_state_dict(conv.layer.state_dict())
     x, edge_attr = conv(batch.x, batch.edge_index, batch.edge_attr, batch.layer_widths)
     expected = layer(batch)
@@ -37,7 +37,7 @@ def test_conv_equals_layer_with_the_same_parameters():
 
 def test_conv_is_equivariant():
     batch = _mixed_batch(2)
-    conv = DWSConv(2, 2, num_layers=3, in_dim=2, out_dim=1).double()
+    conv = DWSConv(2, 2, num_weight_layers=3, in_dim=2, out_dim=1).double()
     perms = [[torch.randperm(w) for w in widths[1:-1]] for widths in batch.layer_widths.tolist()]
     permuted = wsgraph.permute_hidden(batch, perms)
     x, edge_attr = conv(batch.x, batch.edge_index, batch.edge_attr, batch.layer_widths)
@@ -51,7 +51,7 @@ def test_conv_is_equivariant():
 
 def test_conv_rejects_widths_that_do_not_match_the_graph():
     batch = _mixed_batch(1)
-    conv = DWSConv(1, 1, num_layers=3, in_dim=2, out_dim=1)
+    conv = DWSConv(1, 1, num_weight_layers=3, in_dim=2, out_dim=1)
     with pytest.raises(ValueError, match="layer_widths describe"):
         conv(batch.x.float(), batch.edge_index, batch.edge_attr.float(), batch.layer_widths[:2])
 
@@ -59,7 +59,7 @@ def test_conv_rejects_widths_that_do_not_match_the_graph():
 def test_conv_rebuilds_its_layout_for_new_widths_in_the_same_memory():
     first, second = _mixed_batch(1), _mixed_batch(1)
     second = Batch.from_data_list(second.to_data_list()[::-1])
-    conv = DWSConv(1, 2, num_layers=3, in_dim=2, out_dim=1).double()
+    conv = DWSConv(1, 2, num_weight_layers=3, in_dim=2, out_dim=1).double()
     expected = conv(second.x, second.edge_index.clone(), second.edge_attr, second.layer_widths.clone())
     edge_index, layer_widths = first.edge_index.clone(), first.layer_widths.clone()
     conv(first.x, edge_index, first.edge_attr, layer_widths)

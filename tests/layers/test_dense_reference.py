@@ -17,7 +17,7 @@ import math
 import pytest
 import torch
 
-from wsgraph.dense import from_dense_weights, to_dense_weights
+from wsgraph.core.dense import from_dense_weights, to_dense_weights
 from wsgraph.layers import DWSLayer, dws
 from wsgraph.layers.dense_reference import (
     Term,
@@ -146,25 +146,25 @@ def test_terms_and_constants_use_each_parameter_exactly_once(widths):
     docs/layers.md gives: ``sum_{X,Y} 2^|S| f(X) f(Y)`` linear and ``sum_Y f(Y)`` constant per channel pair."""
     in_channels, out_channels = 2, 3
     layer = random_layer(widths, in_channels, out_channels)
-    num_layers = len(widths) - 1
+    num_weight_layers = len(widths) - 1
     with torch.no_grad():
         offset = 0
         for parameter in layer.parameters():
             parameter.copy_(torch.arange(offset, offset + parameter.numel(), dtype=torch.float64).view_as(parameter))
             offset += parameter.numel()
-        used = [term_coefficients(layer, term, widths).reshape(-1) for term in dws_terms(num_layers)]
-        used += [object_constant(layer, name, widths).reshape(-1) for name in object_names(num_layers)]
+        used = [term_coefficients(layer, term, widths).reshape(-1) for term in dws_terms(num_weight_layers)]
+        used += [object_constant(layer, name, widths).reshape(-1) for name in object_names(num_weight_layers)]
     ids = torch.cat(used).long()
     assert torch.equal(ids.sort().values, torch.arange(offset)), "a parameter is used twice or not at all"
 
     def fold(name):
-        return math.prod(widths[k] for k in fixed_layers(name, num_layers))
+        return math.prod(widths[k] for k in fixed_layers(name, num_weight_layers))
 
     def shared(x, y):
-        return set(neuron_layers(x)) & set(neuron_layers(y)) & set(range(1, num_layers))
+        return set(neuron_layers(x)) & set(neuron_layers(y)) & set(range(1, num_weight_layers))
 
-    names = object_names(num_layers)
-    assert len(dws_terms(num_layers)) == sum(2 ** len(shared(x, y)) for x in names for y in names)
+    names = object_names(num_weight_layers)
+    assert len(dws_terms(num_weight_layers)) == sum(2 ** len(shared(x, y)) for x in names for y in names)
     linear = sum(2 ** len(shared(x, y)) * fold(x) * fold(y) for x in names for y in names)
     assert offset == linear * in_channels * out_channels + sum(fold(y) for y in names) * out_channels
 

@@ -77,7 +77,7 @@ def test_one_channel_output_converts_back_to_networks(group):
     for widths, network_params, flat in zip(group, params, flats_from_graph(output)):
         layout = FlatLayout(widths)
         as_flat = flat.unsqueeze(0)
-        assert len(network_params) == layout.num_layers
+        assert len(network_params) == layout.num_weight_layers
         for layer_index, (weight, bias) in enumerate(network_params, start=1):
             torch.testing.assert_close(weight, layout.weight(as_flat, layer_index)[0, ..., 0].T, rtol=0, atol=0)
             torch.testing.assert_close(bias, layout.bias(as_flat, layer_index)[0, :, 0], rtol=0, atol=0)
@@ -98,8 +98,8 @@ def test_models_on_mixed_batches_equal_networks_alone(group):
     batch = Batch.from_data_list(graphs)
     torch.manual_seed(2)
     readouts = [InvariantReadout(1, *signature, reduce=reduce).double() for reduce in ("mean", "max", "sum")]
-    classifier = DWSNet(*signature, out_features=3, hidden_channels=5, num_dws_layers=2).double().eval()
-    editor = DWSEditNet(*signature, hidden_channels=5, num_dws_layers=2).double().eval()
+    classifier = DWSNet(*signature, out_features=3, hidden_channels=5, depth=2).double().eval()
+    editor = DWSEditNet(*signature, hidden_channels=5, depth=2).double().eval()
     with torch.no_grad():
         for model in [*readouts, classifier]:
             together = model(batch)

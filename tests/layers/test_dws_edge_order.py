@@ -15,7 +15,7 @@ from graph_helpers import reorder_edges
 from torch_geometric.data import Batch
 from torch_geometric.utils import sort_edge_index
 
-from wsgraph.graph import assemble, edge_positions
+from wsgraph.core.graph import assemble, edge_positions
 from wsgraph.layers import DWSConv, DWSEditNet, DWSLayer, DWSNet, InvariantReadout, WeightSpaceLayout
 
 from .weight_space_numerics import single_threaded
@@ -138,9 +138,9 @@ def test_models_move_with_the_edges(backend):
     architectures = [UNIFORM] * 3 if backend == "dense" else MIXED
     data = _batch(architectures)
     perm = torch.randperm(data.num_edges, generator=torch.Generator().manual_seed(2))
-    net = DWSNet(3, 2, 1, 4, in_channels=2, hidden_channels=4, num_dws_layers=2, backend=backend).double()
+    net = DWSNet(3, 2, 1, 4, in_channels=2, hidden_channels=4, depth=2, backend=backend).double()
     _check_moves_with_edges(net, data, perm, lambda model, d: (model(d),), edge_output=False)
-    editor = DWSEditNet(3, 2, 1, in_channels=2, hidden_channels=4, num_dws_layers=2, backend=backend).double()
+    editor = DWSEditNet(3, 2, 1, in_channels=2, hidden_channels=4, depth=2, backend=backend).double()
     _check_moves_with_edges(editor, data, perm, _layer_outputs)
     readout = InvariantReadout(2, 3, 2, 1, backend=backend)
     torch.testing.assert_close(readout(reorder_edges(data, perm)), readout(data), **TOL)
@@ -148,7 +148,7 @@ def test_models_move_with_the_edges(backend):
 
 def test_conv_moves_with_the_edges():
     torch.manual_seed(0)
-    conv = DWSConv(2, 3, num_layers=3, in_dim=2, out_dim=1).double()
+    conv = DWSConv(2, 3, num_weight_layers=3, in_dim=2, out_dim=1).double()
     data = _batch(MIXED)
     perm = torch.randperm(data.num_edges, generator=torch.Generator().manual_seed(3))
 

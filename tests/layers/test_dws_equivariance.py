@@ -183,7 +183,7 @@ def _dws_net(widths, readout):
         out_features=4,
         in_channels=2,
         hidden_channels=6,
-        num_dws_layers=3,
+        depth=3,
         readout=readout,
         dropout=0.1,
     )
@@ -209,7 +209,7 @@ def test_dwsnet_is_invariant(widths, readout):
 @pytest.mark.parametrize("widths", MODEL_ARCHITECTURES, ids=_ids)
 def test_dws_edit_net_is_equivariant(widths, residual):
     torch.manual_seed(17)
-    model = DWSEditNet(len(widths) - 1, widths[0], widths[-1], hidden_channels=6, num_dws_layers=3, residual=residual)
+    model = DWSEditNet(len(widths) - 1, widths[0], widths[-1], hidden_channels=6, depth=3, residual=residual)
     model = model.double().eval()
     flat, perms = _inputs(widths, 1, seed=19)
     batch = graph_from_flat(flat, widths)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from wsgraph.graph import assemble
+from wsgraph.core.graph import assemble
 from wsgraph.layers import DWSLayer, WeightSpaceFeatures, WeightSpaceLayout
 
 DEPTH = 12

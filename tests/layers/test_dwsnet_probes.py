@@ -32,7 +32,7 @@ def make_batch(seed, widths=MIXED_WIDTHS, repeats=2):
 
 def make_model(probe_features=4, backend="scatter"):
     torch.manual_seed(0)
-    model = DWSNet(3, 2, 1, 3, hidden_channels=8, num_dws_layers=2, probe_features=probe_features, backend=backend)
+    model = DWSNet(3, 2, 1, 3, hidden_channels=8, depth=2, probe_features=probe_features, backend=backend)
     return model.double().eval()
 
 

@@ -7,8 +7,8 @@ from torch_geometric.data import Batch
 from torch_geometric.utils import degree
 
 from wsgraph import graph_specs, mlp_to_graph, permute_hidden
+from wsgraph.core.permute import apply_node_permutation
 from wsgraph.layers.gnn_baselines import CONVS, EdgeUpdate, WeightSpaceGNN, pna_degree_histogram
-from wsgraph.permute import apply_node_permutation
 
 WIDTHS = (2, 5, 4, 1)
 MIXED_WIDTHS = [(2, 5, 4, 1), (2, 3, 6, 1), (2, 4, 4, 1)]
@@ -34,7 +34,7 @@ def make_model(conv, dtype=torch.float64, **kwargs):
     torch.manual_seed(0)
     degree_histogram = pna_degree_histogram(MIXED_WIDTHS) if conv == "pna" else None
     model = WeightSpaceGNN(
-        conv, 3, 2, 1, out_features=3, hidden_channels=16, num_rounds=2, pna_degree=degree_histogram, **kwargs
+        conv, 3, 2, 1, out_features=3, hidden_channels=16, depth=2, pna_degree=degree_histogram, **kwargs
     )
     return model.to(dtype).eval()
 

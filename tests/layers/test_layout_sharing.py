@@ -9,7 +9,7 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import wsgraph.layers.structure as structure
-from wsgraph.graph import assemble
+from wsgraph.core.graph import assemble
 from wsgraph.layers import DWSConv, DWSEditNet, DWSLayer, DWSNet, InvariantReadout, WeightSpaceLayout
 
 
@@ -59,7 +59,7 @@ def _one_object(layouts):
 
 
 def test_every_layer_of_a_model_reads_the_one_layout_of_its_batch(records):
-    model = DWSNet(3, 2, 1, 4, hidden_channels=4, num_dws_layers=3)
+    model = DWSNet(3, 2, 1, 4, hidden_channels=4, depth=3)
     batch = _batch(MIXED)
     model(batch)
     assert (records["built"], records["checked"]) == (1, 1)
@@ -74,10 +74,10 @@ def test_every_layer_of_a_model_reads_the_one_layout_of_its_batch(records):
 
 def test_an_editor_and_a_copy_of_the_batch_share_the_layout(records):
     batch = _batch(MIXED)
-    DWSEditNet(3, 2, 1, hidden_channels=4, num_dws_layers=2)(batch)
+    DWSEditNet(3, 2, 1, hidden_channels=4, depth=2)(batch)
     values = copy.copy(batch)  # what the stacked loader does: new values, the same structure
     values.x, values.edge_attr = batch.x * 2, batch.edge_attr * 2
-    DWSNet(3, 2, 1, 4, hidden_channels=4, num_dws_layers=2)(values)
+    DWSNet(3, 2, 1, 4, hidden_channels=4, depth=2)(values)
     assert (records["built"], records["checked"]) == (1, 1)
     assert _one_object(records["layouts"])
 
@@ -106,7 +106,7 @@ def test_pyg_style_convolutions_share_one_layout(records):
 def test_an_explicit_layout_is_used_as_given(records):
     batch = _batch(MIXED)
     layout = WeightSpaceLayout.of(batch)
-    model = DWSNet(3, 2, 1, 4, hidden_channels=4, num_dws_layers=2)
+    model = DWSNet(3, 2, 1, 4, hidden_channels=4, depth=2)
     conv = DWSConv(1, 2, 3, 2, 1)
     model(batch, layout=layout)
     conv(batch.x, batch.edge_index, batch.edge_attr, batch.layer_widths, layout=layout)
@@ -131,7 +131,7 @@ def test_an_inconsistent_batch_is_refused_once_before_any_layer_runs(records):
     bad = copy.copy(batch)
     bad.edge_index = batch.edge_index.clone()
     bad.edge_index[1, 4] = 0  # an input neuron as a target
-    model = DWSNet(3, 2, 1, 4, hidden_channels=4, num_dws_layers=3)
+    model = DWSNet(3, 2, 1, 4, hidden_channels=4, depth=3)
     with pytest.raises(ValueError, match=r"^edge 4 joins node \d+ \(layer 0 of network 0\) to node 0 "):
         model(bad)
     assert records["checked"] == 1 and records["layouts"] == []

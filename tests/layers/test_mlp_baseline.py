@@ -31,14 +31,9 @@ def test_flatten_params_lists_weights_then_biases_in_canonical_order():
 
 def test_output_shape_and_repr():
     batch = mlp_to_graph(random_params(WIDTHS, 6, torch.Generator().manual_seed(0), torch.float32), activation="relu")
-    model = FlatMLP(
-        WeightSpaceSpec(WIDTHS).num_params, out_features=3, hidden_channels=16, num_hidden_layers=2, dropout=0.1
-    )
+    model = FlatMLP(WeightSpaceSpec(WIDTHS).num_params, out_features=3, hidden_channels=16, depth=2, dropout=0.1)
     assert model(batch).shape == (6, 3)
-    assert (
-        "num_params=44, out_features=3, hidden_channels=16, num_hidden_layers=2, dropout=0.1, batch_norm=True"
-        in repr(model)
-    )
+    assert "num_params=44, out_features=3, hidden_channels=16, depth=2, dropout=0.1, batch_norm=True" in repr(model)
 
 
 def test_default_sizes_are_the_published_ones():
@@ -96,7 +91,7 @@ def scale_classification_data(batch_size, generator):
 def test_training_lowers_the_loss_and_reaches_every_parameter():
     torch.manual_seed(0)
     batch = scale_classification_data(64, torch.Generator().manual_seed(3))
-    model = FlatMLP(WeightSpaceSpec(WIDTHS).num_params, out_features=2, hidden_channels=32, num_hidden_layers=3)
+    model = FlatMLP(WeightSpaceSpec(WIDTHS).num_params, out_features=2, hidden_channels=32, depth=3)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for step in range(40):
@@ -112,7 +107,7 @@ def test_training_lowers_the_loss_and_reaches_every_parameter():
 
 
 def test_reset_parameters_reaches_every_parameter():
-    model = FlatMLP(44, out_features=2, hidden_channels=8, num_hidden_layers=3)
+    model = FlatMLP(44, out_features=2, hidden_channels=8, depth=3)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(1.0)

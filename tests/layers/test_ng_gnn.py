@@ -7,9 +7,9 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from wsgraph import mlp_to_graph, permute_hidden
+from wsgraph.core.permute import apply_node_permutation
 from wsgraph.layers import NeuralGraphGNN, pna_degree_histogram
 from wsgraph.layers.neural_graph import BACKENDS
-from wsgraph.permute import apply_node_permutation
 
 MIXED_WIDTHS = [(2, 5, 4, 1), (2, 3, 6, 1), (2, 4, 4, 1)]
 # Settings that change which code runs: encoders, message passing, normalisation, readout, probes.
@@ -39,7 +39,7 @@ def make_batch(seed, widths=MIXED_WIDTHS, repeats=2, dtype=torch.float64):
 def make_model(out_dim=1, dtype=torch.float64, **settings):
     torch.manual_seed(0)
     degree = pna_degree_histogram([(2, *w[1:-1], out_dim) for w in MIXED_WIDTHS], both_directions=False)
-    model = NeuralGraphGNN(3, 2, out_dim, 3, degree, hidden_channels=8, num_rounds=3, dropout=0.0, **settings)
+    model = NeuralGraphGNN(3, 2, out_dim, 3, degree, hidden_channels=8, depth=3, dropout=0.0, **settings)
     return model.to(dtype).eval()
 
 
@@ -194,7 +194,7 @@ def test_reset_parameters_reaches_every_parameter_and_the_fourier_frequencies():
 
 def test_published_defaults():
     model = NeuralGraphGNN(3, 2, 1, 10, pna_degree_histogram([(2, 32, 32, 1)], both_directions=False))
-    assert model.hidden_channels == 32 and model.num_rounds == 4 and model.dropout == 0.2
+    assert model.hidden_channels == 32 and model.depth == 4 and model.dropout == 0.2
     conv = model.convs[0]
     assert conv.aggregators == ["mean", "min", "max", "std"] and conv.scalers == ["identity", "amplification"]
     features = model.edge_encoder[0]

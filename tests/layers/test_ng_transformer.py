@@ -5,8 +5,8 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from wsgraph import permute_hidden
+from wsgraph.core.permute import apply_node_permutation
 from wsgraph.layers import NeuralGraphTransformer
-from wsgraph.permute import apply_node_permutation
 
 from .test_ng_gnn import (
     assert_training_reaches_every_parameter_and_lowers_the_loss,
@@ -28,7 +28,7 @@ VARIANTS = [
 def make_model(out_dim=1, dtype=torch.float64, **settings):
     torch.manual_seed(0)
     sizes = {"node_channels": 8, "edge_channels": 6, "attention_channels": 8, "node_hidden": 10, "edge_hidden": 7}
-    model = NeuralGraphTransformer(3, 2, out_dim, 3, heads=2, num_blocks=3, dropout=0.0, **sizes, **settings)
+    model = NeuralGraphTransformer(3, 2, out_dim, 3, heads=2, depth=3, dropout=0.0, **sizes, **settings)
     return model.to(dtype).eval()
 
 
@@ -115,7 +115,7 @@ def test_reset_parameters_reaches_every_parameter_and_the_fourier_frequencies():
 
 def test_published_defaults():
     model = NeuralGraphTransformer(3, 2, 1, 10)
-    assert (model.node_channels, model.num_blocks, model.heads, model.dropout) == (64, 4, 8, 0.2)
+    assert (model.node_channels, model.depth, model.heads, model.dropout) == (64, 4, 8, 0.2)
     attention = model.blocks[0].attention
     assert attention.attention_channels == 128 and attention.modulate_values
     assert attention.scale == pytest.approx(128**-0.5)

@@ -19,18 +19,18 @@ def random_network(widths: tuple[int, ...], seed: int):
 
 @pytest.mark.parametrize("widths", [(2, 5, 4, 1), (3, 2), (1, 3, 3, 3, 3, 2)])
 def test_hidden_neurons_of_a_layer_share_one_embedding(widths):
-    num_layers = len(widths) - 1
+    num_weight_layers = len(widths) - 1
     graph = random_network(widths, seed=0)
-    encoding = NeuronPositionalEncoding(num_layers, widths[0], widths[-1], channels=8)
+    encoding = NeuronPositionalEncoding(num_weight_layers, widths[0], widths[-1], channels=8)
     features = encoding(Batch.from_data_list([graph]))
     assert features.shape == (sum(widths), 8)
 
     distinct = {tuple(row.tolist()) for row in features}
-    assert len(distinct) == widths[0] + (num_layers - 1) + widths[-1]
-    for layer in range(1, num_layers):
+    assert len(distinct) == widths[0] + (num_weight_layers - 1) + widths[-1]
+    for layer in range(1, num_weight_layers):
         rows = features[graph.node_layer == layer]
         assert torch.equal(rows, rows[:1].expand_as(rows))
-    for layer in (0, num_layers):
+    for layer in (0, num_weight_layers):
         rows = features[graph.node_layer == layer]
         assert len({tuple(row.tolist()) for row in rows}) == widths[layer]
 
@@ -72,7 +72,7 @@ def test_reset_parameters_and_repr():
     before = encoding.embedding.weight.detach().clone()
     encoding.reset_parameters()
     assert not torch.equal(before, encoding.embedding.weight)
-    assert "num_layers=3, in_dim=2, out_dim=1, channels=4" in repr(encoding)
-    assert "num_layers=3, channels=5" in repr(EdgePositionalEncoding(3, channels=5))
+    assert "num_weight_layers=3, in_dim=2, out_dim=1, channels=4" in repr(encoding)
+    assert "num_weight_layers=3, channels=5" in repr(EdgePositionalEncoding(3, channels=5))
     with pytest.raises(ValueError, match="must be positive"):
         NeuronPositionalEncoding(0, 2, 1, channels=4)

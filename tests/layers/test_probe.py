@@ -6,10 +6,10 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import wsgraph
-from wsgraph.datasets.render import neuron_values
+from wsgraph.core.permute import apply_node_permutation
+from wsgraph.datasets.transforms import LayerStatistics, NormalizeWeights
+from wsgraph.inrs.render import neuron_values
 from wsgraph.layers import ProbeFeatures
-from wsgraph.permute import apply_node_permutation
-from wsgraph.transforms import LayerStatistics, NormalizeWeights
 
 MIXED_WIDTHS = [(2, 5, 4, 1), (2, 3, 6, 1), (2, 4, 4, 1)]
 

@@ -31,7 +31,7 @@ from threadpoolctl import threadpool_limits
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from wsgraph.graph import assemble
+from wsgraph.core.graph import assemble
 
 Widths = tuple[int, ...]
 
@@ -73,15 +73,15 @@ class WeightSpaceObject:
 def weight_space_objects(widths: Sequence[int]) -> list[WeightSpaceObject]:
     """The objects ``W_1..W_M, b_1..b_M`` of docs/layers.md, with their permuted layers and fold factors."""
     widths = tuple(widths)
-    num_layers = len(widths) - 1
-    hidden = set(range(1, num_layers))
+    num_weight_layers = len(widths) - 1
+    hidden = set(range(1, num_weight_layers))
     objects = []
-    for layer in range(1, num_layers + 1):
+    for layer in range(1, num_weight_layers + 1):
         indices = (layer - 1, layer)
         permuted = tuple(k for k in indices if k in hidden)
         fold = int(np.prod([widths[k] for k in indices if k not in hidden]))
         objects.append(WeightSpaceObject(f"W{layer}", layer, permuted, fold))
-    for layer in range(1, num_layers + 1):
+    for layer in range(1, num_weight_layers + 1):
         permuted = (layer,) if layer in hidden else ()
         fold = 1 if layer in hidden else widths[layer]
         objects.append(WeightSpaceObject(f"b{layer}", layer, permuted, fold))
@@ -129,13 +129,13 @@ class FlatLayout:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
 
     @property
-    def num_layers(self) -> int:
+    def num_weight_layers(self) -> int:
         return len(self.widths) - 1
 
     @cached_property
     def weight_offsets(self) -> dict[int, int]:
         offsets, position = {}, 0
-        for layer in range(1, self.num_layers + 1):
+        for layer in range(1, self.num_weight_layers + 1):
             offsets[layer] = position
             position += self.widths[layer - 1] * self.widths[layer]
         return offsets
@@ -143,14 +143,14 @@ class FlatLayout:
     @cached_property
     def bias_offsets(self) -> dict[int, int]:
         offsets, position = {}, self.num_weights
-        for layer in range(1, self.num_layers + 1):
+        for layer in range(1, self.num_weight_layers + 1):
             offsets[layer] = position
             position += self.widths[layer]
         return offsets
 
     @property
     def num_weights(self) -> int:
-        return sum(self.widths[layer - 1] * self.widths[layer] for layer in range(1, self.num_layers + 1))
+        return sum(self.widths[layer - 1] * self.widths[layer] for layer in range(1, self.num_weight_layers + 1))
 
     @property
     def size(self) -> int:
@@ -171,10 +171,10 @@ class FlatLayout:
     def coordinates(self) -> list[tuple[str, int, tuple[int, ...]]]:
         """Per flat position: ``("W" | "b", l, neuron indices)`` (``(i, j)`` for a weight, ``(j,)`` for a bias)."""
         coords: list[tuple[str, int, tuple[int, ...]]] = []
-        for layer in range(1, self.num_layers + 1):
+        for layer in range(1, self.num_weight_layers + 1):
             for i, j in itertools.product(range(self.widths[layer - 1]), range(self.widths[layer])):
                 coords.append(("W", layer, (i, j)))
-        for layer in range(1, self.num_layers + 1):
+        for layer in range(1, self.num_weight_layers + 1):
             coords.extend(("b", layer, (j,)) for j in range(self.widths[layer]))
         return coords
 
@@ -370,11 +370,11 @@ def invariant_dimension(generators: Sequence[np.ndarray], size: int) -> NullSpac
 
 
 def graph_from_flat(flat: Tensor, widths: Sequence[int]) -> Batch:
-    """The batch of graphs (built by :func:`wsgraph.graph.assemble`) of ``flat`` ``[B, D, C]``."""
+    """The batch of graphs (built by :func:`wsgraph.core.graph.assemble`) of ``flat`` ``[B, D, C]``."""
     layout = FlatLayout(tuple(widths))
     if flat.dim() != 3 or flat.size(1) != layout.size:
         raise ValueError(f"expected [B, {layout.size}, C] for widths {layout.widths}, got {tuple(flat.shape)}")
-    layers = range(1, layout.num_layers + 1)
+    layers = range(1, layout.num_weight_layers + 1)
     return assemble([layout.weight(flat, layer) for layer in layers], [layout.bias(flat, layer) for layer in layers])
 
 

@@ -16,6 +16,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from wsgraph.cli.main import main as wsgraph_main
+from wsgraph.datasets.transforms import NormalizeWeights
 from wsgraph.training.data import open_training_data
 from wsgraph.training.distributed import DistributedContext, setup
 from wsgraph.training.loaders import EpochPlan, StackedLoader
@@ -23,7 +24,6 @@ from wsgraph.training.loop import BatchPreparation, Precision, train_epoch
 from wsgraph.training.registry import build_model, model_spec
 from wsgraph.training.schedule import warmup_cosine
 from wsgraph.training.tasks import Classification
-from wsgraph.transforms import NormalizeWeights
 
 # Seven networks: the two processes get parts of 4 and 3, so their losses need unequal weights.
 GLOBAL_BATCH = 7

@@ -11,14 +11,14 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from wsgraph import permute_hidden
-from wsgraph.datasets.checkpoints import convert_checkpoints
+from wsgraph.datasets.checkpoint_folders import convert_checkpoints
 from wsgraph.datasets.dataset import WeightSpaceDataset
+from wsgraph.datasets.transforms import NormalizeWeights
 from wsgraph.layers import CNNDWSNet
 from wsgraph.training import load_trained_model, train
-from wsgraph.training.checkpointing import load_checkpoint
 from wsgraph.training.data import open_training_data
 from wsgraph.training.registry import build_model, model_spec
-from wsgraph.transforms import NormalizeWeights
+from wsgraph.training.run_checkpoints import load_run_checkpoint
 
 from .conftest import tiny_config
 from .test_resume import Interrupted, interrupt_during_epoch
@@ -100,7 +100,7 @@ def test_models_train_on_cnn_graphs_and_reload(cnn_root: Path, tmp_path: Path, m
     normalization = NormalizeWeights(data.statistics)
     with torch.no_grad():
         reference = build_model(trained.spec)
-        reference.load_state_dict(load_checkpoint(tmp_path / "run" / "best.pt")["model"])
+        reference.load_state_dict(load_run_checkpoint(tmp_path / "run" / "best.pt")["model"])
         expected = reference.eval()(normalization(test.clone()))
         torch.testing.assert_close(trained(test), expected)
 
@@ -116,8 +116,8 @@ def test_cnn_runs_resume_bitwise(cnn_root: Path, tmp_path: Path, monkeypatch: py
         train(pieces)
     monkeypatch.undo()
     resumed = train(pieces, resume=tmp_path / "pieces" / "last.pt")
-    uninterrupted = load_checkpoint(tmp_path / "whole" / "last.pt")
-    continued = load_checkpoint(tmp_path / "pieces" / "last.pt")
+    uninterrupted = load_run_checkpoint(tmp_path / "whole" / "last.pt")
+    continued = load_run_checkpoint(tmp_path / "pieces" / "last.pt")
     for name, tensor in uninterrupted["model"].items():
         assert torch.equal(tensor, continued["model"][name]), name
     assert [row["train_loss"] for row in uninterrupted["history"]] == [

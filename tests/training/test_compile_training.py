@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from wsgraph.training import train
-from wsgraph.training.checkpointing import load_checkpoint
 from wsgraph.training.config import TrainConfig
+from wsgraph.training.run_checkpoints import load_run_checkpoint
 
 from .conftest import tiny_config
 
@@ -38,7 +38,7 @@ def test_compiled_training_learns_what_eager_training_learns(classification_root
         train(tiny_config(classification_root, out, "dwsnet", epochs=2, compile=compiled))
         with open(out / "metrics.csv", newline="") as handle:
             histories.append([(float(row["train_loss"]), float(row["val_loss"])) for row in csv.DictReader(handle)])
-        states.append(load_checkpoint(out / "last.pt")["model"])
+        states.append(load_run_checkpoint(out / "last.pt")["model"])
     assert compile_calls == [{"fullgraph": True}]
     # Parameters are not compared entry by entry: AdamW moves a parameter by about the
     # learning rate whatever the size of its gradient, so rounding noise in a gradient

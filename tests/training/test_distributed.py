@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from torchrun_launcher import run_two_processes
 
-from wsgraph.training.checkpointing import load_checkpoint
 from wsgraph.training.distributed import DistributedContext
+from wsgraph.training.run_checkpoints import load_run_checkpoint
 
 from .ddp_worker import global_batch_gradients
 
@@ -30,7 +30,7 @@ def test_two_processes_match_one(classification_root: Path, tmp_path: Path) -> N
     result = json.loads((run / "result.json").read_text())
     assert result["hardware"]["processes"] == 2
     assert result["command"].startswith("torchrun --nproc-per-node 2 -m wsgraph train")
-    assert result["epochs_run"] == 2 and len(load_checkpoint(run / "last.pt")["random_states"]) == 2
+    assert result["epochs_run"] == 2 and len(load_run_checkpoint(run / "last.pt")["random_states"]) == 2
     assert sorted(path.name for path in run.iterdir()) == [
         "best.pt",
         "last.pt",

@@ -16,7 +16,7 @@ import torch
 
 from wsgraph.cli.main import main
 from wsgraph.datasets.store import read_meta, read_shard, shard_paths
-from wsgraph.training.checkpointing import load_checkpoint
+from wsgraph.training.run_checkpoints import load_run_checkpoint
 
 from .conftest import write_store
 
@@ -58,7 +58,7 @@ def kill_when(arguments: list[str], slowed: tuple[str, str, float], ready: Calla
 
 def epoch_saved(path: Path, epoch: int) -> Callable[[], bool]:
     def ready() -> bool:
-        return path.is_file() and load_checkpoint(path)["epoch"] >= epoch
+        return path.is_file() and load_run_checkpoint(path)["epoch"] >= epoch
 
     return ready
 
@@ -72,15 +72,15 @@ def test_train_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path: Path
     killed = tmp_path / "killed"
     arguments = ["train", "--data", str(data), "--out", str(killed), *settings]
     kill_when(arguments, ("wsgraph.training.run", "train_epoch", 0.4), epoch_saved(killed / "last.pt", 3))
-    survived = load_checkpoint(killed / "last.pt")
+    survived = load_run_checkpoint(killed / "last.pt")
     assert 3 <= survived["epoch"] < 8 and len(survived["history"]) == survived["epoch"]
-    assert load_checkpoint(killed / "best.pt")["epoch"] <= survived["epoch"]
+    assert load_run_checkpoint(killed / "best.pt")["epoch"] <= survived["epoch"]
     assert not (killed / "result.json").exists()
     lines = (killed / "metrics.csv").read_text().splitlines()
     assert len(lines) == 1 + survived["epoch"]
 
     assert main(["train", "--out", str(killed), "--resume"]) == 0
-    whole, resumed = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(killed / "last.pt")
+    whole, resumed = load_run_checkpoint(tmp_path / "whole" / "last.pt"), load_run_checkpoint(killed / "last.pt")
     assert [row["train_loss"] for row in resumed["history"]] == [row["train_loss"] for row in whole["history"]]
     for name, tensor in whole["model"].items():
         assert torch.equal(tensor, resumed["model"][name]), name

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from wsgraph.spec import WeightSpaceSpec
+from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.training import train
-from wsgraph.training.checkpointing import load_checkpoint
 from wsgraph.training.data import open_training_data
 from wsgraph.training.distributed import DistributedContext
 from wsgraph.training.loaders import EpochPlan, GraphLoader, StackedLoader
+from wsgraph.training.run_checkpoints import load_run_checkpoint
 
 from .conftest import WIDTHS, tiny_config
 
@@ -94,5 +94,5 @@ def test_both_loaders_train_identically(classification_root: Path, tmp_path: Pat
     states = []
     for loader in ("stacked", "pyg"):
         train(tiny_config(classification_root, tmp_path / loader, "dwsnet", epochs=2, loader=loader, dropout=0.1))
-        states.append(load_checkpoint(tmp_path / loader / "last.pt")["model"])
+        states.append(load_run_checkpoint(tmp_path / loader / "last.pt")["model"])
     assert all(torch.equal(states[0][name], states[1][name]) for name in states[0])

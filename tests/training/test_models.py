@@ -128,7 +128,7 @@ def test_probe_features_are_refused_by_models_without_neuron_features(
 ) -> None:
     with pytest.raises(ValueError, match="--probe-features applies to dwsnet, dwsnet-dense, gine, pna, gatv2"):
         train(tiny_config(classification_root, tmp_path / "run", "mlp", probe_features=4))
-    from wsgraph.spec import WeightSpaceSpec
+    from wsgraph.core.spec import WeightSpaceSpec
     from wsgraph.training import model_spec
 
     with pytest.raises(ValueError, match="--probe-features does not apply to --task dilate"):

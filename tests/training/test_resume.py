@@ -9,8 +9,8 @@ import torch
 
 from wsgraph.training import load_trained_model, train
 from wsgraph.training import run as run_module
-from wsgraph.training.checkpointing import load_checkpoint
 from wsgraph.training.run import NonFiniteLossError
+from wsgraph.training.run_checkpoints import load_run_checkpoint
 from wsgraph.training.tasks import Classification
 
 from .conftest import tiny_config
@@ -56,12 +56,12 @@ def test_resume_continues_bitwise(
     interrupt_during_epoch(monkeypatch, 3)
     with pytest.raises(Interrupted):
         train(pieces)
-    assert load_checkpoint(tmp_path / "pieces" / "last.pt")["epoch"] == 2
+    assert load_run_checkpoint(tmp_path / "pieces" / "last.pt")["epoch"] == 2
     monkeypatch.undo()
     resumed = train(pieces, resume=tmp_path / "pieces" / "last.pt")
 
-    uninterrupted = load_checkpoint(tmp_path / "whole" / "last.pt")
-    continued = load_checkpoint(tmp_path / "pieces" / "last.pt")
+    uninterrupted = load_run_checkpoint(tmp_path / "whole" / "last.pt")
+    continued = load_run_checkpoint(tmp_path / "pieces" / "last.pt")
     for name, tensor in uninterrupted["model"].items():
         assert torch.equal(tensor, continued["model"][name]), name
     for first, second in zip(uninterrupted["optimizer"]["state"].values(), continued["optimizer"]["state"].values()):
@@ -95,7 +95,7 @@ def test_the_constant_schedule_keeps_the_rate_and_amsgrad_keeps_its_maximum(
         classification_root, tmp_path / "run", "mlp", epochs=2, lr=3e-3, amsgrad=True, schedule="constant"
     )
     train(config)
-    checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
+    checkpoint = load_run_checkpoint(tmp_path / "run" / "last.pt")
     assert [row["lr"] for row in checkpoint["history"]] == [3e-3, 3e-3]
     assert checkpoint["optimizer"]["param_groups"][0]["amsgrad"] is True
     assert all("max_exp_avg_sq" in state for state in checkpoint["optimizer"]["state"].values())
@@ -128,7 +128,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_epoch_before(
         f"{out}: the training loss became non-finite at epoch 2, step 2 of 5; stopped (last.pt keeps epoch 1); "
         "try a lower --lr (now 0.01) or check the data"
     )
-    kept = load_checkpoint(out / "last.pt")
+    kept = load_run_checkpoint(out / "last.pt")
     assert kept["epoch"] == 1 and len(kept["history"]) == 1
     assert all(bool(torch.isfinite(value).all()) for value in kept["model"].values() if value.is_floating_point())
     assert len((out / "metrics.csv").read_text().splitlines()) == 2

@@ -9,17 +9,17 @@ import torch
 from torch.nn import functional
 from torch_geometric.data import Batch
 
-from wsgraph.convert import graph_to_mlp
+from wsgraph.core.convert_mlp import graph_to_mlp
+from wsgraph.core.graph import WeightSpaceGraph
+from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets import WeightSpaceDataset
-from wsgraph.datasets.render import image_grid_coords
-from wsgraph.graph import WeightSpaceGraph
-from wsgraph.spec import WeightSpaceSpec
+from wsgraph.datasets.transforms import NormalizeWeights
+from wsgraph.inrs.render import image_grid_coords
 from wsgraph.training.config import TrainConfig
 from wsgraph.training.data import open_training_data, resolve_task
 from wsgraph.training.registry import model_spec
 from wsgraph.training.run import reference_result
 from wsgraph.training.tasks import Classification, ReferencePredictor, Regression, make_task
-from wsgraph.transforms import NormalizeWeights
 
 from .test_models import dilation_root
 

@@ -10,11 +10,11 @@ from torch.nn import functional
 from torch_geometric.data import Batch
 
 from wsgraph.datasets import WeightSpaceDataset
-from wsgraph.datasets.render import image_grid_coords, render_inr
+from wsgraph.datasets.transforms import NormalizeWeights
+from wsgraph.inrs.render import image_grid_coords, render_inr
 from wsgraph.training import load_trained_model, train
 from wsgraph.training.data import open_training_data
 from wsgraph.training.tasks import make_task
-from wsgraph.transforms import NormalizeWeights
 
 from .conftest import tiny_config
 from .test_models import dilation_root

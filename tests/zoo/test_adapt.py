@@ -13,10 +13,10 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from wsgraph.cli.main import main
-from wsgraph.datasets.checkpoints import convert_checkpoints
+from wsgraph.core.dense import to_dense_weights
+from wsgraph.core.permute import permute_hidden
+from wsgraph.datasets.checkpoint_folders import convert_checkpoints
 from wsgraph.datasets.dataset import WeightSpaceDataset
-from wsgraph.dense import to_dense_weights
-from wsgraph.permute import permute_hidden
 from wsgraph.zoo.adapt import AdaptConfig, run_adaptation
 from wsgraph.zoo.build import CHECKPOINTS, LABELS_CSV, ZooPlan, build_zoo
 from wsgraph.zoo.data import load_zoo_data

@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 from wsgraph.cli.main import main
-from wsgraph.datasets.checkpoints import convert_checkpoints
+from wsgraph.datasets.checkpoint_folders import convert_checkpoints
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.training import TrainConfig
 from wsgraph.training.regression import ranking_metrics

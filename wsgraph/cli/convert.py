@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import math
 
-from wsgraph.activations import make_activation
 from wsgraph.cli.info import TRUST_PICKLES_HELP
-from wsgraph.datasets.checkpoints import (
+from wsgraph.core.activations import make_activation
+from wsgraph.datasets.checkpoint_folders import (
     DEFAULT_SHARD_SIZE,
     DEFAULT_SPLIT_RATIOS,
     ConversionReport,

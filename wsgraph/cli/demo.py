@@ -81,9 +81,9 @@ def _stage(number: int, title: str) -> None:
 def _fit_digit_inrs(root: Path, args: argparse.Namespace) -> None:
     from dataclasses import replace
 
-    from wsgraph.datasets.image_inrs import fit_image_inrs, format_psnr_summary
     from wsgraph.datasets.images import load_images
-    from wsgraph.datasets.siren import SirenRecipe, psnr_to_mse
+    from wsgraph.inrs.image_inrs import fit_image_inrs, format_psnr_summary
+    from wsgraph.inrs.siren import SirenRecipe, psnr_to_mse
     from wsgraph.runtime import resolve_device
 
     images = load_images("digits", seed=args.seed)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from wsgraph.datasets.siren import INIT_SCHEMES, SirenRecipe, psnr_to_mse
 from wsgraph.datasets.store import SPLITS
+from wsgraph.inrs.siren import INIT_SCHEMES, SirenRecipe, psnr_to_mse
 from wsgraph.runtime import resolve_device
 
 DEFAULT_EARLY_STOP_PSNR = 40.0
@@ -84,8 +84,8 @@ def add_fitting_arguments(parser: argparse.ArgumentParser, defaults: SirenRecipe
     group.add_argument(
         "--layers",
         type=int,
-        default=defaults.spec.num_layers,
-        help=f"weight layers, the last one linear (default {defaults.spec.num_layers})",
+        default=defaults.spec.num_weight_layers,
+        help=f"weight layers, the last one linear (default {defaults.spec.num_weight_layers})",
     )
     group.add_argument(
         "--init",
@@ -147,8 +147,8 @@ def recipe_from_arguments(args: argparse.Namespace, in_dim: int, out_dim: int, b
 
 def run(args: argparse.Namespace) -> int:
     from wsgraph.datasets.build import SUMMARY_FILE
-    from wsgraph.datasets.image_inrs import fit_image_inrs, format_psnr_summary
     from wsgraph.datasets.images import load_images
+    from wsgraph.inrs.image_inrs import fit_image_inrs, format_psnr_summary
 
     check_arguments(args)
     device = resolve_device(args.device)

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from wsgraph.cli.fit_inrs import add_fitting_arguments, check_arguments, recipe_from_arguments
-from wsgraph.datasets.sine import DEFAULT_POINTS, SINE_RECIPE
+from wsgraph.inrs.sine_inrs import DEFAULT_POINTS, SINE_RECIPE
 from wsgraph.runtime import resolve_device
 
 
@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from wsgraph.datasets.build import SUMMARY_FILE, format_statistics
-    from wsgraph.datasets.sine import fit_sine_inrs
+    from wsgraph.inrs.sine_inrs import fit_sine_inrs
 
     check_arguments(args)
     if args.weight_decay < 0 or args.early_stop_loss < 0:

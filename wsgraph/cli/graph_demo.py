@@ -21,13 +21,13 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
-from wsgraph.activations import UNKNOWN
 from wsgraph.cli.info import network_parameter_count
-from wsgraph.convert import graph_to_mlp, graph_to_params, mlp_to_graph, stacked_params
-from wsgraph.graph import WeightSpaceGraph, graph_specs
+from wsgraph.core.activations import UNKNOWN
+from wsgraph.core.convert_mlp import graph_to_mlp, graph_to_params, mlp_to_graph, stacked_params
+from wsgraph.core.graph import WeightSpaceGraph, graph_specs
+from wsgraph.core.permute import permute_hidden
+from wsgraph.core.visualize import draw_network
 from wsgraph.io import write_json
-from wsgraph.permute import permute_hidden
-from wsgraph.visualize import draw_network
 
 DEFAULT_OUT = Path("runs/demo/graphs")
 # float32 outputs of O(1): summing in another order (after a permutation) moves them by a few ulps.

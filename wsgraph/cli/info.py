@@ -10,14 +10,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from wsgraph.activations import UNKNOWN
-from wsgraph.checkpoint import load_checkpoint
-from wsgraph.cnn import cnn_to_graph, holds_cnn
-from wsgraph.convert import mlp_to_graph
+from wsgraph.core.activations import UNKNOWN
+from wsgraph.core.convert_cnn import cnn_to_graph, holds_cnn
+from wsgraph.core.convert_mlp import mlp_to_graph
+from wsgraph.core.extract_mlp import NotAnMLPError
+from wsgraph.core.graph import graph_specs
+from wsgraph.core.network_files import load_network_file
+from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.errors import shown_path
-from wsgraph.extract import NotAnMLPError
-from wsgraph.graph import graph_specs
-from wsgraph.spec import WeightSpaceSpec
 
 TRUST_PICKLES_HELP = (
     "also load a saved module built of classes other than torch.nn containers, nn.Linear, nn.Conv2d, "
@@ -50,13 +50,13 @@ def describe_checkpoint(path: str | os.PathLike, *, trust_pickles: bool = False)
 
     Args:
         path: the checkpoint file.
-        trust_pickles: see :func:`wsgraph.load_checkpoint`; runs any code the file contains.
+        trust_pickles: see :func:`wsgraph.load_network_file`; runs any code the file contains.
 
     Raises:
         CheckpointError: the file cannot be read.
         NotAnMLPError: the file holds no chain of linear layers.
     """
-    content = load_checkpoint(path, trust_pickles=trust_pickles)
+    content = load_network_file(path, trust_pickles=trust_pickles)
     try:
         # Describing a network with NaN weights is still useful; `finite` reports them.
         graph = (cnn_to_graph if holds_cnn(content) else mlp_to_graph)(content, check_finite=False)
@@ -85,7 +85,7 @@ def describe_checkpoint(path: str | os.PathLike, *, trust_pickles: bool = False)
         "path": str(path),
         "kind": kind,
         "widths": list(spec.widths),
-        "signature": {"num_layers": spec.num_layers, "in_dim": spec.in_dim, "out_dim": spec.out_dim},
+        "signature": {"num_layers": spec.num_weight_layers, "in_dim": spec.in_dim, "out_dim": spec.out_dim},
         "num_params": network_parameter_count(spec, has_bias),
         "num_nodes": spec.num_nodes,
         "num_edges": spec.num_edges,

@@ -15,17 +15,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from wsgraph.training.checkpointing import LAST, load_checkpoint
 from wsgraph.training.config import (
-    AUGMENTATIONS,
-    LOADERS,
     MODEL_NAMES,
-    PUBLISHED_AUGMENTATIONS,
-    SCHEDULES,
-    TASKS,
     TrainConfig,
 )
 from wsgraph.training.run import train
+from wsgraph.training.run_checkpoints import LAST, load_run_checkpoint
 
 _DEFAULTS = {item.name: item.default for item in dataclasses.fields(TrainConfig)}
 
@@ -57,86 +52,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    """The settings of a run shared by ``train`` and ``bench`` (all default to ``None``: unset)."""
-    task = parser.add_argument_group("task")
-    task.add_argument("--task", choices=TASKS, help="default: the dataset's own (classification or regression)")
-    task.add_argument(
-        "--targets",
-        type=_targets,
-        metavar="COLUMNS",
-        help="regression: the columns of y to predict, e.g. 1 or 0,1, or their names (a zoo's test_accuracy) "
-        "(default: all)",
-    )
-    task.add_argument("--max-train", type=int, metavar="N", help="train on at most N networks (a fixed random subset)")
-    optimisation = parser.add_argument_group("optimisation")
-    _option(optimisation, "--epochs", int, "training epochs")
-    _option(optimisation, "--batch-size", int, "networks per step, over all processes")
-    _option(optimisation, "--lr", float, "peak learning rate of AdamW")
-    _option(optimisation, "--weight-decay", float, "AdamW weight decay")
-    optimisation.add_argument(
-        "--amsgrad",
-        action=argparse.BooleanOptionalAction,
-        help="AdamW's AMSGrad variant, as DWSNets trains (default: off)",
-    )
-    optimisation.add_argument(
-        "--schedule",
-        choices=SCHEDULES,
-        help="learning rate: warmup-cosine (default: linear warmup, cosine decay to 0) or constant (DWSNets' trainer)",
-    )
-    warmup = optimisation.add_mutually_exclusive_group()
-    warmup.add_argument("--warmup-steps", type=int, metavar="N", help="linear warmup steps (default: 5%% of all steps)")
-    warmup.add_argument("--warmup-epochs", type=float, metavar="X", help="linear warmup, in epochs")
-    _option(optimisation, "--patience", int, "stop after this many epochs without a better validation metric; 0: never")
-    _option(optimisation, "--seed", int, "seed of initialisation, batch order, dropout and augmentation")
-    optimisation.add_argument(
-        "--augment",
-        type=_names,
-        metavar="NAMES",
-        help=f"training augmentations, applied in the order given, comma separated: {', '.join(AUGMENTATIONS)}, "
-        f"or published (= {','.join(PUBLISHED_AUGMENTATIONS)}, the DWSNets INR recipe); mlp-aug always permutes",
-    )
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--hidden-channels",
-        type=int,
-        metavar="N",
-        help="width (default: 32 DWSNet, MLP and ng-gnn, 64 other GNNs and ng-transformer's neurons)",
-    )
-    model.add_argument(
-        "--depth",
-        "--num-dws-layers",
-        "--num-rounds",
-        dest="depth",
-        type=int,
-        metavar="N",
-        help="DWS layers, GNN message-passing rounds or transformer layers, or MLP hidden layers (default: 4, 4, 5)",
-    )
-    model.add_argument("--readout", choices=("mean", "sum", "max"), help="pooling of DWSNet and the GNNs")
-    _option(model, "--dropout", float, "dropout probability")
-    _option(
-        model,
-        "--probe-features",
-        int,
-        "DWSNet and GNNs: learned input points at which each network is run; every neuron's values there join "
-        "its features",
-    )
-    hardware = parser.add_argument_group("hardware")
-    _option(hardware, "--device", str, "auto (CUDA when available), cpu, cuda or cuda:N")
-    hardware.add_argument(
-        "--amp",
-        action=argparse.BooleanOptionalAction,
-        help="mixed precision: bfloat16 autocast on CPU, float16 with a gradient scaler on CUDA (default: off)",
-    )
-    hardware.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        help="torch.compile the DWSNet models (fullgraph; one process; compiling takes a minute or more) (default: off)",
-    )
-    hardware.add_argument(
-        "--loader", choices=LOADERS, help="batching (default: auto, stacked tensors for one architecture, else PyG)"
-    )
-    _option(hardware, "--num-workers", int, "worker processes of the PyG loader")
-    hardware.add_argument("--progress", action=argparse.BooleanOptionalAction, help="progress bars (default: on)")
+    """The settings of a run shared by ``train`` and ``bench``, one option per :class:`TrainConfig` field
+    declared with :func:`~wsgraph.training.config.setting` (all default to ``None``: unset)."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    exclusive: dict[str, argparse._MutuallyExclusiveGroup] = {}
+    for item in dataclasses.fields(TrainConfig):
+        if "group" not in item.metadata:
+            continue
+        meta = item.metadata
+        if meta["group"] not in groups:
+            groups[meta["group"]] = parser.add_argument_group(meta["group"])
+        group = groups[meta["group"]]
+        if meta["exclusive"]:
+            if meta["exclusive"] not in exclusive:
+                exclusive[meta["exclusive"]] = group.add_mutually_exclusive_group()
+            group = exclusive[meta["exclusive"]]
+        flag = "--" + item.name.replace("_", "-")
+        group.add_argument(flag, *meta["aliases"], dest=item.name, help=_help(item), **_parsing(item))
+
+
+def _help(item: dataclasses.Field) -> str:
+    text, shown = item.metadata["help"], item.metadata["default_text"]
+    if shown is None:
+        shown = ("on" if item.default else "off") if isinstance(item.default, bool) else str(item.default)
+    return f"{text} (default: {shown})" if shown else text
+
+
+def _parsing(item: dataclasses.Field) -> dict[str, Any]:
+    """How argparse reads the option, from the field's metadata or else its type."""
+    meta, kind = item.metadata, str(item.type)
+    if kind == "bool":
+        return {"action": argparse.BooleanOptionalAction}
+    if meta["choices"]:
+        return {"choices": meta["choices"]}
+    if meta["parse"]:
+        return {"type": meta["parse"], "metavar": meta["metavar"]}
+    if kind.startswith("int"):
+        return {"type": int, "metavar": meta["metavar"] or "N"}
+    if kind.startswith("float"):
+        return {"type": float, "metavar": meta["metavar"] or "X"}
+    return {"type": str, "metavar": meta["metavar"]}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,26 +118,5 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
         resume = Path(args.out) / LAST
     else:
         raise ValueError("--resume without a PATH needs --out (the run folder)")
-    stored = load_checkpoint(resume, required=("config",))["config"]
+    stored = load_run_checkpoint(resume, required=("config",))["config"]
     return {**stored, **given}, resume
-
-
-def _option(group: argparse._ArgumentGroup, flag: str, kind: type, text: str) -> None:
-    default = _DEFAULTS[flag[2:].replace("-", "_")]
-    metavar = "N" if kind is int else "X" if kind is float else None
-    group.add_argument(flag, type=kind, metavar=metavar, help=f"{text} (default: {default})")
-
-
-def _integers(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from error
-
-
-def _targets(text: str) -> tuple[int | str, ...]:
-    return tuple(int(part) if part.isdigit() else part for part in _names(text))
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())

@@ -10,11 +10,14 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
+from wsgraph.zoo.build import ZooPlan
 from wsgraph.zoo.hyperparams import ACTIVATIONS, INIT_FAMILIES, SearchSpace
 from wsgraph.zoo.members import ARCHITECTURES, DEFAULT_WIDTH
 
 _SPACE = SearchSpace()
+_PLAN = {item.name: item.default for item in dataclasses.fields(ZooPlan)}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="cnn",
         help="cnn: 3 conv layers + linear (default); mlp: 2 hidden layers",
     )
-    parser.add_argument("--width", type=int, help="channels (cnn, default 16) or hidden neurons (mlp, default 32)")
+    parser.add_argument(
+        "--width",
+        type=int,
+        help=f"channels (cnn, default {DEFAULT_WIDTH['cnn']}) or hidden neurons (mlp, default {DEFAULT_WIDTH['mlp']})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the hyper-parameters and everything random")
     space = parser.add_argument_group("hyper-parameter ranges (LOW,HIGH; drawn per member)")
     _range(space, "--lr", float, _SPACE.lr, "Adam learning rate, log-uniform")
@@ -63,7 +70,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"choices of {','.join(INIT_FAMILIES)} (default all)",
     )
     run = parser.add_argument_group("training and output")
-    run.add_argument("--batch-size", type=int, default=32, help="images per member per step (default 32)")
+    run.add_argument(
+        "--batch-size",
+        type=int,
+        default=_PLAN["batch_size"],
+        help=f"images per member per step (default {_PLAN['batch_size']})",
+    )
     run.add_argument(
         "--save-epochs",
         type=_integers,
@@ -72,11 +84,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also keep each member after these epochs, e.g. 0,1,2 (0: the initialisation); the final one is always kept",
     )
     run.add_argument(
-        "--train-eval-size", type=int, default=1000, help="own training images the train scores use (default 1000)"
+        "--train-eval-size",
+        type=int,
+        default=_PLAN["train_eval_size"],
+        help=f"own training images the train scores use (default {_PLAN['train_eval_size']})",
     )
     run.add_argument("--test-size", type=int, help="test images (default: the whole test split)")
-    run.add_argument("--shard-size", type=int, default=256, help="members per shard (default 256)")
-    run.add_argument("--group-size", type=int, default=32, help="members trained in one batch (default 32)")
+    run.add_argument(
+        "--shard-size", type=int, default=_PLAN["shard_size"], help=f"members per shard (default {_PLAN['shard_size']})"
+    )
+    run.add_argument(
+        "--group-size",
+        type=int,
+        default=_PLAN["group_size"],
+        help=f"members trained in one batch (default {_PLAN['group_size']})",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_zoo)
 

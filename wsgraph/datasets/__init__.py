@@ -1,29 +1,33 @@
-"""Weight-space datasets: image sources, batched INR fitting, sine INRs, checkpoint folders."""
+"""Weight-space datasets: storage (shards and meta.json), :class:`WeightSpaceDataset`, building a
+dataset folder, converting folders of network checkpoints, split files, CNN geometry, transforms,
+and the image sets that INRs and model zoos are trained on."""
 
-from wsgraph.datasets.checkpoints import convert_checkpoints
+from wsgraph.datasets.checkpoint_folders import convert_checkpoints
 from wsgraph.datasets.dataset import WeightSpaceDataset
-from wsgraph.datasets.dilation import dilate
-from wsgraph.datasets.fitting import SirenFit, fit_sirens
-from wsgraph.datasets.image_inrs import fit_image_inrs
 from wsgraph.datasets.images import ImageSet, load_images
-from wsgraph.datasets.render import image_grid_coords, neuron_values, render_inr
-from wsgraph.datasets.sine import SINE_RECIPE, fit_sine_inrs
-from wsgraph.datasets.siren import PixelGrid, SirenRecipe
+from wsgraph.deprecation import moved_attributes
 
 __all__ = [
-    "SINE_RECIPE",
     "ImageSet",
-    "PixelGrid",
-    "SirenFit",
-    "SirenRecipe",
     "WeightSpaceDataset",
     "convert_checkpoints",
-    "dilate",
-    "fit_image_inrs",
-    "fit_sine_inrs",
-    "fit_sirens",
-    "image_grid_coords",
     "load_images",
-    "neuron_values",
-    "render_inr",
 ]
+
+# INR making moved to wsgraph.inrs; these names work from here until the next release.
+__getattr__ = moved_attributes(
+    __name__,
+    {
+        "SINE_RECIPE": "wsgraph.inrs.sine_inrs",
+        "PixelGrid": "wsgraph.inrs.siren",
+        "SirenFit": "wsgraph.inrs.fitting",
+        "SirenRecipe": "wsgraph.inrs.siren",
+        "dilate": "wsgraph.inrs.dilation",
+        "fit_image_inrs": "wsgraph.inrs.image_inrs",
+        "fit_sine_inrs": "wsgraph.inrs.sine_inrs",
+        "fit_sirens": "wsgraph.inrs.fitting",
+        "image_grid_coords": "wsgraph.inrs.render",
+        "neuron_values": "wsgraph.inrs.render",
+        "render_inr": "wsgraph.inrs.render",
+    },
+)

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from wsgraph.extract_cnn import ConvChain, ConvGeometry
+from wsgraph.core.extract_cnn import ConvChain, ConvGeometry
 
 GEOMETRY_FILE = "geometry.json"
 GEOMETRY_KEYS = ("stride", "padding", "dilation")

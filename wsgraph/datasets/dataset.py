@@ -15,8 +15,10 @@ from torch_geometric.data import InMemoryDataset
 from torch_geometric.data.separate import separate
 from torch_geometric.transforms import Compose
 
-from wsgraph.activations import UNKNOWN
-from wsgraph.cnn import pad_kernel
+from wsgraph.core.activations import UNKNOWN
+from wsgraph.core.convert_cnn import pad_kernel
+from wsgraph.core.graph import CONV_KEYS, WeightSpaceGraph, assemble
+from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets.store import (
     CONV_GEOMETRY,
     MAX_CLASSES,
@@ -30,10 +32,8 @@ from wsgraph.datasets.store import (
     shard_path,
     shard_paths,
 )
-from wsgraph.graph import CONV_KEYS, WeightSpaceGraph, assemble
+from wsgraph.datasets.transforms import LayerStatistics, NormalizeWeights
 from wsgraph.io import atomic_write
-from wsgraph.spec import WeightSpaceSpec
-from wsgraph.transforms import LayerStatistics, NormalizeWeights
 
 # Bump when the processed files change meaning, or the checks made while processing
 # tighten: old caches are then rebuilt (and their shards checked).
@@ -54,12 +54,12 @@ Storage = tuple[dict[str, Tensor], dict[str, Tensor]]
 
 
 class WeightSpaceDataset(InMemoryDataset):
-    r"""The networks of a weight-space dataset root, as :class:`~wsgraph.graph.WeightSpaceGraph`\ s.
+    r"""The networks of a weight-space dataset root, as :class:`~wsgraph.core.graph.WeightSpaceGraph`\ s.
 
     Opens what ``wsgraph fit-inrs`` (INRs fitted to images or sine waves) or
     ``wsgraph convert`` (a folder of checkpoints) wrote: ``root/meta.json`` and
     ``root/shards/shard-*.pt`` (see :mod:`wsgraph.datasets.store`), which PyG treats as the
-    raw files. Processing builds the collated storage with :func:`wsgraph.graph.assemble`,
+    raw files. Processing builds the collated storage with :func:`wsgraph.core.graph.assemble`,
     one vectorised call per shard, and caches it in ``root/processed`` under names that
     fingerprint the raw files, so changed or added shards are processed again.
 
@@ -80,7 +80,7 @@ class WeightSpaceDataset(InMemoryDataset):
         split (str, optional): :obj:`"train"`, :obj:`"val"`, :obj:`"test"`, or
             :obj:`None` for all networks. (default: :obj:`None`)
         transform (callable, optional): applied to every graph on access, e.g. the
-            augmentations of :mod:`wsgraph.transforms`. (default: :obj:`None`)
+            augmentations of :mod:`wsgraph.datasets.transforms`. (default: :obj:`None`)
         pre_transform (callable, optional): applied before caching, to each shard as one
             :class:`~torch_geometric.data.Batch`; it may change values, not the graph
             structure. (default: :obj:`None`)
@@ -344,9 +344,9 @@ class WeightSpaceDataset(InMemoryDataset):
 class _StatisticsAccumulator:
     """Running per-layer sums, in float64, of the weights and biases of selected networks."""
 
-    def __init__(self, num_layers: int) -> None:
-        self.sums = torch.zeros(4, num_layers, dtype=torch.float64)
-        self.counts = torch.zeros(2, num_layers, dtype=torch.float64)
+    def __init__(self, num_weight_layers: int) -> None:
+        self.sums = torch.zeros(4, num_weight_layers, dtype=torch.float64)
+        self.counts = torch.zeros(2, num_weight_layers, dtype=torch.float64)
 
     def add(self, shard: Shard, selected: Tensor) -> None:
         if not bool(selected.any()):

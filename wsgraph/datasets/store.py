@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from wsgraph.checkpoint import check_tensors
+from wsgraph.core.network_files import check_tensors
 from wsgraph.errors import load_error_reason, shown_path
 from wsgraph.io import atomic_write, write_json
 
@@ -128,7 +128,7 @@ def write_shard(root: str | os.PathLike, number: int, shard: Shard) -> Path:
 def read_shard(path: str | os.PathLike) -> Shard:
     """Read one shard, with a clear one-line error naming the file if it is not one.
 
-    Like checkpoints (:func:`wsgraph.checkpoint.check_tensors`), a shard may hold only
+    Like checkpoints (:func:`wsgraph.core.network_files.check_tensors`), a shard may hold only
     plain dense tensors no larger than the file.
     """
     path = Path(path)

@@ -12,6 +12,7 @@ from torch import distributed as dist
 from torch.distributed.nn.functional import all_reduce
 from torch.nn import functional
 
+from wsgraph.deprecation import renamed_kwargs
 from wsgraph.layers.structure import WeightSpaceFeatures
 
 NORMS = ("layer", "batch")
@@ -86,6 +87,7 @@ class GlobalBatchNorm(nn.BatchNorm1d):
         return normalised.to(x.dtype)
 
 
+@renamed_kwargs(num_layers="num_weight_layers")
 class WeightSpaceNorm(nn.Module):
     r"""Normalisation over channels with separate parameters per weight layer and bias layer.
 
@@ -101,14 +103,14 @@ class WeightSpaceNorm(nn.Module):
 
     Args:
         channels (int): feature channels :math:`C`.
-        num_layers (int): the number :math:`M` of weight layers.
+        num_weight_layers (int): the number :math:`M` of weight layers.
         mode (str): ``"layer"`` or ``"batch"``.
 
     Shapes:
         - **input / output:** :class:`WeightSpaceFeatures` with :math:`C` channels.
     """
 
-    def __init__(self, channels: int, num_layers: int, mode: str = "batch") -> None:
+    def __init__(self, channels: int, num_weight_layers: int, mode: str = "batch") -> None:
         super().__init__()
         if mode not in NORMS:
             raise ValueError(f"unknown norm {mode!r}; choose from {NORMS}")
@@ -119,8 +121,8 @@ class WeightSpaceNorm(nn.Module):
             )
         self.mode = mode
         factory = (lambda: nn.LayerNorm(channels)) if mode == "layer" else (lambda: GlobalBatchNorm(channels))
-        self.weight_norms = nn.ModuleList(factory() for _ in range(num_layers))
-        self.bias_norms = nn.ModuleList(factory() for _ in range(num_layers))
+        self.weight_norms = nn.ModuleList(factory() for _ in range(num_weight_layers))
+        self.bias_norms = nn.ModuleList(factory() for _ in range(num_weight_layers))
 
     def reset_parameters(self) -> None:
         for norm in (*self.weight_norms, *self.bias_norms):

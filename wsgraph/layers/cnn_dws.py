@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from wsgraph.cnn import kernel_offset
+from wsgraph.core.convert_cnn import kernel_offset
+from wsgraph.deprecation import renamed_kwargs
 from wsgraph.layers.dws import DWSLayer
 from wsgraph.layers.models import DWSNet
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout
@@ -105,6 +106,7 @@ class KernelLift(nn.Module):
         return f"{self.in_channels}, {self.out_channels}, kernel_sizes={self.kernel_sizes}"
 
 
+@renamed_kwargs(num_layers="num_weight_layers")
 class CNNDWSLayer(nn.Module):
     r"""The equivariant linear layer of a CNN weight space: :class:`KernelLift`, then :class:`DWSLayer`.
 
@@ -115,7 +117,7 @@ class CNNDWSLayer(nn.Module):
     Args:
         in_channels (int): channels per kernel entry and bias (1 for raw weights).
         out_channels (int): output channels.
-        num_layers (int): weight layers :math:`M` (convolutions and linear layers).
+        num_weight_layers (int): weight layers :math:`M` (convolutions and linear layers).
         in_dim (int): input channels :math:`d_0` of the CNNs (3 for RGB images).
         out_dim (int): outputs :math:`d_M` of the CNNs (the classes).
         kernel_sizes: per weight layer, its largest kernel in the data.
@@ -129,7 +131,7 @@ class CNNDWSLayer(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        num_layers: int,
+        num_weight_layers: int,
         in_dim: int,
         out_dim: int,
         kernel_sizes: Sequence[tuple[int, int]],
@@ -138,12 +140,12 @@ class CNNDWSLayer(nn.Module):
     ) -> None:
         super().__init__()
         kernel_sizes = [(int(h), int(w)) for h, w in kernel_sizes]
-        if len(kernel_sizes) != num_layers:
-            raise ValueError(f"got {len(kernel_sizes)} kernel sizes for {num_layers} weight layers")
+        if len(kernel_sizes) != num_weight_layers:
+            raise ValueError(f"got {len(kernel_sizes)} kernel sizes for {num_weight_layers} weight layers")
         if lift_channels is None:
             lift_channels = max(h * w for h, w in kernel_sizes) * in_channels
         self.lift = KernelLift(in_channels, lift_channels, kernel_sizes)
-        self.dws = DWSLayer(lift_channels, out_channels, num_layers, in_dim, out_dim, backend)
+        self.dws = DWSLayer(lift_channels, out_channels, num_weight_layers, in_dim, out_dim, backend)
 
     def forward(self, data: Data) -> Data:
         """Apply the layer to a CNN graph or batch; returns a shallow copy with new features."""
@@ -156,6 +158,7 @@ class CNNDWSLayer(nn.Module):
         return out
 
 
+@renamed_kwargs(num_layers="num_weight_layers", num_dws_layers="depth")
 class CNNDWSNet(DWSNet):
     r"""DWSNet on CNN weight spaces: :class:`KernelLift`, then a :class:`~wsgraph.layers.DWSNet`
     (DWS layers, invariant readout, MLP head) on the lifted features.
@@ -178,7 +181,7 @@ class CNNDWSNet(DWSNet):
 
     def __init__(
         self,
-        num_layers: int,
+        num_weight_layers: int,
         in_dim: int,
         out_dim: int,
         out_features: int,
@@ -188,11 +191,11 @@ class CNNDWSNet(DWSNet):
         **kwargs,
     ) -> None:
         kernel_sizes = [(int(h), int(w)) for h, w in kernel_sizes]
-        if len(kernel_sizes) != num_layers:
-            raise ValueError(f"got {len(kernel_sizes)} kernel sizes for {num_layers} weight layers")
+        if len(kernel_sizes) != num_weight_layers:
+            raise ValueError(f"got {len(kernel_sizes)} kernel sizes for {num_weight_layers} weight layers")
         if lift_channels is None:
             lift_channels = max(h * w for h, w in kernel_sizes) * in_channels
-        super().__init__(num_layers, in_dim, out_dim, out_features, in_channels=lift_channels, **kwargs)
+        super().__init__(num_weight_layers, in_dim, out_dim, out_features, in_channels=lift_channels, **kwargs)
         self.lift = KernelLift(in_channels, lift_channels, kernel_sizes)
 
     def reset_parameters(self) -> None:

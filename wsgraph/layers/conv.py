@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from wsgraph.deprecation import renamed_kwargs
 from wsgraph.layers.dws import DWSLayer
 from wsgraph.layers.structure import WeightSpaceLayout
 
 
+@renamed_kwargs(num_layers="num_weight_layers")
 class DWSConv(nn.Module):
     r"""The DWS layer (:class:`~wsgraph.layers.DWSLayer`) with the calling convention of
     PyG's edge-feature convolutions, so it drops into an ordinary PyG model.
@@ -23,7 +25,7 @@ class DWSConv(nn.Module):
     Args:
         in_channels (int): input feature channels.
         out_channels (int): output feature channels.
-        num_layers (int): the number :math:`M` of weight layers of the networks.
+        num_weight_layers (int): the number :math:`M` of weight layers of the networks.
         in_dim (int): the networks' input width :math:`d_0`.
         out_dim (int): the networks' output width :math:`d_M`.
         backend (str): ``"scatter"`` or ``"dense"``.
@@ -45,13 +47,13 @@ class DWSConv(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        num_layers: int,
+        num_weight_layers: int,
         in_dim: int,
         out_dim: int,
         backend: str = "scatter",
     ) -> None:
         super().__init__()
-        self.layer = DWSLayer(in_channels, out_channels, num_layers, in_dim, out_dim, backend)
+        self.layer = DWSLayer(in_channels, out_channels, num_weight_layers, in_dim, out_dim, backend)
         self.register_forward_pre_hook(_supply_conv_layout, with_kwargs=True)
 
     def reset_parameters(self) -> None:
@@ -74,7 +76,7 @@ class DWSConv(nn.Module):
     def __repr__(self) -> str:
         layer = self.layer
         return (
-            f"{self.__class__.__name__}({layer.in_channels}, {layer.out_channels}, num_layers={layer.num_layers}, "
+            f"{self.__class__.__name__}({layer.in_channels}, {layer.out_channels}, num_weight_layers={layer.num_weight_layers}, "
             f"in_dim={layer.in_dim}, out_dim={layer.out_dim})"
         )
 

@@ -70,20 +70,20 @@ class Term:
     def name(self) -> str:
         return f"{self.source}->{self.target} keep {{{', '.join(map(str, self.kept))}}}"
 
-    def pooled_layers(self, num_layers: int) -> tuple[int, ...]:
+    def pooled_layers(self, num_weight_layers: int) -> tuple[int, ...]:
         """The hidden layers the source is averaged over."""
-        return tuple(k for k in neuron_layers(self.source) if is_hidden(k, num_layers) and k not in self.kept)
+        return tuple(k for k in neuron_layers(self.source) if is_hidden(k, num_weight_layers) and k not in self.kept)
 
-    def equation(self, num_layers: int) -> str:
+    def equation(self, num_weight_layers: int) -> str:
         """The einsum of this term: pooled source, coefficients -> target (before the copy along pooled axes)."""
-        pooled = self.pooled_layers(num_layers)
+        pooled = self.pooled_layers(num_weight_layers)
         source_axes = "".join(NEURON_INDICES[k] for k in neuron_layers(self.source) if k not in pooled)
-        source_fixed = "".join(NEURON_INDICES[k] for k in fixed_layers(self.source, num_layers))
-        target_fixed = "".join(NEURON_INDICES[k].upper() for k in fixed_layers(self.target, num_layers))
+        source_fixed = "".join(NEURON_INDICES[k] for k in fixed_layers(self.source, num_weight_layers))
+        target_fixed = "".join(NEURON_INDICES[k].upper() for k in fixed_layers(self.target, num_weight_layers))
         target_axes = "".join(
             NEURON_INDICES[k] if k in self.kept else NEURON_INDICES[k].upper()
             for k in neuron_layers(self.target)
-            if k in self.kept or not is_hidden(k, num_layers)
+            if k in self.kept or not is_hidden(k, num_weight_layers)
         )
         return (
             f"{BATCH_INDEX}{source_axes}{IN_CHANNEL},{target_fixed}{OUT_CHANNEL}{source_fixed}{IN_CHANNEL}"
@@ -91,13 +91,15 @@ class Term:
         )
 
 
-def is_hidden(layer: int, num_layers: int) -> bool:
-    return 0 < layer < num_layers
+def is_hidden(layer: int, num_weight_layers: int) -> bool:
+    return 0 < layer < num_weight_layers
 
 
-def object_names(num_layers: int) -> list[str]:
+def object_names(num_weight_layers: int) -> list[str]:
     """``W1..WM, b1..bM``: the order of ``graph_lin``'s blocks."""
-    return [f"W{layer}" for layer in range(1, num_layers + 1)] + [f"b{layer}" for layer in range(1, num_layers + 1)]
+    return [f"W{layer}" for layer in range(1, num_weight_layers + 1)] + [
+        f"b{layer}" for layer in range(1, num_weight_layers + 1)
+    ]
 
 
 def neuron_layers(name: str) -> tuple[int, ...]:
@@ -106,19 +108,23 @@ def neuron_layers(name: str) -> tuple[int, ...]:
     return (layer - 1, layer) if name[0] == "W" else (layer,)
 
 
-def fixed_layers(name: str, num_layers: int) -> tuple[int, ...]:
+def fixed_layers(name: str, num_weight_layers: int) -> tuple[int, ...]:
     """The object's axes that are input or output neurons, which no symmetry moves."""
-    return tuple(k for k in neuron_layers(name) if not is_hidden(k, num_layers))
+    return tuple(k for k in neuron_layers(name) if not is_hidden(k, num_weight_layers))
 
 
-def dws_terms(num_layers: int) -> list[Term]:
+def dws_terms(num_weight_layers: int) -> list[Term]:
     """Every term of the layer: for each target, each source and each subset of their shared hidden layers."""
-    if not 1 <= num_layers < len(NEURON_INDICES):
-        raise ValueError(f"the dense reference handles 1 to {len(NEURON_INDICES) - 1} weight layers, got {num_layers}")
+    if not 1 <= num_weight_layers < len(NEURON_INDICES):
+        raise ValueError(
+            f"the dense reference handles 1 to {len(NEURON_INDICES) - 1} weight layers, got {num_weight_layers}"
+        )
     terms = []
-    names = object_names(num_layers)
+    names = object_names(num_weight_layers)
     for target, source in itertools.product(names, names):
-        shared = sorted(k for k in set(neuron_layers(source)) & set(neuron_layers(target)) if is_hidden(k, num_layers))
+        shared = sorted(
+            k for k in set(neuron_layers(source)) & set(neuron_layers(target)) if is_hidden(k, num_weight_layers)
+        )
         for size in range(len(shared) + 1):
             terms.extend(Term(source, target, kept) for kept in itertools.combinations(shared, size))
     return terms
@@ -146,7 +152,7 @@ def dws_layer_dense_reference(
     }
     for term, value in dws_layer_dense_terms(layer, weights, biases).items():
         outputs[term.target] = outputs[term.target] + value
-    layers = range(1, layer.num_layers + 1)
+    layers = range(1, layer.num_weight_layers + 1)
     return [outputs[f"W{index}"] for index in layers], [outputs[f"b{index}"] for index in layers]
 
 
@@ -156,17 +162,17 @@ def dws_layer_dense_terms(layer: DWSLayer, weights: Sequence[Tensor], biases: Se
     Arguments as for :func:`dws_layer_dense_reference`, which adds these and the constants.
     """
     widths = _check_inputs(layer, weights, biases)
-    num_layers = layer.num_layers
+    num_weight_layers = layer.num_weight_layers
     values = _named_objects(weights, biases)
     contributions = {}
-    for term in dws_terms(num_layers):
+    for term in dws_terms(num_weight_layers):
         source_layers = neuron_layers(term.source)
-        pooled_axes = [1 + source_layers.index(k) for k in term.pooled_layers(num_layers)]
+        pooled_axes = [1 + source_layers.index(k) for k in term.pooled_layers(num_weight_layers)]
         source = values[term.source]
         pooled = source.mean(dim=pooled_axes) if pooled_axes else source
-        value = torch.einsum(term.equation(num_layers), pooled, term_coefficients(layer, term, widths))
+        value = torch.einsum(term.equation(num_weight_layers), pooled, term_coefficients(layer, term, widths))
         for axis, k in enumerate(neuron_layers(term.target), start=1):
-            if is_hidden(k, num_layers) and k not in term.kept:
+            if is_hidden(k, num_weight_layers) and k not in term.kept:
                 value = value.unsqueeze(axis)
         contributions[term] = value
     return contributions
@@ -180,15 +186,15 @@ def _named_objects(weights: Sequence[Tensor], biases: Sequence[Tensor]) -> dict[
 
 def term_coefficients(layer: DWSLayer, term: Term, widths: tuple[int, ...]) -> Tensor:
     r""":math:`\Theta_{X \to Y, T}` as ``[*target's fixed neurons, C_out, *source's fixed neurons, C_in]``."""
-    num_layers = layer.num_layers
+    num_weight_layers = layer.num_weight_layers
     if not term.kept:
-        matrix, names = layer.graph_lin.weight, object_names(num_layers)
+        matrix, names = layer.graph_lin.weight, object_names(num_weight_layers)
     elif len(term.kept) == 1:
         (k,) = term.kept
         matrix, names = layer.node_lins[k - 1].weight, [f"b{k}", f"W{k}", f"W{k + 1}"]
     else:
         matrix, names = layer.edge_lins[term.kept[1] - 2].weight, [term.source]
-    shape = {name: tuple(widths[k] for k in fixed_layers(name, num_layers)) for name in names}
+    shape = {name: tuple(widths[k] for k in fixed_layers(name, num_weight_layers)) for name in names}
     rows = _block_span(names, shape, term.target, layer.out_channels)
     cols = _block_span(names, shape, term.source, layer.in_channels)
     return matrix[rows, cols].reshape(*shape[term.target], layer.out_channels, *shape[term.source], layer.in_channels)
@@ -196,11 +202,11 @@ def term_coefficients(layer: DWSLayer, term: Term, widths: tuple[int, ...]) -> T
 
 def object_constant(layer: DWSLayer, name: str, widths: tuple[int, ...]) -> Tensor:
     r""":math:`\beta_Y` shaped like ``Y`` with size-1 hidden axes, ``[1, ..., C_out]``."""
-    num_layers = layer.num_layers
-    names = object_names(num_layers)
-    shape = {n: tuple(widths[k] for k in fixed_layers(n, num_layers)) for n in names}
+    num_weight_layers = layer.num_weight_layers
+    names = object_names(num_weight_layers)
+    shape = {n: tuple(widths[k] for k in fixed_layers(n, num_weight_layers)) for n in names}
     beta = layer.graph_lin.bias[_block_span(names, shape, name, layer.out_channels)]
-    per_axis = [widths[k] if not is_hidden(k, num_layers) else 1 for k in neuron_layers(name)]
+    per_axis = [widths[k] if not is_hidden(k, num_weight_layers) else 1 for k in neuron_layers(name)]
     return beta.reshape(1, *per_axis, layer.out_channels)
 
 
@@ -213,9 +219,9 @@ def _block_span(names: list[str], fixed_shape: dict[str, tuple[int, ...]], name:
 
 def _check_inputs(layer: DWSLayer, weights: Sequence[Tensor], biases: Sequence[Tensor]) -> tuple[int, ...]:
     """The widths ``d_0..d_M`` the inputs describe, after checking they fit each other and the layer."""
-    if len(weights) != layer.num_layers or len(biases) != layer.num_layers:
+    if len(weights) != layer.num_weight_layers or len(biases) != layer.num_weight_layers:
         raise ValueError(
-            f"the layer has {layer.num_layers} weight layers, got {len(weights)} weights and {len(biases)} biases"
+            f"the layer has {layer.num_weight_layers} weight layers, got {len(weights)} weights and {len(biases)} biases"
         )
     widths = (weights[0].size(1), *(w.size(2) for w in weights))
     batch = weights[0].size(0)

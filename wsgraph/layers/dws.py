@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
+from wsgraph.deprecation import renamed_kwargs
 from wsgraph.layers.objects import WeightSpaceObject, weight_space_objects
 from wsgraph.layers.ops import make_ops, network_pools
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout, supply_layout
@@ -18,6 +19,7 @@ BACKENDS = ("scatter", "dense")
 SELF_VARIANCE = 0.75
 
 
+@renamed_kwargs(num_layers="num_weight_layers")
 class DWSLayer(nn.Module):
     r"""The equivariant linear layer of DWSNets (Navon et al., "Equivariant Architectures
     for Learning in Deep Weight Spaces", ICML 2023), as message passing on weight-space
@@ -62,7 +64,7 @@ class DWSLayer(nn.Module):
     Args:
         in_channels (int): channels :math:`C_{in}` of the input weights and biases.
         out_channels (int): channels :math:`C_{out}` of the output.
-        num_layers (int): the number :math:`M` of weight layers of the networks.
+        num_weight_layers (int): the number :math:`M` of weight layers of the networks.
         in_dim (int): the input width :math:`d_0` of the networks.
         out_dim (int): the output width :math:`d_M` of the networks.
         backend (str): ``"scatter"`` (message passing, any batch) or ``"dense"``
@@ -79,7 +81,7 @@ class DWSLayer(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        num_layers: int,
+        num_weight_layers: int,
         in_dim: int,
         out_dim: int,
         backend: str = "scatter",
@@ -89,25 +91,27 @@ class DWSLayer(nn.Module):
             raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.num_layers = num_layers
+        self.num_weight_layers = num_weight_layers
         self.in_dim = in_dim
         self.out_dim = out_dim
         self.backend = backend
-        self.objects = weight_space_objects(num_layers, in_dim, out_dim)
+        self.objects = weight_space_objects(num_weight_layers, in_dim, out_dim)
         total_fold = sum(obj.fold for obj in self.objects)
         self.graph_lin = nn.Linear(in_channels * total_fold, out_channels * total_fold)
         self.node_lins = nn.ModuleList(
             nn.Linear(in_channels * sum(self._node_folds(k)), out_channels * sum(self._node_folds(k)), bias=False)
-            for k in range(1, num_layers)
+            for k in range(1, num_weight_layers)
         )
-        self.edge_lins = nn.ModuleList(nn.Linear(in_channels, out_channels, bias=False) for _ in range(2, num_layers))
+        self.edge_lins = nn.ModuleList(
+            nn.Linear(in_channels, out_channels, bias=False) for _ in range(2, num_weight_layers)
+        )
         self.reset_parameters()
         self.register_forward_pre_hook(supply_layout, with_kwargs=True)
 
     def _node_folds(self, layer: int) -> tuple[int, int, int]:
         """Folds of a hidden neuron's bias, incoming-weight and outgoing-weight features."""
         incoming = self.in_dim if layer == 1 else 1
-        outgoing = self.out_dim if layer + 1 == self.num_layers else 1
+        outgoing = self.out_dim if layer + 1 == self.num_weight_layers else 1
         return (1, incoming, outgoing)
 
     def reset_parameters(self, gain: float = 1.0) -> None:
@@ -134,7 +138,7 @@ class DWSLayer(nn.Module):
         self_pairs = {(0, 0)}
         if layer == 1:
             self_pairs.add((1, 1))
-        if layer + 1 == self.num_layers:
+        if layer + 1 == self.num_weight_layers:
             self_pairs.add((2, 2))
         is_self = [[(row, col) in self_pairs for col in range(3)] for row in range(3)]
         sharers = [_pooled_term_sources(obj) for obj in row_objects]
@@ -156,16 +160,16 @@ class DWSLayer(nn.Module):
     def forward_features(self, features: WeightSpaceFeatures, layout: WeightSpaceLayout) -> WeightSpaceFeatures:
         """The tensor-level layer on layer-major features (see :mod:`wsgraph.layers.structure`)."""
         ops = make_ops(self.backend, features, layout)
-        num_layers, channels = self.num_layers, self.out_channels
-        hidden = range(1, num_layers)
+        num_weight_layers, channels = self.num_weight_layers, self.out_channels
+        hidden = range(1, num_weight_layers)
         incoming = {k: ops.pooled_in(k) for k in hidden}
         outgoing = {k: ops.pooled_out(k) for k in hidden}
         pooled = network_pools(ops, "mean", incoming, outgoing)
         sizes = [obj.fold * channels for obj in self.objects]
         per_graph = self.graph_lin(torch.cat(pooled, dim=-1)).split(sizes, dim=-1)
-        graph_weight, graph_bias = per_graph[:num_layers], per_graph[num_layers:]
+        graph_weight, graph_bias = per_graph[:num_weight_layers], per_graph[num_weight_layers:]
         last_bias = graph_bias[-1].reshape(-1, channels)
-        if num_layers == 1:
+        if num_weight_layers == 1:
             return WeightSpaceFeatures([graph_weight[0].reshape(-1, channels)], [last_bias])
 
         biases, at_target, at_source = [], {}, {}
@@ -176,10 +180,10 @@ class DWSLayer(nn.Module):
             biases.append(ops.rows(bias + ops.broadcast(graph_bias[k - 1], k), channels))
             # The network-level term of W_k rides on its targets' table (W_M: on its sources').
             at_target[k] = at_target[k] + ops.broadcast(graph_weight[k - 1], k)
-        last = num_layers - 1
-        at_source[last] = at_source[last] + ops.broadcast(graph_weight[num_layers - 1], last)
+        last = num_weight_layers - 1
+        at_source[last] = at_source[last] + ops.broadcast(graph_weight[num_weight_layers - 1], last)
         weights = [ops.unfold_first(at_target[1])]
-        for layer in range(2, num_layers):
+        for layer in range(2, num_weight_layers):
             own = self.edge_lins[layer - 2](ops.weight(layer))
             weights.append(ops.combine_edges(layer, own, at_source[layer - 1], at_target[layer]))
         weights.append(ops.unfold_last(at_source[last]))
@@ -187,16 +191,16 @@ class DWSLayer(nn.Module):
         return WeightSpaceFeatures(weights, biases)
 
     def _check_signature(self, layout: WeightSpaceLayout) -> None:
-        signature = (layout.num_layers, layout.in_dim, layout.out_dim)
-        if signature != (self.num_layers, self.in_dim, self.out_dim):
+        signature = (layout.num_weight_layers, layout.in_dim, layout.out_dim)
+        if signature != (self.num_weight_layers, self.in_dim, self.out_dim):
             raise ValueError(
                 f"{self.__class__.__name__} was built for networks with (M, d_0, d_M) = "
-                f"{(self.num_layers, self.in_dim, self.out_dim)}, got {signature}"
+                f"{(self.num_weight_layers, self.in_dim, self.out_dim)}, got {signature}"
             )
 
     def extra_repr(self) -> str:
         return (
-            f"{self.in_channels}, {self.out_channels}, num_layers={self.num_layers}, "
+            f"{self.in_channels}, {self.out_channels}, num_weight_layers={self.num_weight_layers}, "
             f"in_dim={self.in_dim}, out_dim={self.out_dim}, backend={self.backend!r}"
         )
 

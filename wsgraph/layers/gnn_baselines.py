@@ -11,10 +11,12 @@ from torch_geometric.data import Data
 from torch_geometric.nn import GATv2Conv, GINEConv, PNAConv, TransformerConv
 from torch_geometric.nn.pool import global_add_pool, global_max_pool, global_mean_pool
 
+from wsgraph.core.spec import WeightSpaceSpec
+from wsgraph.datasets.transforms import LayerStatistics
+from wsgraph.deprecation import renamed_kwargs
+from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
 from wsgraph.layers.positional import EdgePositionalEncoding, NeuronPositionalEncoding, check_signature
 from wsgraph.layers.probe import ProbeFeatures
-from wsgraph.spec import WeightSpaceSpec
-from wsgraph.transforms import LayerStatistics
 
 ConvName = Literal["gine", "pna", "gatv2", "transformer"]
 Readout = Literal["mean", "sum", "max"]
@@ -112,6 +114,7 @@ class EdgeUpdate(nn.Module):
         return f"channels={self.channels}"
 
 
+@renamed_kwargs(num_layers="num_weight_layers", num_rounds="depth")
 class WeightSpaceGNN(nn.Module):
     r"""A message-passing GNN from :mod:`torch_geometric.nn` on the graphs of MLPs.
 
@@ -160,7 +163,7 @@ class WeightSpaceGNN(nn.Module):
     Args:
         conv (str): the convolution, one of ``"gine"``, ``"pna"``, ``"gatv2"``,
             ``"transformer"``.
-        num_layers (int): the number of weight layers :math:`M` of the networks.
+        num_weight_layers (int): the number of weight layers :math:`M` of the networks.
         in_dim (int): the input width :math:`d_0`.
         out_dim (int): the output width :math:`d_M`.
         out_features (int): the size of each output.
@@ -168,7 +171,7 @@ class WeightSpaceGNN(nn.Module):
             ``edge_attr``. (default: ``1``)
         hidden_channels (int, optional): the size of node and edge states.
             (default: ``64``)
-        num_rounds (int, optional): the number :math:`T` of message-passing rounds.
+        depth (int, optional): the number :math:`T` of message-passing rounds.
             (default: ``4``)
         readout (str, optional): the pooling of node (and edge) states, ``"mean"``,
             ``"sum"`` or ``"max"``. (default: ``"mean"``)
@@ -191,7 +194,7 @@ class WeightSpaceGNN(nn.Module):
             :obj:`None`, raw weights)
 
     Shapes:
-        - **input:** a batch of :math:`B` :class:`~wsgraph.graph.WeightSpaceGraph`\ s
+        - **input:** a batch of :math:`B` :class:`~wsgraph.core.graph.WeightSpaceGraph`\ s
           with signature :math:`(M, d_0, d_M)`
         - **output:** :math:`(B, \text{out\_features})`
     """
@@ -199,13 +202,13 @@ class WeightSpaceGNN(nn.Module):
     def __init__(
         self,
         conv: ConvName,
-        num_layers: int,
+        num_weight_layers: int,
         in_dim: int,
         out_dim: int,
         out_features: int,
         in_channels: int = 1,
-        hidden_channels: int = 64,
-        num_rounds: int = 4,
+        hidden_channels: int = HIDDEN_CHANNELS["gnn"],
+        depth: int = DEPTH["gnn"],
         readout: Readout = "mean",
         edge_readout: bool = True,
         dropout: float = 0.0,
@@ -215,7 +218,7 @@ class WeightSpaceGNN(nn.Module):
         probe_statistics: LayerStatistics | None = None,
     ) -> None:
         super().__init__()
-        _check_arguments(conv, readout, out_features, in_channels, hidden_channels, num_rounds, dropout, heads)
+        _check_arguments(conv, readout, out_features, in_channels, hidden_channels, depth, dropout, heads)
         if probe_features < 0 or (probe_features and in_channels != 1):
             raise ValueError(
                 f"probe_features must be >= 0 and needs in_channels=1, got {probe_features} and {in_channels}"
@@ -225,13 +228,13 @@ class WeightSpaceGNN(nn.Module):
                 "conv='pna' needs pna_degree: pass pna_degree_histogram(<architectures of the training set>)"
             )
         self.conv = conv
-        self.num_layers = num_layers
+        self.num_weight_layers = num_weight_layers
         self.in_dim = in_dim
         self.out_dim = out_dim
         self.out_features = out_features
         self.in_channels = in_channels
         self.hidden_channels = hidden_channels
-        self.num_rounds = num_rounds
+        self.depth = depth
         self.readout = readout
         self.edge_readout = edge_readout
         self.dropout = dropout
@@ -240,19 +243,19 @@ class WeightSpaceGNN(nn.Module):
 
         self.node_encoder = nn.Linear(in_channels, hidden_channels)
         self.edge_encoder = nn.Linear(in_channels, hidden_channels)
-        self.node_position = NeuronPositionalEncoding(num_layers, in_dim, out_dim, hidden_channels)
-        self.edge_position = EdgePositionalEncoding(num_layers, hidden_channels)
+        self.node_position = NeuronPositionalEncoding(num_weight_layers, in_dim, out_dim, hidden_channels)
+        self.edge_position = EdgePositionalEncoding(num_weight_layers, hidden_channels)
         self.probe = (
-            ProbeFeatures(num_layers, in_dim, probe_features, hidden_channels, probe_statistics)
+            ProbeFeatures(num_weight_layers, in_dim, probe_features, hidden_channels, probe_statistics)
             if probe_features
             else None
         )
         # Row 0 marks messages along a weight (layer l-1 -> l), row 1 the reversed ones.
         self.direction = nn.Embedding(2, hidden_channels)
-        self.convs = nn.ModuleList(_make_conv(conv, hidden_channels, heads, pna_degree) for _ in range(num_rounds))
-        self.node_norms = nn.ModuleList(nn.LayerNorm(hidden_channels) for _ in range(num_rounds))
+        self.convs = nn.ModuleList(_make_conv(conv, hidden_channels, heads, pna_degree) for _ in range(depth))
+        self.node_norms = nn.ModuleList(nn.LayerNorm(hidden_channels) for _ in range(depth))
         # The last round's edge update only matters when edges are read out.
-        num_edge_updates = num_rounds if edge_readout else num_rounds - 1
+        num_edge_updates = depth if edge_readout else depth - 1
         self.edge_updates = nn.ModuleList(EdgeUpdate(hidden_channels, dropout) for _ in range(num_edge_updates))
         pooled_channels = hidden_channels * (2 if edge_readout else 1)
         self.head = nn.Sequential(
@@ -275,7 +278,7 @@ class WeightSpaceGNN(nn.Module):
                 module.reset_parameters()
 
     def forward(self, data: Data) -> Tensor:
-        check_signature(data, self.num_layers, self.in_dim, self.out_dim, type(self).__name__)
+        check_signature(data, self.num_weight_layers, self.in_dim, self.out_dim, type(self).__name__)
         check_channels(data, self.in_channels, type(self).__name__)
         num_graphs = data.layer_widths.size(0)
         edge_index = data.edge_index
@@ -304,9 +307,9 @@ class WeightSpaceGNN(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"conv={self.conv!r}, signature=({self.num_layers}, {self.in_dim}, {self.out_dim}), "
+            f"conv={self.conv!r}, signature=({self.num_weight_layers}, {self.in_dim}, {self.out_dim}), "
             f"out_features={self.out_features}, in_channels={self.in_channels}, "
-            f"hidden_channels={self.hidden_channels}, num_rounds={self.num_rounds}, readout={self.readout!r}, "
+            f"hidden_channels={self.hidden_channels}, depth={self.depth}, readout={self.readout!r}, "
             f"edge_readout={self.edge_readout}, dropout={self.dropout}, heads={self.heads}, "
             f"probe_features={self.probe_features}"
         )
@@ -318,7 +321,7 @@ def _check_arguments(
     out_features: int,
     in_channels: int,
     hidden_channels: int,
-    num_rounds: int,
+    depth: int,
     dropout: float,
     heads: int,
 ) -> None:
@@ -326,10 +329,10 @@ def _check_arguments(
         raise ValueError(f"unknown conv {conv!r}: expected one of {', '.join(CONVS)}")
     if readout not in READOUTS:
         raise ValueError(f"unknown readout {readout!r}: expected one of {', '.join(READOUTS)}")
-    if min(out_features, in_channels, hidden_channels, num_rounds, heads) < 1:
+    if min(out_features, in_channels, hidden_channels, depth, heads) < 1:
         raise ValueError(
-            "out_features, in_channels, hidden_channels, num_rounds and heads must be positive, got "
-            f"{out_features}, {in_channels}, {hidden_channels}, {num_rounds}, {heads}"
+            "out_features, in_channels, hidden_channels, depth and heads must be positive, got "
+            f"{out_features}, {in_channels}, {hidden_channels}, {depth}, {heads}"
         )
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")

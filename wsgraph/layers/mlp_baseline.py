@@ -8,16 +8,18 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from wsgraph.cnn import kernel_offset
-from wsgraph.dense import to_dense_weights
-from wsgraph.graph import sort_edges
+from wsgraph.core.convert_cnn import kernel_offset
+from wsgraph.core.dense import to_dense_weights
+from wsgraph.core.graph import sort_edges
+from wsgraph.deprecation import renamed_kwargs
 from wsgraph.layers.blocks import GlobalBatchNorm
+from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
 
 
 def flatten_params(data: Data, kernel_sizes: Sequence[tuple[int, int]] | None = None) -> Tensor:
     r"""The weights and biases of every network of a one-architecture batch as one row each.
 
-    The order is the canonical one of :mod:`wsgraph.spec` and the one of the DWSNets
+    The order is the canonical one of :mod:`wsgraph.core.spec` and the one of the DWSNets
     baseline: all weights, layer by layer (:math:`W_l[i, j]` row-major), then the
     biases of layers ``1..M`` (input neurons carry no bias); the ``C`` channels of a
     parameter are adjacent.
@@ -50,6 +52,7 @@ def _kernel_window(weight: Tensor, kernel: tuple[int, int], grid: tuple[int, int
     return window.flatten(-2)
 
 
+@renamed_kwargs(num_hidden_layers="depth")
 class FlatMLP(nn.Module):
     r"""The MLP baseline of `"Equivariant Architectures for Learning in Deep Weight
     Spaces" <https://arxiv.org/abs/2301.12780>`_ (Navon et al., ICML 2023).
@@ -80,7 +83,7 @@ class FlatMLP(nn.Module):
             and biases times the channels ``C`` (``WeightSpaceSpec.num_params * C``).
         out_features (int): the size of each output.
         hidden_channels (int, optional): the width of the hidden layers. (default: ``32``)
-        num_hidden_layers (int, optional): the number :math:`L` of hidden layers.
+        depth (int, optional): the number :math:`L` of hidden layers.
             (default: ``5``)
         dropout (float, optional): dropout probability after each hidden layer.
             (default: ``0.0``)
@@ -91,7 +94,7 @@ class FlatMLP(nn.Module):
             then counts kernel entries. (default: :obj:`None`)
 
     Shapes:
-        - **input:** a batch of :math:`B` :class:`~wsgraph.graph.WeightSpaceGraph`\ s
+        - **input:** a batch of :math:`B` :class:`~wsgraph.core.graph.WeightSpaceGraph`\ s
           of one architecture
         - **output:** :math:`(B, \text{out\_features})`
     """
@@ -100,30 +103,30 @@ class FlatMLP(nn.Module):
         self,
         num_params: int,
         out_features: int,
-        hidden_channels: int = 32,
-        num_hidden_layers: int = 5,
+        hidden_channels: int = HIDDEN_CHANNELS["mlp"],
+        depth: int = DEPTH["mlp"],
         dropout: float = 0.0,
         batch_norm: bool = True,
         kernel_sizes: Sequence[tuple[int, int]] | None = None,
     ) -> None:
         super().__init__()
-        if min(num_params, out_features, hidden_channels, num_hidden_layers) < 1:
+        if min(num_params, out_features, hidden_channels, depth) < 1:
             raise ValueError(
-                "num_params, out_features, hidden_channels and num_hidden_layers must be positive, got "
-                f"{num_params}, {out_features}, {hidden_channels}, {num_hidden_layers}"
+                "num_params, out_features, hidden_channels and depth must be positive, got "
+                f"{num_params}, {out_features}, {hidden_channels}, {depth}"
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.num_params = num_params
         self.out_features = out_features
         self.hidden_channels = hidden_channels
-        self.num_hidden_layers = num_hidden_layers
+        self.depth = depth
         self.dropout = dropout
         self.batch_norm = batch_norm
         self.kernel_sizes = None if kernel_sizes is None else tuple((int(h), int(w)) for h, w in kernel_sizes)
 
         layers: list[nn.Module] = []
-        for position in range(num_hidden_layers):
+        for position in range(depth):
             layers.append(nn.Linear(num_params if position == 0 else hidden_channels, hidden_channels))
             if batch_norm and position > 0:
                 layers.append(GlobalBatchNorm(hidden_channels))
@@ -151,6 +154,6 @@ class FlatMLP(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"num_params={self.num_params}, out_features={self.out_features}, "
-            f"hidden_channels={self.hidden_channels}, num_hidden_layers={self.num_hidden_layers}, "
+            f"hidden_channels={self.hidden_channels}, depth={self.depth}, "
             f"dropout={self.dropout}, batch_norm={self.batch_norm}"
         )

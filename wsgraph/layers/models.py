@@ -9,22 +9,25 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
+from wsgraph.datasets.transforms import LayerStatistics
+from wsgraph.deprecation import renamed_kwargs
 from wsgraph.layers.blocks import WeightSpaceActivation, WeightSpaceDropout, WeightSpaceNorm, residual
+from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
 from wsgraph.layers.dws import BACKENDS, DWSLayer
 from wsgraph.layers.probe import ProbeFeatures
 from wsgraph.layers.readout import InvariantReadout
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout, supply_layout
-from wsgraph.transforms import LayerStatistics
 
 
+@renamed_kwargs(num_layers="num_weight_layers", num_dws_layers="depth")
 class DWSStack(nn.Module):
-    r"""``num_dws_layers`` DWS layers, each followed by normalisation, ReLU and dropout.
+    r"""``depth`` DWS layers, each followed by normalisation, ReLU and dropout.
 
     Args:
         in_channels (int): input channels (1 for raw weights).
         hidden_channels (int): channels of every layer's output.
-        num_dws_layers (int): how many DWS layers.
-        num_layers (int): the number :math:`M` of weight layers of the networks.
+        depth (int): how many DWS layers.
+        num_weight_layers (int): the number :math:`M` of weight layers of the networks.
         in_dim (int): the networks' input width :math:`d_0`.
         out_dim (int): the networks' output width :math:`d_M`.
         norm (str, optional): ``"layer"``, ``"batch"`` or ``None`` (see
@@ -37,8 +40,8 @@ class DWSStack(nn.Module):
         self,
         in_channels: int,
         hidden_channels: int,
-        num_dws_layers: int,
-        num_layers: int,
+        depth: int,
+        num_weight_layers: int,
         in_dim: int,
         out_dim: int,
         norm: str | None = "batch",
@@ -46,15 +49,15 @@ class DWSStack(nn.Module):
         backend: str = "scatter",
     ) -> None:
         super().__init__()
-        if num_dws_layers < 1:
-            raise ValueError(f"num_dws_layers must be at least 1, got {num_dws_layers}")
-        channels = [in_channels] + [hidden_channels] * num_dws_layers
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+        channels = [in_channels] + [hidden_channels] * depth
         self.convs = nn.ModuleList(
-            DWSLayer(c_in, c_out, num_layers, in_dim, out_dim, backend=backend)
+            DWSLayer(c_in, c_out, num_weight_layers, in_dim, out_dim, backend=backend)
             for c_in, c_out in itertools.pairwise(channels)
         )
         self.norms = nn.ModuleList(
-            WeightSpaceNorm(hidden_channels, num_layers, norm) if norm else nn.Identity() for _ in self.convs
+            WeightSpaceNorm(hidden_channels, num_weight_layers, norm) if norm else nn.Identity() for _ in self.convs
         )
         self.activation = WeightSpaceActivation(nn.ReLU())
         self.dropout = WeightSpaceDropout(dropout)
@@ -77,20 +80,20 @@ class _DWSModel(nn.Module):
 
     def __init__(
         self,
-        num_layers: int,
+        num_weight_layers: int,
         in_dim: int,
         out_dim: int,
         in_channels: int,
         hidden_channels: int,
-        num_dws_layers: int,
+        depth: int,
         norm: str | None,
         dropout: float,
         backend: str,
     ) -> None:
         super().__init__()
-        self.num_layers, self.in_dim, self.out_dim = num_layers, in_dim, out_dim
+        self.num_weight_layers, self.in_dim, self.out_dim = num_weight_layers, in_dim, out_dim
         self.stack = DWSStack(
-            in_channels, hidden_channels, num_dws_layers, num_layers, in_dim, out_dim, norm, dropout, backend
+            in_channels, hidden_channels, depth, num_weight_layers, in_dim, out_dim, norm, dropout, backend
         )
         # The batch's layout is built (or found) once per call, before `forward` and
         # outside what torch.compile traces, and every layer below reads that one object.
@@ -105,9 +108,10 @@ class _DWSModel(nn.Module):
                 module.backend = backend
 
     def extra_repr(self) -> str:
-        return f"num_layers={self.num_layers}, in_dim={self.in_dim}, out_dim={self.out_dim}"
+        return f"num_weight_layers={self.num_weight_layers}, in_dim={self.in_dim}, out_dim={self.out_dim}"
 
 
+@renamed_kwargs(num_layers="num_weight_layers", num_dws_layers="depth")
 class DWSNet(_DWSModel):
     r"""DWSNet for classification and regression on networks (Navon et al., ICML 2023):
     a stack of DWS layers, an invariant readout and an MLP head.
@@ -118,13 +122,13 @@ class DWSNet(_DWSModel):
     The output is invariant to hidden-neuron permutations of the input networks.
 
     Args:
-        num_layers (int): the number :math:`M` of weight layers of the networks.
+        num_weight_layers (int): the number :math:`M` of weight layers of the networks.
         in_dim (int): the networks' input width :math:`d_0`.
         out_dim (int): the networks' output width :math:`d_M`.
         out_features (int): classes (logits) or regression targets.
         in_channels (int): channels of the input graphs (1 for raw weights).
         hidden_channels (int): channels of the DWS layers.
-        num_dws_layers (int): how many DWS layers.
+        depth (int): how many DWS layers.
         readout (str): ``"mean"``, ``"sum"`` or ``"max"``.
         head_hidden (int): width of the MLP head's hidden layer.
         norm (str, optional): per-object normalisation after each DWS layer.
@@ -149,13 +153,13 @@ class DWSNet(_DWSModel):
 
     def __init__(
         self,
-        num_layers: int,
+        num_weight_layers: int,
         in_dim: int,
         out_dim: int,
         out_features: int,
         in_channels: int = 1,
-        hidden_channels: int = 32,
-        num_dws_layers: int = 4,
+        hidden_channels: int = HIDDEN_CHANNELS["dwsnet"],
+        depth: int = DEPTH["dwsnet"],
         readout: str = "mean",
         head_hidden: int = 128,
         norm: str | None = "batch",
@@ -169,12 +173,12 @@ class DWSNet(_DWSModel):
                 f"probe_features must be >= 0 and needs in_channels=1, got {probe_features} and {in_channels}"
             )
         super().__init__(
-            num_layers,
+            num_weight_layers,
             in_dim,
             out_dim,
             in_channels + probe_features,
             hidden_channels,
-            num_dws_layers,
+            depth,
             norm,
             dropout,
             backend,
@@ -182,11 +186,11 @@ class DWSNet(_DWSModel):
         self.out_features = out_features
         self.probe_features = probe_features
         self.probe = (
-            ProbeFeatures(num_layers, in_dim, probe_features, probe_features, probe_statistics)
+            ProbeFeatures(num_weight_layers, in_dim, probe_features, probe_features, probe_statistics)
             if probe_features
             else None
         )
-        self.readout = InvariantReadout(hidden_channels, num_layers, in_dim, out_dim, readout, backend)
+        self.readout = InvariantReadout(hidden_channels, num_weight_layers, in_dim, out_dim, readout, backend)
         self.head = nn.Sequential(
             nn.Linear(self.readout.out_features, head_hidden),
             nn.ReLU(),
@@ -217,6 +221,7 @@ class DWSNet(_DWSModel):
         return f"{super().extra_repr()}, out_features={self.out_features}{probes}"
 
 
+@renamed_kwargs(num_layers="num_weight_layers", num_dws_layers="depth")
 class DWSEditNet(_DWSModel):
     r"""An equivariant weight editor: maps networks to networks of the same architecture,
     e.g. to change what an implicit neural representation shows (INR dilation).
@@ -228,12 +233,12 @@ class DWSEditNet(_DWSModel):
     layer starts small (gain ``0.1``) so a residual editor starts near the identity.
 
     Args:
-        num_layers (int): the number :math:`M` of weight layers of the networks.
+        num_weight_layers (int): the number :math:`M` of weight layers of the networks.
         in_dim (int): the networks' input width :math:`d_0`.
         out_dim (int): the networks' output width :math:`d_M`.
         in_channels (int): channels of the input (and output) graphs.
         hidden_channels (int): channels of the hidden DWS layers.
-        num_dws_layers (int): hidden DWS layers before the output layer.
+        depth (int): hidden DWS layers before the output layer.
         residual (bool): add the input weights to the predicted update.
         norm (str, optional): per-object normalisation after each hidden layer.
         dropout (float): dropout after each hidden layer.
@@ -247,22 +252,22 @@ class DWSEditNet(_DWSModel):
 
     def __init__(
         self,
-        num_layers: int,
+        num_weight_layers: int,
         in_dim: int,
         out_dim: int,
         in_channels: int = 1,
-        hidden_channels: int = 32,
-        num_dws_layers: int = 4,
+        hidden_channels: int = HIDDEN_CHANNELS["dwsnet"],
+        depth: int = DEPTH["dwsnet"],
         residual: bool = True,
         norm: str | None = "batch",
         dropout: float = 0.0,
         backend: str = "scatter",
     ) -> None:
         super().__init__(
-            num_layers, in_dim, out_dim, in_channels, hidden_channels, num_dws_layers, norm, dropout, backend
+            num_weight_layers, in_dim, out_dim, in_channels, hidden_channels, depth, norm, dropout, backend
         )
         self.residual = residual
-        self.output = DWSLayer(hidden_channels, in_channels, num_layers, in_dim, out_dim, backend=backend)
+        self.output = DWSLayer(hidden_channels, in_channels, num_weight_layers, in_dim, out_dim, backend=backend)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

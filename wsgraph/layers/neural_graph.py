@@ -16,7 +16,10 @@ from torch_geometric.nn.norm import LayerNorm as GraphLayerNorm
 from torch_geometric.nn.pool import global_add_pool, global_max_pool, global_mean_pool
 from torch_geometric.nn.resolver import activation_resolver
 
-from wsgraph.graph import sort_edges
+from wsgraph.core.graph import sort_edges
+from wsgraph.datasets.transforms import LayerStatistics
+from wsgraph.deprecation import renamed_kwargs
+from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
 from wsgraph.layers.gnn_baselines import check_channels
 from wsgraph.layers.neural_graph_dense import (
     DenseNetworks,
@@ -27,7 +30,6 @@ from wsgraph.layers.neural_graph_dense import (
 from wsgraph.layers.neural_graph_fused import fused_edge_update, fused_messages
 from wsgraph.layers.positional import NeuronPositionalEncoding, check_signature
 from wsgraph.layers.probe import ProbeFeatures
-from wsgraph.transforms import LayerStatistics
 
 Backend = Literal["fused", "dense", "scatter"]
 Norm = Literal["graph", "node", "minibatch", "none"]
@@ -324,7 +326,7 @@ class NeuralGraphInputs(nn.Module):
 
     def __init__(
         self,
-        num_layers: int,
+        num_weight_layers: int,
         in_dim: int,
         out_dim: int,
         in_channels: int,
@@ -344,9 +346,11 @@ class NeuralGraphInputs(nn.Module):
         self.node_encoder = _encoder(in_channels, node_channels, fourier_features, fourier_sigma, encoder_layers, act)
         self.edge_in = nn.Linear(edge_channels, edge_channels)
         self.node_in = nn.Linear(node_channels, node_channels)
-        self.position = NeuronPositionalEncoding(num_layers, in_dim, out_dim, node_channels) if positional else None
+        self.position = (
+            NeuronPositionalEncoding(num_weight_layers, in_dim, out_dim, node_channels) if positional else None
+        )
         self.probe = (
-            ProbeFeatures(num_layers, in_dim, probe_features, node_channels, probe_statistics)
+            ProbeFeatures(num_weight_layers, in_dim, probe_features, node_channels, probe_statistics)
             if probe_features
             else None
         )
@@ -405,6 +409,7 @@ def pool_neurons(nodes: Tensor, pooling: str, mask: Tensor | None = None) -> Ten
     return total / mask.sum(dim=1) if pooling == "mean" else total
 
 
+@renamed_kwargs(num_layers="num_weight_layers", num_rounds="depth")
 class NeuralGraphGNN(NeuralGraphInputs):
     r"""The GNN of `"Graph Neural Networks for Learning Equivariant Representations of
     Neural Networks" <https://arxiv.org/abs/2403.12143>`_ (Kofinas et al., ICLR 2024),
@@ -423,7 +428,7 @@ class NeuralGraphGNN(NeuralGraphInputs):
       neuron, one per output neuron, one shared by each hidden layer) and, with
       ``probe_features`` :math:`K > 0`, their values at :math:`K` learned input points
       (:class:`~wsgraph.layers.probe.ProbeFeatures`).
-    - **Message passing.** ``num_rounds`` :class:`NeuralGraphConv` layers (PNA with
+    - **Message passing.** ``depth`` :class:`NeuralGraphConv` layers (PNA with
       FiLM-modulated messages); after each but the last: normalisation, activation,
       dropout, and an edge update (:class:`NeuralGraphEdgeUpdate`).
     - **Readout.** ``pooling="cat"`` concatenates the final states of the
@@ -438,7 +443,7 @@ class NeuralGraphGNN(NeuralGraphInputs):
     (with ``norm="minibatch"`` it does not: see below).
 
     Args:
-        num_layers (int): the number of weight layers :math:`M` of the networks.
+        num_weight_layers (int): the number of weight layers :math:`M` of the networks.
         in_dim (int): the input width :math:`d_0`.
         out_dim (int): the output width :math:`d_M`.
         out_features (int): the size of each output.
@@ -449,7 +454,7 @@ class NeuralGraphGNN(NeuralGraphInputs):
         in_channels (int, optional): channels ``C`` of the graphs' ``x`` and
             ``edge_attr``. (default: ``1``)
         hidden_channels (int, optional): node and edge state size. (default: ``32``)
-        num_rounds (int, optional): message-passing layers. (default: ``4``)
+        depth (int, optional): message-passing layers. (default: ``4``)
         aggregators (sequence of str, optional): PNA aggregators.
             (default: ``("mean", "min", "max", "std")``)
         scalers (sequence of str, optional): PNA scalers.
@@ -495,21 +500,21 @@ class NeuralGraphGNN(NeuralGraphInputs):
             rounding (tested in float64, outputs and gradients). (default: ``"fused"``)
 
     Shapes:
-        - **input:** a batch of :math:`B` :class:`~wsgraph.graph.WeightSpaceGraph`\ s
+        - **input:** a batch of :math:`B` :class:`~wsgraph.core.graph.WeightSpaceGraph`\ s
           with signature :math:`(M, d_0, d_M)`
         - **output:** :math:`(B, \text{out\_features})`
     """
 
     def __init__(
         self,
-        num_layers: int,
+        num_weight_layers: int,
         in_dim: int,
         out_dim: int,
         out_features: int,
         degree_histogram: Tensor,
         in_channels: int = 1,
-        hidden_channels: int = 32,
-        num_rounds: int = 4,
+        hidden_channels: int = HIDDEN_CHANNELS["ng-gnn"],
+        depth: int = DEPTH["ng-gnn"],
         aggregators: Sequence[str] = ("mean", "min", "max", "std"),
         scalers: Sequence[str] = ("identity", "amplification"),
         fourier_features: int = 128,
@@ -533,22 +538,22 @@ class NeuralGraphGNN(NeuralGraphInputs):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
         _check_arguments(
-            out_features, in_channels, hidden_channels, num_rounds, fourier_features, encoder_layers, norm, dropout,
+            out_features, in_channels, hidden_channels, depth, fourier_features, encoder_layers, norm, dropout,
             pooling, pooling_layer, probe_features,
         )  # fmt: skip
         edge_channels = in_channels if edge_channels is None else edge_channels
         super().__init__(
-            num_layers, in_dim, out_dim, in_channels, 3 * edge_channels if bidirectional else edge_channels,
+            num_weight_layers, in_dim, out_dim, in_channels, 3 * edge_channels if bidirectional else edge_channels,
             hidden_channels, hidden_channels, fourier_features, fourier_sigma, encoder_layers, positional,
             probe_features, probe_statistics, act,
         )  # fmt: skip
         self.backend = backend
-        self.num_layers, self.in_dim, self.out_dim = num_layers, in_dim, out_dim
+        self.num_weight_layers, self.in_dim, self.out_dim = num_weight_layers, in_dim, out_dim
         self.out_features = out_features
         self.in_channels = in_channels
         self.edge_channels = edge_channels
         self.hidden_channels = hidden_channels
-        self.num_rounds = num_rounds
+        self.depth = depth
         self.bidirectional = bidirectional
         self.norm = norm
         self.dropout = dropout
@@ -566,16 +571,16 @@ class NeuralGraphGNN(NeuralGraphInputs):
                 modulate=modulate_edges,
                 gating=gating_edges,
             )
-            for _ in range(num_rounds)
+            for _ in range(depth)
         )
-        self.norms = nn.ModuleList(_make_norm(norm, hidden_channels) for _ in range(num_rounds - 1))
+        self.norms = nn.ModuleList(_make_norm(norm, hidden_channels) for _ in range(depth - 1))
         self.act = activation_resolver(act)
         # The fused kernels implement FiLM and the SiLU edge update; other settings run the dense backend.
         self.fusable = modulate_edges and not gating_edges and isinstance(self.act, nn.SiLU)
         # The last round's edge states would reach nothing: the readout reads neurons only.
         self.edge_updates = nn.ModuleList(
             NeuralGraphEdgeUpdate(hidden_channels, hidden_channels, act)
-            for _ in range(num_rounds - 1 if update_edges else 0)
+            for _ in range(depth - 1 if update_edges else 0)
         )
         pooled = hidden_channels * (out_dim if pooling == "cat" else 1)
         self.head = readout_head(pooled, hidden_channels, out_features, hidden_layers=2)
@@ -587,7 +592,7 @@ class NeuralGraphGNN(NeuralGraphInputs):
                 module.reset_parameters()
 
     def forward(self, data: Data) -> Tensor:
-        check_signature(data, self.num_layers, self.in_dim, self.out_dim, type(self).__name__)
+        check_signature(data, self.num_weight_layers, self.in_dim, self.out_dim, type(self).__name__)
         check_channels(data, self.in_channels, type(self).__name__, self.edge_channels)
         nodes = self.encode_nodes(data)
         widths = data.layer_widths
@@ -613,7 +618,7 @@ class NeuralGraphGNN(NeuralGraphInputs):
         edges = self.encode_edges(torch.cat(self._edge_inputs(data.edge_attr)))
         for index, conv in enumerate(self.convs):
             nodes = conv(nodes, edge_index, edges)
-            if index == self.num_rounds - 1:
+            if index == self.depth - 1:
                 break
             norm = self.norms[index]
             nodes = norm(nodes, node_graph, num_graphs) if self.norm == "graph" else norm(nodes)
@@ -621,7 +626,7 @@ class NeuralGraphGNN(NeuralGraphInputs):
             if index < len(self.edge_updates):
                 edges = self.edge_updates[index](nodes, edge_index, edges)
         if self.pooling_layer == "last":
-            outputs = data.node_layer == self.num_layers
+            outputs = data.node_layer == self.num_weight_layers
             nodes, node_graph = nodes[outputs], node_graph[outputs]
         if self.pooling == "cat":
             # Nodes are in canonical order: each network's output neurons in index order.
@@ -661,7 +666,7 @@ class NeuralGraphGNN(NeuralGraphInputs):
             return self._pool_dense(layout, self._fused_rounds(layout, nodes, edges))
         for index, conv in enumerate(self.convs):
             nodes = conv.forward_dense(nodes, edges, layout)
-            if index == self.num_rounds - 1:
+            if index == self.depth - 1:
                 break
             nodes = nn.functional.dropout(self.act(self._normalise_dense(index, nodes)), self.dropout, self.training)
             if index < len(self.edge_updates):
@@ -696,7 +701,7 @@ class NeuralGraphGNN(NeuralGraphInputs):
                         NeighbourhoodStatistics(state.size(axis), total, squares, minimum, maximum)
                     )
             nodes = conv.update_dense(nodes, incoming, layout)
-            if index == self.num_rounds - 1:
+            if index == self.depth - 1:
                 break
             nodes = nn.functional.dropout(self.act(self._normalise_dense(index, nodes)), self.dropout, self.training)
             if index < len(self.edge_updates):
@@ -717,7 +722,7 @@ class NeuralGraphGNN(NeuralGraphInputs):
 
     def _pool_dense(self, layout: DenseNetworks, nodes: Tensor) -> Tensor:
         if self.pooling_layer == "last":
-            nodes = layout.nodes(nodes, self.num_layers)
+            nodes = layout.nodes(nodes, self.num_weight_layers)
         return pool_neurons(nodes, self.pooling)
 
     def _normalise_dense(self, index: int, nodes: Tensor) -> Tensor:
@@ -733,8 +738,8 @@ class NeuralGraphGNN(NeuralGraphInputs):
 
     def extra_repr(self) -> str:
         return (
-            f"signature=({self.num_layers}, {self.in_dim}, {self.out_dim}), out_features={self.out_features}, "
-            f"hidden_channels={self.hidden_channels}, num_rounds={self.num_rounds}, norm={self.norm!r}, "
+            f"signature=({self.num_weight_layers}, {self.in_dim}, {self.out_dim}), out_features={self.out_features}, "
+            f"hidden_channels={self.hidden_channels}, depth={self.depth}, norm={self.norm!r}, "
             f"dropout={self.dropout}, pooling={self.pooling!r}, pooling_layer={self.pooling_layer!r}, "
             f"probe_features={self.probe_features}, backend={self.backend!r}"
         )
@@ -786,7 +791,7 @@ def _check_arguments(
     out_features: int,
     in_channels: int,
     hidden_channels: int,
-    num_rounds: int,
+    depth: int,
     fourier_features: int,
     encoder_layers: int,
     norm: str,
@@ -795,10 +800,10 @@ def _check_arguments(
     pooling_layer: str,
     probe_features: int,
 ) -> None:
-    if min(out_features, in_channels, hidden_channels, num_rounds, encoder_layers) < 1:
+    if min(out_features, in_channels, hidden_channels, depth, encoder_layers) < 1:
         raise ValueError(
-            "out_features, in_channels, hidden_channels, num_rounds and encoder_layers must be positive, got "
-            f"{out_features}, {in_channels}, {hidden_channels}, {num_rounds}, {encoder_layers}"
+            "out_features, in_channels, hidden_channels, depth and encoder_layers must be positive, got "
+            f"{out_features}, {in_channels}, {hidden_channels}, {depth}, {encoder_layers}"
         )
     if min(fourier_features, probe_features) < 0:
         raise ValueError(f"fourier_features and probe_features must be >= 0, got {fourier_features}, {probe_features}")

@@ -31,7 +31,7 @@ class DenseNetworks:
 
     def __init__(self, widths: Sequence[int]) -> None:
         self.widths = tuple(int(width) for width in widths)
-        self.num_layers = len(self.widths) - 1
+        self.num_weight_layers = len(self.widths) - 1
         self.node_offsets = [0]
         for width in self.widths:
             self.node_offsets.append(self.node_offsets[-1] + width)
@@ -51,7 +51,7 @@ class DenseNetworks:
 
     def split(self, x: Tensor) -> list[Tensor]:
         """``x`` ``[B, N_g, F]`` as one ``[B, d_k, F]`` view per layer ``k = 0..M``."""
-        return [self.nodes(x, layer) for layer in range(self.num_layers + 1)]
+        return [self.nodes(x, layer) for layer in range(self.num_weight_layers + 1)]
 
     def weights(self, edge_attr: Tensor, num_networks: int) -> list[Tensor]:
         """Canonically ordered ``edge_attr`` ``[B * E_g, C]`` as one ``[B, d_{l-1}, d_l, C]`` view per weight layer."""

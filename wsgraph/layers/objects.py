@@ -32,28 +32,28 @@ class WeightSpaceObject:
         return f"{'W' if self.kind == 'weight' else 'b'}{self.layer}"
 
 
-def weight_space_objects(num_layers: int, in_dim: int, out_dim: int) -> list[WeightSpaceObject]:
+def weight_space_objects(num_weight_layers: int, in_dim: int, out_dim: int) -> list[WeightSpaceObject]:
     """``W_1..W_M`` then ``b_1..b_M`` of the signature ``(M, d_0, d_M)``."""
-    if num_layers < 1 or in_dim < 1 or out_dim < 1:
-        raise ValueError(f"invalid signature (M={num_layers}, d_0={in_dim}, d_M={out_dim})")
-    hidden = set(range(1, num_layers))
+    if num_weight_layers < 1 or in_dim < 1 or out_dim < 1:
+        raise ValueError(f"invalid signature (M={num_weight_layers}, d_0={in_dim}, d_M={out_dim})")
+    hidden = set(range(1, num_weight_layers))
     objects = []
-    for layer in range(1, num_layers + 1):
+    for layer in range(1, num_weight_layers + 1):
         permuted = tuple(k for k in (layer - 1, layer) if k in hidden)
-        fold = (in_dim if layer == 1 else 1) * (out_dim if layer == num_layers else 1)
+        fold = (in_dim if layer == 1 else 1) * (out_dim if layer == num_weight_layers else 1)
         objects.append(WeightSpaceObject("weight", layer, permuted, fold))
-    for layer in range(1, num_layers + 1):
+    for layer in range(1, num_weight_layers + 1):
         permuted = (layer,) if layer in hidden else ()
-        objects.append(WeightSpaceObject("bias", layer, permuted, out_dim if layer == num_layers else 1))
+        objects.append(WeightSpaceObject("bias", layer, permuted, out_dim if layer == num_weight_layers else 1))
     return objects
 
 
-def equivariant_dimension(num_layers: int, in_dim: int, out_dim: int) -> tuple[int, int]:
+def equivariant_dimension(num_weight_layers: int, in_dim: int, out_dim: int) -> tuple[int, int]:
     r"""``(linear, constant)`` dimensions of the equivariant affine maps with one channel.
 
     :math:`\sum_{X,Y} 2^{|I(X) \cap I(Y)|} f(X) f(Y)` and :math:`\sum_Y f(Y)` (docs/layers.md),
     valid when every hidden width is at least 2.
     """
-    objects = weight_space_objects(num_layers, in_dim, out_dim)
+    objects = weight_space_objects(num_weight_layers, in_dim, out_dim)
     linear = sum(2 ** len(set(x.permuted) & set(y.permuted)) * x.fold * y.fold for x in objects for y in objects)
     return linear, sum(y.fold for y in objects)

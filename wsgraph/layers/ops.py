@@ -38,7 +38,7 @@ class WeightSpaceOps(ABC):
     def __init__(self, features: WeightSpaceFeatures, layout: WeightSpaceLayout) -> None:
         self.features = features
         self.layout = layout
-        self.num_layers = layout.num_layers
+        self.num_weight_layers = layout.num_weight_layers
         self.num_graphs = layout.num_graphs
 
     @abstractmethod
@@ -112,7 +112,7 @@ class ScatterOps(WeightSpaceOps):
 
     def pooled_out(self, layer: int, reduce: str = "mean") -> Tensor:
         weight, layout = self.weight(layer + 1), self.layout
-        if layer + 1 == self.num_layers:
+        if layer + 1 == self.num_weight_layers:
             # Edges leaving one neuron are contiguous and there are d_M of them.
             return weight.view(layout.node_counts[layer], layout.out_dim * weight.size(-1))
         if reduce == "mean":
@@ -158,7 +158,7 @@ class DenseOps(WeightSpaceOps):
 
     def pooled_out(self, layer: int, reduce: str = "mean") -> Tensor:
         weight = self.weight(layer + 1)
-        if layer + 1 == self.num_layers:
+        if layer + 1 == self.num_weight_layers:
             return weight.reshape(weight.size(0), weight.size(1), -1)
         return _reduce(weight, 2, reduce)
 
@@ -214,17 +214,17 @@ def network_pools(
     ``incoming``/``outgoing`` are the per-neuron tables of the hidden layers when the
     caller has them already (reduced with the same ``reduce``).
     """
-    num_layers = ops.num_layers
-    if num_layers == 1:
+    num_weight_layers = ops.num_weight_layers
+    if num_weight_layers == 1:
         return [ops.flat_weight(1), ops.flat_bias(1)]
-    hidden = range(1, num_layers)
-    last = num_layers - 1
+    hidden = range(1, num_weight_layers)
+    last = num_weight_layers - 1
     incoming = incoming if incoming is not None else {k: ops.pooled_in(k, reduce) for k in hidden}
     last_outgoing = outgoing[last] if outgoing is not None else ops.pooled_out(last, reduce)
     pools = [ops.table_reduce(incoming[k], k, reduce) for k in hidden]
     pools.append(ops.table_reduce(last_outgoing, last, reduce))
     pools += [ops.table_reduce(ops.bias(k), k, reduce) for k in hidden]
-    pools.append(ops.flat_bias(num_layers))
+    pools.append(ops.flat_bias(num_weight_layers))
     return pools
 
 

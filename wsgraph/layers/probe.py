@@ -6,10 +6,12 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from wsgraph.datasets.render import neuron_values
-from wsgraph.transforms import LayerStatistics, NormalizeWeights
+from wsgraph.datasets.transforms import LayerStatistics, NormalizeWeights
+from wsgraph.deprecation import renamed_kwargs
+from wsgraph.inrs.render import neuron_values
 
 
+@renamed_kwargs(num_layers="num_weight_layers")
 class ProbeFeatures(nn.Module):
     r"""Neuron features from running the networks: each network is evaluated at :math:`K`
     learned input points and every neuron's :math:`K` values become its features.
@@ -21,7 +23,7 @@ class ProbeFeatures(nn.Module):
     layer :math:`k` (the inputs themselves for :math:`k = 0`, hidden neurons after the
     activation, raw outputs) go through a per-layer :math:`\operatorname{LN}(\mathbf{\Theta}_k
     \mathbf{v} + \mathbf{c}_k)`. The networks run with the activation each graph records
-    (:func:`wsgraph.datasets.render.neuron_values`), in a batch of any widths.
+    (:func:`wsgraph.inrs.render.neuron_values`), in a batch of any widths.
 
     Models see normalised weights (``wsgraph train`` standardises each layer), but a
     network computes its function with its raw weights, so the module first undoes the
@@ -32,7 +34,7 @@ class ProbeFeatures(nn.Module):
     features are equivariant; input and output neurons keep their identity.
 
     Args:
-        num_layers (int): the number :math:`M` of weight layers of the networks.
+        num_weight_layers (int): the number :math:`M` of weight layers of the networks.
         in_dim (int): the input width :math:`d_0`.
         num_probes (int): the number :math:`K` of input points.
         channels (int): the size of each neuron's feature.
@@ -46,29 +48,31 @@ class ProbeFeatures(nn.Module):
 
     def __init__(
         self,
-        num_layers: int,
+        num_weight_layers: int,
         in_dim: int,
         num_probes: int,
         channels: int,
         statistics: LayerStatistics | None = None,
     ) -> None:
         super().__init__()
-        if min(num_layers, in_dim, num_probes, channels) < 1:
+        if min(num_weight_layers, in_dim, num_probes, channels) < 1:
             raise ValueError(
-                f"num_layers, in_dim, num_probes and channels must be positive, got {num_layers}, {in_dim}, "
+                f"num_weight_layers, in_dim, num_probes and channels must be positive, got {num_weight_layers}, {in_dim}, "
                 f"{num_probes}, {channels}"
             )
-        self.num_layers = num_layers
+        self.num_weight_layers = num_weight_layers
         self.in_dim = in_dim
         self.num_probes = num_probes
         self.channels = channels
         self.points = nn.Parameter(torch.empty(num_probes, in_dim))
         self.projections = nn.ModuleList(
-            nn.Sequential(nn.Linear(num_probes, channels), nn.LayerNorm(channels)) for _ in range(num_layers + 1)
+            nn.Sequential(nn.Linear(num_probes, channels), nn.LayerNorm(channels)) for _ in range(num_weight_layers + 1)
         )
-        if statistics is not None and statistics.num_layers != num_layers:
-            raise ValueError(f"statistics for {statistics.num_layers} weight layers, the model has {num_layers}")
-        zeros, ones = torch.zeros(num_layers), torch.ones(num_layers)
+        if statistics is not None and statistics.num_weight_layers != num_weight_layers:
+            raise ValueError(
+                f"statistics for {statistics.num_weight_layers} weight layers, the model has {num_weight_layers}"
+            )
+        zeros, ones = torch.zeros(num_weight_layers), torch.ones(num_weight_layers)
         for name, default in (("weight_mean", zeros), ("weight_std", ones), ("bias_mean", zeros), ("bias_std", ones)):
             value = default if statistics is None else getattr(statistics, name).detach().cpu()
             self.register_buffer(name, value.clone())
@@ -94,9 +98,9 @@ class ProbeFeatures(nn.Module):
 
     def forward(self, data: Data) -> Tensor:
         widths = data.layer_widths
-        if widths.size(1) != self.num_layers + 1 or bool((widths[:, 0] != self.in_dim).any()):
+        if widths.size(1) != self.num_weight_layers + 1 or bool((widths[:, 0] != self.in_dim).any()):
             raise ValueError(
-                f"ProbeFeatures was built for {self.num_layers} weight layers and {self.in_dim} inputs, the batch "
+                f"ProbeFeatures was built for {self.num_weight_layers} weight layers and {self.in_dim} inputs, the batch "
                 f"has networks of widths {sorted({tuple(row) for row in widths.tolist()})[:4]}"
             )
         values = self.values(data)
@@ -108,6 +112,6 @@ class ProbeFeatures(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"num_layers={self.num_layers}, in_dim={self.in_dim}, num_probes={self.num_probes}, "
+            f"num_weight_layers={self.num_weight_layers}, in_dim={self.in_dim}, num_probes={self.num_probes}, "
             f"channels={self.channels}"
         )

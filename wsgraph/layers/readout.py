@@ -6,11 +6,13 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
+from wsgraph.deprecation import renamed_kwargs
 from wsgraph.layers.objects import weight_space_objects
 from wsgraph.layers.ops import REDUCTIONS, make_ops, network_pools
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout, supply_layout
 
 
+@renamed_kwargs(num_layers="num_weight_layers")
 class InvariantReadout(nn.Module):
     r"""Reduce every object of a weight space over its permuted (hidden) neurons.
 
@@ -21,7 +23,7 @@ class InvariantReadout(nn.Module):
 
     Args:
         in_channels (int): feature channels :math:`C`.
-        num_layers (int): the number :math:`M` of weight layers.
+        num_weight_layers (int): the number :math:`M` of weight layers.
         in_dim (int): the input width :math:`d_0`.
         out_dim (int): the output width :math:`d_M`.
         reduce (str): ``"mean"``, ``"sum"`` or ``"max"``.
@@ -36,7 +38,7 @@ class InvariantReadout(nn.Module):
     def __init__(
         self,
         in_channels: int,
-        num_layers: int,
+        num_weight_layers: int,
         in_dim: int,
         out_dim: int,
         reduce: str = "mean",
@@ -46,12 +48,14 @@ class InvariantReadout(nn.Module):
         if reduce not in REDUCTIONS:
             raise ValueError(f"unknown reduction {reduce!r}; choose from {REDUCTIONS}")
         self.in_channels = in_channels
-        self.num_layers = num_layers
+        self.num_weight_layers = num_weight_layers
         self.in_dim = in_dim
         self.out_dim = out_dim
         self.reduce = reduce
         self.backend = backend
-        self.out_features = in_channels * sum(obj.fold for obj in weight_space_objects(num_layers, in_dim, out_dim))
+        self.out_features = in_channels * sum(
+            obj.fold for obj in weight_space_objects(num_weight_layers, in_dim, out_dim)
+        )
         self.register_forward_pre_hook(supply_layout, with_kwargs=True)
 
     def reset_parameters(self) -> None:
@@ -67,6 +71,6 @@ class InvariantReadout(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"{self.in_channels}, num_layers={self.num_layers}, in_dim={self.in_dim}, out_dim={self.out_dim}, "
+            f"{self.in_channels}, num_weight_layers={self.num_weight_layers}, in_dim={self.in_dim}, out_dim={self.out_dim}, "
             f"reduce={self.reduce!r}, out_features={self.out_features}"
         )

@@ -12,10 +12,12 @@ from torch_geometric.data import Data
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric.utils import to_dense_adj, to_dense_batch
 
+from wsgraph.datasets.transforms import LayerStatistics
+from wsgraph.deprecation import renamed_kwargs
+from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
 from wsgraph.layers.gnn_baselines import check_channels
 from wsgraph.layers.neural_graph import NeuralGraphInputs, pool_neurons, readout_head
 from wsgraph.layers.positional import check_signature
-from wsgraph.transforms import LayerStatistics
 
 TransformerPooling = Literal["cat", "mean", "sum", "max", "cls"]
 TRANSFORMER_POOLINGS: tuple[str, ...] = get_args(TransformerPooling)
@@ -186,6 +188,7 @@ class RelationalTransformerBlock(nn.Module):
         return nodes, edges
 
 
+@renamed_kwargs(num_layers="num_weight_layers", num_blocks="depth")
 class NeuralGraphTransformer(NeuralGraphInputs):
     r"""The relational transformer of `"Graph Neural Networks for Learning Equivariant
     Representations of Neural Networks" <https://arxiv.org/abs/2403.12143>`_ (Kofinas et
@@ -199,7 +202,7 @@ class NeuralGraphTransformer(NeuralGraphInputs):
       the encoding of the weight :math:`w_{ij}` where :math:`i \to j` is a weight, of
       :math:`0` where it is not. With ``bidirectional`` the raw feature of a pair is
       :math:`[w_{ij}, w_{ji}, w_{ij} + w_{ji}]`.
-    - **Layers.** ``num_blocks`` :class:`RelationalTransformerBlock`\ s: every neuron
+    - **Layers.** ``depth`` :class:`RelationalTransformerBlock`\ s: every neuron
       attends to every neuron of its network (:class:`RelationalAttention`), then a
       feed-forward network, then every pair's state is updated from itself, its
       reverse and its two neurons (not after the last block, whose pair states nothing
@@ -221,7 +224,7 @@ class NeuralGraphTransformer(NeuralGraphInputs):
     permutations of input or output neurons.
 
     Args:
-        num_layers (int): the number of weight layers :math:`M` of the networks.
+        num_weight_layers (int): the number of weight layers :math:`M` of the networks.
         in_dim (int): the input width :math:`d_0`.
         out_dim (int): the output width :math:`d_M`.
         out_features (int): the size of each output.
@@ -234,7 +237,7 @@ class NeuralGraphTransformer(NeuralGraphInputs):
             (``d_node_hid``). (default: ``128``)
         edge_hidden (int, optional): hidden units of the pair update (``d_edge_hid``).
             (default: ``64``)
-        num_blocks (int, optional): transformer layers (``n_layers``). (default: ``4``)
+        depth (int, optional): transformer layers (``n_layers``). (default: ``4``)
         heads (int, optional): attention heads (``n_heads``). (default: ``8``)
         dropout (float, optional): dropout after attention and in both feed-forward
             networks. (default: ``0.2``, the script's; the configuration says ``0``)
@@ -259,24 +262,24 @@ class NeuralGraphTransformer(NeuralGraphInputs):
             the probe features undo. (default: :obj:`None`)
 
     Shapes:
-        - **input:** a batch of :math:`B` :class:`~wsgraph.graph.WeightSpaceGraph`\ s
+        - **input:** a batch of :math:`B` :class:`~wsgraph.core.graph.WeightSpaceGraph`\ s
           with signature :math:`(M, d_0, d_M)`
         - **output:** :math:`(B, \text{out\_features})`
     """
 
     def __init__(
         self,
-        num_layers: int,
+        num_weight_layers: int,
         in_dim: int,
         out_dim: int,
         out_features: int,
         in_channels: int = 1,
-        node_channels: int = 64,
+        node_channels: int = HIDDEN_CHANNELS["ng-transformer"],
         edge_channels: int = 32,
         attention_channels: int = 128,
         node_hidden: int = 128,
         edge_hidden: int = 64,
-        num_blocks: int = 4,
+        depth: int = DEPTH["ng-transformer"],
         heads: int = 8,
         dropout: float = 0.2,
         act: str = "gelu",
@@ -297,20 +300,20 @@ class NeuralGraphTransformer(NeuralGraphInputs):
     ) -> None:
         _check_arguments(
             out_features, in_channels, node_channels, edge_channels, attention_channels, node_hidden, edge_hidden,
-            num_blocks, heads, dropout, fourier_features, encoder_layers, pooling, pooling_layer, head_channels,
+            depth, heads, dropout, fourier_features, encoder_layers, pooling, pooling_layer, head_channels,
             head_layers, probe_features,
         )  # fmt: skip
         # The released graph constructor's encoders use SiLU between their layers.
         super().__init__(
-            num_layers, in_dim, out_dim, in_channels, 3 * in_channels if bidirectional else in_channels,
+            num_weight_layers, in_dim, out_dim, in_channels, 3 * in_channels if bidirectional else in_channels,
             node_channels, edge_channels, fourier_features, fourier_sigma, encoder_layers, positional,
             probe_features, probe_statistics, "silu",
         )  # fmt: skip
-        self.num_layers, self.in_dim, self.out_dim = num_layers, in_dim, out_dim
+        self.num_weight_layers, self.in_dim, self.out_dim = num_weight_layers, in_dim, out_dim
         self.out_features = out_features
         self.in_channels = in_channels
         self.node_channels = node_channels
-        self.num_blocks = num_blocks
+        self.depth = depth
         self.heads = heads
         self.dropout = dropout
         self.bidirectional = bidirectional
@@ -330,9 +333,9 @@ class NeuralGraphTransformer(NeuralGraphInputs):
                 act,
                 modulate_values,
                 layer_norm,
-                update_edges=update_edges and index < num_blocks - 1,
+                update_edges=update_edges and index < depth - 1,
             )
-            for index in range(num_blocks)
+            for index in range(depth)
         )
         pooled = node_channels * (out_dim if pooling == "cat" else 1)
         self.head = readout_head(pooled, head_channels, out_features, head_layers)
@@ -349,7 +352,7 @@ class NeuralGraphTransformer(NeuralGraphInputs):
                 self.cls_token.normal_()
 
     def forward(self, data: Data) -> Tensor:
-        check_signature(data, self.num_layers, self.in_dim, self.out_dim, type(self).__name__)
+        check_signature(data, self.num_weight_layers, self.in_dim, self.out_dim, type(self).__name__)
         check_channels(data, self.in_channels, type(self).__name__)
         batch = data.batch if data.batch is not None else data.edge_index.new_zeros(data.num_nodes)
         num_graphs = data.layer_widths.size(0)
@@ -380,8 +383,8 @@ class NeuralGraphTransformer(NeuralGraphInputs):
 
     def extra_repr(self) -> str:
         return (
-            f"signature=({self.num_layers}, {self.in_dim}, {self.out_dim}), out_features={self.out_features}, "
-            f"node_channels={self.node_channels}, num_blocks={self.num_blocks}, heads={self.heads}, "
+            f"signature=({self.num_weight_layers}, {self.in_dim}, {self.out_dim}), out_features={self.out_features}, "
+            f"node_channels={self.node_channels}, depth={self.depth}, heads={self.heads}, "
             f"dropout={self.dropout}, pooling={self.pooling!r}, pooling_layer={self.pooling_layer!r}, "
             f"probe_features={self.probe_features}"
         )
@@ -395,7 +398,7 @@ def _check_arguments(
     attention_channels: int,
     node_hidden: int,
     edge_hidden: int,
-    num_blocks: int,
+    depth: int,
     heads: int,
     dropout: float,
     fourier_features: int,
@@ -414,7 +417,7 @@ def _check_arguments(
         "attention_channels": attention_channels,
         "node_hidden": node_hidden,
         "edge_hidden": edge_hidden,
-        "num_blocks": num_blocks,
+        "depth": depth,
         "heads": heads,
         "encoder_layers": encoder_layers,
         "head_channels": head_channels,

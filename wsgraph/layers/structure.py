@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from wsgraph.graph import edge_positions, inverse_permutation
+from wsgraph.core.graph import edge_positions, inverse_permutation
+from wsgraph.deprecation import renamed_property
 from wsgraph.layers.incidence import Incidence
 
 _CACHE_ATTRIBUTE = "_wsgraph_layout"
@@ -111,8 +112,10 @@ class WeightSpaceLayout:
         return self.widths.size(0)
 
     @property
-    def num_layers(self) -> int:
+    def num_weight_layers(self) -> int:
         return self.widths.size(1) - 1
+
+    num_layers = renamed_property("num_weight_layers", "WeightSpaceLayout.num_layers")
 
     @classmethod
     def of(cls, data: Data) -> WeightSpaceLayout:
@@ -176,8 +179,8 @@ class WeightSpaceLayout:
     @classmethod
     def _build(cls, widths: Tensor, device: torch.device | str | None = None) -> WeightSpaceLayout:
         widths = widths.to(device=device, dtype=torch.long)
-        num_graphs, num_layers = widths.size(0), widths.size(1) - 1
-        if num_layers < 1:
+        num_graphs, num_weight_layers = widths.size(0), widths.size(1) - 1
+        if num_weight_layers < 1:
             raise ValueError("a weight space needs at least one weight layer")
         host = widths.cpu()
         uniform = bool((host == host[:1]).all())
@@ -197,7 +200,7 @@ class WeightSpaceLayout:
 
         graph_ids = torch.arange(num_graphs, device=widths.device)
         node_graph, node_ptr, node_local = [], [], []
-        for k in range(num_layers + 1):
+        for k in range(num_weight_layers + 1):
             rows_graph = graph_ids.repeat_interleave(widths[:, k], output_size=node_counts[k])
             ptr = _inclusive_ptr(widths[:, k])
             node_graph.append(rows_graph)
@@ -206,7 +209,7 @@ class WeightSpaceLayout:
 
         sources, targets, source_ptr, edge_local_graph = [], [], [], []
         by_source, by_target = [], []
-        for layer in range(1, num_layers + 1):
+        for layer in range(1, num_weight_layers + 1):
             count = edge_counts[layer - 1]
             layer_ptr = _inclusive_ptr(edge_widths[:, layer - 1])
             edge_graph = graph_ids.repeat_interleave(edge_widths[:, layer - 1], output_size=count)
@@ -230,7 +233,7 @@ class WeightSpaceLayout:
         first_unfold = Incidence(
             first_fold, first_slots, torch.arange(first_slots + 1, device=widths.device), edge_of_slot
         )
-        by_graph = [Incidence(node_graph[k], num_graphs, node_ptr[k]) for k in range(num_layers + 1)]
+        by_graph = [Incidence(node_graph[k], num_graphs, node_ptr[k]) for k in range(num_weight_layers + 1)]
 
         edge_order = node_order = None
         if not uniform:
@@ -243,7 +246,7 @@ class WeightSpaceLayout:
             node_order = torch.cat(
                 [
                     node_start[node_graph[k]] + node_offset[node_graph[k], k] + node_local[k]
-                    for k in range(num_layers + 1)
+                    for k in range(num_weight_layers + 1)
                 ]
             )
         return cls(

@@ -5,7 +5,7 @@ One module per job: :mod:`~wsgraph.training.config` (the settings of a run),
 (batches, also across ``torchrun`` ranks), :mod:`~wsgraph.training.registry` (models by
 name), :mod:`~wsgraph.training.tasks` (losses and metrics),
 :mod:`~wsgraph.training.schedule` (warmup and cosine decay),
-:mod:`~wsgraph.training.loop` (an epoch), :mod:`~wsgraph.training.checkpointing`,
+:mod:`~wsgraph.training.loop` (an epoch), :mod:`~wsgraph.training.run_checkpoints`,
 :mod:`~wsgraph.training.metrics`, :mod:`~wsgraph.training.plots`,
 :mod:`~wsgraph.training.distributed`, :mod:`~wsgraph.training.run` (a whole run) and
 :mod:`~wsgraph.training.bench` (many runs and their table).

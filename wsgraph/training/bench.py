@@ -22,12 +22,12 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from wsgraph.io import atomic_write, write_json
-from wsgraph.training.checkpointing import LAST
 from wsgraph.training.config import TrainConfig
 from wsgraph.training.metrics import RESULT_JSON, read_json
 from wsgraph.training.plots import plot_benchmark
 from wsgraph.training.registry import MODEL_NAMES
 from wsgraph.training.run import reference_result, train
+from wsgraph.training.run_checkpoints import LAST
 
 METRIC_LABELS = {"accuracy": "test accuracy (%)", "mse": "test MSE", "image_mse": "test image MSE"}
 RUN_COLUMNS = (

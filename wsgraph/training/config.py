@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS, describe_per_family
 
 MODEL_NAMES = (
     "dwsnet",
@@ -36,9 +39,56 @@ PUBLISHED_AUGMENTATIONS = ("translate", "rotate", "shift", "dropout", "scale")
 RESUMABLE_CHANGES = frozenset({"data", "out", "device", "num_workers", "loader", "progress", "compile"})
 
 
+def setting(
+    default: Any,
+    help: str,
+    group: str,
+    *,
+    default_text: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+    aliases: tuple[str, ...] = (),
+    exclusive: str | None = None,
+) -> Any:
+    """A :class:`TrainConfig` field with what its command-line option needs (see :func:`add_setting_arguments`).
+
+    Args:
+        default: the field's default.
+        help: the option's help; ``(default: ...)`` is appended (``default_text`` or the
+            default itself; ``on``/``off`` for a flag) unless ``default_text=""``.
+        group: the ``--help`` section.
+        choices, metavar: as for :meth:`argparse.ArgumentParser.add_argument`.
+        parse: turns the option's text into the value (by default the field's type).
+        aliases: further option names (old spellings) for the same setting.
+        exclusive: options with the same name here may not be given together.
+    """
+    metadata = {
+        "help": help,
+        "group": group,
+        "default_text": default_text,
+        "choices": choices,
+        "metavar": metavar,
+        "parse": parse,
+        "aliases": aliases,
+        "exclusive": exclusive,
+    }
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    """``"a, b,c"`` -> ``("a", "b", "c")``."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def parse_targets(text: str) -> tuple[int | str, ...]:
+    """Column numbers or names, comma separated."""
+    return tuple(int(part) if part.isdigit() else part for part in parse_names(text))
+
+
 @dataclass
 class TrainConfig:
-    """The settings of one ``wsgraph train`` run (see ``wsgraph train --help`` for each).
+    """The settings of one ``wsgraph train`` run; each field's metadata is its ``--option`` (see :func:`setting`).
 
     ``task=None`` takes the task from the dataset (classification or regression);
     ``hidden_channels``, ``depth`` and ``readout`` of ``None`` keep the model's own
@@ -46,36 +96,96 @@ class TrainConfig:
     over the first 5% of the steps. ``patience=0`` turns early stopping off.
     """
 
+    # The dataset, the model and the run folder have options of their own in `wsgraph train` and `bench`.
     data: str
     model: str
     out: str
-    task: str | None = None
-    epochs: int = 50
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 5e-4
-    amsgrad: bool = False
-    schedule: str = "warmup-cosine"
-    warmup_steps: int | None = None
-    warmup_epochs: float | None = None
-    hidden_channels: int | None = None
-    depth: int | None = None
-    readout: str | None = None
-    dropout: float = 0.0
-    probe_features: int = 0
-    augment: tuple[str, ...] = ()
-    targets: tuple[int | str, ...] | None = None
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False
+    task: str | None = setting(
+        None, "default: the dataset's own (classification or regression)", "task", default_text="", choices=TASKS
+    )
+    epochs: int = setting(50, "training epochs", "optimisation")
+    batch_size: int = setting(128, "networks per step, over all processes", "optimisation")
+    lr: float = setting(1e-3, "peak learning rate of AdamW", "optimisation")
+    weight_decay: float = setting(5e-4, "AdamW weight decay", "optimisation")
+    amsgrad: bool = setting(False, "AdamW's AMSGrad variant, as DWSNets trains", "optimisation")
+    schedule: str = setting(
+        "warmup-cosine",
+        "learning rate: warmup-cosine (default: linear warmup, cosine decay to 0) or constant (DWSNets' trainer)",
+        "optimisation",
+        default_text="",
+        choices=SCHEDULES,
+    )
+    warmup_steps: int | None = setting(
+        None, "linear warmup steps", "optimisation", default_text="5%% of all steps", exclusive="warmup"
+    )
+    warmup_epochs: float | None = setting(
+        None, "linear warmup, in epochs", "optimisation", default_text="", exclusive="warmup"
+    )
+    hidden_channels: int | None = setting(
+        None,
+        "width (ng-transformer: its neurons' state size)",
+        "model",
+        default_text=describe_per_family(HIDDEN_CHANNELS),
+    )
+    depth: int | None = setting(
+        None,
+        "DWS layers, GNN message-passing rounds or transformer layers, or MLP hidden layers",
+        "model",
+        default_text=describe_per_family(DEPTH),
+        aliases=("--num-dws-layers", "--num-rounds"),
+    )
+    readout: str | None = setting(
+        None, "pooling of DWSNet and the GNNs", "model", default_text="", choices=("mean", "sum", "max")
+    )
+    dropout: float = setting(0.0, "dropout probability", "model")
+    probe_features: int = setting(
+        0,
+        "DWSNet and GNNs: learned input points at which each network is run; every neuron's values there join "
+        "its features",
+        "model",
+    )
+    augment: tuple[str, ...] = setting(
+        (),
+        f"training augmentations, applied in the order given, comma separated: {', '.join(AUGMENTATIONS)}, "
+        f"or published (= {','.join(PUBLISHED_AUGMENTATIONS)}, the DWSNets INR recipe); mlp-aug always permutes",
+        "optimisation",
+        default_text="",
+        metavar="NAMES",
+        parse=parse_names,
+    )
+    targets: tuple[int | str, ...] | None = setting(
+        None,
+        "regression: the columns of y to predict, e.g. 1 or 0,1, or their names (a zoo's test_accuracy)",
+        "task",
+        default_text="all",
+        metavar="COLUMNS",
+        parse=parse_targets,
+    )
+    seed: int = setting(0, "seed of initialisation, batch order, dropout and augmentation", "optimisation")
+    device: str = setting("auto", "auto (CUDA when available), cpu, cuda or cuda:N", "hardware")
+    amp: bool = setting(
+        False, "mixed precision: bfloat16 autocast on CPU, float16 with a gradient scaler on CUDA", "hardware"
+    )
     # Off by default: on the 2-core development CPU a compiled DWSNet step is no faster
     # than an eager one and compiling costs a minute or more (docs/benchmarks.md).
-    compile: bool = False
-    patience: int = 10
-    max_train: int | None = None
-    num_workers: int = 0
-    loader: str = "auto"
-    progress: bool = True
+    compile: bool = setting(
+        False, "torch.compile the DWSNet models (fullgraph; one process; compiling takes a minute or more)", "hardware"
+    )
+    patience: int = setting(
+        10, "stop after this many epochs without a better validation metric; 0: never", "optimisation"
+    )
+    max_train: int | None = setting(
+        None, "train on at most N networks (a fixed random subset)", "task", default_text=""
+    )
+    num_workers: int = setting(0, "worker processes of the PyG loader", "hardware")
+    loader: str = setting(
+        "auto",
+        "batching (default: auto, stacked tensors for one architecture, else PyG)",
+        "hardware",
+        default_text="",
+        choices=LOADERS,
+    )
+    progress: bool = setting(True, "progress bars", "hardware")
 
     def __post_init__(self) -> None:
         # "published" stands for the published recipe's list, in its order.

@@ -10,10 +10,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.datasets.store import SPLITS, read_meta
-from wsgraph.spec import WeightSpaceSpec
-from wsgraph.transforms import LayerStatistics
+from wsgraph.datasets.transforms import LayerStatistics
 
 # The --max-train subset is drawn with this seed, whatever the run's seed, so that runs with
 # different seeds see the same networks.

@@ -8,14 +8,17 @@ import torch
 from torch import nn
 from torch_geometric.data import Data
 
-from wsgraph.graph import canonical_positions
+from wsgraph.core.graph import canonical_positions
+from wsgraph.core.spec import WeightSpaceSpec
+from wsgraph.deprecation import renamed_kwargs
 from wsgraph.layers import FlatMLP
-from wsgraph.spec import WeightSpaceSpec
+from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
 
 # The last layer starts this small, so the editor starts near the identity (as DWSEditNet).
 OUTPUT_GAIN = 0.1
 
 
+@renamed_kwargs(num_hidden_layers="depth")
 class FlatMLPEditor(nn.Module):
     r"""The flat MLP baseline as a weight editor: an MLP on the flattened weights predicts
     a change of every weight and bias, which is added to the input network.
@@ -33,7 +36,7 @@ class FlatMLPEditor(nn.Module):
         spec (WeightSpaceSpec): the architecture of the networks (one per model).
         in_channels (int, optional): channels of ``x`` and ``edge_attr``. (default: ``1``)
         hidden_channels (int, optional): width of the hidden layers. (default: ``32``)
-        num_hidden_layers (int, optional): hidden layers. (default: ``5``)
+        depth (int, optional): hidden layers. (default: ``5``)
         dropout (float, optional): dropout after each hidden layer. (default: ``0.0``)
 
     Shapes:
@@ -46,15 +49,15 @@ class FlatMLPEditor(nn.Module):
         self,
         spec: WeightSpaceSpec,
         in_channels: int = 1,
-        hidden_channels: int = 32,
-        num_hidden_layers: int = 5,
+        hidden_channels: int = HIDDEN_CHANNELS["mlp"],
+        depth: int = DEPTH["mlp"],
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.spec = spec
         self.in_channels = in_channels
         size = spec.num_params * in_channels
-        self.mlp = FlatMLP(size, size, hidden_channels, num_hidden_layers, dropout)
+        self.mlp = FlatMLP(size, size, hidden_channels, depth, dropout)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -13,7 +13,7 @@ Two loaders follow a plan:
 
 * :class:`StackedLoader` (networks of one architecture): gathers from the dataset's
   stored stacked tensors, which it keeps on the training device, into a batch structure
-  built once with the vectorised :func:`wsgraph.graph.assemble`; no per-network Python
+  built once with the vectorised :func:`wsgraph.core.graph.assemble`; no per-network Python
   work.
 * :class:`GraphLoader` (any architectures): PyG's
   :class:`~torch_geometric.loader.DataLoader` over the dataset's graphs, with worker
@@ -31,10 +31,10 @@ from torch.utils.data import Sampler
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
-from wsgraph.graph import CONV_KEYS, assemble, is_conv_graph
+from wsgraph.core.graph import CONV_KEYS, assemble, is_conv_graph
+from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.layers.structure import WeightSpaceLayout
 from wsgraph.runtime import derived_seed
-from wsgraph.spec import WeightSpaceSpec
 from wsgraph.training.data import SplitData
 from wsgraph.training.distributed import DistributedContext
 
@@ -97,7 +97,7 @@ class StackedLoader:
     ``[n, N, C]`` tensors in the canonical per-network order, so a batch's ``edge_attr``
     and ``x`` are one gather each. The structure of a batch (``edge_index``, layer
     labels, ``batch``, ...) depends only on its size: it is built once per size with the
-    vectorised :func:`~wsgraph.graph.assemble`, with its
+    vectorised :func:`~wsgraph.core.graph.assemble`, with its
     :class:`~wsgraph.layers.WeightSpaceLayout` (which the DWS layers would otherwise
     rebuild at every step), and every batch is a shallow copy of it with new values.
 

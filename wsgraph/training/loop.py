@@ -15,10 +15,10 @@ from torch_geometric.data import Batch
 from torch_geometric.transforms import BaseTransform
 from tqdm.auto import tqdm
 
+from wsgraph.datasets.transforms import NormalizeWeights
 from wsgraph.training.distributed import DistributedContext, all_reduce_min, all_reduce_sum
 from wsgraph.training.loaders import GraphLoader, StackedLoader
 from wsgraph.training.tasks import Task, detach_sum
-from wsgraph.transforms import NormalizeWeights
 
 Loader = StackedLoader | GraphLoader
 # Seconds between progress-bar refreshes: reading the running loss waits for the device.
@@ -55,7 +55,7 @@ class BatchPreparation:
     with the train split's per-layer statistics, for every model.
 
     Args:
-        normalization: the dataset's :class:`~wsgraph.transforms.NormalizeWeights`.
+        normalization: the dataset's :class:`~wsgraph.datasets.transforms.NormalizeWeights`.
         augmentations: transforms applied, in order, to training batches.
     """
 

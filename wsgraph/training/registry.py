@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from wsgraph.core.spec import WeightSpaceSpec
+from wsgraph.datasets.transforms import LayerStatistics
 from wsgraph.layers import (
     CNNDWSNet,
     DWSEditNet,
@@ -20,10 +22,9 @@ from wsgraph.layers import (
     WeightSpaceGNN,
     pna_degree_histogram,
 )
-from wsgraph.spec import WeightSpaceSpec
+from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
 from wsgraph.training.config import EDITING_MODELS, MODEL_NAMES
 from wsgraph.training.editors import FlatMLPEditor
-from wsgraph.transforms import LayerStatistics
 
 GNN_MODELS = ("gine", "pna", "gatv2", "transformer")
 # The Neural Graphs GNN, with the published recipe's encodings, convolution and readout.
@@ -37,9 +38,6 @@ CNN_MODELS = ("dwsnet", "dwsnet-dense", *NEURAL_GRAPH_MODELS, *FLAT_MODELS)
 PROBE_MODELS = ("dwsnet", "dwsnet-dense", *GNN_MODELS, *NEURAL_GRAPH_MODELS, *TRANSFORMER_MODELS)
 # Models whose training batches get a fresh random hidden-neuron permutation every step.
 PERMUTATION_AUGMENTED = ("mlp-aug",)
-# The models' own defaults for --hidden-channels and --depth.
-DEFAULT_HIDDEN = {"dwsnet": 32, "mlp": 32, "gnn": 64, "ng-gnn": 32, "ng-transformer": 64}
-DEFAULT_DEPTH = {"dwsnet": 4, "mlp": 5, "gnn": 4, "ng-gnn": 4, "ng-transformer": 4}
 
 
 @dataclass(frozen=True)
@@ -55,11 +53,9 @@ class ModelSpec:
         widths: the one architecture of the networks, needed by the flat MLPs
             (``None`` when hidden widths differ).
         pna_degree: the in-degree histogram for ``"pna"`` and ``"ng-gnn"``.
-        hidden_channels: width of the model (its default when ``None``).
-        depth: DWS layers, message-passing rounds or MLP hidden layers (its default when ``None``).
-        readout: ``"mean"``, ``"sum"`` or ``"max"`` for DWSNet and the GNNs (their default when ``None``).
-        dropout: dropout probability.
-        probe_features: learned input points of the probe features (DWSNet and the GNNs; 0: none).
+        hidden_channels, depth, readout, dropout, probe_features: as the
+            :class:`~wsgraph.training.config.TrainConfig` fields of those names; ``None``
+            takes the model family's default from :mod:`wsgraph.layers.defaults`.
         kernel_sizes: for CNN datasets, each weight layer's largest kernel ``(kh, kw)``
             in the data (``None`` for MLPs): the window DWSNet's kernel lift and the flat
             MLPs read in each layer's grid.
@@ -188,44 +184,44 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
     features undo to run the networks; the model keeps it in its ``state_dict``, so a
     checkpoint restores it.
     """
-    num_layers, in_dim, out_dim = spec.signature
+    num_weight_layers, in_dim, out_dim = spec.signature
     family = _family(spec.name)
-    hidden = spec.hidden_channels or DEFAULT_HIDDEN[family]
-    depth = spec.depth or DEFAULT_DEPTH[family]
+    hidden = spec.hidden_channels or HIDDEN_CHANNELS[family]
+    depth = spec.depth or DEPTH[family]
     readout = {} if spec.readout is None else {"readout": spec.readout}
     probes = {"probe_features": spec.probe_features, "probe_statistics": statistics} if spec.probe_features else {}
     if family == "dwsnet":
         backend = "dense" if spec.name == "dwsnet-dense" else "scatter"
         if spec.is_conv:
             return CNNDWSNet(
-                num_layers,
+                num_weight_layers,
                 in_dim,
                 out_dim,
                 spec.out_features,
                 spec.kernel_sizes,
                 hidden_channels=hidden,
-                num_dws_layers=depth,
+                depth=depth,
                 dropout=spec.dropout,
                 backend=backend,
                 **readout,
             )
         if spec.task == "dilate":
             return DWSEditNet(
-                num_layers,
+                num_weight_layers,
                 in_dim,
                 out_dim,
                 hidden_channels=hidden,
-                num_dws_layers=depth,
+                depth=depth,
                 dropout=spec.dropout,
                 backend=backend,
             )
         return DWSNet(
-            num_layers,
+            num_weight_layers,
             in_dim,
             out_dim,
             spec.out_features,
             hidden_channels=hidden,
-            num_dws_layers=depth,
+            depth=depth,
             dropout=spec.dropout,
             backend=backend,
             **readout,
@@ -234,7 +230,7 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
     if family == "mlp":
         architecture = WeightSpaceSpec(spec.widths)
         if spec.task == "dilate":
-            return FlatMLPEditor(architecture, hidden_channels=hidden, num_hidden_layers=depth, dropout=spec.dropout)
+            return FlatMLPEditor(architecture, hidden_channels=hidden, depth=depth, dropout=spec.dropout)
         if spec.is_conv:
             kernels = spec.kernel_sizes
             num_params = sum(a * b * h * w for (a, b), (h, w) in zip(itertools.pairwise(spec.widths), kernels))
@@ -248,13 +244,13 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
         # A CNN's edges carry its kernel grid, each entry one feature, as the Neural Graphs code encodes them.
         edges = {} if spec.kernel_grid is None else {"edge_channels": spec.kernel_grid[0] * spec.kernel_grid[1]}
         return NeuralGraphGNN(
-            num_layers,
+            num_weight_layers,
             in_dim,
             out_dim,
             spec.out_features,
             degree,
             hidden_channels=hidden,
-            num_rounds=depth,
+            depth=depth,
             dropout=spec.dropout,
             **pooling,
             **probes,
@@ -264,24 +260,24 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
         # --hidden-channels sets the neurons' states (d_node); the pairs' and the attention's sizes keep theirs.
         pooling = {} if spec.readout is None else {"pooling": spec.readout, "pooling_layer": "all"}
         return NeuralGraphTransformer(
-            num_layers,
+            num_weight_layers,
             in_dim,
             out_dim,
             spec.out_features,
             node_channels=hidden,
-            num_blocks=depth,
+            depth=depth,
             dropout=spec.dropout,
             **pooling,
             **probes,
         )
     return WeightSpaceGNN(
         spec.name,
-        num_layers,
+        num_weight_layers,
         in_dim,
         out_dim,
         spec.out_features,
         hidden_channels=hidden,
-        num_rounds=depth,
+        depth=depth,
         dropout=spec.dropout,
         pna_degree=degree,
         **readout,
@@ -290,7 +286,7 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
 
 
 def _family(name: str) -> str:
-    """The key of a model in :data:`DEFAULT_HIDDEN` and :data:`DEFAULT_DEPTH`."""
+    """The key of a model in :mod:`wsgraph.layers.defaults`."""
     if name.startswith("dwsnet"):
         return "dwsnet"
     if name in FLAT_MODELS:

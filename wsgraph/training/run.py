@@ -15,11 +15,20 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from wsgraph.datasets.store import dataset_fingerprint
+from wsgraph.datasets.transforms import (
+    FirstLayerRotation,
+    FirstLayerScale,
+    LayerStatistics,
+    LayerStdShift,
+    NormalizeWeights,
+    RandomHiddenPermutation,
+    RandomInputTranslation,
+    WeightDropout,
+)
 from wsgraph.io import write_json
 from wsgraph.layers import DWSNet
 from wsgraph.runtime import derived_seed, preserved_random_state
-from wsgraph.training import checkpointing
-from wsgraph.training.checkpointing import BEST, LAST, load_checkpoint, save_checkpoint
+from wsgraph.training import run_checkpoints
 from wsgraph.training.config import TrainConfig
 from wsgraph.training.data import TrainingData, open_training_data, resolve_task
 from wsgraph.training.distributed import DistributedContext, all_gather_objects, barrier, setup
@@ -42,19 +51,10 @@ from wsgraph.training.regression import (
     plot_predicted_vs_true,
     write_predictions,
 )
+from wsgraph.training.run_checkpoints import BEST, LAST, load_run_checkpoint, save_run_checkpoint
 from wsgraph.training.schedule import constant_rate, warmup_cosine, warmup_steps_for
 from wsgraph.training.tasks import ReferencePredictor, Regression, make_task
 from wsgraph.training.trained import NormalizedModel, statistics_from_dict, statistics_to_dict
-from wsgraph.transforms import (
-    FirstLayerRotation,
-    FirstLayerScale,
-    LayerStatistics,
-    LayerStdShift,
-    NormalizeWeights,
-    RandomHiddenPermutation,
-    RandomInputTranslation,
-    WeightDropout,
-)
 
 # The published INR augmentation's dropout probability (DWSNets, experiments/data.py).
 AUGMENT_DROPOUT = 0.01
@@ -210,7 +210,7 @@ class _Run:
                 )
             return None
         required = ("config", "model", "optimizer", "scheduler", "scaler", "random_states", *_fresh_state())
-        checkpoint = load_checkpoint(resume, required=required)
+        checkpoint = load_run_checkpoint(resume, required=required)
         stored = TrainConfig.from_dict(checkpoint["config"])
         differences = stored.differences(self.config)
         if differences:
@@ -291,7 +291,7 @@ class _Run:
         self.scaler.load_state_dict(checkpoint["scaler"])
         states = checkpoint["random_states"]
         if len(states) == self.context.world_size:
-            checkpointing.restore_random_state(states[self.context.rank], self.augment_generator)
+            run_checkpoints.restore_random_state(states[self.context.rank], self.augment_generator)
         elif self.context.is_main:
             tqdm.write(
                 f"wsgraph train: the checkpoint was written by {len(states)} process(es), this run has "
@@ -379,7 +379,7 @@ class _Run:
 
     def _save_best(self) -> None:
         if self.context.is_main:
-            save_checkpoint(
+            save_run_checkpoint(
                 self.out / BEST,
                 {
                     "config": self.config.to_dict(),
@@ -394,11 +394,11 @@ class _Run:
             )
 
     def _save_last(self) -> None:
-        random_states = all_gather_objects(checkpointing.random_state(self.augment_generator), self.context)
+        random_states = all_gather_objects(run_checkpoints.random_state(self.augment_generator), self.context)
         if not self.context.is_main:
             return
         state = dict(self.state, wall_seconds=self.state["wall_seconds"] + self._elapsed())
-        save_checkpoint(
+        save_run_checkpoint(
             self.out / LAST,
             {
                 "config": self.config.to_dict(),
@@ -435,7 +435,7 @@ class _Run:
 
     def _finish(self) -> dict[str, Any]:
         barrier(self.context)
-        best = load_checkpoint(self.out / BEST, required=("model",))
+        best = load_run_checkpoint(self.out / BEST, required=("model",))
         self.model.load_state_dict(best["model"])
         test = evaluate(self.model, self.loaders["test"], self.task, self.prepare, self.precision, self.context)
         reference = self._evaluate_reference(self.loaders["test"])
@@ -533,7 +533,7 @@ def load_trained_model(
         ValueError: if the checkpoint is damaged, or stores no normalisation and
             ``statistics`` is not given.
     """
-    checkpoint = load_checkpoint(path, required=("model", "model_spec"))
+    checkpoint = load_run_checkpoint(path, required=("model", "model_spec"))
     spec = ModelSpec.from_dict(checkpoint["model_spec"])
     if NORMALIZATION in checkpoint:
         statistics = statistics_from_dict(checkpoint[NORMALIZATION], str(path))

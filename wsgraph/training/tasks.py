@@ -11,11 +11,11 @@ from torch import Tensor, nn
 from torch.nn import functional
 from torch_geometric.data import Batch, Data
 
-from wsgraph.datasets.render import image_grid_coords, render_inr
+from wsgraph.datasets.transforms import NormalizeWeights
+from wsgraph.inrs.render import image_grid_coords, render_inr
 from wsgraph.training.data import TrainingData
-from wsgraph.transforms import NormalizeWeights
 
-# The per-network attribute holding the dilated target image (see wsgraph.datasets.image_inrs).
+# The per-network attribute holding the dilated target image (see wsgraph.inrs.image_inrs).
 DILATED_KEY = "dilated"
 
 
@@ -141,12 +141,12 @@ class Regression(_LossIsMetric):
 
 class Dilation(_LossIsMetric):
     r"""INR editing: the edited networks must render the dilated images stored with the
-    dataset (NFN's MNIST dilation benchmark, see :mod:`wsgraph.datasets.dilation`).
+    dataset (NFN's MNIST dilation benchmark, see :mod:`wsgraph.inrs.dilation`).
 
     The model sees normalised weights and returns edited normalised weights; the
-    normalisation is undone exactly (:meth:`~wsgraph.transforms.NormalizeWeights.inverse`),
+    normalisation is undone exactly (:meth:`~wsgraph.datasets.transforms.NormalizeWeights.inverse`),
     the edited networks are evaluated on the pixel grid with the differentiable
-    :func:`~wsgraph.datasets.render.render_inr` (in float32 even under ``--amp``: a sine
+    :func:`~wsgraph.inrs.render.render_inr` (in float32 even under ``--amp``: a sine
     with :math:`\omega_0 = 30` magnifies rounding), and the loss of a network is the mean
     squared error over its pixels, which is also the metric (intensities in the
     dataset's ``intensity_range``, [0, 1] for wsgraph's INRs).

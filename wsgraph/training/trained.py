@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from wsgraph.transforms import LayerStatistics, NormalizeWeights
+from wsgraph.datasets.transforms import LayerStatistics, NormalizeWeights
 
 _STATISTICS = ("weight_mean", "weight_std", "bias_mean", "bias_std")
 
@@ -18,7 +18,7 @@ class NormalizedModel(nn.Module):
     """``model`` preceded by the per-layer standardisation it was trained behind.
 
     Training feeds every model weights normalised with the train split's
-    :class:`~wsgraph.transforms.LayerStatistics` (and cast to float32); this module does
+    :class:`~wsgraph.datasets.transforms.LayerStatistics` (and cast to float32); this module does
     the same to the networks it is given, so it takes raw networks, as stored in a dataset
     or converted from checkpoints. The statistics are buffers: they follow ``.to(device)``
     and are part of ``state_dict()``. The caller's batch is left unchanged.

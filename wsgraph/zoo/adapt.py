@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
-from wsgraph.activations import UNKNOWN
+from wsgraph.core.activations import UNKNOWN
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.zoo.data import load_zoo_data
 from wsgraph.zoo.editing import EDITORS, WeightEditing, accuracies, edit_loss, fine_tune, image_batches, make_editor
@@ -111,7 +111,7 @@ def run_adaptation(config: AdaptConfig, out: str | os.PathLike | None = None) ->
     train_set = WeightSpaceDataset(config.data, split="train", log=False)
     test_set = WeightSpaceDataset(config.data, split="test", log=False)
     spec = train_set.architectures[0]
-    if len(train_set.architectures) != 1 or spec.num_layers < 2:
+    if len(train_set.architectures) != 1 or spec.num_weight_layers < 2:
         raise ValueError(f"{config.data}: expected one MLP architecture of the zoo, got {train_set.architectures}")
     pixels = image_shape[0] * image_shape[1] * image_shape[2]
     if (spec.in_dim, spec.out_dim) != (pixels, classes):

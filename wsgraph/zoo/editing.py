@@ -11,11 +11,11 @@ from torch import Tensor, nn
 from torch.nn import functional
 from torch_geometric.data import Data
 
-from wsgraph.datasets.render import render_inr
+from wsgraph.core.spec import WeightSpaceSpec
+from wsgraph.datasets.transforms import NormalizeWeights
+from wsgraph.inrs.render import render_inr
 from wsgraph.layers import DWSEditNet
-from wsgraph.spec import WeightSpaceSpec
 from wsgraph.training.editors import FlatMLPEditor
-from wsgraph.transforms import NormalizeWeights
 
 EDITORS = ("dwsnet", "mlp")
 
@@ -73,15 +73,15 @@ def make_editor(name: str, spec: WeightSpaceSpec, hidden_channels: int, depth: i
     (:class:`~wsgraph.training.editors.FlatMLPEditor`, the non-equivariant baseline)."""
     if name == "dwsnet":
         return DWSEditNet(
-            spec.num_layers,
+            spec.num_weight_layers,
             spec.in_dim,
             spec.out_dim,
             hidden_channels=hidden_channels,
-            num_dws_layers=depth,
+            depth=depth,
             backend="dense",
         )
     if name == "mlp":
-        return FlatMLPEditor(spec, hidden_channels=hidden_channels, num_hidden_layers=depth)
+        return FlatMLPEditor(spec, hidden_channels=hidden_channels, depth=depth)
     raise ValueError(f"unknown editor {name!r}; choose from {', '.join(EDITORS)}")
 
 

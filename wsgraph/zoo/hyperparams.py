@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-# Hidden activations a member can draw (names as wsgraph.activations records them).
+# Hidden activations a member can draw (names as wsgraph.core.activations records them).
 ACTIVATIONS = ("relu", "tanh", "gelu", "leaky_relu", "sigmoid")
 # Weight initialisations: he/glorot normal (fan-in / fan-average scaled), a plain normal,
 # and orthogonal matrices; each multiplied by the member's init_scale. Biases start at 0.

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from wsgraph.activations import make_activation
+from wsgraph.core.activations import make_activation
 
 ARCHITECTURES = ("cnn", "mlp")
 DEFAULT_WIDTH = {"cnn": 16, "mlp": 32}

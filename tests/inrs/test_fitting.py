@@ -4,9 +4,9 @@ import re
 import pytest
 import torch
 
-from wsgraph.datasets.fitting import fit_sirens, fit_sirens_autograd
 from wsgraph.datasets.images import load_images
-from wsgraph.datasets.siren import PixelGrid, SirenRecipe, init_bounds, psnr, siren_forward, siren_init
+from wsgraph.inrs.fitting import fit_sirens, fit_sirens_autograd
+from wsgraph.inrs.siren import PixelGrid, SirenRecipe, init_bounds, psnr, siren_forward, siren_init
 
 # From real runs on 8 digits: 100 steps with the SIREN init -> 52.9 to 55 dB; 1000 steps with the
 # released (dwsnets) init -> 36.4 to 109.6 dB (that init starts low-frequency and fits more slowly).

@@ -11,8 +11,8 @@ from mlp_helpers import build_mlp, linear_params
 from torch import nn
 
 from wsgraph import graph_to_params
-from wsgraph.datasets import checkpoints
-from wsgraph.datasets.checkpoints import assign_splits, convert_checkpoints
+from wsgraph.datasets import checkpoint_folders
+from wsgraph.datasets.checkpoint_folders import assign_splits, convert_checkpoints
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.datasets.store import read_meta, read_shard, shard_paths
 
@@ -385,14 +385,14 @@ def test_a_symlink_to_nothing_is_not_passed_over(good_folder, tmp_path):
 def test_an_output_written_during_the_conversion_is_not_replaced(good_folder, tmp_path, monkeypatch):
     src, networks = good_folder
     out = tmp_path / "out"
-    arrange = checkpoints._arrange
+    arrange = checkpoint_folders._arrange
 
     def first_run_finishes_meanwhile(*args):
         out.mkdir(exist_ok=True)
         (out / "meta.json").write_text("the first run's")
         return arrange(*args)
 
-    monkeypatch.setattr(checkpoints, "_arrange", first_run_finishes_meanwhile)
+    monkeypatch.setattr(checkpoint_folders, "_arrange", first_run_finishes_meanwhile)
     message = f"{out}: written by another program while this conversion ran; nothing replaced (pass --force"
     with pytest.raises(FileExistsError, match=re.escape(message)):
         convert_checkpoints(src, out, progress=False)
@@ -406,14 +406,14 @@ def test_an_output_written_during_the_conversion_is_not_replaced(good_folder, tm
 def test_an_output_written_before_the_lock_is_taken_is_refused(good_folder, tmp_path, monkeypatch):
     src, _ = good_folder
     out = tmp_path / "out"
-    find = checkpoints.find_checkpoints
+    find = checkpoint_folders.find_checkpoints
 
     def first_run_finishes_meanwhile(*args, **kwargs):
         out.mkdir()
         (out / "meta.json").write_text("the first run's")
         return find(*args, **kwargs)
 
-    monkeypatch.setattr(checkpoints, "find_checkpoints", first_run_finishes_meanwhile)
+    monkeypatch.setattr(checkpoint_folders, "find_checkpoints", first_run_finishes_meanwhile)
     with pytest.raises(FileExistsError, match="exists and is not empty; pass --force"):
         convert_checkpoints(src, out, progress=False)
     assert (out / "meta.json").read_text() == "the first run's"

@@ -5,8 +5,8 @@ import torch
 from mlp_helpers import assert_params_equal, build_mlp, linear_params
 from torch import Tensor, nn
 
-from wsgraph import CheckpointError, NotAnMLPError, Sine, graph_to_params, load_checkpoint
-from wsgraph.checkpoint import graph_from_checkpoint
+from wsgraph import CheckpointError, NotAnMLPError, Sine, graph_to_params, load_network_file
+from wsgraph.core.network_files import graph_from_network_file
 
 
 class SineNet(nn.Module):
@@ -45,7 +45,7 @@ def test_state_dict_file(tmp_path, suffix):
     mlp = build_mlp([2, 6, 1])
     path = tmp_path / f"net{suffix}"
     torch.save(mlp.state_dict(), path)
-    loaded = load_checkpoint(path)
+    loaded = load_network_file(path)
     assert isinstance(loaded, dict) and list(loaded) == ["0.weight", "0.bias", "2.weight", "2.bias"]
     assert all(torch.equal(loaded[key], value) for key, value in mlp.state_dict().items())
 
@@ -55,16 +55,16 @@ def test_common_containers_are_unwrapped_and_extras_dropped(tmp_path, container)
     mlp = build_mlp([2, 6, 1])
     path = tmp_path / "checkpoint.pt"
     torch.save({"epoch": 7, "optimizer": {"lr": 0.1, "state": {}}, container: mlp.state_dict()}, path)
-    assert_params_equal(graph_to_params(graph_from_checkpoint(path)), linear_params(mlp))
+    assert_params_equal(graph_to_params(graph_from_network_file(path)), linear_params(mlp))
 
 
 def test_nested_containers_and_top_level_extras(tmp_path):
     mlp = build_mlp([3, 2])
     path = tmp_path / "checkpoint.pt"
     torch.save({"model": {"state_dict": mlp.state_dict(), "step": 3}}, path)
-    assert set(load_checkpoint(path)) == {"0.weight", "0.bias"}
+    assert set(load_network_file(path)) == {"0.weight", "0.bias"}
     torch.save({**mlp.state_dict(), "epoch": 2, "note": "best"}, path)
-    assert set(load_checkpoint(path)) == {"0.weight", "0.bias"}
+    assert set(load_network_file(path)) == {"0.weight", "0.bias"}
 
 
 def test_saved_module_keeps_its_activation(tmp_path):
@@ -72,12 +72,12 @@ def test_saved_module_keeps_its_activation(tmp_path):
     module = nn.Sequential(nn.Linear(2, 8), Sine(30.0), nn.Linear(8, 1))
     path = tmp_path / "siren.pt"
     torch.save(module, path)
-    assert isinstance(load_checkpoint(path), nn.Sequential)
-    graph = graph_from_checkpoint(path)
+    assert isinstance(load_network_file(path), nn.Sequential)
+    graph = graph_from_network_file(path)
     assert graph.activation == "sine(30.0)"
     assert_params_equal(graph_to_params(graph), linear_params(module))
     torch.save({"model": build_mlp([2, 3, 1]), "epoch": 1}, path)
-    assert isinstance(load_checkpoint(path), nn.Sequential)
+    assert isinstance(load_network_file(path), nn.Sequential)
 
 
 def test_a_module_class_of_your_own_needs_trust_pickles(tmp_path):
@@ -86,12 +86,12 @@ def test_a_module_class_of_your_own_needs_trust_pickles(tmp_path):
     path = tmp_path / "siren.pt"
     torch.save(module, path)
     with pytest.raises(
-        CheckpointError, match=r"refuses to unpickle 'test_checkpoint\.SineNet'.*--trust-pickles"
+        CheckpointError, match=r"refuses to unpickle 'test_network_files\.SineNet'.*--trust-pickles"
     ) as error:
-        load_checkpoint(path)
+        load_network_file(path)
     assert_one_line_naming(error, path)
-    assert isinstance(load_checkpoint(path, trust_pickles=True), SineNet)
-    graph = graph_from_checkpoint(path, trust_pickles=True)
+    assert isinstance(load_network_file(path, trust_pickles=True), SineNet)
+    graph = graph_from_network_file(path, trust_pickles=True)
     assert graph.activation == "sine(30.0)"
     assert_params_equal(graph_to_params(graph), linear_params(module))
 
@@ -101,7 +101,7 @@ def test_saved_module_whose_class_is_gone(tmp_path, monkeypatch):
     torch.save(SineNet(), path)
     monkeypatch.delattr(sys.modules[__name__], "SineNet")
     with pytest.raises(CheckpointError, match=r"cannot unpickle it \(even trusting its pickles\): .*SineNet") as error:
-        load_checkpoint(path, trust_pickles=True)
+        load_network_file(path, trust_pickles=True)
     assert_one_line_naming(error, path)
 
 
@@ -109,8 +109,8 @@ def test_pickled_objects_that_are_not_modules_are_never_unpickled(tmp_path):
     path = tmp_path / "checkpoint.pt"
     torch.save({"weights": {"0.weight": torch.ones(2, 2)}, "extra": Tracker()}, path)
     Tracker.rebuilt = 0
-    with pytest.raises(CheckpointError, match=r"refuses to unpickle .*'test_checkpoint\.Tracker'") as error:
-        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match=r"refuses to unpickle .*'test_network_files\.Tracker'") as error:
+        load_network_file(path)
     assert Tracker.rebuilt == 0
     assert_one_line_naming(error, path)
 
@@ -120,10 +120,10 @@ def test_safetensors_file(tmp_path):
     mlp = build_mlp([2, 4, 1])
     path = tmp_path / "net.safetensors"
     safetensors_torch.save_file({k: v.contiguous() for k, v in mlp.state_dict().items()}, str(path))
-    assert_params_equal(graph_to_params(graph_from_checkpoint(path)), linear_params(mlp))
+    assert_params_equal(graph_to_params(graph_from_network_file(path)), linear_params(mlp))
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(CheckpointError, match="not a readable safetensors file") as error:
-        load_checkpoint(path)
+        load_network_file(path)
     assert_one_line_naming(error, path)
 
 
@@ -132,7 +132,7 @@ def test_safetensors_without_the_package(tmp_path, monkeypatch):
     path.write_bytes(b"{}")
     monkeypatch.setitem(sys.modules, "safetensors.torch", None)
     with pytest.raises(CheckpointError, match="needs the 'safetensors' package"):
-        load_checkpoint(path)
+        load_network_file(path)
 
 
 def write_truncated(path):
@@ -158,7 +158,7 @@ def test_unreadable_files(tmp_path, make, match):
     path = tmp_path / "net.pt"
     make(path)
     with pytest.raises(CheckpointError, match=match) as error:
-        load_checkpoint(path)
+        load_network_file(path)
     assert_one_line_naming(error, path)
     assert isinstance(error.value, ValueError)
 
@@ -167,7 +167,7 @@ def test_unknown_extension(tmp_path):
     path = tmp_path / "net.h5"
     path.write_bytes(b"\x89HDF")
     with pytest.raises(CheckpointError, match=r"unknown checkpoint extension '\.h5'; expected one of") as error:
-        load_checkpoint(path)
+        load_network_file(path)
     assert_one_line_naming(error, path)
 
 
@@ -175,4 +175,4 @@ def test_graph_from_checkpoint_names_the_file_when_it_holds_no_mlp(tmp_path):
     path = tmp_path / "conv.pt"
     torch.save(nn.Conv2d(1, 2, 3).state_dict(), path)
     with pytest.raises(NotAnMLPError, match=r"conv\.pt: 'weight': weight has shape \(2, 1, 3, 3\)"):
-        graph_from_checkpoint(path)
+        graph_from_network_file(path)

@@ -12,7 +12,7 @@ from torch_geometric.loader import DataLoader
 
 from wsgraph import cnn_to_graph, graph_specs, graph_to_cnn, graph_to_params, pad_kernels
 from wsgraph.cli.main import main
-from wsgraph.datasets.checkpoints import convert_checkpoints
+from wsgraph.datasets.checkpoint_folders import convert_checkpoints
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.datasets.store import read_meta
 

@@ -5,9 +5,9 @@ import torch
 from torch_geometric.data import Batch
 
 import wsgraph
-from wsgraph.datasets.dilation import dilate
-from wsgraph.datasets.render import image_grid_coords, render_inr
-from wsgraph.datasets.siren import SirenRecipe, siren_forward, siren_init, split_augmented
+from wsgraph.inrs.dilation import dilate
+from wsgraph.inrs.render import image_grid_coords, render_inr
+from wsgraph.inrs.siren import SirenRecipe, siren_forward, siren_init, split_augmented
 
 
 def siren_batch(count: int, widths=(2, 32, 32, 1), seed: int = 0):

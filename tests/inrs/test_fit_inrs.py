@@ -6,11 +6,11 @@ import torch
 from data_roots import mnist_root
 
 from wsgraph.cli.main import main
-from wsgraph.convert import mlp_to_graph
+from wsgraph.core.convert_mlp import mlp_to_graph
 from wsgraph.datasets.images import load_images
-from wsgraph.datasets.render import image_grid_coords, render_inr
-from wsgraph.datasets.sine import sine_coefficients, sine_points, sine_values
 from wsgraph.datasets.store import read_meta, read_shard, shard_paths
+from wsgraph.inrs.render import image_grid_coords, render_inr
+from wsgraph.inrs.sine_inrs import sine_coefficients, sine_points, sine_values
 from wsgraph.runtime import resolve_device
 
 FIT = ["fit-inrs", "--source", "digits", "--limit", "4", "--steps", "40", "--shard-size", "5", "--no-progress"]

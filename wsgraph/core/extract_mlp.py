@@ -1,0 +1,313 @@
+"""Read the layers of an MLP from a module, a state_dict or a list of (weight, bias) pairs.
+
+Everything here returns weights in ``nn.Linear`` convention (``[out, in]``) and raises
+:class:`NotAnMLPError`, naming the offending layer or key, for anything that is not a
+chain of affine layers joined by elementwise activations.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from wsgraph.core.activations import UNKNOWN, matching_activations
+from wsgraph.runtime import preserved_random_state
+
+_OMEGA_ATTRIBUTES = ("omega_0", "omega", "w0", "first_omega_0", "hidden_omega_0")
+# Any fixed seed: the probe only has to be generic (no zero entries, no ties).
+_PROBE_SEED = 0x5EED
+
+
+class NotAnMLPError(ValueError):
+    """The object is not a chain of linear layers (its message names the culprit)."""
+
+
+@dataclass
+class LinearChain:
+    """The affine layers of one MLP, in execution order, in ``nn.Linear`` convention."""
+
+    weights: list[Tensor]
+    biases: list[Tensor | None]
+    names: list[str]
+    activation: str = UNKNOWN
+
+
+def from_pairs(pairs: Sequence, names: Sequence[str] | None = None) -> LinearChain:
+    """Read a list of ``(weight, bias)`` pairs (``bias`` may be ``None``)."""
+    weights, biases = [], []
+    names = list(names) if names is not None else [f"layer {i + 1}" for i in range(len(pairs))]
+    if not pairs:
+        raise NotAnMLPError("got an empty list of layers")
+    for name, pair in zip(names, pairs):
+        if isinstance(pair, Tensor):
+            weight, bias = pair, None
+        elif isinstance(pair, Sequence) and len(pair) in (1, 2):
+            weight, bias = pair[0], (pair[1] if len(pair) == 2 else None)
+        else:
+            raise NotAnMLPError(f"{name}: expected a (weight, bias) pair, got {type(pair).__name__}")
+        weights.append(_as_tensor(weight, f"{name} weight"))
+        biases.append(None if bias is None else _as_tensor(bias, f"{name} bias"))
+    return LinearChain(weights, biases, names)
+
+
+def from_state_dict(state_dict: Mapping[str, object]) -> LinearChain:
+    """Read a state_dict of ``<prefix>.weight`` / ``<prefix>.bias`` entries, any prefix."""
+    groups: dict[str, dict[str, Tensor]] = {}
+    for key, value in state_dict.items():
+        prefix, _, leaf = str(key).rpartition(".")
+        if leaf not in ("weight", "bias"):
+            raise NotAnMLPError(f"key '{key}' is neither a weight nor a bias: not the state_dict of an MLP")
+        groups.setdefault(prefix, {})[leaf] = _as_tensor(value, f"'{key}'")
+    if not groups:
+        raise NotAnMLPError("the state_dict is empty")
+    for prefix, group in groups.items():
+        label = f"{prefix}." if prefix else ""
+        if "weight" not in group:
+            raise NotAnMLPError(f"'{label}bias' has no matching '{label}weight'")
+    order = list(groups)
+    if _chain_break(order, groups) is not None:
+        natural = sorted(order, key=_natural_key)
+        if _chain_break(natural, groups) is None:
+            order = natural
+        else:
+            _check_chain([groups[p]["weight"] for p in order], [_key_name(p) for p in order])
+    return LinearChain(
+        [groups[p]["weight"] for p in order],
+        [groups[p].get("bias") for p in order],
+        [_key_name(p) for p in order],
+    )
+
+
+def from_module(module: nn.Module, probe_rows: int = 64) -> LinearChain:
+    """Read the ``nn.Linear`` layers of a module in execution order, and its activation.
+
+    The module is run once on a random input with every linear output cut from the
+    autograd graph, so that autograd can show that each layer reads only the previous
+    layer's output, through an elementwise function (a chain, not a branch). The input
+    comes from a generator of its own and the global random states are restored after
+    the run, so reading a module changes no later random draw of the caller's.
+    """
+    linears = _parametrised_submodules(module)
+    first = linears[0][1].weight
+    # The probe's width comes from the weight, not `in_features`: a loaded module's attributes are whatever the file said.
+    generator = torch.Generator().manual_seed(_PROBE_SEED)
+    probe = torch.randn(probe_rows, first.size(1), generator=generator).to(dtype=first.dtype, device=first.device)
+    probe.requires_grad_(True)
+    records = _run_recording(module, dict((m, n) for n, m in linears), probe)
+    names = [name for name, _, _ in records]
+    for name, _ in linears:
+        count = names.count(name)
+        if count == 0:
+            raise NotAnMLPError(f"layer '{name}' is never called in forward: not a chain of linear layers")
+        if count > 1:
+            raise NotAnMLPError(f"layer '{name}' is called {count} times in forward (shared weights): not an MLP")
+    layer_of = dict((n, m) for n, m in linears)
+    weights = [layer_of[n].weight.detach() for n in names]
+    _check_chain(weights, names)
+    leaves = [probe] + [leaf for _, _, leaf in records]
+    omegas = _omega_candidates(module)
+    candidates: list[str] | None = None
+    for position, (name, layer_input, _) in enumerate(records):
+        previous = "the input" if position == 0 else f"layer '{names[position - 1]}'"
+        _check_elementwise_dependency(layer_input, leaves, position, f"the input of layer '{name}'", previous)
+        if position > 0:
+            matches = matching_activations(leaves[position], layer_input, omegas)
+            candidates = matches if candidates is None else [c for c in candidates if c in matches]
+    if candidates is None:
+        activation = "identity"
+    else:
+        activation = candidates[0] if candidates else UNKNOWN
+    return LinearChain(
+        weights,
+        [None if layer_of[n].bias is None else layer_of[n].bias.detach() for n in names],
+        names,
+        activation,
+    )
+
+
+def validate(chain: LinearChain, check_finite: bool = True) -> LinearChain:
+    """Check shapes chain, biases fit, dtypes are floating and (optionally) values finite."""
+    for name, weight, bias in zip(chain.names, chain.weights, chain.biases):
+        if weight.dim() not in (2, 3):
+            raise NotAnMLPError(f"{name}: weight has shape {tuple(weight.shape)}, expected [out, in]")
+        if not weight.is_floating_point():
+            raise NotAnMLPError(f"{name}: weight has dtype {weight.dtype}, expected a floating type")
+        if 0 in weight.shape[-2:]:
+            raise NotAnMLPError(f"{name}: weight has shape {tuple(weight.shape)}: a layer without neurons")
+        if bias is not None and tuple(bias.shape) != tuple(weight.shape[:-1]):
+            raise NotAnMLPError(
+                f"{name}: bias has shape {tuple(bias.shape)}, expected {tuple(weight.shape[:-1])} for a weight of shape {tuple(weight.shape)}"
+            )
+        if check_finite:
+            for kind, tensor in (("weight", weight), ("bias", bias)):
+                if tensor is not None and not bool(torch.isfinite(tensor).all()):
+                    raise NotAnMLPError(f"{name}: {kind} contains NaN or inf (pass check_finite=False to allow)")
+    stacked = {w.dim() == 3 for w in chain.weights}
+    if len(stacked) > 1:
+        raise NotAnMLPError("mixing stacked [B, out, in] and single [out, in] weights")
+    if stacked == {True} and len({w.shape[0] for w in chain.weights}) > 1:
+        raise NotAnMLPError(
+            f"stacked weights disagree on the number of networks: {[w.shape[0] for w in chain.weights]}"
+        )
+    if stacked == {True} and chain.weights[0].shape[0] == 0:
+        raise NotAnMLPError("stacked weights hold no networks (B = 0)")
+    _check_chain(chain.weights, chain.names)
+    return chain
+
+
+def _check_chain(weights: Sequence[Tensor], names: Sequence[str]) -> None:
+    for position in range(1, len(weights)):
+        produced, consumed = weights[position - 1].shape[-2], weights[position].shape[-1]
+        if produced != consumed:
+            raise NotAnMLPError(
+                f"{names[position]} takes {consumed} inputs but {names[position - 1]} gives {produced} outputs: "
+                "shapes do not chain"
+            )
+
+
+def _chain_break(order: Sequence[str], groups: Mapping[str, Mapping[str, Tensor]]) -> int | None:
+    weights = [groups[p]["weight"] for p in order]
+    if any(w.dim() != 2 for w in weights):
+        bad = next(p for p, w in zip(order, weights) if w.dim() != 2)
+        raise NotAnMLPError(
+            f"{_key_name(bad)}: weight has shape {tuple(groups[bad]['weight'].shape)}, a linear layer's weight is 2-D"
+        )
+    for position in range(1, len(weights)):
+        if weights[position - 1].shape[0] != weights[position].shape[1]:
+            return position
+    return None
+
+
+def _key_name(prefix: str) -> str:
+    return f"'{prefix}.weight'" if prefix else "'weight'"
+
+
+def _natural_key(text: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def _as_tensor(value: object, name: str) -> Tensor:
+    if isinstance(value, nn.Parameter):
+        return value.detach()
+    if isinstance(value, Tensor):
+        return value
+    raise NotAnMLPError(f"{name} is a {type(value).__name__}, not a tensor")
+
+
+def _parametrised_submodules(module: nn.Module) -> list[tuple[str, nn.Linear]]:
+    linears = []
+    for name, sub in module.named_modules():
+        own = [n for n, _ in sub.named_parameters(recurse=False)]
+        if not own:
+            continue
+        label = name or type(module).__name__
+        if not isinstance(sub, nn.Linear):
+            raise NotAnMLPError(f"module '{label}' is a {type(sub).__name__}, not nn.Linear: not an MLP")
+        weight = getattr(sub, "weight", None)
+        if not isinstance(weight, Tensor) or weight.dim() != 2 or not weight.is_floating_point():
+            kind = (
+                f"{weight.dtype} weight of shape {tuple(weight.shape)}" if isinstance(weight, Tensor) else "no weight"
+            )
+            raise NotAnMLPError(f"layer '{label}' has {kind}, expected a floating-point [out, in] matrix")
+        if weight.numel() == 0:
+            raise NotAnMLPError(f"layer '{label}' has a weight of shape {tuple(weight.shape)}: a layer without neurons")
+        linears.append((label, sub))
+    if not linears:
+        raise NotAnMLPError(f"{type(module).__name__} has no nn.Linear layers")
+    return linears
+
+
+def record_layer_outputs(
+    module: nn.Module,
+    names: dict[nn.Module, str],
+    probe: Tensor,
+    error: type[NotAnMLPError],
+    probe_description: str,
+) -> tuple[list[tuple[str, Tensor, Tensor]], Tensor]:
+    """Run ``module`` on ``probe`` with each named layer's output cut into a fresh leaf.
+
+    Returns ``([(name, layer input, output leaf), ...] in call order, module output)``, so
+    that gradients tell what each value depends on. A failing forward pass or a
+    non-tensor output raises ``error`` (the probe itself is the test); the module's
+    training flag and the global random states are left as they were.
+    """
+    records: list[tuple[str, Tensor, Tensor]] = []
+
+    def cut_output(layer: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
+        leaf = output.detach().requires_grad_(True)
+        records.append((names[layer], inputs[0], leaf))
+        return leaf
+
+    handles = [layer.register_forward_hook(cut_output) for layer in names]
+    was_training = module.training
+    module.eval()
+    try:
+        # A module may draw random numbers in its forward pass even in eval mode.
+        with torch.enable_grad(), preserved_random_state(probe.device):
+            output = module(probe)
+    except Exception as failure:  # any failure means "not this kind of network"
+        raise error(
+            f"could not run {type(module).__name__} on {probe_description} to trace its layers: {failure}"
+        ) from failure
+    finally:
+        for handle in handles:
+            handle.remove()
+        module.train(was_training)
+    if not isinstance(output, Tensor):
+        raise error(f"{type(module).__name__} returns a {type(output).__name__}, not a tensor")
+    return records, output
+
+
+def _run_recording(module: nn.Module, names: dict[nn.Module, str], probe: Tensor) -> list[tuple[str, Tensor, Tensor]]:
+    description = f"a [{probe.size(0)}, {probe.size(1)}] input"
+    records, output = record_layer_outputs(module, names, probe, NotAnMLPError, description)
+    if records:
+        _check_elementwise_dependency(
+            output,
+            [probe] + [leaf for _, _, leaf in records],
+            len(records),
+            "the module's output",
+            f"layer '{records[-1][0]}'",
+        )
+    return records
+
+
+def _check_elementwise_dependency(value: Tensor, leaves: list[Tensor], source: int, what: str, previous: str) -> None:
+    """Raise unless ``value`` depends on ``leaves[source]`` only, elementwise."""
+    if not value.requires_grad:
+        raise NotAnMLPError(f"{what} does not depend on {previous}: not a chain of linear layers")
+    if value.shape != leaves[source].shape:
+        raise NotAnMLPError(
+            f"{what} has shape {tuple(value.shape)} but {previous} gives {tuple(leaves[source].shape)}: not a chain"
+        )
+    row, col = value.size(0) // 2, value.size(-1) // 2
+    seed = torch.zeros_like(value)
+    seed[row, col] = 1.0
+    grads = torch.autograd.grad(value, leaves, grad_outputs=seed, retain_graph=True, allow_unused=True)
+    for position, grad in enumerate(grads):
+        if grad is None or position == source:
+            continue
+        if bool(grad.abs().sum() > 0):
+            origin = "the input" if position == 0 else f"the output of linear layer number {position}"
+            raise NotAnMLPError(f"{what} also depends on {origin} (a skip or branch): not a chain")
+    own = grads[source]
+    if own is None:
+        raise NotAnMLPError(f"{what} does not depend on {previous}: not a chain of linear layers")
+    off_diagonal = own.clone()
+    off_diagonal[row, col] = 0
+    if bool(off_diagonal.abs().sum() > 0):
+        raise NotAnMLPError(f"{what} mixes the neurons of {previous}: not an elementwise activation")
+
+
+def _omega_candidates(module: nn.Module) -> list[float]:
+    found = []
+    for sub in module.modules():
+        for attribute in _OMEGA_ATTRIBUTES:
+            value = getattr(sub, attribute, None)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                found.append(float(value))
+    return [*dict.fromkeys(found), 30.0, 1.0]

@@ -1,0 +1,88 @@
+"""Training checkpoints: written atomically, read back with clear errors, random states included.
+
+A run folder holds ``last.pt`` (everything needed to continue: model, optimiser,
+scheduler, gradient scaler, random states, epoch, best metric, early-stopping counter,
+per-epoch history) after every epoch, and ``best.pt`` (the model with the best
+validation metric, its :class:`~wsgraph.training.registry.ModelSpec` and the
+configuration) whenever validation improves. Both hold the input normalisation
+(``normalization``: the train split's per-layer statistics as tensors), without which
+the stored model would silently mispredict on raw networks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wsgraph.deprecation import renamed
+from wsgraph.errors import load_error_reason, shown_path
+from wsgraph.io import atomic_write
+
+FORMAT = "wsgraph-train-checkpoint"
+VERSION = 1
+LAST, BEST = "last.pt", "best.pt"
+
+
+def save_run_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Write ``state`` (tensors, numbers, strings, lists and dicts) to ``path`` atomically."""
+    document = {"format": FORMAT, "version": VERSION, **state}
+    atomic_write(path, lambda handle: torch.save(document, handle))
+
+
+def load_run_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_run_checkpoint` (safely: tensors and plain data only).
+
+    Raises:
+        FileNotFoundError: if there is no file at ``path``.
+        ValueError: if the file is not a wsgraph training checkpoint or lacks ``required`` entries.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        document = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(
+            f"{shown_path(path)}: not a readable checkpoint ({type(error).__name__}: {load_error_reason(error)})"
+        ) from error
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a wsgraph training checkpoint")
+    if document.get("version") != VERSION:
+        raise ValueError(f"{path}: checkpoint version {document.get('version')}, this wsgraph reads {VERSION}")
+    missing = [key for key in required if key not in document]
+    if missing:
+        raise ValueError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return document
+
+
+def random_state(augment_generator: torch.Generator) -> dict[str, Any]:
+    """This process's random states: torch's CPU and CUDA generators (dropout, initialisation)
+    and the generator that draws augmentations. Batch order needs no state: it is drawn
+    afresh from the seed and the epoch."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "augment": augment_generator.get_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_random_state(state: dict[str, Any], augment_generator: torch.Generator) -> None:
+    """Undo everything drawn since :func:`random_state` returned ``state``."""
+    torch.set_rng_state(state["torch"])
+    augment_generator.set_state(state["augment"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+save_checkpoint = renamed(
+    save_run_checkpoint,
+    "wsgraph.training.checkpointing.save_checkpoint",
+    "wsgraph.training.run_checkpoints.save_run_checkpoint",
+)
+load_checkpoint = renamed(
+    load_run_checkpoint,
+    "wsgraph.training.checkpointing.load_checkpoint",
+    "wsgraph.training.run_checkpoints.load_run_checkpoint",
+)

@@ -63,3 +63,12 @@ def test_the_old_depth_flags_set_depth() -> None:
     for flag in ("--depth", "--num-dws-layers", "--num-rounds"):
         args = build_parser().parse_args(["train", flag, "3"])
         assert explicit_settings(args) == {"depth": 3}
+
+
+@pytest.mark.parametrize("command", ["train", "bench"])
+def test_the_usage_line_lists_the_settings_section_by_section(command: str) -> None:
+    parser = subparser(command)
+    section_of = {id(action): group.title for group in parser._action_groups for action in group._group_actions}
+    sections = [section_of[id(action)] for action in parser._actions if action.option_strings]
+    runs = [section for index, section in enumerate(sections) if index == 0 or section != sections[index - 1]]
+    assert len(runs) == len(set(runs)), runs

@@ -56,9 +56,10 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     declared with :func:`~wsgraph.training.config.setting` (all default to ``None``: unset)."""
     groups: dict[str, argparse._ArgumentGroup] = {}
     exclusive: dict[str, argparse._MutuallyExclusiveGroup] = {}
-    for item in dataclasses.fields(TrainConfig):
-        if "group" not in item.metadata:
-            continue
+    declared = [item for item in dataclasses.fields(TrainConfig) if "group" in item.metadata]
+    order = list(dict.fromkeys(item.metadata["group"] for item in declared))
+    # Group by group, so that the usage line lists the options in the order of the help's sections.
+    for item in sorted(declared, key=lambda item: order.index(item.metadata["group"])):
         meta = item.metadata
         if meta["group"] not in groups:
             groups[meta["group"]] = parser.add_argument_group(meta["group"])

@@ -51,7 +51,7 @@ def setting(
     aliases: tuple[str, ...] = (),
     exclusive: str | None = None,
 ) -> Any:
-    """A :class:`TrainConfig` field with what its command-line option needs (see :func:`add_setting_arguments`).
+    """A :class:`TrainConfig` field with what its command-line option needs (see :func:`wsgraph.cli.train.add_training_arguments`).
 
     Args:
         default: the field's default.

@@ -171,7 +171,7 @@ def test_unknown_extension(tmp_path):
     assert_one_line_naming(error, path)
 
 
-def test_graph_from_checkpoint_names_the_file_when_it_holds_no_mlp(tmp_path):
+def test_graph_from_network_file_names_the_file_when_it_holds_no_mlp(tmp_path):
     path = tmp_path / "conv.pt"
     torch.save(nn.Conv2d(1, 2, 3).state_dict(), path)
     with pytest.raises(NotAnMLPError, match=r"conv\.pt: 'weight': weight has shape \(2, 1, 3, 3\)"):

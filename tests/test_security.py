@@ -77,7 +77,7 @@ def assert_refusal(message: str, path) -> None:
     assert f"{path}: refuses to unpickle {SHELL_GLOBAL} (not a known torch.nn class); pass --trust-pickles" in message
 
 
-def test_load_checkpoint_refuses_a_module_that_runs_a_command(malicious, marker):
+def test_load_network_file_refuses_a_module_that_runs_a_command(malicious, marker):
     with pytest.raises(CheckpointError) as error:
         load_network_file(malicious)
     assert str(error.value).startswith(f"{malicious}: ")

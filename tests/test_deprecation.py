@@ -99,6 +99,7 @@ def test_moved_module_needs_an_existing_target() -> None:
 def test_the_old_checkpoint_function_names_call_the_new_ones(tmp_path: Path) -> None:
     import torch
 
+    from wsgraph.core import network_files
     from wsgraph.training import run_checkpoints
 
     path = tmp_path / "net.pt"
@@ -106,6 +107,8 @@ def test_the_old_checkpoint_function_names_call_the_new_ones(tmp_path: Path) -> 
     with pytest.warns(DeprecationWarning, match="wsgraph.load_checkpoint is deprecated.*wsgraph.load_network_file"):
         old = wsgraph.load_checkpoint(path)
     assert old.keys() == wsgraph.load_network_file(path).keys()
+    with pytest.warns(DeprecationWarning, match="use wsgraph.core.network_files.graph_from_network_file"):
+        assert network_files.graph_from_checkpoint(path).num_nodes == 3 + 2
     with pytest.warns(DeprecationWarning, match="use wsgraph.training.run_checkpoints.save_run_checkpoint"):
         run_checkpoints.save_checkpoint(tmp_path / "last.pt", {"epoch": 3})
     with pytest.warns(DeprecationWarning, match="use wsgraph.training.run_checkpoints.load_run_checkpoint"):

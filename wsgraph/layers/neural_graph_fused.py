@@ -91,10 +91,11 @@ def _endpoints(rows: Tensor, cols: Tensor) -> Tensor:
     return rows.unsqueeze(2) + cols.unsqueeze(1)
 
 
-def _messages(hidden: Tensor, scale_shift: Tensor, channels: int) -> Tensor:
+def _messages(hidden: Tensor, scale_shift: Tensor, channels: int, inplace: bool = True) -> Tensor:
     # The backward pass recomputes the messages with these very operations, so that they equal the forward's
     # bit for bit and its minima and maxima are found again.
-    return torch.mul(hidden, scale_shift[..., :channels]).add_(scale_shift[..., channels:])
+    messages = hidden.mul_(scale_shift[..., :channels]) if inplace else torch.mul(hidden, scale_shift[..., :channels])
+    return messages.add_(scale_shift[..., channels:])
 
 
 class _FusedMessages(torch.autograd.Function):
@@ -125,6 +126,8 @@ class _FusedMessages(torch.autograd.Function):
             )
             messages = _messages(_endpoints(rows[part], cols[part]), scale_shift, channels)
             if extremes:
+                # Without indices: finding them costs twenty times the reduction; the backward pass finds the
+                # extremes again by comparison.
                 torch.amin(messages, axis, out=minimum[part])
                 torch.amax(messages, axis, out=maximum[part])
             if moments:
@@ -133,7 +136,7 @@ class _FusedMessages(torch.autograd.Function):
 
         _map_chunks(work, _chunks(num_networks, p * q * 2 * channels))
         ctx.axis = axis
-        ctx.save_for_backward(edges, weight, rows, cols, film, total, minimum, maximum)
+        ctx.save_for_backward(edges, weight, rows, cols, film, minimum, maximum)
         ctx.set_materialize_grads(False)
         return total, squares, minimum, maximum
 
@@ -147,69 +150,50 @@ class _FusedMessages(torch.autograd.Function):
     ) -> tuple[Tensor | None, ...]:
         if all(grad is None for grad in (grad_total, grad_squares, grad_min, grad_max)):
             return None, None, None, None, None, None, None, None
-        edges, weight, rows, cols, film, total, minimum, maximum = ctx.saved_tensors
+        edges, weight, rows, cols, film, minimum, maximum = ctx.saved_tensors
         axis = ctx.axis
         num_networks, p, q, edge_channels = edges.shape
         channels = weight.size(0) // 2
-        scale_weight, shift_weight = weight[:channels], weight[channels:]
         grad_edges = torch.empty_like(edges)
         grad_rows, grad_cols = torch.empty_like(rows), torch.empty_like(cols)
 
-        def work(part: slice) -> tuple[Tensor, Tensor, Tensor]:
+        def work(part: slice) -> tuple[Tensor, Tensor]:
             scale_shift = film[part]
+            scale = scale_shift[..., :channels]
             hidden = _endpoints(rows[part], cols[part])
-            messages = _messages(hidden, scale_shift, channels)
-            # d loss / d messages: the moments' terms, then each extreme's gradient shared by its arguments.
-            base = grad_total[part].unsqueeze(axis) if grad_total is not None else messages.new_zeros(())
+            # The gradients of the scale and of the shift (= of the messages) side by side, so that one product
+            # with the encoder's [scale; shift] weight gives the edges' gradient and one its own.
+            grads = torch.empty_like(scale_shift)
+            grad_scale, grad_messages = grads[..., :channels], grads[..., channels:]
+            needs_messages = grad_squares is not None or grad_min is not None or grad_max is not None
+            messages = _messages(hidden, scale_shift, channels, inplace=False) if needs_messages else None
             if grad_squares is not None:
-                grad = torch.addcmul(base, messages, grad_squares[part].unsqueeze(axis), value=2.0)
+                base = grad_total[part].unsqueeze(axis) if grad_total is not None else messages.new_zeros(())
+                torch.addcmul(base, messages, grad_squares[part].unsqueeze(axis), value=2.0, out=grad_messages)
+            elif grad_total is not None:
+                grad_messages.copy_(grad_total[part].unsqueeze(axis).expand_as(grad_messages))
             else:
-                grad = base.expand_as(messages).contiguous()
+                grad_messages.zero_()
+            # A float mask: comparing into a boolean tensor, and converting it, is several times slower on CPU.
+            hits = torch.empty_like(hidden) if grad_min is not None or grad_max is not None else None
             for extreme_grad, extreme in ((grad_min, minimum), (grad_max, maximum)):
                 if extreme_grad is not None:
-                    hit = messages == extreme[part].unsqueeze(axis)
-                    grad.addcmul_(hit, (extreme_grad[part] / hit.sum(axis)).unsqueeze(axis))
+                    torch.eq(messages, extreme[part].unsqueeze(axis), out=hits)
+                    share = extreme_grad[part] / hits.sum(axis)
+                    grad_messages.addcmul_(hits, share.unsqueeze(axis))
+            torch.mul(grad_messages, hidden, out=grad_scale)
+            flat_grads = grads.view(-1, 2 * channels)
             flat_edges = edges[part].reshape(-1, edge_channels)
-            grad_scale = torch.mul(grad, hidden).view(-1, channels)
-            flat_grad = grad.view(-1, channels)
-            out = grad_edges[part].view(-1, edge_channels)
-            torch.mm(grad_scale, scale_weight, out=out)
-            out.addmm_(flat_grad, shift_weight)
-            partial = (grad_scale.t() @ flat_edges, flat_grad.t() @ flat_edges, grad_scale.sum(0))
-            grad_hidden = grad.mul_(scale_shift[..., :channels])
+            torch.mm(flat_grads, weight, out=grad_edges[part].view(-1, edge_channels))
+            partial = (flat_grads.t() @ flat_edges, flat_grads.sum(0))
+            grad_hidden = grad_messages.mul_(scale)
             torch.sum(grad_hidden, 2, out=grad_rows[part])
             torch.sum(grad_hidden, 1, out=grad_cols[part])
             return partial
 
         partials = _map_chunks(work, _chunks(num_networks, p * q * 2 * channels))
-        grad_scale_weight, grad_shift_weight, grad_scale_bias = (sum(terms) for terms in zip(*partials))
-        grad_weight = torch.cat([grad_scale_weight, grad_shift_weight])
-        # The shift's bias gradient is the sum of the messages' gradients, which the reduced tensors give.
-        grad_shift_bias = _summed_message_grad(grad_total, grad_squares, grad_min, grad_max, total, axis, p, q)
-        grad_bias = torch.cat([grad_scale_bias, grad_shift_bias])
+        grad_weight, grad_bias = (sum(terms) for terms in zip(*partials))
         return grad_edges, grad_weight, grad_bias, grad_rows, grad_cols, None, None, None
-
-
-def _summed_message_grad(
-    grad_total: Tensor | None,
-    grad_squares: Tensor | None,
-    grad_min: Tensor | None,
-    grad_max: Tensor | None,
-    total: Tensor,
-    axis: int,
-    p: int,
-    q: int,
-) -> Tensor:
-    """The sum over all messages of their gradient, ``[F]``: ``count * g_total + 2 g_squares * total`` plus
-    the extremes' gradients (whose shares sum to them) for every receiving neuron."""
-    count = p if axis == 1 else q
-    summed = []
-    if grad_total is not None:
-        summed.append(count * grad_total)
-    if grad_squares is not None:
-        summed.append(2.0 * grad_squares * total)
-    summed += [grad for grad in (grad_min, grad_max) if grad is not None]
-    return torch.stack(summed).sum(dim=(0, 1, 2))
 
 
 class _FusedEdgeUpdate(torch.autograd.Function):

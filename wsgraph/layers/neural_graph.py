@@ -27,7 +27,7 @@ from wsgraph.layers.neural_graph_dense import (
     modulate,
     neighbourhood_statistics,
 )
-from wsgraph.layers.neural_graph_fused import fused_edge_update, fused_messages
+from wsgraph.layers.neural_graph_fused import fused_edge_update, fused_fourier_linear, fused_messages
 from wsgraph.layers.positional import NeuronPositionalEncoding, check_signature
 from wsgraph.layers.probe import ProbeFeatures
 
@@ -365,9 +365,10 @@ class NeuralGraphInputs(nn.Module):
             nodes = nodes + self.position(data)
         return nodes
 
-    def encode_edges(self, raw: Tensor) -> Tensor:
+    def encode_edges(self, raw: Tensor, fused: bool = False) -> Tensor:
         """``edge_in(edge_encoder(raw))`` for raw edge features ``[*, edge_features]``, of which there are millions
-        in a batch."""
+        in a batch; ``fused`` computes the Fourier encoder in one chunked kernel
+        (:func:`~wsgraph.layers.neural_graph_fused.fused_fourier_linear`)."""
         if len(self.edge_encoder) != 2 or not isinstance(self.edge_encoder[0], FourierFeatures):
             return self.edge_in(self.edge_encoder(raw))
         features, encoder = self.edge_encoder
@@ -375,6 +376,8 @@ class NeuralGraphInputs(nn.Module):
         # apply the product to the cosines and sines apart rather than to their concatenation.
         weight = self.edge_in.weight @ encoder.weight
         bias = self.edge_in.weight @ encoder.bias + self.edge_in.bias
+        if fused and not raw.requires_grad:
+            return fused_fourier_linear(raw, (2 * math.pi) * features.frequencies, weight, bias)
         angles = features.angles(raw)
         cosines, sines = weight.split(features.num_frequencies, dim=1)
         return (
@@ -658,11 +661,12 @@ class NeuralGraphGNN(NeuralGraphInputs):
         """``[B, pooled]`` for ``nodes`` ``[B, N_g, F]`` (encoded) and ``weights`` ``[B * E_g, C]`` (raw, canonical
         order) of ``B`` networks of one architecture."""
         num_graphs = nodes.size(0)
+        fused = self.backend == "fused" and self.fusable
         edges = [
-            [self.encode_edges(raw) for raw in self._edge_inputs(weight)]
+            [self.encode_edges(raw, fused) for raw in self._edge_inputs(weight)]
             for weight in layout.weights(weights, num_graphs)
         ]
-        if self.backend == "fused" and self.fusable:
+        if fused:
             return self._pool_dense(layout, self._fused_rounds(layout, nodes, edges))
         for index, conv in enumerate(self.convs):
             nodes = conv.forward_dense(nodes, edges, layout)

@@ -233,3 +233,40 @@ class _FusedEdgeUpdate(torch.autograd.Function):
 
         grad_weight = sum(_map_chunks(work, _chunks(num_networks, p * q * channels)))
         return grad_edges, grad_weight, grad_rows, grad_cols
+
+
+def fused_fourier_linear(raw: Tensor, frequencies: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    r"""``[cos(raw Ωᵀ), sin(raw Ωᵀ)] Wᵀ + b``, ``[B, *, F]``: random Fourier features of the raw edge features
+    ``raw`` ``[B, *, C]`` (``frequencies`` Ω ``[K, C]``, fixed) and a linear map (``weight`` ``[F, 2K]``).
+
+    Over chunks of networks (the first axis), so that the angles and their cosines and sines are read by
+    the product while they are in cache; the features are kept for the weight's gradient. ``raw`` and
+    ``frequencies`` get no gradient (the encoder's input and its fixed frequencies).
+    """
+    return _FusedFourierLinear.apply(raw, frequencies, weight, bias)
+
+
+class _FusedFourierLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, raw: Tensor, frequencies: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        num_networks, in_features = raw.size(0), raw.size(-1)
+        num_frequencies = frequencies.size(0)
+        features = raw.new_empty(*raw.shape[:-1], 2 * num_frequencies)
+        out = raw.new_empty(*raw.shape[:-1], weight.size(0))
+
+        def work(part: slice) -> None:
+            chunk = features[part].view(-1, 2 * num_frequencies)
+            angles = raw[part].reshape(-1, in_features) @ frequencies.t()
+            torch.cos(angles, out=chunk[:, :num_frequencies])
+            torch.sin(angles, out=chunk[:, num_frequencies:])
+            torch.addmm(bias, chunk, weight.t(), out=out[part].view(-1, weight.size(0)))
+
+        _map_chunks(work, _chunks(num_networks, features[:1].numel()))
+        ctx.save_for_backward(features)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[None, None, Tensor, Tensor]:
+        (features,) = ctx.saved_tensors
+        grad = grad_out.reshape(-1, grad_out.size(-1))
+        return None, None, grad.t() @ features.view(grad.size(0), -1), grad.sum(0)

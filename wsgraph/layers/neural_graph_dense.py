@@ -51,7 +51,9 @@ class DenseNetworks:
 
     def split(self, x: Tensor) -> list[Tensor]:
         """``x`` ``[B, N_g, F]`` as one ``[B, d_k, F]`` view per layer ``k = 0..M``."""
-        return [self.nodes(x, layer) for layer in range(self.num_weight_layers + 1)]
+        # One split, not a slice per layer: its backward concatenates the layers' gradients once, where each
+        # slice's would fill a zero tensor of the size of ``x``.
+        return list(x.split(self.widths, dim=1))
 
     def weights(self, edge_attr: Tensor, num_networks: int) -> list[Tensor]:
         """Canonically ordered ``edge_attr`` ``[B * E_g, C]`` as one ``[B, d_{l-1}, d_l, C]`` view per weight layer."""

@@ -250,23 +250,28 @@ class _FusedFourierLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, raw: Tensor, frequencies: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
         num_networks, in_features = raw.size(0), raw.size(-1)
-        num_frequencies = frequencies.size(0)
-        features = raw.new_empty(*raw.shape[:-1], 2 * num_frequencies)
-        out = raw.new_empty(*raw.shape[:-1], weight.size(0))
+        num_frequencies, out_features = frequencies.size(0), weight.size(0)
+        # Cosines and sines in two tensors: written into the halves of one, each is a third slower.
+        cosines = raw.new_empty(*raw.shape[:-1], num_frequencies)
+        sines = torch.empty_like(cosines)
+        cosine_weight, sine_weight = weight.split(num_frequencies, dim=1)
+        out = raw.new_empty(*raw.shape[:-1], out_features)
 
         def work(part: slice) -> None:
-            chunk = features[part].view(-1, 2 * num_frequencies)
             angles = raw[part].reshape(-1, in_features) @ frequencies.t()
-            torch.cos(angles, out=chunk[:, :num_frequencies])
-            torch.sin(angles, out=chunk[:, num_frequencies:])
-            torch.addmm(bias, chunk, weight.t(), out=out[part].view(-1, weight.size(0)))
+            cosine = torch.cos(angles, out=cosines[part].view(-1, num_frequencies))
+            sine = torch.sin(angles, out=sines[part].view(-1, num_frequencies))
+            chunk = torch.addmm(bias, cosine, cosine_weight.t(), out=out[part].view(-1, out_features))
+            chunk.addmm_(sine, sine_weight.t())
 
-        _map_chunks(work, _chunks(num_networks, features[:1].numel()))
-        ctx.save_for_backward(features)
+        _map_chunks(work, _chunks(num_networks, 2 * cosines[:1].numel()))
+        ctx.save_for_backward(cosines, sines)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[None, None, Tensor, Tensor]:
-        (features,) = ctx.saved_tensors
+        cosines, sines = ctx.saved_tensors
         grad = grad_out.reshape(-1, grad_out.size(-1))
-        return None, None, grad.t() @ features.view(grad.size(0), -1), grad.sum(0)
+        rows = grad.size(0)
+        grad_weight = torch.cat([grad.t() @ cosines.view(rows, -1), grad.t() @ sines.view(rows, -1)], dim=1)
+        return None, None, grad_weight, grad.sum(0)

@@ -1,10 +1,11 @@
-"""The fused kernels of NeuralGraphGNN against the torch operations they replace, in float64."""
+"""The fused kernels of NeuralGraphGNN and its dense helpers against the torch operations they replace, in float64."""
 
 import math
 
 import pytest
 import torch
 
+from wsgraph.layers.neural_graph_dense import pairwise_extreme
 from wsgraph.layers.neural_graph_fused import fused_edge_update, fused_fourier_linear, fused_messages
 
 B, P, Q, F, FE = 3, 4, 5, 6, 7
@@ -99,3 +100,19 @@ def test_fused_fourier_linear_matches_its_composition_with_gradients():
     got = gradients([output], (weight, bias), torch.Generator().manual_seed(9))
     for gradient, reference in zip(got, gradients([expected], (weight, bias), torch.Generator().manual_seed(9))):
         torch.testing.assert_close(gradient, reference, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("largest", [True, False])
+def test_pairwise_extreme_matches_torch_with_its_gradient_at_ties(largest):
+    generator = torch.Generator().manual_seed(10)
+    first, second = leaves((40,), (40,), generator=generator)
+    with torch.no_grad():
+        second[:10] = first[:10]
+    grad = torch.randn(40, generator=generator, dtype=torch.float64)
+    output = pairwise_extreme(first, second, largest)
+    expected = (torch.maximum if largest else torch.minimum)(first, second)
+    assert torch.equal(output, expected)
+    for got, want in zip(
+        torch.autograd.grad(output, (first, second), grad), torch.autograd.grad(expected, (first, second), grad)
+    ):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-15)

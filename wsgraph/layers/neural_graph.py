@@ -510,8 +510,8 @@ class NeuralGraphGNN(NeuralGraphInputs):
             carry, which the probe features undo to run the networks. (default:
             :obj:`None`, raw weights)
         backend (str, optional): ``"fused"`` runs each architecture of the batch on
-            dense views with the per-edge work of a round in two fused, chunked
-            kernels (:mod:`wsgraph.layers.neural_graph_fused`; FiLM modulation and
+            dense views with the edge encoder and the per-edge work of each round
+            in fused, chunked kernels (:mod:`wsgraph.layers.neural_graph_fused`; FiLM modulation and
             SiLU only, other settings run ``"dense"``); ``"dense"`` composes torch
             operations on the same views (:class:`DenseNetworks`); ``"scatter"`` runs
             PyG's message passing on the batch's edge list. The same numbers up to

@@ -3,14 +3,16 @@
 The dense backend (:mod:`wsgraph.layers.neural_graph_dense`) already works on one
 ``[B, d_{l-1}, d_l, F]`` tensor per weight layer and direction, but composes a dozen
 autograd operations per round, each of which reads and writes every edge's state in
-main memory, and keeps most of their results for the backward pass. Here each of the
-two per-edge computations of a round is one autograd function:
+main memory, and keeps most of their results for the backward pass. Here each per-edge
+computation is one autograd function:
 
 - :func:`fused_messages`: the FiLM-modulated messages and the neighbourhood statistics
-  PNA needs (sum, sum of squares, minimum, maximum), without keeping the messages;
-- :func:`fused_edge_update`: the pre-activation of the edge update and its SiLU.
+  PNA needs (sum, sum of squares, minimum, maximum), keeping neither the messages nor
+  FiLM's scale and shift;
+- :func:`fused_edge_update`: the pre-activation of the edge update and its SiLU;
+- :func:`fused_fourier_linear`: the Fourier encoder of the raw edge features.
 
-Both run over the networks in chunks small enough to stay in the CPU's cache, so a
+All run over the networks in chunks small enough to stay in the CPU's cache, so a
 chunk's temporaries (endpoint sums, messages, their gradients) never reach main
 memory, and the backward pass recomputes them instead of reading them back. The
 arithmetic is the dense backend's, in another order, so the two agree to rounding

@@ -40,8 +40,9 @@ def _chunks(num_networks: int, per_network: int) -> list[slice]:
 
 
 class _Workers:
-    """The threads that run chunks besides the calling one, kept between calls (starting threads for every
-    kernel costs a tenth of the two-thread speed-up) and forgotten in a forked child, which has no threads."""
+    """The threads that run chunks besides the calling one, kept between calls (a kernel call is tens of
+    milliseconds, and starting threads for each showed in the two-thread timings) and forgotten in a forked
+    child, which has none of them."""
 
     pool: ThreadPoolExecutor | None = None
     count = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from functools import partial
 from typing import Literal, get_args
 
 import torch
@@ -26,8 +27,9 @@ from wsgraph.layers.neural_graph_dense import (
     NeighbourhoodStatistics,
     modulate,
     neighbourhood_statistics,
+    pairwise_extreme,
 )
-from wsgraph.layers.neural_graph_fused import fused_edge_update, fused_messages
+from wsgraph.layers.neural_graph_fused import fused_edge_update, fused_fourier_linear, fused_messages
 from wsgraph.layers.positional import NeuronPositionalEncoding, check_signature
 from wsgraph.layers.probe import ProbeFeatures
 
@@ -197,9 +199,26 @@ class NeuralGraphConv(MessagePassing):
 
     def update_dense(self, x: Tensor, incoming: list[list[NeighbourhoodStatistics]], layout: DenseNetworks) -> Tensor:
         """The new node states ``[B, N_g, F]`` from ``x`` and, per node layer, the statistics of its incoming
-        messages."""
-        aggregated = [self._aggregate_dense(parts, nodes) for parts, nodes in zip(incoming, layout.split(x))]
-        return self.lin(self.post(torch.cat([x, torch.cat(aggregated, dim=1)], dim=-1)))
+        messages.
+
+        The neurons of a layer share their in-degree, so each degree scaler is one number per layer, and
+        ``post`` of the scaled copies of the aggregates is ``post``'s blocks, scaled and summed, of the
+        aggregates once: per layer, one product with a third of the columns and no concatenation.
+        """
+        channels = self.channels
+        node_weight, aggregate_weight = self.post.weight.split([channels, self.post.in_features - channels], dim=1)
+        scaler_blocks = aggregate_weight.split(len(self.aggregators) * channels, dim=1)
+        updated = nn.functional.linear(x, node_weight, self.post.bias)
+        layers = []
+        for parts, nodes in zip(incoming, layout.split(updated)):
+            degree = sum(part.count for part in parts)
+            if degree:
+                folded = _combine(
+                    torch.add, [block * self._scale(name, degree) for name, block in zip(self.scalers, scaler_blocks)]
+                )
+                nodes = nodes + nn.functional.linear(self._aggregate_dense(parts, degree), folded)
+            layers.append(nodes)
+        return self.lin(torch.cat(layers, dim=1))
 
     @property
     def aggregator_needs(self) -> tuple[bool, bool]:
@@ -207,13 +226,9 @@ class NeuralGraphConv(MessagePassing):
         needs = set(self.aggregators)
         return bool(needs & {"sum", "mean", "var", "std"}), bool(needs & {"min", "max"})
 
-    def _aggregate_dense(self, parts: list[NeighbourhoodStatistics], nodes: Tensor) -> Tensor:
-        """PNA's aggregators and scalers for the neurons of one layer (``nodes`` ``[B, d_k, F]``) from the
-        statistics of the messages they receive, as ``DegreeScalerAggregation`` computes them by scatter."""
-        size = len(self.aggregators) * len(self.scalers) * self.channels
-        degree = sum(part.count for part in parts)
-        if degree == 0:
-            return nodes.new_zeros(*nodes.shape[:-1], size)
+    def _aggregate_dense(self, parts: list[NeighbourhoodStatistics], degree: int) -> Tensor:
+        """PNA's aggregators, concatenated, ``[B, d_k, A * F]``, for the neurons of one layer from the statistics
+        of the ``degree`` messages each receives, as ``DegreeScalerAggregation`` computes them by scatter."""
         outs = []
         for name in self.aggregators:
             if name == "sum":
@@ -221,20 +236,20 @@ class NeuralGraphConv(MessagePassing):
             elif name == "mean":
                 outs.append(_combine(torch.add, [part.total for part in parts]) / degree)
             elif name == "min":
-                outs.append(_combine(torch.minimum, [part.minimum for part in parts]))
+                outs.append(_combine(partial(pairwise_extreme, largest=False), [part.minimum for part in parts]))
             elif name == "max":
-                outs.append(_combine(torch.maximum, [part.maximum for part in parts]))
+                outs.append(_combine(partial(pairwise_extreme, largest=True), [part.maximum for part in parts]))
             else:
                 mean = _combine(torch.add, [part.total for part in parts]) / degree
                 variance = _combine(torch.add, [part.squares for part in parts]) / degree - mean * mean
                 if name == "var":
                     outs.append(variance)
                 else:
-                    # StdAggregation's guard: no gradient through sqrt near 0.
+                    # StdAggregation's guard: no gradient through sqrt near 0. Its mask as floats, a product: a
+                    # boolean mask and masked_fill take several times as long on CPU.
                     std = variance.clamp(min=1e-5).sqrt()
-                    outs.append(std.masked_fill(std <= math.sqrt(1e-5), 0.0))
-        out = torch.cat(outs, dim=-1)
-        return torch.cat([out * self._scale(name, degree) for name in self.scalers], dim=-1)
+                    outs.append(std * torch.gt(std.detach(), math.sqrt(1e-5), out=torch.empty_like(std)))
+        return torch.cat(outs, dim=-1)
 
     def _scale(self, scaler: str, degree: int) -> Tensor | float:
         """DegreeScalerAggregation's factor for neurons of in-degree ``degree``."""
@@ -365,9 +380,10 @@ class NeuralGraphInputs(nn.Module):
             nodes = nodes + self.position(data)
         return nodes
 
-    def encode_edges(self, raw: Tensor) -> Tensor:
+    def encode_edges(self, raw: Tensor, fused: bool = False) -> Tensor:
         """``edge_in(edge_encoder(raw))`` for raw edge features ``[*, edge_features]``, of which there are millions
-        in a batch."""
+        in a batch; ``fused`` computes the Fourier encoder in one chunked kernel
+        (:func:`~wsgraph.layers.neural_graph_fused.fused_fourier_linear`)."""
         if len(self.edge_encoder) != 2 or not isinstance(self.edge_encoder[0], FourierFeatures):
             return self.edge_in(self.edge_encoder(raw))
         features, encoder = self.edge_encoder
@@ -375,6 +391,8 @@ class NeuralGraphInputs(nn.Module):
         # apply the product to the cosines and sines apart rather than to their concatenation.
         weight = self.edge_in.weight @ encoder.weight
         bias = self.edge_in.weight @ encoder.bias + self.edge_in.bias
+        if fused and not raw.requires_grad:
+            return fused_fourier_linear(raw, (2 * math.pi) * features.frequencies, weight, bias)
         angles = features.angles(raw)
         cosines, sines = weight.split(features.num_frequencies, dim=1)
         return (
@@ -492,8 +510,8 @@ class NeuralGraphGNN(NeuralGraphInputs):
             carry, which the probe features undo to run the networks. (default:
             :obj:`None`, raw weights)
         backend (str, optional): ``"fused"`` runs each architecture of the batch on
-            dense views with the per-edge work of a round in two fused, chunked
-            kernels (:mod:`wsgraph.layers.neural_graph_fused`; FiLM modulation and
+            dense views with the edge encoder and the per-edge work of each round
+            in fused, chunked kernels (:mod:`wsgraph.layers.neural_graph_fused`; FiLM modulation and
             SiLU only, other settings run ``"dense"``); ``"dense"`` composes torch
             operations on the same views (:class:`DenseNetworks`); ``"scatter"`` runs
             PyG's message passing on the batch's edge list. The same numbers up to
@@ -658,11 +676,12 @@ class NeuralGraphGNN(NeuralGraphInputs):
         """``[B, pooled]`` for ``nodes`` ``[B, N_g, F]`` (encoded) and ``weights`` ``[B * E_g, C]`` (raw, canonical
         order) of ``B`` networks of one architecture."""
         num_graphs = nodes.size(0)
+        fused = self.backend == "fused" and self.fusable
         edges = [
-            [self.encode_edges(raw) for raw in self._edge_inputs(weight)]
+            [self.encode_edges(raw, fused) for raw in self._edge_inputs(weight)]
             for weight in layout.weights(weights, num_graphs)
         ]
-        if self.backend == "fused" and self.fusable:
+        if fused:
             return self._pool_dense(layout, self._fused_rounds(layout, nodes, edges))
         for index, conv in enumerate(self.convs):
             nodes = conv.forward_dense(nodes, edges, layout)

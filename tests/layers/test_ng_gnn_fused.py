@@ -1,0 +1,139 @@
+"""The fused kernels of NeuralGraphGNN and its dense helpers against the torch operations they replace, in float64."""
+
+import math
+
+import pytest
+import torch
+
+from wsgraph.layers.neural_graph_dense import pairwise_extreme
+from wsgraph.layers.neural_graph_fused import fused_edge_update, fused_fourier_linear, fused_messages
+
+B, P, Q, F, FE = 3, 4, 5, 6, 7
+
+
+def leaves(*shapes, generator):
+    return [torch.randn(*shape, generator=generator, dtype=torch.float64).requires_grad_() for shape in shapes]
+
+
+def gradients(outputs, inputs, generator):
+    """The gradients of a random linear function of ``outputs`` (``None`` entries ignored)."""
+    loss = sum(
+        (output * torch.randn(output.shape, generator=generator, dtype=output.dtype)).sum()
+        for output in outputs
+        if output is not None
+    )
+    return torch.autograd.grad(loss, inputs)
+
+
+def reference_messages(edges, weight, bias, rows, cols, axis):
+    scale_shift = edges @ weight.t() + bias
+    hidden = rows.unsqueeze(2) + cols.unsqueeze(1)
+    messages = scale_shift[..., :F] * hidden + scale_shift[..., F:]
+    return messages.sum(axis), messages.square().sum(axis), messages.amin(axis), messages.amax(axis)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize("axis", [1, 2])
+def test_fused_messages_match_their_composition_with_gradients(axis, tied):
+    generator = torch.Generator().manual_seed(axis)
+    edges, weight, bias, rows, cols = leaves(
+        (B, P, Q, FE), (2 * F, FE), (2 * F,), (B, P, F), (B, Q, F), generator=generator
+    )
+    if tied:
+        # Equal edges and endpoints along the reduced axis: every extreme is a tie, whose gradient is shared.
+        with torch.no_grad():
+            edges.copy_(edges.narrow(axis, 0, 1).expand_as(edges))
+            (rows if axis == 1 else cols).copy_(
+                (rows if axis == 1 else cols)[:, :1].expand_as(rows if axis == 1 else cols)
+            )
+    inputs = (edges, weight, bias, rows, cols)
+    outputs = fused_messages(*inputs, axis, True, True)
+    expected = reference_messages(*inputs, axis)
+    for output, reference in zip(outputs, expected):
+        torch.testing.assert_close(output, reference, rtol=1e-12, atol=1e-12)
+    seed = torch.Generator().manual_seed(7)
+    for got, want in zip(
+        gradients(outputs, inputs, seed), gradients(expected, inputs, torch.Generator().manual_seed(7))
+    ):
+        torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("moments, extremes", [(True, False), (False, True)])
+def test_fused_messages_compute_only_what_is_asked(moments, extremes):
+    generator = torch.Generator().manual_seed(3)
+    inputs = leaves((B, P, Q, FE), (2 * F, FE), (2 * F,), (B, P, F), (B, Q, F), generator=generator)
+    total, squares, minimum, maximum = fused_messages(*inputs, 1, moments, extremes)
+    assert (total is not None, squares is not None) == (moments, moments)
+    assert (minimum is not None, maximum is not None) == (extremes, extremes)
+    expected = [
+        value if keep else None
+        for value, keep in zip(reference_messages(*inputs, 1), (moments, moments, extremes, extremes))
+    ]
+    outputs = [total, squares, minimum, maximum]
+    got = gradients(outputs, inputs, torch.Generator().manual_seed(4))
+    for gradient, reference in zip(got, gradients(expected, inputs, torch.Generator().manual_seed(4))):
+        torch.testing.assert_close(gradient, reference, rtol=1e-11, atol=1e-11)
+
+
+def test_fused_edge_update_matches_its_composition_with_gradients():
+    generator = torch.Generator().manual_seed(5)
+    inputs = leaves((B, P, Q, FE), (F, FE), (B, P, F), (B, Q, F), generator=generator)
+    edges, weight, rows, cols = inputs
+    output = fused_edge_update(*inputs)
+    expected = torch.nn.functional.silu(edges @ weight.t() + rows.unsqueeze(2) + cols.unsqueeze(1))
+    torch.testing.assert_close(output, expected, rtol=1e-12, atol=1e-12)
+    got = gradients([output], inputs, torch.Generator().manual_seed(6))
+    for gradient, reference in zip(got, gradients([expected], inputs, torch.Generator().manual_seed(6))):
+        torch.testing.assert_close(gradient, reference, rtol=1e-11, atol=1e-11)
+
+
+def test_fused_fourier_linear_matches_its_composition_with_gradients():
+    generator = torch.Generator().manual_seed(8)
+    raw = torch.randn(B, P, Q, 3, generator=generator, dtype=torch.float64)
+    frequencies = 2 * math.pi * torch.randn(16, 3, generator=generator, dtype=torch.float64)
+    weight, bias = leaves((F, 32), (F,), generator=generator)
+    output = fused_fourier_linear(raw, frequencies, weight, bias)
+    angles = raw @ frequencies.t()
+    expected = torch.cat([angles.cos(), angles.sin()], dim=-1) @ weight.t() + bias
+    assert output.shape == (B, P, Q, F)
+    torch.testing.assert_close(output, expected, rtol=1e-12, atol=1e-12)
+    got = gradients([output], (weight, bias), torch.Generator().manual_seed(9))
+    for gradient, reference in zip(got, gradients([expected], (weight, bias), torch.Generator().manual_seed(9))):
+        torch.testing.assert_close(gradient, reference, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("largest", [True, False])
+def test_pairwise_extreme_matches_torch_with_its_gradient_at_ties(largest):
+    generator = torch.Generator().manual_seed(10)
+    first, second = leaves((40,), (40,), generator=generator)
+    with torch.no_grad():
+        second[:10] = first[:10]
+    grad = torch.randn(40, generator=generator, dtype=torch.float64)
+    output = pairwise_extreme(first, second, largest)
+    expected = (torch.maximum if largest else torch.minimum)(first, second)
+    assert torch.equal(output, expected)
+    for got, want in zip(
+        torch.autograd.grad(output, (first, second), grad), torch.autograd.grad(expected, (first, second), grad)
+    ):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-15)
+
+
+def test_chunks_on_two_threads_give_the_one_thread_result_and_keep_the_thread_count(monkeypatch):
+    from wsgraph.layers import neural_graph_fused
+
+    monkeypatch.setattr(neural_graph_fused, "CHUNK_ELEMENTS", 1)  # one network per chunk
+    generator = torch.Generator().manual_seed(11)
+    inputs = leaves((B, P, Q, FE), (F, FE), (B, P, F), (B, Q, F), generator=generator)
+    previous = torch.get_num_threads()
+    results = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            output = fused_edge_update(*inputs)
+            results[threads] = (output, gradients([output], inputs, torch.Generator().manual_seed(12)))
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(results[1][0], results[2][0])
+    for one, two in zip(results[1][1], results[2][1]):
+        torch.testing.assert_close(one, two, rtol=0, atol=1e-13)

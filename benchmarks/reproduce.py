@@ -356,6 +356,15 @@ def steps(profile: Profile, data: Path, docs: Path) -> dict[str, list[list[str]]
     return plan
 
 
+def inside_root(path: Path) -> Path:
+    """``path`` relative to the repository root when it lies inside it: every step runs
+    there, so the commands that the tables print are the same on every machine."""
+    try:
+        return path.resolve().relative_to(ROOT)
+    except ValueError:
+        return path
+
+
 def run_step(argv: list[str], log: Path) -> float:
     command = [sys.executable, "-m", "wsgraph", *argv]
     print(f"$ wsgraph {shlex.join(argv)}", flush=True)
@@ -491,15 +500,15 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [task for task in tasks if task not in TASKS + SEED_TASKS]
     if unknown:
         parser.error(f"unknown task {unknown[0]!r}; choose from {', '.join(TASKS + SEED_TASKS)}")
-    data = args.data / profile.name
-    plan = steps(profile, data, args.docs)
+    data = inside_root(args.data / profile.name)
+    plan = steps(profile, data, inside_root(args.docs))
     if not args.index_only:
         if "mnist" not in tasks:
             for task in set(tasks) & set(ON_MNIST_INRS):
                 plan[task] = plan["mnist"][:1] + plan[task]
         for task in tasks:
             for step in plan[task]:
-                run_step(step, data / "logs" / f"{task}.log")
+                run_step(step, ROOT / data / "logs" / f"{task}.log")
     write_index(args.docs, args.docs.parent / "results.md")
     return 0
 

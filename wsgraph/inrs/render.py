@@ -51,21 +51,35 @@ def render_inr(
           coordinates :math:`(P, d_0)` or :math:`(B, P, d_0)`
         - **output:** :math:`(B, P, d_M)`
     """
+    data, names, uniform = _prepare(data, coords, activation, "render_inr")
+    if uniform is not None:
+        weights, biases = uniform
+        return _evaluate(weights, biases, coords, names[0]) + output_offset
+    return _render_mixed(data, coords, names) + output_offset
+
+
+def _prepare(
+    data: Data, coords: Tensor, activation: str | None, caller: str
+) -> tuple[Data, list[str], tuple[list[Tensor], list[Tensor]] | None]:
+    """What both evaluators start with: the graph with its edges sorted, each network's
+    activation name, and, when the batch is one architecture with one activation, its
+    weights and biases as dense one-channel views (``None`` otherwise). Refuses graphs
+    that are not one-channel and coordinates for another number of networks."""
     count = num_networks(data)
     names = _activation_names(data, activation, count)
     data = sort_edges(data)
     if data.edge_attr is None or data.edge_attr.size(-1) != 1:
         channels = None if data.edge_attr is None else data.edge_attr.size(-1)
-        raise ValueError(f"render_inr evaluates one-channel graphs (weights as edge features), got {channels} channels")
+        raise ValueError(f"{caller} evaluates one-channel graphs (weights as edge features), got {channels} channels")
     if coords.dim() == 3 and coords.size(0) != count:
         raise ValueError(f"got coordinates for {coords.size(0)} networks, the batch has {count}")
     widths = data.layer_widths
-    if bool((widths == widths[:1]).all()) and len(set(names)) == 1:
-        dense = to_dense_weights(data)
-        weights = [w.squeeze(-1) for w in dense.weights]
-        biases = [b.squeeze(-1) for b in dense.biases]
-        return _evaluate(weights, biases, coords, names[0]) + output_offset
-    return _render_mixed(data, coords, names) + output_offset
+    if not (bool((widths == widths[:1]).all()) and len(set(names)) == 1):
+        return data, names, None
+    dense = to_dense_weights(data)
+    weights = [w.squeeze(-1) for w in dense.weights]
+    biases = [b.squeeze(-1) for b in dense.biases]
+    return data, names, (weights, biases)
 
 
 def _activation_names(data: Data, activation: str | None, count: int) -> list[str]:
@@ -157,21 +171,9 @@ def neuron_values(data: Data, coords: Tensor, activation: str | None = None) -> 
     Returns:
         ``[N, P]``, one row per neuron (``N = data.num_nodes``).
     """
-    count = num_networks(data)
-    names = _activation_names(data, activation, count)
-    data = sort_edges(data)
-    if data.edge_attr is None or data.edge_attr.size(-1) != 1:
-        channels = None if data.edge_attr is None else data.edge_attr.size(-1)
-        raise ValueError(
-            f"neuron_values evaluates one-channel graphs (weights as edge features), got {channels} channels"
-        )
-    if coords.dim() == 3 and coords.size(0) != count:
-        raise ValueError(f"got coordinates for {coords.size(0)} networks, the batch has {count}")
-    widths = data.layer_widths
-    if bool((widths == widths[:1]).all()) and len(set(names)) == 1:
-        dense = to_dense_weights(data)
-        weights = [w.squeeze(-1) for w in dense.weights]
-        biases = [b.squeeze(-1) for b in dense.biases]
+    data, names, uniform = _prepare(data, coords, activation, "neuron_values")
+    if uniform is not None:
+        weights, biases = uniform
         layers = _evaluate_layers(weights, biases, coords, names[0])
         # [B, P, N_g] with the neurons of a network in node order, then one row per neuron.
         return torch.cat(layers, dim=2).transpose(1, 2).reshape(-1, coords.size(-2))

@@ -155,11 +155,18 @@ class NeuralGraphConv(MessagePassing):
         for module in (self.edge_encoder, self.pre, self.post, self.lin):
             module.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
-        # pre acts on [x_target; x_source(; edge)]: split it into its per-block maps.
+    def endpoint_parts(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``pre``'s maps of the node states ``x`` as a message's target and as its source.
+
+        ``pre`` acts on ``[x_target; x_source(; edge)]``, so a message's pre-activation is the
+        sum of the two per-node products (and the edge's part): they are computed once per
+        node, not once per edge.
+        """
         blocks = self.pre.weight.split(self.channels, dim=1)
-        target_part = nn.functional.linear(x, blocks[0], self.pre.bias)
-        source_part = nn.functional.linear(x, blocks[1])
+        return nn.functional.linear(x, blocks[0], self.pre.bias), nn.functional.linear(x, blocks[1])
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+        target_part, source_part = self.endpoint_parts(x)
         aggregated = self.propagate(
             edge_index, target_part=target_part, source_part=source_part, edge_attr=edge_attr, size=None
         )
@@ -184,9 +191,7 @@ class NeuralGraphConv(MessagePassing):
         """The same convolution on networks of one architecture: ``x`` ``[B, N_g, F]``, ``edges[l - 1][d]``
         ``[B, d_{l-1}, d_l, F_e]`` per weight layer and direction (see :class:`DenseNetworks`); returns
         ``[B, N_g, F]``."""
-        blocks = self.pre.weight.split(self.channels, dim=1)
-        target_part = layout.split(nn.functional.linear(x, blocks[0], self.pre.bias))
-        source_part = layout.split(nn.functional.linear(x, blocks[1]))
+        target_part, source_part = (layout.split(part) for part in self.endpoint_parts(x))
         moments, extremes = self.aggregator_needs
         incoming: list[list[NeighbourhoodStatistics]] = [[] for _ in layout.widths]
         for layer, states in enumerate(edges, start=1):
@@ -700,13 +705,10 @@ class NeuralGraphGNN(NeuralGraphInputs):
         encoder and edge update's ``lin_edge``) is linear: the edges carry ``SiLU(...)`` instead, and
         ``lin_out`` is folded into those maps' 32 x 32 weights, which saves one product per edge and round.
         """
-        channels = self.hidden_channels
         previous_out: nn.Linear | None = None
         for index, conv in enumerate(self.convs):
             film_weight, film_bias = _fold(conv.edge_encoder, previous_out)
-            blocks = conv.pre.weight.split(channels, dim=1)
-            target_part = layout.split(nn.functional.linear(nodes, blocks[0], conv.pre.bias))
-            source_part = layout.split(nn.functional.linear(nodes, blocks[1]))
+            target_part, source_part = (layout.split(part) for part in conv.endpoint_parts(nodes))
             moments, extremes = conv.aggregator_needs
             incoming: list[list[NeighbourhoodStatistics]] = [[] for _ in layout.widths]
             for layer, states in enumerate(edges, start=1):

@@ -44,6 +44,18 @@ def interrupt_during_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
         ("mlp-aug", {"dropout": 0.2, "augment": ("scale",)}),  # batch norm, dropout, two augmentation streams
         ("dwsnet", {"dropout": 0.1, "patience": 3, "augment": ("published",)}),  # the published augmentations
         ("dwsnet", {"schedule": "constant", "amsgrad": True, "patience": 0}),  # DWSNets' own trainer
+        # The Neural Graphs trainer: warmup, then a constant rate; AMSGrad; gradient clipping; dropout.
+        (
+            "ng-gnn",
+            {
+                "schedule": "warmup-constant",
+                "warmup_steps": 7,
+                "amsgrad": True,
+                "clip_grad_norm": 0.5,
+                "dropout": 0.2,
+                "augment": ("published",),
+            },
+        ),
     ],
 )
 def test_resume_continues_bitwise(
@@ -99,6 +111,41 @@ def test_the_constant_schedule_keeps_the_rate_and_amsgrad_keeps_its_maximum(
     assert [row["lr"] for row in checkpoint["history"]] == [3e-3, 3e-3]
     assert checkpoint["optimizer"]["param_groups"][0]["amsgrad"] is True
     assert all("max_exp_avg_sq" in state for state in checkpoint["optimizer"]["state"].values())
+
+
+def test_the_warmup_constant_schedule_warms_up_then_keeps_the_rate(classification_root: Path, tmp_path: Path) -> None:
+    config = tiny_config(
+        classification_root, tmp_path / "run", "mlp", epochs=3, lr=3e-3, schedule="warmup-constant", warmup_steps=7
+    )
+    train(config)
+    checkpoint = load_run_checkpoint(tmp_path / "run" / "last.pt")
+    steps_per_epoch = checkpoint["scheduler"]["last_epoch"] // 3
+    assert steps_per_epoch == 5  # 40 training networks, batches of 8
+    # The rate each epoch ends on: after 5 steps (6/7 of it, the 6th step's), then the full rate.
+    assert [row["lr"] for row in checkpoint["history"]] == pytest.approx([3e-3 * 6 / 7, 3e-3, 3e-3], rel=1e-12)
+
+
+def test_gradient_clipping_bounds_every_steps_gradient(
+    classification_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = torch.nn.utils.clip_grad_norm_
+    seen: list[tuple[float, float]] = []
+
+    def recording(parameters, max_norm, *args, **kwargs):
+        parameters = list(parameters)
+        before = float(real(parameters, max_norm, *args, **kwargs))
+        after = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in parameters if p.grad is not None])))
+        seen.append((before, after))
+        return before
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording)
+    train(tiny_config(classification_root, tmp_path / "clipped", "dwsnet", epochs=2, clip_grad_norm=0.01))
+    assert len(seen) == 10  # every step of both epochs
+    assert all(after <= 0.01 * (1 + 1e-5) for _, after in seen)
+    assert any(before > 0.01 for before, _ in seen)  # clipping did change the steps
+    seen.clear()
+    train(tiny_config(classification_root, tmp_path / "unclipped", "dwsnet", epochs=2))
+    assert seen == []
 
 
 def test_published_augmentations_expand_in_the_published_order(classification_root: Path, tmp_path: Path) -> None:

@@ -30,7 +30,8 @@ COMPILABLE_MODELS = ("dwsnet", "dwsnet-dense")
 TASKS = ("classify", "regress", "dilate")
 LOADERS = ("auto", "stacked", "pyg")
 # "constant" is the DWSNets trainer's (experiments/*/trainer.py): no warmup, no decay.
-SCHEDULES = ("warmup-cosine", "constant")
+# "warmup-constant" is the Neural Graphs trainer's (WarmupLRScheduler): linear warmup, then constant.
+SCHEDULES = ("warmup-cosine", "warmup-constant", "constant")
 AUGMENTATIONS = ("permute", "translate", "rotate", "shift", "dropout", "scale")
 # The DWSNets INR classification recipe's augmentations, in its order (experiments/data.py).
 PUBLISHED_AUGMENTATIONS = ("translate", "rotate", "shift", "dropout", "scale")
@@ -110,7 +111,8 @@ class TrainConfig:
     amsgrad: bool = setting(False, "AdamW's AMSGrad variant, as DWSNets trains", "optimisation")
     schedule: str = setting(
         "warmup-cosine",
-        "learning rate: warmup-cosine (default: linear warmup, cosine decay to 0) or constant (DWSNets' trainer)",
+        "learning rate: warmup-cosine (default: linear warmup, cosine decay to 0), warmup-constant (linear "
+        "warmup, then constant: the Neural Graphs trainer) or constant (DWSNets' trainer)",
         "optimisation",
         default_text="",
         choices=SCHEDULES,
@@ -120,6 +122,13 @@ class TrainConfig:
     )
     warmup_epochs: float | None = setting(
         None, "linear warmup, in epochs", "optimisation", default_text="", exclusive="warmup"
+    )
+    clip_grad_norm: float | None = setting(
+        None,
+        "clip the gradient's norm over all parameters to this value before each step (Neural Graphs: 10)",
+        "optimisation",
+        default_text="off",
+        metavar="NORM",
     )
     hidden_channels: int | None = setting(
         None,
@@ -231,6 +240,12 @@ class TrainConfig:
             "weight-decay",
             self.weight_decay,
             "a finite number >= 0",
+        )
+        _check(
+            self.clip_grad_norm is None or (math.isfinite(self.clip_grad_norm) and self.clip_grad_norm > 0),
+            "clip-grad-norm",
+            self.clip_grad_norm,
+            "a positive finite number",
         )
         _check(0 <= self.dropout < 1, "dropout", self.dropout, "in [0, 1)")
         _check(self.probe_features >= 0, "probe-features", self.probe_features, "at least 0 (0: none)")

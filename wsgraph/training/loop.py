@@ -97,6 +97,7 @@ def train_epoch(
     context: DistributedContext,
     description: str = "train",
     progress: bool = True,
+    clip_grad_norm: float | None = None,
 ) -> EpochResult:
     """Train ``model`` for one pass over ``loader``; one optimiser and scheduler step per batch.
 
@@ -118,6 +119,8 @@ def train_epoch(
         context: this process's rank and the world size.
         description: the progress bar's label.
         progress: show a progress bar with the running loss and networks/s.
+        clip_grad_norm: if given, the gradient of all parameters together is scaled down
+            to at most this norm before each step (after unscaling a float16 loss scale).
 
     Returns:
         The mean loss and the networks trained on, over all processes, the seconds taken,
@@ -139,6 +142,10 @@ def train_epoch(
         loss = losses.sum() * (context.world_size / global_size)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        if clip_grad_norm is not None:
+            # The scaler's own step skips a step with non-finite gradients after this, as without clipping.
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()

@@ -52,7 +52,7 @@ from wsgraph.training.regression import (
     write_predictions,
 )
 from wsgraph.training.run_checkpoints import BEST, LAST, load_run_checkpoint, save_run_checkpoint
-from wsgraph.training.schedule import constant_rate, warmup_cosine, warmup_steps_for
+from wsgraph.training.schedule import constant_rate, warmup_constant, warmup_cosine, warmup_steps_for
 from wsgraph.training.tasks import ReferencePredictor, Regression, make_task
 from wsgraph.training.trained import NormalizedModel, statistics_from_dict, statistics_to_dict
 
@@ -178,6 +178,8 @@ class _Run:
         if config.schedule == "constant":
             warmup = 0
             self.scheduler = constant_rate(self.optimizer)
+        elif config.schedule == "warmup-constant":
+            self.scheduler = warmup_constant(self.optimizer, warmup)
         else:
             self.scheduler = warmup_cosine(self.optimizer, warmup, total_steps)
         self.scaler = self.precision.grad_scaler()
@@ -334,6 +336,7 @@ class _Run:
                 self.context,
                 description=f"epoch {epoch + 1}/{config.epochs}",
                 progress=show,
+                clip_grad_norm=config.clip_grad_norm,
             )
             if result.first_non_finite_step is not None:
                 self._stop_non_finite("training", result.first_non_finite_step)

@@ -1,4 +1,5 @@
-"""The learning-rate schedules: linear warmup then cosine decay to zero (default), or constant."""
+"""The learning-rate schedules: linear warmup then cosine decay to zero (default), linear warmup then
+constant, or constant."""
 
 from __future__ import annotations
 
@@ -38,9 +39,23 @@ def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int) -> floa
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def warmup_constant_factor(step: int, warmup_steps: int) -> float:
+    """The multiplier after ``step`` optimiser steps: :math:`(s + 1) / w` while :math:`s < w`, then 1.
+
+    The Neural Graphs trainer's schedule (their ``WarmupLRScheduler``, whose step count
+    starts at 1), so its first step, too, uses :math:`1/w` of the rate.
+    """
+    return (step + 1) / warmup_steps if step < warmup_steps else 1.0
+
+
 def warmup_cosine(optimizer: Optimizer, warmup_steps: int, total_steps: int) -> LambdaLR:
     """A scheduler stepped once per optimiser step. Its state is the step count, so it resumes exactly."""
     return LambdaLR(optimizer, lambda step: warmup_cosine_factor(step, warmup_steps, total_steps))
+
+
+def warmup_constant(optimizer: Optimizer, warmup_steps: int) -> LambdaLR:
+    """Linear warmup, then the base learning rate for good; stepped once per optimiser step."""
+    return LambdaLR(optimizer, lambda step: warmup_constant_factor(step, warmup_steps))
 
 
 def constant_rate(optimizer: Optimizer) -> LambdaLR:

@@ -44,7 +44,8 @@ def test_info_json_on_a_saved_module(tmp_path, capsys):
     assert info["kind"] == "saved module Sequential"
     assert info["activation"] == "tanh"
     assert info["widths"] == [3, 5, 2]
-    assert info["signature"] == {"num_layers": 2, "in_dim": 3, "out_dim": 2}
+    # "num_layers" is the old name of "num_weight_layers", kept for one release.
+    assert info["signature"] == {"num_weight_layers": 2, "num_layers": 2, "in_dim": 3, "out_dim": 2}
     assert info["num_params"] == 3 * 5 + 5 + 5 * 2 + 2
     assert [layer["edges"] for layer in info["layers"]] == [15, 10]
     assert [layer["nodes"] for layer in info["layers"]] == [5, 2]

@@ -119,3 +119,33 @@ def test_the_old_layer_count_property_still_reads_with_a_warning() -> None:
     spec = wsgraph.WeightSpaceSpec((2, 5, 3, 1))
     with pytest.warns(DeprecationWarning, match=r"WeightSpaceSpec.num_layers is deprecated.*use .num_weight_layers"):
         assert spec.num_layers == spec.num_weight_layers == 3
+
+
+def test_the_old_layer_count_keyword_of_the_dense_terms_and_the_neural_graph_inputs_warns() -> None:
+    from wsgraph.layers.dense_reference import dws_terms
+    from wsgraph.layers.neural_graph import NeuralGraphInputs
+
+    with pytest.warns(DeprecationWarning, match=r"dws_terms\(num_layers=...\) is deprecated.*num_weight_layers="):
+        assert dws_terms(num_layers=3) == dws_terms(num_weight_layers=3)
+    arguments = dict(
+        in_dim=2, out_dim=1, in_channels=1, edge_features=3, node_channels=8, edge_channels=8, fourier_features=4,
+        fourier_sigma=3.0, encoder_layers=1, positional=True, probe_features=0, probe_statistics=None, act="silu",
+    )  # fmt: skip
+    with pytest.warns(DeprecationWarning, match=r"NeuralGraphInputs\(num_layers=...\) is deprecated"):
+        old = NeuralGraphInputs(num_layers=3, **arguments)
+    new = NeuralGraphInputs(num_weight_layers=3, **arguments)
+    assert old.position.num_weight_layers == new.position.num_weight_layers == 3
+
+
+@pytest.mark.parametrize("old", ["--num-dws-layers", "--num-rounds"])
+def test_an_old_option_spelling_sets_the_setting_and_says_so(old: str, capsys: pytest.CaptureFixture) -> None:
+    from wsgraph.cli.main import build_parser
+
+    args = build_parser().parse_args(["train", old, "3"])
+    assert args.depth == 3
+    assert (
+        capsys.readouterr().err
+        == f"wsgraph train: {old} is deprecated and will be removed in the next release; use --depth\n"
+    )
+    args = build_parser().parse_args(["train", "--depth", "3"])
+    assert args.depth == 3 and capsys.readouterr().err == ""

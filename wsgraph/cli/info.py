@@ -85,7 +85,13 @@ def describe_checkpoint(path: str | os.PathLike, *, trust_pickles: bool = False)
         "path": str(path),
         "kind": kind,
         "widths": list(spec.widths),
-        "signature": {"num_layers": spec.num_weight_layers, "in_dim": spec.in_dim, "out_dim": spec.out_dim},
+        # "num_layers" is the key's old name, kept for one release for scripts that read it.
+        "signature": {
+            "num_weight_layers": spec.num_weight_layers,
+            "num_layers": spec.num_weight_layers,
+            "in_dim": spec.in_dim,
+            "out_dim": spec.out_dim,
+        },
         "num_params": network_parameter_count(spec, has_bias),
         "num_nodes": spec.num_nodes,
         "num_edges": spec.num_edges,
@@ -134,7 +140,7 @@ def format_info(info: dict[str, Any]) -> str:
         f"file        {shown_path(info['path'])}",
         f"content     {info['kind']}",
         f"widths      {'-'.join(map(str, info['widths']))}{_kernels_text(info)}",
-        f"signature   M={signature['num_layers']} weight layers, d_0={signature['in_dim']}, d_M={signature['out_dim']}",
+        f"signature   M={signature['num_weight_layers']} weight layers, d_0={signature['in_dim']}, d_M={signature['out_dim']}",
         f"parameters  {info['num_params']} ({weights} weights, {info['num_params'] - weights} biases)",
         f"graph       {info['num_nodes']} nodes, {info['num_edges']} edges",
         f"biases      {bias_text}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,22 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                 exclusive[meta["exclusive"]] = group.add_mutually_exclusive_group()
             group = exclusive[meta["exclusive"]]
         flag = "--" + item.name.replace("_", "-")
-        group.add_argument(flag, *meta["aliases"], dest=item.name, help=_help(item), **_parsing(item))
+        parsing = _parsing(item)
+        if meta["aliases"]:
+            parsing["action"] = _OldSpelling
+        group.add_argument(flag, *meta["aliases"], dest=item.name, help=_help(item), **parsing)
+
+
+class _OldSpelling(argparse._StoreAction):
+    """Stores the value as usual; an old spelling of the option (a setting's alias) also says it is deprecated."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        current = self.option_strings[0]
+        if option_string is not None and option_string != current:
+            sys.stderr.write(
+                f"{parser.prog}: {option_string} is deprecated and will be removed in the next release; use {current}\n"
+            )
+        super().__call__(parser, namespace, values, option_string)
 
 
 def _help(item: dataclasses.Field) -> str:

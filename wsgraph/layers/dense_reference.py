@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from wsgraph.deprecation import renamed_kwargs
+
 if TYPE_CHECKING:
     from wsgraph.layers.cnn_dws import CNNDWSLayer
     from wsgraph.layers.dws import DWSLayer
@@ -113,6 +115,7 @@ def fixed_layers(name: str, num_weight_layers: int) -> tuple[int, ...]:
     return tuple(k for k in neuron_layers(name) if not is_hidden(k, num_weight_layers))
 
 
+@renamed_kwargs(num_layers="num_weight_layers")
 def dws_terms(num_weight_layers: int) -> list[Term]:
     """Every term of the layer: for each target, each source and each subset of their shared hidden layers."""
     if not 1 <= num_weight_layers < len(NEURON_INDICES):

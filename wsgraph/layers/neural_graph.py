@@ -326,6 +326,7 @@ class NeuralGraphEdgeUpdate(nn.Module):
         ]
 
 
+@renamed_kwargs(num_layers="num_weight_layers")
 class NeuralGraphInputs(nn.Module):
     r"""What the Neural Graphs models share: the encoding of a network's weights and
     biases into edge and node states, and the readout head.

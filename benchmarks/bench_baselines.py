@@ -15,14 +15,15 @@ network's neurons: its cost and memory grow with the square of the neurons per n
 Each model takes one untimed warm-up step, then ``--steps`` timed ones; networks/s is
 from the best step (the machine may be shared: the load average before and after each
 model is recorded), the median is reported too. Peak memory is the growth of the
-process's peak resident size over the steps. ``--profile`` adds the operators that took
+process's peak resident size over the steps (on ``--device cuda``: the device's peak
+allocation, and the steps are timed to the device's end). ``--profile`` adds the operators that took
 the most CPU time over 2 more steps.
 
 Like the ``wsgraph`` commands, every process first tunes glibc's allocator
 (``wsgraph.runtime.tune_cpu_allocator``); ``--default-malloc`` keeps glibc's defaults.
 
 Run: ``python benchmarks/bench_baselines.py [--models ng-gnn,dwsnet] [--batch-size 512] [--widths 2-32-32-1]
-[--steps 3] [--threads N] [--profile] [--out FILE] [--default-malloc]``
+[--steps 3] [--threads N] [--device cuda] [--profile] [--out FILE] [--default-malloc]``
 Prints a markdown table and writes JSON (default ``benchmarks/results/baselines_<hostname>.json``).
 """
 
@@ -72,14 +73,16 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
 
     if config["threads"]:
         torch.set_num_threads(config["threads"])
+    device = torch.device(config["device"])
     spec = WeightSpaceSpec(tuple(config["widths"]))
-    batch = random_batch(spec, config["batch_size"])
+    batch = random_batch(spec, config["batch_size"]).to(device)
     name = config["model"]
     torch.manual_seed(0)
     backend = next((suffix for suffix in BACKEND_SUFFIXES if name.endswith(suffix)), None)
     model = build_model(model_spec(name.removesuffix(backend or ""), "classify", [spec], NUM_CLASSES))
     if backend is not None:
         model.backend = backend.removeprefix("-")
+    model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
 
@@ -89,15 +92,23 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
         loss.backward()
         optimizer.step()
 
+    cuda = device.type == "cuda"
+    sync = (lambda: torch.cuda.synchronize(device)) if cuda else None
     load_before = load_average()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    seconds = time_calls(step, config["steps"])
-    peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds = time_calls(step, config["steps"], sync=sync)
+    if cuda:  # the device's peak allocation, not the host's
+        peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
     timing = summarize(seconds)
     return {
         **config,
         "tuned_allocator": tuned,
         "torch_threads": torch.get_num_threads(),
+        "device_name": torch.cuda.get_device_name(device) if cuda else "cpu",
         "parameters": sum(p.numel() for p in model.parameters()),
         **timing,
         "networks_per_s": config["batch_size"] / timing["min_s"],
@@ -185,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--profile", action="store_true", help=f"also profile {PROFILED_STEPS} steps per model")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu or cuda[:N] (default: cpu); on CUDA, peak MB is the device's"
+    )
     add_common_flags(parser, "baselines")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -205,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": args.batch_size,
             "steps": args.steps,
             "threads": args.threads,
+            "device": args.device,
             "tuned_allocator": tuned,
             "profile": args.profile,
         }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU check of wsgraph in one timed run, for a machine with one CUDA device:
+# Every GPU check of wsgraph in one timed run, for a machine with one CUDA device.
+# CHECK=published (the default) runs:
 #   1. the CUDA tests (CPU == CUDA agreement of DWSNet, dataset moves, device resolution);
 #   2. fit all 70,000 Fashion-MNIST INRs with the published recipe on the GPU (timed);
 #   3. the full-size Fashion-MNIST benchmark (DWSNet, MLP, MLP + permutation augmentation;
@@ -10,6 +11,15 @@
 # script ends in time and keeps what finished. Measured on one H200 (torch 2.11.0+cu130):
 # set-up 17 s, tests 16 s, fit 109 s, DWSNet 201 s (62 epochs), the MLPs about 110 s, the
 # layer benchmark about 50 s, the fitting-step benchmark 21 s: give the run a 590 s limit.
+#
+# CHECK=ng runs what the Neural Graphs GNN (ng-gnn) needs, for a later loan:
+#   1. the baselines' training-step benchmark on CUDA (ng-gnn on its three backends, DWSNet);
+#   2. fit all 70,000 MNIST INRs with the released recipe on the GPU;
+#   3. ng-gnn with its authors' recipe on them (the command of `benchmarks/reproduce.py
+#      --profile gpu --tasks mnist-ng`), for what is left of the budget; a run cut short
+#      keeps its per-epoch metrics and its last.pt (about 1 MB) in $OUT/results.tgz.
+# Not yet measured on a GPU: give it the same 590 s limit.
+#
 # Small results (tables, JSON, CSV, plots, logs) are packed after every step into
 # $OUT/results.tgz; the fitted INRs and checkpoints stay in $WORK on the machine.
 #
@@ -19,6 +29,7 @@
 # data/gpu-carry/{mnist,fashion-mnist}; copy the four idx .gz files of each there and carry
 # that folder, since only the checkout travels). A smoke run on the CPU:
 #   DEVICE=cpu LIMIT=64 EPOCHS=2 BUDGET=300 OUT=/tmp/gpu-smoke bash benchmarks/gpu_check.sh
+#   CHECK=ng DEVICE=cpu LIMIT=64 EPOCHS=2 BASELINES_BATCH=16 BUDGET=300 OUT=/tmp/gpu-smoke-ng bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu-check}
@@ -28,7 +39,8 @@ FASHION_ROOT=${FASHION_ROOT:-data/gpu-carry/fashion-mnist}
 PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}
 BUDGET=${BUDGET:-560}
-EPOCHS=${EPOCHS:-100}
+CHECK=${CHECK:-published}
+EPOCHS=${EPOCHS:-}
 LIMIT=${LIMIT:-}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 limit_flags=()
@@ -40,7 +52,8 @@ status=0
 pack() {
   # Small files only: the per-epoch metrics and results of every run, never checkpoints.
   if [ -d "$WORK/runs" ]; then
-    (cd "$WORK/runs" && find . \( -name metrics.csv -o -name result.json \) -print0 |
+    # ng-gnn's last.pt is small and lets a later loan see where a cut run stood.
+    (cd "$WORK/runs" && find . \( -name metrics.csv -o -name result.json -o -path "*mnist-ng*/last.pt" \) -print0 |
       while IFS= read -r -d '' file; do mkdir -p "$RESULTS/runs/$(dirname "$file")"; cp "$file" "$RESULTS/runs/$file"; done)
   fi
   tar czf "$OUT/results.tgz.part" -C "$WORK" results && mv "$OUT/results.tgz.part" "$OUT/results.tgz"
@@ -67,6 +80,21 @@ step() {
 }
 
 step environment 30 bash -c "$PY -c 'import torch, torch_geometric, wsgraph; print(torch.__version__, torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name(0), torch_geometric.__version__, wsgraph.__file__)'; nproc; nvidia-smi -L || true"
+
+if [ "$CHECK" = ng ]; then
+  step bench-baselines 60 $PY benchmarks/bench_baselines.py --models ng-gnn,ng-gnn-dense,ng-gnn-scatter,dwsnet \
+    --device "$DEVICE" --steps 5 --batch-size "${BASELINES_BATCH:-512}" --out "$RESULTS/baselines_gpu.json"
+  step fit-mnist 240 $PY -m wsgraph fit-inrs --source mnist --root "$MNIST_ROOT" --out "$WORK/mnist-inrs" --dilated \
+    --device "$DEVICE" --no-progress "${limit_flags[@]}"
+  cp "$WORK/mnist-inrs/summary.json" "$RESULTS/mnist-fit-summary.json" 2>/dev/null
+  # The recipe is benchmarks/reproduce.py's NEURAL_GRAPHS_RECIPE; a later --epochs (EPOCHS) overrides its 200.
+  read -r -a recipe < <($PY -c "import sys; sys.path.insert(0, 'benchmarks'); import reproduce; print(' '.join(reproduce.NEURAL_GRAPHS_RECIPE))")
+  [ -n "$EPOCHS" ] && recipe+=(--epochs "$EPOCHS")
+  step bench-mnist-ng $((BUDGET - SECONDS - 15)) $PY -m wsgraph bench --data "$WORK/mnist-inrs" --models ng-gnn \
+    --out "$RESULTS/gpu-mnist-ng.md" --runs-dir "$WORK/runs/mnist-ng" "${recipe[@]}" --device "$DEVICE" --no-progress
+  pack
+  exit $status
+fi
 step tests-cuda 60 $PY -m pytest -q -p no:cacheprovider tests/layers/test_cuda_agreement.py tests/test_runtime.py \
   tests/datasets/test_dataset.py -k "cuda or CUDA or runtime"
 step fit-fashion 240 $PY -m wsgraph fit-inrs --source fashion-mnist --root "$FASHION_ROOT" --out "$WORK/fashion-inrs" \
@@ -75,7 +103,7 @@ cp "$WORK/fashion-inrs/summary.json" "$RESULTS/fashion-fit-summary.json" 2>/dev/
 # The published protocol, as the full-cpu profile of benchmarks/reproduce.py runs it, on CUDA:
 # DWSNet first (the run that matters most), then the table of all three models (the finished
 # DWSNet run is reused, not retrained).
-bench_flags=(--data "$WORK/fashion-inrs" --runs-dir "$WORK/runs/fashion" --seeds 1 --epochs "$EPOCHS"
+bench_flags=(--data "$WORK/fashion-inrs" --runs-dir "$WORK/runs/fashion" --seeds 1 --epochs "${EPOCHS:-100}"
   --batch-size 512 --lr 0.005 --augment published --device "$DEVICE" --no-progress)
 # What the later steps need is kept back from the DWSNet run (about 200 s).
 step bench-fashion-dwsnet $((BUDGET - SECONDS - 200)) $PY -m wsgraph bench --models dwsnet --out "$RESULTS/gpu-fashion-dwsnet.md" "${bench_flags[@]}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import re
 import subprocess
@@ -149,3 +150,13 @@ def test_an_old_option_spelling_sets_the_setting_and_says_so(old: str, capsys: p
     )
     args = build_parser().parse_args(["train", "--depth", "3"])
     assert args.depth == 3 and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("command", ["train", "bench"])
+def test_the_help_marks_the_old_option_spellings_as_deprecated(command: str) -> None:
+    from wsgraph.cli.main import build_parser
+
+    parser = build_parser()
+    subparsers = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    depth = next(action for action in subparsers.choices[command]._actions if action.dest == "depth")
+    assert depth.help.endswith("; --num-dws-layers and --num-rounds are deprecated spellings of --depth")

@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a model (DWSNet, MLP or GNN baseline) on a weight-space dataset",
         description=(
             "Train one model on the train split of a dataset root (from 'wsgraph fit-inrs', 'fit-sines' or 'convert'), "
-            "with AdamW, linear warmup and cosine decay (or --schedule constant), early stopping on the validation split, and test the best "
+            "with AdamW, linear warmup and cosine decay (or --schedule warmup-constant or constant), early stopping on the "
+            "validation split, and test the best "
             "checkpoint. Writes to --out: last.pt (resumable), best.pt, metrics.csv, learning_curves.png, "
             "result.json. Under 'torchrun --nproc-per-node N -m wsgraph train ...' it trains with "
             "DistributedDataParallel; --batch-size stays the global batch."
@@ -92,7 +93,12 @@ def _help(item: dataclasses.Field) -> str:
     text, shown = item.metadata["help"], item.metadata["default_text"]
     if shown is None:
         shown = ("on" if item.default else "off") if isinstance(item.default, bool) else str(item.default)
-    return f"{text} (default: {shown})" if shown else text
+    text = f"{text} (default: {shown})" if shown else text
+    aliases = item.metadata["aliases"]
+    if aliases:  # argparse lists them beside the current name, as if they were its equals
+        verb = "are deprecated spellings" if len(aliases) > 1 else "is a deprecated spelling"
+        text += f"; {' and '.join(aliases)} {verb} of --{item.name.replace('_', '-')}"
+    return text
 
 
 def _parsing(item: dataclasses.Field) -> dict[str, Any]:

@@ -58,7 +58,9 @@ ALL_TASKS = TASKS + SEED_TASKS + NG_TASKS
 # steps then a constant rate, gradient norm clipped to 10, dropout 0.2, the DWSNets
 # augmentations. Where wsgraph differs: early stopping after 20 epochs without a better
 # validation accuracy (they run all 200 and keep the best-validation checkpoint, evaluated
-# every 1,000 steps rather than every epoch).
+# every 1,000 steps rather than every epoch); one seed (they run three); INRs fitted here
+# (they use DWSNets' INR files); ng-gnn's layer norm takes its statistics per network
+# (theirs pools them over the mini-batch; docs/baselines.md).
 NEURAL_GRAPHS_RECIPE = (
     "--epochs", "200", "--batch-size", "128", "--lr", "1e-3", "--weight-decay", "5e-4", "--amsgrad",
     "--schedule", "warmup-constant", "--warmup-steps", "1000", "--clip-grad-norm", "10", "--dropout", "0.2",

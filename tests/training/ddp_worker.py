@@ -27,11 +27,16 @@ from wsgraph.training.tasks import Classification
 
 # Seven networks: the two processes get parts of 4 and 3, so their losses need unequal weights.
 GLOBAL_BATCH = 7
+# Small enough that clipping scales the gradient down: it must see the whole global batch's gradient.
+CLIP_GRAD_NORM = 1e-3
 RUN_ARGUMENTS = ["--model", "dwsnet", "--epochs", "2", "--batch-size", "8", "--hidden-channels", "8", "--depth", "2"]
 
 
-def global_batch_gradients(root: str | Path, context: DistributedContext) -> tuple[dict[str, torch.Tensor], float]:
-    """The gradient (and mean loss) of DWSNet on the first global batch of ``root``'s train split."""
+def global_batch_gradients(
+    root: str | Path, context: DistributedContext, clip_grad_norm: float | None = None
+) -> tuple[dict[str, torch.Tensor], float]:
+    """The gradient (and mean loss) of DWSNet on the first global batch of ``root``'s train split,
+    clipped to norm ``clip_grad_norm`` when given."""
     data = open_training_data(root, "classify", log=False)
     data.train.rows = data.train.rows[:GLOBAL_BATCH]
     torch.manual_seed(0)
@@ -53,6 +58,7 @@ def global_batch_gradients(root: str | Path, context: DistributedContext) -> tup
         precision,
         context,
         progress=False,
+        clip_grad_norm=clip_grad_norm,
     )
     return {name: parameter.grad.clone() for name, parameter in model.named_parameters()}, result.loss
 
@@ -60,8 +66,9 @@ def global_batch_gradients(root: str | Path, context: DistributedContext) -> tup
 def main(root: str, out: str) -> None:
     context = setup("cpu")
     gradients, loss = global_batch_gradients(root, context)
+    clipped, _ = global_batch_gradients(root, context, clip_grad_norm=CLIP_GRAD_NORM)
     if context.is_main:
-        torch.save({"gradients": gradients, "loss": loss}, Path(out) / "ddp_gradients.pt")
+        torch.save({"gradients": gradients, "clipped": clipped, "loss": loss}, Path(out) / "ddp_gradients.pt")
     status = wsgraph_main(["train", "--data", root, "--out", str(Path(out) / "run"), "--no-progress", *RUN_ARGUMENTS])
     sys.exit(status)
 

@@ -40,6 +40,8 @@ PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}
 BUDGET=${BUDGET:-560}
 CHECK=${CHECK:-published}
+# A misspelt CHECK would otherwise spend the loan on the other check.
+case "$CHECK" in published | ng) ;; *) echo "gpu_check.sh: CHECK must be published or ng, got '$CHECK'" >&2; exit 2 ;; esac
 EPOCHS=${EPOCHS:-}
 LIMIT=${LIMIT:-}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -89,6 +91,8 @@ if [ "$CHECK" = ng ]; then
   cp "$WORK/mnist-inrs/summary.json" "$RESULTS/mnist-fit-summary.json" 2>/dev/null
   # The recipe is benchmarks/reproduce.py's NEURAL_GRAPHS_RECIPE; a later --epochs (EPOCHS) overrides its 200.
   read -r -a recipe < <($PY -c "import sys; sys.path.insert(0, 'benchmarks'); import reproduce; print(' '.join(reproduce.NEURAL_GRAPHS_RECIPE))")
+  # Without it, bench would train ng-gnn with wsgraph's own recipe under the recipe's name.
+  [ "${#recipe[@]}" -gt 0 ] || { echo "gpu_check.sh: could not read NEURAL_GRAPHS_RECIPE from benchmarks/reproduce.py" >&2; exit 1; }
   [ -n "$EPOCHS" ] && recipe+=(--epochs "$EPOCHS")
   step bench-mnist-ng $((BUDGET - SECONDS - 15)) $PY -m wsgraph bench --data "$WORK/mnist-inrs" --models ng-gnn \
     --out "$RESULTS/gpu-mnist-ng.md" --runs-dir "$WORK/runs/mnist-ng" "${recipe[@]}" --device "$DEVICE" --no-progress

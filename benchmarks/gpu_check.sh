@@ -17,7 +17,7 @@
 #   2. fit all 70,000 MNIST INRs with the released recipe on the GPU;
 #   3. ng-gnn with its authors' recipe on them (the command of `benchmarks/reproduce.py
 #      --profile gpu --tasks mnist-ng`), for what is left of the budget; a run cut short
-#      keeps its per-epoch metrics and its last.pt (about 1 MB) in $OUT/results.tgz.
+#      keeps its per-epoch metrics and its last.pt (about 1.6 MB with AMSGrad) in $OUT/results.tgz.
 # Not yet measured on a GPU: give it the same 590 s limit.
 #
 # Small results (tables, JSON, CSV, plots, logs) are packed after every step into

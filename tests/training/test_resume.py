@@ -125,6 +125,15 @@ def test_the_warmup_constant_schedule_warms_up_then_keeps_the_rate(classificatio
     assert [row["lr"] for row in checkpoint["history"]] == pytest.approx([3e-3 * 6 / 7, 3e-3, 3e-3], rel=1e-12)
 
 
+def test_a_warmup_longer_than_the_run_is_pointed_out(classification_root: Path, tmp_path: Path, capsys) -> None:
+    train(tiny_config(classification_root, tmp_path / "long", "mlp", epochs=1, lr=1e-3, warmup_steps=100))
+    assert (
+        "note: the warmup (100 steps) is longer than the run (5 steps); the learning rate ends at 0.05 of --lr 0.001"
+    ) in capsys.readouterr().out
+    train(tiny_config(classification_root, tmp_path / "short", "mlp", epochs=1, lr=1e-3, warmup_steps=5))
+    assert "note:" not in capsys.readouterr().out
+
+
 def test_gradient_clipping_bounds_every_steps_gradient(
     classification_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -315,6 +315,12 @@ class _Run:
             f"{len(self.loaders['train'])} steps/epoch, "
             f"{warmup} warmup steps{resumed}"
         )
+        total_steps = self.config.epochs * len(self.loaders["train"])
+        if warmup > total_steps:
+            tqdm.write(
+                f"wsgraph train: note: the warmup ({warmup} steps) is longer than the run ({total_steps} steps); "
+                f"the learning rate ends at {total_steps / warmup:.3g} of --lr {self.config.lr:g}"
+            )
 
     # -- training ---------------------------------------------------------------------
 

@@ -154,6 +154,21 @@ def _profile(step, steps: int) -> list[dict[str, Any]]:
     ]
 
 
+def check_device(name: str) -> None:
+    """Raise a ``ValueError`` unless ``name`` is a device of this machine (checked before any model's
+    subprocess starts, so that a typo does not fail every model one by one)."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError("unknown device; expected cpu or cuda[:N]") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError("unsupported device; expected cpu or cuda[:N]")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA is not available on this machine")
+
+
 def run_in_subprocess(config: dict[str, Any]) -> dict[str, Any]:
     completed = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(config)], capture_output=True, text=True
@@ -208,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in args.models if name not in MODELS]
     if unknown:
         parser.error(f"unknown model {unknown[0]!r}; choose from {', '.join(MODELS)}")
+    try:
+        check_device(args.device)
+    except ValueError as error:
+        parser.error(f"--device {args.device}: {error}")
     widths = [int(part) for part in args.widths.split("-")]
     if min(args.batch_size, args.steps, *widths) < 1 or len(widths) < 2:
         parser.error("--batch-size, --steps and every width must be positive, with at least two widths")

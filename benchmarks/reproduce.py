@@ -20,9 +20,10 @@ One prepared script, two profiles:
 
 The tasks ``mnist-ng`` and ``fashion-ng`` (in no profile's default list; name them with
 ``--tasks``) train the Neural Graphs GNN (``ng-gnn``) on the same INRs with its authors'
-recipe (``NEURAL_GRAPHS_RECIPE`` below): 200 epochs of batches of 128, one seed. On this
-CPU an epoch of the 55,000 MNIST training INRs takes about 7 minutes at one thread
-(130-140 networks/s while another job holds the other core), so the run spans sessions;
+recipe (``NEURAL_GRAPHS_RECIPE`` below): up to 200 epochs of batches of 128, one seed.
+On this CPU an epoch of the 55,000 MNIST training INRs takes 7 to 9 minutes at one
+thread (106-137 networks/s in the first epochs, while another job held the other core),
+so the run spans sessions;
 ``benchmarks/gpu_check.sh`` with ``CHECK=ng`` runs it on a GPU.
 
 Every step is an ordinary ``wsgraph`` command (printed, logged and recorded with its

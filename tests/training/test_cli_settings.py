@@ -18,7 +18,7 @@ SETTING_FLAGS = {
     "--task", "--targets", "--max-train", "--epochs", "--batch-size", "--lr", "--weight-decay", "--amsgrad",
     "--no-amsgrad", "--schedule", "--warmup-steps", "--warmup-epochs", "--clip-grad-norm", "--patience", "--seed",
     "--augment",
-    "--hidden-channels", "--depth", "--num-dws-layers", "--num-rounds", "--readout", "--dropout",
+    "--hidden-channels", "--depth", "--num-dws-layers", "--num-rounds", "--readout", "--dropout", "--model-options",
     "--probe-features", "--device", "--amp", "--no-amp", "--compile", "--no-compile", "--loader", "--num-workers",
     "--progress", "--no-progress",
 }  # fmt: skip
@@ -43,6 +43,7 @@ def test_a_rendered_command_parses_back_to_the_same_config() -> None:
     config = TrainConfig(
         "data/x", "dwsnet", "runs/x", task="classify", epochs=3, batch_size=7, lr=0.01, weight_decay=0.0,
         amsgrad=True, schedule="warmup-constant", warmup_epochs=0.5, clip_grad_norm=2.5, hidden_channels=9, depth=2, readout="max", dropout=0.25, probe_features=3,
+        model_options={"norm": "node", "aggregators": ("max",), "fourier_sigma": 2.0, "gating_edges": False},
         augment=("permute", "rotate"), targets=(1, "accuracy"), seed=4, device="cpu", amp=True, patience=0,
         max_train=11, num_workers=2, loader="pyg", progress=False,
     )  # fmt: skip

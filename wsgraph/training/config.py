@@ -51,6 +51,7 @@ def setting(
     parse: Callable[[str], Any] | None = None,
     aliases: tuple[str, ...] = (),
     exclusive: str | None = None,
+    render: Callable[[Any], str] | None = None,
 ) -> Any:
     """A :class:`TrainConfig` field with what its command-line option needs (see :func:`wsgraph.cli.train.add_training_arguments`).
 
@@ -63,6 +64,8 @@ def setting(
         parse: turns the option's text into the value (by default the field's type).
         aliases: further option names (old spellings) for the same setting.
         exclusive: options with the same name here may not be given together.
+        render: the value as the option's text, the inverse of ``parse`` (by default
+            ``str``, and items joined by commas for a tuple).
     """
     metadata = {
         "help": help,
@@ -73,6 +76,7 @@ def setting(
         "parse": parse,
         "aliases": aliases,
         "exclusive": exclusive,
+        "render": render,
     }
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -80,6 +84,66 @@ def setting(
 def parse_names(text: str) -> tuple[str, ...]:
     """``"a, b,c"`` -> ``("a", "b", "c")``."""
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+# Constructor arguments that other settings own, so --model-options may not set them.
+OWNED_MODEL_ARGUMENTS = {
+    "hidden_channels": "--hidden-channels",
+    "node_channels": "--hidden-channels",
+    "depth": "--depth",
+    "dropout": "--dropout",
+    "readout": "--readout",
+    "pooling": "--readout",
+    "probe_features": "--probe-features",
+    "probe_statistics": "--probe-features",
+}
+
+
+def parse_model_options(text: str) -> tuple[tuple[str, Any], ...]:
+    """``"norm=minibatch, fourier_features=0, aggregators=mean+max"`` -> ``(("norm", "minibatch"),
+    ("fourier_features", 0), ("aggregators", ("mean", "max")))``.
+
+    A value is a bool (``true``/``false``), ``none``, an int, a float or else a string;
+    ``+`` joins the items of a tuple (``max+`` is a tuple of one). A part without ``=`` is kept as ``(part, ...)``
+    (``Ellipsis``) for :meth:`TrainConfig.validate` to name.
+    """
+    options: list[tuple[str, Any]] = []
+    for part in parse_names(text):
+        key, equals, value = part.partition("=")
+        if not equals:
+            options.append((part, ...))
+            continue
+        if "+" in value:  # a tuple; "max+" is the one-item tuple ("max",)
+            parsed: Any = tuple(_option_scalar(item.strip()) for item in value.split("+") if item.strip())
+        else:
+            parsed = _option_scalar(value.strip())
+        options.append((key.strip().replace("-", "_"), parsed))
+    return tuple(options)
+
+
+def render_model_options(options: tuple[tuple[str, Any], ...]) -> str:
+    """The text :func:`parse_model_options` reads back as ``options``."""
+
+    def text(value: Any) -> str:
+        if isinstance(value, tuple):
+            return "+".join(text(item) for item in value) + ("+" if len(value) == 1 else "")
+        return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+    return ",".join(f"{key}={text(value)}" for key, value in options)
+
+
+def _option_scalar(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def parse_targets(text: str) -> tuple[int | str, ...]:
@@ -147,6 +211,17 @@ class TrainConfig:
         None, "pooling of DWSNet and the GNNs", "model", default_text="", choices=("mean", "sum", "max")
     )
     dropout: float = setting(0.0, "dropout probability", "model")
+    model_options: tuple[tuple[str, Any], ...] = setting(
+        (),
+        "further constructor arguments of the model class, comma separated, e.g. norm=minibatch,fourier_features=0 "
+        "for ng-gnn (true/false, none, numbers, text; + joins a tuple's items: aggregators=mean+max, or max+ "
+        "for one)",
+        "model",
+        default_text="none",
+        metavar="KEY=VALUE,...",
+        parse=parse_model_options,
+        render=render_model_options,
+    )
     probe_features: int = setting(
         0,
         "DWSNet and GNNs: learned input points at which each network is run; every neuron's values there join "
@@ -202,6 +277,11 @@ class TrainConfig:
             part for name in self.augment for part in (PUBLISHED_AUGMENTATIONS if name == "published" else (name,))
         ]
         self.augment = tuple(dict.fromkeys(expanded))
+        # A dict from Python, or [key, value] lists from a stored run.
+        options = self.model_options.items() if isinstance(self.model_options, dict) else self.model_options
+        self.model_options = tuple(
+            (str(key), tuple(value) if isinstance(value, list) else value) for key, value in options
+        )
         if self.targets is not None:
             # Column numbers, or names the dataset's meta.json lists as target_names.
             self.targets = tuple(int(t) if isinstance(t, int) or str(t).isdigit() else str(t) for t in self.targets)
@@ -247,6 +327,7 @@ class TrainConfig:
             self.clip_grad_norm,
             "a positive finite number",
         )
+        self._validate_model_options()
         _check(0 <= self.dropout < 1, "dropout", self.dropout, "in [0, 1)")
         _check(self.probe_features >= 0, "probe-features", self.probe_features, "at least 0 (0: none)")
         _check(self.patience >= 0, "patience", self.patience, "at least 0 (0: no early stopping)")
@@ -267,9 +348,24 @@ class TrainConfig:
                 "column indices >= 0 or target names",
             )
 
+    def _validate_model_options(self) -> None:
+        keys = [key for key, _ in self.model_options]
+        for key, value in self.model_options:
+            if value is ...:
+                raise ValueError(f"--model-options {key!r}: expected KEY=VALUE")
+            if not key.isidentifier():
+                raise ValueError(f"--model-options {key!r}: not an argument name")
+            if key in OWNED_MODEL_ARGUMENTS:
+                raise ValueError(f"--model-options {key}: set it with {OWNED_MODEL_ARGUMENTS[key]}")
+            if keys.count(key) > 1:
+                raise ValueError(f"--model-options {key}: given more than once")
+
     def to_dict(self) -> dict[str, Any]:
         document = dataclasses.asdict(self)
         document["augment"] = list(self.augment)
+        document["model_options"] = [
+            [key, list(value) if isinstance(value, tuple) else value] for key, value in self.model_options
+        ]
         document["targets"] = None if self.targets is None else list(self.targets)
         return document
 
@@ -303,7 +399,9 @@ class TrainConfig:
             if item.name in ("data", "model", "out") or value == item.default:
                 continue
             flag = "--" + item.name.replace("_", "-")
-            if isinstance(value, bool):
+            if item.metadata.get("render"):
+                arguments += [flag, item.metadata["render"](value)]
+            elif isinstance(value, bool):
                 arguments.append(flag if value else f"--no-{flag[2:]}")
             elif isinstance(value, tuple):
                 arguments += [flag, ",".join(str(v) for v in value)]

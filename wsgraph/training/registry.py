@@ -24,6 +24,7 @@ from wsgraph.layers import (
 )
 from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
 from wsgraph.training.config import EDITING_MODELS, MODEL_NAMES
+from wsgraph.training.config import render_model_options as render_options
 from wsgraph.training.editors import FlatMLPEditor
 
 GNN_MODELS = ("gine", "pna", "gatv2", "transformer")
@@ -61,6 +62,8 @@ class ModelSpec:
             MLPs read in each layer's grid.
         kernel_grid: for CNN datasets, the padded kernel grid ``(H, W)`` of the edge
             features (``None`` for MLPs).
+        options: further keyword arguments of the model class, ``((name, value), ...)``
+            (``--model-options``).
     """
 
     name: str
@@ -76,8 +79,15 @@ class ModelSpec:
     probe_features: int = 0
     kernel_sizes: tuple[tuple[int, int], ...] | None = None
     kernel_grid: tuple[int, int] | None = None
+    options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        # Stored as [name, value] lists, a tuple value as a list.
+        object.__setattr__(
+            self,
+            "options",
+            tuple((str(name), tuple(value) if isinstance(value, list) else value) for name, value in self.options),
+        )
         # Checkpoints and result files store the nested sizes as lists.
         if self.kernel_sizes is not None:
             object.__setattr__(self, "kernel_sizes", tuple((int(h), int(w)) for h, w in self.kernel_sizes))
@@ -110,6 +120,7 @@ def model_spec(
     probe_features: int = 0,
     kernel_sizes: tuple[tuple[int, int], ...] | None = None,
     kernel_grid: tuple[int, int] | None = None,
+    options: tuple[tuple[str, Any], ...] = (),
 ) -> ModelSpec:
     """The :class:`ModelSpec` of model ``name`` for ``task`` on networks of ``architectures``.
 
@@ -119,6 +130,7 @@ def model_spec(
     the weights (``pna_degree_histogram(..., both_directions=False)``).
     ``kernel_sizes`` and ``kernel_grid`` (see :class:`ModelSpec`) make the model read the
     graphs of CNNs; ``dwsnet``, ``dwsnet-dense``, ``ng-gnn``, ``mlp`` and ``mlp-aug`` can.
+    ``options`` go to the model class's constructor as keyword arguments.
 
     Raises:
         ValueError: if the model cannot do the task or take these networks.
@@ -163,6 +175,7 @@ def model_spec(
         probe_features,
         kernel_sizes,
         kernel_grid,
+        tuple(options),
     )
 
 
@@ -183,7 +196,20 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
     ``statistics``: the normalisation of the inputs (the training data's), which probe
     features undo to run the networks; the model keeps it in its ``state_dict``, so a
     checkpoint restores it.
+
+    Raises:
+        ValueError: naming ``--model-options`` if the model class refuses one of ``spec.options``.
     """
+    try:
+        return _build_model(spec, statistics, dict(spec.options))
+    except TypeError as error:
+        if not spec.options:
+            raise
+        # The class's own message names the argument ("... got an unexpected keyword argument 'x'").
+        raise ValueError(f"--model-options {render_options(spec.options)}: {error}") from None
+
+
+def _build_model(spec: ModelSpec, statistics: LayerStatistics | None, options: dict[str, Any]) -> nn.Module:
     num_weight_layers, in_dim, out_dim = spec.signature
     family = _family(spec.name)
     hidden = spec.hidden_channels or HIDDEN_CHANNELS[family]
@@ -204,6 +230,7 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
                 dropout=spec.dropout,
                 backend=backend,
                 **readout,
+                **options,
             )
         if spec.task == "dilate":
             return DWSEditNet(
@@ -214,6 +241,7 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
                 depth=depth,
                 dropout=spec.dropout,
                 backend=backend,
+                **options,
             )
         return DWSNet(
             num_weight_layers,
@@ -226,17 +254,18 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
             backend=backend,
             **readout,
             **probes,
+            **options,
         )
     if family == "mlp":
         architecture = WeightSpaceSpec(spec.widths)
         if spec.task == "dilate":
-            return FlatMLPEditor(architecture, hidden_channels=hidden, depth=depth, dropout=spec.dropout)
+            return FlatMLPEditor(architecture, hidden_channels=hidden, depth=depth, dropout=spec.dropout, **options)
         if spec.is_conv:
             kernels = spec.kernel_sizes
             num_params = sum(a * b * h * w for (a, b), (h, w) in zip(itertools.pairwise(spec.widths), kernels))
             num_params += sum(spec.widths[1:])
-            return FlatMLP(num_params, spec.out_features, hidden, depth, spec.dropout, kernel_sizes=kernels)
-        return FlatMLP(architecture.num_params, spec.out_features, hidden, depth, spec.dropout)
+            return FlatMLP(num_params, spec.out_features, hidden, depth, spec.dropout, kernel_sizes=kernels, **options)
+        return FlatMLP(architecture.num_params, spec.out_features, hidden, depth, spec.dropout, **options)
     degree = None if spec.pna_degree is None else torch.tensor(spec.pna_degree, dtype=torch.long)
     if family == "ng-gnn":
         # --readout pools all neurons; without it the published readout concatenates the output neurons.
@@ -255,6 +284,7 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
             **pooling,
             **probes,
             **edges,
+            **options,
         )
     if family == "ng-transformer":
         # --hidden-channels sets the neurons' states (d_node); the pairs' and the attention's sizes keep theirs.
@@ -269,6 +299,7 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
             dropout=spec.dropout,
             **pooling,
             **probes,
+            **options,
         )
     return WeightSpaceGNN(
         spec.name,
@@ -282,6 +313,7 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
         pna_degree=degree,
         **readout,
         **probes,
+        **options,
     )
 
 

@@ -159,6 +159,7 @@ class _Run:
             config.probe_features,
             self.data.kernel_sizes,
             self.data.kernel_grid,
+            self.config.model_options,
         )
         self.model = build_model(self.spec, self.data.statistics).to(context.device)
         # Processes share the initialisation (DDP also broadcasts rank 0's), not their dropout masks.

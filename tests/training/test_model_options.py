@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from torch import nn
 
 from wsgraph.cli.main import main
+from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.training import load_trained_model, train
 from wsgraph.training.config import TrainConfig, parse_model_options, render_model_options
+from wsgraph.training.registry import build_model, model_spec
 from wsgraph.training.run_checkpoints import load_run_checkpoint
 
 from .conftest import tiny_config
@@ -57,8 +60,10 @@ def test_options_reach_the_model_and_come_back_with_its_checkpoints(classificati
         ("2x=1", "wsgraph train: error: --model-options '2x': not an argument name"),
         (
             "fourier_featurez=0",
-            "wsgraph train: error: --model-options fourier_featurez=0: NeuralGraphGNN.__init__() got an unexpected "
-            "keyword argument 'fourier_featurez'",
+            "wsgraph train: error: --model-options fourier_featurez: not an argument of NeuralGraphGNN (it takes "
+            "in_channels, hidden_channels, depth, aggregators, scalers, fourier_features, fourier_sigma, encoder_layers, "
+            "positional, bidirectional, modulate_edges, gating_edges, update_edges, norm, act, dropout, pooling, "
+            "pooling_layer, probe_features, backend, edge_channels)",
         ),
     ],
 )
@@ -70,3 +75,101 @@ def test_bad_options_are_one_line_errors(
     error = capsys.readouterr().err.strip()
     assert status == 1
     assert error == message
+
+
+@pytest.mark.parametrize(
+    ("model", "options", "message"),
+    [
+        # A value the constructor cannot take is named with what the argument takes, before anything runs.
+        ("ng-gnn", "fourier_sigma=abc", "--model-options fourier_sigma=abc: NeuralGraphGNN takes a number, got 'abc'"),
+        ("ng-gnn", "fourier_features=2.5", "--model-options fourier_features=2.5: NeuralGraphGNN takes an integer"),
+        (
+            "ng-gnn",
+            "norm=weird",
+            "--model-options norm=weird: NeuralGraphGNN takes one of graph, node, minibatch, none",
+        ),
+        ("ng-gnn", "aggregators=mean", "NeuralGraphGNN takes a tuple of text, items joined by + (mean+ for one)"),
+        ("ng-gnn", "norm=", "--model-options 'norm': no value after ="),
+        ("ng-gnn", "fourier_sigma=nan", "--model-options fourier_sigma: nan is not a finite number"),
+        ("ng-gnn", "degree_histogram=1", "--model-options degree_histogram: NeuralGraphGNN takes it from the data"),
+        ("gine", "heads=abc", "--model-options heads=abc: WeightSpaceGNN takes an integer, got 'abc'"),
+        ("gine", "pna_degree=1", "--model-options pna_degree: WeightSpaceGNN takes it from the data"),
+        ("mlp", "batch_norm=maybe", "--model-options batch_norm=maybe: FlatMLP takes true or false, got 'maybe'"),
+        ("gine", "bogus=1", "--model-options bogus: not an argument of WeightSpaceGNN (it takes "),
+    ],
+)
+def test_values_the_model_cannot_take_are_one_line_errors(
+    classification_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, model: str, options: str, message: str
+) -> None:
+    arguments = ["train", "--data", str(classification_root), "--model", model, "--out", str(tmp_path / "r")]
+    status = main([*arguments, "--epochs", "1", "--no-progress", "--model-options", options])
+    error = capsys.readouterr().err.strip()
+    assert status == 1
+    assert message in error and "\n" not in error
+    assert not (tmp_path / "r" / "last.pt").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "task", "conv", "options", "built", "reached"),
+    [
+        ("dwsnet", "classify", False, {"head_hidden": 16}, "DWSNet", lambda m: m.head[0].out_features == 16),
+        ("dwsnet-dense", "classify", False, {"head_hidden": 16}, "DWSNet", lambda m: m.head[0].out_features == 16),
+        ("dwsnet", "classify", True, {"head_hidden": 16}, "CNNDWSNet", lambda m: m.head[0].out_features == 16),
+        ("dwsnet", "dilate", False, {"residual": False}, "DWSEditNet", lambda m: m.residual is False),
+        ("mlp", "dilate", False, {"in_channels": 1}, "FlatMLPEditor", lambda m: m.in_channels == 1),
+        ("mlp", "classify", False, {"batch_norm": False}, "FlatMLP", lambda m: "BatchNorm" not in str(m)),
+        ("mlp-aug", "classify", True, {"batch_norm": False}, "FlatMLP", lambda m: "BatchNorm" not in str(m)),
+        ("gine", "classify", False, {"edge_readout": False}, "WeightSpaceGNN", lambda m: m.edge_readout is False),
+        ("pna", "regress", False, {"edge_readout": False}, "WeightSpaceGNN", lambda m: m.edge_readout is False),
+        ("gatv2", "classify", False, {"heads": 2}, "WeightSpaceGNN", lambda m: m.convs[0].heads == 2),
+        ("transformer", "classify", False, {"heads": 2}, "WeightSpaceGNN", lambda m: m.convs[0].heads == 2),
+        ("ng-gnn", "classify", True, {"fourier_sigma": 2}, "NeuralGraphGNN", lambda m: "sigma=2.0" in str(m)),
+        ("ng-transformer", "classify", False, {"heads": 2}, "NeuralGraphTransformer", lambda m: "heads" in str(m)),
+    ],
+)
+def test_every_model_family_takes_options(name, task, conv, options, built, reached) -> None:
+    widths = (2, 8, 8, 1) if not conv else (1, 4, 4, 2)
+    kernels = {"kernel_sizes": ((3, 3), (3, 3), (1, 1)), "kernel_grid": (3, 3)} if conv else {}
+    spec = model_spec(
+        name, task, [WeightSpaceSpec(widths)], 0 if task == "dilate" else 3, 8, 2, options=tuple(options.items()),
+        **kernels,
+    )  # fmt: skip
+    model = build_model(spec)
+    assert type(model).__name__ == built
+    assert reached(model)
+
+
+def test_python_values_that_the_command_line_cannot_write_are_refused() -> None:
+    assert TrainConfig("d", "ng-gnn", "o", model_options=(("norm", "minibatch"),)).model_options == (
+        ("norm", "minibatch"),
+    )
+    # The run's command line (result.json, bench tables) must rebuild the same settings.
+    with pytest.raises(ValueError, match=r"--model-options act: .* cannot be written as KEY=VALUE"):
+        TrainConfig("d", "ng-gnn", "o", model_options={"act": nn.GELU()})
+    with pytest.raises(ValueError, match=r"--model-options act: '1' cannot be written as KEY=VALUE"):
+        TrainConfig("d", "ng-gnn", "o", model_options={"act": "1"})
+
+
+def test_bench_checks_the_options_of_every_model_before_training_any(
+    classification_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    arguments = ["bench", "--data", str(classification_root), "--models", "ng-gnn,gine", "--seeds", "1"]
+    status = main([*arguments, "--out", str(tmp_path / "b"), "--epochs", "1", "--model-options", "norm=minibatch"])
+    assert status == 1
+    assert "--model-options norm: not an argument of WeightSpaceGNN" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_bench_reproduces_and_compares_the_options(
+    classification_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    tiny = ["--epochs", "1", "--batch-size", "8", "--hidden-channels", "8", "--depth", "2", "--no-progress"]
+    arguments = ["bench", "--data", str(classification_root), "--models", "ng-gnn", "--seeds", "1"]
+    arguments += ["--out", str(tmp_path / "b"), *tiny]
+    assert main([*arguments, "--model-options", "norm=minibatch,aggregators=max+"]) == 0
+    table = (tmp_path / "b" / "results.md").read_text()
+    assert "--model-options norm=minibatch,aggregators=max+`" in table
+    assert main([*arguments, "--model-options", "norm=node"]) == 1
+    assert "model_options: [['norm', 'minibatch'], ['aggregators', ['max']]] there, [['norm', 'node']] now" in (
+        capsys.readouterr().err
+    )

@@ -25,7 +25,7 @@ from wsgraph.io import atomic_write, write_json
 from wsgraph.training.config import TrainConfig
 from wsgraph.training.metrics import RESULT_JSON, read_json
 from wsgraph.training.plots import plot_benchmark
-from wsgraph.training.registry import MODEL_NAMES
+from wsgraph.training.registry import MODEL_NAMES, check_model_options
 from wsgraph.training.run import reference_result, train
 from wsgraph.training.run_checkpoints import LAST
 
@@ -85,6 +85,9 @@ def bench(
     unknown = [name for name in models if name not in MODEL_NAMES]
     if unknown:
         raise ValueError(f"unknown model {unknown[0]!r}; choose from {', '.join(MODEL_NAMES)}")
+    # Every model gets the options: one that a later model refuses must not wait for the earlier ones to train.
+    for model in models:
+        check_model_options(model, base.model_options)
     results = []
     for model in models:
         for seed in seeds:

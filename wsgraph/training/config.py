@@ -132,6 +132,13 @@ def render_model_options(options: tuple[tuple[str, Any], ...]) -> str:
     return ",".join(f"{key}={text(value)}" for key, value in options)
 
 
+def _same_option(a: Any, b: Any) -> bool:
+    """Equal and of the same types (``1``, ``1.0`` and ``True`` compare equal but build other models)."""
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(map(_same_option, a, b))
+    return type(a) is type(b) and a == b
+
+
 def _option_scalar(text: str) -> Any:
     lowered = text.lower()
     if lowered in ("true", "false"):
@@ -359,6 +366,18 @@ class TrainConfig:
                 raise ValueError(f"--model-options {key}: set it with {OWNED_MODEL_ARGUMENTS[key]}")
             if keys.count(key) > 1:
                 raise ValueError(f"--model-options {key}: given more than once")
+            if value == "":
+                raise ValueError(f"--model-options {key!r}: no value after =")
+            items = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(item, float) and not math.isfinite(item) for item in items):
+                raise ValueError(f"--model-options {key}: {value} is not a finite number")
+            # The run's command line (result.json, a benchmark's table) has to give the same value back.
+            back = parse_model_options(render_model_options(((key, value),)))[0][1]
+            if not _same_option(back, value):
+                raise ValueError(
+                    f"--model-options {key}: {value!r} cannot be written as KEY=VALUE (it would read back as {back!r}); "
+                    "values are true/false, none, numbers, text, or tuples of these"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         document = dataclasses.asdict(self)

@@ -23,9 +23,10 @@ from wsgraph.layers import (
     pna_degree_histogram,
 )
 from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
-from wsgraph.training.config import EDITING_MODELS, MODEL_NAMES
+from wsgraph.training.config import EDITING_MODELS, MODEL_NAMES, TASKS
 from wsgraph.training.config import render_model_options as render_options
 from wsgraph.training.editors import FlatMLPEditor
+from wsgraph.training.model_options import check_options
 
 GNN_MODELS = ("gine", "pna", "gatv2", "transformer")
 # The Neural Graphs GNN, with the published recipe's encodings, convolution and readout.
@@ -200,6 +201,7 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
     Raises:
         ValueError: naming ``--model-options`` if the model class refuses one of ``spec.options``.
     """
+    check_options(_model_classes(spec.name, spec.task, spec.is_conv), spec.options)
     try:
         return _build_model(spec, statistics, dict(spec.options))
     except TypeError as error:
@@ -315,6 +317,31 @@ def _build_model(spec: ModelSpec, statistics: LayerStatistics | None, options: d
         **probes,
         **options,
     )
+
+
+def check_model_options(name: str, options: tuple[tuple[str, Any], ...]) -> None:
+    """Raise a ``ValueError`` naming the first of ``options`` that no class model ``name`` builds
+    (for any task and data) can take: a check that needs no data, so a run or a benchmark
+    fails before it writes or trains anything; :func:`build_model` checks the one class it builds."""
+    chains = list(dict.fromkeys(_model_classes(name, task, conv) for task in TASKS for conv in (False, True)))
+    errors = []
+    for classes in chains:
+        try:
+            check_options(classes, options)
+            return
+        except ValueError as error:
+            errors.append(error)
+    raise errors[0]
+
+
+def _model_classes(name: str, task: str, conv: bool) -> tuple[type, ...]:
+    """The class :func:`build_model` builds, then any class it hands its ``**kwargs`` to."""
+    family = _family(name)
+    if family == "dwsnet":
+        return (CNNDWSNet, DWSNet) if conv else (DWSEditNet,) if task == "dilate" else (DWSNet,)
+    if family == "mlp":
+        return (FlatMLPEditor,) if task == "dilate" else (FlatMLP,)
+    return {"ng-gnn": (NeuralGraphGNN,), "ng-transformer": (NeuralGraphTransformer,)}.get(family, (WeightSpaceGNN,))
 
 
 def _family(name: str) -> str:

@@ -42,7 +42,14 @@ from wsgraph.training.loaders import (
 from wsgraph.training.loop import BatchPreparation, Loader, Precision, evaluate, train_epoch
 from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON, hardware, write_history
 from wsgraph.training.plots import LEARNING_CURVES_PNG, plot_learning_curves
-from wsgraph.training.registry import PERMUTATION_AUGMENTED, ModelSpec, build_model, count_parameters, model_spec
+from wsgraph.training.registry import (
+    PERMUTATION_AUGMENTED,
+    ModelSpec,
+    build_model,
+    check_model_options,
+    count_parameters,
+    model_spec,
+)
 from wsgraph.training.regression import (
     PREDICTED_VS_TRUE_PNG,
     PREDICTIONS_CSV,
@@ -108,6 +115,8 @@ class _Run:
     # -- setting up -------------------------------------------------------------------
 
     def execute(self, resume: str | Path | None) -> dict[str, Any]:
+        # Before the run folder is made; build_model checks them again against the one class the data asks for.
+        check_model_options(self.config.model, self.config.model_options)
         self._check_out_writable()
         checkpoint = self._read_resume(resume)
         normalization = self._open_task()

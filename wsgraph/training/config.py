@@ -224,7 +224,7 @@ class TrainConfig:
         "for ng-gnn (true/false, none, numbers, text; + joins a tuple's items: aggregators=mean+max, or max+ "
         "for one)",
         "model",
-        default_text="none",
+        default_text="the class's own defaults",
         metavar="KEY=VALUE,...",
         parse=parse_model_options,
         render=render_model_options,

@@ -121,6 +121,13 @@ def parse_model_options(text: str) -> tuple[tuple[str, Any], ...]:
     return tuple(options)
 
 
+def normalize_model_options(options: Any) -> tuple[tuple[str, Any], ...]:
+    """``((name, value), ...)`` from a dict (Python) or ``[name, value]`` lists (a stored run), a list value as
+    a tuple."""
+    pairs = options.items() if isinstance(options, dict) else options
+    return tuple((str(name), tuple(value) if isinstance(value, list) else value) for name, value in pairs)
+
+
 def render_model_options(options: tuple[tuple[str, Any], ...]) -> str:
     """The text :func:`parse_model_options` reads back as ``options``."""
 
@@ -284,11 +291,7 @@ class TrainConfig:
             part for name in self.augment for part in (PUBLISHED_AUGMENTATIONS if name == "published" else (name,))
         ]
         self.augment = tuple(dict.fromkeys(expanded))
-        # A dict from Python, or [key, value] lists from a stored run.
-        options = self.model_options.items() if isinstance(self.model_options, dict) else self.model_options
-        self.model_options = tuple(
-            (str(key), tuple(value) if isinstance(value, list) else value) for key, value in options
-        )
+        self.model_options = normalize_model_options(self.model_options)
         if self.targets is not None:
             # Column numbers, or names the dataset's meta.json lists as target_names.
             self.targets = tuple(int(t) if isinstance(t, int) or str(t).isdigit() else str(t) for t in self.targets)

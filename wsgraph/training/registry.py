@@ -23,7 +23,7 @@ from wsgraph.layers import (
     pna_degree_histogram,
 )
 from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
-from wsgraph.training.config import EDITING_MODELS, MODEL_NAMES, TASKS
+from wsgraph.training.config import EDITING_MODELS, MODEL_NAMES, TASKS, normalize_model_options
 from wsgraph.training.config import render_model_options as render_options
 from wsgraph.training.editors import FlatMLPEditor
 from wsgraph.training.model_options import check_options
@@ -83,12 +83,8 @@ class ModelSpec:
     options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        # Stored as [name, value] lists, a tuple value as a list.
-        object.__setattr__(
-            self,
-            "options",
-            tuple((str(name), tuple(value) if isinstance(value, list) else value) for name, value in self.options),
-        )
+        # Checkpoints store the options as [name, value] lists.
+        object.__setattr__(self, "options", normalize_model_options(self.options))
         # Checkpoints and result files store the nested sizes as lists.
         if self.kernel_sizes is not None:
             object.__setattr__(self, "kernel_sizes", tuple((int(h), int(w)) for h, w in self.kernel_sizes))
@@ -176,7 +172,7 @@ def model_spec(
         probe_features,
         kernel_sizes,
         kernel_grid,
-        tuple(options),
+        options,
     )
 
 

@@ -55,9 +55,8 @@ TASKS = ("mnist", "mnist-size", "fashion", "sines", "dilation")
 NG_TASKS = ("mnist-ng", "fashion-ng")
 # The second pass of a profile with `first_seeds`: the remaining seeds of a task's benchmark.
 SEED_TASKS = ("mnist-seeds", "fashion-seeds")
-# Tasks that train on the MNIST (Fashion-MNIST) INRs, so need that fitting step before them.
-ON_MNIST_INRS = ("mnist-size", "dilation", "mnist-ng")
-ON_FASHION_INRS = ("fashion-ng",)
+# Tasks that train on the INRs of another task, so need its fitting step (its first) before them.
+FITTED_BY = {"mnist": ("mnist-size", "dilation", "mnist-ng"), "fashion": ("fashion-ng",)}
 ALL_TASKS = TASKS + SEED_TASKS + NG_TASKS
 
 # The Neural Graphs INR-classification recipe, read from their released code
@@ -547,12 +546,10 @@ def main(argv: list[str] | None = None) -> int:
     data = inside_root(args.data / profile.name)
     plan = steps(profile, data, inside_root(args.docs))
     if not args.index_only:
-        if "mnist" not in tasks:
-            for task in set(tasks) & set(ON_MNIST_INRS):
-                plan[task] = plan["mnist"][:1] + plan[task]
-        if "fashion" not in tasks:
-            for task in set(tasks) & set(ON_FASHION_INRS):
-                plan[task] = plan["fashion"][:1] + plan[task]
+        for fitting, dependents in FITTED_BY.items():
+            if fitting not in tasks:
+                for task in set(tasks) & set(dependents):
+                    plan[task] = plan[fitting][:1] + plan[task]
         for task in tasks:
             for step in plan[task]:
                 run_step(step, ROOT / data / "logs" / f"{task}.log")

@@ -11,6 +11,19 @@ from wsgraph.layers.neural_graph_fused import fused_edge_update, fused_fourier_l
 B, P, Q, F, FE = 3, 4, 5, 6, 7
 
 
+@pytest.fixture(autouse=True, params=["compiled", "torch"])
+def kernel_path(request, monkeypatch):
+    """Every test runs the chunks' per-edge work both ways: the compiled loops and the torch operations."""
+    from wsgraph.layers import neural_graph_fused
+    from wsgraph.layers.neural_graph_native import native_kernels
+
+    if request.param == "torch":
+        monkeypatch.setattr(neural_graph_fused, "native_kernels", lambda: None)
+    elif native_kernels() is None:
+        pytest.skip("the compiled kernels could not be built here")
+    return request.param
+
+
 def leaves(*shapes, generator):
     return [torch.randn(*shape, generator=generator, dtype=torch.float64).requires_grad_() for shape in shapes]
 
@@ -28,16 +41,19 @@ def gradients(outputs, inputs, generator):
 def reference_messages(edges, weight, bias, rows, cols, axis):
     scale_shift = edges @ weight.t() + bias
     hidden = rows.unsqueeze(2) + cols.unsqueeze(1)
-    messages = scale_shift[..., :F] * hidden + scale_shift[..., F:]
+    channels = rows.size(-1)
+    messages = scale_shift[..., :channels] * hidden + scale_shift[..., channels:]
     return messages.sum(axis), messages.square().sum(axis), messages.amin(axis), messages.amax(axis)
 
 
+# 32 channels: the width the compiled loops fix at compile time (the Neural Graphs default); 6: any other.
+@pytest.mark.parametrize("channels", [F, 32])
 @pytest.mark.parametrize("tied", [False, True])
 @pytest.mark.parametrize("axis", [1, 2])
-def test_fused_messages_match_their_composition_with_gradients(axis, tied):
+def test_fused_messages_match_their_composition_with_gradients(axis, tied, channels):
     generator = torch.Generator().manual_seed(axis)
     edges, weight, bias, rows, cols = leaves(
-        (B, P, Q, FE), (2 * F, FE), (2 * F,), (B, P, F), (B, Q, F), generator=generator
+        (B, P, Q, FE), (2 * channels, FE), (2 * channels,), (B, P, channels), (B, Q, channels), generator=generator
     )
     if tied:
         # Equal edges and endpoints along the reduced axis: every extreme is a tie, whose gradient is shared.
@@ -75,9 +91,10 @@ def test_fused_messages_compute_only_what_is_asked(moments, extremes):
         torch.testing.assert_close(gradient, reference, rtol=1e-11, atol=1e-11)
 
 
-def test_fused_edge_update_matches_its_composition_with_gradients():
+@pytest.mark.parametrize("channels", [F, 32])
+def test_fused_edge_update_matches_its_composition_with_gradients(channels):
     generator = torch.Generator().manual_seed(5)
-    inputs = leaves((B, P, Q, FE), (F, FE), (B, P, F), (B, Q, F), generator=generator)
+    inputs = leaves((B, P, Q, FE), (channels, FE), (B, P, channels), (B, Q, channels), generator=generator)
     edges, weight, rows, cols = inputs
     output = fused_edge_update(*inputs)
     expected = torch.nn.functional.silu(edges @ weight.t() + rows.unsqueeze(2) + cols.unsqueeze(1))
@@ -137,3 +154,16 @@ def test_chunks_on_two_threads_give_the_one_thread_result_and_keep_the_thread_co
     assert torch.equal(results[1][0], results[2][0])
     for one, two in zip(results[1][1], results[2][1]):
         torch.testing.assert_close(one, two, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("used", ["minimum", "maximum", "squares"])
+def test_fused_messages_backward_with_one_statistic_used(used):
+    """Autograd hands the backward pass ``None`` for the statistics the loss does not read."""
+    generator = torch.Generator().manual_seed(13)
+    inputs = leaves((B, P, Q, FE), (2 * F, FE), (2 * F,), (B, P, F), (B, Q, F), generator=generator)
+    index = ["total", "squares", "minimum", "maximum"].index(used)
+    output = fused_messages(*inputs, 2, True, True)[index]
+    expected = reference_messages(*inputs, 2)[index]
+    got = gradients([output], inputs, torch.Generator().manual_seed(14))
+    for gradient, reference in zip(got, gradients([expected], inputs, torch.Generator().manual_seed(14))):
+        torch.testing.assert_close(gradient, reference, rtol=1e-11, atol=1e-11)

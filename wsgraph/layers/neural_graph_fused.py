@@ -17,6 +17,14 @@ chunk's temporaries (endpoint sums, messages, their gradients) never reach main
 memory, and the backward pass recomputes them instead of reading them back. The
 arithmetic is the dense backend's, in another order, so the two agree to rounding
 (tested in float64 against the scatter backend).
+
+Within a chunk, the matrix products are torch's; the per-edge elementwise work of the
+messages and their statistics (forward: one loop; backward: one loop) and of the edge
+update's endpoint sums runs as compiled loops (:mod:`wsgraph.layers.neural_graph_native`)
+when they could be built, else as the torch operations below. The compiled forward loop
+also counts the messages that reach each minimum and maximum, so the backward loop
+shares a tie's gradient without a second pass. Both ways are tested against each other
+and against the torch composition, ties included.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
+
+from wsgraph.layers.neural_graph_native import native_kernels
 
 # Elements of the widest per-edge tensor in one chunk: 1 MB in float32, half of one core's L2 cache.
 CHUNK_ELEMENTS = 2**18
@@ -163,9 +173,20 @@ class _FusedMessages(torch.autograd.Function):
         empty = edges.new_empty(0)
         total, squares = (edges.new_empty(reduced), edges.new_empty(reduced)) if moments else (empty, empty)
         minimum, maximum = (edges.new_empty(reduced), edges.new_empty(reduced)) if extremes else (empty, empty)
+        native = native_kernels()
+        # The compiled loop counts the messages that reach each extreme as it finds it, for the backward pass.
+        counts = (edges.new_empty(2, *reduced) if extremes else edges.new_empty(2, 0)) if native else None
+        if native is not None:
+            # The compiled loops read the endpoint terms as contiguous [B, *, F]; they are a node layer's slice.
+            rows, cols = rows.contiguous(), cols.contiguous()
 
         def work(part: slice) -> None:
             scale_shift = _film(edges[part], weight, bias)
+            if native is not None:
+                statistics = (total, squares, minimum, maximum, counts[0], counts[1])
+                chunk = [statistic[part] if statistic.numel() else empty for statistic in statistics]
+                native.messages_forward(scale_shift, rows[part], cols[part], axis, *chunk)
+                return
             messages = _messages(_endpoints(rows[part], cols[part]), scale_shift, channels)
             if extremes:
                 # Without indices: finding them costs twenty times the reduction; the backward pass finds the
@@ -178,7 +199,8 @@ class _FusedMessages(torch.autograd.Function):
 
         _map_chunks(work, _chunks(num_networks, p * q * 2 * channels))
         ctx.axis = axis
-        ctx.save_for_backward(edges, weight, bias, rows, cols, minimum, maximum)
+        ctx.native = native
+        ctx.save_for_backward(edges, weight, bias, rows, cols, minimum, maximum, *([] if counts is None else [counts]))
         ctx.set_materialize_grads(False)
         return total, squares, minimum, maximum
 
@@ -192,12 +214,33 @@ class _FusedMessages(torch.autograd.Function):
     ) -> tuple[Tensor | None, ...]:
         if all(grad is None for grad in (grad_total, grad_squares, grad_min, grad_max)):
             return None, None, None, None, None, None, None, None
-        edges, weight, bias, rows, cols, minimum, maximum = ctx.saved_tensors
+        edges, weight, bias, rows, cols, minimum, maximum, *counts = ctx.saved_tensors
         axis = ctx.axis
         num_networks, p, q, edge_channels = edges.shape
         channels = weight.size(0) // 2
         grad_edges = torch.empty_like(edges)
         grad_rows, grad_cols = torch.empty_like(rows), torch.empty_like(cols)
+        native = ctx.native
+        if native is not None:
+            empty = edges.new_empty(0)
+            (min_count, max_count), shares = counts[0], []
+            for grad, count in ((grad_min, min_count), (grad_max, max_count)):
+                # Shared by the messages that reach the extreme: at least one, whatever the rounding.
+                shares.append(empty if grad is None else grad / count.clamp(min=1))
+            moment_grads = [empty if grad is None else grad.contiguous() for grad in (grad_total, grad_squares)]
+            statistics = [minimum, maximum, *moment_grads, *shares]
+
+        def native_work(part: slice) -> tuple[Tensor, Tensor]:
+            scale_shift = _film(edges[part], weight, bias)
+            grads = torch.empty_like(scale_shift)
+            chunk = [statistic[part] if statistic.numel() else statistic for statistic in statistics]
+            native.messages_backward(
+                scale_shift, rows[part], cols[part], axis, *chunk, grads, grad_rows[part], grad_cols[part]
+            )
+            flat_grads = grads.view(-1, 2 * channels)
+            flat_edges = edges[part].reshape(-1, edge_channels)
+            torch.mm(flat_grads, weight, out=grad_edges[part].view(-1, edge_channels))
+            return flat_grads.t() @ flat_edges, flat_grads.sum(0)
 
         def work(part: slice) -> tuple[Tensor, Tensor]:
             scale_shift = _film(edges[part], weight, bias)
@@ -234,7 +277,8 @@ class _FusedMessages(torch.autograd.Function):
             torch.sum(grad_hidden, 1, out=grad_cols[part])
             return partial
 
-        partials = _map_chunks(work, _chunks(num_networks, p * q * 2 * channels))
+        chunks = _chunks(num_networks, p * q * 2 * channels)
+        partials = _map_chunks(work if native is None else native_work, chunks)
         grad_weight, grad_bias = (sum(terms) for terms in zip(*partials))
         return grad_edges, grad_weight, grad_bias, grad_rows, grad_cols, None, None, None
 
@@ -246,10 +290,18 @@ class _FusedEdgeUpdate(torch.autograd.Function):
         channels = weight.size(0)
         pre = edges.new_empty(num_networks, p, q, channels)
         out = torch.empty_like(pre)
+        native = native_kernels()
+        if native is not None:
+            rows, cols = rows.contiguous(), cols.contiguous()
 
         def work(part: slice) -> None:
-            chunk = torch.add(rows[part].unsqueeze(2), cols[part].unsqueeze(1), out=pre[part])
-            chunk.view(-1, channels).addmm_(edges[part].reshape(-1, edge_channels), weight.t())
+            if native is not None:
+                chunk = pre[part]
+                torch.mm(edges[part].reshape(-1, edge_channels), weight.t(), out=chunk.view(-1, channels))
+                native.add_endpoints(chunk, rows[part], cols[part])
+            else:
+                chunk = torch.add(rows[part].unsqueeze(2), cols[part].unsqueeze(1), out=pre[part])
+                chunk.view(-1, channels).addmm_(edges[part].reshape(-1, edge_channels), weight.t())
             torch.ops.aten.silu.out(chunk, out=out[part])
 
         _map_chunks(work, _chunks(num_networks, p * q * channels))
@@ -265,10 +317,15 @@ class _FusedEdgeUpdate(torch.autograd.Function):
         grad_rows = pre.new_empty(num_networks, p, channels)
         grad_cols = pre.new_empty(num_networks, q, channels)
 
+        native = native_kernels()
+
         def work(part: slice) -> Tensor:
             grad_pre = torch.ops.aten.silu_backward(grad_out[part], pre[part])
-            torch.sum(grad_pre, 2, out=grad_rows[part])
-            torch.sum(grad_pre, 1, out=grad_cols[part])
+            if native is not None:
+                native.endpoint_sums(grad_pre, grad_rows[part], grad_cols[part])
+            else:
+                torch.sum(grad_pre, 2, out=grad_rows[part])
+                torch.sum(grad_pre, 1, out=grad_cols[part])
             flat = grad_pre.view(-1, channels)
             torch.mm(flat, weight, out=grad_edges[part].view(-1, edge_channels))
             return flat.t() @ edges[part].reshape(-1, edge_channels)

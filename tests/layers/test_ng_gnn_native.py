@@ -1,0 +1,120 @@
+"""The compiled loops of NeuralGraphGNN's fused backend: the switch, the fallback, argument checks, and a whole
+model computing the same as with torch operations."""
+
+import itertools
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from wsgraph import mlp_to_graph
+from wsgraph.layers import NeuralGraphGNN, neural_graph_fused, neural_graph_native, pna_degree_histogram
+from wsgraph.layers.neural_graph_native import native_kernels
+
+
+@pytest.fixture
+def compiled():
+    module = native_kernels()
+    if module is None:
+        pytest.skip("the compiled kernels could not be built here")
+    return module
+
+
+@pytest.fixture
+def fresh_cache():
+    """``native_kernels`` is cached per process: clear it around a test that changes how it resolves."""
+    native_kernels.cache_clear()
+    yield
+    native_kernels.cache_clear()
+
+
+def test_the_switch_turns_the_compiled_kernels_off(monkeypatch, fresh_cache):
+    monkeypatch.setenv(neural_graph_native.SWITCH, "0")
+    assert native_kernels() is None
+
+
+def test_a_failed_build_warns_in_one_line_and_falls_back(monkeypatch, fresh_cache):
+    from torch.utils import cpp_extension
+
+    def fail(**kwargs):
+        raise RuntimeError("Error building extension 'x'\nc++: fatal error: no input files")
+
+    monkeypatch.delenv(neural_graph_native.SWITCH, raising=False)
+    monkeypatch.setattr(cpp_extension, "load", fail)
+    with pytest.warns(RuntimeWarning) as caught:
+        assert native_kernels() is None
+    (warning,) = caught
+    message = str(warning.message)
+    assert "Error building extension 'x'" in message and "\n" not in message
+    assert neural_graph_native.SWITCH in message
+
+
+def test_the_build_name_changes_with_the_cpu(monkeypatch):
+    first = neural_graph_native._build_name()
+    monkeypatch.setattr(neural_graph_native, "_cpu_features", lambda: "flags : sse2")
+    assert neural_graph_native._build_name() != first
+
+
+def test_the_compiled_loops_reject_what_they_cannot_read(compiled):
+    scale_shift = torch.zeros(2, 3, 4, 8)
+    rows, cols = torch.zeros(2, 3, 4), torch.zeros(2, 4, 4)
+    empty = torch.empty(0)
+    with pytest.raises(RuntimeError, match="axis must be 1 or 2"):
+        compiled.messages_forward(scale_shift, rows, cols, 3, *[empty] * 6)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        compiled.messages_forward(scale_shift, rows.transpose(1, 2), cols, 1, *[empty] * 6)
+    with pytest.raises(RuntimeError, match="channels"):
+        compiled.messages_forward(scale_shift[..., :6].contiguous(), rows, cols, 1, *[empty] * 6)
+    with pytest.raises(RuntimeError, match="one dtype"):
+        compiled.messages_forward(scale_shift, rows.double(), cols, 1, *[empty] * 6)
+    with pytest.raises(RuntimeError, match=r"\[B, R, F\]"):
+        compiled.messages_forward(scale_shift, rows, cols, 1, torch.zeros(5), torch.zeros(5), *[empty] * 4)
+
+
+# Mixed widths run one group per architecture; the whole-batch norm runs the fused kernels on one architecture only.
+@pytest.mark.parametrize(
+    "widths, norm", [([(2, 5, 4, 1), (2, 3, 6, 1)] * 2, "graph"), ([(2, 5, 4, 1)] * 3, "minibatch")]
+)
+def test_a_model_computes_the_same_with_compiled_loops_and_torch_operations(compiled, monkeypatch, widths, norm):
+    """A whole NeuralGraphGNN (32 channels, both directions, every statistic, two architectures) in float64:
+    outputs and the gradient of every parameter, on chunks of one network so that every chunk boundary is
+    crossed."""
+    generator = torch.Generator().manual_seed(0)
+    graphs = []
+    for architecture in widths:
+        pairs = [
+            (
+                torch.randn(out, inp, generator=generator, dtype=torch.float64),
+                torch.randn(out, generator=generator, dtype=torch.float64),
+            )
+            for inp, out in itertools.pairwise(architecture)
+        ]
+        graphs.append(mlp_to_graph(pairs, activation="sine(30.0)"))
+    batch = Batch.from_data_list(graphs)
+    torch.manual_seed(0)
+    degree = pna_degree_histogram(sorted(set(widths)), both_directions=False)
+    model = NeuralGraphGNN(3, 2, 1, 10, degree, hidden_channels=32, dropout=0.0, norm=norm).double().eval()
+    monkeypatch.setattr(neural_graph_fused, "CHUNK_ELEMENTS", 1)
+    calls = []
+    fused_apply = neural_graph_fused._FusedMessages.apply
+    monkeypatch.setattr(neural_graph_fused._FusedMessages, "apply", _counting(fused_apply, calls))
+    results = []
+    for kernels in (lambda: compiled, lambda: None):
+        monkeypatch.setattr(neural_graph_fused, "native_kernels", kernels)
+        model.zero_grad()
+        output = model(batch)
+        output.square().sum().backward()
+        results.append((output.detach(), [parameter.grad.clone() for parameter in model.parameters()]))
+    assert calls, "the model did not run the fused kernels"
+    (native_output, native_grads), (torch_output, torch_grads) = results
+    torch.testing.assert_close(native_output, torch_output, rtol=1e-12, atol=1e-12)
+    for got, want in zip(native_grads, torch_grads):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-11)
+
+
+def _counting(function, calls):
+    def counted(*args):
+        calls.append(1)
+        return function(*args)
+
+    return counted

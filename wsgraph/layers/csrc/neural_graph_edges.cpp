@@ -1,0 +1,318 @@
+// Per-edge loops of NeuralGraphGNN's fused backend (wsgraph/layers/neural_graph_fused.py), each one
+// pass over a chunk of edges instead of a dozen torch operations that each read and write it.
+//
+// Tensors (all contiguous, one dtype):
+//   scale_shift [B, p, q, 2F]   FiLM's scale (channels 0..F-1) and shift (F..2F-1) of every edge i -> j
+//   rows [B, p, F], cols [B, q, F]   the endpoint terms, h_ij = rows_i + cols_j
+//   statistics [B, R, F]         reduced along `axis`: over i (axis 1, R = q) or over j (axis 2, R = p)
+// The messages are m_ij = h_ij * scale_ij + shift_ij, evaluated by the same expression in the forward
+// and backward loops (built with -ffp-contract=off), so the backward pass finds the forward's minima and
+// maxima again bit for bit.
+
+#include <torch/extension.h>
+
+#include <algorithm>
+#include <initializer_list>
+#include <limits>
+#include <vector>
+
+namespace {
+
+struct Shape {
+  int64_t networks, p, q, channels;
+  int axis;
+  int64_t reduced() const { return axis == 1 ? q : p; }
+};
+
+// The shape of edges [B, p, q, factor x F] between rows [B, p, F] and cols [B, q, F], checked.
+Shape check_inputs(const torch::Tensor& edges, int64_t factor, const torch::Tensor& rows, const torch::Tensor& cols,
+                   int64_t axis) {
+  TORCH_CHECK(axis == 1 || axis == 2, "axis must be 1 or 2, got ", axis);
+  TORCH_CHECK(edges.dim() == 4 && rows.dim() == 3 && cols.dim() == 3, "expected [B, p, q, ", factor,
+              "F], [B, p, F], [B, q, F]");
+  for (const auto* tensor : {&edges, &rows, &cols}) {
+    TORCH_CHECK(tensor->is_contiguous() && tensor->device().is_cpu(), "expected contiguous CPU tensors");
+    TORCH_CHECK(tensor->scalar_type() == edges.scalar_type(), "expected one dtype");
+  }
+  Shape shape{edges.size(0), edges.size(1), edges.size(2), rows.size(2), static_cast<int>(axis)};
+  TORCH_CHECK(edges.size(3) == factor * shape.channels, "edges have ", edges.size(3), " channels, expected ",
+              factor, " x ", shape.channels);
+  TORCH_CHECK(rows.size(0) == shape.networks && rows.size(1) == shape.p, "rows do not match the edges");
+  TORCH_CHECK(cols.size(0) == shape.networks && cols.size(1) == shape.q && cols.size(2) == shape.channels,
+              "cols do not match the edges");
+  return shape;
+}
+
+template <typename T>
+T* data_or_null(const torch::Tensor& tensor) {
+  return tensor.defined() && tensor.numel() ? tensor.data_ptr<T>() : nullptr;
+}
+
+// An array of [B, R, F] per network, or one shared row of zeros in place of one not given.
+template <typename T>
+struct PerNetwork {
+  const T* data;
+  int64_t stride;
+  const T* at(int64_t network) const { return data + network * stride; }
+};
+
+template <typename T>
+PerNetwork<T> per_network(const T* data, int64_t stride, const std::vector<T>& zeros) {
+  return data ? PerNetwork<T>{data, stride} : PerNetwork<T>{zeros.data(), 0};
+}
+
+// CHANNELS > 0 fixes F at compile time (the inner loops unroll into whole vectors); 0 reads it from the shape.
+template <typename T, int CHANNELS>
+void messages_forward(const Shape& s, const T* __restrict scale_shift, const T* __restrict rows,
+                      const T* __restrict cols, T* __restrict total, T* __restrict squares, T* __restrict minimum,
+                      T* __restrict maximum, T* __restrict min_count, T* __restrict max_count) {
+  const int64_t F = CHANNELS > 0 ? CHANNELS : s.channels, R = s.reduced();
+  const bool moments = total != nullptr, extremes = minimum != nullptr;
+  const int64_t size = s.networks * R * F;
+  if (moments) {
+    std::fill(total, total + size, T(0));
+    std::fill(squares, squares + size, T(0));
+  }
+  if (extremes) {
+    std::fill(minimum, minimum + size, std::numeric_limits<T>::infinity());
+    std::fill(maximum, maximum + size, -std::numeric_limits<T>::infinity());
+    std::fill(min_count, min_count + size, T(0));
+    std::fill(max_count, max_count + size, T(0));
+  }
+  for (int64_t b = 0; b < s.networks; ++b) {
+    for (int64_t i = 0; i < s.p; ++i) {
+      const T* __restrict row = rows + (b * s.p + i) * F;
+      for (int64_t j = 0; j < s.q; ++j) {
+        const T* __restrict col = cols + (b * s.q + j) * F;
+        const T* __restrict scale = scale_shift + ((b * s.p + i) * s.q + j) * 2 * F;
+        const T* __restrict shift = scale + F;
+        const int64_t out = (b * R + (s.axis == 1 ? j : i)) * F;
+        if (moments) {
+          T* __restrict sum = total + out;
+          T* __restrict sum_squares = squares + out;
+#pragma GCC ivdep
+          for (int64_t c = 0; c < F; ++c) {
+            const T message = (row[c] + col[c]) * scale[c] + shift[c];
+            sum[c] += message;
+            sum_squares[c] += message * message;
+          }
+        }
+        if (extremes) {
+          // The extremes and how many messages reach them: a tie shares the gradient in the backward pass.
+          T* __restrict low = minimum + out;
+          T* __restrict high = maximum + out;
+          T* __restrict low_count = min_count + out;
+          T* __restrict high_count = max_count + out;
+#pragma GCC ivdep
+          for (int64_t c = 0; c < F; ++c) {
+            const T message = (row[c] + col[c]) * scale[c] + shift[c];
+            const bool below = message < low[c], above = message > high[c];
+            low_count[c] = below ? T(1) : low_count[c] + (message == low[c] ? T(1) : T(0));
+            high_count[c] = above ? T(1) : high_count[c] + (message == high[c] ? T(1) : T(0));
+            low[c] = below ? message : low[c];
+            high[c] = above ? message : high[c];
+          }
+        }
+      }
+    }
+  }
+}
+
+// min_share and max_share: each extreme's gradient divided by the number of messages that reach it.
+template <typename T, int CHANNELS>
+void messages_backward(const Shape& s, const T* __restrict scale_shift, const T* __restrict rows,
+                       const T* __restrict cols, const T* minimum_data, const T* maximum_data,
+                       const T* grad_total_data, const T* grad_squares_data, const T* min_share_data,
+                       const T* max_share_data, T* __restrict grads, T* __restrict grad_rows,
+                       T* __restrict grad_cols) {
+  const int64_t F = CHANNELS > 0 ? CHANNELS : s.channels, R = s.reduced();
+  std::fill(grad_rows, grad_rows + s.networks * s.p * F, T(0));
+  std::fill(grad_cols, grad_cols + s.networks * s.q * F, T(0));
+  // Statistics without a gradient take a row of zeros: the loop below has no branches, so it vectorises.
+  const std::vector<T> zeros(R * F, T(0));
+  const auto minimum = per_network(minimum_data, R * F, zeros), maximum = per_network(maximum_data, R * F, zeros);
+  const auto grad_total = per_network(grad_total_data, R * F, zeros);
+  const auto grad_squares = per_network(grad_squares_data, R * F, zeros);
+  const auto min_share = per_network(min_share_data, R * F, zeros);
+  const auto max_share = per_network(max_share_data, R * F, zeros);
+  for (int64_t b = 0; b < s.networks; ++b) {
+    for (int64_t i = 0; i < s.p; ++i) {
+      const T* __restrict row = rows + (b * s.p + i) * F;
+      T* __restrict grad_row = grad_rows + (b * s.p + i) * F;
+      for (int64_t j = 0; j < s.q; ++j) {
+        const T* __restrict col = cols + (b * s.q + j) * F;
+        T* __restrict grad_col = grad_cols + (b * s.q + j) * F;
+        const int64_t edge = ((b * s.p + i) * s.q + j) * 2 * F;
+        const T* __restrict scale = scale_shift + edge;
+        const T* __restrict shift = scale + F;
+        // The gradients of the scale and of the shift (= of the message) side by side, as the caller's
+        // product with FiLM's [scale; shift] weight reads them.
+        T* __restrict grad_scale = grads + edge;
+        T* __restrict grad_message = grad_scale + F;
+        const int64_t local = (s.axis == 1 ? j : i) * F;
+        const T* __restrict low = minimum.at(b) + local;
+        const T* __restrict high = maximum.at(b) + local;
+        const T* __restrict from_total = grad_total.at(b) + local;
+        const T* __restrict from_squares = grad_squares.at(b) + local;
+        const T* __restrict from_min = min_share.at(b) + local;
+        const T* __restrict from_max = max_share.at(b) + local;
+#pragma GCC ivdep
+        for (int64_t c = 0; c < F; ++c) {
+          const T hidden = row[c] + col[c];
+          const T message = hidden * scale[c] + shift[c];
+          const T grad = from_total[c] + T(2) * message * from_squares[c] +
+                         (message == low[c] ? from_min[c] : T(0)) + (message == high[c] ? from_max[c] : T(0));
+          grad_message[c] = grad;
+          grad_scale[c] = grad * hidden;
+          const T grad_hidden = grad * scale[c];
+          grad_row[c] += grad_hidden;
+          grad_col[c] += grad_hidden;
+        }
+      }
+    }
+  }
+}
+
+template <typename T, int CHANNELS>
+void endpoint_sums(const Shape& s, const T* __restrict grad, T* __restrict grad_rows, T* __restrict grad_cols) {
+  const int64_t F = CHANNELS > 0 ? CHANNELS : s.channels;
+  std::fill(grad_rows, grad_rows + s.networks * s.p * F, T(0));
+  std::fill(grad_cols, grad_cols + s.networks * s.q * F, T(0));
+  for (int64_t b = 0; b < s.networks; ++b) {
+    for (int64_t i = 0; i < s.p; ++i) {
+      T* __restrict grad_row = grad_rows + (b * s.p + i) * F;
+      for (int64_t j = 0; j < s.q; ++j) {
+        const T* edge = grad + ((b * s.p + i) * s.q + j) * F;
+        T* __restrict grad_col = grad_cols + (b * s.q + j) * F;
+#pragma GCC ivdep
+        for (int64_t c = 0; c < F; ++c) {
+          grad_row[c] += edge[c];
+          grad_col[c] += edge[c];
+        }
+      }
+    }
+  }
+}
+
+template <typename T, int CHANNELS>
+void add_endpoints(const Shape& s, T* __restrict edges, const T* __restrict rows, const T* __restrict cols) {
+  const int64_t F = CHANNELS > 0 ? CHANNELS : s.channels;
+  for (int64_t b = 0; b < s.networks; ++b) {
+    for (int64_t i = 0; i < s.p; ++i) {
+      const T* row = rows + (b * s.p + i) * F;
+      for (int64_t j = 0; j < s.q; ++j) {
+        const T* col = cols + (b * s.q + j) * F;
+        T* __restrict edge = edges + ((b * s.p + i) * s.q + j) * F;
+#pragma GCC ivdep
+        for (int64_t c = 0; c < F; ++c) edge[c] += row[c] + col[c];
+      }
+    }
+  }
+}
+
+void check_statistics(std::initializer_list<const torch::Tensor*> statistics, const Shape& shape,
+                      const torch::Tensor& like, const char* what) {
+  for (const auto* statistic : statistics) {
+    TORCH_CHECK(statistic->numel() == 0 ||
+                    (statistic->is_contiguous() && statistic->scalar_type() == like.scalar_type() &&
+                     statistic->numel() == shape.networks * shape.reduced() * shape.channels),
+                what, " must be empty or contiguous [B, R, F] of the inputs' dtype");
+  }
+}
+
+// Runs body<scalar_t, CHANNELS>() with F = 32 (the Neural Graphs width) fixed at compile time, else read at run time.
+#define WSGRAPH_DISPATCH(TENSOR, CHANNELS_VALUE, NAME, ...)                               \
+  AT_DISPATCH_FLOATING_TYPES(TENSOR.scalar_type(), NAME, [&] {                            \
+    if ((CHANNELS_VALUE) == 32) {                                                         \
+      constexpr int CHANNELS = 32;                                                        \
+      __VA_ARGS__();                                                                      \
+    } else {                                                                              \
+      constexpr int CHANNELS = 0;                                                         \
+      __VA_ARGS__();                                                                      \
+    }                                                                                     \
+  })
+
+// total, squares, minimum, maximum and the extremes' tie counts: [B, R, F] outputs, or empty tensors for
+// statistics not asked for (the moments together, the extremes and their counts together).
+void messages_forward_op(const torch::Tensor& scale_shift, const torch::Tensor& rows, const torch::Tensor& cols,
+                         int64_t axis, const torch::Tensor& total, const torch::Tensor& squares,
+                         const torch::Tensor& minimum, const torch::Tensor& maximum, const torch::Tensor& min_count,
+                         const torch::Tensor& max_count) {
+  const Shape shape = check_inputs(scale_shift, 2, rows, cols, axis);
+  check_statistics({&total, &squares, &minimum, &maximum, &min_count, &max_count}, shape, scale_shift, "statistics");
+  TORCH_CHECK((total.numel() == 0) == (squares.numel() == 0), "the sum and the sum of squares come together");
+  TORCH_CHECK(minimum.numel() == maximum.numel() && minimum.numel() == min_count.numel() &&
+                  minimum.numel() == max_count.numel(),
+              "the extremes and their counts come together");
+  WSGRAPH_DISPATCH(scale_shift, shape.channels, "messages_forward", [&] {
+    messages_forward<scalar_t, CHANNELS>(
+        shape, scale_shift.data_ptr<scalar_t>(), rows.data_ptr<scalar_t>(), cols.data_ptr<scalar_t>(),
+        data_or_null<scalar_t>(total), data_or_null<scalar_t>(squares), data_or_null<scalar_t>(minimum),
+        data_or_null<scalar_t>(maximum), data_or_null<scalar_t>(min_count), data_or_null<scalar_t>(max_count));
+  });
+}
+
+// grads [B, p, q, 2F], grad_rows [B, p, F] and grad_cols [B, q, F] are written. The gradients of the sum and the
+// sum of squares, and the extremes' shares of theirs, are empty tensors where none flowed back.
+void messages_backward_op(const torch::Tensor& scale_shift, const torch::Tensor& rows, const torch::Tensor& cols,
+                          int64_t axis, const torch::Tensor& minimum, const torch::Tensor& maximum,
+                          const torch::Tensor& grad_total, const torch::Tensor& grad_squares,
+                          const torch::Tensor& min_share, const torch::Tensor& max_share, const torch::Tensor& grads,
+                          const torch::Tensor& grad_rows, const torch::Tensor& grad_cols) {
+  const Shape shape = check_inputs(scale_shift, 2, rows, cols, axis);
+  check_statistics({&minimum, &maximum, &grad_total, &grad_squares, &min_share, &max_share}, shape, scale_shift,
+                   "statistics and their gradients");
+  TORCH_CHECK(min_share.numel() == 0 || minimum.numel(), "a minimum's gradient needs the minimum");
+  TORCH_CHECK(max_share.numel() == 0 || maximum.numel(), "a maximum's gradient needs the maximum");
+  TORCH_CHECK(grads.is_contiguous() && grads.sizes() == scale_shift.sizes() &&
+                  grads.scalar_type() == scale_shift.scalar_type(),
+              "grads must be like scale_shift");
+  TORCH_CHECK(grad_rows.is_contiguous() && grad_rows.sizes() == rows.sizes() &&
+                  grad_rows.scalar_type() == rows.scalar_type(),
+              "grad_rows must be like rows");
+  TORCH_CHECK(grad_cols.is_contiguous() && grad_cols.sizes() == cols.sizes() &&
+                  grad_cols.scalar_type() == cols.scalar_type(),
+              "grad_cols must be like cols");
+  WSGRAPH_DISPATCH(scale_shift, shape.channels, "messages_backward", [&] {
+    messages_backward<scalar_t, CHANNELS>(
+        shape, scale_shift.data_ptr<scalar_t>(), rows.data_ptr<scalar_t>(), cols.data_ptr<scalar_t>(),
+        data_or_null<scalar_t>(minimum), data_or_null<scalar_t>(maximum), data_or_null<scalar_t>(grad_total),
+        data_or_null<scalar_t>(grad_squares), data_or_null<scalar_t>(min_share), data_or_null<scalar_t>(max_share),
+        grads.data_ptr<scalar_t>(), grad_rows.data_ptr<scalar_t>(), grad_cols.data_ptr<scalar_t>());
+  });
+}
+
+// edges [B, p, q, F] += rows_i + cols_j, in place.
+void add_endpoints_op(const torch::Tensor& edges, const torch::Tensor& rows, const torch::Tensor& cols) {
+  const Shape shape = check_inputs(edges, 1, rows, cols, 1);
+  WSGRAPH_DISPATCH(edges, shape.channels, "add_endpoints", [&] {
+    add_endpoints<scalar_t, CHANNELS>(shape, edges.data_ptr<scalar_t>(), rows.data_ptr<scalar_t>(), cols.data_ptr<scalar_t>());
+  });
+}
+
+// grad_rows [B, p, F] and grad_cols [B, q, F]: the sums of grad [B, p, q, F] over j and over i.
+void endpoint_sums_op(const torch::Tensor& grad, const torch::Tensor& grad_rows, const torch::Tensor& grad_cols) {
+  TORCH_CHECK(grad.dim() == 4 && grad.is_contiguous(), "grad must be contiguous [B, p, q, F]");
+  TORCH_CHECK(grad_rows.is_contiguous() && grad_cols.is_contiguous() && grad_rows.scalar_type() == grad.scalar_type() &&
+                  grad_cols.scalar_type() == grad.scalar_type(),
+              "grad_rows and grad_cols must be contiguous, of grad's dtype");
+  const Shape shape{grad.size(0), grad.size(1), grad.size(2), grad.size(3), 1};
+  TORCH_CHECK(grad_rows.numel() == shape.networks * shape.p * shape.channels &&
+                  grad_cols.numel() == shape.networks * shape.q * shape.channels,
+              "grad_rows must be [B, p, F] and grad_cols [B, q, F]");
+  WSGRAPH_DISPATCH(grad, shape.channels, "endpoint_sums", [&] {
+    endpoint_sums<scalar_t, CHANNELS>(shape, grad.data_ptr<scalar_t>(), grad_rows.data_ptr<scalar_t>(),
+                            grad_cols.data_ptr<scalar_t>());
+  });
+}
+
+}  // namespace
+
+// Without the GIL: the fused backend calls these from several threads at once.
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
+  namespace py = pybind11;
+  module.def("messages_forward", &messages_forward_op, py::call_guard<py::gil_scoped_release>());
+  module.def("messages_backward", &messages_backward_op, py::call_guard<py::gil_scoped_release>());
+  module.def("add_endpoints", &add_endpoints_op, py::call_guard<py::gil_scoped_release>());
+  module.def("endpoint_sums", &endpoint_sums_op, py::call_guard<py::gil_scoped_release>());
+}

@@ -1,0 +1,63 @@
+"""The compiled per-edge loops of NeuralGraphGNN's fused backend, built on first use.
+
+:mod:`wsgraph.layers.neural_graph_fused` runs each chunk's per-edge work either as torch
+operations (a dozen passes over the chunk, each a separate call) or, when this module can
+build ``csrc/neural_graph_edges.cpp`` with the machine's C++ compiler, as one or two loops
+over it. The build takes about a minute once per machine and torch version; torch keeps it
+in ``~/.cache/torch_extensions`` (or ``$TORCH_EXTENSIONS_DIR``). Without a compiler the
+torch operations run, after a one-line warning. ``WSGRAPH_NATIVE_KERNELS=0`` skips the
+build and always runs the torch operations.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+SOURCE = Path(__file__).with_name("csrc") / "neural_graph_edges.cpp"
+SWITCH = "WSGRAPH_NATIVE_KERNELS"
+# -ffp-contract=off: the forward and backward loops must evaluate each message to the same bits (the backward
+# finds the extremes again by comparison), which fused multiply-adds in one loop but not the other would break.
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off"]
+
+
+def _cpu_features() -> str:
+    """The CPU's instruction-set flags: the build is for this CPU (``-march=native``), and a shared cache must not
+    hand it to another."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _build_name() -> str:
+    key = hashlib.sha256("\n".join([_cpu_features(), " ".join(FLAGS)]).encode()).hexdigest()[:12]
+    return f"wsgraph_neural_graph_edges_{key}"
+
+
+@functools.cache
+def native_kernels() -> ModuleType | None:
+    """The compiled module, or ``None`` when ``WSGRAPH_NATIVE_KERNELS=0`` or the build fails (with a warning)."""
+    if os.environ.get(SWITCH, "1").strip() == "0":
+        return None
+    try:
+        from torch.utils import cpp_extension
+
+        return cpp_extension.load(name=_build_name(), sources=[str(SOURCE)], extra_cflags=FLAGS, verbose=False)
+    except Exception as error:  # a missing compiler or ninja, a failed compilation: the torch path still works
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        warnings.warn(
+            f"wsgraph: could not build the compiled NeuralGraphGNN kernels ({reason}); running torch operations "
+            f"instead, which is slower. Set {SWITCH}=0 to skip the attempt.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None

@@ -56,19 +56,21 @@ def test_the_build_name_changes_with_the_cpu(monkeypatch):
 
 
 def test_the_compiled_loops_reject_what_they_cannot_read(compiled):
-    scale_shift = torch.zeros(2, 3, 4, 8)
+    scale_shift, bias = torch.zeros(2, 3, 4, 8), torch.zeros(8)
     rows, cols = torch.zeros(2, 3, 4), torch.zeros(2, 4, 4)
     empty = torch.empty(0)
     with pytest.raises(RuntimeError, match="axis must be 1 or 2"):
-        compiled.messages_forward(scale_shift, rows, cols, 3, *[empty] * 6)
+        compiled.messages_forward(scale_shift, bias, rows, cols, 3, *[empty] * 6)
     with pytest.raises(RuntimeError, match="contiguous"):
-        compiled.messages_forward(scale_shift, rows.transpose(1, 2), cols, 1, *[empty] * 6)
+        compiled.messages_forward(scale_shift, bias, rows.transpose(1, 2), cols, 1, *[empty] * 6)
     with pytest.raises(RuntimeError, match="channels"):
-        compiled.messages_forward(scale_shift[..., :6].contiguous(), rows, cols, 1, *[empty] * 6)
+        compiled.messages_forward(scale_shift[..., :6].contiguous(), bias, rows, cols, 1, *[empty] * 6)
     with pytest.raises(RuntimeError, match="one dtype"):
-        compiled.messages_forward(scale_shift, rows.double(), cols, 1, *[empty] * 6)
+        compiled.messages_forward(scale_shift, bias, rows.double(), cols, 1, *[empty] * 6)
+    with pytest.raises(RuntimeError, match=r"bias must be"):
+        compiled.messages_forward(scale_shift, bias[:4], rows, cols, 1, *[empty] * 6)
     with pytest.raises(RuntimeError, match=r"\[B, R, F\]"):
-        compiled.messages_forward(scale_shift, rows, cols, 1, torch.zeros(5), torch.zeros(5), *[empty] * 4)
+        compiled.messages_forward(scale_shift, bias, rows, cols, 1, torch.zeros(5), torch.zeros(5), *[empty] * 4)
 
 
 # Mixed widths run one group per architecture; the whole-batch norm runs the fused kernels on one architecture only.

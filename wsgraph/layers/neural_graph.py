@@ -386,19 +386,14 @@ class NeuralGraphInputs(nn.Module):
             nodes = nodes + self.position(data)
         return nodes
 
-    def encode_edges(self, raw: Tensor, fused: bool = False) -> Tensor:
+    def encode_edges(self, raw: Tensor) -> Tensor:
         """``edge_in(edge_encoder(raw))`` for raw edge features ``[*, edge_features]``, of which there are millions
-        in a batch; ``fused`` computes the Fourier encoder in one chunked kernel
-        (:func:`~wsgraph.layers.neural_graph_fused.fused_fourier_linear`)."""
-        if len(self.edge_encoder) != 2 or not isinstance(self.edge_encoder[0], FourierFeatures):
+        in a batch. (NeuralGraphGNN's fused backend computes the Fourier encoder in one chunked kernel instead,
+        :func:`~wsgraph.layers.neural_graph_fused.fused_fourier_linear`.)"""
+        parts = self._fourier_edge_encoder()
+        if parts is None:
             return self.edge_in(self.edge_encoder(raw))
-        features, encoder = self.edge_encoder
-        # Two linear maps in a row are one: compose them on their 32 x 256 weights, not on every edge, and
-        # apply the product to the cosines and sines apart rather than to their concatenation.
-        weight = self.edge_in.weight @ encoder.weight
-        bias = self.edge_in.weight @ encoder.bias + self.edge_in.bias
-        if fused and not raw.requires_grad:
-            return fused_fourier_linear(raw, (2 * math.pi) * features.frequencies, weight, bias)
+        features, weight, bias = parts
         angles = features.angles(raw)
         cosines, sines = weight.split(features.num_frequencies, dim=1)
         return (
@@ -406,6 +401,18 @@ class NeuralGraphInputs(nn.Module):
             .addmm_(torch.sin(angles).flatten(0, -2), sines.t())
             .view(*raw.shape[:-1], -1)
         )
+
+    def _fourier_edge_encoder(self) -> tuple[FourierFeatures, Tensor, Tensor] | None:
+        """The Fourier features of the edge encoder and the one linear map that follows them (``None`` unless
+        the encoder is Fourier features and one linear map)."""
+        if len(self.edge_encoder) != 2 or not isinstance(self.edge_encoder[0], FourierFeatures):
+            return None
+        features, encoder = self.edge_encoder
+        # Two linear maps in a row are one: compose them on their 32 x 256 weights, not on every edge, and
+        # apply the product to the cosines and sines apart rather than to their concatenation.
+        weight = self.edge_in.weight @ encoder.weight
+        bias = self.edge_in.weight @ encoder.bias + self.edge_in.bias
+        return features, weight, bias
 
 
 def readout_head(in_features: int, hidden: int, out_features: int, hidden_layers: int) -> nn.Sequential:
@@ -682,13 +689,19 @@ class NeuralGraphGNN(NeuralGraphInputs):
         """``[B, pooled]`` for ``nodes`` ``[B, N_g, F]`` (encoded) and ``weights`` ``[B * E_g, C]`` (raw, canonical
         order) of ``B`` networks of one architecture."""
         num_graphs = nodes.size(0)
-        fused = self.backend == "fused" and self.fusable
-        edges = [
-            [self.encode_edges(raw, fused) for raw in self._edge_inputs(weight)]
-            for weight in layout.weights(weights, num_graphs)
-        ]
-        if fused:
-            return self._pool_dense(layout, self._fused_rounds(layout, nodes, edges))
+        raw_edges = [self._edge_inputs(weight) for weight in layout.weights(weights, num_graphs)]
+        if self.backend == "fused" and self.fusable:
+            encoder = self._fourier_edge_encoder()
+            if encoder is None or weights.requires_grad:
+                edges, shift = [[self.encode_edges(raw) for raw in states] for states in raw_edges], None
+            else:
+                # The encoder's bias is left to the first round, which folds it into the maps that read the
+                # edges: adding it to every edge would be a pass over them.
+                features, weight, shift = encoder
+                frequencies = (2 * math.pi) * features.frequencies
+                edges = [[fused_fourier_linear(raw, frequencies, weight) for raw in states] for states in raw_edges]
+            return self._pool_dense(layout, self._fused_rounds(layout, nodes, edges, shift))
+        edges = [[self.encode_edges(raw) for raw in states] for states in raw_edges]
         for index, conv in enumerate(self.convs):
             nodes = conv.forward_dense(nodes, edges, layout)
             if index == self.depth - 1:
@@ -698,17 +711,20 @@ class NeuralGraphGNN(NeuralGraphInputs):
                 edges = self.edge_updates[index].forward_dense(nodes, edges, layout)
         return self._pool_dense(layout, nodes)
 
-    def _fused_rounds(self, layout: DenseNetworks, nodes: Tensor, edges: list[list[Tensor]]) -> Tensor:
+    def _fused_rounds(
+        self, layout: DenseNetworks, nodes: Tensor, edges: list[list[Tensor]], edge_shift: Tensor | None
+    ) -> Tensor:
         """The final node states of the rounds of :meth:`_dense_group`, with the per-edge work of each round in
         two fused kernels (:mod:`wsgraph.layers.neural_graph_fused`).
 
         An edge update ends in ``lin_out``, and everything that reads its result (the next round's FiLM
         encoder and edge update's ``lin_edge``) is linear: the edges carry ``SiLU(...)`` instead, and
         ``lin_out`` is folded into those maps' 32 x 32 weights, which saves one product per edge and round.
+        In the same way the first round folds ``edge_shift``, a bias still to be added to the encoded ``edges``.
         """
-        previous_out: nn.Linear | None = None
+        before: tuple[Tensor | None, Tensor | None] = (None, edge_shift)
         for index, conv in enumerate(self.convs):
-            film_weight, film_bias = _fold(conv.edge_encoder, previous_out)
+            film_weight, film_bias = _fold(conv.edge_encoder, *before)
             target_part, source_part = (layout.split(part) for part in conv.endpoint_parts(nodes))
             moments, extremes = conv.aggregator_needs
             incoming: list[list[NeighbourhoodStatistics]] = [[] for _ in layout.widths]
@@ -728,7 +744,7 @@ class NeuralGraphGNN(NeuralGraphInputs):
             nodes = nn.functional.dropout(self.act(self._normalise_dense(index, nodes)), self.dropout, self.training)
             if index < len(self.edge_updates):
                 update = self.edge_updates[index]
-                edge_weight, edge_bias = _fold(update.lin_edge, previous_out)
+                edge_weight, edge_bias = _fold(update.lin_edge, *before)
                 # The update's three biases are one, added once per edge through its source neuron.
                 source = layout.split(update.lin_source(nodes) + edge_bias)
                 target = layout.split(update.lin_target(nodes))
@@ -739,7 +755,7 @@ class NeuralGraphGNN(NeuralGraphInputs):
                     ]
                     for layer, states in enumerate(edges, start=1)
                 ]
-                previous_out = update.lin_out
+                before = (update.lin_out.weight, update.lin_out.bias)
         return nodes
 
     def _pool_dense(self, layout: DenseNetworks, nodes: Tensor) -> Tensor:
@@ -767,11 +783,12 @@ class NeuralGraphGNN(NeuralGraphInputs):
         )
 
 
-def _fold(linear: nn.Linear, before: nn.Linear | None) -> tuple[Tensor, Tensor]:
-    """Weight and bias of ``linear`` after ``before`` (``linear`` alone when ``before`` is ``None``)."""
-    if before is None:
-        return linear.weight, linear.bias
-    return linear.weight @ before.weight, torch.addmv(linear.bias, linear.weight, before.bias)
+def _fold(linear: nn.Linear, weight: Tensor | None, bias: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Weight and bias of ``linear`` applied after ``x ↦ x weightᵀ + bias`` (no ``weight``: the identity; no
+    ``bias``: none)."""
+    folded_weight = linear.weight if weight is None else linear.weight @ weight
+    folded_bias = linear.bias if bias is None else torch.addmv(linear.bias, linear.weight, bias)
+    return folded_weight, folded_bias
 
 
 def _axis_parts(source: list[Tensor], target: list[Tensor], layer: int, direction: int) -> tuple[Tensor, Tensor]:

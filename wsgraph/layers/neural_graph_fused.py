@@ -149,9 +149,12 @@ def _messages(hidden: Tensor, scale_shift: Tensor, channels: int) -> Tensor:
     return torch.addcmul(scale_shift[..., channels:], hidden, scale_shift[..., :channels])
 
 
-def _film(edges: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    # Recomputed in the backward pass rather than kept: as fast on CPU, and a quarter of the memory.
-    return torch.addmm(bias, edges.reshape(-1, edges.size(-1)), weight.t()).view(*edges.shape[:-1], -1)
+def _film(edges: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    # Recomputed in the backward pass rather than kept: as fast on CPU, and a quarter of the memory. Without the
+    # bias for the compiled loops, which add it as they read: addmm's copy of the bias into its output is a pass.
+    flat = edges.reshape(-1, edges.size(-1))
+    product = torch.mm(flat, weight.t()) if bias is None else torch.addmm(bias, flat, weight.t())
+    return product.view(*edges.shape[:-1], -1)
 
 
 class _FusedMessages(torch.autograd.Function):
@@ -178,15 +181,15 @@ class _FusedMessages(torch.autograd.Function):
         counts = (edges.new_empty(2, *reduced) if extremes else edges.new_empty(2, 0)) if native else None
         if native is not None:
             # The compiled loops read the endpoint terms as contiguous [B, *, F]; they are a node layer's slice.
-            rows, cols = rows.contiguous(), cols.contiguous()
+            rows, cols, bias = rows.contiguous(), cols.contiguous(), bias.contiguous()
 
         def work(part: slice) -> None:
-            scale_shift = _film(edges[part], weight, bias)
             if native is not None:
                 statistics = (total, squares, minimum, maximum, counts[0], counts[1])
                 chunk = [statistic[part] if statistic.numel() else empty for statistic in statistics]
-                native.messages_forward(scale_shift, rows[part], cols[part], axis, *chunk)
+                native.messages_forward(_film(edges[part], weight), bias, rows[part], cols[part], axis, *chunk)
                 return
+            scale_shift = _film(edges[part], weight, bias)
             messages = _messages(_endpoints(rows[part], cols[part]), scale_shift, channels)
             if extremes:
                 # Without indices: finding them costs twenty times the reduction; the backward pass finds the
@@ -231,11 +234,11 @@ class _FusedMessages(torch.autograd.Function):
             statistics = [minimum, maximum, *moment_grads, *shares]
 
         def native_work(part: slice) -> tuple[Tensor, Tensor]:
-            scale_shift = _film(edges[part], weight, bias)
+            scale_shift = _film(edges[part], weight)
             grads = torch.empty_like(scale_shift)
             chunk = [statistic[part] if statistic.numel() else statistic for statistic in statistics]
             native.messages_backward(
-                scale_shift, rows[part], cols[part], axis, *chunk, grads, grad_rows[part], grad_cols[part]
+                scale_shift, bias, rows[part], cols[part], axis, *chunk, grads, grad_rows[part], grad_cols[part]
             )
             flat_grads = grads.view(-1, 2 * channels)
             flat_edges = edges[part].reshape(-1, edge_channels)
@@ -334,9 +337,10 @@ class _FusedEdgeUpdate(torch.autograd.Function):
         return grad_edges, grad_weight, grad_rows, grad_cols
 
 
-def fused_fourier_linear(raw: Tensor, frequencies: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+def fused_fourier_linear(raw: Tensor, frequencies: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     r"""``[cos(raw Ωᵀ), sin(raw Ωᵀ)] Wᵀ + b``, ``[B, *, F]``: random Fourier features of the raw edge features
-    ``raw`` ``[B, *, C]`` (``frequencies`` Ω ``[K, C]``, fixed) and a linear map (``weight`` ``[F, 2K]``).
+    ``raw`` ``[B, *, C]`` (``frequencies`` Ω ``[K, C]``, fixed) and a linear map (``weight`` ``[F, 2K]``, ``bias``
+    ``[F]`` or none).
 
     Over chunks of networks (the first axis), so that the angles and their cosines and sines are read by
     the product while they are in cache; the features are kept for the weight's gradient. ``raw`` and
@@ -347,7 +351,7 @@ def fused_fourier_linear(raw: Tensor, frequencies: Tensor, weight: Tensor, bias:
 
 class _FusedFourierLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, raw: Tensor, frequencies: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    def forward(ctx: Any, raw: Tensor, frequencies: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         num_networks, in_features = raw.size(0), raw.size(-1)
         num_frequencies, out_features = frequencies.size(0), weight.size(0)
         # Cosines and sines in two tensors: written into the halves of one, each is a third slower.
@@ -360,17 +364,22 @@ class _FusedFourierLinear(torch.autograd.Function):
             angles = raw[part].reshape(-1, in_features) @ frequencies.t()
             cosine = torch.cos(angles, out=cosines[part].view(-1, num_frequencies))
             sine = torch.sin(angles, out=sines[part].view(-1, num_frequencies))
-            chunk = torch.addmm(bias, cosine, cosine_weight.t(), out=out[part].view(-1, out_features))
+            chunk = out[part].view(-1, out_features)
+            if bias is None:
+                torch.mm(cosine, cosine_weight.t(), out=chunk)
+            else:
+                torch.addmm(bias, cosine, cosine_weight.t(), out=chunk)
             chunk.addmm_(sine, sine_weight.t())
 
         _map_chunks(work, _chunks(num_networks, 2 * cosines[:1].numel()))
         ctx.save_for_backward(cosines, sines)
+        ctx.has_bias = bias is not None
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[None, None, Tensor, Tensor]:
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[None, None, Tensor, Tensor | None]:
         cosines, sines = ctx.saved_tensors
         grad = grad_out.reshape(-1, grad_out.size(-1))
         rows = grad.size(0)
         grad_weight = torch.cat([grad.t() @ cosines.view(rows, -1), grad.t() @ sines.view(rows, -1)], dim=1)
-        return None, None, grad_weight, grad.sum(0)
+        return None, None, grad_weight, grad.sum(0) if ctx.has_bias else None

@@ -2,10 +2,11 @@
 // pass over a chunk of edges instead of a dozen torch operations that each read and write it.
 //
 // Tensors (all contiguous, one dtype):
-//   scale_shift [B, p, q, 2F]   FiLM's scale (channels 0..F-1) and shift (F..2F-1) of every edge i -> j
+//   scale_shift [B, p, q, 2F]   FiLM's scale (channels 0..F-1) and shift (F..2F-1) of every edge i -> j,
+//                                before FiLM's bias [2F] is added (here, as the loops read them)
 //   rows [B, p, F], cols [B, q, F]   the endpoint terms, h_ij = rows_i + cols_j
 //   statistics [B, R, F]         reduced along `axis`: over i (axis 1, R = q) or over j (axis 2, R = p)
-// The messages are m_ij = h_ij * scale_ij + shift_ij, evaluated by the same expression in the forward
+// The messages are m_ij = h_ij * (scale_ij + bias) + (shift_ij + bias'), evaluated by the same expression in the forward
 // and backward loops (built with -ffp-contract=off), so the backward pass finds the forward's minima and
 // maxima again bit for bit.
 
@@ -63,8 +64,8 @@ PerNetwork<T> per_network(const T* data, int64_t stride, const std::vector<T>& z
 
 // CHANNELS > 0 fixes F at compile time (the inner loops unroll into whole vectors); 0 reads it from the shape.
 template <typename T, int CHANNELS>
-void messages_forward(const Shape& s, const T* __restrict scale_shift, const T* __restrict rows,
-                      const T* __restrict cols, T* __restrict total, T* __restrict squares, T* __restrict minimum,
+void messages_forward(const Shape& s, const T* __restrict scale_shift, const T* __restrict bias,
+                      const T* __restrict rows, const T* __restrict cols, T* __restrict total, T* __restrict squares, T* __restrict minimum,
                       T* __restrict maximum, T* __restrict min_count, T* __restrict max_count) {
   const int64_t F = CHANNELS > 0 ? CHANNELS : s.channels, R = s.reduced();
   const bool moments = total != nullptr, extremes = minimum != nullptr;
@@ -92,7 +93,7 @@ void messages_forward(const Shape& s, const T* __restrict scale_shift, const T* 
           T* __restrict sum_squares = squares + out;
 #pragma GCC ivdep
           for (int64_t c = 0; c < F; ++c) {
-            const T message = (row[c] + col[c]) * scale[c] + shift[c];
+            const T message = (row[c] + col[c]) * (scale[c] + bias[c]) + (shift[c] + bias[F + c]);
             sum[c] += message;
             sum_squares[c] += message * message;
           }
@@ -105,7 +106,7 @@ void messages_forward(const Shape& s, const T* __restrict scale_shift, const T* 
           T* __restrict high_count = max_count + out;
 #pragma GCC ivdep
           for (int64_t c = 0; c < F; ++c) {
-            const T message = (row[c] + col[c]) * scale[c] + shift[c];
+            const T message = (row[c] + col[c]) * (scale[c] + bias[c]) + (shift[c] + bias[F + c]);
             const bool below = message < low[c], above = message > high[c];
             low_count[c] = below ? T(1) : low_count[c] + (message == low[c] ? T(1) : T(0));
             high_count[c] = above ? T(1) : high_count[c] + (message == high[c] ? T(1) : T(0));
@@ -120,8 +121,8 @@ void messages_forward(const Shape& s, const T* __restrict scale_shift, const T* 
 
 // min_share and max_share: each extreme's gradient divided by the number of messages that reach it.
 template <typename T, int CHANNELS>
-void messages_backward(const Shape& s, const T* __restrict scale_shift, const T* __restrict rows,
-                       const T* __restrict cols, const T* minimum_data, const T* maximum_data,
+void messages_backward(const Shape& s, const T* __restrict scale_shift, const T* __restrict bias,
+                       const T* __restrict rows, const T* __restrict cols, const T* minimum_data, const T* maximum_data,
                        const T* grad_total_data, const T* grad_squares_data, const T* min_share_data,
                        const T* max_share_data, T* __restrict grads, T* __restrict grad_rows,
                        T* __restrict grad_cols) {
@@ -159,12 +160,13 @@ void messages_backward(const Shape& s, const T* __restrict scale_shift, const T*
 #pragma GCC ivdep
         for (int64_t c = 0; c < F; ++c) {
           const T hidden = row[c] + col[c];
-          const T message = hidden * scale[c] + shift[c];
+          const T scale_c = scale[c] + bias[c];
+          const T message = hidden * scale_c + (shift[c] + bias[F + c]);
           const T grad = from_total[c] + T(2) * message * from_squares[c] +
                          (message == low[c] ? from_min[c] : T(0)) + (message == high[c] ? from_max[c] : T(0));
           grad_message[c] = grad;
           grad_scale[c] = grad * hidden;
-          const T grad_hidden = grad * scale[c];
+          const T grad_hidden = grad * scale_c;
           grad_row[c] += grad_hidden;
           grad_col[c] += grad_hidden;
         }
@@ -220,6 +222,12 @@ void check_statistics(std::initializer_list<const torch::Tensor*> statistics, co
   }
 }
 
+void check_bias(const torch::Tensor& bias, const torch::Tensor& scale_shift) {
+  TORCH_CHECK(bias.dim() == 1 && bias.is_contiguous() && bias.scalar_type() == scale_shift.scalar_type() &&
+                  bias.size(0) == scale_shift.size(3),
+              "bias must be a contiguous [2F] vector of scale_shift's dtype");
+}
+
 // Runs body<scalar_t, CHANNELS>() with F = 32 (the Neural Graphs width) fixed at compile time, else read at run time.
 #define WSGRAPH_DISPATCH(TENSOR, CHANNELS_VALUE, NAME, ...)                               \
   AT_DISPATCH_FLOATING_TYPES(TENSOR.scalar_type(), NAME, [&] {                            \
@@ -234,11 +242,12 @@ void check_statistics(std::initializer_list<const torch::Tensor*> statistics, co
 
 // total, squares, minimum, maximum and the extremes' tie counts: [B, R, F] outputs, or empty tensors for
 // statistics not asked for (the moments together, the extremes and their counts together).
-void messages_forward_op(const torch::Tensor& scale_shift, const torch::Tensor& rows, const torch::Tensor& cols,
-                         int64_t axis, const torch::Tensor& total, const torch::Tensor& squares,
+void messages_forward_op(const torch::Tensor& scale_shift, const torch::Tensor& bias, const torch::Tensor& rows,
+                         const torch::Tensor& cols, int64_t axis, const torch::Tensor& total, const torch::Tensor& squares,
                          const torch::Tensor& minimum, const torch::Tensor& maximum, const torch::Tensor& min_count,
                          const torch::Tensor& max_count) {
   const Shape shape = check_inputs(scale_shift, 2, rows, cols, axis);
+  check_bias(bias, scale_shift);
   check_statistics({&total, &squares, &minimum, &maximum, &min_count, &max_count}, shape, scale_shift, "statistics");
   TORCH_CHECK((total.numel() == 0) == (squares.numel() == 0), "the sum and the sum of squares come together");
   TORCH_CHECK(minimum.numel() == maximum.numel() && minimum.numel() == min_count.numel() &&
@@ -246,7 +255,8 @@ void messages_forward_op(const torch::Tensor& scale_shift, const torch::Tensor& 
               "the extremes and their counts come together");
   WSGRAPH_DISPATCH(scale_shift, shape.channels, "messages_forward", [&] {
     messages_forward<scalar_t, CHANNELS>(
-        shape, scale_shift.data_ptr<scalar_t>(), rows.data_ptr<scalar_t>(), cols.data_ptr<scalar_t>(),
+        shape, scale_shift.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(), rows.data_ptr<scalar_t>(),
+        cols.data_ptr<scalar_t>(),
         data_or_null<scalar_t>(total), data_or_null<scalar_t>(squares), data_or_null<scalar_t>(minimum),
         data_or_null<scalar_t>(maximum), data_or_null<scalar_t>(min_count), data_or_null<scalar_t>(max_count));
   });
@@ -254,12 +264,13 @@ void messages_forward_op(const torch::Tensor& scale_shift, const torch::Tensor& 
 
 // grads [B, p, q, 2F], grad_rows [B, p, F] and grad_cols [B, q, F] are written. The gradients of the sum and the
 // sum of squares, and the extremes' shares of theirs, are empty tensors where none flowed back.
-void messages_backward_op(const torch::Tensor& scale_shift, const torch::Tensor& rows, const torch::Tensor& cols,
-                          int64_t axis, const torch::Tensor& minimum, const torch::Tensor& maximum,
+void messages_backward_op(const torch::Tensor& scale_shift, const torch::Tensor& bias, const torch::Tensor& rows,
+                          const torch::Tensor& cols, int64_t axis, const torch::Tensor& minimum, const torch::Tensor& maximum,
                           const torch::Tensor& grad_total, const torch::Tensor& grad_squares,
                           const torch::Tensor& min_share, const torch::Tensor& max_share, const torch::Tensor& grads,
                           const torch::Tensor& grad_rows, const torch::Tensor& grad_cols) {
   const Shape shape = check_inputs(scale_shift, 2, rows, cols, axis);
+  check_bias(bias, scale_shift);
   check_statistics({&minimum, &maximum, &grad_total, &grad_squares, &min_share, &max_share}, shape, scale_shift,
                    "statistics and their gradients");
   TORCH_CHECK(min_share.numel() == 0 || minimum.numel(), "a minimum's gradient needs the minimum");
@@ -275,7 +286,8 @@ void messages_backward_op(const torch::Tensor& scale_shift, const torch::Tensor&
               "grad_cols must be like cols");
   WSGRAPH_DISPATCH(scale_shift, shape.channels, "messages_backward", [&] {
     messages_backward<scalar_t, CHANNELS>(
-        shape, scale_shift.data_ptr<scalar_t>(), rows.data_ptr<scalar_t>(), cols.data_ptr<scalar_t>(),
+        shape, scale_shift.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(), rows.data_ptr<scalar_t>(),
+        cols.data_ptr<scalar_t>(),
         data_or_null<scalar_t>(minimum), data_or_null<scalar_t>(maximum), data_or_null<scalar_t>(grad_total),
         data_or_null<scalar_t>(grad_squares), data_or_null<scalar_t>(min_share), data_or_null<scalar_t>(max_share),
         grads.data_ptr<scalar_t>(), grad_rows.data_ptr<scalar_t>(), grad_cols.data_ptr<scalar_t>());

@@ -352,18 +352,12 @@ def fused_fourier_linear(raw: Tensor, frequencies: Tensor, weight: Tensor, bias:
 class _FusedFourierLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, raw: Tensor, frequencies: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        num_networks, in_features = raw.size(0), raw.size(-1)
-        num_frequencies, out_features = frequencies.size(0), weight.size(0)
-        # Cosines and sines in two tensors: written into the halves of one, each is a third slower.
-        cosines = raw.new_empty(*raw.shape[:-1], num_frequencies)
-        sines = torch.empty_like(cosines)
-        cosine_weight, sine_weight = weight.split(num_frequencies, dim=1)
+        out_features = weight.size(0)
+        cosine_weight, sine_weight = weight.split(frequencies.size(0), dim=1)
         out = raw.new_empty(*raw.shape[:-1], out_features)
 
         def work(part: slice) -> None:
-            angles = raw[part].reshape(-1, in_features) @ frequencies.t()
-            cosine = torch.cos(angles, out=cosines[part].view(-1, num_frequencies))
-            sine = torch.sin(angles, out=sines[part].view(-1, num_frequencies))
+            cosine, sine = _fourier_features(raw[part], frequencies)
             chunk = out[part].view(-1, out_features)
             if bias is None:
                 torch.mm(cosine, cosine_weight.t(), out=chunk)
@@ -371,15 +365,34 @@ class _FusedFourierLinear(torch.autograd.Function):
                 torch.addmm(bias, cosine, cosine_weight.t(), out=chunk)
             chunk.addmm_(sine, sine_weight.t())
 
-        _map_chunks(work, _chunks(num_networks, 2 * cosines[:1].numel()))
-        ctx.save_for_backward(cosines, sines)
+        _map_chunks(work, _chunks(raw.size(0), _fourier_chunk_size(raw, frequencies)))
+        # The features are recomputed chunk by chunk for the weight's gradient rather than kept: kept, they are
+        # the largest tensors of a step (256 numbers per edge), written to and read back from main memory.
+        ctx.save_for_backward(raw, frequencies)
         ctx.has_bias = bias is not None
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[None, None, Tensor, Tensor | None]:
-        cosines, sines = ctx.saved_tensors
-        grad = grad_out.reshape(-1, grad_out.size(-1))
-        rows = grad.size(0)
-        grad_weight = torch.cat([grad.t() @ cosines.view(rows, -1), grad.t() @ sines.view(rows, -1)], dim=1)
-        return None, None, grad_weight, grad.sum(0) if ctx.has_bias else None
+        raw, frequencies = ctx.saved_tensors
+
+        def work(part: slice) -> Tensor:
+            cosine, sine = _fourier_features(raw[part], frequencies)
+            grad = grad_out[part].reshape(-1, grad_out.size(-1))
+            return torch.cat([grad.t() @ cosine, grad.t() @ sine], dim=1)
+
+        grad_weight = sum(_map_chunks(work, _chunks(raw.size(0), _fourier_chunk_size(raw, frequencies))))
+        grad_bias = grad_out.reshape(-1, grad_out.size(-1)).sum(0) if ctx.has_bias else None
+        return None, None, grad_weight, grad_bias
+
+
+def _fourier_features(raw: Tensor, frequencies: Tensor) -> tuple[Tensor, Tensor]:
+    """The cosines and sines ``[rows, K]`` of the angles ``raw Ωᵀ``, in two tensors (written into the halves of
+    one, each is a third slower)."""
+    angles = raw.reshape(-1, raw.size(-1)) @ frequencies.t()
+    return torch.cos(angles), torch.sin(angles)
+
+
+def _fourier_chunk_size(raw: Tensor, frequencies: Tensor) -> int:
+    """The cosines and sines of one network: the chunks' widest temporaries."""
+    return 2 * frequencies.size(0) * (raw[:1].numel() // max(raw.size(-1), 1))

@@ -120,3 +120,9 @@ def _counting(function, calls):
         return function(*args)
 
     return counted
+
+
+def test_only_cpu_tensors_reach_the_compiled_loops(compiled):
+    """The loops are CPU code: on any other device (a GPU) the fused kernels run torch operations."""
+    assert neural_graph_fused._native_for(torch.empty(0)) is compiled
+    assert neural_graph_fused._native_for(torch.empty(0, device="meta")) is None

@@ -108,6 +108,11 @@ def _map_chunks(function: Callable[[slice], Result], parts: list[slice]) -> list
         torch.set_num_threads(previous)
 
 
+def _native_for(tensor: Tensor) -> Any:
+    """The compiled loops for ``tensor``'s device: they are CPU code, so ``None`` (the torch operations) on others."""
+    return native_kernels() if tensor.device.type == "cpu" else None
+
+
 def fused_messages(
     edges: Tensor, weight: Tensor, bias: Tensor, rows: Tensor, cols: Tensor, axis: int, moments: bool, extremes: bool
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
@@ -176,7 +181,7 @@ class _FusedMessages(torch.autograd.Function):
         empty = edges.new_empty(0)
         total, squares = (edges.new_empty(reduced), edges.new_empty(reduced)) if moments else (empty, empty)
         minimum, maximum = (edges.new_empty(reduced), edges.new_empty(reduced)) if extremes else (empty, empty)
-        native = native_kernels()
+        native = _native_for(edges)
         # The compiled loop counts the messages that reach each extreme as it finds it, for the backward pass.
         counts = (edges.new_empty(2, *reduced) if extremes else edges.new_empty(2, 0)) if native else None
         if native is not None:
@@ -293,7 +298,7 @@ class _FusedEdgeUpdate(torch.autograd.Function):
         channels = weight.size(0)
         pre = edges.new_empty(num_networks, p, q, channels)
         out = torch.empty_like(pre)
-        native = native_kernels()
+        native = _native_for(edges)
         if native is not None:
             rows, cols = rows.contiguous(), cols.contiguous()
 
@@ -320,7 +325,7 @@ class _FusedEdgeUpdate(torch.autograd.Function):
         grad_rows = pre.new_empty(num_networks, p, channels)
         grad_cols = pre.new_empty(num_networks, q, channels)
 
-        native = native_kernels()
+        native = _native_for(edges)
 
         def work(part: slice) -> Tensor:
             grad_pre = torch.ops.aten.silu_backward(grad_out[part], pre[part])

@@ -49,6 +49,28 @@ def test_a_failed_build_warns_in_one_line_and_falls_back(monkeypatch, fresh_cach
     assert neural_graph_native.SWITCH in message
 
 
+def test_a_lock_left_by_a_killed_build_is_cleared(tmp_path, monkeypatch, fresh_cache):
+    """torch's build lock is a file only the builder removes; one left by a killed process must not make every
+    later build wait forever."""
+    from torch.utils import cpp_extension
+
+    monkeypatch.delenv(neural_graph_native.SWITCH, raising=False)
+    monkeypatch.setattr(cpp_extension, "get_default_build_root", lambda: str(tmp_path))
+    directory = tmp_path / neural_graph_native._build_name()
+    directory.mkdir()
+    (directory / "lock").touch()
+    calls = []
+
+    def load(**arguments):
+        assert not (directory / "lock").exists()
+        calls.append(arguments)
+        return "built"
+
+    monkeypatch.setattr(cpp_extension, "load", load)
+    assert native_kernels() == "built"
+    assert calls[0]["build_directory"] == str(directory)
+
+
 def test_the_build_name_changes_with_the_cpu(monkeypatch):
     first = neural_graph_native._build_name()
     monkeypatch.setattr(neural_graph_native, "_cpu_features", lambda: "flags : sse2")

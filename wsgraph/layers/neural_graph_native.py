@@ -3,7 +3,7 @@
 :mod:`wsgraph.layers.neural_graph_fused` runs each chunk's per-edge work either as torch
 operations (a dozen passes over the chunk, each a separate call) or, when this module can
 build ``csrc/neural_graph_edges.cpp`` with the machine's C++ compiler, as one or two loops
-over it. The build takes about a minute once per machine and torch version; torch keeps it
+over it. The build takes under a minute once per CPU, torch and Python version, and is kept
 in ``~/.cache/torch_extensions`` (or ``$TORCH_EXTENSIONS_DIR``). Without a compiler the
 torch operations run, after a one-line warning. ``WSGRAPH_NATIVE_KERNELS=0`` skips the
 build and always runs the torch operations.
@@ -39,8 +39,32 @@ def _cpu_features() -> str:
 
 
 def _build_name() -> str:
-    key = hashlib.sha256("\n".join([_cpu_features(), " ".join(FLAGS)]).encode()).hexdigest()[:12]
+    import torch
+
+    parts = [_cpu_features(), " ".join(FLAGS), torch.__version__, platform.python_version()]
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
     return f"wsgraph_neural_graph_edges_{key}"
+
+
+def _load(cpp_extension: ModuleType, name: str) -> ModuleType:
+    """Builds (or finds) and imports the module, one process at a time.
+
+    torch's own build lock is a file that only the builder removes: a process killed during the build (say,
+    a training run stopped in its first minute) leaves it behind, and every later build waits for it forever.
+    So builds also take an advisory lock, which the system releases when its holder dies, and whoever holds
+    it removes torch's file if it is still there.
+    """
+    directory = Path(cpp_extension.get_default_build_root()) / name
+    directory.mkdir(parents=True, exist_ok=True)
+    arguments = {"name": name, "sources": [str(SOURCE)], "extra_cflags": FLAGS, "build_directory": str(directory)}
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: torch's lock alone
+        return cpp_extension.load(**arguments, verbose=False)
+    with open(directory / "wsgraph.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        (directory / "lock").unlink(missing_ok=True)
+        return cpp_extension.load(**arguments, verbose=False)
 
 
 @functools.cache
@@ -51,7 +75,7 @@ def native_kernels() -> ModuleType | None:
     try:
         from torch.utils import cpp_extension
 
-        return cpp_extension.load(name=_build_name(), sources=[str(SOURCE)], extra_cflags=FLAGS, verbose=False)
+        return _load(cpp_extension, _build_name())
     except Exception as error:  # a missing compiler or ninja, a failed compilation: the torch path still works
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         warnings.warn(

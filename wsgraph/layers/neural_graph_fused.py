@@ -108,6 +108,22 @@ def _map_chunks(function: Callable[[slice], Result], parts: list[slice]) -> list
         torch.set_num_threads(previous)
 
 
+def _map_ranges(function: Callable[[int, int, int], Result], parts: list[slice]) -> list[Result]:
+    """``function(start, stop, size)`` over one run of consecutive chunks of ``parts`` (all of ``size`` networks
+    but the last) per thread, as :func:`_map_chunks` splits them: for the compiled loops, which walk a run's
+    chunks themselves, so that Python sees one call per thread rather than one per chunk."""
+    if not parts:
+        return []
+    threads = min(torch.get_num_threads(), len(parts))
+    size = parts[0].stop - parts[0].start if parts else 1
+    per_thread = -(-len(parts) // threads)
+    runs = [
+        slice(parts[start].start, parts[min(start + per_thread, len(parts)) - 1].stop)
+        for start in range(0, len(parts), per_thread)
+    ]
+    return _map_chunks(lambda run: function(run.start, run.stop, size), runs)
+
+
 def _native_for(tensor: Tensor) -> Any:
     """The compiled loops for ``tensor``'s device: they are CPU code, so ``None`` (the torch operations) on others."""
     return native_kernels() if tensor.device.type == "cpu" else None
@@ -154,12 +170,10 @@ def _messages(hidden: Tensor, scale_shift: Tensor, channels: int) -> Tensor:
     return torch.addcmul(scale_shift[..., channels:], hidden, scale_shift[..., :channels])
 
 
-def _film(edges: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    # Recomputed in the backward pass rather than kept: as fast on CPU, and a quarter of the memory. Without the
-    # bias for the compiled loops, which add it as they read: addmm's copy of the bias into its output is a pass.
-    flat = edges.reshape(-1, edges.size(-1))
-    product = torch.mm(flat, weight.t()) if bias is None else torch.addmm(bias, flat, weight.t())
-    return product.view(*edges.shape[:-1], -1)
+def _film(edges: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    # Recomputed in the backward pass rather than kept: as fast on CPU, and a quarter of the memory. (The compiled
+    # loops take the product without the bias and add it as they read: addmm's copy of the bias is a pass.)
+    return torch.addmm(bias, edges.reshape(-1, edges.size(-1)), weight.t()).view(*edges.shape[:-1], -1)
 
 
 class _FusedMessages(torch.autograd.Function):
@@ -184,16 +198,19 @@ class _FusedMessages(torch.autograd.Function):
         native = _native_for(edges)
         # The compiled loop counts the messages that reach each extreme as it finds it, for the backward pass.
         counts = (edges.new_empty(2, *reduced) if extremes else edges.new_empty(2, 0)) if native else None
+        chunks = _chunks(num_networks, p * q * 2 * channels)
         if native is not None:
             # The compiled loops read the endpoint terms as contiguous [B, *, F]; they are a node layer's slice.
-            rows, cols, bias = rows.contiguous(), cols.contiguous(), bias.contiguous()
+            edges, rows, cols, bias = edges.contiguous(), rows.contiguous(), cols.contiguous(), bias.contiguous()
+            statistics = (total, squares, minimum, maximum, counts[0], counts[1])
+            _map_ranges(
+                lambda start, stop, size: native.messages_forward_range(
+                    edges, weight, bias, rows, cols, axis, *statistics, start, stop, size
+                ),
+                chunks,
+            )
 
         def work(part: slice) -> None:
-            if native is not None:
-                statistics = (total, squares, minimum, maximum, counts[0], counts[1])
-                chunk = [statistic[part] if statistic.numel() else empty for statistic in statistics]
-                native.messages_forward(_film(edges[part], weight), bias, rows[part], cols[part], axis, *chunk)
-                return
             scale_shift = _film(edges[part], weight, bias)
             messages = _messages(_endpoints(rows[part], cols[part]), scale_shift, channels)
             if extremes:
@@ -205,7 +222,8 @@ class _FusedMessages(torch.autograd.Function):
                 torch.sum(messages, axis, out=total[part])
                 torch.sum(messages.square_(), axis, out=squares[part])
 
-        _map_chunks(work, _chunks(num_networks, p * q * 2 * channels))
+        if native is None:
+            _map_chunks(work, chunks)
         ctx.axis = axis
         ctx.native = native
         ctx.save_for_backward(edges, weight, bias, rows, cols, minimum, maximum, *([] if counts is None else [counts]))
@@ -237,18 +255,6 @@ class _FusedMessages(torch.autograd.Function):
                 shares.append(empty if grad is None else grad / count.clamp(min=1))
             moment_grads = [empty if grad is None else grad.contiguous() for grad in (grad_total, grad_squares)]
             statistics = [minimum, maximum, *moment_grads, *shares]
-
-        def native_work(part: slice) -> tuple[Tensor, Tensor]:
-            scale_shift = _film(edges[part], weight)
-            grads = torch.empty_like(scale_shift)
-            chunk = [statistic[part] if statistic.numel() else statistic for statistic in statistics]
-            native.messages_backward(
-                scale_shift, bias, rows[part], cols[part], axis, *chunk, grads, grad_rows[part], grad_cols[part]
-            )
-            flat_grads = grads.view(-1, 2 * channels)
-            flat_edges = edges[part].reshape(-1, edge_channels)
-            torch.mm(flat_grads, weight, out=grad_edges[part].view(-1, edge_channels))
-            return flat_grads.t() @ flat_edges, flat_grads.sum(0)
 
         def work(part: slice) -> tuple[Tensor, Tensor]:
             scale_shift = _film(edges[part], weight, bias)
@@ -286,7 +292,16 @@ class _FusedMessages(torch.autograd.Function):
             return partial
 
         chunks = _chunks(num_networks, p * q * 2 * channels)
-        partials = _map_chunks(work if native is None else native_work, chunks)
+        if native is None:
+            partials = _map_chunks(work, chunks)
+        else:
+            partials = _map_ranges(
+                lambda start, stop, size: native.messages_backward_range(
+                    edges, weight, bias, rows, cols, axis, *statistics, grad_edges, grad_rows, grad_cols, start, stop,
+                    size,
+                ),
+                chunks,
+            )  # fmt: skip
         grad_weight, grad_bias = (sum(terms) for terms in zip(*partials))
         return grad_edges, grad_weight, grad_bias, grad_rows, grad_cols, None, None, None
 

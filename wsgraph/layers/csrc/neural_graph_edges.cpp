@@ -318,6 +318,80 @@ void endpoint_sums_op(const torch::Tensor& grad, const torch::Tensor& grad_rows,
   });
 }
 
+// The first `count` networks of `tensor` from `first` on, or `tensor` itself if it is empty (a statistic not asked for).
+torch::Tensor networks(const torch::Tensor& tensor, int64_t first, int64_t count) {
+  return tensor.numel() ? tensor.narrow(0, first, count) : tensor;
+}
+
+void check_range(const torch::Tensor& edges, const torch::Tensor& weight, int64_t start, int64_t stop, int64_t chunk) {
+  TORCH_CHECK(edges.dim() == 4 && edges.is_contiguous() && weight.dim() == 2 && weight.size(1) == edges.size(3),
+              "expected contiguous edges [B, p, q, F_e] and a weight [2F, F_e]");
+  TORCH_CHECK(0 <= start && start <= stop && stop <= edges.size(0) && chunk > 0, "bad range [", start, ", ", stop,
+              ") in chunks of ", chunk, " of ", edges.size(0), " networks");
+}
+
+// messages_forward_op over the networks [start, stop), `chunk` networks at a time, with FiLM's product of each
+// chunk (edges times weightᵀ, without the bias) computed here into one reused buffer that stays in cache: one
+// call per thread instead of one per chunk.
+void messages_forward_range(const torch::Tensor& edges, const torch::Tensor& weight, const torch::Tensor& bias,
+                            const torch::Tensor& rows, const torch::Tensor& cols, int64_t axis,
+                            const torch::Tensor& total, const torch::Tensor& squares, const torch::Tensor& minimum,
+                            const torch::Tensor& maximum, const torch::Tensor& min_count,
+                            const torch::Tensor& max_count, int64_t start, int64_t stop, int64_t chunk) {
+  check_range(edges, weight, start, stop, chunk);
+  const int64_t p = edges.size(1), q = edges.size(2), edge_channels = edges.size(3);
+  auto buffer = at::empty({std::min(chunk, stop - start) * p * q, weight.size(0)}, edges.options());
+  const auto weight_t = weight.t();
+  for (int64_t first = start; first < stop; first += chunk) {
+    const int64_t count = std::min(chunk, stop - first);
+    auto scale_shift = buffer.narrow(0, 0, count * p * q);
+    at::mm_out(scale_shift, edges.narrow(0, first, count).view({count * p * q, edge_channels}), weight_t);
+    messages_forward_op(scale_shift.view({count, p, q, weight.size(0)}), bias, networks(rows, first, count),
+                        networks(cols, first, count), axis, networks(total, first, count),
+                        networks(squares, first, count), networks(minimum, first, count),
+                        networks(maximum, first, count), networks(min_count, first, count),
+                        networks(max_count, first, count));
+  }
+}
+
+// messages_backward_op over the networks [start, stop), `chunk` at a time: recomputes FiLM's product, writes
+// grad_edges (the gradients of scale and shift times FiLM's weight) and the endpoint gradients, and returns this
+// range's part of the gradients of FiLM's weight and bias.
+std::vector<torch::Tensor> messages_backward_range(
+    const torch::Tensor& edges, const torch::Tensor& weight, const torch::Tensor& bias, const torch::Tensor& rows,
+    const torch::Tensor& cols, int64_t axis, const torch::Tensor& minimum, const torch::Tensor& maximum,
+    const torch::Tensor& grad_total, const torch::Tensor& grad_squares, const torch::Tensor& min_share,
+    const torch::Tensor& max_share, const torch::Tensor& grad_edges, const torch::Tensor& grad_rows,
+    const torch::Tensor& grad_cols, int64_t start, int64_t stop, int64_t chunk) {
+  check_range(edges, weight, start, stop, chunk);
+  TORCH_CHECK(grad_edges.is_contiguous() && grad_edges.sizes() == edges.sizes(), "grad_edges must be like edges");
+  const int64_t p = edges.size(1), q = edges.size(2), edge_channels = edges.size(3), width = weight.size(0);
+  const int64_t rows_most = std::min(chunk, stop - start) * p * q;
+  auto scale_shift_buffer = at::empty({rows_most, width}, edges.options());
+  auto grads_buffer = at::empty({rows_most, width}, edges.options());
+  auto grad_weight = at::zeros_like(weight);
+  auto grad_bias = at::zeros_like(bias);
+  const auto weight_t = weight.t();
+  for (int64_t first = start; first < stop; first += chunk) {
+    const int64_t count = std::min(chunk, stop - first);
+    const auto flat_edges = edges.narrow(0, first, count).view({count * p * q, edge_channels});
+    auto scale_shift = scale_shift_buffer.narrow(0, 0, count * p * q);
+    auto grads = grads_buffer.narrow(0, 0, count * p * q);
+    at::mm_out(scale_shift, flat_edges, weight_t);
+    messages_backward_op(scale_shift.view({count, p, q, width}), bias, networks(rows, first, count),
+                         networks(cols, first, count), axis, networks(minimum, first, count),
+                         networks(maximum, first, count), networks(grad_total, first, count),
+                         networks(grad_squares, first, count), networks(min_share, first, count),
+                         networks(max_share, first, count), grads.view({count, p, q, width}),
+                         networks(grad_rows, first, count), networks(grad_cols, first, count));
+    auto grad_edges_chunk = grad_edges.narrow(0, first, count).view({count * p * q, edge_channels});
+    at::mm_out(grad_edges_chunk, grads, weight);
+    grad_weight.addmm_(grads.t(), flat_edges);
+    grad_bias.add_(grads.sum(0));
+  }
+  return {grad_weight, grad_bias};
+}
+
 }  // namespace
 
 // Without the GIL: the fused backend calls these from several threads at once.
@@ -325,6 +399,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   namespace py = pybind11;
   module.def("messages_forward", &messages_forward_op, py::call_guard<py::gil_scoped_release>());
   module.def("messages_backward", &messages_backward_op, py::call_guard<py::gil_scoped_release>());
+  module.def("messages_forward_range", &messages_forward_range, py::call_guard<py::gil_scoped_release>());
+  module.def("messages_backward_range", &messages_backward_range, py::call_guard<py::gil_scoped_release>());
   module.def("add_endpoints", &add_endpoints_op, py::call_guard<py::gil_scoped_release>());
   module.def("endpoint_sums", &endpoint_sums_op, py::call_guard<py::gil_scoped_release>());
 }

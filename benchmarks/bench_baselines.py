@@ -108,6 +108,8 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
         **config,
         "tuned_allocator": tuned,
         "torch_threads": torch.get_num_threads(),
+        # Whether ng-gnn's fused backend ran its compiled loops (WSGRAPH_NATIVE_KERNELS, a failed build) or torch's.
+        "compiled_loops": _compiled_loops(model, device) if name.startswith("ng-gnn") else None,
         "device_name": torch.cuda.get_device_name(device) if cuda else "cpu",
         "parameters": sum(p.numel() for p in model.parameters()),
         **timing,
@@ -120,6 +122,14 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
         "load_average_after": load_average(),
         "operators": _profile(step, PROFILED_STEPS) if config["profile"] else None,
     }
+
+
+def _compiled_loops(model, device) -> bool:
+    import torch
+
+    from wsgraph.layers.neural_graph_fused import native_kernels_for
+
+    return model.backend == "fused" and native_kernels_for(torch.empty(0, device=device)) is not None
 
 
 def random_batch(spec, count: int, seed: int = 0):

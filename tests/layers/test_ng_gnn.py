@@ -19,6 +19,8 @@ VARIANTS = [
     {"pooling": "mean", "pooling_layer": "all", "norm": "node"},
     {"pooling": "max", "bidirectional": False, "gating_edges": True},
     {"pooling": "sum", "modulate_edges": False, "update_edges": False, "fourier_features": 0, "encoder_layers": 2},
+    # Linear encoders with the fused kernels (FiLM and SiLU): no encoder bias to fold into the first round.
+    {"fourier_features": 0, "encoder_layers": 2},
     {"aggregators": ("sum", "var", "min"), "scalers": ("identity", "attenuation", "linear", "inverse_linear")},
 ]
 
@@ -232,3 +234,15 @@ def test_a_short_training_run_beats_the_majority_class_on_digit_inrs(digit_inrs,
     majority = result["reference"]["test_metric"]
     assert result["reference"]["predictor"] == "always the most frequent training class"
     assert result["test_metric"] > majority + 5, (result["test_metric"], majority)
+
+
+def test_the_fused_backend_runs_under_cpu_autocast():
+    """``wsgraph train --amp`` on CPU: bfloat16 autocast, where the fused kernels hand over to the dense backend."""
+    batch = make_batch(21, widths=[(2, 5, 4, 1)], dtype=torch.float32)
+    model = make_model(dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fused = model(batch)
+        model.backend = "dense"
+        dense = model(batch)
+    assert torch.equal(fused, dense)
+    fused.float().sum().backward()

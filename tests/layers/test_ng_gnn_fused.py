@@ -167,3 +167,39 @@ def test_fused_messages_backward_with_one_statistic_used(used):
     got = gradients([output], inputs, torch.Generator().manual_seed(14))
     for gradient, reference in zip(got, gradients([expected], inputs, torch.Generator().manual_seed(14))):
         torch.testing.assert_close(gradient, reference, rtol=1e-11, atol=1e-11)
+
+
+def test_a_nan_message_is_the_extreme_as_in_torch():
+    generator = torch.Generator().manual_seed(15)
+    inputs = leaves((B, P, Q, FE), (2 * F, FE), (2 * F,), (B, P, F), (B, Q, F), generator=generator)
+    with torch.no_grad():
+        inputs[3][0, 1, 2] = math.nan  # every message from row 1 of network 0, channel 2
+    outputs = fused_messages(*inputs, 2, True, True)
+    for output, reference in zip(outputs, reference_messages(*inputs, 2)):
+        assert torch.isnan(output[0, 1, 2]) and torch.isnan(reference[0, 1, 2])
+        torch.testing.assert_close(output, reference, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def test_gradients_of_the_extremes_may_arrive_in_any_layout():
+    """A consumer that reads a statistic transposed hands the backward pass a non-contiguous gradient."""
+    generator = torch.Generator().manual_seed(16)
+    inputs = leaves((B, P, Q, FE), (2 * F, FE), (2 * F,), (B, P, F), (B, Q, F), generator=generator)
+    outputs = [statistic.transpose(1, 2) for statistic in fused_messages(*inputs, 1, True, True)]
+    expected = [statistic.transpose(1, 2) for statistic in reference_messages(*inputs, 1)]
+    got = gradients(outputs, inputs, torch.Generator().manual_seed(17))
+    for gradient, reference in zip(got, gradients(expected, inputs, torch.Generator().manual_seed(17))):
+        torch.testing.assert_close(gradient, reference, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_runs_the_torch_operations(dtype):
+    generator = torch.Generator().manual_seed(18)
+    inputs = [
+        tensor.detach().to(dtype)
+        for tensor in leaves((B, P, Q, FE), (F, FE), (B, P, F), (B, Q, F), generator=generator)
+    ]
+    output = fused_edge_update(*inputs)
+    edges, weight, rows, cols = (tensor.float() for tensor in inputs)
+    expected = torch.nn.functional.silu(edges @ weight.t() + rows.unsqueeze(2) + cols.unsqueeze(1))
+    assert output.dtype == dtype
+    torch.testing.assert_close(output.float(), expected, rtol=0.05, atol=0.05)

@@ -2,6 +2,9 @@
 model computing the same as with torch operations."""
 
 import itertools
+import os
+import threading
+import time
 
 import pytest
 import torch
@@ -33,13 +36,17 @@ def test_the_switch_turns_the_compiled_kernels_off(monkeypatch, fresh_cache):
     assert native_kernels() is None
 
 
-def test_a_failed_build_warns_in_one_line_and_falls_back(monkeypatch, fresh_cache):
+def test_a_failed_build_warns_in_one_line_and_falls_back(monkeypatch, fresh_cache, tmp_path):
     from torch.utils import cpp_extension
 
-    def fail(**kwargs):
+    attempts = []
+
+    def fail(**arguments):
+        attempts.append(arguments["extra_cflags"])
         raise RuntimeError("Error building extension 'x'\nc++: fatal error: no input files")
 
     monkeypatch.delenv(neural_graph_native.SWITCH, raising=False)
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     monkeypatch.setattr(cpp_extension, "load", fail)
     with pytest.warns(RuntimeWarning) as caught:
         assert native_kernels() is None
@@ -47,34 +54,74 @@ def test_a_failed_build_warns_in_one_line_and_falls_back(monkeypatch, fresh_cach
     message = str(warning.message)
     assert "Error building extension 'x'" in message and "\n" not in message
     assert neural_graph_native.SWITCH in message
+    assert attempts == neural_graph_native.FLAG_SETS  # every flag set tried, in order
 
 
-def test_a_lock_left_by_a_killed_build_is_cleared(tmp_path, monkeypatch, fresh_cache):
-    """torch's build lock is a file only the builder removes; one left by a killed process must not make every
-    later build wait forever."""
+def test_a_compiler_that_refuses_the_first_flags_gets_the_portable_ones(monkeypatch, fresh_cache, tmp_path):
+    from torch.utils import cpp_extension
+
+    def load(**arguments):
+        if arguments["extra_cflags"] == neural_graph_native.FLAG_SETS[0]:
+            raise RuntimeError("clang: error: the clang compiler does not support '-march=native'")
+        return arguments["extra_cflags"]
+
+    monkeypatch.delenv(neural_graph_native.SWITCH, raising=False)
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setattr(cpp_extension, "load", load)
+    if len(neural_graph_native.FLAG_SETS) < 2:
+        pytest.skip("one flag set on this platform")
+    assert native_kernels() == neural_graph_native.FLAG_SETS[1]
+
+
+def _fake_build(monkeypatch, tmp_path, on_load):
+    """``native_kernels`` building into ``tmp_path`` (as ``$TORCH_EXTENSIONS_DIR``) with ``on_load`` as torch's
+    build; returns the folder of the first flag set's build."""
     from torch.utils import cpp_extension
 
     monkeypatch.delenv(neural_graph_native.SWITCH, raising=False)
-    monkeypatch.setattr(cpp_extension, "get_default_build_root", lambda: str(tmp_path))
-    directory = tmp_path / neural_graph_native._build_name()
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setattr(cpp_extension, "load", on_load)
+    directory = tmp_path / neural_graph_native._build_name(neural_graph_native.FLAG_SETS[0])
     directory.mkdir()
-    (directory / "lock").touch()
+    return directory
+
+
+def test_the_build_goes_where_torch_extensions_dir_says(monkeypatch, fresh_cache, tmp_path):
     calls = []
-
-    def load(**arguments):
-        assert not (directory / "lock").exists()
-        calls.append(arguments)
-        return "built"
-
-    monkeypatch.setattr(cpp_extension, "load", load)
+    directory = _fake_build(monkeypatch, tmp_path, lambda **arguments: calls.append(arguments) or "built")
     assert native_kernels() == "built"
     assert calls[0]["build_directory"] == str(directory)
 
 
+def test_a_lock_left_by_a_killed_build_is_cleared(monkeypatch, fresh_cache, tmp_path):
+    """torch's build lock is a file only the builder removes; one left by a killed process must not make every
+    later build wait forever."""
+    directory = _fake_build(monkeypatch, tmp_path, lambda **arguments: not (directory / "lock").exists())
+    lock = directory / "lock"
+    lock.touch()
+    old = time.time() - neural_graph_native.STALE_LOCK_SECONDS - 60
+    os.utime(lock, (old, old))
+    assert native_kernels() is True
+
+
+def test_a_recent_lock_is_waited_for_not_removed(monkeypatch, fresh_cache, tmp_path):
+    """A lock younger than any build may belong to a compiler still running (a killed builder's child)."""
+    directory = _fake_build(monkeypatch, tmp_path, lambda **arguments: "built")
+    lock = directory / "lock"
+    lock.touch()
+    finisher = threading.Timer(1.5, lock.unlink)
+    finisher.start()
+    started = time.monotonic()
+    assert native_kernels() == "built"
+    finisher.join()
+    assert time.monotonic() - started >= 1.4
+
+
 def test_the_build_name_changes_with_the_cpu(monkeypatch):
-    first = neural_graph_native._build_name()
+    flags = neural_graph_native.FLAG_SETS[0]
+    first = neural_graph_native._build_name(flags)
     monkeypatch.setattr(neural_graph_native, "_cpu_features", lambda: "flags : sse2")
-    assert neural_graph_native._build_name() != first
+    assert neural_graph_native._build_name(flags) != first
 
 
 def test_the_compiled_loops_reject_what_they_cannot_read(compiled):
@@ -146,5 +193,5 @@ def _counting(function, calls):
 
 def test_only_cpu_tensors_reach_the_compiled_loops(compiled):
     """The loops are CPU code: on any other device (a GPU) the fused kernels run torch operations."""
-    assert neural_graph_fused._native_for(torch.empty(0)) is compiled
-    assert neural_graph_fused._native_for(torch.empty(0, device="meta")) is None
+    assert neural_graph_fused.native_kernels_for(torch.empty(0)) is compiled
+    assert neural_graph_fused.native_kernels_for(torch.empty(0, device="meta")) is None

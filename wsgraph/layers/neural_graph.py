@@ -690,7 +690,9 @@ class NeuralGraphGNN(NeuralGraphInputs):
         order) of ``B`` networks of one architecture."""
         num_graphs = nodes.size(0)
         raw_edges = [self._edge_inputs(weight) for weight in layout.weights(weights, num_graphs)]
-        if self.backend == "fused" and self.fusable:
+        # Under autocast the torch operations pick each product's precision; the fused kernels write into
+        # buffers of one dtype, so autocast runs the dense composition.
+        if self.backend == "fused" and self.fusable and not torch.is_autocast_enabled(nodes.device.type):
             encoder = self._fourier_edge_encoder()
             if encoder is None or weights.requires_grad:
                 edges, shift = [[self.encode_edges(raw) for raw in states] for states in raw_edges], None

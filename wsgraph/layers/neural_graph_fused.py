@@ -124,9 +124,28 @@ def _map_ranges(function: Callable[[int, int, int], Result], parts: list[slice])
     return _map_chunks(lambda run: function(run.start, run.stop, size), runs)
 
 
-def _native_for(tensor: Tensor) -> Any:
-    """The compiled loops for ``tensor``'s device: they are CPU code, so ``None`` (the torch operations) on others."""
-    return native_kernels() if tensor.device.type == "cpu" else None
+def _sum_over_chunks(work: Callable[[slice, list[Tensor]], None], parts: list[slice], *like: Tensor) -> list[Tensor]:
+    """The totals that ``work(part, totals)`` adds to over all chunks, starting from zeros shaped like ``like``:
+    one set of totals per thread, added up at the end, rather than a partial result per chunk for Python to add."""
+
+    def run(start: int, stop: int, size: int) -> list[Tensor]:
+        totals = [torch.zeros_like(tensor) for tensor in like]
+        for first in range(start, stop, size):
+            work(slice(first, min(first + size, stop)), totals)
+        return totals
+
+    per_thread = _map_ranges(run, parts)
+    if not per_thread:
+        return [torch.zeros_like(tensor) for tensor in like]
+    return [sum(terms[1:], terms[0]) for terms in zip(*per_thread)]
+
+
+def native_kernels_for(tensor: Tensor) -> Any:
+    """The compiled loops where they apply, else ``None`` (the torch operations): they are CPU code for float32
+    and float64, so not for another device or a half-precision dtype."""
+    if tensor.device.type != "cpu" or tensor.dtype not in (torch.float32, torch.float64):
+        return None
+    return native_kernels()
 
 
 def fused_messages(
@@ -195,7 +214,7 @@ class _FusedMessages(torch.autograd.Function):
         empty = edges.new_empty(0)
         total, squares = (edges.new_empty(reduced), edges.new_empty(reduced)) if moments else (empty, empty)
         minimum, maximum = (edges.new_empty(reduced), edges.new_empty(reduced)) if extremes else (empty, empty)
-        native = _native_for(edges)
+        native = native_kernels_for(edges)
         # The compiled loop counts the messages that reach each extreme as it finds it, for the backward pass.
         counts = (edges.new_empty(2, *reduced) if extremes else edges.new_empty(2, 0)) if native else None
         chunks = _chunks(num_networks, p * q * 2 * channels)
@@ -252,7 +271,7 @@ class _FusedMessages(torch.autograd.Function):
             (min_count, max_count), shares = counts[0], []
             for grad, count in ((grad_min, min_count), (grad_max, max_count)):
                 # Shared by the messages that reach the extreme: at least one, whatever the rounding.
-                shares.append(empty if grad is None else grad / count.clamp(min=1))
+                shares.append(empty if grad is None else (grad / count.clamp(min=1)).contiguous())
             moment_grads = [empty if grad is None else grad.contiguous() for grad in (grad_total, grad_squares)]
             statistics = [minimum, maximum, *moment_grads, *shares]
 
@@ -313,7 +332,7 @@ class _FusedEdgeUpdate(torch.autograd.Function):
         channels = weight.size(0)
         pre = edges.new_empty(num_networks, p, q, channels)
         out = torch.empty_like(pre)
-        native = _native_for(edges)
+        native = native_kernels_for(edges)
         if native is not None:
             rows, cols = rows.contiguous(), cols.contiguous()
 
@@ -340,9 +359,9 @@ class _FusedEdgeUpdate(torch.autograd.Function):
         grad_rows = pre.new_empty(num_networks, p, channels)
         grad_cols = pre.new_empty(num_networks, q, channels)
 
-        native = _native_for(edges)
+        native = native_kernels_for(edges)
 
-        def work(part: slice) -> Tensor:
+        def work(part: slice, totals: list[Tensor]) -> None:
             grad_pre = torch.ops.aten.silu_backward(grad_out[part], pre[part])
             if native is not None:
                 native.endpoint_sums(grad_pre, grad_rows[part], grad_cols[part])
@@ -351,9 +370,9 @@ class _FusedEdgeUpdate(torch.autograd.Function):
                 torch.sum(grad_pre, 1, out=grad_cols[part])
             flat = grad_pre.view(-1, channels)
             torch.mm(flat, weight, out=grad_edges[part].view(-1, edge_channels))
-            return flat.t() @ edges[part].reshape(-1, edge_channels)
+            totals[0].addmm_(flat.t(), edges[part].reshape(-1, edge_channels))
 
-        grad_weight = sum(_map_chunks(work, _chunks(num_networks, p * q * channels)))
+        (grad_weight,) = _sum_over_chunks(work, _chunks(num_networks, p * q * channels), weight)
         return grad_edges, grad_weight, grad_rows, grad_cols
 
 
@@ -395,13 +414,16 @@ class _FusedFourierLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[None, None, Tensor, Tensor | None]:
         raw, frequencies = ctx.saved_tensors
+        cosine_like = grad_out.new_empty(grad_out.size(-1), frequencies.size(0))
 
-        def work(part: slice) -> Tensor:
+        def work(part: slice, totals: list[Tensor]) -> None:
             cosine, sine = _fourier_features(raw[part], frequencies)
             grad = grad_out[part].reshape(-1, grad_out.size(-1))
-            return torch.cat([grad.t() @ cosine, grad.t() @ sine], dim=1)
+            totals[0].addmm_(grad.t(), cosine)
+            totals[1].addmm_(grad.t(), sine)
 
-        grad_weight = sum(_map_chunks(work, _chunks(raw.size(0), _fourier_chunk_size(raw, frequencies))))
+        chunks = _chunks(raw.size(0), _fourier_chunk_size(raw, frequencies))
+        grad_weight = torch.cat(_sum_over_chunks(work, chunks, cosine_like, cosine_like), dim=1)
         grad_bias = grad_out.reshape(-1, grad_out.size(-1)).sum(0) if ctx.has_bias else None
         return None, None, grad_weight, grad_bias
 

@@ -15,15 +15,24 @@ import functools
 import hashlib
 import os
 import platform
+import time
 import warnings
 from pathlib import Path
 from types import ModuleType
 
 SOURCE = Path(__file__).with_name("csrc") / "neural_graph_edges.cpp"
 SWITCH = "WSGRAPH_NATIVE_KERNELS"
-# -ffp-contract=off: the forward and backward loops must evaluate each message to the same bits (the backward
-# finds the extremes again by comparison), which fused multiply-adds in one loop but not the other would break.
-FLAGS = ["-O3", "-march=native", "-ffp-contract=off"]
+# The compiler flags to try, in order. -ffp-contract=off: the forward and backward loops must evaluate each
+# message to the same bits (the backward finds the extremes again by comparison), which fused multiply-adds in
+# one loop but not the other would break. -march=native vectorises for this CPU; compilers that refuse it (some
+# clang versions on ARM) get the portable flags. MSVC contracts nothing under /fp:precise.
+FLAG_SETS = (
+    [["/O2", "/fp:precise"]]
+    if platform.system() == "Windows"
+    else [["-O3", "-march=native", "-ffp-contract=off"], ["-O3", "-ffp-contract=off"]]
+)
+# torch's build lock is only ever this old when its builder died: a build takes under a minute.
+STALE_LOCK_SECONDS = 600
 
 
 def _cpu_features() -> str:
@@ -35,53 +44,75 @@ def _cpu_features() -> str:
                 return line
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return " ".join([platform.machine(), platform.processor(), platform.platform()])
 
 
-def _build_name() -> str:
+def _build_name(flags: list[str]) -> str:
     import torch
 
-    parts = [_cpu_features(), " ".join(FLAGS), torch.__version__, platform.python_version()]
+    parts = [SOURCE.read_text(), _cpu_features(), " ".join(flags), torch.__version__, platform.python_version()]
     key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
     return f"wsgraph_neural_graph_edges_{key}"
 
 
-def _load(cpp_extension: ModuleType, name: str) -> ModuleType:
+def _build_root(cpp_extension: ModuleType) -> Path:
+    """torch's own choice: ``$TORCH_EXTENSIONS_DIR``, else its cache folder."""
+    return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root())
+
+
+def _load(cpp_extension: ModuleType, flags: list[str]) -> ModuleType:
     """Builds (or finds) and imports the module, one process at a time.
 
     torch's own build lock is a file that only the builder removes: a process killed during the build (say,
     a training run stopped in its first minute) leaves it behind, and every later build waits for it forever.
-    So builds also take an advisory lock, which the system releases when its holder dies, and whoever holds
-    it removes torch's file if it is still there.
+    So builds also take an advisory lock, which the system releases when its holder dies; whoever holds it
+    waits for torch's file to go, and removes it once it is too old to belong to a build still running (a
+    killed builder's compiler may outlive it for a while).
     """
-    directory = Path(cpp_extension.get_default_build_root()) / name
+    name = _build_name(flags)
+    directory = _build_root(cpp_extension) / name
     directory.mkdir(parents=True, exist_ok=True)
-    arguments = {"name": name, "sources": [str(SOURCE)], "extra_cflags": FLAGS, "build_directory": str(directory)}
+    arguments = {"name": name, "sources": [str(SOURCE)], "extra_cflags": flags, "build_directory": str(directory)}
     try:
         import fcntl
     except ImportError:  # not POSIX: torch's lock alone
         return cpp_extension.load(**arguments, verbose=False)
     with open(directory / "wsgraph.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        (directory / "lock").unlink(missing_ok=True)
+        _clear_stale_lock(directory / "lock")
         return cpp_extension.load(**arguments, verbose=False)
+
+
+def _clear_stale_lock(lock: Path) -> None:
+    while True:
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age > STALE_LOCK_SECONDS:
+            lock.unlink(missing_ok=True)
+            return
+        time.sleep(1.0)
 
 
 @functools.cache
 def native_kernels() -> ModuleType | None:
-    """The compiled module, or ``None`` when ``WSGRAPH_NATIVE_KERNELS=0`` or the build fails (with a warning)."""
+    """The compiled module, or ``None`` when ``WSGRAPH_NATIVE_KERNELS=0`` or no build succeeds (with a warning)."""
     if os.environ.get(SWITCH, "1").strip() == "0":
         return None
-    try:
-        from torch.utils import cpp_extension
+    reason = "no compiler flags to try"
+    for flags in FLAG_SETS:
+        try:
+            from torch.utils import cpp_extension
 
-        return _load(cpp_extension, _build_name())
-    except Exception as error:  # a missing compiler or ninja, a failed compilation: the torch path still works
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        warnings.warn(
-            f"wsgraph: could not build the compiled NeuralGraphGNN kernels ({reason}); running torch operations "
-            f"instead, which is slower. Set {SWITCH}=0 to skip the attempt.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return None
+            return _load(cpp_extension, flags)
+        except Exception as error:  # a missing compiler or ninja, a failed compilation: the torch path still works
+            text = str(error).strip()
+            reason = text.splitlines()[0] if text else type(error).__name__
+    warnings.warn(
+        f"wsgraph: could not build the compiled NeuralGraphGNN kernels ({reason}); running torch operations "
+        f"instead, which is slower. Set {SWITCH}=0 to skip the attempt.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return None

@@ -107,7 +107,9 @@ void messages_forward(const Shape& s, const T* __restrict scale_shift, const T* 
 #pragma GCC ivdep
           for (int64_t c = 0; c < F; ++c) {
             const T message = (row[c] + col[c]) * (scale[c] + bias[c]) + (shift[c] + bias[F + c]);
-            const bool below = message < low[c], above = message > high[c];
+            // A NaN message becomes the extreme and stays it, as torch.amin and torch.amax propagate NaN.
+            const bool below = message < low[c] || message != message;
+            const bool above = message > high[c] || message != message;
             low_count[c] = below ? T(1) : low_count[c] + (message == low[c] ? T(1) : T(0));
             high_count[c] = above ? T(1) : high_count[c] + (message == high[c] ? T(1) : T(0));
             low[c] = below ? message : low[c];
@@ -216,16 +218,18 @@ void check_statistics(std::initializer_list<const torch::Tensor*> statistics, co
                       const torch::Tensor& like, const char* what) {
   for (const auto* statistic : statistics) {
     TORCH_CHECK(statistic->numel() == 0 ||
-                    (statistic->is_contiguous() && statistic->scalar_type() == like.scalar_type() &&
+                    (statistic->is_contiguous() && statistic->device().is_cpu() &&
+                     statistic->scalar_type() == like.scalar_type() &&
                      statistic->numel() == shape.networks * shape.reduced() * shape.channels),
-                what, " must be empty or contiguous [B, R, F] of the inputs' dtype");
+                what, " must be empty or contiguous CPU [B, R, F] of the inputs' dtype");
   }
 }
 
 void check_bias(const torch::Tensor& bias, const torch::Tensor& scale_shift) {
-  TORCH_CHECK(bias.dim() == 1 && bias.is_contiguous() && bias.scalar_type() == scale_shift.scalar_type() &&
+  TORCH_CHECK(bias.dim() == 1 && bias.is_contiguous() && bias.device().is_cpu() &&
+                  bias.scalar_type() == scale_shift.scalar_type() &&
                   bias.size(0) == scale_shift.size(3),
-              "bias must be a contiguous [2F] vector of scale_shift's dtype");
+              "bias must be a contiguous CPU [2F] vector of scale_shift's dtype");
 }
 
 // Runs body<scalar_t, CHANNELS>() with F = 32 (the Neural Graphs width) fixed at compile time, else read at run time.
@@ -275,13 +279,13 @@ void messages_backward_op(const torch::Tensor& scale_shift, const torch::Tensor&
                    "statistics and their gradients");
   TORCH_CHECK(min_share.numel() == 0 || minimum.numel(), "a minimum's gradient needs the minimum");
   TORCH_CHECK(max_share.numel() == 0 || maximum.numel(), "a maximum's gradient needs the maximum");
-  TORCH_CHECK(grads.is_contiguous() && grads.sizes() == scale_shift.sizes() &&
+  TORCH_CHECK(grads.is_contiguous() && grads.device().is_cpu() && grads.sizes() == scale_shift.sizes() &&
                   grads.scalar_type() == scale_shift.scalar_type(),
               "grads must be like scale_shift");
-  TORCH_CHECK(grad_rows.is_contiguous() && grad_rows.sizes() == rows.sizes() &&
+  TORCH_CHECK(grad_rows.is_contiguous() && grad_rows.device().is_cpu() && grad_rows.sizes() == rows.sizes() &&
                   grad_rows.scalar_type() == rows.scalar_type(),
               "grad_rows must be like rows");
-  TORCH_CHECK(grad_cols.is_contiguous() && grad_cols.sizes() == cols.sizes() &&
+  TORCH_CHECK(grad_cols.is_contiguous() && grad_cols.device().is_cpu() && grad_cols.sizes() == cols.sizes() &&
                   grad_cols.scalar_type() == cols.scalar_type(),
               "grad_cols must be like cols");
   WSGRAPH_DISPATCH(scale_shift, shape.channels, "messages_backward", [&] {
@@ -304,7 +308,9 @@ void add_endpoints_op(const torch::Tensor& edges, const torch::Tensor& rows, con
 
 // grad_rows [B, p, F] and grad_cols [B, q, F]: the sums of grad [B, p, q, F] over j and over i.
 void endpoint_sums_op(const torch::Tensor& grad, const torch::Tensor& grad_rows, const torch::Tensor& grad_cols) {
-  TORCH_CHECK(grad.dim() == 4 && grad.is_contiguous(), "grad must be contiguous [B, p, q, F]");
+  TORCH_CHECK(grad.dim() == 4 && grad.is_contiguous() && grad.device().is_cpu() && grad_rows.device().is_cpu() &&
+                  grad_cols.device().is_cpu(),
+              "grad must be contiguous CPU [B, p, q, F], with CPU grad_rows and grad_cols");
   TORCH_CHECK(grad_rows.is_contiguous() && grad_cols.is_contiguous() && grad_rows.scalar_type() == grad.scalar_type() &&
                   grad_cols.scalar_type() == grad.scalar_type(),
               "grad_rows and grad_cols must be contiguous, of grad's dtype");

@@ -108,8 +108,10 @@ void messages_forward(const Shape& s, const T* __restrict scale_shift, const T* 
           for (int64_t c = 0; c < F; ++c) {
             const T message = (row[c] + col[c]) * (scale[c] + bias[c]) + (shift[c] + bias[F + c]);
             // A NaN message becomes the extreme and stays it, as torch.amin and torch.amax propagate NaN.
-            const bool below = message < low[c] || message != message;
-            const bool above = message > high[c] || message != message;
+            // Bitwise `|`, not `||`: a short-circuit is a branch, and the loop would not vectorise.
+            const bool is_nan = message != message;
+            const bool below = (message < low[c]) | is_nan;
+            const bool above = (message > high[c]) | is_nan;
             low_count[c] = below ? T(1) : low_count[c] + (message == low[c] ? T(1) : T(0));
             high_count[c] = above ? T(1) : high_count[c] + (message == high[c] ? T(1) : T(0));
             low[c] = below ? message : low[c];

@@ -382,7 +382,8 @@ def fused_fourier_linear(raw: Tensor, frequencies: Tensor, weight: Tensor, bias:
     ``[F]`` or none).
 
     Over chunks of networks (the first axis), so that the angles and their cosines and sines are read by
-    the product while they are in cache; the features are kept for the weight's gradient. ``raw`` and
+    the product while they are in cache; the backward pass computes them again, chunk by chunk, for the
+    weight's gradient. ``raw`` and
     ``frequencies`` get no gradient (the encoder's input and its fixed frequencies).
     """
     return _FusedFourierLinear.apply(raw, frequencies, weight, bias)

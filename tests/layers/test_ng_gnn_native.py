@@ -125,21 +125,29 @@ def test_the_build_name_changes_with_the_cpu(monkeypatch):
 
 
 def test_the_compiled_loops_reject_what_they_cannot_read(compiled):
-    scale_shift, bias = torch.zeros(2, 3, 4, 8), torch.zeros(8)
+    edges, weight, bias = torch.zeros(2, 3, 4, 5), torch.zeros(8, 5), torch.zeros(8)
     rows, cols = torch.zeros(2, 3, 4), torch.zeros(2, 4, 4)
     empty = torch.empty(0)
+
+    def forward(edges=edges, weight=weight, bias=bias, rows=rows, axis=1, statistics=(empty,) * 6, stop=2):
+        compiled.messages_forward_range(edges, weight, bias, rows, cols, axis, *statistics, 0, stop, 1)
+
     with pytest.raises(RuntimeError, match="axis must be 1 or 2"):
-        compiled.messages_forward(scale_shift, bias, rows, cols, 3, *[empty] * 6)
+        forward(axis=3)
     with pytest.raises(RuntimeError, match="contiguous"):
-        compiled.messages_forward(scale_shift, bias, rows.transpose(1, 2), cols, 1, *[empty] * 6)
+        forward(rows=rows.transpose(1, 2))
     with pytest.raises(RuntimeError, match="channels"):
-        compiled.messages_forward(scale_shift[..., :6].contiguous(), bias, rows, cols, 1, *[empty] * 6)
+        forward(weight=weight[:6].contiguous())
     with pytest.raises(RuntimeError, match="one dtype"):
-        compiled.messages_forward(scale_shift, bias, rows.double(), cols, 1, *[empty] * 6)
+        forward(rows=rows.double())
     with pytest.raises(RuntimeError, match=r"bias must be"):
-        compiled.messages_forward(scale_shift, bias[:4], rows, cols, 1, *[empty] * 6)
+        forward(bias=bias[:4])
     with pytest.raises(RuntimeError, match=r"\[B, R, F\]"):
-        compiled.messages_forward(scale_shift, bias, rows, cols, 1, torch.zeros(5), torch.zeros(5), *[empty] * 4)
+        forward(statistics=(torch.zeros(5), torch.zeros(5), *[empty] * 4))
+    with pytest.raises(RuntimeError, match="bad range"):
+        forward(stop=3)
+    with pytest.raises(RuntimeError, match=r"\[B, p, F\], \[B, q, F\]"):
+        compiled.endpoint_sums(edges[..., :4].contiguous(), rows[0], cols)
 
 
 # Mixed widths run one group per architecture; the whole-batch norm runs the fused kernels on one architecture only.

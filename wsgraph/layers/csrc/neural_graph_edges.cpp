@@ -227,6 +227,13 @@ void check_statistics(std::initializer_list<const torch::Tensor*> statistics, co
   }
 }
 
+// An output the loops write: contiguous, on the CPU, of `like`'s shape and dtype.
+void check_like(const torch::Tensor& out, const torch::Tensor& like, const char* message) {
+  TORCH_CHECK(out.is_contiguous() && out.device().is_cpu() && out.sizes() == like.sizes() &&
+                  out.scalar_type() == like.scalar_type(),
+              message);
+}
+
 void check_bias(const torch::Tensor& bias, const torch::Tensor& scale_shift) {
   TORCH_CHECK(bias.dim() == 1 && bias.is_contiguous() && bias.device().is_cpu() &&
                   bias.scalar_type() == scale_shift.scalar_type() &&
@@ -281,15 +288,9 @@ void messages_backward_op(const torch::Tensor& scale_shift, const torch::Tensor&
                    "statistics and their gradients");
   TORCH_CHECK(min_share.numel() == 0 || minimum.numel(), "a minimum's gradient needs the minimum");
   TORCH_CHECK(max_share.numel() == 0 || maximum.numel(), "a maximum's gradient needs the maximum");
-  TORCH_CHECK(grads.is_contiguous() && grads.device().is_cpu() && grads.sizes() == scale_shift.sizes() &&
-                  grads.scalar_type() == scale_shift.scalar_type(),
-              "grads must be like scale_shift");
-  TORCH_CHECK(grad_rows.is_contiguous() && grad_rows.device().is_cpu() && grad_rows.sizes() == rows.sizes() &&
-                  grad_rows.scalar_type() == rows.scalar_type(),
-              "grad_rows must be like rows");
-  TORCH_CHECK(grad_cols.is_contiguous() && grad_cols.device().is_cpu() && grad_cols.sizes() == cols.sizes() &&
-                  grad_cols.scalar_type() == cols.scalar_type(),
-              "grad_cols must be like cols");
+  check_like(grads, scale_shift, "grads must be like scale_shift");
+  check_like(grad_rows, rows, "grad_rows must be like rows");
+  check_like(grad_cols, cols, "grad_cols must be like cols");
   WSGRAPH_DISPATCH(scale_shift, shape.channels, "messages_backward", [&] {
     messages_backward<scalar_t, CHANNELS>(
         shape, scale_shift.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(), rows.data_ptr<scalar_t>(),
@@ -310,16 +311,8 @@ void add_endpoints_op(const torch::Tensor& edges, const torch::Tensor& rows, con
 
 // grad_rows [B, p, F] and grad_cols [B, q, F]: the sums of grad [B, p, q, F] over j and over i.
 void endpoint_sums_op(const torch::Tensor& grad, const torch::Tensor& grad_rows, const torch::Tensor& grad_cols) {
-  TORCH_CHECK(grad.dim() == 4 && grad.is_contiguous() && grad.device().is_cpu() && grad_rows.device().is_cpu() &&
-                  grad_cols.device().is_cpu(),
-              "grad must be contiguous CPU [B, p, q, F], with CPU grad_rows and grad_cols");
-  TORCH_CHECK(grad_rows.is_contiguous() && grad_cols.is_contiguous() && grad_rows.scalar_type() == grad.scalar_type() &&
-                  grad_cols.scalar_type() == grad.scalar_type(),
-              "grad_rows and grad_cols must be contiguous, of grad's dtype");
-  const Shape shape{grad.size(0), grad.size(1), grad.size(2), grad.size(3), 1};
-  TORCH_CHECK(grad_rows.numel() == shape.networks * shape.p * shape.channels &&
-                  grad_cols.numel() == shape.networks * shape.q * shape.channels,
-              "grad_rows must be [B, p, F] and grad_cols [B, q, F]");
+  // The endpoint gradients have the shapes of the endpoint terms: the same checks.
+  const Shape shape = check_inputs(grad, 1, grad_rows, grad_cols, 1);
   WSGRAPH_DISPATCH(grad, shape.channels, "endpoint_sums", [&] {
     endpoint_sums<scalar_t, CHANNELS>(shape, grad.data_ptr<scalar_t>(), grad_rows.data_ptr<scalar_t>(),
                             grad_cols.data_ptr<scalar_t>());
@@ -405,8 +398,6 @@ std::vector<torch::Tensor> messages_backward_range(
 // Without the GIL: the fused backend calls these from several threads at once.
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   namespace py = pybind11;
-  module.def("messages_forward", &messages_forward_op, py::call_guard<py::gil_scoped_release>());
-  module.def("messages_backward", &messages_backward_op, py::call_guard<py::gil_scoped_release>());
   module.def("messages_forward_range", &messages_forward_range, py::call_guard<py::gil_scoped_release>());
   module.def("messages_backward_range", &messages_backward_range, py::call_guard<py::gil_scoped_release>());
   module.def("add_endpoints", &add_endpoints_op, py::call_guard<py::gil_scoped_release>());

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from wsgraph.layers.neural_graph_dense import pairwise_extreme
-from wsgraph.layers.neural_graph_fused import fused_edge_update, fused_fourier_linear, fused_messages
+from wsgraph.layers.neural_graph_fused import (
+    fused_edge_update,
+    fused_fourier_linear,
+    fused_messages,
+    fused_update_messages,
+)
 
 B, P, Q, F, FE = 3, 4, 5, 6, 7
 
@@ -104,19 +109,67 @@ def test_fused_edge_update_matches_its_composition_with_gradients(channels):
         torch.testing.assert_close(gradient, reference, rtol=1e-11, atol=1e-11)
 
 
-def test_fused_fourier_linear_matches_its_composition_with_gradients():
+# One input channel (a weight) takes the outer-product path of the compiled loops; three, the matrix product.
+@pytest.mark.parametrize("in_channels", [1, 3])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_fused_fourier_linear_matches_its_composition_with_gradients(in_channels, with_bias):
     generator = torch.Generator().manual_seed(8)
-    raw = torch.randn(B, P, Q, 3, generator=generator, dtype=torch.float64)
-    frequencies = 2 * math.pi * torch.randn(16, 3, generator=generator, dtype=torch.float64)
+    raw = torch.randn(B, P, Q, in_channels, generator=generator, dtype=torch.float64)
+    frequencies = 2 * math.pi * torch.randn(16, in_channels, generator=generator, dtype=torch.float64)
     weight, bias = leaves((F, 32), (F,), generator=generator)
-    output = fused_fourier_linear(raw, frequencies, weight, bias)
+    parameters = (weight, bias) if with_bias else (weight,)
+    output = fused_fourier_linear(raw, frequencies, *parameters)
     angles = raw @ frequencies.t()
-    expected = torch.cat([angles.cos(), angles.sin()], dim=-1) @ weight.t() + bias
+    expected = torch.cat([angles.cos(), angles.sin()], dim=-1) @ weight.t() + (bias if with_bias else 0)
     assert output.shape == (B, P, Q, F)
     torch.testing.assert_close(output, expected, rtol=1e-12, atol=1e-12)
-    got = gradients([output], (weight, bias), torch.Generator().manual_seed(9))
-    for gradient, reference in zip(got, gradients([expected], (weight, bias), torch.Generator().manual_seed(9))):
+    got = gradients([output], parameters, torch.Generator().manual_seed(9))
+    for gradient, reference in zip(got, gradients([expected], parameters, torch.Generator().manual_seed(9))):
         torch.testing.assert_close(gradient, reference, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("channels", [F, 32])
+@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize("axis", [1, 2])
+@pytest.mark.parametrize("keep_updated", [True, False])
+def test_fused_update_messages_match_the_update_then_the_messages(keep_updated, axis, tied, channels):
+    """Values and every gradient, with the updated edges' own gradient (a later round reads them) or without."""
+    generator = torch.Generator().manual_seed(11 + axis)
+    inputs = leaves(
+        (B, P, Q, FE), (channels, FE), (B, P, channels), (B, Q, channels), (2 * channels, channels),
+        (2 * channels,), (B, P, channels), (B, Q, channels), generator=generator,
+    )  # fmt: skip
+    edges, update_weight, update_rows, update_cols, weight, bias, rows, cols = inputs
+    if tied:
+        # Equal updated edges and message endpoints along the reduced axis: every extreme is a tie.
+        with torch.no_grad():
+            edges.copy_(edges.narrow(axis, 0, 1).expand_as(edges))
+            for tensor in (update_rows, rows) if axis == 1 else (update_cols, cols):
+                tensor.copy_(tensor[:, :1].expand_as(tensor))
+    outputs = fused_update_messages(*inputs, axis, True, True, keep_updated=keep_updated)
+    updated = torch.nn.functional.silu(edges @ update_weight.t() + update_rows.unsqueeze(2) + update_cols.unsqueeze(1))
+    expected = (updated if keep_updated else None, *reference_messages(updated, weight, bias, rows, cols, axis))
+    assert (outputs[0] is None) == (not keep_updated)
+    for output, reference in zip(outputs, expected):
+        if reference is not None:
+            torch.testing.assert_close(output, reference, rtol=1e-12, atol=1e-12)
+    got = gradients(outputs, inputs, torch.Generator().manual_seed(12))
+    for gradient, reference in zip(got, gradients(expected, inputs, torch.Generator().manual_seed(12))):
+        torch.testing.assert_close(gradient, reference, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("moments, extremes", [(True, False), (False, True)])
+def test_fused_update_messages_compute_only_what_is_asked(moments, extremes):
+    generator = torch.Generator().manual_seed(13)
+    inputs = leaves(
+        (B, P, Q, FE), (F, FE), (B, P, F), (B, Q, F), (2 * F, F), (2 * F,), (B, P, F), (B, Q, F), generator=generator
+    )
+    updated, total, squares, minimum, maximum = fused_update_messages(*inputs, 2, moments, extremes)
+    assert updated is not None
+    assert (total is not None, squares is not None) == (moments, moments)
+    assert (minimum is not None, maximum is not None) == (extremes, extremes)
+    outputs = [output for output in (total, squares, minimum, maximum) if output is not None]
+    assert all(gradient is not None for gradient in gradients(outputs, inputs, generator))
 
 
 @pytest.mark.parametrize("largest", [True, False])

@@ -29,7 +29,7 @@ from wsgraph.layers.neural_graph_dense import (
     neighbourhood_statistics,
     pairwise_extreme,
 )
-from wsgraph.layers.neural_graph_fused import fused_edge_update, fused_fourier_linear, fused_messages
+from wsgraph.layers.neural_graph_fused import fused_fourier_linear, fused_messages, fused_update_messages
 from wsgraph.layers.positional import NeuronPositionalEncoding, check_signature
 from wsgraph.layers.probe import ProbeFeatures
 
@@ -640,6 +640,20 @@ class NeuralGraphGNN(NeuralGraphInputs):
         zeros = torch.zeros_like(weights)
         return [torch.cat([weights, zeros, weights], -1), torch.cat([zeros, weights, weights], -1)]
 
+    def _encode_dense_edges(self, per_layer: list[Tensor]) -> list[list[Tensor]]:
+        """The encoded states of each weight layer's directed edges, from its weights ``[B, d_{l-1}, d_l, C]``."""
+        return [[self.encode_edges(raw) for raw in self._edge_inputs(weights)] for weights in per_layer]
+
+    def _direction_frequencies(self, frequencies: Tensor) -> list[Tensor]:
+        """The frequencies ``[K, C]`` that give each direction's angles from the weights themselves: the raw
+        features of :meth:`_edge_inputs` are ``[w, 0, w]`` and ``[0, w, w]``, so their angles are ``w`` times the
+        sum of two of the three ``[K, C]`` blocks of the ``[K, 3C]`` frequencies (a third of the product, and
+        for scalar weights an outer product)."""
+        if not self.bidirectional:
+            return [frequencies]
+        along, against, shared = frequencies.chunk(3, dim=1)
+        return [along + shared, against + shared]
+
     def _forward_scatter(self, data: Data, nodes: Tensor) -> Tensor:
         num_graphs = data.layer_widths.size(0)
         node_graph = data.batch if data.batch is not None else data.edge_index.new_zeros(data.num_nodes)
@@ -689,21 +703,24 @@ class NeuralGraphGNN(NeuralGraphInputs):
         """``[B, pooled]`` for ``nodes`` ``[B, N_g, F]`` (encoded) and ``weights`` ``[B * E_g, C]`` (raw, canonical
         order) of ``B`` networks of one architecture."""
         num_graphs = nodes.size(0)
-        raw_edges = [self._edge_inputs(weight) for weight in layout.weights(weights, num_graphs)]
+        per_layer = layout.weights(weights, num_graphs)
         # Under autocast the torch operations pick each product's precision; the fused kernels write into
         # buffers of one dtype, so autocast runs the dense composition.
         if self.backend == "fused" and self.fusable and not torch.is_autocast_enabled(nodes.device.type):
             encoder = self._fourier_edge_encoder()
             if encoder is None or weights.requires_grad:
-                edges, shift = [[self.encode_edges(raw) for raw in states] for states in raw_edges], None
+                edges, shift = self._encode_dense_edges(per_layer), None
             else:
                 # The encoder's bias is left to the first round, which folds it into the maps that read the
                 # edges: adding it to every edge would be a pass over them.
                 features, weight, shift = encoder
-                frequencies = (2 * math.pi) * features.frequencies
-                edges = [[fused_fourier_linear(raw, frequencies, weight) for raw in states] for states in raw_edges]
+                per_direction = self._direction_frequencies((2 * math.pi) * features.frequencies)
+                edges = [
+                    [fused_fourier_linear(raw, frequencies, weight) for frequencies in per_direction]
+                    for raw in per_layer
+                ]
             return self._pool_dense(layout, self._fused_rounds(layout, nodes, edges, shift))
-        edges = [[self.encode_edges(raw) for raw in states] for states in raw_edges]
+        edges = self._encode_dense_edges(per_layer)
         for index, conv in enumerate(self.convs):
             nodes = conv.forward_dense(nodes, edges, layout)
             if index == self.depth - 1:
@@ -725,38 +742,45 @@ class NeuralGraphGNN(NeuralGraphInputs):
         In the same way the first round folds ``edge_shift``, a bias still to be added to the encoded ``edges``.
         """
         before: tuple[Tensor | None, Tensor | None] = (None, edge_shift)
+        # An edge update needs the nodes of the round after it, as do that round's messages: the two share
+        # one kernel, which reads the edges once (fused_update_messages), so an update waits for that round.
+        pending: tuple[Tensor, list[Tensor], list[Tensor]] | None = None
         for index, conv in enumerate(self.convs):
             film_weight, film_bias = _fold(conv.edge_encoder, *before)
             target_part, source_part = (layout.split(part) for part in conv.endpoint_parts(nodes))
             moments, extremes = conv.aggregator_needs
+            updates_after = index < self.depth - 1 and index < len(self.edge_updates)
             incoming: list[list[NeighbourhoodStatistics]] = [[] for _ in layout.widths]
+            updated: list[list[Tensor]] = []
             for layer, states in enumerate(edges, start=1):
+                updated.append([])
                 for direction, state in enumerate(states):
                     rows, cols = _axis_parts(source_part, target_part, layer, direction)
                     receiver, axis = layout.receivers(layer, direction)
-                    total, squares, minimum, maximum = fused_messages(
-                        state, film_weight, film_bias, rows, cols, axis, moments, extremes
-                    )
-                    incoming[receiver].append(
-                        NeighbourhoodStatistics(state.size(axis), total, squares, minimum, maximum)
-                    )
+                    messages_per_receiver = state.size(axis)
+                    if pending is None:
+                        statistics = fused_messages(state, film_weight, film_bias, rows, cols, axis, moments, extremes)
+                    else:
+                        edge_weight, source, target = pending
+                        # The updated edges are kept only for a later update to read.
+                        state, *statistics = fused_update_messages(
+                            state, edge_weight, *_axis_parts(source, target, layer, direction), film_weight,
+                            film_bias, rows, cols, axis, moments, extremes, keep_updated=updates_after,
+                        )  # fmt: skip
+                    updated[-1].append(state)
+                    incoming[receiver].append(NeighbourhoodStatistics(messages_per_receiver, *statistics))
+            edges, pending = updated, None
             nodes = conv.update_dense(nodes, incoming, layout)
             if index == self.depth - 1:
                 break
             nodes = nn.functional.dropout(self.act(self._normalise_dense(index, nodes)), self.dropout, self.training)
-            if index < len(self.edge_updates):
+            if updates_after:
                 update = self.edge_updates[index]
                 edge_weight, edge_bias = _fold(update.lin_edge, *before)
                 # The update's three biases are one, added once per edge through its source neuron.
                 source = layout.split(update.lin_source(nodes) + edge_bias)
                 target = layout.split(update.lin_target(nodes))
-                edges = [
-                    [
-                        fused_edge_update(state, edge_weight, *_axis_parts(source, target, layer, direction))
-                        for direction, state in enumerate(states)
-                    ]
-                    for layer, states in enumerate(edges, start=1)
-                ]
+                pending = (edge_weight, source, target)
                 before = (update.lin_out.weight, update.lin_out.bias)
         return nodes
 

@@ -10,6 +10,9 @@ computation is one autograd function:
   PNA needs (sum, sum of squares, minimum, maximum), keeping neither the messages nor
   FiLM's scale and shift;
 - :func:`fused_edge_update`: the pre-activation of the edge update and its SiLU;
+- :func:`fused_update_messages`: an edge update and the next round's messages of its
+  result in one pass (both wait for the same node states), so that the updated edges
+  and their gradient are used while in cache;
 - :func:`fused_fourier_linear`: the Fourier encoder of the raw edge features.
 
 All run over the networks in chunks small enough to stay in the CPU's cache, so a
@@ -21,7 +24,9 @@ arithmetic is the dense backend's, in another order, so the two agree to roundin
 Within a chunk, the matrix products are torch's; the per-edge elementwise work of the
 messages and their statistics (forward: one loop; backward: one loop) and of the edge
 update's endpoint sums runs as compiled loops (:mod:`wsgraph.layers.neural_graph_native`)
-when they could be built, else as the torch operations below. The compiled forward loop
+when they could be built, else as the torch operations below. With the compiled loops,
+each thread's run of chunks is one call, the chunks walked in C++ (no Python between
+chunks), for the messages, the fused update and messages, and the Fourier encoder. The compiled forward loop
 also counts the messages that reach each minimum and maximum, so the backward loop
 shares a tie's gradient without a second pass. Both ways are tested against each other
 and against the torch composition, ties included.
@@ -267,13 +272,9 @@ class _FusedMessages(torch.autograd.Function):
         grad_rows, grad_cols = torch.empty_like(rows), torch.empty_like(cols)
         native = ctx.native
         if native is not None:
-            empty = edges.new_empty(0)
-            (min_count, max_count), shares = counts[0], []
-            for grad, count in ((grad_min, min_count), (grad_max, max_count)):
-                # Shared by the messages that reach the extreme: at least one, whatever the rounding.
-                shares.append(empty if grad is None else (grad / count.clamp(min=1)).contiguous())
-            moment_grads = [empty if grad is None else grad.contiguous() for grad in (grad_total, grad_squares)]
-            statistics = [minimum, maximum, *moment_grads, *shares]
+            statistics = _statistic_grads(
+                edges, minimum, maximum, counts[0], grad_total, grad_squares, grad_min, grad_max
+            )
 
         def work(part: slice) -> tuple[Tensor, Tensor]:
             scale_shift = _film(edges[part], weight, bias)
@@ -323,6 +324,145 @@ class _FusedMessages(torch.autograd.Function):
             )  # fmt: skip
         grad_weight, grad_bias = (sum(terms) for terms in zip(*partials))
         return grad_edges, grad_weight, grad_bias, grad_rows, grad_cols, None, None, None
+
+
+def _statistic_grads(
+    like: Tensor,
+    minimum: Tensor,
+    maximum: Tensor,
+    counts: Tensor,
+    grad_total: Tensor | None,
+    grad_squares: Tensor | None,
+    grad_min: Tensor | None,
+    grad_max: Tensor | None,
+) -> list[Tensor]:
+    """What the compiled backward loops read besides the edges: the extremes, the gradients of the moments and
+    each extreme's gradient divided by the number of messages that reach it (empty tensors where none flowed)."""
+    empty = like.new_empty(0)
+    shares = [
+        # Shared by the messages that reach the extreme: at least one, whatever the rounding.
+        empty if grad is None else (grad / count.clamp(min=1)).contiguous()
+        for grad, count in ((grad_min, counts[0]), (grad_max, counts[1]))
+    ]
+    moment_grads = [empty if grad is None else grad.contiguous() for grad in (grad_total, grad_squares)]
+    return [minimum, maximum, *moment_grads, *shares]
+
+
+def fused_update_messages(
+    edges: Tensor,
+    update_weight: Tensor,
+    update_rows: Tensor,
+    update_cols: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    rows: Tensor,
+    cols: Tensor,
+    axis: int,
+    moments: bool,
+    extremes: bool,
+    keep_updated: bool = True,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+    r"""An edge update and the messages of its result, in one pass over the edges:
+    ``updated = fused_edge_update(edges, update_weight, update_rows, update_cols)``, then
+    ``fused_messages(updated, weight, bias, rows, cols, axis, moments, extremes)``.
+
+    Returns ``(updated, total, squares, minimum, maximum)``; ``updated`` is ``None`` unless
+    ``keep_updated`` (a later round reads it), the statistics ``None`` where not asked for.
+
+    With the compiled loops, each chunk's updated edges are read by FiLM's product while they are
+    in cache, and in the backward pass their gradient (from the messages and from later rounds)
+    never leaves it: the edge update and the messages of a round share their passes over memory,
+    which is most of what a training step of this model waits for on a CPU. Without them, the two
+    kernels run one after the other (the same arithmetic).
+    """
+    if native_kernels_for(edges) is None:
+        updated = fused_edge_update(edges, update_weight, update_rows, update_cols)
+        statistics = fused_messages(updated, weight, bias, rows, cols, axis, moments, extremes)
+        return (updated if keep_updated else None, *statistics)
+    outputs = _FusedUpdateMessages.apply(
+        edges, update_weight, update_rows, update_cols, weight, bias, rows, cols, axis, moments, extremes, keep_updated
+    )
+    return tuple(output if output.numel() else None for output in outputs)  # type: ignore[return-value]
+
+
+class _FusedUpdateMessages(torch.autograd.Function):
+    """:func:`fused_update_messages` with the compiled loops (CPU float32 and float64 only)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        edges: Tensor,
+        update_weight: Tensor,
+        update_rows: Tensor,
+        update_cols: Tensor,
+        weight: Tensor,
+        bias: Tensor,
+        rows: Tensor,
+        cols: Tensor,
+        axis: int,
+        moments: bool,
+        extremes: bool,
+        keep_updated: bool,
+    ) -> tuple[Tensor, ...]:
+        native = native_kernels_for(edges)
+        num_networks, p, q = edges.shape[:3]
+        channels = update_weight.size(0)
+        reduced = (num_networks, q if axis == 1 else p, channels)
+        empty = edges.new_empty(0)
+        total, squares = (edges.new_empty(reduced), edges.new_empty(reduced)) if moments else (empty, empty)
+        minimum, maximum = (edges.new_empty(reduced), edges.new_empty(reduced)) if extremes else (empty, empty)
+        counts = edges.new_empty(2, *reduced) if extremes else edges.new_empty(2, 0)
+        updated = edges.new_empty(num_networks, p, q, channels) if keep_updated else empty
+        inputs = [
+            tensor.contiguous() for tensor in (edges, update_weight, update_rows, update_cols, weight, bias, rows, cols)
+        ]
+        statistics = (total, squares, minimum, maximum, counts[0], counts[1])
+        _map_ranges(
+            lambda start, stop, size: native.update_messages_forward_range(
+                *inputs, axis, *statistics, updated, start, stop, size
+            ),
+            _update_chunks(num_networks, p * q * channels),
+        )
+        ctx.axis, ctx.native = axis, native
+        ctx.save_for_backward(*inputs, minimum, maximum, counts)
+        ctx.set_materialize_grads(False)
+        return updated, total, squares, minimum, maximum
+
+    @staticmethod
+    def backward(
+        ctx: Any,
+        grad_updated: Tensor | None,
+        grad_total: Tensor | None,
+        grad_squares: Tensor | None,
+        grad_min: Tensor | None,
+        grad_max: Tensor | None,
+    ) -> tuple[Tensor | None, ...]:
+        inputs = ctx.saved_tensors[:8]
+        minimum, maximum, counts = ctx.saved_tensors[8:]
+        edges, update_weight, update_rows, update_cols = inputs[:4]
+        rows, cols = inputs[6:]
+        statistics = _statistic_grads(edges, minimum, maximum, counts, grad_total, grad_squares, grad_min, grad_max)
+        grad_updated = edges.new_empty(0) if grad_updated is None else grad_updated.contiguous()
+        grads = [torch.empty_like(tensor) for tensor in (edges, update_rows, update_cols, rows, cols)]
+        partials = _map_ranges(
+            lambda start, stop, size: ctx.native.update_messages_backward_range(
+                *inputs, ctx.axis, *statistics, grad_updated, *grads, start, stop, size
+            ),
+            _update_chunks(edges.size(0), edges.size(1) * edges.size(2) * update_weight.size(0)),
+        )
+        grad_update_weight, grad_weight, grad_bias = (sum(terms) for terms in zip(*partials))
+        grad_edges, grad_update_rows, grad_update_cols, grad_rows, grad_cols = grads
+        return (
+            grad_edges, grad_update_weight, grad_update_rows, grad_update_cols, grad_weight, grad_bias, grad_rows,
+            grad_cols, None, None, None, None,
+        )  # fmt: skip
+
+
+def _update_chunks(num_networks: int, per_network: int) -> list[slice]:
+    """Chunks for :class:`_FusedUpdateMessages` as :func:`fused_messages` takes them (``per_network`` counts one
+    number per edge and channel; FiLM's product has two). Its backward pass keeps eight such numbers per edge
+    for a chunk, 4 MB in float32; chunks half or four times as large measured no faster."""
+    return _chunks(num_networks, 2 * per_network)
 
 
 class _FusedEdgeUpdate(torch.autograd.Function):
@@ -393,38 +533,60 @@ class _FusedFourierLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, raw: Tensor, frequencies: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         out_features = weight.size(0)
-        cosine_weight, sine_weight = weight.split(frequencies.size(0), dim=1)
         out = raw.new_empty(*raw.shape[:-1], out_features)
+        chunks = _chunks(raw.size(0), _fourier_chunk_size(raw, frequencies))
+        native = native_kernels_for(raw)
+        if native is not None:
+            raw, frequencies, weight = raw.contiguous(), frequencies.contiguous(), weight.contiguous()
+            shift = raw.new_empty(0) if bias is None else bias.contiguous()
+            _map_ranges(
+                lambda start, stop, size: native.fourier_forward_range(
+                    raw, frequencies, weight, shift, out, start, stop, size
+                ),
+                chunks,
+            )
+        else:
+            cosine_weight, sine_weight = weight.split(frequencies.size(0), dim=1)
 
-        def work(part: slice) -> None:
-            cosine, sine = _fourier_features(raw[part], frequencies)
-            chunk = out[part].view(-1, out_features)
-            if bias is None:
-                torch.mm(cosine, cosine_weight.t(), out=chunk)
-            else:
-                torch.addmm(bias, cosine, cosine_weight.t(), out=chunk)
-            chunk.addmm_(sine, sine_weight.t())
+            def work(part: slice) -> None:
+                cosine, sine = _fourier_features(raw[part], frequencies)
+                chunk = out[part].view(-1, out_features)
+                if bias is None:
+                    torch.mm(cosine, cosine_weight.t(), out=chunk)
+                else:
+                    torch.addmm(bias, cosine, cosine_weight.t(), out=chunk)
+                chunk.addmm_(sine, sine_weight.t())
 
-        _map_chunks(work, _chunks(raw.size(0), _fourier_chunk_size(raw, frequencies)))
+            _map_chunks(work, chunks)
         # The features are recomputed chunk by chunk for the weight's gradient rather than kept: kept, they are
         # the largest tensors of a step (256 numbers per edge), written to and read back from main memory.
         ctx.save_for_backward(raw, frequencies)
-        ctx.has_bias = bias is not None
+        ctx.has_bias, ctx.native = bias is not None, native
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[None, None, Tensor, Tensor | None]:
         raw, frequencies = ctx.saved_tensors
-        cosine_like = grad_out.new_empty(grad_out.size(-1), frequencies.size(0))
-
-        def work(part: slice, totals: list[Tensor]) -> None:
-            cosine, sine = _fourier_features(raw[part], frequencies)
-            grad = grad_out[part].reshape(-1, grad_out.size(-1))
-            totals[0].addmm_(grad.t(), cosine)
-            totals[1].addmm_(grad.t(), sine)
-
         chunks = _chunks(raw.size(0), _fourier_chunk_size(raw, frequencies))
-        grad_weight = torch.cat(_sum_over_chunks(work, chunks, cosine_like, cosine_like), dim=1)
+        if ctx.native is not None:
+            grad_out = grad_out.contiguous()
+            partials = _map_ranges(
+                lambda start, stop, size: ctx.native.fourier_backward_range(
+                    raw, frequencies, grad_out, start, stop, size
+                ),
+                chunks,
+            )
+            grad_weight = sum(partials, grad_out.new_zeros(grad_out.size(-1), 2 * frequencies.size(0)))
+        else:
+            cosine_like = grad_out.new_empty(grad_out.size(-1), frequencies.size(0))
+
+            def work(part: slice, totals: list[Tensor]) -> None:
+                cosine, sine = _fourier_features(raw[part], frequencies)
+                grad = grad_out[part].reshape(-1, grad_out.size(-1))
+                totals[0].addmm_(grad.t(), cosine)
+                totals[1].addmm_(grad.t(), sine)
+
+            grad_weight = torch.cat(_sum_over_chunks(work, chunks, cosine_like, cosine_like), dim=1)
         grad_bias = grad_out.reshape(-1, grad_out.size(-1)).sum(0) if ctx.has_bias else None
         return None, None, grad_weight, grad_bias
 

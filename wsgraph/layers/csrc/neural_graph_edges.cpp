@@ -324,40 +324,106 @@ torch::Tensor networks(const torch::Tensor& tensor, int64_t first, int64_t count
   return tensor.numel() ? tensor.narrow(0, first, count) : tensor;
 }
 
+// The statistics a range function writes: [B, R, F] tensors, or empty ones for those not asked for.
+struct Statistics {
+  torch::Tensor total, squares, minimum, maximum, min_count, max_count;
+  Statistics networks(int64_t first, int64_t count) const {
+    return {::networks(total, first, count),   ::networks(squares, first, count),
+            ::networks(minimum, first, count), ::networks(maximum, first, count),
+            ::networks(min_count, first, count), ::networks(max_count, first, count)};
+  }
+};
+
+// What the backward loop reads besides the edges: the extremes and the gradients of the statistics.
+struct StatisticGrads {
+  torch::Tensor minimum, maximum, grad_total, grad_squares, min_share, max_share;
+  StatisticGrads networks(int64_t first, int64_t count) const {
+    return {::networks(minimum, first, count),    ::networks(maximum, first, count),
+            ::networks(grad_total, first, count), ::networks(grad_squares, first, count),
+            ::networks(min_share, first, count),  ::networks(max_share, first, count)};
+  }
+};
+
+// The per-chunk buffers of the range functions: allocated once per call, each chunk uses their first rows.
+struct Buffer {
+  torch::Tensor data;
+  Buffer(int64_t rows, int64_t width, const torch::TensorOptions& options) : data(at::empty({rows, width}, options)) {}
+  torch::Tensor rows(int64_t count) const { return data.narrow(0, 0, count); }
+};
+
+// The messages of `count` networks from `first` on, whose edges are `flat_edges` [count p q, F_e]: FiLM's product
+// (edges times weightᵀ, without the bias) into `scale_shift`, then the statistics.
+void messages_chunk_forward(const torch::Tensor& flat_edges, const torch::Tensor& weight, const torch::Tensor& bias,
+                            const torch::Tensor& rows, const torch::Tensor& cols, int64_t axis,
+                            const Statistics& statistics, int64_t first, int64_t count, int64_t p, int64_t q,
+                            const Buffer& scale_shift_buffer) {
+  auto scale_shift = scale_shift_buffer.rows(count * p * q);
+  at::mm_out(scale_shift, flat_edges, weight.t());
+  const Statistics out = statistics.networks(first, count);
+  messages_forward_op(scale_shift.view({count, p, q, weight.size(0)}), bias, networks(rows, first, count),
+                      networks(cols, first, count), axis, out.total, out.squares, out.minimum, out.maximum,
+                      out.min_count, out.max_count);
+}
+
+// The backward pass of messages_chunk_forward: writes the endpoint gradients and `grad_flat_edges` (the gradients
+// of scale and shift times FiLM's weight, plus `addend` where it is defined), and adds to the gradients of FiLM's
+// weight and bias.
+void messages_chunk_backward(const torch::Tensor& flat_edges, const torch::Tensor& weight, const torch::Tensor& bias,
+                             const torch::Tensor& rows, const torch::Tensor& cols, int64_t axis,
+                             const StatisticGrads& statistics, int64_t first, int64_t count, int64_t p, int64_t q,
+                             const Buffer& scale_shift_buffer, const Buffer& grads_buffer,
+                             const torch::Tensor& grad_rows, const torch::Tensor& grad_cols,
+                             torch::Tensor grad_flat_edges, const torch::Tensor& addend, torch::Tensor& grad_weight,
+                             torch::Tensor& grad_bias) {
+  const int64_t width = weight.size(0);
+  auto scale_shift = scale_shift_buffer.rows(count * p * q);
+  auto grads = grads_buffer.rows(count * p * q);
+  at::mm_out(scale_shift, flat_edges, weight.t());
+  const StatisticGrads in = statistics.networks(first, count);
+  messages_backward_op(scale_shift.view({count, p, q, width}), bias, networks(rows, first, count),
+                       networks(cols, first, count), axis, in.minimum, in.maximum, in.grad_total, in.grad_squares,
+                       in.min_share, in.max_share, grads.view({count, p, q, width}), networks(grad_rows, first, count),
+                       networks(grad_cols, first, count));
+  if (addend.defined()) {
+    at::addmm_out(grad_flat_edges, addend, grads, weight);
+  } else {
+    at::mm_out(grad_flat_edges, grads, weight);
+  }
+  grad_weight.addmm_(grads.t(), flat_edges);
+  grad_bias.add_(grads.sum(0));
+}
+
 void check_range(const torch::Tensor& edges, const torch::Tensor& weight, int64_t start, int64_t stop, int64_t chunk) {
   TORCH_CHECK(edges.dim() == 4 && edges.is_contiguous() && weight.dim() == 2 && weight.size(1) == edges.size(3),
-              "expected contiguous edges [B, p, q, F_e] and a weight [2F, F_e]");
+              "expected contiguous edges [B, p, q, F_e] and a weight [out, F_e]");
   TORCH_CHECK(0 <= start && start <= stop && stop <= edges.size(0) && chunk > 0, "bad range [", start, ", ", stop,
               ") in chunks of ", chunk, " of ", edges.size(0), " networks");
 }
 
-// messages_forward_op over the networks [start, stop), `chunk` networks at a time, with FiLM's product of each
-// chunk (edges times weightᵀ, without the bias) computed here into one reused buffer that stays in cache: one
-// call per thread instead of one per chunk.
+torch::Tensor flat_networks(const torch::Tensor& edges, int64_t first, int64_t count) {
+  return edges.narrow(0, first, count).view({-1, edges.size(3)});
+}
+
+// The messages of the networks [start, stop), `chunk` networks at a time, with FiLM's product of each chunk
+// computed into one reused buffer that stays in cache: one call per thread instead of one per chunk.
 void messages_forward_range(const torch::Tensor& edges, const torch::Tensor& weight, const torch::Tensor& bias,
                             const torch::Tensor& rows, const torch::Tensor& cols, int64_t axis,
                             const torch::Tensor& total, const torch::Tensor& squares, const torch::Tensor& minimum,
                             const torch::Tensor& maximum, const torch::Tensor& min_count,
                             const torch::Tensor& max_count, int64_t start, int64_t stop, int64_t chunk) {
   check_range(edges, weight, start, stop, chunk);
-  const int64_t p = edges.size(1), q = edges.size(2), edge_channels = edges.size(3);
-  auto buffer = at::empty({std::min(chunk, stop - start) * p * q, weight.size(0)}, edges.options());
-  const auto weight_t = weight.t();
+  const int64_t p = edges.size(1), q = edges.size(2);
+  const Buffer scale_shift(std::min(chunk, stop - start) * p * q, weight.size(0), edges.options());
+  const Statistics statistics{total, squares, minimum, maximum, min_count, max_count};
   for (int64_t first = start; first < stop; first += chunk) {
     const int64_t count = std::min(chunk, stop - first);
-    auto scale_shift = buffer.narrow(0, 0, count * p * q);
-    at::mm_out(scale_shift, edges.narrow(0, first, count).view({count * p * q, edge_channels}), weight_t);
-    messages_forward_op(scale_shift.view({count, p, q, weight.size(0)}), bias, networks(rows, first, count),
-                        networks(cols, first, count), axis, networks(total, first, count),
-                        networks(squares, first, count), networks(minimum, first, count),
-                        networks(maximum, first, count), networks(min_count, first, count),
-                        networks(max_count, first, count));
+    messages_chunk_forward(flat_networks(edges, first, count), weight, bias, rows, cols, axis, statistics, first,
+                           count, p, q, scale_shift);
   }
 }
 
-// messages_backward_op over the networks [start, stop), `chunk` at a time: recomputes FiLM's product, writes
-// grad_edges (the gradients of scale and shift times FiLM's weight) and the endpoint gradients, and returns this
-// range's part of the gradients of FiLM's weight and bias.
+// The backward pass of messages_forward_range over the networks [start, stop): recomputes FiLM's product, writes
+// grad_edges and the endpoint gradients, and returns this range's part of the gradients of FiLM's weight and bias.
 std::vector<torch::Tensor> messages_backward_range(
     const torch::Tensor& edges, const torch::Tensor& weight, const torch::Tensor& bias, const torch::Tensor& rows,
     const torch::Tensor& cols, int64_t axis, const torch::Tensor& minimum, const torch::Tensor& maximum,
@@ -365,32 +431,205 @@ std::vector<torch::Tensor> messages_backward_range(
     const torch::Tensor& max_share, const torch::Tensor& grad_edges, const torch::Tensor& grad_rows,
     const torch::Tensor& grad_cols, int64_t start, int64_t stop, int64_t chunk) {
   check_range(edges, weight, start, stop, chunk);
-  TORCH_CHECK(grad_edges.is_contiguous() && grad_edges.sizes() == edges.sizes(), "grad_edges must be like edges");
-  const int64_t p = edges.size(1), q = edges.size(2), edge_channels = edges.size(3), width = weight.size(0);
-  const int64_t rows_most = std::min(chunk, stop - start) * p * q;
-  auto scale_shift_buffer = at::empty({rows_most, width}, edges.options());
-  auto grads_buffer = at::empty({rows_most, width}, edges.options());
+  check_like(grad_edges, edges, "grad_edges must be like edges");
+  const int64_t p = edges.size(1), q = edges.size(2), rows_most = std::min(chunk, stop - start) * p * q;
+  const Buffer scale_shift(rows_most, weight.size(0), edges.options()), grads(rows_most, weight.size(0), edges.options());
+  const StatisticGrads statistics{minimum, maximum, grad_total, grad_squares, min_share, max_share};
   auto grad_weight = at::zeros_like(weight);
   auto grad_bias = at::zeros_like(bias);
-  const auto weight_t = weight.t();
   for (int64_t first = start; first < stop; first += chunk) {
     const int64_t count = std::min(chunk, stop - first);
-    const auto flat_edges = edges.narrow(0, first, count).view({count * p * q, edge_channels});
-    auto scale_shift = scale_shift_buffer.narrow(0, 0, count * p * q);
-    auto grads = grads_buffer.narrow(0, 0, count * p * q);
-    at::mm_out(scale_shift, flat_edges, weight_t);
-    messages_backward_op(scale_shift.view({count, p, q, width}), bias, networks(rows, first, count),
-                         networks(cols, first, count), axis, networks(minimum, first, count),
-                         networks(maximum, first, count), networks(grad_total, first, count),
-                         networks(grad_squares, first, count), networks(min_share, first, count),
-                         networks(max_share, first, count), grads.view({count, p, q, width}),
-                         networks(grad_rows, first, count), networks(grad_cols, first, count));
-    auto grad_edges_chunk = grad_edges.narrow(0, first, count).view({count * p * q, edge_channels});
-    at::mm_out(grad_edges_chunk, grads, weight);
-    grad_weight.addmm_(grads.t(), flat_edges);
-    grad_bias.add_(grads.sum(0));
+    messages_chunk_backward(flat_networks(edges, first, count), weight, bias, rows, cols, axis, statistics, first,
+                            count, p, q, scale_shift, grads, grad_rows, grad_cols,
+                            flat_networks(grad_edges, first, count), torch::Tensor(), grad_weight, grad_bias);
   }
   return {grad_weight, grad_bias};
+}
+
+// The edge update's pre-activation of a chunk, edges times update_weightᵀ plus the endpoint terms, into `pre`.
+torch::Tensor update_chunk(const torch::Tensor& flat_edges, const torch::Tensor& update_weight,
+                           const torch::Tensor& update_rows, const torch::Tensor& update_cols, int64_t first,
+                           int64_t count, int64_t p, int64_t q, const Buffer& pre_buffer) {
+  auto pre = pre_buffer.rows(count * p * q);
+  at::mm_out(pre, flat_edges, update_weight.t());
+  add_endpoints_op(pre.view({count, p, q, update_weight.size(0)}), networks(update_rows, first, count),
+                   networks(update_cols, first, count));
+  return pre;
+}
+
+void check_update(const torch::Tensor& edges, const torch::Tensor& update_weight, const torch::Tensor& weight,
+                  const torch::Tensor& updated) {
+  TORCH_CHECK(update_weight.dim() == 2 && update_weight.size(1) == edges.size(3) &&
+                  update_weight.size(0) == weight.size(1),
+              "expected an update weight [F, F_e] whose output FiLM's weight [2F, F] reads");
+  TORCH_CHECK(updated.numel() == 0 || (updated.is_contiguous() && updated.dim() == 4 &&
+                                       updated.sizes().slice(0, 3) == edges.sizes().slice(0, 3) &&
+                                       updated.size(3) == update_weight.size(0) &&
+                                       updated.scalar_type() == edges.scalar_type()),
+              "updated edges must be empty or contiguous [B, p, q, F] of the edges' dtype");
+}
+
+// The edge update, SiLU(edges update_weightᵀ + update_rows_i + update_cols_j), then the messages of its result,
+// over the networks [start, stop), `chunk` at a time: the updated edges are read by FiLM's product while they
+// are in cache, and written to `updated` only where it is not empty (a later round reads them).
+void update_messages_forward_range(const torch::Tensor& edges, const torch::Tensor& update_weight,
+                                   const torch::Tensor& update_rows, const torch::Tensor& update_cols,
+                                   const torch::Tensor& weight, const torch::Tensor& bias, const torch::Tensor& rows,
+                                   const torch::Tensor& cols, int64_t axis, const torch::Tensor& total,
+                                   const torch::Tensor& squares, const torch::Tensor& minimum,
+                                   const torch::Tensor& maximum, const torch::Tensor& min_count,
+                                   const torch::Tensor& max_count, const torch::Tensor& updated, int64_t start,
+                                   int64_t stop, int64_t chunk) {
+  check_range(edges, update_weight, start, stop, chunk);
+  check_update(edges, update_weight, weight, updated);
+  const int64_t p = edges.size(1), q = edges.size(2), rows_most = std::min(chunk, stop - start) * p * q;
+  const Buffer pre(rows_most, update_weight.size(0), edges.options()), scale_shift(rows_most, weight.size(0), edges.options());
+  const Statistics statistics{total, squares, minimum, maximum, min_count, max_count};
+  for (int64_t first = start; first < stop; first += chunk) {
+    const int64_t count = std::min(chunk, stop - first);
+    auto chunk_pre = update_chunk(flat_networks(edges, first, count), update_weight, update_rows, update_cols, first,
+                                  count, p, q, pre);
+    torch::Tensor chunk_updated = chunk_pre;
+    if (updated.numel()) {
+      chunk_updated = flat_networks(updated, first, count);
+      at::silu_out(chunk_updated, chunk_pre);
+    } else {
+      at::silu_(chunk_pre);
+    }
+    messages_chunk_forward(chunk_updated, weight, bias, rows, cols, axis, statistics, first, count, p, q,
+                           scale_shift);
+  }
+}
+
+// The backward pass of update_messages_forward_range over the networks [start, stop): recomputes the update and
+// FiLM's product chunk by chunk; the updated edges' gradient is the messages' plus `grad_updated` (empty: none
+// from later rounds). Writes grad_edges and the endpoint gradients of the update and of the messages, and returns
+// this range's part of the gradients of update_weight, FiLM's weight and FiLM's bias.
+std::vector<torch::Tensor> update_messages_backward_range(
+    const torch::Tensor& edges, const torch::Tensor& update_weight, const torch::Tensor& update_rows,
+    const torch::Tensor& update_cols, const torch::Tensor& weight, const torch::Tensor& bias,
+    const torch::Tensor& rows, const torch::Tensor& cols, int64_t axis, const torch::Tensor& minimum,
+    const torch::Tensor& maximum, const torch::Tensor& grad_total, const torch::Tensor& grad_squares,
+    const torch::Tensor& min_share, const torch::Tensor& max_share, const torch::Tensor& grad_updated,
+    const torch::Tensor& grad_edges, const torch::Tensor& grad_update_rows, const torch::Tensor& grad_update_cols,
+    const torch::Tensor& grad_rows, const torch::Tensor& grad_cols, int64_t start, int64_t stop, int64_t chunk) {
+  check_range(edges, update_weight, start, stop, chunk);
+  check_update(edges, update_weight, weight, grad_updated);
+  check_like(grad_edges, edges, "grad_edges must be like edges");
+  check_like(grad_update_rows, update_rows, "grad_update_rows must be like update_rows");
+  check_like(grad_update_cols, update_cols, "grad_update_cols must be like update_cols");
+  const int64_t p = edges.size(1), q = edges.size(2), channels = update_weight.size(0);
+  const int64_t rows_most = std::min(chunk, stop - start) * p * q;
+  const auto options = edges.options();
+  const Buffer pre(rows_most, channels, options), updated(rows_most, channels, options),
+      grad_updated_buffer(rows_most, channels, options), grad_pre(rows_most, channels, options),
+      scale_shift(rows_most, weight.size(0), options), grads(rows_most, weight.size(0), options);
+  const StatisticGrads statistics{minimum, maximum, grad_total, grad_squares, min_share, max_share};
+  auto grad_update_weight = at::zeros_like(update_weight);
+  auto grad_weight = at::zeros_like(weight);
+  auto grad_bias = at::zeros_like(bias);
+  for (int64_t first = start; first < stop; first += chunk) {
+    const int64_t count = std::min(chunk, stop - first), size = count * p * q;
+    const auto flat_edges = flat_networks(edges, first, count);
+    auto chunk_pre = update_chunk(flat_edges, update_weight, update_rows, update_cols, first, count, p, q, pre);
+    auto chunk_updated = updated.rows(size);
+    at::silu_out(chunk_updated, chunk_pre);
+    auto chunk_grad_updated = grad_updated_buffer.rows(size);
+    messages_chunk_backward(chunk_updated, weight, bias, rows, cols, axis, statistics, first, count, p, q,
+                            scale_shift, grads, grad_rows, grad_cols, chunk_grad_updated,
+                            grad_updated.numel() ? flat_networks(grad_updated, first, count) : torch::Tensor(),
+                            grad_weight, grad_bias);
+    auto chunk_grad_pre = grad_pre.rows(size);
+    at::silu_backward_out(chunk_grad_pre, chunk_grad_updated, chunk_pre);
+    endpoint_sums_op(chunk_grad_pre.view({count, p, q, channels}), networks(grad_update_rows, first, count),
+                     networks(grad_update_cols, first, count));
+    auto chunk_grad_edges = flat_networks(grad_edges, first, count);
+    at::mm_out(chunk_grad_edges, chunk_grad_pre, update_weight);
+    grad_update_weight.addmm_(chunk_grad_pre.t(), flat_edges);
+  }
+  return {grad_update_weight, grad_weight, grad_bias};
+}
+
+// The cosines and sines of the angles raw Ωᵀ of a chunk's rows raw [n, C] (frequencies Ω [K, C]) into `cosines` and
+// `sines` [n, K]. One input channel (a weight) makes the angles an outer product, not a matrix product.
+void fourier_features_chunk(const torch::Tensor& raw, const torch::Tensor& frequencies, torch::Tensor& angles,
+                            torch::Tensor& cosines, torch::Tensor& sines) {
+  if (raw.size(1) == 1) {
+    at::mul_out(angles, raw, frequencies.view({1, -1}));
+  } else {
+    at::mm_out(angles, raw, frequencies.t());
+  }
+  at::cos_out(cosines, angles);
+  at::sin_out(sines, angles);
+}
+
+void check_fourier(const torch::Tensor& raw, const torch::Tensor& frequencies, const torch::Tensor& weight,
+                   int64_t start, int64_t stop, int64_t chunk) {
+  TORCH_CHECK(raw.dim() >= 2 && raw.is_contiguous() && raw.device().is_cpu(), "raw must be contiguous CPU [B, *, C]");
+  TORCH_CHECK(frequencies.dim() == 2 && frequencies.size(1) == raw.size(-1) &&
+                  frequencies.scalar_type() == raw.scalar_type(),
+              "frequencies must be [K, C] of raw's dtype");
+  TORCH_CHECK(weight.dim() == 2 && weight.size(1) == 2 * frequencies.size(0) && weight.scalar_type() == raw.scalar_type(),
+              "weight must be [F, 2K] of raw's dtype");
+  TORCH_CHECK(0 <= start && start <= stop && stop <= raw.size(0) && chunk > 0, "bad range [", start, ", ", stop,
+              ") in chunks of ", chunk, " of ", raw.size(0), " networks");
+}
+
+// The rows [n, C] of `count` networks of raw [B, *, C] from `first` on.
+torch::Tensor flat_rows(const torch::Tensor& tensor, int64_t first, int64_t count) {
+  return tensor.narrow(0, first, count).reshape({-1, tensor.size(-1)});
+}
+
+// out [B, *, F] = [cos(raw Ωᵀ), sin(raw Ωᵀ)] weightᵀ + bias (`bias` empty: none) over the networks [start, stop),
+// `chunk` at a time: a chunk's angles, cosines and sines stay in cache for the product.
+void fourier_forward_range(const torch::Tensor& raw, const torch::Tensor& frequencies, const torch::Tensor& weight,
+                           const torch::Tensor& bias, const torch::Tensor& out, int64_t start, int64_t stop,
+                           int64_t chunk) {
+  check_fourier(raw, frequencies, weight, start, stop, chunk);
+  TORCH_CHECK(out.is_contiguous() && out.size(0) == raw.size(0) && out.size(-1) == weight.size(0) &&
+                  out.numel() / weight.size(0) == raw.numel() / raw.size(-1) && out.scalar_type() == raw.scalar_type(),
+              "out must be contiguous [B, *, F] of raw's dtype");
+  const int64_t K = frequencies.size(0), per_network = raw.numel() / std::max<int64_t>(raw.size(0), 1) / raw.size(-1);
+  const int64_t rows_most = std::min(chunk, stop - start) * per_network;
+  const Buffer angles(rows_most, K, raw.options()), cosines(rows_most, K, raw.options()), sines(rows_most, K, raw.options());
+  const auto cosine_weight = weight.narrow(1, 0, K).t(), sine_weight = weight.narrow(1, K, K).t();
+  for (int64_t first = start; first < stop; first += chunk) {
+    const int64_t count = std::min(chunk, stop - first), size = count * per_network;
+    auto chunk_angles = angles.rows(size), chunk_cosines = cosines.rows(size), chunk_sines = sines.rows(size);
+    fourier_features_chunk(flat_rows(raw, first, count), frequencies, chunk_angles, chunk_cosines, chunk_sines);
+    auto chunk_out = flat_rows(out, first, count);
+    if (bias.numel()) {
+      at::addmm_out(chunk_out, bias, chunk_cosines, cosine_weight);
+    } else {
+      at::mm_out(chunk_out, chunk_cosines, cosine_weight);
+    }
+    chunk_out.addmm_(chunk_sines, sine_weight);
+  }
+}
+
+// This range's part of the gradient of fourier_forward_range's weight, [F, 2K], for the gradient grad_out [B, *, F]
+// of its output: the features are computed again, chunk by chunk.
+torch::Tensor fourier_backward_range(const torch::Tensor& raw, const torch::Tensor& frequencies,
+                                     const torch::Tensor& grad_out, int64_t start, int64_t stop, int64_t chunk) {
+  TORCH_CHECK(grad_out.is_contiguous() && grad_out.size(0) == raw.size(0) &&
+                  grad_out.numel() / grad_out.size(-1) == raw.numel() / raw.size(-1),
+              "grad_out must be contiguous [B, *, F]");
+  const int64_t K = frequencies.size(0), F = grad_out.size(-1);
+  check_fourier(raw, frequencies, at::empty({F, 2 * K}, raw.options()), start, stop, chunk);
+  const int64_t per_network = raw.numel() / std::max<int64_t>(raw.size(0), 1) / raw.size(-1);
+  const int64_t rows_most = std::min(chunk, stop - start) * per_network;
+  const Buffer angles(rows_most, K, raw.options()), cosines(rows_most, K, raw.options()), sines(rows_most, K, raw.options());
+  auto grad_weight = at::zeros({F, 2 * K}, raw.options());
+  auto grad_cosine = grad_weight.narrow(1, 0, K), grad_sine = grad_weight.narrow(1, K, K);
+  for (int64_t first = start; first < stop; first += chunk) {
+    const int64_t count = std::min(chunk, stop - first), size = count * per_network;
+    auto chunk_angles = angles.rows(size), chunk_cosines = cosines.rows(size), chunk_sines = sines.rows(size);
+    fourier_features_chunk(flat_rows(raw, first, count), frequencies, chunk_angles, chunk_cosines, chunk_sines);
+    const auto grad = flat_rows(grad_out, first, count).t();
+    grad_cosine.addmm_(grad, chunk_cosines);
+    grad_sine.addmm_(grad, chunk_sines);
+  }
+  return grad_weight;
 }
 
 }  // namespace
@@ -400,6 +639,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   namespace py = pybind11;
   module.def("messages_forward_range", &messages_forward_range, py::call_guard<py::gil_scoped_release>());
   module.def("messages_backward_range", &messages_backward_range, py::call_guard<py::gil_scoped_release>());
+  module.def("update_messages_forward_range", &update_messages_forward_range,
+             py::call_guard<py::gil_scoped_release>());
+  module.def("update_messages_backward_range", &update_messages_backward_range,
+             py::call_guard<py::gil_scoped_release>());
+  module.def("fourier_forward_range", &fourier_forward_range, py::call_guard<py::gil_scoped_release>());
+  module.def("fourier_backward_range", &fourier_backward_range, py::call_guard<py::gil_scoped_release>());
   module.def("add_endpoints", &add_endpoints_op, py::call_guard<py::gil_scoped_release>());
   module.def("endpoint_sums", &endpoint_sums_op, py::call_guard<py::gil_scoped_release>());
 }

@@ -128,6 +128,23 @@ def test_fused_fourier_linear_matches_its_composition_with_gradients(in_channels
         torch.testing.assert_close(gradient, reference, rtol=1e-11, atol=1e-11)
 
 
+def test_fourier_features_of_float_weights_are_within_a_rounding_of_the_exact_ones():
+    """In float32 the compiled loops compute cosine and sine together (their own reduction and series): within
+    about one rounding of the float64 values of the same float angles, also for huge, infinite and NaN angles."""
+    generator = torch.Generator().manual_seed(14)
+    weights = torch.cat([
+        torch.randn(200, generator=generator),
+        torch.tensor([0.0, -0.0, 1e-30, 1e-3, 3.7, 1e4, -2e5, 3e7, float("inf"), float("-inf"), float("nan")]),
+    ])  # fmt: skip
+    frequencies = 2 * math.pi * 3.0 * torch.randn(16, 1, generator=generator)
+    raw = weights.view(-1, 1, 1, 1)
+    identity = torch.eye(32)
+    features = fused_fourier_linear(raw, frequencies, identity).view(-1, 32)
+    angles = (raw.view(-1, 1) * frequencies.view(1, -1)).double()  # the float products, exactly
+    expected = torch.cat([angles.cos(), angles.sin()], dim=1)
+    torch.testing.assert_close(features.double(), expected, rtol=0, atol=1.5e-7, equal_nan=True)
+
+
 @pytest.mark.parametrize("channels", [F, 32])
 @pytest.mark.parametrize("tied", [False, True])
 @pytest.mark.parametrize("axis", [1, 2])

@@ -151,15 +151,17 @@ def test_the_compiled_loops_reject_what_they_cannot_read(compiled):
     update_weight, updated = torch.zeros(4, 5), torch.zeros(2, 3, 4, 4)
     film_weight = torch.zeros(8, 4)
 
-    def update(update_weight=update_weight, updated=updated):
+    def update(update_weight=update_weight, updated=updated, pre=updated):
         compiled.update_messages_forward_range(
-            edges, update_weight, rows, cols, film_weight, bias, rows, cols, 1, *(empty,) * 6, updated, 0, 2, 1
+            edges, update_weight, rows, cols, film_weight, bias, rows, cols, 1, *(empty,) * 6, updated, pre, 0, 2, 1
         )
 
     with pytest.raises(RuntimeError, match="update weight"):
         update(update_weight=torch.zeros(6, 5))
     with pytest.raises(RuntimeError, match="updated edges must be"):
         update(updated=torch.zeros(2, 3, 4, 6))
+    with pytest.raises(RuntimeError, match="pre must be given"):
+        update(pre=empty)
     raw, frequencies = torch.zeros(2, 3, 1), torch.zeros(4, 1)
     with pytest.raises(RuntimeError, match=r"frequencies must be \[K, C\]"):
         compiled.fourier_forward_range(raw, torch.zeros(4, 2), torch.zeros(5, 8), empty, torch.zeros(2, 3, 5), 0, 2, 1)

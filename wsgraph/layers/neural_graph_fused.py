@@ -413,18 +413,21 @@ class _FusedUpdateMessages(torch.autograd.Function):
         minimum, maximum = (edges.new_empty(reduced), edges.new_empty(reduced)) if extremes else (empty, empty)
         counts = edges.new_empty(2, *reduced) if extremes else edges.new_empty(2, 0)
         updated = edges.new_empty(num_networks, p, q, channels) if keep_updated else empty
+        # Kept for the backward pass, with the updated edges where a later round reads them anyway: computing them
+        # again (a product and SiLU per chunk) takes longer than reading them back.
+        pre = edges.new_empty(num_networks, p, q, channels)
         inputs = [
             tensor.contiguous() for tensor in (edges, update_weight, update_rows, update_cols, weight, bias, rows, cols)
         ]
         statistics = (total, squares, minimum, maximum, counts[0], counts[1])
         _map_ranges(
             lambda start, stop, size: native.update_messages_forward_range(
-                *inputs, axis, *statistics, updated, start, stop, size
+                *inputs, axis, *statistics, updated, pre, start, stop, size
             ),
             _update_chunks(num_networks, p * q * channels),
         )
         ctx.axis, ctx.native = axis, native
-        ctx.save_for_backward(*inputs, minimum, maximum, counts)
+        ctx.save_for_backward(*inputs, minimum, maximum, counts, pre, updated)
         ctx.set_materialize_grads(False)
         return updated, total, squares, minimum, maximum
 
@@ -438,7 +441,7 @@ class _FusedUpdateMessages(torch.autograd.Function):
         grad_max: Tensor | None,
     ) -> tuple[Tensor | None, ...]:
         inputs = ctx.saved_tensors[:8]
-        minimum, maximum, counts = ctx.saved_tensors[8:]
+        minimum, maximum, counts, pre, updated = ctx.saved_tensors[8:]
         edges, update_weight, update_rows, update_cols = inputs[:4]
         rows, cols = inputs[6:]
         statistics = _statistic_grads(edges, minimum, maximum, counts, grad_total, grad_squares, grad_min, grad_max)
@@ -446,7 +449,7 @@ class _FusedUpdateMessages(torch.autograd.Function):
         grads = [torch.empty_like(tensor) for tensor in (edges, update_rows, update_cols, rows, cols)]
         partials = _map_ranges(
             lambda start, stop, size: ctx.native.update_messages_backward_range(
-                *inputs, ctx.axis, *statistics, grad_updated, *grads, start, stop, size
+                *inputs, ctx.axis, *statistics, pre, updated, grad_updated, *grads, start, stop, size
             ),
             _update_chunks(edges.size(0), edges.size(1) * edges.size(2) * update_weight.size(0)),
         )

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <initializer_list>
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -446,82 +447,78 @@ std::vector<torch::Tensor> messages_backward_range(
   return {grad_weight, grad_bias};
 }
 
-// The edge update's pre-activation of a chunk, edges times update_weightᵀ plus the endpoint terms, into `pre`.
-torch::Tensor update_chunk(const torch::Tensor& flat_edges, const torch::Tensor& update_weight,
-                           const torch::Tensor& update_rows, const torch::Tensor& update_cols, int64_t first,
-                           int64_t count, int64_t p, int64_t q, const Buffer& pre_buffer) {
-  auto pre = pre_buffer.rows(count * p * q);
-  at::mm_out(pre, flat_edges, update_weight.t());
-  add_endpoints_op(pre.view({count, p, q, update_weight.size(0)}), networks(update_rows, first, count),
-                   networks(update_cols, first, count));
-  return pre;
-}
-
 void check_update(const torch::Tensor& edges, const torch::Tensor& update_weight, const torch::Tensor& weight,
-                  const torch::Tensor& updated) {
+                  std::initializer_list<std::pair<const torch::Tensor*, const char*>> like_updated) {
   TORCH_CHECK(update_weight.dim() == 2 && update_weight.size(1) == edges.size(3) &&
                   update_weight.size(0) == weight.size(1),
               "expected an update weight [F, F_e] whose output FiLM's weight [2F, F] reads");
-  TORCH_CHECK(updated.numel() == 0 || (updated.is_contiguous() && updated.dim() == 4 &&
-                                       updated.sizes().slice(0, 3) == edges.sizes().slice(0, 3) &&
-                                       updated.size(3) == update_weight.size(0) &&
-                                       updated.scalar_type() == edges.scalar_type()),
-              "updated edges must be empty or contiguous [B, p, q, F] of the edges' dtype");
+  for (const auto& [tensor, message] : like_updated) {
+    TORCH_CHECK(tensor->numel() == 0 || (tensor->is_contiguous() && tensor->dim() == 4 &&
+                                         tensor->sizes().slice(0, 3) == edges.sizes().slice(0, 3) &&
+                                         tensor->size(3) == update_weight.size(0) &&
+                                         tensor->scalar_type() == edges.scalar_type()),
+                message, " must be empty or contiguous [B, p, q, F] of the edges' dtype");
+  }
 }
 
 // The edge update, SiLU(edges update_weightᵀ + update_rows_i + update_cols_j), then the messages of its result,
 // over the networks [start, stop), `chunk` at a time: the updated edges are read by FiLM's product while they
-// are in cache, and written to `updated` only where it is not empty (a later round reads them).
+// are in cache, and written to `updated` only where it is not empty (a later round reads them). The update's
+// pre-activation is written to `pre` [B, p, q, F], for the backward pass.
 void update_messages_forward_range(const torch::Tensor& edges, const torch::Tensor& update_weight,
                                    const torch::Tensor& update_rows, const torch::Tensor& update_cols,
                                    const torch::Tensor& weight, const torch::Tensor& bias, const torch::Tensor& rows,
                                    const torch::Tensor& cols, int64_t axis, const torch::Tensor& total,
                                    const torch::Tensor& squares, const torch::Tensor& minimum,
                                    const torch::Tensor& maximum, const torch::Tensor& min_count,
-                                   const torch::Tensor& max_count, const torch::Tensor& updated, int64_t start,
-                                   int64_t stop, int64_t chunk) {
+                                   const torch::Tensor& max_count, const torch::Tensor& updated,
+                                   const torch::Tensor& pre, int64_t start, int64_t stop, int64_t chunk) {
   check_range(edges, update_weight, start, stop, chunk);
-  check_update(edges, update_weight, weight, updated);
-  const int64_t p = edges.size(1), q = edges.size(2), rows_most = std::min(chunk, stop - start) * p * q;
-  const Buffer pre(rows_most, update_weight.size(0), edges.options()), scale_shift(rows_most, weight.size(0), edges.options());
+  check_update(edges, update_weight, weight, {{&updated, "updated edges"}, {&pre, "pre"}});
+  TORCH_CHECK(pre.numel(), "pre must be given");
+  const int64_t p = edges.size(1), q = edges.size(2), channels = update_weight.size(0);
+  const int64_t rows_most = std::min(chunk, stop - start) * p * q;
+  const Buffer updated_buffer(updated.numel() ? 0 : rows_most, channels, edges.options()),
+      scale_shift(rows_most, weight.size(0), edges.options());
   const Statistics statistics{total, squares, minimum, maximum, min_count, max_count};
   for (int64_t first = start; first < stop; first += chunk) {
     const int64_t count = std::min(chunk, stop - first);
-    auto chunk_pre = update_chunk(flat_networks(edges, first, count), update_weight, update_rows, update_cols, first,
-                                  count, p, q, pre);
-    torch::Tensor chunk_updated = chunk_pre;
-    if (updated.numel()) {
-      chunk_updated = flat_networks(updated, first, count);
-      at::silu_out(chunk_updated, chunk_pre);
-    } else {
-      at::silu_(chunk_pre);
-    }
+    auto chunk_pre = flat_networks(pre, first, count);
+    at::mm_out(chunk_pre, flat_networks(edges, first, count), update_weight.t());
+    add_endpoints_op(chunk_pre.view({count, p, q, channels}), networks(update_rows, first, count),
+                     networks(update_cols, first, count));
+    auto chunk_updated = updated.numel() ? flat_networks(updated, first, count) : updated_buffer.rows(count * p * q);
+    at::silu_out(chunk_updated, chunk_pre);
     messages_chunk_forward(chunk_updated, weight, bias, rows, cols, axis, statistics, first, count, p, q,
                            scale_shift);
   }
 }
 
-// The backward pass of update_messages_forward_range over the networks [start, stop): recomputes the update and
-// FiLM's product chunk by chunk; the updated edges' gradient is the messages' plus `grad_updated` (empty: none
-// from later rounds). Writes grad_edges and the endpoint gradients of the update and of the messages, and returns
-// this range's part of the gradients of update_weight, FiLM's weight and FiLM's bias.
+// The backward pass of update_messages_forward_range over the networks [start, stop), from its `pre` and, where
+// it kept them, `updated` edges (empty: computed again); FiLM's product is computed again chunk by chunk. The
+// updated edges' gradient is the messages' plus `grad_updated` (empty: none from later rounds). Writes
+// grad_edges and the endpoint gradients of the update and of the messages, and returns this range's part of the
+// gradients of update_weight, FiLM's weight and FiLM's bias.
 std::vector<torch::Tensor> update_messages_backward_range(
     const torch::Tensor& edges, const torch::Tensor& update_weight, const torch::Tensor& update_rows,
     const torch::Tensor& update_cols, const torch::Tensor& weight, const torch::Tensor& bias,
     const torch::Tensor& rows, const torch::Tensor& cols, int64_t axis, const torch::Tensor& minimum,
     const torch::Tensor& maximum, const torch::Tensor& grad_total, const torch::Tensor& grad_squares,
-    const torch::Tensor& min_share, const torch::Tensor& max_share, const torch::Tensor& grad_updated,
-    const torch::Tensor& grad_edges, const torch::Tensor& grad_update_rows, const torch::Tensor& grad_update_cols,
-    const torch::Tensor& grad_rows, const torch::Tensor& grad_cols, int64_t start, int64_t stop, int64_t chunk) {
+    const torch::Tensor& min_share, const torch::Tensor& max_share, const torch::Tensor& pre,
+    const torch::Tensor& updated, const torch::Tensor& grad_updated, const torch::Tensor& grad_edges,
+    const torch::Tensor& grad_update_rows, const torch::Tensor& grad_update_cols, const torch::Tensor& grad_rows,
+    const torch::Tensor& grad_cols, int64_t start, int64_t stop, int64_t chunk) {
   check_range(edges, update_weight, start, stop, chunk);
-  check_update(edges, update_weight, weight, grad_updated);
+  check_update(edges, update_weight, weight,
+               {{&pre, "pre"}, {&updated, "updated edges"}, {&grad_updated, "their gradient"}});
+  TORCH_CHECK(pre.numel(), "pre must be given");
   check_like(grad_edges, edges, "grad_edges must be like edges");
   check_like(grad_update_rows, update_rows, "grad_update_rows must be like update_rows");
   check_like(grad_update_cols, update_cols, "grad_update_cols must be like update_cols");
   const int64_t p = edges.size(1), q = edges.size(2), channels = update_weight.size(0);
   const int64_t rows_most = std::min(chunk, stop - start) * p * q;
   const auto options = edges.options();
-  const Buffer pre(rows_most, channels, options), updated(rows_most, channels, options),
+  const Buffer updated_buffer(updated.numel() ? 0 : rows_most, channels, options),
       grad_updated_buffer(rows_most, channels, options), grad_pre(rows_most, channels, options),
       scale_shift(rows_most, weight.size(0), options), grads(rows_most, weight.size(0), options);
   const StatisticGrads statistics{minimum, maximum, grad_total, grad_squares, min_share, max_share};
@@ -530,10 +527,14 @@ std::vector<torch::Tensor> update_messages_backward_range(
   auto grad_bias = at::zeros_like(bias);
   for (int64_t first = start; first < stop; first += chunk) {
     const int64_t count = std::min(chunk, stop - first), size = count * p * q;
-    const auto flat_edges = flat_networks(edges, first, count);
-    auto chunk_pre = update_chunk(flat_edges, update_weight, update_rows, update_cols, first, count, p, q, pre);
-    auto chunk_updated = updated.rows(size);
-    at::silu_out(chunk_updated, chunk_pre);
+    const auto chunk_pre = flat_networks(pre, first, count);
+    torch::Tensor chunk_updated;
+    if (updated.numel()) {
+      chunk_updated = flat_networks(updated, first, count);
+    } else {
+      chunk_updated = updated_buffer.rows(size);
+      at::silu_out(chunk_updated, chunk_pre);
+    }
     auto chunk_grad_updated = grad_updated_buffer.rows(size);
     messages_chunk_backward(chunk_updated, weight, bias, rows, cols, axis, statistics, first, count, p, q,
                             scale_shift, grads, grad_rows, grad_cols, chunk_grad_updated,
@@ -545,7 +546,7 @@ std::vector<torch::Tensor> update_messages_backward_range(
                      networks(grad_update_cols, first, count));
     auto chunk_grad_edges = flat_networks(grad_edges, first, count);
     at::mm_out(chunk_grad_edges, chunk_grad_pre, update_weight);
-    grad_update_weight.addmm_(chunk_grad_pre.t(), flat_edges);
+    grad_update_weight.addmm_(chunk_grad_pre.t(), flat_networks(edges, first, count));
   }
   return {grad_update_weight, grad_weight, grad_bias};
 }

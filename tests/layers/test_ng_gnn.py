@@ -246,3 +246,29 @@ def test_the_fused_backend_runs_under_cpu_autocast():
         dense = model(batch)
     assert torch.equal(fused, dense)
     fused.float().sum().backward()
+
+
+def test_the_fused_backend_runs_with_fewer_edge_updates_than_rounds():
+    """Rounds after the last edge update read the edges it made: the fused backend keeps them for those rounds."""
+    generator = torch.Generator().manual_seed(0)
+    graphs = [
+        mlp_to_graph(
+            [
+                (torch.randn(o, i, generator=generator), torch.randn(o, generator=generator))
+                for i, o in [(2, 5), (5, 4), (4, 1)]
+            ],
+            activation="sine(30.0)",
+        )
+        for _ in range(2)
+    ]
+    batch = Batch.from_data_list(graphs)
+    torch.manual_seed(0)
+    histogram = pna_degree_histogram([(2, 5, 4, 1)], both_directions=False)
+    model = NeuralGraphGNN(3, 2, 1, 10, histogram, depth=4).double().eval()
+    model.edge_updates = model.edge_updates[:1]
+    batch.x, batch.edge_attr = batch.x.double(), batch.edge_attr.double()
+    outputs = {}
+    for backend in ("scatter", "fused"):
+        model.backend = backend
+        outputs[backend] = model(batch)
+    torch.testing.assert_close(outputs["fused"], outputs["scatter"], rtol=1e-12, atol=1e-12)

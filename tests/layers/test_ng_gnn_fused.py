@@ -129,8 +129,8 @@ def test_fused_fourier_linear_matches_its_composition_with_gradients(in_channels
 
 
 def test_fourier_features_of_float_weights_are_within_a_rounding_of_the_exact_ones():
-    """In float32 the compiled loops compute cosine and sine together (their own reduction and series): within
-    about one rounding of the float64 values of the same float angles, also for huge, infinite and NaN angles."""
+    """In float32, with the angles an outer product of the weights and the frequencies: within about one rounding
+    of the float64 values of the same float angles, also for huge, infinite and NaN angles."""
     generator = torch.Generator().manual_seed(14)
     weights = torch.cat([
         torch.randn(200, generator=generator),

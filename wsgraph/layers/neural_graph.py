@@ -750,6 +750,7 @@ class NeuralGraphGNN(NeuralGraphInputs):
             target_part, source_part = (layout.split(part) for part in conv.endpoint_parts(nodes))
             moments, extremes = conv.aggregator_needs
             updates_after = index < self.depth - 1 and index < len(self.edge_updates)
+            read_later = index < self.depth - 1
             incoming: list[list[NeighbourhoodStatistics]] = [[] for _ in layout.widths]
             updated: list[list[Tensor]] = []
             for layer, states in enumerate(edges, start=1):
@@ -762,10 +763,10 @@ class NeuralGraphGNN(NeuralGraphInputs):
                         statistics = fused_messages(state, film_weight, film_bias, rows, cols, axis, moments, extremes)
                     else:
                         edge_weight, source, target = pending
-                        # The updated edges are kept only for a later update to read.
+                        # The updated edges are kept only for a later round to read.
                         state, *statistics = fused_update_messages(
                             state, edge_weight, *_axis_parts(source, target, layer, direction), film_weight,
-                            film_bias, rows, cols, axis, moments, extremes, keep_updated=updates_after,
+                            film_bias, rows, cols, axis, moments, extremes, keep_updated=read_later,
                         )  # fmt: skip
                     updated[-1].append(state)
                     incoming[receiver].append(NeighbourhoodStatistics(messages_per_receiver, *statistics))

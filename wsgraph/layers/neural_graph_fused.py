@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from wsgraph.layers.neural_graph_native import native_kernels
 
@@ -255,6 +256,7 @@ class _FusedMessages(torch.autograd.Function):
         return total, squares, minimum, maximum
 
     @staticmethod
+    @once_differentiable
     def backward(
         ctx: Any,
         grad_total: Tensor | None,
@@ -375,7 +377,7 @@ def fused_update_messages(
     which is most of what a training step of this model waits for on a CPU. Without them, the two
     kernels run one after the other (the same arithmetic).
     """
-    if native_kernels_for(edges) is None:
+    if native_kernels_for(edges) is None or edges.size(0) == 0:
         updated = fused_edge_update(edges, update_weight, update_rows, update_cols)
         statistics = fused_messages(updated, weight, bias, rows, cols, axis, moments, extremes)
         return (updated if keep_updated else None, *statistics)
@@ -432,6 +434,7 @@ class _FusedUpdateMessages(torch.autograd.Function):
         return updated, total, squares, minimum, maximum
 
     @staticmethod
+    @once_differentiable
     def backward(
         ctx: Any,
         grad_updated: Tensor | None,
@@ -494,6 +497,7 @@ class _FusedEdgeUpdate(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         edges, weight, pre = ctx.saved_tensors
         num_networks, p, q, edge_channels = edges.shape
@@ -568,6 +572,7 @@ class _FusedFourierLinear(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[None, None, Tensor, Tensor | None]:
         raw, frequencies = ctx.saved_tensors
         chunks = _chunks(raw.size(0), _fourier_chunk_size(raw, frequencies))

@@ -26,10 +26,10 @@ messages and their statistics (forward: one loop; backward: one loop) and of the
 update's endpoint sums runs as compiled loops (:mod:`wsgraph.layers.neural_graph_native`)
 when they could be built, else as the torch operations below. With the compiled loops,
 each thread's run of chunks is one call, the chunks walked in C++ (no Python between
-chunks), for the messages, the fused update and messages, and the Fourier encoder. The compiled forward loop
-also counts the messages that reach each minimum and maximum, so the backward loop
-shares a tie's gradient without a second pass. Both ways are tested against each other
-and against the torch composition, ties included.
+chunks), for the messages, the fused update and messages, and the Fourier encoder. The
+compiled forward loop also counts the messages that reach each minimum and maximum, so
+the backward loop shares a tie's gradient without a second pass. Both ways are tested
+against each other and against the torch composition, ties included.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def _map_ranges(function: Callable[[int, int, int], Result], parts: list[slice])
     if not parts:
         return []
     threads = min(torch.get_num_threads(), len(parts))
-    size = parts[0].stop - parts[0].start if parts else 1
+    size = parts[0].stop - parts[0].start
     per_thread = -(-len(parts) // threads)
     runs = [
         slice(parts[start].start, parts[min(start + per_thread, len(parts)) - 1].stop)
@@ -216,13 +216,10 @@ class _FusedMessages(torch.autograd.Function):
     ) -> tuple[Tensor, ...]:
         num_networks, p, q = edges.shape[:3]
         channels = weight.size(0) // 2
-        reduced = (num_networks, q if axis == 1 else p, channels)
-        empty = edges.new_empty(0)
-        total, squares = (edges.new_empty(reduced), edges.new_empty(reduced)) if moments else (empty, empty)
-        minimum, maximum = (edges.new_empty(reduced), edges.new_empty(reduced)) if extremes else (empty, empty)
         native = native_kernels_for(edges)
-        # The compiled loop counts the messages that reach each extreme as it finds it, for the backward pass.
-        counts = (edges.new_empty(2, *reduced) if extremes else edges.new_empty(2, 0)) if native else None
+        total, squares, minimum, maximum, counts = _statistic_outputs(edges, channels, axis, moments, extremes)
+        if native is None:
+            counts = None
         chunks = _chunks(num_networks, p * q * 2 * channels)
         if native is not None:
             # The compiled loops read the endpoint terms as contiguous [B, *, F]; they are a node layer's slice.
@@ -328,6 +325,22 @@ class _FusedMessages(torch.autograd.Function):
         return grad_edges, grad_weight, grad_bias, grad_rows, grad_cols, None, None, None
 
 
+def _statistic_outputs(
+    edges: Tensor, channels: int, axis: int, moments: bool, extremes: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Empty ``[B, R, F]`` statistics for the messages of ``edges`` ``[B, p, q, *]`` reduced along ``axis``: the sum
+    and sum of squares (``moments``), the minimum and maximum and, ``[2, B, R, F]``, how many messages reach each
+    (``extremes``), for the compiled forward loop to count as it finds them; empty tensors for those not asked for.
+    """
+    num_networks, p, q = edges.shape[:3]
+    reduced = (num_networks, q if axis == 1 else p, channels)
+    empty = edges.new_empty(0)
+    total, squares = (edges.new_empty(reduced), edges.new_empty(reduced)) if moments else (empty, empty)
+    minimum, maximum = (edges.new_empty(reduced), edges.new_empty(reduced)) if extremes else (empty, empty)
+    counts = edges.new_empty(2, *reduced) if extremes else edges.new_empty(2, 0)
+    return total, squares, minimum, maximum, counts
+
+
 def _statistic_grads(
     like: Tensor,
     minimum: Tensor,
@@ -410,12 +423,8 @@ class _FusedUpdateMessages(torch.autograd.Function):
         native = native_kernels_for(edges)
         num_networks, p, q = edges.shape[:3]
         channels = update_weight.size(0)
-        reduced = (num_networks, q if axis == 1 else p, channels)
-        empty = edges.new_empty(0)
-        total, squares = (edges.new_empty(reduced), edges.new_empty(reduced)) if moments else (empty, empty)
-        minimum, maximum = (edges.new_empty(reduced), edges.new_empty(reduced)) if extremes else (empty, empty)
-        counts = edges.new_empty(2, *reduced) if extremes else edges.new_empty(2, 0)
-        updated = edges.new_empty(num_networks, p, q, channels) if keep_updated else empty
+        total, squares, minimum, maximum, counts = _statistic_outputs(edges, channels, axis, moments, extremes)
+        updated = edges.new_empty(num_networks, p, q, channels) if keep_updated else edges.new_empty(0)
         # Kept for the backward pass, with the updated edges where a later round reads them anyway: computing them
         # again (a product and SiLU per chunk) takes longer than reading them back.
         pre = edges.new_empty(num_networks, p, q, channels)
@@ -531,8 +540,8 @@ def fused_fourier_linear(raw: Tensor, frequencies: Tensor, weight: Tensor, bias:
 
     Over chunks of networks (the first axis), so that the angles and their cosines and sines are read by
     the product while they are in cache; the backward pass computes them again, chunk by chunk, for the
-    weight's gradient. ``raw`` and
-    ``frequencies`` get no gradient (the encoder's input and its fixed frequencies).
+    weight's gradient. ``raw`` and ``frequencies`` get no gradient (the encoder's input and its fixed
+    frequencies).
     """
     return _FusedFourierLinear.apply(raw, frequencies, weight, bias)
 

@@ -394,15 +394,21 @@ void messages_chunk_backward(const torch::Tensor& flat_edges, const torch::Tenso
   grad_bias.add_(grads.sum(0));
 }
 
+// The networks [start, stop) of `networks`, walked `chunk` at a time.
+void check_chunks(int64_t networks, int64_t start, int64_t stop, int64_t chunk) {
+  TORCH_CHECK(0 <= start && start <= stop && stop <= networks && chunk > 0, "bad range [", start, ", ", stop,
+              ") in chunks of ", chunk, " of ", networks, " networks");
+}
+
 void check_range(const torch::Tensor& edges, const torch::Tensor& weight, int64_t start, int64_t stop, int64_t chunk) {
   TORCH_CHECK(edges.dim() == 4 && edges.is_contiguous() && weight.dim() == 2 && weight.size(1) == edges.size(3),
               "expected contiguous edges [B, p, q, F_e] and a weight [out, F_e]");
-  TORCH_CHECK(0 <= start && start <= stop && stop <= edges.size(0) && chunk > 0, "bad range [", start, ", ", stop,
-              ") in chunks of ", chunk, " of ", edges.size(0), " networks");
+  check_chunks(edges.size(0), start, stop, chunk);
 }
 
-torch::Tensor flat_networks(const torch::Tensor& edges, int64_t first, int64_t count) {
-  return edges.narrow(0, first, count).view({-1, edges.size(3)});
+// The rows [n, C] of `count` networks of a contiguous [B, *, C] tensor from `first` on.
+torch::Tensor flat_rows(const torch::Tensor& tensor, int64_t first, int64_t count) {
+  return tensor.narrow(0, first, count).reshape({-1, tensor.size(-1)});
 }
 
 // The messages of the networks [start, stop), `chunk` networks at a time, with FiLM's product of each chunk
@@ -418,7 +424,7 @@ void messages_forward_range(const torch::Tensor& edges, const torch::Tensor& wei
   const Statistics statistics{total, squares, minimum, maximum, min_count, max_count};
   for (int64_t first = start; first < stop; first += chunk) {
     const int64_t count = std::min(chunk, stop - first);
-    messages_chunk_forward(flat_networks(edges, first, count), weight, bias, rows, cols, axis, statistics, first,
+    messages_chunk_forward(flat_rows(edges, first, count), weight, bias, rows, cols, axis, statistics, first,
                            count, p, q, scale_shift);
   }
 }
@@ -440,9 +446,9 @@ std::vector<torch::Tensor> messages_backward_range(
   auto grad_bias = at::zeros_like(bias);
   for (int64_t first = start; first < stop; first += chunk) {
     const int64_t count = std::min(chunk, stop - first);
-    messages_chunk_backward(flat_networks(edges, first, count), weight, bias, rows, cols, axis, statistics, first,
+    messages_chunk_backward(flat_rows(edges, first, count), weight, bias, rows, cols, axis, statistics, first,
                             count, p, q, scale_shift, grads, grad_rows, grad_cols,
-                            flat_networks(grad_edges, first, count), torch::Tensor(), grad_weight, grad_bias);
+                            flat_rows(grad_edges, first, count), torch::Tensor(), grad_weight, grad_bias);
   }
   return {grad_weight, grad_bias};
 }
@@ -483,11 +489,11 @@ void update_messages_forward_range(const torch::Tensor& edges, const torch::Tens
   const Statistics statistics{total, squares, minimum, maximum, min_count, max_count};
   for (int64_t first = start; first < stop; first += chunk) {
     const int64_t count = std::min(chunk, stop - first);
-    auto chunk_pre = flat_networks(pre, first, count);
-    at::mm_out(chunk_pre, flat_networks(edges, first, count), update_weight.t());
+    auto chunk_pre = flat_rows(pre, first, count);
+    at::mm_out(chunk_pre, flat_rows(edges, first, count), update_weight.t());
     add_endpoints_op(chunk_pre.view({count, p, q, channels}), networks(update_rows, first, count),
                      networks(update_cols, first, count));
-    auto chunk_updated = updated.numel() ? flat_networks(updated, first, count) : updated_buffer.rows(count * p * q);
+    auto chunk_updated = updated.numel() ? flat_rows(updated, first, count) : updated_buffer.rows(count * p * q);
     at::silu_out(chunk_updated, chunk_pre);
     messages_chunk_forward(chunk_updated, weight, bias, rows, cols, axis, statistics, first, count, p, q,
                            scale_shift);
@@ -527,10 +533,10 @@ std::vector<torch::Tensor> update_messages_backward_range(
   auto grad_bias = at::zeros_like(bias);
   for (int64_t first = start; first < stop; first += chunk) {
     const int64_t count = std::min(chunk, stop - first), size = count * p * q;
-    const auto chunk_pre = flat_networks(pre, first, count);
+    const auto chunk_pre = flat_rows(pre, first, count);
     torch::Tensor chunk_updated;
     if (updated.numel()) {
-      chunk_updated = flat_networks(updated, first, count);
+      chunk_updated = flat_rows(updated, first, count);
     } else {
       chunk_updated = updated_buffer.rows(size);
       at::silu_out(chunk_updated, chunk_pre);
@@ -538,15 +544,15 @@ std::vector<torch::Tensor> update_messages_backward_range(
     auto chunk_grad_updated = grad_updated_buffer.rows(size);
     messages_chunk_backward(chunk_updated, weight, bias, rows, cols, axis, statistics, first, count, p, q,
                             scale_shift, grads, grad_rows, grad_cols, chunk_grad_updated,
-                            grad_updated.numel() ? flat_networks(grad_updated, first, count) : torch::Tensor(),
+                            grad_updated.numel() ? flat_rows(grad_updated, first, count) : torch::Tensor(),
                             grad_weight, grad_bias);
     auto chunk_grad_pre = grad_pre.rows(size);
     at::silu_backward_out(chunk_grad_pre, chunk_grad_updated, chunk_pre);
     endpoint_sums_op(chunk_grad_pre.view({count, p, q, channels}), networks(grad_update_rows, first, count),
                      networks(grad_update_cols, first, count));
-    auto chunk_grad_edges = flat_networks(grad_edges, first, count);
+    auto chunk_grad_edges = flat_rows(grad_edges, first, count);
     at::mm_out(chunk_grad_edges, chunk_grad_pre, update_weight);
-    grad_update_weight.addmm_(chunk_grad_pre.t(), flat_networks(edges, first, count));
+    grad_update_weight.addmm_(chunk_grad_pre.t(), flat_rows(edges, first, count));
   }
   return {grad_update_weight, grad_weight, grad_bias};
 }
@@ -564,21 +570,13 @@ void fourier_features_chunk(const torch::Tensor& raw, const torch::Tensor& frequ
   at::sin_out(sines, angles);
 }
 
-void check_fourier(const torch::Tensor& raw, const torch::Tensor& frequencies, const torch::Tensor& weight,
-                   int64_t start, int64_t stop, int64_t chunk) {
+void check_fourier(const torch::Tensor& raw, const torch::Tensor& frequencies, int64_t start, int64_t stop,
+                   int64_t chunk) {
   TORCH_CHECK(raw.dim() >= 2 && raw.is_contiguous() && raw.device().is_cpu(), "raw must be contiguous CPU [B, *, C]");
   TORCH_CHECK(frequencies.dim() == 2 && frequencies.size(1) == raw.size(-1) &&
                   frequencies.scalar_type() == raw.scalar_type(),
               "frequencies must be [K, C] of raw's dtype");
-  TORCH_CHECK(weight.dim() == 2 && weight.size(1) == 2 * frequencies.size(0) && weight.scalar_type() == raw.scalar_type(),
-              "weight must be [F, 2K] of raw's dtype");
-  TORCH_CHECK(0 <= start && start <= stop && stop <= raw.size(0) && chunk > 0, "bad range [", start, ", ", stop,
-              ") in chunks of ", chunk, " of ", raw.size(0), " networks");
-}
-
-// The rows [n, C] of `count` networks of raw [B, *, C] from `first` on.
-torch::Tensor flat_rows(const torch::Tensor& tensor, int64_t first, int64_t count) {
-  return tensor.narrow(0, first, count).reshape({-1, tensor.size(-1)});
+  check_chunks(raw.size(0), start, stop, chunk);
 }
 
 // out [B, *, F] = [cos(raw Ωᵀ), sin(raw Ωᵀ)] weightᵀ + bias (`bias` empty: none) over the networks [start, stop),
@@ -586,7 +584,9 @@ torch::Tensor flat_rows(const torch::Tensor& tensor, int64_t first, int64_t coun
 void fourier_forward_range(const torch::Tensor& raw, const torch::Tensor& frequencies, const torch::Tensor& weight,
                            const torch::Tensor& bias, const torch::Tensor& out, int64_t start, int64_t stop,
                            int64_t chunk) {
-  check_fourier(raw, frequencies, weight, start, stop, chunk);
+  check_fourier(raw, frequencies, start, stop, chunk);
+  TORCH_CHECK(weight.dim() == 2 && weight.size(1) == 2 * frequencies.size(0) && weight.scalar_type() == raw.scalar_type(),
+              "weight must be [F, 2K] of raw's dtype");
   TORCH_CHECK(out.is_contiguous() && out.size(0) == raw.size(0) && out.size(-1) == weight.size(0) &&
                   out.numel() / weight.size(0) == raw.numel() / raw.size(-1) && out.scalar_type() == raw.scalar_type(),
               "out must be contiguous [B, *, F] of raw's dtype");
@@ -612,11 +612,11 @@ void fourier_forward_range(const torch::Tensor& raw, const torch::Tensor& freque
 // of its output: the features are computed again, chunk by chunk.
 torch::Tensor fourier_backward_range(const torch::Tensor& raw, const torch::Tensor& frequencies,
                                      const torch::Tensor& grad_out, int64_t start, int64_t stop, int64_t chunk) {
+  check_fourier(raw, frequencies, start, stop, chunk);
   TORCH_CHECK(grad_out.is_contiguous() && grad_out.size(0) == raw.size(0) &&
                   grad_out.numel() / grad_out.size(-1) == raw.numel() / raw.size(-1),
               "grad_out must be contiguous [B, *, F]");
   const int64_t K = frequencies.size(0), F = grad_out.size(-1);
-  check_fourier(raw, frequencies, at::empty({F, 2 * K}, raw.options()), start, stop, chunk);
   const int64_t per_network = raw.numel() / std::max<int64_t>(raw.size(0), 1) / raw.size(-1);
   const int64_t rows_most = std::min(chunk, stop - start) * per_network;
   const Buffer angles(rows_most, K, raw.options()), cosines(rows_most, K, raw.options()), sines(rows_most, K, raw.options());

@@ -65,8 +65,8 @@ PerNetwork<T> per_network(const T* data, int64_t stride, const std::vector<T>& z
 
 // With F fixed at compile time, the message loops are written with GCC's and Clang's vector types: each walks the
 // messages one neuron receives with that neuron's statistics (or gradient) in registers, and stores them once.
-// Left to the compilers' own vectorisation, the statistics stayed in memory, updated under masks and branches:
-// three to four times slower.
+// Left to the compilers' own vectorisation, the statistics stayed in memory, loaded and stored under masks and
+// branches for every message (docs/baselines.md has the step times before and after).
 #if defined(__GNUC__)
 #define WSGRAPH_VECTORS 1
 #if defined(__AVX512F__)

@@ -96,12 +96,13 @@ constexpr bool whole_vectors() {
   return CHANNELS > 0 && CHANNELS % Vectors<T>::lanes == 0;
 }
 
-// The walk of the vector loops over the edges [B, p, q, 2F]: neuron r of the reduced side (a column j for axis 1,
-// a row i for axis 2) of network b receives the messages of edges base(b, r) + k step, k over the other side.
+// The walk of the vector loops over the edges [B, p, q, 2F]: neuron r < receivers of the reduced side (a column j
+// for axis 1, a row i for axis 2) of network b receives the messages of edges base(b, r) + k step, k < others.
 struct Walk {
-  int64_t others, step, neuron_step, network_step;
+  int64_t receivers, others, step, neuron_step, network_step;
   Walk(const Shape& s, int64_t width)
-      : others(s.axis == 1 ? s.p : s.q),
+      : receivers(s.reduced()),
+        others(s.axis == 1 ? s.p : s.q),
         step(s.axis == 1 ? s.q * width : width),
         neuron_step(s.axis == 1 ? width : s.q * width),
         network_step(s.p * s.q * width) {}
@@ -135,11 +136,10 @@ void messages_forward_vectors(const Shape& s, const T* scale_shift, const T* bia
   constexpr int L = V::lanes, N = F / L;
   const MessageVectors<T, F> messages(bias);
   const Walk walk(s, 2 * F);
-  const int64_t R = s.reduced();
   const vec one = V::splat(T(1)), zero = V::splat(T(0)), infinity = V::splat(std::numeric_limits<T>::infinity());
   for (int64_t b = 0; b < s.networks; ++b) {
     const T* moving = s.axis == 1 ? rows + b * s.p * F : cols + b * s.q * F;
-    for (int64_t r = 0; r < R; ++r) {
+    for (int64_t r = 0; r < walk.receivers; ++r) {
       const T* fixed = s.axis == 1 ? cols + (b * s.q + r) * F : rows + (b * s.p + r) * F;
       const T* edge = scale_shift + b * walk.network_step + r * walk.neuron_step;
       vec fixed_part[N], sum[N], sum_squares[N], low[N], high[N], low_count[N], high_count[N];
@@ -169,7 +169,7 @@ void messages_forward_vectors(const Shape& s, const T* scale_shift, const T* bia
           }
         }
       }
-      const int64_t out = (b * R + r) * F;
+      const int64_t out = (b * walk.receivers + r) * F;
       for (int v = 0; v < N; ++v) {
         if constexpr (MOMENTS) {
           V::store(total + out + v * L, sum[v]);
@@ -197,12 +197,11 @@ void messages_backward_vectors(const Shape& s, const T* scale_shift, const T* bi
   constexpr int L = V::lanes, N = F / L;
   const MessageVectors<T, F> messages(bias);
   const Walk walk(s, 2 * F);
-  const int64_t R = s.reduced();
   const vec two = V::splat(T(2)), zero = V::splat(T(0));
   for (int64_t b = 0; b < s.networks; ++b) {
     const T* moving = s.axis == 1 ? rows + b * s.p * F : cols + b * s.q * F;
     T* grad_moving = s.axis == 1 ? grad_rows + b * s.p * F : grad_cols + b * s.q * F;
-    for (int64_t r = 0; r < R; ++r) {
+    for (int64_t r = 0; r < walk.receivers; ++r) {
       const T* fixed = s.axis == 1 ? cols + (b * s.q + r) * F : rows + (b * s.p + r) * F;
       T* grad_fixed = s.axis == 1 ? grad_cols + (b * s.q + r) * F : grad_rows + (b * s.p + r) * F;
       const int64_t offset = b * walk.network_step + r * walk.neuron_step;

@@ -98,14 +98,28 @@ constexpr bool whole_vectors() {
 
 // The walk of the vector loops over the edges [B, p, q, 2F]: neuron r < receivers of the reduced side (a column j
 // for axis 1, a row i for axis 2) of network b receives the messages of edges base(b, r) + k step, k < others.
+// Its endpoint term (or gradient) is fixed(rows, cols, b, r); the senders' are moving(rows, cols, b) + k F.
 struct Walk {
-  int64_t receivers, others, step, neuron_step, network_step;
+  int64_t receivers, others, step, neuron_step, network_step, p, q, channels;
+  bool along_columns;
   Walk(const Shape& s, int64_t width)
       : receivers(s.reduced()),
         others(s.axis == 1 ? s.p : s.q),
         step(s.axis == 1 ? s.q * width : width),
         neuron_step(s.axis == 1 ? width : s.q * width),
-        network_step(s.p * s.q * width) {}
+        network_step(s.p * s.q * width),
+        p(s.p),
+        q(s.q),
+        channels(s.channels),
+        along_columns(s.axis == 1) {}
+  template <typename P>
+  P fixed(P rows, P cols, int64_t b, int64_t r) const {
+    return along_columns ? cols + (b * q + r) * channels : rows + (b * p + r) * channels;
+  }
+  template <typename P>
+  P moving(P rows, P cols, int64_t b) const {
+    return along_columns ? rows + b * p * channels : cols + b * q * channels;
+  }
 };
 
 // The message of one edge, block v of its channels, as the scalar loops write it: h (scale + bias) + (shift + bias').
@@ -138,9 +152,9 @@ void messages_forward_vectors(const Shape& s, const T* scale_shift, const T* bia
   const Walk walk(s, 2 * F);
   const vec one = V::splat(T(1)), zero = V::splat(T(0)), infinity = V::splat(std::numeric_limits<T>::infinity());
   for (int64_t b = 0; b < s.networks; ++b) {
-    const T* moving = s.axis == 1 ? rows + b * s.p * F : cols + b * s.q * F;
+    const T* moving = walk.moving(rows, cols, b);
     for (int64_t r = 0; r < walk.receivers; ++r) {
-      const T* fixed = s.axis == 1 ? cols + (b * s.q + r) * F : rows + (b * s.p + r) * F;
+      const T* fixed = walk.fixed(rows, cols, b, r);
       const T* edge = scale_shift + b * walk.network_step + r * walk.neuron_step;
       vec fixed_part[N], sum[N], sum_squares[N], low[N], high[N], low_count[N], high_count[N];
       for (int v = 0; v < N; ++v) {
@@ -199,11 +213,11 @@ void messages_backward_vectors(const Shape& s, const T* scale_shift, const T* bi
   const Walk walk(s, 2 * F);
   const vec two = V::splat(T(2)), zero = V::splat(T(0));
   for (int64_t b = 0; b < s.networks; ++b) {
-    const T* moving = s.axis == 1 ? rows + b * s.p * F : cols + b * s.q * F;
-    T* grad_moving = s.axis == 1 ? grad_rows + b * s.p * F : grad_cols + b * s.q * F;
+    const T* moving = walk.moving(rows, cols, b);
+    T* grad_moving = walk.moving(grad_rows, grad_cols, b);
     for (int64_t r = 0; r < walk.receivers; ++r) {
-      const T* fixed = s.axis == 1 ? cols + (b * s.q + r) * F : rows + (b * s.p + r) * F;
-      T* grad_fixed = s.axis == 1 ? grad_cols + (b * s.q + r) * F : grad_rows + (b * s.p + r) * F;
+      const T* fixed = walk.fixed(rows, cols, b, r);
+      T* grad_fixed = walk.fixed(grad_rows, grad_cols, b, r);
       const int64_t offset = b * walk.network_step + r * walk.neuron_step;
       const T* edge = scale_shift + offset;
       T* edge_grads = grads + offset;

@@ -272,3 +272,38 @@ def test_the_fused_backend_runs_with_fewer_edge_updates_than_rounds():
         model.backend = backend
         outputs[backend] = model(batch)
     torch.testing.assert_close(outputs["fused"], outputs["scatter"], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("pooling", "pooling_layer"), [("cat", "last"), ("mean", "all")])
+def test_the_fused_last_round_passes_messages_only_to_the_neurons_pooled(monkeypatch, pooling, pooling_layer):
+    """With the output neurons pooled, the last round's messages into hidden and input neurons (and the edge updates
+    behind them) are never read: the fused backend skips them, and gives the scatter backend's output and gradients."""
+    from wsgraph.layers import neural_graph
+
+    kernels_per_round = [0]
+
+    def counting(original, ends_round):
+        def counted(*args, **kwargs):
+            if ends_round:
+                kernels_per_round.append(0)
+            else:
+                kernels_per_round[-1] += 1
+            return original(*args, **kwargs)
+
+        return counted
+
+    for name in ("fused_messages", "fused_update_messages"):
+        monkeypatch.setattr(neural_graph, name, counting(getattr(neural_graph, name), ends_round=False))
+    update = counting(neural_graph.NeuralGraphConv.update_dense, ends_round=True)
+    monkeypatch.setattr(neural_graph.NeuralGraphConv, "update_dense", update)
+    batch = make_batch(22, widths=MIXED_WIDTHS[:1])
+    batch.y = torch.arange(batch.num_graphs) % 3
+    model = make_model(pooling=pooling, pooling_layer=pooling_layer).train()
+    reference, reference_gradients = outputs_and_gradients(model, batch, "scatter")
+    kernels_per_round[:] = [0]
+    output, gradients = outputs_and_gradients(model, batch, "fused")
+    # Three weight layers, messages in both directions: six message kernels a round; into the output neurons, one.
+    assert kernels_per_round[:-1] == ([6, 6, 1] if pooling_layer == "last" else [6, 6, 6])
+    torch.testing.assert_close(output, reference, rtol=0, atol=1e-12)
+    for name, gradient in gradients.items():
+        torch.testing.assert_close(gradient, reference_gradients[name], rtol=0, atol=1e-11, msg=name)

@@ -202,9 +202,16 @@ class NeuralGraphConv(MessagePassing):
                 incoming[receiver].append(neighbourhood_statistics(messages, axis, moments, extremes))
         return self.update_dense(x, incoming, layout)
 
-    def update_dense(self, x: Tensor, incoming: list[list[NeighbourhoodStatistics]], layout: DenseNetworks) -> Tensor:
+    def update_dense(
+        self,
+        x: Tensor,
+        incoming: list[list[NeighbourhoodStatistics]],
+        layout: DenseNetworks,
+        only_layer: int | None = None,
+    ) -> Tensor:
         """The new node states ``[B, N_g, F]`` from ``x`` and, per node layer, the statistics of its incoming
-        messages.
+        messages; with ``only_layer``, those of that node layer alone, ``[B, d_k, F]`` (each neuron's new state
+        depends on its own state and messages only).
 
         The neurons of a layer share their in-degree, so each degree scaler is one number per layer, and
         ``post`` of the scaled copies of the aggregates is ``post``'s blocks, scaled and summed, of the
@@ -213,9 +220,15 @@ class NeuralGraphConv(MessagePassing):
         channels = self.channels
         node_weight, aggregate_weight = self.post.weight.split([channels, self.post.in_features - channels], dim=1)
         scaler_blocks = aggregate_weight.split(len(self.aggregators) * channels, dim=1)
-        updated = nn.functional.linear(x, node_weight, self.post.bias)
+        if only_layer is None:
+            updated = nn.functional.linear(x, node_weight, self.post.bias)
+            groups = list(zip(incoming, layout.split(updated)))
+        else:
+            groups = [
+                (incoming[only_layer], nn.functional.linear(layout.nodes(x, only_layer), node_weight, self.post.bias))
+            ]
         layers = []
-        for parts, nodes in zip(incoming, layout.split(updated)):
+        for parts, nodes in groups:
             degree = sum(part.count for part in parts)
             if degree:
                 folded = _combine(
@@ -223,7 +236,7 @@ class NeuralGraphConv(MessagePassing):
                 )
                 nodes = nodes + nn.functional.linear(self._aggregate_dense(parts, degree), folded)
             layers.append(nodes)
-        return self.lin(torch.cat(layers, dim=1))
+        return self.lin(torch.cat(layers, dim=1) if len(layers) > 1 else layers[0])
 
     @property
     def aggregator_needs(self) -> tuple[bool, bool]:
@@ -719,7 +732,7 @@ class NeuralGraphGNN(NeuralGraphInputs):
                     [fused_fourier_linear(raw, frequencies, weight) for frequencies in per_direction]
                     for raw in per_layer
                 ]
-            return self._pool_dense(layout, self._fused_rounds(layout, nodes, edges, shift))
+            return pool_neurons(self._fused_rounds(layout, nodes, edges, shift), self.pooling)
         edges = self._encode_dense_edges(per_layer)
         for index, conv in enumerate(self.convs):
             nodes = conv.forward_dense(nodes, edges, layout)
@@ -733,8 +746,14 @@ class NeuralGraphGNN(NeuralGraphInputs):
     def _fused_rounds(
         self, layout: DenseNetworks, nodes: Tensor, edges: list[list[Tensor]], edge_shift: Tensor | None
     ) -> Tensor:
-        """The final node states of the rounds of :meth:`_dense_group`, with the per-edge work of each round in
+        """The final states of the neurons the pooling reads (``[B, d_M, F]`` with ``pooling_layer="last"``,
+        else ``[B, N_g, F]``) after the rounds of :meth:`_dense_group`, with the per-edge work of each round in
         two fused kernels (:mod:`wsgraph.layers.neural_graph_fused`).
+
+        With ``pooling_layer="last"`` the last round computes only what the output neurons' states read: the
+        messages into them (along the last weight layer) and the edge update of those edges. No normalisation
+        follows that round, so no other neuron's state is read again; the output is the same, and the largest
+        weight layers' last messages and edge updates, forward and backward, are not computed.
 
         An edge update ends in ``lin_out``, and everything that reads its result (the next round's FiLM
         encoder and edge update's ``lin_edge``) is linear: the edges carry ``SiLU(...)`` instead, and
@@ -751,6 +770,8 @@ class NeuralGraphGNN(NeuralGraphInputs):
             moments, extremes = conv.aggregator_needs
             updates_after = index < self.depth - 1 and index < len(self.edge_updates)
             read_later = index < self.depth - 1
+            # The node layer whose new states alone are read after this round, or None: all of them.
+            only_layer = layout.num_weight_layers if not read_later and self.pooling_layer == "last" else None
             incoming: list[list[NeighbourhoodStatistics]] = [[] for _ in layout.widths]
             updated: list[list[Tensor]] = []
             for layer, states in enumerate(edges, start=1):
@@ -758,6 +779,8 @@ class NeuralGraphGNN(NeuralGraphInputs):
                 for direction, state in enumerate(states):
                     rows, cols = _axis_parts(source_part, target_part, layer, direction)
                     receiver, axis = layout.receivers(layer, direction)
+                    if only_layer is not None and receiver != only_layer:
+                        continue
                     messages_per_receiver = state.size(axis)
                     if pending is None:
                         statistics = fused_messages(state, film_weight, film_bias, rows, cols, axis, moments, extremes)
@@ -771,7 +794,7 @@ class NeuralGraphGNN(NeuralGraphInputs):
                     updated[-1].append(state)
                     incoming[receiver].append(NeighbourhoodStatistics(messages_per_receiver, *statistics))
             edges, pending = updated, None
-            nodes = conv.update_dense(nodes, incoming, layout)
+            nodes = conv.update_dense(nodes, incoming, layout, only_layer)
             if index == self.depth - 1:
                 break
             nodes = nn.functional.dropout(self.act(self._normalise_dense(index, nodes)), self.dropout, self.training)

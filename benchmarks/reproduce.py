@@ -20,7 +20,9 @@ One prepared script, two profiles:
 
 The tasks ``mnist-ng`` and ``fashion-ng`` (in no profile's default list; name them with
 ``--tasks``) train the Neural Graphs GNN (``ng-gnn``) on the same INRs with its authors'
-recipe (``NEURAL_GRAPHS_RECIPE`` below): up to 200 epochs of batches of 128, one seed.
+recipe (``NEURAL_GRAPHS_RECIPE`` below): up to 200 epochs of batches of 128, one seed;
+``mnist-ng-probe`` and ``fashion-ng-probe`` the same with 64 probe features, as their
+``*_cls_pna_probe_64.sh`` scripts do.
 On this CPU an epoch of the 55,000 MNIST training INRs takes 6 to 7 minutes at one
 thread (134-161 networks/s in the first epochs, with the compiled loops, while another
 job held the other core), so the run spans sessions;
@@ -52,11 +54,14 @@ FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
 TASKS = ("mnist", "mnist-size", "fashion", "sines", "dilation")
 # The Neural Graphs GNN with its authors' recipe, on the same INRs (one seed each: on this
 # CPU a run takes the better part of a day).
-NG_TASKS = ("mnist-ng", "fashion-ng")
+NG_TASKS = ("mnist-ng", "fashion-ng", "mnist-ng-probe", "fashion-ng-probe")
 # The second pass of a profile with `first_seeds`: the remaining seeds of a task's benchmark.
 SEED_TASKS = ("mnist-seeds", "fashion-seeds")
 # Tasks that train on the INRs of another task, so need its fitting step (its first) before them.
-FITTED_BY = {"mnist": ("mnist-size", "dilation", "mnist-ng"), "fashion": ("fashion-ng",)}
+FITTED_BY = {
+    "mnist": ("mnist-size", "dilation", "mnist-ng", "mnist-ng-probe"),
+    "fashion": ("fashion-ng", "fashion-ng-probe"),
+}
 ALL_TASKS = TASKS + SEED_TASKS + NG_TASKS
 
 # The Neural Graphs INR-classification recipe, read from their released code
@@ -379,21 +384,24 @@ def steps(profile: Profile, data: Path, docs: Path) -> dict[str, list[list[str]]
             ],
         ],
     }
+    # The released scripts' variants: `*_cls_pna.sh` without probe features, `*_cls_pna_probe_64.sh` with 64.
     for task, inrs in (("mnist", mnist), ("fashion", fashion)):
-        plan[f"{task}-ng"] = [
-            [
-                "bench",
-                "--data",
-                str(inrs),
-                "--models",
-                "ng-gnn",
-                "--out",
-                str(docs / f"{profile.name}-{task}-ng.md"),
-                "--runs-dir",
-                runs(f"{task}-ng"),
-                *neural_graphs,
+        for suffix, probes in (("ng", []), ("ng-probe", ["--probe-features", "64"])):
+            plan[f"{task}-{suffix}"] = [
+                [
+                    "bench",
+                    "--data",
+                    str(inrs),
+                    "--models",
+                    "ng-gnn",
+                    "--out",
+                    str(docs / f"{profile.name}-{task}-{suffix}.md"),
+                    "--runs-dir",
+                    runs(f"{task}-{suffix}"),
+                    *neural_graphs,
+                    *probes,
+                ]
             ]
-        ]
     if not profile.gnn_models:
         plan["mnist"] = [step for step in plan["mnist"] if "--runs-dir" not in step or runs("mnist-gnn") not in step]
     for task, seed_task in zip(("mnist", "fashion"), SEED_TASKS):
@@ -500,7 +508,7 @@ def write_index(docs: Path, target: Path) -> None:
         profile = PROFILES[name]
         sections = []
         for task in TASKS:
-            suffixes = [f"-{size}" for size in profile.train_sizes] if task == "mnist-size" else ["", "-gnn", "-ng"]
+            suffixes = [f"-{size}" for size in profile.train_sizes] if task == "mnist-size" else ["", "-gnn", "-ng", "-ng-probe"]
             tables = [docs / f"{profile.name}-{task}{suffix}.md" for suffix in suffixes]
             tables = [table for table in tables if table.is_file()]
             if not tables:

@@ -217,7 +217,9 @@ class _FusedMessages(torch.autograd.Function):
         num_networks, p, q = edges.shape[:3]
         channels = weight.size(0) // 2
         native = native_kernels_for(edges)
-        total, squares, minimum, maximum, counts = _statistic_outputs(edges, channels, axis, moments, extremes)
+        total, squares, minimum, maximum, counts = _statistic_outputs(
+            edges, channels, axis, moments, extremes, tie_counts=native is not None
+        )
         if native is None:
             counts = None
         chunks = _chunks(num_networks, p * q * 2 * channels)
@@ -326,18 +328,19 @@ class _FusedMessages(torch.autograd.Function):
 
 
 def _statistic_outputs(
-    edges: Tensor, channels: int, axis: int, moments: bool, extremes: bool
+    edges: Tensor, channels: int, axis: int, moments: bool, extremes: bool, tie_counts: bool = True
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Empty ``[B, R, F]`` statistics for the messages of ``edges`` ``[B, p, q, *]`` reduced along ``axis``: the sum
     and sum of squares (``moments``), the minimum and maximum and, ``[2, B, R, F]``, how many messages reach each
-    (``extremes``), for the compiled forward loop to count as it finds them; empty tensors for those not asked for.
+    (``extremes`` and ``tie_counts``), for the compiled forward loop to count as it finds them; empty tensors for
+    those not asked for.
     """
     num_networks, p, q = edges.shape[:3]
     reduced = (num_networks, q if axis == 1 else p, channels)
     empty = edges.new_empty(0)
     total, squares = (edges.new_empty(reduced), edges.new_empty(reduced)) if moments else (empty, empty)
     minimum, maximum = (edges.new_empty(reduced), edges.new_empty(reduced)) if extremes else (empty, empty)
-    counts = edges.new_empty(2, *reduced) if extremes else edges.new_empty(2, 0)
+    counts = edges.new_empty(2, *reduced) if extremes and tie_counts else edges.new_empty(2, 0)
     return total, squares, minimum, maximum, counts
 
 

@@ -128,18 +128,24 @@ def test_fused_fourier_linear_matches_its_composition_with_gradients(in_channels
         torch.testing.assert_close(gradient, reference, rtol=1e-11, atol=1e-11)
 
 
-def test_fourier_features_of_float_weights_are_within_a_rounding_of_the_exact_ones():
+# 16 and 128 frequencies: whole vectors, which the compiled loops' own cosines and sines take; 12: torch's functions.
+@pytest.mark.parametrize("num_frequencies", [16, 128, 12])
+def test_fourier_features_of_float_weights_are_within_a_rounding_of_the_exact_ones(num_frequencies):
     """In float32, with the angles an outer product of the weights and the frequencies: within about one rounding
-    of the float64 values of the same float angles, also for huge, infinite and NaN angles."""
+    of the float64 values of the same float angles, for angles up to thousands of radians (the compiled loops'
+    reduction) and beyond, and for infinite and NaN angles."""
     generator = torch.Generator().manual_seed(14)
+    frequencies = 2 * math.pi * 3.0 * torch.randn(num_frequencies, 1, generator=generator)
+    # Angles spread up to 8,500 radians: both sides of where the compiled loops hand over to float64 functions.
+    spread = 8500.0 / frequencies.abs().max().item()
     weights = torch.cat([
         torch.randn(200, generator=generator),
+        spread * (2 * torch.rand(2000, generator=generator) - 1),
         torch.tensor([0.0, -0.0, 1e-30, 1e-3, 3.7, 1e4, -2e5, 3e7, float("inf"), float("-inf"), float("nan")]),
     ])  # fmt: skip
-    frequencies = 2 * math.pi * 3.0 * torch.randn(16, 1, generator=generator)
     raw = weights.view(-1, 1, 1, 1)
-    identity = torch.eye(32)
-    features = fused_fourier_linear(raw, frequencies, identity).view(-1, 32)
+    identity = torch.eye(2 * num_frequencies)
+    features = fused_fourier_linear(raw, frequencies, identity).view(-1, 2 * num_frequencies)
     angles = (raw.view(-1, 1) * frequencies.view(1, -1)).double()  # the float products, exactly
     expected = torch.cat([angles.cos(), angles.sin()], dim=1)
     torch.testing.assert_close(features.double(), expected, rtol=0, atol=1.5e-7, equal_nan=True)

@@ -13,6 +13,7 @@
 #include <torch/extension.h>
 
 #include <algorithm>
+#include <cmath>
 #include <initializer_list>
 #include <limits>
 #include <utility>
@@ -69,6 +70,9 @@ PerNetwork<T> per_network(const T* data, int64_t stride, const std::vector<T>& z
 // branches for every message (docs/baselines.md has the step times before and after).
 #if defined(__GNUC__)
 #define WSGRAPH_VECTORS 1
+#if defined(__FMA__)
+#include <immintrin.h>
+#endif
 #if defined(__AVX512F__)
 constexpr int kVectorBytes = 64;
 #elif defined(__AVX__)
@@ -253,6 +257,91 @@ void messages_backward_vectors(const Shape& s, const T* scale_shift, const T* bi
     }
   }
 }
+
+// Cosines and sines of float32 angles, for the Fourier encoder: torch's vectorised cos and sin each reduce the angle
+// and evaluate a polynomial, and the angles are a pass of their own; here one reduction serves both, in registers,
+// from the weight and the frequencies (the outer product of the angles never reaches memory).
+struct FloatSinCos {
+  using V = Vectors<float>;
+  using vec = V::type;
+  typedef int32_t ivec __attribute__((vector_size(kVectorBytes)));
+  // Up to this |angle| the three-part reduction by pi/4 below stays within about one rounding (tested to 1.5e-7
+  // against float64); larger angles, infinities and NaNs take the scalar float64 functions.
+  static constexpr float kLargest = 8192.0f;
+
+  static vec multiply_add(const vec& a, const vec& b, const vec& c) {
+#if defined(__FMA__) && defined(__AVX512F__)
+    return reinterpret_cast<vec>(_mm512_fmadd_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b),
+                                                 reinterpret_cast<__m512>(c)));
+#elif defined(__FMA__) && defined(__AVX__)
+    return reinterpret_cast<vec>(_mm256_fmadd_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b),
+                                                 reinterpret_cast<__m256>(c)));
+#elif defined(__FMA__)
+    return reinterpret_cast<vec>(
+        _mm_fmadd_ps(reinterpret_cast<__m128>(a), reinterpret_cast<__m128>(b), reinterpret_cast<__m128>(c)));
+#else
+    return a * b + c;
+#endif
+  }
+  static vec select(const ivec& mask, const vec& yes, const vec& no) {
+    return reinterpret_cast<vec>((mask & reinterpret_cast<ivec>(yes)) | (~mask & reinterpret_cast<ivec>(no)));
+  }
+
+  // The Cephes single-precision method: |x| = j pi/4 + r with j even and |r| <= pi/4 (pi/4 in three parts, so
+  // that j times the first two is exact), minimax polynomials for sin r and cos r, then the quadrant's signs.
+  static void both(const vec& x, vec& sine, vec& cosine) {
+    const ivec sign = ivec{} + static_cast<int32_t>(0x80000000u);
+    const vec magnitude = reinterpret_cast<vec>(reinterpret_cast<ivec>(x) & ~sign);
+    ivec j = __builtin_convertvector(magnitude * 1.27323954473516f, ivec);
+    j = (j + 1) & ~1;
+    const vec y = __builtin_convertvector(j, vec);
+    const vec r = ((magnitude - y * 0.78515625f) - y * 2.4187564849853515625e-4f) - y * 3.77489497744594108e-8f;
+    const vec z = r * r;
+    const vec sin_r = multiply_add(
+        multiply_add(multiply_add(V::splat(-1.9515295891e-4f), z, V::splat(8.3321608736e-3f)), z,
+                     V::splat(-1.6666654611e-1f)),
+        z * r, r);
+    const vec cos_r = multiply_add(
+        multiply_add(multiply_add(multiply_add(V::splat(2.443315711809948e-5f), z, V::splat(-1.388731625493765e-3f)),
+                                  z, V::splat(4.166664568298827e-2f)),
+                     z, V::splat(-0.5f)),
+        z, V::splat(1.0f));
+    const ivec quadrant = (j >> 1) & 3;
+    const ivec odd = (quadrant & 1) != 0;
+    const ivec sine_sign = (((quadrant & 2) != 0) & sign) ^ (reinterpret_cast<ivec>(x) & sign);
+    const ivec cosine_sign = (((quadrant + 1) & 2) != 0) & sign;
+    sine = reinterpret_cast<vec>(reinterpret_cast<ivec>(select(odd, cos_r, sin_r)) ^ sine_sign);
+    cosine = reinterpret_cast<vec>(reinterpret_cast<ivec>(select(odd, sin_r, cos_r)) ^ cosine_sign);
+  }
+
+  // cosines[e, k] and sines[e, k] of the angles raw[e] frequencies[k], e < rows, k < K (a whole number of vectors).
+  static void outer(const float* raw, const float* frequencies, int64_t rows, int64_t K, float* cosines,
+                    float* sines) {
+    float largest_frequency = 0.0f;
+    for (int64_t k = 0; k < K; ++k) largest_frequency = std::max(largest_frequency, std::fabs(frequencies[k]));
+    for (int64_t e = 0; e < rows; ++e) {
+      const float weight = raw[e];
+      float* cosine_row = cosines + e * K;
+      float* sine_row = sines + e * K;
+      // Not `>`: a NaN weight or frequency fails this test and takes the scalar path.
+      if (!(std::fabs(weight) * largest_frequency <= kLargest)) {
+        for (int64_t k = 0; k < K; ++k) {
+          const double angle = weight * frequencies[k];  // the float product, as torch's path rounds it
+          cosine_row[k] = static_cast<float>(std::cos(angle));
+          sine_row[k] = static_cast<float>(std::sin(angle));
+        }
+        continue;
+      }
+      const vec weights = V::splat(weight);
+      for (int64_t k = 0; k < K; k += V::lanes) {
+        vec sine, cosine;
+        both(weights * V::load(frequencies + k), sine, cosine);
+        V::store(cosine_row + k, cosine);
+        V::store(sine_row + k, sine);
+      }
+    }
+  }
+};
 #else
 #define WSGRAPH_VECTORS 0
 template <typename T, int CHANNELS>
@@ -781,6 +870,13 @@ std::vector<torch::Tensor> update_messages_backward_range(
 // `sines` [n, K]. One input channel (a weight) makes the angles an outer product, not a matrix product.
 void fourier_features_chunk(const torch::Tensor& raw, const torch::Tensor& frequencies, torch::Tensor& angles,
                             torch::Tensor& cosines, torch::Tensor& sines) {
+#if WSGRAPH_VECTORS
+  if (raw.size(1) == 1 && raw.scalar_type() == at::kFloat && frequencies.size(0) % Vectors<float>::lanes == 0) {
+    FloatSinCos::outer(raw.data_ptr<float>(), frequencies.data_ptr<float>(), raw.size(0), frequencies.size(0),
+                       cosines.data_ptr<float>(), sines.data_ptr<float>());
+    return;
+  }
+#endif
   if (raw.size(1) == 1) {
     at::mul_out(angles, raw, frequencies.view({1, -1}));
   } else {

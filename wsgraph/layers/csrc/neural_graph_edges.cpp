@@ -317,8 +317,11 @@ struct FloatSinCos {
   // cosines[e, k] and sines[e, k] of the angles raw[e] frequencies[k], e < rows, k < K (a whole number of vectors).
   static void outer(const float* raw, const float* frequencies, int64_t rows, int64_t K, float* cosines,
                     float* sines) {
+    // A NaN frequency makes this NaN (std::max would skip it), which sends every row to the scalar path.
     float largest_frequency = 0.0f;
-    for (int64_t k = 0; k < K; ++k) largest_frequency = std::max(largest_frequency, std::fabs(frequencies[k]));
+    for (int64_t k = 0; k < K; ++k) {
+      if (!(std::fabs(frequencies[k]) <= largest_frequency)) largest_frequency = std::fabs(frequencies[k]);
+    }
     for (int64_t e = 0; e < rows; ++e) {
       const float weight = raw[e];
       float* cosine_row = cosines + e * K;

@@ -870,7 +870,8 @@ std::vector<torch::Tensor> update_messages_backward_range(
 }
 
 // The cosines and sines of the angles raw Ωᵀ of a chunk's rows raw [n, C] (frequencies Ω [K, C]) into `cosines` and
-// `sines` [n, K]. One input channel (a weight) makes the angles an outer product, not a matrix product.
+// `sines` [n, K]. One input channel (a weight) makes the angles an outer product, not a matrix product; in float32,
+// with K a whole number of vectors, FloatSinCos takes it without writing the angles.
 void fourier_features_chunk(const torch::Tensor& raw, const torch::Tensor& frequencies, torch::Tensor& angles,
                             torch::Tensor& cosines, torch::Tensor& sines) {
 #if WSGRAPH_VECTORS

@@ -58,6 +58,20 @@ def test_bench_into_a_folder_completes_a_run_without_result(classification_root:
     assert (out / "runs" / "mlp-seed0" / "result.json").is_file()
 
 
+def test_bench_names_the_data_as_its_command_does(classification_root: Path, tmp_path: Path, monkeypatch) -> None:
+    """Finished runs recorded the data folder as their own command named it (here an absolute path); the table of a
+    later command names it as that command does, so rewriting a table from another working directory keeps it."""
+    table = tmp_path / "results.md"
+    arguments = ["--models", "mlp", "--seeds", "1", "--out", str(table), "--runs-dir", str(tmp_path / "runs"), *TINY]
+    assert main(["bench", "--data", str(classification_root), *arguments]) == 0
+    assert f"- Data: `{classification_root}`," in table.read_text()
+    monkeypatch.chdir(classification_root.parent)
+    assert main(["bench", "--data", classification_root.name, *arguments]) == 0
+    assert f"- Data: `{classification_root.name}`," in table.read_text()
+    runs = json.loads((tmp_path / "results-runs.json").read_text())["runs"]
+    assert runs[0]["dataset"]["root"] == str(classification_root)  # each run keeps what it recorded
+
+
 def test_bench_refuses_finished_runs_with_other_settings(classification_root: Path, tmp_path: Path, capsys) -> None:
     arguments = ["bench", "--data", str(classification_root), "--models", "mlp", "--seeds", "1", "--out", str(tmp_path)]
     assert main([*arguments, *TINY]) == 0

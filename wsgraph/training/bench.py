@@ -98,7 +98,7 @@ def bench(
     reference = results[0].get("reference") or reference_result(
         dataclasses.replace(base, model=models[0], seed=seeds[0], out=str(outputs.runs_dir))
     )
-    write_report(results, outputs, command, reference)
+    write_report(results, outputs, command, reference, data_root=base.data)
     return results
 
 
@@ -116,10 +116,16 @@ def _run(config: TrainConfig, folder: Path) -> dict[str, Any]:
 
 
 def write_report(
-    results: list[dict[str, Any]], outputs: BenchOutputs, command: str, reference: dict[str, Any] | None = None
+    results: list[dict[str, Any]],
+    outputs: BenchOutputs,
+    command: str,
+    reference: dict[str, Any] | None = None,
+    data_root: str | None = None,
 ) -> None:
     """Write the markdown table, the bar chart, and all runs as JSON and CSV (``reference``:
-    the test metric of the task's reference predictor, as ``run.reference_result`` gives it)."""
+    the test metric of the task's reference predictor, as ``run.reference_result`` gives it;
+    ``data_root``: the data folder as this command names it, for the table, rather than as the
+    first run recorded it, which may have been from another working directory)."""
     rows = summarise(results)
     first = results[0]
     metric = first["metric"]
@@ -136,7 +142,7 @@ def write_report(
         writer.writerow({**result, "seed": result["config"]["seed"]})
     text = buffer.getvalue()
     atomic_write(outputs.runs_csv, lambda handle: handle.write(text.encode()))
-    table = markdown_table(rows, results, label, command, outputs, reference)
+    table = markdown_table(rows, results, label, command, outputs, reference, data_root)
     atomic_write(outputs.table, lambda handle: handle.write(table.encode()))
 
 
@@ -171,10 +177,12 @@ def markdown_table(
     command: str,
     outputs: BenchOutputs,
     reference: dict[str, Any] | None = None,
+    data_root: str | None = None,
 ) -> str:
     """The benchmark as markdown: how to reproduce it, on what, then one line per model."""
     first = results[0]
     data, machine = first["dataset"], first["hardware"]
+    root = data_root if data_root is not None else data["root"]
     seeds = sorted({run["config"]["seed"] for run in results})
     device = machine.get("gpu") or f"{machine['cpu']} ({machine['cpu_count']} cores)"
     sizes = "/".join(str(data["networks"][name]) for name in ("train", "val", "test"))
@@ -183,7 +191,7 @@ def markdown_table(
         "",
         f"Reproduce: `{command}`",
         "",
-        f"- Data: `{data['root']}`, architectures {', '.join(data['architectures'])}, {sizes} train/val/test networks.",
+        f"- Data: `{root}`, architectures {', '.join(data['architectures'])}, {sizes} train/val/test networks.",
         f"- Hardware: {device}, {machine['device']}, torch {machine['torch']}, "
         f"torch_geometric {machine['torch_geometric']}.",
         f"- Metric: {label} of the checkpoint with the best validation metric, mean ± sample standard "

@@ -283,10 +283,6 @@ struct FloatSinCos {
     return a * b + c;
 #endif
   }
-  static vec select(const ivec& mask, const vec& yes, const vec& no) {
-    return reinterpret_cast<vec>((mask & reinterpret_cast<ivec>(yes)) | (~mask & reinterpret_cast<ivec>(no)));
-  }
-
   // The Cephes single-precision method: |x| = j pi/4 + r with j even and |r| <= pi/4 (pi/4 in three parts, so
   // that j times the first two is exact), minimax polynomials for sin r and cos r, then the quadrant's signs.
   static void both(const vec& x, vec& sine, vec& cosine) {
@@ -310,8 +306,8 @@ struct FloatSinCos {
     const ivec odd = (quadrant & 1) != 0;
     const ivec sine_sign = (((quadrant & 2) != 0) & sign) ^ (reinterpret_cast<ivec>(x) & sign);
     const ivec cosine_sign = (((quadrant + 1) & 2) != 0) & sign;
-    sine = reinterpret_cast<vec>(reinterpret_cast<ivec>(select(odd, cos_r, sin_r)) ^ sine_sign);
-    cosine = reinterpret_cast<vec>(reinterpret_cast<ivec>(select(odd, sin_r, cos_r)) ^ cosine_sign);
+    sine = reinterpret_cast<vec>(reinterpret_cast<ivec>(odd ? cos_r : sin_r) ^ sine_sign);
+    cosine = reinterpret_cast<vec>(reinterpret_cast<ivec>(odd ? sin_r : cos_r) ^ cosine_sign);
   }
 
   // cosines[e, k] and sines[e, k] of the angles raw[e] frequencies[k], e < rows, k < K (a whole number of vectors).

@@ -254,11 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         for name in args.models
     ]
-    results = []
-    for config in configurations:
-        results.append(run_in_subprocess(config))
-        print(f"{config['model']}: {results[-1].get('min_s', float('nan')):.3f} s/step (best)", flush=True)
     info = environment()
+    results: list[dict[str, Any]] = []
     report = {
         "benchmark": "baselines training step (forward + cross-entropy + backward + AdamW)",
         "widths": args.widths,
@@ -267,7 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         **info,
         "results": results,
     }
-    write_json(args.out, report)
+    for done, config in enumerate(configurations, start=1):
+        results.append(run_in_subprocess(config))
+        print(f"{config['model']}: {results[-1].get('min_s', float('nan')):.3f} s/step (best)", flush=True)
+        # Written after every model, so that a run cut short (a time limit on a lent GPU) keeps what finished.
+        write_json(args.out, {**report, "models_finished": f"{done} of {len(configurations)}"})
     threads = {result.get("torch_threads") for result in results if "error" not in result}
     loads = [value for result in results for value in (result.get("load_average_before") or [None])[:1]]
     print(

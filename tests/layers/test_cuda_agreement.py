@@ -54,3 +54,26 @@ def test_dwsnet_on_cuda_equals_dwsnet_on_cpu(group, backend, readout):
         torch.testing.assert_close(
             gpu_gradients[name], gradient, **TOL, msg=lambda message, name=name: f"{name}: {message}"
         )
+
+
+def test_ng_gnn_fused_backend_on_cuda_runs_the_dense_composition_and_equals_the_cpu(monkeypatch):
+    """The fused kernels are chunked for a CPU; on CUDA the default backend computes with the dense composition."""
+    from wsgraph.layers import neural_graph
+
+    from .test_ng_gnn import make_batch, make_model
+
+    batch = make_batch(4, widths=[(2, 5, 4, 1)])
+    on_cpu = make_model()
+    on_gpu = copy.deepcopy(on_cpu).to("cuda")
+    cotangent = torch.randn(batch.num_graphs, 3, dtype=torch.float64)
+    cpu_output, cpu_gradients = _outputs_and_gradients(on_cpu, batch, cotangent)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a fused kernel ran on CUDA")
+
+    for name in ("fused_fourier_linear", "fused_messages", "fused_update_messages"):
+        monkeypatch.setattr(neural_graph, name, refuse)
+    gpu_output, gpu_gradients = _outputs_and_gradients(on_gpu, batch.to("cuda"), cotangent.to("cuda"))
+    torch.testing.assert_close(gpu_output, cpu_output, **TOL)
+    for name, gradient in cpu_gradients.items():
+        torch.testing.assert_close(gpu_gradients[name], gradient, **TOL, msg=lambda m, name=name: f"{name}: {m}")

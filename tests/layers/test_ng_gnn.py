@@ -248,6 +248,17 @@ def test_the_fused_backend_runs_under_cpu_autocast():
     fused.float().sum().backward()
 
 
+def test_the_fused_kernels_run_on_the_cpu_only():
+    """They are chunked for a CPU's caches and threads; a GPU tensor runs the dense composition (on CUDA, where
+    the fused backend's outputs equal the CPU's, in test_cuda_agreement.py)."""
+    model = make_model(dtype=torch.float32)
+    assert model.backend == "fused"
+    assert model._runs_fused_kernels(torch.empty(2, 3))
+    assert not model._runs_fused_kernels(torch.empty(2, 3, device="meta"))
+    model.backend = "dense"
+    assert not model._runs_fused_kernels(torch.empty(2, 3))
+
+
 def test_the_fused_backend_runs_with_fewer_edge_updates_than_rounds():
     """Rounds after the last edge update read the edges it made: the fused backend keeps them for those rounds."""
     generator = torch.Generator().manual_seed(0)

@@ -868,10 +868,19 @@ std::vector<torch::Tensor> update_messages_backward_range(
 // The cosines and sines of the angles raw Ωᵀ of a chunk's rows raw [n, C] (frequencies Ω [K, C]) into `cosines` and
 // `sines` [n, K]. One input channel (a weight) makes the angles an outer product, not a matrix product; in float32,
 // with K a whole number of vectors, FloatSinCos takes it without writing the angles.
+bool takes_float_sincos(const torch::Tensor& raw, const torch::Tensor& frequencies) {
+#if WSGRAPH_VECTORS
+  return raw.size(-1) == 1 && raw.scalar_type() == at::kFloat && frequencies.size(0) % Vectors<float>::lanes == 0;
+#else
+  return false;
+#endif
+}
+
+// `angles` [n, K] is scratch for the other paths, and may be empty where takes_float_sincos.
 void fourier_features_chunk(const torch::Tensor& raw, const torch::Tensor& frequencies, torch::Tensor& angles,
                             torch::Tensor& cosines, torch::Tensor& sines) {
 #if WSGRAPH_VECTORS
-  if (raw.size(1) == 1 && raw.scalar_type() == at::kFloat && frequencies.size(0) % Vectors<float>::lanes == 0) {
+  if (takes_float_sincos(raw, frequencies)) {
     FloatSinCos::outer(raw.data_ptr<float>(), frequencies.data_ptr<float>(), raw.size(0), frequencies.size(0),
                        cosines.data_ptr<float>(), sines.data_ptr<float>());
     return;
@@ -908,11 +917,13 @@ void fourier_forward_range(const torch::Tensor& raw, const torch::Tensor& freque
               "out must be contiguous [B, *, F] of raw's dtype");
   const int64_t K = frequencies.size(0), per_network = raw.numel() / std::max<int64_t>(raw.size(0), 1) / raw.size(-1);
   const int64_t rows_most = std::min(chunk, stop - start) * per_network;
-  const Buffer angles(rows_most, K, raw.options()), cosines(rows_most, K, raw.options()), sines(rows_most, K, raw.options());
+  const Buffer angles(takes_float_sincos(raw, frequencies) ? 0 : rows_most, K, raw.options()),
+      cosines(rows_most, K, raw.options()), sines(rows_most, K, raw.options());
   const auto cosine_weight = weight.narrow(1, 0, K).t(), sine_weight = weight.narrow(1, K, K).t();
   for (int64_t first = start; first < stop; first += chunk) {
     const int64_t count = std::min(chunk, stop - first), size = count * per_network;
-    auto chunk_angles = angles.rows(size), chunk_cosines = cosines.rows(size), chunk_sines = sines.rows(size);
+    auto chunk_angles = angles.data.size(0) ? angles.rows(size) : angles.data;
+    auto chunk_cosines = cosines.rows(size), chunk_sines = sines.rows(size);
     fourier_features_chunk(flat_rows(raw, first, count), frequencies, chunk_angles, chunk_cosines, chunk_sines);
     auto chunk_out = flat_rows(out, first, count);
     if (bias.numel()) {
@@ -935,12 +946,14 @@ torch::Tensor fourier_backward_range(const torch::Tensor& raw, const torch::Tens
   const int64_t K = frequencies.size(0), F = grad_out.size(-1);
   const int64_t per_network = raw.numel() / std::max<int64_t>(raw.size(0), 1) / raw.size(-1);
   const int64_t rows_most = std::min(chunk, stop - start) * per_network;
-  const Buffer angles(rows_most, K, raw.options()), cosines(rows_most, K, raw.options()), sines(rows_most, K, raw.options());
+  const Buffer angles(takes_float_sincos(raw, frequencies) ? 0 : rows_most, K, raw.options()),
+      cosines(rows_most, K, raw.options()), sines(rows_most, K, raw.options());
   auto grad_weight = at::zeros({F, 2 * K}, raw.options());
   auto grad_cosine = grad_weight.narrow(1, 0, K), grad_sine = grad_weight.narrow(1, K, K);
   for (int64_t first = start; first < stop; first += chunk) {
     const int64_t count = std::min(chunk, stop - first), size = count * per_network;
-    auto chunk_angles = angles.rows(size), chunk_cosines = cosines.rows(size), chunk_sines = sines.rows(size);
+    auto chunk_angles = angles.data.size(0) ? angles.rows(size) : angles.data;
+    auto chunk_cosines = cosines.rows(size), chunk_sines = sines.rows(size);
     fourier_features_chunk(flat_rows(raw, first, count), frequencies, chunk_angles, chunk_cosines, chunk_sines);
     const auto grad = flat_rows(grad_out, first, count).t();
     grad_cosine.addmm_(grad, chunk_cosines);

@@ -865,9 +865,7 @@ std::vector<torch::Tensor> update_messages_backward_range(
   return {grad_update_weight, grad_weight, grad_bias};
 }
 
-// The cosines and sines of the angles raw Ωᵀ of a chunk's rows raw [n, C] (frequencies Ω [K, C]) into `cosines` and
-// `sines` [n, K]. One input channel (a weight) makes the angles an outer product, not a matrix product; in float32,
-// with K a whole number of vectors, FloatSinCos takes it without writing the angles.
+// Whether fourier_features_chunk computes a chunk of `raw` in FloatSinCos's vector loops, which need no angles.
 bool takes_float_sincos(const torch::Tensor& raw, const torch::Tensor& frequencies) {
 #if WSGRAPH_VECTORS
   return raw.size(-1) == 1 && raw.scalar_type() == at::kFloat && frequencies.size(0) % Vectors<float>::lanes == 0;
@@ -876,6 +874,9 @@ bool takes_float_sincos(const torch::Tensor& raw, const torch::Tensor& frequenci
 #endif
 }
 
+// The cosines and sines of the angles raw Ωᵀ of a chunk's rows raw [n, C] (frequencies Ω [K, C]) into `cosines` and
+// `sines` [n, K]. One input channel (a weight) makes the angles an outer product, not a matrix product; in float32,
+// with K a whole number of vectors, FloatSinCos takes it without writing the angles.
 // `angles` [n, K] is scratch for the other paths, and may be empty where takes_float_sincos.
 void fourier_features_chunk(const torch::Tensor& raw, const torch::Tensor& frequencies, torch::Tensor& angles,
                             torch::Tensor& cosines, torch::Tensor& sines) {

@@ -155,6 +155,10 @@ def test_bad_arguments_are_clear_errors():
         model(mixed_batch(0, torch.float32, repeats=1))
     with pytest.raises(ValueError, match="built for 3 weight layers, the batch has 2"):
         make_model("gine", torch.float32)(Batch.from_data_list([random_graph((2, 4, 1), torch.Generator())]))
+    with pytest.raises(
+        ValueError, match=r"WeightSpaceGNN expects 'x' of dtype torch.float32 \(its parameters'\), got torch.float64"
+    ):
+        make_model("gine", torch.float32)(mixed_batch(0, torch.float64, repeats=1))
 
 
 def test_edge_update_follows_its_endpoints():

@@ -226,6 +226,13 @@ def test_bad_arguments_are_clear_errors():
         batch = make_batch(0, repeats=1)
         batch.x = batch.x.repeat(1, 2)
         model(batch)
+    for backend in BACKENDS:
+        model.backend = backend
+        with pytest.raises(
+            ValueError,
+            match=r"NeuralGraphGNN expects 'x' of dtype torch.float64 \(its parameters'\), got torch.float32",
+        ):
+            model(make_batch(0, repeats=1, dtype=torch.float32))
 
 
 @pytest.mark.slow

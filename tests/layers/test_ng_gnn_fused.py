@@ -181,6 +181,25 @@ def test_fused_update_messages_match_the_update_then_the_messages(keep_updated, 
         torch.testing.assert_close(gradient, reference, rtol=1e-11, atol=1e-11)
 
 
+def test_fused_update_messages_with_messages_wider_than_the_edges():
+    """The statistics take the messages' width (FiLM's weight's), not the updated edges'."""
+    generator = torch.Generator().manual_seed(14)
+    inputs = leaves(
+        (B, P, Q, FE), (F, FE), (B, P, F), (B, Q, F), (4 * F, F), (4 * F,), (B, P, 2 * F), (B, Q, 2 * F),
+        generator=generator,
+    )  # fmt: skip
+    edges, update_weight, update_rows, update_cols, weight, bias, rows, cols = inputs
+    outputs = fused_update_messages(*inputs, 1, True, True)
+    updated = torch.nn.functional.silu(edges @ update_weight.t() + update_rows.unsqueeze(2) + update_cols.unsqueeze(1))
+    expected = (updated, *reference_messages(updated, weight, bias, rows, cols, 1))
+    assert outputs[1].shape == (B, Q, 2 * F)
+    for output, reference in zip(outputs, expected):
+        torch.testing.assert_close(output, reference, rtol=1e-12, atol=1e-12)
+    got = gradients(outputs, inputs, torch.Generator().manual_seed(15))
+    for gradient, reference in zip(got, gradients(expected, inputs, torch.Generator().manual_seed(15))):
+        torch.testing.assert_close(gradient, reference, rtol=1e-11, atol=1e-11)
+
+
 @pytest.mark.parametrize("moments, extremes", [(True, False), (False, True)])
 def test_fused_update_messages_compute_only_what_is_asked(moments, extremes):
     generator = torch.Generator().manual_seed(13)
@@ -230,6 +249,44 @@ def test_chunks_on_two_threads_give_the_one_thread_result_and_keep_the_thread_co
     assert torch.equal(results[1][0], results[2][0])
     for one, two in zip(results[1][1], results[2][1]):
         torch.testing.assert_close(one, two, rtol=0, atol=1e-13)
+
+
+def test_chunks_on_two_threads_under_inference_mode_give_the_no_grad_result(monkeypatch):
+    """Inference mode is per thread, and the workers write into the caller's inference tensors."""
+    from wsgraph.layers import neural_graph_fused
+
+    monkeypatch.setattr(neural_graph_fused, "CHUNK_ELEMENTS", 1)  # one network per chunk
+    generator = torch.Generator().manual_seed(16)
+    edges, update_weight, update_rows, update_cols, weight, bias, rows, cols, raw, frequencies, encoder = (
+        tensor.detach()
+        for tensor in leaves(
+            (B, P, Q, FE), (F, FE), (B, P, F), (B, Q, F), (2 * F, F), (2 * F,), (B, P, F), (B, Q, F), (B, P, Q, 1),
+            (8, 1), (F, 16), generator=generator,
+        )
+    )  # fmt: skip
+
+    def everything():
+        return (
+            fused_edge_update(edges, update_weight, update_rows, update_cols),
+            *fused_messages(edges[..., :F], weight, bias, rows, cols, 2, True, True),
+            *fused_update_messages(
+                edges, update_weight, update_rows, update_cols, weight, bias, rows, cols, 1, True, True
+            ),
+            fused_fourier_linear(raw, frequencies, encoder),
+        )
+
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with torch.no_grad():
+            expected = everything()
+        with torch.inference_mode():
+            got = everything()
+    finally:
+        torch.set_num_threads(previous)
+    for output, reference in zip(got, expected, strict=True):
+        assert output.is_inference()
+        assert torch.equal(output, reference)
 
 
 @pytest.mark.parametrize("used", ["minimum", "maximum", "squares"])

@@ -151,6 +151,8 @@ def test_bad_arguments_are_clear_errors():
         batch = make_batch(0, repeats=1)
         batch.x = batch.x.repeat(1, 2)
         model(batch)
+    with pytest.raises(ValueError, match=r"NeuralGraphTransformer expects 'x' of dtype torch.float64"):
+        model(make_batch(0, repeats=1, dtype=torch.float32))
 
 
 @pytest.mark.slow

@@ -279,7 +279,7 @@ class WeightSpaceGNN(nn.Module):
 
     def forward(self, data: Data) -> Tensor:
         check_signature(data, self.num_weight_layers, self.in_dim, self.out_dim, type(self).__name__)
-        check_channels(data, self.in_channels, type(self).__name__)
+        check_channels(data, self.in_channels, type(self).__name__, dtype=next(self.parameters()).dtype)
         num_graphs = data.layer_widths.size(0)
         edge_index = data.edge_index
         # A single graph (not a Batch) has no `batch` vector: all its nodes belong to graph 0.
@@ -340,15 +340,24 @@ def _check_arguments(
         raise ValueError(f"heads={heads} must divide hidden_channels={hidden_channels} for conv={conv!r}")
 
 
-def check_channels(data: Data, in_channels: int, model: str, edge_channels: int | None = None) -> None:
+def check_channels(
+    data: Data, in_channels: int, model: str, edge_channels: int | None = None, dtype: torch.dtype | None = None
+) -> None:
     """Raise a :class:`ValueError` naming ``model`` unless ``x`` has ``in_channels`` columns and
-    ``edge_attr`` ``edge_channels`` (by default ``in_channels`` too)."""
+    ``edge_attr`` ``edge_channels`` (by default ``in_channels`` too), and, given ``dtype`` (the model's
+    parameters') and outside autocast, both are of that dtype."""
     expected = {"x": in_channels, "edge_attr": in_channels if edge_channels is None else edge_channels}
     for key, channels in expected.items():
         value = getattr(data, key, None)
         if not isinstance(value, Tensor) or value.dim() != 2 or value.size(1) != channels:
             shape = tuple(value.shape) if isinstance(value, Tensor) else None
             raise ValueError(f"{model} expects '{key}' of shape [*, {channels}], got {shape}")
+        # Otherwise the first product fails deep inside, with a message about its operands.
+        if dtype is not None and value.dtype != dtype and not torch.is_autocast_enabled(value.device.type):
+            raise ValueError(
+                f"{model} expects '{key}' of dtype {dtype} (its parameters'), got {value.dtype}: convert the batch "
+                f"or the model with .to({dtype})"
+            )
 
 
 def _make_conv(conv: str, channels: int, heads: int, pna_degree: Tensor | None) -> nn.Module:

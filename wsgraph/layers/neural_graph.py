@@ -541,7 +541,10 @@ class NeuralGraphGNN(NeuralGraphInputs):
             SiLU on the CPU only, other settings and devices run ``"dense"``); ``"dense"`` composes torch
             operations on the same views (:class:`DenseNetworks`); ``"scatter"`` runs
             PyG's message passing on the batch's edge list. The same numbers up to
-            rounding (tested in float64, outputs and gradients). (default: ``"fused"``)
+            rounding (tested in float64, outputs and gradients), but for the gradient
+            of a minimum or maximum reached by several messages at once (zero or
+            pruned weights, say): ``"dense"`` gives it to one of them, the others
+            share it, each a valid subgradient. (default: ``"fused"``)
 
     Shapes:
         - **input:** a batch of :math:`B` :class:`~wsgraph.core.graph.WeightSpaceGraph`\ s
@@ -637,7 +640,7 @@ class NeuralGraphGNN(NeuralGraphInputs):
 
     def forward(self, data: Data) -> Tensor:
         check_signature(data, self.num_weight_layers, self.in_dim, self.out_dim, type(self).__name__)
-        check_channels(data, self.in_channels, type(self).__name__, self.edge_channels)
+        check_channels(data, self.in_channels, type(self).__name__, self.edge_channels, dtype=next(self.parameters()).dtype)
         nodes = self.encode_nodes(data)
         widths = data.layer_widths
         uniform = bool((widths == widths[:1]).all())

@@ -92,9 +92,13 @@ def _map_chunks(function: Callable[[slice], Result], parts: list[slice]) -> list
     if threads <= 1:
         return [function(part) for part in parts]
 
+    # Grad mode and inference mode are per thread: the workers take the caller's (an autograd function's own
+    # pass runs without grad; under inference mode, its outputs are inference tensors that only code in
+    # inference mode may write into).
+    inference = torch.is_inference_mode_enabled()
+
     def run(group: list[slice]) -> list[Result]:
-        # Grad mode is per thread: the autograd function's own pass runs without it, so must its workers.
-        with torch.no_grad():
+        with torch.inference_mode(inference), torch.no_grad():
             return [function(part) for part in group]
 
     size = -(-len(parts) // threads)
@@ -425,8 +429,9 @@ class _FusedUpdateMessages(torch.autograd.Function):
     ) -> tuple[Tensor, ...]:
         native = native_kernels_for(edges)
         num_networks, p, q = edges.shape[:3]
-        channels = update_weight.size(0)
-        total, squares, minimum, maximum, counts = _statistic_outputs(edges, channels, axis, moments, extremes)
+        # The updated edges' width, and the messages' (their statistics'), which may differ.
+        channels, message_channels = update_weight.size(0), weight.size(0) // 2
+        total, squares, minimum, maximum, counts = _statistic_outputs(edges, message_channels, axis, moments, extremes)
         updated = edges.new_empty(num_networks, p, q, channels) if keep_updated else edges.new_empty(0)
         # Kept for the backward pass, with the updated edges where a later round reads them anyway: computing them
         # again (a product and SiLU per chunk) takes longer than reading them back.

@@ -353,7 +353,7 @@ class NeuralGraphTransformer(NeuralGraphInputs):
 
     def forward(self, data: Data) -> Tensor:
         check_signature(data, self.num_weight_layers, self.in_dim, self.out_dim, type(self).__name__)
-        check_channels(data, self.in_channels, type(self).__name__)
+        check_channels(data, self.in_channels, type(self).__name__, dtype=next(self.parameters()).dtype)
         batch = data.batch if data.batch is not None else data.edge_index.new_zeros(data.num_nodes)
         num_graphs = data.layer_widths.size(0)
         nodes, mask = to_dense_batch(self.encode_nodes(data), batch, batch_size=num_graphs)

@@ -52,9 +52,24 @@ def test_a_failed_build_warns_in_one_line_and_falls_back(monkeypatch, fresh_cach
         assert native_kernels() is None
     (warning,) = caught
     message = str(warning.message)
-    assert "Error building extension 'x'" in message and "\n" not in message
+    assert "Error building extension 'x': c++: fatal error: no input files" in message and "\n" not in message
     assert neural_graph_native.SWITCH in message
     assert attempts == neural_graph_native.FLAG_SETS  # every flag set tried, in order
+
+
+def test_a_failed_build_is_told_by_its_compiler_error_not_by_the_ninja_command():
+    text = (
+        "Error building extension 'wsgraph_x': [1/2] c++ -MMD -MF neural_graph_edges.o.d -O3 -c neural_graph_edges.cpp\n"
+        "FAILED: neural_graph_edges.o\nc++ -MMD -O3 -c neural_graph_edges.cpp\n"
+        "neural_graph_edges.cpp:12:10: fatal error: torch/extension.h: No such file or directory\n"
+        "compilation terminated.\nninja: build stopped: subcommand failed."
+    )
+    assert neural_graph_native._build_failure(text) == (
+        "Error building extension 'wsgraph_x': neural_graph_edges.cpp:12:10: fatal error: torch/extension.h: "
+        "No such file or directory"
+    )
+    assert neural_graph_native._build_failure("ninja: command not found") == "ninja: command not found"
+    assert neural_graph_native._build_failure("  ") == ""
 
 
 def test_a_compiler_that_refuses_the_first_flags_gets_the_portable_ones(monkeypatch, fresh_cache, tmp_path):

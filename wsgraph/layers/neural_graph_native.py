@@ -15,6 +15,7 @@ import functools
 import hashlib
 import os
 import platform
+import re
 import time
 import warnings
 from pathlib import Path
@@ -95,6 +96,17 @@ def _clear_stale_lock(lock: Path) -> None:
         time.sleep(1.0)
 
 
+def _build_failure(text: str) -> str:
+    """One line for a failed build's message: its first, without the ninja command torch appends to it, and
+    the compiler's first error, which says what went wrong."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    head = lines[0].split(": [", 1)[0]
+    cause = next((line for line in lines[1:] if re.search(r"\berror\b", line, re.IGNORECASE)), None)
+    return head if cause is None else f"{head}: {cause[:300]}"
+
+
 @functools.cache
 def native_kernels() -> ModuleType | None:
     """The compiled module, or ``None`` when ``WSGRAPH_NATIVE_KERNELS=0`` or no build succeeds (with a warning)."""
@@ -107,8 +119,7 @@ def native_kernels() -> ModuleType | None:
 
             return _load(cpp_extension, flags)
         except Exception as error:  # a missing compiler or ninja, a failed compilation: the torch path still works
-            text = str(error).strip()
-            reason = text.splitlines()[0] if text else type(error).__name__
+            reason = _build_failure(str(error)) or type(error).__name__
     warnings.warn(
         f"wsgraph: could not build the compiled NeuralGraphGNN kernels ({reason}); running torch operations "
         f"instead, which is slower. Set {SWITCH}=0 to skip the attempt.",

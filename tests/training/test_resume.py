@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,45 @@ def test_resume_continues_bitwise(
     assert losses[0] == losses[1]
     assert resumed["test_metric"] == expected["test_metric"]
     assert resumed["best_epoch"] == expected["best_epoch"]
+
+
+def test_a_run_resumed_in_another_folder_continues_there_and_leaves_other_runs_alone(
+    classification_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = train(tiny_config(classification_root, tmp_path / "whole", "mlp-aug", epochs=EPOCHS))
+    pieces = tiny_config(classification_root, tmp_path / "pieces", "mlp-aug", epochs=EPOCHS)
+    interrupt_during_epoch(monkeypatch, 3)
+    with pytest.raises(Interrupted):
+        train(pieces)
+    monkeypatch.undo()
+    last = tmp_path / "pieces" / "last.pt"
+
+    # A finished run of other settings: resuming into its folder would overwrite it and test its best.pt.
+    train(tiny_config(classification_root, tmp_path / "other", "mlp-aug", epochs=1, seed=1))
+    before = {path.name: path.read_bytes() for path in (tmp_path / "other").iterdir()}
+    with pytest.raises(ValueError, match=r"--out .*other holds another run \(last.pt, best.pt, result.json"):
+        train(dataclasses.replace(pieces, out=str(tmp_path / "other")), resume=last)
+    assert {path.name: path.read_bytes() for path in (tmp_path / "other").iterdir()} == before
+
+    moved = train(dataclasses.replace(pieces, out=str(tmp_path / "moved")), resume=last)
+    assert moved["test_metric"] == expected["test_metric"] and moved["best_epoch"] == expected["best_epoch"]
+    assert load_run_checkpoint(tmp_path / "moved" / "last.pt")["epoch"] == EPOCHS
+
+    (tmp_path / "pieces" / "best.pt").unlink()
+    with pytest.raises(ValueError, match=r"its run's best checkpoint .*best.pt \(epoch \d\) is missing"):
+        train(dataclasses.replace(pieces, out=str(tmp_path / "again")), resume=last)
+
+
+def test_a_folder_with_a_finished_run_is_not_overwritten_without_its_last_checkpoint(
+    classification_root: Path, tmp_path: Path
+) -> None:
+    config = tiny_config(classification_root, tmp_path / "run", "mlp", epochs=1)
+    train(config)
+    (tmp_path / "run" / "last.pt").unlink()
+    before = {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir()}
+    with pytest.raises(ValueError, match=r"already holds a run \(best.pt, result.json, metrics.csv\)"):
+        train(config)
+    assert {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir()} == before
 
 
 def test_resuming_a_finished_run_only_reports(classification_root: Path, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from wsgraph.datasets.transforms import (
     RandomInputTranslation,
     WeightDropout,
 )
-from wsgraph.io import write_json
+from wsgraph.io import atomic_write, write_json
 from wsgraph.layers import DWSNet
 from wsgraph.runtime import derived_seed, preserved_random_state
 from wsgraph.training import run_checkpoints
@@ -215,10 +215,12 @@ class _Run:
         )
 
     def _read_resume(self, resume: str | Path | None) -> dict[str, Any] | None:
+        held = _run_files(self.out)
         if resume is None:
-            if (self.out / LAST).exists():
+            if held:
                 raise ValueError(
-                    f"--out {self.out} already holds a run ({LAST}); pass --resume to continue it or choose another --out"
+                    f"--out {self.out} already holds a run ({', '.join(held)}); pass --resume to continue it or "
+                    "choose another --out"
                 )
             return None
         required = ("config", "model", "optimizer", "scheduler", "scaler", "random_states", *_fresh_state())
@@ -230,6 +232,22 @@ class _Run:
                 f"{key}: {old!r} in the checkpoint, {new!r} now" for key, (old, new) in differences.items()
             )
             raise ValueError(f"{resume}: cannot resume with different settings ({listed})")
+        # The run's best checkpoint lies beside its last one: the test at the end reads it.
+        source = Path(resume).parent
+        moved = source.resolve() != self.out.resolve()
+        if moved and held:
+            raise ValueError(
+                f"--out {self.out} holds another run ({', '.join(held)}); resume {resume} in its own folder "
+                f"({source}) or in a new --out"
+            )
+        if checkpoint["best_epoch"] is not None and not (source / BEST).is_file():
+            raise ValueError(
+                f"{resume}: its run's best checkpoint {source / BEST} (epoch {checkpoint['best_epoch']}) is missing; "
+                "the test at the end needs it"
+            )
+        if moved and checkpoint["best_epoch"] is not None and self.context.is_main:
+            atomic_write(self.out / BEST, lambda handle: handle.write((source / BEST).read_bytes()))
+        barrier(self.context)
         return checkpoint
 
     def _open_data(self) -> tuple[TrainingData, str]:
@@ -568,6 +586,11 @@ def load_trained_model(
     model.load_state_dict(checkpoint["model"])
     trained = NormalizedModel(model, statistics, edits=spec.task == "dilate", spec=spec)
     return trained.to(device).eval()
+
+
+def _run_files(folder: Path) -> list[str]:
+    """The files of a run that ``folder`` holds: another run there would overwrite them."""
+    return [name for name in (LAST, BEST, RESULT_JSON, METRICS_CSV) if (folder / name).exists()]
 
 
 def _fresh_state() -> dict[str, Any]:

@@ -14,6 +14,7 @@ import torch
 
 from wsgraph.layers import DWSNet, FlatMLP, NeuralGraphGNN, NeuralGraphTransformer, WeightSpaceGNN
 from wsgraph.training import ModelSpec, TrainConfig, build_model
+from wsgraph.training.config import parse_model_options
 
 STORED_CONFIG = {
     "data": "data/mnist-inrs", "model": "dwsnet", "out": "runs/x", "task": None, "epochs": 50, "batch_size": 128,
@@ -39,6 +40,14 @@ def test_a_stored_config_loads_and_resumes_under_the_same_settings() -> None:
         )
         == {}
     )
+
+
+def test_model_options_in_another_order_are_the_same_settings() -> None:
+    def config(options: str) -> TrainConfig:
+        return TrainConfig("data/x", "ng-gnn", "runs/x", model_options=parse_model_options(options))
+
+    assert config("backend=dense,norm=minibatch").differences(config("norm=minibatch, backend=dense")) == {}
+    assert set(config("backend=dense,norm=minibatch").differences(config("norm=minibatch"))) == {"model_options"}
 
 
 def test_a_stored_model_spec_rebuilds_the_model_its_state_dict_came_from() -> None:

@@ -402,8 +402,15 @@ class TrainConfig:
     def differences(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:
         """``{setting: (mine, other's)}`` for the settings that differ and change the computation."""
         mine, theirs = self.to_dict(), other.to_dict()
+
+        def comparable(key: str, value: Any) -> Any:
+            # Model options are keyword arguments (each key once): their order changes nothing.
+            return sorted(value, key=lambda pair: pair[0]) if key == "model_options" else value
+
         return {
-            key: (mine[key], theirs[key]) for key in mine if key not in RESUMABLE_CHANGES and mine[key] != theirs[key]
+            key: (mine[key], theirs[key])
+            for key in mine
+            if key not in RESUMABLE_CHANGES and comparable(key, mine[key]) != comparable(key, theirs[key])
         }
 
     def command(self, program: str = "wsgraph train") -> str:

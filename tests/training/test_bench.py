@@ -77,6 +77,11 @@ def test_bench_refuses_finished_runs_with_other_settings(classification_root: Pa
     assert main([*arguments, *TINY]) == 0
     assert main([*arguments, *TINY, "--lr", "0.5"]) == 1
     assert "other settings (lr: 0.001 there, 0.5 now)" in capsys.readouterr().err
+    # Found before anything trains: gine, listed first, has no run yet.
+    arguments[arguments.index("mlp")] = "gine,mlp"
+    assert main([*arguments, *TINY, "--lr", "0.5"]) == 1
+    assert "other settings (lr: 0.001 there, 0.5 now)" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "gine-seed0").exists()
 
 
 @pytest.mark.parametrize(
@@ -84,6 +89,7 @@ def test_bench_refuses_finished_runs_with_other_settings(classification_root: Pa
     [
         (["--models", "mlp,resnet"], "unknown model 'resnet'"),
         (["--models", "mlp", "--seeds", "0"], "--seeds must be at least 1"),
+        (["--models", "mlp,gine,mlp"], "--models lists mlp more than once"),
     ],
 )
 def test_bench_rejects_bad_arguments(classification_root: Path, tmp_path: Path, capsys, arguments, message) -> None:

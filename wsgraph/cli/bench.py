@@ -55,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
     if not args.models:
         raise ValueError("--models needs at least one model name")
+    # Each model's runs would be read back once per listing: a table of false seed counts.
+    repeated = sorted({name for name in args.models if args.models.count(name) > 1})
+    if repeated:
+        raise ValueError(f"--models lists {', '.join(repeated)} more than once")
     outputs = BenchOutputs.at(args.out, args.runs_dir)
     settings = {**explicit_settings(args), "model": args.models[0], "out": str(outputs.runs_dir)}
     base = TrainConfig(**settings)

@@ -88,12 +88,22 @@ def bench(
     # Every model gets the options: one that a later model refuses must not wait for the earlier ones to train.
     for model in models:
         check_model_options(model, base.model_options)
+    planned = [
+        (dataclasses.replace(base, model=model, seed=seed, out=str(folder)), folder)
+        for model in models
+        for seed in seeds
+        for folder in [outputs.runs_dir / f"{model}-seed{seed}"]
+    ]
+    # Every finished run is read (and its settings checked) before any is trained: a later one of other
+    # settings must not wait for the earlier ones to train.
+    finished = [_finished_result(config, folder) for config, folder in planned]
     results = []
-    for model in models:
-        for seed in seeds:
-            folder = outputs.runs_dir / f"{model}-seed{seed}"
-            config = dataclasses.replace(base, model=model, seed=seed, out=str(folder))
-            results.append(_run(config, folder))
+    for (config, folder), result in zip(planned, finished):
+        if result is None:
+            result = train(config, folder / LAST if (folder / LAST).is_file() else None)
+        else:
+            tqdm.write(f"wsgraph bench: {folder} is finished, reading its result")
+        results.append(result)
     # Runs written before the reference was recorded lack it; it depends only on the data and task.
     reference = results[0].get("reference") or reference_result(
         dataclasses.replace(base, model=models[0], seed=seeds[0], out=str(outputs.runs_dir))
@@ -102,17 +112,16 @@ def bench(
     return results
 
 
-def _run(config: TrainConfig, folder: Path) -> dict[str, Any]:
-    if (folder / RESULT_JSON).is_file():
-        result = read_json(folder / RESULT_JSON)
-        differences = TrainConfig.from_dict(result["config"]).differences(config)
-        if differences:
-            listed = "; ".join(f"{key}: {old!r} there, {new!r} now" for key, (old, new) in differences.items())
-            raise ValueError(f"{folder} holds a finished run with other settings ({listed}); choose another --out")
-        tqdm.write(f"wsgraph bench: {folder} is finished, reading its result")
-        return result
-    resume = folder / LAST if (folder / LAST).is_file() else None
-    return train(config, resume)
+def _finished_result(config: TrainConfig, folder: Path) -> dict[str, Any] | None:
+    """The result of the finished run in ``folder`` (``None``: none there), if its settings are ``config``'s."""
+    if not (folder / RESULT_JSON).is_file():
+        return None
+    result = read_json(folder / RESULT_JSON)
+    differences = TrainConfig.from_dict(result["config"]).differences(config)
+    if differences:
+        listed = "; ".join(f"{key}: {old!r} there, {new!r} now" for key, (old, new) in differences.items())
+        raise ValueError(f"{folder} holds a finished run with other settings ({listed}); choose another --out")
+    return result
 
 
 def write_report(

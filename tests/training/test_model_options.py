@@ -61,9 +61,9 @@ def test_options_reach_the_model_and_come_back_with_its_checkpoints(classificati
         (
             "fourier_featurez=0",
             "wsgraph train: error: --model-options fourier_featurez: not an argument of NeuralGraphGNN (it takes "
-            "in_channels, hidden_channels, depth, aggregators, scalers, fourier_features, fourier_sigma, encoder_layers, "
-            "positional, bidirectional, modulate_edges, gating_edges, update_edges, norm, act, dropout, pooling, "
-            "pooling_layer, probe_features, backend, edge_channels)",
+            "in_channels, aggregators, scalers, fourier_features, fourier_sigma, encoder_layers, positional, "
+            "bidirectional, modulate_edges, gating_edges, update_edges, norm, act, pooling_layer, backend, "
+            "edge_channels)",
         ),
     ],
 )
@@ -95,7 +95,13 @@ def test_bad_options_are_one_line_errors(
         ("gine", "heads=abc", "--model-options heads=abc: WeightSpaceGNN takes an integer, got 'abc'"),
         ("gine", "pna_degree=1", "--model-options pna_degree: WeightSpaceGNN takes it from the data"),
         ("mlp", "batch_norm=maybe", "--model-options batch_norm=maybe: FlatMLP takes true or false, got 'maybe'"),
-        ("gine", "bogus=1", "--model-options bogus: not an argument of WeightSpaceGNN (it takes "),
+        (
+            "gine",
+            "bogus=1",
+            "--model-options bogus: not an argument of WeightSpaceGNN (it takes in_channels, edge_readout, heads)",
+        ),
+        ("gine", "heads=3", "--model gine with --model-options heads=3: heads=3 applies to conv 'gatv2' and"),
+        ("gine", "edge_readout=false,heads=0", "--model gine with --model-options edge_readout=false,heads=0: "),
     ],
 )
 def test_values_the_model_cannot_take_are_one_line_errors(

@@ -25,6 +25,8 @@ CONVS: tuple[str, ...] = get_args(ConvName)
 READOUTS: tuple[str, ...] = get_args(Readout)
 PNA_AGGREGATORS = ["mean", "min", "max", "std"]
 PNA_SCALERS = ["identity", "amplification", "attenuation"]
+# Attention heads of the attention convolutions (gatv2, transformer); the others have none.
+ATTENTION_HEADS = 4
 _POOLS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
 
 
@@ -180,7 +182,8 @@ class WeightSpaceGNN(nn.Module):
         dropout (float, optional): dropout probability on node and edge updates and in
             the head. (default: ``0.0``)
         heads (int, optional): attention heads of ``"gatv2"`` and ``"transformer"``;
-            must divide ``hidden_channels``. (default: ``4``)
+            must divide ``hidden_channels``; the other convs have none and refuse
+            another value. (default: ``4``)
         pna_degree (Tensor, optional): for ``"pna"`` only and required there: the
             in-degree histogram of the training graphs, from
             :func:`pna_degree_histogram` (it depends on the layer widths only).
@@ -212,7 +215,7 @@ class WeightSpaceGNN(nn.Module):
         readout: Readout = "mean",
         edge_readout: bool = True,
         dropout: float = 0.0,
-        heads: int = 4,
+        heads: int = ATTENTION_HEADS,
         pna_degree: Tensor | None = None,
         probe_features: int = 0,
         probe_statistics: LayerStatistics | None = None,
@@ -336,6 +339,8 @@ def _check_arguments(
         )
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    if conv not in ("gatv2", "transformer") and heads != ATTENTION_HEADS:
+        raise ValueError(f"heads={heads} applies to conv 'gatv2' and 'transformer', not to conv={conv!r}")
     if conv in ("gatv2", "transformer") and hidden_channels % heads:
         raise ValueError(f"heads={heads} must divide hidden_channels={hidden_channels} for conv={conv!r}")
 

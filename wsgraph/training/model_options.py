@@ -11,7 +11,7 @@ import types
 import typing
 from typing import Any
 
-from wsgraph.training.config import render_model_options
+from wsgraph.training.config import OWNED_MODEL_ARGUMENTS, render_model_options
 
 # The plain types a KEY=VALUE text parses to (besides None and tuples of these).
 _PLAIN = (bool, int, float, str)
@@ -29,7 +29,12 @@ def check_options(classes: tuple[type, ...], options: tuple[tuple[str, Any], ...
     for key, value in options:
         text = render_model_options(((key, value),))
         if key not in arguments:
-            settable = [name for name, (default, hint) in arguments.items() if _settable(default, hint)]
+            settable = [
+                name
+                for name, (default, hint) in arguments.items()
+                # Those a flag sets are refused as options, with the flag named.
+                if _settable(default, hint) and name not in OWNED_MODEL_ARGUMENTS
+            ]
             raise ValueError(f"--model-options {key}: not an argument of {owner} (it takes {', '.join(settable)})")
         default, hint = arguments[key]
         if not _settable(default, hint):

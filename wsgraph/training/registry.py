@@ -200,11 +200,12 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
     check_options(_model_classes(spec.name, spec.task, spec.is_conv), spec.options)
     try:
         return _build_model(spec, statistics, dict(spec.options))
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         if not spec.options:
             raise
-        # The class's own message names the argument ("... got an unexpected keyword argument 'x'").
-        raise ValueError(f"--model-options {render_options(spec.options)}: {error}") from None
+        # The class's own message names the argument ("... got an unexpected keyword argument 'x'", "heads must
+        # be positive"), not that it came from the options.
+        raise ValueError(f"--model {spec.name} with --model-options {render_options(spec.options)}: {error}") from None
 
 
 def _build_model(spec: ModelSpec, statistics: LayerStatistics | None, options: dict[str, Any]) -> nn.Module:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,10 @@ def test_options_reach_the_model_and_come_back_with_its_checkpoints(classificati
         ("norm", "wsgraph train: error: --model-options 'norm': expected KEY=VALUE"),
         ("depth=3", "wsgraph train: error: --model-options depth: set it with --depth"),
         ("norm=node,norm=graph", "wsgraph train: error: --model-options norm: given more than once"),
+        (
+            ("norm=node", "--model-options", "norm=graph"),
+            "wsgraph train: error: --model-options norm: given more than once",
+        ),
         ("2x=1", "wsgraph train: error: --model-options '2x': not an argument name"),
         (
             "fourier_featurez=0",
@@ -71,10 +76,19 @@ def test_bad_options_are_one_line_errors(
     classification_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, options: str, message: str
 ) -> None:
     arguments = ["train", "--data", str(classification_root), "--model", "ng-gnn", "--out", str(tmp_path / "r")]
-    status = main([*arguments, "--epochs", "1", "--no-progress", "--model-options", options])
+    given = [options] if isinstance(options, str) else list(options)
+    status = main([*arguments, "--epochs", "1", "--no-progress", "--model-options", *given])
     error = capsys.readouterr().err.strip()
     assert status == 1
     assert error == message
+
+
+def test_repeated_model_options_add_up(classification_root: Path, tmp_path: Path) -> None:
+    arguments = ["train", "--data", str(classification_root), "--model", "ng-gnn", "--out", str(tmp_path / "r")]
+    arguments += ["--epochs", "1", "--hidden-channels", "8", "--depth", "2", "--no-progress"]
+    assert main([*arguments, "--model-options", "norm=node", "--model-options", "fourier_features=0"]) == 0
+    stored = json.loads((tmp_path / "r" / "result.json").read_text())["config"]["model_options"]
+    assert stored == [["norm", "node"], ["fourier_features", 0]]
 
 
 @pytest.mark.parametrize(

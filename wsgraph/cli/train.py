@@ -74,7 +74,18 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         parsing = _parsing(item)
         if meta["aliases"]:
             parsing["action"] = _OldSpelling
+        if item.name == "model_options":
+            parsing["action"] = _Joined
         group.add_argument(flag, *meta["aliases"], dest=item.name, help=_help(item), **parsing)
+
+
+class _Joined(argparse._StoreAction):
+    """A repeated ``--model-options`` adds to the earlier ones (a key given twice is then refused), rather than
+    replacing them without a word."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        earlier = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, values if earlier is None else (*earlier, *values))
 
 
 class _OldSpelling(argparse._StoreAction):

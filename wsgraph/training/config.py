@@ -229,7 +229,7 @@ class TrainConfig:
         (),
         "further constructor arguments of the model class, comma separated, e.g. norm=minibatch,fourier_features=0 "
         "for ng-gnn (true/false, none, numbers, text; + joins a tuple's items: aggregators=mean+max, or max+ "
-        "for one)",
+        "for one); repeatable, the options adding up",
         "model",
         default_text="the class's own defaults",
         metavar="KEY=VALUE,...",

@@ -86,3 +86,9 @@ def test_the_flat_mlp_takes_its_old_depth_keyword() -> None:
     with pytest.warns(DeprecationWarning, match=r"FlatMLP\(num_hidden_layers=...\) is deprecated.*use depth="):
         old = FlatMLP(20, 3, num_hidden_layers=2)
     assert old.state_dict().keys() == FlatMLP(20, 3, depth=2).state_dict().keys()
+
+
+def test_model_options_in_an_error_read_as_the_command_line_writes_them() -> None:
+    stored = TrainConfig("data/x", "gine", "runs/x", model_options=parse_model_options("edge_readout=false")).to_dict()
+    assert TrainConfig.shown("model_options", stored["model_options"]) == "'edge_readout=false'"
+    assert TrainConfig.shown("lr", 0.5) == "0.5"

@@ -119,7 +119,10 @@ def _finished_result(config: TrainConfig, folder: Path) -> dict[str, Any] | None
     result = read_json(folder / RESULT_JSON)
     differences = TrainConfig.from_dict(result["config"]).differences(config)
     if differences:
-        listed = "; ".join(f"{key}: {old!r} there, {new!r} now" for key, (old, new) in differences.items())
+        listed = "; ".join(
+            f"{key}: {TrainConfig.shown(key, old)} there, {TrainConfig.shown(key, new)} now"
+            for key, (old, new) in differences.items()
+        )
         raise ValueError(f"{folder} holds a finished run with other settings ({listed}); choose another --out")
     return result
 

@@ -413,6 +413,13 @@ class TrainConfig:
             if key not in RESUMABLE_CHANGES and comparable(key, mine[key]) != comparable(key, theirs[key])
         }
 
+    @staticmethod
+    def shown(key: str, value: Any) -> str:
+        """A setting's stored value as an error message shows it: model options as ``--model-options`` takes them."""
+        if key == "model_options":
+            return repr(render_model_options(normalize_model_options(value)))
+        return repr(value)
+
     def command(self, program: str = "wsgraph train") -> str:
         """The command line that makes this run: ``--data``, ``--model``, ``--out`` and every other setting
         that is not a default."""

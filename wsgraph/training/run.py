@@ -229,7 +229,8 @@ class _Run:
         differences = stored.differences(self.config)
         if differences:
             listed = "; ".join(
-                f"{key}: {old!r} in the checkpoint, {new!r} now" for key, (old, new) in differences.items()
+                f"{key}: {TrainConfig.shown(key, old)} in the checkpoint, {TrainConfig.shown(key, new)} now"
+                for key, (old, new) in differences.items()
             )
             raise ValueError(f"{resume}: cannot resume with different settings ({listed})")
         # The run's best checkpoint lies beside its last one: the test at the end reads it.

@@ -190,6 +190,4 @@ def test_bench_reproduces_and_compares_the_options(
     table = (tmp_path / "b" / "results.md").read_text()
     assert "--model-options norm=minibatch,aggregators=max+`" in table
     assert main([*arguments, "--model-options", "norm=node"]) == 1
-    assert "model_options: 'norm=minibatch,aggregators=max+' there, 'norm=node' now" in (
-        capsys.readouterr().err
-    )
+    assert "model_options: 'norm=minibatch,aggregators=max+' there, 'norm=node' now" in (capsys.readouterr().err)

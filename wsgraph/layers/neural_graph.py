@@ -640,7 +640,9 @@ class NeuralGraphGNN(NeuralGraphInputs):
 
     def forward(self, data: Data) -> Tensor:
         check_signature(data, self.num_weight_layers, self.in_dim, self.out_dim, type(self).__name__)
-        check_channels(data, self.in_channels, type(self).__name__, self.edge_channels, dtype=next(self.parameters()).dtype)
+        check_channels(
+            data, self.in_channels, type(self).__name__, self.edge_channels, dtype=next(self.parameters()).dtype
+        )
         nodes = self.encode_nodes(data)
         widths = data.layer_widths
         uniform = bool((widths == widths[:1]).all())

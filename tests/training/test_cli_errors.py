@@ -120,7 +120,7 @@ def test_existing_run_and_conflicting_resume(classification_root: Path, tmp_path
     out = str(tmp_path / "r")
     assert run(capsys, ["train", "--data", str(classification_root), "--model", "mlp", "--out", out, *TINY])[0] == 0
     status, error = run(capsys, ["train", "--data", str(classification_root), "--model", "mlp", "--out", out, *TINY])
-    assert status == 1 and "already holds a run (last.pt, best.pt, result.json, metrics.csv); pass --resume" in error
+    assert status == 1 and "already holds a run (last.pt, result.json, metrics.csv); pass --resume" in error
     status, error = run(capsys, ["train", "--out", out, "--resume", "--lr", "0.5"])
     assert status == 1 and "cannot resume with different settings (lr: 0.001 in the checkpoint, 0.5 now)" in error
     status, error = run(capsys, ["train", "--out", out, "--resume", "--num-workers", "1"])

@@ -590,8 +590,9 @@ def load_trained_model(
 
 
 def _run_files(folder: Path) -> list[str]:
-    """The files of a run that ``folder`` holds: another run there would overwrite them."""
-    return [name for name in (LAST, BEST, RESULT_JSON, METRICS_CSV) if (folder / name).exists()]
+    """The files that show ``folder`` holds a run, which another run there would overwrite. A lone ``best.pt`` does
+    not: it is a run stopped during its first epoch's saving (``metrics.csv`` follows ``last.pt`` every epoch)."""
+    return [name for name in (LAST, RESULT_JSON, METRICS_CSV) if (folder / name).exists()]
 
 
 def _fresh_state() -> dict[str, Any]:

@@ -13,6 +13,7 @@
 # layer benchmark about 50 s, the fitting-step benchmark 21 s: give the run a 590 s limit.
 #
 # CHECK=ng runs what the Neural Graphs GNN (ng-gnn) needs, for a later loan:
+#   0. the CUDA agreement tests (DWSNet's and ng-gnn's);
 #   1. the baselines' training-step benchmark on CUDA (ng-gnn on its three backends, DWSNet);
 #   2. fit all 70,000 MNIST INRs with the released recipe on the GPU;
 #   3. ng-gnn with its authors' recipe on them (the command of `benchmarks/reproduce.py
@@ -86,6 +87,8 @@ step() {
 step environment 30 bash -c "$PY -c 'import torch, torch_geometric, wsgraph; print(torch.__version__, torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name(0), torch_geometric.__version__, wsgraph.__file__)'; nproc; nvidia-smi -L || true"
 
 if [ "$CHECK" = ng ]; then
+  # Includes ng-gnn's: on CUDA the fused backend computes with the dense composition, as on the CPU.
+  step tests-cuda 60 $PY -m pytest -q -p no:cacheprovider tests/layers/test_cuda_agreement.py
   step bench-baselines 100 $PY benchmarks/bench_baselines.py --models ng-gnn,ng-gnn-dense,ng-gnn-scatter,dwsnet \
     --device "$DEVICE" --steps 5 --batch-size "${BASELINES_BATCH:-512}" --out "$RESULTS/baselines_gpu.json"
   step fit-mnist 240 $PY -m wsgraph fit-inrs --source mnist --root "$MNIST_ROOT" --out "$WORK/mnist-inrs" --dilated \

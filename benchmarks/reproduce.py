@@ -23,9 +23,10 @@ The tasks ``mnist-ng`` and ``fashion-ng`` (in no profile's default list; name th
 recipe (``NEURAL_GRAPHS_RECIPE`` below): up to 200 epochs of batches of 128, one seed;
 ``mnist-ng-probe`` and ``fashion-ng-probe`` the same with 64 probe features, as their
 ``*_cls_pna_probe_64.sh`` scripts do.
-On this CPU an epoch of the 55,000 MNIST training INRs takes 6 to 7 minutes at one
-thread (134-161 networks/s in the first epochs, with the compiled loops, while another
-job held the other core), so the run spans sessions;
+On this CPU an epoch of the 55,000 MNIST training INRs takes about 3.6 minutes at one
+thread (about 255 networks/s, with the compiled loops and ``norm=minibatch``, while
+another job held the other core), so a 200-epoch run takes about 12 hours and spans
+sessions;
 ``benchmarks/gpu_check.sh`` with ``CHECK=ng`` runs it on a GPU.
 
 Every step is an ordinary ``wsgraph`` command (printed, logged and recorded with its

@@ -71,7 +71,7 @@ def test_bad_settings_exit_1_in_one_line(classification_root: Path, tmp_path: Pa
     assert status == 1
     assert error.startswith("wsgraph train: error: ") and len(error.splitlines()) == 1
     assert message in error
-    assert not (tmp_path / "r" / "last.pt").exists()
+    assert not (tmp_path / "r").exists(), "a run that failed before training leaves no run folder"
 
 
 def test_missing_data_path(tmp_path: Path, capsys) -> None:
@@ -80,6 +80,15 @@ def test_missing_data_path(tmp_path: Path, capsys) -> None:
     )
     assert status == 1
     assert error == f"wsgraph train: error: --data {tmp_path / 'nowhere'}: no such directory"
+
+
+def test_a_failed_run_removes_only_the_empty_folders_it_made(tmp_path: Path, capsys) -> None:
+    missing = ["train", "--data", str(tmp_path / "nowhere"), "--model", "mlp"]
+    status, _ = run(capsys, [*missing, "--out", str(tmp_path / "runs" / "a" / "r")])
+    assert status == 1 and not (tmp_path / "runs").exists()
+    (tmp_path / "mine").mkdir()
+    status, _ = run(capsys, [*missing, "--out", str(tmp_path / "mine")])
+    assert status == 1 and (tmp_path / "mine").is_dir(), "a folder the user made stays"
 
 
 def test_folder_that_is_not_a_dataset(tmp_path: Path, capsys) -> None:

@@ -117,7 +117,17 @@ class _Run:
     def execute(self, resume: str | Path | None) -> dict[str, Any]:
         # Before the run folder is made; build_model checks them again against the one class the data asks for.
         check_model_options(self.config.model, self.config.model_options)
+        made = _missing_folders(self.out)
         self._check_out_writable()
+        try:
+            return self._execute(resume)
+        except BaseException:
+            # A run that fails before writing anything leaves no empty run folder behind.
+            if self.context.is_main:
+                _remove_empty(made)
+            raise
+
+    def _execute(self, resume: str | Path | None) -> dict[str, Any]:
         checkpoint = self._read_resume(resume)
         normalization = self._open_task()
         self.data_fingerprint = dataset_fingerprint(self.data.root)
@@ -608,6 +618,25 @@ def _fresh_state() -> dict[str, Any]:
         "train_networks": 0,
         "wall_seconds": 0.0,
     }
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, innermost first."""
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (innermost first) that is still empty; stop at the first that is not."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # holds files, or is already gone
+            return
 
 
 def _unwritable(folder: Path) -> str | None:

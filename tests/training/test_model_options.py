@@ -191,3 +191,16 @@ def test_bench_reproduces_and_compares_the_options(
     assert "--model-options norm=minibatch,aggregators=max+`" in table
     assert main([*arguments, "--model-options", "norm=node"]) == 1
     assert "model_options: 'norm=minibatch,aggregators=max+' there, 'norm=node' now" in (capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("model", ["ng-gnn", "ng-transformer"])
+def test_readout_and_a_pooling_layer_option_agree_or_are_refused(
+    classification_root: Path, tmp_path: Path, capsys, model: str
+) -> None:
+    arguments = ["train", "--data", str(classification_root), "--model", model, "--readout", "mean"]
+    arguments += ["--epochs", "1", "--hidden-channels", "8", "--depth", "1", "--no-progress"]
+    assert main([*arguments, "--out", str(tmp_path / "same"), "--model-options", "pooling_layer=all"]) == 0
+    capsys.readouterr()
+    assert main([*arguments, "--out", str(tmp_path / "other"), "--model-options", "pooling_layer=last"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.endswith("--readout mean pools all neurons and cannot go with pooling_layer=last; drop one of them")

@@ -208,6 +208,19 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
         raise ValueError(f"--model {spec.name} with --model-options {render_options(spec.options)}: {error}") from None
 
 
+def _readout_pooling(readout: str | None, options: dict[str, Any]) -> dict[str, str]:
+    """The Neural Graphs models' pooling arguments for ``--readout``, which pools every neuron's state
+    (``pooling_layer="all"``); ``options`` may say the same, not the opposite."""
+    if readout is None:
+        return {}
+    layer = options.pop("pooling_layer", "all")
+    if layer != "all":
+        raise ValueError(
+            f"--readout {readout} pools all neurons and cannot go with pooling_layer={layer}; drop one of them"
+        )
+    return {"pooling": readout, "pooling_layer": "all"}
+
+
 def _build_model(spec: ModelSpec, statistics: LayerStatistics | None, options: dict[str, Any]) -> nn.Module:
     num_weight_layers, in_dim, out_dim = spec.signature
     family = _family(spec.name)
@@ -268,7 +281,7 @@ def _build_model(spec: ModelSpec, statistics: LayerStatistics | None, options: d
     degree = None if spec.pna_degree is None else torch.tensor(spec.pna_degree, dtype=torch.long)
     if family == "ng-gnn":
         # --readout pools all neurons; without it the published readout concatenates the output neurons.
-        pooling = {} if spec.readout is None else {"pooling": spec.readout, "pooling_layer": "all"}
+        pooling = _readout_pooling(spec.readout, options)
         # A CNN's edges carry its kernel grid, each entry one feature, as the Neural Graphs code encodes them.
         edges = {} if spec.kernel_grid is None else {"edge_channels": spec.kernel_grid[0] * spec.kernel_grid[1]}
         return NeuralGraphGNN(
@@ -287,7 +300,7 @@ def _build_model(spec: ModelSpec, statistics: LayerStatistics | None, options: d
         )
     if family == "ng-transformer":
         # --hidden-channels sets the neurons' states (d_node); the pairs' and the attention's sizes keep theirs.
-        pooling = {} if spec.readout is None else {"pooling": spec.readout, "pooling_layer": "all"}
+        pooling = _readout_pooling(spec.readout, options)
         return NeuralGraphTransformer(
             num_weight_layers,
             in_dim,

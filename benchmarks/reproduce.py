@@ -48,6 +48,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wsgraph.locks import LockedError, write_lock
+
 ROOT = Path(__file__).resolve().parent.parent
 # A folder holding the four MNIST idx files (link a copy to data/mnist, or set the variable).
 MNIST_ROOT = Path(os.environ.get("WSGRAPH_MNIST_ROOT", ROOT / "data" / "mnist")).resolve()
@@ -424,9 +426,30 @@ def inside_root(path: Path) -> Path:
         return path
 
 
+def wait_for_another_fitter(argv: list[str]) -> None:
+    """Before a fitting step, wait while another process fits the same INRs.
+
+    Two chains of this script may share an INR set (``--tasks mnist-ng`` in one,
+    ``--tasks mnist-ng-probe`` in another): the one that comes second waits for the
+    first one's fit to end and then finds every shard fitted, where ``wsgraph fit-inrs``
+    alone would refuse the locked folder and end the chain.
+    """
+    if argv[0] not in ("fit-inrs", "fit-sines"):
+        return
+    out = ROOT / argv[argv.index("--out") + 1]
+    try:
+        with write_lock(out, "benchmarks/reproduce.py (checking for another fitter)"):
+            return
+    except LockedError as busy:
+        print(f"  waiting: {busy}", flush=True)
+    with write_lock(out, "benchmarks/reproduce.py (waiting for another fitter)", wait=True):
+        pass
+
+
 def run_step(argv: list[str], log: Path) -> float:
     command = [sys.executable, "-m", "wsgraph", *argv]
     print(f"$ wsgraph {shlex.join(argv)}", flush=True)
+    wait_for_another_fitter(argv)
     started = time.perf_counter()
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as stream:

@@ -1,4 +1,5 @@
 import os
+import threading
 
 import pytest
 
@@ -54,3 +55,32 @@ def test_a_lock_file_removed_before_it_was_locked_is_not_taken(tmp_path, monkeyp
         assert len(calls) == 2 and path.exists()
         assert os.path.samestat(os.fstat(calls[1]), os.stat(path))
     assert not path.exists()
+
+
+@pytest.mark.parametrize("flock", [True, False], ids=["flock", "exclusive-create"])
+def test_a_waiter_gets_the_lock_when_its_holder_releases_it(tmp_path, monkeypatch, flock):
+    if not flock:
+        monkeypatch.setattr(locks, "fcntl", None)
+        monkeypatch.setattr(locks, "_WAIT_POLL_SECONDS", 0.01)
+    elif locks.fcntl is None:
+        pytest.skip("no fcntl here")
+    target, events = tmp_path / "out", []
+    holding, may_release = threading.Event(), threading.Event()
+
+    def holder():
+        with write_lock(target, "wsgraph fit-inrs"):
+            holding.set()
+            may_release.wait(timeout=30)
+            events.append("released")
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert holding.wait(timeout=30)
+    with pytest.raises(LockedError), write_lock(target, "refused"):
+        pass
+    threading.Timer(0.2, may_release.set).start()
+    with write_lock(target, "waiter", wait=True) as path:
+        events.append("acquired")
+        assert path.read_text() == f"{os.getpid()} waiter\n"
+    thread.join(timeout=30)
+    assert events == ["released", "acquired"] and not lock_path(target).exists()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ except ImportError:  # Windows
 
 # Filesystems where flock is not available (some network mounts) answer with one of these.
 _NO_LOCKING = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+_WAIT_POLL_SECONDS = 1.0
 
 
 class LockedError(BlockingIOError):
@@ -43,16 +45,18 @@ def lock_path(target: str | os.PathLike) -> Path:
 
 
 @contextmanager
-def write_lock(target: str | os.PathLike, holder: str) -> Iterator[Path]:
+def write_lock(target: str | os.PathLike, holder: str, wait: bool = False) -> Iterator[Path]:
     """Hold the lock on writing ``target`` while the ``with`` block runs.
 
     Args:
         target: the file or folder to be written; its parent folder is created if needed.
         holder: what holds the lock, as a refusal names it (e.g. ``"wsgraph convert"``).
+        wait: when another process holds the lock, wait until it releases it instead of
+            refusing (a chain of commands that shares an output with another chain).
 
     Raises:
-        LockedError: another process holds the lock; the message names ``target``, that
-            process and its command, in one line.
+        LockedError: another process holds the lock (and ``wait`` is false); the message
+            names ``target``, that process and its command, in one line.
 
     Yields:
         The lock file's path.
@@ -61,7 +65,7 @@ def write_lock(target: str | os.PathLike, holder: str) -> Iterator[Path]:
     path = lock_path(target)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = _create_exclusively(path, target) if fcntl is None else _lock(path, target)
+        handle = _create_exclusively(path, target, wait) if fcntl is None else _lock(path, target, wait)
     except LockedError:
         raise
     except OSError as error:
@@ -80,11 +84,11 @@ def write_lock(target: str | os.PathLike, holder: str) -> Iterator[Path]:
             os.close(handle)
 
 
-def _lock(path: Path, target: Path) -> int | None:
+def _lock(path: Path, target: Path, wait: bool) -> int | None:
     while True:
         handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             text = _read(handle)
             os.close(handle)
@@ -106,16 +110,21 @@ def _lock(path: Path, target: Path) -> int | None:
         os.close(handle)
 
 
-def _create_exclusively(path: Path, target: Path) -> int:
-    try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
+def _create_exclusively(path: Path, target: Path, wait: bool) -> int:
+    while True:
         try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            text = ""
-        message = _refusal(target, text)
-        raise LockedError(f"{message} (if it no longer runs, delete {path})") from None
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if not wait:
+                break
+            # Without flock nothing wakes a waiter: look again now and then.
+            time.sleep(_WAIT_POLL_SECONDS)
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        text = ""
+    message = _refusal(target, text)
+    raise LockedError(f"{message} (if it no longer runs, delete {path})") from None
 
 
 def _read(handle: int) -> str:

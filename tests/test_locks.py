@@ -1,7 +1,7 @@
 import os
-import threading
 
 import pytest
+from lock_helpers import lock_held_by_another
 
 from wsgraph import locks
 from wsgraph.locks import LockedError, lock_path, write_lock
@@ -64,23 +64,11 @@ def test_a_waiter_gets_the_lock_when_its_holder_releases_it(tmp_path, monkeypatc
         monkeypatch.setattr(locks, "_WAIT_POLL_SECONDS", 0.01)
     elif locks.fcntl is None:
         pytest.skip("no fcntl here")
-    target, events = tmp_path / "out", []
-    holding, may_release = threading.Event(), threading.Event()
-
-    def holder():
-        with write_lock(target, "wsgraph fit-inrs"):
-            holding.set()
-            may_release.wait(timeout=30)
-            events.append("released")
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    assert holding.wait(timeout=30)
-    with pytest.raises(LockedError), write_lock(target, "refused"):
-        pass
-    threading.Timer(0.2, may_release.set).start()
-    with write_lock(target, "waiter", wait=True) as path:
-        events.append("acquired")
-        assert path.read_text() == f"{os.getpid()} waiter\n"
-    thread.join(timeout=30)
+    target = tmp_path / "out"
+    with lock_held_by_another(target, "wsgraph fit-inrs", release_after=0.2) as events:
+        with pytest.raises(LockedError), write_lock(target, "refused"):
+            pass
+        with write_lock(target, "waiter", wait=True) as path:
+            events.append("acquired")
+            assert path.read_text() == f"{os.getpid()} waiter\n"
     assert events == ["released", "acquired"] and not lock_path(target).exists()

@@ -2,10 +2,10 @@
 
 import importlib.util
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+from lock_helpers import lock_held_by_another
 
 from wsgraph.locks import lock_path, write_lock
 
@@ -26,23 +26,12 @@ def reproduce():
 
 
 def test_a_fitting_step_waits_for_another_fitter_of_the_same_inrs(reproduce, tmp_path, capsys):
-    out, events = tmp_path / "mnist-inrs", []
-    holding, may_release = threading.Event(), threading.Event()
-
-    def other_chain():
-        with write_lock(out, "a dataset writer (wsgraph fit-inrs / fit-sines)"):
-            holding.set()
-            may_release.wait(timeout=30)
-            events.append("other fitter done")
-
-    thread = threading.Thread(target=other_chain)
-    thread.start()
-    assert holding.wait(timeout=30)
-    threading.Timer(0.2, may_release.set).start()
-    reproduce.wait_for_another_fitter(["fit-inrs", "--source", "mnist", "--out", str(out)])
-    events.append("this chain fits")
-    thread.join(timeout=30)
-    assert events == ["other fitter done", "this chain fits"]
+    out = tmp_path / "mnist-inrs"
+    holder = "a dataset writer (wsgraph fit-inrs / fit-sines)"
+    with lock_held_by_another(out, holder, release_after=0.2) as events:
+        reproduce.wait_for_another_fitter(["fit-inrs", "--source", "mnist", "--out", str(out)])
+        events.append("this chain fits")
+    assert events == ["released", "this chain fits"]
     printed = capsys.readouterr().out
     assert printed.startswith(f"  waiting: {out}: a dataset writer (wsgraph fit-inrs / fit-sines) (process ")
     assert printed.count("\n") == 1 and not lock_path(out).exists()

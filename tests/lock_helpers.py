@@ -29,8 +29,7 @@ def lock_held_by_another(target: Path, holder: str, release_after: float) -> Ite
     thread.start()
     try:
         assert holding.wait(timeout=30)
-        timer = threading.Timer(release_after, may_release.set)
-        timer.start()
+        threading.Timer(release_after, may_release.set).start()
         yield events
     finally:
         may_release.set()

@@ -5,7 +5,7 @@ One prepared script, two profiles:
 * ``--profile gpu``: the ``full-cpu`` profile's commands on a CUDA device (INRs fitted on
   the GPU too), Fashion-MNIST first. ``benchmarks/gpu_check.sh`` runs its first part
   (fit and benchmark Fashion-MNIST, one seed) inside a short GPU loan: on one H200 the fit
-  took 109 s and the three trainings about 6 minutes.
+  took 109 s and the three trainings 282 s (their wall times in ``gpu-fashion-runs.json``).
 * ``--profile full-cpu``: the full-size reproduction on a CPU, meant to run in the
   background over several sessions (it resumes at every step): all 70,000 MNIST and
   70,000 Fashion-MNIST INRs (about 100 minutes each at 700 INRs/min on 2 cores), then
@@ -106,7 +106,7 @@ FULL_CPU_READING = [
     "the gap and pass the published number. The flat MLPs learn little, as published: 15.31 ± 0.37% and "
     "17.27 ± 1.1% with permutation augmentation (published 17.55 and 29.26; the most frequent class scores "
     "11.35%). DWSNet trained for 2.8 hours per seed on average on the 2-core CPU, which other jobs shared "
-    "(307 networks/s on average; about 740 with both cores to itself). Seed 0's per-epoch metrics: "
+    "(307 networks/s on average; 749 to 774 in seed 0's first three epochs, when it ran alone). Seed 0's per-epoch metrics: "
     "`docs/results/full-cpu-mnist-curves/`; every run's: the runs' folders. Fashion-MNIST, INRs fitted on this "
     "CPU, seed 0 so far (seeds 1 and 2 follow): DWSNet reaches 67.80% test accuracy (published 67.06 ± 0.29) at "
     "its best validation epoch, 31, early stopping ending the run at epoch 41; the flat MLPs 12.72% and 15.31% "

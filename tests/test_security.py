@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import warnings
 from pathlib import Path
 
 import pytest
@@ -247,6 +248,17 @@ def test_a_training_checkpoint_runs_no_code(tmp_path, marker):
     assert not marker.exists()
 
 
+def test_a_training_checkpoint_names_a_blocked_global(tmp_path, marker):
+    path = tmp_path / "last.pt"
+    torch.save({"format": "wsgraph-train-checkpoint", "version": 1, "extra": RunsShell(marker)}, path)
+    with pytest.raises(
+        ValueError, match=r"last\.pt: not a readable checkpoint \(UnpicklingError: .*GLOBAL \S*system"
+    ) as error:
+        load_run_checkpoint(path)
+    assert "\n" not in str(error.value) and "Weights only load failed" not in str(error.value)
+    assert not marker.exists()
+
+
 @pytest.fixture
 def dataset_root(tmp_path):
     src = tmp_path / "zoo"
@@ -266,6 +278,44 @@ def test_a_processed_cache_runs_no_code(dataset_root, marker):
     with pytest.raises(ValueError, match=rf"{processed.name}: unreadable processed cache"):
         WeightSpaceDataset(dataset_root, split="train", log=False)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("payload", [RunsShell, RunsPython])
+@pytest.mark.parametrize("record", ["pre_transform.pt", "pre_filter.pt"])
+def test_a_processed_record_runs_no_code(dataset_root, marker, record, payload):
+    WeightSpaceDataset(dataset_root, log=False)
+    # torch_geometric's own Dataset._process unpickles these two files with weights_only=False.
+    torch.save(payload(marker), dataset_root / "processed" / record)
+    with pytest.raises(ValueError, match=rf"{record}: unreadable processed cache") as error:
+        WeightSpaceDataset(dataset_root, log=False)
+    assert "\n" not in str(error.value) and not marker.exists()
+
+
+def test_train_on_a_folder_with_a_crafted_record_runs_no_code(marker, tmp_path, capsys):
+    src, root = tmp_path / "zoo", tmp_path / "labelled"
+    src.mkdir()
+    for number in range(8):
+        torch.save(build_mlp((2, 4, 1), seed=number).state_dict(), src / f"net{number}.pt")
+    (src / "labels.csv").write_text("path,label\n" + "".join(f"net{n}.pt,{n % 2}\n" for n in range(8)))
+    convert_checkpoints(src, root, labels=src / "labels.csv", progress=False, split_ratios=(0.5, 0.25, 0.25))
+    WeightSpaceDataset(root, log=False)
+    torch.save(RunsShell(marker), root / "processed" / "pre_transform.pt")
+    argv = ["train", "--data", str(root), "--model", "mlp", "--out", str(tmp_path / "run"), "--epochs", "1"]
+    assert main([*argv, "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pre_transform.pt: unreadable processed cache" in err
+    assert not marker.exists() and not (tmp_path / "run").exists()
+
+
+def test_processed_records_are_plain_text_and_flag_another_pre_transform(dataset_root):
+    WeightSpaceDataset(dataset_root, log=False)
+    for record in ("pre_transform.pt", "pre_filter.pt"):
+        assert torch.load(dataset_root / "processed" / record, weights_only=True) == "None"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        WeightSpaceDataset(dataset_root, log=False)
+    with pytest.warns(UserWarning, match=r"processed was built with another `pre_transform`; pass force_reload=True"):
+        WeightSpaceDataset(dataset_root, pre_transform=lambda batch: batch, log=False)
 
 
 def test_a_shard_runs_no_code_and_declares_no_more_than_it_holds(dataset_root, marker):

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
+# How torch.load(weights_only=True) begins every refusal, before paragraphs of advice.
+SAFE_LOAD_PREAMBLE = "Weights only load failed"
+
 
 def one_line(error: BaseException) -> str:
     """The first line of ``error``'s message, or its class name when the message is empty.
@@ -41,6 +46,12 @@ def load_error_reason(error: BaseException) -> str:
     if marker in text:
         lines = [line.strip() for line in text[text.index(marker) + len(marker) :].splitlines() if line.strip()]
         text = lines[0] if lines else ""
+    elif text.startswith(SAFE_LOAD_PREAMBLE):
+        # A global from a module torch blocks outright: the complaint is the paragraph
+        # between torch's advice and its pointer to the documentation.
+        paragraphs = [part.strip() for part in re.split(r"\n\s*\n", text)[1:] if part.strip()]
+        complaints = [part for part in paragraphs if not part.startswith("Check the documentation")]
+        text = complaints[0].rstrip(".") if complaints else text
     # The first sentence says what failed; torch's next ones give advice.
     text = text.splitlines()[0].split(". ")[0] if text else ""
     if not text:

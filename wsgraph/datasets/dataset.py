@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,8 @@ SOURCE_KEY, SPLIT_KEY = "source_id", "split"
 HAS_BIAS_EXTRA = "has_bias"
 # Networks per `assemble` call while processing, to bound the temporary structure tensors.
 EDGES_PER_CHUNK = 4_000_000
+# Records torch_geometric keeps next to a processed cache: which arguments built it.
+PROCESSING_RECORDS = ("pre_transform", "pre_filter")
 _PROCESSED_NAME = re.compile(r"^(train|val|test|summary)-[0-9a-f]{16}\.pt$")
 
 Storage = tuple[dict[str, Tensor], dict[str, Tensor]]
@@ -161,6 +165,30 @@ class WeightSpaceDataset(InMemoryDataset):
     @property
     def processed_file_names(self) -> list[str]:
         return [f"{name}-{self._fingerprint}.pt" for name in (*SPLITS, "summary")]
+
+    def _process(self) -> None:
+        # Replaces torch_geometric's Dataset._process, which unpickles the two records below
+        # with weights_only=False: a dataset folder from someone else could run code when opened.
+        processed = Path(self.processed_dir)
+        records = {name: _describe(getattr(self, name)) for name in PROCESSING_RECORDS}
+        for name, description in records.items():
+            path = processed / f"{name}.pt"
+            if not self.force_reload and path.exists() and _read_processed(str(path)) != description:
+                warnings.warn(
+                    f"{self.processed_dir} was built with another `{name}`; pass force_reload=True to rebuild it",
+                    stacklevel=3,
+                )
+        if not self.force_reload and all(Path(path).exists() for path in self.processed_paths):
+            return
+        announce = self.log and "PYTEST_CURRENT_TEST" not in os.environ
+        if announce:
+            print("Processing...", file=sys.stderr)
+        processed.mkdir(parents=True, exist_ok=True)
+        self.process()
+        for name, description in records.items():
+            atomic_write(processed / f"{name}.pt", lambda handle, text=description: torch.save(text, handle))
+        if announce:
+            print("Done!", file=sys.stderr)
 
     def process(self) -> None:
         paths = shard_paths(self.root)
@@ -508,6 +536,12 @@ def _read_processed(path: str) -> Any:
             f"{path}: unreadable processed cache ({type(error).__name__}); delete {Path(path).parent} "
             "or pass force_reload=True to rebuild it from the shards"
         ) from error
+
+
+def _describe(argument: Callable | None) -> str:
+    """What the processed cache records of a ``pre_transform``/``pre_filter``: the text
+    torch_geometric records, so caches it wrote keep matching (its repr, addresses cut)."""
+    return "None" if argument is None else re.sub(r"(<.*?)\s.*(>)", r"\1\2", str(argument))
 
 
 def _save(storage: Storage, path: str) -> None:

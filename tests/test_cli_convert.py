@@ -101,6 +101,12 @@ def test_bad_flags_exit_2(src, tmp_path, capsys, flags, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_folder_given_as_labels_file_is_named(src, tmp_path, capsys):
+    assert main(["convert", str(src), str(tmp_path / "out"), "--labels", str(tmp_path), "--quiet"]) == 1
+    assert capsys.readouterr().err == f"wsgraph convert: error: {tmp_path}: is a folder, not a labels file\n"
+    assert not (tmp_path / "out").exists()
+
+
 def _published_layout(root, items):
     """INR files as the DWSNets sets ship them: mnist_png_<split>/<label>_<n>/checkpoints/model_final.pth."""
     paths = {}

@@ -151,8 +151,9 @@ def write_truncated(path):
         (lambda path: torch.save({"epoch": 3, "lr": 0.1}, path), r"holds no tensors \(keys: epoch, lr\)"),
         (lambda path: torch.save({"model": {}}, path), "holds no tensors"),
         (lambda path: torch.save([torch.ones(2)], path), "holds a list, expected a state_dict or an nn.Module"),
+        (lambda path: torch.save(3, path), "holds an int, expected a state_dict or an nn.Module"),
     ],
-    ids=["missing", "directory", "empty", "garbage", "truncated", "no-tensors", "empty-container", "list"],
+    ids=["missing", "directory", "empty", "garbage", "truncated", "no-tensors", "empty-container", "list", "int"],
 )
 def test_unreadable_files(tmp_path, make, match):
     path = tmp_path / "net.pt"

@@ -4,9 +4,11 @@ import math
 import pytest
 import torch
 from data_roots import mnist_root
+from mlp_helpers import build_mlp
 
 from wsgraph.cli.main import main
 from wsgraph.core.convert_mlp import mlp_to_graph
+from wsgraph.datasets.checkpoint_folders import convert_checkpoints
 from wsgraph.datasets.images import load_images
 from wsgraph.datasets.store import read_meta, read_shard, shard_paths
 from wsgraph.inrs.render import image_grid_coords, render_inr
@@ -79,6 +81,22 @@ def test_fit_inrs_resumes_identically(tmp_path, capsys):
     changed = [*FIT[:5], "--steps", "41", *FIT[7:]]
     code, _, error = run_cli(capsys, *changed, "--out", str(out))
     assert code == 1 and "holds a dataset made with other settings" in error and len(error.strip().splitlines()) == 1
+    assert len(error) < 400  # the changed recipe is cut, not printed whole
+
+
+def test_fit_inrs_refuses_a_converted_dataset_in_one_short_line(tmp_path, capsys):
+    src, out = tmp_path / "zoo", tmp_path / "converted"
+    src.mkdir()
+    for number in range(4):
+        torch.save(build_mlp((2, 4, 1), seed=number).state_dict(), src / f"net{number}.pt")
+    convert_checkpoints(src, out, progress=False, split_ratios=(0.5, 0.25, 0.25))
+    meta = (out / "meta.json").read_bytes()
+    code, _, error = run_cli(capsys, *FIT, "--out", str(out))
+    assert code == 1 and error.strip().endswith(
+        "holds a dataset that no fitter made (its meta.json records no "
+        "fitting plan, as after wsgraph convert); use another --out folder"
+    )
+    assert (out / "meta.json").read_bytes() == meta
 
 
 def test_fit_inrs_is_independent_of_limit_and_shard_size(tmp_path, capsys):

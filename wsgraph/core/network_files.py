@@ -246,7 +246,9 @@ def _unwrap(content: object, name: str) -> nn.Module | dict[str, Tensor]:
     visited: set[int] = set()
     while not isinstance(content, nn.Module) and id(content) not in visited:
         if not isinstance(content, Mapping):
-            raise CheckpointError(f"{name}: holds a {type(content).__name__}, expected a state_dict or an nn.Module")
+            kind = type(content).__name__
+            article = "an" if kind[:1].lower() in "aeiou" else "a"
+            raise CheckpointError(f"{name}: holds {article} {kind}, expected a state_dict or an nn.Module")
         visited.add(id(content))
         inner = next(
             (content[key] for key in CONTAINER_KEYS if isinstance(content.get(key), (Mapping, nn.Module))), None

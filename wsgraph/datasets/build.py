@@ -122,10 +122,20 @@ def _refuse_diverged(path: Path, shard: Shard, meta: dict[str, Any]) -> None:
 def _check_same_plan(root: Path, old: dict | None, new: dict) -> None:
     if old == new:
         return
-    old = old or {}
+    if old is None:
+        raise ValueError(
+            f"{root}: holds a dataset that no fitter made (its meta.json records no fitting plan, as after "
+            "wsgraph convert); use another --out folder"
+        )
     changed = sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
-    detail = ", ".join(f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in changed[:3])
+    detail = ", ".join(f"{key}: {_brief(old.get(key))} -> {_brief(new.get(key))}" for key in changed[:3])
     raise ValueError(f"{root}: holds a dataset made with other settings ({detail}); use another --out folder")
+
+
+def _brief(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters so that a changed recipe keeps the error one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def split_statistics(root: str | os.PathLike, key: str) -> dict[str, dict[str, float]]:

@@ -509,6 +509,8 @@ def assign_splits(count: int, ratios: Sequence[float], seed: int) -> np.ndarray:
 def read_label_csv(path: str | os.PathLike, relative_paths: Sequence[str]) -> LabelTable:
     """Read ``path,label[,label...]`` rows; every path must name one of ``relative_paths``."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder, not a labels file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such labels file")
     known = set(relative_paths)

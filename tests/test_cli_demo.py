@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from wsgraph.cli.main import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -43,3 +45,13 @@ def test_main_job_fits_trains_and_tabulates(tmp_path, capsys):
 def test_demo_rejects_bad_settings(capsys):
     assert main(["demo", "--epochs", "0"]) == 1
     assert "--epochs must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("models", "message"), [(",", "--models names no model"), ("dwsnet,gnn", "unknown model 'gnn'")]
+)
+def test_demo_checks_its_models_before_fitting(tmp_path, capsys, models, message):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--models", models]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "choose from" in err
+    assert not (tmp_path / "demo").exists()

@@ -81,6 +81,19 @@ def write_json(path: str | os.PathLike, obj: Any, *, sort_keys: bool = False) ->
     return atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
+def refuse_existing_results(out: str | os.PathLike, names: tuple[str, ...]) -> None:
+    """Stop before a run replaces the results an earlier run left in ``out``.
+
+    Raises:
+        FileExistsError: naming the files of ``names`` that ``out`` already holds.
+    """
+    held = [name for name in names if (Path(out) / name).exists()]
+    if held:
+        raise FileExistsError(
+            f"--out {out} already holds results ({', '.join(held)}); choose another --out or delete them"
+        )
+
+
 def save_figure(figure: Figure, path: str | os.PathLike, *, dpi: float | None = None) -> Path:
     """Save a matplotlib ``figure`` to ``path`` atomically.
 

@@ -156,6 +156,11 @@ def test_the_command_refuses_bad_settings(relu_zoo: Path, tmp_path: Path, capsys
     args = ["adapt", "--data", str(relu_zoo), "--source", "digits", "--out", str(tmp_path), "--editors", "gnn"]
     assert main(args) == 1
     assert "unknown editor 'gnn'" in capsys.readouterr().err
+    (tmp_path / "result.json").write_text("{}")
+    assert main(["adapt", "--data", str(relu_zoo), "--source", "digits", "--out", str(tmp_path)]) == 1
+    assert f"--out {tmp_path} already holds results (result.json)" in capsys.readouterr().err
+    assert (tmp_path / "result.json").read_text() == "{}"
+    (tmp_path / "result.json").unlink()
     # A zoo converted without its activation: the classifiers cannot be run.
     unlabelled = tmp_path / "no-activation"
     zoo = relu_zoo.parent / "digits-relu"

@@ -83,6 +83,16 @@ def test_stats_gbt_ranks_members_far_better_than_chance(mlp_zoo: Path, tmp_path:
     assert len((tmp_path / "test_predictions.csv").read_text().splitlines()) == 1 + result["networks"]["test"]
 
 
+def test_stats_gbt_keeps_earlier_results_and_needs_a_target(mlp_zoo: Path, tmp_path: Path) -> None:
+    (tmp_path / "result.json").write_text("{}")
+    with pytest.raises(FileExistsError, match=r"already holds results \(result\.json\); choose another --out"):
+        fit_stats_gbt(mlp_zoo, tmp_path, ("test_accuracy",))
+    assert (tmp_path / "result.json").read_text() == "{}"
+    with pytest.raises(ValueError, match="--targets names no target: a zoo's targets are"):
+        fit_stats_gbt(mlp_zoo, tmp_path / "fresh", ())
+    assert not (tmp_path / "fresh").exists()
+
+
 def test_weight_statistics_are_moments_and_quantiles_per_tensor() -> None:
     import torch
 

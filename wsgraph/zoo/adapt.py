@@ -3,7 +3,6 @@ they classify a shifted image domain, against the unedited classifiers and fine-
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -19,6 +18,7 @@ from torch_geometric.loader import DataLoader
 
 from wsgraph.core.activations import UNKNOWN
 from wsgraph.datasets.dataset import WeightSpaceDataset
+from wsgraph.io import refuse_existing_results, write_json
 from wsgraph.zoo.data import load_zoo_data
 from wsgraph.zoo.editing import EDITORS, WeightEditing, accuracies, edit_loss, fine_tune, image_batches, make_editor
 from wsgraph.zoo.shifts import shift_images
@@ -107,6 +107,8 @@ def run_adaptation(config: AdaptConfig, out: str | os.PathLike | None = None) ->
     members' accuracies (fractions), the costs, and the editors' training losses.
     """
     config.check()
+    if out is not None:
+        refuse_existing_results(out, (RESULT_JSON,))
     images, image_shape, classes = load_zoo_data(config.source, config.root, config.test_size)
     train_set = WeightSpaceDataset(config.data, split="train", log=False)
     test_set = WeightSpaceDataset(config.data, split="test", log=False)
@@ -203,7 +205,7 @@ def run_adaptation(config: AdaptConfig, out: str | os.PathLike | None = None) ->
     }
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / RESULT_JSON).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(Path(out) / RESULT_JSON, result)
     return result
 
 

@@ -26,7 +26,7 @@ import torch
 from sklearn.ensemble import GradientBoostingRegressor
 
 from wsgraph.datasets.store import SPLITS
-from wsgraph.io import write_json
+from wsgraph.io import refuse_existing_results, write_json
 from wsgraph.training.regression import (
     PREDICTED_VS_TRUE_PNG,
     PREDICTIONS_CSV,
@@ -84,8 +84,10 @@ def fit_stats_gbt(
     mean predictor's MSE, the settings), ``test_predictions.csv`` and ``predicted_vs_true.png``.
     """
     unknown = [target for target in targets if target not in TARGET_COLUMNS]
-    if unknown:
-        raise ValueError(f"--targets {unknown[0]}: a zoo's targets are {', '.join(TARGET_COLUMNS)}")
+    if unknown or not targets:
+        named = f"--targets {unknown[0]}" if unknown else "--targets names no target"
+        raise ValueError(f"{named}: a zoo's targets are {', '.join(TARGET_COLUMNS)}")
+    refuse_existing_results(out, ("result.json", PREDICTIONS_CSV, PREDICTED_VS_TRUE_PNG))
     started = time.perf_counter()
     features, records = zoo_features(zoo)
     y = np.array([[record[target] for target in targets] for record in records], dtype=np.float64)

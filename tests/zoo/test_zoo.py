@@ -110,6 +110,41 @@ def test_a_zoo_with_other_settings_is_refused(digits, tmp_path: Path) -> None:
         build_zoo(_plan(digits, count=4), digits[0], tmp_path, progress=False)
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda document: {**document, "records": 5}, "not a zoo shard's records"),
+        (lambda document: [document], "not a zoo shard's records"),
+        (lambda document: {**document, "seconds": "soon"}, "not a zoo shard's records"),
+        (lambda document: {**document, "records": [7]}, "record 0: a int, not an object"),
+        (lambda document: {**document, "records": [{k: v for k, v in document["records"][0].items() if k != "member"}]}, "record 0: no 'member'"),
+        (lambda document: {**document, "records": [{**document["records"][0], "epoch": "1"}]}, "record 0: 'epoch' is '1'"),
+        (lambda document: {**document, "records": [{**document["records"][0], "split": "holdout"}]}, "out of range"),
+        (lambda document: {**document, "records": [{**document["records"][0], "path": "/etc/passwd"}]}, "leaves the zoo's checkpoints folder"),
+        (lambda document: {**document, "records": [{**document["records"][0], "path": "../../x.pt"}]}, "leaves the zoo's checkpoints folder"),
+    ],
+    ids=["records-number", "list", "seconds", "record-number", "missing", "type", "split", "absolute", "parent"],
+)  # fmt: skip
+def test_a_hand_edited_records_file_is_named_before_anything_is_written(digits, tmp_path: Path, edit, message) -> None:
+    plan = _plan(digits, arch="mlp", count=3)
+    build_zoo(plan, digits[0], tmp_path, progress=False)
+    records = tmp_path / CHECKPOINTS / "shard-00000" / "records.json"
+    records.write_text(json.dumps(edit(json.loads(records.read_text()))))
+    index = (tmp_path / "index.csv").read_text()
+    with pytest.raises(ValueError, match=rf"records\.json: .*{message}") as error:
+        build_zoo(plan, digits[0], tmp_path, progress=False)
+    assert "\n" not in str(error.value) and (tmp_path / "index.csv").read_text() == index
+
+
+@pytest.mark.parametrize("plan", [5, [], None])
+def test_a_zoo_file_without_a_plan_is_not_a_zoo(digits, tmp_path: Path, plan) -> None:
+    build_zoo(_plan(digits, arch="mlp", count=3), digits[0], tmp_path, progress=False)
+    zoo_file = tmp_path / "zoo.json"
+    zoo_file.write_text(json.dumps({**json.loads(zoo_file.read_text()), "plan": plan}))
+    with pytest.raises(ValueError, match=r"zoo\.json: not a wsgraph zoo"):
+        build_zoo(_plan(digits, arch="mlp", count=3), digits[0], tmp_path, progress=False)
+
+
 @pytest.mark.parametrize("arch", ["cnn", "mlp"])
 def test_batched_training_equals_training_each_member_alone(digits, arch: str) -> None:
     data = digits[0]

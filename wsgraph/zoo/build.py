@@ -154,7 +154,7 @@ def _build_locked(plan: ZooPlan, data: ZooData, out: Path, progress: bool, worke
         from wsgraph.training.metrics import read_json
 
         old = read_json(zoo_file)
-        if old.get("format") != FORMAT:
+        if not isinstance(old, dict) or old.get("format") != FORMAT or not isinstance(old.get("plan"), dict):
             raise ValueError(f"{zoo_file}: not a wsgraph zoo; use another --out folder")
         if old.get("plan") != document["plan"]:
             changed = sorted(k for k in document["plan"] if old.get("plan", {}).get(k) != document["plan"][k])
@@ -249,21 +249,67 @@ def _record(plan: ZooPlan, member: MemberHyperparameters, snapshot: Snapshot, pa
     return record
 
 
+# The fields of a checkpoint record (see `_record`) and the JSON types each may hold.
+_NUMBER = (int, float)
+RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "member": (int,), "epoch": (int,), "epochs": (int,), "final": (bool,), "split": (str,),
+    "path": (str, type(None)), "activation": (str,), "init_family": (str,), "lr": _NUMBER,
+    "weight_decay": _NUMBER, "init_scale": _NUMBER, "dropout": _NUMBER, "train_fraction": _NUMBER,
+    "test_accuracy": _NUMBER, "test_loss": _NUMBER, "train_accuracy": _NUMBER, "train_loss": _NUMBER,
+    "generalization_gap": _NUMBER,
+}  # fmt: skip
+
+
 def read_records(out: str | os.PathLike) -> list[dict[str, Any]]:
     """Every checkpoint record of the zoo's finished shards, ordered by member and epoch."""
+    records = [record for _, shard_records in _read_shard_records(Path(out)) for record in shard_records]
+    return sorted(records, key=lambda r: (r["member"], r["epoch"]))
+
+
+def _read_shard_records(out: Path) -> list[tuple[float, list[dict[str, Any]]]]:
+    """Every finished shard's training seconds and records, checked: a zoo folder may come
+    from someone else, and its records name the files that are then loaded."""
     from wsgraph.training.metrics import read_json
 
-    out = Path(out)
-    records = []
+    shards = []
     for folder in sorted((out / CHECKPOINTS).glob("shard-*")):
-        if (folder / RECORDS).is_file():
-            records += read_json(folder / RECORDS)["records"]
-    return sorted(records, key=lambda r: (r["member"], r["epoch"]))
+        path = folder / RECORDS
+        if not path.is_file():
+            continue
+        document = read_json(path)
+        records = document.get("records") if isinstance(document, dict) else None
+        seconds = document.get("seconds") if isinstance(document, dict) else None
+        if not isinstance(records, list) or not isinstance(seconds, _NUMBER) or isinstance(seconds, bool):
+            raise ValueError(f"{path}: not a zoo shard's records (expected 'records', a list, and 'seconds')")
+        for number, record in enumerate(records):
+            problem = _record_problem(record)
+            if problem:
+                raise ValueError(f"{path}: record {number}: {problem}")
+        shards.append((float(seconds), records))
+    return shards
+
+
+def _record_problem(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return f"a {type(record).__name__}, not an object"
+    for name, types in RECORD_FIELDS.items():
+        value = record.get(name, ...)
+        if value is ...:
+            return f"no '{name}'"
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            return f"'{name}' is {value!r}"
+    if record["member"] < 0 or record["epoch"] < 0 or record["split"] not in SPLITS:
+        return f"member {record['member']}, epoch {record['epoch']}, split {record['split']!r} out of range"
+    path = record["path"]
+    if path is not None and (Path(path).is_absolute() or ".." in Path(path).parts or "\\" in path):
+        return f"path {path!r} leaves the zoo's checkpoints folder"
+    return None
 
 
 def write_index(plan: ZooPlan, out: Path) -> dict[str, Any]:
     """Write ``index.csv``, ``labels.csv`` and ``summary.json`` from the shards' records."""
-    records = read_records(out)
+    shard_records = _read_shard_records(out)
+    records = sorted((r for _, rs in shard_records for r in rs), key=lambda r: (r["member"], r["epoch"]))
     columns = [
         "path", "member", "epoch", "final", "split", "activation", "init_family", "lr", "weight_decay",
         "init_scale", "dropout", "train_fraction", "epochs", "test_accuracy", "test_loss", "train_accuracy",
@@ -276,11 +322,7 @@ def write_index(plan: ZooPlan, out: Path) -> dict[str, Any]:
         ["path", "split", *TARGET_COLUMNS],
         [[r["path"], r["split"], *(_cell(r[c]) for c in TARGET_COLUMNS)] for r in saved],
     )
-    shards = []
-    for folder in sorted((out / CHECKPOINTS).glob("shard-*")):
-        from wsgraph.training.metrics import read_json
-
-        shards.append(read_json(folder / RECORDS)["seconds"])
+    shards = [seconds for seconds, _ in shard_records]
     final = [r for r in records if r["final"]]
     accuracies = np.array([r["test_accuracy"] for r in final], dtype=np.float64)
     summary = {

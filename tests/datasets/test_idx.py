@@ -1,6 +1,7 @@
 import gzip
 import hashlib
 import struct
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -83,8 +84,66 @@ def test_read_idx_truncated(tmp_path):
     with pytest.raises(ValueError, match="corrupt or truncated gzip stream"):
         read_idx(path)
     path.write_bytes(data + b"\x00")
-    with pytest.raises(ValueError, match="1 bytes after the data"):
+    with pytest.raises(ValueError, match=r"bytes after the 48 data bytes of shape \(3, 4, 4\)"):
         read_idx(path)
+
+
+def read_with_peak_memory(path: Path) -> tuple[int, str]:
+    """The refusal of `path` and the most memory taken to reach it."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError) as raised:
+            read_idx(path, IMAGES_MAGIC)
+        return tracemalloc.get_traced_memory()[1], str(raised.value)
+    finally:
+        tracemalloc.stop()
+
+
+def test_read_idx_gzip_bomb_reads_only_the_declared_size(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(idx_bytes(np.ones((2, 2, 2), dtype=np.uint8)) + bytes(20_000_000)))
+    peak, message = read_with_peak_memory(path)
+    assert message == f"{path}: idx file has bytes after the 8 data bytes of shape (2, 2, 2)"
+    assert peak < 4_000_000
+
+
+def test_read_idx_gzip_bomb_declaring_more_than_gzip_can_hold(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    header = struct.pack(">HBB", 0, 0x08, 3) + struct.pack(">3I", 2**20, 2**10, 2**10)
+    path.write_bytes(gzip.compress(header + bytes(20_000_000)))
+    peak, message = read_with_peak_memory(path)
+    assert message.startswith(f"{path}: truncated idx file: shape (1048576, 1024, 1024) needs 1099511627776 data")
+    assert message.endswith(f"more than a {path.stat().st_size}-byte gzip file can hold")
+    assert peak < 4_000_000
+
+
+def test_read_idx_sizes_beyond_int64(tmp_path):
+    path = tmp_path / "images"
+    path.write_bytes(struct.pack(">HBB", 0, 0x08, 3) + struct.pack(">3I", 2**22, 2**21, 2**21) + b"abc")
+    with pytest.raises(ValueError, match=r"^.*images: truncated idx file: .* needs 18446744073709551616 data bytes"):
+        read_idx(path, IMAGES_MAGIC)
+
+
+def test_mnist_label_out_of_range(tmp_path):
+    arrays = write_mnist_folder(tmp_path)
+    labels = arrays["train-labels-idx1-ubyte"]
+    labels[17] = 200
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
+    with pytest.raises(
+        ValueError, match=r"train-labels-idx1-ubyte\.gz: label 200 at index 17 is not below the 10 classes"
+    ):
+        load_images("mnist", tmp_path, val_size=5)
+
+
+def test_mnist_train_and_test_images_of_different_sizes(tmp_path):
+    write_mnist_folder(tmp_path)
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros((6, 5, 4), np.uint8))))
+    with pytest.raises(
+        ValueError,
+        match=r"t10k-images-idx3-ubyte\.gz: images of shape \(5, 4\), "
+        r"but those of .*train-images-idx3-ubyte\.gz have shape \(4, 5\)",
+    ):
+        load_images("mnist", tmp_path, val_size=5)
 
 
 @pytest.mark.parametrize("compress", [False, True])

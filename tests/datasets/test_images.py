@@ -106,6 +106,22 @@ def test_image_folder_errors(tmp_path):
         load_images("imagefolder", tmp_path / "split")
 
 
+def test_image_folder_pil_errors_name_the_file(tmp_path, monkeypatch):
+    image = tmp_path / "a" / "0.png"
+    write_png(image, np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8))
+    image.write_bytes(image.read_bytes()[:170])
+    with pytest.raises(ValueError, match=r"0\.png: not a readable image \(image file is truncated\)"):
+        load_images("imagefolder", tmp_path)
+    # PIL warns above MAX_IMAGE_PIXELS and refuses above twice that.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+    for side in (4, 5):
+        write_png(image, np.zeros((side, side), dtype=np.uint8))
+        with pytest.raises(
+            ValueError, match=rf"0\.png: not a readable image \(Image size \({side * side} pixels\) exceeds"
+        ):
+            load_images("imagefolder", tmp_path)
+
+
 def write_cifar(folder: Path, per_batch: int = 3, num_test: int = 2) -> list[np.ndarray]:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(2)
@@ -154,6 +170,73 @@ def test_cifar_errors(tmp_path):
     nothing.mkdir()
     with pytest.raises(FileNotFoundError, match="no CIFAR-10 python batches"):
         load_images("cifar10", nothing)
+
+
+class PickledArray:
+    """Pickles as numpy does an array, with the shape and state given."""
+
+    def __init__(self, arguments, state=None):
+        self.arguments, self.state = arguments, state
+
+    def __reduce__(self):
+        reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]
+        if self.state is None:
+            return (np.ndarray, self.arguments)
+        return (reconstruct, self.arguments, self.state)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        PickledArray(((10**8, 3072),)),
+        PickledArray((np.ndarray, (10**8, 3072), b"B"), (1, (1,), np.dtype("u1"), False, b"\x00")),
+        PickledArray((np.ndarray, (0,), b"B"), (1, (10**10,), np.dtype("O"), False, [])),
+    ],
+)
+def test_cifar_batch_declaring_huge_arrays(tmp_path, data):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar(folder)
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": data, b"labels": []}, protocol=4))
+    with pytest.raises(
+        ValueError, match=r"test_batch: not a CIFAR-10 pickle batch \(UnpicklingError: an array of shape"
+    ):
+        load_images("cifar10", tmp_path, val_size=4)
+
+
+def test_cifar_batch_declaring_huge_bytes(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar(folder)
+    (folder / "test_batch").write_bytes(b"\x80\x04\x8e" + (2**62).to_bytes(8, "little") + b"abc")
+    with pytest.raises(ValueError, match=r"test_batch: not a CIFAR-10 pickle batch \(declares an object too large"):
+        load_images("cifar10", tmp_path, val_size=4)
+
+
+@pytest.mark.parametrize(
+    ("meta", "reason"),
+    [
+        ({b"x": 1}, r"label_names is not a list of strings"),
+        ({b"label_names": 5}, r"label_names is not a list of strings"),
+        ({b"label_names": [10**11]}, r"label_names is not a list of strings"),
+        ({b"label_names": [b"\xff"] * 10}, r"a label name is not UTF-8"),
+    ],
+)
+def test_cifar_bad_meta(tmp_path, meta, reason):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar(folder)
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta))
+    with pytest.raises(ValueError, match=rf"batches\.meta: .*{reason}"):
+        load_images("cifar10", tmp_path, val_size=4)
+
+
+@pytest.mark.parametrize(("label", "reason"), [(99, "is not below the 10 classes"), (-1, "is negative")])
+def test_cifar_label_out_of_range(tmp_path, label, reason):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar(folder)
+    data = np.zeros((3, 3072), dtype=np.uint8)
+    with open(folder / "data_batch_2", "wb") as handle:
+        pickle.dump({b"data": data, b"labels": [0, label, 0]}, handle)
+    with pytest.raises(ValueError, match=rf"data_batch_2: label {label} at index 1 {reason}"):
+        load_images("cifar10", tmp_path, val_size=4)
 
 
 def test_torchvision_source(tmp_path, monkeypatch):

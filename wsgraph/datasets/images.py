@@ -21,8 +21,13 @@ fixed seed (MNIST and Fashion-MNIST: 55,000 / 5,000 / 10,000).
 from __future__ import annotations
 
 import importlib
+import math
+import operator
 import os
 import pickle
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -299,14 +304,23 @@ def _idx_source(name: str, root: str | os.PathLike | None, val_size: int | None,
             )
         root = FASHION_MNIST_DEBIAN
     folder = _require_root(name, root)
-    arrays = {}
+    names = [str(d) for d in range(10)] if name == "mnist" else list(FASHION_MNIST_CLASSES)
+    arrays, image_files = {}, {}
     for part in ("train", "t10k"):
-        images = read_idx(_find_idx(folder, f"{part}-images", "idx3"), IMAGES_MAGIC)
-        labels = read_idx(_find_idx(folder, f"{part}-labels", "idx1"), LABELS_MAGIC)
+        image_files[part] = _find_idx(folder, f"{part}-images", "idx3")
+        labels_file = _find_idx(folder, f"{part}-labels", "idx1")
+        images = read_idx(image_files[part], IMAGES_MAGIC)
+        labels = read_idx(labels_file, LABELS_MAGIC)
         if images.shape[0] != labels.shape[0]:
             raise ValueError(f"{folder}: {part} has {images.shape[0]} images but {labels.shape[0]} labels")
+        _check_labels(labels_file, labels, len(names))
         arrays[part] = (torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)))
-    names = [str(d) for d in range(10)] if name == "mnist" else list(FASHION_MNIST_CLASSES)
+    train_shape, test_shape = (tuple(arrays[part][0].shape[1:]) for part in ("train", "t10k"))
+    if train_shape != test_shape:
+        raise ValueError(
+            f"{image_files['t10k']}: images of shape {test_shape}, "
+            f"but those of {image_files['train']} have shape {train_shape}"
+        )
     return _with_official_split(
         arrays["train"],
         arrays["t10k"],
@@ -339,21 +353,31 @@ def _cifar10(root: str | os.PathLike | None, val_size: int | None, seed: int) ->
         raise FileNotFoundError(
             f"{folder}: no CIFAR-10 python batches (cifar-10-batches-py/test_batch) and no ImageFolder tree"
         )
-    train = [_cifar_batch(batches / f"data_batch_{i}") for i in range(1, 6)]
-    test = _cifar_batch(batches / "test_batch")
     meta = batches / "batches.meta"
-    names = [bytes(n).decode() for n in _unpickle(meta)[b"label_names"]] if meta.is_file() else None
+    names = (_cifar_label_names(meta) if meta.is_file() else None) or [str(d) for d in range(10)]
+    train = [_cifar_batch(batches / f"data_batch_{i}", len(names)) for i in range(1, 6)]
+    test = _cifar_batch(batches / "test_batch", len(names))
     return _with_official_split(
         (torch.cat([t[0] for t in train]), torch.cat([t[1] for t in train])),
         test,
-        names or [str(d) for d in range(10)],
+        names,
         {"name": "cifar10", "root": str(batches)},
         DEFAULT_VAL_SIZE["cifar10"] if val_size is None else val_size,
         seed,
     )
 
 
-def _cifar_batch(path: Path) -> tuple[Tensor, Tensor]:
+def _cifar_label_names(path: Path) -> list[str]:
+    names = _unpickle(path).get(b"label_names")
+    if not isinstance(names, list | tuple) or not all(isinstance(name, bytes | str) for name in names):
+        raise ValueError(f"{path}: not a CIFAR-10 batches.meta (label_names is not a list of strings)")
+    try:
+        return [name.decode() if isinstance(name, bytes) else name for name in names]
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: a label name is not UTF-8 ({error})") from error
+
+
+def _cifar_batch(path: Path, num_classes: int) -> tuple[Tensor, Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing CIFAR-10 batch")
     batch = _unpickle(path)
@@ -361,37 +385,86 @@ def _cifar_batch(path: Path) -> tuple[Tensor, Tensor]:
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
         images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    except (KeyError, ValueError, TypeError) as error:
+    except (KeyError, ValueError, TypeError, OverflowError) as error:
         raise ValueError(f"{path}: not a CIFAR-10 batch ({error.__class__.__name__}: {error})") from error
+    if labels.ndim != 1:
+        raise ValueError(f"{path}: labels of shape {labels.shape}, expected a list")
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{path}: {images.shape[0]} images but {labels.shape[0]} labels")
+    _check_labels(path, labels, num_classes)
     return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels)
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles plain containers and numpy arrays only: a batch file cannot run code."""
+def _check_labels(path: Path, labels: np.ndarray, num_classes: int) -> None:
+    # Here the culprit file is still known; later stages only see an out-of-range class.
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        index = int(bad[0])
+        value = int(labels[index])
+        reason = "is negative" if value < 0 else f"is not below the {num_classes} classes"
+        raise ValueError(f"{path}: label {value} at index {index} {reason}")
 
-    _ALLOWED = frozenset(
-        {
-            ("numpy.core.multiarray", "_reconstruct"),
-            ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy", "ndarray"),
-            ("numpy", "dtype"),
-        }
-    )
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a batch file cannot run code, nor
+    make numpy allocate arrays holding more bytes in all than the file itself."""
+
+    _RECONSTRUCT = frozenset({("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")})
+
+    def __init__(self, handle: Any, file_size: int) -> None:
+        super().__init__(handle, encoding="bytes")
+        self._file_size = file_size
+        self._array_bytes = 0
+        unpickler = self
+
+        # Arrays are made through this subclass so that both ways a pickle sizes one, a
+        # constructor call and __setstate__, are checked before numpy allocates.
+        class BoundedArray(np.ndarray):
+            def __new__(cls, shape: Any, dtype: Any = float, *args: Any, **kwargs: Any) -> BoundedArray:
+                unpickler._reserve(shape, dtype)
+                return super().__new__(cls, shape, dtype, *args, **kwargs)
+
+            def __setstate__(self, state: Any) -> None:
+                if isinstance(state, tuple) and len(state) in (4, 5):
+                    shape, dtype = state[-4], state[-3]
+                    unpickler._reserve(shape, dtype)
+                super().__setstate__(state)
+
+        self._array_type = BoundedArray
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        return super().find_class(module, name)
+        if (module, name) in self._RECONSTRUCT:
+            return self._reconstruct
+        if (module, name) == ("numpy", "ndarray"):
+            return self._array_type
+        if (module, name) == ("numpy", "dtype"):
+            return np.dtype
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+    def _reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+        if subtype is not self._array_type:
+            raise pickle.UnpicklingError(f"refusing to reconstruct a {getattr(subtype, '__name__', subtype)!r}")
+        return subtype(shape, dtype)
+
+    def _reserve(self, shape: Any, dtype: Any) -> None:
+        dims = tuple(operator.index(size) for size in (shape if isinstance(shape, tuple | list) else (shape,)))
+        needed = math.prod(dims) * np.dtype(dtype).itemsize
+        if self._array_bytes + needed > self._file_size:
+            raise pickle.UnpicklingError(
+                f"an array of shape {dims} takes {needed} bytes, more than the {self._file_size}-byte file holds"
+            )
+        self._array_bytes += max(needed, 0)
 
 
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as handle:
-            content = _ArrayUnpickler(handle, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
+            content = _ArrayUnpickler(handle, os.fstat(handle.fileno()).st_size).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, OverflowError) as error:
         raise ValueError(f"{path}: not a CIFAR-10 pickle batch ({error.__class__.__name__}: {error})") from error
+    except MemoryError as error:
+        # The pickle opcodes for bytes and strings carry a length that is allocated before it is read.
+        raise ValueError(f"{path}: not a CIFAR-10 pickle batch (declares an object too large for memory)") from error
     if not isinstance(content, dict):
         raise ValueError(f"{path}: not a CIFAR-10 pickle batch (holds a {type(content).__name__})")
     return content
@@ -448,24 +521,41 @@ def _image_files(folder: Path, class_names: list[str]) -> list[tuple[Path, int]]
 
 def _load_pixels(paths: list[Path]) -> Tensor:
     """Read images of one size as uint8, greyscale if every one is, else RGB."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     opened = []
     for path in paths:
-        try:
-            with Image.open(path) as image:
-                opened.append((image.mode, image.size))
-        except (UnidentifiedImageError, OSError) as error:
-            raise ValueError(f"{path}: not a readable image ({error})") from error
+        with _readable_image(path), Image.open(path) as image:
+            opened.append((image.mode, image.size))
     grey = all(mode in ("1", "L", "I", "I;16", "F") for mode, _ in opened)
     size = opened[0][1]
     arrays = []
     for path, (_, this_size) in zip(paths, opened):
         if this_size != size:
             raise ValueError(f"{path}: image is {this_size[0]}x{this_size[1]}, the others {size[0]}x{size[1]}")
-        with Image.open(path) as image:
+        with _readable_image(path), Image.open(path) as image:
             arrays.append(np.asarray(image.convert("L" if grey else "RGB"), dtype=np.uint8))
     return torch.from_numpy(np.stack(arrays))
+
+
+@contextmanager
+def _readable_image(path: Path) -> Iterator[None]:
+    """Turn what PIL raises while reading ``path`` into a one-line ValueError naming it."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        # PIL only warns up to twice its pixel limit; such an image is as much a bomb.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            yield
+        except (
+            Image.DecompressionBombError,
+            Image.DecompressionBombWarning,
+            OSError,
+            SyntaxError,
+            ValueError,
+        ) as error:
+            raise ValueError(f"{path}: not a readable image ({error})") from error
 
 
 def _torchvision(

@@ -16,6 +16,13 @@ def write_png(path: Path, array: np.ndarray) -> None:
     Image.fromarray(array).save(path)
 
 
+def test_digits_takes_no_root(tmp_path):
+    with pytest.raises(
+        ValueError, match=rf"source 'digits' ships with scikit-learn and reads no root, got root {tmp_path}"
+    ):
+        load_images("digits", tmp_path)
+
+
 def test_digits_scaled_and_stratified():
     images = load_images("digits")
     assert images.images.shape == (1797, 8, 8) and images.images.dtype == torch.float32

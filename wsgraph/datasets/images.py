@@ -151,8 +151,8 @@ def load_images(
 
     Args:
         source: one of :data:`SOURCES` (see the module docstring).
-        root: where the files are; not needed for ``"digits"`` (nor for
-            ``"fashion-mnist"`` when Debian's package is installed).
+        root: where the files are; none for ``"digits"``, and not needed for
+            ``"fashion-mnist"`` when Debian's package is installed.
         split: ``"train"``, ``"val"`` or ``"test"`` for one split; all by default.
         val_size: validation images carved from an official training split (default:
             5,000 for MNIST, Fashion-MNIST and CIFAR-10, a tenth of train otherwise).
@@ -167,6 +167,9 @@ def load_images(
         _split_code(split)
     name = source.lower()
     if name == "digits":
+        if root is not None:
+            # A root here is a mistake (another source meant?), not something to ignore silently.
+            raise ValueError(f"source 'digits' ships with scikit-learn and reads no root, got root {root}")
         images = _digits(seed)
     elif name in ("mnist", "fashion-mnist"):
         images = _idx_source(name, root, val_size, seed)

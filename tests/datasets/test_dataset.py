@@ -324,7 +324,11 @@ def recorded_store(root, shards, **meta):
         ("[1, 2]", "not a wsgraph dataset (a JSON list, not an object)"),
         ('"wsgraph-weights"', "not a wsgraph dataset (a JSON str, not an object)"),
         ("{", "not valid JSON"),
+        ("[" * 100_000 + "]" * 100_000, "not a wsgraph dataset (JSON nested too deeply to read)"),
+        ('{"format": "wsgraph-weights", "version": NaN}', "dataset version NaN, this wsgraph reads versions 1 to 1"),
+        ('{"format": "wsgraph-weights", "version": 2}', "dataset version 2, this wsgraph reads versions 1 to 1"),
     ],
+    ids=["list", "string", "truncated", "nested", "version-nan", "version-newer"],
 )
 def test_meta_json_that_is_not_an_object_is_named(tmp_path, text, message):
     write_store(tmp_path, [random_shard((2, 4, 1), 6, seed=0)])

@@ -195,10 +195,15 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any]:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from error
+    except RecursionError as error:
+        raise ValueError(f"{path}: not a wsgraph dataset (JSON nested too deeply to read)") from error
     if not isinstance(meta, dict):
         raise ValueError(f"{path}: not a wsgraph dataset (a JSON {type(meta).__name__}, not an object)")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not a wsgraph dataset (format {meta.get('format')!r})")
+    version = meta.get("version", VERSION)
+    if type(version) is not int or not 1 <= version <= VERSION:
+        raise ValueError(f"{path}: dataset version {_shorten(version)}, this wsgraph reads versions 1 to {VERSION}")
     for key, (accepts, requirement) in _META_ENTRIES.items():
         if key in meta and not accepts(meta[key]):
             raise ValueError(f"{path}: '{key}' must be {requirement}, got {_shorten(meta[key])}")

@@ -18,6 +18,18 @@ def one_line(error: BaseException) -> str:
     return text.splitlines()[0]
 
 
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)`` as error messages quote a value read from a file: cut to ``limit``
+    characters, since a damaged or crafted file's strings and lists can be of any length.
+
+    Args:
+        value: any object.
+        limit: the most characters returned.
+    """
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def shown_path(path: object) -> str:
     """``path`` as error messages print it: as is, or quoted like a Python string literal
     when it holds a character that does not print (a newline in a file name would cut a

@@ -11,6 +11,7 @@ import torch
 
 from wsgraph.cli.main import main
 from wsgraph.datasets.store import read_meta, read_shard, write_meta, write_shard
+from wsgraph.training import train
 
 from .conftest import tiny_config, write_store
 
@@ -285,3 +286,95 @@ def test_an_out_that_is_a_file_fails_before_training(classification_root: Path, 
     )
     assert status == 1 and error == f"wsgraph train: error: --out {tmp_path / 'taken'}: exists and is not a folder"
     assert (tmp_path / "taken").read_text() == "keep me"
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny mlp run of 2 epochs, for the tests that resume crafted copies of its last.pt."""
+    root = write_store(tmp_path_factory.mktemp("data"))
+    out = tmp_path_factory.mktemp("runs") / "run"
+    train(tiny_config(root, out, "mlp", epochs=2))
+    return out
+
+
+def _set(key: str, value):
+    return lambda document: document.update({key: value})
+
+
+def _param_group(key: str, value):
+    return lambda document: document["optimizer"]["param_groups"][0].update({key: value})
+
+
+def _first_moment(document: dict) -> None:
+    state = document["optimizer"]["state"][0]
+    state["exp_avg"] = state["exp_avg"][:1]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_set("epoch", "x"), "epoch: must be an integer in 0..2 (the run's epochs), got 'x'"),
+        (_set("epoch", -5), "epoch: must be an integer in 0..2 (the run's epochs), got -5"),
+        (_set("epoch", 7), "epoch: must be an integer in 0..2 (the run's epochs), got 7"),
+        (_set("best_epoch", 3), "best_epoch: must be an integer in 1..2 or None, got 3"),
+        (_set("history", [5]), "history: [5] is not a list of 2 rows, one per epoch"),
+        (_set("history", [{"epoch": 1}, {"epoch": 2}]), "history: a row lacks train_loss, val_loss, val_accuracy"),
+        (_set("random_states", [{"torch": torch.zeros(3, dtype=torch.uint8)}]), "random state: RuntimeError: "),
+        (lambda document: document["optimizer"].pop("param_groups"), "optimizer state: KeyError: 'param_groups'"),
+        (_param_group("lr", "x"), "optimizer state: param_groups[0]['lr'] is 'x', not a float"),
+        (
+            _first_moment,
+            "optimizer state: exp_avg for a parameter of shape (8, 105) is torch.float32 of shape (1, 105)",
+        ),
+        (
+            lambda document: document["scheduler"].update(last_epoch="x"),
+            "scheduler state: scheduler['last_epoch'] is 'x', not a int",
+        ),
+        (_set("config", [1]), "config: the training settings are a list, not a dict"),
+        (
+            lambda document: document["config"].update(epochs="two"),
+            "config: the training setting epochs must be int, got 'two'",
+        ),
+        (
+            lambda document: document["model"].update({"mlp.0.weight": torch.zeros(16, 105)}),
+            "model: mlp.0.weight: shape (8, 105) in the model its settings build, (16, 105) in the file",
+        ),
+    ],
+)
+def test_a_crafted_last_checkpoint_is_refused_in_one_line(
+    finished_run: Path, tmp_path: Path, capsys, change, message: str
+) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    document = torch.load(out / "last.pt", weights_only=True)
+    change(document)
+    torch.save(document, out / "last.pt")
+    status, error = run(capsys, ["train", "--out", str(out), "--resume"])
+    assert status == 1 and len(error.splitlines()) == 1, error
+    assert error.startswith(f"wsgraph train: error: {out / 'last.pt'}: not a resumable run checkpoint ({message}"), (
+        error
+    )
+
+
+def test_a_scheduler_entry_another_torch_kept_is_dropped(finished_run: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    document = torch.load(out / "last.pt", weights_only=True)
+    # `verbose` was in LambdaLR's state in older torch; `step` would replace the method if loaded.
+    document["scheduler"].update(verbose=False, step=5)
+    torch.save(document, out / "last.pt")
+    status, error = run(capsys, ["train", "--out", str(out), "--resume"])
+    assert status == 0, error
+
+
+def test_a_resumed_runs_best_checkpoint_of_another_model_is_named(finished_run: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    document = torch.load(out / "best.pt", weights_only=True)
+    document["model"]["mlp.0.weight"] = torch.zeros(16, 105)
+    torch.save(document, out / "best.pt")
+    status, error = run(capsys, ["train", "--out", str(out), "--resume"])
+    assert status == 1 and error == (
+        f"wsgraph train: error: {out / 'best.pt'}: not this run's best model (mlp.0.weight: shape (8, 105) in the "
+        "model the run's settings build, (16, 105) in the file)"
+    )

@@ -16,7 +16,7 @@ from wsgraph.training import load_trained_model, train
 from wsgraph.training.data import open_training_data
 from wsgraph.training.tasks import make_task
 
-from .conftest import tiny_config
+from .conftest import tiny_config, write_store
 from .test_models import dilation_root
 
 
@@ -104,3 +104,90 @@ def test_damaged_normalisation_is_named(classification_root: Path, tmp_path: Pat
     torch.save(document, damaged)
     with pytest.raises(ValueError, match=rf"^{damaged}: the stored input normalisation"):
         load_trained_model(damaged)
+
+
+@pytest.fixture(scope="module")
+def shared_best(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny mlp run's best.pt, for the tests that only read it."""
+    root = write_store(tmp_path_factory.mktemp("data"))
+    out = tmp_path_factory.mktemp("runs") / "run"
+    train(tiny_config(root, out, "mlp", epochs=1))
+    return out / "best.pt"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"model_spec": [1]}, "model_spec is a list, not a dict"),
+        ({"extra": 1}, "model_spec has an unknown entry 'extra'"),
+        ({"hidden_channels": "4"}, "model_spec hidden_channels must be a positive integer or None, got '4'"),
+        ({"task": "rm"}, "model_spec task must be one of classify, regress, dilate, got 'rm'"),
+        ({"widths": [2, -1, 1]}, "model_spec widths must be positive integers, got [2, -1, 1]"),
+        ({"widths": [2, 8, 1]}, "model_spec widths [2, 8, 1] do not fit signature [3, 2, 1]"),
+        (
+            {"signature": [1, 2, 1], "widths": [2, 1]},
+            "model_spec has 1 weight layers, the stored input normalisation 3",
+        ),
+        # Sizes the stored weights do not have: refused before any memory is allocated for them.
+        (
+            {"hidden_channels": 10**6},
+            "model_spec does not match the stored weights (mlp.0.weight: shape (1000000, 105) in the spec, (8, 105) "
+            "in the file)",
+        ),
+        (
+            {"out_features": 10**9},
+            "model_spec does not match the stored weights (mlp.5.weight: shape (1000000000, 8) in the spec, (3, 8) "
+            "in the file)",
+        ),
+        (
+            {"depth": 10**5},
+            "model_spec does not match the stored weights (depth 100000: more layers than the file's 11 tensors)",
+        ),
+        (
+            {"depth": 3},
+            "model_spec does not match the stored weights (mlp.5.weight: shape (8, 8) in the spec, (3, 8) in the file)",
+        ),
+        (
+            {"name": "gine"},
+            "model_spec does not match the stored weights (node_encoder.weight: in the spec, not in the file)",
+        ),
+    ],
+)
+def test_a_crafted_model_spec_is_refused_in_one_line(
+    shared_best: Path, tmp_path: Path, change: dict, message: str
+) -> None:
+    document = torch.load(shared_best, weights_only=True)
+    if "model_spec" in change:
+        document["model_spec"] = change["model_spec"]
+    else:
+        document["model_spec"] = {**document["model_spec"], **change}
+    crafted = tmp_path / "best.pt"
+    torch.save(document, crafted)
+    with pytest.raises(ValueError) as error:
+        load_trained_model(crafted)
+    assert len(str(error.value).splitlines()) == 1
+    assert str(error.value).startswith(f"{crafted}: {message}")
+
+
+def test_stored_weights_that_are_not_tensors_are_named(shared_best: Path, tmp_path: Path) -> None:
+    document = torch.load(shared_best, weights_only=True)
+    document["model"]["mlp.0.bias"] = [0.0] * 8
+    crafted = tmp_path / "best.pt"
+    torch.save(document, crafted)
+    with pytest.raises(ValueError, match=rf"^{crafted}: the stored weight 'mlp.0.bias' is a list, not a tensor$"):
+        load_trained_model(crafted)
+
+
+def test_a_dwsnet_spec_with_more_layer_pairs_than_stored_numbers_is_refused_before_building(
+    shared_best: Path, tmp_path: Path
+) -> None:
+    # Building a DWSNet of 300 weight layers, even on the meta device, would take many minutes.
+    document = torch.load(shared_best, weights_only=True)
+    document["model_spec"].update(name="dwsnet", signature=[300, 2, 1], widths=None)
+    document["normalization"] = {key: torch.ones(300) for key in document["normalization"]}
+    crafted = tmp_path / "best.pt"
+    torch.save(document, crafted)
+    with pytest.raises(
+        ValueError, match=r"\(300 weight layers and depth 2: more blocks than the file's \d+ numbers\)$"
+    ):
+        load_trained_model(crafted)

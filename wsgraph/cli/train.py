@@ -21,7 +21,7 @@ from wsgraph.training.config import (
     TrainConfig,
 )
 from wsgraph.training.run import train
-from wsgraph.training.run_checkpoints import LAST, load_run_checkpoint
+from wsgraph.training.run_checkpoints import LAST, load_run_checkpoint, stored_config
 
 _DEFAULTS = {item.name: item.default for item in dataclasses.fields(TrainConfig)}
 
@@ -152,5 +152,5 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
         resume = Path(args.out) / LAST
     else:
         raise ValueError("--resume without a PATH needs --out (the run folder)")
-    stored = load_run_checkpoint(resume, required=("config",))["config"]
+    stored = stored_config(resume, load_run_checkpoint(resume, required=("config",))).to_dict()
     return {**stored, **given}, resume

@@ -5,12 +5,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import shlex
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from wsgraph.errors import short_repr
 from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS, describe_per_family
 
+# --readout's poolings.
+READOUTS = ("mean", "sum", "max")
 MODEL_NAMES = (
     "dwsnet",
     "dwsnet-dense",
@@ -221,9 +226,7 @@ class TrainConfig:
         default_text=describe_per_family(DEPTH),
         aliases=("--num-dws-layers", "--num-rounds"),
     )
-    readout: str | None = setting(
-        None, "pooling of DWSNet and the GNNs", "model", default_text="", choices=("mean", "sum", "max")
-    )
+    readout: str | None = setting(None, "pooling of DWSNet and the GNNs", "model", default_text="", choices=READOUTS)
     dropout: float = setting(0.0, "dropout probability", "model")
     model_options: tuple[tuple[str, Any], ...] = setting(
         (),
@@ -392,11 +395,28 @@ class TrainConfig:
         return document
 
     @classmethod
-    def from_dict(cls, document: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(document) - names
+    def from_dict(cls, document: Any) -> TrainConfig:
+        """The settings a file stores (a checkpoint's or result's ``config``), each checked against its
+        field's type first: a damaged or crafted file can hold anything there.
+
+        Raises:
+            ValueError: naming the first setting that is unknown, missing, of another type or invalid.
+        """
+        if not isinstance(document, dict):
+            raise ValueError(f"the training settings are a {type(document).__name__}, not a dict")
+        fields = {item.name: item for item in dataclasses.fields(cls)}
+        unknown = set(document) - set(fields)
         if unknown:
-            raise ValueError(f"unknown training settings {sorted(unknown)}")
+            raise ValueError(f"unknown training settings {sorted(map(str, unknown))}")
+        missing = [
+            name for name, item in fields.items() if item.default is dataclasses.MISSING and name not in document
+        ]
+        if missing:
+            raise ValueError(f"the training settings lack {', '.join(missing)}")
+        hints = typing.get_type_hints(cls)
+        for key, value in document.items():
+            if not _stored_as(hints[key], value):
+                raise ValueError(f"the training setting {key} must be {fields[key].type}, got {short_repr(value)}")
         return cls(**document)
 
     def differences(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:
@@ -444,6 +464,27 @@ class TrainConfig:
             else:
                 arguments += [flag, str(value)]
         return arguments
+
+
+def _stored_as(hint: Any, value: Any) -> bool:
+    """Whether ``value``, read from a file (lists for tuples), is of the type ``hint`` (a :class:`TrainConfig`
+    field's: scalars, ``X | None``, ``tuple[X, ...]`` and ``tuple[X, Y]``)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_stored_as(arm, value) for arm in args)
+    if hint is Any:
+        return True
+    if hint is type(None) or hint is bool or hint is str:
+        return type(value) is hint
+    if hint is int:
+        return type(value) is int
+    if hint is float:  # a stored 1 for 1.0 is fine
+        return type(value) in (int, float)
+    if origin is tuple and isinstance(value, (list, tuple)):
+        if args[-1:] == (Ellipsis,):
+            return all(_stored_as(args[0], item) for item in value)
+        return len(value) == len(args) and all(map(_stored_as, args, value))
+    return False
 
 
 def _check(condition: bool, flag: str, value: Any, requirement: str) -> None:

@@ -12,6 +12,7 @@ from torch import nn
 
 from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets.transforms import LayerStatistics
+from wsgraph.errors import load_error_reason, short_repr
 from wsgraph.layers import (
     CNNDWSNet,
     DWSEditNet,
@@ -23,7 +24,7 @@ from wsgraph.layers import (
     pna_degree_histogram,
 )
 from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
-from wsgraph.training.config import EDITING_MODELS, MODEL_NAMES, TASKS, normalize_model_options
+from wsgraph.training.config import EDITING_MODELS, MODEL_NAMES, READOUTS, TASKS, normalize_model_options
 from wsgraph.training.config import render_model_options as render_options
 from wsgraph.training.editors import FlatMLPEditor
 from wsgraph.training.model_options import check_options
@@ -176,6 +177,151 @@ def model_spec(
     )
 
 
+def stored_model_spec(document: Any, source: str) -> ModelSpec:
+    """The :class:`ModelSpec` a checkpoint stores (``model_spec``), every entry checked: a shared
+    checkpoint can hold anything, which must end in an error naming ``source`` rather than a
+    traceback or a model of whatever size the file asks for (see :func:`check_stored_weights`).
+
+    Raises:
+        ValueError: naming ``source`` and the first entry that no run writes.
+    """
+    if not isinstance(document, dict):
+        raise ValueError(f"{source}: model_spec is a {type(document).__name__}, not a dict")
+    fields = {item.name: item for item in dataclasses.fields(ModelSpec)}
+    unknown = [key for key in document if key not in fields]
+    if unknown:
+        raise ValueError(f"{source}: model_spec has an unknown entry {short_repr(unknown[0])}")
+    missing = [name for name, item in fields.items() if item.default is dataclasses.MISSING and name not in document]
+    if missing:
+        raise ValueError(f"{source}: model_spec lacks {', '.join(missing)}")
+    problem = _spec_problem({key: _plain(value) for key, value in document.items()})
+    if problem:
+        raise ValueError(f"{source}: model_spec {problem}")
+    return ModelSpec.from_dict(document)
+
+
+def _spec_problem(document: dict[str, Any]) -> str | None:
+    """What is wrong with a stored spec's entries (lists for tuples, as stored), or ``None``."""
+    get = document.get
+    checks = [
+        ("name", get("name") in MODEL_NAMES, f"one of {', '.join(MODEL_NAMES)}"),
+        ("task", get("task") in TASKS, f"one of {', '.join(TASKS)}"),
+        ("signature", _counts(get("signature"), 3, minimum=1), "3 positive integers"),
+        ("out_features", _count(get("out_features"), minimum=0), "an integer >= 0"),
+        ("widths", get("widths") is None or _counts(get("widths"), None, minimum=1), "positive integers"),
+        ("pna_degree", get("pna_degree") is None or _counts(get("pna_degree"), None, minimum=0), "integers >= 0"),
+        (
+            "hidden_channels",
+            get("hidden_channels") is None or _count(get("hidden_channels"), 1),
+            "a positive integer or None",
+        ),
+        ("depth", get("depth") is None or _count(get("depth"), 1), "a positive integer or None"),
+        ("readout", get("readout") in (None, *READOUTS), f"one of {', '.join(READOUTS)} or None"),
+        ("dropout", _number(get("dropout", 0.0)) and 0 <= get("dropout", 0.0) < 1, "a number in [0, 1)"),
+        ("probe_features", _count(get("probe_features", 0), minimum=0), "an integer >= 0"),
+        ("kernel_grid", get("kernel_grid") is None or _counts(get("kernel_grid"), 2, minimum=1), "2 positive integers"),
+        (
+            "kernel_sizes",
+            get("kernel_sizes") is None
+            or (isinstance(get("kernel_sizes"), list) and all(_counts(s, 2, 1) for s in get("kernel_sizes"))),
+            "pairs of positive integers",
+        ),
+        (
+            "options",
+            isinstance(get("options", []), list)
+            and all(
+                isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) for pair in get("options", [])
+            ),
+            "[name, value] pairs",
+        ),
+    ]
+    for key, good, requirement in checks:
+        if not good:
+            return f"{key} must be {requirement}, got {short_repr(get(key))}"
+    layers, in_dim, out_dim = document["signature"]
+    widths = get("widths")
+    if widths is not None and (len(widths) != layers + 1 or widths[0] != in_dim or widths[-1] != out_dim):
+        return f"widths {short_repr(widths)} do not fit signature {document['signature']}"
+    if get("kernel_sizes") is not None and len(document["kernel_sizes"]) != layers:
+        return f"kernel_sizes has {len(document['kernel_sizes'])} layers, signature {layers}"
+    if (get("kernel_sizes") is None) != (get("kernel_grid") is None):
+        return "has kernel_sizes or kernel_grid without the other"
+    return None
+
+
+def check_stored_weights(spec: ModelSpec, weights: Any, source: str) -> None:
+    """Raise a ``ValueError`` naming ``source`` unless ``weights`` (a stored ``state_dict``) has
+    exactly the tensors, by name and shape, of the model ``spec`` describes.
+
+    The model is built on the ``meta`` device, which allocates no memory, so that a spec
+    asking for sizes the file does not hold fails here and not in the allocator.
+    """
+    problem = stored_weights_problem(weights)
+    if problem:
+        raise ValueError(f"{source}: {problem}")
+    mismatch = f"{source}: model_spec does not match the stored weights"
+    # Even on the meta device every module costs time and memory, so the spec's structure is
+    # bounded first: its layers by the stored tensors (each layer holds some), and DWSNet's
+    # layers, which hold blocks for every pair of weight layers (a build quadratic in them),
+    # by the stored numbers.
+    depth = spec.depth or DEPTH[_family(spec.name)]
+    if depth > len(weights):
+        raise ValueError(f"{mismatch} (depth {depth}: more layers than the file's {len(weights)} tensors)")
+    numbers = sum(value.numel() for value in weights.values())
+    layers = spec.signature[0]
+    if _family(spec.name) == "dwsnet" and layers * layers * depth > numbers:
+        raise ValueError(
+            f"{mismatch} ({layers} weight layers and depth {depth}: more blocks than the file's {numbers} numbers)"
+        )
+    try:
+        with torch.device("meta"):
+            expected = build_model(spec).state_dict()
+    # Whatever the model's constructor objects to in a stranger's spec, as one line.
+    except Exception as error:
+        reason = f"{type(error).__name__}: {load_error_reason(error)}"
+        raise ValueError(f"{source}: model_spec describes no model wsgraph builds ({reason})") from None
+    difference = weights_difference(expected, weights, "the spec")
+    if difference:
+        raise ValueError(f"{mismatch} ({difference})")
+
+
+def stored_weights_problem(weights: Any) -> str | None:
+    """Why ``weights``, read from a file, is not a ``state_dict`` (names to tensors), or ``None``."""
+    if not isinstance(weights, dict):
+        return f"the stored weights are a {type(weights).__name__}, not a dict"
+    for key, value in weights.items():
+        if not isinstance(value, torch.Tensor):
+            return f"the stored weight {short_repr(key)} is a {type(value).__name__}, not a tensor"
+    return None
+
+
+def weights_difference(expected: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], built: str) -> str | None:
+    """The first tensor that ``weights`` (a file's) lacks, has extra or holds in another shape than ``expected``
+    (the ``state_dict`` of the model ``built`` names), or ``None``."""
+    for key, tensor in expected.items():
+        if key not in weights:
+            return f"{key}: in {built}, not in the file"
+        if weights[key].shape != tensor.shape:
+            return f"{key}: shape {tuple(tensor.shape)} in {built}, {tuple(weights[key].shape)} in the file"
+    unexpected = [key for key in weights if key not in expected]
+    return f"{short_repr(unexpected[0])}: in the file, not in {built}" if unexpected else None
+
+
+def _count(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _counts(value: Any, length: int | None, minimum: int) -> bool:
+    """Whether ``value`` is a nonempty list of integers of at least ``minimum``, ``length`` of them if given."""
+    if not isinstance(value, list) or not value or (length is not None and len(value) != length):
+        return False
+    return all(_count(item, minimum) for item in value)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _check_cnn_model(name: str, task: str, probe_features: int) -> None:
     if name not in CNN_MODELS:
         raise ValueError(f"--model {name} does not read the graphs of CNNs; choose from {', '.join(CNN_MODELS)}")
@@ -278,7 +424,8 @@ def _build_model(spec: ModelSpec, statistics: LayerStatistics | None, options: d
             num_params += sum(spec.widths[1:])
             return FlatMLP(num_params, spec.out_features, hidden, depth, spec.dropout, kernel_sizes=kernels, **options)
         return FlatMLP(architecture.num_params, spec.out_features, hidden, depth, spec.dropout, **options)
-    degree = None if spec.pna_degree is None else torch.tensor(spec.pna_degree, dtype=torch.long)
+    # On the CPU also when check_stored_weights builds on the meta device: PNA's scalers read the histogram.
+    degree = None if spec.pna_degree is None else torch.tensor(spec.pna_degree, dtype=torch.long, device="cpu")
     if family == "ng-gnn":
         # --readout pools all neurons; without it the published readout concatenates the output neurons.
         pooling = _readout_pooling(spec.readout, options)

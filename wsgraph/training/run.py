@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from wsgraph.datasets.transforms import (
     RandomInputTranslation,
     WeightDropout,
 )
+from wsgraph.errors import load_error_reason, short_repr, shown_path
 from wsgraph.io import atomic_write, write_json
 from wsgraph.layers import DWSNet
 from wsgraph.runtime import derived_seed, preserved_random_state
@@ -40,15 +43,18 @@ from wsgraph.training.loaders import (
     StackedLoader,
 )
 from wsgraph.training.loop import BatchPreparation, Loader, Precision, evaluate, train_epoch
-from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON, hardware, write_history
+from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON, hardware, history_columns, write_history
 from wsgraph.training.plots import LEARNING_CURVES_PNG, plot_learning_curves
 from wsgraph.training.registry import (
     PERMUTATION_AUGMENTED,
-    ModelSpec,
     build_model,
     check_model_options,
+    check_stored_weights,
     count_parameters,
     model_spec,
+    stored_model_spec,
+    stored_weights_problem,
+    weights_difference,
 )
 from wsgraph.training.regression import (
     PREDICTED_VS_TRUE_PNG,
@@ -58,7 +64,14 @@ from wsgraph.training.regression import (
     plot_predicted_vs_true,
     write_predictions,
 )
-from wsgraph.training.run_checkpoints import BEST, LAST, load_run_checkpoint, save_run_checkpoint
+from wsgraph.training.run_checkpoints import (
+    BEST,
+    LAST,
+    load_run_checkpoint,
+    not_resumable,
+    save_run_checkpoint,
+    stored_config,
+)
 from wsgraph.training.schedule import constant_rate, warmup_constant, warmup_cosine, warmup_steps_for
 from wsgraph.training.tasks import ReferencePredictor, Regression, make_task
 from wsgraph.training.trained import NormalizedModel, statistics_from_dict, statistics_to_dict
@@ -139,7 +152,7 @@ class _Run:
         self.augment_generator = torch.Generator(device=self.context.device)
         self.augment_generator.manual_seed(derived_seed(self.config.seed, AUGMENT_STREAM, self.context.rank))
         self.prepare = BatchPreparation(normalization, self._augmentations())
-        self.state = _fresh_state() if checkpoint is None else self._restore(checkpoint)
+        self.state = _fresh_state() if checkpoint is None else self._restore(resume, checkpoint)
         self._announce(warmup)
         self._fit()
         return self._finish()
@@ -235,7 +248,8 @@ class _Run:
             return None
         required = ("config", "model", "optimizer", "scheduler", "scaler", "random_states", *_fresh_state())
         checkpoint = load_run_checkpoint(resume, required=required)
-        stored = TrainConfig.from_dict(checkpoint["config"])
+        stored = stored_config(resume, checkpoint)
+        _check_progress(resume, checkpoint, stored.epochs)
         differences = stored.differences(self.config)
         if differences:
             listed = "; ".join(
@@ -325,14 +339,40 @@ class _Run:
         }
         return [factories[name]() for name in names]
 
-    def _restore(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
+    def _restore(self, resume: str | Path, checkpoint: dict[str, Any]) -> dict[str, Any]:
+        """Load what ``checkpoint`` (read from ``resume``) stores into the run; anything that does not fit the run
+        its settings build is an error naming the file."""
+        columns = history_columns(self.task.metric)
+        for row in checkpoint["history"]:
+            missing = [name for name in columns if name not in row]
+            if missing:
+                raise not_resumable(resume, "history", f"a row lacks {', '.join(missing)}")
+        difference = stored_weights_problem(checkpoint["model"]) or weights_difference(
+            self.model.state_dict(), checkpoint["model"], "the model its settings build"
+        )
+        if difference:
+            raise not_resumable(resume, "model", difference)
         self.model.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.scheduler.load_state_dict(checkpoint["scheduler"])
-        self.scaler.load_state_dict(checkpoint["scaler"])
+        groups = self.optimizer.state_dict()["param_groups"]
+        with _restoring(resume, "optimizer state"):
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        _check_optimizer(resume, self.optimizer, groups)
+        for key, restored in (("scheduler", self.scheduler), ("scaler", self.scaler)):
+            fresh, stored = restored.state_dict(), checkpoint[key]
+            if isinstance(stored, dict):
+                # Entries another torch version kept (say a scheduler's old `verbose`) are dropped, not
+                # refused; load_state_dict sets every entry as an attribute, so no unknown one gets there.
+                stored = {name: value for name, value in stored.items() if name in fresh}
+            # A disabled scaler (CPU, or no --amp) has no state and ignores the stored one.
+            difference = _state_difference(fresh, stored, key) if fresh else None
+            if difference:
+                raise not_resumable(resume, f"{key} state", difference)
+            with _restoring(resume, f"{key} state"):
+                restored.load_state_dict(stored)
         states = checkpoint["random_states"]
         if len(states) == self.context.world_size:
-            run_checkpoints.restore_random_state(states[self.context.rank], self.augment_generator)
+            with _restoring(resume, "random state"):
+                run_checkpoints.restore_random_state(states[self.context.rank], self.augment_generator)
         elif self.context.is_main:
             tqdm.write(
                 f"wsgraph train: the checkpoint was written by {len(states)} process(es), this run has "
@@ -484,6 +524,11 @@ class _Run:
     def _finish(self) -> dict[str, Any]:
         barrier(self.context)
         best = load_run_checkpoint(self.out / BEST, required=("model",))
+        difference = stored_weights_problem(best["model"]) or weights_difference(
+            self.model.state_dict(), best["model"], "the model the run's settings build"
+        )
+        if difference:
+            raise ValueError(f"{shown_path(self.out / BEST)}: not this run's best model ({difference})")
         self.model.load_state_dict(best["model"])
         test = evaluate(self.model, self.loaders["test"], self.task, self.prepare, self.precision, self.context)
         reference = self._evaluate_reference(self.loaders["test"])
@@ -582,17 +627,27 @@ def load_trained_model(
             ``statistics`` is not given.
     """
     checkpoint = load_run_checkpoint(path, required=("model", "model_spec"))
-    spec = ModelSpec.from_dict(checkpoint["model_spec"])
+    source = shown_path(path)
+    spec = stored_model_spec(checkpoint["model_spec"], source)
     if NORMALIZATION in checkpoint:
-        statistics = statistics_from_dict(checkpoint[NORMALIZATION], str(path))
+        statistics = statistics_from_dict(checkpoint[NORMALIZATION], source)
+        given = "the stored input normalisation"
     elif statistics is None:
-        data = checkpoint.get("config", {}).get("data", "DATA")
+        config = checkpoint.get("config")
+        data = config.get("data", "DATA") if isinstance(config, dict) else "DATA"
         raise ValueError(
             f"{path}: an older checkpoint without its input normalisation; pass "
             f"statistics=WeightSpaceDataset({data!r}).statistics to load_trained_model, or train again"
         )
+    else:
+        given = "the statistics given"
+    if statistics.num_weight_layers != spec.signature[0]:
+        raise ValueError(
+            f"{source}: model_spec has {spec.signature[0]} weight layers, {given} {statistics.num_weight_layers}"
+        )
     # The checkpoint's weights replace the initialisation, which must not move the caller's generator.
     with preserved_random_state():
+        check_stored_weights(spec, checkpoint["model"], source)
         model = build_model(spec)
     model.load_state_dict(checkpoint["model"])
     trained = NormalizedModel(model, statistics, edits=spec.task == "dilate", spec=spec)
@@ -603,6 +658,118 @@ def _run_files(folder: Path) -> list[str]:
     """The files that show ``folder`` holds a run, which another run there would overwrite. A lone ``best.pt`` does
     not: it is a run stopped during its first epoch's saving (``metrics.csv`` follows ``last.pt`` every epoch)."""
     return [name for name in (LAST, RESULT_JSON, METRICS_CSV) if (folder / name).exists()]
+
+
+def _check_progress(resume: str | Path, checkpoint: dict[str, Any], epochs: int) -> None:
+    """Raise a ``ValueError`` naming ``resume`` unless ``checkpoint``'s progress entries (those of
+    :func:`_fresh_state`, the random states, the data fingerprint) are of the types and in the ranges
+    a run of ``epochs`` epochs writes."""
+    epoch = checkpoint["epoch"]
+    if not _is_count(epoch) or epoch > epochs:
+        raise not_resumable(
+            resume, "epoch", f"must be an integer in 0..{epochs} (the run's epochs), got {short_repr(epoch)}"
+        )
+    best_epoch, best_metric = checkpoint["best_epoch"], checkpoint["best_metric"]
+    since, seconds = checkpoint["epochs_since_best"], checkpoint["train_seconds"]
+    checks = [
+        (
+            "best_epoch",
+            best_epoch is None or (_is_count(best_epoch) and 1 <= best_epoch <= epoch),
+            f"an integer in 1..{epoch} or None",
+        ),
+        # The best metric is set with the best epoch.
+        ("best_metric", _is_number(best_metric) if best_epoch is not None else best_metric is None, "a number"),
+        ("epochs_since_best", _is_count(since) and since <= epoch, f"an integer in 0..{epoch}"),
+        ("stopped_early", isinstance(checkpoint["stopped_early"], bool), "true or false"),
+        ("train_networks", _is_count(checkpoint["train_networks"]), "an integer >= 0"),
+        ("train_seconds", _is_number(seconds) and seconds >= 0, "a number >= 0"),
+        ("wall_seconds", _is_number(checkpoint["wall_seconds"]) and checkpoint["wall_seconds"] >= 0, "a number >= 0"),
+        (DATA_FINGERPRINT, isinstance(checkpoint.get(DATA_FINGERPRINT), (str, type(None))), "text"),
+    ]
+    for key, good, requirement in checks:
+        if not good:
+            raise not_resumable(resume, key, f"must be {requirement}, got {short_repr(checkpoint[key])}")
+    history = checkpoint["history"]
+    if not isinstance(history, list) or len(history) != epoch:
+        raise not_resumable(resume, "history", f"{short_repr(history)} is not a list of {epoch} rows, one per epoch")
+    for row in history:
+        if not isinstance(row, dict) or not all(isinstance(k, str) and _is_number(v) for k, v in row.items()):
+            raise not_resumable(resume, "history", f"the row {short_repr(row)} is not a dict of numbers")
+    states = checkpoint["random_states"]
+    if not isinstance(states, list) or not all(isinstance(state, dict) for state in states):
+        raise not_resumable(resume, "random_states", f"{short_repr(states)} is not a list of dicts, one per process")
+
+
+def _check_optimizer(resume: str | Path, optimizer: torch.optim.Optimizer, fresh: list[dict[str, Any]]) -> None:
+    """Raise a ``ValueError`` naming ``resume`` unless the optimizer state just loaded is of the
+    types and shapes its parameters and ``fresh`` (its groups before loading) have: torch
+    takes the stored entries as they come, and a stray one would fail only in a later step."""
+    for number, (group, before) in enumerate(zip(optimizer.param_groups, fresh, strict=True)):
+        # Settings a group gained or lost between torch versions are left to torch.
+        shared = {key: before[key] for key in before if key in group and key != "params"}
+        difference = _state_difference(shared, {key: group[key] for key in shared}, f"param_groups[{number}]")
+        if difference:
+            raise not_resumable(resume, "optimizer state", difference)
+    # torch keeps the state of indices that name no parameter, and any value, as stored.
+    for parameter, state in optimizer.state.items():
+        if not isinstance(parameter, torch.Tensor) or not isinstance(state, dict):
+            raise not_resumable(resume, "optimizer state", f"state {short_repr(state)} for no parameter of the model")
+        for key, value in state.items():
+            # AdamW's step count is a scalar (a number in older torch), its moments have the parameter's shape.
+            shape = torch.Size() if key == "step" else parameter.shape
+            if key == "step" and _is_number(value):
+                continue
+            if not isinstance(value, torch.Tensor) or value.shape != shape or not value.is_floating_point():
+                got = (
+                    f"{value.dtype} of shape {tuple(value.shape)}"
+                    if isinstance(value, torch.Tensor)
+                    else short_repr(value)
+                )
+                raise not_resumable(
+                    resume, "optimizer state", f"{key} for a parameter of shape {tuple(parameter.shape)} is {got}"
+                )
+
+
+def _state_difference(fresh: Any, stored: Any, where: str) -> str | None:
+    """Where ``stored`` (a file's) differs in layout or type from ``fresh`` (what the object to
+    load it gives before loading), or ``None``; ``where`` names the top."""
+    if isinstance(fresh, dict):
+        if not isinstance(stored, dict):
+            return f"{where} is a {type(stored).__name__}, not a dict"
+        unknown = [key for key in stored if key not in fresh]
+        if unknown:
+            return f"{where} has an unknown entry {short_repr(unknown[0])}"
+        differences = (_state_difference(fresh[key], stored[key], f"{where}[{key!r}]") for key in stored)
+        return next((difference for difference in differences if difference), None)
+    if isinstance(fresh, (list, tuple)):
+        if type(stored) is not type(fresh) or len(stored) != len(fresh):
+            return f"{where} is {short_repr(stored)}, not a {type(fresh).__name__} of {len(fresh)}"
+        differences = (_state_difference(a, b, f"{where}[{i}]") for i, (a, b) in enumerate(zip(fresh, stored)))
+        return next((difference for difference in differences if difference), None)
+    if isinstance(fresh, torch.Tensor):
+        fits = isinstance(stored, torch.Tensor) and stored.shape == fresh.shape and stored.dtype == fresh.dtype
+    elif isinstance(fresh, float):
+        fits = _is_number(stored)
+    else:
+        fits = type(stored) is type(fresh)
+    return None if fits else f"{where} is {short_repr(stored)}, not a {type(fresh).__name__}"
+
+
+@contextlib.contextmanager
+def _restoring(resume: str | Path, part: str) -> Iterator[None]:
+    """Whatever restoring ``part`` raises on a damaged or crafted checkpoint, as one line naming the file."""
+    try:
+        yield
+    except Exception as error:
+        raise not_resumable(resume, part, f"{type(error).__name__}: {load_error_reason(error)}") from None
+
+
+def _is_count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)
 
 
 def _fresh_state() -> dict[str, Any]:

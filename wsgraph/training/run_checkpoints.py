@@ -20,6 +20,7 @@ import torch
 from wsgraph.deprecation import renamed
 from wsgraph.errors import load_error_reason, shown_path
 from wsgraph.io import atomic_write
+from wsgraph.training.config import TrainConfig
 
 FORMAT = "wsgraph-train-checkpoint"
 VERSION = 1
@@ -56,6 +57,23 @@ def load_run_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ())
     if missing:
         raise ValueError(f"{path}: checkpoint lacks {', '.join(missing)}")
     return document
+
+
+def not_resumable(path: str | os.PathLike, part: str, reason: str) -> ValueError:
+    """The error for a ``last.pt`` whose ``part`` cannot be restored: one line, naming the file."""
+    return ValueError(f"{shown_path(path)}: not a resumable run checkpoint ({part}: {reason})")
+
+
+def stored_config(path: str | os.PathLike, checkpoint: dict[str, Any]) -> TrainConfig:
+    """The settings a checkpoint read from ``path`` stores, checked (:meth:`TrainConfig.from_dict`).
+
+    Raises:
+        ValueError: naming ``path`` if they are not settings a run writes.
+    """
+    try:
+        return TrainConfig.from_dict(checkpoint["config"])
+    except ValueError as error:
+        raise not_resumable(path, "config", str(error)) from None
 
 
 def random_state(augment_generator: torch.Generator) -> dict[str, Any]:

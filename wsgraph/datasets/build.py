@@ -33,6 +33,7 @@ from wsgraph.datasets.store import (
     write_meta,
     write_shard,
 )
+from wsgraph.errors import short_repr
 from wsgraph.io import write_json
 from wsgraph.locks import write_lock
 
@@ -128,14 +129,8 @@ def _check_same_plan(root: Path, old: dict | None, new: dict) -> None:
             "wsgraph convert); use another --out folder"
         )
     changed = sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
-    detail = ", ".join(f"{key}: {_brief(old.get(key))} -> {_brief(new.get(key))}" for key in changed[:3])
+    detail = ", ".join(f"{key}: {short_repr(old.get(key))} -> {short_repr(new.get(key))}" for key in changed[:3])
     raise ValueError(f"{root}: holds a dataset made with other settings ({detail}); use another --out folder")
-
-
-def _brief(value: Any, limit: int = 60) -> str:
-    """``repr(value)``, cut to ``limit`` characters so that a changed recipe keeps the error one short line."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def split_statistics(root: str | os.PathLike, key: str) -> dict[str, dict[str, float]]:

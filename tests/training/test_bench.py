@@ -85,6 +85,33 @@ def test_bench_refuses_finished_runs_with_other_settings(classification_root: Pa
 
 
 @pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda result: [], "a JSON list, not an object"),
+        (lambda result: {}, "no 'config'"),
+        (lambda result: {**result, "config": 5}, "'config' is 5"),
+        (lambda result: {k: v for k, v in result.items() if k != "test_metric"}, "no 'test_metric'"),
+        (lambda result: {**result, "epochs_run": "1"}, "'epochs_run' is '1'"),
+        (lambda result: {**result, "config": {**result["config"], "epochs": "two"}}, "epochs must be int"),
+    ],
+    ids=["list", "empty", "config", "missing", "type", "setting"],
+)
+def test_bench_names_an_edited_result_of_a_finished_run(
+    classification_root: Path, tmp_path: Path, capsys, edit, message
+) -> None:
+    arguments = ["bench", "--data", str(classification_root), "--models", "mlp", "--seeds", "1", "--out", str(tmp_path)]
+    assert main([*arguments, *TINY]) == 0
+    path = tmp_path / "runs" / "mlp-seed0" / "result.json"
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    report = (tmp_path / "results.md").read_text()
+    capsys.readouterr()
+    assert main([*arguments, *TINY]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{path}: not a finished run's result (" in err and message in err
+    assert (tmp_path / "results.md").read_text() == report
+
+
+@pytest.mark.parametrize(
     ("arguments", "message"),
     [
         (["--models", "mlp,resnet"], "unknown model 'resnet'"),

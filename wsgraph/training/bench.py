@@ -21,6 +21,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from wsgraph.errors import short_repr
 from wsgraph.io import atomic_write, write_json
 from wsgraph.training.config import TrainConfig
 from wsgraph.training.metrics import RESULT_JSON, read_json
@@ -116,8 +117,17 @@ def _finished_result(config: TrainConfig, folder: Path) -> dict[str, Any] | None
     """The result of the finished run in ``folder`` (``None``: none there), if its settings are ``config``'s."""
     if not (folder / RESULT_JSON).is_file():
         return None
-    result = read_json(folder / RESULT_JSON)
-    differences = TrainConfig.from_dict(result["config"]).differences(config)
+    path = folder / RESULT_JSON
+    result = read_json(path)
+    problem = _result_problem(result)
+    if problem is None:
+        try:
+            stored = TrainConfig.from_dict(result["config"])
+        except ValueError as error:
+            problem = str(error)
+    if problem is not None:
+        raise ValueError(f"{path}: not a finished run's result ({problem}); delete {folder} to train it again")
+    differences = stored.differences(config)
     if differences:
         listed = "; ".join(
             f"{key}: {TrainConfig.shown(key, old)} there, {TrainConfig.shown(key, new)} now"
@@ -125,6 +135,28 @@ def _finished_result(config: TrainConfig, folder: Path) -> dict[str, Any] | None
         )
         raise ValueError(f"{folder} holds a finished run with other settings ({listed}); choose another --out")
     return result
+
+
+# What the report reads from a finished run's result.json, and the JSON types each may hold.
+_RESULT_ENTRIES: dict[str, tuple[type, ...]] = {
+    "config": (dict,), "model": (str,), "task": (str,), "dataset": (dict,), "hardware": (dict,),
+    "test_metric": (int, float), "best_val_metric": (int, float, type(None)), "best_epoch": (int, type(None)),
+    "epochs_run": (int,), "parameters": (int,), "train_seconds": (int, float),
+    "train_networks_per_second": (int, float), "wall_seconds": (int, float),
+}  # fmt: skip
+
+
+def _result_problem(result: Any) -> str | None:
+    """What keeps ``result`` (a run folder's result.json, which may have been edited) out of the report, or ``None``."""
+    if not isinstance(result, dict):
+        return f"a JSON {type(result).__name__}, not an object"
+    for key, types in _RESULT_ENTRIES.items():
+        if key not in result:
+            return f"no '{key}'"
+        value = result[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            return f"'{key}' is {short_repr(value)}"
+    return None
 
 
 def write_report(

@@ -378,3 +378,10 @@ def test_a_resumed_runs_best_checkpoint_of_another_model_is_named(finished_run: 
         f"wsgraph train: error: {out / 'best.pt'}: not this run's best model (mlp.0.weight: shape (8, 105) in the "
         "model the run's settings build, (16, 105) in the file)"
     )
+
+
+def test_a_run_folder_given_as_checkpoint_is_named(finished_run: Path, capsys) -> None:
+    status, error = run(capsys, ["train", "--resume", str(finished_run)])
+    assert status == 1 and error == (
+        f"wsgraph train: error: {finished_run}: a folder, not a checkpoint (a run folder holds last.pt and best.pt)"
+    )

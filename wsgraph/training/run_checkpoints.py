@@ -41,6 +41,8 @@ def load_run_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ())
         ValueError: if the file is not a wsgraph training checkpoint or lacks ``required`` entries.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: a folder, not a checkpoint (a run folder holds {LAST} and {BEST})")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     try:

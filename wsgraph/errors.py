@@ -26,7 +26,11 @@ def short_repr(value: object, limit: int = 60) -> str:
         value: any object.
         limit: the most characters returned.
     """
-    text = repr(value)
+    return shortened(repr(value), limit)
+
+
+def shortened(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters, ending in ``...`` where it was cut."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

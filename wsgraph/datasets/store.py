@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from wsgraph.core.network_files import check_tensors
-from wsgraph.errors import load_error_reason, shown_path
+from wsgraph.errors import load_error_reason, shortened, shown_path
 from wsgraph.io import atomic_write, write_json
 
 FORMAT = "wsgraph-weights"
@@ -302,5 +302,4 @@ def _check_class_names(path: Path, names: list[str] | None) -> None:
 
 
 def _shorten(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return shortened(json.dumps(value), limit)

@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from wsgraph.errors import short_repr
+from wsgraph.checks import entry_problem
 from wsgraph.io import atomic_write, write_json
 from wsgraph.training.config import TrainConfig
 from wsgraph.training.metrics import RESULT_JSON, read_json
@@ -150,13 +150,7 @@ def _result_problem(result: Any) -> str | None:
     """What keeps ``result`` (a run folder's result.json, which may have been edited) out of the report, or ``None``."""
     if not isinstance(result, dict):
         return f"a JSON {type(result).__name__}, not an object"
-    for key, types in _RESULT_ENTRIES.items():
-        if key not in result:
-            return f"no '{key}'"
-        value = result[key]
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            return f"'{key}' is {short_repr(value)}"
-    return None
+    return entry_problem(result, _RESULT_ENTRIES)
 
 
 def write_report(

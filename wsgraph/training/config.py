@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from wsgraph.checks import is_number
 from wsgraph.errors import short_repr
 from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS, describe_per_family
 
@@ -479,7 +480,7 @@ def _stored_as(hint: Any, value: Any) -> bool:
     if hint is int:
         return type(value) is int
     if hint is float:  # a stored 1 for 1.0 is fine
-        return type(value) in (int, float)
+        return is_number(value)
     if origin is tuple and isinstance(value, (list, tuple)):
         if args[-1:] == (Ellipsis,):
             return all(_stored_as(args[0], item) for item in value)

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from wsgraph.checks import is_count, is_number
 from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets.transforms import LayerStatistics
 from wsgraph.errors import load_error_reason, short_repr
@@ -207,18 +208,18 @@ def _spec_problem(document: dict[str, Any]) -> str | None:
         ("name", get("name") in MODEL_NAMES, f"one of {', '.join(MODEL_NAMES)}"),
         ("task", get("task") in TASKS, f"one of {', '.join(TASKS)}"),
         ("signature", _counts(get("signature"), 3, minimum=1), "3 positive integers"),
-        ("out_features", _count(get("out_features"), minimum=0), "an integer >= 0"),
+        ("out_features", is_count(get("out_features")), "an integer >= 0"),
         ("widths", get("widths") is None or _counts(get("widths"), None, minimum=1), "positive integers"),
         ("pna_degree", get("pna_degree") is None or _counts(get("pna_degree"), None, minimum=0), "integers >= 0"),
         (
             "hidden_channels",
-            get("hidden_channels") is None or _count(get("hidden_channels"), 1),
+            get("hidden_channels") is None or is_count(get("hidden_channels"), 1),
             "a positive integer or None",
         ),
-        ("depth", get("depth") is None or _count(get("depth"), 1), "a positive integer or None"),
+        ("depth", get("depth") is None or is_count(get("depth"), 1), "a positive integer or None"),
         ("readout", get("readout") in (None, *READOUTS), f"one of {', '.join(READOUTS)} or None"),
-        ("dropout", _number(get("dropout", 0.0)) and 0 <= get("dropout", 0.0) < 1, "a number in [0, 1)"),
-        ("probe_features", _count(get("probe_features", 0), minimum=0), "an integer >= 0"),
+        ("dropout", is_number(get("dropout", 0.0)) and 0 <= get("dropout", 0.0) < 1, "a number in [0, 1)"),
+        ("probe_features", is_count(get("probe_features", 0)), "an integer >= 0"),
         ("kernel_grid", get("kernel_grid") is None or _counts(get("kernel_grid"), 2, minimum=1), "2 positive integers"),
         (
             "kernel_sizes",
@@ -295,9 +296,13 @@ def stored_weights_problem(weights: Any) -> str | None:
     return None
 
 
-def weights_difference(expected: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], built: str) -> str | None:
-    """The first tensor that ``weights`` (a file's) lacks, has extra or holds in another shape than ``expected``
-    (the ``state_dict`` of the model ``built`` names), or ``None``."""
+def weights_difference(expected: dict[str, torch.Tensor], weights: Any, built: str) -> str | None:
+    """Why ``weights`` (a file's) is not a ``state_dict`` (:func:`stored_weights_problem`), or the first tensor
+    that it lacks, has extra or holds in another shape than ``expected`` (the ``state_dict`` of the model
+    ``built`` names), or ``None``."""
+    problem = stored_weights_problem(weights)
+    if problem:
+        return problem
     for key, tensor in expected.items():
         if key not in weights:
             return f"{key}: in {built}, not in the file"
@@ -307,19 +312,11 @@ def weights_difference(expected: dict[str, torch.Tensor], weights: dict[str, tor
     return f"{short_repr(unexpected[0])}: in the file, not in {built}" if unexpected else None
 
 
-def _count(value: Any, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
 def _counts(value: Any, length: int | None, minimum: int) -> bool:
     """Whether ``value`` is a nonempty list of integers of at least ``minimum``, ``length`` of them if given."""
     if not isinstance(value, list) or not value or (length is not None and len(value) != length):
         return False
-    return all(_count(item, minimum) for item in value)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return all(is_count(item, minimum) for item in value)
 
 
 def _check_cnn_model(name: str, task: str, probe_features: int) -> None:

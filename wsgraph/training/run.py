@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from wsgraph.checks import is_count, is_number
 from wsgraph.datasets.store import dataset_fingerprint
 from wsgraph.datasets.transforms import (
     FirstLayerRotation,
@@ -53,7 +54,6 @@ from wsgraph.training.registry import (
     count_parameters,
     model_spec,
     stored_model_spec,
-    stored_weights_problem,
     weights_difference,
 )
 from wsgraph.training.regression import (
@@ -347,9 +347,7 @@ class _Run:
             missing = [name for name in columns if name not in row]
             if missing:
                 raise not_resumable(resume, "history", f"a row lacks {', '.join(missing)}")
-        difference = stored_weights_problem(checkpoint["model"]) or weights_difference(
-            self.model.state_dict(), checkpoint["model"], "the model its settings build"
-        )
+        difference = weights_difference(self.model.state_dict(), checkpoint["model"], "the model its settings build")
         if difference:
             raise not_resumable(resume, "model", difference)
         self.model.load_state_dict(checkpoint["model"])
@@ -524,9 +522,7 @@ class _Run:
     def _finish(self) -> dict[str, Any]:
         barrier(self.context)
         best = load_run_checkpoint(self.out / BEST, required=("model",))
-        difference = stored_weights_problem(best["model"]) or weights_difference(
-            self.model.state_dict(), best["model"], "the model the run's settings build"
-        )
+        difference = weights_difference(self.model.state_dict(), best["model"], "the model the run's settings build")
         if difference:
             raise ValueError(f"{shown_path(self.out / BEST)}: not this run's best model ({difference})")
         self.model.load_state_dict(best["model"])
@@ -665,7 +661,7 @@ def _check_progress(resume: str | Path, checkpoint: dict[str, Any], epochs: int)
     :func:`_fresh_state`, the random states, the data fingerprint) are of the types and in the ranges
     a run of ``epochs`` epochs writes."""
     epoch = checkpoint["epoch"]
-    if not _is_count(epoch) or epoch > epochs:
+    if not is_count(epoch) or epoch > epochs:
         raise not_resumable(
             resume, "epoch", f"must be an integer in 0..{epochs} (the run's epochs), got {short_repr(epoch)}"
         )
@@ -674,16 +670,16 @@ def _check_progress(resume: str | Path, checkpoint: dict[str, Any], epochs: int)
     checks = [
         (
             "best_epoch",
-            best_epoch is None or (_is_count(best_epoch) and 1 <= best_epoch <= epoch),
+            best_epoch is None or (is_count(best_epoch) and 1 <= best_epoch <= epoch),
             f"an integer in 1..{epoch} or None",
         ),
         # The best metric is set with the best epoch.
-        ("best_metric", _is_number(best_metric) if best_epoch is not None else best_metric is None, "a number"),
-        ("epochs_since_best", _is_count(since) and since <= epoch, f"an integer in 0..{epoch}"),
+        ("best_metric", is_number(best_metric) if best_epoch is not None else best_metric is None, "a number"),
+        ("epochs_since_best", is_count(since) and since <= epoch, f"an integer in 0..{epoch}"),
         ("stopped_early", isinstance(checkpoint["stopped_early"], bool), "true or false"),
-        ("train_networks", _is_count(checkpoint["train_networks"]), "an integer >= 0"),
-        ("train_seconds", _is_number(seconds) and seconds >= 0, "a number >= 0"),
-        ("wall_seconds", _is_number(checkpoint["wall_seconds"]) and checkpoint["wall_seconds"] >= 0, "a number >= 0"),
+        ("train_networks", is_count(checkpoint["train_networks"]), "an integer >= 0"),
+        ("train_seconds", is_number(seconds) and seconds >= 0, "a number >= 0"),
+        ("wall_seconds", is_number(checkpoint["wall_seconds"]) and checkpoint["wall_seconds"] >= 0, "a number >= 0"),
         (DATA_FINGERPRINT, isinstance(checkpoint.get(DATA_FINGERPRINT), (str, type(None))), "text"),
     ]
     for key, good, requirement in checks:
@@ -693,7 +689,7 @@ def _check_progress(resume: str | Path, checkpoint: dict[str, Any], epochs: int)
     if not isinstance(history, list) or len(history) != epoch:
         raise not_resumable(resume, "history", f"{short_repr(history)} is not a list of {epoch} rows, one per epoch")
     for row in history:
-        if not isinstance(row, dict) or not all(isinstance(k, str) and _is_number(v) for k, v in row.items()):
+        if not isinstance(row, dict) or not all(isinstance(k, str) and is_number(v) for k, v in row.items()):
             raise not_resumable(resume, "history", f"the row {short_repr(row)} is not a dict of numbers")
     states = checkpoint["random_states"]
     if not isinstance(states, list) or not all(isinstance(state, dict) for state in states):
@@ -717,7 +713,7 @@ def _check_optimizer(resume: str | Path, optimizer: torch.optim.Optimizer, fresh
         for key, value in state.items():
             # AdamW's step count is a scalar (a number in older torch), its moments have the parameter's shape.
             shape = torch.Size() if key == "step" else parameter.shape
-            if key == "step" and _is_number(value):
+            if key == "step" and is_number(value):
                 continue
             if not isinstance(value, torch.Tensor) or value.shape != shape or not value.is_floating_point():
                 got = (
@@ -749,7 +745,7 @@ def _state_difference(fresh: Any, stored: Any, where: str) -> str | None:
     if isinstance(fresh, torch.Tensor):
         fits = isinstance(stored, torch.Tensor) and stored.shape == fresh.shape and stored.dtype == fresh.dtype
     elif isinstance(fresh, float):
-        fits = _is_number(stored)
+        fits = is_number(stored)
     else:
         fits = type(stored) is type(fresh)
     return None if fits else f"{where} is {short_repr(stored)}, not a {type(fresh).__name__}"
@@ -762,14 +758,6 @@ def _restoring(resume: str | Path, part: str) -> Iterator[None]:
         yield
     except Exception as error:
         raise not_resumable(resume, part, f"{type(error).__name__}: {load_error_reason(error)}") from None
-
-
-def _is_count(value: Any) -> bool:
-    return type(value) is int and value >= 0
-
-
-def _is_number(value: Any) -> bool:
-    return type(value) in (int, float)
 
 
 def _fresh_state() -> dict[str, Any]:

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from wsgraph.checks import entry_problem, is_number
 from wsgraph.datasets.store import SPLITS
 from wsgraph.io import atomic_write, write_json
 from wsgraph.locks import write_lock
@@ -262,7 +263,12 @@ RECORD_FIELDS: dict[str, tuple[type, ...]] = {
 
 def read_records(out: str | os.PathLike) -> list[dict[str, Any]]:
     """Every checkpoint record of the zoo's finished shards, ordered by member and epoch."""
-    records = [record for _, shard_records in _read_shard_records(Path(out)) for record in shard_records]
+    return _ordered(_read_shard_records(Path(out)))
+
+
+def _ordered(shard_records: list[tuple[float, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """The records of every shard, ordered by member and epoch."""
+    records = [record for _, records in shard_records for record in records]
     return sorted(records, key=lambda r: (r["member"], r["epoch"]))
 
 
@@ -279,7 +285,7 @@ def _read_shard_records(out: Path) -> list[tuple[float, list[dict[str, Any]]]]:
         document = read_json(path)
         records = document.get("records") if isinstance(document, dict) else None
         seconds = document.get("seconds") if isinstance(document, dict) else None
-        if not isinstance(records, list) or not isinstance(seconds, _NUMBER) or isinstance(seconds, bool):
+        if not isinstance(records, list) or not is_number(seconds):
             raise ValueError(f"{path}: not a zoo shard's records (expected 'records', a list, and 'seconds')")
         for number, record in enumerate(records):
             problem = _record_problem(record)
@@ -292,12 +298,9 @@ def _read_shard_records(out: Path) -> list[tuple[float, list[dict[str, Any]]]]:
 def _record_problem(record: Any) -> str | None:
     if not isinstance(record, dict):
         return f"a {type(record).__name__}, not an object"
-    for name, types in RECORD_FIELDS.items():
-        value = record.get(name, ...)
-        if value is ...:
-            return f"no '{name}'"
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            return f"'{name}' is {value!r}"
+    problem = entry_problem(record, RECORD_FIELDS)
+    if problem:
+        return problem
     if record["member"] < 0 or record["epoch"] < 0 or record["split"] not in SPLITS:
         return f"member {record['member']}, epoch {record['epoch']}, split {record['split']!r} out of range"
     path = record["path"]
@@ -309,7 +312,7 @@ def _record_problem(record: Any) -> str | None:
 def write_index(plan: ZooPlan, out: Path) -> dict[str, Any]:
     """Write ``index.csv``, ``labels.csv`` and ``summary.json`` from the shards' records."""
     shard_records = _read_shard_records(out)
-    records = sorted((r for _, rs in shard_records for r in rs), key=lambda r: (r["member"], r["epoch"]))
+    records = _ordered(shard_records)
     columns = [
         "path", "member", "epoch", "final", "split", "activation", "init_family", "lr", "weight_decay",
         "init_scale", "dropout", "train_fraction", "epochs", "test_accuracy", "test_loss", "train_accuracy",

@@ -1,0 +1,29 @@
+"""Checks of values read from files (JSON documents, checkpoints): a damaged or crafted file
+can hold anything where a writer put a number, so readers check before they index or compute."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wsgraph.errors import short_repr
+
+
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is an ``int`` or a ``float`` (not a ``bool``, not a subclass)."""
+    return type(value) in (int, float)
+
+
+def is_count(value: Any, minimum: int = 0) -> bool:
+    """Whether ``value`` is an ``int`` (not a ``bool``) of at least ``minimum``."""
+    return type(value) is int and value >= minimum
+
+
+def entry_problem(document: dict[str, Any], entries: dict[str, tuple[type, ...]]) -> str | None:
+    """The first of ``entries`` (key: the exact types its value may have) that ``document``
+    lacks or holds with another type, said as an error fragment; ``None`` if all fit."""
+    for key, types in entries.items():
+        if key not in document:
+            return f"no '{key}'"
+        if type(document[key]) not in types:
+            return f"'{key}' is {short_repr(document[key])}"
+    return None

@@ -59,13 +59,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
-    from wsgraph.training.config import MODEL_NAMES
+    from wsgraph.training.bench import check_model_names
 
     # Checked before the INR fitting, which takes minutes, rather than when training starts.
-    unknown = [name for name in args.models if name not in MODEL_NAMES]
-    if unknown or not args.models:
-        named = f"unknown model {unknown[0]!r}" if unknown else "--models names no model"
-        raise ValueError(f"{named}; choose from {', '.join(MODEL_NAMES)}")
+    check_model_names(args.models)
     started = time.perf_counter()
     _stage(1, "networks as graphs")
     run_graph_demo(args.out / "graphs", seed=args.seed)

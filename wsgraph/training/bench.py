@@ -83,9 +83,7 @@ def bench(
     Returns:
         The result document of every run, in order.
     """
-    unknown = [name for name in models if name not in MODEL_NAMES]
-    if unknown:
-        raise ValueError(f"unknown model {unknown[0]!r}; choose from {', '.join(MODEL_NAMES)}")
+    check_model_names(models)
     # Every model gets the options: one that a later model refuses must not wait for the earlier ones to train.
     for model in models:
         check_model_options(model, base.model_options)
@@ -111,6 +109,14 @@ def bench(
     )
     write_report(results, outputs, command, reference, data_root=base.data)
     return results
+
+
+def check_model_names(models: list[str]) -> None:
+    """Raise a ``ValueError`` unless ``models`` names at least one model, each known."""
+    unknown = [name for name in models if name not in MODEL_NAMES]
+    if unknown or not models:
+        named = f"unknown model {unknown[0]!r}" if unknown else "--models names no model"
+        raise ValueError(f"{named}; choose from {', '.join(MODEL_NAMES)}")
 
 
 def _finished_result(config: TrainConfig, folder: Path) -> dict[str, Any] | None:

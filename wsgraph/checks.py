@@ -3,6 +3,7 @@ can hold anything where a writer put a number, so readers check before they inde
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from wsgraph.errors import short_repr
@@ -16,6 +17,20 @@ def is_number(value: Any) -> bool:
 def is_count(value: Any, minimum: int = 0) -> bool:
     """Whether ``value`` is an ``int`` (not a ``bool``) of at least ``minimum``."""
     return type(value) is int and value >= minimum
+
+
+def dataclass_gaps(cls: type, document: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The keys of ``document`` that name no field of the dataclass ``cls`` (in the document's
+    order), and the fields without a default that ``document`` lacks (in the class's order)."""
+    fields = dataclasses.fields(cls)
+    names = {item.name for item in fields}
+    unknown = [key for key in document if key not in names]
+    required = (
+        item.name
+        for item in fields
+        if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
+    )
+    return unknown, [name for name in required if name not in document]
 
 
 def entry_problem(document: dict[str, Any], entries: dict[str, tuple[type, ...]]) -> str | None:

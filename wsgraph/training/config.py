@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from wsgraph.checks import is_number
+from wsgraph.checks import dataclass_gaps, is_number
 from wsgraph.errors import short_repr
 from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS, describe_per_family
 
@@ -405,19 +405,16 @@ class TrainConfig:
         """
         if not isinstance(document, dict):
             raise ValueError(f"the training settings are a {type(document).__name__}, not a dict")
-        fields = {item.name: item for item in dataclasses.fields(cls)}
-        unknown = set(document) - set(fields)
+        unknown, missing = dataclass_gaps(cls, document)
         if unknown:
             raise ValueError(f"unknown training settings {sorted(map(str, unknown))}")
-        missing = [
-            name for name, item in fields.items() if item.default is dataclasses.MISSING and name not in document
-        ]
         if missing:
             raise ValueError(f"the training settings lack {', '.join(missing)}")
         hints = typing.get_type_hints(cls)
+        declared = {item.name: item.type for item in dataclasses.fields(cls)}  # as written, for the message
         for key, value in document.items():
             if not _stored_as(hints[key], value):
-                raise ValueError(f"the training setting {key} must be {fields[key].type}, got {short_repr(value)}")
+                raise ValueError(f"the training setting {key} must be {declared[key]}, got {short_repr(value)}")
         return cls(**document)
 
     def differences(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:

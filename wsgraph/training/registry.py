@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from wsgraph.checks import is_count, is_number
+from wsgraph.checks import dataclass_gaps, is_count, is_number
 from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets.transforms import LayerStatistics
 from wsgraph.errors import load_error_reason, short_repr
@@ -188,11 +188,9 @@ def stored_model_spec(document: Any, source: str) -> ModelSpec:
     """
     if not isinstance(document, dict):
         raise ValueError(f"{source}: model_spec is a {type(document).__name__}, not a dict")
-    fields = {item.name: item for item in dataclasses.fields(ModelSpec)}
-    unknown = [key for key in document if key not in fields]
+    unknown, missing = dataclass_gaps(ModelSpec, document)
     if unknown:
         raise ValueError(f"{source}: model_spec has an unknown entry {short_repr(unknown[0])}")
-    missing = [name for name, item in fields.items() if item.default is dataclasses.MISSING and name not in document]
     if missing:
         raise ValueError(f"{source}: model_spec lacks {', '.join(missing)}")
     problem = _spec_problem({key: _plain(value) for key, value in document.items()})

@@ -48,19 +48,21 @@ def test_render_single_graph_and_other_activation():
 
 
 def test_render_gradients_reach_the_graph_features():
+    # In float64: sine(30) multiplies every rounding by 30 per layer, so float32 gradients computed in two
+    # orders differ by amounts that depend on the CPU's kernels, not on the rendering.
     batch = siren_batch(3)
-    batch.edge_attr.requires_grad_(True)
-    batch.x.requires_grad_(True)
-    coords = image_grid_coords(4, 4)
-    target = torch.rand(3, 16, 1)
+    batch.edge_attr = batch.edge_attr.double().requires_grad_(True)
+    batch.x = batch.x.double().requires_grad_(True)
+    coords = image_grid_coords(4, 4).double()
+    target = torch.rand(3, 16, 1, dtype=torch.float64)
     (render_inr(batch, coords, 0.5) - target).square().mean().backward()
     weights, biases = split_augmented(siren_init(SirenRecipe(), torch.arange(3), 0))
-    for parameter in (*weights, *biases):
-        parameter.requires_grad_(True)
+    weights = [weight.double().requires_grad_(True) for weight in weights]
+    biases = [bias.double().requires_grad_(True) for bias in biases]
     (siren_forward(weights, biases, coords, 30.0) + 0.5 - target).square().mean().backward()
     expected = wsgraph.mlp_to_graph([(w.grad, b.grad) for w, b in zip(weights, biases)])
-    torch.testing.assert_close(batch.edge_attr.grad, expected.edge_attr, rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(batch.x.grad, expected.x, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(batch.edge_attr.grad, expected.edge_attr, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(batch.x.grad, expected.x, rtol=1e-10, atol=1e-12)
 
 
 def test_render_errors():

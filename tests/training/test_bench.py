@@ -39,6 +39,13 @@ def test_bench_writes_table_chart_and_runs(classification_root: Path, tmp_path: 
     with open(tmp_path / "docs" / "results-tiny-runs.csv") as handle:
         assert len(list(csv.DictReader(handle))) == 4
     assert sorted(path.name for path in runs.iterdir()) == ["gine-seed0", "gine-seed1", "mlp-seed0", "mlp-seed1"]
+    curves = tmp_path / "docs" / "results-tiny-curves"
+    assert "- Per-epoch metrics of every run: `results-tiny-curves/<model>-seed<seed>.csv`." in text
+    assert sorted(path.name for path in curves.iterdir()) == [
+        f"{name}.csv" for name in sorted(p.name for p in runs.iterdir())
+    ]
+    for folder in runs.iterdir():
+        assert (curves / f"{folder.name}.csv").read_bytes() == (folder / "metrics.csv").read_bytes()
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
@@ -52,7 +59,14 @@ def test_bench_into_a_folder_completes_a_run_without_result(classification_root:
     out = tmp_path / "bench"
     arguments = ["bench", "--data", str(classification_root), "--models", "mlp", "--seeds", "1", "--out", str(out)]
     assert main([*arguments, *TINY]) == 0
-    assert {path.name for path in out.iterdir()} == {"results.md", "results.png", "runs.json", "runs.csv", "runs"}
+    assert {path.name for path in out.iterdir()} == {
+        "results.md",
+        "results.png",
+        "runs.json",
+        "runs.csv",
+        "runs",
+        "curves",
+    }
     (out / "runs" / "mlp-seed0" / "result.json").unlink()
     assert main([*arguments, *TINY]) == 0  # resumes from last.pt, which has finished its epochs
     assert (out / "runs" / "mlp-seed0" / "result.json").is_file()

@@ -4,7 +4,9 @@ Each run is an ordinary ``wsgraph train`` run in its own folder under the runs f
 (``<model>-seed<k>``), so the benchmark resumes: finished runs (with a
 ``result.json``) are read back, interrupted ones continue from their ``last.pt``.
 The report is a markdown table whose header is the command that reproduces it, a bar
-chart, and every run's numbers as JSON and CSV.
+chart, every run's numbers as JSON and CSV, and every run's per-epoch metrics (a copy of
+its ``metrics.csv``), so that a statement about any epoch can be checked without the run
+folders.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from tqdm.auto import tqdm
 from wsgraph.checks import entry_problem
 from wsgraph.io import atomic_write, write_json
 from wsgraph.training.config import TrainConfig
-from wsgraph.training.metrics import RESULT_JSON, read_json
+from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON, read_json
 from wsgraph.training.plots import plot_benchmark
 from wsgraph.training.registry import MODEL_NAMES, check_model_options
 from wsgraph.training.run import reference_result, train
@@ -47,13 +49,15 @@ RUN_COLUMNS = (
 
 @dataclass(frozen=True)
 class BenchOutputs:
-    """Where a benchmark writes: the table, the chart, the runs as JSON and CSV, and the run folders."""
+    """Where a benchmark writes: the table, the chart, the runs as JSON and CSV, the runs'
+    per-epoch metrics, and the run folders."""
 
     table: Path
     chart: Path
     runs_json: Path
     runs_csv: Path
     runs_dir: Path
+    curves: Path
 
     @classmethod
     def at(cls, out: str | Path, runs_dir: str | Path | None = None) -> BenchOutputs:
@@ -63,9 +67,12 @@ class BenchOutputs:
         if out.suffix == ".md":
             stem = out.with_suffix("")
             runs = Path(runs_dir) if runs_dir else Path("runs") / "bench" / out.stem
-            return cls(out, stem.with_suffix(".png"), Path(f"{stem}-runs.json"), Path(f"{stem}-runs.csv"), runs)
+            return cls(
+                out, stem.with_suffix(".png"), Path(f"{stem}-runs.json"), Path(f"{stem}-runs.csv"), runs,
+                Path(f"{stem}-curves"),
+            )  # fmt: skip
         runs = Path(runs_dir) if runs_dir else out / "runs"
-        return cls(out / "results.md", out / "results.png", out / "runs.json", out / "runs.csv", runs)
+        return cls(out / "results.md", out / "results.png", out / "runs.json", out / "runs.csv", runs, out / "curves")
 
 
 def bench(
@@ -107,7 +114,7 @@ def bench(
     reference = results[0].get("reference") or reference_result(
         dataclasses.replace(base, model=models[0], seed=seeds[0], out=str(outputs.runs_dir))
     )
-    write_report(results, outputs, command, reference, data_root=base.data)
+    write_report(results, outputs, command, reference, data_root=base.data, run_folders=[f for _, f in planned])
     return results
 
 
@@ -165,8 +172,10 @@ def write_report(
     command: str,
     reference: dict[str, Any] | None = None,
     data_root: str | None = None,
+    run_folders: list[Path] | None = None,
 ) -> None:
-    """Write the markdown table, the bar chart, and all runs as JSON and CSV (``reference``:
+    """Write the markdown table, the bar chart, all runs as JSON and CSV and, from
+    ``run_folders`` (one per result, in order), each run's per-epoch metrics (``reference``:
     the test metric of the task's reference predictor, as ``run.reference_result`` gives it;
     ``data_root``: the data folder as this command names it, for the table, rather than as the
     first run recorded it, which may have been from another working directory)."""
@@ -186,7 +195,8 @@ def write_report(
         writer.writerow({**result, "seed": result["config"]["seed"]})
     text = buffer.getvalue()
     atomic_write(outputs.runs_csv, lambda handle: handle.write(text.encode()))
-    table = markdown_table(rows, results, label, command, outputs, reference, data_root)
+    curves = _copy_curves(run_folders or [], outputs.curves)
+    table = markdown_table(rows, results, label, command, outputs, reference, data_root, curves)
     atomic_write(outputs.table, lambda handle: handle.write(table.encode()))
 
 
@@ -222,8 +232,10 @@ def markdown_table(
     outputs: BenchOutputs,
     reference: dict[str, Any] | None = None,
     data_root: str | None = None,
+    curves: bool = False,
 ) -> str:
-    """The benchmark as markdown: how to reproduce it, on what, then one line per model."""
+    """The benchmark as markdown: how to reproduce it, on what, then one line per model
+    (``curves``: whether the runs' per-epoch metrics were copied to ``outputs.curves``)."""
     first = results[0]
     data, machine = first["dataset"], first["hardware"]
     root = data_root if data_root is not None else data["root"]
@@ -242,6 +254,7 @@ def markdown_table(
         f"deviation over seeds {', '.join(map(str, seeds))}; train time and networks/s are means over seeds.",
         f"- Chart: `{outputs.chart.name}`; every run: `{outputs.runs_json.name}`, `{outputs.runs_csv.name}`; "
         f"run folders under `{outputs.runs_dir}`. Written {date.today().isoformat()}.",
+        *([f"- Per-epoch metrics of every run: `{outputs.curves.name}/<model>-seed<seed>.csv`."] if curves else []),
         *_reference_line(reference, label),
         "",
         f"| model | {label} | parameters | train time (s) | networks/s | epochs | train/val/test networks | seeds |",
@@ -254,6 +267,20 @@ def markdown_table(
             f"{row['networks_per_second']:.0f} | {row['epochs']:.3g} | {sizes} | {row['seeds']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _copy_curves(run_folders: list[Path], curves: Path) -> bool:
+    """Copy each run folder's ``metrics.csv`` to ``curves/<folder name>.csv`` (the folders are
+    named ``<model>-seed<seed>``); whether any was copied."""
+    copied = False
+    for folder in run_folders:
+        source = folder / METRICS_CSV
+        if not source.is_file():
+            continue
+        content = source.read_bytes()
+        atomic_write(curves / f"{folder.name}.csv", lambda handle, content=content: handle.write(content))
+        copied = True
+    return copied
 
 
 def bench_command(base: TrainConfig, models: list[str], seeds: int, out: str, runs_dir: str | None) -> str:

@@ -108,7 +108,7 @@ FULL_CPU_READING = [
     "11.35%). DWSNet trained for 2.8 hours per seed on average on the 2-core CPU, which other jobs shared "
     "(307 networks/s on average; 749 to 774 in seed 0's first three epochs, when it ran alone). Seed 0's per-epoch metrics: "
     "`docs/results/full-cpu-mnist-curves/`; every run's: the runs' folders. Fashion-MNIST, INRs fitted on this "
-    "CPU, seed 0 so far (seeds 1 and 2 follow): DWSNet reaches 67.80% test accuracy (published 67.06 ± 0.29) at "
+    "CPU, seed 0 (seeds 1 and 2, `--tasks fashion-seeds`, are not measured yet): DWSNet reaches 67.80% test accuracy (published 67.06 ± 0.29) at "
     "its best validation epoch, 31, early stopping ending the run at epoch 41; the flat MLPs 12.72% and 15.31% "
     "with permutation augmentation (published 19.91 and 22.76; the most frequent class scores 10%). The same "
     "model on the GPU-fitted Fashion-MNIST INRs scored 68.38% (below).",

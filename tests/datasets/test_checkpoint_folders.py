@@ -160,6 +160,18 @@ def test_bad_label_files_are_reported_by_line(good_folder, tmp_path, csv_text, m
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b"\xff\xfe\x00 not text", b'dog/net0.pt,"' + b"x" * 200_000 + b'"\n'],
+    ids=["binary", "cell-past-the-csv-limit"],
+)
+def test_an_unreadable_label_file_is_an_error_naming_it(good_folder, tmp_path, content):
+    (tmp_path / "labels.csv").write_bytes(content)
+    with pytest.raises(ValueError, match=r"labels\.csv: not a readable CSV labels file"):
+        convert_checkpoints(good_folder[0], tmp_path / "out", labels=tmp_path / "labels.csv", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_several_signatures_get_one_root_each_and_an_index(good_folder, tmp_path):
     src, _ = good_folder
     torch.save(build_mlp((3, 4, 4, 2), seed=1).state_dict(), src / "deep.pt")

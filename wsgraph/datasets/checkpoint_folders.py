@@ -513,7 +513,25 @@ def read_label_csv(path: str | os.PathLike, relative_paths: Sequence[str]) -> La
         raise IsADirectoryError(f"{path}: is a folder, not a labels file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such labels file")
-    known = set(relative_paths)
+    try:
+        raw, header, splits, split_column = _read_label_rows(path, set(relative_paths))
+    except (UnicodeDecodeError, csv.Error) as error:
+        # Neither names the file: a binary file, another encoding, or a cell past csv's size limit.
+        raise ValueError(f"{path}: not a readable CSV labels file ({error})") from None
+    if not raw:
+        raise ValueError(f"{path}: no labels")
+    table = interpret_labels(raw, source=str(path))
+    if header is not None and len(header) == table.num_targets:
+        table.names = header
+    if split_column is not None:
+        table.splits = splits
+    return table
+
+
+def _read_label_rows(
+    path: Path, known: set[str]
+) -> tuple[dict[str, list[str]], list[str] | None, dict[str, int], int | None]:
+    """The label cells by path, the header's target names, the splits by path and the split column."""
     raw: dict[str, list[str]] = {}
     header: list[str] | None = None
     split_column: int | None = None
@@ -543,14 +561,7 @@ def read_label_csv(path: str | os.PathLike, relative_paths: Sequence[str]) -> La
                 splits[name] = SPLITS.index(split)
                 cells = cells[:split_column] + cells[split_column + 1 :]
             raw[name] = cells[1:]
-    if not raw:
-        raise ValueError(f"{path}: no labels")
-    table = interpret_labels(raw, source=str(path))
-    if header is not None and len(header) == table.num_targets:
-        table.names = header
-    if split_column is not None:
-        table.splits = splits
-    return table
+    return raw, header, splits, split_column
 
 
 def labels_from_regex(pattern: str, relative_paths: Sequence[str]) -> LabelTable:

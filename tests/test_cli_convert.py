@@ -187,6 +187,7 @@ def test_convert_splits_file_errors(tmp_path, capsys):
         ('{"train": {"path": ["a"], "label": []}}', "split 'train' has 1 paths but 0 labels"),
         ('{"training": {}}', "unknown split 'training'"),
         ("{not json", "not a JSON splits file"),
+        ("[" * 100_000 + "]" * 100_000, f"{splits_file}: not a JSON splits file (JSON nested too deeply"),
     ]:
         splits_file.write_text(document)
         assert main(["convert", str(src), str(tmp_path / "o2"), "--splits", str(splits_file), "--quiet"]) == 1

@@ -134,3 +134,11 @@ def test_a_bad_geometry_file_is_named(state_dicts, tmp_path):
     with pytest.raises(ValueError, match=r"geometry\.json: unknown key 'strides'"):
         convert_checkpoints(src, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_geometry_file_nested_too_deeply_is_named(state_dicts, tmp_path):
+    src, _ = state_dicts
+    (src / "geometry.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=r"geometry\.json: not a readable JSON file \(JSON nested too deeply"):
+        convert_checkpoints(src, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()

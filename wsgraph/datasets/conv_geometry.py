@@ -61,6 +61,8 @@ def read_geometry_file(src: Path) -> dict[str, GeometryValue]:
         document = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path}: not a readable JSON file ({error})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not a readable JSON file (JSON nested too deeply to read)") from None
     if not isinstance(document, dict):
         raise ValueError(f"{path}: expected an object with {', '.join(GEOMETRY_KEYS)}")
     unknown = sorted(set(document) - set(GEOMETRY_KEYS))

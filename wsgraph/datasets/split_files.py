@@ -57,6 +57,8 @@ def read_splits_file(path: str | os.PathLike, relative_paths: Sequence[str]) -> 
         document = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path}: not a JSON splits file ({error})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not a JSON splits file (JSON nested too deeply to read)") from None
     if not isinstance(document, dict) or not document:
         raise ValueError(f'{path}: expected {{"train": {{"path": [...], "label": [...]}}, "val": ..., "test": ...}}')
     unknown = sorted(set(document) - set(SPLITS))

@@ -138,3 +138,26 @@ def test_bench_rejects_bad_arguments(classification_root: Path, tmp_path: Path, 
     assert status == 1
     assert message in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("where", ["out", "runs-dir"])
+def test_bench_refuses_an_unwritable_output_before_training(
+    classification_root: Path, tmp_path: Path, capsys, monkeypatch, where
+) -> None:
+    import wsgraph.training.bench as bench_module
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before finding that the output cannot be written")
+
+    monkeypatch.setattr(bench_module, "train", no_training)
+    place = tmp_path / "bench"
+    place.mkdir()
+    blocker = place / "a-file"
+    blocker.write_text("kept\n")
+    out, runs = (blocker / "table.md", place / "runs") if where == "out" else (place / "t.md", blocker / "runs")
+    argv = ["bench", "--data", str(classification_root), "--out", str(out), "--runs-dir", str(runs)]
+    assert main([*argv, "--models", "mlp", "--seeds", "1", *TINY]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--{where} {out if where == 'out' else runs}:" in err, err
+    assert blocker.read_text() == "kept\n"
+    assert sorted(path.name for path in place.iterdir()) == ["a-file"]

@@ -99,6 +99,21 @@ def test_fit_inrs_refuses_a_converted_dataset_in_one_short_line(tmp_path, capsys
     assert (out / "meta.json").read_bytes() == meta
 
 
+def test_fit_inrs_refuses_a_folder_of_other_files_and_keeps_them(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "summary.json").write_text('{"mine": true}\n')
+    (out / "reconstructions.png").write_bytes(b"my picture")
+    code, _, error = run_cli(capsys, *FIT, "--out", str(out))
+    assert (
+        code == 1
+        and error == f"wsgraph fit-inrs: error: {out}: holds files but no meta.json; use an empty --out folder\n"
+    )
+    assert sorted(path.name for path in out.iterdir()) == ["reconstructions.png", "summary.json"]
+    assert (out / "summary.json").read_text() == '{"mine": true}\n'
+    assert (out / "reconstructions.png").read_bytes() == b"my picture"
+
+
 def test_fit_inrs_is_independent_of_limit_and_shard_size(tmp_path, capsys):
     small, large = tmp_path / "small", tmp_path / "large"
     assert run_cli(capsys, *FIT, "--out", str(small))[0] == 0

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 from wsgraph.cli.main import main
@@ -144,3 +145,31 @@ def test_ranking_metrics_match_scipy_and_sklearn() -> None:
     assert scores["r2"] == pytest.approx(1 - ((predicted - true) ** 2).sum() / ((true - true.mean()) ** 2).sum())
     assert ranking_metrics(true, true)["kendall_tau"] == pytest.approx(1.0)
     assert math.isnan(ranking_metrics(np.ones(5), true[:5])["kendall_tau"])
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda path: path.write_bytes(path.read_bytes()[:100]), "not a readable checkpoint (PytorchStreamReader"),
+        (lambda path: path.write_bytes(b"\x80\x04\x95"), "not a readable checkpoint"),
+        (lambda path: path.unlink(), "no such zoo checkpoint"),
+        (lambda path: torch.save([1, 2], path), "holds a list, expected a state_dict"),
+        (
+            lambda path: torch.save({"1.weight": torch.zeros(0)}, path),
+            "'1.weight' is not a non-empty real dense tensor",
+        ),
+        (lambda path: torch.save({"1.weight": torch.zeros(3)}, path), "its tensors (names and shapes) differ from"),
+    ],
+    ids=["truncated", "not-a-checkpoint", "missing", "a-list", "empty-tensor", "other-tensors"],
+)
+def test_stats_gbt_names_a_damaged_member_in_one_line(mlp_zoo: Path, tmp_path: Path, capsys, damage, message) -> None:
+    import shutil
+
+    zoo = tmp_path / "zoo"
+    shutil.copytree(mlp_zoo, zoo)
+    member = zoo / CHECKPOINTS / read_records(zoo)[1]["path"]
+    damage(member)
+    assert main(["zoo-stats", "--zoo", str(zoo), "--out", str(tmp_path / "out"), "--n-estimators", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"wsgraph zoo-stats: error: {member}: ") and message in err, err
+    assert not (tmp_path / "out").exists()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import torch
 from sklearn.ensemble import GradientBoostingRegressor
 
 from wsgraph.datasets.store import SPLITS
+from wsgraph.errors import load_error_reason, shown_path
 from wsgraph.io import refuse_existing_results, write_json
 from wsgraph.training.regression import (
     PREDICTED_VS_TRUE_PNG,
@@ -61,11 +63,53 @@ def zoo_features(zoo: str | os.PathLike) -> tuple[np.ndarray, list[dict[str, Any
     records = [record for record in read_records(zoo) if record["path"] is not None]
     if not records:
         raise ValueError(f"{zoo}: no saved zoo members (run 'wsgraph zoo' first)")
-    rows = []
+    rows, first = [], None
     for record in records:
-        state = torch.load(zoo / CHECKPOINTS / record["path"], map_location="cpu", weights_only=True)
+        path = zoo / CHECKPOINTS / record["path"]
+        state = read_member(path)
+        layout = [(key, tuple(tensor.shape)) for key, tensor in state.items()]
+        if first is None:
+            first = (path, layout)
+        elif layout != first[1]:
+            raise ValueError(
+                f"{shown_path(path)}: its tensors (names and shapes) differ from those of {shown_path(first[0])}"
+            )
         rows.append(weight_statistics(state))
     return np.stack(rows), records
+
+
+def read_member(path: Path) -> dict[str, torch.Tensor]:
+    """The state_dict of a zoo member, checked: a zoo folder may come from someone else.
+
+    Raises:
+        ValueError: naming ``path``, when it is missing, unreadable (damaged, or a pickle of
+            anything but tensors), or not a state_dict of non-empty real dense tensors.
+    """
+    name = shown_path(path)
+    if not path.is_file():
+        raise ValueError(f"{name}: no such zoo checkpoint (its shard's records.json names it)")
+    try:
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols it was not written for; the load itself says what fails.
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a damaged file
+        raise ValueError(f"{name}: not a readable checkpoint ({load_error_reason(error)})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{name}: holds a {type(state).__name__}, expected a state_dict")
+    if not state:
+        raise ValueError(f"{name}: holds no tensors")
+    for key, tensor in state.items():
+        if (
+            not isinstance(tensor, torch.Tensor)
+            or tensor.layout != torch.strided
+            or tensor.is_meta
+            or tensor.is_complex()
+            or tensor.dtype == torch.bool
+            or tensor.numel() == 0
+        ):
+            raise ValueError(f"{name}: {str(key)!r} is not a non-empty real dense tensor")
+    return state
 
 
 def fit_stats_gbt(

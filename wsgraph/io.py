@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from wsgraph.errors import shown_path
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -92,6 +94,39 @@ def refuse_existing_results(out: str | os.PathLike, names: tuple[str, ...]) -> N
         raise FileExistsError(
             f"--out {out} already holds results ({', '.join(held)}); choose another --out or delete them"
         )
+
+
+def check_writable_folder(folder: str | os.PathLike, named: str) -> None:
+    """Raise an ``OSError`` naming ``named`` unless files can be written into ``folder``;
+    the folders made to find out are removed again. For a command that writes ``folder``
+    only after long work, to refuse at once.
+
+    Args:
+        folder: where files will be written.
+        named: how the error names it, e.g. ``"--out runs/x"``.
+    """
+    folder = Path(folder)
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise OSError(f"{named}: {shown_path(folder)} exists and is not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".wsgraph-write-test-"):
+            pass
+    except OSError as error:
+        if error.strerror is None:
+            raise
+        raise OSError(f"{named}: cannot write there ({error.strerror})") from None
+    finally:
+        for created in missing:
+            try:
+                created.rmdir()
+            except OSError:
+                break
 
 
 def save_figure(figure: Figure, path: str | os.PathLike, *, dpi: float | None = None) -> Path:

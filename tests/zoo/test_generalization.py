@@ -173,3 +173,32 @@ def test_stats_gbt_names_a_damaged_member_in_one_line(mlp_zoo: Path, tmp_path: P
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"wsgraph zoo-stats: error: {member}: ") and message in err, err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--seed", "-1"], "--seed must be in 0..4294967295, got -1"),
+        (["--seed", str(2**32)], "--seed must be in 0..4294967295"),
+        (["--learning-rate", "inf"], "--learning-rate must be a positive finite number, got inf"),
+        (["--out", "{blocker}"], "--out {blocker}: {blocker} exists and is not a folder"),
+        (["--out", "{blocker}/out"], "--out {blocker}/out: cannot write there (Not a directory)"),
+    ],
+)
+def test_zoo_stats_refuses_bad_flags_before_reading_the_zoo(
+    mlp_zoo: Path, tmp_path: Path, capsys, monkeypatch, flags, message
+) -> None:
+    from wsgraph.zoo import stats
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("read the zoo before refusing the flags")
+
+    monkeypatch.setattr(stats, "zoo_features", no_reading)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("kept\n")
+    flags = [flag.format(blocker=blocker) for flag in flags]
+    argv = ["zoo-stats", "--zoo", str(mlp_zoo), "--out", str(tmp_path / "out"), *flags]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message.format(blocker=blocker) in err, err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file"]

@@ -9,10 +9,10 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 from wsgraph.cli.train import add_training_arguments, explicit_settings
+from wsgraph.io import check_writable_folder
 from wsgraph.training.bench import BenchOutputs, bench, bench_command
 from wsgraph.training.config import MODEL_NAMES, TrainConfig
 
@@ -63,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--models lists {', '.join(repeated)} more than once")
     outputs = BenchOutputs.at(args.out, args.runs_dir)
     # The report is written after every run has trained: a place it cannot go must not wait for them.
-    _check_writable(outputs.table.parent, f"--out {args.out}")
+    check_writable_folder(outputs.table.parent, f"--out {args.out}")
     if args.runs_dir is not None:
-        _check_writable(Path(args.runs_dir), f"--runs-dir {args.runs_dir}")
+        check_writable_folder(Path(args.runs_dir), f"--runs-dir {args.runs_dir}")
     settings = {**explicit_settings(args), "model": args.models[0], "out": str(outputs.runs_dir)}
     base = TrainConfig(**settings)
     first = base.seed
@@ -73,29 +73,3 @@ def run(args: argparse.Namespace) -> int:
     bench(base, args.models, list(range(first, first + args.seeds)), outputs, command)
     print(f"wsgraph bench: wrote {outputs.table} and {outputs.chart}")
     return 0
-
-
-def _check_writable(folder: Path, named: str) -> None:
-    """Raise an ``OSError`` naming ``named`` unless files can be written into ``folder``;
-    the folders made to find out are removed again."""
-    missing = []
-    for candidate in (folder, *folder.parents):
-        if candidate.exists():
-            break
-        missing.append(candidate)
-    try:
-        if folder.exists() and not folder.is_dir():
-            raise OSError(f"{named}: {folder} exists and is not a folder")
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".wsgraph-write-test-"):
-            pass
-    except OSError as error:
-        if error.strerror is None:
-            raise
-        raise OSError(f"{named}: cannot write there ({error.strerror})") from None
-    finally:
-        for created in missing:
-            try:
-                created.rmdir()
-            except OSError:
-                break

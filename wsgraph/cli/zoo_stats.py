@@ -8,6 +8,9 @@ Example::
 from __future__ import annotations
 
 import argparse
+import math
+
+from wsgraph.io import check_writable_folder
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,8 +44,13 @@ def run(args: argparse.Namespace) -> int:
     for name in ("n_estimators", "max_depth"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if not args.learning_rate > 0:
-        raise ValueError(f"--learning-rate must be positive, got {args.learning_rate}")
+    if not 0 < args.learning_rate < math.inf:
+        raise ValueError(f"--learning-rate must be a positive finite number, got {args.learning_rate}")
+    # scikit-learn's random_state takes 0 to 2**32 - 1; it would refuse others only after the features are read.
+    if not 0 <= args.seed < 2**32:
+        raise ValueError(f"--seed must be in 0..{2**32 - 1}, got {args.seed}")
+    # The results are written after every member is read and the trees are fitted.
+    check_writable_folder(args.out, f"--out {args.out}")
     result = fit_stats_gbt(
         args.zoo,
         args.out,

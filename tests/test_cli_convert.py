@@ -91,6 +91,7 @@ def test_output_inside_the_source_is_refused_in_one_line(src, capsys):
         (["--labels", "x.csv", "--label-regex", "(a)"], "not allowed with argument"),
         (["--activation", "swishy"], "unknown activation"),
         (["--shard-size", "0"], "positive integer"),
+        (["--seed", "-1"], "argument --seed: expected a non-negative integer, got '-1'"),
     ],
 )
 def test_bad_flags_exit_2(src, tmp_path, capsys, flags, message):

@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=_split_ratios,
         help="fractions of networks in train, val and test (default: 0.8,0.1,0.1; not with --splits)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random split (default: 0)")
+    parser.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the random split (default: 0)")
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists and is not empty")
     parser.add_argument(
         "--activation",
@@ -200,4 +200,14 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
     return value

@@ -415,6 +415,20 @@ def test_an_output_written_during_the_conversion_is_not_replaced(good_folder, tm
     assert len(WeightSpaceDataset(out, log=False)) == len(networks)
 
 
+def test_the_staging_folder_of_a_killed_conversion_is_removed_by_the_next(good_folder, tmp_path):
+    src, networks = good_folder
+    out = tmp_path / "out"
+    stale = tmp_path / ".out.k1ll3d9x.converting"  # what a conversion killed by SIGKILL leaves
+    (stale / "shards").mkdir(parents=True)
+    (stale / "shards" / "shard-00000.pt").write_bytes(b"half")
+    others = [tmp_path / ".out.k1ll3d9x.replaced", tmp_path / ".outer.k1ll3d9x.converting"]
+    for other in others:
+        other.mkdir()
+    convert_checkpoints(src, out, progress=False)
+    assert not stale.exists() and all(other.is_dir() for other in others)
+    assert len(WeightSpaceDataset(out, log=False)) == len(networks)
+
+
 def test_an_output_written_before_the_lock_is_taken_is_refused(good_folder, tmp_path, monkeypatch):
     src, _ = good_folder
     out = tmp_path / "out"

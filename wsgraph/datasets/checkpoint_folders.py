@@ -294,8 +294,9 @@ def convert_checkpoints(
     with write_lock(out, "wsgraph convert"):
         # A conversion into OUT may have finished between the first look and the lock.
         _check_output(out, force)
+        _remove_stale_staging(out)
         try:
-            staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".converting", dir=out.parent))
+            staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=_STAGING_SUFFIX, dir=out.parent))
         except OSError as error:
             raise OSError(f"{out}: cannot write in {out.parent} ({error.strerror or error})") from None
         try:
@@ -324,6 +325,21 @@ def convert_checkpoints(
     for root in roots:
         root.path = out if len(roots) == 1 else out / root.name
     return ConversionReport(out, roots, skipped, len(files), time.perf_counter() - started, left_out, search.repeated)
+
+
+_STAGING_SUFFIX = ".converting"
+
+
+def _remove_stale_staging(out: Path) -> None:
+    """Delete the staging folders of conversions into ``out`` that were killed before they
+    could clean up: the caller holds ``out``'s lock, so no running conversion owns one."""
+    prefix = f".{out.name}."
+    # tempfile.mkdtemp's names: the prefix, 8 random characters, the suffix.
+    length = len(prefix) + 8 + len(_STAGING_SUFFIX)
+    for entry in out.parent.iterdir():
+        name = entry.name
+        if len(name) == length and name.startswith(prefix) and name.endswith(_STAGING_SUFFIX) and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _stream(

@@ -1,4 +1,7 @@
+import contextlib
+import os
 import sys
+import threading
 
 import pytest
 import torch
@@ -162,6 +165,26 @@ def test_unreadable_files(tmp_path, make, match):
         load_network_file(path)
     assert_one_line_naming(error, path)
     assert isinstance(error.value, ValueError)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_named_pipe_or_a_device_is_refused_without_reading_it(tmp_path):
+    pipe = tmp_path / "pipe.pt"
+    os.mkfifo(pipe)  # opening it to read waits for a writer, forever if none comes
+
+    def release_a_waiting_reader():
+        with contextlib.suppress(OSError):  # nobody is reading: the pipe was refused (or is gone)
+            os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+
+    rescue = threading.Timer(10, release_a_waiting_reader)
+    rescue.daemon = True
+    rescue.start()
+    device = tmp_path / "zero.pt"
+    device.symlink_to(os.devnull)
+    for path in (pipe, device):
+        with pytest.raises(CheckpointError, match="not a regular file") as error:
+            load_network_file(path)
+        assert_one_line_naming(error, path)
 
 
 def test_unknown_extension(tmp_path):

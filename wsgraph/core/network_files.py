@@ -84,7 +84,7 @@ def load_network_file(path: str | os.PathLike, *, trust_pickles: bool = False) -
         from parameter names to tensors.
 
     Raises:
-        CheckpointError: the file is missing, a directory, of an unknown kind, corrupt
+        CheckpointError: the file is missing, a directory or not a regular file, of an unknown kind, corrupt
             or truncated, holds no tensors, names a global outside the allow-list
             (without ``trust_pickles``), or holds a sparse, meta or oversized tensor.
     """
@@ -94,6 +94,9 @@ def load_network_file(path: str | os.PathLike, *, trust_pickles: bool = False) -
         raise CheckpointError(f"{name}: no such file")
     if path.is_dir():
         raise CheckpointError(f"{name}: is a directory, expected a checkpoint file")
+    if not path.is_file():
+        # Reading a named pipe or a device such as /dev/zero would wait or run forever.
+        raise CheckpointError(f"{name}: not a regular file (a pipe, socket or device), expected a checkpoint file")
     suffix = path.suffix.lower()
     if suffix == SAFETENSORS_SUFFIX:
         content: nn.Module | dict[str, Tensor] = _load_safetensors(path, name)

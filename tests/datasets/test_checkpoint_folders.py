@@ -151,6 +151,7 @@ def test_labels_from_a_regex_on_the_path(good_folder, tmp_path):
         ("dog/net0.pt,1\ndog/net0.pt,2\n", "a second label"),
         ("dog/net0.pt\n", "expected 'path,label'"),
         ("dog/net0.pt,-3\n", "negative"),
+        ("dog/net0.pt,99999999999999999999999\n", "class label 99999999999999999999999 of 'dog/net0.pt' would make"),
     ],
 )
 def test_bad_label_files_are_reported_by_line(good_folder, tmp_path, csv_text, message):

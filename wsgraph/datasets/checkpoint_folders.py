@@ -615,13 +615,14 @@ def interpret_labels(raw: dict[str, list[str]], source: str | None = None) -> La
         negative = next((name for name, values in integers.items() if values[0] < 0), None)
         if negative is not None:
             raise ValueError(f"{source}: class label {integers[negative][0]} of {negative!r} is negative")
-        targets = {name: torch.tensor(values[0]) for name, values in integers.items()}
         highest = max(integers.items(), key=lambda item: item[1][0])
         if highest[1][0] >= MAX_CLASSES:
             raise ValueError(
                 f"{source}: class label {highest[1][0]} of {highest[0]!r} would make {highest[1][0] + 1:,} classes, "
                 f"more than {MAX_CLASSES:,}"
             )
+        # Only now: a label past int64 would stop torch.tensor with a message naming neither file nor label.
+        targets = {name: torch.tensor(values[0]) for name, values in integers.items()}
         num_classes = highest[1][0] + 1
         return LabelTable("classification", targets, 1, None, num_classes, source)
     numbers = _parse_all(raw, float)

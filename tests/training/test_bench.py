@@ -161,3 +161,22 @@ def test_bench_refuses_an_unwritable_output_before_training(
     assert err.count("\n") == 1 and f"--{where} {out if where == 'out' else runs}:" in err, err
     assert blocker.read_text() == "kept\n"
     assert sorted(path.name for path in place.iterdir()) == ["a-file"]
+
+
+@pytest.mark.parametrize("foreign", ["notes.md", "notes.png", "notes-runs.json"])
+def test_bench_refuses_to_overwrite_files_it_did_not_write(
+    classification_root: Path, tmp_path: Path, capsys, monkeypatch, foreign: str
+) -> None:
+    (tmp_path / foreign).write_text("someone's notes")
+    if foreign == "notes.md":  # even beside a report of its own: the table is checked too
+        (tmp_path / "notes-runs.json").write_text(json.dumps({"command": "wsgraph bench --data d", "runs": []}))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before refusing")
+
+    monkeypatch.setattr("wsgraph.training.bench.train", no_training)
+    arguments = ["bench", "--data", str(classification_root), "--models", "mlp", "--seeds", "1"]
+    assert main([*arguments, "--out", str(tmp_path / "notes.md"), *TINY]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and f"{tmp_path / foreign}: exists and is not part of a wsgraph bench report" in error
+    assert (tmp_path / foreign).read_text() == "someone's notes"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import shlex
 import statistics
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from wsgraph.training.registry import MODEL_NAMES, check_model_options
 from wsgraph.training.run import reference_result, train
 from wsgraph.training.run_checkpoints import LAST
 
+TABLE_HEADING = "# Results on `"
 METRIC_LABELS = {"accuracy": "test accuracy (%)", "mse": "test MSE", "image_mse": "test image MSE"}
 RUN_COLUMNS = (
     "model",
@@ -91,6 +93,7 @@ def bench(
         The result document of every run, in order.
     """
     check_model_names(models)
+    refuse_foreign_outputs(outputs)
     # Every model gets the options: one that a later model refuses must not wait for the earlier ones to train.
     for model in models:
         check_model_options(model, base.model_options)
@@ -116,6 +119,44 @@ def bench(
     )
     write_report(results, outputs, command, reference, data_root=base.data, run_folders=[f for _, f in planned])
     return results
+
+
+def refuse_foreign_outputs(outputs: BenchOutputs) -> None:
+    """Raise a ``ValueError`` naming the file unless every report file already at
+    ``outputs`` belongs to an earlier report of ``wsgraph bench``, which a rerun replaces:
+    ``--out notes.md`` must not overwrite someone's notes, or the ``notes.png`` beside them.
+    A report is recognised by its runs JSON (the command that wrote it) and its table's heading."""
+    existing = [path for path in (outputs.table, outputs.chart, outputs.runs_json, outputs.runs_csv) if path.exists()]
+    if not existing:
+        return
+    ours = _is_bench_document(outputs.runs_json)
+    if ours and outputs.table.exists():
+        culprit = None if _starts_with(outputs.table, TABLE_HEADING) else outputs.table
+    else:
+        culprit = None if ours else existing[0]
+    if culprit is not None:
+        raise ValueError(f"{culprit}: exists and is not part of a wsgraph bench report; choose another --out")
+
+
+def _is_bench_document(path: Path) -> bool:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return (
+        isinstance(document, dict)
+        and isinstance(document.get("command"), str)
+        and document["command"].startswith("wsgraph bench ")
+        and isinstance(document.get("runs"), list)
+    )
+
+
+def _starts_with(path: Path, heading: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(heading.encode())) == heading.encode()
+    except OSError:
+        return False
 
 
 def check_model_names(models: list[str]) -> None:
@@ -186,8 +227,9 @@ def write_report(
     title = f"{Path(first['dataset']['root']).name}: {first['task']}"
     outputs.table.parent.mkdir(parents=True, exist_ok=True)
     names = [row["model"] for row in rows]
-    plot_benchmark(outputs.chart, names, [r["mean"] for r in rows], [r["std"] for r in rows], label, title)
+    # The runs JSON first: it marks the other files as this report's (refuse_foreign_outputs).
     write_json(outputs.runs_json, {"command": command, "reference": reference, "runs": results}, sort_keys=True)
+    plot_benchmark(outputs.chart, names, [r["mean"] for r in rows], [r["std"] for r in rows], label, title)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=RUN_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -243,7 +285,7 @@ def markdown_table(
     device = machine.get("gpu") or f"{machine['cpu']} ({machine['cpu_count']} cores)"
     sizes = "/".join(str(data["networks"][name]) for name in ("train", "val", "test"))
     lines = [
-        f"# Results on `{Path(data['root']).name}`: {first['task']}",
+        f"{TABLE_HEADING}{Path(data['root']).name}`: {first['task']}",
         "",
         f"Reproduce: `{command}`",
         "",

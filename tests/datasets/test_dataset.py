@@ -396,6 +396,18 @@ def test_a_replaced_shard_with_other_split_sizes_is_refused(tmp_path):
     assert message.startswith(f"{tmp_path}: the shards hold ") and "networks, meta.json records" in message
 
 
+def test_meta_json_widths_that_are_not_the_shards_are_refused(tmp_path):
+    recorded_store(tmp_path / "same", [random_shard((2, 4, 1), 6, seed=0)], widths=[2, 4, 1])
+    assert len(WeightSpaceDataset(tmp_path / "same")) > 0
+    recorded_store(tmp_path / "edited", [random_shard((2, 4, 1), 6, seed=0)], widths=[5, 4, 3])
+    with pytest.raises(ValueError) as error:
+        WeightSpaceDataset(tmp_path / "edited")
+    assert one_line_error(error) == (
+        f"{tmp_path / 'edited' / 'meta.json'}: records widths 5-4-3, but the shards hold 2-4-1; "
+        "meta.json or a shard was replaced or edited"
+    )
+
+
 def test_datasets_written_before_the_record_open_unless_a_shard_number_is_missing(tmp_path):
     shards = [random_shard((2, 4, 1), 6, seed=n, first_index=6 * n) for n in range(4)]
     write_store(tmp_path, shards)

@@ -223,6 +223,14 @@ class WeightSpaceDataset(InMemoryDataset):
         template = next((piece for name in SPLITS for piece in pieces[name]), None)
         if template is None:
             raise ValueError(f"{self.root}: the shards hold no networks")
+        recorded_widths = self.meta.get("widths")
+        if recorded_widths is not None and architectures != {tuple(recorded_widths)}:
+            # meta.json's widths name the data in every table and figure: they must be the shards'.
+            held = ", ".join("-".join(map(str, widths)) for widths in sorted(architectures))
+            raise ValueError(
+                f"{Path(self.root) / 'meta.json'}: records widths {'-'.join(map(str, recorded_widths))}, "
+                f"but the shards hold {held}; meta.json or a shard was replaced or edited"
+            )
         for name, path in zip(SPLITS, self.processed_paths):
             storage = _concatenate(pieces[name]) if pieces[name] else _empty_like(template)
             _save(storage, path)

@@ -157,6 +157,11 @@ def run(args: argparse.Namespace) -> int:
         images = images.select(torch.isin(images.split, torch.tensor([SPLITS.index(s) for s in args.split])))
     if args.limit is not None:
         images = images.head_per_split(args.limit)
+    if len(images) == 0:
+        # Name the flags that chose nothing; the source itself may also be empty.
+        chosen = [f"--split {','.join(args.split)}"] if args.split else []
+        chosen += [f"--limit {args.limit}"] if args.limit == 0 else []
+        raise ValueError("no images to fit" + (f" ({', '.join(chosen)})" if chosen else ""))
     if not args.no_early_stop:
         args.early_stop_loss = psnr_to_mse(args.early_stop_psnr)
     recipe = recipe_from_arguments(args, 2, images.channels, SirenRecipe())

@@ -213,6 +213,10 @@ def _require_root(source: str, root: str | os.PathLike | None) -> Path:
     if root is None:
         raise ValueError(f"source '{source}' needs a root folder (--root DIR)")
     path = Path(root)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(
+            f"{path}: not a folder (--root of source '{source}' names the folder that holds its files)"
+        )
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such folder (root of source '{source}')")
     # Resolved, so that the recorded source does not depend on the working directory.

@@ -7,6 +7,7 @@ the target, so an interrupted writer leaves either the old file or the new one.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -122,11 +123,13 @@ def check_writable_folder(folder: str | os.PathLike, named: str) -> None:
             raise
         raise OSError(f"{named}: cannot write there ({error.strerror})") from None
     finally:
+        # Deepest first; a folder that could not be made (the reason for the error) is skipped.
         for created in missing:
             try:
                 created.rmdir()
-            except OSError:
-                break
+            except OSError as error:
+                if error.errno in (errno.ENOTEMPTY, errno.EEXIST):  # someone else's files are in it now
+                    break
 
 
 def save_figure(figure: Figure, path: str | os.PathLike, *, dpi: float | None = None) -> Path:

@@ -114,6 +114,16 @@ def test_fit_inrs_refuses_a_folder_of_other_files_and_keeps_them(tmp_path, capsy
     assert (out / "reconstructions.png").read_bytes() == b"my picture"
 
 
+def test_fit_inrs_writes_into_a_folder_that_holds_only_hidden_leftovers(tmp_path, capsys):
+    out = tmp_path / "leftovers"
+    out.mkdir()
+    (out / ".meta.json.k1ll3d9x.tmp").write_text("")  # a first run killed while writing meta.json
+    (out / ".DS_Store").write_bytes(b"")
+    code, _, error = run_cli(capsys, *FIT, "--out", str(out))
+    assert code == 0, error
+    assert shard_paths(out) and (out / "meta.json").is_file()
+
+
 def test_fit_inrs_is_independent_of_limit_and_shard_size(tmp_path, capsys):
     small, large = tmp_path / "small", tmp_path / "large"
     assert run_cli(capsys, *FIT, "--out", str(small))[0] == 0

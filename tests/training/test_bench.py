@@ -180,3 +180,38 @@ def test_bench_refuses_to_overwrite_files_it_did_not_write(
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and f"{tmp_path / foreign}: exists and is not part of a wsgraph bench report" in error
     assert (tmp_path / foreign).read_text() == "someone's notes"
+
+
+def test_bench_curves_follow_the_runs_of_the_report(classification_root: Path, tmp_path: Path) -> None:
+    arguments = ["bench", "--data", str(classification_root), "--out", str(tmp_path / "t.md")]
+    arguments += ["--runs-dir", str(tmp_path / "runs"), *TINY]
+    assert main([*arguments, "--models", "mlp,gine", "--seeds", "2"]) == 0
+    assert len(list((tmp_path / "t-curves").iterdir())) == 4
+    assert main([*arguments, "--models", "mlp", "--seeds", "1"]) == 0  # reads mlp-seed0 back
+    assert [path.name for path in (tmp_path / "t-curves").iterdir()] == ["mlp-seed0.csv"]
+
+
+def test_bench_refuses_a_curves_path_that_is_a_file_before_training(
+    classification_root: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before refusing")
+
+    monkeypatch.setattr("wsgraph.training.bench.train", no_training)
+    (tmp_path / "t-curves").write_text("mine\n")
+    arguments = ["bench", "--data", str(classification_root), "--out", str(tmp_path / "t.md"), "--models", "mlp"]
+    assert main([*arguments, "--seeds", "1", *TINY]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 't-curves'}: exists and is not a folder" in err
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith("t")) == ["t-curves"]
+
+
+def test_bench_leaves_no_folder_behind_when_the_output_cannot_be_made(
+    classification_root: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "new" / ("x" * 300) / "t.md"  # a name too long for the file system
+    arguments = ["bench", "--data", str(classification_root), "--out", str(out), "--models", "mlp", "--seeds", "1"]
+    assert main([*arguments, *TINY]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--out {out}: cannot write there" in err
+    assert not (tmp_path / "new").exists()

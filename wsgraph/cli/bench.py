@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     outputs = BenchOutputs.at(args.out, args.runs_dir)
     # The report is written after every run has trained: a place it cannot go must not wait for them.
     check_writable_folder(outputs.table.parent, f"--out {args.out}")
+    if not outputs.curves.exists() or outputs.curves.is_dir():  # a file there is refused, naming it, by bench
+        check_writable_folder(outputs.curves, f"--out {args.out}")
     if args.runs_dir is not None:
         check_writable_folder(Path(args.runs_dir), f"--runs-dir {args.runs_dir}")
     settings = {**explicit_settings(args), "model": args.models[0], "out": str(outputs.runs_dir)}

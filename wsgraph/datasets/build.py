@@ -89,9 +89,10 @@ def _write_shards_locked(
             _check_same_plan(root, old.get("plan"), meta["plan"])
     elif root.is_dir() and shard_paths(root):
         raise ValueError(f"{root}: has shards but no meta.json; use an empty --out folder")
-    elif root.is_dir() and any(root.iterdir()):
+    elif root.is_dir() and any(not entry.name.startswith(".") for entry in root.iterdir()):
         # Not a dataset this writer began (it writes meta.json first): its files, a summary.json or
-        # reconstructions.png among them, are someone else's and would be overwritten.
+        # reconstructions.png among them, are someone else's and would be overwritten. Hidden files
+        # (a killed first run's temporary meta.json, a .DS_Store) are nobody's results.
         raise ValueError(f"{root}: holds files but no meta.json; use an empty --out folder")
     count = split.numel()
     num_shards = math.ceil(count / shard_size)

@@ -126,9 +126,12 @@ def refuse_foreign_outputs(outputs: BenchOutputs) -> None:
     ``outputs`` belongs to an earlier report of ``wsgraph bench``, which a rerun replaces:
     ``--out notes.md`` must not overwrite someone's notes, or the ``notes.png`` beside them.
     A report is recognised by its runs JSON (the command that wrote it) and its table's heading."""
-    existing = [path for path in (outputs.table, outputs.chart, outputs.runs_json, outputs.runs_csv) if path.exists()]
+    files = (outputs.table, outputs.chart, outputs.runs_json, outputs.runs_csv, outputs.curves)
+    existing = [path for path in files if path.exists()]
     if not existing:
         return
+    if outputs.curves.exists() and not outputs.curves.is_dir():
+        raise ValueError(f"{outputs.curves}: exists and is not a folder for the runs' curves; choose another --out")
     ours = _is_bench_document(outputs.runs_json)
     if ours and outputs.table.exists():
         culprit = None if _starts_with(outputs.table, TABLE_HEADING) else outputs.table
@@ -313,16 +316,22 @@ def markdown_table(
 
 def _copy_curves(run_folders: list[Path], curves: Path) -> bool:
     """Copy each run folder's ``metrics.csv`` to ``curves/<folder name>.csv`` (the folders are
-    named ``<model>-seed<seed>``); whether any was copied."""
-    copied = False
+    named ``<model>-seed<seed>``) and remove the curves of runs no longer in the report;
+    whether any was copied."""
+    copied = set()
     for folder in run_folders:
         source = folder / METRICS_CSV
         if not source.is_file():
             continue
         content = source.read_bytes()
         atomic_write(curves / f"{folder.name}.csv", lambda handle, content=content: handle.write(content))
-        copied = True
-    return copied
+        copied.add(f"{folder.name}.csv")
+    if curves.is_dir():
+        # An earlier report of more models or seeds left theirs; the folder is this report's.
+        for stale in curves.glob("*-seed*.csv"):
+            if stale.name not in copied:
+                stale.unlink()
+    return bool(copied)
 
 
 def bench_command(base: TrainConfig, models: list[str], seeds: int, out: str, runs_dir: str | None) -> str:

@@ -110,6 +110,10 @@ def test_mixed_widths_train_graph_models_only(tmp_path: Path, capsys) -> None:
     root = write_store(tmp_path / "mixed", widths=(2, 8, 8, 1), shards=1)
     write_store(tmp_path / "other", widths=(2, 6, 8, 1), seed=1)
     (tmp_path / "other" / "shards" / "shard-00000.pt").rename(root / "shards" / "shard-00001.pt")
+    # As the writers record mixed widths: no single "widths" entry.
+    meta = json.loads((root / "meta.json").read_text())
+    del meta["widths"]
+    (root / "meta.json").write_text(json.dumps(meta))
     for model in ("mlp", "dwsnet-dense"):
         status, error = run(
             capsys, ["train", "--data", str(root), "--model", model, "--out", str(tmp_path / model), *TINY]

@@ -144,6 +144,10 @@ def test_fit_inrs_is_independent_of_limit_and_shard_size(tmp_path, capsys):
         (["--source", "svhn"], "unknown image source 'svhn'"),
         (["--source", "digits", "--limit", "-1"], "--limit must be at least 0, got -1"),
         (["--source", "digits", "--limit", "0"], "no images to fit (--limit 0)"),
+        (
+            ["--source", "digits", "--val-size", "100"],
+            "source 'digits' has a fixed stratified split (70% train, 10% val",
+        ),
         (["--source", "mnist", "--root", __file__], f"{__file__}: not a folder (--root of source 'mnist'"),
         (["--source", "digits", "--layers", "1"], "--layers must be at least 2, got 1"),
         (["--source", "digits", "--lr", "nan"], "--lr must be a finite number"),

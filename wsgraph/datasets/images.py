@@ -170,6 +170,12 @@ def load_images(
         if root is not None:
             # A root here is a mistake (another source meant?), not something to ignore silently.
             raise ValueError(f"source 'digits' ships with scikit-learn and reads no root, got root {root}")
+        if val_size is not None:
+            # Its stratified split is fixed (the demo's): a val_size would be silently ignored.
+            raise ValueError(
+                f"source 'digits' has a fixed stratified split ({1 - VAL_FRACTION - TEST_FRACTION:.0%} train, "
+                f"{VAL_FRACTION:.0%} val, {TEST_FRACTION:.0%} test) and takes no val_size (--val-size), got {val_size}"
+            )
         images = _digits(seed)
     elif name in ("mnist", "fashion-mnist"):
         images = _idx_source(name, root, val_size, seed)

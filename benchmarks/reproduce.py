@@ -35,11 +35,16 @@ finished training runs. At the end, ``docs/results.md`` collects each task's tab
 (written by ``wsgraph bench``) next to the published numbers.
 
 Run: ``python benchmarks/reproduce.py --profile cpu`` (add ``--tasks mnist,sines`` for a part).
+``--status`` only reports how far each step of the chosen tasks has got (shards fitted,
+each run's epoch and best validation metric, which tables exist), from the files alone,
+so it can be asked while the steps run in the background.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import os
 import shlex
 import subprocess
@@ -472,6 +477,60 @@ def run_step(argv: list[str], log: Path) -> float:
     return seconds
 
 
+def _flag(argv: list[str], name: str, default: str | None = None) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv else default
+
+
+def _updated(path: Path) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+
+
+def run_status(folder: Path, epochs: str) -> str:
+    """How far the ``wsgraph train`` run in ``folder`` has got, from its result.json or metrics.csv."""
+    if (folder / "result.json").is_file():
+        result = json.loads((folder / "result.json").read_text())
+        return (
+            f"finished: test {result['metric']} {result['test_metric']:.4g} at its best validation epoch "
+            f"{result['best_epoch']}, {result['epochs_run']} epochs"
+        )
+    if not (folder / "metrics.csv").is_file():
+        return "not started"
+    with open(folder / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return "started, no epoch finished"
+    metric = next(name for name in rows[0] if name.startswith("val_") and name != "val_loss")
+    # Accuracy is the one metric where higher is better (the others are errors).
+    pick = max if metric == "val_accuracy" else min
+    best = pick(rows, key=lambda row: float(row[metric]))
+    last = rows[-1]
+    return (
+        f"epoch {last['epoch']}/{epochs}, best {metric} {float(best[metric]):.4g} (epoch {best['epoch']}), "
+        f"{float(last['train_networks_per_second']):.0f} networks/s in the last; updated {_updated(folder / 'metrics.csv')}"
+    )
+
+
+def step_status(argv: list[str]) -> list[str]:
+    """One line for each thing a step makes (a dataset; runs and a table), saying how far it got."""
+    out = Path(_flag(argv, "--out"))
+    if argv[0] in ("fit-inrs", "fit-sines"):
+        root = ROOT / out
+        if not (root / "meta.json").is_file():
+            return [f"{out}: not started"]
+        total = json.loads((root / "meta.json").read_text()).get("num_shards", "?")
+        written = len(list((root / "shards").glob("shard-*.pt"))) if (root / "shards").is_dir() else 0
+        done = ", finished" if (root / "summary.json").is_file() else f"; updated {_updated(root / 'shards')}"
+        return [f"{out}: {written}/{total} shards{done if written else ''}"]
+    runs_dir = Path(_flag(argv, "--runs-dir"))
+    first, seeds = int(_flag(argv, "--seed", "0")), int(_flag(argv, "--seeds", "3"))
+    lines = [
+        f"{runs_dir / folder}: {run_status(ROOT / runs_dir / folder, _flag(argv, '--epochs', '50'))}"
+        for model in _flag(argv, "--models").split(",")
+        for folder in (f"{model}-seed{seed}" for seed in range(first, first + seeds))
+    ]
+    return [*lines, f"{out}: {'written' if (ROOT / out).is_file() else 'not written yet'}"]
+
+
 TITLES = {
     "mnist": "MNIST INR classification",
     "mnist-size": "MNIST INR classification with fewer training INRs",
@@ -586,6 +645,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "reproduce", help="where INRs and runs go")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "results", help="where the tables go")
     parser.add_argument("--index-only", action="store_true", help="only rewrite docs/results.md from the tables")
+    parser.add_argument(
+        "--status", action="store_true", help="only report how far each step of the tasks has got (reads files)"
+    )
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
     chosen = args.tasks if args.tasks is not None else ",".join(profile.default_tasks)
@@ -595,11 +657,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown task {unknown[0]!r}; choose from {', '.join(ALL_TASKS)}")
     data = inside_root(args.data / profile.name)
     plan = steps(profile, data, inside_root(args.docs))
+    for fitting, dependents in FITTED_BY.items():
+        if fitting not in tasks:
+            for task in set(tasks) & set(dependents):
+                plan[task] = plan[fitting][:1] + plan[task]
+    if args.status:
+        for task in tasks:
+            print(f"{task}:")
+            for step in plan[task]:
+                for line in step_status(step):
+                    print(f"  {line}")
+        return 0
     if not args.index_only:
-        for fitting, dependents in FITTED_BY.items():
-            if fitting not in tasks:
-                for task in set(tasks) & set(dependents):
-                    plan[task] = plan[fitting][:1] + plan[task]
         for task in tasks:
             for step in plan[task]:
                 run_step(step, ROOT / data / "logs" / f"{task}.log")

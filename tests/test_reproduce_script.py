@@ -1,4 +1,4 @@
-"""benchmarks/reproduce.py: two chains that share an INR set."""
+"""benchmarks/reproduce.py: two chains that share an INR set, and --status."""
 
 import importlib.util
 import sys
@@ -44,3 +44,45 @@ def test_a_free_folder_or_a_training_step_does_not_wait(reproduce, tmp_path, cap
         # Only fitting steps share a folder across chains; bench writes its own tables.
         reproduce.wait_for_another_fitter(["bench", "--data", str(out), "--out", str(tmp_path / "t.md")])
     assert capsys.readouterr().out == "" and not lock_path(out).exists()
+
+
+def test_status_reports_shards_runs_and_tables_from_the_files(reproduce, tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
+    (tmp_path / "ds" / "shards").mkdir(parents=True)
+    (tmp_path / "ds" / "meta.json").write_text('{"num_shards": 3}')
+    (tmp_path / "ds" / "shards" / "shard-00000.pt").write_bytes(b"")
+    fit = reproduce.step_status(["fit-inrs", "--source", "mnist", "--out", "ds"])
+    assert len(fit) == 1 and fit[0].startswith("ds: 1/3 shards; updated ")
+    (tmp_path / "ds" / "summary.json").write_text("{}")
+    assert reproduce.step_status(["fit-inrs", "--out", "ds"]) == ["ds: 1/3 shards, finished"]
+    assert reproduce.step_status(["fit-inrs", "--out", "elsewhere"]) == ["elsewhere: not started"]
+
+    runs = tmp_path / "runs"
+    (runs / "m-seed0").mkdir(parents=True)
+    (runs / "m-seed0" / "result.json").write_text(
+        '{"metric": "accuracy", "test_metric": 91.234, "best_epoch": 5, "epochs_run": 9}'
+    )
+    (runs / "m-seed1").mkdir()
+    header = "epoch,train_loss,val_loss,val_accuracy,lr,train_seconds,eval_seconds,train_networks_per_second"
+    rows = ["1,2.0,1.9,30.5,0.001,10,1,250.4", "2,1.8,1.7,41.25,0.001,10,1,260.6", "3,1.7,1.8,40.0,0.001,10,1,255"]
+    (runs / "m-seed1" / "metrics.csv").write_text("\n".join([header, *rows]) + "\n")
+    (tmp_path / "t.md").write_text("# Results on `ds`: classify\n")
+    argv = ["bench", "--data", "ds", "--models", "m", "--out", "t.md", "--runs-dir", "runs", "--seeds", "3"]
+    lines = reproduce.step_status([*argv, "--epochs", "200"])
+    assert lines[0] == "runs/m-seed0: finished: test accuracy 91.23 at its best validation epoch 5, 9 epochs"
+    assert lines[1].startswith(
+        "runs/m-seed1: epoch 3/200, best val_accuracy 41.25 (epoch 2), 255 networks/s in the last;"
+    )
+    assert lines[2:] == ["runs/m-seed2: not started", "t.md: written"]
+
+
+def test_status_writes_nothing(reproduce, tmp_path, capsys):
+    data, docs = tmp_path / "data", tmp_path / "docs"
+    assert (
+        reproduce.main(["--profile", "cpu", "--tasks", "sines", "--status", "--data", str(data), "--docs", str(docs)])
+        == 0
+    )
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "sines:" and printed[1].endswith("sine-inrs: not started")
+    assert all(line.endswith(("not started", "not written yet")) for line in printed[1:])
+    assert not data.exists() and not docs.exists()

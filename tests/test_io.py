@@ -4,7 +4,15 @@ import stat
 import pytest
 from matplotlib.figure import Figure
 
-from wsgraph.io import atomic_write, save_figure, write_json
+from wsgraph.io import (
+    atomic_write,
+    check_writable_folder,
+    missing_folders,
+    remove_empty_folders,
+    save_figure,
+    unwritable_reason,
+    write_json,
+)
 
 
 def _mode(path) -> int:
@@ -91,3 +99,41 @@ def test_save_figure_names_an_unknown_format(tmp_path):
     with pytest.raises(ValueError, match="xyz"):
         save_figure(Figure(), tmp_path / "plot.xyz")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_folders_lists_what_creating_a_folder_would_make_innermost_first(tmp_path):
+    (tmp_path / "a").mkdir()
+    assert missing_folders(tmp_path / "a" / "b" / "c") == [tmp_path / "a" / "b" / "c", tmp_path / "a" / "b"]
+    assert missing_folders(tmp_path / "a") == []
+
+
+def test_remove_empty_folders_stops_at_one_that_holds_files_and_skips_ones_gone(tmp_path):
+    made = missing_folders(tmp_path / "a" / "b" / "c")
+    (tmp_path / "a" / "b" / "c").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "someone-elses.txt").write_text("keep")
+    remove_empty_folders(made)
+    assert not (tmp_path / "a" / "b" / "c").exists()
+    assert (tmp_path / "a" / "b" / "someone-elses.txt").read_text() == "keep"
+
+    made = missing_folders(tmp_path / "x" / "never-made")
+    (tmp_path / "x").mkdir()
+    remove_empty_folders(made)
+    assert not (tmp_path / "x").exists()
+
+
+def test_unwritable_reason_keeps_the_folder_it_made_and_names_a_file_in_the_way(tmp_path):
+    assert unwritable_reason(tmp_path / "new" / "run") is None
+    assert (tmp_path / "new" / "run").is_dir() and not any((tmp_path / "new" / "run").iterdir())
+    (tmp_path / "file").write_text("keep")
+    assert unwritable_reason(tmp_path / "file") == f"{tmp_path / 'file'} exists and is not a folder"
+    assert unwritable_reason(tmp_path / "file" / "run").startswith("cannot write there (")
+    assert (tmp_path / "file").read_text() == "keep"
+
+
+def test_check_writable_folder_removes_what_it_made_and_names_the_argument(tmp_path):
+    check_writable_folder(tmp_path / "new" / "run", "--out new/run")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "file").write_text("keep")
+    with pytest.raises(OSError, match=r"^--out x: cannot write there \("):
+        check_writable_folder(tmp_path / "file" / "run", "--out x")
+    assert (tmp_path / "file").read_text() == "keep"

@@ -97,6 +97,46 @@ def refuse_existing_results(out: str | os.PathLike, names: tuple[str, ...]) -> N
         )
 
 
+def missing_folders(folder: str | os.PathLike) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, innermost first: what
+    creating ``folder`` would make, and so what to remove if the work that needed it fails."""
+    missing = []
+    for candidate in (Path(folder), *Path(folder).parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    return missing
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove ``folders`` (innermost first, as :func:`missing_folders` lists them) while
+    they are empty. One that cannot be removed for another reason (already gone, never
+    made, a name too long to make) is skipped; the first that holds files (someone
+    else's now) stops it, since its parents hold it."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError as error:
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return
+
+
+def unwritable_reason(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be written into ``folder``, or ``None`` if they can. ``folder``
+    (and its missing parents) is created to find out, and kept: the caller decides,
+    with :func:`missing_folders` and :func:`remove_empty_folders`, whether it stays."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        return f"{shown_path(folder)} exists and is not a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".wsgraph-write-test-"):
+            pass
+    except OSError as error:
+        return f"cannot write there ({error.strerror or type(error).__name__})"
+    return None
+
+
 def check_writable_folder(folder: str | os.PathLike, named: str) -> None:
     """Raise an ``OSError`` naming ``named`` unless files can be written into ``folder``;
     the folders made to find out are removed again. For a command that writes ``folder``
@@ -106,30 +146,13 @@ def check_writable_folder(folder: str | os.PathLike, named: str) -> None:
         folder: where files will be written.
         named: how the error names it, e.g. ``"--out runs/x"``.
     """
-    folder = Path(folder)
-    missing = []
-    for candidate in (folder, *folder.parents):
-        if candidate.exists():
-            break
-        missing.append(candidate)
+    made = missing_folders(folder)
     try:
-        if folder.exists() and not folder.is_dir():
-            raise OSError(f"{named}: {shown_path(folder)} exists and is not a folder")
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".wsgraph-write-test-"):
-            pass
-    except OSError as error:
-        if error.strerror is None:
-            raise
-        raise OSError(f"{named}: cannot write there ({error.strerror})") from None
+        reason = unwritable_reason(folder)
     finally:
-        # Deepest first; a folder that could not be made (the reason for the error) is skipped.
-        for created in missing:
-            try:
-                created.rmdir()
-            except OSError as error:
-                if error.errno in (errno.ENOTEMPTY, errno.EEXIST):  # someone else's files are in it now
-                    break
+        remove_empty_folders(made)
+    if reason is not None:
+        raise OSError(f"{named}: {reason}")
 
 
 def save_figure(figure: Figure, path: str | os.PathLike, *, dpi: float | None = None) -> Path:

@@ -288,7 +288,11 @@ def test_an_out_that_is_a_file_fails_before_training(classification_root: Path, 
     status, error = run(
         capsys, ["train", "--data", str(classification_root), "--model", "mlp", "--out", str(tmp_path / "taken"), *TINY]
     )
-    assert status == 1 and error == f"wsgraph train: error: --out {tmp_path / 'taken'}: exists and is not a folder"
+    assert (
+        status == 1
+        and error
+        == f"wsgraph train: error: --out {tmp_path / 'taken'}: {tmp_path / 'taken'} exists and is not a folder"
+    )
     assert (tmp_path / "taken").read_text() == "keep me"
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,7 @@ from wsgraph.datasets.transforms import (
     WeightDropout,
 )
 from wsgraph.errors import load_error_reason, short_repr, shown_path
-from wsgraph.io import atomic_write, write_json
+from wsgraph.io import atomic_write, missing_folders, remove_empty_folders, unwritable_reason, write_json
 from wsgraph.layers import DWSNet
 from wsgraph.runtime import derived_seed, preserved_random_state
 from wsgraph.training import run_checkpoints
@@ -130,14 +129,14 @@ class _Run:
     def execute(self, resume: str | Path | None) -> dict[str, Any]:
         # Before the run folder is made; build_model checks them again against the one class the data asks for.
         check_model_options(self.config.model, self.config.model_options)
-        made = _missing_folders(self.out)
+        made = missing_folders(self.out)
         self._check_out_writable()
         try:
             return self._execute(resume)
         except BaseException:
             # A run that fails before writing anything leaves no empty run folder behind.
             if self.context.is_main:
-                _remove_empty(made)
+                remove_empty_folders(made)
             raise
 
     def _execute(self, resume: str | Path | None) -> dict[str, Any]:
@@ -221,7 +220,7 @@ class _Run:
     def _check_out_writable(self) -> None:
         """Fail now, naming the run folder, rather than after the first epoch when
         checkpoints are written (every process learns rank 0's answer)."""
-        problem = _unwritable(self.out) if self.context.is_main else None
+        problem = unwritable_reason(self.out) if self.context.is_main else None
         problem = all_gather_objects(problem, self.context)[0]
         if problem is not None:
             raise OSError(f"--out {self.out}: {problem}")
@@ -773,38 +772,6 @@ def _fresh_state() -> dict[str, Any]:
         "train_networks": 0,
         "wall_seconds": 0.0,
     }
-
-
-def _missing_folders(folder: Path) -> list[Path]:
-    """``folder`` and those of its parents that do not exist yet, innermost first."""
-    missing = []
-    for candidate in (folder, *folder.parents):
-        if candidate.exists():
-            break
-        missing.append(candidate)
-    return missing
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    """Remove each of ``folders`` (innermost first) that is still empty; stop at the first that is not."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:  # holds files, or is already gone
-            return
-
-
-def _unwritable(folder: Path) -> str | None:
-    """Why files cannot be written into ``folder`` (created if missing), or ``None`` if they can."""
-    if folder.exists() and not folder.is_dir():
-        return "exists and is not a folder"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".wsgraph-write-test-"):
-            pass
-    except OSError as error:
-        return f"cannot write there ({error.strerror or type(error).__name__})"
-    return None
 
 
 def _to_device(statistics: LayerStatistics, device: torch.device) -> LayerStatistics:

@@ -557,3 +557,19 @@ def test_the_fingerprint_follows_the_data_not_its_place(tmp_path):
     assert dataset_fingerprint(tmp_path / "b") != fingerprint
     write_store(tmp_path / "c", shards, activation="relu")
     assert dataset_fingerprint(tmp_path / "c") != fingerprint
+
+
+def test_building_the_cache_says_so_once_built_and_nothing_when_it_fails(tmp_path, monkeypatch, capsys):
+    # Outside pytest a build is announced; a failing one must leave its error alone on stderr.
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    recorded_store(tmp_path / "good", [random_shard((2, 4, 1), 6, seed=0)], widths=[2, 4, 1])
+    WeightSpaceDataset(tmp_path / "good")
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and said.startswith(f"Built the cache of {tmp_path / 'good'} in ")
+    WeightSpaceDataset(tmp_path / "good")
+    assert capsys.readouterr().err == "", "an existing cache is not announced"
+
+    recorded_store(tmp_path / "edited", [random_shard((2, 4, 1), 6, seed=0)], widths=[5, 4, 3])
+    with pytest.raises(ValueError):
+        WeightSpaceDataset(tmp_path / "edited")
+    assert capsys.readouterr().err == ""

@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from torch import Tensor
 from torch_geometric.data import InMemoryDataset
 from torch_geometric.data.separate import separate
 from torch_geometric.transforms import Compose
+from tqdm.auto import tqdm
 
 from wsgraph.core.activations import UNKNOWN
 from wsgraph.core.convert_cnn import pad_kernel
@@ -180,15 +182,18 @@ class WeightSpaceDataset(InMemoryDataset):
                 )
         if not self.force_reload and all(Path(path).exists() for path in self.processed_paths):
             return
+        # Said once the cache is built, not before: a dataset that fails to build then
+        # leaves its one error line alone. A terminal sees a progress bar meanwhile.
         announce = self.log and "PYTEST_CURRENT_TEST" not in os.environ
-        if announce:
-            print("Processing...", file=sys.stderr)
+        self._show_progress = announce and sys.stderr.isatty()
+        started = time.perf_counter()
         processed.mkdir(parents=True, exist_ok=True)
         self.process()
         for name, description in records.items():
             atomic_write(processed / f"{name}.pt", lambda handle, text=description: torch.save(text, handle))
         if announce:
-            print("Done!", file=sys.stderr)
+            seconds = time.perf_counter() - started
+            print(f"Built the cache of {self.root} in {self.processed_dir} ({seconds:.1f} s)", file=sys.stderr)
 
     def process(self) -> None:
         paths = shard_paths(self.root)
@@ -199,20 +204,29 @@ class WeightSpaceDataset(InMemoryDataset):
         architectures: set[tuple[int, ...]] = set()
         first: tuple[Path, Shard] | None = None
         sizes = dict.fromkeys(SPLITS, 0)
-        for path in paths:
-            shard = read_shard(path)
-            if first is None:
-                first = (path, shard)
-                accumulator = _StatisticsAccumulator(len(shard.weights))
-            _check_compatible(first, (path, shard))
-            _check_values(path, shard, self.meta)
-            for code, name in enumerate(SPLITS):
-                sizes[name] += int((shard.split == code).sum())
-            architectures.add(shard.widths)
-            accumulator.add(shard, shard.split == SPLITS.index("train"))
-            for code, name in enumerate(SPLITS):
-                selected = (shard.split == code).nonzero().view(-1)
-                pieces[name].extend(self._storages(shard, selected))
+        # leave=False: the bar is erased when the build ends, and when it fails.
+        progress = tqdm(
+            paths,
+            desc="Building the dataset cache",
+            unit="shard",
+            leave=False,
+            disable=not getattr(self, "_show_progress", False),
+        )
+        with progress:
+            for path in progress:
+                shard = read_shard(path)
+                if first is None:
+                    first = (path, shard)
+                    accumulator = _StatisticsAccumulator(len(shard.weights))
+                _check_compatible(first, (path, shard))
+                _check_values(path, shard, self.meta)
+                for code, name in enumerate(SPLITS):
+                    sizes[name] += int((shard.split == code).sum())
+                architectures.add(shard.widths)
+                accumulator.add(shard, shard.split == SPLITS.index("train"))
+                for code, name in enumerate(SPLITS):
+                    selected = (shard.split == code).nonzero().view(-1)
+                    pieces[name].extend(self._storages(shard, selected))
         recorded = self.meta.get(SPLIT_SIZES)
         if recorded is not None and recorded != sizes:
             name = next(name for name in SPLITS if recorded[name] != sizes[name])

@@ -565,7 +565,7 @@ def test_building_the_cache_says_so_once_built_and_nothing_when_it_fails(tmp_pat
     recorded_store(tmp_path / "good", [random_shard((2, 4, 1), 6, seed=0)], widths=[2, 4, 1])
     WeightSpaceDataset(tmp_path / "good")
     said = capsys.readouterr().err
-    assert said.count("\n") == 1 and said.startswith(f"Built the cache of {tmp_path / 'good'} in ")
+    assert said.count("\n") == 1 and said.startswith(f"Built the dataset cache {tmp_path / 'good' / 'processed'} (")
     WeightSpaceDataset(tmp_path / "good")
     assert capsys.readouterr().err == "", "an existing cache is not announced"
 

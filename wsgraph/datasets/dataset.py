@@ -193,7 +193,7 @@ class WeightSpaceDataset(InMemoryDataset):
             atomic_write(processed / f"{name}.pt", lambda handle, text=description: torch.save(text, handle))
         if announce:
             seconds = time.perf_counter() - started
-            print(f"Built the dataset cache {self.processed_dir} ({seconds:.1f} s)", file=sys.stderr)
+            print(f"Built the dataset cache {self.processed_dir} ({seconds:.3g} s)", file=sys.stderr)
 
     def process(self) -> None:
         paths = shard_paths(self.root)

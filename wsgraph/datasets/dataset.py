@@ -184,8 +184,7 @@ class WeightSpaceDataset(InMemoryDataset):
             return
         # Said once the cache is built, not before: a dataset that fails to build then
         # leaves its one error line alone. A terminal sees a progress bar meanwhile.
-        announce = self.log and "PYTEST_CURRENT_TEST" not in os.environ
-        self._show_progress = announce and sys.stderr.isatty()
+        announce = self._announces()
         started = time.perf_counter()
         processed.mkdir(parents=True, exist_ok=True)
         self.process()
@@ -194,6 +193,10 @@ class WeightSpaceDataset(InMemoryDataset):
         if announce:
             seconds = time.perf_counter() - started
             print(f"Built the dataset cache {self.processed_dir} ({seconds:.3g} s)", file=sys.stderr)
+
+    def _announces(self) -> bool:
+        """Whether building the cache is reported on stderr (never inside a test run)."""
+        return self.log and "PYTEST_CURRENT_TEST" not in os.environ
 
     def process(self) -> None:
         paths = shard_paths(self.root)
@@ -210,7 +213,7 @@ class WeightSpaceDataset(InMemoryDataset):
             desc="Building the dataset cache",
             unit="shard",
             leave=False,
-            disable=not getattr(self, "_show_progress", False),
+            disable=not (self._announces() and sys.stderr.isatty()),
         )
         with progress:
             for path in progress:

@@ -10,7 +10,6 @@ layers.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +18,7 @@ from torch import Tensor, nn
 
 from wsgraph.core.activations import UNKNOWN, matching_activations, pooled_matching_activations
 from wsgraph.core.extract_mlp import NotAnMLPError, record_layer_outputs
+from wsgraph.core.layer_order import AmbiguousLayerOrder, NameSortedStateDict, layer_order
 
 # Any fixed seed: the probe only has to be generic (no zero entries, no ties).
 _PROBE_SEED = 0x5EED
@@ -71,8 +71,8 @@ def from_cnn_state_dict(state_dict: Mapping[str, object]) -> ConvChain:
     """Read a state_dict of ``<prefix>.weight`` (4-D: convolution, 2-D: linear) / ``<prefix>.bias`` entries.
 
     A state_dict holds no strides, paddings or activation: they are recorded as unknown.
-    The layers are taken in the order of the state_dict, or in natural order of their
-    names where that order does not chain.
+    The layers' order comes from the numbers in their names, the key order or their
+    shapes (see :func:`wsgraph.core.layer_order.layer_order`).
     """
     groups: dict[str, dict[str, Tensor]] = {}
     for key, value in state_dict.items():
@@ -95,13 +95,19 @@ def from_cnn_state_dict(state_dict: Mapping[str, object]) -> ConvChain:
                 f"{_key_name(prefix)}: weight has shape {tuple(group['weight'].shape)}; "
                 "a convolution's weight is 4-D, a linear layer's 2-D"
             )
-    order = list(groups)
-    if _chain_problem(order, groups) is not None:
-        natural = sorted(order, key=_natural_key)
-        if _chain_problem(natural, groups) is None:
-            order = natural
-        else:
-            raise NotACNNError(_chain_problem(order, groups))
+    try:
+        order = layer_order(
+            list(groups),
+            chains=lambda order: _chain_problem(order, groups) is None,
+            follows=lambda first, second: _can_follow(groups[first]["weight"], groups[second]["weight"]),
+            keys_in_order=not isinstance(state_dict, NameSortedStateDict),
+            describe=_key_name,
+        )
+    except AmbiguousLayerOrder as error:
+        raise NotACNNError(str(error)) from None
+    problem = _chain_problem(order, groups)
+    if problem is not None:
+        raise NotACNNError(problem)
     weights = [groups[p]["weight"] for p in order]
     return ConvChain(
         weights,
@@ -263,8 +269,9 @@ def _key_name(prefix: object) -> str:
     return f"'{prefix}.weight'" if prefix else "'weight'"
 
 
-def _natural_key(text: str) -> list:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+def _can_follow(first: Tensor, second: Tensor) -> bool:
+    """Whether layer ``second`` can read ``first``'s output (a convolution never follows a linear layer)."""
+    return not (first.dim() == 2 and second.dim() == 4) and first.size(0) == second.size(1)
 
 
 def _parametrised_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:

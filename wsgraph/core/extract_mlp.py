@@ -7,7 +7,6 @@ chain of affine layers joined by elementwise activations.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from wsgraph.core.activations import UNKNOWN, matching_activations
+from wsgraph.core.layer_order import AmbiguousLayerOrder, NameSortedStateDict, layer_order
 from wsgraph.runtime import preserved_random_state
 
 _OMEGA_ATTRIBUTES = ("omega_0", "omega", "w0", "first_omega_0", "hidden_omega_0")
@@ -68,13 +68,22 @@ def from_state_dict(state_dict: Mapping[str, object]) -> LinearChain:
         label = f"{prefix}." if prefix else ""
         if "weight" not in group:
             raise NotAnMLPError(f"'{label}bias' has no matching '{label}weight'")
-    order = list(groups)
-    if _chain_break(order, groups) is not None:
-        natural = sorted(order, key=_natural_key)
-        if _chain_break(natural, groups) is None:
-            order = natural
-        else:
-            _check_chain([groups[p]["weight"] for p in order], [_key_name(p) for p in order])
+    for prefix, group in groups.items():
+        if group["weight"].dim() != 2:
+            raise NotAnMLPError(
+                f"{_key_name(prefix)}: weight has shape {tuple(group['weight'].shape)}, a linear layer's weight is 2-D"
+            )
+    try:
+        order = layer_order(
+            list(groups),
+            chains=lambda order: _chain_break(order, groups) is None,
+            follows=lambda first, second: groups[first]["weight"].shape[0] == groups[second]["weight"].shape[1],
+            keys_in_order=not isinstance(state_dict, NameSortedStateDict),
+            describe=_key_name,
+        )
+    except AmbiguousLayerOrder as error:
+        raise NotAnMLPError(str(error)) from None
+    _check_chain([groups[p]["weight"] for p in order], [_key_name(p) for p in order])
     return LinearChain(
         [groups[p]["weight"] for p in order],
         [groups[p].get("bias") for p in order],
@@ -171,11 +180,6 @@ def _check_chain(weights: Sequence[Tensor], names: Sequence[str]) -> None:
 
 def _chain_break(order: Sequence[str], groups: Mapping[str, Mapping[str, Tensor]]) -> int | None:
     weights = [groups[p]["weight"] for p in order]
-    if any(w.dim() != 2 for w in weights):
-        bad = next(p for p, w in zip(order, weights) if w.dim() != 2)
-        raise NotAnMLPError(
-            f"{_key_name(bad)}: weight has shape {tuple(groups[bad]['weight'].shape)}, a linear layer's weight is 2-D"
-        )
     for position in range(1, len(weights)):
         if weights[position - 1].shape[0] != weights[position].shape[1]:
             return position
@@ -184,10 +188,6 @@ def _chain_break(order: Sequence[str], groups: Mapping[str, Mapping[str, Tensor]
 
 def _key_name(prefix: str) -> str:
     return f"'{prefix}.weight'" if prefix else "'weight'"
-
-
-def _natural_key(text: str) -> list:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 def _as_tensor(value: object, name: str) -> Tensor:

@@ -32,6 +32,7 @@ from wsgraph.core.activations import ACTIVATION_CLASSES
 from wsgraph.core.convert_mlp import mlp_to_graph
 from wsgraph.core.extract_mlp import NotAnMLPError
 from wsgraph.core.graph import WeightSpaceGraph
+from wsgraph.core.layer_order import NameSortedStateDict
 from wsgraph.deprecation import renamed
 from wsgraph.errors import load_error_reason, shown_path
 
@@ -241,7 +242,7 @@ def _load_safetensors(path: Path, name: str) -> dict[str, Tensor]:
         ) from None
     if not tensors:
         raise CheckpointError(f"{name}: holds no tensors")
-    return tensors
+    return NameSortedStateDict(tensors)
 
 
 def _unwrap(content: object, name: str) -> nn.Module | dict[str, Tensor]:

@@ -10,6 +10,8 @@ import pytest
 
 from wsgraph.cli.main import main
 
+from .conftest import write_store
+
 TINY = ["--epochs", "1", "--batch-size", "8", "--hidden-channels", "8", "--depth", "2", "--no-progress"]
 
 
@@ -96,6 +98,24 @@ def test_bench_refuses_finished_runs_with_other_settings(classification_root: Pa
     assert main([*arguments, *TINY, "--lr", "0.5"]) == 1
     assert "other settings (lr: 0.001 there, 0.5 now)" in capsys.readouterr().err
     assert not (tmp_path / "runs" / "gine-seed0").exists()
+
+
+def test_bench_refuses_finished_runs_on_other_data(classification_root: Path, tmp_path: Path, capsys) -> None:
+    other_root = write_store(tmp_path / "other", seed=1)
+    out = tmp_path / "report"
+    arguments = ["bench", "--models", "mlp", "--seeds", "1", "--out", str(out), *TINY]
+    assert main([*arguments, "--data", str(classification_root)]) == 0
+    table = (out / "results.md").read_text()
+    assert main([*arguments, "--data", str(other_root)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert f"{out / 'runs' / 'mlp-seed0'} holds a finished run on other data ({classification_root}" in error
+    assert f"--data {other_root}: " in error and "\n" not in error
+    assert (out / "results.md").read_text() == table
+    # The same data at another path is the same data: the finished run is read, not retrained.
+    moved = tmp_path / "moved"
+    classification_root.rename(moved)
+    assert main([*arguments, "--data", str(moved)]) == 0
+    assert "is finished, reading its result" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import shlex
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -25,6 +27,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from wsgraph.checks import entry_problem
+from wsgraph.datasets.store import dataset_fingerprint
 from wsgraph.io import atomic_write, write_json
 from wsgraph.training.config import TrainConfig
 from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON, read_json
@@ -105,7 +108,8 @@ def bench(
     ]
     # Every finished run is read (and its settings checked) before any is trained: a later one of other
     # settings must not wait for the earlier ones to train.
-    finished = [_finished_result(config, folder) for config, folder in planned]
+    data_fingerprint = functools.cache(lambda: dataset_fingerprint(base.data))
+    finished = [_finished_result(config, folder, data_fingerprint) for config, folder in planned]
     results = []
     for (config, folder), result in zip(planned, finished):
         if result is None:
@@ -170,8 +174,10 @@ def check_model_names(models: list[str]) -> None:
         raise ValueError(f"{named}; choose from {', '.join(MODEL_NAMES)}")
 
 
-def _finished_result(config: TrainConfig, folder: Path) -> dict[str, Any] | None:
-    """The result of the finished run in ``folder`` (``None``: none there), if its settings are ``config``'s."""
+def _finished_result(config: TrainConfig, folder: Path, data_fingerprint: Callable[[], str]) -> dict[str, Any] | None:
+    """The result of the finished run in ``folder`` (``None``: none there), if its settings are ``config``'s
+    and it trained on the data whose fingerprint ``data_fingerprint()`` gives (``--data`` is not compared
+    by path: a dataset may have moved, and another may now lie at the same path)."""
     if not (folder / RESULT_JSON).is_file():
         return None
     path = folder / RESULT_JSON
@@ -191,6 +197,13 @@ def _finished_result(config: TrainConfig, folder: Path) -> dict[str, Any] | None
             for key, (old, new) in differences.items()
         )
         raise ValueError(f"{folder} holds a finished run with other settings ({listed}); choose another --out")
+    # Results written before the fingerprint was recorded cannot be checked.
+    stored_fingerprint = result["dataset"].get("fingerprint")
+    if stored_fingerprint is not None and stored_fingerprint != data_fingerprint():
+        raise ValueError(
+            f"{folder} holds a finished run on other data ({stored.data}, data fingerprint {stored_fingerprint}; "
+            f"--data {config.data}: {data_fingerprint()}); choose another --out"
+        )
     return result
 
 

@@ -231,6 +231,26 @@ def test_existing_output_is_refused_unless_forced(good_folder, tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoints", "out"]
 
 
+@pytest.mark.parametrize("kind", ["labels", "splits"])
+def test_a_labels_or_splits_file_inside_the_output_is_refused_before_force_replaces_it(good_folder, tmp_path, kind):
+    src, networks = good_folder
+    out = tmp_path / "out"
+    out.mkdir()
+    listed = tmp_path / "listed.csv"
+    if kind == "labels":
+        listed.write_text("path,label\n" + "".join(f"{path},1\n" for path in networks))
+    else:
+        listed = listed.with_suffix(".json")
+        listed.write_text(json.dumps({"train": {"path": list(networks), "label": [1] * len(networks)}}))
+    inside = out / listed.name
+    inside.write_bytes(listed.read_bytes())
+    with pytest.raises(ValueError, match=re.escape(f"{inside}: the {kind} file is inside the output folder {out}")):
+        convert_checkpoints(src, out, force=True, progress=False, **{kind: inside})
+    assert inside.read_bytes() == listed.read_bytes()
+    convert_checkpoints(src, out, force=True, progress=False, **{kind: listed})
+    assert len(WeightSpaceDataset(out, log=False)) == len(networks)
+
+
 def test_output_inside_the_source_folder_is_refused(good_folder, tmp_path):
     src, _ = good_folder
     (tmp_path / "link").symlink_to(src, target_is_directory=True)

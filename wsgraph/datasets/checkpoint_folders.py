@@ -223,7 +223,7 @@ def convert_checkpoints(
     """
     started = time.perf_counter()
     src, out = Path(src), Path(out)
-    _check_arguments(src, out, labels, label_regex, split_ratios, force, activation, shard_size)
+    _check_arguments(src, out, labels, label_regex, split_ratios, force, activation, shard_size, splits)
     if splits is not None and (labels is not None or label_regex is not None):
         raise ValueError("a splits file gives the labels; do not also give --labels or --label-regex")
     geometry = read_geometry_file(src) if src.is_dir() else {}
@@ -935,6 +935,7 @@ def _check_arguments(
     force: bool,
     activation: str | None,
     shard_size: int,
+    splits: str | os.PathLike | None = None,
 ) -> None:
     if not src.exists():
         raise FileNotFoundError(f"{src}: no such folder")
@@ -954,6 +955,10 @@ def _check_arguments(
     if out.resolve().is_relative_to(src.resolve()):
         # Every later conversion of SRC would find the dataset's shards among the checkpoints.
         raise ValueError(f"{out}: inside the source folder {src}; choose an output folder outside it")
+    for kind, path in (("labels", labels), ("splits", splits)):
+        if path is not None and Path(path).resolve().is_relative_to(out.resolve()):
+            # Replacing OUT would delete the very file the conversion reads.
+            raise ValueError(f"{path}: the {kind} file is inside the output folder {out}; move it out first")
     _check_output(out, force)
 
 

@@ -249,6 +249,26 @@ def test_regression_targets_with_a_nan_train_on_the_labelled_networks(tmp_path: 
     assert torch.isfinite(torch.tensor(result["test_metric"]))
 
 
+def test_a_new_run_does_not_overwrite_files_it_did_not_write(classification_root: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "best.pt").write_bytes(b"my own model")
+    (out / "learning_curves.png").write_bytes(b"my own plot")
+    training = ["train", "--data", str(classification_root), "--model", "mlp", *TINY]
+    status, error = run(capsys, [*training, "--out", str(out)])
+    assert status == 1 and len(error.splitlines()) == 1
+    assert f"--out {out} holds files a run would overwrite (best.pt, learning_curves.png)" in error
+    assert (out / "best.pt").read_bytes() == b"my own model"
+    assert sorted(path.name for path in out.iterdir()) == ["best.pt", "learning_curves.png"]
+    # A best.pt that is a wsgraph checkpoint, left by a run stopped while saving its first epoch, is replaced.
+    (out / "learning_curves.png").unlink()
+    finished = tmp_path / "finished"
+    assert run(capsys, [*training, "--out", str(finished)])[0] == 0
+    (out / "best.pt").write_bytes((finished / "best.pt").read_bytes())
+    status, error = run(capsys, [*training, "--out", str(out)])
+    assert status == 0, error
+
+
 def test_resume_on_other_data_is_refused(classification_root: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "r"
     arguments = ["train", "--data", str(classification_root), "--model", "mlp", "--out", str(out), *TINY]
@@ -260,6 +280,11 @@ def test_resume_on_other_data_is_refused(classification_root: Path, tmp_path: Pa
     assert error.startswith(f"wsgraph train: error: {out / 'last.pt'}: the run trained on {classification_root} ")
     assert f"--data {other} holds other data" in error
     assert (out / "result.json").read_bytes() == result
+    # Resumed into a new folder: refused before anything (the run's best.pt) is copied there.
+    for data in (str(other), str(tmp_path / "nosuch")):
+        status, error = run(capsys, ["train", "--out", str(tmp_path / "new" / "run"), "--resume", str(out / "last.pt"), "--data", data])  # fmt: skip
+        assert status == 1 and len(error.splitlines()) == 1, error
+        assert not (tmp_path / "new").exists()
     # The same data elsewhere (moved or copied, file times changed) is the same data.
     moved = tmp_path / "moved"
     shutil.copytree(classification_root, moved, ignore=shutil.ignore_patterns("processed"))

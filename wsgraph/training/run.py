@@ -153,6 +153,7 @@ class _Run:
         self.prepare = BatchPreparation(normalization, self._augmentations())
         self.state = _fresh_state() if checkpoint is None else self._restore(resume, checkpoint)
         self._announce(warmup)
+        self._copy_best_of_moved_run()
         self._fit()
         return self._finish()
 
@@ -238,12 +239,14 @@ class _Run:
 
     def _read_resume(self, resume: str | Path | None) -> dict[str, Any] | None:
         held = _run_files(self.out)
+        self.moved_best: Path | None = None
         if resume is None:
             if held:
                 raise ValueError(
                     f"--out {self.out} already holds a run ({', '.join(held)}); pass --resume to continue it or "
                     "choose another --out"
                 )
+            _refuse_files_in_the_way(self.out)
             return None
         required = ("config", "model", "optimizer", "scheduler", "scaler", "random_states", *_fresh_state())
         checkpoint = load_run_checkpoint(resume, required=required)
@@ -269,10 +272,19 @@ class _Run:
                 f"{resume}: its run's best checkpoint {source / BEST} (epoch {checkpoint['best_epoch']}) is missing; "
                 "the test at the end needs it"
             )
-        if moved and checkpoint["best_epoch"] is not None and self.context.is_main:
-            atomic_write(self.out / BEST, lambda handle: handle.write((source / BEST).read_bytes()))
-        barrier(self.context)
+        if moved:
+            _refuse_files_in_the_way(self.out)
+            if checkpoint["best_epoch"] is not None:
+                self.moved_best = source / BEST
         return checkpoint
+
+    def _copy_best_of_moved_run(self) -> None:
+        """Copy the best checkpoint of a run resumed in a new folder there (the test at the end reads it), once
+        everything has been checked: a refused resume leaves nothing in the new folder."""
+        source = self.moved_best
+        if source is not None and self.context.is_main:
+            atomic_write(self.out / BEST, lambda handle: handle.write(source.read_bytes()))
+        barrier(self.context)
 
     def _open_data(self) -> tuple[TrainingData, str]:
         config, context = self.config, self.context
@@ -647,6 +659,28 @@ def load_trained_model(
     model.load_state_dict(checkpoint["model"])
     trained = NormalizedModel(model, statistics, edits=spec.task == "dilate", spec=spec)
     return trained.to(device).eval()
+
+
+def _refuse_files_in_the_way(folder: Path) -> None:
+    """Raise a ``ValueError`` if ``folder`` (holding no run) holds files a run would overwrite: someone else's
+    ``best.pt``, plots or predictions. A ``best.pt`` that is a wsgraph training checkpoint is a run's that stopped
+    while saving its first epoch, which the new run may replace."""
+    outputs = (BEST, LEARNING_CURVES_PNG, PREDICTIONS_CSV, PREDICTED_VS_TRUE_PNG)
+    in_the_way = [name for name in outputs if (folder / name).exists() and not _stopped_runs_best(folder / name)]
+    if in_the_way:
+        raise ValueError(
+            f"--out {folder} holds files a run would overwrite ({', '.join(in_the_way)}); choose another --out"
+        )
+
+
+def _stopped_runs_best(path: Path) -> bool:
+    if path.name != BEST or not path.is_file():
+        return False
+    try:
+        load_run_checkpoint(path, required=("model",))
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _run_files(folder: Path) -> list[str]:

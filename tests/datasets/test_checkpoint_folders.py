@@ -477,3 +477,30 @@ def test_an_unreadable_source_folder_is_an_error_even_with_skip_bad(good_folder,
         src.chmod(0o755)
     assert str(error.value) == f"{src}: folder cannot be read: Permission denied"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoints"]
+
+
+def test_a_given_activation_that_contradicts_a_saved_module_is_refused(tmp_path):
+    from wsgraph import Sine
+
+    src = tmp_path / "src"
+    src.mkdir()
+    torch.save(build_mlp((2, 4, 1), activation=nn.ReLU, seed=0), src / "relu.pt")
+    torch.save(build_mlp((2, 4, 1), seed=1).state_dict(), src / "plain.pt")
+    with pytest.raises(ValueError, match=re.escape("relu.pt: the saved module's hidden activation is relu, not the given --activation tanh")):  # fmt: skip
+        convert_checkpoints(src, tmp_path / "out", activation="tanh", progress=False)
+    assert not (tmp_path / "out").exists()
+    report = convert_checkpoints(src, tmp_path / "out", activation="tanh", skip_bad=True, progress=False)
+    assert [item.path for item in report.skipped] == ["relu.pt"] and report.num_networks == 1
+    assert read_meta(tmp_path / "out")["activations"] == {"tanh": 1}
+    convert_checkpoints(src, tmp_path / "agreed", activation="relu", progress=False)
+    # A network without hidden layers has no activation to contradict.
+    single = tmp_path / "single"
+    single.mkdir()
+    torch.save(nn.Sequential(nn.Linear(2, 1)), single / "linear.pt")
+    convert_checkpoints(single, tmp_path / "single-out", activation="tanh", progress=False)
+    # A sine's frequency is compared as a number: 'sine(30)' is the recorded 'sine(30.0)'.
+    sine = tmp_path / "sine"
+    sine.mkdir()
+    torch.save(nn.Sequential(nn.Linear(2, 4), Sine(30.0), nn.Linear(4, 1)), sine / "siren.pt")
+    convert_checkpoints(sine, tmp_path / "sine-out", activation="sine(30)", progress=False)
+    assert read_meta(tmp_path / "sine-out")["activation"] == "sine(30.0)"

@@ -167,3 +167,20 @@ def test_the_command_refuses_bad_settings(relu_zoo: Path, tmp_path: Path, capsys
     convert_checkpoints(zoo / CHECKPOINTS, unlabelled, labels=zoo / LABELS_CSV, progress=False)
     assert main(["adapt", "--data", str(unlabelled), "--source", "digits", "--out", str(tmp_path / "run")]) == 1
     assert "records no hidden activation" in capsys.readouterr().err
+    # An activation that contradicts the recorded one would score the classifiers as other networks.
+    args = ["adapt", "--data", str(relu_zoo), "--source", "digits", "--out", str(tmp_path / "tanh")]
+    assert main([*args, "--activation", "tanh"]) == 1
+    assert "--activation tanh: " in (error := capsys.readouterr().err)
+    assert "records the members' hidden activation as relu" in error
+    assert not (tmp_path / "tanh").exists()
+
+
+def test_the_command_refuses_an_unwritable_out_before_training(relu_zoo: Path, tmp_path: Path, capsys) -> None:
+    in_the_way = tmp_path / "file"
+    in_the_way.write_text("mine")
+    args = ["adapt", "--data", str(relu_zoo), "--source", "digits", "--epochs", "1"]
+    for out in (in_the_way, in_the_way / "run"):
+        assert main([*args, "--out", str(out)]) == 1
+        error = capsys.readouterr().err
+        assert f"--out {out}: " in error and len(error.splitlines()) == 1, error
+    assert in_the_way.read_text() == "mine"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from wsgraph.io import check_writable_folder
 from wsgraph.zoo.adapt import AdaptConfig
 from wsgraph.zoo.editing import EDITORS
 from wsgraph.zoo.shifts import DOMAIN_SHIFTS
@@ -99,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         test_size=args.test_size,
         activation=args.activation,
     )
+    # The result is written after every editor has trained.
+    check_writable_folder(args.out, f"--out {args.out}")
     result = run_adaptation(config, args.out)
     print(f"{result['networks']['test']} test members, {args.shift} {args.source} test images:")
     print(f"{'method':<32} {'shifted acc':>11} {'source acc':>10} {'MFLOPs/net':>10}")

@@ -51,6 +51,12 @@ def make_activation(name: str) -> nn.Module:
     raise ValueError(f"unknown activation {name!r}; known: {known}")
 
 
+def canonical_activation(name: str) -> str:
+    """The recorded form of an activation name (``"sine(30)"`` -> ``"sine(30.0)"``); raises like :func:`make_activation`."""
+    module = make_activation(name)
+    return sine_name(module.omega_0) if isinstance(module, Sine) else name
+
+
 def sine_name(omega_0: float) -> str:
     return f"sine({float(omega_0)})"
 

@@ -56,7 +56,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from wsgraph.core.activations import UNKNOWN, make_activation
+from wsgraph.core.activations import UNKNOWN, canonical_activation, make_activation
 from wsgraph.core.convert_cnn import holds_cnn
 from wsgraph.core.extract_cnn import ConvChain, ConvGeometry, from_cnn_module, from_cnn_state_dict, validate_cnn
 from wsgraph.core.extract_mlp import LinearChain, NotAnMLPError, from_module, from_state_dict, validate
@@ -224,6 +224,7 @@ def convert_checkpoints(
     started = time.perf_counter()
     src, out = Path(src), Path(out)
     _check_arguments(src, out, labels, label_regex, split_ratios, force, activation, shard_size, splits)
+    activation = None if activation is None else canonical_activation(activation)
     if splits is not None and (labels is not None or label_regex is not None):
         raise ValueError("a splits file gives the labels; do not also give --labels or --label-regex")
     geometry = read_geometry_file(src) if src.is_dir() else {}
@@ -367,6 +368,7 @@ def _stream(
                 convolutions = (
                     network_geometry(geometry, chain, shown_path(path)) if isinstance(chain, ConvChain) else []
                 )
+                _check_given_activation(activation, chain)
             except READ_ERRORS as error:
                 reason = one_line(error).removeprefix(f"{shown_path(path)}: ")
                 if not skip_bad:
@@ -960,6 +962,15 @@ def _check_arguments(
             # Replacing OUT would delete the very file the conversion reads.
             raise ValueError(f"{path}: the {kind} file is inside the output folder {out}; move it out first")
     _check_output(out, force)
+
+
+def _check_given_activation(given: str | None, chain: LinearChain | ConvChain) -> None:
+    """Raise a ``ValueError`` if a saved module's traced hidden activation is not the given one (a network
+    without hidden layers has none; a state_dict records none)."""
+    traced = chain.activation
+    if given is None or traced == UNKNOWN or len(chain.weights) < 2 or canonical_activation(given) == traced:
+        return
+    raise ValueError(f"the saved module's hidden activation is {traced}, not the given --activation {given}")
 
 
 # The refusal of a second conversion into OUT that finds OUT written after its start.

@@ -16,8 +16,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
-from wsgraph.core.activations import UNKNOWN
+from wsgraph.core.activations import UNKNOWN, canonical_activation
 from wsgraph.datasets.dataset import WeightSpaceDataset
+from wsgraph.datasets.store import read_meta
 from wsgraph.io import refuse_existing_results, write_json
 from wsgraph.zoo.data import load_zoo_data
 from wsgraph.zoo.editing import EDITORS, WeightEditing, accuracies, edit_loss, fine_tune, image_batches, make_editor
@@ -126,10 +127,18 @@ def run_adaptation(config: AdaptConfig, out: str | os.PathLike | None = None) ->
     train_labels, test_labels = images.train_labels.long(), images.test_labels.long()
     test_networks = _all_networks(test_set, config.data, "test")
     activation = config.activation
-    if activation is None and UNKNOWN in _recorded_activations(test_networks):
+    # The editors train on the train members with the same activation: every member's counts.
+    recorded = _recorded_activations(test_networks) | set(read_meta(config.data).get("activations") or {})
+    if activation is None and UNKNOWN in recorded:
         raise ValueError(
             f"{config.data}: the dataset records no hidden activation; convert the zoo with --activation "
             "(e.g. relu) or pass --activation"
+        )
+    known = recorded - {UNKNOWN}
+    if activation is not None and known and known != {canonical_activation(activation)}:
+        raise ValueError(
+            f"--activation {activation}: {config.data} records the members' hidden activation as "
+            f"{', '.join(sorted(known))}; --activation is only for a dataset that records none"
         )
 
     methods: dict[str, dict[str, Any]] = {}

@@ -316,3 +316,9 @@ def test_info_describes_a_cnn_checkpoint(tmp_path):
     assert info["conv_layers"] == 3 and info["kernel_sizes"] == [[3, 3]] * 3 + [[1, 1]]
     assert info["num_edges"] == 8 + 64 + 64 + 80
     assert "convolutions 3x3, 3x3, 3x3" in format_info(info)
+
+
+def test_an_activation_after_the_last_linear_layer_of_a_cnn_is_refused():
+    cnn = nn.Sequential(*build_cnn(3, [(4, 3, {})], [5]), nn.Sigmoid())
+    with pytest.raises(NotACNNError, match="applies an elementwise sigmoid after its last linear layer '4'"):
+        cnn_to_graph(cnn)

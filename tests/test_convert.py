@@ -355,3 +355,27 @@ def test_stacked_params_rejects_a_mixed_batch():
     with pytest.raises(ValueError, match="mixes architectures"):
         stacked_params(Batch.from_data_list(graphs))
     assert [str(spec) for spec in graph_specs(Batch.from_data_list(graphs))] == ["2-3-1", "2-4-1"]
+
+
+class ShiftedOutput(nn.Module):
+    """A SIREN-like network whose forward adds a constant, as DWSNets' INR class does (``--output-offset``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.last = nn.Linear(2, 4), nn.Linear(4, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.last(torch.relu(self.first(x))) + 0.5
+
+
+@pytest.mark.parametrize(
+    ("final", "named"), [(nn.Sigmoid(), "sigmoid"), (nn.Tanh(), "tanh"), (nn.ReLU(), "relu"), (Sine(30.0), "sine")]
+)
+def test_an_activation_after_the_last_layer_is_refused_not_dropped(final, named):
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3), final)
+    with pytest.raises(NotAnMLPError, match=f"applies an elementwise {named}.* after its last linear layer '2'"):
+        mlp_to_graph(module)
+    # Dropout is the identity in eval mode, and a constant shift is what --output-offset records.
+    mlp_to_graph(nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3), nn.Dropout(0.5)))
+    mlp_to_graph(ShiftedOutput())

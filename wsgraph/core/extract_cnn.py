@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from wsgraph.core.activations import UNKNOWN, matching_activations, pooled_matching_activations
-from wsgraph.core.extract_mlp import NotAnMLPError, record_layer_outputs
+from wsgraph.core.extract_mlp import NotAnMLPError, check_no_output_activation, record_layer_outputs
 from wsgraph.core.layer_order import AmbiguousLayerOrder, NameSortedStateDict, layer_order
 
 # Any fixed seed: the probe only has to be generic (no zero entries, no ties).
@@ -376,6 +376,7 @@ def _run_recording(module: nn.Module, names: dict[nn.Module, str], probe: Tensor
     records, output = record_layer_outputs(module, names, probe, NotACNNError, description)
     leaves = [probe] + [leaf for _, _, leaf in records]
     _check_elementwise(output, leaves, len(records), "the module's output", f"layer '{records[-1][0]}'")
+    check_no_output_activation(output, records[-1][2], records[-1][0], [30.0, 1.0], NotACNNError)
     return records
 
 

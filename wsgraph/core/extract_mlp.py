@@ -273,7 +273,28 @@ def _run_recording(module: nn.Module, names: dict[nn.Module, str], probe: Tensor
             "the module's output",
             f"layer '{records[-1][0]}'",
         )
+        check_no_output_activation(output, records[-1][2], records[-1][0], _omega_candidates(module), NotAnMLPError)
     return records
+
+
+def check_no_output_activation(
+    output: Tensor, last: Tensor, name: str, omegas: list[float], error: type[NotAnMLPError]
+) -> None:
+    """Raise ``error`` unless the module's ``output`` is its last layer's output ``last`` (a constant shift
+    aside: DWSNets' INRs add 0.5, recorded with ``convert --output-offset``). A graph records the hidden
+    activation only, so a network rebuilt from it would leave out an output activation."""
+    difference = (output - last).detach()
+    # Non-finite weights make the comparison meaningless; `validate` names them.
+    if difference.numel() == 0 or not torch.isfinite(difference).all():
+        return
+    if float(difference.max() - difference.min()) <= 1e-6 * (1.0 + float(difference.abs().max())):
+        return
+    matches = matching_activations(last, output, omegas)
+    applied = f"an elementwise {matches[0]}" if matches else "an elementwise function"
+    raise error(
+        f"the module applies {applied} after its last linear layer '{name}': a graph records no output "
+        "activation, so the network rebuilt from it would compute something else; save the module without it"
+    )
 
 
 def _check_elementwise_dependency(value: Tensor, leaves: list[Tensor], source: int, what: str, previous: str) -> None:

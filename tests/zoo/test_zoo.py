@@ -110,6 +110,29 @@ def test_a_zoo_with_other_settings_is_refused(digits, tmp_path: Path) -> None:
         build_zoo(_plan(digits, count=4), digits[0], tmp_path, progress=False)
 
 
+def test_a_zoo_that_failed_before_finishing_a_shard_starts_again_with_other_settings(
+    digits, tmp_path: Path, monkeypatch
+) -> None:
+    def out_of_memory(*arguments):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(zoo_build, "_train_shard", out_of_memory)
+    with pytest.raises(RuntimeError):
+        build_zoo(_plan(digits, arch="mlp", count=3, batch_size=8), digits[0], tmp_path, progress=False)
+    monkeypatch.undo()
+    build_zoo(_plan(digits, arch="mlp", count=3), digits[0], tmp_path, progress=False)
+    assert json.loads((tmp_path / "zoo.json").read_text())["plan"]["batch_size"] == 16
+
+
+def test_settings_that_cannot_train_are_refused_before_anything_is_written(digits, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--seed must be at least 0, got -1"):
+        _plan(digits, seed=-1)
+    pool = digits[0].train_images.size(0)
+    with pytest.raises(ValueError, match=f"--batch-size 100000: the training pool has only {pool} images"):
+        build_zoo(_plan(digits, batch_size=100_000), digits[0], tmp_path / "zoo", progress=False)
+    assert not (tmp_path / "zoo").exists()
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -237,3 +260,10 @@ def test_cli_writes_a_zoo_and_refuses_bad_ranges(tmp_path: Path, capsys) -> None
     assert "--lr range must be 0 < low <= high" in capsys.readouterr().err
     assert main([*arguments, "--activations", "swish"]) == 1
     assert "--activations must name some of" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_zero_width(tmp_path: Path, capsys) -> None:
+    arguments = ["zoo", "--source", "digits", "--out", str(tmp_path / "zoo"), "--count", "2", "--arch", "mlp"]
+    assert main([*arguments, "--width", "0"]) == 1
+    assert "--width must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "zoo").exists()

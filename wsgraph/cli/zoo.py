@@ -119,7 +119,9 @@ def run_zoo(args: argparse.Namespace) -> int:
         init_families=tuple(args.init_families),
     )
     data, image_shape, classes = load_zoo_data(args.source, args.root, args.test_size)
-    architecture = MemberArchitecture(args.arch, image_shape, classes, args.width or DEFAULT_WIDTH[args.arch])
+    architecture = MemberArchitecture(
+        args.arch, image_shape, classes, DEFAULT_WIDTH[args.arch] if args.width is None else args.width
+    )
     plan = ZooPlan(
         source=args.source,
         architecture=architecture,

@@ -90,6 +90,9 @@ class ZooPlan:
             raise ValueError(f"--test-size must be at least 1, got {self.test_size}")
         if any(epoch < 0 for epoch in self.save_epochs):
             raise ValueError(f"--save-epochs must be epochs >= 0, got {list(self.save_epochs)}")
+        # numpy's seed sequences, which draw every member, take non-negative seeds only.
+        if self.seed < 0:
+            raise ValueError(f"--seed must be at least 0, got {self.seed}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -150,6 +153,9 @@ def build_zoo(
 
 def _build_locked(plan: ZooPlan, data: ZooData, out: Path, progress: bool, workers: int) -> dict[str, Any]:
     document = {"format": FORMAT, "version": 1, "plan": plan.to_dict(), "num_shards": plan.num_shards}
+    pool = data.train_images.size(0)
+    if pool < plan.batch_size:
+        raise ValueError(f"--batch-size {plan.batch_size}: the training pool has only {pool} images")
     zoo_file = out / ZOO_FILE
     if zoo_file.is_file():
         from wsgraph.training.metrics import read_json
@@ -157,7 +163,8 @@ def _build_locked(plan: ZooPlan, data: ZooData, out: Path, progress: bool, worke
         old = read_json(zoo_file)
         if not isinstance(old, dict) or old.get("format") != FORMAT or not isinstance(old.get("plan"), dict):
             raise ValueError(f"{zoo_file}: not a wsgraph zoo; use another --out folder")
-        if old.get("plan") != document["plan"]:
+        # A zoo that failed before finishing a shard holds no member: a corrected command may start it again.
+        if old.get("plan") != document["plan"] and _finished_shards(out):
             changed = sorted(k for k in document["plan"] if old.get("plan", {}).get(k) != document["plan"][k])
             detail = ", ".join(f"{k}: {old['plan'].get(k)!r} -> {document['plan'][k]!r}" for k in changed[:3])
             raise ValueError(f"{out}: holds a zoo made with other settings ({detail}); use another --out folder")
@@ -178,6 +185,11 @@ def _build_locked(plan: ZooPlan, data: ZooData, out: Path, progress: bool, worke
                 continue
             _train_shard(plan, data, out, number, bar.update, workers)
     return write_index(plan, out)
+
+
+def _finished_shards(out: Path) -> list[Path]:
+    """The shard folders of ``out`` that a run finished (any plan's)."""
+    return [records.parent for records in (out / CHECKPOINTS).glob(f"shard-*/{RECORDS}")]
 
 
 def _groups(plan: ZooPlan, members: list[MemberHyperparameters], pool: int) -> list[list[MemberHyperparameters]]:

@@ -175,6 +175,25 @@ def test_stats_gbt_names_a_damaged_member_in_one_line(mlp_zoo: Path, tmp_path: P
     assert not (tmp_path / "out").exists()
 
 
+def test_stats_gbt_names_the_members_it_leaves_out_for_non_finite_weights(
+    mlp_zoo: Path, tmp_path: Path, capsys
+) -> None:
+    import shutil
+
+    zoo = tmp_path / "zoo"
+    shutil.copytree(mlp_zoo, zoo)
+    record = read_records(zoo)[1]
+    member = zoo / CHECKPOINTS / record["path"]
+    state = torch.load(member, weights_only=True)
+    next(iter(state.values()))[0, 0] = float("nan")
+    torch.save(state, member)
+    assert main(["zoo-stats", "--zoo", str(zoo), "--out", str(tmp_path / "out"), "--n-estimators", "2"]) == 0
+    assert f"left out 1 member checkpoint(s) with non-finite weights, e.g. {record['path']}" in capsys.readouterr().out
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["left_out"] == {"non_finite_weights": [record["path"]], "non_finite_targets": []}
+    assert sum(result["networks"].values()) == len(read_records(zoo)) - 1
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [

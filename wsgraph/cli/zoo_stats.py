@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate,
         max_depth=args.max_depth,
     )
+    for reason, paths in result["left_out"].items():
+        if paths:
+            what = reason.replace("non_finite_", "non-finite ")
+            print(f"left out {len(paths)} member checkpoint(s) with {what}, e.g. {paths[0]}")
     ranking = result["test_ranking"]
     print(
         f"stats-gbt on {result['networks']['test']} test members: Kendall tau {ranking['kendall_tau']:.3f}, "

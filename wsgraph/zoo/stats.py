@@ -136,7 +136,17 @@ def fit_stats_gbt(
     features, records = zoo_features(zoo)
     y = np.array([[record[target] for target in targets] for record in records], dtype=np.float64)
     split = np.array([record["split"] for record in records])
-    usable = np.isfinite(y).all(axis=1) & np.isfinite(features).all(axis=1)
+    # A member whose training diverged has NaN/inf weights (or scores): it is left out, and named.
+    finite_weights, finite_targets = np.isfinite(features).all(axis=1), np.isfinite(y).all(axis=1)
+    usable = finite_weights & finite_targets
+    left_out = {
+        "non_finite_weights": [record["path"] for record, keep in zip(records, finite_weights) if not keep],
+        "non_finite_targets": [
+            record["path"]
+            for record, keep, weights in zip(records, finite_targets, finite_weights)
+            if weights and not keep
+        ],
+    }
     rows = {name: np.nonzero((split == name) & usable)[0] for name in SPLITS}
     if rows["train"].size < 2 or rows["test"].size < 2:
         raise ValueError(f"{zoo}: {rows['train'].size} train and {rows['test'].size} test members; too few to fit")
@@ -167,6 +177,7 @@ def fit_stats_gbt(
         },
         "test_ranking": column_metrics(predictions["test"], test_true, targets),
         "networks": {name: int(rows[name].size) for name in SPLITS},
+        "left_out": left_out,
         "features": int(features.shape[1]),
         "settings": {
             "n_estimators": n_estimators,

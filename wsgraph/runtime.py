@@ -97,6 +97,11 @@ def resolve_device(device: torch.device | str | None = "auto", local_rank: int |
     return resolved
 
 
+# The largest seed a command takes: torch seeds its generators with 64-bit integers, and a negative seed
+# would alias a large one.
+MAX_SEED = 2**63 - 1
+
+
 def derived_seed(seed: int, *keys: int) -> int:
     """A seed for one purpose of a run seeded with ``seed``, e.g. the batch order of one
     epoch: ``derived_seed(seed, SHUFFLE_STREAM, epoch)``. Different keys give unrelated

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from wsgraph.cli.arguments import seed
 from wsgraph.io import check_writable_folder
 from wsgraph.zoo.adapt import AdaptConfig
 from wsgraph.zoo.editing import EDITORS
@@ -44,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--activation", help="the members' hidden activation, if the dataset does not record it")
     parser.add_argument("--test-size", type=int, help="test images (default: the whole test split)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the editors and the image draws (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the editors and the image draws (default 0)")
     editor = parser.add_argument_group("editors")
     editor.add_argument("--hidden-channels", type=int, default=_DEFAULTS.hidden_channels, help="(default %(default)s)")
     editor.add_argument("--depth", type=int, default=_DEFAULTS.depth, help="hidden layers (default %(default)s)")

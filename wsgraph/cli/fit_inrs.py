@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from wsgraph.cli.arguments import seed
 from wsgraph.datasets.store import SPLITS
 from wsgraph.inrs.siren import INIT_SCHEMES, SirenRecipe, psnr_to_mse
 from wsgraph.runtime import resolve_device
@@ -110,7 +111,7 @@ def add_fitting_arguments(parser: argparse.ArgumentParser, defaults: SirenRecipe
         type=int,
         help="networks fitted at once per thread (default: 2**15 pixels on CPU, 2**22 on CUDA)",
     )
-    output.add_argument("--seed", type=int, default=0, help="seed of the initialisation and splits (default 0)")
+    output.add_argument("--seed", type=seed, default=0, help="seed of the initialisation and splits (default 0)")
     output.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     output.add_argument("--no-progress", action="store_true", help="no progress bar")
 

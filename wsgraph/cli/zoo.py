@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from wsgraph.cli.arguments import seed
 from wsgraph.zoo.build import ZooPlan
 from wsgraph.zoo.hyperparams import ACTIVATIONS, INIT_FAMILIES, SearchSpace
 from wsgraph.zoo.members import ARCHITECTURES, DEFAULT_WIDTH
@@ -47,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         help=f"channels (cnn, default {DEFAULT_WIDTH['cnn']}) or hidden neurons (mlp, default {DEFAULT_WIDTH['mlp']})",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the hyper-parameters and everything random")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the hyper-parameters and everything random")
     space = parser.add_argument_group("hyper-parameter ranges (LOW,HIGH; drawn per member)")
     _range(space, "--lr", float, _SPACE.lr, "Adam learning rate, log-uniform")
     _range(space, "--weight-decay", float, _SPACE.weight_decay, "L2 regularisation, log-uniform")

@@ -14,6 +14,7 @@ from typing import Any
 from wsgraph.checks import dataclass_gaps, is_number
 from wsgraph.errors import short_repr
 from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS, describe_per_family
+from wsgraph.runtime import MAX_SEED
 
 # --readout's poolings.
 READOUTS = ("mean", "sum", "max")
@@ -327,13 +328,16 @@ class TrainConfig:
             raise ValueError("give --warmup-steps or --warmup-epochs, not both")
         _check(self.epochs >= 1, "epochs", self.epochs, "at least 1")
         _check(self.batch_size >= 1, "batch-size", self.batch_size, "at least 1")
-        # `float` parses "inf" and "nan", which would train on non-finite losses to the end.
-        _check(math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a positive finite number")
+        # Torch seeds generators with 64-bit integers; a negative seed would alias a large one.
+        _check(0 <= self.seed <= MAX_SEED, "seed", self.seed, f"in 0..{MAX_SEED}")
+        # `float` parses "inf" and "nan", which would train on non-finite losses to the end; the optimiser
+        # holds its settings as float32, where 1e300 is infinite too.
+        _check(0 < self.lr <= FLOAT32_MAX, "lr", self.lr, f"a positive number up to {FLOAT32_MAX:.4g}")
         _check(
-            math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+            0 <= self.weight_decay <= FLOAT32_MAX,
             "weight-decay",
             self.weight_decay,
-            "a finite number >= 0",
+            f"a number >= 0 up to {FLOAT32_MAX:.4g}",
         )
         _check(
             self.clip_grad_norm is None or (math.isfinite(self.clip_grad_norm) and self.clip_grad_norm > 0),
@@ -483,6 +487,10 @@ def _stored_as(hint: Any, value: Any) -> bool:
             return all(_stored_as(args[0], item) for item in value)
         return len(value) == len(args) and all(map(_stored_as, args, value))
     return False
+
+
+# The largest float32: the optimiser keeps its settings in float32 tensors.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _check(condition: bool, flag: str, value: Any, requirement: str) -> None:

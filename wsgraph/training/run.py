@@ -471,8 +471,13 @@ class _Run:
         kept = f"{LAST} keeps epoch {epoch}" if epoch else "nothing was saved"
         raise NonFiniteLossError(
             f"{self.out}: the {which} loss became non-finite at {where}; stopped ({kept}); "
-            f"try a lower --lr (now {self.config.lr:g}) or check the data"
+            f"try a lower --lr (now {self.config.lr:g}){self._weight_decay_hint()} or check the data"
         )
+
+    def _weight_decay_hint(self) -> str:
+        # AdamW shrinks every weight by lr * weight_decay per step: beyond 1 the weights flip sign and blow up.
+        shrink = self.config.lr * self.config.weight_decay
+        return f" or --weight-decay (now {self.config.weight_decay:g})" if shrink >= 1 else ""
 
     def _save_best(self) -> None:
         if self.context.is_main:

@@ -1,0 +1,26 @@
+"""Every command's --seed takes 0..2**63-1 and names the flag otherwise, before any work."""
+
+import pytest
+
+from wsgraph.cli.main import main
+from wsgraph.runtime import MAX_SEED
+
+COMMANDS = {
+    "fit-inrs": ["fit-inrs", "--source", "digits", "--out", "{out}", "--limit", "2", "--steps", "1", "--no-progress"],
+    "fit-sines": ["fit-sines", "--out", "{out}", "--count", "4", "--steps", "1", "--no-progress"],
+    "zoo": ["zoo", "--source", "digits", "--out", "{out}", "--count", "2", "--arch", "mlp", "--no-progress"],
+    "adapt": ["adapt", "--data", "{out}-data", "--source", "digits", "--out", "{out}"],
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("seed", ["-1", str(MAX_SEED + 1), "1e3"])
+def test_a_seed_out_of_range_is_refused_naming_the_flag(tmp_path, capsys, command, seed):
+    out = str(tmp_path / "out")
+    arguments = [part.replace("{out}", out) for part in COMMANDS[command]]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*arguments, "--seed", seed])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"wsgraph {command}: error: argument --seed: expected an integer"), error
+    assert not (tmp_path / "out").exists()

@@ -200,3 +200,17 @@ def test_graph_from_network_file_names_the_file_when_it_holds_no_mlp(tmp_path):
     torch.save(nn.Conv2d(1, 2, 3).state_dict(), path)
     with pytest.raises(NotAnMLPError, match=r"conv\.pt: 'weight': weight has shape \(2, 1, 3, 3\)"):
         graph_from_network_file(path)
+
+
+def test_an_unreadable_file_is_named_as_unreadable_not_corrupt(tmp_path):
+    path = tmp_path / "net.pt"
+    torch.save(build_mlp([2, 3, 1]).state_dict(), path)
+    path.chmod(0)
+    try:
+        with contextlib.suppress(PermissionError), path.open("rb"):
+            pytest.skip("this user reads files whatever their permissions (root)")
+        with pytest.raises(CheckpointError, match="cannot be read \\(Permission denied\\)") as error:
+            load_network_file(path)
+        assert_one_line_naming(error, path)
+    finally:
+        path.chmod(0o600)

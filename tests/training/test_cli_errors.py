@@ -87,6 +87,10 @@ def test_missing_data_path(tmp_path: Path, capsys) -> None:
     )
     assert status == 1
     assert error == f"wsgraph train: error: --data {tmp_path / 'nowhere'}: no such directory"
+    (tmp_path / "net.pt").write_bytes(b"")
+    status, error = run(capsys, ["train", "--data", str(tmp_path / "net.pt"), "--model", "mlp", "--out", str(tmp_path / "r")])  # fmt: skip
+    assert status == 1
+    assert error == f"wsgraph train: error: --data {tmp_path / 'net.pt'}: a file, not a dataset folder"
 
 
 def test_a_failed_run_removes_only_the_empty_folders_it_made(tmp_path: Path, capsys) -> None:

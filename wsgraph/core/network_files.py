@@ -172,6 +172,8 @@ def _load_torch(path: Path, name: str, trust_pickles: bool) -> object:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         refusal = error
+    except PermissionError as error:
+        raise CheckpointError(f"{name}: cannot be read ({error.strerror})") from None
     except Exception as error:  # torch raises RuntimeError, EOFError, ... for damaged files
         raise CheckpointError(
             f"{name}: not a readable PyTorch checkpoint (corrupt or truncated?): {load_error_reason(error)}"

@@ -187,6 +187,8 @@ def resolve_targets(targets: tuple[int | str, ...] | None, meta: dict[str, Any],
 
 def _require_directory(root: str | os.PathLike) -> Path:
     path = Path(root).expanduser()
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"--data {root}: a file, not a dataset folder")
     if not path.is_dir():
         raise FileNotFoundError(f"--data {root}: no such directory")
     return path

@@ -150,6 +150,8 @@ def test_labels_from_a_regex_on_the_path(good_folder, tmp_path):
         ("dog/net0.pt,1\nmissing.pt,2\n", r"line 2: 'missing\.pt' is not a checkpoint file"),
         ("dog/net0.pt,1\ndog/net0.pt,2\n", "a second label"),
         ("dog/net0.pt\n", "expected 'path,label'"),
+        ("dog/net0.pt,1\ndog/net2.pt,\n", r"line 2: an empty label for 'dog/net2\.pt'"),
+        ("path,a,b\ndog/net0.pt,1.5,\n", r"line 2: an empty label for 'dog/net0\.pt'"),
         ("dog/net0.pt,-3\n", "negative"),
         ("dog/net0.pt,99999999999999999999999\n", "class label 99999999999999999999999 of 'dog/net0.pt' would make"),
     ],

@@ -91,6 +91,8 @@ def test_stats_gbt_keeps_earlier_results_and_needs_a_target(mlp_zoo: Path, tmp_p
     assert (tmp_path / "result.json").read_text() == "{}"
     with pytest.raises(ValueError, match="--targets names no target: a zoo's targets are"):
         fit_stats_gbt(mlp_zoo, tmp_path / "fresh", ())
+    with pytest.raises(ValueError, match="--targets names test_accuracy twice"):
+        fit_stats_gbt(mlp_zoo, tmp_path / "fresh", ("test_accuracy", "test_accuracy"))
     assert not (tmp_path / "fresh").exists()
 
 

@@ -578,6 +578,11 @@ def _read_label_rows(
                     raise ValueError(f"{path}, line {line}: split {split!r} is not one of {', '.join(SPLITS)}")
                 splits[name] = SPLITS.index(split)
                 cells = cells[:split_column] + cells[split_column + 1 :]
+            if "" in cells[1:]:
+                raise ValueError(
+                    f"{path}, line {line}: an empty label for {cells[0]!r} (leave a file out of the CSV to keep it "
+                    "unlabeled)"
+                )
             raw[name] = cells[1:]
     return raw, header, splits, split_column
 

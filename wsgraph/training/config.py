@@ -359,6 +359,7 @@ class TrainConfig:
             value = getattr(self, name)
             _check(value is None or value >= 1, name.replace("_", "-"), value, "at least 1")
         if self.targets is not None:
+            _refuse_repeats("targets", self.targets)
             _check(
                 len(self.targets) > 0 and all(bool(t) if isinstance(t, str) else t >= 0 for t in self.targets),
                 "targets",
@@ -491,6 +492,12 @@ def _stored_as(hint: Any, value: Any) -> bool:
 
 # The largest float32: the optimiser keeps its settings in float32 tensors.
 FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _refuse_repeats(flag: str, values: tuple) -> None:
+    repeated = next((value for position, value in enumerate(values) if value in values[:position]), None)
+    if repeated is not None:
+        raise ValueError(f"--{flag} names {repeated} twice")
 
 
 def _check(condition: bool, flag: str, value: Any, requirement: str) -> None:

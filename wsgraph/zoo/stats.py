@@ -131,6 +131,9 @@ def fit_stats_gbt(
     if unknown or not targets:
         named = f"--targets {unknown[0]}" if unknown else "--targets names no target"
         raise ValueError(f"{named}: a zoo's targets are {', '.join(TARGET_COLUMNS)}")
+    repeated = next((t for position, t in enumerate(targets) if t in targets[:position]), None)
+    if repeated is not None:
+        raise ValueError(f"--targets names {repeated} twice")
     refuse_existing_results(out, ("result.json", PREDICTIONS_CSV, PREDICTED_VS_TRUE_PNG))
     started = time.perf_counter()
     features, records = zoo_features(zoo)

@@ -332,6 +332,9 @@ def test_fit_inrs_early_stop_flags(tmp_path, capsys):
     assert read_meta(siren)["recipe"]["init"] == "siren"
     code, _, err = run_cli(capsys, *base, "--early-stop-psnr", "nan", "--out", str(tmp_path / "bad"))
     assert code != 0 and "--early-stop-psnr must be a finite number, got nan" in err
+    code, _, err = run_cli(capsys, *base, "--early-stop-psnr", "30", "--no-early-stop", "--out", str(tmp_path / "both"))
+    assert code == 1 and "--early-stop-psnr and --no-early-stop contradict each other" in err
+    assert not (tmp_path / "both").exists()
 
 
 def test_a_second_fit_into_the_same_folder_is_refused_while_the_first_runs(tmp_path, capsys):

@@ -127,6 +127,8 @@ def test_a_zoo_that_failed_before_finishing_a_shard_starts_again_with_other_sett
 def test_settings_that_cannot_train_are_refused_before_anything_is_written(digits, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--seed must be at least 0, got -1"):
         _plan(digits, seed=-1)
+    with pytest.raises(ValueError, match=r"--save-epochs 3: no member trains that long \(--epochs at most 2\)"):
+        _plan(digits, save_epochs=(0, 3))
     pool = digits[0].train_images.size(0)
     with pytest.raises(ValueError, match=f"--batch-size 100000: the training pool has only {pool} images"):
         build_zoo(_plan(digits, batch_size=100_000), digits[0], tmp_path / "zoo", progress=False)

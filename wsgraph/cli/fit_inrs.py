@@ -64,7 +64,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     recipe.add_argument(
         "--early-stop-psnr",
         type=float,
-        default=DEFAULT_EARLY_STOP_PSNR,
         metavar="DB",
         help=f"stop each INR once its PSNR reaches DB; it keeps those parameters (default {DEFAULT_EARLY_STOP_PSNR:g})",
     )
@@ -163,8 +162,11 @@ def run(args: argparse.Namespace) -> int:
         chosen = [f"--split {','.join(args.split)}"] if args.split else []
         chosen += [f"--limit {args.limit}"] if args.limit == 0 else []
         raise ValueError("no images to fit" + (f" ({', '.join(chosen)})" if chosen else ""))
+    if args.no_early_stop and args.early_stop_psnr is not None:
+        raise ValueError("--early-stop-psnr and --no-early-stop contradict each other; give one")
     if not args.no_early_stop:
-        args.early_stop_loss = psnr_to_mse(args.early_stop_psnr)
+        psnr = DEFAULT_EARLY_STOP_PSNR if args.early_stop_psnr is None else args.early_stop_psnr
+        args.early_stop_loss = psnr_to_mse(psnr)
     recipe = recipe_from_arguments(args, 2, images.channels, SirenRecipe())
     summary = fit_image_inrs(
         images,

@@ -90,6 +90,11 @@ class ZooPlan:
             raise ValueError(f"--test-size must be at least 1, got {self.test_size}")
         if any(epoch < 0 for epoch in self.save_epochs):
             raise ValueError(f"--save-epochs must be epochs >= 0, got {list(self.save_epochs)}")
+        longest = self.space.epochs[1]
+        if any(epoch > longest for epoch in self.save_epochs):
+            raise ValueError(
+                f"--save-epochs {max(self.save_epochs)}: no member trains that long (--epochs at most {longest})"
+            )
         # numpy's seed sequences, which draw every member, take non-negative seeds only.
         if self.seed < 0:
             raise ValueError(f"--seed must be at least 0, got {self.seed}")

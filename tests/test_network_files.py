@@ -214,3 +214,14 @@ def test_an_unreadable_file_is_named_as_unreadable_not_corrupt(tmp_path):
         assert_one_line_naming(error, path)
     finally:
         path.chmod(0o600)
+
+
+def test_a_file_of_several_state_dicts_says_so(tmp_path):
+    path = tmp_path / "pair.pt"
+    state = build_mlp([2, 3, 1]).state_dict()
+    torch.save({"generator": state, "discriminator": state}, path)
+    with pytest.raises(
+        CheckpointError, match=r"holds several networks or dicts .*'generator', 'discriminator'"
+    ) as error:
+        load_network_file(path)
+    assert_one_line_naming(error, path)

@@ -271,6 +271,13 @@ def _unwrap(content: object, name: str) -> nn.Module | dict[str, Tensor]:
     }
     if not tensors:
         keys = ", ".join(shown_path(_key_text(key)) for key in list(content)[:5])
+        nested = [key for key, value in content.items() if isinstance(value, (Mapping, nn.Module))]
+        if len(nested) > 1:
+            # e.g. {"generator": state_dict, "discriminator": state_dict}: which one is meant is the user's call.
+            raise CheckpointError(
+                f"{name}: holds several networks or dicts (keys: {keys}), not one state_dict; "
+                "save the network to convert on its own"
+            )
         raise CheckpointError(f"{name}: holds no tensors (keys: {keys or 'none'})")
     return tensors
 

@@ -221,7 +221,7 @@ def test_a_file_of_several_state_dicts_says_so(tmp_path):
     state = build_mlp([2, 3, 1]).state_dict()
     torch.save({"generator": state, "discriminator": state}, path)
     with pytest.raises(
-        CheckpointError, match=r"holds several networks or dicts .*'generator', 'discriminator'"
+        CheckpointError, match=r"holds several networks or dicts \(keys: generator, discriminator\), not one state_dict"
     ) as error:
         load_network_file(path)
     assert_one_line_naming(error, path)

@@ -223,3 +223,14 @@ def test_zoo_stats_refuses_bad_flags_before_reading_the_zoo(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message.format(blocker=blocker) in err, err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_stats_gbt_names_the_odd_member_even_when_it_comes_first(mlp_zoo: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    zoo = tmp_path / "zoo"
+    shutil.copytree(mlp_zoo, zoo)
+    first = zoo / CHECKPOINTS / read_records(zoo)[0]["path"]
+    torch.save({"1.weight": torch.zeros(3)}, first)
+    assert main(["zoo-stats", "--zoo", str(zoo), "--out", str(tmp_path / "out"), "--n-estimators", "2"]) == 1
+    assert capsys.readouterr().err.startswith(f"wsgraph zoo-stats: error: {first}: its tensors (names and shapes)")

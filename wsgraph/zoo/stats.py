@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -63,18 +64,20 @@ def zoo_features(zoo: str | os.PathLike) -> tuple[np.ndarray, list[dict[str, Any
     records = [record for record in read_records(zoo) if record["path"] is not None]
     if not records:
         raise ValueError(f"{zoo}: no saved zoo members (run 'wsgraph zoo' first)")
-    rows, first = [], None
+    rows, layouts = [], []
     for record in records:
         path = zoo / CHECKPOINTS / record["path"]
         state = read_member(path)
-        layout = [(key, tuple(tensor.shape)) for key, tensor in state.items()]
-        if first is None:
-            first = (path, layout)
-        elif layout != first[1]:
-            raise ValueError(
-                f"{shown_path(path)}: its tensors (names and shapes) differ from those of {shown_path(first[0])}"
-            )
+        layouts.append((path, tuple((key, tuple(tensor.shape)) for key, tensor in state.items())))
         rows.append(weight_statistics(state))
+    # The odd member out is the one to name, wherever it lies: compare each with the most common layout.
+    common, _ = Counter(layout for _, layout in layouts).most_common(1)[0]
+    example = next(path for path, layout in layouts if layout == common)
+    for path, layout in layouts:
+        if layout != common:
+            raise ValueError(
+                f"{shown_path(path)}: its tensors (names and shapes) differ from those of {shown_path(example)}"
+            )
     return np.stack(rows), records
 
 

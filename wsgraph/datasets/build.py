@@ -133,9 +133,24 @@ def _check_same_plan(root: Path, old: dict | None, new: dict) -> None:
             f"{root}: holds a dataset that no fitter made (its meta.json records no fitting plan, as after "
             "wsgraph convert); use another --out folder"
         )
-    changed = sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
-    detail = ", ".join(f"{key}: {short_repr(old.get(key))} -> {short_repr(new.get(key))}" for key in changed[:3])
+    changes = _changed_settings(old, new)
+    detail = ", ".join(f"{key}: {short_repr(before)} -> {short_repr(after)}" for key, before, after in changes[:3])
     raise ValueError(f"{root}: holds a dataset made with other settings ({detail}); use another --out folder")
+
+
+def _changed_settings(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """``(setting, old value, new value)`` for every setting that differs, nested ones (the recipe's) by their own
+    names, so that a message names ``recipe.steps`` rather than printing the whole recipe."""
+    changes = []
+    for key in sorted(set(old) | set(new), key=str):
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        if isinstance(before, dict) and isinstance(after, dict):
+            changes += _changed_settings(before, after, f"{prefix}{key}.")
+        else:
+            changes.append((f"{prefix}{key}", before, after))
+    return changes
 
 
 def split_statistics(root: str | os.PathLike, key: str) -> dict[str, dict[str, float]]:

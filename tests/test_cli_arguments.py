@@ -1,4 +1,4 @@
-"""Every command's --seed takes 0..2**63-1 and names the flag otherwise, before any work."""
+"""Every long command checks its --seed and --out before any work, naming the flag."""
 
 import pytest
 
@@ -24,3 +24,15 @@ def test_a_seed_out_of_range_is_refused_naming_the_flag(tmp_path, capsys, comman
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith(f"wsgraph {command}: error: argument --seed: expected an integer"), error
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["fit-inrs", "fit-sines", "zoo"])
+def test_an_out_that_cannot_be_a_folder_is_refused_naming_the_flag(tmp_path, capsys, command):
+    blocker = tmp_path / "net.pt"
+    blocker.write_text("mine")
+    for out in (blocker, blocker / "inside"):
+        arguments = [str(out) if part == "{out}" else part for part in COMMANDS[command]]
+        assert main(arguments) == 1
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"wsgraph {command}: error: --out {out}: ") and "\n" not in error, error
+    assert blocker.read_text() == "mine"

@@ -18,6 +18,7 @@ import torch
 from wsgraph.cli.arguments import seed
 from wsgraph.datasets.store import SPLITS
 from wsgraph.inrs.siren import INIT_SCHEMES, SirenRecipe, psnr_to_mse
+from wsgraph.io import check_writable_folder
 from wsgraph.runtime import resolve_device
 
 DEFAULT_EARLY_STOP_PSNR = 40.0
@@ -151,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     from wsgraph.inrs.image_inrs import fit_image_inrs, format_psnr_summary
 
     check_arguments(args)
+    check_writable_folder(args.out, f"--out {args.out}")
     device = resolve_device(args.device)
     images = load_images(args.source, args.root, val_size=args.val_size, seed=args.seed, download=args.download)
     if args.split:

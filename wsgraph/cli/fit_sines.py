@@ -12,6 +12,7 @@ from pathlib import Path
 
 from wsgraph.cli.fit_inrs import add_fitting_arguments, check_arguments, recipe_from_arguments
 from wsgraph.inrs.sine_inrs import DEFAULT_POINTS, SINE_RECIPE
+from wsgraph.io import check_writable_folder
 from wsgraph.runtime import resolve_device
 
 
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from wsgraph.inrs.sine_inrs import fit_sine_inrs
 
     check_arguments(args)
+    check_writable_folder(args.out, f"--out {args.out}")
     if args.weight_decay < 0 or args.early_stop_loss < 0:
         raise ValueError("--weight-decay and --early-stop-loss must be non-negative")
     args.early_stop_loss = args.early_stop_loss or None

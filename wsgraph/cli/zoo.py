@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 
 from wsgraph.cli.arguments import seed
+from wsgraph.io import check_writable_folder
 from wsgraph.zoo.build import ZooPlan
 from wsgraph.zoo.hyperparams import ACTIVATIONS, INIT_FAMILIES, SearchSpace
 from wsgraph.zoo.members import ARCHITECTURES, DEFAULT_WIDTH
@@ -119,6 +120,7 @@ def run_zoo(args: argparse.Namespace) -> int:
         activations=tuple(args.activations),
         init_families=tuple(args.init_families),
     )
+    check_writable_folder(args.out, f"--out {args.out}")
     data, image_shape, classes = load_zoo_data(args.source, args.root, args.test_size)
     architecture = MemberArchitecture(
         args.arch, image_shape, classes, DEFAULT_WIDTH[args.arch] if args.width is None else args.width

@@ -17,7 +17,12 @@ import torch
 from torch import Tensor, nn
 
 from wsgraph.core.activations import UNKNOWN, matching_activations, pooled_matching_activations
-from wsgraph.core.extract_mlp import NotAnMLPError, check_no_output_activation, record_layer_outputs
+from wsgraph.core.extract_mlp import (
+    NotAnMLPError,
+    check_no_output_activation,
+    non_finite_message,
+    record_layer_outputs,
+)
 from wsgraph.core.layer_order import AmbiguousLayerOrder, NameSortedStateDict, layer_order
 
 # Any fixed seed: the probe only has to be generic (no zero entries, no ties).
@@ -221,7 +226,7 @@ def validate_cnn(chain: ConvChain, check_finite: bool = True) -> ConvChain:
         if check_finite:
             for kind, tensor in (("weight", weight), ("bias", bias)):
                 if tensor is not None and not bool(torch.isfinite(tensor).all()):
-                    raise NotACNNError(f"{name}: {kind} contains NaN or inf (pass check_finite=False to allow)")
+                    raise NotACNNError(non_finite_message(name, kind))
     if not 1 <= chain.num_conv < len(chain.weights):
         raise NotACNNError(
             f"expected convolutions followed by linear layers, got {chain.num_conv} convolutions of {len(chain.weights)} layers"

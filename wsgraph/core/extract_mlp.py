@@ -138,6 +138,15 @@ def from_module(module: nn.Module, probe_rows: int = 64) -> LinearChain:
     )
 
 
+def non_finite_message(name: str, kind: str) -> str:
+    """What :func:`validate` says of a layer's ``kind`` (weight or bias) holding NaN or inf: a state_dict's
+    layer, named by its weight key, has its bias named by the bias key."""
+    if name.endswith(".weight'") or name == "'weight'":
+        key = name.removesuffix("weight'") + kind + "'"
+        return f"{key} contains NaN or inf"
+    return f"{name}: {kind} contains NaN or inf"
+
+
 def validate(chain: LinearChain, check_finite: bool = True) -> LinearChain:
     """Check shapes chain, biases fit, dtypes are floating and (optionally) values finite."""
     for name, weight, bias in zip(chain.names, chain.weights, chain.biases):
@@ -154,7 +163,7 @@ def validate(chain: LinearChain, check_finite: bool = True) -> LinearChain:
         if check_finite:
             for kind, tensor in (("weight", weight), ("bias", bias)):
                 if tensor is not None and not bool(torch.isfinite(tensor).all()):
-                    raise NotAnMLPError(f"{name}: {kind} contains NaN or inf (pass check_finite=False to allow)")
+                    raise NotAnMLPError(non_finite_message(name, kind))
     stacked = {w.dim() == 3 for w in chain.weights}
     if len(stacked) > 1:
         raise NotAnMLPError("mixing stacked [B, out, in] and single [out, in] weights")

@@ -360,12 +360,13 @@ def test_stacked_params_rejects_a_mixed_batch():
 class ShiftedOutput(nn.Module):
     """A SIREN-like network whose forward adds a constant, as DWSNets' INR class does (``--output-offset``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, shift: float = 0.5) -> None:
         super().__init__()
         self.first, self.last = nn.Linear(2, 4), nn.Linear(4, 1)
+        self.shift = shift
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.last(torch.relu(self.first(x))) + 0.5
+        return self.last(torch.relu(self.first(x))) + self.shift
 
 
 @pytest.mark.parametrize(
@@ -379,3 +380,9 @@ def test_an_activation_after_the_last_layer_is_refused_not_dropped(final, named)
     # Dropout is the identity in eval mode, and a constant shift is what --output-offset records.
     mlp_to_graph(nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3), nn.Dropout(0.5)))
     mlp_to_graph(ShiftedOutput())
+    # The shift is exact only up to rounding at the outputs' size and precision.
+    large = ShiftedOutput(shift=1 / 3)
+    with torch.no_grad():
+        large.last.weight.mul_(100)
+    mlp_to_graph(large)
+    mlp_to_graph(ShiftedOutput().to(torch.float16))

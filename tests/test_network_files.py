@@ -202,9 +202,10 @@ def test_graph_from_network_file_names_the_file_when_it_holds_no_mlp(tmp_path):
         graph_from_network_file(path)
 
 
-def test_an_unreadable_file_is_named_as_unreadable_not_corrupt(tmp_path):
-    path = tmp_path / "net.pt"
-    torch.save(build_mlp([2, 3, 1]).state_dict(), path)
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_an_unreadable_file_is_named_as_unreadable_not_corrupt(tmp_path, suffix):
+    path = tmp_path / f"net{suffix}"
+    path.write_bytes(b"not read")
     path.chmod(0)
     try:
         with contextlib.suppress(PermissionError), path.open("rb"):

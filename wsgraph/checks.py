@@ -4,9 +4,15 @@ can hold anything where a writer put a number, so readers check before they inde
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from wsgraph.errors import short_repr
+
+
+def first_repeat(values: Sequence[Any]) -> Any | None:
+    """The first value that ``values`` holds a second time, or ``None``."""
+    return next((value for position, value in enumerate(values) if value in values[:position]), None)
 
 
 def is_number(value: Any) -> bool:

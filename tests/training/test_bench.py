@@ -151,6 +151,7 @@ def test_bench_names_an_edited_result_of_a_finished_run(
         (["--models", "mlp,resnet"], "unknown model 'resnet'"),
         (["--models", "mlp", "--seeds", "0"], "--seeds must be at least 1"),
         (["--models", "mlp,gine,mlp"], "--models lists mlp more than once"),
+        (["--models", "mlp", "--seed", str(2**63 - 2), "--seeds", "3"], f"--seed {2**63 - 2} with --seeds 3 goes past"),
     ],
 )
 def test_bench_rejects_bad_arguments(classification_root: Path, tmp_path: Path, capsys, arguments, message) -> None:

@@ -135,6 +135,9 @@ def test_an_unknown_target_name_is_refused_naming_the_known_ones(mlp_dataset: Pa
     arguments = ["train", "--data", str(mlp_dataset), "--model", "mlp", "--out", str(tmp_path / "r")]
     assert main([*arguments, "--task", "regress", "--targets", "accuracy", "--no-progress"]) == 1
     assert "--targets accuracy: " in capsys.readouterr().err
+    # Column 0 is test_accuracy: named once by number and once by name, it is still one column twice.
+    assert main([*arguments, "--task", "regress", "--targets", "0,test_accuracy", "--no-progress"]) == 1
+    assert "--targets names column 0 twice" in capsys.readouterr().err
 
 
 def test_ranking_metrics_match_scipy_and_sklearn() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from wsgraph.cli.train import add_training_arguments, explicit_settings
 from wsgraph.io import check_writable_folder
+from wsgraph.runtime import MAX_SEED
 from wsgraph.training.bench import BenchOutputs, bench, bench_command
 from wsgraph.training.config import MODEL_NAMES, TrainConfig
 
@@ -71,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     settings = {**explicit_settings(args), "model": args.models[0], "out": str(outputs.runs_dir)}
     base = TrainConfig(**settings)
     first = base.seed
+    if first + args.seeds - 1 > MAX_SEED:
+        raise ValueError(f"--seed {first} with --seeds {args.seeds} goes past the largest seed, {MAX_SEED}")
     command = bench_command(base, args.models, args.seeds, args.out, args.runs_dir)
     bench(base, args.models, list(range(first, first + args.seeds)), outputs, command)
     print(f"wsgraph bench: wrote {outputs.table} and {outputs.chart}")

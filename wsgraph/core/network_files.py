@@ -98,6 +98,12 @@ def load_network_file(path: str | os.PathLike, *, trust_pickles: bool = False) -
     if not path.is_file():
         # Reading a named pipe or a device such as /dev/zero would wait or run forever.
         raise CheckpointError(f"{name}: not a regular file (a pipe, socket or device), expected a checkpoint file")
+    try:
+        # A file we may not read is not a damaged one: say which.
+        with path.open("rb"):
+            pass
+    except PermissionError as error:
+        raise CheckpointError(f"{name}: cannot be read ({error.strerror})") from None
     suffix = path.suffix.lower()
     if suffix == SAFETENSORS_SUFFIX:
         content: nn.Module | dict[str, Tensor] = _load_safetensors(path, name)
@@ -172,8 +178,6 @@ def _load_torch(path: Path, name: str, trust_pickles: bool) -> object:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         refusal = error
-    except PermissionError as error:
-        raise CheckpointError(f"{name}: cannot be read ({error.strerror})") from None
     except Exception as error:  # torch raises RuntimeError, EOFError, ... for damaged files
         raise CheckpointError(
             f"{name}: not a readable PyTorch checkpoint (corrupt or truncated?): {load_error_reason(error)}"

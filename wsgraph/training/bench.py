@@ -108,7 +108,7 @@ def bench(
     ]
     # Every finished run is read (and its settings checked) before any is trained: a later one of other
     # settings must not wait for the earlier ones to train.
-    data_fingerprint = functools.cache(lambda: dataset_fingerprint(base.data))
+    data_fingerprint = functools.cache(lambda: dataset_fingerprint(Path(base.data).expanduser()))
     finished = [_finished_result(config, folder, data_fingerprint) for config, folder in planned]
     results = []
     for (config, folder), result in zip(planned, finished):

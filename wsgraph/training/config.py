@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from wsgraph.checks import dataclass_gaps, is_number
+from wsgraph.checks import dataclass_gaps, first_repeat, is_number
 from wsgraph.errors import short_repr
 from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS, describe_per_family
 from wsgraph.runtime import MAX_SEED
@@ -359,7 +359,9 @@ class TrainConfig:
             value = getattr(self, name)
             _check(value is None or value >= 1, name.replace("_", "-"), value, "at least 1")
         if self.targets is not None:
-            _refuse_repeats("targets", self.targets)
+            repeated = first_repeat(self.targets)
+            if repeated is not None:
+                raise ValueError(f"--targets names {repeated} twice")
             _check(
                 len(self.targets) > 0 and all(bool(t) if isinstance(t, str) else t >= 0 for t in self.targets),
                 "targets",
@@ -492,12 +494,6 @@ def _stored_as(hint: Any, value: Any) -> bool:
 
 # The largest float32: the optimiser keeps its settings in float32 tensors.
 FLOAT32_MAX = 3.4028234663852886e38
-
-
-def _refuse_repeats(flag: str, values: tuple) -> None:
-    repeated = next((value for position, value in enumerate(values) if value in values[:position]), None)
-    if repeated is not None:
-        raise ValueError(f"--{flag} names {repeated} twice")
 
 
 def _check(condition: bool, flag: str, value: Any, requirement: str) -> None:

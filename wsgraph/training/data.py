@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from wsgraph.checks import first_repeat
 from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.datasets.store import SPLITS, read_meta
@@ -182,6 +183,9 @@ def resolve_targets(targets: tuple[int | str, ...] | None, meta: dict[str, Any],
         else:
             known = f"its targets are {', '.join(names)}" if names else "it names no targets (give column numbers)"
             raise ValueError(f"--targets {target}: {root} has no target of that name; {known}")
+    repeated = first_repeat(columns)
+    if repeated is not None:
+        raise ValueError(f"--targets names column {repeated} twice (by number and by name?)")
     return tuple(columns)
 
 

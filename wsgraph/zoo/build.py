@@ -180,6 +180,9 @@ def _build_locked(plan: ZooPlan, data: ZooData, out: Path, progress: bool, worke
     if plan.architecture.arch == "cnn":
         # A state_dict holds no strides or paddings; 'wsgraph convert' reads them from here.
         write_json(out / CHECKPOINTS / GEOMETRY_JSON, {"stride": STRIDE, "padding": PADDING})
+    else:
+        # Left by a CNN zoo that failed before its first shard and was started again as an MLP zoo.
+        (out / CHECKPOINTS / GEOMETRY_JSON).unlink(missing_ok=True)
     for stale in (out / CHECKPOINTS).glob(".shard-*.partial"):
         shutil.rmtree(stale, ignore_errors=True)
     done = [n for n in range(plan.num_shards) if (shard_folder(out, n) / RECORDS).is_file()]

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from sklearn.ensemble import GradientBoostingRegressor
 
+from wsgraph.checks import first_repeat
 from wsgraph.datasets.store import SPLITS
 from wsgraph.errors import load_error_reason, shown_path
 from wsgraph.io import refuse_existing_results, write_json
@@ -134,7 +135,7 @@ def fit_stats_gbt(
     if unknown or not targets:
         named = f"--targets {unknown[0]}" if unknown else "--targets names no target"
         raise ValueError(f"{named}: a zoo's targets are {', '.join(TARGET_COLUMNS)}")
-    repeated = next((t for position, t in enumerate(targets) if t in targets[:position]), None)
+    repeated = first_repeat(targets)
     if repeated is not None:
         raise ValueError(f"--targets names {repeated} twice")
     refuse_existing_results(out, ("result.json", PREDICTIONS_CSV, PREDICTED_VS_TRUE_PNG))

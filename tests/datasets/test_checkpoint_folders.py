@@ -506,3 +506,18 @@ def test_a_given_activation_that_contradicts_a_saved_module_is_refused(tmp_path)
     torch.save(nn.Sequential(nn.Linear(2, 4), Sine(30.0), nn.Linear(4, 1)), sine / "siren.pt")
     convert_checkpoints(sine, tmp_path / "sine-out", activation="sine(30)", progress=False)
     assert read_meta(tmp_path / "sine-out")["activation"] == "sine(30.0)"
+
+
+def test_a_given_activation_the_trace_cannot_rule_out_is_accepted(tmp_path):
+    # Every pre-activation positive: relu, elu, gelu, ... all act as the identity on the probe.
+    module = build_mlp((2, 4, 1), activation=nn.ReLU, seed=0)
+    with torch.no_grad():
+        module[0].weight.zero_()
+        module[0].bias.fill_(100.0)
+    src = tmp_path / "src"
+    src.mkdir()
+    torch.save(module, src / "positive.pt")
+    convert_checkpoints(src, tmp_path / "elu", activation="elu", progress=False)
+    assert read_meta(tmp_path / "elu")["activation"] == "elu"
+    with pytest.raises(ValueError, match="hidden activation is relu, not the given --activation tanh"):
+        convert_checkpoints(src, tmp_path / "tanh", activation="tanh", progress=False)

@@ -65,6 +65,8 @@ class ConvChain:
     num_conv: int
     geometry: list[ConvGeometry] = field(default_factory=list)
     activation: str = UNKNOWN
+    # Every activation the trace matched, as LinearChain's.
+    activation_candidates: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.geometry:
@@ -207,6 +209,7 @@ def from_cnn_module(module: nn.Module, probe_batch: int = 4) -> ConvChain:
         num_conv,
         [_geometry(m, n) for m, n in zip(modules[:num_conv], called)] + [LINEAR_GEOMETRY] * (len(called) - num_conv),
         activation,
+        tuple(candidates or ()),
     )
     return chain
 

@@ -34,6 +34,9 @@ class LinearChain:
     biases: list[Tensor | None]
     names: list[str]
     activation: str = UNKNOWN
+    # Every activation the trace matched (``activation`` is the most specific): a probe whose
+    # pre-activations are all positive cannot tell relu from identity.
+    activation_candidates: tuple[str, ...] = ()
 
 
 def from_pairs(pairs: Sequence, names: Sequence[str] | None = None) -> LinearChain:
@@ -135,6 +138,7 @@ def from_module(module: nn.Module, probe_rows: int = 64) -> LinearChain:
         [None if layer_of[n].bias is None else layer_of[n].bias.detach() for n in names],
         names,
         activation,
+        tuple(candidates or ()),
     )
 
 

@@ -970,10 +970,10 @@ def _check_arguments(
 
 
 def _check_given_activation(given: str | None, chain: LinearChain | ConvChain) -> None:
-    """Raise a ``ValueError`` if a saved module's traced hidden activation is not the given one (a network
-    without hidden layers has none; a state_dict records none)."""
+    """Raise a ``ValueError`` if a saved module's trace rules out the given hidden activation (already in its
+    recorded form; a network without hidden layers has none, a state_dict records none)."""
     traced = chain.activation
-    if given is None or traced == UNKNOWN or len(chain.weights) < 2 or canonical_activation(given) == traced:
+    if given is None or traced == UNKNOWN or len(chain.weights) < 2 or given in (traced, *chain.activation_candidates):
         return
     raise ValueError(f"the saved module's hidden activation is {traced}, not the given --activation {given}")
 

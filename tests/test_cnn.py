@@ -322,3 +322,17 @@ def test_an_activation_after_the_last_linear_layer_of_a_cnn_is_refused():
     cnn = nn.Sequential(*build_cnn(3, [(4, 3, {})], [5]), nn.Sigmoid())
     with pytest.raises(NotACNNError, match="applies an elementwise sigmoid after its last linear layer '4'"):
         cnn_to_graph(cnn)
+
+
+class ScaledImages(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cnn = build_cnn(3, [(4, 3, {})], [5])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cnn(2 * x)
+
+
+def test_a_function_before_the_first_convolution_is_refused():
+    with pytest.raises(NotACNNError, match=r"transforms its input before its first layer 'cnn\.0'"):
+        cnn_to_graph(ScaledImages())

@@ -386,3 +386,20 @@ def test_an_activation_after_the_last_layer_is_refused_not_dropped(final, named)
         large.last.weight.mul_(100)
     mlp_to_graph(large)
     mlp_to_graph(ShiftedOutput().to(torch.float16))
+
+
+class TransformedInput(nn.Module):
+    def __init__(self, transform) -> None:
+        super().__init__()
+        self.first, self.last, self.transform = nn.Linear(2, 3), nn.Linear(3, 1), transform
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.last(torch.relu(self.first(self.transform(x))))
+
+
+@pytest.mark.parametrize("transform", [lambda x: x * 10, lambda x: x + 1, torch.sin], ids=["scaled", "shifted", "sine"])
+def test_a_function_before_the_first_layer_is_refused_not_dropped(transform):
+    with pytest.raises(NotAnMLPError, match="transforms its input before its first layer 'first'"):
+        mlp_to_graph(TransformedInput(transform))
+    # Flattening an already flat input changes nothing, as in a zoo member's nn.Flatten.
+    mlp_to_graph(nn.Sequential(nn.Flatten(), nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)))

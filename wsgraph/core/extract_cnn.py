@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from wsgraph.core.activations import UNKNOWN, matching_activations, pooled_matching_activations
 from wsgraph.core.extract_mlp import (
     NotAnMLPError,
+    check_first_layer_reads_the_input,
     check_no_output_activation,
     non_finite_message,
     record_layer_outputs,
@@ -197,6 +198,8 @@ def from_cnn_module(module: nn.Module, probe_batch: int = 4) -> ConvChain:
                 )
         else:
             _check_elementwise(layer_input, leaves, position, f"the input of layer '{name}'", previous)
+            if position == 0:
+                check_first_layer_reads_the_input(layer_input, probe, name, NotACNNError)
             matches = None if position == 0 else matching_activations(leaves[position], layer_input, [30.0, 1.0])
         if matches is not None:
             candidates = matches if candidates is None else [c for c in candidates if c in matches]

@@ -126,7 +126,9 @@ def from_module(module: nn.Module, probe_rows: int = 64) -> LinearChain:
     for position, (name, layer_input, _) in enumerate(records):
         previous = "the input" if position == 0 else f"layer '{names[position - 1]}'"
         _check_elementwise_dependency(layer_input, leaves, position, f"the input of layer '{name}'", previous)
-        if position > 0:
+        if position == 0:
+            check_first_layer_reads_the_input(layer_input, probe, name, NotAnMLPError)
+        else:
             matches = matching_activations(leaves[position], layer_input, omegas)
             candidates = matches if candidates is None else [c for c in candidates if c in matches]
     if candidates is None:
@@ -288,6 +290,19 @@ def _run_recording(module: nn.Module, names: dict[nn.Module, str], probe: Tensor
         )
         check_no_output_activation(output, records[-1][2], records[-1][0], _omega_candidates(module), NotAnMLPError)
     return records
+
+
+def check_first_layer_reads_the_input(
+    layer_input: Tensor, probe: Tensor, name: str, error: type[NotAnMLPError]
+) -> None:
+    """Raise ``error`` unless the first layer reads the module's input as it is: a graph has no place for a
+    function applied before it (``x * 10``, ``x + 1``, ``sin(x)``), so the rebuilt network would leave it out."""
+    if layer_input.shape == probe.shape and torch.equal(layer_input.detach(), probe.detach()):
+        return
+    raise error(
+        f"the module transforms its input before its first layer '{name}': a graph records no such function, "
+        "so the network rebuilt from it would compute something else"
+    )
 
 
 def check_no_output_activation(

@@ -108,3 +108,21 @@ def test_models_on_mixed_batches_equal_networks_alone(group):
         edited = flats_from_graph(editor(batch))
         for graph, batched in zip(graphs, edited):
             torch.testing.assert_close(batched, flats_from_graph(editor(graph))[0], rtol=1e-10, atol=1e-12)
+
+
+def test_models_refuse_networks_of_another_signature():
+    # A 3->1 network has as many input and output neurons as the 1->2 model's shapes can take; its result would
+    # mean nothing, so every model checks the signature it was built for.
+    from torch import nn
+
+    from wsgraph import mlp_to_graph
+
+    batch = Batch.from_data_list([mlp_to_graph(nn.Linear(3, 1))] * 2)
+    models = [
+        DWSNet(num_weight_layers=1, in_dim=1, out_dim=2, out_features=3, hidden_channels=4, depth=1),
+        DWSEditNet(num_weight_layers=1, in_dim=1, out_dim=2, hidden_channels=4, depth=1),
+        InvariantReadout(1, num_weight_layers=3, in_dim=2, out_dim=1),
+    ]
+    for model in models:
+        with pytest.raises(ValueError, match=r"was built for networks with \(M, d_0, d_M\) = \(\d, \d, \d\), got \(1, 3, 1\)"):  # fmt: skip
+            model.eval()(batch)

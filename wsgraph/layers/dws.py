@@ -12,6 +12,7 @@ from torch_geometric.data import Data
 from wsgraph.deprecation import renamed_kwargs
 from wsgraph.layers.objects import WeightSpaceObject, weight_space_objects
 from wsgraph.layers.ops import make_ops, network_pools
+from wsgraph.layers.signature import check_signature
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout, supply_layout
 
 BACKENDS = ("scatter", "dense")
@@ -191,12 +192,7 @@ class DWSLayer(nn.Module):
         return WeightSpaceFeatures(weights, biases)
 
     def _check_signature(self, layout: WeightSpaceLayout) -> None:
-        signature = (layout.num_weight_layers, layout.in_dim, layout.out_dim)
-        if signature != (self.num_weight_layers, self.in_dim, self.out_dim):
-            raise ValueError(
-                f"{self.__class__.__name__} was built for networks with (M, d_0, d_M) = "
-                f"{(self.num_weight_layers, self.in_dim, self.out_dim)}, got {signature}"
-            )
+        check_signature(self, layout)
 
     def extra_repr(self) -> str:
         return (

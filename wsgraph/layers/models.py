@@ -16,6 +16,7 @@ from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
 from wsgraph.layers.dws import BACKENDS, DWSLayer
 from wsgraph.layers.probe import ProbeFeatures
 from wsgraph.layers.readout import InvariantReadout
+from wsgraph.layers.signature import check_signature
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout, supply_layout
 
 
@@ -209,6 +210,7 @@ class DWSNet(_DWSModel):
 
     def forward(self, data: Data, layout: WeightSpaceLayout | None = None) -> Tensor:
         layout = layout if layout is not None else WeightSpaceLayout.of(data)
+        check_signature(self, layout)
         x, edge_attr = data.x, data.edge_attr
         if self.probe is not None:
             x = torch.cat([x, self.probe(data)], dim=-1)
@@ -276,6 +278,7 @@ class DWSEditNet(_DWSModel):
 
     def forward(self, data: Data, layout: WeightSpaceLayout | None = None) -> Data:
         layout = layout if layout is not None else WeightSpaceLayout.of(data)
+        check_signature(self, layout)
         inputs = layout.split(data.x, data.edge_attr)
         update = self.output.forward_features(self.stack(inputs, layout), layout)
         edited = residual(inputs, update) if self.residual else update

@@ -9,6 +9,7 @@ from torch_geometric.data import Data
 from wsgraph.deprecation import renamed_kwargs
 from wsgraph.layers.objects import weight_space_objects
 from wsgraph.layers.ops import REDUCTIONS, make_ops, network_pools
+from wsgraph.layers.signature import check_signature
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout, supply_layout
 
 
@@ -63,6 +64,7 @@ class InvariantReadout(nn.Module):
 
     def forward(self, data: Data, layout: WeightSpaceLayout | None = None) -> Tensor:
         layout = layout if layout is not None else WeightSpaceLayout.of(data)
+        check_signature(self, layout)
         return self.forward_features(layout.split(data.x, data.edge_attr), layout)
 
     def forward_features(self, features: WeightSpaceFeatures, layout: WeightSpaceLayout) -> Tensor:

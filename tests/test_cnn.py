@@ -336,3 +336,10 @@ class ScaledImages(nn.Module):
 def test_a_function_before_the_first_convolution_is_refused():
     with pytest.raises(NotACNNError, match=r"transforms its input before its first layer 'cnn\.0'"):
         cnn_to_graph(ScaledImages())
+
+
+def test_a_kernel_size_larger_than_the_graphs_kernel_grid_is_refused():
+    graph = cnn_to_graph(build_cnn(3, [(4, 3, {})], [2]))
+    graph.kernel_size = torch.tensor([[[5, 5], [1, 1]]])
+    with pytest.raises(ValueError, match="a 5x5 kernel does not fit the graph's 3x3 kernel grid"):
+        graph_to_params(graph)

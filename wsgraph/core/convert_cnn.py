@@ -126,6 +126,12 @@ def pad_kernel(weight: Tensor, grid: tuple[int, int]) -> Tensor:
 
 def kernel_offset(kernel: tuple[int, int], grid: tuple[int, int]) -> tuple[int, int]:
     """Where a ``kernel`` starts in a ``grid``: centred, rounding up and left."""
+    if kernel[0] > grid[0] or kernel[1] > grid[1]:
+        # A negative start would slice the wrong entries, not fail.
+        raise ValueError(
+            f"a {kernel[0]}x{kernel[1]} kernel does not fit the graph's {grid[0]}x{grid[1]} kernel grid "
+            "(kernel_size or kernel_grid edited?)"
+        )
     return ((grid[0] - kernel[0]) // 2, (grid[1] - kernel[1]) // 2)
 
 

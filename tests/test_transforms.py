@@ -264,3 +264,70 @@ def test_layer_std_shift_is_the_published_constant_shift():
             expected = bias + 0.1 * bias.std() if bias.numel() > 1 else bias
             torch.testing.assert_close(new_bias, expected, rtol=0, atol=1e-6)
     assert torch.equal(shifted.x[data.node_layer == 0], data.x[data.node_layer == 0])
+
+
+def cnn_batch():
+    """Two CNNs whose 5x5, 1x1 and 3x1 kernels share one 5x5 grid, so most of the grid is padding."""
+    from test_cnn import build_cnn
+
+    from wsgraph import batch_cnn_graphs, cnn_to_graph
+
+    networks = [
+        build_cnn(2, [(4, 5, {"padding": 2}), (3, 1, {}), (6, (3, 1), {})], [4], seed=seed, dtype=torch.float32)
+        for seed in range(2)
+    ]
+    return networks, batch_cnn_graphs([cnn_to_graph(network) for network in networks])
+
+
+def test_noise_and_std_shift_leave_a_cnn_kernels_padding_zero():
+    from wsgraph.core.convert_cnn import kernel_entry_mask
+
+    _, data = cnn_batch()
+    padding = ~kernel_entry_mask(data)
+    assert padding.any() and not data.edge_attr[padding].any()
+    noisy = GaussianWeightNoise(0.5, generator=torch.Generator().manual_seed(0))(data.clone())
+    shifted = LayerStdShift(0.1)(data.clone())
+    for changed in (noisy, shifted):
+        assert not changed.edge_attr[padding].any()
+        assert not torch.equal(changed.edge_attr[~padding], data.edge_attr[~padding])
+
+
+def test_std_shift_of_a_cnn_uses_the_std_of_its_real_kernel_entries():
+    networks, data = cnn_batch()
+    shifted = LayerStdShift(0.1)(data.clone())
+    for network, params in zip(networks, graph_to_params(shifted), strict=True):
+        layers = [m for m in network if isinstance(m, (nn.Conv2d, nn.Linear))]
+        for layer, (weight, bias) in zip(layers, params, strict=True):
+            original = layer.weight.detach()
+            expected = original + 0.1 * original.std()
+            torch.testing.assert_close(weight.reshape(expected.shape), expected, rtol=0, atol=1e-6)
+            expected_bias = layer.bias.detach() + 0.1 * layer.bias.detach().std()
+            torch.testing.assert_close(bias, expected_bias, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [FirstLayerRotation(generator=torch.Generator().manual_seed(0)), RandomInputTranslation()],
+    ids=["rotation", "translation"],
+)
+def test_coordinate_transforms_refuse_the_graphs_of_cnns(transform):
+    _, data = cnn_batch()
+    with pytest.raises(ValueError, match="graph of a CNN, whose input neurons are image channels"):
+        transform(data)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: GaussianWeightNoise(math.inf),
+        lambda: FirstLayerScale(0.8, math.inf),
+        lambda: FirstLayerScale(-math.inf, 1.0),
+        lambda: FirstLayerRotation(math.inf),
+        lambda: RandomInputTranslation(math.inf),
+        lambda: LayerStdShift(math.nan),
+    ],
+    ids=["noise", "scale-high", "scale-low", "rotation", "translation", "shift"],
+)
+def test_transforms_refuse_infinite_settings(build):
+    with pytest.raises(ValueError, match="finite"):
+        build()

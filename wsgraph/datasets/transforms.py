@@ -72,7 +72,8 @@ class GaussianWeightNoise(BaseTransform):
         W_l \leftarrow W_l + \sigma Z, \qquad b_l \leftarrow b_l + \sigma Z',
         \qquad Z, Z' \sim \mathcal{N}(0, 1)
 
-    Input neurons (which carry no bias) keep their 0.
+    Input neurons (which carry no bias) keep their 0, and on the graphs of CNNs so does
+    each kernel's zero padding in the grid (only real kernel entries get noise).
 
     Args:
         std (float): the standard deviation :math:`\sigma` of the noise.
@@ -80,13 +81,14 @@ class GaussianWeightNoise(BaseTransform):
     """
 
     def __init__(self, std: float, generator: torch.Generator | None = None) -> None:
-        if not std >= 0:
-            raise ValueError(f"GaussianWeightNoise needs std >= 0, got {std}")
+        if not 0 <= std < math.inf:
+            raise ValueError(f"GaussianWeightNoise needs a finite std >= 0, got {std}")
         self.std = float(std)
         self.generator = generator
 
     def forward(self, data: Data) -> Data:
-        data.edge_attr = data.edge_attr + self.std * _randn_like(data.edge_attr, self.generator)
+        noise = self.std * _randn_like(data.edge_attr, self.generator)
+        data.edge_attr = data.edge_attr + noise * _weight_entry_mask(data)
         noise = self.std * _randn_like(data.x, self.generator)
         data.x = data.x + noise * _bias_mask(data).unsqueeze(-1)
         return data
@@ -140,8 +142,8 @@ class FirstLayerScale(BaseTransform):
     """
 
     def __init__(self, low: float = 0.8, high: float = 1.2, generator: torch.Generator | None = None) -> None:
-        if not low <= high:
-            raise ValueError(f"FirstLayerScale needs low <= high, got low={low}, high={high}")
+        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+            raise ValueError(f"FirstLayerScale needs finite low <= high, got low={low}, high={high}")
         self.low = float(low)
         self.high = float(high)
         self.generator = generator
@@ -164,7 +166,8 @@ class FirstLayerRotation(BaseTransform):
         \qquad \theta \sim U(-\theta_{\max}, \theta_{\max})
 
     in ``nn.Linear`` convention, exactly as the published recipe (``rot_mat @ W`` on its
-    ``[in, out]`` weights, :math:`\theta_{\max} = 45^\circ`).
+    ``[in, out]`` weights, :math:`\theta_{\max} = 45^\circ`). Graphs of CNNs are refused:
+    their input neurons are image channels, not coordinates.
 
     Args:
         max_angle (float): :math:`\theta_{\max}` in degrees. (default: :obj:`45.0`)
@@ -172,8 +175,8 @@ class FirstLayerRotation(BaseTransform):
     """
 
     def __init__(self, max_angle: float = 45.0, generator: torch.Generator | None = None) -> None:
-        if not max_angle >= 0:
-            raise ValueError(f"FirstLayerRotation needs max_angle >= 0 degrees, got {max_angle}")
+        if not 0 <= max_angle < math.inf:
+            raise ValueError(f"FirstLayerRotation needs a finite max_angle >= 0 degrees, got {max_angle}")
         self.max_angle = float(max_angle)
         self.generator = generator
 
@@ -199,7 +202,7 @@ class RandomInputTranslation(BaseTransform):
     With :math:`k = 1` the network computes :math:`f(x + t)` exactly (an INR shows its
     signal translated); deeper :math:`k` ignore the activations between layers, as the
     published code does (``INRDataset._augment`` of DWSNets' ``experiments/data.py``).
-    Networks with one weight layer are left unchanged.
+    Networks with one weight layer are left unchanged; graphs of CNNs are refused.
 
     Args:
         scale (float): the largest shift per coordinate. (default: :obj:`0.25`)
@@ -207,8 +210,8 @@ class RandomInputTranslation(BaseTransform):
     """
 
     def __init__(self, scale: float = 0.25, generator: torch.Generator | None = None) -> None:
-        if not scale >= 0:
-            raise ValueError(f"RandomInputTranslation needs scale >= 0, got {scale}")
+        if not 0 <= scale < math.inf:
+            raise ValueError(f"RandomInputTranslation needs a finite scale >= 0, got {scale}")
         self.scale = float(scale)
         self.generator = generator
 
@@ -242,7 +245,8 @@ class LayerStdShift(BaseTransform):
     is random; it is kept as written so that the published protocol can be reproduced.
     :class:`GaussianWeightNoise` adds real noise. A layer with a single entry (e.g. the
     bias of a one-output network) has no standard deviation and is left unchanged, as
-    the published code does for biases.
+    the published code does for biases. On the graphs of CNNs the standard deviation is
+    over the real kernel entries of the layer and the zero padding of the grid stays zero.
 
     Args:
         fraction (float): :math:`\alpha`. (default: :obj:`0.1`)
@@ -256,7 +260,9 @@ class LayerStdShift(BaseTransform):
     def forward(self, data: Data) -> Data:
         num_groups = _num_weight_layers(data).max().item() + 1
         edge_group = _edge_graph(data) * num_groups + data.edge_layer
-        data.edge_attr = data.edge_attr + self.fraction * _group_std(data.edge_attr, edge_group)
+        entries = _weight_entry_mask(data)
+        shift = self.fraction * _group_std(data.edge_attr, edge_group, entries)
+        data.edge_attr = data.edge_attr + shift * entries
         is_bias = _bias_mask(data)
         node_group = _node_graph(data) * num_groups + data.node_layer
         shift = self.fraction * _group_std(data.x, torch.where(is_bias, node_group, -1))
@@ -276,6 +282,7 @@ def translate_inputs(data: Data, offsets: Tensor, layers: Tensor) -> Data:
             input width (extra columns are ignored).
         layers: ``[B]`` the bias layer each network's shift lands in, ``0`` for none.
     """
+    _refuse_conv_graph(data, "input translation")
     if data.edge_attr.dim() != 2 or data.edge_attr.size(1) != 1:
         raise ValueError(
             f"translate_inputs needs one weight channel, got edge_attr of shape {tuple(data.edge_attr.shape)}"
@@ -407,6 +414,7 @@ def rotate_first_layer(data: Data, angles: Tensor) -> Data:
         data: a graph or batch of networks with 2-D inputs, edges in any order.
         angles: ``[B]``, one angle per network, in radians.
     """
+    _refuse_conv_graph(data, "first-layer rotation")
     if bool((data.layer_widths[:, 0] != 2).any()):
         found = sorted(set(data.layer_widths[:, 0].tolist()))
         raise ValueError(f"first-layer rotation needs networks with 2-D inputs, got input widths {found}")
@@ -438,6 +446,21 @@ def _bias_mask(data: Data) -> Tensor:
     return data.node_layer > 0
 
 
+def _weight_entry_mask(data: Data) -> Tensor:
+    """Which entries of ``edge_attr`` are weights: all of them, except a CNN kernel's padding in its grid."""
+    if is_conv_graph(data):
+        return kernel_entry_mask(data).to(data.edge_attr.dtype)
+    return torch.ones((), dtype=data.edge_attr.dtype, device=data.edge_attr.device)
+
+
+def _refuse_conv_graph(data: Data, what: str) -> None:
+    if is_conv_graph(data):
+        raise ValueError(
+            f"{what} acts on the input coordinates of MLPs (INRs); this is the graph of a CNN, "
+            "whose input neurons are image channels"
+        )
+
+
 def _node_graph(data: Data) -> Tensor:
     batch = getattr(data, "batch", None)
     return data.node_layer.new_zeros(data.node_layer.size(0)) if batch is None else batch
@@ -448,17 +471,22 @@ def _num_weight_layers(data: Data) -> Tensor:
     return (data.layer_widths > 0).sum(dim=1) - 1
 
 
-def _group_std(values: Tensor, group: Tensor) -> Tensor:
-    """Per row, the unbiased std of its group's entries (0 for groups of one entry; group -1: none)."""
+def _group_std(values: Tensor, group: Tensor, entries: Tensor | None = None) -> Tensor:
+    """Per row, the unbiased std of its group's entries (0 for groups of one entry; group -1: none).
+
+    ``entries`` (broadcastable to ``values``), if given, marks the entries that count.
+    """
     valid = group >= 0
     group = torch.where(valid, group, 0)
     size = int(group.max()) + 1 if group.numel() else 1
-    entries = values.double().sum(dim=-1) if values.dim() > 1 else values.double()
-    per_row = values.size(-1) if values.dim() > 1 else 1
+    counted = torch.ones_like(values, dtype=torch.float64) if entries is None else entries.double().expand_as(values)
+    doubles = values.double() * counted
+    entries = doubles.sum(dim=-1) if values.dim() > 1 else doubles
+    per_row = counted.sum(dim=-1) if values.dim() > 1 else counted
     mask = valid.double()
     count = torch.zeros(size, dtype=torch.float64, device=values.device).index_add_(0, group, mask * per_row)
     total = torch.zeros_like(count).index_add_(0, group, entries * mask)
-    squares = values.double().square()
+    squares = doubles.square()
     squares = squares.sum(dim=-1) if values.dim() > 1 else squares
     total_sq = torch.zeros_like(count).index_add_(0, group, squares * mask)
     variance = (total_sq - total.square() / count.clamp(min=1)) / (count - 1).clamp(min=1)

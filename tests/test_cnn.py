@@ -343,3 +343,42 @@ def test_a_kernel_size_larger_than_the_graphs_kernel_grid_is_refused():
     graph.kernel_size = torch.tensor([[[5, 5], [1, 1]]])
     with pytest.raises(ValueError, match="a 5x5 kernel does not fit the graph's 3x3 kernel grid"):
         graph_to_params(graph)
+
+
+@pytest.mark.parametrize(
+    ("geometry", "match"),
+    [
+        ({"stride": 0}, r"convolution 1 has stride \(0, 0\); graph_to_cnn needs a stride of at least 1"),
+        ({"stride": -2}, "stride of at least 1"),
+        ({"dilation": (1, 0)}, r"dilation \(1, 0\)"),
+        ({"padding": -2}, "padding of at least 0"),
+    ],
+)
+def test_graph_to_cnn_refuses_a_geometry_conv2d_cannot_have(geometry, match):
+    graph = cnn_to_graph(CNNS["3x3"]())
+    with pytest.raises(ValueError, match=match):
+        graph_to_cnn(graph, **geometry)
+    # The same values written into the graph are refused alike.
+    ((name, value),) = geometry.items()
+    graph[f"conv_{name}"] = torch.full_like(graph[f"conv_{name}"], value if isinstance(value, int) else 0)
+    with pytest.raises(ValueError, match=f"graph_to_cnn needs a {name}"):
+        graph_to_cnn(graph)
+
+
+def test_batch_cnn_graphs_refuses_no_graphs_and_graphs_of_mlps():
+    from mlp_helpers import build_mlp
+
+    from wsgraph import mlp_to_graph
+
+    with pytest.raises(ValueError, match="at least one graph"):
+        batch_cnn_graphs([])
+    graphs = [cnn_to_graph(CNNS["3x3"]()), mlp_to_graph(build_mlp([2, 3, 1]))]
+    with pytest.raises(ValueError, match=r"graph 1 is not the graph of a CNN .*Batch\.from_data_list"):
+        batch_cnn_graphs(graphs)
+
+
+def test_a_cnn_graph_with_integer_weights_is_refused():
+    graph = cnn_to_graph(CNNS["3x3"]())
+    graph.edge_attr = graph.edge_attr.long()
+    with pytest.raises(ValueError, match=r"edge_attr is torch\.int64"):
+        graph_to_params(graph)

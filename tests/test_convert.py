@@ -357,6 +357,24 @@ def test_stacked_params_rejects_a_mixed_batch():
     assert [str(spec) for spec in graph_specs(Batch.from_data_list(graphs))] == ["2-3-1", "2-4-1"]
 
 
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda g: setattr(g, "x", torch.cat([g.x, g.x], dim=1)), "1 weight and 2 bias channels"),
+        (lambda g: setattr(g, "edge_attr", g.edge_attr.long()), r"edge_attr is torch\.int64"),
+        (lambda g: setattr(g, "x", g.x.int()), r"x is torch\.int32"),
+    ],
+    ids=["two-bias-channels", "integer-weights", "integer-biases"],
+)
+def test_parameters_are_read_only_from_one_channel_floating_point_graphs(edit, match):
+    graph = mlp_to_graph(build_mlp([2, 4, 1]))
+    edit(graph)
+    with pytest.raises(ValueError, match=match):
+        graph_to_params(graph)
+    with pytest.raises(ValueError, match=match):
+        graph_to_mlp(graph, activation="relu")
+
+
 class ShiftedOutput(nn.Module):
     """A SIREN-like network whose forward adds a constant, as DWSNets' INR class does (``--output-offset``)."""
 

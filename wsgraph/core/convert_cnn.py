@@ -38,7 +38,15 @@ from wsgraph.core.extract_cnn import (
     from_cnn_state_dict,
     validate_cnn,
 )
-from wsgraph.core.graph import WeightSpaceGraph, assemble, graph_specs, is_conv_graph, single_graph, sort_edges
+from wsgraph.core.graph import (
+    WeightSpaceGraph,
+    assemble,
+    graph_specs,
+    is_conv_graph,
+    require_float_parameters,
+    single_graph,
+    sort_edges,
+)
 
 CNNLike = nn.Module | Mapping[str, Tensor] | Sequence
 Pair = int | tuple[int, int]
@@ -174,6 +182,14 @@ def pad_kernels(data: Data, grid: Pair) -> Data:
 
 def batch_cnn_graphs(graphs: Sequence[Data]) -> Batch:
     """One PyG batch of CNN graphs, their kernels padded to the largest grid among them."""
+    if len(graphs) == 0:
+        raise ValueError("batch_cnn_graphs needs at least one graph")
+    for position, graph in enumerate(graphs):
+        if not is_conv_graph(graph):
+            raise ValueError(
+                f"graph {position} is not the graph of a CNN (no 'kernel_size'); batch the graphs of MLPs "
+                "with torch_geometric.data.Batch.from_data_list"
+            )
     grids = [tuple(graph.kernel_grid[0].tolist()) for graph in graphs]
     grid = (max(g[0] for g in grids), max(g[1] for g in grids))
     return Batch.from_data_list([graph if g == grid else pad_kernels(graph, grid) for graph, g in zip(graphs, grids)])
@@ -183,6 +199,7 @@ def conv_graph_params(data: Data) -> list[tuple[Tensor, Tensor | None]] | list[l
     """The ``(weight, bias)`` pairs of a CNN graph in torch's convention (conv ``[out, in, kh, kw]``,
     linear ``[out, in]``), or one such list per network of a batch. The edges may come in any order."""
     _require_raw_kernels(data)
+    require_float_parameters(data)
     if not isinstance(data, Batch):
         return _stacked_conv_params(data)[0]
     specs = graph_specs(data)
@@ -257,10 +274,16 @@ def _recorded_geometry(data: Data, stride, padding, dilation) -> list[list[ConvG
                 value = (
                     tuple(recorded[name][layer]) if override is None else _per_layer(override, layer, num_conv, name)
                 )
-                if -1 in value:
+                if -1 in value and override is None:
                     raise ValueError(
                         f"the graph does not record the {name} of convolution {layer + 1} (it was read from a "
                         f"state_dict); pass {name}=... to graph_to_cnn"
+                    )
+                smallest = 0 if name == "padding" else 1
+                if min(value) < smallest:
+                    raise ValueError(
+                        f"convolution {layer + 1} has {name} {value}; graph_to_cnn needs a {name} of at least "
+                        f"{smallest}"
                     )
                 values[name] = value
             layers.append(ConvGeometry(values["stride"], values["padding"], values["dilation"]))

@@ -13,7 +13,15 @@ from wsgraph.core.activations import UNKNOWN, make_activation
 from wsgraph.core.convert_cnn import conv_graph_params
 from wsgraph.core.dense import to_dense_weights
 from wsgraph.core.extract_mlp import LinearChain, NotAnMLPError, from_module, from_pairs, from_state_dict, validate
-from wsgraph.core.graph import WeightSpaceGraph, assemble, is_conv_graph, mixes_architectures, single_graph, sort_edges
+from wsgraph.core.graph import (
+    WeightSpaceGraph,
+    assemble,
+    is_conv_graph,
+    mixes_architectures,
+    require_float_parameters,
+    single_graph,
+    sort_edges,
+)
 
 MLPLike = nn.Module | Mapping[str, Tensor] | Sequence
 Params = list[tuple[Tensor, Tensor | None]]
@@ -95,10 +103,12 @@ def stacked_params(data: Data) -> list[tuple[Tensor, Tensor]]:
     Missing biases come back as zeros; :func:`graph_to_params` returns ``None`` for them.
     The edges may come in any order.
     """
+    require_float_parameters(data)
     dense = to_dense_weights(sort_edges(data))
-    if dense.weights[0].size(-1) != 1:
+    if dense.weights[0].size(-1) != 1 or dense.biases[0].size(-1) != 1:
         raise ValueError(
-            f"the graph has {dense.weights[0].size(-1)} channels; parameters are read from one-channel graphs"
+            f"the graph has {dense.weights[0].size(-1)} weight and {dense.biases[0].size(-1)} bias channels; "
+            "parameters are read from one-channel graphs"
         )
     return [
         (w.squeeze(-1).transpose(1, 2).contiguous(), b.squeeze(-1).contiguous())

@@ -87,6 +87,16 @@ def is_conv_graph(data: Data) -> bool:
     return isinstance(getattr(data, "kernel_size", None), Tensor)
 
 
+def require_float_parameters(data: Data) -> None:
+    """Refuse a graph whose weights (``edge_attr``) or biases (``x``) are not floating point."""
+    for name in ("edge_attr", "x"):
+        values = data[name]
+        if not values.is_floating_point():
+            raise ValueError(
+                f"the graph's {name} is {values.dtype}; network parameters are read from floating-point graphs"
+            )
+
+
 def common_spec(data: Data) -> WeightSpaceSpec:
     """The one architecture shared by every network of ``data``.
 

@@ -126,3 +126,49 @@ def test_models_refuse_networks_of_another_signature():
     for model in models:
         with pytest.raises(ValueError, match=r"was built for networks with \(M, d_0, d_M\) = \(\d, \d, \d\), got \(1, 3, 1\)"):  # fmt: skip
             model.eval()(batch)
+
+
+def _two_networks():
+    from mlp_helpers import build_mlp
+
+    from wsgraph import mlp_to_graph
+
+    return Batch.from_data_list([mlp_to_graph(build_mlp([2, 4, 3, 1], seed=seed)) for seed in range(2)])
+
+
+def _dws_models(in_channels: int = 1) -> list[torch.nn.Module]:
+    signature = {"num_weight_layers": 3, "in_dim": 2, "out_dim": 1}
+    return [
+        DWSLayer(in_channels, 4, **signature),
+        DWSNet(**signature, out_features=3, in_channels=in_channels, hidden_channels=4, depth=1),
+        DWSEditNet(**signature, in_channels=in_channels, hidden_channels=4, depth=1),
+    ]
+
+
+def test_models_name_a_channel_mismatch_instead_of_failing_in_a_matrix_product():
+    batch = _two_networks()
+    for model in _dws_models(in_channels=3):
+        with pytest.raises(ValueError, match=rf"{type(model).__name__} was built for 3 feature channels, got x of shape \[\d+, 1\]"):  # fmt: skip
+            model(batch)
+
+
+def test_models_name_a_dtype_mismatch():
+    batch = _two_networks()
+    for model in _dws_models():
+        with pytest.raises(ValueError, match=r"parameters are torch\.float64, the batch's biases torch\.float32"):
+            model.double()(batch)
+        # Autocast casts the features itself, so it is not refused there.
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model.float()(batch)
+
+
+def test_batch_norm_refuses_to_train_on_a_batch_of_one_network_and_names_the_way_out():
+    one = Batch.from_data_list([_two_networks()[0]])
+    model = DWSNet(num_weight_layers=3, in_dim=2, out_dim=1, out_features=3, hidden_channels=4, depth=1)
+    with pytest.raises(ValueError, match=r"layer 3's biases have 1 in this batch \(a batch of one network\).*eval\(\)"):
+        model(one)
+    assert model.eval()(one).shape == (1, 3)
+    layer_norm = DWSNet(
+        num_weight_layers=3, in_dim=2, out_dim=1, out_features=3, hidden_channels=4, depth=1, norm="layer"
+    )
+    assert layer_norm(one).shape == (1, 3)

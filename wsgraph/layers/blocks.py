@@ -61,7 +61,7 @@ class GlobalBatchNorm(nn.BatchNorm1d):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        if not (self.training and _global_batch()):
             return super().forward(x)
         with torch.autocast(x.device.type, enabled=False):
             return self._global_batch_forward(x)
@@ -85,6 +85,11 @@ class GlobalBatchNorm(nn.BatchNorm1d):
         if self.affine:
             normalised = normalised * self.weight.to(normalised.dtype) + self.bias.to(normalised.dtype)
         return normalised.to(x.dtype)
+
+
+def _global_batch() -> bool:
+    """Whether batch statistics span several processes (``torchrun``)."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 @renamed_kwargs(num_layers="num_weight_layers")
@@ -129,6 +134,15 @@ class WeightSpaceNorm(nn.Module):
             norm.reset_parameters()
 
     def forward(self, features: WeightSpaceFeatures) -> WeightSpaceFeatures:
+        if self.mode == "batch" and self.training and not _global_batch():
+            for kind, values in (("weights", features.weights), ("biases", features.biases)):
+                for layer, entries in enumerate(values, start=1):
+                    if entries.size(0) < 2:
+                        raise ValueError(
+                            f"batch norm cannot train on one value per channel, and layer {layer}'s {kind} have "
+                            f"{entries.size(0)} in this batch (a batch of one network); train on two or more "
+                            "networks, call eval(), or use norm='layer'"
+                        )
         return WeightSpaceFeatures(
             [norm(w) for norm, w in zip(self.weight_norms, features.weights)],
             [norm(b) for norm, b in zip(self.bias_norms, features.biases)],

@@ -12,7 +12,7 @@ from torch_geometric.data import Data
 from wsgraph.deprecation import renamed_kwargs
 from wsgraph.layers.objects import WeightSpaceObject, weight_space_objects
 from wsgraph.layers.ops import make_ops, network_pools
-from wsgraph.layers.signature import check_signature
+from wsgraph.layers.signature import check_features, check_signature
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout, supply_layout
 
 BACKENDS = ("scatter", "dense")
@@ -153,6 +153,7 @@ class DWSLayer(nn.Module):
         """
         layout = layout if layout is not None else WeightSpaceLayout.of(data)
         self._check_signature(layout)
+        check_features(self, data.x, data.edge_attr, self.in_channels)
         features = self.forward_features(layout.split(data.x, data.edge_attr), layout)
         out = copy.copy(data)
         out.x, out.edge_attr = layout.merge(features)

@@ -16,7 +16,7 @@ from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
 from wsgraph.layers.dws import BACKENDS, DWSLayer
 from wsgraph.layers.probe import ProbeFeatures
 from wsgraph.layers.readout import InvariantReadout
-from wsgraph.layers.signature import check_signature
+from wsgraph.layers.signature import check_features, check_signature
 from wsgraph.layers.structure import WeightSpaceFeatures, WeightSpaceLayout, supply_layout
 
 
@@ -212,6 +212,7 @@ class DWSNet(_DWSModel):
         layout = layout if layout is not None else WeightSpaceLayout.of(data)
         check_signature(self, layout)
         x, edge_attr = data.x, data.edge_attr
+        check_features(self, x, edge_attr, self.stack.convs[0].in_channels - self.probe_features)
         if self.probe is not None:
             x = torch.cat([x, self.probe(data)], dim=-1)
             edge_attr = torch.cat([edge_attr, edge_attr.new_zeros(edge_attr.size(0), self.probe_features)], dim=-1)
@@ -279,6 +280,7 @@ class DWSEditNet(_DWSModel):
     def forward(self, data: Data, layout: WeightSpaceLayout | None = None) -> Data:
         layout = layout if layout is not None else WeightSpaceLayout.of(data)
         check_signature(self, layout)
+        check_features(self, data.x, data.edge_attr, self.output.out_channels)
         inputs = layout.split(data.x, data.edge_attr)
         update = self.output.forward_features(self.stack(inputs, layout), layout)
         edited = residual(inputs, update) if self.residual else update

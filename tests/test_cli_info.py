@@ -52,6 +52,33 @@ def test_info_json_on_a_saved_module(tmp_path, capsys):
     assert info["has_bias"] == [True, True] and info["finite"] is True
 
 
+class OffsetINR(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.last = torch.nn.Linear(2, 4), torch.nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last(torch.tanh(self.first(x))) + 0.5
+
+
+def test_info_reports_a_saved_modules_output_offset(tmp_path, capsys):
+    path = tmp_path / "inr.pt"
+    torch.save(OffsetINR(), path)
+    assert main(["info", "--trust-pickles", str(path)]) == 0
+    assert (
+        "output      adds 0.5 to the last layer's output (convert with --output-offset 0.5)" in capsys.readouterr().out
+    )
+    assert main(["info", "--json", "--trust-pickles", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["output_offset"] == 0.5
+    plain = tmp_path / "plain.pt"
+    torch.save(build_mlp([2, 3, 1]), plain)
+    assert main(["info", str(plain)]) == 0
+    assert "output " not in capsys.readouterr().out
+    torch.save(build_mlp([2, 3, 1]).state_dict(), plain)
+    assert main(["info", "--json", str(plain)]) == 0
+    assert json.loads(capsys.readouterr().out)["output_offset"] is None
+
+
 def test_info_reports_non_finite_weights(tmp_path, capsys):
     path = tmp_path / "nan.pt"
     state_dict = build_mlp([2, 3, 1]).state_dict()

@@ -395,15 +395,34 @@ def test_an_activation_after_the_last_layer_is_refused_not_dropped(final, named)
     module = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3), final)
     with pytest.raises(NotAnMLPError, match=f"applies an elementwise {named}.* after its last linear layer '2'"):
         mlp_to_graph(module)
-    # Dropout is the identity in eval mode, and a constant shift is what --output-offset records.
+    # Dropout is the identity in eval mode, and a constant shift is what output_offset declares.
     mlp_to_graph(nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3), nn.Dropout(0.5)))
-    mlp_to_graph(ShiftedOutput())
+    mlp_to_graph(ShiftedOutput(), output_offset=0.5)
     # The shift is exact only up to rounding at the outputs' size and precision.
     large = ShiftedOutput(shift=1 / 3)
     with torch.no_grad():
         large.last.weight.mul_(100)
-    mlp_to_graph(large)
-    mlp_to_graph(ShiftedOutput().to(torch.float16))
+    mlp_to_graph(large, output_offset=1 / 3)
+    mlp_to_graph(ShiftedOutput().to(torch.float16), output_offset=0.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_an_undeclared_output_offset_is_refused_not_dropped(dtype):
+    module = ShiftedOutput(shift=1 / 3).to(dtype)
+    with pytest.raises(NotAnMLPError, match=r"adds 0\.333333 to the output of its last layer 'last'.*output_offset=0\.333333$"):  # fmt: skip
+        mlp_to_graph(module)
+    # The value the refusal suggests is accepted, as is the exact one.
+    mlp_to_graph(module, output_offset=0.333333)
+    graph = mlp_to_graph(module, output_offset=1 / 3)
+    probe = torch.randn(5, 2, dtype=dtype)
+    with torch.no_grad():
+        torch.testing.assert_close(graph_to_mlp(graph, activation="relu")(probe) + 1 / 3, module(probe))
+    with pytest.raises(NotAnMLPError, match=r"output_offset=0\.5 was declared, but the module adds 0\.333333"):
+        mlp_to_graph(module, output_offset=0.5)
+    # A module without a shift is refused a declared one; state_dicts run nothing and are not checked.
+    with pytest.raises(NotAnMLPError, match=r"output_offset=0\.5 was declared, but the module adds 0 "):
+        mlp_to_graph(build_mlp([2, 3, 1]), output_offset=0.5)
+    mlp_to_graph(module.state_dict())
 
 
 class TransformedInput(nn.Module):

@@ -13,7 +13,8 @@ from torch import nn
 from wsgraph.core.activations import UNKNOWN
 from wsgraph.core.convert_cnn import cnn_to_graph, holds_cnn
 from wsgraph.core.convert_mlp import mlp_to_graph
-from wsgraph.core.extract_mlp import NotAnMLPError
+from wsgraph.core.extract_cnn import from_cnn_module
+from wsgraph.core.extract_mlp import NotAnMLPError, from_module
 from wsgraph.core.graph import graph_specs
 from wsgraph.core.network_files import load_network_file
 from wsgraph.core.spec import WeightSpaceSpec
@@ -58,8 +59,10 @@ def describe_checkpoint(path: str | os.PathLike, *, trust_pickles: bool = False)
     """
     content = load_network_file(path, trust_pickles=trust_pickles)
     try:
+        offset = _traced_output_offset(content)
         # Describing a network with NaN weights is still useful; `finite` reports them.
-        graph = (cnn_to_graph if holds_cnn(content) else mlp_to_graph)(content, check_finite=False)
+        convert = cnn_to_graph if holds_cnn(content) else mlp_to_graph
+        graph = convert(content, check_finite=False, output_offset=offset or 0.0)
     except NotAnMLPError as error:
         raise NotAnMLPError(f"{shown_path(path)}: {error}") from error
     spec = graph_specs(graph)[0]
@@ -99,6 +102,8 @@ def describe_checkpoint(path: str | os.PathLike, *, trust_pickles: bool = False)
         "layers": layers,
         "has_bias": has_bias,
         "activation": activation,
+        # What a saved module's forward adds to its output (None: a state_dict, which runs nothing).
+        "output_offset": offset,
         "dtype": str(graph.edge_attr.dtype).removeprefix("torch."),
         "finite": bool(torch.isfinite(graph.edge_attr).all() and torch.isfinite(graph.x).all()),
     }
@@ -109,6 +114,14 @@ def describe_checkpoint(path: str | os.PathLike, *, trust_pickles: bool = False)
         for row, kernel in zip(layers, spec.kernel_sizes):
             row["kernel"] = list(kernel)
     return info
+
+
+def _traced_output_offset(content: nn.Module | dict) -> float | None:
+    """The constant a saved module adds to its last layer's output, as tracing it measures."""
+    if not isinstance(content, nn.Module):
+        return None
+    measured = (from_cnn_module if holds_cnn(content) else from_module)(content).output_offset
+    return None if measured is None else measured.value
 
 
 def network_parameter_count(spec: WeightSpaceSpec, has_bias: list[bool]) -> int:
@@ -145,11 +158,18 @@ def format_info(info: dict[str, Any]) -> str:
         f"graph       {info['num_nodes']} nodes, {info['num_edges']} edges",
         f"biases      {bias_text}",
         f"activation  {activation}",
+        *_offset_lines(info.get("output_offset")),
         f"dtype       {info['dtype']}{'' if info['finite'] else ', contains NaN or inf'}",
         "",
         _table(info),
     ]
     return "\n".join(lines)
+
+
+def _offset_lines(offset: float | None) -> list[str]:
+    if not offset:
+        return []
+    return [f"output      adds {offset:.6g} to the last layer's output (convert with --output-offset {offset:.6g})"]
 
 
 def _kernels_text(info: dict[str, Any]) -> str:

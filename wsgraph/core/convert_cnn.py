@@ -38,6 +38,7 @@ from wsgraph.core.extract_cnn import (
     from_cnn_state_dict,
     validate_cnn,
 )
+from wsgraph.core.extract_mlp import check_output_offset
 from wsgraph.core.graph import (
     WeightSpaceGraph,
     assemble,
@@ -68,6 +69,7 @@ def cnn_to_graph(
     kernel_grid: Pair | None = None,
     check_finite: bool = True,
     y: Tensor | None = None,
+    output_offset: float = 0.0,
 ) -> WeightSpaceGraph:
     """The graph of a CNN (see the module docstring for the layout).
 
@@ -79,11 +81,15 @@ def cnn_to_graph(
         kernel_grid: ``(H, W)`` to pad every kernel into (default: the largest kernel).
         check_finite: raise on NaN or inf weights.
         y: target stored on the graph.
+        output_offset: the constant a module's forward adds to its output, which a graph
+            does not record; a module that adds another is refused (as for
+            :func:`wsgraph.mlp_to_graph`).
 
     Raises:
         NotACNNError: naming the layer or key the graph cannot express.
     """
     chain = validate_cnn(_read(obj), check_finite=check_finite)
+    check_output_offset(chain, output_offset, "output_offset={}", NotACNNError)
     if activation is not None:
         make_activation(activation)  # fail early on an unknown name
         chain.activation = activation

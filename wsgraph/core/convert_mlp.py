@@ -12,7 +12,15 @@ from torch_geometric.data import Batch, Data
 from wsgraph.core.activations import UNKNOWN, make_activation
 from wsgraph.core.convert_cnn import conv_graph_params
 from wsgraph.core.dense import to_dense_weights
-from wsgraph.core.extract_mlp import LinearChain, NotAnMLPError, from_module, from_pairs, from_state_dict, validate
+from wsgraph.core.extract_mlp import (
+    LinearChain,
+    NotAnMLPError,
+    check_output_offset,
+    from_module,
+    from_pairs,
+    from_state_dict,
+    validate,
+)
 from wsgraph.core.graph import (
     WeightSpaceGraph,
     assemble,
@@ -33,6 +41,7 @@ def mlp_to_graph(
     activation: str | None = None,
     check_finite: bool = True,
     y: Tensor | None = None,
+    output_offset: float = 0.0,
 ) -> WeightSpaceGraph | Batch:
     r"""The graph of an MLP, or the batch of graphs of many MLPs of one architecture.
 
@@ -49,6 +58,10 @@ def mlp_to_graph(
         activation: the hidden activation's name, overriding what is read from a module.
         check_finite: raise on NaN or inf weights.
         y: target(s) stored on the graph (``[B, ...]`` for stacked input).
+        output_offset: the constant a module's forward adds to its last layer's output
+            (DWSNets' INRs add 0.5). A graph does not record it: a module that adds
+            another constant is refused, so that no one rebuilds it without knowing.
+            (State_dicts and pairs run no forward and are not checked.)
 
     Returns:
         A :class:`~wsgraph.core.graph.WeightSpaceGraph` with one channel (``x`` ``[N, 1]``,
@@ -56,9 +69,11 @@ def mlp_to_graph(
 
     Raises:
         NotAnMLPError: naming the layer or key that is not part of a linear chain, or
-            holds NaN/inf values.
+            holds NaN/inf values, or a module that adds another constant than ``output_offset``
+            to its output.
     """
     chain = validate(_read(obj), check_finite=check_finite)
+    check_output_offset(chain, output_offset, "output_offset={}")
     if activation is not None:
         make_activation(activation)  # fail early on an unknown name
         chain.activation = activation

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from wsgraph.core.activations import UNKNOWN, matching_activations, pooled_matching_activations
 from wsgraph.core.extract_mlp import (
     NotAnMLPError,
+    OutputOffset,
     check_first_layer_reads_the_input,
     check_no_output_activation,
     non_finite_message,
@@ -68,6 +69,8 @@ class ConvChain:
     activation: str = UNKNOWN
     # Every activation the trace matched, as LinearChain's.
     activation_candidates: tuple[str, ...] = ()
+    # What a traced module adds to its output, as LinearChain's.
+    output_offset: OutputOffset | None = None
 
     def __post_init__(self) -> None:
         if not self.geometry:
@@ -166,7 +169,7 @@ def from_cnn_module(module: nn.Module, probe_batch: int = 4) -> ConvChain:
     generator = torch.Generator().manual_seed(_PROBE_SEED)
     probe = torch.randn(probe_batch, weight.size(1), size, size, generator=generator)
     probe = probe.to(dtype=weight.dtype, device=weight.device).requires_grad_(True)
-    records = _run_recording(module, {m: n for n, m in layers}, probe)
+    records, output_offset = _run_recording(module, {m: n for n, m in layers}, probe)
     called = [name for name, _, _ in records]
     for name, _ in layers:
         count = called.count(name)
@@ -213,6 +216,7 @@ def from_cnn_module(module: nn.Module, probe_batch: int = 4) -> ConvChain:
         [_geometry(m, n) for m, n in zip(modules[:num_conv], called)] + [LINEAR_GEOMETRY] * (len(called) - num_conv),
         activation,
         tuple(candidates or ()),
+        output_offset,
     )
     return chain
 
@@ -382,16 +386,18 @@ def _probe_size(convs: Sequence[nn.Conv2d]) -> int:
     return max(2 * size, 16)
 
 
-def _run_recording(module: nn.Module, names: dict[nn.Module, str], probe: Tensor) -> list[tuple[str, Tensor, Tensor]]:
+def _run_recording(
+    module: nn.Module, names: dict[nn.Module, str], probe: Tensor
+) -> tuple[list[tuple[str, Tensor, Tensor]], OutputOffset | None]:
     description = f"a {list(probe.shape)} image batch"
     records, output = record_layer_outputs(module, names, probe, NotACNNError, description)
     leaves = [probe] + [leaf for _, _, leaf in records]
     _check_elementwise(output, leaves, len(records), "the module's output", f"layer '{records[-1][0]}'")
     last_layer = next(layer for layer, name in names.items() if name == records[-1][0])
     # A module that ends in a convolution is refused later, for that.
-    if isinstance(last_layer, nn.Linear):
-        check_no_output_activation(output, records[-1][2], records[-1][0], [30.0, 1.0], NotACNNError)
-    return records
+    if not isinstance(last_layer, nn.Linear):
+        return records, None
+    return records, check_no_output_activation(output, records[-1][2], records[-1][0], [30.0, 1.0], NotACNNError)
 
 
 def _gradients(value: Tensor, leaves: list[Tensor], at: tuple[int, ...]) -> tuple[Tensor | None, ...]:

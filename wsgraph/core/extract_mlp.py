@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +18,9 @@ from wsgraph.core.activations import UNKNOWN, matching_activations
 from wsgraph.core.layer_order import AmbiguousLayerOrder, NameSortedStateDict, layer_order
 from wsgraph.runtime import preserved_random_state
 
+if TYPE_CHECKING:
+    from wsgraph.core.extract_cnn import ConvChain
+
 _OMEGA_ATTRIBUTES = ("omega_0", "omega", "w0", "first_omega_0", "hidden_omega_0")
 # Any fixed seed: the probe only has to be generic (no zero entries, no ties).
 _PROBE_SEED = 0x5EED
@@ -24,6 +28,19 @@ _PROBE_SEED = 0x5EED
 
 class NotAnMLPError(ValueError):
     """The object is not a chain of linear layers (its message names the culprit)."""
+
+
+@dataclass(frozen=True)
+class OutputOffset:
+    """The constant a module's forward adds to its last layer's output, as a trace measured it: ``value``
+    up to ``tolerance`` (rounding at the outputs' size and precision)."""
+
+    value: float
+    tolerance: float
+
+    def matches(self, declared: float) -> bool:
+        # A declared value is written in decimal (six significant digits in the refusal that suggests it).
+        return abs(self.value - declared) <= max(self.tolerance, 1e-6 * max(1.0, abs(self.value)))
 
 
 @dataclass
@@ -37,6 +54,8 @@ class LinearChain:
     # Every activation the trace matched (``activation`` is the most specific): a probe whose
     # pre-activations are all positive cannot tell relu from identity.
     activation_candidates: tuple[str, ...] = ()
+    # What a traced module adds to its output (None where nothing was traced: state_dicts, pairs).
+    output_offset: OutputOffset | None = None
 
 
 def from_pairs(pairs: Sequence, names: Sequence[str] | None = None) -> LinearChain:
@@ -109,7 +128,7 @@ def from_module(module: nn.Module, probe_rows: int = 64) -> LinearChain:
     generator = torch.Generator().manual_seed(_PROBE_SEED)
     probe = torch.randn(probe_rows, first.size(1), generator=generator).to(dtype=first.dtype, device=first.device)
     probe.requires_grad_(True)
-    records = _run_recording(module, dict((m, n) for n, m in linears), probe)
+    records, output_offset = _run_recording(module, dict((m, n) for n, m in linears), probe)
     names = [name for name, _, _ in records]
     for name, _ in linears:
         count = names.count(name)
@@ -141,6 +160,7 @@ def from_module(module: nn.Module, probe_rows: int = 64) -> LinearChain:
         names,
         activation,
         tuple(candidates or ()),
+        output_offset,
     )
 
 
@@ -277,19 +297,22 @@ def record_layer_outputs(
     return records, output
 
 
-def _run_recording(module: nn.Module, names: dict[nn.Module, str], probe: Tensor) -> list[tuple[str, Tensor, Tensor]]:
+def _run_recording(
+    module: nn.Module, names: dict[nn.Module, str], probe: Tensor
+) -> tuple[list[tuple[str, Tensor, Tensor]], OutputOffset | None]:
     description = f"a [{probe.size(0)}, {probe.size(1)}] input"
     records, output = record_layer_outputs(module, names, probe, NotAnMLPError, description)
-    if records:
-        _check_elementwise_dependency(
-            output,
-            [probe] + [leaf for _, _, leaf in records],
-            len(records),
-            "the module's output",
-            f"layer '{records[-1][0]}'",
-        )
-        check_no_output_activation(output, records[-1][2], records[-1][0], _omega_candidates(module), NotAnMLPError)
-    return records
+    if not records:
+        return records, None
+    _check_elementwise_dependency(
+        output,
+        [probe] + [leaf for _, _, leaf in records],
+        len(records),
+        "the module's output",
+        f"layer '{records[-1][0]}'",
+    )
+    omegas = _omega_candidates(module)
+    return records, check_no_output_activation(output, records[-1][2], records[-1][0], omegas, NotAnMLPError)
 
 
 def check_first_layer_reads_the_input(
@@ -307,23 +330,56 @@ def check_first_layer_reads_the_input(
 
 def check_no_output_activation(
     output: Tensor, last: Tensor, name: str, omegas: list[float], error: type[NotAnMLPError]
-) -> None:
-    """Raise ``error`` unless the module's ``output`` is its last layer's output ``last`` (a constant shift
-    aside: DWSNets' INRs add 0.5, recorded with ``convert --output-offset``). A graph records the hidden
-    activation only, so a network rebuilt from it would leave out an output activation."""
+) -> OutputOffset | None:
+    """Raise ``error`` unless the module's ``output`` is its last layer's output ``last`` plus a constant
+    (DWSNets' INRs add 0.5), and return that constant (``None`` where it cannot be told). A graph records
+    the hidden activation only, so a network rebuilt from it would leave out an output activation; the
+    constant is checked against what the caller declares (:func:`check_output_offset`)."""
     difference = (output - last).detach()
     # Non-finite weights make the comparison meaningless; `validate` names them.
     if difference.numel() == 0 or not torch.isfinite(difference).all():
-        return
+        return None
     # `(last + c) - last` is c only up to rounding at the outputs' magnitude, in their precision.
     scale = 1.0 + max(float(last.detach().abs().max()), float(output.detach().abs().max()))
-    if float(difference.max() - difference.min()) <= 8 * torch.finfo(difference.dtype).eps * scale:
-        return
+    tolerance = 8 * torch.finfo(difference.dtype).eps * scale
+    if float(difference.max() - difference.min()) <= tolerance:
+        return OutputOffset(_shortest_within(float(difference.double().mean()), tolerance), tolerance)
     matches = matching_activations(last, output, omegas)
     applied = f"an elementwise {matches[0]}" if matches else "an elementwise function"
     raise error(
         f"the module applies {applied} after its last linear layer '{name}': a graph records no output "
         "activation, so the network rebuilt from it would compute something else; save the module without it"
+    )
+
+
+def _shortest_within(value: float, tolerance: float) -> float:
+    """The number of fewest significant digits within ``tolerance`` of ``value``: the 0.5 a module adds,
+    not the 0.49999999 its float32 outputs' rounding leaves."""
+    for digits in range(1, 18):
+        rounded = float(f"{value:.{digits}g}")
+        if abs(rounded - value) <= tolerance:
+            return rounded
+    return value
+
+
+def check_output_offset(
+    chain: LinearChain | ConvChain, declared: float, how: str, error: type[NotAnMLPError] = NotAnMLPError
+) -> None:
+    """Raise ``error`` unless the constant a traced module adds to its output is ``declared``: a graph does
+    not record it, so whoever renders or evaluates the rebuilt network must know it. ``how`` says where to
+    declare it, with ``{}`` for the value: ``"output_offset={}"`` or ``"--output-offset {}"``."""
+    measured = chain.output_offset
+    if measured is None or measured.matches(declared):
+        return
+    last, value = chain.names[-1], f"{measured.value:.6g}"
+    if declared == 0:
+        raise error(
+            f"the module adds {value} to the output of its last layer '{last}': a graph does not record that "
+            f"constant, so the network rebuilt from it would compute {value} less; declare it with {how.format(value)}"
+        )
+    raise error(
+        f"{how.format(f'{declared:g}')} was declared, but the module adds {value} to the output of its last layer "
+        f"'{last}'"
     )
 
 

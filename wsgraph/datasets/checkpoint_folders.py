@@ -59,7 +59,14 @@ from tqdm import tqdm
 from wsgraph.core.activations import UNKNOWN, canonical_activation, make_activation
 from wsgraph.core.convert_cnn import holds_cnn
 from wsgraph.core.extract_cnn import ConvChain, ConvGeometry, from_cnn_module, from_cnn_state_dict, validate_cnn
-from wsgraph.core.extract_mlp import LinearChain, NotAnMLPError, from_module, from_state_dict, validate
+from wsgraph.core.extract_mlp import (
+    LinearChain,
+    NotAnMLPError,
+    check_output_offset,
+    from_module,
+    from_state_dict,
+    validate,
+)
 from wsgraph.core.network_files import CHECKPOINT_SUFFIXES, load_network_file
 from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets.conv_geometry import (
@@ -208,7 +215,8 @@ def convert_checkpoints(
             entry that names no file is an error (skipped with ``skip_bad``).
         output_offset: a constant the networks' forward adds to their output (the DWSNets
             INR class adds 0.5), recorded as ``meta["output_offset"]`` so that rendering
-            and editing reproduce the networks' functions.
+            and editing reproduce the networks' functions. A saved module whose forward
+            adds another constant (none: 0) is refused.
         trust_pickles: also read saved modules of classes outside
             :data:`wsgraph.core.network_files.SAFE_MODULE_CLASSES`. **This runs any code the
             files contain**: only for files you made.
@@ -313,6 +321,7 @@ def convert_checkpoints(
                 progress,
                 trust_pickles,
                 geometry,
+                output_offset,
             )
             skipped = search.unreadable + missing + skipped
             roots = [writer.finish(table, recipe, src) for _, writer in sorted(writers.items())]
@@ -355,6 +364,7 @@ def _stream(
     progress: bool,
     trust_pickles: bool,
     geometry: Mapping[str, GeometryValue],
+    output_offset: float | None,
 ) -> tuple[dict[tuple[int, int, int], _RootWriter], list[SkippedCheckpoint]]:
     """Read the files one at a time into per-signature writers under ``staging``."""
     writers: dict[tuple[int, int, int], _RootWriter] = {}
@@ -369,6 +379,7 @@ def _stream(
                     network_geometry(geometry, chain, shown_path(path)) if isinstance(chain, ConvChain) else []
                 )
                 _check_given_activation(activation, chain)
+                check_output_offset(chain, output_offset or 0.0, "--output-offset {}")
             except READ_ERRORS as error:
                 reason = one_line(error).removeprefix(f"{shown_path(path)}: ")
                 if not skip_bad:

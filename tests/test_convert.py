@@ -425,6 +425,28 @@ def test_an_undeclared_output_offset_is_refused_not_dropped(dtype):
     mlp_to_graph(module.state_dict())
 
 
+class LastLayerFirst(nn.Module):
+    """Registers its output layer before its input layer, which runs first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = nn.Linear(5, 1)
+        self.hidden = nn.Linear(3, 5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(torch.tanh(self.hidden(x)))
+
+
+def test_a_module_registering_its_layers_out_of_call_order_converts():
+    torch.manual_seed(0)
+    module = LastLayerFirst()
+    graph = mlp_to_graph(module)
+    assert graph_specs(graph)[0].widths == (3, 5, 1) and graph.activation == "tanh"
+    probe = torch.randn(4, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(graph_to_mlp(graph)(probe), module(probe))
+
+
 class TransformedInput(nn.Module):
     def __init__(self, transform) -> None:
         super().__init__()

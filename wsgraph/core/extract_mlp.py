@@ -123,12 +123,7 @@ def from_module(module: nn.Module, probe_rows: int = 64) -> LinearChain:
     the run, so reading a module changes no later random draw of the caller's.
     """
     linears = _parametrised_submodules(module)
-    first = linears[0][1].weight
-    # The probe's width comes from the weight, not `in_features`: a loaded module's attributes are whatever the file said.
-    generator = torch.Generator().manual_seed(_PROBE_SEED)
-    probe = torch.randn(probe_rows, first.size(1), generator=generator).to(dtype=first.dtype, device=first.device)
-    probe.requires_grad_(True)
-    records, output_offset = _run_recording(module, dict((m, n) for n, m in linears), probe)
+    probe, records, output_offset = _run_recording(module, dict((m, n) for n, m in linears), probe_rows)
     names = [name for name, _, _ in records]
     for name, _ in linears:
         count = names.count(name)
@@ -298,12 +293,11 @@ def record_layer_outputs(
 
 
 def _run_recording(
-    module: nn.Module, names: dict[nn.Module, str], probe: Tensor
-) -> tuple[list[tuple[str, Tensor, Tensor]], OutputOffset | None]:
-    description = f"a [{probe.size(0)}, {probe.size(1)}] input"
-    records, output = record_layer_outputs(module, names, probe, NotAnMLPError, description)
+    module: nn.Module, names: dict[nn.Module, str], probe_rows: int
+) -> tuple[Tensor, list[tuple[str, Tensor, Tensor]], OutputOffset | None]:
+    probe, records, output = _record_with_a_fitting_probe(module, names, probe_rows)
     if not records:
-        return records, None
+        return probe, records, None
     _check_elementwise_dependency(
         output,
         [probe] + [leaf for _, _, leaf in records],
@@ -312,7 +306,32 @@ def _run_recording(
         f"layer '{records[-1][0]}'",
     )
     omegas = _omega_candidates(module)
-    return records, check_no_output_activation(output, records[-1][2], records[-1][0], omegas, NotAnMLPError)
+    return probe, records, check_no_output_activation(output, records[-1][2], records[-1][0], omegas, NotAnMLPError)
+
+
+def _record_with_a_fitting_probe(
+    module: nn.Module, names: dict[nn.Module, str], probe_rows: int
+) -> tuple[Tensor, list[tuple[str, Tensor, Tensor]], Tensor]:
+    """Run ``module`` on a probe as wide as the input of the layer it calls first. Which layer that is shows
+    only in the run, so the input widths of the layers are tried in registration order (a module may
+    register its last layer first); if none runs, the failure with the first width is raised."""
+    first_failure: NotAnMLPError | None = None
+    weight = next(iter(names)).weight
+    # Widths come from the weights, not `in_features`: a loaded module's attributes are whatever the file said.
+    for width in dict.fromkeys(layer.weight.size(1) for layer in names):
+        generator = torch.Generator().manual_seed(_PROBE_SEED)
+        probe = torch.randn(probe_rows, width, generator=generator).to(dtype=weight.dtype, device=weight.device)
+        probe.requires_grad_(True)
+        try:
+            records, output = record_layer_outputs(
+                module, names, probe, NotAnMLPError, f"a [{probe_rows}, {width}] input"
+            )
+        except NotAnMLPError as failure:
+            first_failure = first_failure or failure
+            continue
+        return probe, records, output
+    assert first_failure is not None
+    raise first_failure
 
 
 def check_first_layer_reads_the_input(

@@ -24,12 +24,14 @@ def write_store(
     extras: dict[str, torch.Tensor] | None = None,
     shards: int = 1,
     record: bool = False,
+    test_split: bool = True,
 ) -> Path:
     """Write ``count`` random networks of ``widths`` whose labels depend on their weights.
 
     Class ``c`` networks have weights drawn around ``c - 1``, so every model (invariant or
     not) can learn the label; regression targets are each network's mean first-layer
-    weight and mean last-layer bias. Splits: 60% train, 20% val, 20% test. ``record``
+    weight and mean last-layer bias. Splits: 60% train, 20% val, 20% test (40% val and no
+    test without ``test_split``). ``record``
     writes the shard count and split sizes into meta.json, as the dataset writers do.
     """
     generator = torch.Generator().manual_seed(seed)
@@ -42,8 +44,9 @@ def write_store(
     else:
         y = torch.stack([weights[0].mean(dim=(1, 2)), biases[-1].mean(dim=1)], dim=1)
     split = torch.zeros(count, dtype=torch.uint8)
-    split[int(0.6 * count) : int(0.8 * count)] = SPLITS.index("val")
-    split[int(0.8 * count) :] = SPLITS.index("test")
+    split[int(0.6 * count) :] = SPLITS.index("val")
+    if test_split:
+        split[int(0.8 * count) :] = SPLITS.index("test")
     order = torch.randperm(count, generator=generator)
     split = split[order]
     extras = extras or {}

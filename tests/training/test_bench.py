@@ -88,6 +88,15 @@ def test_bench_names_the_data_as_its_command_does(classification_root: Path, tmp
     assert runs[0]["dataset"]["root"] == str(classification_root)  # each run keeps what it recorded
 
 
+def test_bench_refuses_data_without_test_networks_before_training(tmp_path: Path, capsys) -> None:
+    root = write_store(tmp_path / "no-test", test_split=False)
+    out, runs = tmp_path / "t.md", tmp_path / "runs"
+    argv = ["bench", "--data", str(root), "--models", "mlp", "--seeds", "1", "--out", str(out), "--runs-dir", str(runs)]
+    assert main([*argv, *TINY]) == 1
+    assert "no labelled networks in the test split, and bench reports test metrics" in capsys.readouterr().err
+    assert not out.exists() and not runs.exists()
+
+
 def test_bench_refuses_finished_runs_with_other_settings(classification_root: Path, tmp_path: Path, capsys) -> None:
     arguments = ["bench", "--data", str(classification_root), "--models", "mlp", "--seeds", "1", "--out", str(tmp_path)]
     assert main([*arguments, *TINY]) == 0

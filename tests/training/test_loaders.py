@@ -55,6 +55,22 @@ def test_evaluation_parts_cover_every_network_once() -> None:
     assert torch.cat(parts).tolist() == list(range(23))
 
 
+def test_an_empty_split_has_no_batches() -> None:
+    assert EpochPlan(0, 4, False, 0, context()).batches(0) == [] and len(EpochPlan(0, 4, False, 0, context())) == 0
+    # A process whose part of a small split is empty gets no batch, not an empty one.
+    assert EpochPlan(1, 4, False, 0, context(1, 2)).batches(0) == []
+
+
+@pytest.mark.parametrize("loader", ["stacked", "pyg"])
+def test_a_dataset_without_test_networks_trains_and_reports_no_test_metric(tmp_path: Path, loader: str) -> None:
+    from .conftest import write_store
+
+    root = write_store(tmp_path / "no-test", test_split=False)
+    result = train(tiny_config(root, tmp_path / "run", "dwsnet", loader=loader, epochs=1))
+    assert result["test_metric"] is None and result["test_loss"] is None
+    assert result["best_val_metric"] is not None
+
+
 def test_stacked_batches_equal_pyg_batches(classification_root: Path) -> None:
     data = open_training_data(classification_root, "classify", log=False)
     split = data.train

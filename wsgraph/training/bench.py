@@ -30,6 +30,7 @@ from wsgraph.checks import entry_problem
 from wsgraph.datasets.store import dataset_fingerprint
 from wsgraph.io import atomic_write, write_json
 from wsgraph.training.config import TrainConfig
+from wsgraph.training.data import open_training_data, resolve_task
 from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON, read_json
 from wsgraph.training.plots import plot_benchmark
 from wsgraph.training.registry import MODEL_NAMES, check_model_options
@@ -110,6 +111,8 @@ def bench(
     # settings must not wait for the earlier ones to train.
     data_fingerprint = functools.cache(lambda: dataset_fingerprint(Path(base.data).expanduser()))
     finished = [_finished_result(config, folder, data_fingerprint) for config, folder in planned]
+    if any(result is None for result in finished):
+        _require_test_networks(base)
     results = []
     for (config, folder), result in zip(planned, finished):
         if result is None:
@@ -123,6 +126,19 @@ def bench(
     )
     write_report(results, outputs, command, reference, data_root=base.data, run_folders=[f for _, f in planned])
     return results
+
+
+def _require_test_networks(base: TrainConfig) -> None:
+    """Refuse data without test networks before training: the report is of test metrics (``wsgraph train``
+    runs without them)."""
+    task = resolve_task(base.data, base.task)
+    data = open_training_data(base.data, task, base.targets, base.max_train, log=True)
+    if len(data.splits["test"]) == 0:
+        labelled = "labelled " if task != "dilate" else ""
+        raise ValueError(
+            f"{base.data}: no {labelled}networks in the test split, and bench reports test metrics; "
+            "give the data a test split (convert --split-ratios) or use wsgraph train"
+        )
 
 
 def refuse_foreign_outputs(outputs: BenchOutputs) -> None:

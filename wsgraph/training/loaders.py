@@ -66,7 +66,8 @@ class EpochPlan:
         rank, world_size = self.context.rank, self.context.world_size
         if not self.shuffle:
             part = torch.tensor_split(torch.arange(self.num_items), world_size)[rank]
-            return list(part.split(self.batch_size))
+            # An empty part splits into one empty chunk, which is no batch.
+            return [chunk for chunk in part.split(self.batch_size) if chunk.numel()]
         generator = torch.Generator().manual_seed(derived_seed(self.seed, SHUFFLE_STREAM, epoch))
         order = torch.randperm(self.num_items, generator=generator)
         # A trailing batch that cannot give every process two networks is dropped (see
@@ -125,7 +126,7 @@ class StackedLoader:
         self.edge_channels, self.node_channels = dataset.edge_attr.size(-1), dataset.x.size(-1)
         self.edges = dataset.edge_attr.view(count, spec.num_edges, self.edge_channels)[rows].to(device)
         self.nodes = dataset.x.view(count, spec.num_nodes, self.node_channels)[rows].to(device)
-        self.has_bias = dataset.has_bias.view(count, -1)[rows].to(device)
+        self.has_bias = dataset.has_bias.view(count, spec.num_weight_layers)[rows].to(device)
         self.per_network = {key: getattr(dataset, key)[rows].to(device) for key in ("y", *keys)}
         # Networks of one widths may still differ in kernel sizes: their rows travel with each batch.
         conv_keys = CONV_KEYS if is_conv_graph(dataset._data) else ()

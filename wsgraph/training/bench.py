@@ -30,11 +30,11 @@ from wsgraph.checks import entry_problem
 from wsgraph.datasets.store import dataset_fingerprint
 from wsgraph.io import atomic_write, write_json
 from wsgraph.training.config import TrainConfig
-from wsgraph.training.data import open_training_data, resolve_task
+from wsgraph.training.distributed import setup
 from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON, read_json
 from wsgraph.training.plots import plot_benchmark
 from wsgraph.training.registry import MODEL_NAMES, check_model_options
-from wsgraph.training.run import reference_result, train
+from wsgraph.training.run import open_run_data, reference_result, train
 from wsgraph.training.run_checkpoints import LAST
 
 TABLE_HEADING = "# Results on `"
@@ -131,8 +131,7 @@ def bench(
 def _require_test_networks(base: TrainConfig) -> None:
     """Refuse data without test networks before training: the report is of test metrics (``wsgraph train``
     runs without them)."""
-    task = resolve_task(base.data, base.task)
-    data = open_training_data(base.data, task, base.targets, base.max_train, log=True)
+    data, task = open_run_data(base, setup(base.device))
     if len(data.splits["test"]) == 0:
         labelled = "labelled " if task != "dilate" else ""
         raise ValueError(

@@ -117,6 +117,18 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> dict[str, An
         return _Run(config, context).execute(resume)
 
 
+def open_run_data(config: TrainConfig, context: DistributedContext) -> tuple[TrainingData, str]:
+    """The data and task name of a run, opened by every process of ``context``."""
+    task = resolve_task(config.data, config.task)
+    # Rank 0 opens first: it processes the raw files once, the others then read the cache.
+    if context.is_main:
+        data = open_training_data(config.data, task, config.targets, config.max_train, log=True)
+    barrier(context)
+    if not context.is_main:
+        data = open_training_data(config.data, task, config.targets, config.max_train, log=False)
+    return data, task
+
+
 class _Run:
     def __init__(self, config: TrainConfig, context: DistributedContext) -> None:
         self.config = config
@@ -288,13 +300,7 @@ class _Run:
 
     def _open_data(self) -> tuple[TrainingData, str]:
         config, context = self.config, self.context
-        task = resolve_task(config.data, config.task)
-        # Rank 0 opens first: it processes the raw files once, the others then read the cache.
-        if context.is_main:
-            data = open_training_data(config.data, task, config.targets, config.max_train, log=True)
-        barrier(context)
-        if not context.is_main:
-            data = open_training_data(config.data, task, config.targets, config.max_train, log=False)
+        data, task = open_run_data(config, context)
         if len(data.train) < 2 * context.world_size:
             raise ValueError(
                 f"{config.data}: {len(data.train)} training networks are too few for {context.world_size} process(es)"

@@ -125,6 +125,38 @@ def test_a_folder_with_a_finished_run_is_not_overwritten_without_its_last_checkp
     assert {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir()} == before
 
 
+def test_a_run_folder_another_process_is_writing_is_refused(classification_root: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from wsgraph.locks import LockedError
+
+    config = tiny_config(classification_root, tmp_path / "runs" / "run", "mlp", epochs=1)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, config.out], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout.readline() == b"locked\n"
+        with pytest.raises(LockedError, match=r"run: .*wsgraph train.*process \d+"):
+            train(config)
+        assert not (tmp_path / "runs" / "run").exists()
+    finally:
+        holder.communicate(b"release\n", timeout=60)
+    # Once the other process is gone the run goes ahead, and leaves no lock file behind.
+    assert train(config)["epochs_run"] == 1
+    assert [path.name for path in (tmp_path / "runs").iterdir()] == ["run"]
+
+
+# Holds the run folder's lock, as a `wsgraph train` of it would, until told to release it.
+HOLD_LOCK = """
+import sys
+from wsgraph.locks import write_lock
+with write_lock(sys.argv[1], "wsgraph train"):
+    print("locked", flush=True)
+    sys.stdin.readline()
+"""
+
+
 def test_resuming_a_finished_run_only_reports(classification_root: Path, tmp_path: Path) -> None:
     config = tiny_config(classification_root, tmp_path / "run", "mlp", epochs=1)
     first = train(config)

@@ -30,6 +30,7 @@ from wsgraph.datasets.transforms import (
 from wsgraph.errors import load_error_reason, short_repr, shown_path
 from wsgraph.io import atomic_write, missing_folders, remove_empty_folders, unwritable_reason, write_json
 from wsgraph.layers import DWSNet
+from wsgraph.locks import write_lock
 from wsgraph.runtime import derived_seed, preserved_random_state
 from wsgraph.training import run_checkpoints
 from wsgraph.training.config import TrainConfig
@@ -144,7 +145,9 @@ class _Run:
         made = missing_folders(self.out)
         self._check_out_writable()
         try:
-            return self._execute(resume)
+            # Two runs writing one folder would interleave their checkpoints: the second refuses.
+            with write_lock(self.out, "wsgraph train") if self.context.is_main else contextlib.nullcontext():
+                return self._execute(resume)
         except BaseException:
             # A run that fails before writing anything leaves no empty run folder behind.
             if self.context.is_main:

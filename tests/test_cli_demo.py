@@ -55,3 +55,17 @@ def test_demo_checks_its_models_before_fitting(tmp_path, capsys, models, message
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "choose from" in err
     assert not (tmp_path / "demo").exists()
+
+
+def test_demo_refuses_a_model_listed_twice_before_fitting(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--models", "dwsnet,mlp,dwsnet"]) == 1
+    assert capsys.readouterr().err == "wsgraph demo: error: --models lists dwsnet more than once\n"
+    assert not (tmp_path / "demo").exists()
+
+
+def test_demo_refuses_an_out_it_cannot_write_before_fitting(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["demo", "--out", str(blocker / "demo")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--out {blocker / 'demo'}: cannot write there" in err

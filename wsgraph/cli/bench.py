@@ -14,7 +14,7 @@ from pathlib import Path
 from wsgraph.cli.train import add_training_arguments, explicit_settings
 from wsgraph.io import check_writable_folder
 from wsgraph.runtime import MAX_SEED
-from wsgraph.training.bench import BenchOutputs, bench, bench_command
+from wsgraph.training.bench import BenchOutputs, bench, bench_command, check_model_names
 from wsgraph.training.config import MODEL_NAMES, TrainConfig
 
 
@@ -58,10 +58,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
     if not args.models:
         raise ValueError("--models needs at least one model name")
-    # Each model's runs would be read back once per listing: a table of false seed counts.
-    repeated = sorted({name for name in args.models if args.models.count(name) > 1})
-    if repeated:
-        raise ValueError(f"--models lists {', '.join(repeated)} more than once")
+    check_model_names(args.models)
     outputs = BenchOutputs.at(args.out, args.runs_dir)
     # The report is written after every run has trained: a place it cannot go must not wait for them.
     check_writable_folder(outputs.table.parent, f"--out {args.out}")

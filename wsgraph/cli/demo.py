@@ -59,10 +59,12 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    from wsgraph.io import check_writable_folder
     from wsgraph.training.bench import check_model_names
 
     # Checked before the INR fitting, which takes minutes, rather than when training starts.
     check_model_names(args.models)
+    check_writable_folder(args.out, f"--out {args.out}")
     started = time.perf_counter()
     _stage(1, "networks as graphs")
     run_graph_demo(args.out / "graphs", seed=args.seed)

@@ -182,11 +182,15 @@ def _starts_with(path: Path, heading: str) -> bool:
 
 
 def check_model_names(models: list[str]) -> None:
-    """Raise a ``ValueError`` unless ``models`` names at least one model, each known."""
+    """Raise a ``ValueError`` unless ``models`` names at least one model, each known, each once."""
     unknown = [name for name in models if name not in MODEL_NAMES]
     if unknown or not models:
         named = f"unknown model {unknown[0]!r}" if unknown else "--models names no model"
         raise ValueError(f"{named}; choose from {', '.join(MODEL_NAMES)}")
+    # Each model's runs would be read back once per listing: a table of false seed counts.
+    repeated = sorted({name for name in models if models.count(name) > 1})
+    if repeated:
+        raise ValueError(f"--models lists {', '.join(repeated)} more than once")
 
 
 def _finished_result(config: TrainConfig, folder: Path, data_fingerprint: Callable[[], str]) -> dict[str, Any] | None:

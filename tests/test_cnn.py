@@ -377,8 +377,50 @@ def test_batch_cnn_graphs_refuses_no_graphs_and_graphs_of_mlps():
         batch_cnn_graphs(graphs)
 
 
-def test_a_cnn_graph_with_integer_weights_is_refused():
+def test_a_cnn_graph_with_integer_weights_or_two_bias_channels_is_refused():
     graph = cnn_to_graph(CNNS["3x3"]())
     graph.edge_attr = graph.edge_attr.long()
     with pytest.raises(ValueError, match=r"edge_attr is torch\.int64"):
         graph_to_params(graph)
+    graph = cnn_to_graph(CNNS["3x3"]())
+    graph.x = torch.cat([graph.x, graph.x], dim=1)
+    for read in (graph_to_params, graph_to_cnn):
+        with pytest.raises(ValueError, match="the graph has 2 bias channels"):
+            read(graph)
+
+
+class LinearRegisteredFirst(nn.Module):
+    """A CNN whose modules are registered out of call order: head first, then the second convolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2, dtype=torch.float64)
+        self.conv2 = nn.Conv2d(5, 4, 3, dtype=torch.float64)
+        self.conv1 = nn.Conv2d(3, 5, 3, padding=1, dtype=torch.float64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def test_a_cnn_registering_its_layers_out_of_call_order_converts():
+    torch.manual_seed(0)
+    module = LinearRegisteredFirst()
+    graph = cnn_to_graph(module)
+    assert graph_specs(graph)[0].widths == (3, 5, 4, 2)
+    with torch.no_grad():
+        assert torch.allclose(graph_to_cnn(graph)(images(3)), module(images(3)))
+
+
+def test_a_module_that_calls_a_linear_layer_first_is_not_a_cnn():
+    class LinearFirst(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+            self.fc = nn.Linear(5, 5)
+
+        def forward(self, x):
+            return self.conv(self.fc(x))
+
+    with pytest.raises(NotACNNError, match=r"the first layer 'fc' is a Linear, not nn\.Conv2d: not a CNN"):
+        cnn_to_graph(LinearFirst())

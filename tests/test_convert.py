@@ -407,20 +407,26 @@ def test_an_activation_after_the_last_layer_is_refused_not_dropped(final, named)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_an_undeclared_output_offset_is_refused_not_dropped(dtype):
-    module = ShiftedOutput(shift=1 / 3).to(dtype)
-    with pytest.raises(NotAnMLPError, match=r"adds 0\.333333 to the output of its last layer 'last'.*output_offset=0\.333333$"):  # fmt: skip
+@pytest.mark.parametrize("shift", [1 / 3, 1.2345678, -1234.5678])
+def test_an_undeclared_output_offset_is_refused_not_dropped(dtype, shift):
+    import re
+
+    module = ShiftedOutput(shift=shift).to(dtype)
+    with pytest.raises(NotAnMLPError, match=r"to the output of its last layer 'last'.*declare it with output_offset=") as error:  # fmt: skip
         mlp_to_graph(module)
-    # The value the refusal suggests is accepted, as is the exact one.
-    mlp_to_graph(module, output_offset=0.333333)
-    graph = mlp_to_graph(module, output_offset=1 / 3)
+    suggested = float(re.search(r"output_offset=(\S+)$", str(error.value)).group(1))
+    assert suggested == pytest.approx(shift, rel=1e-6)
+    # The value the refusal suggests is accepted, as are the exact one and one written to six digits.
+    for declared in (suggested, shift, float(f"{shift:.6g}")):
+        mlp_to_graph(module, output_offset=declared)
+    graph = mlp_to_graph(module, output_offset=shift)
     probe = torch.randn(5, 2, dtype=dtype)
     with torch.no_grad():
-        torch.testing.assert_close(graph_to_mlp(graph, activation="relu")(probe) + 1 / 3, module(probe))
-    with pytest.raises(NotAnMLPError, match=r"output_offset=0\.5 was declared, but the module adds 0\.333333"):
+        torch.testing.assert_close(graph_to_mlp(graph, activation="relu")(probe) + shift, module(probe))
+    with pytest.raises(NotAnMLPError, match=r"output_offset=0\.5 was declared, but the module adds "):
         mlp_to_graph(module, output_offset=0.5)
     # A module without a shift is refused a declared one; state_dicts run nothing and are not checked.
-    with pytest.raises(NotAnMLPError, match=r"output_offset=0\.5 was declared, but the module adds 0 "):
+    with pytest.raises(NotAnMLPError, match=r"output_offset=0\.5 was declared, but the module adds 0\.0 "):
         mlp_to_graph(build_mlp([2, 3, 1]), output_offset=0.5)
     mlp_to_graph(module.state_dict())
 
@@ -445,6 +451,18 @@ def test_a_module_registering_its_layers_out_of_call_order_converts():
     probe = torch.randn(4, 3)
     with torch.no_grad():
         torch.testing.assert_close(graph_to_mlp(graph)(probe), module(probe))
+
+
+def test_a_failing_module_registering_its_layers_out_of_order_reports_its_own_failure():
+    class Failing(LastLayerFirst):
+        def forward(self, x: Tensor) -> Tensor:
+            return self.out(torch.tanh(self.hidden(x)))[:, 5]
+
+    # Probed at its first layer's width (3), not at the width of the layer registered first (5).
+    with pytest.raises(
+        NotAnMLPError, match=r"could not run Failing on a \[64, 3\] input to trace its layers: index 5 is out of bounds"
+    ):
+        mlp_to_graph(Failing())
 
 
 class TransformedInput(nn.Module):

@@ -107,7 +107,7 @@ def test_models_train_on_cnn_graphs_and_reload(cnn_root: Path, tmp_path: Path, m
 
 @pytest.mark.parametrize("model", ["dwsnet", "ng-gnn", "mlp"])
 def test_cnn_runs_resume_bitwise(cnn_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: str) -> None:
-    settings = {"dropout": 0.1} if model != "mlp" else {"augment": ("scale", "dropout")}
+    settings = {"dropout": 0.1} if model != "mlp" else {"augment": ("shift", "scale", "dropout")}
     whole = tiny_config(cnn_root, tmp_path / "whole", model, epochs=3, **settings)
     expected = train(whole)
     pieces = tiny_config(cnn_root, tmp_path / "pieces", model, epochs=3, **settings)

@@ -77,7 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output-offset",
         metavar="X",
         type=_finite_float,
-        help="a constant the networks add to their output, recorded for rendering (the DWSNets INRs: 0.5)",
+        help="a constant the networks add to their output, recorded for rendering (the DWSNets INRs: 0.5); a "
+        "saved module that adds another constant (none: 0) is refused",
     )
     geometry = parser.add_argument_group(
         "CNN geometry",

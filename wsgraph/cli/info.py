@@ -30,7 +30,7 @@ TRUST_PICKLES_HELP = (
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "info",
-        help="describe the MLP in a checkpoint file",
+        help="describe the MLP or CNN in a checkpoint file",
         description="Print the architecture of the MLP in a checkpoint (.pt, .pth, .ckpt, .safetensors): "
         "widths, signature, per-layer edge and node counts, parameter count, biases and activation.",
     )
@@ -169,7 +169,7 @@ def format_info(info: dict[str, Any]) -> str:
 def _offset_lines(offset: float | None) -> list[str]:
     if not offset:
         return []
-    return [f"output      adds {offset:.6g} to the last layer's output (convert with --output-offset {offset:.6g})"]
+    return [f"output      adds {offset!r} to the last layer's output (convert with --output-offset {offset!r})"]
 
 
 def _kernels_text(info: dict[str, Any]) -> str:

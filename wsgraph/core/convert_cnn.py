@@ -206,6 +206,10 @@ def conv_graph_params(data: Data) -> list[tuple[Tensor, Tensor | None]] | list[l
     linear ``[out, in]``), or one such list per network of a batch. The edges may come in any order."""
     _require_raw_kernels(data)
     require_float_parameters(data)
+    if data.x.size(-1) != 1:
+        raise ValueError(
+            f"the graph has {data.x.size(-1)} bias channels; parameters are read from graphs with one bias per neuron"
+        )
     if not isinstance(data, Batch):
         return _stacked_conv_params(data)[0]
     specs = graph_specs(data)

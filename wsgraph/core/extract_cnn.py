@@ -22,6 +22,7 @@ from wsgraph.core.extract_mlp import (
     OutputOffset,
     check_first_layer_reads_the_input,
     check_no_output_activation,
+    first_called_layer,
     non_finite_message,
     record_layer_outputs,
 )
@@ -159,10 +160,16 @@ def from_cnn_module(module: nn.Module, probe_batch: int = 4) -> ConvChain:
     generator of its own and the global random states are restored afterwards.
     """
     layers = _parametrised_layers(module)
-    first_name, first = layers[0]
-    if not isinstance(first, nn.Conv2d):
-        raise NotACNNError(f"the first layer '{first_name}' is a {type(first).__name__}, not nn.Conv2d: not a CNN")
+    name_of = {m: n for n, m in layers}
     convs = [m for _, m in layers if isinstance(m, nn.Conv2d)]
+    # The layer called first need not be the first registered: a short pass, stopped as it is entered, finds it.
+    entry = layers[0][1].weight
+    dry = torch.zeros(1, (convs or [layers[0][1]])[0].weight.size(1), 16, 16, dtype=entry.dtype, device=entry.device)
+    first = first_called_layer(module, name_of, dry) or layers[0][1]
+    if not isinstance(first, nn.Conv2d):
+        raise NotACNNError(f"the first layer '{name_of[first]}' is a {type(first).__name__}, not nn.Conv2d: not a CNN")
+    # Sized for the convolutions in call order as far as known: the first called, then the others as registered.
+    convs = [first, *(conv for conv in convs if conv is not first)]
     size = _probe_size(convs)
     _check_probe_budget(convs, probe_batch, size)
     weight = first.weight

@@ -7,7 +7,7 @@ chain of affine layers joined by elementwise activations.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,8 +39,8 @@ class OutputOffset:
     tolerance: float
 
     def matches(self, declared: float) -> bool:
-        # A declared value is written in decimal (six significant digits in the refusal that suggests it).
-        return abs(self.value - declared) <= max(self.tolerance, 1e-6 * max(1.0, abs(self.value)))
+        # A value written by hand to six significant digits (0.333333 for 1/3) is accepted too.
+        return abs(self.value - declared) <= max(self.tolerance, 5e-6 * abs(self.value))
 
 
 @dataclass
@@ -312,26 +312,59 @@ def _run_recording(
 def _record_with_a_fitting_probe(
     module: nn.Module, names: dict[nn.Module, str], probe_rows: int
 ) -> tuple[Tensor, list[tuple[str, Tensor, Tensor]], Tensor]:
-    """Run ``module`` on a probe as wide as the input of the layer it calls first. Which layer that is shows
-    only in the run, so the input widths of the layers are tried in registration order (a module may
-    register its last layer first); if none runs, the failure with the first width is raised."""
-    first_failure: NotAnMLPError | None = None
-    weight = next(iter(names)).weight
-    # Widths come from the weights, not `in_features`: a loaded module's attributes are whatever the file said.
-    for width in dict.fromkeys(layer.weight.size(1) for layer in names):
+    """Run ``module`` on a probe as wide as the input of the layer it calls first, which need not be the
+    first it registers (see :func:`first_called_layer`)."""
+    first_registered = next(iter(names))
+    weight = first_registered.weight
+
+    def probe_of(width: int) -> Tensor:
         generator = torch.Generator().manual_seed(_PROBE_SEED)
-        probe = torch.randn(probe_rows, width, generator=generator).to(dtype=weight.dtype, device=weight.device)
-        probe.requires_grad_(True)
-        try:
-            records, output = record_layer_outputs(
-                module, names, probe, NotAnMLPError, f"a [{probe_rows}, {width}] input"
-            )
-        except NotAnMLPError as failure:
-            first_failure = first_failure or failure
-            continue
-        return probe, records, output
-    assert first_failure is not None
-    raise first_failure
+        return torch.randn(probe_rows, width, generator=generator).to(dtype=weight.dtype, device=weight.device)
+
+    # Widths come from the weights, not `in_features`: a loaded module's attributes are whatever the file said.
+    first = first_called_layer(module, names, probe_of(weight.size(1))) or first_registered
+    probe = probe_of(first.weight.size(1)).requires_grad_(True)
+    description = f"a [{probe_rows}, {probe.size(1)}] input"
+    records, output = record_layer_outputs(module, names, probe, NotAnMLPError, description)
+    return probe, records, output
+
+
+class _LayerEntered(BaseException):
+    """Stops a forward pass as a layer is entered (a BaseException, so that a module's own
+    ``except Exception`` does not swallow it)."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+
+def first_called_layer(module: nn.Module, layers: Iterable[nn.Module], probe: Tensor) -> nn.Module | None:
+    """The layer among ``layers`` that ``module`` calls first on ``probe``, or ``None`` if its forward pass
+    fails before calling any.
+
+    The pass stops as that layer is entered, before it computes, so a probe of another layer's input width
+    reaches it as well: a module may register its last layer first. The module's training flag and the
+    global random states are left as they were.
+    """
+
+    def stop(layer: nn.Module, _inputs: tuple) -> None:
+        raise _LayerEntered(layer)
+
+    handles = [layer.register_forward_pre_hook(stop) for layer in layers]
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad(), preserved_random_state(probe.device):
+            module(probe)
+    except _LayerEntered as entered:
+        return entered.layer
+    except Exception:  # the run that follows reports what fails
+        return None
+    finally:
+        for handle in handles:
+            handle.remove()
+        module.train(was_training)
+    return None
 
 
 def check_first_layer_reads_the_input(
@@ -390,14 +423,15 @@ def check_output_offset(
     measured = chain.output_offset
     if measured is None or measured.matches(declared):
         return
-    last, value = chain.names[-1], f"{measured.value:.6g}"
+    # The value is already the shortest decimal within the trace's rounding: declared as printed, it matches.
+    last, value = chain.names[-1], repr(measured.value)
     if declared == 0:
         raise error(
             f"the module adds {value} to the output of its last layer '{last}': a graph does not record that "
             f"constant, so the network rebuilt from it would compute {value} less; declare it with {how.format(value)}"
         )
     raise error(
-        f"{how.format(f'{declared:g}')} was declared, but the module adds {value} to the output of its last layer "
+        f"{how.format(repr(float(declared)))} was declared, but the module adds {value} to the output of its last layer "
         f"'{last}'"
     )
 

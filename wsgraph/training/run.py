@@ -79,7 +79,7 @@ from wsgraph.training.trained import NormalizedModel, statistics_from_dict, stat
 # The published INR augmentation's dropout probability (DWSNets, experiments/data.py).
 AUGMENT_DROPOUT = 0.01
 # Augmentations that keep a CNN graph's kernel padding at zero and need no coordinate inputs.
-CNN_AUGMENTATIONS = ("permute", "scale", "dropout")
+CNN_AUGMENTATIONS = ("permute", "shift", "scale", "dropout")
 # The checkpoint entry holding the input normalisation, which the stored model cannot work without.
 NORMALIZATION = "normalization"
 # The checkpoint entry naming the data a run trains on, so that a resume cannot switch data.
@@ -343,8 +343,8 @@ class _Run:
         unfit = [name for name in names if name not in CNN_AUGMENTATIONS]
         if self.data.kernel_grid is not None and unfit:
             raise ValueError(
-                f"--augment {','.join(unfit)}: not for CNN datasets (INR-only, or it would move the kernels' zero "
-                f"padding); use {', '.join(CNN_AUGMENTATIONS)}"
+                f"--augment {','.join(unfit)}: not for CNN datasets (it moves input coordinates, which a CNN's "
+                f"input channels are not); use {', '.join(CNN_AUGMENTATIONS)}"
             )
         if self.config.model in PERMUTATION_AUGMENTED and "permute" not in names:
             names.append("permute")

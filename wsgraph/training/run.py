@@ -30,7 +30,7 @@ from wsgraph.datasets.transforms import (
 from wsgraph.errors import load_error_reason, short_repr, shown_path
 from wsgraph.io import atomic_write, missing_folders, remove_empty_folders, unwritable_reason, write_json
 from wsgraph.layers import DWSNet
-from wsgraph.locks import write_lock
+from wsgraph.locks import LockedError, write_lock
 from wsgraph.runtime import derived_seed, preserved_random_state
 from wsgraph.training import run_checkpoints
 from wsgraph.training.config import TrainConfig
@@ -143,16 +143,42 @@ class _Run:
         # Before the run folder is made; build_model checks them again against the one class the data asks for.
         check_model_options(self.config.model, self.config.model_options)
         made = missing_folders(self.out)
-        self._check_out_writable()
+        holds_folder = False
         try:
-            # Two runs writing one folder would interleave their checkpoints: the second refuses.
-            with write_lock(self.out, "wsgraph train") if self.context.is_main else contextlib.nullcontext():
+            # The lock comes first: a run refused it must not make (or count as its own) the other run's folder.
+            with self._run_folder_lock():
+                holds_folder = True
+                self._check_out_writable()
                 return self._execute(resume)
         except BaseException:
-            # A run that fails before writing anything leaves no empty run folder behind.
-            if self.context.is_main:
+            # A run that fails before writing anything leaves no empty run folder behind (once the lock file
+            # beside it is gone); one refused the lock made nothing: the folder is the other run's.
+            if self.context.is_main and holds_folder:
                 remove_empty_folders(made)
             raise
+
+    @contextlib.contextmanager
+    def _run_folder_lock(self) -> Iterator[None]:
+        """Hold the lock on the run folder while the run writes it: two runs writing one folder would
+        interleave their checkpoints, so the second refuses (every process learns rank 0's answer)."""
+        with contextlib.ExitStack() as stack:
+            refusal: OSError | None = None
+            if self.context.is_main:
+                try:
+                    stack.enter_context(write_lock(self.out, "wsgraph train"))
+                except LockedError as error:
+                    refusal = error
+                except OSError as error:
+                    # Its message names the folder, as the flag's name should.
+                    refusal = OSError(f"--out {error}")
+            answer = None if refusal is None else (isinstance(refusal, LockedError), str(refusal))
+            answer = all_gather_objects(answer, self.context)[0]
+            if refusal is not None:
+                raise refusal
+            if answer is not None:
+                locked, message = answer
+                raise (LockedError if locked else OSError)(message)
+            yield
 
     def _execute(self, resume: str | Path | None) -> dict[str, Any]:
         checkpoint = self._read_resume(resume)

@@ -453,6 +453,38 @@ def test_a_module_registering_its_layers_out_of_call_order_converts():
         torch.testing.assert_close(graph_to_mlp(graph)(probe), module(probe))
 
 
+def test_a_module_checking_its_input_width_with_layers_out_of_order_converts():
+    class Checked(LastLayerFirst):
+        def forward(self, x: Tensor) -> Tensor:
+            if x.size(-1) != 3:
+                raise ValueError(f"expected 3 features, got {x.size(-1)}")
+            return super().forward(x)
+
+    assert graph_specs(mlp_to_graph(Checked()))[0].widths == (3, 5, 1)
+
+
+def test_tracing_leaves_every_submodules_training_flag_as_it_was():
+    module = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Dropout(0.1), nn.Linear(4, 1))
+    module[2].eval()
+    mlp_to_graph(module)
+    assert module.training and not module[2].training and module[0].training
+
+
+def test_rounding_noise_is_no_output_offset():
+    class RoundTrip(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.first, self.last = nn.Linear(2, 4), nn.Linear(4, 1)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.last(torch.relu(self.first(x))) + 0.1 - 0.1
+
+    from wsgraph.core.extract_mlp import from_module
+
+    assert from_module(RoundTrip()).output_offset.value == 0.0
+    mlp_to_graph(RoundTrip())
+
+
 def test_a_failing_module_registering_its_layers_out_of_order_reports_its_own_failure():
     class Failing(LastLayerFirst):
         def forward(self, x: Tensor) -> Tensor:

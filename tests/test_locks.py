@@ -72,3 +72,22 @@ def test_a_waiter_gets_the_lock_when_its_holder_releases_it(tmp_path, monkeypatc
             events.append("acquired")
             assert path.read_text() == f"{os.getpid()} waiter\n"
     assert events == ["released", "acquired"] and not lock_path(target).exists()
+
+
+def test_every_spelling_of_a_folder_shares_one_lock(tmp_path, monkeypatch):
+    target = tmp_path / "runs" / "run"
+    target.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "runs")
+    monkeypatch.chdir(target)
+    spellings = [target, ".", str(tmp_path / "runs" / "." / "run"), tmp_path / "link" / "run"]
+    assert {lock_path(spelling) for spelling in spellings} == {tmp_path / "runs" / ".run.lock"}
+    with write_lock(".", "wsgraph train"), pytest.raises(LockedError), write_lock(tmp_path / "link" / "run", "x"):
+        pass
+
+
+def test_a_name_too_long_for_the_suffix_still_gets_a_lock(tmp_path):
+    names = ["a" * 250, "a" * 200 + "c" * 50]
+    paths = [lock_path(tmp_path / name) for name in names]
+    assert all(len(os.fsencode(path.name)) <= 255 for path in paths) and paths[0] != paths[1]
+    with write_lock(tmp_path / names[0], "wsgraph train") as path:
+        assert path.exists()

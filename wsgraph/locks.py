@@ -16,6 +16,7 @@ it behind: the refusal then names the file to delete.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ except ImportError:  # Windows
 # Filesystems where flock is not available (some network mounts) answer with one of these.
 _NO_LOCKING = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 _WAIT_POLL_SECONDS = 1.0
+# The longest file name most filesystems take.
+_MAX_NAME_BYTES = 255
 
 
 class LockedError(BlockingIOError):
@@ -39,9 +42,18 @@ class LockedError(BlockingIOError):
 
 
 def lock_path(target: str | os.PathLike) -> Path:
-    """The lock file of ``target``: ``.<name>.lock`` in the same folder."""
-    target = Path(target)
-    return target.parent / f".{target.name}.lock"
+    """The lock file of ``target``: ``.<name>.lock`` in the same folder.
+
+    The target is resolved first, so that every spelling of one folder (``.``, a relative or
+    absolute path, a symlink) shares one lock. A name too long to take the suffix is cut and
+    followed by a digest of the whole name.
+    """
+    target = Path(target).resolve()
+    name = f".{target.name}.lock"
+    if len(os.fsencode(name)) > _MAX_NAME_BYTES:
+        digest = hashlib.sha256(os.fsencode(target.name)).hexdigest()[:16]
+        name = f".{os.fsdecode(os.fsencode(target.name)[:200])}-{digest}.lock"
+    return target.parent / name
 
 
 @contextmanager
@@ -72,8 +84,13 @@ def write_lock(target: str | os.PathLike, holder: str, wait: bool = False) -> It
         # The lock file is an implementation detail: name what the user asked to write.
         raise OSError(f"{shown_path(target)}: cannot write there ({error.strerror or error})") from None
     if handle is not None:
-        os.ftruncate(handle, 0)
-        os.write(handle, f"{os.getpid()} {holder}\n".encode())
+        try:
+            os.ftruncate(handle, 0)
+            os.write(handle, f"{os.getpid()} {holder}\n".encode())
+        except OSError as error:
+            path.unlink(missing_ok=True)
+            os.close(handle)
+            raise OSError(f"{shown_path(target)}: cannot write there ({error.strerror or error})") from None
     try:
         yield path
     finally:

@@ -137,9 +137,14 @@ def test_a_run_folder_another_process_is_writing_is_refused(classification_root:
     )
     try:
         assert holder.stdout.readline() == b"locked\n"
+        # As a run that has just begun: its folder made, nothing in it yet.
+        assert (tmp_path / "runs" / "run").is_dir()
         with pytest.raises(LockedError, match=r"run: .*wsgraph train.*process \d+"):
             train(config)
-        assert not (tmp_path / "runs" / "run").exists()
+        # A second spelling of the folder is the same folder, and the refused run leaves the other's alone.
+        with pytest.raises(LockedError):
+            train(dataclasses.replace(config, out=str(tmp_path / "runs" / "." / "run")))
+        assert (tmp_path / "runs" / "run").is_dir() and not any((tmp_path / "runs" / "run").iterdir())
     finally:
         holder.communicate(b"release\n", timeout=60)
     # Once the other process is gone the run goes ahead, and leaves no lock file behind.
@@ -149,9 +154,11 @@ def test_a_run_folder_another_process_is_writing_is_refused(classification_root:
 
 # Holds the run folder's lock, as a `wsgraph train` of it would, until told to release it.
 HOLD_LOCK = """
+import os
 import sys
 from wsgraph.locks import write_lock
 with write_lock(sys.argv[1], "wsgraph train"):
+    os.makedirs(sys.argv[1])
     print("locked", flush=True)
     sys.stdin.readline()
 """

@@ -31,8 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "info",
         help="describe the MLP or CNN in a checkpoint file",
-        description="Print the architecture of the MLP in a checkpoint (.pt, .pth, .ckpt, .safetensors): "
-        "widths, signature, per-layer edge and node counts, parameter count, biases and activation.",
+        description="Print the architecture of the MLP or CNN in a checkpoint (.pt, .pth, .ckpt, .safetensors): "
+        "widths, signature, per-layer edge and node counts, parameter count, biases, activation and a constant a "
+        "saved module adds to its output.",
     )
     parser.add_argument("path", metavar="PATH", help="checkpoint file (a state_dict or a saved nn.Module)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")

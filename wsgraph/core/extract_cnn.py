@@ -162,20 +162,24 @@ def from_cnn_module(module: nn.Module, probe_batch: int = 4) -> ConvChain:
     layers = _parametrised_layers(module)
     name_of = {m: n for n, m in layers}
     convs = [m for _, m in layers if isinstance(m, nn.Conv2d)]
-    # The layer called first need not be the first registered: a short pass, stopped as it is entered, finds it.
-    entry = layers[0][1].weight
-    dry = torch.zeros(1, (convs or [layers[0][1]])[0].weight.size(1), 16, 16, dtype=entry.dtype, device=entry.device)
-    first = first_called_layer(module, name_of, dry) or layers[0][1]
-    if not isinstance(first, nn.Conv2d):
+    if not convs:
+        raise NotACNNError(f"{type(module).__name__} has no nn.Conv2d layer: not a CNN")
+
+    def probe_for(ordered: list[nn.Conv2d]) -> Tensor:
+        size = _probe_size(ordered)
+        _check_probe_budget(ordered, probe_batch, size)
+        weight = ordered[0].weight
+        generator = torch.Generator().manual_seed(_PROBE_SEED)
+        probe = torch.randn(probe_batch, weight.size(1), size, size, generator=generator)
+        return probe.to(dtype=weight.dtype, device=weight.device)
+
+    # The layer called first need not be the first registered: a pass stopped as it is entered finds it.
+    first = first_called_layer(module, name_of, probe_for(convs))
+    if first is not None and not isinstance(first, nn.Conv2d):
         raise NotACNNError(f"the first layer '{name_of[first]}' is a {type(first).__name__}, not nn.Conv2d: not a CNN")
     # Sized for the convolutions in call order as far as known: the first called, then the others as registered.
-    convs = [first, *(conv for conv in convs if conv is not first)]
-    size = _probe_size(convs)
-    _check_probe_budget(convs, probe_batch, size)
-    weight = first.weight
-    generator = torch.Generator().manual_seed(_PROBE_SEED)
-    probe = torch.randn(probe_batch, weight.size(1), size, size, generator=generator)
-    probe = probe.to(dtype=weight.dtype, device=weight.device).requires_grad_(True)
+    first = first or convs[0]
+    probe = probe_for([first, *(conv for conv in convs if conv is not first)]).requires_grad_(True)
     records, output_offset = _run_recording(module, {m: n for n, m in layers}, probe)
     called = [name for name, _, _ in records]
     for name, _ in layers:

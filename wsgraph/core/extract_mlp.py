@@ -7,7 +7,8 @@ chain of affine layers joined by elementwise activations.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -273,11 +274,9 @@ def record_layer_outputs(
         return leaf
 
     handles = [layer.register_forward_hook(cut_output) for layer in names]
-    was_training = module.training
-    module.eval()
     try:
         # A module may draw random numbers in its forward pass even in eval mode.
-        with torch.enable_grad(), preserved_random_state(probe.device):
+        with torch.enable_grad(), preserved_random_state(probe.device), evaluation_mode(module):
             output = module(probe)
     except Exception as failure:  # any failure means "not this kind of network"
         raise error(
@@ -286,7 +285,6 @@ def record_layer_outputs(
     finally:
         for handle in handles:
             handle.remove()
-        module.train(was_training)
     if not isinstance(output, Tensor):
         raise error(f"{type(module).__name__} returns a {type(output).__name__}, not a tensor")
     return records, output
@@ -322,11 +320,25 @@ def _record_with_a_fitting_probe(
         return torch.randn(probe_rows, width, generator=generator).to(dtype=weight.dtype, device=weight.device)
 
     # Widths come from the weights, not `in_features`: a loaded module's attributes are whatever the file said.
-    first = first_called_layer(module, names, probe_of(weight.size(1))) or first_registered
-    probe = probe_of(first.weight.size(1)).requires_grad_(True)
-    description = f"a [{probe_rows}, {probe.size(1)}] input"
-    records, output = record_layer_outputs(module, names, probe, NotAnMLPError, description)
-    return probe, records, output
+    first = first_called_layer(module, names, probe_of(weight.size(1)))
+    if first is not None:
+        widths = [first.weight.size(1)]
+    else:
+        # The pass failed before any layer (a forward that checks its input's width, say): try every width.
+        widths = list(dict.fromkeys(layer.weight.size(1) for layer in names))
+    first_failure: NotAnMLPError | None = None
+    for width in widths:
+        probe = probe_of(width).requires_grad_(True)
+        try:
+            records, output = record_layer_outputs(
+                module, names, probe, NotAnMLPError, f"a [{probe_rows}, {width}] input"
+            )
+        except NotAnMLPError as failure:
+            first_failure = first_failure or failure
+            continue
+        return probe, records, output
+    assert first_failure is not None
+    raise first_failure
 
 
 class _LayerEntered(BaseException):
@@ -351,10 +363,8 @@ def first_called_layer(module: nn.Module, layers: Iterable[nn.Module], probe: Te
         raise _LayerEntered(layer)
 
     handles = [layer.register_forward_pre_hook(stop) for layer in layers]
-    was_training = module.training
-    module.eval()
     try:
-        with torch.no_grad(), preserved_random_state(probe.device):
+        with torch.no_grad(), preserved_random_state(probe.device), evaluation_mode(module):
             module(probe)
     except _LayerEntered as entered:
         return entered.layer
@@ -363,8 +373,20 @@ def first_called_layer(module: nn.Module, layers: Iterable[nn.Module], probe: Te
     finally:
         for handle in handles:
             handle.remove()
-        module.train(was_training)
     return None
+
+
+@contextlib.contextmanager
+def evaluation_mode(module: nn.Module) -> Iterator[None]:
+    """``module.eval()`` for the block, then every submodule's own training flag back (``module.train(flag)``
+    would set them all alike)."""
+    flags = [(sub, sub.training) for sub in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for sub, flag in flags:
+            sub.training = flag
 
 
 def check_first_layer_reads_the_input(
@@ -406,7 +428,9 @@ def check_no_output_activation(
 
 def _shortest_within(value: float, tolerance: float) -> float:
     """The number of fewest significant digits within ``tolerance`` of ``value``: the 0.5 a module adds,
-    not the 0.49999999 its float32 outputs' rounding leaves."""
+    not the 0.49999999 its float32 outputs' rounding leaves (and 0 for a module that adds nothing)."""
+    if abs(value) <= tolerance:
+        return 0.0
     for digits in range(1, 18):
         rounded = float(f"{value:.{digits}g}")
         if abs(rounded - value) <= tolerance:

@@ -34,7 +34,7 @@ from wsgraph.training.distributed import setup
 from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON, read_json
 from wsgraph.training.plots import plot_benchmark
 from wsgraph.training.registry import MODEL_NAMES, check_model_options
-from wsgraph.training.run import open_run_data, reference_result, train
+from wsgraph.training.run import lock_in_every_process, open_run_data, reference_result, train
 from wsgraph.training.run_checkpoints import LAST
 
 TABLE_HEADING = "# Results on `"
@@ -97,6 +97,14 @@ def bench(
         The result document of every run, in order.
     """
     check_model_names(models)
+    # Two benches writing one report would interleave their runs and tables: the second refuses.
+    with lock_in_every_process(outputs.table, "wsgraph bench", setup(base.device), f"--out {outputs.table}"):
+        return _bench(base, models, seeds, outputs, command)
+
+
+def _bench(
+    base: TrainConfig, models: list[str], seeds: list[int], outputs: BenchOutputs, command: str
+) -> list[dict[str, Any]]:
     refuse_foreign_outputs(outputs)
     # Every model gets the options: one that a later model refuses must not wait for the earlier ones to train.
     for model in models:
@@ -116,7 +124,7 @@ def bench(
     results = []
     for (config, folder), result in zip(planned, finished):
         if result is None:
-            result = train(config, folder / LAST if (folder / LAST).is_file() else None)
+            result = train(config, folder / LAST if (folder / LAST).is_file() else None, lock_holder="wsgraph bench")
         else:
             tqdm.write(f"wsgraph bench: {folder} is finished, reading its result")
         results.append(result)

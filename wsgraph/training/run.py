@@ -90,7 +90,9 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite: the run stopped, its files keep the last finite epoch."""
 
 
-def train(config: TrainConfig, resume: str | Path | None = None) -> dict[str, Any]:
+def train(
+    config: TrainConfig, resume: str | Path | None = None, *, lock_holder: str = "wsgraph train"
+) -> dict[str, Any]:
     """Train, validate and test one model; write checkpoints, metrics, curves and the result.
 
     Under ``torchrun`` every process calls this; rank 0 writes the files. The run seeds
@@ -106,16 +108,44 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> dict[str, An
             then continues exactly as if it had never stopped (bitwise on CPU; CUDA's
             scatter kernels are not deterministic).
 
+        lock_holder: how a second run of the same folder, refused while this one holds
+            it, names this one (``wsgraph bench`` passes its own name).
+
     Returns:
         The result document, also written to ``config.out/result.json``.
 
     Raises:
         NonFiniteLossError: if the training or validation loss becomes NaN or infinite;
             ``last.pt`` then keeps the epoch before.
+        LockedError: another process is writing ``config.out``.
     """
     context = setup(config.device)
     with preserved_random_state(context.device):
-        return _Run(config, context).execute(resume)
+        return _Run(config, context, lock_holder).execute(resume)
+
+
+@contextlib.contextmanager
+def lock_in_every_process(target: Path, holder: str, context: DistributedContext, named: str) -> Iterator[None]:
+    """:func:`wsgraph.locks.write_lock` on ``target``, taken by rank 0 for every process of ``context``: each
+    learns rank 0's answer and raises its refusal too (rather than wait for rank 0 forever). A folder that
+    cannot be written is named ``named`` (the flag that gave it)."""
+    with contextlib.ExitStack() as stack:
+        refusal: OSError | None = None
+        if context.is_main:
+            try:
+                stack.enter_context(write_lock(target, holder))
+            except LockedError as error:
+                refusal = error
+            except OSError as error:
+                refusal = OSError(f"{named}: {str(error).removeprefix(f'{shown_path(target)}: ')}")
+        answer = None if refusal is None else (isinstance(refusal, LockedError), str(refusal))
+        answer = all_gather_objects(answer, context)[0]
+        if refusal is not None:
+            raise refusal
+        if answer is not None:
+            locked, message = answer
+            raise (LockedError if locked else OSError)(message)
+        yield
 
 
 def open_run_data(config: TrainConfig, context: DistributedContext) -> tuple[TrainingData, str]:
@@ -131,9 +161,10 @@ def open_run_data(config: TrainConfig, context: DistributedContext) -> tuple[Tra
 
 
 class _Run:
-    def __init__(self, config: TrainConfig, context: DistributedContext) -> None:
+    def __init__(self, config: TrainConfig, context: DistributedContext, lock_holder: str) -> None:
         self.config = config
         self.context = context
+        self.lock_holder = lock_holder
         self.out = Path(config.out)
         self.wall_start = time.perf_counter()
 
@@ -150,35 +181,18 @@ class _Run:
                 holds_folder = True
                 self._check_out_writable()
                 return self._execute(resume)
-        except BaseException:
-            # A run that fails before writing anything leaves no empty run folder behind (once the lock file
-            # beside it is gone); one refused the lock made nothing: the folder is the other run's.
-            if self.context.is_main and holds_folder:
+        except BaseException as error:
+            # A run that fails before writing anything leaves no empty folder behind (once the lock file beside
+            # it is gone); where another run holds the folder, whatever is there is that run's.
+            refused = isinstance(error, LockedError) and not holds_folder
+            if self.context.is_main and not refused:
                 remove_empty_folders(made)
             raise
 
-    @contextlib.contextmanager
-    def _run_folder_lock(self) -> Iterator[None]:
+    def _run_folder_lock(self) -> contextlib.AbstractContextManager:
         """Hold the lock on the run folder while the run writes it: two runs writing one folder would
-        interleave their checkpoints, so the second refuses (every process learns rank 0's answer)."""
-        with contextlib.ExitStack() as stack:
-            refusal: OSError | None = None
-            if self.context.is_main:
-                try:
-                    stack.enter_context(write_lock(self.out, "wsgraph train"))
-                except LockedError as error:
-                    refusal = error
-                except OSError as error:
-                    # Its message names the folder, as the flag's name should.
-                    refusal = OSError(f"--out {error}")
-            answer = None if refusal is None else (isinstance(refusal, LockedError), str(refusal))
-            answer = all_gather_objects(answer, self.context)[0]
-            if refusal is not None:
-                raise refusal
-            if answer is not None:
-                locked, message = answer
-                raise (LockedError if locked else OSError)(message)
-            yield
+        interleave their checkpoints, so the second refuses."""
+        return lock_in_every_process(self.out, self.lock_holder, self.context, f"--out {self.out}")
 
     def _execute(self, resume: str | Path | None) -> dict[str, Any]:
         checkpoint = self._read_resume(resume)
@@ -369,7 +383,7 @@ class _Run:
         unfit = [name for name in names if name not in CNN_AUGMENTATIONS]
         if self.data.kernel_grid is not None and unfit:
             raise ValueError(
-                f"--augment {','.join(unfit)}: not for CNN datasets (it moves input coordinates, which a CNN's "
+                f"--augment {','.join(unfit)}: not for CNN datasets (moves input coordinates, which a CNN's "
                 f"input channels are not); use {', '.join(CNN_AUGMENTATIONS)}"
             )
         if self.config.model in PERMUTATION_AUGMENTED and "permute" not in names:

@@ -179,14 +179,21 @@ class _Run:
             # The lock comes first: a run refused it must not make (or count as its own) the other run's folder.
             with self._run_folder_lock():
                 holds_folder = True
-                self._check_out_writable()
-                return self._execute(resume)
+                try:
+                    self._check_out_writable()
+                    return self._execute(resume)
+                except BaseException:
+                    # A run that fails before writing anything leaves no empty run folder behind; removed while
+                    # the lock is held, so that it cannot be a folder the next run has just made.
+                    if self.context.is_main:
+                        remove_empty_folders([folder for folder in made if folder == self.out])
+                    raise
         except BaseException as error:
-            # A run that fails before writing anything leaves no empty folder behind (once the lock file beside
-            # it is gone); where another run holds the folder, whatever is there is that run's.
+            # The parents it made go once the lock file beside the folder is gone; where another run holds the
+            # folder, whatever is there is that run's.
             refused = isinstance(error, LockedError) and not holds_folder
             if self.context.is_main and not refused:
-                remove_empty_folders(made)
+                remove_empty_folders([folder for folder in made if folder != self.out])
             raise
 
     def _run_folder_lock(self) -> contextlib.AbstractContextManager:

@@ -136,7 +136,11 @@ def test_pna_degree_histogram_matches_the_two_way_graph():
     in_degree = degree(targets, batch.num_nodes, dtype=torch.long)
     expected = torch.bincount(in_degree)
     assert torch.equal(pna_degree_histogram(graph_specs(batch)), expected)
+    # The batch itself stands for its networks' architectures.
+    assert torch.equal(pna_degree_histogram(batch), expected)
     assert pna_degree_histogram([WIDTHS]).tolist() == [0, 0, 0, 0, 1, 2, 9]
+    with pytest.raises(TypeError, match=r"takes layer widths or WeightSpaceSpecs .* got an item 'x'"):
+        pna_degree_histogram("x")
 
 
 def test_bad_arguments_are_clear_errors():

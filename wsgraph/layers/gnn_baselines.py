@@ -11,9 +11,11 @@ from torch_geometric.data import Data
 from torch_geometric.nn import GATv2Conv, GINEConv, PNAConv, TransformerConv
 from torch_geometric.nn.pool import global_add_pool, global_max_pool, global_mean_pool
 
+from wsgraph.core.graph import graph_specs
 from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets.transforms import LayerStatistics
 from wsgraph.deprecation import renamed_kwargs
+from wsgraph.errors import short_repr
 from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
 from wsgraph.layers.positional import EdgePositionalEncoding, NeuronPositionalEncoding, check_signature
 from wsgraph.layers.probe import ProbeFeatures
@@ -31,7 +33,7 @@ _POOLS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_po
 
 
 def pna_degree_histogram(
-    architectures: Iterable[WeightSpaceSpec | Sequence[int]], both_directions: bool = True
+    architectures: Iterable[WeightSpaceSpec | Sequence[int]] | Data, both_directions: bool = True
 ) -> Tensor:
     r"""The in-degree histogram :class:`~torch_geometric.nn.conv.PNAConv` needs, computed from layer widths.
 
@@ -44,7 +46,8 @@ def pna_degree_histogram(
 
     Args:
         architectures: layer widths ``(d_0, ..., d_M)`` or :class:`WeightSpaceSpec`\ s,
-            e.g. ``wsgraph.graph_specs(batch)``.
+            e.g. ``wsgraph.graph_specs(batch)``, or a graph or batch itself (its networks'
+            architectures).
         both_directions: count the messages against the weights too. (The released
             Neural Graphs code counts only those along them, though its graphs have both;
             :class:`~wsgraph.layers.NeuralGraphGNN` follows it with ``False``.)
@@ -52,8 +55,15 @@ def pna_degree_histogram(
     Returns:
         A ``long`` tensor whose entry ``n`` counts the neurons with ``n`` incoming messages.
     """
+    if isinstance(architectures, Data):
+        architectures = graph_specs(architectures)
     counts: dict[int, int] = {}
     for architecture in architectures:
+        if not isinstance(architecture, (WeightSpaceSpec, Sequence, Tensor)) or isinstance(architecture, str):
+            raise TypeError(
+                "pna_degree_histogram takes layer widths or WeightSpaceSpecs (e.g. wsgraph.graph_specs(batch)) or a "
+                f"graph, got an item {short_repr(architecture)}"
+            )
         spec = architecture if isinstance(architecture, WeightSpaceSpec) else WeightSpaceSpec(tuple(architecture))
         # padded[k + 1] is d_k; the zeros stand for the missing neighbours of the input and output layers.
         padded = (0, *spec.widths, 0)

@@ -485,8 +485,10 @@ def _updated(path: Path) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
 
 
-def run_status(folder: Path, epochs: str) -> str:
-    """How far the ``wsgraph train`` run in ``folder`` has got, from its result.json or metrics.csv."""
+def run_status(folder: Path, epochs: str, patience: str = "0") -> str:
+    """How far the ``wsgraph train`` run in ``folder`` has got, from its result.json or metrics.csv, and when
+    it will end at the pace of its last epochs (with ``patience``: at the soonest, if validation stops
+    improving, and at the latest)."""
     if (folder / "result.json").is_file():
         result = json.loads((folder / "result.json").read_text())
         return (
@@ -507,7 +509,25 @@ def run_status(folder: Path, epochs: str) -> str:
     return (
         f"epoch {last['epoch']}/{epochs}, best {metric} {float(best[metric]):.4g} (epoch {best['epoch']}), "
         f"{float(last['train_networks_per_second']):.0f} networks/s in the last; updated {_updated(folder / 'metrics.csv')}"
+        f"{_time_left(rows, int(best['epoch']), int(epochs), int(patience))}"
     )
+
+
+def _time_left(rows: list[dict[str, str]], best_epoch: int, epochs: int, patience: int) -> str:
+    """``; 3.5 min/epoch lately: it ends at epoch 94 at the soonest (in about 1.1 h), ...``."""
+    # The median of the last five: an epoch that spans a pause (SIGSTOP) is not the pace.
+    recent = sorted(float(row["train_seconds"]) + float(row["eval_seconds"]) for row in rows[-5:])
+    per_epoch = recent[len(recent) // 2]
+    done = int(rows[-1]["epoch"])
+
+    def hours_to(epoch: int) -> str:
+        return f"in about {(epoch - done) * per_epoch / 3600:.1f} h"
+
+    pace = f"; {per_epoch / 60:.1f} min/epoch lately: it ends"
+    soonest = min(best_epoch + patience, epochs) if patience > 0 else epochs
+    if soonest >= epochs:
+        return f"{pace} at epoch {epochs} ({hours_to(epochs)})"
+    return f"{pace} at epoch {soonest} at the soonest ({hours_to(soonest)}), at epoch {epochs} at the latest ({hours_to(epochs)})"
 
 
 def step_status(argv: list[str]) -> list[str]:
@@ -524,7 +544,7 @@ def step_status(argv: list[str]) -> list[str]:
     runs_dir = Path(_flag(argv, "--runs-dir"))
     first, seeds = int(_flag(argv, "--seed", "0")), int(_flag(argv, "--seeds", "3"))
     lines = [
-        f"{runs_dir / folder}: {run_status(ROOT / runs_dir / folder, _flag(argv, '--epochs', '50'))}"
+        f"{runs_dir / folder}: {run_status(ROOT / runs_dir / folder, _flag(argv, '--epochs', '50'), _flag(argv, '--patience', '10'))}"
         for model in _flag(argv, "--models").split(",")
         for folder in (f"{model}-seed{seed}" for seed in range(first, first + seeds))
     ]

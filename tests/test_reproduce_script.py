@@ -68,12 +68,19 @@ def test_status_reports_shards_runs_and_tables_from_the_files(reproduce, tmp_pat
     (runs / "m-seed1" / "metrics.csv").write_text("\n".join([header, *rows]) + "\n")
     (tmp_path / "t.md").write_text("# Results on `ds`: classify\n")
     argv = ["bench", "--data", "ds", "--models", "m", "--out", "t.md", "--runs-dir", "runs", "--seeds", "3"]
-    lines = reproduce.step_status([*argv, "--epochs", "200"])
+    lines = reproduce.step_status([*argv, "--epochs", "200", "--patience", "20"])
     assert lines[0] == "runs/m-seed0: finished: test accuracy 91.23 at its best validation epoch 5, 9 epochs"
     assert lines[1].startswith(
         "runs/m-seed1: epoch 3/200, best val_accuracy 41.25 (epoch 2), 255 networks/s in the last;"
     )
+    # 11 s per epoch: early stopping at epoch 22 at the soonest (19 epochs on), epoch 200 at the latest.
+    assert lines[1].endswith(
+        "; 0.2 min/epoch lately: it ends at epoch 22 at the soonest (in about 0.1 h), "
+        "at epoch 200 at the latest (in about 0.6 h)"
+    )
     assert lines[2:] == ["runs/m-seed2: not started", "t.md: written"]
+    without_early_stopping = reproduce.step_status([*argv, "--epochs", "200", "--patience", "0"])[1]
+    assert without_early_stopping.endswith("; 0.2 min/epoch lately: it ends at epoch 200 (in about 0.6 h)")
 
 
 def test_status_writes_nothing(reproduce, tmp_path, capsys):

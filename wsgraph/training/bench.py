@@ -64,6 +64,8 @@ class BenchOutputs:
     runs_csv: Path
     runs_dir: Path
     curves: Path
+    # What a second bench of the same output is refused on: the table, or the folder holding everything.
+    lock_target: Path
 
     @classmethod
     def at(cls, out: str | Path, runs_dir: str | Path | None = None) -> BenchOutputs:
@@ -75,10 +77,12 @@ class BenchOutputs:
             runs = Path(runs_dir) if runs_dir else Path("runs") / "bench" / out.stem
             return cls(
                 out, stem.with_suffix(".png"), Path(f"{stem}-runs.json"), Path(f"{stem}-runs.csv"), runs,
-                Path(f"{stem}-curves"),
+                Path(f"{stem}-curves"), out,
             )  # fmt: skip
         runs = Path(runs_dir) if runs_dir else out / "runs"
-        return cls(out / "results.md", out / "results.png", out / "runs.json", out / "runs.csv", runs, out / "curves")
+        return cls(
+            out / "results.md", out / "results.png", out / "runs.json", out / "runs.csv", runs, out / "curves", out
+        )
 
 
 def bench(
@@ -97,8 +101,12 @@ def bench(
         The result document of every run, in order.
     """
     check_model_names(models)
+    # Every model gets the options: one that a later model refuses must not wait for the earlier ones to train.
+    for model in models:
+        check_model_options(model, base.model_options)
     # Two benches writing one report would interleave their runs and tables: the second refuses.
-    with lock_in_every_process(outputs.table, "wsgraph bench", setup(base.device), f"--out {outputs.table}"):
+    target = outputs.lock_target
+    with lock_in_every_process(target, "wsgraph bench", setup(base.device), f"--out {target}"):
         return _bench(base, models, seeds, outputs, command)
 
 
@@ -106,9 +114,6 @@ def _bench(
     base: TrainConfig, models: list[str], seeds: list[int], outputs: BenchOutputs, command: str
 ) -> list[dict[str, Any]]:
     refuse_foreign_outputs(outputs)
-    # Every model gets the options: one that a later model refuses must not wait for the earlier ones to train.
-    for model in models:
-        check_model_options(model, base.model_options)
     planned = [
         (dataclasses.replace(base, model=model, seed=seed, out=str(folder)), folder)
         for model in models

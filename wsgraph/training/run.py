@@ -161,7 +161,7 @@ def open_run_data(config: TrainConfig, context: DistributedContext) -> tuple[Tra
 
 
 class _Run:
-    def __init__(self, config: TrainConfig, context: DistributedContext, lock_holder: str) -> None:
+    def __init__(self, config: TrainConfig, context: DistributedContext, lock_holder: str = "wsgraph train") -> None:
         self.config = config
         self.context = context
         self.lock_holder = lock_holder

@@ -44,3 +44,18 @@ def assert_params_equal(actual: Sequence, expected: Sequence) -> None:
             assert bias is None, f"layer {layer} should have no bias"
         else:
             assert bias is not None and torch.equal(bias, expected_bias), f"bias of layer {layer} differs"
+
+
+class OutputOffsetMLP(nn.Module):
+    """A 2-4-1 network whose forward adds ``shift`` to its last layer's output, as DWSNets' INR class adds 0.5.
+
+    It lives here, not in a test file, so that a pickled instance can be loaded back from any test.
+    """
+
+    def __init__(self, shift: float = 0.5, activation: str = "tanh") -> None:
+        super().__init__()
+        self.first, self.last = nn.Linear(2, 4), nn.Linear(4, 1)
+        self.shift, self.activation = shift, activation
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.last(getattr(torch, self.activation)(self.first(x))) + self.shift

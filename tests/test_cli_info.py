@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from mlp_helpers import build_mlp
+from mlp_helpers import OutputOffsetMLP, build_mlp
 
 from wsgraph.cli.main import main
 
@@ -52,18 +52,9 @@ def test_info_json_on_a_saved_module(tmp_path, capsys):
     assert info["has_bias"] == [True, True] and info["finite"] is True
 
 
-class OffsetINR(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.first, self.last = torch.nn.Linear(2, 4), torch.nn.Linear(4, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.last(torch.tanh(self.first(x))) + 0.5
-
-
 def test_info_reports_a_saved_modules_output_offset(tmp_path, capsys):
     path = tmp_path / "inr.pt"
-    torch.save(OffsetINR(), path)
+    torch.save(OutputOffsetMLP(), path)
     assert main(["info", "--trust-pickles", str(path)]) == 0
     assert (
         "output      adds 0.5 to the last layer's output (convert with --output-offset 0.5)" in capsys.readouterr().out

@@ -5,7 +5,7 @@ from collections import OrderedDict
 
 import pytest
 import torch
-from mlp_helpers import assert_params_equal, build_mlp, linear_params
+from mlp_helpers import OutputOffsetMLP, assert_params_equal, build_mlp, linear_params
 from torch import Tensor, nn
 from torch_geometric.data import Batch
 
@@ -375,18 +375,6 @@ def test_parameters_are_read_only_from_one_channel_floating_point_graphs(edit, m
         graph_to_mlp(graph, activation="relu")
 
 
-class ShiftedOutput(nn.Module):
-    """A SIREN-like network whose forward adds a constant, as DWSNets' INR class does (``--output-offset``)."""
-
-    def __init__(self, shift: float = 0.5) -> None:
-        super().__init__()
-        self.first, self.last = nn.Linear(2, 4), nn.Linear(4, 1)
-        self.shift = shift
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.last(torch.relu(self.first(x))) + self.shift
-
-
 @pytest.mark.parametrize(
     ("final", "named"), [(nn.Sigmoid(), "sigmoid"), (nn.Tanh(), "tanh"), (nn.ReLU(), "relu"), (Sine(30.0), "sine")]
 )
@@ -397,13 +385,13 @@ def test_an_activation_after_the_last_layer_is_refused_not_dropped(final, named)
         mlp_to_graph(module)
     # Dropout is the identity in eval mode, and a constant shift is what output_offset declares.
     mlp_to_graph(nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3), nn.Dropout(0.5)))
-    mlp_to_graph(ShiftedOutput(), output_offset=0.5)
+    mlp_to_graph(OutputOffsetMLP(activation="relu"), output_offset=0.5)
     # The shift is exact only up to rounding at the outputs' size and precision.
-    large = ShiftedOutput(shift=1 / 3)
+    large = OutputOffsetMLP(activation="relu", shift=1 / 3)
     with torch.no_grad():
         large.last.weight.mul_(100)
     mlp_to_graph(large, output_offset=1 / 3)
-    mlp_to_graph(ShiftedOutput().to(torch.float16), output_offset=0.5)
+    mlp_to_graph(OutputOffsetMLP(activation="relu").to(torch.float16), output_offset=0.5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -411,7 +399,7 @@ def test_an_activation_after_the_last_layer_is_refused_not_dropped(final, named)
 def test_an_undeclared_output_offset_is_refused_not_dropped(dtype, shift):
     import re
 
-    module = ShiftedOutput(shift=shift).to(dtype)
+    module = OutputOffsetMLP(activation="relu", shift=shift).to(dtype)
     with pytest.raises(NotAnMLPError, match=r"to the output of its last layer 'last'.*declare it with output_offset=") as error:  # fmt: skip
         mlp_to_graph(module)
     suggested = float(re.search(r"output_offset=(\S+)$", str(error.value)).group(1))

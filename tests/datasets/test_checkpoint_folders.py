@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from mlp_helpers import build_mlp, linear_params
+from mlp_helpers import OutputOffsetMLP, build_mlp, linear_params
 from torch import nn
 
 from wsgraph import graph_to_params
@@ -523,22 +523,11 @@ def test_a_given_activation_the_trace_cannot_rule_out_is_accepted(tmp_path):
         convert_checkpoints(src, tmp_path / "tanh", activation="tanh", progress=False)
 
 
-class OffsetINR(nn.Module):
-    """A saved module whose forward adds a constant, as DWSNets' INR class adds 0.5."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.first, self.last = nn.Linear(2, 4), nn.Linear(4, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.last(torch.tanh(self.first(x))) + 0.5
-
-
 def test_a_saved_module_adding_an_undeclared_output_offset_is_refused(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     torch.manual_seed(0)
-    torch.save(OffsetINR(), src / "inr.pt")
+    torch.save(OutputOffsetMLP(), src / "inr.pt")
     torch.save(build_mlp((2, 4, 1), seed=1).state_dict(), src / "plain.pt")
     with pytest.raises(ValueError, match=re.escape("inr.pt: the module adds 0.5 to the output of its last layer 'last'") + r".*--output-offset 0\.5 \(pass --skip-bad"):  # fmt: skip
         convert_checkpoints(src, tmp_path / "out", trust_pickles=True, progress=False)

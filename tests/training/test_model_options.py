@@ -12,6 +12,8 @@ from wsgraph.cli.main import main
 from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.training import load_trained_model, train
 from wsgraph.training.config import TrainConfig, parse_model_options, render_model_options
+from wsgraph.training.editors import FlatMLPEditor
+from wsgraph.training.model_options import check_options
 from wsgraph.training.registry import build_model, model_spec
 from wsgraph.training.run_checkpoints import load_run_checkpoint
 
@@ -66,9 +68,8 @@ def test_options_reach_the_model_and_come_back_with_its_checkpoints(classificati
         (
             "fourier_featurez=0",
             "wsgraph train: error: --model-options fourier_featurez: not an argument of NeuralGraphGNN (it takes "
-            "in_channels, aggregators, scalers, fourier_features, fourier_sigma, encoder_layers, positional, "
-            "bidirectional, modulate_edges, gating_edges, update_edges, norm, act, pooling_layer, backend, "
-            "edge_channels)",
+            "aggregators, scalers, fourier_features, fourier_sigma, encoder_layers, positional, "
+            "bidirectional, modulate_edges, gating_edges, update_edges, norm, act, pooling_layer, backend)",
         ),
     ],
 )
@@ -108,11 +109,17 @@ def test_repeated_model_options_add_up(classification_root: Path, tmp_path: Path
         ("ng-gnn", "degree_histogram=1", "--model-options degree_histogram: NeuralGraphGNN takes it from the data"),
         ("gine", "heads=abc", "--model-options heads=abc: WeightSpaceGNN takes an integer, got 'abc'"),
         ("gine", "pna_degree=1", "--model-options pna_degree: WeightSpaceGNN takes it from the data"),
+        # Defaults that the data overrules: another value would only fail at the first batch.
+        ("gine", "in_channels=2", "--model-options in_channels: WeightSpaceGNN takes it from the data"),
+        ("dwsnet", "in_channels=2", "--model-options in_channels: DWSNet takes it from the data"),
+        ("ng-transformer", "in_channels=2", "--model-options in_channels: NeuralGraphTransformer takes it from"),
+        ("ng-gnn", "edge_channels=2", "--model-options edge_channels: NeuralGraphGNN takes it from the data"),
+        ("mlp", "kernel_sizes=none", "--model-options kernel_sizes: FlatMLP takes it from the data"),
         ("mlp", "batch_norm=maybe", "--model-options batch_norm=maybe: FlatMLP takes true or false, got 'maybe'"),
         (
             "gine",
             "bogus=1",
-            "--model-options bogus: not an argument of WeightSpaceGNN (it takes in_channels, edge_readout, heads)",
+            "--model-options bogus: not an argument of WeightSpaceGNN (it takes edge_readout, heads)",
         ),
         ("gine", "heads=3", "--model gine with --model-options heads=3: heads=3 applies to conv 'gatv2' and"),
         ("gine", "edge_readout=false,heads=0", "--model gine with --model-options edge_readout=false,heads=0: "),
@@ -136,7 +143,6 @@ def test_values_the_model_cannot_take_are_one_line_errors(
         ("dwsnet-dense", "classify", False, {"head_hidden": 16}, "DWSNet", lambda m: m.head[0].out_features == 16),
         ("dwsnet", "classify", True, {"head_hidden": 16}, "CNNDWSNet", lambda m: m.head[0].out_features == 16),
         ("dwsnet", "dilate", False, {"residual": False}, "DWSEditNet", lambda m: m.residual is False),
-        ("mlp", "dilate", False, {"in_channels": 1}, "FlatMLPEditor", lambda m: m.in_channels == 1),
         ("mlp", "classify", False, {"batch_norm": False}, "FlatMLP", lambda m: "BatchNorm" not in str(m)),
         ("mlp-aug", "classify", True, {"batch_norm": False}, "FlatMLP", lambda m: "BatchNorm" not in str(m)),
         ("gine", "classify", False, {"edge_readout": False}, "WeightSpaceGNN", lambda m: m.edge_readout is False),
@@ -157,6 +163,16 @@ def test_every_model_family_takes_options(name, task, conv, options, built, reac
     model = build_model(spec)
     assert type(model).__name__ == built
     assert reached(model)
+
+
+def test_the_flat_editor_takes_no_option_that_the_data_or_a_flag_sets() -> None:
+    spec = model_spec("mlp", "dilate", [WeightSpaceSpec((2, 8, 8, 1))], 0, 8, 2, options=(("in_channels", 1),))
+    with pytest.raises(ValueError, match="--model-options in_channels: FlatMLPEditor takes it from the data"):
+        build_model(spec)
+    with pytest.raises(
+        ValueError, match=r"^--model-options bogus: not an argument of FlatMLPEditor \(it takes none\)$"
+    ):
+        check_options((FlatMLPEditor,), (("bogus", 1),))
 
 
 def test_python_values_that_the_command_line_cannot_write_are_refused() -> None:

@@ -17,6 +17,21 @@ from wsgraph.training.config import OWNED_MODEL_ARGUMENTS, render_model_options
 _PLAIN = (bool, int, float, str)
 _ITEM_NOUNS = {bool: "true/false", int: "integers", float: "numbers", str: "text"}
 
+# Arguments with a default that the training data decides all the same: the channels of the graphs'
+# features and a CNN's kernels. Another value would only fail at the first batch. None: of every class.
+_FROM_THE_DATA: dict[str, tuple[str, ...] | None] = {
+    "in_channels": None,
+    "edge_channels": ("NeuralGraphGNN",),
+    "kernel_sizes": ("FlatMLP",),
+}
+
+
+def _from_the_data(name: str, classes: tuple[type, ...]) -> bool:
+    if name not in _FROM_THE_DATA:
+        return False
+    owners = _FROM_THE_DATA[name]
+    return owners is None or any(cls.__name__ in owners for cls in classes)
+
 
 def check_options(classes: tuple[type, ...], options: tuple[tuple[str, Any], ...]) -> None:
     """Raise a ``ValueError`` naming the first of ``options`` that ``classes[0]`` cannot take.
@@ -33,11 +48,13 @@ def check_options(classes: tuple[type, ...], options: tuple[tuple[str, Any], ...
                 name
                 for name, (default, hint) in arguments.items()
                 # Those a flag sets are refused as options, with the flag named.
-                if _settable(default, hint) and name not in OWNED_MODEL_ARGUMENTS
+                if _settable(default, hint) and name not in OWNED_MODEL_ARGUMENTS and not _from_the_data(name, classes)
             ]
-            raise ValueError(f"--model-options {key}: not an argument of {owner} (it takes {', '.join(settable)})")
+            raise ValueError(
+                f"--model-options {key}: not an argument of {owner} (it takes {', '.join(settable) or 'none'})"
+            )
         default, hint = arguments[key]
-        if not _settable(default, hint):
+        if not _settable(default, hint) or _from_the_data(key, classes):
             raise ValueError(f"--model-options {key}: {owner} takes it from the data")
         if hint is not None and not _admits(hint, value):
             raise ValueError(f"--model-options {text}: {owner} takes {_describe(hint, value)}, got {value!r}")

@@ -7,7 +7,7 @@ TORCH_PIN ?= torch==2.13.0
 WHEEL_CACHE ?= $(HOME)/.cache/wsgraph/wheels
 STAMP := $(VENV)/.wsgraph-installed
 
-.PHONY: setup demo test lint format bench scatter reproduce clean
+.PHONY: setup demo test lint format bench scatter clean
 
 setup: $(STAMP)
 

@@ -1,4 +1,5 @@
-"""``wsgraph info PATH``: what network a checkpoint holds, as a weight-space graph."""
+"""``wsgraph info PATH``: what network a checkpoint holds, as a weight-space graph, or what a
+dataset root holds."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from wsgraph.core.extract_mlp import NotAnMLPError, from_module
 from wsgraph.core.graph import graph_specs
 from wsgraph.core.network_files import load_network_file
 from wsgraph.core.spec import WeightSpaceSpec
+from wsgraph.datasets.describe import describe_dataset, format_dataset_info, is_dataset_root
 from wsgraph.errors import shown_path
 
 TRUST_PICKLES_HELP = (
@@ -30,21 +32,41 @@ TRUST_PICKLES_HELP = (
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "info",
-        help="describe the MLP or CNN in a checkpoint file",
+        help="describe the MLP or CNN in a checkpoint file, or a dataset folder",
         description="Print the architecture of the MLP or CNN in a checkpoint (.pt, .pth, .ckpt, .safetensors): "
         "widths, signature, per-layer edge and node counts, parameter count, biases, activation and a constant a "
-        "saved module adds to its output.",
+        "saved module adds to its output. Given a dataset folder (what fit-inrs, fit-sines or convert wrote), "
+        "print what its meta.json records and whether every shard is there, without opening the shards.",
     )
-    parser.add_argument("path", metavar="PATH", help="checkpoint file (a state_dict or a saved nn.Module)")
+    parser.add_argument(
+        "path", metavar="PATH", help="checkpoint file (a state_dict or a saved nn.Module), or a dataset folder"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--trust-pickles", action="store_true", help=TRUST_PICKLES_HELP)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if os.path.isdir(args.path) and not is_dataset_root(args.path):
+        raise FileNotFoundError(_not_a_dataset_message(args.path))
+    if is_dataset_root(args.path):
+        info = describe_dataset(args.path)
+        print(json.dumps(info, indent=2) if args.json else format_dataset_info(info))
+        return 0
     info = describe_checkpoint(args.path, trust_pickles=args.trust_pickles)
     print(json.dumps(info, indent=2) if args.json else format_info(info))
     return 0
+
+
+def _not_a_dataset_message(folder: str) -> str:
+    inside = sorted(entry.name for entry in os.scandir(folder) if is_dataset_root(entry.path))
+    if inside:
+        listed = ", ".join(inside[:3]) + (f" and {len(inside) - 3} more" if len(inside) > 3 else "")
+        return f"{shown_path(folder)}: a folder of datasets ({listed}); give one of them"
+    return (
+        f"{shown_path(folder)}: a folder without meta.json; give a checkpoint file or a dataset folder "
+        "(what fit-inrs, fit-sines or convert wrote)"
+    )
 
 
 def describe_checkpoint(path: str | os.PathLike, *, trust_pickles: bool = False) -> dict[str, Any]:

@@ -123,3 +123,31 @@ def test_info_on_a_folder_that_is_not_a_dataset_is_one_line(tmp_path: Path, caps
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1
     assert captured.err.startswith(f"wsgraph info: error: {root}") and message in captured.err
+
+
+def test_info_survives_a_strangers_meta_json(tmp_path: Path, capsys) -> None:
+    # Entries read_meta leaves unchecked, of unexpected types, and text that would rewrite the terminal.
+    meta = {
+        "format": "wsgraph-weights",
+        "kind": "inr",
+        "task": "regression",
+        "target_names": 3,
+        "activation": "relu\x1b[2J",
+        "signature": ["a", 1, 1],
+        "architectures": {"2-4-1": "many", "2-8-1": 2},
+        "source": {"name": ["x"], "function": 7},
+        "recipe": {"init": 1, "optimizer": "adam", "lr": "fast", "steps": -1, "early_stop_loss": "x"},
+        "plan": {"seed": "zero", "limit_per_split": 2.5, "dilated": "yes"},
+        "psnr_db": {"all": {"mean": "high", "min": 1, "max": 2}},
+        "num_shards": 2,
+    }
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    lines = info_lines(tmp_path, capsys)
+    assert "content     INRs of images" in lines
+    assert "task        regression" in lines
+    assert "widths      1 architectures: 2-8-1 (2)" in lines
+    assert "activation  'relu\\x1b[2J'" in lines
+    assert "recipe      recorded in meta.json" in lines and "made with   recorded in meta.json" in lines
+    assert not any(line.startswith("fit") for line in lines)
+    assert "shards      0 of 2 (0 bytes); shards/shard-00000.pt and 1 more missing" in lines[4]
+    assert info_json(tmp_path, capsys)["architectures"] == {"2-4-1": "many", "2-8-1": 2}

@@ -7,6 +7,7 @@ answers at once for 70,000 networks, and for a fit that is still running or was 
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,12 @@ def describe_dataset(root: str | os.PathLike) -> dict[str, Any]:
 
 
 def format_dataset_info(info: dict[str, Any]) -> str:
-    """The human-readable report of :func:`describe_dataset`'s dict."""
+    """The human-readable report of :func:`describe_dataset`'s dict.
+
+    The entries ``read_meta`` does not check (a recipe, a source, a fit table) may hold
+    anything in a stranger's ``meta.json``: what is not of the expected type is left out,
+    and text is quoted where it holds characters that do not print.
+    """
     lines = [
         f"dataset     {shown_path(info['path'])} (wsgraph dataset, version {info['version']})",
         f"content     {_content_text(info)}",
@@ -88,7 +94,7 @@ def format_dataset_info(info: dict[str, Any]) -> str:
     if info["activation"] == UNKNOWN:
         lines.append(f"activation  {UNKNOWN} (state_dicts do not record it; convert --activation names it)")
     elif info["activation"] is not None:
-        lines.append(f"activation  {info['activation']}")
+        lines.append(f"activation  {_text(info['activation'])}")
     if info["output_offset"]:
         lines.append(f"output      adds {info['output_offset']!r} to the last layer's output")
     if isinstance(info["recipe"], dict) and info["kind"] in ("inr", "sine"):
@@ -104,33 +110,35 @@ def _signature(meta: dict[str, Any]) -> dict[str, int] | None:
         widths = meta["widths"]
         return {"num_weight_layers": len(widths) - 1, "in_dim": widths[0], "out_dim": widths[-1]}
     signature = meta.get("signature")
-    if isinstance(signature, list) and len(signature) == 3 and all(isinstance(v, int) for v in signature):
+    if isinstance(signature, list) and len(signature) == 3 and all(_is_count(v) for v in signature):
         return dict(zip(("num_weight_layers", "in_dim", "out_dim"), signature, strict=True))
     return None
 
 
 def _content_text(info: dict[str, Any]) -> str:
-    kind = KIND_NAMES.get(info["kind"], f"networks of kind {info['kind']!r}" if info["kind"] else "networks")
+    kind = info["kind"]
+    described = KIND_NAMES.get(kind, f"networks of kind {_text(kind)}" if kind else "networks")
     source = info["source"]
-    if isinstance(source, dict) and source.get("function"):
-        return f"{kind} ({source['function']})"
-    if isinstance(source, dict) and "name" in source:
-        origin = f": {source['origin']}" if source.get("origin") else ""
-        return f"{kind} ({source['name']}{origin})"
+    if isinstance(source, dict) and isinstance(source.get("function"), str):
+        return f"{described} ({_text(source['function'])})"
+    if isinstance(source, dict) and isinstance(source.get("name"), str):
+        origin = f": {_text(source['origin'])}" if isinstance(source.get("origin"), str) else ""
+        return f"{described} ({_text(source['name'])}{origin})"
     if isinstance(source, str):
-        return f"{kind} from {source}"
-    return kind
+        return f"{described} from {_text(source)}"
+    return described
 
 
 def _task_text(info: dict[str, Any]) -> str:
     if info["task"] == "regression":
         names = info["target_names"]
-        return "regression" + (f" of {', '.join(names)}" if names else "")
+        listed = isinstance(names, list) and names and all(isinstance(name, str) for name in names)
+        return "regression" + (f" of {', '.join(map(_text, names))}" if listed else "")
     count = info["num_classes"]
     text = "classification" + ("" if count is None else f", {count} classes")
     names = info["class_names"]
     if names:
-        shown = ", ".join(names[:10]) + (f", ... ({len(names) - 10} more)" if len(names) > 10 else "")
+        shown = ", ".join(map(_text, names[:10])) + (f", ... ({len(names) - 10} more)" if len(names) > 10 else "")
         text += f": {shown}"
     return text
 
@@ -168,36 +176,39 @@ def _architecture_text(info: dict[str, Any]) -> str:
         params = f", {info['num_params']:,} parameters" if "num_params" in info else ""
         return f"{'-'.join(map(str, info['widths']))}{layers}{params}{kernels}"
     architectures = info["architectures"]
-    if isinstance(architectures, dict) and architectures:
-        listed = sorted(architectures.items(), key=lambda item: -item[1])
-        shown = ", ".join(f"{name} ({count:,})" for name, count in listed[:5])
-        more = f", and {len(listed) - 5} more" if len(listed) > 5 else ""
-        return f"{len(listed)} architectures{layers}: {shown}{more}{kernels}"
+    if isinstance(architectures, dict):
+        listed = sorted(
+            ((name, count) for name, count in architectures.items() if _is_count(count)), key=lambda item: -item[1]
+        )
+        if listed:
+            shown = ", ".join(f"{_text(name)} ({count:,})" for name, count in listed[:5])
+            more = f", and {len(listed) - 5} more" if len(listed) > 5 else ""
+            return f"{len(listed)} architectures{layers}: {shown}{more}{kernels}"
     return f"not recorded{layers}{kernels}"
 
 
 def _recipe_text(recipe: dict[str, Any]) -> str:
     parts = []
-    if "init" in recipe:
-        parts.append(f"init {recipe['init']}")
-    if "optimizer" in recipe and "lr" in recipe:
-        parts.append(f"{recipe['optimizer']} lr {recipe['lr']:g}")
-    if "steps" in recipe:
+    if isinstance(recipe.get("init"), str):
+        parts.append(f"init {_text(recipe['init'])}")
+    if isinstance(recipe.get("optimizer"), str) and _is_number(recipe.get("lr")):
+        parts.append(f"{_text(recipe['optimizer'])} lr {recipe['lr']:g}")
+    if _is_count(recipe.get("steps")):
         parts.append(f"up to {recipe['steps']:,} steps")
-    if recipe.get("early_stop_loss"):
+    if _is_number(recipe.get("early_stop_loss")) and recipe["early_stop_loss"] > 0:
         parts.append(f"stopping at MSE {recipe['early_stop_loss']:g}")
     return ", ".join(parts) or "recorded in meta.json"
 
 
 def _plan_text(plan: dict[str, Any]) -> str:
-    parts = [f"seed {plan['seed']}"] if "seed" in plan else []
-    if plan.get("limit_per_split") is not None:
+    parts = [f"seed {plan['seed']}"] if _is_count(plan.get("seed")) else []
+    if _is_count(plan.get("limit_per_split")):
         parts.append(f"the first {plan['limit_per_split']:,} images of each split")
-    if plan.get("shared_init"):
+    if plan.get("shared_init") is True:
         parts.append("one initialisation shared by every network")
-    if plan.get("permuted_hidden"):
+    if plan.get("permuted_hidden") is True:
         parts.append("hidden neurons shuffled after fitting")
-    if plan.get("dilated"):
+    if plan.get("dilated") is True:
         parts.append("3x3-dilated images stored (for --task dilate)")
     return "; ".join(parts) or "recorded in meta.json"
 
@@ -207,7 +218,7 @@ def _fit_lines(fit: dict[str, Any]) -> list[str]:
     for key, unit, name in (("psnr_db", " dB", "PSNR"), ("mse", "", "MSE")):
         table = fit.get(key)
         overall = table.get("all") if isinstance(table, dict) else None
-        if isinstance(overall, dict) and {"mean", "min", "max"} <= set(overall):
+        if isinstance(overall, dict) and all(_is_number(overall.get(entry)) for entry in ("mean", "min", "max")):
             lines.append(
                 f"fit         {name} mean {overall['mean']:.4g}{unit} (min {overall['min']:.4g}, "
                 f"max {overall['max']:.4g})"
@@ -220,6 +231,20 @@ def _size_text(size: int) -> str:
         if size >= scale:
             return f"{size / scale:.1f} {unit}"
     return f"{size} bytes"
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _text(value: Any, limit: int = 80) -> str:
+    """A value from meta.json as one short printable piece of text."""
+    text = shown_path(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def is_dataset_root(path: str | os.PathLike) -> bool:

@@ -47,9 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if os.path.isdir(args.path) and not is_dataset_root(args.path):
-        raise FileNotFoundError(_not_a_dataset_message(args.path))
-    if is_dataset_root(args.path):
+    if os.path.isdir(args.path):
+        if not is_dataset_root(args.path):
+            raise FileNotFoundError(_not_a_dataset_message(args.path))
         info = describe_dataset(args.path)
         print(json.dumps(info, indent=2) if args.json else format_dataset_info(info))
         return 0

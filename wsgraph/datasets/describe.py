@@ -7,7 +7,6 @@ answers at once for 70,000 networks, and for a fit that is still running or was 
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ from wsgraph.datasets.store import (
     SHARD_DIR,
     SPLIT_SIZES,
     SPLITS,
+    is_count,
+    is_number,
     read_meta,
     shard_path,
     shard_paths,
@@ -110,7 +111,7 @@ def _signature(meta: dict[str, Any]) -> dict[str, int] | None:
         widths = meta["widths"]
         return {"num_weight_layers": len(widths) - 1, "in_dim": widths[0], "out_dim": widths[-1]}
     signature = meta.get("signature")
-    if isinstance(signature, list) and len(signature) == 3 and all(_is_count(v) for v in signature):
+    if isinstance(signature, list) and len(signature) == 3 and all(is_count(v) for v in signature):
         return dict(zip(("num_weight_layers", "in_dim", "out_dim"), signature, strict=True))
     return None
 
@@ -178,7 +179,7 @@ def _architecture_text(info: dict[str, Any]) -> str:
     architectures = info["architectures"]
     if isinstance(architectures, dict):
         listed = sorted(
-            ((name, count) for name, count in architectures.items() if _is_count(count)), key=lambda item: -item[1]
+            ((name, count) for name, count in architectures.items() if is_count(count)), key=lambda item: -item[1]
         )
         if listed:
             shown = ", ".join(f"{_text(name)} ({count:,})" for name, count in listed[:5])
@@ -191,18 +192,18 @@ def _recipe_text(recipe: dict[str, Any]) -> str:
     parts = []
     if isinstance(recipe.get("init"), str):
         parts.append(f"init {_text(recipe['init'])}")
-    if isinstance(recipe.get("optimizer"), str) and _is_number(recipe.get("lr")):
+    if isinstance(recipe.get("optimizer"), str) and is_number(recipe.get("lr")):
         parts.append(f"{_text(recipe['optimizer'])} lr {recipe['lr']:g}")
-    if _is_count(recipe.get("steps")):
+    if is_count(recipe.get("steps")):
         parts.append(f"up to {recipe['steps']:,} steps")
-    if _is_number(recipe.get("early_stop_loss")) and recipe["early_stop_loss"] > 0:
+    if is_number(recipe.get("early_stop_loss")) and recipe["early_stop_loss"] > 0:
         parts.append(f"stopping at MSE {recipe['early_stop_loss']:g}")
     return ", ".join(parts) or "recorded in meta.json"
 
 
 def _plan_text(plan: dict[str, Any]) -> str:
-    parts = [f"seed {plan['seed']}"] if _is_count(plan.get("seed")) else []
-    if _is_count(plan.get("limit_per_split")):
+    parts = [f"seed {plan['seed']}"] if is_count(plan.get("seed")) else []
+    if is_count(plan.get("limit_per_split")):
         parts.append(f"the first {plan['limit_per_split']:,} images of each split")
     if plan.get("shared_init") is True:
         parts.append("one initialisation shared by every network")
@@ -218,7 +219,7 @@ def _fit_lines(fit: dict[str, Any]) -> list[str]:
     for key, unit, name in (("psnr_db", " dB", "PSNR"), ("mse", "", "MSE")):
         table = fit.get(key)
         overall = table.get("all") if isinstance(table, dict) else None
-        if isinstance(overall, dict) and all(_is_number(overall.get(entry)) for entry in ("mean", "min", "max")):
+        if isinstance(overall, dict) and all(is_number(overall.get(entry)) for entry in ("mean", "min", "max")):
             lines.append(
                 f"fit         {name} mean {overall['mean']:.4g}{unit} (min {overall['min']:.4g}, "
                 f"max {overall['max']:.4g})"
@@ -231,14 +232,6 @@ def _size_text(size: int) -> str:
         if size >= scale:
             return f"{size / scale:.1f} {unit}"
     return f"{size} bytes"
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _text(value: Any, limit: int = 80) -> str:

@@ -230,16 +230,16 @@ def dataset_fingerprint(root: str | os.PathLike) -> str:
     return digest.hexdigest()[:16]
 
 
-def _is_count(value: Any) -> bool:
+def is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_sizes(value: Any) -> bool:
-    return isinstance(value, list) and all(_is_count(item) and item > 0 for item in value)
+    return isinstance(value, list) and all(is_count(item) and item > 0 for item in value)
 
 
 def _is_conv_geometry(value: Any) -> bool:
@@ -250,7 +250,7 @@ def _is_conv_geometry(value: Any) -> bool:
         return False
     lowest = {"stride": 1, "padding": 0, "dilation": 1}
     return all(
-        isinstance(pair, list) and len(pair) == 2 and all(_is_count(v) and v >= lowest[key] for v in pair)
+        isinstance(pair, list) and len(pair) == 2 and all(is_count(v) and v >= lowest[key] for v in pair)
         for key, pairs in value.items()
         for pair in pairs
     )
@@ -259,26 +259,26 @@ def _is_conv_geometry(value: Any) -> bool:
 # Entries that the code reads, with what each must be (others are records and may hold anything).
 _META_ENTRIES: dict[str, tuple[Any, str]] = {
     "task": (lambda v: v is None or v in ("classification", "regression"), "'classification', 'regression' or null"),
-    "num_classes": (lambda v: _is_count(v) and v <= MAX_CLASSES, f"an integer in [0, {MAX_CLASSES}]"),
+    "num_classes": (lambda v: is_count(v) and v <= MAX_CLASSES, f"an integer in [0, {MAX_CLASSES}]"),
     "class_names": (lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v), "a list of strings"),
     "activation": (lambda v: isinstance(v, str), "a string"),
     "kind": (lambda v: isinstance(v, str), "a string"),
     "widths": (lambda v: _is_sizes(v) and len(v) >= 2, "a list of at least two positive integers"),
     "image_shape": (lambda v: _is_sizes(v) and len(v) in (2, 3), "[H, W] or [H, W, C] of positive integers"),
-    "output_offset": (_is_number, "a finite number"),
+    "output_offset": (is_number, "a finite number"),
     "weight_space": (lambda v: v in ("mlp", "cnn"), "'mlp' or 'cnn'"),
     "kernel_grid": (lambda v: _is_sizes(v) and len(v) == 2, "[H, W] of positive integers"),
     CONV_GEOMETRY: (
         lambda v: _is_conv_geometry(v),
         '{"stride": [[h, w], ...], "padding": ..., "dilation": ...}, one pair per convolution',
     ),
-    "num_points": (lambda v: _is_count(v) and v > 0, "a positive integer"),
-    "intensity_range": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_number, v)), "[low, high]"),
+    "num_points": (lambda v: is_count(v) and v > 0, "a positive integer"),
+    "intensity_range": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(is_number, v)), "[low, high]"),
     "recipe": (lambda v: isinstance(v, dict), "an object"),
     "plan": (lambda v: isinstance(v, dict), "an object"),
-    NUM_SHARDS: (lambda v: _is_count(v) and v > 0, "a positive integer"),
+    NUM_SHARDS: (lambda v: is_count(v) and v > 0, "a positive integer"),
     SPLIT_SIZES: (
-        lambda v: isinstance(v, dict) and set(v) == set(SPLITS) and all(map(_is_count, v.values())),
+        lambda v: isinstance(v, dict) and set(v) == set(SPLITS) and all(map(is_count, v.values())),
         "{'train': N, 'val': N, 'test': N} with counts >= 0",
     ),
 }

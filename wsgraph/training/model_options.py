@@ -11,6 +11,7 @@ import types
 import typing
 from typing import Any
 
+from wsgraph.layers import FlatMLP, NeuralGraphGNN
 from wsgraph.training.config import OWNED_MODEL_ARGUMENTS, render_model_options
 
 # The plain types a KEY=VALUE text parses to (besides None and tuples of these).
@@ -19,10 +20,10 @@ _ITEM_NOUNS = {bool: "true/false", int: "integers", float: "numbers", str: "text
 
 # Arguments with a default that the training data decides all the same: the channels of the graphs'
 # features and a CNN's kernels. Another value would only fail at the first batch. None: of every class.
-_FROM_THE_DATA: dict[str, tuple[str, ...] | None] = {
+_FROM_THE_DATA: dict[str, tuple[type, ...] | None] = {
     "in_channels": None,
-    "edge_channels": ("NeuralGraphGNN",),
-    "kernel_sizes": ("FlatMLP",),
+    "edge_channels": (NeuralGraphGNN,),
+    "kernel_sizes": (FlatMLP,),
 }
 
 
@@ -30,7 +31,7 @@ def _from_the_data(name: str, classes: tuple[type, ...]) -> bool:
     if name not in _FROM_THE_DATA:
         return False
     owners = _FROM_THE_DATA[name]
-    return owners is None or any(cls.__name__ in owners for cls in classes)
+    return owners is None or any(issubclass(cls, owners) for cls in classes)
 
 
 def check_options(classes: tuple[type, ...], options: tuple[tuple[str, Any], ...]) -> None:

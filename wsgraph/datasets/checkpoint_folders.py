@@ -235,52 +235,9 @@ def convert_checkpoints(
     activation = None if activation is None else canonical_activation(activation)
     if splits is not None and (labels is not None or label_regex is not None):
         raise ValueError("a splits file gives the labels; do not also give --labels or --label-regex")
-    geometry = read_geometry_file(src) if src.is_dir() else {}
-    for key, value in (conv_geometry or {}).items():
-        if key not in GEOMETRY_KEYS:
-            raise ValueError(f"unknown convolution geometry {key!r}; expected {', '.join(GEOMETRY_KEYS)}")
-        geometry[key] = parse_geometry_value(value, key, f"--conv-{key}")
-    search = find_checkpoints(src, exclude=out)
-    top = [item for item in search.unreadable if item.path == "./"]
-    if top or (search.unreadable and not skip_bad):
-        first = (top or search.unreadable)[0]
-        more = f"{len(search.unreadable) - 1} more cannot be read; " if len(search.unreadable) > 1 else ""
-        hint = "" if top else f" ({more}pass --skip-bad to convert the other files)"
-        raise ValueError(f"{shown_path(src / first.path)}: {first.reason}{hint}")
-    files = search.files
-    if not files:
-        raise ValueError(f"{src}: no checkpoint files ({', '.join(sorted(CHECKPOINT_SUFFIXES))}) found")
-    relative = [path.relative_to(src).as_posix() for path in files]
-    left_out: list[str] = []
-    missing: list[SkippedCheckpoint] = []
-    if splits is not None:
-        assignment = read_splits_file(splits, relative)
-        if assignment.unmatched and not skip_bad:
-            raise ValueError(
-                f"{splits}: {len(assignment.unmatched)} entries name no checkpoint under {src} "
-                f"(first: {assignment.unmatched[0]!r}; pass --skip-bad to convert the others)"
-            )
-        missing = [SkippedCheckpoint(entry, "named in the splits file, not found") for entry in assignment.unmatched]
-        left_out = assignment.unlisted
-        files = [path for path, name in zip(files, relative) if name in assignment.split]
-        relative = [name for name in relative if name in assignment.split]
-        if not files:
-            raise ValueError(f"{splits}: names none of the {len(left_out)} checkpoint files under {src}")
-        table = interpret_labels({name: assignment.labels[name] for name in relative}, source=str(splits))
-        split_codes = np.array([assignment.split[name] for name in relative], dtype=np.uint8)
-    elif labels is not None:
-        table = read_label_csv(labels, relative)
-    elif label_regex is not None:
-        table = labels_from_regex(label_regex, relative)
-    else:
-        table = LabelTable()
-    if splits is None:
-        split_codes = assign_splits(len(files), split_ratios, seed)
-    if table.splits is not None:
-        missing_split = [name for name in relative if name not in table.splits]
-        if missing_split:
-            raise ValueError(f"{labels}: the split column names no split for {missing_split[0]!r}")
-        split_codes = np.array([table.splits[name] for name in relative], dtype=np.uint8)
+    geometry = _conv_geometry(src, conv_geometry)
+    search = _search_checkpoints(src, out, skip_bad)
+    chosen = _choose_and_label(src, search.files, labels, label_regex, splits, split_ratios, seed, skip_bad)
     recipe = {
         "command": "wsgraph convert",
         "splits": None if splits is None else str(Path(splits).resolve()),
@@ -310,11 +267,11 @@ def convert_checkpoints(
             raise OSError(f"{out}: cannot write in {out.parent} ({error.strerror or error})") from None
         try:
             writers, skipped = _stream(
-                files,
+                chosen.files,
                 src,
                 staging,
-                table,
-                split_codes,
+                chosen.table,
+                chosen.split_codes,
                 activation,
                 shard_size,
                 skip_bad,
@@ -323,8 +280,8 @@ def convert_checkpoints(
                 geometry,
                 output_offset,
             )
-            skipped = search.unreadable + missing + skipped
-            roots = [writer.finish(table, recipe, src) for _, writer in sorted(writers.items())]
+            skipped = search.unreadable + chosen.missing + skipped
+            roots = [writer.finish(chosen.table, recipe, src) for _, writer in sorted(writers.items())]
             final = _arrange(staging, roots, skipped, src, skip_bad)
             _move_into_place(final, out, force)
             if final != staging:
@@ -334,7 +291,94 @@ def convert_checkpoints(
             raise
     for root in roots:
         root.path = out if len(roots) == 1 else out / root.name
-    return ConversionReport(out, roots, skipped, len(files), time.perf_counter() - started, left_out, search.repeated)
+    elapsed = time.perf_counter() - started
+    return ConversionReport(out, roots, skipped, len(chosen.files), elapsed, chosen.left_out, search.repeated)
+
+
+def _conv_geometry(src: Path, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``src/geometry.json``'s CNN geometry, with ``overrides`` (the ``--conv-*`` flags) over it."""
+    geometry = read_geometry_file(src) if src.is_dir() else {}
+    for key, value in (overrides or {}).items():
+        if key not in GEOMETRY_KEYS:
+            raise ValueError(f"unknown convolution geometry {key!r}; expected {', '.join(GEOMETRY_KEYS)}")
+        geometry[key] = parse_geometry_value(value, key, f"--conv-{key}")
+    return geometry
+
+
+def _search_checkpoints(src: Path, out: Path, skip_bad: bool) -> CheckpointSearch:
+    """The checkpoint files under ``src`` (none under ``out``); an error for an unreadable ``src``,
+    for any unreadable folder without ``skip_bad``, and for no files at all."""
+    search = find_checkpoints(src, exclude=out)
+    top = [item for item in search.unreadable if item.path == "./"]
+    if top or (search.unreadable and not skip_bad):
+        first = (top or search.unreadable)[0]
+        more = f"{len(search.unreadable) - 1} more cannot be read; " if len(search.unreadable) > 1 else ""
+        hint = "" if top else f" ({more}pass --skip-bad to convert the other files)"
+        raise ValueError(f"{shown_path(src / first.path)}: {first.reason}{hint}")
+    if not search.files:
+        raise ValueError(f"{src}: no checkpoint files ({', '.join(sorted(CHECKPOINT_SUFFIXES))}) found")
+    return search
+
+
+@dataclass
+class _ChosenFiles:
+    """The files to convert, with their labels and splits (0 train, 1 val, 2 test)."""
+
+    files: list[Path]
+    table: LabelTable
+    split_codes: np.ndarray
+    left_out: list[str]  # found, but not named by the splits file
+    missing: list[SkippedCheckpoint]  # named by the splits file, not found
+
+
+def _choose_and_label(
+    src: Path,
+    files: list[Path],
+    labels: str | os.PathLike | None,
+    label_regex: str | None,
+    splits: str | os.PathLike | None,
+    split_ratios: Sequence[float],
+    seed: int,
+    skip_bad: bool,
+) -> _ChosenFiles:
+    """Which of ``files`` to convert, their labels and their splits: a splits file's, else a labels
+    CSV's or regex's labels (and the CSV's split column, if any), else random splits by ``split_ratios``."""
+    relative = [path.relative_to(src).as_posix() for path in files]
+    if splits is not None:
+        return _chosen_by_splits_file(src, files, relative, splits, skip_bad)
+    if labels is not None:
+        table = read_label_csv(labels, relative)
+    elif label_regex is not None:
+        table = labels_from_regex(label_regex, relative)
+    else:
+        table = LabelTable()
+    if table.splits is None:
+        split_codes = assign_splits(len(files), split_ratios, seed)
+    else:
+        missing_split = [name for name in relative if name not in table.splits]
+        if missing_split:
+            raise ValueError(f"{labels}: the split column names no split for {missing_split[0]!r}")
+        split_codes = np.array([table.splits[name] for name in relative], dtype=np.uint8)
+    return _ChosenFiles(files, table, split_codes, [], [])
+
+
+def _chosen_by_splits_file(
+    src: Path, files: list[Path], relative: list[str], splits: str | os.PathLike, skip_bad: bool
+) -> _ChosenFiles:
+    assignment = read_splits_file(splits, relative)
+    if assignment.unmatched and not skip_bad:
+        raise ValueError(
+            f"{splits}: {len(assignment.unmatched)} entries name no checkpoint under {src} "
+            f"(first: {assignment.unmatched[0]!r}; pass --skip-bad to convert the others)"
+        )
+    missing = [SkippedCheckpoint(entry, "named in the splits file, not found") for entry in assignment.unmatched]
+    chosen = [(path, name) for path, name in zip(files, relative) if name in assignment.split]
+    if not chosen:
+        raise ValueError(f"{splits}: names none of the {len(assignment.unlisted)} checkpoint files under {src}")
+    names = [name for _, name in chosen]
+    table = interpret_labels({name: assignment.labels[name] for name in names}, source=str(splits))
+    split_codes = np.array([assignment.split[name] for name in names], dtype=np.uint8)
+    return _ChosenFiles([path for path, _ in chosen], table, split_codes, assignment.unlisted, missing)
 
 
 _STAGING_SUFFIX = ".converting"

@@ -363,62 +363,53 @@ def _readout_pooling(readout: str | None, options: dict[str, Any]) -> dict[str, 
 
 
 def _build_model(spec: ModelSpec, statistics: LayerStatistics | None, options: dict[str, Any]) -> nn.Module:
-    num_weight_layers, in_dim, out_dim = spec.signature
     family = _family(spec.name)
     hidden = spec.hidden_channels or HIDDEN_CHANNELS[family]
     depth = spec.depth or DEPTH[family]
-    readout = {} if spec.readout is None else {"readout": spec.readout}
+    if family == "mlp":
+        return _build_flat_mlp(spec, hidden, depth, options)
+    size = {"hidden_channels": hidden, "depth": depth, "dropout": spec.dropout}
     probes = {"probe_features": spec.probe_features, "probe_statistics": statistics} if spec.probe_features else {}
     if family == "dwsnet":
-        backend = "dense" if spec.name == "dwsnet-dense" else "scatter"
-        if spec.is_conv:
-            return CNNDWSNet(
-                num_weight_layers,
-                in_dim,
-                out_dim,
-                spec.out_features,
-                spec.kernel_sizes,
-                hidden_channels=hidden,
-                depth=depth,
-                dropout=spec.dropout,
-                backend=backend,
-                **readout,
-                **options,
-            )
-        if spec.task == "dilate":
-            return DWSEditNet(
-                num_weight_layers,
-                in_dim,
-                out_dim,
-                hidden_channels=hidden,
-                depth=depth,
-                dropout=spec.dropout,
-                backend=backend,
-                **options,
-            )
-        return DWSNet(
-            num_weight_layers,
-            in_dim,
-            out_dim,
-            spec.out_features,
-            hidden_channels=hidden,
-            depth=depth,
-            dropout=spec.dropout,
-            backend=backend,
-            **readout,
-            **probes,
-            **options,
+        return _build_dwsnet(spec, size, probes, options)
+    return _build_graph_model(spec, family, size, probes, options)
+
+
+def _build_dwsnet(spec: ModelSpec, size: dict[str, Any], probes: dict[str, Any], options: dict[str, Any]) -> nn.Module:
+    signature = spec.signature
+    backend = "dense" if spec.name == "dwsnet-dense" else "scatter"
+    readout = {} if spec.readout is None else {"readout": spec.readout}
+    if spec.is_conv:
+        return CNNDWSNet(
+            *signature, spec.out_features, spec.kernel_sizes, backend=backend, **size, **readout, **options
         )
-    if family == "mlp":
-        architecture = WeightSpaceSpec(spec.widths)
-        if spec.task == "dilate":
-            return FlatMLPEditor(architecture, hidden_channels=hidden, depth=depth, dropout=spec.dropout, **options)
-        if spec.is_conv:
-            kernels = spec.kernel_sizes
-            num_params = sum(a * b * h * w for (a, b), (h, w) in zip(itertools.pairwise(spec.widths), kernels))
-            num_params += sum(spec.widths[1:])
-            return FlatMLP(num_params, spec.out_features, hidden, depth, spec.dropout, kernel_sizes=kernels, **options)
-        return FlatMLP(architecture.num_params, spec.out_features, hidden, depth, spec.dropout, **options)
+    if spec.task == "dilate":
+        return DWSEditNet(*signature, backend=backend, **size, **options)
+    return DWSNet(*signature, spec.out_features, backend=backend, **size, **readout, **probes, **options)
+
+
+def _build_flat_mlp(spec: ModelSpec, hidden: int, depth: int, options: dict[str, Any]) -> nn.Module:
+    architecture = WeightSpaceSpec(spec.widths)
+    if spec.task == "dilate":
+        return FlatMLPEditor(architecture, hidden_channels=hidden, depth=depth, dropout=spec.dropout, **options)
+    if spec.is_conv:
+        kernels = spec.kernel_sizes
+        num_params = sum(a * b * h * w for (a, b), (h, w) in zip(itertools.pairwise(spec.widths), kernels))
+        num_params += sum(spec.widths[1:])
+        return FlatMLP(num_params, spec.out_features, hidden, depth, spec.dropout, kernel_sizes=kernels, **options)
+    return FlatMLP(architecture.num_params, spec.out_features, hidden, depth, spec.dropout, **options)
+
+
+def _build_graph_model(
+    spec: ModelSpec, family: str, size: dict[str, Any], probes: dict[str, Any], options: dict[str, Any]
+) -> nn.Module:
+    """The Neural Graphs models and the message-passing baselines."""
+    signature = spec.signature
+    if family == "ng-transformer":
+        # --hidden-channels sets the neurons' states (d_node); the pairs' and the attention's sizes keep theirs.
+        pooling = _readout_pooling(spec.readout, options)
+        node_size = {"node_channels": size["hidden_channels"], "depth": size["depth"], "dropout": size["dropout"]}
+        return NeuralGraphTransformer(*signature, spec.out_features, **node_size, **pooling, **probes, **options)
     # On the CPU also when check_stored_weights builds on the meta device: PNA's scalers read the histogram.
     degree = None if spec.pna_degree is None else torch.tensor(spec.pna_degree, dtype=torch.long, device="cpu")
     if family == "ng-gnn":
@@ -426,48 +417,10 @@ def _build_model(spec: ModelSpec, statistics: LayerStatistics | None, options: d
         pooling = _readout_pooling(spec.readout, options)
         # A CNN's edges carry its kernel grid, each entry one feature, as the Neural Graphs code encodes them.
         edges = {} if spec.kernel_grid is None else {"edge_channels": spec.kernel_grid[0] * spec.kernel_grid[1]}
-        return NeuralGraphGNN(
-            num_weight_layers,
-            in_dim,
-            out_dim,
-            spec.out_features,
-            degree,
-            hidden_channels=hidden,
-            depth=depth,
-            dropout=spec.dropout,
-            **pooling,
-            **probes,
-            **edges,
-            **options,
-        )
-    if family == "ng-transformer":
-        # --hidden-channels sets the neurons' states (d_node); the pairs' and the attention's sizes keep theirs.
-        pooling = _readout_pooling(spec.readout, options)
-        return NeuralGraphTransformer(
-            num_weight_layers,
-            in_dim,
-            out_dim,
-            spec.out_features,
-            node_channels=hidden,
-            depth=depth,
-            dropout=spec.dropout,
-            **pooling,
-            **probes,
-            **options,
-        )
+        return NeuralGraphGNN(*signature, spec.out_features, degree, **size, **pooling, **probes, **edges, **options)
+    readout = {} if spec.readout is None else {"readout": spec.readout}
     return WeightSpaceGNN(
-        spec.name,
-        num_weight_layers,
-        in_dim,
-        out_dim,
-        spec.out_features,
-        hidden_channels=hidden,
-        depth=depth,
-        dropout=spec.dropout,
-        pna_degree=degree,
-        **readout,
-        **probes,
-        **options,
+        spec.name, *signature, spec.out_features, pna_degree=degree, **size, **readout, **probes, **options
     )
 
 

@@ -114,40 +114,21 @@ def run_adaptation(config: AdaptConfig, out: str | os.PathLike | None = None) ->
     train_set = WeightSpaceDataset(config.data, split="train", log=False)
     test_set = WeightSpaceDataset(config.data, split="test", log=False)
     spec = train_set.architectures[0]
-    if len(train_set.architectures) != 1 or spec.num_weight_layers < 2:
-        raise ValueError(f"{config.data}: expected one MLP architecture of the zoo, got {train_set.architectures}")
-    pixels = image_shape[0] * image_shape[1] * image_shape[2]
-    if (spec.in_dim, spec.out_dim) != (pixels, classes):
-        raise ValueError(
-            f"{config.data}: the networks map {spec.in_dim} inputs to {spec.out_dim} outputs, "
-            f"but {config.source} has {pixels} pixels and {classes} classes"
-        )
-    train_images = shift_images(images.train_images, config.shift)
-    test_images = shift_images(images.test_images, config.shift)
-    train_labels, test_labels = images.train_labels.long(), images.test_labels.long()
+    _check_architecture(config, train_set, image_shape, classes)
     test_networks = _all_networks(test_set, config.data, "test")
     activation = config.activation
-    # The editors train on the train members with the same activation: every member's counts.
-    recorded = _recorded_activations(test_networks) | set(read_meta(config.data).get("activations") or {})
-    if activation is None and UNKNOWN in recorded:
-        raise ValueError(
-            f"{config.data}: the dataset records no hidden activation; convert the zoo with --activation "
-            "(e.g. relu) or pass --activation"
-        )
-    known = recorded - {UNKNOWN}
-    if activation is not None and known and known != {canonical_activation(activation)}:
-        raise ValueError(
-            f"--activation {activation}: {config.data} records the members' hidden activation as "
-            f"{', '.join(sorted(known))}; --activation is only for a dataset that records none"
-        )
+    _check_activation(config, test_networks)
+    train_images = shift_images(images.train_images, config.shift)
+    train_labels = images.train_labels.long()
+    scorer = _Scorer(
+        test_networks,
+        images.test_images,
+        shift_images(images.test_images, config.shift),
+        images.test_labels.long(),
+        activation,
+    )
 
-    methods: dict[str, dict[str, Any]] = {}
-    source_accuracy = accuracies(test_networks, images.test_images, test_labels, activation)
-    methods["unedited"] = {
-        "shifted_accuracy": _summary(accuracies(test_networks, test_images, test_labels, activation)),
-        "source_accuracy": _summary(source_accuracy),
-        "flops_per_network": 0,
-    }
+    methods: dict[str, dict[str, Any]] = {"unedited": {**scorer.accuracies(test_networks), "flops_per_network": 0}}
     history: dict[str, list[float]] = {}
     for name in config.editors:
         torch.manual_seed(config.seed)
@@ -155,59 +136,18 @@ def run_adaptation(config: AdaptConfig, out: str | os.PathLike | None = None) ->
         started = time.perf_counter()
         history[name] = train_editor(editing, train_set, train_images, train_labels, config)
         train_seconds = time.perf_counter() - started
-        editing.eval()
-        with torch.no_grad():
-            started = time.perf_counter()
-            edited = editing(test_networks)
-            edit_seconds = time.perf_counter() - started
-            flops = count_flops(editing, test_networks)
         methods[f"{name} editor"] = {
-            "shifted_accuracy": _summary(accuracies(edited, test_images, test_labels, activation)),
-            "source_accuracy": _summary(accuracies(edited, images.test_images, test_labels, activation)),
-            "flops_per_network": flops // len(test_set),
-            "seconds_per_network": edit_seconds / len(test_set),
+            **scorer.editor(editing),
             "train_seconds": train_seconds,
             "parameters": sum(p.numel() for p in editing.parameters()),
         }
-
-    step_flops = count_flops(
-        fine_tune,
-        test_networks,
-        train_images,
-        train_labels,
-        1,
-        config.finetune_batch,
-        config.finetune_lr,
-        torch.Generator().manual_seed(config.seed),
-        activation,
-    ) // len(test_set)
-    steps = config.finetune_steps
-    if steps is None:
-        steps = max(1, math.ceil(methods[f"{config.editors[0]} editor"]["flops_per_network"] / step_flops))
-    started = time.perf_counter()
-    tuned = fine_tune(
-        test_networks,
-        train_images,
-        train_labels,
-        steps,
-        config.finetune_batch,
-        config.finetune_lr,
-        torch.Generator().manual_seed(config.seed),
-        activation,
-    )
-    tune_seconds = time.perf_counter() - started
-    methods[f"fine-tuning, {steps} SGD steps"] = {
-        "shifted_accuracy": _summary(accuracies(tuned, test_images, test_labels, activation)),
-        "source_accuracy": _summary(accuracies(tuned, images.test_images, test_labels, activation)),
-        "flops_per_network": step_flops * steps,
-        "seconds_per_network": tune_seconds / len(test_set),
-        "steps": steps,
-        "step_flops_per_network": step_flops,
-    }
+    editor_flops = methods[f"{config.editors[0]} editor"]["flops_per_network"]
+    fine_tuning = scorer.fine_tuning(train_images, train_labels, config, editor_flops)
+    methods[f"fine-tuning, {fine_tuning['steps']} SGD steps"] = fine_tuning
     result = {
         "config": asdict(config),
         "networks": {"train": len(train_set), "test": len(test_set)},
-        "images": {"train": int(train_images.size(0)), "test": int(test_images.size(0))},
+        "images": {"train": int(train_images.size(0)), "test": int(images.test_images.size(0))},
         "architecture": str(spec),
         "methods": methods,
         "editor_train_loss": history,
@@ -216,6 +156,96 @@ def run_adaptation(config: AdaptConfig, out: str | os.PathLike | None = None) ->
         Path(out).mkdir(parents=True, exist_ok=True)
         write_json(Path(out) / RESULT_JSON, result)
     return result
+
+
+def _check_architecture(
+    config: AdaptConfig, train_set: WeightSpaceDataset, image_shape: tuple[int, ...], classes: int
+) -> None:
+    """The zoo is one MLP architecture mapping the images' pixels to their classes."""
+    spec = train_set.architectures[0]
+    if len(train_set.architectures) != 1 or spec.num_weight_layers < 2:
+        raise ValueError(f"{config.data}: expected one MLP architecture of the zoo, got {train_set.architectures}")
+    pixels = image_shape[0] * image_shape[1] * image_shape[2]
+    if (spec.in_dim, spec.out_dim) != (pixels, classes):
+        raise ValueError(
+            f"{config.data}: the networks map {spec.in_dim} inputs to {spec.out_dim} outputs, "
+            f"but {config.source} has {pixels} pixels and {classes} classes"
+        )
+
+
+def _check_activation(config: AdaptConfig, test_networks: Batch) -> None:
+    """A hidden activation is known, from the dataset or ``--activation``, and the two do not disagree."""
+    # The editors train on the train members with the same activation: every member's counts.
+    recorded = _recorded_activations(test_networks) | set(read_meta(config.data).get("activations") or {})
+    if config.activation is None and UNKNOWN in recorded:
+        raise ValueError(
+            f"{config.data}: the dataset records no hidden activation; convert the zoo with --activation "
+            "(e.g. relu) or pass --activation"
+        )
+    known = recorded - {UNKNOWN}
+    if config.activation is not None and known and known != {canonical_activation(config.activation)}:
+        raise ValueError(
+            f"--activation {config.activation}: {config.data} records the members' hidden activation as "
+            f"{', '.join(sorted(known))}; --activation is only for a dataset that records none"
+        )
+
+
+@dataclass
+class _Scorer:
+    """Scores a method by the test members it makes: their accuracies on the shifted and the
+    source test images, and its cost per member."""
+
+    networks: Batch
+    source_images: Tensor
+    shifted_images: Tensor
+    labels: Tensor
+    activation: str | None
+
+    def accuracies(self, networks: Batch) -> dict[str, dict[str, float]]:
+        return {
+            "shifted_accuracy": _summary(accuracies(networks, self.shifted_images, self.labels, self.activation)),
+            "source_accuracy": _summary(accuracies(networks, self.source_images, self.labels, self.activation)),
+        }
+
+    def editor(self, editing: WeightEditing) -> dict[str, Any]:
+        count = self.networks.num_graphs
+        editing.eval()
+        with torch.no_grad():
+            started = time.perf_counter()
+            edited = editing(self.networks)
+            edit_seconds = time.perf_counter() - started
+            flops = count_flops(editing, self.networks)
+        return {
+            **self.accuracies(edited),
+            "flops_per_network": flops // count,
+            "seconds_per_network": edit_seconds / count,
+        }
+
+    def fine_tuning(self, images: Tensor, labels: Tensor, config: AdaptConfig, editor_flops: int) -> dict[str, Any]:
+        """SGD on each member, ``config.finetune_steps`` steps or by default as many as cost what
+        the first editor costs (``editor_flops`` per member)."""
+        count = self.networks.num_graphs
+        arguments = (images, labels)
+        settings = (config.finetune_batch, config.finetune_lr)
+
+        def tune(steps: int) -> Batch:
+            generator = torch.Generator().manual_seed(config.seed)
+            return fine_tune(self.networks, *arguments, steps, *settings, generator, self.activation)
+
+        step_flops = count_flops(tune, 1) // count
+        steps = config.finetune_steps
+        if steps is None:
+            steps = max(1, math.ceil(editor_flops / step_flops))
+        started = time.perf_counter()
+        tuned = tune(steps)
+        tune_seconds = time.perf_counter() - started
+        return {
+            **self.accuracies(tuned),
+            "flops_per_network": step_flops * steps,
+            "seconds_per_network": tune_seconds / count,
+            "steps": steps,
+            "step_flops_per_network": step_flops,
+        }
 
 
 def train_editor(

@@ -159,7 +159,6 @@ def train_group(
     current_epoch = torch.full((len(members),), -1)
     orders = torch.empty(0, dtype=torch.long)
     offsets = torch.arange(batch_size)
-    beta1, beta2 = BETAS
     for step in range(int(total_steps.max())):
         epoch = torch.div(step, steps_per_epoch, rounding_mode="floor")
         if bool((epoch != current_epoch).any()):
@@ -173,17 +172,9 @@ def train_group(
         # The sum of per-member mean losses: each member gets the gradient of its own loss.
         loss = functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum") / batch_size
         grads = torch.autograd.grad(loss, tensors)
-        active = (step < total_steps).float()
         t = step + 1
-        with torch.no_grad():
-            for tensor, grad, m, v in zip(tensors, grads, first, second):
-                shape = (-1,) + (1,) * (tensor.dim() - 1)
-                grad = grad + decays.view(shape) * tensor
-                m.lerp_(grad, 1.0 - beta1)
-                v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-                denominator = (v / (1.0 - beta2**t)).sqrt_().add_(EPS)
-                scale = (lrs * active / (1.0 - beta1**t)).view(shape)
-                tensor.sub_(scale * m / denominator)
+        # A member past its last step keeps its weights: its learning rate is 0.
+        _adam_step(tensors, grads, first, second, lrs * (step < total_steps).float(), decays, t)
         finished = torch.nonzero((t % steps_per_epoch == 0) & (t <= total_steps)).view(-1).tolist()
         for row in finished:
             done = t // int(steps_per_epoch[row])
@@ -207,6 +198,29 @@ def train_group(
 
 
 @torch.no_grad()
+def _adam_step(
+    tensors: list[Tensor],
+    grads: tuple[Tensor, ...],
+    first: list[Tensor],
+    second: list[Tensor],
+    lrs: Tensor,
+    decays: Tensor,
+    t: int,
+) -> None:
+    """Step ``t`` (from 1) of Adam with L2 weight decay, in place, each member (row of every
+    tensor) with its own learning rate and decay, as ``torch.optim.Adam(weight_decay=...)``."""
+    beta1, beta2 = BETAS
+    with torch.no_grad():
+        for tensor, grad, m, v in zip(tensors, grads, first, second):
+            shape = (-1,) + (1,) * (tensor.dim() - 1)
+            grad = grad + decays.view(shape) * tensor
+            m.lerp_(grad, 1.0 - beta1)
+            v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+            denominator = (v / (1.0 - beta2**t)).sqrt_().add_(EPS)
+            scale = (lrs / (1.0 - beta1**t)).view(shape)
+            tensor.sub_(scale * m / denominator)
+
+
 def _evaluate(
     architecture: MemberArchitecture,
     activation: str,

@@ -366,6 +366,7 @@ def test_a_saved_module_with_a_repeated_view_is_refused(tmp_path):
     ],
     ids=["sparse-coo", "sparse-csr", "meta"],
 )
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
 def test_sparse_and_meta_tensors_are_named(tmp_path, capsys, tensor, message):
     path = tmp_path / "net.pt"
     torch.save({"0.weight": tensor(), "0.bias": torch.zeros(4)}, path)
@@ -378,6 +379,7 @@ def test_sparse_and_meta_tensors_are_named(tmp_path, capsys, tensor, message):
 
 @pytest.mark.parametrize("saved", ["module", "state_dict"])
 @pytest.mark.parametrize("widths", [(2, 0, 1), (0, 3, 1), (2, 3, 0)], ids=["hidden", "input", "output"])
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors is a no-op")
 def test_a_zero_width_layer_is_named(tmp_path, capsys, saved, widths):
     network = build_mlp(widths)
     path = tmp_path / "net.pt"

@@ -365,6 +365,7 @@ def _choose_and_label(
 def _chosen_by_splits_file(
     src: Path, files: list[Path], relative: list[str], splits: str | os.PathLike, skip_bad: bool
 ) -> _ChosenFiles:
+    """The files a splits file names (``relative``: their paths under ``src``), with its labels and splits."""
     assignment = read_splits_file(splits, relative)
     if assignment.unmatched and not skip_bad:
         raise ValueError(

@@ -115,20 +115,16 @@ def run_adaptation(config: AdaptConfig, out: str | os.PathLike | None = None) ->
     test_set = WeightSpaceDataset(config.data, split="test", log=False)
     spec = train_set.architectures[0]
     _check_architecture(config, train_set, image_shape, classes)
-    test_networks = _all_networks(test_set, config.data, "test")
-    activation = config.activation
-    _check_activation(config, test_networks)
     train_images = shift_images(images.train_images, config.shift)
+    shifted_test_images = shift_images(images.test_images, config.shift)
     train_labels = images.train_labels.long()
+    test_networks = _all_networks(test_set, config.data, "test")
+    _check_activation(config, test_networks)
     scorer = _Scorer(
-        test_networks,
-        images.test_images,
-        shift_images(images.test_images, config.shift),
-        images.test_labels.long(),
-        activation,
+        test_networks, images.test_images, shifted_test_images, images.test_labels.long(), config.activation
     )
 
-    methods: dict[str, dict[str, Any]] = {"unedited": {**scorer.accuracies(test_networks), "flops_per_network": 0}}
+    methods: dict[str, dict[str, Any]] = {"unedited": {**scorer.score(test_networks), "flops_per_network": 0}}
     history: dict[str, list[float]] = {}
     for name in config.editors:
         torch.manual_seed(config.seed)
@@ -137,12 +133,12 @@ def run_adaptation(config: AdaptConfig, out: str | os.PathLike | None = None) ->
         history[name] = train_editor(editing, train_set, train_images, train_labels, config)
         train_seconds = time.perf_counter() - started
         methods[f"{name} editor"] = {
-            **scorer.editor(editing),
+            **scorer.score_editor(editing),
             "train_seconds": train_seconds,
             "parameters": sum(p.numel() for p in editing.parameters()),
         }
     editor_flops = methods[f"{config.editors[0]} editor"]["flops_per_network"]
-    fine_tuning = scorer.fine_tuning(train_images, train_labels, config, editor_flops)
+    fine_tuning = scorer.score_fine_tuning(train_images, train_labels, config, editor_flops)
     methods[f"fine-tuning, {fine_tuning['steps']} SGD steps"] = fine_tuning
     result = {
         "config": asdict(config),
@@ -201,13 +197,13 @@ class _Scorer:
     labels: Tensor
     activation: str | None
 
-    def accuracies(self, networks: Batch) -> dict[str, dict[str, float]]:
+    def score(self, networks: Batch) -> dict[str, dict[str, float]]:
         return {
             "shifted_accuracy": _summary(accuracies(networks, self.shifted_images, self.labels, self.activation)),
             "source_accuracy": _summary(accuracies(networks, self.source_images, self.labels, self.activation)),
         }
 
-    def editor(self, editing: WeightEditing) -> dict[str, Any]:
+    def score_editor(self, editing: WeightEditing) -> dict[str, Any]:
         count = self.networks.num_graphs
         editing.eval()
         with torch.no_grad():
@@ -216,12 +212,14 @@ class _Scorer:
             edit_seconds = time.perf_counter() - started
             flops = count_flops(editing, self.networks)
         return {
-            **self.accuracies(edited),
+            **self.score(edited),
             "flops_per_network": flops // count,
             "seconds_per_network": edit_seconds / count,
         }
 
-    def fine_tuning(self, images: Tensor, labels: Tensor, config: AdaptConfig, editor_flops: int) -> dict[str, Any]:
+    def score_fine_tuning(
+        self, images: Tensor, labels: Tensor, config: AdaptConfig, editor_flops: int
+    ) -> dict[str, Any]:
         """SGD on each member, ``config.finetune_steps`` steps or by default as many as cost what
         the first editor costs (``editor_flops`` per member)."""
         count = self.networks.num_graphs
@@ -240,7 +238,7 @@ class _Scorer:
         tuned = tune(steps)
         tune_seconds = time.perf_counter() - started
         return {
-            **self.accuracies(tuned),
+            **self.score(tuned),
             "flops_per_network": step_flops * steps,
             "seconds_per_network": tune_seconds / count,
             "steps": steps,

@@ -197,7 +197,6 @@ def train_group(
     return result
 
 
-@torch.no_grad()
 def _adam_step(
     tensors: list[Tensor],
     grads: tuple[Tensor, ...],
@@ -221,6 +220,7 @@ def _adam_step(
             tensor.sub_(scale * m / denominator)
 
 
+@torch.no_grad()
 def _evaluate(
     architecture: MemberArchitecture,
     activation: str,

@@ -412,6 +412,46 @@ def test_a_file_name_with_a_newline_stays_on_one_line(tmp_path, capsys):
     assert len(skipped) == 1 and skipped[0].startswith("  'evil\\n  good.pt: fine.pt': ")
 
 
+HOOK_REGISTRIES = ["_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_state_dict_hooks"]
+
+
+@pytest.mark.parametrize("registry", HOOK_REGISTRIES)
+@pytest.mark.parametrize("trust", [False, True], ids=["safe", "trusted"])
+def test_hooks_of_the_standard_classes_are_refused(tmp_path, capsys, registry, trust):
+    """A file of allowed classes may put allowed callables in a module's hooks, which would run
+    with it; trusting the file's pickles changes nothing, as no class of its own needs them."""
+    network = plain_network()
+    getattr(network[0], registry)[0] = nn.Identity()
+    path = tmp_path / "net.pt"
+    torch.save(network, path)
+    with pytest.raises(CheckpointError, match=rf"the saved Linear '0' carries '?{registry}'? in the file"):
+        load_network_file(path, trust_pickles=trust)
+    assert main(["info", str(path)]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"{path}: the saved Linear '0' carries" in error
+
+
+def doubles_its_output(module, args, output):
+    return 2 * output
+
+
+class DoublingLinear(nn.Linear):
+    """A class of the user's own, whose forward hook is part of its function."""
+
+
+def test_a_trusted_module_of_its_own_classes_keeps_its_hooks(tmp_path):
+    network = nn.Sequential(DoublingLinear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+    network[0].register_forward_hook(doubles_its_output)
+    path = tmp_path / "net.pt"
+    torch.save(network, path)
+    with pytest.raises(CheckpointError, match="--trust-pickles"):
+        load_network_file(path)
+    loaded = load_network_file(path, trust_pickles=True)
+    inputs = torch.randn(3, 2)
+    assert list(loaded[0]._forward_hooks.values()) == [doubles_its_output]
+    assert torch.equal(loaded(inputs), network(inputs))
+
+
 def test_a_network_saved_normally_loads(tmp_path):
     network = plain_network()
     path = tmp_path / "net.pt"

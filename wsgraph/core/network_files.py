@@ -105,16 +105,18 @@ def load_network_file(path: str | os.PathLike, *, trust_pickles: bool = False) -
     except PermissionError as error:
         raise CheckpointError(f"{name}: cannot be read ({error.strerror})") from None
     suffix = path.suffix.lower()
+    unpickled = False  # with trust_pickles, past the allowlist
     if suffix == SAFETENSORS_SUFFIX:
         content: nn.Module | dict[str, Tensor] = _load_safetensors(path, name)
     elif suffix in TORCH_SUFFIXES:
-        content = _unwrap(_load_torch(path, name, trust_pickles), name)
+        loaded, unpickled = _load_torch(path, name, trust_pickles)
+        content = _unwrap(loaded, name)
     else:
         known = ", ".join(sorted(CHECKPOINT_SUFFIXES))
         raise CheckpointError(
             f"{name}: unknown checkpoint extension {path.suffix or '(none)'!r}; expected one of {known}"
         )
-    check_tensors(content, path)
+    check_tensors(content, path, hooks_allowed=unpickled)
     return content
 
 
@@ -170,12 +172,13 @@ def _allow_list() -> list[tuple[object, str]]:
 _SAFE_GLOBALS = _allow_list()
 
 
-def _load_torch(path: Path, name: str, trust_pickles: bool) -> object:
+def _load_torch(path: Path, name: str, trust_pickles: bool) -> tuple[object, bool]:
+    """The file's content, and whether it took unrestricted unpickling (``trust_pickles``) to read it."""
     try:
         with warnings.catch_warnings(), torch.serialization.safe_globals(_SAFE_GLOBALS):
             # torch warns about pickle protocols it was not written for; the load itself says what fails.
             warnings.simplefilter("ignore", UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True), False
     except pickle.UnpicklingError as error:
         refusal = error
     except Exception as error:  # torch raises RuntimeError, EOFError, ... for damaged files
@@ -187,7 +190,7 @@ def _load_torch(path: Path, name: str, trust_pickles: bool) -> object:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=False)
+            return torch.load(path, map_location="cpu", weights_only=False), True
     except Exception as error:
         raise CheckpointError(
             f"{name}: cannot unpickle it (even trusting its pickles): {load_error_reason(error)}"
@@ -288,6 +291,9 @@ def _unwrap(content: object, name: str) -> nn.Module | dict[str, Tensor]:
 
 # What every nn.Module keeps in its __dict__, with the type of each entry (None may also be a bool).
 _MODULE_STATE = {key: type(value) for key, value in vars(nn.Module()).items()}
+# Every registry of callables a module runs (forward, backward and state-dict hooks), and the
+# flags that go with them.
+_HOOK_REGISTRIES = tuple(key for key, kind in _MODULE_STATE.items() if "hook" in key and issubclass(kind, dict))
 _MISSING = object()
 _REGISTRIES = {
     "_parameters": (Tensor, type(None)),
@@ -296,7 +302,7 @@ _REGISTRIES = {
 }
 
 
-def check_tensors(content: object, path: str | os.PathLike) -> None:
+def check_tensors(content: object, path: str | os.PathLike, *, hooks_allowed: bool = False) -> None:
     """Refuse the tensors in ``content``, read from the file ``path``, that no reader should touch.
 
     Every tensor reachable from ``content`` (through modules' attributes, mappings,
@@ -305,12 +311,16 @@ def check_tensors(content: object, path: str | os.PathLike) -> None:
     billions of elements over a few stored bytes, and the first reader to copy it
     would allocate them all.
 
+    A module's hooks (forward, backward, state-dict) would run when the module does;
+    ``hooks_allowed`` is for a file read with ``trust_pickles``, whose own code they are.
+    Without it, a module that carries any is refused.
+
     Raises:
         CheckpointError: naming the file and the tensor, or the malformed module.
     """
     name = shown_path(path)
     file_size = Path(path).stat().st_size
-    for label, tensor in _named_tensors(content, name):
+    for label, tensor in _named_tensors(content, name, hooks_allowed):
         where = f"{name}: {label!r}"
         if type(tensor) not in (Tensor, nn.Parameter):
             raise CheckpointError(f"{where} is a {type(tensor).__name__}, a tensor subclass; expected a plain tensor")
@@ -331,7 +341,7 @@ def check_tensors(content: object, path: str | os.PathLike) -> None:
             )
 
 
-def _named_tensors(content: object, name: str) -> Iterator[tuple[str, Tensor]]:
+def _named_tensors(content: object, name: str, hooks_allowed: bool) -> Iterator[tuple[str, Tensor]]:
     """Every tensor reachable from ``content`` with a dotted label, each object visited once.
 
     Walks modules' attributes too, not only their parameters, since the extractor runs
@@ -348,7 +358,7 @@ def _named_tensors(content: object, name: str) -> Iterator[tuple[str, Tensor]]:
         if isinstance(value, Tensor):
             yield label, value
         elif isinstance(value, nn.Module):
-            _check_module(value, label, name)
+            _check_module(value, label, name, hooks_allowed)
             # The registries hold the attributes; their own names are not part of state_dict keys.
             items = [
                 (label if key in ("_parameters", "_buffers", "_modules") else _join(label, key), item)
@@ -362,7 +372,7 @@ def _named_tensors(content: object, name: str) -> Iterator[tuple[str, Tensor]]:
             pending.extend(reversed([(_join(label, str(index)), item) for index, item in enumerate(value)]))
 
 
-def _check_module(module: nn.Module, label: str, name: str) -> None:
+def _check_module(module: nn.Module, label: str, name: str, hooks_allowed: bool) -> None:
     """Refuse a module whose bookkeeping a damaged or crafted file got wrong.
 
     The extractor calls ``named_modules``, ``register_forward_hook``, ``eval`` and the
@@ -378,6 +388,13 @@ def _check_module(module: nn.Module, label: str, name: str) -> None:
     for registry, kinds in _REGISTRIES.items():
         if not all(isinstance(key, str) and isinstance(entry, kinds) for key, entry in state[registry].items()):
             raise CheckpointError(f"{where} has a malformed {registry!r}")
+    if not hooks_allowed:
+        hooked = next((key for key in _HOOK_REGISTRIES if state[key]), None)
+        if hooked is not None:
+            raise CheckpointError(
+                f"{where} carries {_key_text(hooked)} in the file, callables that would run with it; "
+                "only a module of your own classes, read with --trust-pickles, may carry them"
+            )
     for key in state:
         found = getattr(type(module), key, None)
         if callable(found) or isinstance(found, property):

@@ -7,8 +7,9 @@ name), :mod:`~wsgraph.training.tasks` (losses and metrics),
 :mod:`~wsgraph.training.schedule` (warmup and cosine decay),
 :mod:`~wsgraph.training.loop` (an epoch), :mod:`~wsgraph.training.run_checkpoints`,
 :mod:`~wsgraph.training.metrics`, :mod:`~wsgraph.training.plots`,
-:mod:`~wsgraph.training.distributed`, :mod:`~wsgraph.training.run` (a whole run) and
-:mod:`~wsgraph.training.bench` (many runs and their table).
+:mod:`~wsgraph.training.distributed`, :mod:`~wsgraph.training.run` (a whole run),
+:mod:`~wsgraph.training.bench` (many runs and their table) and
+:mod:`~wsgraph.training.predict` (a trained model on networks it has not seen).
 """
 
 from wsgraph.training.config import MODEL_NAMES, TASKS, TrainConfig

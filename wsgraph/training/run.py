@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,7 @@ from wsgraph.training.regression import (
 from wsgraph.training.run_checkpoints import (
     BEST,
     LAST,
+    OUTPUT_NAMES,
     load_run_checkpoint,
     not_resumable,
     save_run_checkpoint,
@@ -545,11 +546,23 @@ class _Run:
                     "model": self.model.state_dict(),
                     NORMALIZATION: statistics_to_dict(self.data.statistics),
                     DATA_FINGERPRINT: self.data_fingerprint,
+                    OUTPUT_NAMES: self._output_names(),
                     "epoch": self.state["best_epoch"],
                     "metric": self.task.metric,
                     "val_metric": self.state["best_metric"],
                 },
             )
+
+    def _output_names(self) -> list[str] | None:
+        """The classes or regression targets the model's outputs stand for (``None`` for editing)."""
+        meta, task = self.data.meta, self.task
+        if self.task_name == "classify":
+            names = meta.get("class_names")
+            fits = isinstance(names, list) and len(names) == task.out_features
+            return [str(name) for name in names] if fits else [str(c) for c in range(task.out_features)]
+        if isinstance(task, Regression):
+            return _target_names(meta, task.columns)
+        return None
 
     def _save_last(self) -> None:
         random_states = all_gather_objects(run_checkpoints.random_state(self.augment_generator), self.context)
@@ -656,14 +669,19 @@ class _Run:
             return None
         predicted = np.concatenate([part[0] for part in parts])
         true = np.concatenate([part[1] for part in parts])
-        names = self.data.meta.get("target_names") or []
-        names = [names[c] if c < len(names) else f"y{c}" for c in task.columns]
+        names = _target_names(self.data.meta, task.columns)
         metrics = column_metrics(predicted, true, names)
         if self.context.is_main:
             write_predictions(self.out / PREDICTIONS_CSV, predicted, true, names)
             panels = [(f"{self.config.model}: {name}", predicted[:, c], true[:, c]) for c, name in enumerate(names)]
             plot_predicted_vs_true(self.out / PREDICTED_VS_TRUE_PNG, panels, "target", self.data.root.name)
         return metrics
+
+
+def _target_names(meta: dict[str, Any], columns: Sequence[int]) -> list[str]:
+    """The names of the regression targets ``columns`` (``y<column>`` where the data names none)."""
+    names = meta.get("target_names") or []
+    return [str(names[c]) if c < len(names) else f"y{c}" for c in columns]
 
 
 def reference_result(config: TrainConfig) -> dict[str, Any]:

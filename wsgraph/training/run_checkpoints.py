@@ -25,6 +25,8 @@ from wsgraph.training.config import TrainConfig
 FORMAT = "wsgraph-train-checkpoint"
 VERSION = 1
 LAST, BEST = "last.pt", "best.pt"
+# The class or target names of the model's outputs (checkpoints before 2026-12 lack them).
+OUTPUT_NAMES = "output_names"
 
 
 def save_run_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:

@@ -1,0 +1,260 @@
+"""``wsgraph predict``: a trained model's predictions for files, folders and datasets, with the
+run's own evaluation as the reference."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from wsgraph import graph_to_mlp
+from wsgraph.cli.main import main
+from wsgraph.datasets import WeightSpaceDataset
+from wsgraph.datasets.store import read_meta, write_meta
+from wsgraph.training import train
+from wsgraph.training.predict import load_predictor, predict
+from wsgraph.training.run_checkpoints import OUTPUT_NAMES, load_run_checkpoint
+
+from .conftest import WIDTHS, tiny_config, write_store
+
+CLASS_NAMES = ["low", "middle", "high"]
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory) -> tuple[Path, Path, dict]:
+    """A DWSNet trained on a named-class root: ``(root, run folder, result)``."""
+    folder = tmp_path_factory.mktemp("predict")
+    root = write_store(folder / "classes")
+    write_meta(root, {**read_meta(root), "class_names": CLASS_NAMES})
+    result = train(tiny_config(root, folder / "run", "dwsnet"))
+    return root, folder / "run", result
+
+
+def read_rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def save_test_networks(root: Path, folder: Path) -> list[int]:
+    """The test split's networks as files, alternately state_dicts and saved modules (one in a
+    subfolder); returns their labels in the sorted order of their paths."""
+    dataset = WeightSpaceDataset(root, split="test", log=False)
+    (folder / "sub").mkdir(parents=True)
+    labels = {}
+    for index in range(len(dataset)):
+        network = graph_to_mlp(dataset[index])
+        path = folder / ("sub" if index == 0 else "") / f"net{index:02d}.pt"
+        torch.save(network if index % 2 else network.state_dict(), path)
+        labels[path.relative_to(folder).as_posix()] = int(dataset[index].y)
+    return [labels[name] for name in sorted(labels)]
+
+
+def test_a_dataset_split_is_predicted_as_the_run_evaluated_it(classifier, capsys) -> None:
+    root, run, result = classifier
+    assert load_predictor(run).batch_size == 8
+    assert main(["predict", str(run), str(root)]) == 0
+    captured = capsys.readouterr()
+    rows = read_rows(captured.out)
+    assert len(rows) == len(WeightSpaceDataset(root, split="test", log=False))
+    assert list(rows[0])[:3] == ["network", "predicted", "probability"]
+    assert [key for key in rows[0] if key.startswith("p_")] == [f"p_{name}" for name in CLASS_NAMES]
+    assert rows[0]["network"] == f"{root}[test][0]" and rows[0]["true"] in CLASS_NAMES
+    accuracy = 100 * sum(row["predicted"] == row["true"] for row in rows) / len(rows)
+    assert accuracy == pytest.approx(result["test_metric"], abs=1e-9)
+    assert f"accuracy {result['test_metric']:.2f}% against the dataset's labels" in captured.err
+    for row in rows:
+        probabilities = [float(row[f"p_{name}"]) for name in CLASS_NAMES]
+        assert sum(probabilities) == pytest.approx(1.0, abs=2e-4)
+        assert row["predicted"] == CLASS_NAMES[max(range(3), key=probabilities.__getitem__)]
+
+
+def test_checkpoint_files_get_the_predictions_of_their_networks(classifier, tmp_path, capsys) -> None:
+    root, run, _ = classifier
+    labels = save_test_networks(root, tmp_path / "files")
+    predictor = load_predictor(run)
+    from_dataset = predict(predictor, [root], batch_size=1000)
+    from_files = predict(predictor, [tmp_path / "files"], batch_size=1000)
+    assert from_files.networks[0] == str(tmp_path / "files" / "net01.pt")
+    assert from_files.networks[-1] == str(tmp_path / "files" / "sub" / "net00.pt")
+    assert [int(t) for t in from_dataset.true] == [labels[-1], *labels[:-1]]
+    # The same networks, read back from files in another order: the same probabilities.
+    reordered = torch.cat([from_dataset.outputs[1:], from_dataset.outputs[:1]])
+    torch.testing.assert_close(from_files.outputs, reordered, rtol=1e-5, atol=1e-6)
+    assert main(["predict", str(run), str(tmp_path / "files"), "--out", str(tmp_path / "p.csv")]) == 0
+    rows = read_rows((tmp_path / "p.csv").read_text())
+    assert len(rows) == len(labels) and "true" not in rows[0]
+    assert f"wsgraph predict: {len(labels)} networks; wrote {tmp_path / 'p.csv'}" in capsys.readouterr().err
+
+
+def test_a_regression_model_predicts_its_named_targets(tmp_path, capsys) -> None:
+    root = write_store(tmp_path / "targets", task="regression")
+    write_meta(root, {**read_meta(root), "target_names": ["mean_weight", "mean_bias"]})
+    result = train(tiny_config(root, tmp_path / "run", "mlp"))
+    assert load_run_checkpoint(tmp_path / "run" / "best.pt")[OUTPUT_NAMES] == ["mean_weight", "mean_bias"]
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "run" / "best.pt"), str(root)]) == 0
+    rows = read_rows(capsys.readouterr().out)
+    assert list(rows[0]) == [
+        "network",
+        *(f"{k}_{n}" for k in ("predicted", "true") for n in ("mean_weight", "mean_bias")),
+    ]
+    squared = [
+        (float(r[f"predicted_{n}"]) - float(r[f"true_{n}"])) ** 2 for r in rows for n in ("mean_weight", "mean_bias")
+    ]
+    assert sum(squared) / len(squared) == pytest.approx(result["test_metric"], rel=1e-4)
+
+
+def test_an_older_checkpoint_takes_its_names_from_the_training_data(classifier, tmp_path) -> None:
+    _, run, _ = classifier
+    checkpoint = load_run_checkpoint(run / "best.pt")
+    assert checkpoint[OUTPUT_NAMES] == CLASS_NAMES
+    del checkpoint[OUTPUT_NAMES]
+    torch.save(checkpoint, tmp_path / "best.pt")
+    assert load_predictor(tmp_path / "best.pt").output_names == CLASS_NAMES
+    checkpoint["config"]["data"] = str(tmp_path / "moved")
+    torch.save(checkpoint, tmp_path / "best.pt")
+    assert load_predictor(tmp_path / "best.pt").output_names == ["0", "1", "2"]
+
+
+def test_a_network_the_model_cannot_take_is_named(classifier, tmp_path, capsys) -> None:
+    _, run, _ = classifier
+    (tmp_path / "in").mkdir()
+    # Other hidden widths than the training networks' are fine for DWSNet; another input width is not.
+    for name, width in (("a.pt", 2), ("b.pt", 3)):
+        network = nn.Sequential(nn.Linear(width, 5), nn.ReLU(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 1))
+        torch.save(network.state_dict(), tmp_path / "in" / name)
+    assert main(["predict", str(run), str(tmp_path / "in")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        f"wsgraph predict: error: {tmp_path / 'in' / 'b.pt'}: a network 3-5-4-1; "
+        f"the dwsnet model takes networks {WIDTHS[0]}-*-*-{WIDTHS[-1]}"
+    )
+
+
+def test_a_flat_mlp_takes_its_one_architecture_only(tmp_path, capsys) -> None:
+    root = write_store(tmp_path / "classes")
+    train(tiny_config(root, tmp_path / "run", "mlp"))
+    torch.save(
+        nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 1)), tmp_path / "n.pt"
+    )
+    assert main(["predict", str(tmp_path / "run"), str(tmp_path / "n.pt")]) == 1
+    assert "n.pt: a network 2-8-4-1; the mlp model takes networks 2-8-8-1" in capsys.readouterr().err
+
+
+def test_unreadable_files_stop_it_or_are_listed_with_skip_bad(classifier, tmp_path, capsys) -> None:
+    root, run, _ = classifier
+    save_test_networks(root, tmp_path / "files")
+    (tmp_path / "files" / "broken.pt").write_bytes(b"not a checkpoint")
+    assert main(["predict", str(run), str(tmp_path / "files")]) == 1
+    assert capsys.readouterr().err.startswith(f"wsgraph predict: error: {tmp_path / 'files' / 'broken.pt'}: not a")
+    assert main(["predict", str(run), str(tmp_path / "files"), "--skip-bad"]) == 0
+    captured = capsys.readouterr()
+    assert "broken.pt" not in captured.out
+    assert f"  skipped {tmp_path / 'files' / 'broken.pt'}: not a readable PyTorch checkpoint" in captured.err
+    assert ", 1 skipped" in captured.err
+
+
+def test_a_file_that_runs_code_is_refused(classifier, tmp_path, capsys) -> None:
+    _, run, _ = classifier
+    marker = tmp_path / "ran"
+
+    class RunsShell:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {marker}",))
+
+    network = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 1))
+    network.payload = RunsShell()
+    torch.save(network, tmp_path / "evil.pt")
+    assert main(["predict", str(run), str(tmp_path / "evil.pt")]) == 1
+    assert "--trust-pickles" in capsys.readouterr().err and not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["{tmp}/nowhere", "{tmp}"], "{tmp}/nowhere: no such checkpoint"),
+        (["{tmp}", "{tmp}"], "{tmp}: a folder without best.pt; give a run folder or its best.pt"),
+        (["{run}", "{tmp}/nowhere"], "{tmp}/nowhere: no such file or folder"),
+        (["{run}", "{tmp}"], "{tmp}: no checkpoint files (.ckpt, .pt, .pth, .safetensors) and no meta.json"),
+        (["{run}", "{tmp}", "--out", "{tmp}"], "--out {tmp} is a folder; give a file name"),
+        (["{run}", "{tmp}", "--out", "{tmp}/taken.csv"], "--out {tmp}/taken.csv exists; pass --force to replace it"),
+        (
+            ["{run}", "{tmp}", "--out", "{tmp}/taken.csv/p.csv"],
+            "--out {tmp}/taken.csv/p.csv: {tmp}/taken.csv exists and is not a folder",
+        ),
+    ],
+    ids=["no-model", "folder-without-best", "no-input", "empty-folder", "out-folder", "out-exists", "out-in-a-file"],
+)
+def test_bad_arguments_get_one_line_naming_the_culprit(classifier, tmp_path, capsys, arguments, message) -> None:
+    _, run, _ = classifier
+    (tmp_path / "taken.csv").write_text("mine\n")
+    argv = ["predict", *(a.format(tmp=tmp_path, run=run) for a in arguments)]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == f"wsgraph predict: error: {message.format(tmp=tmp_path)}\n"
+    assert (tmp_path / "taken.csv").read_text() == "mine\n"
+
+
+def test_an_editing_model_is_refused(tmp_path) -> None:
+    from .test_models import dilation_root
+
+    root = dilation_root(tmp_path / "dilate")
+    train(tiny_config(root, tmp_path / "run", "dwsnet", task="dilate"))
+    with pytest.raises(ValueError, match=r"the model edits networks \(--task dilate\); predict is for"):
+        predict(load_predictor(tmp_path / "run"), [root])
+
+
+def test_a_model_of_some_targets_is_compared_with_those_targets(tmp_path, capsys) -> None:
+    root = write_store(tmp_path / "targets", task="regression")
+    write_meta(root, {**read_meta(root), "target_names": ["mean_weight", "mean_bias"]})
+    result = train(tiny_config(root, tmp_path / "run", "dwsnet", targets=("mean_bias",)))
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "run"), str(root)]) == 0
+    rows = read_rows(capsys.readouterr().out)
+    assert list(rows[0]) == ["network", "predicted_mean_bias", "true_mean_bias"]
+    dataset = WeightSpaceDataset(root, split="test", log=False)
+    assert [float(row["true_mean_bias"]) for row in rows] == pytest.approx(
+        [float(g.y[0, 1]) for g in dataset], rel=1e-5
+    )
+    squared = [(float(row["predicted_mean_bias"]) - float(row["true_mean_bias"])) ** 2 for row in rows]
+    assert sum(squared) / len(squared) == pytest.approx(result["test_metric"], rel=1e-4)
+
+
+def test_a_classifier_shows_no_truth_for_a_regression_dataset(classifier, tmp_path, capsys) -> None:
+    _, run, _ = classifier
+    root = write_store(tmp_path / "targets", task="regression")
+    assert main(["predict", str(run), str(root)]) == 0
+    captured = capsys.readouterr()
+    assert "true" not in read_rows(captured.out)[0] and "accuracy" not in captured.err
+
+
+def test_a_cnn_file_for_an_mlp_model_is_refused(classifier, tmp_path, capsys) -> None:
+    _, run, _ = classifier
+    cnn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))
+    torch.save(cnn, tmp_path / "cnn.pt")
+    assert main(["predict", str(run), str(tmp_path / "cnn.pt")]) == 1
+    assert capsys.readouterr().err == (
+        f"wsgraph predict: error: {tmp_path / 'cnn.pt'}: a CNN; convert CNN checkpoints into a dataset first "
+        "(wsgraph convert) and predict for the dataset\n"
+    )
+
+
+def test_probe_features_need_the_activation_a_state_dict_does_not_record(tmp_path, capsys) -> None:
+    root = write_store(tmp_path / "classes")
+    train(tiny_config(root, tmp_path / "run", "dwsnet", probe_features=4))
+    dataset = WeightSpaceDataset(root, split="test", log=False)
+    (tmp_path / "in").mkdir()
+    torch.save(graph_to_mlp(dataset[0]).state_dict(), tmp_path / "in" / "net.pt")
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "run"), str(tmp_path / "in")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"wsgraph predict: error: {tmp_path / 'in' / 'net.pt'}: the file does not record")
+    assert "pass --activation" in error
+    predictor = load_predictor(tmp_path / "run")
+    from_file = predict(predictor, [tmp_path / "in"], activation="relu").outputs
+    from_dataset = predict(predictor, [root], batch_size=1).outputs[:1]
+    torch.testing.assert_close(from_file, from_dataset, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,93 @@
+"""``wsgraph predict MODEL INPUT...``: a trained model's predictions for checkpoint files,
+folders of them, or a dataset's split, as CSV."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from wsgraph.cli.info import TRUST_PICKLES_HELP
+from wsgraph.errors import shown_path
+from wsgraph.io import check_writable_folder
+from wsgraph.runtime import resolve_device
+from wsgraph.training.predict import load_predictor, predict, write_predictions_csv
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="classify or regress networks with a trained model: checkpoint files, folders or a dataset",
+        description="Run the model a 'wsgraph train' run saved (its best.pt, or the run folder) on networks: "
+        "checkpoint files (.pt, .pth, .ckpt, .safetensors, read as 'wsgraph info' reads them), folders of them "
+        "(searched recursively), or dataset folders (their --split networks, with the true labels beside the "
+        "predictions). Writes one CSV row per network: the predicted class, its probability and every class's, "
+        "or the predicted targets. Each network is checked against what the model takes before it runs; the first that does not fit stops the command, and --out is written only at the end.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="a run's best.pt (or last.pt), or the run folder")
+    parser.add_argument("inputs", metavar="INPUT", nargs="+", help="checkpoint files, folders of them, or datasets")
+    parser.add_argument("--out", metavar="FILE.csv", help="write the CSV here (default: print it)")
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument(
+        "--split", default="test", choices=("train", "val", "test"), help="which split of a dataset (default: test)"
+    )
+    parser.add_argument(
+        "--activation",
+        metavar="NAME",
+        help="the hidden activation of networks whose files do not record it (state_dicts), e.g. 'sine(30.0)'; "
+        "only models with probe features run the networks",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive,
+        metavar="N",
+        help="networks per forward pass (default: the run's batch size, which reproduces its evaluation)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    parser.add_argument(
+        "--skip-bad", action="store_true", help="predict for the files that can be read and list the others"
+    )
+    parser.add_argument("--trust-pickles", action="store_true", help=TRUST_PICKLES_HELP)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = None if args.out is None else Path(args.out)
+    if out is not None and out.is_dir():
+        raise IsADirectoryError(f"--out {shown_path(out)} is a folder; give a file name")
+    if out is not None and out.exists() and not args.force:
+        raise FileExistsError(f"--out {shown_path(out)} exists; pass --force to replace it")
+    if out is not None:
+        check_writable_folder(out.parent, f"--out {shown_path(out)}")
+    predictor = load_predictor(args.model, resolve_device(args.device))
+    predictions = predict(
+        predictor,
+        args.inputs,
+        split=args.split,
+        batch_size=args.batch_size,
+        trust_pickles=args.trust_pickles,
+        activation=args.activation,
+        skip_bad=args.skip_bad,
+    )
+    text = write_predictions_csv(predictions, out)
+    if out is None:
+        sys.stdout.write(text)
+    for item in predictions.skipped:
+        print(f"  skipped {item.path}: {item.reason}", file=sys.stderr)
+    accuracy = predictions.accuracy()
+    summary = f"wsgraph predict: {len(predictions.networks)} networks"
+    summary += f", {len(predictions.skipped)} skipped" if predictions.skipped else ""
+    summary += f", accuracy {accuracy:.2f}% against the dataset's labels" if accuracy is not None else ""
+    summary += f"; wrote {shown_path(out)}" if out is not None else ""
+    print(summary, file=sys.stderr)
+    return 0

@@ -277,6 +277,7 @@ def test_a_second_convert_into_the_same_output_refuses_while_the_first_runs(src,
 
 
 @pytest.mark.parametrize("saved", ["module", "state_dict"])
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors is a no-op")
 def test_a_zero_width_layer_is_named_and_skipped_with_skip_bad(src, tmp_path, capsys, saved):
     network = build_mlp((2, 0, 1))
     path = src / "class1" / "empty-layer.pt"

@@ -79,7 +79,7 @@ def test_checkpoint_files_get_the_predictions_of_their_networks(classifier, tmp_
     from_files = predict(predictor, [tmp_path / "files"], batch_size=1000)
     assert from_files.networks[0] == str(tmp_path / "files" / "net01.pt")
     assert from_files.networks[-1] == str(tmp_path / "files" / "sub" / "net00.pt")
-    assert [int(t) for t in from_dataset.true] == [labels[-1], *labels[:-1]]
+    assert from_dataset.true == [CLASS_NAMES[label] for label in [labels[-1], *labels[:-1]]]
     # The same networks, read back from files in another order: the same probabilities.
     reordered = torch.cat([from_dataset.outputs[1:], from_dataset.outputs[:1]])
     torch.testing.assert_close(from_files.outputs, reordered, rtol=1e-5, atol=1e-6)
@@ -258,3 +258,91 @@ def test_probe_features_need_the_activation_a_state_dict_does_not_record(tmp_pat
     from_file = predict(predictor, [tmp_path / "in"], activation="relu").outputs
     from_dataset = predict(predictor, [root], batch_size=1).outputs[:1]
     torch.testing.assert_close(from_file, from_dataset, rtol=1e-5, atol=1e-6)
+
+
+def relabelled_copy(root: Path, out: Path, **meta) -> Path:
+    """``root``'s networks under another ``meta.json`` (the shards are copied as they are)."""
+    import shutil
+
+    shutil.copytree(root / "shards", out / "shards")
+    write_meta(out, {**read_meta(root), **meta})
+    return out
+
+
+def test_a_datasets_labels_are_matched_to_the_models_classes_by_name(classifier, tmp_path, capsys) -> None:
+    root, run, _ = classifier
+    renamed = relabelled_copy(root, tmp_path / "renamed", class_names=CLASS_NAMES[::-1])
+    assert main(["predict", str(run), str(renamed)]) == 0
+    captured = capsys.readouterr()
+    original = predict(load_predictor(run), [root])
+    rows = read_rows(captured.out)
+    # Label 0 is "high" there and "low" here: the truth keeps each network's own class name.
+    assert [row["true"] for row in rows] == [CLASS_NAMES[::-1][CLASS_NAMES.index(t)] for t in original.true]
+    assert "note:" not in captured.err and "accuracy" in captured.err
+
+
+def test_labels_of_classes_the_model_does_not_predict_are_noted_not_counted(classifier, tmp_path, capsys) -> None:
+    root, run, _ = classifier
+    other = relabelled_copy(root, tmp_path / "other", class_names=["low", "middle", "other"], num_classes=3)
+    assert main(["predict", str(run), str(other)]) == 0
+    captured = capsys.readouterr()
+    rows = read_rows(captured.out)
+    counted = [row for row in rows if row["true"] != "other"]
+    accuracy = 100 * sum(row["predicted"] == row["true"] for row in counted) / len(counted)
+    assert f"accuracy {accuracy:.2f}%" in captured.err
+    foreign = len(rows) - len(counted)
+    assert foreign > 0
+    assert (
+        f"note: {foreign} networks are labelled with classes the model does not predict (first: other)" in captured.err
+    )
+
+
+def test_an_older_regression_checkpoint_names_the_targets_it_was_trained_on(tmp_path, capsys) -> None:
+    root = write_store(tmp_path / "targets", task="regression")
+    train(tiny_config(root, tmp_path / "run", "dwsnet", targets=(1,)))
+    checkpoint = load_run_checkpoint(tmp_path / "run" / "best.pt")
+    assert checkpoint[OUTPUT_NAMES] == ["y1"]
+    del checkpoint[OUTPUT_NAMES]
+    torch.save(checkpoint, tmp_path / "old.pt")
+    predictor = load_predictor(tmp_path / "old.pt")
+    assert predictor.output_names == ["y1"]
+    dataset = WeightSpaceDataset(root, split="test", log=False)
+    true = predict(predictor, [root]).true
+    assert torch.equal(torch.stack(true), torch.stack([graph.y.view(-1)[[1]] for graph in dataset]))
+    other = relabelled_copy(root, tmp_path / "other", target_names=["accuracy", "loss"])
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "old.pt"), str(other)]) == 0
+    captured = capsys.readouterr()
+    assert "true_y1" not in captured.out.splitlines()[0]
+    assert f"note: {other}: has no target named y1 (its targets: accuracy, loss)" in captured.err
+
+
+def test_nothing_to_predict_is_an_error(classifier, tmp_path, capsys) -> None:
+    _, run, _ = classifier
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.pt").write_bytes(b"junk")
+    (tmp_path / "bad" / "b.pt").write_bytes(b"junk")
+    assert main(["predict", str(run), str(tmp_path / "bad"), "--skip-bad"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"wsgraph predict: error: none of the 2 checkpoint files could be read (first: {tmp_path}")
+    no_test = write_store(tmp_path / "no-test", test_split=False)
+    assert main(["predict", str(run), str(no_test)]) == 1
+    assert capsys.readouterr().err == (
+        f"wsgraph predict: error: {no_test}: no networks in its test split (choose another --split)\n"
+    )
+    assert main(["predict", str(run), str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (
+        f"wsgraph predict: error: {tmp_path}: a folder of datasets (no-test); give them one by one\n"
+    )
+
+
+def test_activation_fills_in_only_what_a_file_does_not_record(tmp_path) -> None:
+    root = write_store(tmp_path / "classes")
+    train(tiny_config(root, tmp_path / "run", "dwsnet", probe_features=4))
+    network = graph_to_mlp(WeightSpaceDataset(root, split="test", log=False)[0])
+    torch.save(network, tmp_path / "module.pt")
+    predictor = load_predictor(tmp_path / "run")
+    recorded = predict(predictor, [tmp_path / "module.pt"]).outputs
+    assert torch.equal(predict(predictor, [tmp_path / "module.pt"], activation="tanh").outputs, recorded)
+    with pytest.raises(ValueError, match="unknown activation"):
+        predict(predictor, [tmp_path / "module.pt"], activation="wobble")

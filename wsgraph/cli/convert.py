@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from wsgraph.cli.arguments import int_at_least
 from wsgraph.cli.info import TRUST_PICKLES_HELP
 from wsgraph.core.activations import make_activation
 from wsgraph.datasets.checkpoint_folders import (
@@ -194,20 +195,5 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _int_at_least(minimum: int, kind: str):
-    """An argparse ``type`` for integers of at least ``minimum`` (``kind`` names them in the error)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a {kind} integer, got {text!r}")
-        return value
-
-    return parse
-
-
-_positive_int = _int_at_least(1, "positive")
-_non_negative_int = _int_at_least(0, "non-negative")
+_positive_int = int_at_least(1, "positive")
+_non_negative_int = int_at_least(0, "non-negative")

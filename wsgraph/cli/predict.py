@@ -7,21 +7,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from wsgraph.cli.arguments import int_at_least
 from wsgraph.cli.info import TRUST_PICKLES_HELP
 from wsgraph.errors import shown_path
 from wsgraph.io import check_writable_folder
 from wsgraph.runtime import resolve_device
 from wsgraph.training.predict import load_predictor, predict, write_predictions_csv
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--batch-size",
-        type=_positive,
+        type=int_at_least(1, "positive"),
         metavar="N",
         help="networks per forward pass (default: the run's batch size, which reproduces its evaluation)",
     )
@@ -84,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     for item in predictions.skipped:
         print(f"  skipped {item.path}: {item.reason}", file=sys.stderr)
+    for note in predictions.notes:
+        print(f"  note: {note}", file=sys.stderr)
     accuracy = predictions.accuracy()
     summary = f"wsgraph predict: {len(predictions.networks)} networks"
     summary += f", {len(predictions.skipped)} skipped" if predictions.skipped else ""

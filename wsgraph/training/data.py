@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,23 @@ def resolve_targets(targets: tuple[int | str, ...] | None, meta: dict[str, Any],
     if repeated is not None:
         raise ValueError(f"--targets names column {repeated} twice (by number and by name?)")
     return tuple(columns)
+
+
+def output_names(
+    task: str, meta: Mapping[str, Any], out_features: int, targets: Sequence[int | str] | None = None
+) -> list[str]:
+    """The names of a model's outputs: its classes (``meta["class_names"]``, else numbers), or its
+    regression targets, ``targets`` (columns by number or name; all ``out_features`` columns when
+    ``None``) named by ``meta["target_names"]`` (``y<column>`` where it names none)."""
+    if task == "classify":
+        names = meta.get("class_names")
+        if isinstance(names, list) and len(names) == out_features:
+            return [str(name) for name in names]
+        return [str(c) for c in range(out_features)]
+    known = meta.get("target_names")
+    known = known if isinstance(known, list) else []
+    columns = range(out_features) if targets is None else targets
+    return [c if isinstance(c, str) else str(known[c]) if 0 <= c < len(known) else f"y{c}" for c in columns]
 
 
 def _require_directory(root: str | os.PathLike) -> Path:

@@ -1,8 +1,9 @@
 """A trained model's predictions for networks it has not seen: checkpoint files, folders of
 them, or a split of a dataset (``wsgraph predict``).
 
-Files are read as :func:`wsgraph.load_network_file` reads them (no code runs unless
-``trust_pickles``), each network checked against what the model takes before it runs.
+Files are read as ``wsgraph convert`` reads them (:func:`~wsgraph.datasets.checkpoint_folders.read_network`:
+no code runs unless ``trust_pickles``), and each network is checked against what the model
+takes before it runs. A dataset's labels are matched to the model's outputs by name.
 """
 
 from __future__ import annotations
@@ -19,19 +20,19 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from wsgraph.core.activations import UNKNOWN
-from wsgraph.core.convert_cnn import holds_cnn
+from wsgraph.core.activations import UNKNOWN, canonical_activation
 from wsgraph.core.convert_mlp import mlp_to_graph
-from wsgraph.core.extract_mlp import NotAnMLPError, from_module
+from wsgraph.core.extract_cnn import ConvChain
+from wsgraph.core.extract_mlp import NotAnMLPError
 from wsgraph.core.graph import graph_specs
-from wsgraph.core.network_files import CHECKPOINT_SUFFIXES, load_network_file
-from wsgraph.datasets.checkpoint_folders import READ_ERRORS, SkippedCheckpoint, find_checkpoints
+from wsgraph.core.network_files import CHECKPOINT_SUFFIXES
+from wsgraph.datasets.checkpoint_folders import READ_ERRORS, SkippedCheckpoint, find_checkpoints, read_network
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.datasets.describe import is_dataset_root
 from wsgraph.datasets.store import read_meta
 from wsgraph.errors import one_line, shown_path
 from wsgraph.io import atomic_write
-from wsgraph.training.data import resolve_targets
+from wsgraph.training.data import output_names
 from wsgraph.training.registry import ModelSpec
 from wsgraph.training.run import load_trained_model
 from wsgraph.training.run_checkpoints import BEST, OUTPUT_NAMES, load_run_checkpoint
@@ -40,6 +41,7 @@ from wsgraph.training.trained import NormalizedModel
 DEFAULT_BATCH_SIZE = 256
 # The flat MLPs read a fixed-length vector: one architecture exactly.
 _FIXED_ARCHITECTURE_MODELS = ("mlp", "mlp-aug")
+_TASKS = {"classification": "classify", "regression": "regress"}
 
 
 @dataclass
@@ -51,16 +53,19 @@ class Predictions:
         output_names: the classes, or the regression targets, in output order.
         networks: one name per network: the file's path, or ``ROOT[split][index]``.
         outputs: ``[n, C]`` class probabilities, or ``[n, T]`` predicted targets.
-        true: the networks' labels or targets where a dataset records them (``None`` for files).
+        true: per network, the class name or the ``[T]`` targets a dataset records for it
+            (``None`` for files and for labels that cannot be compared).
         skipped: the files that could not be read (with ``skip_bad``), and why.
+        notes: what the caller should know about the truth (a dataset's other classes or targets).
     """
 
     task: str
     output_names: list[str]
     networks: list[str] = field(default_factory=list)
     outputs: Tensor = field(default_factory=lambda: torch.empty(0, 0))
-    true: list[Tensor | None] = field(default_factory=list)
+    true: list[str | Tensor | None] = field(default_factory=list)
     skipped: list[SkippedCheckpoint] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def rows(self) -> list[list[str]]:
         """The CSV rows, header first: per network its prediction (the class and its probability,
@@ -76,30 +81,27 @@ class Predictions:
         for name, output, true in zip(self.networks, self.outputs, self.true):
             if self.task == "classify":
                 best = int(output.argmax())
-                row = [
-                    name,
-                    self.output_names[best],
-                    f"{float(output[best]):.4f}",
-                    *(f"{p:.4f}" for p in output.tolist()),
-                ]
-                if known:
-                    row.append("" if true is None or int(true) < 0 else self.output_names[int(true)])
+                probabilities = [f"{p:.4f}" for p in output.tolist()]
+                row = [name, self.output_names[best], probabilities[best], *probabilities]
+                row += ["" if true is None else str(true)] if known else []
             else:
                 row = [name, *(f"{value:.6g}" for value in output.tolist())]
                 if known:
-                    row += (
-                        [""] * len(self.output_names) if true is None else [f"{v:.6g}" for v in true.view(-1).tolist()]
-                    )
+                    row += [""] * len(self.output_names) if true is None else [f"{v:.6g}" for v in true.tolist()]
             rows.append(row)
         return rows
 
     def accuracy(self) -> float | None:
-        """Percent of the labelled networks whose class is predicted (``None``: no labels, or regression)."""
+        """Percent of the networks labelled with one of the model's classes whose class it predicts
+        (``None``: none labelled so, or regression)."""
         if self.task != "classify":
             return None
-        pairs = [(int(out.argmax()), int(true)) for out, true in zip(self.outputs, self.true) if true is not None]
-        pairs = [(guess, label) for guess, label in pairs if label >= 0]
-        return 100.0 * sum(guess == label for guess, label in pairs) / len(pairs) if pairs else None
+        pairs = [
+            (self.output_names[int(output.argmax())], true)
+            for output, true in zip(self.outputs, self.true)
+            if true is not None and true in self.output_names
+        ]
+        return 100.0 * sum(guess == true for guess, true in pairs) / len(pairs) if pairs else None
 
 
 def trained_model_file(path: str | os.PathLike) -> Path:
@@ -120,13 +122,11 @@ class Predictor:
         model: the model, taking raw networks (:func:`~wsgraph.training.load_trained_model`).
         output_names: its classes or regression targets, in output order.
         batch_size: the run's batch size, with which its evaluation batched the networks.
-        targets: the run's ``--targets`` (regression columns by number or name; ``None``: all).
     """
 
     model: NormalizedModel
     output_names: list[str]
     batch_size: int
-    targets: tuple[int | str, ...] | None = None
 
 
 def load_predictor(path: str | os.PathLike, device: str | torch.device = "cpu") -> Predictor:
@@ -135,41 +135,30 @@ def load_predictor(path: str | os.PathLike, device: str | torch.device = "cpu") 
     model = load_trained_model(path, device)
     checkpoint = load_run_checkpoint(path)
     config = checkpoint.get("config")
-    batch_size = config.get("batch_size") if isinstance(config, dict) else None
+    config = config if isinstance(config, dict) else {}
+    batch_size = config.get("batch_size")
     batch_size = batch_size if isinstance(batch_size, int) and batch_size > 0 else DEFAULT_BATCH_SIZE
-    targets = config.get("targets") if isinstance(config, dict) else None
-    targets = tuple(targets) if isinstance(targets, list) else None
-    return Predictor(model, output_names(checkpoint, model.spec), batch_size, targets)
+    return Predictor(model, _stored_output_names(checkpoint, config, model.spec), batch_size)
 
 
-def output_names(checkpoint: dict[str, Any], spec: ModelSpec) -> list[str]:
-    """The class or target names of a trained model's outputs: as the checkpoint stores them, else as its
-    training data's ``meta.json`` records them (when that is still there), else numbers."""
+def _stored_output_names(checkpoint: dict[str, Any], config: dict[str, Any], spec: ModelSpec) -> list[str]:
+    """The names of a trained model's outputs: as the checkpoint stores them; for an older one, as
+    its training data's ``meta.json`` records them (where that is still found), else numbers."""
     stored = checkpoint.get(OUTPUT_NAMES)
     if isinstance(stored, list) and len(stored) == spec.out_features and all(isinstance(n, str) for n in stored):
         return stored
-    config = checkpoint.get("config")
-    data = config.get("data") if isinstance(config, dict) else None
+    data = config.get("data")
     meta: dict[str, Any] = {}
     if isinstance(data, str) and is_dataset_root(data):
         try:
             meta = read_meta(data)
         except (OSError, ValueError):
             meta = {}
-    if spec.task == "classify":
-        names = meta.get("class_names")
-        return (
-            [str(n) for n in names] if isinstance(names, list) and len(names) == spec.out_features else _numbers(spec)
-        )
-    targets = config.get("targets") if isinstance(config, dict) else None
-    names = meta.get("target_names")
-    if targets is None and isinstance(names, list) and len(names) == spec.out_features:
-        return [str(n) for n in names]
-    return _numbers(spec)
-
-
-def _numbers(spec: ModelSpec) -> list[str]:
-    return [str(c) if spec.task == "classify" else f"y{c}" for c in range(spec.out_features)]
+    targets = config.get("targets")
+    targets = targets if isinstance(targets, list) and all(isinstance(t, (int, str)) for t in targets) else None
+    if targets is not None and len(targets) != spec.out_features:
+        targets = None
+    return output_names(spec.task, meta, spec.out_features, targets)
 
 
 def predict(
@@ -187,84 +176,104 @@ def predict(
     Args:
         predictor: a classification or regression model.
         inputs: checkpoint files, folders of them (searched recursively), or dataset roots
-            (their ``split`` networks).
+            (their ``split`` networks, with their labels as the truth where the dataset's
+            classes or targets bear the model's names).
         split: which split of a dataset root.
         batch_size: networks per forward pass; by default the run's. Models that normalise
             over the whole mini-batch (``ng-gnn`` with ``norm=minibatch``) predict for each
             network in the company of its batch, so only the run's batch size and a
             dataset's order reproduce its evaluation exactly.
         trust_pickles: see :func:`wsgraph.load_network_file`; runs any code the files contain.
-        activation: the networks' hidden activation, for files that do not record it
+        activation: the hidden activation of networks whose files do not record it
             (state_dicts); only models with probe features run the networks.
         skip_bad: predict for the files that can be read and report the rest.
 
     Raises:
-        ValueError: naming the input that cannot be read (without ``skip_bad``) or whose
-            networks the model does not take, or a model that edits networks.
+        ValueError: naming the input that cannot be read (without ``skip_bad``), holds no
+            networks, or whose networks the model does not take; or a model that edits networks.
     """
-    model, names = predictor.model, predictor.output_names
-    batch_size = predictor.batch_size if batch_size is None else batch_size
-    spec: ModelSpec = model.spec
+    model, spec = predictor.model, predictor.model.spec
     if spec.task not in ("classify", "regress"):
         raise ValueError(
             f"the model edits networks (--task {spec.task}); predict is for classification and regression models "
             "(edit networks with load_trained_model in Python)"
         )
-    result = Predictions(spec.task, names)
+    activation = None if activation is None else canonical_activation(activation)
+    reading = _Reading(split, batch_size or predictor.batch_size, trust_pickles, activation, skip_bad)
+    result = Predictions(spec.task, predictor.output_names)
     outputs: list[Tensor] = []
     device = next(iter(model.buffers())).device
     with torch.no_grad():
-        for source_names, graphs, truths in _batches(
-            inputs, split, batch_size, trust_pickles, activation, skip_bad, result, predictor.targets
-        ):
-            for name, graph in zip(source_names, graphs):
+        for names, graphs, truths in reading.batches(inputs, result):
+            for name, graph in zip(names, graphs):
                 _check_fits(spec, graph, name)
-                if spec.probe_features and graph.activation == UNKNOWN:
-                    raise ValueError(
-                        f"{name}: the file does not record the hidden activation, which the model's probe "
-                        "features run the network with; pass --activation (activation= in Python)"
-                    )
             output = model(Batch.from_data_list(graphs).to(device)).float().cpu()
             outputs.append(output.softmax(-1) if spec.task == "classify" else output)
-            result.networks += source_names
+            result.networks += names
             result.true += truths
-    result.outputs = torch.cat(outputs) if outputs else torch.empty(0, spec.out_features)
+    if not outputs:
+        first = result.skipped[0]
+        raise ValueError(
+            f"none of the {len(result.skipped)} checkpoint files could be read (first: {first.path}: {first.reason})"
+        )
+    result.outputs = torch.cat(outputs)
+    foreign = [true for true in result.true if isinstance(true, str) and true not in result.output_names]
+    if foreign:
+        result.notes.append(
+            f"{len(foreign)} networks are labelled with classes the model does not predict (first: {foreign[0]}); "
+            "they are left out of the accuracy"
+        )
     return result
 
 
-def _batches(
-    inputs: Sequence[str | os.PathLike],
-    split: str,
-    batch_size: int,
-    trust_pickles: bool,
-    activation: str | None,
-    skip_bad: bool,
-    result: Predictions,
-    targets: tuple[int | str, ...] | None,
-) -> Iterator[tuple[list[str], list[Data], list[Tensor | None]]]:
-    """``(names, graphs, truths)`` of at most ``batch_size`` networks of one input at a time."""
-    for given in inputs:
-        path = Path(given)
-        if is_dataset_root(path):
-            dataset = WeightSpaceDataset(path, split=split, log=False)
-            truth = _truth_reader(dataset, result, targets)
-            for start in range(0, len(dataset), batch_size):
-                indices = range(start, min(start + batch_size, len(dataset)))
-                graphs = [dataset[i] for i in indices]
-                truths = [truth(graph) for graph in graphs]
-                for graph in graphs:
-                    del graph.y
-                yield [f"{given}[{split}][{i}]" for i in indices], graphs, truths
-            continue
-        files = _files(path, skip_bad, result)
-        for start in range(0, len(files), batch_size):
+@dataclass
+class _Reading:
+    """How :func:`predict` reads its inputs."""
+
+    split: str
+    batch_size: int
+    trust_pickles: bool
+    activation: str | None
+    skip_bad: bool
+
+    def batches(
+        self, inputs: Sequence[str | os.PathLike], result: Predictions
+    ) -> Iterator[tuple[list[str], list[Data], list[str | Tensor | None]]]:
+        """``(names, graphs, truths)`` of at most ``batch_size`` networks of one input at a time."""
+        for given in inputs:
+            path = Path(given)
+            if is_dataset_root(path):
+                yield from self._dataset_batches(path, str(given), result)
+            else:
+                yield from self._file_batches(path, result)
+
+    def _dataset_batches(
+        self, root: Path, shown: str, result: Predictions
+    ) -> Iterator[tuple[list[str], list[Data], list[str | Tensor | None]]]:
+        dataset = WeightSpaceDataset(root, split=self.split, log=False)
+        if len(dataset) == 0:
+            raise ValueError(f"{shown}: no networks in its {self.split} split (choose another --split)")
+        truth = _truth_reader(dataset, shown, result)
+        for start in range(0, len(dataset), self.batch_size):
+            indices = range(start, min(start + self.batch_size, len(dataset)))
+            graphs = [dataset[i] for i in indices]
+            truths = [truth(graph) for graph in graphs]
+            for graph in graphs:
+                del graph.y
+            yield [f"{shown}[{self.split}][{i}]" for i in indices], graphs, truths
+
+    def _file_batches(
+        self, path: Path, result: Predictions
+    ) -> Iterator[tuple[list[str], list[Data], list[str | Tensor | None]]]:
+        files = _files(path, self.skip_bad, result)
+        for start in range(0, len(files), self.batch_size):
             names, graphs = [], []
-            for file in files[start : start + batch_size]:
+            for file in files[start : start + self.batch_size]:
                 shown = str(path) if file == path else str(path / file.relative_to(path))
                 try:
-                    graphs.append(_graph_of_file(file, trust_pickles, activation))
+                    graphs.append(self._graph_of_file(file, shown))
                 except READ_ERRORS as error:
-                    if not skip_bad:
+                    if not self.skip_bad:
                         raise
                     reason = one_line(error).removeprefix(f"{shown_path(file)}: ")
                     result.skipped.append(SkippedCheckpoint(shown, reason))
@@ -273,30 +282,51 @@ def _batches(
             if graphs:
                 yield names, graphs, [None] * len(graphs)
 
+    def _graph_of_file(self, path: Path, shown: str) -> Data:
+        chain = read_network(path, trust_pickles=self.trust_pickles)
+        if isinstance(chain, ConvChain):
+            raise NotAnMLPError(
+                f"{shown}: a CNN; convert CNN checkpoints into a dataset first (wsgraph convert) "
+                "and predict for the dataset"
+            )
+        # What a module records stands; --activation is for files that record none.
+        activation = chain.activation if chain.activation != UNKNOWN else self.activation
+        return mlp_to_graph(list(zip(chain.weights, chain.biases)), activation=activation)
 
-def _truth_reader(
-    dataset: WeightSpaceDataset, result: Predictions, targets: tuple[int | str, ...] | None
-) -> Callable[[Data], Tensor | None]:
-    """What a dataset's network is labelled with, in the model's terms: its class, or the targets
-    the model predicts (``targets``, the run's ``--targets``); nothing for another kind of label."""
-    task = {"classification": "classify", "regression": "regress"}.get(dataset.task or "")
+
+def _truth_reader(dataset: WeightSpaceDataset, shown: str, result: Predictions) -> Callable[[Data], Any]:
+    """What a dataset's network is labelled with, in the model's terms: its class name, or the
+    targets the model predicts, found by name (a note in ``result`` where they are not all
+    there); nothing for another kind of label."""
+    task = _TASKS.get(dataset.task or "")
     if task != result.task:
         return lambda graph: None
     if task == "classify":
-        return lambda graph: graph.y.view(-1)[0]
-    columns = resolve_targets(targets, dataset.meta, Path(dataset.root))
+        names = dataset.meta.get("class_names")
+        names = [str(name) for name in names] if isinstance(names, list) else None
 
-    def chosen(graph: Data) -> Tensor:
-        values = graph.y.view(-1)
-        values = values if columns is None else values[list(columns)]
-        if values.numel() != len(result.output_names):
-            raise ValueError(
-                f"{dataset.root}: its networks have {values.numel()} targets, "
-                f"the model predicts {len(result.output_names)}"
-            )
-        return values
+        def class_name(graph: Data) -> str | None:
+            label = int(graph.y.view(-1)[0])
+            if label < 0:
+                return None
+            return names[label] if names is not None and label < len(names) else str(label)
 
-    return chosen
+        return class_name
+    columns = _target_columns(dataset, shown, result)
+    return (lambda graph: None) if columns is None else (lambda graph: graph.y.view(-1)[columns].float())
+
+
+def _target_columns(dataset: WeightSpaceDataset, shown: str, result: Predictions) -> list[int] | None:
+    """The columns of the dataset's targets that bear the model's target names (``None``: not all do)."""
+    width = dataset[0].y.numel()
+    names = output_names("regress", dataset.meta, width)
+    missing = [name for name in result.output_names if name not in names]
+    if missing:
+        result.notes.append(
+            f"{shown}: has no target named {missing[0]} (its targets: {', '.join(names)}); no truth is shown for it"
+        )
+        return None
+    return [names.index(name) for name in result.output_names]
 
 
 def _files(path: Path, skip_bad: bool, result: Predictions) -> list[Path]:
@@ -304,6 +334,10 @@ def _files(path: Path, skip_bad: bool, result: Predictions) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise FileNotFoundError(f"{shown_path(path)}: no such file or folder")
+    datasets = sorted(entry.name for entry in os.scandir(path) if is_dataset_root(entry.path))
+    if datasets:
+        listed = ", ".join(datasets[:3]) + (f" and {len(datasets) - 3} more" if len(datasets) > 3 else "")
+        raise ValueError(f"{shown_path(path)}: a folder of datasets ({listed}); give them one by one")
     search = find_checkpoints(path)
     if search.unreadable and not skip_bad:
         first = search.unreadable[0]
@@ -314,21 +348,6 @@ def _files(path: Path, skip_bad: bool, result: Predictions) -> list[Path]:
             f"{shown_path(path)}: no checkpoint files ({', '.join(sorted(CHECKPOINT_SUFFIXES))}) and no meta.json"
         )
     return search.files
-
-
-def _graph_of_file(path: Path, trust_pickles: bool, activation: str | None) -> Data:
-    content = load_network_file(path, trust_pickles=trust_pickles)
-    if holds_cnn(content):
-        raise NotAnMLPError(
-            f"{shown_path(path)}: a CNN; convert CNN checkpoints into a dataset first (wsgraph convert) "
-            "and predict for the dataset"
-        )
-    try:
-        # The graph does not record a constant the module adds to its output; it must not stop the reading.
-        offset = from_module(content).output_offset if isinstance(content, torch.nn.Module) else None
-        return mlp_to_graph(content, activation=activation, output_offset=0.0 if offset is None else offset.value)
-    except NotAnMLPError as error:
-        raise NotAnMLPError(f"{shown_path(path)}: {error}") from error
 
 
 def _check_fits(spec: ModelSpec, graph: Data, name: str) -> None:
@@ -346,6 +365,11 @@ def _check_fits(spec: ModelSpec, graph: Data, name: str) -> None:
     if not fits:
         widths = "-".join(map(str, network.widths))
         raise ValueError(f"{name}: a network {widths}; the {spec.name} model takes networks {wanted}")
+    if spec.probe_features and graph.activation == UNKNOWN:
+        raise ValueError(
+            f"{name}: the file does not record the hidden activation, which the model's probe features "
+            "run the network with; pass --activation (activation= in Python)"
+        )
 
 
 def write_predictions_csv(predictions: Predictions, path: str | os.PathLike | None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from wsgraph.locks import LockedError, write_lock
 from wsgraph.runtime import derived_seed, preserved_random_state
 from wsgraph.training import run_checkpoints
 from wsgraph.training.config import TrainConfig
-from wsgraph.training.data import TrainingData, open_training_data, resolve_task
+from wsgraph.training.data import TrainingData, open_training_data, output_names, resolve_task
 from wsgraph.training.distributed import DistributedContext, all_gather_objects, barrier, setup
 from wsgraph.training.loaders import (
     AUGMENT_STREAM,
@@ -555,14 +555,10 @@ class _Run:
 
     def _output_names(self) -> list[str] | None:
         """The classes or regression targets the model's outputs stand for (``None`` for editing)."""
-        meta, task = self.data.meta, self.task
-        if self.task_name == "classify":
-            names = meta.get("class_names")
-            fits = isinstance(names, list) and len(names) == task.out_features
-            return [str(name) for name in names] if fits else [str(c) for c in range(task.out_features)]
-        if isinstance(task, Regression):
-            return _target_names(meta, task.columns)
-        return None
+        if self.task_name == "dilate":
+            return None
+        columns = self.task.columns if isinstance(self.task, Regression) else None
+        return output_names(self.task_name, self.data.meta, self.task.out_features, columns)
 
     def _save_last(self) -> None:
         random_states = all_gather_objects(run_checkpoints.random_state(self.augment_generator), self.context)
@@ -669,19 +665,13 @@ class _Run:
             return None
         predicted = np.concatenate([part[0] for part in parts])
         true = np.concatenate([part[1] for part in parts])
-        names = _target_names(self.data.meta, task.columns)
+        names = output_names("regress", self.data.meta, task.out_features, task.columns)
         metrics = column_metrics(predicted, true, names)
         if self.context.is_main:
             write_predictions(self.out / PREDICTIONS_CSV, predicted, true, names)
             panels = [(f"{self.config.model}: {name}", predicted[:, c], true[:, c]) for c, name in enumerate(names)]
             plot_predicted_vs_true(self.out / PREDICTED_VS_TRUE_PNG, panels, "target", self.data.root.name)
         return metrics
-
-
-def _target_names(meta: dict[str, Any], columns: Sequence[int]) -> list[str]:
-    """The names of the regression targets ``columns`` (``y<column>`` where the data names none)."""
-    names = meta.get("target_names") or []
-    return [str(names[c]) if c < len(names) else f"y{c}" for c in columns]
 
 
 def reference_result(config: TrainConfig) -> dict[str, Any]:

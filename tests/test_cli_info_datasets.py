@@ -105,7 +105,7 @@ def test_info_on_converted_checkpoints(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda root: None, "a folder without meta.json; give a checkpoint file or a dataset folder"),
+        (lambda root: None, "a folder without meta.json, best.pt or last.pt; give a checkpoint file, a dataset folder"),
         (lambda root: (root / "meta.json").write_text("[1]"), "meta.json: not a wsgraph dataset (a JSON list"),
         (lambda root: (root / "meta.json").write_text("{"), "meta.json: not valid JSON"),
         (

@@ -17,10 +17,12 @@ from wsgraph.core.convert_mlp import mlp_to_graph
 from wsgraph.core.extract_cnn import from_cnn_module
 from wsgraph.core.extract_mlp import NotAnMLPError, from_module
 from wsgraph.core.graph import graph_specs
-from wsgraph.core.network_files import load_network_file
+from wsgraph.core.network_files import CheckpointError, load_network_file
 from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets.describe import describe_dataset, format_dataset_info, is_dataset_root
 from wsgraph.errors import shown_path
+from wsgraph.training.run_checkpoints import is_run_checkpoint
+from wsgraph.training.run_info import describe_run_checkpoint, format_run_info, run_checkpoint_file
 
 TRUST_PICKLES_HELP = (
     "also load a saved module built of classes other than torch.nn containers, nn.Linear, nn.Conv2d, "
@@ -48,13 +50,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if os.path.isdir(args.path):
-        if not is_dataset_root(args.path):
+        if is_dataset_root(args.path):
+            info = describe_dataset(args.path)
+            print(json.dumps(info, indent=2) if args.json else format_dataset_info(info))
+            return 0
+        checkpoint = run_checkpoint_file(args.path)
+        if checkpoint is None:
             raise FileNotFoundError(_not_a_dataset_message(args.path))
-        info = describe_dataset(args.path)
-        print(json.dumps(info, indent=2) if args.json else format_dataset_info(info))
-        return 0
-    info = describe_checkpoint(args.path, trust_pickles=args.trust_pickles)
+        return _print_run(checkpoint, args.json)
+    try:
+        info = describe_checkpoint(args.path, trust_pickles=args.trust_pickles)
+    except (NotAnMLPError, CheckpointError):
+        # A run's best.pt or last.pt holds a trained model, not a network to describe as a graph.
+        if not is_run_checkpoint(args.path):
+            raise
+        return _print_run(args.path, args.json)
     print(json.dumps(info, indent=2) if args.json else format_info(info))
+    return 0
+
+
+def _print_run(checkpoint: str | os.PathLike, as_json: bool) -> int:
+    info = describe_run_checkpoint(checkpoint)
+    print(json.dumps(info, indent=2) if as_json else format_run_info(info))
     return 0
 
 
@@ -64,8 +81,8 @@ def _not_a_dataset_message(folder: str) -> str:
         listed = ", ".join(inside[:3]) + (f" and {len(inside) - 3} more" if len(inside) > 3 else "")
         return f"{shown_path(folder)}: a folder of datasets ({listed}); give one of them"
     return (
-        f"{shown_path(folder)}: a folder without meta.json; give a checkpoint file or a dataset folder "
-        "(what fit-inrs, fit-sines or convert wrote)"
+        f"{shown_path(folder)}: a folder without meta.json, best.pt or last.pt; give a checkpoint file, a "
+        "dataset folder (what fit-inrs, fit-sines or convert wrote) or a run folder (what train wrote)"
     )
 
 

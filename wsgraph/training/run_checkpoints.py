@@ -63,6 +63,15 @@ def load_run_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ())
     return document
 
 
+def is_run_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file :func:`load_run_checkpoint` reads (safely, like it)."""
+    try:
+        load_run_checkpoint(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def not_resumable(path: str | os.PathLike, part: str, reason: str) -> ValueError:
     """The error for a ``last.pt`` whose ``part`` cannot be restored: one line, naming the file."""
     return ValueError(f"{shown_path(path)}: not a resumable run checkpoint ({part}: {reason})")

@@ -34,14 +34,18 @@ TRUST_PICKLES_HELP = (
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "info",
-        help="describe the MLP or CNN in a checkpoint file, or a dataset folder",
+        help="describe the MLP or CNN in a checkpoint file, a dataset folder, or a training run",
         description="Print the architecture of the MLP or CNN in a checkpoint (.pt, .pth, .ckpt, .safetensors): "
         "widths, signature, per-layer edge and node counts, parameter count, biases, activation and a constant a "
         "saved module adds to its output. Given a dataset folder (what fit-inrs, fit-sines or convert wrote), "
-        "print what its meta.json records and whether every shard is there, without opening the shards.",
+        "print what its meta.json records and whether every shard is there, without opening the shards. Given a run "
+        "folder or its best.pt or last.pt (what train wrote), print the trained model, what it predicts, its data, "
+        "its progress and settings.",
     )
     parser.add_argument(
-        "path", metavar="PATH", help="checkpoint file (a state_dict or a saved nn.Module), or a dataset folder"
+        "path",
+        metavar="PATH",
+        help="checkpoint file (a state_dict or a saved nn.Module), dataset folder, or run folder (or its best.pt)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--trust-pickles", action="store_true", help=TRUST_PICKLES_HELP)

@@ -237,9 +237,9 @@ def test_a_cnn_file_for_an_mlp_model_is_refused(classifier, tmp_path, capsys) ->
     cnn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))
     torch.save(cnn, tmp_path / "cnn.pt")
     assert main(["predict", str(run), str(tmp_path / "cnn.pt")]) == 1
-    assert capsys.readouterr().err == (
-        f"wsgraph predict: error: {tmp_path / 'cnn.pt'}: a CNN; convert CNN checkpoints into a dataset first "
-        "(wsgraph convert) and predict for the dataset\n"
+    assert (
+        capsys.readouterr().err
+        == f"wsgraph predict: error: {tmp_path / 'cnn.pt'}: a CNN; the model was trained on MLPs\n"
     )
 
 
@@ -346,3 +346,66 @@ def test_activation_fills_in_only_what_a_file_does_not_record(tmp_path) -> None:
     assert torch.equal(predict(predictor, [tmp_path / "module.pt"], activation="tanh").outputs, recorded)
     with pytest.raises(ValueError, match="unknown activation"):
         predict(predictor, [tmp_path / "module.pt"], activation="wobble")
+
+
+def test_cnn_checkpoints_get_the_predictions_of_their_converted_graphs(tmp_path) -> None:
+    from wsgraph.datasets.checkpoint_folders import convert_checkpoints
+
+    from .test_cnn_training import write_cnn_zoo
+
+    write_cnn_zoo(tmp_path, 24, (3, 5))
+    root = tmp_path / "data"
+    convert_checkpoints(tmp_path / "checkpoints", root, labels=tmp_path / "labels.csv", progress=False)
+    train(tiny_config(root, tmp_path / "run", "dwsnet", epochs=1))
+    predictor = load_predictor(tmp_path / "run")
+    everything = predict(predictor, [root], split="train", batch_size=1000)
+    everything = torch.cat(
+        [everything.outputs, *(predict(predictor, [root], split=s).outputs for s in ("val", "test"))]
+    )
+    from_files = predict(predictor, [tmp_path / "checkpoints"], batch_size=1000)
+    assert len(from_files.networks) == 24
+    # The dataset holds every file's network: each file's prediction is one of the dataset's, exactly.
+    for output in from_files.outputs:
+        assert torch.isclose(everything, output, rtol=1e-5, atol=1e-6).all(dim=1).any()
+    big = tmp_path / "big"
+    big.mkdir()
+    torch.save(
+        nn.Sequential(
+            nn.Conv2d(1, 4, 7),
+            nn.ReLU(),
+            nn.Conv2d(4, 4, 3),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(4, 2),
+        ),
+        big / "net.pt",
+    )
+    with pytest.raises(ValueError, match=r"net\.pt: .*kernel 7x7 does not fit the grid 5x5, the model's"):
+        predict(predictor, [big])
+
+
+def test_a_kernel_larger_than_the_models_window_for_its_layer_is_named(tmp_path) -> None:
+    from wsgraph.datasets.checkpoint_folders import convert_checkpoints
+
+    def cnn(second_kernel: int) -> nn.Sequential:
+        return nn.Sequential(
+            nn.Conv2d(1, 4, 5),
+            nn.ReLU(),
+            nn.Conv2d(4, 4, second_kernel),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(4, 2),
+        )
+
+    (tmp_path / "zoo").mkdir()
+    for number in range(12):
+        torch.save(cnn(3).state_dict(), tmp_path / "zoo" / f"m{number:02d}.pt")
+    (tmp_path / "labels.csv").write_text("".join(f"m{number:02d}.pt,{number % 2}\n" for number in range(12)))
+    convert_checkpoints(tmp_path / "zoo", tmp_path / "data", labels=tmp_path / "labels.csv", progress=False)
+    train(tiny_config(tmp_path / "data", tmp_path / "run", "dwsnet", epochs=1))
+    (tmp_path / "new").mkdir()
+    torch.save(cnn(5).state_dict(), tmp_path / "new" / "net.pt")
+    with pytest.raises(ValueError, match=r"net\.pt: layer 2's kernel is 5x5; the dwsnet model reads 3x3 there"):
+        predict(load_predictor(tmp_path / "run"), [tmp_path / "new"])

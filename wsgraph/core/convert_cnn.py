@@ -49,7 +49,7 @@ from wsgraph.core.graph import (
     sort_edges,
 )
 
-CNNLike = nn.Module | Mapping[str, Tensor] | Sequence
+CNNLike = nn.Module | Mapping[str, Tensor] | Sequence | ConvChain
 Pair = int | tuple[int, int]
 
 
@@ -76,7 +76,8 @@ def cnn_to_graph(
     Args:
         obj: an ``nn.Module`` (read in execution order, its strides, paddings, dilations
             and activation recorded), a state_dict (4-D ``weight``: convolution, 2-D:
-            linear; geometry and activation unknown) or a list of ``(weight, bias)`` pairs.
+            linear; geometry and activation unknown), a list of ``(weight, bias)`` pairs, or a
+            :class:`~wsgraph.core.extract_cnn.ConvChain` already read.
         activation: the hidden activation's name, overriding what is read from a module.
         kernel_grid: ``(H, W)`` to pad every kernel into (default: the largest kernel).
         check_finite: raise on NaN or inf weights.
@@ -355,6 +356,8 @@ def _build(params, activation: str | nn.Module | None, geometry: list[ConvGeomet
 
 
 def _read(obj: CNNLike) -> ConvChain:
+    if isinstance(obj, ConvChain):
+        return obj
     if isinstance(obj, nn.Module):
         return from_cnn_module(obj)
     if isinstance(obj, Mapping):

@@ -31,7 +31,7 @@ from wsgraph.core.graph import (
     sort_edges,
 )
 
-MLPLike = nn.Module | Mapping[str, Tensor] | Sequence
+MLPLike = nn.Module | Mapping[str, Tensor] | Sequence | LinearChain
 Params = list[tuple[Tensor, Tensor | None]]
 
 
@@ -54,7 +54,9 @@ def mlp_to_graph(
             * a list of ``(weight, bias)`` pairs in ``nn.Linear`` convention
               (``[out, in]``, ``[out]``; ``bias`` may be ``None``);
             * a list of stacked pairs ``([B, out, in], [B, out])`` for ``B`` networks of
-              one architecture: converted in one vectorised call into a :class:`Batch`.
+              one architecture: converted in one vectorised call into a :class:`Batch`;
+            * a :class:`~wsgraph.core.extract_mlp.LinearChain` already read (e.g. by
+              :func:`wsgraph.datasets.checkpoint_folders.read_network`).
         activation: the hidden activation's name, overriding what is read from a module.
         check_finite: raise on NaN or inf weights.
         y: target(s) stored on the graph (``[B, ...]`` for stacked input).
@@ -101,6 +103,8 @@ def mlp_to_graph(
 
 
 def _read(obj: MLPLike) -> LinearChain:
+    if isinstance(obj, LinearChain):
+        return obj
     if isinstance(obj, nn.Module):
         return from_module(obj)
     if isinstance(obj, Mapping):

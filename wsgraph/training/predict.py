@@ -21,9 +21,9 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 from wsgraph.core.activations import UNKNOWN, canonical_activation
+from wsgraph.core.convert_cnn import cnn_to_graph
 from wsgraph.core.convert_mlp import mlp_to_graph
 from wsgraph.core.extract_cnn import ConvChain
-from wsgraph.core.extract_mlp import NotAnMLPError
 from wsgraph.core.graph import graph_specs
 from wsgraph.core.network_files import CHECKPOINT_SUFFIXES
 from wsgraph.datasets.checkpoint_folders import READ_ERRORS, SkippedCheckpoint, find_checkpoints, read_network
@@ -199,7 +199,7 @@ def predict(
             "(edit networks with load_trained_model in Python)"
         )
     activation = None if activation is None else canonical_activation(activation)
-    reading = _Reading(split, batch_size or predictor.batch_size, trust_pickles, activation, skip_bad)
+    reading = _Reading(split, batch_size or predictor.batch_size, trust_pickles, activation, skip_bad, spec.kernel_grid)
     result = Predictions(spec.task, predictor.output_names)
     outputs: list[Tensor] = []
     device = next(iter(model.buffers())).device
@@ -235,6 +235,7 @@ class _Reading:
     trust_pickles: bool
     activation: str | None
     skip_bad: bool
+    kernel_grid: tuple[int, int] | None  # a CNN model's, into which files' kernels are padded
 
     def batches(
         self, inputs: Sequence[str | os.PathLike], result: Predictions
@@ -284,14 +285,18 @@ class _Reading:
 
     def _graph_of_file(self, path: Path, shown: str) -> Data:
         chain = read_network(path, trust_pickles=self.trust_pickles)
-        if isinstance(chain, ConvChain):
-            raise NotAnMLPError(
-                f"{shown}: a CNN; convert CNN checkpoints into a dataset first (wsgraph convert) "
-                "and predict for the dataset"
-            )
         # What a module records stands; --activation is for files that record none.
         activation = chain.activation if chain.activation != UNKNOWN else self.activation
-        return mlp_to_graph(list(zip(chain.weights, chain.biases)), activation=activation)
+        # A graph does not record what a module adds to its output: take the networks as they are.
+        offset = 0.0 if chain.output_offset is None else chain.output_offset.value
+        if not isinstance(chain, ConvChain):
+            return mlp_to_graph(chain, activation=activation, output_offset=offset)
+        if self.kernel_grid is None:
+            raise ValueError(f"{shown}: a CNN; the model was trained on MLPs")
+        try:
+            return cnn_to_graph(chain, activation=activation, kernel_grid=self.kernel_grid, output_offset=offset)
+        except ValueError as error:
+            raise ValueError(f"{shown}: {error}, the model's") from None
 
 
 def _truth_reader(dataset: WeightSpaceDataset, shown: str, result: Predictions) -> Callable[[Data], Any]:
@@ -365,6 +370,12 @@ def _check_fits(spec: ModelSpec, graph: Data, name: str) -> None:
     if not fits:
         widths = "-".join(map(str, network.widths))
         raise ValueError(f"{name}: a network {widths}; the {spec.name} model takes networks {wanted}")
+    for layer, (kernel, window) in enumerate(zip(network.kernel_sizes or (), spec.kernel_sizes or ()), start=1):
+        if kernel[0] > window[0] or kernel[1] > window[1]:
+            raise ValueError(
+                f"{name}: layer {layer}'s kernel is {kernel[0]}x{kernel[1]}; the {spec.name} model reads "
+                f"{window[0]}x{window[1]} there"
+            )
     if spec.probe_features and graph.activation == UNKNOWN:
         raise ValueError(
             f"{name}: the file does not record the hidden activation, which the model's probe features "

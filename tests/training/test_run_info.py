@@ -66,3 +66,13 @@ def test_a_run_checkpoint_runs_no_code(run, tmp_path, capsys) -> None:
     torch.save(checkpoint, tmp_path / "best.pt")
     assert main(["info", str(tmp_path / "best.pt")]) == 1
     assert "refuses to unpickle" in capsys.readouterr().err and not marker.exists()
+
+
+def test_a_flat_mlp_run_names_the_one_architecture_it_takes(tmp_path, capsys) -> None:
+    root = write_store(tmp_path / "classes")
+    train(tiny_config(root, tmp_path / "run", "mlp"))
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "run")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[3] == "networks    M=3 weight layers, d_0=2, d_M=1 (exactly 2-8-8-1)"
+    assert lines[2] == "task        classify, 3 classes: 0, 1, 2"

@@ -33,14 +33,12 @@ from wsgraph.datasets.store import read_meta
 from wsgraph.errors import one_line, shown_path
 from wsgraph.io import atomic_write
 from wsgraph.training.data import output_names
-from wsgraph.training.registry import ModelSpec
+from wsgraph.training.registry import FLAT_MODELS, ModelSpec
 from wsgraph.training.run import load_trained_model
 from wsgraph.training.run_checkpoints import BEST, OUTPUT_NAMES, load_run_checkpoint
 from wsgraph.training.trained import NormalizedModel
 
 DEFAULT_BATCH_SIZE = 256
-# The flat MLPs read a fixed-length vector: one architecture exactly.
-_FIXED_ARCHITECTURE_MODELS = ("mlp", "mlp-aug")
 _TASKS = {"classification": "classify", "regression": "regress"}
 
 
@@ -362,7 +360,8 @@ def _check_fits(spec: ModelSpec, graph: Data, name: str) -> None:
         trained_on, given = ("CNNs", "an MLP") if spec.kernel_grid is not None else ("MLPs", "a CNN")
         raise ValueError(f"{name}: {given}; the {spec.name} model was trained on {trained_on}")
     num_weight_layers, in_dim, out_dim = spec.signature
-    if spec.name in _FIXED_ARCHITECTURE_MODELS and spec.widths is not None:
+    # The flat MLPs read a fixed-length vector: one architecture exactly.
+    if spec.name in FLAT_MODELS and spec.widths is not None:
         fits, wanted = network.widths == tuple(spec.widths), "-".join(map(str, spec.widths))
     else:
         fits = (network.num_weight_layers, network.in_dim, network.out_dim) == spec.signature

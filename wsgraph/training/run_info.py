@@ -12,6 +12,7 @@ from typing import Any
 from wsgraph.checks import is_count, is_number
 from wsgraph.errors import shown_path
 from wsgraph.training.predict import load_predictor
+from wsgraph.training.registry import FLAT_MODELS
 from wsgraph.training.run_checkpoints import BEST, LAST, load_run_checkpoint
 
 # The settings that say how the model was trained, in the order shown.
@@ -99,16 +100,8 @@ def format_run_info(info: dict[str, Any]) -> str:
     networks = (
         f"M={signature['num_weight_layers']} weight layers, d_0={signature['in_dim']}, d_M={signature['out_dim']}"
     )
-    networks += (
-        f" (exactly {'-'.join(map(str, info['widths']))})"
-        if info["widths"]
-        and info["model"]
-        in (
-            "mlp",
-            "mlp-aug",
-        )
-        else ""
-    )
+    if info["widths"] and info["model"] in FLAT_MODELS:
+        networks += f" (exactly {'-'.join(map(str, info['widths']))})"
     lines = [
         f"checkpoint  {shown_path(info['path'])}: {kind}",
         f"model       {model}",

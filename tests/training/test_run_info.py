@@ -11,6 +11,7 @@ import torch
 from wsgraph.cli.main import main
 from wsgraph.datasets.store import read_meta, write_meta
 from wsgraph.training import train
+from wsgraph.training.predict import load_predictor
 
 from .conftest import tiny_config, write_store
 
@@ -76,3 +77,22 @@ def test_a_flat_mlp_run_names_the_one_architecture_it_takes(tmp_path, capsys) ->
     lines = capsys.readouterr().out.splitlines()
     assert lines[3] == "networks    M=3 weight layers, d_0=2, d_M=1 (exactly 2-8-8-1)"
     assert lines[2] == "task        classify, 3 classes: 0, 1, 2"
+
+
+@pytest.mark.parametrize("given", ["folder", "best.pt", "last.pt"])
+def test_info_and_predict_read_a_run_checkpoint_once(run, given, monkeypatch, capsys) -> None:
+    folder, _ = run
+    path = folder if given == "folder" else folder / given
+    reads: list[str] = []
+    real_load = torch.load
+
+    def counting_load(file, *args, **kwargs):
+        reads.append(Path(file).name if isinstance(file, (str, Path)) else "handle")
+        return real_load(file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    assert main(["info", str(path)]) == 0
+    assert reads == ["best.pt" if given == "folder" else given]
+    reads.clear()
+    load_predictor(path)
+    assert reads == ["best.pt" if given == "folder" else given]

@@ -17,11 +17,11 @@ from wsgraph.core.convert_mlp import mlp_to_graph
 from wsgraph.core.extract_cnn import from_cnn_module
 from wsgraph.core.extract_mlp import NotAnMLPError, from_module
 from wsgraph.core.graph import graph_specs
-from wsgraph.core.network_files import CheckpointError, load_network_file
+from wsgraph.core.network_files import load_network_file
 from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets.describe import describe_dataset, format_dataset_info, is_dataset_root
 from wsgraph.errors import shown_path
-from wsgraph.training.run_checkpoints import is_run_checkpoint
+from wsgraph.training.run_checkpoints import read_run_checkpoint_or_none
 from wsgraph.training.run_info import describe_run_checkpoint, format_run_info, run_checkpoint_file
 
 TRUST_PICKLES_HELP = (
@@ -62,19 +62,18 @@ def run(args: argparse.Namespace) -> int:
         if checkpoint is None:
             raise FileNotFoundError(_not_a_dataset_message(args.path))
         return _print_run(checkpoint, args.json)
-    try:
-        info = describe_checkpoint(args.path, trust_pickles=args.trust_pickles)
-    except (NotAnMLPError, CheckpointError):
-        # A run's best.pt or last.pt holds a trained model, not a network to describe as a graph.
-        if not is_run_checkpoint(args.path):
-            raise
-        return _print_run(args.path, args.json)
+    # A run's best.pt or last.pt holds a trained model, not a network to describe as a graph.
+    # It is read (safely) once, and only files that are not one go to the network reader.
+    run_checkpoint = read_run_checkpoint_or_none(args.path)
+    if run_checkpoint is not None:
+        return _print_run(args.path, args.json, run_checkpoint)
+    info = describe_checkpoint(args.path, trust_pickles=args.trust_pickles)
     print(json.dumps(info, indent=2) if args.json else format_info(info))
     return 0
 
 
-def _print_run(checkpoint: str | os.PathLike, as_json: bool) -> int:
-    info = describe_run_checkpoint(checkpoint)
+def _print_run(path: str | os.PathLike, as_json: bool, checkpoint: dict[str, Any] | None = None) -> int:
+    info = describe_run_checkpoint(path, checkpoint)
     print(json.dumps(info, indent=2) if as_json else format_run_info(info))
     return 0
 

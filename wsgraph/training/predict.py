@@ -34,7 +34,7 @@ from wsgraph.errors import one_line, shown_path
 from wsgraph.io import atomic_write
 from wsgraph.training.data import output_names
 from wsgraph.training.registry import FLAT_MODELS, ModelSpec
-from wsgraph.training.run import load_trained_model
+from wsgraph.training.run import trained_model_from_checkpoint
 from wsgraph.training.run_checkpoints import BEST, OUTPUT_NAMES, load_run_checkpoint
 from wsgraph.training.trained import NormalizedModel
 
@@ -130,8 +130,14 @@ class Predictor:
 def load_predictor(path: str | os.PathLike, device: str | torch.device = "cpu") -> Predictor:
     """The trained model of a run's checkpoint (or run folder, for its ``best.pt``)."""
     path = trained_model_file(path)
-    model = load_trained_model(path, device)
-    checkpoint = load_run_checkpoint(path)
+    return predictor_from_checkpoint(load_run_checkpoint(path), path, device)
+
+
+def predictor_from_checkpoint(
+    checkpoint: dict[str, Any], path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> Predictor:
+    """:func:`load_predictor` for a checkpoint already read from ``path``."""
+    model = trained_model_from_checkpoint(checkpoint, path, device)
     config = checkpoint.get("config")
     config = config if isinstance(config, dict) else {}
     batch_size = config.get("batch_size")

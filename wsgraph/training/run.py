@@ -70,6 +70,7 @@ from wsgraph.training.run_checkpoints import (
     OUTPUT_NAMES,
     load_run_checkpoint,
     not_resumable,
+    require_entries,
     save_run_checkpoint,
     stored_config,
 )
@@ -703,6 +704,18 @@ def load_trained_model(
             ``statistics`` is not given.
     """
     checkpoint = load_run_checkpoint(path, required=("model", "model_spec"))
+    return trained_model_from_checkpoint(checkpoint, path, device, statistics)
+
+
+def trained_model_from_checkpoint(
+    checkpoint: dict[str, Any],
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    statistics: LayerStatistics | None = None,
+) -> NormalizedModel:
+    """:func:`load_trained_model` for a checkpoint already read (by
+    :func:`~wsgraph.training.run_checkpoints.load_run_checkpoint`) from ``path``."""
+    require_entries(checkpoint, path, ("model", "model_spec"))
     source = shown_path(path)
     spec = stored_model_spec(checkpoint["model_spec"], source)
     if NORMALIZATION in checkpoint:

@@ -57,19 +57,24 @@ def load_run_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ())
         raise ValueError(f"{path}: not a wsgraph training checkpoint")
     if document.get("version") != VERSION:
         raise ValueError(f"{path}: checkpoint version {document.get('version')}, this wsgraph reads {VERSION}")
-    missing = [key for key in required if key not in document]
-    if missing:
-        raise ValueError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    require_entries(document, path, required)
     return document
 
 
-def is_run_checkpoint(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a file :func:`load_run_checkpoint` reads (safely, like it)."""
+def require_entries(checkpoint: dict[str, Any], path: str | os.PathLike, required: tuple[str, ...]) -> None:
+    """Raise a ``ValueError`` naming ``path`` if the checkpoint read from it lacks any of ``required``."""
+    missing = [key for key in required if key not in checkpoint]
+    if missing:
+        raise ValueError(f"{path}: checkpoint lacks {', '.join(missing)}")
+
+
+def read_run_checkpoint_or_none(path: str | os.PathLike) -> dict[str, Any] | None:
+    """What :func:`load_run_checkpoint` reads from ``path``, or ``None`` where it is not a
+    training checkpoint (another kind of file, or none)."""
     try:
-        load_run_checkpoint(path)
+        return load_run_checkpoint(path)
     except (OSError, ValueError):
-        return False
-    return True
+        return None
 
 
 def not_resumable(path: str | os.PathLike, part: str, reason: str) -> ValueError:

@@ -11,9 +11,9 @@ from typing import Any
 
 from wsgraph.checks import is_count, is_number
 from wsgraph.errors import shown_path
-from wsgraph.training.predict import load_predictor
+from wsgraph.training.predict import predictor_from_checkpoint
 from wsgraph.training.registry import FLAT_MODELS
-from wsgraph.training.run_checkpoints import BEST, LAST, load_run_checkpoint
+from wsgraph.training.run_checkpoints import BEST, LAST, load_run_checkpoint, require_entries
 
 # The settings that say how the model was trained, in the order shown.
 _TRAINING_SETTINGS = (
@@ -43,15 +43,22 @@ def run_checkpoint_file(path: str | os.PathLike) -> Path | None:
     return next((path / name for name in (BEST, LAST) if (path / name).is_file()), None)
 
 
-def describe_run_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+def describe_run_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
     """The facts ``wsgraph info`` prints about a training checkpoint, as a JSON-ready dict.
+
+    Args:
+        path: the checkpoint file.
+        checkpoint: what :func:`~wsgraph.training.run_checkpoints.load_run_checkpoint`
+            read from it, if it has been read already.
 
     Raises:
         ValueError: the file is not a readable wsgraph training checkpoint, or the model it
             stores does not match its settings.
     """
-    checkpoint = load_run_checkpoint(path, required=("config", "model_spec", "model"))
-    predictor = load_predictor(path)
+    if checkpoint is None:
+        checkpoint = load_run_checkpoint(path)
+    require_entries(checkpoint, path, ("config", "model_spec", "model"))
+    predictor = predictor_from_checkpoint(checkpoint, path)
     spec, config = predictor.model.spec, checkpoint["config"]
     last = "optimizer" in checkpoint
     history = checkpoint.get("history")

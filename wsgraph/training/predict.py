@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,20 +20,16 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from wsgraph.core.activations import UNKNOWN, canonical_activation
-from wsgraph.core.convert_cnn import cnn_to_graph
-from wsgraph.core.convert_mlp import mlp_to_graph
-from wsgraph.core.extract_cnn import ConvChain
-from wsgraph.core.graph import graph_specs
-from wsgraph.core.network_files import CHECKPOINT_SUFFIXES
-from wsgraph.datasets.checkpoint_folders import READ_ERRORS, SkippedCheckpoint, find_checkpoints, read_network
+from wsgraph.core.activations import canonical_activation
+from wsgraph.datasets.checkpoint_folders import SkippedCheckpoint
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.datasets.describe import is_dataset_root
 from wsgraph.datasets.store import read_meta
-from wsgraph.errors import one_line, shown_path
+from wsgraph.errors import shown_path
 from wsgraph.io import atomic_write
 from wsgraph.training.data import output_names
-from wsgraph.training.registry import FLAT_MODELS, ModelSpec
+from wsgraph.training.network_inputs import InputReport, NetworkReader, check_fits
+from wsgraph.training.registry import ModelSpec
 from wsgraph.training.run import trained_model_from_checkpoint
 from wsgraph.training.run_checkpoints import BEST, OUTPUT_NAMES, load_run_checkpoint
 from wsgraph.training.trained import NormalizedModel
@@ -203,18 +199,27 @@ def predict(
             "(edit networks with load_trained_model in Python)"
         )
     activation = None if activation is None else canonical_activation(activation)
-    reading = _Reading(split, batch_size or predictor.batch_size, trust_pickles, activation, skip_bad, spec.kernel_grid)
     result = Predictions(spec.task, predictor.output_names)
+    reader = NetworkReader(
+        split,
+        batch_size or predictor.batch_size,
+        trust_pickles,
+        activation,
+        skip_bad,
+        spec.kernel_grid,
+        truth=lambda dataset, shown, report: _truth_reader(dataset, shown, report, result),
+    )
+    report = InputReport(result.skipped, result.notes)
     outputs: list[Tensor] = []
     device = next(iter(model.buffers())).device
     with torch.no_grad():
-        for names, graphs, truths in reading.batches(inputs, result):
-            for name, graph in zip(names, graphs):
-                _check_fits(spec, graph, name)
-            output = model(Batch.from_data_list(graphs).to(device)).float().cpu()
+        for batch in reader.batches(inputs, report):
+            for name, graph in zip(batch.names, batch.graphs):
+                check_fits(spec, graph, name)
+            output = model(Batch.from_data_list(batch.graphs).to(device)).float().cpu()
             outputs.append(output.softmax(-1) if spec.task == "classify" else output)
-            result.networks += names
-            result.true += truths
+            result.networks += batch.names
+            result.true += batch.truths
     if not outputs:
         first = result.skipped[0]
         raise ValueError(
@@ -230,80 +235,9 @@ def predict(
     return result
 
 
-@dataclass
-class _Reading:
-    """How :func:`predict` reads its inputs."""
-
-    split: str
-    batch_size: int
-    trust_pickles: bool
-    activation: str | None
-    skip_bad: bool
-    kernel_grid: tuple[int, int] | None  # a CNN model's, into which files' kernels are padded
-
-    def batches(
-        self, inputs: Sequence[str | os.PathLike], result: Predictions
-    ) -> Iterator[tuple[list[str], list[Data], list[str | Tensor | None]]]:
-        """``(names, graphs, truths)`` of at most ``batch_size`` networks of one input at a time."""
-        for given in inputs:
-            path = Path(given)
-            if is_dataset_root(path):
-                yield from self._dataset_batches(path, str(given), result)
-            else:
-                yield from self._file_batches(path, result)
-
-    def _dataset_batches(
-        self, root: Path, shown: str, result: Predictions
-    ) -> Iterator[tuple[list[str], list[Data], list[str | Tensor | None]]]:
-        dataset = WeightSpaceDataset(root, split=self.split, log=False)
-        if len(dataset) == 0:
-            raise ValueError(f"{shown}: no networks in its {self.split} split (choose another --split)")
-        truth = _truth_reader(dataset, shown, result)
-        for start in range(0, len(dataset), self.batch_size):
-            indices = range(start, min(start + self.batch_size, len(dataset)))
-            graphs = [dataset[i] for i in indices]
-            truths = [truth(graph) for graph in graphs]
-            for graph in graphs:
-                del graph.y
-            yield [f"{shown}[{self.split}][{i}]" for i in indices], graphs, truths
-
-    def _file_batches(
-        self, path: Path, result: Predictions
-    ) -> Iterator[tuple[list[str], list[Data], list[str | Tensor | None]]]:
-        files = _files(path, self.skip_bad, result)
-        for start in range(0, len(files), self.batch_size):
-            names, graphs = [], []
-            for file in files[start : start + self.batch_size]:
-                shown = str(path) if file == path else str(path / file.relative_to(path))
-                try:
-                    graphs.append(self._graph_of_file(file, shown))
-                except READ_ERRORS as error:
-                    if not self.skip_bad:
-                        raise
-                    reason = one_line(error).removeprefix(f"{shown_path(file)}: ")
-                    result.skipped.append(SkippedCheckpoint(shown, reason))
-                    continue
-                names.append(shown)
-            if graphs:
-                yield names, graphs, [None] * len(graphs)
-
-    def _graph_of_file(self, path: Path, shown: str) -> Data:
-        chain = read_network(path, trust_pickles=self.trust_pickles)
-        # What a module records stands; --activation is for files that record none.
-        activation = chain.activation if chain.activation != UNKNOWN else self.activation
-        # A graph does not record what a module adds to its output: take the networks as they are.
-        offset = 0.0 if chain.output_offset is None else chain.output_offset.value
-        if not isinstance(chain, ConvChain):
-            return mlp_to_graph(chain, activation=activation, output_offset=offset)
-        if self.kernel_grid is None:
-            raise ValueError(f"{shown}: a CNN; the model was trained on MLPs")
-        try:
-            return cnn_to_graph(chain, activation=activation, kernel_grid=self.kernel_grid, output_offset=offset)
-        except ValueError as error:
-            raise ValueError(f"{shown}: {error}, the model's") from None
-
-
-def _truth_reader(dataset: WeightSpaceDataset, shown: str, result: Predictions) -> Callable[[Data], Any]:
+def _truth_reader(
+    dataset: WeightSpaceDataset, shown: str, report: InputReport, result: Predictions
+) -> Callable[[Data], Any]:
     """What a dataset's network is labelled with, in the model's terms: its class name, or the
     targets the model predicts, found by name (a note in ``result`` where they are not all
     there); nothing for another kind of label."""
@@ -321,71 +255,23 @@ def _truth_reader(dataset: WeightSpaceDataset, shown: str, result: Predictions) 
             return names[label] if names is not None and label < len(names) else str(label)
 
         return class_name
-    columns = _target_columns(dataset, shown, result)
+    columns = _target_columns(dataset, shown, report, result)
     return (lambda graph: None) if columns is None else (lambda graph: graph.y.view(-1)[columns].float())
 
 
-def _target_columns(dataset: WeightSpaceDataset, shown: str, result: Predictions) -> list[int] | None:
+def _target_columns(
+    dataset: WeightSpaceDataset, shown: str, report: InputReport, result: Predictions
+) -> list[int] | None:
     """The columns of the dataset's targets that bear the model's target names (``None``: not all do)."""
     width = dataset[0].y.numel()
     names = output_names("regress", dataset.meta, width)
     missing = [name for name in result.output_names if name not in names]
     if missing:
-        result.notes.append(
+        report.notes.append(
             f"{shown}: has no target named {missing[0]} (its targets: {', '.join(names)}); no truth is shown for it"
         )
         return None
     return [names.index(name) for name in result.output_names]
-
-
-def _files(path: Path, skip_bad: bool, result: Predictions) -> list[Path]:
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise FileNotFoundError(f"{shown_path(path)}: no such file or folder")
-    datasets = sorted(entry.name for entry in os.scandir(path) if is_dataset_root(entry.path))
-    if datasets:
-        listed = ", ".join(datasets[:3]) + (f" and {len(datasets) - 3} more" if len(datasets) > 3 else "")
-        raise ValueError(f"{shown_path(path)}: a folder of datasets ({listed}); give them one by one")
-    search = find_checkpoints(path)
-    if search.unreadable and not skip_bad:
-        first = search.unreadable[0]
-        raise ValueError(f"{shown_path(path / first.path)}: {first.reason} (pass --skip-bad to predict for the others)")
-    result.skipped += [SkippedCheckpoint(str(path / item.path), item.reason) for item in search.unreadable]
-    if not search.files:
-        raise ValueError(
-            f"{shown_path(path)}: no checkpoint files ({', '.join(sorted(CHECKPOINT_SUFFIXES))}) and no meta.json"
-        )
-    return search.files
-
-
-def _check_fits(spec: ModelSpec, graph: Data, name: str) -> None:
-    """Raise a ``ValueError`` naming ``name`` if the model cannot take ``graph``'s network."""
-    network = graph_specs(graph)[0]
-    if (spec.kernel_grid is not None) != network.is_conv:
-        trained_on, given = ("CNNs", "an MLP") if spec.kernel_grid is not None else ("MLPs", "a CNN")
-        raise ValueError(f"{name}: {given}; the {spec.name} model was trained on {trained_on}")
-    num_weight_layers, in_dim, out_dim = spec.signature
-    # The flat MLPs read a fixed-length vector: one architecture exactly.
-    if spec.name in FLAT_MODELS and spec.widths is not None:
-        fits, wanted = network.widths == tuple(spec.widths), "-".join(map(str, spec.widths))
-    else:
-        fits = (network.num_weight_layers, network.in_dim, network.out_dim) == spec.signature
-        wanted = "-".join([str(in_dim), *["*"] * (num_weight_layers - 1), str(out_dim)])
-    if not fits:
-        widths = "-".join(map(str, network.widths))
-        raise ValueError(f"{name}: a network {widths}; the {spec.name} model takes networks {wanted}")
-    for layer, (kernel, window) in enumerate(zip(network.kernel_sizes or (), spec.kernel_sizes or ()), start=1):
-        if kernel[0] > window[0] or kernel[1] > window[1]:
-            raise ValueError(
-                f"{name}: layer {layer}'s kernel is {kernel[0]}x{kernel[1]}; the {spec.name} model reads "
-                f"{window[0]}x{window[1]} there"
-            )
-    if spec.probe_features and graph.activation == UNKNOWN:
-        raise ValueError(
-            f"{name}: the file does not record the hidden activation, which the model's probe features "
-            "run the network with; pass --activation (activation= in Python)"
-        )
 
 
 def write_predictions_csv(predictions: Predictions, path: str | os.PathLike | None) -> str:

@@ -6,12 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from wsgraph.cli import adapt, bench, convert, demo, fit_inrs, fit_sines, info, predict, train, zoo, zoo_stats
+from wsgraph.cli import adapt, bench, convert, demo, edit, fit_inrs, fit_sines, info, predict, train, zoo, zoo_stats
 from wsgraph.errors import one_line
 from wsgraph.runtime import tune_cpu_allocator
 
 # Each module offers `register(subparsers)`, which adds its parser and sets `func`.
-COMMANDS: list = [adapt, bench, convert, demo, fit_inrs, fit_sines, info, predict, train, zoo, zoo_stats]
+COMMANDS: list = [adapt, bench, convert, demo, edit, fit_inrs, fit_sines, info, predict, train, zoo, zoo_stats]
 
 
 class CommandError(Exception):

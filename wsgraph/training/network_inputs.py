@@ -51,12 +51,14 @@ class NetworkBatch:
             writing something per network (``folder/sub/net.pt``, ``dataset/test/17``).
         graphs: the networks, without a dataset's labels.
         truths: per network, what the truth reader made of its dataset labels (``None`` for files).
+        source: the dataset they come from (``None``: checkpoint files).
     """
 
     names: list[str]
     keys: list[PurePosixPath]
     graphs: list[Data]
     truths: list[Any]
+    source: Path | None = None
 
 
 # Given a dataset, how it is named and the report, a function from one of its networks
@@ -115,7 +117,7 @@ class NetworkReader:
                         del graph[label]
             names = [f"{shown}[{self.split}][{i}]" for i in indices]
             keys = [PurePosixPath(root.resolve().name, self.split, str(i)) for i in indices]
-            yield NetworkBatch(names, keys, graphs, truths)
+            yield NetworkBatch(names, keys, graphs, truths, root)
 
     def _file_batches(self, path: Path, report: InputReport) -> Iterator[NetworkBatch]:
         files = find_network_files(path, self.skip_bad, report)

@@ -116,11 +116,13 @@ class Predictor:
         model: the model, taking raw networks (:func:`~wsgraph.training.load_trained_model`).
         output_names: its classes or regression targets, in output order.
         batch_size: the run's batch size, with which its evaluation batched the networks.
+        data: the dataset the model was trained on, as its run recorded it.
     """
 
     model: NormalizedModel
     output_names: list[str]
     batch_size: int
+    data: str | None = None
 
 
 def load_predictor(path: str | os.PathLike, device: str | torch.device = "cpu") -> Predictor:
@@ -138,7 +140,9 @@ def predictor_from_checkpoint(
     config = config if isinstance(config, dict) else {}
     batch_size = config.get("batch_size")
     batch_size = batch_size if isinstance(batch_size, int) and batch_size > 0 else DEFAULT_BATCH_SIZE
-    return Predictor(model, _stored_output_names(checkpoint, config, model.spec), batch_size)
+    data = config.get("data")
+    data = data if isinstance(data, str) else None
+    return Predictor(model, _stored_output_names(checkpoint, config, model.spec), batch_size, data)
 
 
 def _stored_output_names(checkpoint: dict[str, Any], config: dict[str, Any], spec: ModelSpec) -> list[str]:

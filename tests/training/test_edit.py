@@ -1,0 +1,185 @@
+"""``wsgraph edit``: a trained editing model applied to files, folders and datasets, with the
+run's own evaluation as the reference, and an output folder that is never left half-written."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from wsgraph import graph_to_mlp, load_network_file, mlp_to_graph
+from wsgraph.cli.main import main
+from wsgraph.datasets import WeightSpaceDataset
+from wsgraph.training import train
+from wsgraph.training.edit import EDITS_CSV, EDITS_PNG, edit_networks
+from wsgraph.training.predict import load_predictor
+
+from .conftest import tiny_config
+from .test_models import dilation_root
+
+
+@pytest.fixture(scope="module")
+def editor(tmp_path_factory) -> tuple[Path, Path, dict]:
+    """A DWSNet trained to dilate: ``(root, run folder, result)``."""
+    folder = tmp_path_factory.mktemp("edit")
+    root = dilation_root(folder / "inrs")
+    result = train(tiny_config(root, folder / "run", "dwsnet", task="dilate", epochs=2))
+    return root, folder / "run", result
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def save_test_networks(root: Path, folder: Path, state_dicts: bool = False) -> list[Path]:
+    """The test split's networks as files (saved modules, or state_dicts); their paths in split order."""
+    dataset = WeightSpaceDataset(root, split="test", log=False)
+    folder.mkdir(parents=True)
+    paths = []
+    for index in range(len(dataset)):
+        network = graph_to_mlp(dataset[index])
+        paths.append(folder / f"inr{index:02d}.pt")
+        torch.save(network.state_dict() if state_dicts else network, paths[-1])
+    return paths
+
+
+def test_a_dataset_split_is_edited_as_the_run_evaluated_it(editor, tmp_path, capsys) -> None:
+    root, run, result = editor
+    out = tmp_path / "edited"
+    assert main(["edit", str(run), str(root), "--out", str(out)]) == 0
+    rows = read_rows(out / EDITS_CSV)
+    test = WeightSpaceDataset(root, split="test", log=False)
+    assert [row["network"] for row in rows] == [f"{root}[test][{i}]" for i in range(len(test))]
+    assert [row["file"] for row in rows] == [f"networks/{root.name}/test/{i}.pt" for i in range(len(test))]
+    edited_mse = sum(float(row["image_mse"]) for row in rows) / len(rows)
+    assert edited_mse == pytest.approx(result["test_metric"], rel=1e-4)
+    assert edited_mse < sum(float(row["unedited_image_mse"]) for row in rows) / len(rows)
+    assert (out / EDITS_PNG).stat().st_size > 0
+    assert f"image MSE {edited_mse:.4g} against the dataset's dilated images" in capsys.readouterr().err
+    # Each file holds the network the model made, readable without unpickling code.
+    model = load_predictor(run).model
+    with torch.no_grad():
+        edited = model(Batch.from_data_list([test[i] for i in range(len(test))]))
+    for row, expected in zip(rows, graph_to_mlp(edited)):
+        saved = load_network_file(out / row["file"])
+        assert str(saved) == str(expected)
+        for name, tensor in expected.state_dict().items():
+            assert torch.equal(saved.state_dict()[name], tensor)
+    assert sorted(os.listdir(tmp_path)) == ["edited"], "no staging folder may stay behind"
+
+
+def test_files_are_edited_like_the_same_networks_in_a_dataset(editor, tmp_path) -> None:
+    root, run, _ = editor
+    save_test_networks(root, tmp_path / "files")
+    predictor = load_predictor(run)
+    from_files = edit_networks(predictor, [tmp_path / "files"], tmp_path / "from-files", preview=0)
+    from_dataset = edit_networks(predictor, [root], tmp_path / "from-dataset", preview=0)
+    assert from_files.files[0] == "networks/files/inr00.pt"
+    assert not (tmp_path / "from-files" / EDITS_PNG).exists()
+    for by_file, by_index in zip(from_files.files, from_dataset.files):
+        a = load_network_file(tmp_path / "from-files" / by_file).state_dict()
+        b = load_network_file(tmp_path / "from-dataset" / by_index).state_dict()
+        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    # Files carry no dilated images: no error is measured, but the training data tells the image shape.
+    assert from_files.image_mse == [None] * len(from_files.files) and not from_files.notes
+    # A single file is named after itself.
+    single = edit_networks(predictor, [tmp_path / "files" / "inr01.pt"], tmp_path / "single")
+    assert single.files == ["networks/inr01.pt"] and (tmp_path / "single" / EDITS_PNG).exists()
+
+
+def test_state_dicts_need_the_activation(editor, tmp_path, capsys) -> None:
+    root, run, _ = editor
+    paths = save_test_networks(root, tmp_path / "files", state_dicts=True)
+    out = tmp_path / "out"
+    assert main(["edit", str(run), str(paths[0]), "--out", str(out)]) == 1
+    error = capsys.readouterr().err
+    assert error == (
+        f"wsgraph edit: error: {paths[0]}: the file does not record the hidden activation, which the edited "
+        "network is saved and rendered with; pass --activation (activation= in Python), e.g. 'sine(30.0)'\n"
+    )
+    assert not out.exists() and sorted(os.listdir(tmp_path)) == ["files"]
+    assert main(["edit", str(run), str(paths[0]), "--out", str(out), "--activation", "sine(30)"]) == 0
+    assert "Sine(omega_0=30.0)" in str(load_network_file(out / "networks" / "inr00.pt"))
+
+
+def test_an_existing_out_is_replaced_only_with_force_and_only_if_edit_wrote_it(editor, tmp_path, capsys) -> None:
+    root, run, _ = editor
+    out = tmp_path / "out"
+    assert main(["edit", str(run), str(root), "--out", str(out), "--split", "val"]) == 0
+    assert main(["edit", str(run), str(root), "--out", str(out)]) == 1
+    assert f"error: --out {out} exists; pass --force to replace it" in capsys.readouterr().err
+    assert read_rows(out / EDITS_CSV)[0]["network"].endswith("[val][0]")
+    assert main(["edit", str(run), str(root), "--out", str(out), "--force"]) == 0
+    assert read_rows(out / EDITS_CSV)[0]["network"].endswith("[test][0]")
+    assert not (out / "networks" / root.name / "val").exists(), "the earlier edit is replaced, not merged"
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    assert main(["edit", str(run), str(root), "--out", str(foreign), "--force"]) == 1
+    assert "holds files wsgraph edit did not write" in capsys.readouterr().err
+    assert (foreign / "notes.txt").read_text() == "mine"
+    assert sorted(os.listdir(tmp_path)) == ["foreign", "out"]
+
+
+def test_a_failure_part_way_leaves_nothing_behind(editor, tmp_path, capsys) -> None:
+    root, run, _ = editor
+    out = tmp_path / "deep" / "out"
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    assert main(["edit", str(run), str(root), str(tmp_path / "bad.pt"), "--out", str(out)]) == 1
+    assert f"{tmp_path / 'bad.pt'}" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["bad.pt"]
+    assert main(["edit", str(run), str(root), str(tmp_path / "bad.pt"), "--out", str(out), "--skip-bad"]) == 0
+    assert f"skipped {tmp_path / 'bad.pt'}" in capsys.readouterr().err
+
+
+def test_two_inputs_that_would_write_one_file_are_refused(editor, tmp_path) -> None:
+    root, run, _ = editor
+    paths = save_test_networks(root, tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "inr00.pt").write_bytes(paths[0].read_bytes())
+    with pytest.raises(ValueError, match=r"b/inr00\.pt and .*a/inr00\.pt would both be written to networks/inr00\.pt"):
+        edit_networks(load_predictor(run), [paths[0], tmp_path / "b" / "inr00.pt"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_networks_the_model_does_not_take_are_named(editor, tmp_path) -> None:
+    _, run, _ = editor
+    torch.save(
+        graph_to_mlp(
+            mlp_to_graph(
+                [(torch.randn(8, 3), torch.randn(8)), (torch.randn(1, 8), torch.randn(1))], activation="sine(30.0)"
+            )
+        ),
+        tmp_path / "wide.pt",
+    )
+    with pytest.raises(ValueError, match=r"wide\.pt: a network 3-8-1; the dwsnet model takes networks 2-\*-\*-1"):
+        edit_networks(load_predictor(run), [tmp_path / "wide.pt"], tmp_path / "out")
+
+
+def test_a_model_that_does_not_edit_is_sent_to_predict(tmp_path, capsys) -> None:
+    from .conftest import write_store
+
+    root = write_store(tmp_path / "classes")
+    train(tiny_config(root, tmp_path / "run", "mlp", epochs=1))
+    assert main(["edit", str(tmp_path / "run"), str(root), "--out", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err == (
+        "wsgraph edit: error: the model does not edit networks (--task classify); use wsgraph predict\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_out_that_is_a_file_and_inputs_that_are_all_bad_are_refused(editor, tmp_path, capsys) -> None:
+    root, run, _ = editor
+    (tmp_path / "out.txt").write_text("mine")
+    assert main(["edit", str(run), str(root), "--out", str(tmp_path / "out.txt")]) == 1
+    assert f"error: --out {tmp_path / 'out.txt'} exists and is not a folder" in capsys.readouterr().err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.pt").write_bytes(b"junk")
+    assert main(["edit", str(run), str(tmp_path / "bad"), "--out", str(tmp_path / "out"), "--skip-bad"]) == 1
+    assert "error: none of the 1 checkpoint files could be read (first: " in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["bad", "out.txt"] and (tmp_path / "out.txt").read_text() == "mine"

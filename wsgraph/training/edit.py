@@ -1,0 +1,324 @@
+"""Networks edited by a trained editing model (``wsgraph edit``): checkpoint files, folders of
+them, or a split of a dataset in, one saved network per input network out.
+
+A model trained with ``--task dilate`` maps an INR's weights to those of an INR of the
+dilated image. Each edited network is written as the ``nn.Sequential`` that
+:func:`wsgraph.graph_to_mlp` rebuilds (``torch.save`` of the module: linear layers and the
+recorded activation, which :func:`wsgraph.load_network_file` reads back without running
+code). It is in the convention of the networks given: a constant the INRs' recipe adds to
+the output (+0.5 for wsgraph's image INRs, ``output_offset`` in a dataset's meta.json) is
+not part of the module. Where the image shape is known (from the dataset given, or from
+the data the model was trained on), the inputs and edits are rendered: each network's
+image MSE against a dataset's dilated image goes to ``edits.csv``, the first few images to
+``edits.png``. Everything is written into a hidden folder beside ``out`` and renamed into
+place at the end, so an interrupted or failed command leaves ``out`` as it was.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Batch, Data
+
+from wsgraph.core.activations import UNKNOWN, canonical_activation
+from wsgraph.core.convert_mlp import graph_to_mlp
+from wsgraph.datasets.checkpoint_folders import SkippedCheckpoint
+from wsgraph.datasets.dataset import WeightSpaceDataset
+from wsgraph.datasets.describe import is_dataset_root
+from wsgraph.datasets.store import read_meta
+from wsgraph.errors import shown_path
+from wsgraph.inrs.render import image_grid_coords, render_inr
+from wsgraph.io import atomic_write, missing_folders, remove_empty_folders, save_figure
+from wsgraph.training.network_inputs import InputReport, NetworkReader, check_fits
+from wsgraph.training.predict import Predictor
+from wsgraph.training.tasks import DILATED_KEY
+
+EDITS_CSV = "edits.csv"
+EDITS_PNG = "edits.png"
+NETWORKS_FOLDER = "networks"
+
+
+@dataclass(frozen=True)
+class ImageRendering:
+    """How the INRs of one dataset show their images: the pixel grid and the output offset."""
+
+    image_shape: tuple[int, ...]  # (H, W) or (H, W, C)
+    output_offset: float
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> ImageRendering | None:
+        """As a dataset's ``meta.json`` records it; ``None`` for networks that are not image INRs."""
+        shape = meta.get("image_shape")
+        if not isinstance(shape, list) or len(shape) not in (2, 3) or not all(isinstance(n, int) for n in shape):
+            return None
+        offset = meta.get("output_offset", 0.0)
+        return cls(tuple(shape), float(offset) if isinstance(offset, (int, float)) else 0.0)
+
+    def render(self, networks: Data) -> Tensor:
+        """``[B, H, W, C]``: the images the networks show (not clipped)."""
+        height, width = self.image_shape[:2]
+        coords = image_grid_coords(height, width, networks.edge_attr.device)
+        images = render_inr(networks, coords, output_offset=self.output_offset)
+        return images.reshape(images.size(0), height, width, -1)
+
+
+@dataclass
+class Edits:
+    """What :func:`edit_networks` returns.
+
+    Attributes:
+        out: the folder written.
+        networks: one name per network: the file's path, or ``ROOT[split][index]``.
+        files: the edited network's file, relative to ``out``.
+        image_mse: per network, the edited network's image MSE against the dilated image its
+            dataset stores (``None`` where there is none).
+        unedited_image_mse: the same for the network as given: the reference an edit must beat.
+        skipped: the files that could not be read (with ``skip_bad``), and why.
+        notes: what the caller should know (networks that could not be rendered).
+    """
+
+    out: Path
+    networks: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    image_mse: list[float | None] = field(default_factory=list)
+    unedited_image_mse: list[float | None] = field(default_factory=list)
+    skipped: list[SkippedCheckpoint] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def mean_image_mse(self) -> tuple[float, float] | None:
+        """The mean image MSE of the edited and of the unedited networks, over those with a
+        dilated image (``None``: none has one)."""
+        pairs = [(a, b) for a, b in zip(self.image_mse, self.unedited_image_mse) if a is not None and b is not None]
+        if not pairs:
+            return None
+        return sum(a for a, _ in pairs) / len(pairs), sum(b for _, b in pairs) / len(pairs)
+
+    def rows(self) -> list[list[str]]:
+        """The rows of ``edits.csv``, header first."""
+        rows = [["network", "file", "image_mse", "unedited_image_mse"]]
+        for name, file, edited, unedited in zip(self.networks, self.files, self.image_mse, self.unedited_image_mse):
+            rows.append([name, file, *("" if value is None else f"{value:.6g}" for value in (edited, unedited))])
+        return rows
+
+
+def edit_networks(
+    predictor: Predictor,
+    inputs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    split: str = "test",
+    batch_size: int | None = None,
+    trust_pickles: bool = False,
+    activation: str | None = None,
+    skip_bad: bool = False,
+    force: bool = False,
+    preview: int = 8,
+) -> Edits:
+    """Edit ``inputs``' networks with a trained editing model and write them to the folder ``out``.
+
+    Args:
+        predictor: a model trained with ``--task dilate`` (:func:`~wsgraph.training.predict.load_predictor`).
+        inputs: checkpoint files, folders of them (searched recursively), or dataset roots
+            (their ``split`` networks, with their dilated images as the truth).
+        out: the folder to write: ``networks/`` (one ``.pt`` per network, named after its
+            file, or ``DATASET/SPLIT/INDEX.pt``), ``edits.csv`` and ``edits.png``.
+        split: which split of a dataset root.
+        batch_size: networks per forward pass; by default the run's.
+        trust_pickles: see :func:`wsgraph.load_network_file`; runs any code the files contain.
+        activation: the hidden activation of networks whose files do not record it (state_dicts).
+        skip_bad: edit the files that can be read and report the rest.
+        force: replace ``out`` if an earlier ``edit_networks`` wrote it.
+        preview: how many networks ``edits.png`` shows (0: no picture).
+
+    Raises:
+        FileExistsError: ``out`` exists (without ``force``), or holds files this function did not write.
+        ValueError: a model that does not edit networks; naming the input that cannot be read
+            (without ``skip_bad``), holds no networks, or whose networks the model does not take.
+    """
+    model, spec = predictor.model, predictor.model.spec
+    if spec.task != "dilate":
+        raise ValueError(f"the model does not edit networks (--task {spec.task}); use wsgraph predict")
+    out = Path(out)
+    _refuse_to_replace(out, force)
+    activation = None if activation is None else canonical_activation(activation)
+    result = Edits(out)
+    reader = NetworkReader(
+        split, batch_size or predictor.batch_size, trust_pickles, activation, skip_bad, spec.kernel_grid, _dilated_image
+    )
+    trained_on = _rendering_of(predictor.data)
+    made = missing_folders(out.parent)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        shown: list[tuple[Tensor, Tensor, Tensor | None]] = []
+        written: dict[PurePosixPath, str] = {}
+        unrendered = False
+        device = next(iter(model.buffers())).device
+        for batch in reader.batches(inputs, InputReport(result.skipped, result.notes)):
+            for name, graph in zip(batch.names, batch.graphs):
+                check_fits(spec, graph, name)
+                _check_activation(graph, name)
+            networks = Batch.from_data_list(batch.graphs).to(device)
+            with torch.no_grad():
+                edited = model(networks)
+            files = [_file_for(key, name, written) for key, name in zip(batch.keys, batch.names)]
+            for file, module in zip(files, graph_to_mlp(edited.cpu())):
+                atomic_write(staging / file, lambda handle, module=module: torch.save(module, handle))
+            rendering = _rendering_of(batch.source) if batch.source is not None else trained_on
+            edited_mse, unedited_mse = _image_errors(rendering, networks, edited, batch.truths, shown, preview)
+            result.networks += batch.names
+            result.files += [str(file) for file in files]
+            result.image_mse += edited_mse
+            result.unedited_image_mse += unedited_mse
+            if rendering is None and not unrendered:
+                unrendered = True
+                result.notes.append(
+                    f"{batch.names[0]}: no image shape known (neither its dataset nor the model's training data "
+                    "records one): edits are written but not rendered"
+                )
+        if not result.networks:
+            first = result.skipped[0]
+            raise ValueError(
+                f"none of the {len(result.skipped)} checkpoint files could be read (first: {first.path}: {first.reason})"
+            )
+        atomic_write(staging / EDITS_CSV, lambda handle: handle.write(_csv_text(result.rows()).encode()))
+        if shown:
+            _save_preview(staging / EDITS_PNG, shown)
+        _move_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        remove_empty_folders(made)
+        raise
+    return result
+
+
+def _dilated_image(dataset: WeightSpaceDataset, shown: str, report: InputReport) -> Callable[[Data], Any]:
+    """A dataset network's dilated image, where the dataset stores them."""
+    return lambda graph: getattr(graph, DILATED_KEY, None)
+
+
+def _rendering_of(root: str | os.PathLike | None) -> ImageRendering | None:
+    if root is None or not is_dataset_root(root):
+        return None
+    try:
+        return ImageRendering.from_meta(read_meta(root))
+    except (OSError, ValueError):
+        return None
+
+
+def _check_activation(graph: Data, name: str) -> None:
+    if graph.activation == UNKNOWN:
+        raise ValueError(
+            f"{name}: the file does not record the hidden activation, which the edited network is saved "
+            "and rendered with; pass --activation (activation= in Python), e.g. 'sine(30.0)'"
+        )
+
+
+def _file_for(key: PurePosixPath, name: str, written: dict[PurePosixPath, str]) -> PurePosixPath:
+    """Where the edit of the network ``name`` goes, relative to the output folder."""
+    file = PurePosixPath(NETWORKS_FOLDER) / key.with_suffix(".pt")
+    if file in written:
+        raise ValueError(f"{name} and {written[file]} would both be written to {file}; give them in separate commands")
+    written[file] = name
+    return file
+
+
+def _image_errors(
+    rendering: ImageRendering | None,
+    networks: Batch,
+    edited: Data,
+    truths: list[Any],
+    shown: list[tuple[Tensor, Tensor, Tensor | None]],
+    preview: int,
+) -> tuple[list[float | None], list[float | None]]:
+    """Each network's image MSE against its dilated image, edited and as given; the first
+    ``preview`` renderings are added to ``shown``."""
+    count = len(truths)
+    if rendering is None:
+        return [None] * count, [None] * count
+    with torch.no_grad():
+        given, edits = rendering.render(networks).float().cpu(), rendering.render(edited).float().cpu()
+    edited_mse: list[float | None] = []
+    unedited_mse: list[float | None] = []
+    for index, truth in enumerate(truths):
+        target = None if truth is None else truth.reshape(edits[index].shape).float()
+        edited_mse.append(None if target is None else float((edits[index] - target).square().mean()))
+        unedited_mse.append(None if target is None else float((given[index] - target).square().mean()))
+        if len(shown) < preview:
+            shown.append((given[index], edits[index], target))
+    return edited_mse, unedited_mse
+
+
+def _save_preview(path: Path, shown: list[tuple[Tensor, Tensor, Tensor | None]]) -> None:
+    """The networks' images as given, edited, and the dilated images (where known), a column each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    rows = ["given", "edited"] + (["dilated"] if any(target is not None for _, _, target in shown) else [])
+    figure, axes = plt.subplots(len(rows), len(shown), figsize=(1.2 * len(shown), 1.3 * len(rows)), squeeze=False)
+    for column, images in enumerate(shown):
+        for row in range(len(rows)):
+            axis = axes[row][column]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            picture = images[row]
+            if picture is None:
+                axis.set_axis_off()
+                continue
+            # Intensities as the INRs were fitted to them, in [0, 1]: all images on one scale.
+            picture = picture.clamp(0, 1)
+            shown = picture.squeeze(-1).numpy() if picture.size(-1) == 1 else picture.numpy()
+            axis.imshow(shown, cmap="gray", vmin=0, vmax=1)
+    for row, label in enumerate(rows):
+        axes[row][0].set_ylabel(label, fontsize=8)
+    figure.tight_layout()
+    save_figure(figure, path, dpi=100)
+    plt.close(figure)
+
+
+def _csv_text(rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
+def _refuse_to_replace(out: Path, force: bool) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise FileExistsError(f"--out {shown_path(out)} exists and is not a folder")
+    contents = {entry.name for entry in os.scandir(out)}
+    if not contents:
+        return
+    if not force:
+        raise FileExistsError(f"--out {shown_path(out)} exists; pass --force to replace it")
+    if EDITS_CSV not in contents or not contents <= {EDITS_CSV, EDITS_PNG, NETWORKS_FOLDER}:
+        raise FileExistsError(f"--out {shown_path(out)} holds files wsgraph edit did not write; choose another --out")
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """Rename the finished ``staging`` folder to ``out``; an earlier edit's ``out`` goes only once it has."""
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.replace(out, old / out.name)
+    try:
+        os.replace(staging, out)
+    except BaseException:
+        os.replace(old / out.name, out)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)

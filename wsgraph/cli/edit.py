@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "nn.Sequential per network (named after its file, or DATASET/SPLIT/INDEX.pt; read back with "
         f"wsgraph.load_network_file), {EDITS_CSV} (per network its file and, for a dataset with dilated images, "
         f"the image MSE of the edit and of the network as given) and {EDITS_PNG} (the first networks' images "
-        "as given and edited). The edits keep the inputs' convention: an output offset the INRs' recipe adds "
+        "as given, edited and, for a dataset, dilated). The edits keep the inputs' convention: an output offset the INRs' recipe adds "
         "(+0.5 for wsgraph's image INRs) is not part of the saved modules. --out is written only at the end.",
     )
     parser.add_argument("model", metavar="MODEL", help="a dilate run's best.pt (or last.pt), or the run folder")

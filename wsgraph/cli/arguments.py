@@ -31,3 +31,40 @@ def int_at_least(minimum: int, kind: str):
         return value
 
     return parse
+
+
+def add_trained_model_arguments(
+    parser: argparse.ArgumentParser, *, model_help: str, verb: str, activation_note: str, trust_pickles_help: str
+) -> None:
+    """The arguments of a command that applies a trained model to networks (predict, edit): the
+    model, the inputs, and how the inputs are read and batched.
+
+    Args:
+        parser: the command's parser.
+        model_help: what MODEL is.
+        verb: what the command does to a network, for --skip-bad's help ("predict for").
+        activation_note: appended to --activation's help.
+        trust_pickles_help: --trust-pickles's help.
+    """
+    parser.add_argument("model", metavar="MODEL", help=model_help)
+    parser.add_argument("inputs", metavar="INPUT", nargs="+", help="checkpoint files, folders of them, or datasets")
+    parser.add_argument(
+        "--split", default="test", choices=("train", "val", "test"), help="which split of a dataset (default: test)"
+    )
+    parser.add_argument(
+        "--activation",
+        metavar="NAME",
+        help="the hidden activation of networks whose files do not record it (state_dicts), e.g. 'sine(30.0)'"
+        + activation_note,
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int_at_least(1, "positive"),
+        metavar="N",
+        help="networks per forward pass (default: the run's batch size, which reproduces its evaluation)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    parser.add_argument(
+        "--skip-bad", action="store_true", help=f"{verb} the files that can be read and list the others"
+    )
+    parser.add_argument("--trust-pickles", action="store_true", help=trust_pickles_help)

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wsgraph.cli.arguments import int_at_least
+from wsgraph.cli.arguments import add_trained_model_arguments, int_at_least
 from wsgraph.cli.info import TRUST_PICKLES_HELP
 from wsgraph.errors import shown_path
 from wsgraph.io import check_writable_folder
@@ -29,21 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "as given, edited and, for a dataset, dilated). The edits keep the inputs' convention: an output offset the INRs' recipe adds "
         "(+0.5 for wsgraph's image INRs) is not part of the saved modules. --out is written only at the end.",
     )
-    parser.add_argument("model", metavar="MODEL", help="a dilate run's best.pt (or last.pt), or the run folder")
-    parser.add_argument("inputs", metavar="INPUT", nargs="+", help="checkpoint files, folders of them, or datasets")
+    add_trained_model_arguments(
+        parser,
+        model_help="a dilate run's best.pt (or last.pt), or the run folder",
+        verb="edit",
+        activation_note="",
+        trust_pickles_help=TRUST_PICKLES_HELP,
+    )
     parser.add_argument("--out", metavar="FOLDER", required=True, help="the folder to write")
     parser.add_argument("--force", action="store_true", help="replace --out if an earlier wsgraph edit wrote it")
-    parser.add_argument(
-        "--split", default="test", choices=("train", "val", "test"), help="which split of a dataset (default: test)"
-    )
-    parser.add_argument(
-        "--activation",
-        metavar="NAME",
-        help="the hidden activation of networks whose files do not record it (state_dicts), e.g. 'sine(30.0)'",
-    )
-    parser.add_argument(
-        "--batch-size", type=int_at_least(1, "positive"), metavar="N", help="networks per pass (default: the run's)"
-    )
     parser.add_argument(
         "--preview",
         type=int_at_least(0, "zero or more"),
@@ -51,9 +45,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help=f"how many networks {EDITS_PNG} shows (default: 8; 0: none)",
     )
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
-    parser.add_argument("--skip-bad", action="store_true", help="edit the files that can be read and list the others")
-    parser.add_argument("--trust-pickles", action="store_true", help=TRUST_PICKLES_HELP)
     parser.set_defaults(func=run)
 
 

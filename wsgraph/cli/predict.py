@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wsgraph.cli.arguments import int_at_least
+from wsgraph.cli.arguments import add_trained_model_arguments
 from wsgraph.cli.info import TRUST_PICKLES_HELP
 from wsgraph.errors import shown_path
 from wsgraph.io import check_writable_folder
@@ -25,30 +25,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predictions). Writes one CSV row per network: the predicted class, its probability and every class's, "
         "or the predicted targets. Each network is checked against what the model takes before it runs; the first that does not fit stops the command, and --out is written only at the end.",
     )
-    parser.add_argument("model", metavar="MODEL", help="a run's best.pt (or last.pt), or the run folder")
-    parser.add_argument("inputs", metavar="INPUT", nargs="+", help="checkpoint files, folders of them, or datasets")
+    add_trained_model_arguments(
+        parser,
+        model_help="a run's best.pt (or last.pt), or the run folder",
+        verb="predict for",
+        activation_note="; only models with probe features run the networks",
+        trust_pickles_help=TRUST_PICKLES_HELP,
+    )
     parser.add_argument("--out", metavar="FILE.csv", help="write the CSV here (default: print it)")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
-    parser.add_argument(
-        "--split", default="test", choices=("train", "val", "test"), help="which split of a dataset (default: test)"
-    )
-    parser.add_argument(
-        "--activation",
-        metavar="NAME",
-        help="the hidden activation of networks whose files do not record it (state_dicts), e.g. 'sine(30.0)'; "
-        "only models with probe features run the networks",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int_at_least(1, "positive"),
-        metavar="N",
-        help="networks per forward pass (default: the run's batch size, which reproduces its evaluation)",
-    )
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
-    parser.add_argument(
-        "--skip-bad", action="store_true", help="predict for the files that can be read and list the others"
-    )
-    parser.add_argument("--trust-pickles", action="store_true", help=TRUST_PICKLES_HELP)
     parser.set_defaults(func=run)
 
 

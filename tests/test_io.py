@@ -7,8 +7,10 @@ from matplotlib.figure import Figure
 from wsgraph.io import (
     atomic_write,
     check_writable_folder,
+    make_staging_folder,
     missing_folders,
     remove_empty_folders,
+    remove_stale_staging,
     save_figure,
     unwritable_reason,
     write_json,
@@ -70,6 +72,31 @@ def test_atomic_write_gives_the_permissions_of_a_plain_open(tmp_path, umask):
     finally:
         os.umask(previous)
     assert _mode(tmp_path / "atomic") == _mode(tmp_path / "plain") == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_a_staging_folder_gets_the_permissions_of_a_plain_mkdir(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        staging = make_staging_folder(tmp_path / "out", ".building")
+        (tmp_path / "plain").mkdir()
+    finally:
+        os.umask(previous)
+    assert staging.parent == tmp_path and staging.name.startswith(".out.") and staging.name.endswith(".building")
+    assert _mode(staging) == _mode(tmp_path / "plain") == 0o777 & ~umask
+
+
+def test_remove_stale_staging_removes_only_that_outs_staging_folders(tmp_path):
+    stale = make_staging_folder(tmp_path / "out", ".building")
+    (stale / "half.pt").write_bytes(b"x")
+    others = [
+        make_staging_folder(tmp_path / "other", ".building"),
+        make_staging_folder(tmp_path / "out", ".replaced"),
+        tmp_path / ".out.notrandom.building",
+    ]
+    others[-1].mkdir()
+    remove_stale_staging(tmp_path / "out", ".building")
+    assert not stale.exists() and all(folder.is_dir() for folder in others)
 
 
 def test_write_json_format(tmp_path):

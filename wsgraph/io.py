@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -153,6 +154,30 @@ def check_writable_folder(folder: str | os.PathLike, named: str) -> None:
         remove_empty_folders(made)
     if reason is not None:
         raise OSError(f"{named}: {reason}")
+
+
+def make_staging_folder(out: str | os.PathLike, suffix: str) -> Path:
+    """A new hidden folder beside ``out`` (``.NAME.XXXXXXXX<suffix>``) in which to build what
+    will be renamed to ``out``; with the permissions a plain ``mkdir`` would give it (``0o777``
+    less the umask), not a temporary folder's private ``0o700``, which ``out`` would keep."""
+    out = Path(out)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent))
+    os.chmod(staging, 0o777 & ~_current_umask())
+    return staging
+
+
+def remove_stale_staging(out: str | os.PathLike, suffix: str) -> None:
+    """Delete the staging folders (:func:`make_staging_folder`) of writers of ``out`` that were
+    killed before they could clean up. Only for a caller that holds ``out``'s write lock
+    (:func:`wsgraph.locks.write_lock`), so that no running writer owns one."""
+    out = Path(out)
+    prefix = f".{out.name}."
+    # tempfile.mkdtemp's names: the prefix, 8 random characters, the suffix.
+    length = len(prefix) + 8 + len(suffix)
+    for entry in out.parent.iterdir():
+        name = entry.name
+        if len(name) == length and name.startswith(prefix) and name.endswith(suffix) and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def save_figure(figure: Figure, path: str | os.PathLike, *, dpi: float | None = None) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from torch_geometric.data import Batch
 from wsgraph import graph_to_mlp, load_network_file, mlp_to_graph
 from wsgraph.cli.main import main
 from wsgraph.datasets import WeightSpaceDataset
+from wsgraph.io import make_staging_folder
+from wsgraph.locks import write_lock
 from wsgraph.training import train
 from wsgraph.training.edit import EDITS_CSV, EDITS_PNG, edit_networks
 from wsgraph.training.predict import load_predictor
@@ -183,3 +186,22 @@ def test_an_out_that_is_a_file_and_inputs_that_are_all_bad_are_refused(editor, t
     assert main(["edit", str(run), str(tmp_path / "bad"), "--out", str(tmp_path / "out"), "--skip-bad"]) == 1
     assert "error: none of the 1 checkpoint files could be read (first: " in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["bad", "out.txt"] and (tmp_path / "out.txt").read_text() == "mine"
+
+
+def test_the_out_folder_is_as_a_mkdir_makes_it_and_a_killed_edits_staging_is_cleared(editor, tmp_path) -> None:
+    root, run, _ = editor
+    killed = make_staging_folder(tmp_path / "out", ".editing")
+    (killed / "edits.csv").write_text("half")
+    edit_networks(load_predictor(run), [root], tmp_path / "out", preview=0)
+    (tmp_path / "plain").mkdir()
+    assert stat.S_IMODE(os.stat(tmp_path / "out").st_mode) == stat.S_IMODE(os.stat(tmp_path / "plain").st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["out", "plain"]
+
+
+def test_a_second_edit_into_the_same_out_is_refused_while_one_runs(editor, tmp_path, capsys) -> None:
+    root, run, _ = editor
+    with write_lock(tmp_path / "out", "wsgraph edit"):
+        assert main(["edit", str(run), str(root), "--out", str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"wsgraph edit: error: {tmp_path / 'out'}") and "wsgraph edit" in error[20:]
+    assert len(error.splitlines()) == 1 and not (tmp_path / "out").exists()

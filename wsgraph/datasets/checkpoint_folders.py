@@ -91,7 +91,7 @@ from wsgraph.datasets.store import (
     write_shard,
 )
 from wsgraph.errors import one_line, shown_path
-from wsgraph.io import write_json
+from wsgraph.io import make_staging_folder, remove_stale_staging, write_json
 from wsgraph.locks import write_lock
 
 DEFAULT_SPLIT_RATIOS = (0.8, 0.1, 0.1)
@@ -260,9 +260,9 @@ def convert_checkpoints(
     with write_lock(out, "wsgraph convert"):
         # A conversion into OUT may have finished between the first look and the lock.
         _check_output(out, force)
-        _remove_stale_staging(out)
+        remove_stale_staging(out, _STAGING_SUFFIX)
         try:
-            staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=_STAGING_SUFFIX, dir=out.parent))
+            staging = make_staging_folder(out, _STAGING_SUFFIX)
         except OSError as error:
             raise OSError(f"{out}: cannot write in {out.parent} ({error.strerror or error})") from None
         try:
@@ -383,18 +383,6 @@ def _chosen_by_splits_file(
 
 
 _STAGING_SUFFIX = ".converting"
-
-
-def _remove_stale_staging(out: Path) -> None:
-    """Delete the staging folders of conversions into ``out`` that were killed before they
-    could clean up: the caller holds ``out``'s lock, so no running conversion owns one."""
-    prefix = f".{out.name}."
-    # tempfile.mkdtemp's names: the prefix, 8 random characters, the suffix.
-    length = len(prefix) + 8 + len(_STAGING_SUFFIX)
-    for entry in out.parent.iterdir():
-        name = entry.name
-        if len(name) == length and name.startswith(prefix) and name.endswith(_STAGING_SUFFIX) and entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _stream(

@@ -20,7 +20,6 @@ import csv
 import io
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -38,7 +37,15 @@ from wsgraph.datasets.describe import is_dataset_root
 from wsgraph.datasets.store import read_meta
 from wsgraph.errors import shown_path
 from wsgraph.inrs.render import image_grid_coords, render_inr
-from wsgraph.io import atomic_write, missing_folders, remove_empty_folders, save_figure
+from wsgraph.io import (
+    atomic_write,
+    make_staging_folder,
+    missing_folders,
+    remove_empty_folders,
+    remove_stale_staging,
+    save_figure,
+)
+from wsgraph.locks import write_lock
 from wsgraph.training.network_inputs import InputReport, NetworkReader, check_fits
 from wsgraph.training.predict import Predictor
 from wsgraph.training.tasks import DILATED_KEY
@@ -145,60 +152,80 @@ def edit_networks(
         ValueError: a model that does not edit networks; naming the input that cannot be read
             (without ``skip_bad``), holds no networks, or whose networks the model does not take.
     """
-    model, spec = predictor.model, predictor.model.spec
+    spec = predictor.model.spec
     if spec.task != "dilate":
         raise ValueError(f"the model does not edit networks (--task {spec.task}); use wsgraph predict")
     out = Path(out)
     _refuse_to_replace(out, force)
     activation = None if activation is None else canonical_activation(activation)
-    result = Edits(out)
     reader = NetworkReader(
         split, batch_size or predictor.batch_size, trust_pickles, activation, skip_bad, spec.kernel_grid, _dilated_image
     )
-    trained_on = _rendering_of(predictor.data)
     made = missing_folders(out.parent)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        shown: list[tuple[Tensor, Tensor, Tensor | None]] = []
-        written: dict[PurePosixPath, str] = {}
-        unrendered = False
-        device = next(iter(model.buffers())).device
-        for batch in reader.batches(inputs, InputReport(result.skipped, result.notes)):
-            for name, graph in zip(batch.names, batch.graphs):
-                check_fits(spec, graph, name)
-                _check_activation(graph, name)
-            networks = Batch.from_data_list(batch.graphs).to(device)
-            with torch.no_grad():
-                edited = model(networks)
-            files = [_file_for(key, name, written) for key, name in zip(batch.keys, batch.names)]
-            for file, module in zip(files, graph_to_mlp(edited.cpu())):
-                atomic_write(staging / file, lambda handle, module=module: torch.save(module, handle))
-            rendering = _rendering_of(batch.source) if batch.source is not None else trained_on
-            edited_mse, unedited_mse = _image_errors(rendering, networks, edited, batch.truths, shown, preview)
-            result.networks += batch.names
-            result.files += [str(file) for file in files]
-            result.image_mse += edited_mse
-            result.unedited_image_mse += unedited_mse
-            if rendering is None and not unrendered:
-                unrendered = True
-                result.notes.append(
-                    f"{batch.names[0]}: no image shape known (neither its dataset nor the model's training data "
-                    "records one): edits are written but not rendered"
-                )
-        if not result.networks:
-            first = result.skipped[0]
-            raise ValueError(
-                f"none of the {len(result.skipped)} checkpoint files could be read (first: {first.path}: {first.reason})"
-            )
-        atomic_write(staging / EDITS_CSV, lambda handle: handle.write(_csv_text(result.rows()).encode()))
-        if shown:
-            _save_preview(staging / EDITS_PNG, shown)
-        _move_into_place(staging, out)
+        with write_lock(out, "wsgraph edit"):
+            # Another edit into ``out`` may have finished between the first look and the lock.
+            _refuse_to_replace(out, force)
+            remove_stale_staging(out, _STAGING_SUFFIX)
+            remove_stale_staging(out, _REPLACED_SUFFIX)
+            staging = make_staging_folder(out, _STAGING_SUFFIX)
+            try:
+                result = _edit_into(staging, predictor, reader, inputs, preview)
+                result.out = out
+                _move_into_place(staging, out)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
         remove_empty_folders(made)
         raise
+    return result
+
+
+# The hidden folders beside ``out``: an edit being written, and an earlier one being replaced.
+_STAGING_SUFFIX, _REPLACED_SUFFIX = ".editing", ".replaced"
+
+
+def _edit_into(
+    folder: Path, predictor: Predictor, reader: NetworkReader, inputs: Sequence[str | os.PathLike], preview: int
+) -> Edits:
+    """Edit ``inputs``' networks and write the edits, ``edits.csv`` and ``edits.png`` into ``folder``."""
+    model, spec = predictor.model, predictor.model.spec
+    result = Edits(folder)
+    trained_on = _rendering_of(predictor.data)
+    shown: list[tuple[Tensor, Tensor, Tensor | None]] = []
+    written: dict[PurePosixPath, str] = {}
+    unrendered_noted = False
+    device = next(iter(model.buffers())).device
+    for batch in reader.batches(inputs, InputReport(result.skipped, result.notes)):
+        for name, graph in zip(batch.names, batch.graphs):
+            check_fits(spec, graph, name)
+            _check_activation(graph, name)
+        networks = Batch.from_data_list(batch.graphs).to(device)
+        with torch.no_grad():
+            edited = model(networks)
+        files = [_file_for(key, name, written) for key, name in zip(batch.keys, batch.names)]
+        for file, module in zip(files, graph_to_mlp(edited.cpu())):
+            atomic_write(folder / file, lambda handle, module=module: torch.save(module, handle))
+        rendering = _rendering_of(batch.source) if batch.source is not None else trained_on
+        if rendering is None and not unrendered_noted:
+            unrendered_noted = True
+            result.notes.append(
+                f"{batch.names[0]}: no image shape known (neither its dataset nor the model's training data "
+                "records one): edits are written but not rendered"
+            )
+        edited_mse, unedited_mse = _image_errors(rendering, networks, edited, batch.truths, shown, preview)
+        result.networks += batch.names
+        result.files += [str(file) for file in files]
+        result.image_mse += edited_mse
+        result.unedited_image_mse += unedited_mse
+    if not result.networks:
+        first = result.skipped[0]
+        raise ValueError(
+            f"none of the {len(result.skipped)} checkpoint files could be read (first: {first.path}: {first.reason})"
+        )
+    atomic_write(folder / EDITS_CSV, lambda handle: handle.write(_csv_text(result.rows()).encode()))
+    if shown:
+        _save_preview(folder / EDITS_PNG, shown)
     return result
 
 
@@ -313,7 +340,7 @@ def _move_into_place(staging: Path, out: Path) -> None:
     if not out.exists():
         os.replace(staging, out)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    old = make_staging_folder(out, _REPLACED_SUFFIX)
     os.replace(out, old / out.name)
     try:
         os.replace(staging, out)

@@ -205,3 +205,12 @@ def test_a_second_edit_into_the_same_out_is_refused_while_one_runs(editor, tmp_p
     error = capsys.readouterr().err
     assert error.startswith(f"wsgraph edit: error: {tmp_path / 'out'}") and "wsgraph edit" in error[20:]
     assert len(error.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_an_earlier_edit_inside_an_input_folder_is_not_read_as_input(editor, tmp_path) -> None:
+    root, run, _ = editor
+    save_test_networks(root, tmp_path / "nets")
+    predictor = load_predictor(run)
+    first = edit_networks(predictor, [tmp_path / "nets"], tmp_path / "nets" / "edited", preview=0)
+    again = edit_networks(predictor, [tmp_path / "nets"], tmp_path / "nets" / "edited", force=True, preview=0)
+    assert again.files == first.files == [f"networks/nets/inr{i:02d}.pt" for i in range(len(first.files))]

@@ -158,8 +158,16 @@ def edit_networks(
     out = Path(out)
     _refuse_to_replace(out, force)
     activation = None if activation is None else canonical_activation(activation)
+    # An earlier edit's output inside an input folder is not read as input.
     reader = NetworkReader(
-        split, batch_size or predictor.batch_size, trust_pickles, activation, skip_bad, spec.kernel_grid, _dilated_image
+        split,
+        batch_size or predictor.batch_size,
+        trust_pickles,
+        activation,
+        skip_bad,
+        spec.kernel_grid,
+        _dilated_image,
+        exclude=out,
     )
     made = missing_folders(out.parent)
     try:

@@ -83,6 +83,7 @@ class NetworkReader:
         kernel_grid: a CNN model's kernel grid, into which files' kernels are padded
             (``None``: the model takes MLPs).
         truth: what a dataset's labels mean to the caller.
+        exclude: a folder the searches of input folders leave out (the command's output).
     """
 
     split: str
@@ -92,6 +93,7 @@ class NetworkReader:
     skip_bad: bool = False
     kernel_grid: tuple[int, int] | None = None
     truth: TruthReader = no_truth
+    exclude: Path | None = None
 
     def batches(self, inputs: Sequence[str | os.PathLike], report: InputReport) -> Iterator[NetworkBatch]:
         """The networks of ``inputs``, at most ``batch_size`` of one input at a time."""
@@ -120,7 +122,7 @@ class NetworkReader:
             yield NetworkBatch(names, keys, graphs, truths, root)
 
     def _file_batches(self, path: Path, report: InputReport) -> Iterator[NetworkBatch]:
-        files = find_network_files(path, self.skip_bad, report)
+        files = find_network_files(path, self.skip_bad, report, self.exclude)
         for start in range(0, len(files), self.batch_size):
             names, keys, graphs = [], [], []
             for file in files[start : start + self.batch_size]:
@@ -155,8 +157,9 @@ class NetworkReader:
             raise ValueError(f"{shown}: {error}, the model's") from None
 
 
-def find_network_files(path: Path, skip_bad: bool, report: InputReport) -> list[Path]:
-    """The checkpoint files an input names: the file itself, or a folder's, searched recursively.
+def find_network_files(path: Path, skip_bad: bool, report: InputReport, exclude: Path | None = None) -> list[Path]:
+    """The checkpoint files an input names: the file itself, or a folder's, searched recursively
+    (hidden names and the folder ``exclude`` left out).
 
     Raises:
         FileNotFoundError: nothing at ``path``.
@@ -171,7 +174,7 @@ def find_network_files(path: Path, skip_bad: bool, report: InputReport) -> list[
     if datasets:
         listed = ", ".join(datasets[:3]) + (f" and {len(datasets) - 3} more" if len(datasets) > 3 else "")
         raise ValueError(f"{shown_path(path)}: a folder of datasets ({listed}); give them one by one")
-    search = find_checkpoints(path)
+    search = find_checkpoints(path, exclude)
     if search.unreadable and not skip_bad:
         first = search.unreadable[0]
         raise ValueError(f"{shown_path(path / first.path)}: {first.reason} (pass --skip-bad to go on with the others)")

@@ -7,8 +7,11 @@ with a 3x3 square of ones, where pixels outside the image do not count. That is 
 :func:`dilate` computes, and what ``scipy.ndimage.grey_dilation(image, size=(3, 3))``
 computes too (its ``reflect`` border only repeats pixels already in the window).
 
-Their targets are then mapped to [-1, 1] (``Normalize(0.5, 0.5)``); wsgraph keeps the
-INR targets' own range, [0, 1], and records it, so MSEs on [-1, 1] are 4 times ours.
+NFN maps its targets to [-1, 1] (``Normalize(0.5, 0.5)``). The Neural Graphs code
+(``experiments/style_editing``), whose runs give the published dilation MSEs, edits
+DWSNets' MNIST INRs instead, with targets in [0, 1] (its ``Normalize`` is commented out).
+wsgraph keeps the INR targets' own range, [0, 1], as they do, and records it; MSEs on
+[-1, 1] are 4 times these.
 """
 
 from __future__ import annotations

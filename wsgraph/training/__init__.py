@@ -8,8 +8,10 @@ name), :mod:`~wsgraph.training.tasks` (losses and metrics),
 :mod:`~wsgraph.training.loop` (an epoch), :mod:`~wsgraph.training.run_checkpoints`,
 :mod:`~wsgraph.training.metrics`, :mod:`~wsgraph.training.plots`,
 :mod:`~wsgraph.training.distributed`, :mod:`~wsgraph.training.run` (a whole run),
-:mod:`~wsgraph.training.bench` (many runs and their table) and
-:mod:`~wsgraph.training.predict` (a trained model on networks it has not seen).
+:mod:`~wsgraph.training.bench` (many runs and their table),
+:mod:`~wsgraph.training.network_inputs` (reading the networks a trained model is applied to),
+:mod:`~wsgraph.training.predict` (a trained model's predictions for networks it has not seen) and
+:mod:`~wsgraph.training.edit` (a trained editing model's edits of them).
 """
 
 from wsgraph.training.config import MODEL_NAMES, TASKS, TrainConfig

@@ -8,7 +8,7 @@ with a 3x3 square of ones, where pixels outside the image do not count. That is 
 computes too (its ``reflect`` border only repeats pixels already in the window).
 
 NFN maps its targets to [-1, 1] (``Normalize(0.5, 0.5)``). The Neural Graphs code
-(``experiments/style_editing``), whose runs give the published dilation MSEs, edits
+(``experiments/style_editing``, the source of NG-T's published dilation MSE) edits
 DWSNets' MNIST INRs instead, with targets in [0, 1] (its ``Normalize`` is commented out).
 wsgraph keeps the INR targets' own range, [0, 1], as they do, and records it; MSEs on
 [-1, 1] are 4 times these.

@@ -166,18 +166,28 @@ def make_staging_folder(out: str | os.PathLike, suffix: str) -> Path:
     return staging
 
 
-def remove_stale_staging(out: str | os.PathLike, suffix: str) -> None:
-    """Delete the staging folders (:func:`make_staging_folder`) of writers of ``out`` that were
-    killed before they could clean up. Only for a caller that holds ``out``'s write lock
-    (:func:`wsgraph.locks.write_lock`), so that no running writer owns one."""
+def stale_staging_folders(out: str | os.PathLike, suffix: str) -> list[Path]:
+    """The folders :func:`make_staging_folder` made for ``out`` with ``suffix`` that are still there."""
     out = Path(out)
     prefix = f".{out.name}."
     # tempfile.mkdtemp's names: the prefix, 8 random characters, the suffix.
     length = len(prefix) + 8 + len(suffix)
-    for entry in out.parent.iterdir():
-        name = entry.name
-        if len(name) == length and name.startswith(prefix) and name.endswith(suffix) and entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
+    return sorted(
+        entry
+        for entry in out.parent.iterdir()
+        if len(entry.name) == length
+        and entry.name.startswith(prefix)
+        and entry.name.endswith(suffix)
+        and entry.is_dir()
+    )
+
+
+def remove_stale_staging(out: str | os.PathLike, suffix: str) -> None:
+    """Delete the staging folders (:func:`make_staging_folder`) of writers of ``out`` that were
+    killed before they could clean up. Only for a caller that holds ``out``'s write lock
+    (:func:`wsgraph.locks.write_lock`), so that no running writer owns one."""
+    for folder in stale_staging_folders(out, suffix):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def save_figure(figure: Figure, path: str | os.PathLike, *, dpi: float | None = None) -> Path:

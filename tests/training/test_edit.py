@@ -17,9 +17,11 @@ from wsgraph.cli.main import main
 from wsgraph.datasets import WeightSpaceDataset
 from wsgraph.io import make_staging_folder
 from wsgraph.locks import write_lock
+from wsgraph.training import edit as edit_module
 from wsgraph.training import train
 from wsgraph.training.edit import EDITS_CSV, EDITS_PNG, edit_networks
 from wsgraph.training.predict import load_predictor
+from wsgraph.training.run_checkpoints import load_run_checkpoint
 
 from .conftest import tiny_config
 from .test_models import dilation_root
@@ -214,3 +216,84 @@ def test_an_earlier_edit_inside_an_input_folder_is_not_read_as_input(editor, tmp
     first = edit_networks(predictor, [tmp_path / "nets"], tmp_path / "nets" / "edited", preview=0)
     again = edit_networks(predictor, [tmp_path / "nets"], tmp_path / "nets" / "edited", force=True, preview=0)
     assert again.files == first.files == [f"networks/nets/inr{i:02d}.pt" for i in range(len(first.files))]
+
+
+def test_the_current_folder_is_refused_as_out(editor, tmp_path, monkeypatch, capsys) -> None:
+    root, run, _ = editor
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    for out in (".", str(tmp_path)):
+        assert main(["edit", str(run), str(root), "--out", out]) == 1
+        assert capsys.readouterr().err == (
+            f"wsgraph edit: error: --out {out}: the current folder or one that holds it; give a folder to create "
+            "or replace\n"
+        )
+    assert os.listdir(tmp_path / "here") == [] and sorted(os.listdir(tmp_path)) == ["here"]
+
+
+def test_a_symlinked_out_gets_the_edit_where_it_points(editor, tmp_path) -> None:
+    root, run, _ = editor
+    predictor = load_predictor(run)
+    edit_networks(predictor, [root], tmp_path / "real", split="val", preview=0)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    edit_networks(predictor, [root], tmp_path / "link", force=True, preview=0)
+    assert (tmp_path / "link").is_symlink()
+    assert read_rows(tmp_path / "real" / EDITS_CSV)[0]["network"].endswith("[test][0]")
+
+
+def test_files_that_come_into_out_while_the_edit_runs_are_kept(editor, tmp_path, monkeypatch) -> None:
+    root, run, _ = editor
+    out = tmp_path / "out"
+    out.mkdir()
+    real_edit_into = edit_module._edit_into
+
+    def meanwhile(folder, *args):
+        result = real_edit_into(folder, *args)
+        (out / "theirs.txt").write_text("written while the edit ran")
+        return result
+
+    monkeypatch.setattr(edit_module, "_edit_into", meanwhile)
+    with pytest.raises(FileExistsError, match="exists; pass --force"):
+        edit_networks(load_predictor(run), [root], out)
+    assert os.listdir(out) == ["theirs.txt"] and sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_an_earlier_edit_moved_aside_by_a_killed_edit_is_put_back(editor, tmp_path) -> None:
+    root, run, _ = editor
+    predictor = load_predictor(run)
+    edit_networks(predictor, [root], tmp_path / "out", split="val", preview=0)
+    # Killed between its two renames: the earlier edit waits beside out, and out is gone.
+    aside = make_staging_folder(tmp_path / "out", ".edit-replaced")
+    os.replace(tmp_path / "out", aside / "out")
+    with pytest.raises(FileExistsError, match="exists; pass --force"):
+        edit_networks(predictor, [root], tmp_path / "out")
+    assert read_rows(tmp_path / "out" / EDITS_CSV)[0]["network"].endswith("[val][0]")
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_checkpoints_record_the_image_shape_so_files_render_from_anywhere(editor, tmp_path, monkeypatch) -> None:
+    root, run, _ = editor
+    assert load_run_checkpoint(run / "best.pt")["image_rendering"] == {"image_shape": [4, 4, 1], "output_offset": 0.5}
+    save_test_networks(root, tmp_path / "nets")
+    monkeypatch.chdir(tmp_path)
+    edits = edit_networks(load_predictor(run), ["nets"], "out")
+    assert (tmp_path / "out" / EDITS_PNG).exists() and not edits.notes
+    # An older checkpoint (no record) whose training data is not found: the edits, and a note saying why.
+    document = torch.load(run / "best.pt", weights_only=True)
+    del document["image_rendering"]
+    document["config"]["data"] = "elsewhere/inrs"
+    torch.save(document, tmp_path / "old.pt")
+    older = edit_networks(load_predictor(tmp_path / "old.pt"), ["nets"], "older")
+    assert older.notes == [
+        "nets/inr00.pt: the model's checkpoint does not record its INRs' image shape (an older one), and the "
+        "training data it names is not found from here; edits are written but not rendered"
+    ]
+    assert not (tmp_path / "older" / EDITS_PNG).exists() and len(older.files) == len(edits.files)
+
+
+def test_files_of_one_name_and_other_suffixes_stay_apart(editor, tmp_path) -> None:
+    root, run, _ = editor
+    paths = save_test_networks(root, tmp_path / "nets")
+    (tmp_path / "nets" / "inr00.pth").write_bytes(paths[0].read_bytes())
+    edits = edit_networks(load_predictor(run), [tmp_path / "nets"], tmp_path / "out", preview=0)
+    assert edits.files[:2] == ["networks/nets/inr00.pt", "networks/nets/inr00.pth.pt"]

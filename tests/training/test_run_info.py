@@ -96,3 +96,18 @@ def test_info_and_predict_read_a_run_checkpoint_once(run, given, monkeypatch, ca
     reads.clear()
     load_predictor(path)
     assert reads == ["best.pt" if given == "folder" else given]
+
+
+def test_info_reads_a_plain_state_dict_in_full_once(tmp_path, monkeypatch, capsys) -> None:
+    torch.save({"0.weight": torch.randn(8, 2), "0.bias": torch.randn(8)}, tmp_path / "net.pt")
+    full_reads: list[str] = []
+    real_load = torch.load
+
+    def counting_load(file, *args, **kwargs):
+        if not kwargs.get("mmap"):
+            full_reads.append(Path(file).name)
+        return real_load(file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    assert main(["info", str(tmp_path / "net.pt")]) == 0
+    assert full_reads == ["net.pt"] and "widths      2-8" in capsys.readouterr().out

@@ -5,9 +5,10 @@ A model trained with ``--task dilate`` maps an INR's weights to those of an INR 
 dilated image. Each edited network is written as the ``nn.Sequential`` that
 :func:`wsgraph.graph_to_mlp` rebuilds (``torch.save`` of the module: linear layers and the
 recorded activation, which :func:`wsgraph.load_network_file` reads back without running
-code). It is in the convention of the networks given: a constant the INRs' recipe adds to
-the output (+0.5 for wsgraph's image INRs, ``output_offset`` in a dataset's meta.json) is
-not part of the module. Where the image shape is known (from the dataset given, or from
+code): the plain chain of the edited layers. A constant the networks' recipe adds to their
+output (+0.5 for wsgraph's image INRs, ``output_offset`` in a dataset's meta.json) is not
+part of it, whether the input recorded it (a module adding it in its forward) or not (a
+state_dict). Where the image shape is known (from the dataset given, or from
 the data the model was trained on), the inputs and edits are rendered: each network's
 image MSE against a dataset's dilated image goes to ``edits.csv``, the first few images to
 ``edits.png``. Everything is written into a hidden folder beside ``out`` and renamed into
@@ -17,6 +18,7 @@ place at the end, so an interrupted or failed command leaves ``out`` as it was.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
 import shutil
@@ -33,7 +35,6 @@ from wsgraph.core.activations import UNKNOWN, canonical_activation
 from wsgraph.core.convert_mlp import graph_to_mlp
 from wsgraph.datasets.checkpoint_folders import SkippedCheckpoint
 from wsgraph.datasets.dataset import WeightSpaceDataset
-from wsgraph.datasets.describe import is_dataset_root
 from wsgraph.datasets.store import read_meta
 from wsgraph.errors import shown_path
 from wsgraph.inrs.render import image_grid_coords, render_inr
@@ -44,6 +45,7 @@ from wsgraph.io import (
     remove_empty_folders,
     remove_stale_staging,
     save_figure,
+    stale_staging_folders,
 )
 from wsgraph.locks import write_lock
 from wsgraph.training.network_inputs import InputReport, NetworkReader, check_fits
@@ -148,15 +150,18 @@ def edit_networks(
         preview: how many networks ``edits.png`` shows (0: no picture).
 
     Raises:
-        FileExistsError: ``out`` exists (without ``force``), or holds files this function did not write.
-        ValueError: a model that does not edit networks; naming the input that cannot be read
-            (without ``skip_bad``), holds no networks, or whose networks the model does not take.
+        FileExistsError: ``out`` holds files (without ``force``), files this function did not
+            write, or files that came into it while the edit ran (they are kept).
+        LockedError: another process is writing ``out``.
+        ValueError: a model that does not edit networks; ``out`` that is the current folder or
+            holds it; naming the input that cannot be read (without ``skip_bad``), holds no
+            networks, or whose networks the model does not take; inputs none of which could be read.
     """
     spec = predictor.model.spec
     if spec.task != "dilate":
         raise ValueError(f"the model does not edit networks (--task {spec.task}); use wsgraph predict")
-    out = Path(out)
-    _refuse_to_replace(out, force)
+    shown, out = str(out), _target_folder(out)
+    _refuse_to_replace(out, force, shown)
     activation = None if activation is None else canonical_activation(activation)
     # An earlier edit's output inside an input folder is not read as input.
     reader = NetworkReader(
@@ -172,15 +177,14 @@ def edit_networks(
     made = missing_folders(out.parent)
     try:
         with write_lock(out, "wsgraph edit"):
+            _clear_killed_edits(out)
             # Another edit into ``out`` may have finished between the first look and the lock.
-            _refuse_to_replace(out, force)
-            remove_stale_staging(out, _STAGING_SUFFIX)
-            remove_stale_staging(out, _REPLACED_SUFFIX)
+            _refuse_to_replace(out, force, shown)
             staging = make_staging_folder(out, _STAGING_SUFFIX)
             try:
                 result = _edit_into(staging, predictor, reader, inputs, preview)
-                result.out = out
-                _move_into_place(staging, out)
+                result.out = Path(shown)
+                _move_into_place(staging, out, force, shown)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
@@ -190,7 +194,31 @@ def edit_networks(
 
 
 # The hidden folders beside ``out``: an edit being written, and an earlier one being replaced.
-_STAGING_SUFFIX, _REPLACED_SUFFIX = ".editing", ".replaced"
+_STAGING_SUFFIX, _REPLACED_SUFFIX = ".editing", ".edit-replaced"
+
+
+def _target_folder(out: str | os.PathLike) -> Path:
+    """The folder ``--out`` names, as one to create or replace by renaming: absolute, a symlink
+    followed to the folder it names; never the current folder or one that holds it."""
+    target = Path(os.path.abspath(out))
+    if target.is_symlink():
+        target = target.resolve()
+    here = Path.cwd().resolve()
+    if target.resolve() == here or target.resolve() in here.parents:
+        raise ValueError(f"--out {out}: the current folder or one that holds it; give a folder to create or replace")
+    return target
+
+
+def _clear_killed_edits(out: Path) -> None:
+    """What edits into ``out`` that were killed left beside it: a half-written edit is deleted; an
+    earlier edit moved aside to be replaced goes back to ``out`` if the kill came before the new
+    one took its place."""
+    remove_stale_staging(out, _STAGING_SUFFIX)
+    for aside in stale_staging_folders(out, _REPLACED_SUFFIX):
+        earlier = aside / out.name
+        if earlier.is_dir() and not out.exists():
+            os.replace(earlier, out)
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _edit_into(
@@ -199,7 +227,8 @@ def _edit_into(
     """Edit ``inputs``' networks and write the edits, ``edits.csv`` and ``edits.png`` into ``folder``."""
     model, spec = predictor.model, predictor.model.spec
     result = Edits(folder)
-    trained_on = _rendering_of(predictor.data)
+    trained_on = None if predictor.image_rendering is None else ImageRendering.from_meta(predictor.image_rendering)
+    renderings: dict[Path, ImageRendering | None] = {}
     shown: list[tuple[Tensor, Tensor, Tensor | None]] = []
     written: dict[PurePosixPath, str] = {}
     unrendered_noted = False
@@ -214,13 +243,16 @@ def _edit_into(
         files = [_file_for(key, name, written) for key, name in zip(batch.keys, batch.names)]
         for file, module in zip(files, graph_to_mlp(edited.cpu())):
             atomic_write(folder / file, lambda handle, module=module: torch.save(module, handle))
-        rendering = _rendering_of(batch.source) if batch.source is not None else trained_on
+        if batch.source is None:
+            rendering = trained_on
+        elif batch.source not in renderings:
+            rendering = renderings[batch.source] = ImageRendering.from_meta(read_meta(batch.source))
+        else:
+            rendering = renderings[batch.source]
         if rendering is None and not unrendered_noted:
             unrendered_noted = True
-            result.notes.append(
-                f"{batch.names[0]}: no image shape known (neither its dataset nor the model's training data "
-                "records one): edits are written but not rendered"
-            )
+            why = "its dataset records no image shape" if batch.source is not None else _unknown_shape_reason(predictor)
+            result.notes.append(f"{batch.names[0]}: {why}; edits are written but not rendered")
         edited_mse, unedited_mse = _image_errors(rendering, networks, edited, batch.truths, shown, preview)
         result.networks += batch.names
         result.files += [str(file) for file in files]
@@ -242,13 +274,13 @@ def _dilated_image(dataset: WeightSpaceDataset, shown: str, report: InputReport)
     return lambda graph: getattr(graph, DILATED_KEY, None)
 
 
-def _rendering_of(root: str | os.PathLike | None) -> ImageRendering | None:
-    if root is None or not is_dataset_root(root):
-        return None
-    try:
-        return ImageRendering.from_meta(read_meta(root))
-    except (OSError, ValueError):
-        return None
+def _unknown_shape_reason(predictor: Predictor) -> str:
+    if predictor.image_rendering is None:
+        return (
+            "the model's checkpoint does not record its INRs' image shape (an older one), and the training data "
+            "it names is not found from here"
+        )
+    return "the image shape the model's checkpoint records is not one of (H, W) or (H, W, C)"
 
 
 def _check_activation(graph: Data, name: str) -> None:
@@ -261,7 +293,9 @@ def _check_activation(graph: Data, name: str) -> None:
 
 def _file_for(key: PurePosixPath, name: str, written: dict[PurePosixPath, str]) -> PurePosixPath:
     """Where the edit of the network ``name`` goes, relative to the output folder."""
-    file = PurePosixPath(NETWORKS_FOLDER) / key.with_suffix(".pt")
+    # A .pth or .safetensors input keeps its suffix in the name (net.safetensors.pt): beside net.pt it stays apart.
+    name_pt = key if key.suffix == ".pt" else key.with_name(key.name + ".pt")
+    file = PurePosixPath(NETWORKS_FOLDER) / name_pt
     if file in written:
         raise ValueError(f"{name} and {written[file]} would both be written to {file}; give them in separate commands")
     written[file] = name
@@ -279,7 +313,7 @@ def _image_errors(
     """Each network's image MSE against its dilated image, edited and as given; the first
     ``preview`` renderings are added to ``shown``."""
     count = len(truths)
-    if rendering is None:
+    if rendering is None or (len(shown) >= preview and all(truth is None for truth in truths)):
         return [None] * count, [None] * count
     with torch.no_grad():
         given, edits = rendering.render(networks).float().cpu(), rendering.render(edited).float().cpu()
@@ -314,8 +348,8 @@ def _save_preview(path: Path, shown: list[tuple[Tensor, Tensor, Tensor | None]])
                 continue
             # Intensities as the INRs were fitted to them, in [0, 1]: all images on one scale.
             picture = picture.clamp(0, 1)
-            shown = picture.squeeze(-1).numpy() if picture.size(-1) == 1 else picture.numpy()
-            axis.imshow(shown, cmap="gray", vmin=0, vmax=1)
+            pixels = picture.squeeze(-1).numpy() if picture.size(-1) == 1 else picture.numpy()
+            axis.imshow(pixels, cmap="gray", vmin=0, vmax=1)
     for row, label in enumerate(rows):
         axes[row][0].set_ylabel(label, fontsize=8)
     figure.tight_layout()
@@ -329,31 +363,49 @@ def _csv_text(rows: list[list[str]]) -> str:
     return buffer.getvalue()
 
 
-def _refuse_to_replace(out: Path, force: bool) -> None:
+def _refuse_to_replace(out: Path, force: bool, shown: str) -> None:
+    """Raise a ``FileExistsError`` unless ``out`` is missing, empty, or (with ``force``) an earlier edit."""
     if not out.exists():
         return
     if not out.is_dir():
-        raise FileExistsError(f"--out {shown_path(out)} exists and is not a folder")
+        raise FileExistsError(f"--out {shown_path(shown)} exists and is not a folder")
     contents = {entry.name for entry in os.scandir(out)}
     if not contents:
         return
     if not force:
-        raise FileExistsError(f"--out {shown_path(out)} exists; pass --force to replace it")
+        raise FileExistsError(f"--out {shown_path(shown)} exists; pass --force to replace it")
     if EDITS_CSV not in contents or not contents <= {EDITS_CSV, EDITS_PNG, NETWORKS_FOLDER}:
-        raise FileExistsError(f"--out {shown_path(out)} holds files wsgraph edit did not write; choose another --out")
+        raise FileExistsError(f"--out {shown_path(shown)} holds files wsgraph edit did not write; choose another --out")
 
 
-def _move_into_place(staging: Path, out: Path) -> None:
-    """Rename the finished ``staging`` folder to ``out``; an earlier edit's ``out`` goes only once it has."""
-    if not out.exists():
-        os.replace(staging, out)
-        return
-    old = make_staging_folder(out, _REPLACED_SUFFIX)
-    os.replace(out, old / out.name)
+def _move_into_place(staging: Path, out: Path, force: bool, shown: str) -> None:
+    """Rename the finished ``staging`` folder to ``out``. Files may have come into ``out`` while the
+    edit ran: it is looked at again, and an empty one is removed only while it stays empty."""
+    _refuse_to_replace(out, force, shown)
     try:
-        os.replace(staging, out)
-    except BaseException:
-        os.replace(old / out.name, out)
-        raise
-    finally:
+        if not out.exists() or not any(out.iterdir()):
+            if out.exists():
+                out.rmdir()
+            os.replace(staging, out)
+            return
+        old = make_staging_folder(out, _REPLACED_SUFFIX)
+        try:
+            os.replace(out, old / out.name)
+        except BaseException:
+            old.rmdir()
+            raise
+        try:
+            os.replace(staging, out)
+        except BaseException:
+            # Should this fail too, the earlier edit waits beside out, and the next edit puts it back.
+            os.replace(old / out.name, out)
+            old.rmdir()
+            raise
         shutil.rmtree(old, ignore_errors=True)
+    except OSError as error:
+        if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise FileExistsError(
+                f"--out {shown_path(shown)}: files came into it while the edit ran; they are kept and the edit "
+                "is not written"
+            ) from None
+        raise OSError(f"--out {shown_path(shown)}: cannot put the edit there ({error.strerror or error})") from None

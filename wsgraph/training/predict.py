@@ -31,7 +31,7 @@ from wsgraph.training.data import output_names
 from wsgraph.training.network_inputs import InputReport, NetworkReader, check_fits
 from wsgraph.training.registry import ModelSpec
 from wsgraph.training.run import trained_model_from_checkpoint
-from wsgraph.training.run_checkpoints import BEST, OUTPUT_NAMES, load_run_checkpoint
+from wsgraph.training.run_checkpoints import BEST, IMAGE_RENDERING, OUTPUT_NAMES, load_run_checkpoint
 from wsgraph.training.trained import NormalizedModel
 
 DEFAULT_BATCH_SIZE = 256
@@ -116,13 +116,16 @@ class Predictor:
         model: the model, taking raw networks (:func:`~wsgraph.training.load_trained_model`).
         output_names: its classes or regression targets, in output order.
         batch_size: the run's batch size, with which its evaluation batched the networks.
-        data: the dataset the model was trained on, as its run recorded it.
+        image_rendering: for an editing model, how its training INRs show their images
+            (``{"image_shape": [H, W, C], "output_offset": float}``): as the checkpoint records
+            it, or for an older checkpoint as its training data's ``meta.json`` does (where that
+            is still found); ``None`` when neither tells.
     """
 
     model: NormalizedModel
     output_names: list[str]
     batch_size: int
-    data: str | None = None
+    image_rendering: dict[str, Any] | None = None
 
 
 def load_predictor(path: str | os.PathLike, device: str | torch.device = "cpu") -> Predictor:
@@ -140,9 +143,31 @@ def predictor_from_checkpoint(
     config = config if isinstance(config, dict) else {}
     batch_size = config.get("batch_size")
     batch_size = batch_size if isinstance(batch_size, int) and batch_size > 0 else DEFAULT_BATCH_SIZE
+    names = _stored_output_names(checkpoint, config, model.spec)
+    return Predictor(model, names, batch_size, _stored_image_rendering(checkpoint, config, model.spec))
+
+
+def _stored_image_rendering(
+    checkpoint: dict[str, Any], config: dict[str, Any], spec: ModelSpec
+) -> dict[str, Any] | None:
+    if spec.task != "dilate":
+        return None
+    stored = checkpoint.get(IMAGE_RENDERING)
+    if isinstance(stored, dict):
+        return stored
+    meta = _training_meta(config)
+    return {key: meta[key] for key in ("image_shape", "output_offset") if key in meta} or None
+
+
+def _training_meta(config: dict[str, Any]) -> dict[str, Any]:
+    """The ``meta.json`` of the data a run was trained on, where its recorded path still leads to it."""
     data = config.get("data")
-    data = data if isinstance(data, str) else None
-    return Predictor(model, _stored_output_names(checkpoint, config, model.spec), batch_size, data)
+    if not isinstance(data, str) or not is_dataset_root(data):
+        return {}
+    try:
+        return read_meta(data)
+    except (OSError, ValueError):
+        return {}
 
 
 def _stored_output_names(checkpoint: dict[str, Any], config: dict[str, Any], spec: ModelSpec) -> list[str]:
@@ -151,13 +176,7 @@ def _stored_output_names(checkpoint: dict[str, Any], config: dict[str, Any], spe
     stored = checkpoint.get(OUTPUT_NAMES)
     if isinstance(stored, list) and len(stored) == spec.out_features and all(isinstance(n, str) for n in stored):
         return stored
-    data = config.get("data")
-    meta: dict[str, Any] = {}
-    if isinstance(data, str) and is_dataset_root(data):
-        try:
-            meta = read_meta(data)
-        except (OSError, ValueError):
-            meta = {}
+    meta = _training_meta(config)
     targets = config.get("targets")
     targets = targets if isinstance(targets, list) and all(isinstance(t, (int, str)) for t in targets) else None
     if targets is not None and len(targets) != spec.out_features:
@@ -200,7 +219,7 @@ def predict(
     if spec.task not in ("classify", "regress"):
         raise ValueError(
             f"the model edits networks (--task {spec.task}); predict is for classification and regression models "
-            "(edit networks with load_trained_model in Python)"
+            "(edit networks with wsgraph edit)"
         )
     activation = None if activation is None else canonical_activation(activation)
     result = Predictions(spec.task, predictor.output_names)

@@ -66,6 +66,7 @@ from wsgraph.training.regression import (
 )
 from wsgraph.training.run_checkpoints import (
     BEST,
+    IMAGE_RENDERING,
     LAST,
     OUTPUT_NAMES,
     load_run_checkpoint,
@@ -75,7 +76,7 @@ from wsgraph.training.run_checkpoints import (
     stored_config,
 )
 from wsgraph.training.schedule import constant_rate, warmup_constant, warmup_cosine, warmup_steps_for
-from wsgraph.training.tasks import ReferencePredictor, Regression, make_task
+from wsgraph.training.tasks import Dilation, ReferencePredictor, Regression, make_task
 from wsgraph.training.trained import NormalizedModel, statistics_from_dict, statistics_to_dict
 
 # The published INR augmentation's dropout probability (DWSNets, experiments/data.py).
@@ -548,6 +549,7 @@ class _Run:
                     NORMALIZATION: statistics_to_dict(self.data.statistics),
                     DATA_FINGERPRINT: self.data_fingerprint,
                     OUTPUT_NAMES: self._output_names(),
+                    IMAGE_RENDERING: self._image_rendering(),
                     "epoch": self.state["best_epoch"],
                     "metric": self.task.metric,
                     "val_metric": self.state["best_metric"],
@@ -560,6 +562,13 @@ class _Run:
             return None
         columns = self.task.columns if isinstance(self.task, Regression) else None
         return output_names(self.task_name, self.data.meta, self.task.out_features, columns)
+
+    def _image_rendering(self) -> dict[str, Any] | None:
+        """How the INRs an editing model was trained on show their images, for ``wsgraph edit``."""
+        if not isinstance(self.task, Dilation):
+            return None
+        shape = [int(n) for n in self.data.meta["image_shape"]]
+        return {"image_shape": shape, "output_offset": self.task.output_offset}
 
     def _save_last(self) -> None:
         random_states = all_gather_objects(run_checkpoints.random_state(self.augment_generator), self.context)
@@ -574,6 +583,7 @@ class _Run:
                 "model": self.model.state_dict(),
                 NORMALIZATION: statistics_to_dict(self.data.statistics),
                 DATA_FINGERPRINT: self.data_fingerprint,
+                IMAGE_RENDERING: self._image_rendering(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),

@@ -27,6 +27,9 @@ VERSION = 1
 LAST, BEST = "last.pt", "best.pt"
 # The class or target names of the model's outputs (checkpoints before 2026-12 lack them).
 OUTPUT_NAMES = "output_names"
+# How an editing run's INRs show their images: {"image_shape": [H, W, C], "output_offset": float}
+# (checkpoints before 2026-12 lack it; it is then read from the training data's meta.json).
+IMAGE_RENDERING = "image_rendering"
 
 
 def save_run_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -35,8 +38,13 @@ def save_run_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     atomic_write(path, lambda handle: torch.save(document, handle))
 
 
-def load_run_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, Any]:
+def load_run_checkpoint(
+    path: str | os.PathLike, required: tuple[str, ...] = (), *, mmap: bool = False
+) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_run_checkpoint` (safely: tensors and plain data only).
+
+    With ``mmap``, tensors are mapped from the file rather than read, so that telling whether a
+    large file is a training checkpoint costs little (files in torch's zip format only).
 
     Raises:
         FileNotFoundError: if there is no file at ``path``.
@@ -48,7 +56,7 @@ def load_run_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ())
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     try:
-        document = torch.load(path, map_location="cpu", weights_only=True)
+        document = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:
         raise ValueError(
             f"{shown_path(path)}: not a readable checkpoint ({type(error).__name__}: {load_error_reason(error)})"
@@ -70,9 +78,10 @@ def require_entries(checkpoint: dict[str, Any], path: str | os.PathLike, require
 
 def read_run_checkpoint_or_none(path: str | os.PathLike) -> dict[str, Any] | None:
     """What :func:`load_run_checkpoint` reads from ``path``, or ``None`` where it is not a
-    training checkpoint (another kind of file, or none)."""
+    training checkpoint (another kind of file, or none). The tensors are mapped, not read: a
+    large file of another kind costs little to look at."""
     try:
-        return load_run_checkpoint(path)
+        return load_run_checkpoint(path, mmap=True)
     except (OSError, ValueError):
         return None
 

@@ -253,7 +253,7 @@ def test_files_that_come_into_out_while_the_edit_runs_are_kept(editor, tmp_path,
         return result
 
     monkeypatch.setattr(edit_module, "_edit_into", meanwhile)
-    with pytest.raises(FileExistsError, match="exists; pass --force"):
+    with pytest.raises(FileExistsError, match="files came into it while the edit ran; they are kept"):
         edit_networks(load_predictor(run), [root], out)
     assert os.listdir(out) == ["theirs.txt"] and sorted(os.listdir(tmp_path)) == ["out"]
 
@@ -285,8 +285,8 @@ def test_checkpoints_record_the_image_shape_so_files_render_from_anywhere(editor
     torch.save(document, tmp_path / "old.pt")
     older = edit_networks(load_predictor(tmp_path / "old.pt"), ["nets"], "older")
     assert older.notes == [
-        "nets/inr00.pt: the model's checkpoint does not record its INRs' image shape (an older one), and the "
-        "training data it names is not found from here; edits are written but not rendered"
+        "nets/inr00.pt: no image shape that fits the networks is known (neither the model's checkpoint nor, for an "
+        "older one, the training data it names (where found) records one); edits are written but not rendered"
     ]
     assert not (tmp_path / "older" / EDITS_PNG).exists() and len(older.files) == len(edits.files)
 
@@ -297,3 +297,35 @@ def test_files_of_one_name_and_other_suffixes_stay_apart(editor, tmp_path) -> No
     (tmp_path / "nets" / "inr00.pth").write_bytes(paths[0].read_bytes())
     edits = edit_networks(load_predictor(run), [tmp_path / "nets"], tmp_path / "out", preview=0)
     assert edits.files[:2] == ["networks/nets/inr00.pt", "networks/nets/inr00.pth.pt"]
+
+
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        {"image_shape": [True, True], "output_offset": 0.5},
+        {"image_shape": [0, 4, 1], "output_offset": 0.5},
+        {"image_shape": [4, 4, 3], "output_offset": 0.5},
+        {"image_shape": [200000, 200000], "output_offset": 0.5},
+        {"image_shape": [4, 4, 1], "output_offset": "x"},
+        {"image_shape": [4, 4, 1], "output_offset": float("nan")},
+    ],
+)
+def test_a_recorded_image_shape_that_does_not_fit_is_not_used(editor, tmp_path, recorded) -> None:
+    root, run, _ = editor
+    document = torch.load(run / "best.pt", weights_only=True)
+    document["image_rendering"] = recorded
+    torch.save(document, tmp_path / "crafted.pt")
+    save_test_networks(root, tmp_path / "nets")
+    edits = edit_networks(load_predictor(tmp_path / "crafted.pt"), [tmp_path / "nets"], tmp_path / "out")
+    assert len(edits.notes) == 1 and "no image shape that fits the networks is known" in edits.notes[0]
+    assert not (tmp_path / "out" / EDITS_PNG).exists()
+
+
+def test_an_out_through_a_symlinked_folder_goes_where_the_os_finds_it(editor, tmp_path, monkeypatch) -> None:
+    root, run, _ = editor
+    (tmp_path / "real" / "a").mkdir(parents=True)
+    (tmp_path / "here").mkdir()
+    (tmp_path / "here" / "link").symlink_to(tmp_path / "real" / "a")
+    monkeypatch.chdir(tmp_path / "here")
+    edit_networks(load_predictor(run), [root], "link/../viaLink", preview=0)
+    assert (tmp_path / "real" / "viaLink" / EDITS_CSV).is_file() and os.listdir(tmp_path / "here") == ["link"]

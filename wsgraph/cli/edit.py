@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from wsgraph.cli.arguments import add_trained_model_arguments, int_at_least
 from wsgraph.cli.info import TRUST_PICKLES_HELP
 from wsgraph.errors import shown_path
-from wsgraph.io import check_writable_folder
 from wsgraph.runtime import resolve_device
 from wsgraph.training.edit import EDITS_CSV, EDITS_PNG, NETWORKS_FOLDER, edit_networks
 from wsgraph.training.predict import load_predictor
@@ -49,7 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_writable_folder(Path(args.out).absolute().parent, f"--out {shown_path(args.out)}")
     predictor = load_predictor(args.model, resolve_device(args.device))
     edits = edit_networks(
         predictor,

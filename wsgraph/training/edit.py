@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import errno
 import io
+import math
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
+from wsgraph.checks import is_count, is_number
 from wsgraph.core.activations import UNKNOWN, canonical_activation
 from wsgraph.core.convert_mlp import graph_to_mlp
 from wsgraph.datasets.checkpoint_folders import SkippedCheckpoint
@@ -52,6 +54,8 @@ from wsgraph.training.network_inputs import InputReport, NetworkReader, check_fi
 from wsgraph.training.predict import Predictor
 from wsgraph.training.tasks import DILATED_KEY
 
+# Larger images than any INR set's, and small enough that rendering a batch stays cheap.
+MAX_IMAGE_SIDE = 4096
 EDITS_CSV = "edits.csv"
 EDITS_PNG = "edits.png"
 NETWORKS_FOLDER = "networks"
@@ -65,13 +69,18 @@ class ImageRendering:
     output_offset: float
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> ImageRendering | None:
-        """As a dataset's ``meta.json`` records it; ``None`` for networks that are not image INRs."""
-        shape = meta.get("image_shape")
-        if not isinstance(shape, list) or len(shape) not in (2, 3) or not all(isinstance(n, int) for n in shape):
+    def from_meta(cls, meta: dict[str, Any], channels: int) -> ImageRendering | None:
+        """As a dataset's ``meta.json`` (or a checkpoint) records it, for networks with ``channels``
+        outputs; ``None`` where it records none, or none that fits: sides of 1 to
+        :data:`MAX_IMAGE_SIDE` pixels, as many channels as outputs, a finite offset."""
+        shape, offset = meta.get("image_shape"), meta.get("output_offset", 0.0)
+        if not isinstance(shape, list) or len(shape) not in (2, 3) or not all(is_count(n) for n in shape):
             return None
-        offset = meta.get("output_offset", 0.0)
-        return cls(tuple(shape), float(offset) if isinstance(offset, (int, float)) else 0.0)
+        if not all(1 <= n <= MAX_IMAGE_SIDE for n in shape[:2]) or (len(shape) == 3 and shape[2] != channels):
+            return None
+        if not is_number(offset) or not math.isfinite(offset):
+            return None
+        return cls(tuple(shape), float(offset))
 
     def render(self, networks: Data) -> Tensor:
         """``[B, H, W, C]``: the images the networks show (not clipped)."""
@@ -161,7 +170,6 @@ def edit_networks(
     if spec.task != "dilate":
         raise ValueError(f"the model does not edit networks (--task {spec.task}); use wsgraph predict")
     shown, out = str(out), _target_folder(out)
-    _refuse_to_replace(out, force, shown)
     activation = None if activation is None else canonical_activation(activation)
     # An earlier edit's output inside an input folder is not read as input.
     reader = NetworkReader(
@@ -178,9 +186,13 @@ def edit_networks(
     try:
         with write_lock(out, "wsgraph edit"):
             _clear_killed_edits(out)
-            # Another edit into ``out`` may have finished between the first look and the lock.
             _refuse_to_replace(out, force, shown)
-            staging = make_staging_folder(out, _STAGING_SUFFIX)
+            try:
+                staging = make_staging_folder(out, _STAGING_SUFFIX)
+            except OSError as error:
+                raise OSError(
+                    f"--out {shown_path(shown)}: cannot write beside it ({error.strerror or error})"
+                ) from None
             try:
                 result = _edit_into(staging, predictor, reader, inputs, preview)
                 result.out = Path(shown)
@@ -193,6 +205,7 @@ def edit_networks(
     return result
 
 
+_FILLED = "--out {out}: files came into it while the edit ran; they are kept and the edit is not written"
 # The hidden folders beside ``out``: an edit being written, and an earlier one being replaced.
 _STAGING_SUFFIX, _REPLACED_SUFFIX = ".editing", ".edit-replaced"
 
@@ -200,11 +213,17 @@ _STAGING_SUFFIX, _REPLACED_SUFFIX = ".editing", ".edit-replaced"
 def _target_folder(out: str | os.PathLike) -> Path:
     """The folder ``--out`` names, as one to create or replace by renaming: absolute, a symlink
     followed to the folder it names; never the current folder or one that holds it."""
-    target = Path(os.path.abspath(out))
-    if target.is_symlink():
-        target = target.resolve()
+    given = Path(out).absolute()
+    try:
+        # The folder it is in as the OS finds it (``link/..`` is the link target's parent), then the
+        # last part followed if it is a symlink.
+        target = given.parent.resolve() / given.name if given.name not in ("", ".", "..") else given.resolve()
+        if target.is_symlink():
+            target = target.resolve()
+    except (OSError, RuntimeError) as error:
+        raise ValueError(f"--out {out}: cannot follow its path ({error})") from None
     here = Path.cwd().resolve()
-    if target.resolve() == here or target.resolve() in here.parents:
+    if target == here or target in here.parents:
         raise ValueError(f"--out {out}: the current folder or one that holds it; give a folder to create or replace")
     return target
 
@@ -227,7 +246,9 @@ def _edit_into(
     """Edit ``inputs``' networks and write the edits, ``edits.csv`` and ``edits.png`` into ``folder``."""
     model, spec = predictor.model, predictor.model.spec
     result = Edits(folder)
-    trained_on = None if predictor.image_rendering is None else ImageRendering.from_meta(predictor.image_rendering)
+    channels = spec.signature[2]
+    recorded = predictor.image_rendering
+    trained_on = None if recorded is None else ImageRendering.from_meta(recorded, channels)
     renderings: dict[Path, ImageRendering | None] = {}
     shown: list[tuple[Tensor, Tensor, Tensor | None]] = []
     written: dict[PurePosixPath, str] = {}
@@ -246,13 +267,16 @@ def _edit_into(
         if batch.source is None:
             rendering = trained_on
         elif batch.source not in renderings:
-            rendering = renderings[batch.source] = ImageRendering.from_meta(read_meta(batch.source))
+            rendering = renderings[batch.source] = ImageRendering.from_meta(read_meta(batch.source), channels)
         else:
             rendering = renderings[batch.source]
         if rendering is None and not unrendered_noted:
             unrendered_noted = True
-            why = "its dataset records no image shape" if batch.source is not None else _unknown_shape_reason(predictor)
-            result.notes.append(f"{batch.names[0]}: {why}; edits are written but not rendered")
+            why = "its dataset's meta.json records none" if batch.source is not None else _NO_RECORDED_SHAPE
+            result.notes.append(
+                f"{batch.names[0]}: no image shape that fits the networks is known ({why}); "
+                "edits are written but not rendered"
+            )
         edited_mse, unedited_mse = _image_errors(rendering, networks, edited, batch.truths, shown, preview)
         result.networks += batch.names
         result.files += [str(file) for file in files]
@@ -274,13 +298,10 @@ def _dilated_image(dataset: WeightSpaceDataset, shown: str, report: InputReport)
     return lambda graph: getattr(graph, DILATED_KEY, None)
 
 
-def _unknown_shape_reason(predictor: Predictor) -> str:
-    if predictor.image_rendering is None:
-        return (
-            "the model's checkpoint does not record its INRs' image shape (an older one), and the training data "
-            "it names is not found from here"
-        )
-    return "the image shape the model's checkpoint records is not one of (H, W) or (H, W, C)"
+# Where the image shape of files' networks is looked up, as a note says it was not found.
+_NO_RECORDED_SHAPE = (
+    "neither the model's checkpoint nor, for an older one, the training data it names (where found) records one"
+)
 
 
 def _check_activation(graph: Data, name: str) -> None:
@@ -363,8 +384,10 @@ def _csv_text(rows: list[list[str]]) -> str:
     return buffer.getvalue()
 
 
-def _refuse_to_replace(out: Path, force: bool, shown: str) -> None:
-    """Raise a ``FileExistsError`` unless ``out`` is missing, empty, or (with ``force``) an earlier edit."""
+def _refuse_to_replace(out: Path, force: bool, shown: str, *, after_edit: bool = False) -> None:
+    """Raise a ``FileExistsError`` unless ``out`` is missing, empty, or (with ``force``) an earlier edit.
+    ``after_edit``: ``out`` was fit to replace before the edit ran; a refusal now is about files
+    that came into it meanwhile."""
     if not out.exists():
         return
     if not out.is_dir():
@@ -372,6 +395,8 @@ def _refuse_to_replace(out: Path, force: bool, shown: str) -> None:
     contents = {entry.name for entry in os.scandir(out)}
     if not contents:
         return
+    if after_edit and not (force and EDITS_CSV in contents and contents <= {EDITS_CSV, EDITS_PNG, NETWORKS_FOLDER}):
+        raise FileExistsError(_FILLED.format(out=shown_path(shown)))
     if not force:
         raise FileExistsError(f"--out {shown_path(shown)} exists; pass --force to replace it")
     if EDITS_CSV not in contents or not contents <= {EDITS_CSV, EDITS_PNG, NETWORKS_FOLDER}:
@@ -381,7 +406,7 @@ def _refuse_to_replace(out: Path, force: bool, shown: str) -> None:
 def _move_into_place(staging: Path, out: Path, force: bool, shown: str) -> None:
     """Rename the finished ``staging`` folder to ``out``. Files may have come into ``out`` while the
     edit ran: it is looked at again, and an empty one is removed only while it stays empty."""
-    _refuse_to_replace(out, force, shown)
+    _refuse_to_replace(out, force, shown, after_edit=True)
     try:
         if not out.exists() or not any(out.iterdir()):
             if out.exists():
@@ -401,11 +426,10 @@ def _move_into_place(staging: Path, out: Path, force: bool, shown: str) -> None:
             os.replace(old / out.name, out)
             old.rmdir()
             raise
+        # Renamed before it is deleted: a kill during the deletion must not leave it to be put back.
+        os.replace(old / out.name, old / "discarded")
         shutil.rmtree(old, ignore_errors=True)
     except OSError as error:
         if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
-            raise FileExistsError(
-                f"--out {shown_path(shown)}: files came into it while the edit ran; they are kept and the edit "
-                "is not written"
-            ) from None
+            raise FileExistsError(_FILLED.format(out=shown_path(shown))) from None
         raise OSError(f"--out {shown_path(shown)}: cannot put the edit there ({error.strerror or error})") from None

@@ -38,13 +38,8 @@ def save_run_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     atomic_write(path, lambda handle: torch.save(document, handle))
 
 
-def load_run_checkpoint(
-    path: str | os.PathLike, required: tuple[str, ...] = (), *, mmap: bool = False
-) -> dict[str, Any]:
+def load_run_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_run_checkpoint` (safely: tensors and plain data only).
-
-    With ``mmap``, tensors are mapped from the file rather than read, so that telling whether a
-    large file is a training checkpoint costs little (files in torch's zip format only).
 
     Raises:
         FileNotFoundError: if there is no file at ``path``.
@@ -56,7 +51,7 @@ def load_run_checkpoint(
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     try:
-        document = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        document = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise ValueError(
             f"{shown_path(path)}: not a readable checkpoint ({type(error).__name__}: {load_error_reason(error)})"
@@ -78,10 +73,19 @@ def require_entries(checkpoint: dict[str, Any], path: str | os.PathLike, require
 
 def read_run_checkpoint_or_none(path: str | os.PathLike) -> dict[str, Any] | None:
     """What :func:`load_run_checkpoint` reads from ``path``, or ``None`` where it is not a
-    training checkpoint (another kind of file, or none). The tensors are mapped, not read: a
-    large file of another kind costs little to look at."""
+    training checkpoint (another kind of file, or none). The file is first looked at with its
+    tensors mapped, not read, so that a large file of another kind costs little; a training
+    checkpoint is then read in full (mapped tensors would fault if the file changed while in use)."""
     try:
-        return load_run_checkpoint(path, mmap=True)
+        peek = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        # Not torch's zip format, not readable, or on a filesystem that cannot map it: a plain read tells.
+        pass
+    else:
+        if not isinstance(peek, dict) or peek.get("format") != FORMAT:
+            return None
+    try:
+        return load_run_checkpoint(path)
     except (OSError, ValueError):
         return None
 

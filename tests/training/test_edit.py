@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -329,3 +331,37 @@ def test_an_out_through_a_symlinked_folder_goes_where_the_os_finds_it(editor, tm
     monkeypatch.chdir(tmp_path / "here")
     edit_networks(load_predictor(run), [root], "link/../viaLink", preview=0)
     assert (tmp_path / "real" / "viaLink" / EDITS_CSV).is_file() and os.listdir(tmp_path / "here") == ["link"]
+
+
+def test_info_describes_an_edit_folder(editor, tmp_path, capsys) -> None:
+    root, run, result = editor
+    assert main(["edit", str(run), str(root), "--out", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "out")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    test_size = len(WeightSpaceDataset(root, split="test", log=False))
+    assert lines[0] == f"edits       {tmp_path / 'out'} (what wsgraph edit wrote)"
+    assert lines[1] == f"networks    {test_size} edited networks under networks/"
+    assert lines[2].startswith(f"image MSE   {result['test_metric']:.4g} against {test_size} dilated images")
+    assert lines[3] == "picture     edits.png"
+    (tmp_path / "out" / EDITS_CSV).write_text("network,file\n")
+    assert main(["info", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err == (
+        f"wsgraph info: error: {tmp_path / 'out' / EDITS_CSV}: not the table wsgraph edit writes "
+        "(network, file, image_mse, unedited_image_mse)\n"
+    )
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(editor) -> None:
+    _, run, _ = editor
+    # A pipe whose reader has gone: the first write fails, as under ``wsgraph info ... | head -1``.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        command = [str(Path(sys.executable).with_name("wsgraph")), "info", str(run / "best.pt"), "--json"]
+        ended = subprocess.run(
+            command, stdout=write_end, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+        )
+    finally:
+        os.close(write_end)
+    assert ended.returncode == 141 and ended.stderr == ""

@@ -21,6 +21,7 @@ from wsgraph.core.network_files import load_network_file
 from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets.describe import describe_dataset, format_dataset_info, is_dataset_root
 from wsgraph.errors import shown_path
+from wsgraph.training.edit import describe_edit_folder, format_edit_folder_info, is_edit_folder
 from wsgraph.training.run_checkpoints import read_run_checkpoint_or_none
 from wsgraph.training.run_info import describe_run_checkpoint, format_run_info, run_checkpoint_file
 
@@ -40,12 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "saved module adds to its output. Given a dataset folder (what fit-inrs, fit-sines or convert wrote), "
         "print what its meta.json records and whether every shard is there, without opening the shards. Given a run "
         "folder or its best.pt or last.pt (what train wrote), print the trained model, what it predicts, its data, "
-        "its progress and settings.",
+        "its progress and settings. Given what edit wrote, print how many networks it edited and their image "
+        "errors.",
     )
     parser.add_argument(
         "path",
         metavar="PATH",
-        help="checkpoint file (a state_dict or a saved nn.Module), dataset folder, or run folder (or its best.pt)",
+        help="checkpoint file (a state_dict or a saved nn.Module), dataset folder, run folder (or its best.pt), "
+        "or edit folder",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--trust-pickles", action="store_true", help=TRUST_PICKLES_HELP)
@@ -57,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
         if is_dataset_root(args.path):
             info = describe_dataset(args.path)
             print(json.dumps(info, indent=2) if args.json else format_dataset_info(info))
+            return 0
+        if is_edit_folder(args.path):
+            info = describe_edit_folder(args.path)
+            print(json.dumps(info, indent=2) if args.json else format_edit_folder_info(info))
             return 0
         checkpoint = run_checkpoint_file(args.path)
         if checkpoint is None:

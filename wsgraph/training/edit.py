@@ -433,3 +433,51 @@ def _move_into_place(staging: Path, out: Path, force: bool, shown: str) -> None:
         if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
             raise FileExistsError(_FILLED.format(out=shown_path(shown))) from None
         raise OSError(f"--out {shown_path(shown)}: cannot put the edit there ({error.strerror or error})") from None
+
+
+def is_edit_folder(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` is what :func:`edit_networks` writes (``edits.csv`` and ``networks/``)."""
+    return (Path(folder) / EDITS_CSV).is_file() and (Path(folder) / NETWORKS_FOLDER).is_dir()
+
+
+def describe_edit_folder(folder: str | os.PathLike) -> dict[str, Any]:
+    """What ``wsgraph info`` prints about an edit folder: its networks and their image errors.
+
+    Raises:
+        ValueError: naming ``edits.csv`` if it is not the table :func:`edit_networks` writes.
+    """
+    path = Path(folder) / EDITS_CSV
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    header = Edits(Path(folder)).rows()[0]
+    if not rows or rows[0] != header or any(len(row) != len(header) for row in rows[1:]):
+        raise ValueError(f"{shown_path(path)}: not the table wsgraph edit writes ({', '.join(header)})")
+    try:
+        pairs = [(float(row[2]), float(row[3])) for row in rows[1:] if row[2] and row[3]]
+    except ValueError:
+        raise ValueError(f"{shown_path(path)}: an image MSE that is not a number") from None
+    missing = [row[1] for row in rows[1:] if not (Path(folder) / row[1]).is_file()]
+    return {
+        "path": str(folder),
+        "networks": len(rows) - 1,
+        "missing_files": missing,
+        "with_targets": len(pairs),
+        "image_mse": sum(a for a, _ in pairs) / len(pairs) if pairs else None,
+        "unedited_image_mse": sum(b for _, b in pairs) / len(pairs) if pairs else None,
+        "preview": (Path(folder) / EDITS_PNG).is_file(),
+    }
+
+
+def format_edit_folder_info(info: dict[str, Any]) -> str:
+    """The human-readable report of :func:`describe_edit_folder`'s dict."""
+    files = f"{info['networks']} edited networks under {NETWORKS_FOLDER}/"
+    if info["missing_files"]:
+        files += f" ({len(info['missing_files'])} listed but missing, first: {info['missing_files'][0]})"
+    lines = [f"edits       {shown_path(info['path'])} (what wsgraph edit wrote)", f"networks    {files}"]
+    if info["image_mse"] is not None:
+        lines.append(
+            f"image MSE   {info['image_mse']:.4g} against {info['with_targets']} dilated images "
+            f"(as given: {info['unedited_image_mse']:.4g})"
+        )
+    lines.append(f"picture     {EDITS_PNG}" if info["preview"] else f"picture     none (no {EDITS_PNG})")
+    return "\n".join(lines)

@@ -33,7 +33,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 from wsgraph.checks import is_count, is_number
-from wsgraph.core.activations import UNKNOWN, canonical_activation
+from wsgraph.core.activations import UNKNOWN
 from wsgraph.core.convert_mlp import graph_to_mlp
 from wsgraph.datasets.checkpoint_folders import SkippedCheckpoint
 from wsgraph.datasets.dataset import WeightSpaceDataset
@@ -170,16 +170,16 @@ def edit_networks(
     if spec.task != "dilate":
         raise ValueError(f"the model does not edit networks (--task {spec.task}); use wsgraph predict")
     shown, out = str(out), _target_folder(out)
-    activation = None if activation is None else canonical_activation(activation)
     # An earlier edit's output inside an input folder is not read as input.
-    reader = NetworkReader(
-        split,
-        batch_size or predictor.batch_size,
-        trust_pickles,
-        activation,
-        skip_bad,
-        spec.kernel_grid,
-        _dilated_image,
+    reader = NetworkReader.for_model(
+        spec,
+        predictor.batch_size,
+        split=split,
+        batch_size=batch_size,
+        trust_pickles=trust_pickles,
+        activation=activation,
+        skip_bad=skip_bad,
+        truth=_dilated_image,
         exclude=out,
     )
     made = missing_folders(out.parent)

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch_geometric.data import Data
 
-from wsgraph.core.activations import UNKNOWN
+from wsgraph.core.activations import UNKNOWN, canonical_activation
 from wsgraph.core.convert_cnn import cnn_to_graph
 from wsgraph.core.convert_mlp import mlp_to_graph
 from wsgraph.core.extract_cnn import ConvChain
@@ -94,6 +94,26 @@ class NetworkReader:
     kernel_grid: tuple[int, int] | None = None
     truth: TruthReader = no_truth
     exclude: Path | None = None
+
+    @classmethod
+    def for_model(
+        cls,
+        spec: ModelSpec,
+        run_batch_size: int,
+        *,
+        split: str,
+        batch_size: int | None,
+        trust_pickles: bool,
+        activation: str | None,
+        skip_bad: bool,
+        truth: TruthReader = no_truth,
+        exclude: Path | None = None,
+    ) -> NetworkReader:
+        """The reader of inputs for the model ``spec`` describes: its kernel grid, the run's batch
+        size unless ``batch_size`` is given, ``activation`` by its canonical name."""
+        activation = None if activation is None else canonical_activation(activation)
+        size = batch_size or run_batch_size
+        return cls(split, size, trust_pickles, activation, skip_bad, spec.kernel_grid, truth, exclude)
 
     def batches(self, inputs: Sequence[str | os.PathLike], report: InputReport) -> Iterator[NetworkBatch]:
         """The networks of ``inputs``, at most ``batch_size`` of one input at a time."""

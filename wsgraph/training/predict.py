@@ -20,7 +20,6 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from wsgraph.core.activations import canonical_activation
 from wsgraph.datasets.checkpoint_folders import SkippedCheckpoint
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.datasets.describe import is_dataset_root
@@ -221,15 +220,15 @@ def predict(
             f"the model edits networks (--task {spec.task}); predict is for classification and regression models "
             "(edit networks with wsgraph edit)"
         )
-    activation = None if activation is None else canonical_activation(activation)
     result = Predictions(spec.task, predictor.output_names)
-    reader = NetworkReader(
-        split,
-        batch_size or predictor.batch_size,
-        trust_pickles,
-        activation,
-        skip_bad,
-        spec.kernel_grid,
+    reader = NetworkReader.for_model(
+        spec,
+        predictor.batch_size,
+        split=split,
+        batch_size=batch_size,
+        trust_pickles=trust_pickles,
+        activation=activation,
+        skip_bad=skip_bad,
         truth=lambda dataset, shown, report: _truth_reader(dataset, shown, report, result),
     )
     report = InputReport(result.skipped, result.notes)

@@ -20,6 +20,7 @@ def run_example(name: str, arguments: list[str], monkeypatch: pytest.MonkeyPatch
 def test_every_example_is_tested() -> None:
     assert sorted(path.name for path in EXAMPLES.glob("*.py")) == [
         "draw_network.py",
+        "edit_inrs.py",
         "pyg_conv_model.py",
         "train_on_inrs.py",
     ]
@@ -50,3 +51,18 @@ def test_train_on_inrs_fits_trains_and_checks_invariance(tmp_path, monkeypatch, 
     before = (data / "meta.json").stat().st_mtime_ns
     run_example("train_on_inrs.py", arguments, monkeypatch, capsys)
     assert (data / "meta.json").stat().st_mtime_ns == before
+
+
+def test_edit_inrs_trains_an_editor_and_reads_its_edits_back(tmp_path, monkeypatch, capsys) -> None:
+    arguments = ["--data", str(tmp_path / "inrs"), "--out", str(tmp_path / "out"), "--limit", "12"]
+    lines = run_example("edit_inrs.py", [*arguments, "--steps", "20", "--epochs", "2"], monkeypatch, capsys)
+    trained = float(next(line for line in lines if line.startswith("trained:")).split()[4])
+    edited = next(line for line in lines if line.startswith("edited 12 test INRs: image MSE "))
+    assert float(edited.split()[6]) == pytest.approx(trained, rel=1e-3)
+    assert lines[-2] == f"saved {tmp_path / 'out' / 'edits' / 'networks' / 'inrs' / 'test' / '0.pt'} and 11 more, " + (
+        f"with {tmp_path / 'out' / 'edits' / 'edits.png'}"
+    )
+    assert lines[-1].startswith("the first edited INR draws a 8x8 image with intensities in [")
+    # A second run reuses the fitted folder and the finished run, and replaces the edits.
+    again = run_example("edit_inrs.py", [*arguments, "--steps", "20", "--epochs", "2"], monkeypatch, capsys)
+    assert again[-3:] == lines[-3:]

@@ -35,7 +35,7 @@ TRUST_PICKLES_HELP = (
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "info",
-        help="describe the MLP or CNN in a checkpoint file, a dataset folder, or a training run",
+        help="describe the MLP or CNN in a checkpoint file, a dataset folder, a training run or an edit",
         description="Print the architecture of the MLP or CNN in a checkpoint (.pt, .pth, .ckpt, .safetensors): "
         "widths, signature, per-layer edge and node counts, parameter count, biases, activation and a constant a "
         "saved module adds to its output. Given a dataset folder (what fit-inrs, fit-sines or convert wrote), "

@@ -93,3 +93,20 @@ def test_status_writes_nothing(reproduce, tmp_path, capsys):
     assert printed[0] == "sines:" and printed[1].endswith("sine-inrs: not started")
     assert all(line.endswith(("not started", "not written yet")) for line in printed[1:])
     assert not data.exists() and not docs.exists()
+
+
+def test_every_planned_step_is_a_command_wsgraph_takes(reproduce):
+    from wsgraph.cli.main import build_parser
+
+    parser = build_parser()
+    for name, profile in reproduce.PROFILES.items():
+        plan = reproduce.steps(profile, Path("data/reproduce") / name, Path("docs/results"))
+        assert set(plan) == set(reproduce.ALL_TASKS)
+        for task, steps in plan.items():
+            for step in steps:
+                parsed = parser.parse_args(step)
+                assert parsed.command == step[0], (name, task)
+    editing = reproduce.steps(reproduce.PROFILES["full-cpu"], Path("d"), Path("r"))["dilation-ng"][0]
+    parsed = parser.parse_args(editing)
+    assert (parsed.task, parsed.models, parsed.epochs, parsed.batch_size) == ("dilate", ["dwsnet"], 200, 128)
+    assert (parsed.warmup_steps, parsed.clip_grad_norm, parsed.amsgrad) == (10000, 1.0, True)

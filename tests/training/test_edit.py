@@ -365,3 +365,8 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(editor) -> None:
     finally:
         os.close(write_end)
     assert ended.returncode == 141 and ended.stderr == ""
+
+
+def test_an_editing_run_draws_its_first_test_edits(editor) -> None:
+    _, run, _ = editor
+    assert (run / EDITS_PNG).stat().st_size > 0

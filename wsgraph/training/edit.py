@@ -46,18 +46,17 @@ from wsgraph.io import (
     missing_folders,
     remove_empty_folders,
     remove_stale_staging,
-    save_figure,
     stale_staging_folders,
 )
 from wsgraph.locks import write_lock
 from wsgraph.training.network_inputs import InputReport, NetworkReader, check_fits
+from wsgraph.training.plots import EDITS_PNG, plot_edits
 from wsgraph.training.predict import Predictor
 from wsgraph.training.tasks import DILATED_KEY
 
 # Larger images than any INR set's, and small enough that rendering a batch stays cheap.
 MAX_IMAGE_SIDE = 4096
 EDITS_CSV = "edits.csv"
-EDITS_PNG = "edits.png"
 NETWORKS_FOLDER = "networks"
 
 
@@ -289,7 +288,7 @@ def _edit_into(
         )
     atomic_write(folder / EDITS_CSV, lambda handle: handle.write(_csv_text(result.rows()).encode()))
     if shown:
-        _save_preview(folder / EDITS_PNG, shown)
+        plot_edits(folder / EDITS_PNG, shown)
     return result
 
 
@@ -347,35 +346,6 @@ def _image_errors(
         if len(shown) < preview:
             shown.append((given[index], edits[index], target))
     return edited_mse, unedited_mse
-
-
-def _save_preview(path: Path, shown: list[tuple[Tensor, Tensor, Tensor | None]]) -> None:
-    """The networks' images as given, edited, and the dilated images (where known), a column each."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    rows = ["given", "edited"] + (["dilated"] if any(target is not None for _, _, target in shown) else [])
-    figure, axes = plt.subplots(len(rows), len(shown), figsize=(1.2 * len(shown), 1.3 * len(rows)), squeeze=False)
-    for column, images in enumerate(shown):
-        for row in range(len(rows)):
-            axis = axes[row][column]
-            axis.set_xticks([])
-            axis.set_yticks([])
-            picture = images[row]
-            if picture is None:
-                axis.set_axis_off()
-                continue
-            # Intensities as the INRs were fitted to them, in [0, 1]: all images on one scale.
-            picture = picture.clamp(0, 1)
-            pixels = picture.squeeze(-1).numpy() if picture.size(-1) == 1 else picture.numpy()
-            axis.imshow(pixels, cmap="gray", vmin=0, vmax=1)
-    for row, label in enumerate(rows):
-        axes[row][0].set_ylabel(label, fontsize=8)
-    figure.tight_layout()
-    save_figure(figure, path, dpi=100)
-    plt.close(figure)
 
 
 def _csv_text(rows: list[list[str]]) -> str:

@@ -9,10 +9,13 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from torch import Tensor
 
 from wsgraph.io import save_figure
 
 LEARNING_CURVES_PNG = "learning_curves.png"
+# An editing model's work: networks' images as given, edited and as the target shows them.
+EDITS_PNG = "edits.png"
 
 
 def plot_learning_curves(path: str | os.PathLike, rows: list[dict[str, Any]], metric: str, title: str) -> None:
@@ -45,6 +48,30 @@ def plot_benchmark(
     axes.bar_label(bars, labels=[f"{mean:.4g}" for mean in means], padding=2, fontsize=8)
     axes.set_xticks(list(positions), names, rotation=20)
     axes.set(ylabel=label, title=title)
+    _save(figure, path)
+
+
+def plot_edits(path: str | os.PathLike, shown: list[tuple[Tensor, Tensor, Tensor | None]]) -> None:
+    """A column per network: its image as given, as edited and the dilated target (a row each;
+    the last row only where some network has a target). Images are ``[H, W, C]`` intensities,
+    drawn on one [0, 1] scale, as the INRs were fitted."""
+    rows = ["given", "edited"] + (["dilated"] if any(target is not None for _, _, target in shown) else [])
+    figure = Figure(figsize=(1.2 * len(shown), 1.3 * len(rows)))
+    axes = figure.subplots(len(rows), len(shown), squeeze=False)
+    for column, images in enumerate(shown):
+        for row in range(len(rows)):
+            axis = axes[row][column]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            picture = images[row]
+            if picture is None:
+                axis.set_axis_off()
+                continue
+            picture = picture.detach().float().cpu().clamp(0, 1)
+            pixels = picture.squeeze(-1).numpy() if picture.size(-1) == 1 else picture.numpy()
+            axis.imshow(pixels, cmap="gray", vmin=0, vmax=1)
+    for row, label in enumerate(rows):
+        axes[row][0].set_ylabel(label, fontsize=8)
     _save(figure, path)
 
 

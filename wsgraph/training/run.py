@@ -45,7 +45,7 @@ from wsgraph.training.loaders import (
 )
 from wsgraph.training.loop import BatchPreparation, Loader, Precision, evaluate, train_epoch
 from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON, hardware, history_columns, write_history
-from wsgraph.training.plots import LEARNING_CURVES_PNG, plot_learning_curves
+from wsgraph.training.plots import EDITS_PNG, LEARNING_CURVES_PNG, plot_edits, plot_learning_curves
 from wsgraph.training.registry import (
     PERMUTATION_AUGMENTED,
     build_model,
@@ -76,9 +76,11 @@ from wsgraph.training.run_checkpoints import (
     stored_config,
 )
 from wsgraph.training.schedule import constant_rate, warmup_constant, warmup_cosine, warmup_steps_for
-from wsgraph.training.tasks import Dilation, ReferencePredictor, Regression, make_task
+from wsgraph.training.tasks import DILATED_KEY, Dilation, ReferencePredictor, Regression, make_task
 from wsgraph.training.trained import NormalizedModel, statistics_from_dict, statistics_to_dict
 
+# How many test networks an editing run's edits.png shows.
+EDITS_PREVIEW = 8
 # The published INR augmentation's dropout probability (DWSNets, experiments/data.py).
 AUGMENT_DROPOUT = 0.01
 # Augmentations that keep a CNN graph's kernel padding at zero and need no coordinate inputs.
@@ -649,6 +651,8 @@ class _Run:
         }
         if isinstance(self.task, Regression):
             result["test_ranking"] = self._test_ranking()
+        if isinstance(self.task, Dilation) and self.context.is_main:
+            self._plot_test_edits()
         if self.context.is_main:
             write_history(self.out / METRICS_CSV, state["history"], self.task.metric)
             title = f"{self.config.model} on {self.data.root.name} ({self.task_name})"
@@ -662,6 +666,24 @@ class _Run:
                     f"results in {self.out}"
                 )
         return result
+
+    def _plot_test_edits(self) -> None:
+        """``edits.png``: the first test networks' images as given, as the best model edits them,
+        and dilated."""
+        task = self.task
+        batch = next(iter(self.loaders["test"]), None)
+        if batch is None:
+            return
+        batch = self.prepare(batch, False)
+        self.model.eval()
+        with torch.no_grad(), self.precision.autocast():
+            edited = self.model(batch)
+        with torch.no_grad():
+            shape = (batch.num_graphs, task.height, task.width, -1)
+            given, edits = task.render(batch).reshape(shape), task.render(edited).reshape(shape)
+            targets = batch[DILATED_KEY].reshape(shape).float()
+        count = min(EDITS_PREVIEW, batch.num_graphs)
+        plot_edits(self.out / EDITS_PNG, [(given[i], edits[i], targets[i]) for i in range(count)])
 
     def _test_ranking(self) -> dict[str, Any] | None:
         """Kendall tau, Spearman rho and R^2 of the best model on the test split; the predictions
@@ -757,7 +779,7 @@ def _refuse_files_in_the_way(folder: Path) -> None:
     """Raise a ``ValueError`` if ``folder`` (holding no run) holds files a run would overwrite: someone else's
     ``best.pt``, plots or predictions. A ``best.pt`` that is a wsgraph training checkpoint is a run's that stopped
     while saving its first epoch, which the new run may replace."""
-    outputs = (BEST, LEARNING_CURVES_PNG, PREDICTIONS_CSV, PREDICTED_VS_TRUE_PNG)
+    outputs = (BEST, LEARNING_CURVES_PNG, PREDICTIONS_CSV, PREDICTED_VS_TRUE_PNG, EDITS_PNG)
     in_the_way = [name for name in outputs if (folder / name).exists() and not _stopped_runs_best(folder / name)]
     if in_the_way:
         raise ValueError(

@@ -57,7 +57,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000, help="at most this many fitting steps per INR")
     args = parser.parse_args()
 
-    if not (args.data / "meta.json").exists():
+    # summary.json is written last: without it a fit was interrupted, and fitting again resumes it.
+    if not (args.data / "summary.json").exists():
         fit_digit_inrs(args.data, args.limit, args.steps)
     config = TrainConfig(
         data=str(args.data),

@@ -66,7 +66,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
 
-    if not (args.data / "meta.json").exists():
+    # summary.json is written last: without it a fit was interrupted, and fitting again resumes it.
+    if not (args.data / "summary.json").exists():
         fit_digit_inrs(args.data, args.limit, args.steps)
     # normalize=True standardises each layer's weights and biases with the train split's statistics.
     splits = {

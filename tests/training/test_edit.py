@@ -370,3 +370,34 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(editor) -> None:
 def test_an_editing_run_draws_its_first_test_edits(editor) -> None:
     _, run, _ = editor
     assert (run / EDITS_PNG).stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"\xff\xfe\x00junk", "not the table wsgraph edit writes"),
+        (b"network,file,image_mse,unedited_image_mse\na," + b"x" * 200_000 + b",1,2\n", "not the table"),
+        (b'network,file,image_mse,unedited_image_mse\n"a,b,1,2\n', "not the table"),
+        (b"network,file,image_mse,unedited_image_mse\na,b,nan,2\n", "an image MSE that is not finite"),
+        (b"network,file,image_mse,unedited_image_mse\na,b,one,2\n", "an image MSE that is not a number"),
+    ],
+)
+def test_info_names_a_damaged_edits_csv(editor, tmp_path, capsys, content, problem) -> None:
+    root, run, _ = editor
+    edit_networks(load_predictor(run), [root], tmp_path / "out", preview=0)
+    (tmp_path / "out" / EDITS_CSV).write_bytes(content)
+    assert main(["info", str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"wsgraph info: error: {tmp_path / 'out' / EDITS_CSV}: {problem}")
+    assert error.count("\n") == 1
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch, capsys) -> None:
+    from wsgraph.cli import info
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe: a worker's socket")
+
+    monkeypatch.setattr(info, "run", broken)
+    assert main(["info", "anything"]) == 1
+    assert capsys.readouterr().err == "wsgraph info: error: [Errno 32] Broken pipe: a worker's socket\n"

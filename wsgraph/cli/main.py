@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
 from collections.abc import Sequence
 
@@ -39,7 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("wsgraph: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError as error:
+        if not _stdout_reader_gone():
+            print(f"wsgraph {args.command}: error: {one_line(error)}", file=sys.stderr)
+            return 1
         # The reader went away (``wsgraph info ... | head``): nothing to report, and no more to
         # write; stdout goes to /dev/null so that Python's own flush at exit fails no more.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -47,6 +51,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CommandError, ValueError, OSError, RuntimeError) as error:
         print(f"wsgraph {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 1
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it (not some other broken pipe)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        events = poller.poll(0)
+    except (AttributeError, OSError, ValueError):
+        # No file descriptor (a replaced sys.stdout), or no poll (Windows).
+        return False
+    return any(mask & select.POLLERR for _, mask in events)
 
 
 def _version() -> str:

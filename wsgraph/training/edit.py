@@ -417,19 +417,33 @@ def describe_edit_folder(folder: str | os.PathLike) -> dict[str, Any]:
         ValueError: naming ``edits.csv`` if it is not the table :func:`edit_networks` writes.
     """
     path = Path(folder) / EDITS_CSV
-    with open(path, newline="") as handle:
-        rows = list(csv.reader(handle))
     header = Edits(Path(folder)).rows()[0]
-    if not rows or rows[0] != header or any(len(row) != len(header) for row in rows[1:]):
-        raise ValueError(f"{shown_path(path)}: not the table wsgraph edit writes ({', '.join(header)})")
+    damaged = f"{shown_path(path)}: not the table wsgraph edit writes ({', '.join(header)})"
+    networks, missing, pairs = 0, [], []
     try:
-        pairs = [(float(row[2]), float(row[3])) for row in rows[1:] if row[2] and row[3]]
-    except ValueError:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = csv.reader(handle)
+            if next(rows, None) != header:
+                raise ValueError(damaged)
+            for row in rows:
+                if len(row) != len(header):
+                    raise ValueError(damaged)
+                networks += 1
+                if not (Path(folder) / row[1]).is_file():
+                    missing.append(row[1])
+                if row[2] and row[3]:
+                    pairs.append((float(row[2]), float(row[3])))
+    except (csv.Error, UnicodeDecodeError):
+        raise ValueError(damaged) from None
+    except ValueError as error:
+        if str(error) == damaged:
+            raise
         raise ValueError(f"{shown_path(path)}: an image MSE that is not a number") from None
-    missing = [row[1] for row in rows[1:] if not (Path(folder) / row[1]).is_file()]
+    if not all(math.isfinite(value) for pair in pairs for value in pair):
+        raise ValueError(f"{shown_path(path)}: an image MSE that is not finite")
     return {
         "path": str(folder),
-        "networks": len(rows) - 1,
+        "networks": networks,
         "missing_files": missing,
         "with_targets": len(pairs),
         "image_mse": sum(a for a, _ in pairs) / len(pairs) if pairs else None,

@@ -651,13 +651,14 @@ class _Run:
         }
         if isinstance(self.task, Regression):
             result["test_ranking"] = self._test_ranking()
-        if isinstance(self.task, Dilation) and self.context.is_main:
-            self._plot_test_edits()
         if self.context.is_main:
             write_history(self.out / METRICS_CSV, state["history"], self.task.metric)
             title = f"{self.config.model} on {self.data.root.name} ({self.task_name})"
             plot_learning_curves(self.out / LEARNING_CURVES_PNG, state["history"], self.task.metric, title)
             write_json(self.out / RESULT_JSON, result, sort_keys=True)
+            # Drawn once the result is safe: a failure here cannot cost the run its result.
+            if isinstance(self.task, Dilation):
+                self._plot_test_edits()
             if test is not None:
                 ranking = result.get("test_ranking")
                 extra = "" if not ranking else f", Kendall tau {ranking['kendall_tau']:.3f}, R^2 {ranking['r2']:.3f}"

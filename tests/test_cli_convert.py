@@ -1,6 +1,7 @@
 import errno
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -63,13 +64,23 @@ def test_skip_bad_lists_the_skipped_files(src, tmp_path, capsys):
     ]
 
 
-def test_non_empty_output_needs_force(src, tmp_path, capsys):
+def test_non_empty_output_needs_force_and_force_replaces_only_a_dataset(src, tmp_path, capsys):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "notes.txt").write_text("keep")
+    assert main(["convert", str(src), str(out), "--quiet"]) == 0
     assert main(["convert", str(src), str(out), "--quiet"]) == 1
     assert "exists and is not empty; pass --force" in capsys.readouterr().err
+    os.chmod(out, 0o750)
     assert main(["convert", str(src), str(out), "--quiet", "--force"]) == 0
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o750
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("keep")
+    assert main(["convert", str(src), str(theirs), "--quiet", "--force"]) == 1
+    assert capsys.readouterr().err == (
+        f"wsgraph convert: error: {theirs}: holds files but no wsgraph dataset (no meta.json or index.json), "
+        "so --force does not replace it; choose another output folder\n"
+    )
+    assert os.listdir(theirs) == ["notes.txt"] and sorted(os.listdir(tmp_path)) == ["out", "theirs", "zoo"]
 
 
 def test_output_inside_the_source_is_refused_in_one_line(src, capsys):

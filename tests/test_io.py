@@ -9,8 +9,11 @@ from wsgraph.io import (
     check_writable_folder,
     make_staging_folder,
     missing_folders,
+    put_back_replaced_folders,
+    refuse_mount_point,
     remove_empty_folders,
     remove_stale_staging,
+    replace_folder,
     save_figure,
     unwritable_reason,
     write_json,
@@ -97,6 +100,68 @@ def test_remove_stale_staging_removes_only_that_outs_staging_folders(tmp_path):
     others[-1].mkdir()
     remove_stale_staging(tmp_path / "out", ".building")
     assert not stale.exists() and all(folder.is_dir() for folder in others)
+
+
+def _built(tmp_path, content: str):
+    built = make_staging_folder(tmp_path / "out", ".building")
+    (built / "new.txt").write_text(content)
+    return built
+
+
+@pytest.mark.parametrize("earlier", ["missing", "empty", "full"])
+def test_replace_folder_puts_the_built_folder_in_place_with_the_replaced_ones_permissions(tmp_path, earlier):
+    out = tmp_path / "out"
+    if earlier != "missing":
+        out.mkdir()
+        os.chmod(out, 0o750)
+    if earlier == "full":
+        (out / "old.txt").write_text("old")
+    built = _built(tmp_path, "new")
+    plain = _mode(built)
+    replace_folder(built, out, ".replaced")
+    assert os.listdir(out) == ["new.txt"] and sorted(os.listdir(tmp_path)) == ["out"]
+    assert _mode(out) == (plain if earlier == "missing" else 0o750)
+
+
+def test_replace_folder_puts_the_earlier_folder_back_if_the_new_one_cannot_take_its_place(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    built = _built(tmp_path, "new")
+    rename = os.replace
+
+    def refuse_the_built_folder(source, target):
+        if os.fspath(source) == os.fspath(built):
+            raise OSError(5, "Input/output error")
+        rename(source, target)
+
+    monkeypatch.setattr(os, "replace", refuse_the_built_folder)
+    with pytest.raises(OSError, match="Input/output error"):
+        replace_folder(built, out, ".replaced")
+    assert os.listdir(out) == ["old.txt"] and sorted(os.listdir(tmp_path)) == sorted(["out", built.name])
+
+
+def test_a_folder_moved_aside_by_a_killed_replacement_is_put_back_only_where_out_is_missing(tmp_path):
+    out = tmp_path / "out"
+    aside = make_staging_folder(out, ".replaced")
+    (aside / "out").mkdir()
+    (aside / "out" / "old.txt").write_text("old")
+    other = make_staging_folder(out, ".building")
+    put_back_replaced_folders(out, ".replaced")
+    assert os.listdir(out) == ["old.txt"] and sorted(os.listdir(tmp_path)) == sorted(["out", other.name])
+    # Killed while deleting it, after the new folder took its place: deleted, not put back.
+    discarded = make_staging_folder(out, ".replaced")
+    (discarded / "discarded").mkdir()
+    put_back_replaced_folders(out, ".replaced")
+    assert os.listdir(out) == ["old.txt"] and not discarded.exists()
+
+
+def test_a_mount_point_is_refused_by_name(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"^--out /: a mount point, which cannot be replaced by renaming; give a folder"
+    ):
+        refuse_mount_point("/", "--out /")
+    refuse_mount_point(tmp_path / "out", "--out out")
 
 
 def test_write_json_format(tmp_path):

@@ -7,10 +7,12 @@ the target, so an interrupted writer leaves either the old file or the new one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Callable
@@ -188,6 +190,76 @@ def remove_stale_staging(out: str | os.PathLike, suffix: str) -> None:
     (:func:`wsgraph.locks.write_lock`), so that no running writer owns one."""
     for folder in stale_staging_folders(out, suffix):
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def refuse_mount_point(out: str | os.PathLike, named: str) -> None:
+    """Raise a ``ValueError`` naming ``named`` if ``out`` is a mount point: a folder that is
+    built beside it and renamed into place cannot take its place, so a writer refuses it
+    before any work rather than after."""
+    if os.path.ismount(out):
+        raise ValueError(f"{named}: a mount point, which cannot be replaced by renaming; give a folder inside it")
+
+
+def put_back_replaced_folders(out: str | os.PathLike, aside_suffix: str) -> None:
+    """Undo what a :func:`replace_folder` killed part way left beside ``out``: the folder it had
+    moved aside goes back to ``out`` if the kill came before the new one took its place, and the
+    hidden folder that held it is deleted. Only for a caller that holds ``out``'s write lock."""
+    out = Path(out)
+    for aside in stale_staging_folders(out, aside_suffix):
+        earlier = aside / out.name
+        if earlier.is_dir() and not out.exists():
+            os.replace(earlier, out)
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def replace_folder(built: str | os.PathLike, out: str | os.PathLike, aside_suffix: str) -> None:
+    """Rename the finished folder ``built`` (made by :func:`make_staging_folder`) to ``out``.
+
+    An existing ``out`` passes on its permissions and, where the process may give files away,
+    its owner and group, as if it had been written in place. An empty ``out`` is removed
+    first. A folder with files is renamed aside into a hidden folder beside it
+    (``.NAME.XXXXXXXX<aside_suffix>``) and deleted only once ``built`` has taken its place;
+    should that rename fail it is put back, and should the process be killed in between,
+    :func:`put_back_replaced_folders` puts it back.
+
+    Raises:
+        OSError: from the renames; with ``errno.ENOTEMPTY`` or ``errno.EEXIST`` when files came
+            into an empty ``out`` after it was looked at (nothing was changed).
+    """
+    built, out = Path(built), Path(out)
+    if out.is_dir():
+        _take_attributes(built, out)
+    if not out.exists() or not any(out.iterdir()):
+        if out.exists():
+            out.rmdir()
+        os.replace(built, out)
+        return
+    aside = make_staging_folder(out, aside_suffix)
+    try:
+        os.replace(out, aside / out.name)
+    except BaseException:
+        aside.rmdir()
+        raise
+    try:
+        os.replace(built, out)
+    except BaseException:
+        os.replace(aside / out.name, out)
+        aside.rmdir()
+        raise
+    # Renamed before it is deleted: a kill during the deletion must not leave it to be put back.
+    os.replace(aside / out.name, aside / "discarded")
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _take_attributes(folder: Path, replaced: Path) -> None:
+    """Give ``folder`` the permission bits, and where allowed the owner and group, of ``replaced``."""
+    status, own = replaced.stat(), folder.stat()
+    if hasattr(os, "chown") and (status.st_uid, status.st_gid) != (own.st_uid, own.st_gid):
+        # Only a privileged process may give a folder away; the permission bits carry over all the same.
+        with contextlib.suppress(OSError):
+            os.chown(folder, status.st_uid, status.st_gid)
+    # After chown, which may clear the set-group-ID bit.
+    os.chmod(folder, stat.S_IMODE(status.st_mode))
 
 
 def save_figure(figure: Figure, path: str | os.PathLike, *, dpi: float | None = None) -> Path:

@@ -15,6 +15,7 @@ from wsgraph.datasets import checkpoint_folders
 from wsgraph.datasets.checkpoint_folders import assign_splits, convert_checkpoints
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.datasets.store import read_meta, read_shard, shard_paths
+from wsgraph.io import make_staging_folder
 
 BAD_FILES = ("bad/conv.pt", "bad/corrupt.pt", "bad/empty.pth", "bad/nan.pt")
 
@@ -227,9 +228,38 @@ def test_existing_output_is_refused_unless_forced(good_folder, tmp_path):
     (out / "keep.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not empty; pass --force"):
         convert_checkpoints(src, out, progress=False)
-    assert (out / "keep.txt").read_text() == "mine"
+    # --force replaces an earlier dataset, not a folder of someone's files.
+    with pytest.raises(FileExistsError, match="holds files but no wsgraph dataset"):
+        convert_checkpoints(src, out, force=True, progress=False)
+    assert os.listdir(out) == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    convert_checkpoints(src, out, progress=False)
+    (out / "processed").mkdir()
     convert_checkpoints(src, out, force=True, progress=False)
-    assert not (out / "keep.txt").exists() and len(WeightSpaceDataset(out, log=False)) == len(networks)
+    assert not (out / "processed").exists() and len(WeightSpaceDataset(out, log=False)) == len(networks)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoints", "out"]
+
+
+def test_a_dataset_moved_aside_by_a_killed_replacement_is_put_back(good_folder, tmp_path):
+    src, networks = good_folder
+    out = tmp_path / "out"
+    convert_checkpoints(src, out, progress=False)
+    # Killed between its two renames: the earlier dataset waits beside OUT, and OUT is gone.
+    aside = make_staging_folder(out, ".replaced")
+    os.replace(out, aside / "out")
+    with pytest.raises(FileExistsError, match="exists and is not empty; pass --force"):
+        convert_checkpoints(src, out, progress=False)
+    assert len(WeightSpaceDataset(out, log=False)) == len(networks)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoints", "out"]
+
+
+def test_a_mount_point_is_refused_before_any_work(good_folder, tmp_path, monkeypatch):
+    src, _ = good_folder
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setattr(os.path, "ismount", lambda path: os.fspath(path) == os.fspath(out))
+    with pytest.raises(ValueError, match=re.escape(f"{out}: a mount point, which cannot be replaced by renaming")):
+        convert_checkpoints(src, out, progress=False)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoints", "out"]
 
 
@@ -237,7 +267,7 @@ def test_existing_output_is_refused_unless_forced(good_folder, tmp_path):
 def test_a_labels_or_splits_file_inside_the_output_is_refused_before_force_replaces_it(good_folder, tmp_path, kind):
     src, networks = good_folder
     out = tmp_path / "out"
-    out.mkdir()
+    convert_checkpoints(src, out, progress=False)
     listed = tmp_path / "listed.csv"
     if kind == "labels":
         listed.write_text("path,label\n" + "".join(f"{path},1\n" for path in networks))
@@ -444,7 +474,7 @@ def test_the_staging_folder_of_a_killed_conversion_is_removed_by_the_next(good_f
     stale = tmp_path / ".out.k1ll3d9x.converting"  # what a conversion killed by SIGKILL leaves
     (stale / "shards").mkdir(parents=True)
     (stale / "shards" / "shard-00000.pt").write_bytes(b"half")
-    others = [tmp_path / ".out.k1ll3d9x.replaced", tmp_path / ".outer.k1ll3d9x.converting"]
+    others = [tmp_path / ".out.k1ll3d9x.renaming", tmp_path / ".outer.k1ll3d9x.converting"]
     for other in others:
         other.mkdir()
     convert_checkpoints(src, out, progress=False)

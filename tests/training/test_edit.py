@@ -121,8 +121,10 @@ def test_an_existing_out_is_replaced_only_with_force_and_only_if_edit_wrote_it(e
     assert main(["edit", str(run), str(root), "--out", str(out)]) == 1
     assert f"error: --out {out} exists; pass --force to replace it" in capsys.readouterr().err
     assert read_rows(out / EDITS_CSV)[0]["network"].endswith("[val][0]")
+    os.chmod(out, 0o750)
     assert main(["edit", str(run), str(root), "--out", str(out), "--force"]) == 0
     assert read_rows(out / EDITS_CSV)[0]["network"].endswith("[test][0]")
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o750, "the replaced folder's permissions carry over"
     assert not (out / "networks" / root.name / "val").exists(), "the earlier edit is replaced, not merged"
     foreign = tmp_path / "foreign"
     foreign.mkdir()
@@ -200,6 +202,26 @@ def test_the_out_folder_is_as_a_mkdir_makes_it_and_a_killed_edits_staging_is_cle
     (tmp_path / "plain").mkdir()
     assert stat.S_IMODE(os.stat(tmp_path / "out").st_mode) == stat.S_IMODE(os.stat(tmp_path / "plain").st_mode)
     assert sorted(os.listdir(tmp_path)) == ["out", "plain"]
+
+
+def test_an_empty_out_keeps_its_permissions_and_a_mount_point_is_refused_before_any_work(
+    editor, tmp_path, monkeypatch, capsys
+) -> None:
+    root, run, _ = editor
+    out = tmp_path / "out"
+    out.mkdir(mode=0o700)
+    edit_networks(load_predictor(run), [root], out, preview=0)
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o700 and (out / EDITS_CSV).is_file()
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    monkeypatch.setattr(os.path, "ismount", lambda path: os.fspath(path) == os.fspath(mount))
+    monkeypatch.setattr(edit_module, "_edit_into", lambda *args: pytest.fail("edited before refusing"))
+    assert main(["edit", str(run), str(root), "--out", str(mount)]) == 1
+    assert capsys.readouterr().err == (
+        f"wsgraph edit: error: --out {mount}: a mount point, which cannot be replaced by renaming; "
+        "give a folder inside it\n"
+    )
+    assert sorted(os.listdir(tmp_path)) == ["mount", "out"] and not os.listdir(mount)
 
 
 def test_a_second_edit_into_the_same_out_is_refused_while_one_runs(editor, tmp_path, capsys) -> None:

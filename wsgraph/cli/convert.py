@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fractions of networks in train, val and test (default: 0.8,0.1,0.1; not with --splits)",
     )
     parser.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the random split (default: 0)")
-    parser.add_argument("--force", action="store_true", help="replace OUT if it exists and is not empty")
+    parser.add_argument("--force", action="store_true", help="replace OUT if it holds an earlier wsgraph dataset")
     parser.add_argument(
         "--activation",
         metavar="NAME",

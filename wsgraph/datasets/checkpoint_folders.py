@@ -43,7 +43,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -91,7 +90,14 @@ from wsgraph.datasets.store import (
     write_shard,
 )
 from wsgraph.errors import one_line, shown_path
-from wsgraph.io import make_staging_folder, remove_stale_staging, write_json
+from wsgraph.io import (
+    make_staging_folder,
+    put_back_replaced_folders,
+    refuse_mount_point,
+    remove_stale_staging,
+    replace_folder,
+    write_json,
+)
 from wsgraph.locks import write_lock
 
 DEFAULT_SPLIT_RATIOS = (0.8, 0.1, 0.1)
@@ -204,7 +210,8 @@ def convert_checkpoints(
         split_ratios: fractions of train, val and test networks, drawn at random with
             ``seed`` over the sorted file list.
         seed: the seed of the split.
-        force: replace ``out`` if it exists and is not empty.
+        force: replace ``out`` if it holds an earlier wsgraph dataset (``meta.json`` or ``index.json``);
+            a folder of other files is never replaced.
         activation: the hidden activation to record (e.g. ``"relu"``); by default the
             one traced from saved modules, ``"unknown"`` for state_dicts.
         shard_size: the most networks per shard.
@@ -226,7 +233,9 @@ def convert_checkpoints(
 
     Raises:
         FileNotFoundError: ``src`` does not exist.
-        ValueError: bad arguments or labels, an unreadable checkpoint or folder (without
+        FileExistsError: ``out`` is a file, holds files (without ``force``), holds files but no
+            dataset, or was written by another program while the conversion ran.
+        ValueError: ``out`` is a mount point; bad arguments or labels, an unreadable checkpoint or folder (without
             ``skip_bad``), or no network converted; the message names the culprit.
     """
     started = time.perf_counter()
@@ -259,8 +268,9 @@ def convert_checkpoints(
         raise OSError(f"{out}: cannot create the output folder ({error.strerror or error})") from None
     with write_lock(out, "wsgraph convert"):
         # A conversion into OUT may have finished between the first look and the lock.
-        _check_output(out, force)
         remove_stale_staging(out, _STAGING_SUFFIX)
+        put_back_replaced_folders(out, _REPLACED_SUFFIX)
+        _check_output(out, force)
         try:
             staging = make_staging_folder(out, _STAGING_SUFFIX)
         except OSError as error:
@@ -383,6 +393,8 @@ def _chosen_by_splits_file(
 
 
 _STAGING_SUFFIX = ".converting"
+# Where an OUT being replaced waits until the new dataset has taken its place.
+_REPLACED_SUFFIX = ".replaced"
 
 
 def _stream(
@@ -960,21 +972,13 @@ def _move_into_place(built: Path, out: Path, force: bool) -> None:
     not take the lock may have written it in the meantime.
     """
     _check_output(out, force, changed=True)
-    if not out.exists() or not any(out.iterdir()):
-        try:
-            if out.exists():
-                out.rmdir()
-            os.replace(built, out)
-        except OSError as error:
-            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
-            # Filled between the look and the rename; the rename then fails and changes nothing.
-            raise FileExistsError(_CHANGED.format(out=out)) from None
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".replaced", dir=out.parent))
-    os.replace(out, retired / out.name)
-    os.replace(built, out)
-    shutil.rmtree(retired, ignore_errors=True)
+    try:
+        replace_folder(built, out, _REPLACED_SUFFIX)
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        # Filled between the look and the rename; the rename then fails and changes nothing.
+        raise FileExistsError(_CHANGED.format(out=out)) from None
 
 
 def _check_arguments(
@@ -1010,6 +1014,7 @@ def _check_arguments(
         if path is not None and Path(path).resolve().is_relative_to(out.resolve()):
             # Replacing OUT would delete the very file the conversion reads.
             raise ValueError(f"{path}: the {kind} file is inside the output folder {out}; move it out first")
+    refuse_mount_point(out, str(out))
     _check_output(out, force)
 
 
@@ -1027,13 +1032,22 @@ _CHANGED = "{out}: written by another program while this conversion ran; nothing
 
 
 def _check_output(out: Path, force: bool, changed: bool = False) -> None:
-    """Refuse an ``out`` that is a file, or a folder that is not empty unless ``force``."""
+    """Refuse an ``out`` that is a file, or a folder that is not empty unless ``force`` and it holds
+    a wsgraph dataset (``meta.json``, or the ``index.json`` of several): ``--force`` must not delete
+    a folder of someone's files."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not force:
         if changed:
             raise FileExistsError(_CHANGED.format(out=out))
         raise FileExistsError(f"{out}: exists and is not empty; pass --force to replace it")
+    if not any((out / name).is_file() for name in ("meta.json", "index.json")):
+        raise FileExistsError(
+            f"{out}: holds files but no wsgraph dataset (no meta.json or index.json), so --force does not "
+            "replace it; choose another output folder"
+        )
 
 
 def check_split_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:

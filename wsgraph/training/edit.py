@@ -44,9 +44,11 @@ from wsgraph.io import (
     atomic_write,
     make_staging_folder,
     missing_folders,
+    put_back_replaced_folders,
+    refuse_mount_point,
     remove_empty_folders,
     remove_stale_staging,
-    stale_staging_folders,
+    replace_folder,
 )
 from wsgraph.locks import write_lock
 from wsgraph.training.network_inputs import InputReport, NetworkReader, check_fits
@@ -184,7 +186,8 @@ def edit_networks(
     made = missing_folders(out.parent)
     try:
         with write_lock(out, "wsgraph edit"):
-            _clear_killed_edits(out)
+            remove_stale_staging(out, _STAGING_SUFFIX)
+            put_back_replaced_folders(out, _REPLACED_SUFFIX)
             _refuse_to_replace(out, force, shown)
             try:
                 staging = make_staging_folder(out, _STAGING_SUFFIX)
@@ -224,19 +227,8 @@ def _target_folder(out: str | os.PathLike) -> Path:
     here = Path.cwd().resolve()
     if target == here or target in here.parents:
         raise ValueError(f"--out {out}: the current folder or one that holds it; give a folder to create or replace")
+    refuse_mount_point(target, f"--out {out}")
     return target
-
-
-def _clear_killed_edits(out: Path) -> None:
-    """What edits into ``out`` that were killed left beside it: a half-written edit is deleted; an
-    earlier edit moved aside to be replaced goes back to ``out`` if the kill came before the new
-    one took its place."""
-    remove_stale_staging(out, _STAGING_SUFFIX)
-    for aside in stale_staging_folders(out, _REPLACED_SUFFIX):
-        earlier = aside / out.name
-        if earlier.is_dir() and not out.exists():
-            os.replace(earlier, out)
-        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _edit_into(
@@ -378,27 +370,7 @@ def _move_into_place(staging: Path, out: Path, force: bool, shown: str) -> None:
     edit ran: it is looked at again, and an empty one is removed only while it stays empty."""
     _refuse_to_replace(out, force, shown, after_edit=True)
     try:
-        if not out.exists() or not any(out.iterdir()):
-            if out.exists():
-                out.rmdir()
-            os.replace(staging, out)
-            return
-        old = make_staging_folder(out, _REPLACED_SUFFIX)
-        try:
-            os.replace(out, old / out.name)
-        except BaseException:
-            old.rmdir()
-            raise
-        try:
-            os.replace(staging, out)
-        except BaseException:
-            # Should this fail too, the earlier edit waits beside out, and the next edit puts it back.
-            os.replace(old / out.name, out)
-            old.rmdir()
-            raise
-        # Renamed before it is deleted: a kill during the deletion must not leave it to be put back.
-        os.replace(old / out.name, old / "discarded")
-        shutil.rmtree(old, ignore_errors=True)
+        replace_folder(staging, out, _REPLACED_SUFFIX)
     except OSError as error:
         if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
             raise FileExistsError(_FILLED.format(out=shown_path(shown))) from None

@@ -192,6 +192,23 @@ def remove_stale_staging(out: str | os.PathLike, suffix: str) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def followed_link(out: str | os.PathLike, named: str) -> Path:
+    """``out``, or the folder it names if it is a symlink: a folder that a writer replaces by
+    renaming must be the folder itself, or the rename would replace the link and leave the
+    folder it points to as it was.
+
+    Raises:
+        ValueError: naming ``named``, for a link that cannot be followed (a loop).
+    """
+    out = Path(out)
+    if not out.is_symlink():
+        return out
+    try:
+        return out.resolve(strict=False)
+    except (OSError, RuntimeError) as error:
+        raise ValueError(f"{named}: cannot follow its path ({error})") from None
+
+
 def refuse_mount_point(out: str | os.PathLike, named: str) -> None:
     """Raise a ``ValueError`` naming ``named`` if ``out`` is a mount point: a folder that is
     built beside it and renamed into place cannot take its place, so a writer refuses it

@@ -253,6 +253,17 @@ def test_a_dataset_moved_aside_by_a_killed_replacement_is_put_back(good_folder, 
     assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoints", "out"]
 
 
+def test_a_symlinked_output_gets_the_dataset_where_it_points(good_folder, tmp_path):
+    src, networks = good_folder
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    convert_checkpoints(src, tmp_path / "link", progress=False)
+    convert_checkpoints(src, tmp_path / "link", force=True, progress=False)
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "meta.json").is_file()
+    assert len(WeightSpaceDataset(tmp_path / "link", log=False)) == len(networks)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoints", "link", "real"]
+
+
 def test_a_mount_point_is_refused_before_any_work(good_folder, tmp_path, monkeypatch):
     src, _ = good_folder
     out = tmp_path / "out"

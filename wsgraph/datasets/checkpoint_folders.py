@@ -91,6 +91,7 @@ from wsgraph.datasets.store import (
 )
 from wsgraph.errors import one_line, shown_path
 from wsgraph.io import (
+    followed_link,
     make_staging_folder,
     put_back_replaced_folders,
     refuse_mount_point,
@@ -239,7 +240,7 @@ def convert_checkpoints(
             ``skip_bad``), or no network converted; the message names the culprit.
     """
     started = time.perf_counter()
-    src, out = Path(src), Path(out)
+    src, out = Path(src), followed_link(out, str(out))
     _check_arguments(src, out, labels, label_regex, split_ratios, force, activation, shard_size, splits)
     activation = None if activation is None else canonical_activation(activation)
     if splits is not None and (labels is not None or label_regex is not None):

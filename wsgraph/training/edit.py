@@ -42,6 +42,7 @@ from wsgraph.errors import shown_path
 from wsgraph.inrs.render import image_grid_coords, render_inr
 from wsgraph.io import (
     atomic_write,
+    followed_link,
     make_staging_folder,
     missing_folders,
     put_back_replaced_folders,
@@ -217,13 +218,11 @@ def _target_folder(out: str | os.PathLike) -> Path:
     followed to the folder it names; never the current folder or one that holds it."""
     given = Path(out).absolute()
     try:
-        # The folder it is in as the OS finds it (``link/..`` is the link target's parent), then the
-        # last part followed if it is a symlink.
+        # The folder it is in as the OS finds it (``link/..`` is the link target's parent).
         target = given.parent.resolve() / given.name if given.name not in ("", ".", "..") else given.resolve()
-        if target.is_symlink():
-            target = target.resolve()
     except (OSError, RuntimeError) as error:
         raise ValueError(f"--out {out}: cannot follow its path ({error})") from None
+    target = followed_link(target, f"--out {out}")
     here = Path.cwd().resolve()
     if target == here or target in here.parents:
         raise ValueError(f"--out {out}: the current folder or one that holds it; give a folder to create or replace")

@@ -1,4 +1,6 @@
+import errno
 import os
+import shutil
 import stat
 
 import pytest
@@ -7,12 +9,15 @@ from matplotlib.figure import Figure
 from wsgraph.io import (
     atomic_write,
     check_writable_folder,
+    followed_link,
     make_staging_folder,
     missing_folders,
     put_back_replaced_folders,
-    refuse_mount_point,
+    refuse_unreplaceable_folder,
     remove_empty_folders,
+    remove_folder,
     remove_stale_staging,
+    rename_failure,
     replace_folder,
     save_figure,
     unwritable_reason,
@@ -108,25 +113,51 @@ def _built(tmp_path, content: str):
     return built
 
 
+def _as_for_another_user(monkeypatch):
+    """Renames as the kernel does them for a process that permissions stop (not root): a folder
+    moved to another parent must be writable by its owner, since its ``..`` entry changes."""
+    rename = os.replace
+
+    def checked(source, target):
+        source, target = os.fspath(source), os.fspath(target)
+        moves = os.path.dirname(os.path.abspath(source)) != os.path.dirname(os.path.abspath(target))
+        if moves and os.path.isdir(source) and not os.stat(source).st_mode & stat.S_IWUSR:
+            raise PermissionError(13, "Permission denied", source)
+        rename(source, target)
+
+    monkeypatch.setattr(os, "replace", checked)
+
+
+@pytest.mark.parametrize("mode", [0o750, 0o555])
 @pytest.mark.parametrize("earlier", ["missing", "empty", "full"])
-def test_replace_folder_puts_the_built_folder_in_place_with_the_replaced_ones_permissions(tmp_path, earlier):
+def test_replace_folder_puts_the_built_folder_in_place_with_the_replaced_ones_permissions(
+    tmp_path, monkeypatch, earlier, mode
+):
+    _as_for_another_user(monkeypatch)
     out = tmp_path / "out"
     if earlier != "missing":
         out.mkdir()
-        os.chmod(out, 0o750)
     if earlier == "full":
-        (out / "old.txt").write_text("old")
-    built = _built(tmp_path, "new")
+        (out / "old").mkdir()
+        (out / "old" / "old.txt").write_text("old")
+        os.chmod(out / "old", 0o555)
+    if earlier != "missing":
+        os.chmod(out, mode)
+    # As convert builds a single dataset: inside its staging folder, so the rename moves it to another parent.
+    staging = _built(tmp_path, "unused")
+    built = staging / "dataset"
+    built.mkdir()
+    (built / "new.txt").write_text("new")
     plain = _mode(built)
     replace_folder(built, out, ".replaced")
+    shutil.rmtree(staging)
     assert os.listdir(out) == ["new.txt"] and sorted(os.listdir(tmp_path)) == ["out"]
-    assert _mode(out) == (plain if earlier == "missing" else 0o750)
+    assert _mode(out) == (plain if earlier == "missing" else mode)
+    os.chmod(out, 0o755)
 
 
 def test_replace_folder_puts_the_earlier_folder_back_if_the_new_one_cannot_take_its_place(tmp_path, monkeypatch):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
     built = _built(tmp_path, "new")
     rename = os.replace
 
@@ -136,32 +167,92 @@ def test_replace_folder_puts_the_earlier_folder_back_if_the_new_one_cannot_take_
         rename(source, target)
 
     monkeypatch.setattr(os, "replace", refuse_the_built_folder)
-    with pytest.raises(OSError, match="Input/output error"):
-        replace_folder(built, out, ".replaced")
-    assert os.listdir(out) == ["old.txt"] and sorted(os.listdir(tmp_path)) == sorted(["out", built.name])
+    for earlier in ("full", "empty"):
+        out.mkdir()
+        os.chmod(out, 0o750)
+        if earlier == "full":
+            (out / "old.txt").write_text("old")
+        with pytest.raises(OSError, match="Input/output error"):
+            replace_folder(built, out, ".replaced")
+        assert os.listdir(out) == (["old.txt"] if earlier == "full" else []) and _mode(out) == 0o750
+        assert sorted(os.listdir(tmp_path)) == sorted(["out", built.name])
+        shutil.rmtree(out)
 
 
-def test_a_folder_moved_aside_by_a_killed_replacement_is_put_back_only_where_out_is_missing(tmp_path):
+def test_a_folder_moved_aside_by_a_killed_replacement_is_put_back_where_out_is_missing_or_empty(tmp_path):
     out = tmp_path / "out"
-    aside = make_staging_folder(out, ".replaced")
-    (aside / "out").mkdir()
-    (aside / "out" / "old.txt").write_text("old")
     other = make_staging_folder(out, ".building")
+    for out_before in ("missing", "empty"):
+        if out_before == "empty":
+            out.mkdir()
+        aside = make_staging_folder(out, ".replaced")
+        (aside / "old.txt").write_text("old")
+        put_back_replaced_folders(out, ".replaced")
+        assert os.listdir(out) == ["old.txt"] and sorted(os.listdir(tmp_path)) == sorted(["out", other.name])
+        shutil.rmtree(out)
+    # Killed while deleting the replaced folder, after the new one took its place: deleted, not put back.
+    out.mkdir()
+    (out / "new.txt").write_text("new")
+    discarded = make_staging_folder(out, ".discarded")
+    os.chmod(discarded, 0o555)
     put_back_replaced_folders(out, ".replaced")
-    assert os.listdir(out) == ["old.txt"] and sorted(os.listdir(tmp_path)) == sorted(["out", other.name])
-    # Killed while deleting it, after the new folder took its place: deleted, not put back.
-    discarded = make_staging_folder(out, ".replaced")
-    (discarded / "discarded").mkdir()
-    put_back_replaced_folders(out, ".replaced")
-    assert os.listdir(out) == ["old.txt"] and not discarded.exists()
+    assert os.listdir(out) == ["new.txt"] and not discarded.exists()
 
 
-def test_a_mount_point_is_refused_by_name(tmp_path):
-    with pytest.raises(
-        ValueError, match=r"^--out /: a mount point, which cannot be replaced by renaming; give a folder"
-    ):
-        refuse_mount_point("/", "--out /")
-    refuse_mount_point(tmp_path / "out", "--out out")
+def test_a_folder_moved_aside_beside_an_out_with_files_is_left_and_named(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "theirs.txt").write_text("theirs")
+    aside = make_staging_folder(out, ".replaced")
+    (aside / "old.txt").write_text("old")
+    with pytest.raises(FileExistsError) as error:
+        put_back_replaced_folders(out, ".replaced")
+    assert str(error.value) == (
+        f"{out}: the folder it held before a replacement that was killed waits in {aside}; move it back or delete it"
+    )
+    assert os.listdir(out) == ["theirs.txt"] and os.listdir(aside) == ["old.txt"]
+
+
+def test_remove_folder_deletes_folders_their_owner_cannot_write(tmp_path):
+    folder = tmp_path / "tree"
+    (folder / "a" / "b").mkdir(parents=True)
+    (folder / "a" / "b" / "f.txt").write_text("x")
+    (tmp_path / "kept.txt").write_text("kept")
+    (folder / "a" / "link").symlink_to(tmp_path / "kept.txt")
+    for path in (folder / "a" / "b", folder / "a", folder):
+        os.chmod(path, 0o555)
+    remove_folder(folder)
+    assert os.listdir(tmp_path) == ["kept.txt"] and _mode(tmp_path / "kept.txt") & 0o200
+
+
+def test_folders_that_cannot_be_replaced_by_renaming_are_refused_by_name(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"^--out /: the current folder or one that holds it"):
+        refuse_unreplaceable_folder("/", "--out /")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"^--out \.: the current folder or one that holds it"):
+        refuse_unreplaceable_folder(".", "--out .")
+    with pytest.raises(ValueError, match=r"^--out /dev: a mount point, which cannot be replaced by renaming"):
+        if not os.path.ismount("/dev"):
+            pytest.skip("/dev is not a mount point here")
+        refuse_unreplaceable_folder("/dev", "--out /dev")
+    refuse_unreplaceable_folder(tmp_path / "out", "--out out")
+
+
+def test_a_busy_folder_is_explained_as_a_mount_point():
+    assert rename_failure(OSError(errno.EBUSY, "Device or resource busy")) == (
+        "Device or resource busy: a mount point? give a folder inside it"
+    )
+    assert rename_failure(OSError(errno.EACCES, "Permission denied")) == "Permission denied"
+
+
+def test_a_symlink_loop_is_refused_by_name(tmp_path):
+    (tmp_path / "one").symlink_to(tmp_path / "two")
+    (tmp_path / "two").symlink_to(tmp_path / "one")
+    with pytest.raises(ValueError, match=r"^--out one: cannot follow its path"):
+        followed_link(tmp_path / "one", "--out one")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert followed_link(tmp_path / "link", "x") == tmp_path / "real"
 
 
 def test_write_json_format(tmp_path):

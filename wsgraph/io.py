@@ -189,7 +189,7 @@ def remove_stale_staging(out: str | os.PathLike, suffix: str) -> None:
     killed before they could clean up. Only for a caller that holds ``out``'s write lock
     (:func:`wsgraph.locks.write_lock`), so that no running writer owns one."""
     for folder in stale_staging_folders(out, suffix):
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_folder(folder)
 
 
 def followed_link(out: str | os.PathLike, named: str) -> Path:
@@ -204,79 +204,144 @@ def followed_link(out: str | os.PathLike, named: str) -> Path:
     if not out.is_symlink():
         return out
     try:
-        return out.resolve(strict=False)
+        target = out.resolve(strict=False)
     except (OSError, RuntimeError) as error:
         raise ValueError(f"{named}: cannot follow its path ({error})") from None
+    # Python 3.13 and later resolve a loop without raising and return a link.
+    if target.is_symlink():
+        raise ValueError(f"{named}: cannot follow its path (a loop of symlinks)")
+    return target
 
 
-def refuse_mount_point(out: str | os.PathLike, named: str) -> None:
-    """Raise a ``ValueError`` naming ``named`` if ``out`` is a mount point: a folder that is
-    built beside it and renamed into place cannot take its place, so a writer refuses it
-    before any work rather than after."""
-    if os.path.ismount(out):
+def refuse_unreplaceable_folder(out: str | os.PathLike, named: str) -> None:
+    """Raise a ``ValueError`` naming ``named`` for a folder that a finished output built beside it
+    cannot be renamed onto, so that a writer refuses it before any work rather than after: the
+    current folder or one that holds it, and a mount point (one that :func:`os.path.ismount`
+    sees; a bind mount on the same filesystem is found only by the rename, see
+    :func:`rename_failure`)."""
+    target, here = Path(out).resolve(), Path.cwd().resolve()
+    if target == here or target in here.parents:
+        raise ValueError(f"{named}: the current folder or one that holds it; give a folder to create or replace")
+    if os.path.ismount(target):
         raise ValueError(f"{named}: a mount point, which cannot be replaced by renaming; give a folder inside it")
+
+
+def rename_failure(error: OSError) -> str:
+    """Why :func:`replace_folder` failed, for a one-line error: the system's reason, and for a
+    busy folder (a mount point) what to do instead."""
+    reason = error.strerror or str(error)
+    if error.errno in (errno.EBUSY, errno.EXDEV):
+        return f"{reason}: a mount point? give a folder inside it"
+    return reason
+
+
+# What a finished replacement renames the folder it replaced to, before deleting it.
+_DISCARDED_SUFFIX = ".discarded"
 
 
 def put_back_replaced_folders(out: str | os.PathLike, aside_suffix: str) -> None:
     """Undo what a :func:`replace_folder` killed part way left beside ``out``: the folder it had
-    moved aside goes back to ``out`` if the kill came before the new one took its place, and the
-    hidden folder that held it is deleted. Only for a caller that holds ``out``'s write lock."""
+    moved aside goes back to ``out`` if the kill came before the new one took its place (an empty
+    ``out`` is removed for it), and a replaced folder whose deletion was cut short is deleted.
+    Only for a caller that holds ``out``'s write lock.
+
+    Raises:
+        FileExistsError: a folder moved aside waits beside an ``out`` that holds files; neither is
+            touched, and the message names both.
+    """
     out = Path(out)
+    for discarded in stale_staging_folders(out, _DISCARDED_SUFFIX):
+        remove_folder(discarded)
     for aside in stale_staging_folders(out, aside_suffix):
-        earlier = aside / out.name
-        if earlier.is_dir() and not out.exists():
-            os.replace(earlier, out)
-        shutil.rmtree(aside, ignore_errors=True)
+        if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
+            out.rmdir()
+        if out.exists() or out.is_symlink():
+            raise FileExistsError(
+                f"{out}: the folder it held before a replacement that was killed waits in {aside}; "
+                f"move it back or delete it"
+            )
+        os.replace(aside, out)
 
 
 def replace_folder(built: str | os.PathLike, out: str | os.PathLike, aside_suffix: str) -> None:
     """Rename the finished folder ``built`` (made by :func:`make_staging_folder`) to ``out``.
 
-    An existing ``out`` passes on its permissions and, where the process may give files away,
-    its owner and group, as if it had been written in place. An empty ``out`` is removed
-    first. A folder with files is renamed aside into a hidden folder beside it
-    (``.NAME.XXXXXXXX<aside_suffix>``) and deleted only once ``built`` has taken its place;
-    should that rename fail it is put back, and should the process be killed in between,
-    :func:`put_back_replaced_folders` puts it back.
+    An empty ``out`` is removed first. A folder with files is renamed aside to a hidden name
+    beside it (``.NAME.XXXXXXXX<aside_suffix>``) and deleted only once ``built`` has taken its
+    place; should that rename fail it is put back, and should the process be killed in between,
+    :func:`put_back_replaced_folders` puts it back. The new ``out`` then takes the replaced one's
+    permission bits and, where the process may give files away, its owner and group, as if it
+    had been written in place (set last, so that a read-only folder can still be replaced).
 
     Raises:
-        OSError: from the renames; with ``errno.ENOTEMPTY`` or ``errno.EEXIST`` when files came
-            into an empty ``out`` after it was looked at (nothing was changed).
+        OSError: from the renames (:func:`rename_failure` says why in words); with
+            ``errno.ENOTEMPTY`` or ``errno.EEXIST`` when files came into an empty ``out`` after
+            it was looked at. ``out`` is as it was.
     """
     built, out = Path(built), Path(out)
-    if out.is_dir():
-        _take_attributes(built, out)
-    if not out.exists() or not any(out.iterdir()):
-        if out.exists():
+    earlier = out.stat() if out.is_dir() else None
+    if earlier is None or not any(out.iterdir()):
+        if earlier is not None:
             out.rmdir()
-        os.replace(built, out)
-        return
-    aside = make_staging_folder(out, aside_suffix)
-    try:
-        os.replace(out, aside / out.name)
-    except BaseException:
-        aside.rmdir()
-        raise
-    try:
-        os.replace(built, out)
-    except BaseException:
-        os.replace(aside / out.name, out)
-        aside.rmdir()
-        raise
-    # Renamed before it is deleted: a kill during the deletion must not leave it to be put back.
-    os.replace(aside / out.name, aside / "discarded")
-    shutil.rmtree(aside, ignore_errors=True)
+        try:
+            os.replace(built, out)
+        except BaseException:
+            if earlier is not None and not out.exists():
+                with contextlib.suppress(OSError):
+                    out.mkdir()
+                    os.chmod(out, stat.S_IMODE(earlier.st_mode))
+            raise
+    else:
+        aside = make_staging_folder(out, aside_suffix)
+        try:
+            # Within one folder, so that a folder its owner cannot write can still be moved.
+            if os.name == "nt":
+                aside.rmdir()  # Windows renames no folder onto another
+            os.replace(out, aside)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                aside.rmdir()
+            raise
+        try:
+            os.replace(built, out)
+        except BaseException:
+            os.replace(aside, out)
+            raise
+        # Renamed before it is deleted: a kill during the deletion must not leave it to be put back.
+        discarded = aside.with_name(aside.name[: -len(aside_suffix)] + _DISCARDED_SUFFIX)
+        os.replace(aside, discarded)
+        remove_folder(discarded)
+    if earlier is not None:
+        _take_attributes(out, earlier)
 
 
-def _take_attributes(folder: Path, replaced: Path) -> None:
-    """Give ``folder`` the permission bits, and where allowed the owner and group, of ``replaced``."""
-    status, own = replaced.stat(), folder.stat()
-    if hasattr(os, "chown") and (status.st_uid, status.st_gid) != (own.st_uid, own.st_gid):
+def remove_folder(folder: str | os.PathLike) -> None:
+    """Delete ``folder`` and what it holds, folders without write permission for their owner
+    included; what cannot be deleted all the same is left."""
+    folder = Path(folder)
+    owner_all = stat.S_IRWXU
+    with contextlib.suppress(OSError):
+        if stat.S_IMODE(folder.stat().st_mode) & owner_all != owner_all:
+            os.chmod(folder, stat.S_IMODE(folder.stat().st_mode) | owner_all)
+    for parent, folders, _ in os.walk(folder):
+        for name in folders:
+            with contextlib.suppress(OSError):
+                path = os.path.join(parent, name)
+                mode = stat.S_IMODE(os.lstat(path).st_mode)
+                if mode & owner_all != owner_all and not os.path.islink(path):
+                    os.chmod(path, mode | owner_all)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _take_attributes(folder: Path, earlier: os.stat_result) -> None:
+    """Give ``folder`` the permission bits, and where allowed the owner and group, of the folder it replaced."""
+    own = folder.stat()
+    if hasattr(os, "chown") and (earlier.st_uid, earlier.st_gid) != (own.st_uid, own.st_gid):
         # Only a privileged process may give a folder away; the permission bits carry over all the same.
         with contextlib.suppress(OSError):
-            os.chown(folder, status.st_uid, status.st_gid)
+            os.chown(folder, earlier.st_uid, earlier.st_gid)
     # After chown, which may clear the set-group-ID bit.
-    os.chmod(folder, stat.S_IMODE(status.st_mode))
+    os.chmod(folder, stat.S_IMODE(earlier.st_mode))
 
 
 def save_figure(figure: Figure, path: str | os.PathLike, *, dpi: float | None = None) -> Path:

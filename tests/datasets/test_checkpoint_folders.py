@@ -186,6 +186,13 @@ def test_several_signatures_get_one_root_each_and_an_index(good_folder, tmp_path
     assert [entry["networks"] for entry in index["datasets"]] == [7, 1]
     assert [root.path for root in report.roots] == [tmp_path / "out" / name for name in names]
     assert WeightSpaceDataset(tmp_path / "out" / names[1], log=False).widths == (3, 4, 4, 2)
+    # --force replaces such a folder whole, but not one to which files were added, at either level.
+    for added in (tmp_path / "out" / "notes.md", tmp_path / "out" / names[0] / "notes.md"):
+        added.write_text("mine")
+        with pytest.raises(FileExistsError, match=re.escape(f"holds {added.relative_to(tmp_path / 'out')}, which")):
+            convert_checkpoints(src, tmp_path / "out", force=True, progress=False)
+        added.unlink()
+    convert_checkpoints(src, tmp_path / "out", force=True, progress=False)
 
 
 def test_networks_without_biases_keep_has_bias(tmp_path):
@@ -235,6 +242,10 @@ def test_existing_output_is_refused_unless_forced(good_folder, tmp_path):
     (out / "keep.txt").unlink()
     convert_checkpoints(src, out, progress=False)
     (out / "processed").mkdir()
+    (out / "notes.md").write_text("mine")
+    with pytest.raises(FileExistsError, match=re.escape(f"{out}: holds notes.md, which is not part of a wsgraph")):
+        convert_checkpoints(src, out, force=True, progress=False)
+    (out / "notes.md").unlink()
     convert_checkpoints(src, out, force=True, progress=False)
     assert not (out / "processed").exists() and len(WeightSpaceDataset(out, log=False)) == len(networks)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoints", "out"]
@@ -246,7 +257,7 @@ def test_a_dataset_moved_aside_by_a_killed_replacement_is_put_back(good_folder, 
     convert_checkpoints(src, out, progress=False)
     # Killed between its two renames: the earlier dataset waits beside OUT, and OUT is gone.
     aside = make_staging_folder(out, ".replaced")
-    os.replace(out, aside / "out")
+    os.replace(out, aside)
     with pytest.raises(FileExistsError, match="exists and is not empty; pass --force"):
         convert_checkpoints(src, out, progress=False)
     assert len(WeightSpaceDataset(out, log=False)) == len(networks)
@@ -290,6 +301,10 @@ def test_a_labels_or_splits_file_inside_the_output_is_refused_before_force_repla
     with pytest.raises(ValueError, match=re.escape(f"{inside}: the {kind} file is inside the output folder {out}")):
         convert_checkpoints(src, out, force=True, progress=False, **{kind: inside})
     assert inside.read_bytes() == listed.read_bytes()
+    # Still there, so not replaced even once the file read is the one outside.
+    with pytest.raises(FileExistsError, match=re.escape(f"{out}: holds {inside.name}, which is not part of")):
+        convert_checkpoints(src, out, force=True, progress=False, **{kind: listed})
+    inside.unlink()
     convert_checkpoints(src, out, force=True, progress=False, **{kind: listed})
     assert len(WeightSpaceDataset(out, log=False)) == len(networks)
 

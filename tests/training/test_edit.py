@@ -288,7 +288,7 @@ def test_an_earlier_edit_moved_aside_by_a_killed_edit_is_put_back(editor, tmp_pa
     edit_networks(predictor, [root], tmp_path / "out", split="val", preview=0)
     # Killed between its two renames: the earlier edit waits beside out, and out is gone.
     aside = make_staging_folder(tmp_path / "out", ".edit-replaced")
-    os.replace(tmp_path / "out", aside / "out")
+    os.replace(tmp_path / "out", aside)
     with pytest.raises(FileExistsError, match="exists; pass --force"):
         edit_networks(predictor, [root], tmp_path / "out")
     assert read_rows(tmp_path / "out" / EDITS_CSV)[0]["network"].endswith("[val][0]")

@@ -94,8 +94,9 @@ from wsgraph.io import (
     followed_link,
     make_staging_folder,
     put_back_replaced_folders,
-    refuse_mount_point,
+    refuse_unreplaceable_folder,
     remove_stale_staging,
+    rename_failure,
     replace_folder,
     write_json,
 )
@@ -976,10 +977,10 @@ def _move_into_place(built: Path, out: Path, force: bool) -> None:
     try:
         replace_folder(built, out, _REPLACED_SUFFIX)
     except OSError as error:
-        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise
-        # Filled between the look and the rename; the rename then fails and changes nothing.
-        raise FileExistsError(_CHANGED.format(out=out)) from None
+        if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            # Filled between the look and the rename; the rename then fails and changes nothing.
+            raise FileExistsError(_CHANGED.format(out=out)) from None
+        raise OSError(f"{out}: cannot put the dataset there ({rename_failure(error)})") from None
 
 
 def _check_arguments(
@@ -1015,7 +1016,7 @@ def _check_arguments(
         if path is not None and Path(path).resolve().is_relative_to(out.resolve()):
             # Replacing OUT would delete the very file the conversion reads.
             raise ValueError(f"{path}: the {kind} file is inside the output folder {out}; move it out first")
-    refuse_mount_point(out, str(out))
+    refuse_unreplaceable_folder(out, str(out))
     _check_output(out, force)
 
 
@@ -1034,8 +1035,7 @@ _CHANGED = "{out}: written by another program while this conversion ran; nothing
 
 def _check_output(out: Path, force: bool, changed: bool = False) -> None:
     """Refuse an ``out`` that is a file, or a folder that is not empty unless ``force`` and it holds
-    a wsgraph dataset (``meta.json``, or the ``index.json`` of several): ``--force`` must not delete
-    a folder of someone's files."""
+    only a wsgraph dataset: ``--force`` must not delete someone's files."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out}: exists and is not a folder")
     if not out.is_dir() or not any(out.iterdir()):
@@ -1044,11 +1044,43 @@ def _check_output(out: Path, force: bool, changed: bool = False) -> None:
         if changed:
             raise FileExistsError(_CHANGED.format(out=out))
         raise FileExistsError(f"{out}: exists and is not empty; pass --force to replace it")
-    if not any((out / name).is_file() for name in ("meta.json", "index.json")):
+    if not (out / "meta.json").is_file() and not (out / "index.json").is_file():
         raise FileExistsError(
             f"{out}: holds files but no wsgraph dataset (no meta.json or index.json), so --force does not "
             "replace it; choose another output folder"
         )
+    foreign = _not_dataset_files(out)
+    if foreign:
+        raise FileExistsError(
+            f"{out}: holds {foreign[0]}, which is not part of a wsgraph dataset, so --force does not replace it; "
+            "move it out or choose another output folder"
+        )
+
+
+# What a dataset root holds once written (by convert or a fitter) and loaded (``processed``).
+_DATASET_ENTRIES = frozenset(
+    {"meta.json", "shards", "checkpoints.json", "skipped.json", "summary.json", "reconstructions.png", "processed"}
+)
+
+
+def _not_dataset_files(folder: Path) -> list[str]:
+    """What in ``folder`` is not part of a wsgraph dataset root (``meta.json``), or of a folder of
+    them with its ``index.json``, as paths relative to ``folder``."""
+    names = sorted(entry.name for entry in os.scandir(folder))
+    # A writer killed mid-write leaves its temporary file (``.NAME.XXXXXXXX.tmp``, see atomic_write).
+    names = [name for name in names if not (name.startswith(".") and name.endswith(".tmp"))]
+    if "meta.json" in names:
+        return [name for name in names if name not in _DATASET_ENTRIES]
+    foreign = []
+    for name in names:
+        if name in ("index.json", "skipped.json"):
+            continue
+        root = folder / name
+        if root.is_dir() and not root.is_symlink() and (root / "meta.json").is_file():
+            foreign += [f"{name}/{inner}" for inner in _not_dataset_files(root)]
+        else:
+            foreign.append(name)
+    return foreign
 
 
 def check_split_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:

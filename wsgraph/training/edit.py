@@ -46,9 +46,10 @@ from wsgraph.io import (
     make_staging_folder,
     missing_folders,
     put_back_replaced_folders,
-    refuse_mount_point,
+    refuse_unreplaceable_folder,
     remove_empty_folders,
     remove_stale_staging,
+    rename_failure,
     replace_folder,
 )
 from wsgraph.locks import write_lock
@@ -223,10 +224,7 @@ def _target_folder(out: str | os.PathLike) -> Path:
     except (OSError, RuntimeError) as error:
         raise ValueError(f"--out {out}: cannot follow its path ({error})") from None
     target = followed_link(target, f"--out {out}")
-    here = Path.cwd().resolve()
-    if target == here or target in here.parents:
-        raise ValueError(f"--out {out}: the current folder or one that holds it; give a folder to create or replace")
-    refuse_mount_point(target, f"--out {out}")
+    refuse_unreplaceable_folder(target, f"--out {out}")
     return target
 
 
@@ -373,7 +371,7 @@ def _move_into_place(staging: Path, out: Path, force: bool, shown: str) -> None:
     except OSError as error:
         if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
             raise FileExistsError(_FILLED.format(out=shown_path(shown))) from None
-        raise OSError(f"--out {shown_path(shown)}: cannot put the edit there ({error.strerror or error})") from None
+        raise OSError(f"--out {shown_path(shown)}: cannot put the edit there ({rename_failure(error)})") from None
 
 
 def is_edit_folder(folder: str | os.PathLike) -> bool:

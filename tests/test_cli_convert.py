@@ -312,3 +312,14 @@ def test_an_output_folder_that_cannot_be_made_is_named(src, capsys, out):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"wsgraph convert: error: {out}: cannot ")
     assert ".converting" not in err
+
+
+def test_the_current_folder_is_refused_as_output_before_any_work(src, tmp_path, monkeypatch, capsys):
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main(["convert", str(src), ".", "--quiet", "--force"]) == 1
+    assert capsys.readouterr().err == (
+        "wsgraph convert: error: .: the current folder or one that holds it; give a folder to create or replace\n"
+    )
+    assert os.listdir(here) == [] and sorted(os.listdir(tmp_path)) == ["here", "zoo"]

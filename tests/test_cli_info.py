@@ -1,4 +1,8 @@
+import contextlib
 import json
+import os
+import re
+import threading
 
 import pytest
 import torch
@@ -107,3 +111,40 @@ def test_wrong_flag_exits_with_status_2(state_dict_file, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["info"])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+@pytest.mark.parametrize("name", ["fifo.pt", "fifo", "fifo.safetensors"])
+def test_info_on_a_named_pipe_is_refused_without_reading_it(tmp_path, capsys, name):
+    pipe = tmp_path / name
+    os.mkfifo(pipe)  # opening it to read waits for a writer, forever if none comes
+
+    released = []
+
+    def release_a_waiting_reader():
+        with contextlib.suppress(OSError):  # nobody is reading: the pipe was refused
+            os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+            released.append(True)
+
+    rescue = threading.Timer(10, release_a_waiting_reader)
+    rescue.daemon = True
+    rescue.start()
+    assert main(["info", str(pipe)]) == 1
+    rescue.cancel()
+    assert not released, "info waited on the pipe for a writer"
+    err = capsys.readouterr().err
+    assert err.startswith("wsgraph info: error: ") and str(pipe) in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(b"\x80\x81 junk", "can't decode byte 0x80"), (b"[" * 200_000, "nested too deeply to read")],
+    ids=["binary", "nested"],
+)
+def test_a_damaged_json_file_is_named(tmp_path, content, problem):
+    from wsgraph.training.metrics import read_json
+
+    path = tmp_path / "records.json"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: not valid JSON .*{problem}"):
+        read_json(path)

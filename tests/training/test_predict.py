@@ -174,6 +174,28 @@ def test_a_file_that_runs_code_is_refused(classifier, tmp_path, capsys) -> None:
     assert "--trust-pickles" in capsys.readouterr().err and not marker.exists()
 
 
+def test_out_never_replaces_the_model_or_what_it_reads_even_with_force(classifier, tmp_path, capsys) -> None:
+    root, run, _ = classifier
+    (tmp_path / "net.pt").write_bytes(b"not read")
+    cases = [
+        (run / "best.pt", [str(root)], f"is the model ({run / 'best.pt'})"),
+        (run / "result.json", [str(root)], f"would replace a file in the model folder {run}"),
+        (root / "meta.json", [str(root)], f"would replace a file in an input folder {root}"),
+        (tmp_path / "net.pt", [str(tmp_path / "net.pt")], f"is an input ({tmp_path / 'net.pt'})"),
+    ]
+    for out, inputs, message in cases:
+        before = out.read_bytes()
+        assert main(["predict", str(run / "best.pt"), *inputs, "--out", str(out), "--force"]) == 1
+        assert capsys.readouterr().err == (
+            f"wsgraph predict: error: --out {out}: {message}; write the predictions elsewhere\n"
+        )
+        assert out.read_bytes() == before
+    (tmp_path / "link.csv").symlink_to(tmp_path / "nowhere.csv")
+    assert main(["predict", str(run), str(root), "--out", str(tmp_path / "link.csv")]) == 1
+    assert "link.csv exists; pass --force to replace it" in capsys.readouterr().err
+    assert (tmp_path / "link.csv").is_symlink()
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

@@ -41,8 +41,11 @@ def run(args: argparse.Namespace) -> int:
     out = None if args.out is None else Path(args.out)
     if out is not None and out.is_dir():
         raise IsADirectoryError(f"--out {shown_path(out)} is a folder; give a file name")
-    if out is not None and out.exists() and not args.force:
+    # A dangling symlink is something there too: writing would replace the link.
+    if out is not None and (out.exists() or out.is_symlink()) and not args.force:
         raise FileExistsError(f"--out {shown_path(out)} exists; pass --force to replace it")
+    if out is not None:
+        _refuse_overwriting_what_is_read(out, args.model, args.inputs)
     if out is not None:
         check_writable_folder(out.parent, f"--out {shown_path(out)}")
     predictor = load_predictor(args.model, resolve_device(args.device))
@@ -69,3 +72,20 @@ def run(args: argparse.Namespace) -> int:
     summary += f"; wrote {shown_path(out)}" if out is not None else ""
     print(summary, file=sys.stderr)
     return 0
+
+
+def _refuse_overwriting_what_is_read(out: Path, model: str, inputs: list[str]) -> None:
+    """Raise a ``ValueError`` if writing ``out`` would replace the model, an input file, or a file
+    inside an input folder or the model's run folder (a dataset's ``meta.json``, a run's
+    ``best.pt``), with ``--force`` too: a new file beside them is fine."""
+    target = out.resolve()
+    named = f"--out {shown_path(out)}"
+    for given, what in [(model, "the model"), *((path, "an input") for path in inputs)]:
+        path = Path(given).resolve()
+        if target == path:
+            raise ValueError(f"{named}: is {what} ({shown_path(given)}); write the predictions elsewhere")
+        folder = path if path.is_dir() else path.parent if what == "the model" else None
+        if folder is not None and target.is_relative_to(folder) and (target.exists() or target.is_symlink()):
+            raise ValueError(
+                f"{named}: would replace a file in {what} folder {shown_path(folder)}; write the predictions elsewhere"
+            )

@@ -46,9 +46,11 @@ def write_history(path: str | os.PathLike, rows: list[dict[str, Any]], metric: s
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from error
+    except RecursionError:
+        raise ValueError(f"{path}: not valid JSON (nested too deeply to read)") from None
 
 
 def hardware(device: torch.device, world_size: int = 1) -> dict[str, Any]:

@@ -76,6 +76,9 @@ def read_run_checkpoint_or_none(path: str | os.PathLike) -> dict[str, Any] | Non
     training checkpoint (another kind of file, or none). The file is first looked at with its
     tensors mapped, not read, so that a large file of another kind costs little; a training
     checkpoint is then read in full (mapped tensors would fault if the file changed while in use)."""
+    if not Path(path).is_file():
+        # A FIFO or a device would block or never end the read; none is a checkpoint.
+        return None
     try:
         peek = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:

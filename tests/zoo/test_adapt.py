@@ -152,7 +152,20 @@ def test_a_short_run_adapts_the_classifiers_to_the_shifted_domain(relu_zoo: Path
 
 def test_the_command_refuses_bad_settings(relu_zoo: Path, tmp_path: Path, capsys) -> None:
     assert main(["adapt", "--data", str(relu_zoo), "--source", "digits", "--out", str(tmp_path), "--epochs", "0"]) == 1
-    assert "--epochs must be at least 1, got 0" in capsys.readouterr().err
+    assert "--epochs must be in 1..2,147,483,647, got 0" in capsys.readouterr().err
+    base = ["adapt", "--data", str(relu_zoo), "--source", "digits", "--out", str(tmp_path)]
+    for flags, message in [
+        (["--depth", "100000"], "--depth must be in 1..1,000, got 100000"),
+        (["--hidden-channels", str(10**20)], f"--hidden-channels must be in 1..65,536, got {10**20}"),
+        (["--batch-size", str(10**20)], f"--batch-size must be in 1..2,147,483,647, got {10**20}"),
+        (["--test-size", "0"], "--test-size must be in 1..2,147,483,647, got 0"),
+        (["--lr", "inf"], "--lr must be a positive number up to 3.403e+38, got inf"),
+        (["--finetune-lr", "1e309"], "--finetune-lr must be a positive number up to 3.403e+38, got inf"),
+        (["--clip-norm", "nan"], "--clip-norm must be a positive number up to 3.403e+38, got nan"),
+    ]:
+        assert main([*base, *flags]) == 1
+        assert capsys.readouterr().err == f"wsgraph adapt: error: {message}\n"
+    assert not (tmp_path / "result.json").exists()
     args = ["adapt", "--data", str(relu_zoo), "--source", "digits", "--out", str(tmp_path), "--editors", "gnn"]
     assert main(args) == 1
     assert "unknown editor 'gnn'" in capsys.readouterr().err

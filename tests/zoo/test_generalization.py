@@ -204,7 +204,10 @@ def test_stats_gbt_names_the_members_it_leaves_out_for_non_finite_weights(
     [
         (["--seed", "-1"], "--seed must be in 0..4294967295, got -1"),
         (["--seed", str(2**32)], "--seed must be in 0..4294967295"),
-        (["--learning-rate", "inf"], "--learning-rate must be a positive finite number, got inf"),
+        (["--learning-rate", "inf"], "--learning-rate must be in (0, 1000], got inf"),
+        (["--learning-rate", "1e300"], "--learning-rate must be in (0, 1000], got 1e+300"),
+        (["--n-estimators", "10000000000"], "--n-estimators must be in 1..1,000,000, got 10000000000"),
+        (["--max-depth", str(10**20)], f"--max-depth must be in 1..1,000, got {10**20}"),
         (["--out", "{blocker}"], "--out {blocker}: {blocker} exists and is not a folder"),
         (["--out", "{blocker}/out"], "--out {blocker}/out: cannot write there (Not a directory)"),
     ],

@@ -48,8 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # write; stdout goes to /dev/null so that Python's own flush at exit fails no more.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (CommandError, ValueError, OSError, RuntimeError) as error:
+    except (CommandError, ValueError, OSError, RuntimeError, OverflowError) as error:
         print(f"wsgraph {args.command}: error: {one_line(error)}", file=sys.stderr)
+        return 1
+    except MemoryError as error:
+        print(f"wsgraph {args.command}: error: out of memory ({one_line(error) or 'no detail'})", file=sys.stderr)
         return 1
 
 

@@ -8,7 +8,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import math
 
 from wsgraph.io import check_writable_folder
 
@@ -37,15 +36,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+_MOST_ESTIMATORS, _MOST_DEPTH, _MOST_LEARNING_RATE = 1_000_000, 1_000, 1000.0
+
+
 def run(args: argparse.Namespace) -> int:
     from wsgraph.zoo.stats import fit_stats_gbt
 
     targets = tuple(part.strip() for part in args.targets.split(",") if part.strip())
-    for name in ("n_estimators", "max_depth"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if not 0 < args.learning_rate < math.inf:
-        raise ValueError(f"--learning-rate must be a positive finite number, got {args.learning_rate}")
+    # Upper bounds past any useful setting: scikit-learn would fail on larger ones only after the members are
+    # read, with an overflow, an allocation of many GiB, or NaN predictions that name no flag.
+    for name, most in (("n_estimators", _MOST_ESTIMATORS), ("max_depth", _MOST_DEPTH)):
+        if not 1 <= getattr(args, name) <= most:
+            raise ValueError(f"--{name.replace('_', '-')} must be in 1..{most:,}, got {getattr(args, name)}")
+    if not 0 < args.learning_rate <= _MOST_LEARNING_RATE:
+        raise ValueError(f"--learning-rate must be in (0, {_MOST_LEARNING_RATE:g}], got {args.learning_rate}")
     # scikit-learn's random_state takes 0 to 2**32 - 1; it would refuse others only after the features are read.
     if not 0 <= args.seed < 2**32:
         raise ValueError(f"--seed must be in 0..{2**32 - 1}, got {args.seed}")

@@ -20,11 +20,13 @@ from wsgraph.core.activations import UNKNOWN, canonical_activation
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.datasets.store import read_meta
 from wsgraph.io import refuse_existing_results, write_json
+from wsgraph.training.config import FLOAT32_MAX
 from wsgraph.zoo.data import load_zoo_data
 from wsgraph.zoo.editing import EDITORS, WeightEditing, accuracies, edit_loss, fine_tune, image_batches, make_editor
 from wsgraph.zoo.shifts import shift_images
 
 RESULT_JSON = "result.json"
+_MOST_CHANNELS, _MOST_DEPTH, _MOST_COUNT = 65_536, 1_000, 2**31 - 1
 
 
 @dataclass
@@ -56,14 +58,30 @@ class AdaptConfig:
     activation: str | None = None
 
     def check(self) -> None:
-        for name in ("hidden_channels", "depth", "epochs", "batch_size", "images_per_step", "finetune_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.finetune_steps is not None and self.finetune_steps < 0:
-            raise ValueError(f"--finetune-steps must be at least 0, got {self.finetune_steps}")
+        # Upper bounds past any useful setting, so that a mistyped number is named here rather than
+        # failing later in an allocation (or, for --depth, filling the memory until the process is killed).
+        counts = {
+            "hidden_channels": _MOST_CHANNELS,
+            "depth": _MOST_DEPTH,
+            "epochs": _MOST_COUNT,
+            "batch_size": _MOST_COUNT,
+            "images_per_step": _MOST_COUNT,
+            "finetune_batch": _MOST_COUNT,
+        }
+        for name, most in counts.items():
+            if not 1 <= getattr(self, name) <= most:
+                raise ValueError(f"--{name.replace('_', '-')} must be in 1..{most:,}, got {getattr(self, name)}")
+        if self.finetune_steps is not None and not 0 <= self.finetune_steps <= _MOST_COUNT:
+            raise ValueError(f"--finetune-steps must be in 0..{_MOST_COUNT:,}, got {self.finetune_steps}")
+        if self.test_size is not None and not 1 <= self.test_size <= _MOST_COUNT:
+            raise ValueError(f"--test-size must be in 1..{_MOST_COUNT:,}, got {self.test_size}")
+        # `float` parses "inf" and "nan"; the optimisers hold their settings as float32, where 1e300 is infinite.
         for name in ("lr", "clip_norm", "finetune_lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+            if not 0 < getattr(self, name) <= FLOAT32_MAX:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be a positive number up to {FLOAT32_MAX:.4g}, "
+                    f"got {getattr(self, name)}"
+                )
         if not self.editors:
             raise ValueError("--editors names no editor")
         for name in self.editors:

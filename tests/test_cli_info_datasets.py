@@ -12,6 +12,7 @@ from torch import nn
 
 from wsgraph.cli.main import main
 from wsgraph.datasets.checkpoint_folders import convert_checkpoints
+from wsgraph.datasets.dataset import WeightSpaceDataset
 
 
 def info_lines(path: Path, capsys: pytest.CaptureFixture) -> list[str]:
@@ -62,6 +63,15 @@ def test_info_names_the_missing_shards_of_a_cut_short_fit(digit_inrs: Path, tmp_
     assert shards.startswith("shards      1 of 3 (")
     assert "shards/shard-00000.pt and 1 more missing: a fit still running or cut short" in shards
     assert info_json(copy, capsys)["shards"]["missing"] == ["shard-00000.pt", "shard-00002.pt"]
+    # A meta.json that records an absurd number of shards is described from what is there, at once.
+    meta = json.loads((copy / "meta.json").read_text())
+    (copy / "meta.json").write_text(json.dumps({**meta, "num_shards": 10**30}))
+    shards = next(line for line in info_lines(copy, capsys) if line.startswith("shards"))
+    assert f"1 of {10**30:,} (" in shards and f"shards/shard-00000.pt and {10**30 - 2:,} more missing" in shards
+    described = info_json(copy, capsys)["shards"]
+    assert described["missing_count"] == 10**30 - 1 and len(described["missing"]) == 100
+    with pytest.raises(ValueError, match=f"shard-00000.pt and {10**30 - 2:,} more missing"):
+        WeightSpaceDataset(copy, log=False)
 
 
 def test_info_on_sine_inrs(tmp_path: Path, capsys) -> None:

@@ -31,9 +31,10 @@ from wsgraph.datasets.store import (
     SPLIT_SIZES,
     SPLITS,
     Shard,
+    missing_shards,
     read_meta,
     read_shard,
-    shard_path,
+    shard_number,
     shard_paths,
 )
 from wsgraph.datasets.transforms import LayerStatistics, NormalizeWeights
@@ -476,12 +477,11 @@ def _check_shards_present(root: str, meta: dict[str, Any]) -> None:
         if not numbers:
             return
         expected, source = max(numbers) + 1, f"the shards are numbered 0..{max(numbers)}"
-    wanted = [shard_path(root, number).name for number in range(expected)]
-    missing = [name for name in wanted if name not in present]
+    missing, count = missing_shards(present, expected, most=1)
     if missing:
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        more = f" and {count - 1:,} more" if count > 1 else ""
         raise ValueError(f"{root}: {SHARD_DIR}/{missing[0]}{more} missing ({source}); the dataset is incomplete")
-    extra = sorted(present - set(wanted))
+    extra = sorted(name for name in present if (number := shard_number(name)) is None or number >= expected)
     if recorded is not None and extra:
         raise ValueError(f"{root}: {SHARD_DIR}/{extra[0]} is not one of the {expected} shards meta.json records")
 

@@ -21,8 +21,8 @@ from wsgraph.datasets.store import (
     SPLITS,
     is_count,
     is_number,
+    missing_shards,
     read_meta,
-    shard_path,
     shard_paths,
 )
 from wsgraph.errors import shown_path
@@ -41,11 +41,12 @@ def describe_dataset(root: str | os.PathLike) -> dict[str, Any]:
     meta = read_meta(root)
     recorded = meta.get(NUM_SHARDS)
     present = {path.name: path for path in shard_paths(root)}
-    expected = [shard_path(root, number).name for number in range(recorded)] if recorded is not None else []
+    missing, missing_count = missing_shards(set(present), recorded) if recorded is not None else ([], 0)
     shards = {
         "recorded": recorded,
         "present": len(present),
-        "missing": [name for name in expected if name not in present],
+        "missing": missing,  # the first 100
+        "missing_count": missing_count,
         "bytes": sum(path.stat().st_size for path in present.values()),
     }
     widths = meta.get("widths")
@@ -157,12 +158,12 @@ def _shards_text(info: dict[str, Any]) -> str:
     size = _size_text(shards["bytes"])
     if shards["recorded"] is None:
         return f"{shards['present']} in {SHARD_DIR}/ ({size}; meta.json records no count)"
-    missing = shards["missing"]
-    if not missing:
+    missing, count = shards["missing"], shards["missing_count"]
+    if not count:
         return f"{shards['present']} of {shards['recorded']} ({size})"
-    first = f"{SHARD_DIR}/{missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+    first = f"{SHARD_DIR}/{missing[0]}" + (f" and {count - 1:,} more" if count > 1 else "")
     return (
-        f"{shards['recorded'] - len(missing)} of {shards['recorded']} ({size}); {first} missing: a fit still "
+        f"{shards['recorded'] - count:,} of {shards['recorded']:,} ({size}); {first} missing: a fit still "
         "running or cut short (rerun it to resume), or files lost"
     )
 

@@ -105,6 +105,30 @@ def shard_path(root: str | os.PathLike, number: int) -> Path:
     return Path(root) / SHARD_DIR / f"shard-{number:05d}.pt"
 
 
+def missing_shards(present: set[str], recorded: int, most: int = 100) -> tuple[list[str], int]:
+    """Of shards ``0..recorded-1``, the names of the first ``most`` that are not among the file
+    names ``present``, and how many are missing in all. Counted from what is present, so that a
+    ``meta.json`` recording an absurd number of shards costs no more than a sound one."""
+    numbers = {number for number in map(shard_number, present) if number is not None and number < recorded}
+    count = recorded - len(numbers)
+    first: list[str] = []
+    number = 0
+    while len(first) < min(most, count):
+        if number not in numbers:
+            first.append(shard_path("", number).name)
+        number += 1
+    return first, count
+
+
+def shard_number(name: str) -> int | None:
+    """The number of the shard file ``name`` as :func:`shard_path` names it, or ``None``."""
+    digits = name[len("shard-") : -len(".pt")] if name.startswith("shard-") and name.endswith(".pt") else ""
+    if not digits.isascii() or not digits.isdigit():
+        return None
+    number = int(digits)
+    return number if shard_path("", number).name == name else None
+
+
 def shard_paths(root: str | os.PathLike) -> list[Path]:
     """The finished shards of a dataset root, in order."""
     return sorted((Path(root) / SHARD_DIR).glob("shard-*.pt"))

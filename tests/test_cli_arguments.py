@@ -36,3 +36,35 @@ def test_an_out_that_cannot_be_a_folder_is_refused_naming_the_flag(tmp_path, cap
         error = capsys.readouterr().err.strip()
         assert error.startswith(f"wsgraph {command}: error: --out {out}: ") and "\n" not in error, error
     assert blocker.read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "flag"),
+    [
+        (["fit-inrs", "--source", "digits", "--out", ""], "--out"),
+        (["fit-sines", "--out", ""], "--out"),
+        (["zoo", "--source", "digits", "--out", ""], "--out"),
+        (["zoo-stats", "--zoo", "z", "--out", ""], "--out"),
+        (["zoo-stats", "--zoo", "", "--out", "o"], "--zoo"),
+        (["adapt", "--data", "d", "--source", "digits", "--out", ""], "--out"),
+        (["train", "--data", "", "--model", "dwsnet", "--out", "r"], "--data"),
+        (["train", "--data", "d", "--model", "dwsnet", "--out", ""], "--out"),
+        (["bench", "--data", "d", "--models", "mlp", "--out", ""], "--out"),
+        (["convert", "", "out"], "SRC"),
+        (["convert", "src", ""], "OUT"),
+        (["predict", "", "x"], "MODEL"),
+        (["predict", "run", ""], "INPUT"),
+        (["edit", "run", "x", "--out", ""], "--out"),
+        (["info", ""], "PATH"),
+        (["demo", "--out", ""], "--out"),
+    ],
+)
+def test_an_empty_path_is_refused_naming_the_argument(tmp_path, capsys, monkeypatch, arguments, flag):
+    # '' is the current folder to the OS functions: `zoo-stats --out ''` wrote its results there.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(arguments)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == f"wsgraph {arguments[0]}: error: argument {flag}: expected a path, got an empty string"
+    assert list(tmp_path.iterdir()) == []

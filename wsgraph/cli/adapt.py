@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from wsgraph.cli.arguments import seed
+from wsgraph.cli.arguments import path_argument, seed
 from wsgraph.io import check_writable_folder
 from wsgraph.zoo.adapt import AdaptConfig
 from wsgraph.zoo.editing import EDITORS
@@ -31,10 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "first editor's cost (OUT/result.json)."
         ),
     )
-    parser.add_argument("--data", required=True, help="the converted zoo (a dataset root)")
+    parser.add_argument("--data", required=True, type=path_argument, help="the converted zoo (a dataset root)")
     parser.add_argument("--source", required=True, help="the zoo's image source: digits, mnist, fashion-mnist, ...")
-    parser.add_argument("--root", help="folder of the source's files (not needed for digits)")
-    parser.add_argument("--out", required=True, help="where to write result.json")
+    parser.add_argument("--root", type=path_argument, help="folder of the source's files (not needed for digits)")
+    parser.add_argument("--out", required=True, type=path_argument, help="where to write result.json")
     parser.add_argument(
         "--shift", choices=DOMAIN_SHIFTS, default=_DEFAULTS.shift, help=f"the target domain (default {_DEFAULTS.shift})"
     )

@@ -18,6 +18,14 @@ def seed(text: str) -> int:
     return value
 
 
+def path_argument(text: str) -> str:
+    """A file or folder argument: any text but the empty string, which the OS functions would take
+    for the current folder (``--out ''`` wrote into it)."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
+
+
 def int_at_least(minimum: int, kind: str):
     """An argparse ``type`` for integers of at least ``minimum`` (``kind`` names them in the error)."""
 
@@ -46,8 +54,10 @@ def add_trained_model_arguments(
         activation_note: appended to --activation's help.
         trust_pickles_help: --trust-pickles's help.
     """
-    parser.add_argument("model", metavar="MODEL", help=model_help)
-    parser.add_argument("inputs", metavar="INPUT", nargs="+", help="checkpoint files, folders of them, or datasets")
+    parser.add_argument("model", metavar="MODEL", type=path_argument, help=model_help)
+    parser.add_argument(
+        "inputs", metavar="INPUT", nargs="+", type=path_argument, help="checkpoint files, folders of them, or datasets"
+    )
     parser.add_argument(
         "--split", default="test", choices=("train", "val", "test"), help="which split of a dataset (default: test)"
     )

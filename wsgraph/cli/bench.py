@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from wsgraph.cli.arguments import path_argument
 from wsgraph.cli.train import add_training_arguments, explicit_settings
 from wsgraph.io import check_writable_folder
 from wsgraph.runtime import MAX_SEED
@@ -29,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "a bar chart, and all runs as JSON and CSV."
         ),
     )
-    parser.add_argument("--data", required=True, metavar="DIR", help="the dataset root")
+    parser.add_argument("--data", required=True, metavar="DIR", type=path_argument, help="the dataset root")
     parser.add_argument(
         "--models",
         required=True,
@@ -44,10 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out",
         required=True,
         metavar="FILE.md|DIR",
+        type=path_argument,
         help="FILE.md: the table there, chart and runs beside it; or a folder for everything",
     )
     parser.add_argument(
-        "--runs-dir", metavar="DIR", help="run folders (default: runs/bench/<FILE> for FILE.md, else OUT/runs)"
+        "--runs-dir",
+        metavar="DIR",
+        type=path_argument,
+        help="run folders (default: runs/bench/<FILE> for FILE.md, else OUT/runs)",
     )
     add_training_arguments(parser)
     parser.set_defaults(func=run)

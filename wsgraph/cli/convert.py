@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from wsgraph.cli.arguments import int_at_least
+from wsgraph.cli.arguments import int_at_least, path_argument
 from wsgraph.cli.info import TRUST_PICKLES_HELP
 from wsgraph.core.activations import make_activation
 from wsgraph.datasets.checkpoint_folders import (
@@ -32,13 +32,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "A file or folder that cannot be read stops the conversion (exit 1, nothing written) unless --skip-bad "
         "is given.",
     )
-    parser.add_argument("src", metavar="SRC", help="folder of checkpoint files")
-    parser.add_argument("out", metavar="OUT", help="dataset folder to create")
+    parser.add_argument("src", metavar="SRC", type=path_argument, help="folder of checkpoint files")
+    parser.add_argument("out", metavar="OUT", type=path_argument, help="dataset folder to create")
     labels = parser.add_mutually_exclusive_group()
-    labels.add_argument("--labels", metavar="FILE.csv", help="CSV of path,label rows, paths relative to SRC")
+    labels.add_argument(
+        "--labels", metavar="FILE.csv", type=path_argument, help="CSV of path,label rows, paths relative to SRC"
+    )
     labels.add_argument(
         "--splits",
         metavar="FILE.json",
+        type=path_argument,
         help='splits and labels to keep exactly: {"train": {"path": [...], "label": [...]}, "val": ..., "test": ...} '
         "(the DWSNets INR sets' splits file); each path is matched to the file under SRC that is its longest "
         "trailing part; files it does not name are left out",

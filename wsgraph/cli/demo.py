@@ -21,6 +21,7 @@ import argparse
 import time
 from pathlib import Path
 
+from wsgraph.cli.arguments import path_argument
 from wsgraph.cli.graph_demo import run_graph_demo
 
 DEFAULT_OUT = Path("runs/demo")
@@ -37,7 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Resumable: a rerun skips what is finished."
         ),
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+    parser.add_argument(
+        "--out",
+        type=lambda text: Path(path_argument(text)),
+        default=DEFAULT_OUT,
+        help=f"output folder (default: {DEFAULT_OUT})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(
         "--models",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wsgraph.cli.arguments import add_trained_model_arguments, int_at_least
+from wsgraph.cli.arguments import add_trained_model_arguments, int_at_least, path_argument
 from wsgraph.cli.info import TRUST_PICKLES_HELP
 from wsgraph.errors import shown_path
 from wsgraph.runtime import resolve_device
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         activation_note="",
         trust_pickles_help=TRUST_PICKLES_HELP,
     )
-    parser.add_argument("--out", metavar="FOLDER", required=True, help="the folder to write")
+    parser.add_argument("--out", metavar="FOLDER", required=True, type=path_argument, help="the folder to write")
     parser.add_argument("--force", action="store_true", help="replace --out if an earlier wsgraph edit wrote it")
     parser.add_argument(
         "--preview",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from wsgraph.cli.arguments import seed
+from wsgraph.cli.arguments import path_argument, seed
 from wsgraph.datasets.store import SPLITS
 from wsgraph.inrs.siren import INIT_SCHEMES, SirenRecipe, psnr_to_mse
 from wsgraph.io import check_writable_folder
@@ -41,8 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="digits, mnist, fashion-mnist, cifar10, imagefolder, or torchvision:<Name> (e.g. torchvision:CIFAR10)",
     )
-    parser.add_argument("--root", help="folder of the source's files (not needed for digits)")
-    parser.add_argument("--out", required=True, help="dataset folder to create or resume")
+    parser.add_argument("--root", type=path_argument, help="folder of the source's files (not needed for digits)")
+    parser.add_argument("--out", required=True, type=path_argument, help="dataset folder to create or resume")
     parser.add_argument(
         "--split", action="append", choices=("train", "val", "test"), help="fit only this split (repeatable)"
     )

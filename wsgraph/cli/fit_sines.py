@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from wsgraph.cli.arguments import path_argument
 from wsgraph.cli.fit_inrs import add_fitting_arguments, check_arguments, recipe_from_arguments
 from wsgraph.inrs.sine_inrs import DEFAULT_POINTS, SINE_RECIPE
 from wsgraph.io import check_writable_folder
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "and write shards plus meta.json to --out (task: regression on y = (a, b)). A rerun resumes."
         ),
     )
-    parser.add_argument("--out", required=True, help="dataset folder to create or resume")
+    parser.add_argument("--out", required=True, type=path_argument, help="dataset folder to create or resume")
     parser.add_argument("--count", type=int, required=True, help="number of functions (networks)")
     parser.add_argument(
         "--points", type=int, default=DEFAULT_POINTS, help=f"sample points in [-pi, pi) (default {DEFAULT_POINTS})"

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from wsgraph.cli.arguments import path_argument
 from wsgraph.core.activations import UNKNOWN
 from wsgraph.core.convert_cnn import cnn_to_graph, holds_cnn
 from wsgraph.core.convert_mlp import mlp_to_graph
@@ -47,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "path",
         metavar="PATH",
+        type=path_argument,
         help="checkpoint file (a state_dict or a saved nn.Module), dataset folder, run folder (or its best.pt), "
         "or edit folder",
     )

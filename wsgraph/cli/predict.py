@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wsgraph.cli.arguments import add_trained_model_arguments
+from wsgraph.cli.arguments import add_trained_model_arguments, path_argument
 from wsgraph.cli.info import TRUST_PICKLES_HELP
 from wsgraph.errors import shown_path
 from wsgraph.io import check_writable_folder
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         activation_note="; only models with probe features run the networks",
         trust_pickles_help=TRUST_PICKLES_HELP,
     )
-    parser.add_argument("--out", metavar="FILE.csv", help="write the CSV here (default: print it)")
+    parser.add_argument("--out", metavar="FILE.csv", type=path_argument, help="write the CSV here (default: print it)")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     parser.set_defaults(func=run)
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from wsgraph.cli.arguments import path_argument
 from wsgraph.training.config import (
     MODEL_NAMES,
     TrainConfig,
@@ -39,9 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "DistributedDataParallel; --batch-size stays the global batch."
         ),
     )
-    parser.add_argument("--data", metavar="DIR", help="the dataset root")
+    parser.add_argument("--data", metavar="DIR", type=path_argument, help="the dataset root")
     parser.add_argument("--model", choices=MODEL_NAMES, help="the model to train")
-    parser.add_argument("--out", metavar="RUN_DIR", help="the run folder (created; holds checkpoints and reports)")
+    parser.add_argument(
+        "--out", metavar="RUN_DIR", type=path_argument, help="the run folder (created; holds checkpoints and reports)"
+    )
     parser.add_argument(
         "--resume",
         nargs="?",

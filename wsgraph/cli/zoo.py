@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from wsgraph.cli.arguments import seed
+from wsgraph.cli.arguments import path_argument, seed
 from wsgraph.io import check_writable_folder
 from wsgraph.zoo.build import ZooPlan
 from wsgraph.zoo.hyperparams import ACTIVATIONS, INIT_FAMILIES, SearchSpace
@@ -35,8 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--source", required=True, help="digits, mnist, fashion-mnist or cifar10")
-    parser.add_argument("--root", help="folder of the source's files (not needed for digits)")
-    parser.add_argument("--out", required=True, help="zoo folder to create or resume")
+    parser.add_argument("--root", type=path_argument, help="folder of the source's files (not needed for digits)")
+    parser.add_argument("--out", required=True, type=path_argument, help="zoo folder to create or resume")
     parser.add_argument("--count", type=int, required=True, help="members to train")
     parser.add_argument(
         "--arch",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from wsgraph.cli.arguments import path_argument
 from wsgraph.io import check_writable_folder
 
 
@@ -24,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "test_predictions.csv and predicted_vs_true.png to --out."
         ),
     )
-    parser.add_argument("--zoo", required=True, help="a folder written by 'wsgraph zoo'")
-    parser.add_argument("--out", required=True, help="where to write the results")
+    parser.add_argument("--zoo", required=True, type=path_argument, help="a folder written by 'wsgraph zoo'")
+    parser.add_argument("--out", required=True, type=path_argument, help="where to write the results")
     parser.add_argument(
         "--targets", default="test_accuracy", help="comma-separated zoo targets to predict (default test_accuracy)"
     )

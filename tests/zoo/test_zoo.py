@@ -269,3 +269,21 @@ def test_cli_refuses_a_zero_width(tmp_path: Path, capsys) -> None:
     assert main([*arguments, "--width", "0"]) == 1
     assert "--width must be at least 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "zoo").exists()
+
+
+def test_cli_refuses_an_absurd_count_or_test_size_and_reports_members_not_saved(tmp_path: Path, capsys) -> None:
+    arguments = ["zoo", "--source", "digits", "--out", str(tmp_path / "zoo"), "--arch", "mlp", "--no-progress"]
+    assert main([*arguments, "--count", str(10**30)]) == 1
+    assert capsys.readouterr().err == f"wsgraph zoo: error: --count must be at most 10,000,000, got {10**30}\n"
+    with pytest.raises(SystemExit):
+        main([*arguments, "--count", "2", "--test-size", "0"])
+    assert "argument --test-size: expected a positive integer, got '0'" in capsys.readouterr().err
+    assert not (tmp_path / "zoo").exists()
+    # Weights scaled by 1e30 overflow in training: such checkpoints are not saved, and the command says so.
+    assert main([*arguments, "--count", "2", "--init-scale", "1e30", "--epochs", "1"]) == 0
+    summary = json.loads((tmp_path / "zoo" / "summary.json").read_text())
+    assert summary["not_saved_non_finite"] > 0
+    assert (
+        f"not saved: {summary['not_saved_non_finite']} checkpoint(s) with NaN or infinite weights "
+        f"(listed in {tmp_path / 'zoo' / 'index.csv'} without a path)"
+    ) in capsys.readouterr().out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from wsgraph.cli.arguments import path_argument, seed
+from wsgraph.cli.arguments import int_at_least, path_argument, seed
 from wsgraph.io import check_writable_folder
 from wsgraph.zoo.adapt import AdaptConfig
 from wsgraph.zoo.editing import EDITORS
@@ -44,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"comma-separated editors from {','.join(EDITORS)} (default {','.join(_DEFAULTS.editors)})",
     )
     parser.add_argument("--activation", help="the members' hidden activation, if the dataset does not record it")
-    parser.add_argument("--test-size", type=int, help="test images (default: the whole test split)")
+    parser.add_argument(
+        "--test-size", type=int_at_least(1, "positive"), help="test images (default: the whole test split)"
+    )
     parser.add_argument("--seed", type=seed, default=0, help="seed of the editors and the image draws (default 0)")
     editor = parser.add_argument_group("editors")
     editor.add_argument("--hidden-channels", type=int, default=_DEFAULTS.hidden_channels, help="(default %(default)s)")

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 
-from wsgraph.cli.arguments import path_argument, seed
+from wsgraph.cli.arguments import int_at_least, path_argument, seed
 from wsgraph.io import check_writable_folder
-from wsgraph.zoo.build import ZooPlan
+from wsgraph.zoo.build import INDEX_CSV, ZooPlan
 from wsgraph.zoo.hyperparams import ACTIVATIONS, INIT_FAMILIES, SearchSpace
 from wsgraph.zoo.members import ARCHITECTURES, DEFAULT_WIDTH
 
@@ -91,7 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=_PLAN["train_eval_size"],
         help=f"own training images the train scores use (default {_PLAN['train_eval_size']})",
     )
-    run.add_argument("--test-size", type=int, help="test images (default: the whole test split)")
+    run.add_argument(
+        "--test-size", type=int_at_least(1, "positive"), help="test images (default: the whole test split)"
+    )
     run.add_argument(
         "--shard-size", type=int, default=_PLAN["shard_size"], help=f"members per shard (default {_PLAN['shard_size']})"
     )
@@ -144,6 +147,11 @@ def run_zoo(args: argparse.Namespace) -> int:
         f"{summary['members']} {args.arch} members of {args.source} in {args.out} "
         f"({architecture.num_parameters} parameters each, {summary['checkpoints']} checkpoints)"
     )
+    if summary["not_saved_non_finite"]:
+        print(
+            f"not saved: {summary['not_saved_non_finite']} checkpoint(s) with NaN or infinite weights "
+            f"(listed in {os.path.join(args.out, INDEX_CSV)} without a path)"
+        )
     if accuracy:
         print(
             f"final test accuracy: mean {accuracy['mean']:.4f}, std {accuracy['std']:.4f}, "

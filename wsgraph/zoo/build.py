@@ -50,6 +50,7 @@ CHECKPOINTS, RECORDS, GEOMETRY_JSON = "checkpoints", "records.json", "geometry.j
 FORMAT = "wsgraph-zoo"
 # Member splits for the generalization task (train/val/test of the weight-space model).
 SPLIT_RATIOS = (0.8, 0.1, 0.1)
+MAX_MEMBERS = 10_000_000
 # The numeric columns of labels.csv, in order: what a weight-space model can be asked to predict.
 TARGET_COLUMNS = (
     "test_accuracy",
@@ -86,6 +87,9 @@ class ZooPlan:
         for name in ("count", "batch_size", "shard_size", "group_size", "train_eval_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        # Far past any zoo a machine trains; an absurd count would only show as a plan that never ends.
+        if self.count > MAX_MEMBERS:
+            raise ValueError(f"--count must be at most {MAX_MEMBERS:,}, got {self.count}")
         if self.test_size is not None and self.test_size < 1:
             raise ValueError(f"--test-size must be at least 1, got {self.test_size}")
         if any(epoch < 0 for epoch in self.save_epochs):

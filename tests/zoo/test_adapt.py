@@ -158,13 +158,16 @@ def test_the_command_refuses_bad_settings(relu_zoo: Path, tmp_path: Path, capsys
         (["--depth", "100000"], "--depth must be in 1..1,000, got 100000"),
         (["--hidden-channels", str(10**20)], f"--hidden-channels must be in 1..65,536, got {10**20}"),
         (["--batch-size", str(10**20)], f"--batch-size must be in 1..2,147,483,647, got {10**20}"),
-        (["--test-size", "0"], "--test-size must be in 1..2,147,483,647, got 0"),
+        (["--test-size", str(2**31)], f"--test-size must be in 1..2,147,483,647, got {2**31}"),
         (["--lr", "inf"], "--lr must be a positive number up to 3.403e+38, got inf"),
         (["--finetune-lr", "1e309"], "--finetune-lr must be a positive number up to 3.403e+38, got inf"),
         (["--clip-norm", "nan"], "--clip-norm must be a positive number up to 3.403e+38, got nan"),
     ]:
         assert main([*base, *flags]) == 1
         assert capsys.readouterr().err == f"wsgraph adapt: error: {message}\n"
+    with pytest.raises(SystemExit):
+        main([*base, "--test-size", "0"])
+    assert "argument --test-size: expected a positive integer, got '0'" in capsys.readouterr().err
     assert not (tmp_path / "result.json").exists()
     args = ["adapt", "--data", str(relu_zoo), "--source", "digits", "--out", str(tmp_path), "--editors", "gnn"]
     assert main(args) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 from pathlib import Path
 
 import pytest
@@ -179,10 +180,18 @@ def test_out_never_replaces_the_model_or_what_it_reads_even_with_force(classifie
     (tmp_path / "net.pt").write_bytes(b"not read")
     cases = [
         (run / "best.pt", [str(root)], f"is the model ({run / 'best.pt'})"),
-        (run / "result.json", [str(root)], f"would replace a file in the model folder {run}"),
+        (run / "result.json", [str(root)], "would replace the run's result.json"),
         (root / "meta.json", [str(root)], f"would replace a file in an input folder {root}"),
         (tmp_path / "net.pt", [str(tmp_path / "net.pt")], f"is an input ({tmp_path / 'net.pt'})"),
     ]
+    # A dataset whose shard is a link to storage elsewhere: the write would replace the link.
+    linked = tmp_path / "linked"
+    shutil.copytree(root, linked)
+    shard = next((linked / "shards").iterdir())
+    (tmp_path / "store.pt").write_bytes(shard.read_bytes())
+    shard.unlink()
+    shard.symlink_to(tmp_path / "store.pt")
+    cases.append((shard, [str(linked)], f"would replace a file in an input folder {linked}"))
     for out, inputs, message in cases:
         before = out.read_bytes()
         assert main(["predict", str(run / "best.pt"), *inputs, "--out", str(out), "--force"]) == 1
@@ -190,6 +199,11 @@ def test_out_never_replaces_the_model_or_what_it_reads_even_with_force(classifie
             f"wsgraph predict: error: --out {out}: {message}; write the predictions elsewhere\n"
         )
         assert out.read_bytes() == before
+    assert shard.is_symlink()
+    # Predictions beside the model, written again: the rerun replaces its own CSV.
+    for _ in range(2):
+        assert main(["predict", str(run), str(root), "--out", str(run / "predictions.csv"), "--force"]) == 0
+    capsys.readouterr()
     (tmp_path / "link.csv").symlink_to(tmp_path / "nowhere.csv")
     assert main(["predict", str(run), str(root), "--out", str(tmp_path / "link.csv")]) == 1
     assert "link.csv exists; pass --force to replace it" in capsys.readouterr().err

@@ -200,3 +200,20 @@ def test_the_command_refuses_an_unwritable_out_before_training(relu_zoo: Path, t
         error = capsys.readouterr().err
         assert f"--out {out}: " in error and len(error.splitlines()) == 1, error
     assert in_the_way.read_text() == "mine"
+
+
+def test_a_learning_rate_that_makes_the_weights_non_finite_stops_naming_the_flag(
+    relu_zoo: Path, tmp_path: Path, capsys
+) -> None:
+    base = ["adapt", "--data", str(relu_zoo), "--source", "digits", "--out", str(tmp_path / "out"), "--epochs", "2"]
+    base += ["--hidden-channels", "8", "--depth", "1", "--editors", "mlp", "--test-size", "50"]
+    assert main([*base, "--lr", "1e30", "--clip-norm", "1e30"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("wsgraph adapt: error: the mlp editor's training loss became ") and error.endswith(
+        "; lower --lr (now 1e+30)\n"
+    )
+    assert main([*base, "--finetune-lr", "1e30", "--finetune-steps", "3"]) == 1
+    assert capsys.readouterr().err == (
+        "wsgraph adapt: error: fine-tuning made weights NaN or infinite; lower --finetune-lr (now 1e+30)\n"
+    )
+    assert not (tmp_path / "out").exists()

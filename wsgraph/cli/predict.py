@@ -12,7 +12,11 @@ from wsgraph.cli.info import TRUST_PICKLES_HELP
 from wsgraph.errors import shown_path
 from wsgraph.io import check_writable_folder
 from wsgraph.runtime import resolve_device
+from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON
+from wsgraph.training.plots import EDITS_PNG, LEARNING_CURVES_PNG
 from wsgraph.training.predict import load_predictor, predict, write_predictions_csv
+from wsgraph.training.regression import PREDICTED_VS_TRUE_PNG, PREDICTIONS_CSV
+from wsgraph.training.run_checkpoints import BEST, LAST
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,17 +79,38 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _refuse_overwriting_what_is_read(out: Path, model: str, inputs: list[str]) -> None:
-    """Raise a ``ValueError`` if writing ``out`` would replace the model, an input file, or a file
-    inside an input folder or the model's run folder (a dataset's ``meta.json``, a run's
-    ``best.pt``), with ``--force`` too: a new file beside them is fine."""
-    target = out.resolve()
+    """Raise a ``ValueError`` if writing ``out`` would replace the model, an input file, a file
+    inside an input folder (a dataset's ``meta.json`` or shards), or a file a training run wrote
+    beside the model (``last.pt``, ``result.json``, ...), with ``--force`` too. Paths are compared
+    where the write lands: the file is renamed over the entry ``out`` names, so a symlink ``out`` is
+    replaced itself, not the file it points to."""
+    lands = _entry(out)
     named = f"--out {shown_path(out)}"
-    for given, what in [(model, "the model"), *((path, "an input") for path in inputs)]:
-        path = Path(given).resolve()
-        if target == path:
+    model_path = Path(model)
+    for given, what in [(model, "the model"), *((text, "an input") for text in inputs)]:
+        given_path = Path(given)
+        if lands in (_entry(given_path), given_path.resolve()):
             raise ValueError(f"{named}: is {what} ({shown_path(given)}); write the predictions elsewhere")
-        folder = path if path.is_dir() else path.parent if what == "the model" else None
-        if folder is not None and target.is_relative_to(folder) and (target.exists() or target.is_symlink()):
+        if what == "an input" and given_path.is_dir() and lands.is_relative_to(given_path.resolve()) and _taken(lands):
             raise ValueError(
-                f"{named}: would replace a file in {what} folder {shown_path(folder)}; write the predictions elsewhere"
+                f"{named}: would replace a file in {what} folder {shown_path(given)}; write the predictions elsewhere"
             )
+    run_folder = model_path.resolve() if model_path.is_dir() else _entry(model_path).parent
+    if lands.parent == run_folder and lands.name in _RUN_FILES and _taken(lands):
+        raise ValueError(f"{named}: would replace the run's {lands.name}; write the predictions elsewhere")
+
+
+# What ``wsgraph train`` writes into a run folder.
+_RUN_FILES = frozenset(
+    {LAST, BEST, METRICS_CSV, RESULT_JSON, LEARNING_CURVES_PNG, PREDICTIONS_CSV, PREDICTED_VS_TRUE_PNG, EDITS_PNG}
+)
+
+
+def _entry(path: Path) -> Path:
+    """Where ``path``'s directory entry lies: its folder resolved, its last part as given."""
+    absolute = path.absolute()
+    return absolute.parent.resolve() / absolute.name
+
+
+def _taken(path: Path) -> bool:
+    return path.exists() or path.is_symlink()

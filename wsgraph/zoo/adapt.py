@@ -148,7 +148,7 @@ def run_adaptation(config: AdaptConfig, out: str | os.PathLike | None = None) ->
         torch.manual_seed(config.seed)
         editing = WeightEditing(make_editor(name, spec, config.hidden_channels, config.depth), train_set.normalization)
         started = time.perf_counter()
-        history[name] = train_editor(editing, train_set, train_images, train_labels, config)
+        history[name] = train_editor(editing, train_set, train_images, train_labels, config, name=name)
         train_seconds = time.perf_counter() - started
         methods[f"{name} editor"] = {
             **scorer.score_editor(editing),
@@ -255,6 +255,10 @@ class _Scorer:
         started = time.perf_counter()
         tuned = tune(steps)
         tune_seconds = time.perf_counter() - started
+        if not (torch.isfinite(tuned.edge_attr).all() and torch.isfinite(tuned.x).all()):
+            raise ValueError(
+                f"fine-tuning made weights NaN or infinite; lower --finetune-lr (now {config.finetune_lr:g})"
+            )
         return {
             **self.score(tuned),
             "flops_per_network": step_flops * steps,
@@ -265,19 +269,34 @@ class _Scorer:
 
 
 def train_editor(
-    editing: WeightEditing, networks: WeightSpaceDataset, images: Tensor, labels: Tensor, config: AdaptConfig
+    editing: WeightEditing,
+    networks: WeightSpaceDataset,
+    images: Tensor,
+    labels: Tensor,
+    config: AdaptConfig,
+    name: str = "",
 ) -> list[float]:
     """Adam (gradient norm clipped) on the edited classifiers' cross-entropy: per step, a batch of networks and a
-    fresh batch of images shared by them. Returns the mean loss of every epoch."""
+    fresh batch of images shared by them. Returns the mean loss of every epoch.
+
+    Raises:
+        ValueError: the loss became NaN or infinite (naming the editor ``name`` and ``--lr``), before
+            the step that would spread it to every weight.
+    """
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(networks, batch_size=config.batch_size, shuffle=True, generator=generator)
     optimizer = torch.optim.Adam(editing.parameters(), lr=config.lr)
     editing.train()
     losses = []
-    for _ in range(config.epochs):
+    for epoch in range(config.epochs):
         total, steps = 0.0, 0
         for batch, index in zip(loader, image_batches(images.size(0), config.images_per_step, len(loader), generator)):
             loss = edit_loss(editing, batch, images[index], labels[index], config.activation)
+            if not torch.isfinite(loss):
+                raise ValueError(
+                    f"the {name or 'weight'} editor's training loss became {loss.item()} in epoch {epoch + 1}; "
+                    f"lower --lr (now {config.lr:g})"
+                )
             optimizer.zero_grad()
             loss.backward()
             # Large steps kill the edited classifiers' ReLUs (a plateau at chance the editor

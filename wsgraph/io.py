@@ -181,6 +181,7 @@ def stale_staging_folders(out: str | os.PathLike, suffix: str) -> list[Path]:
         and entry.name.startswith(prefix)
         and entry.name.endswith(suffix)
         and entry.is_dir()
+        and not entry.is_symlink()  # made by mkdtemp, never a link: one is someone else's
     )
 
 
@@ -317,8 +318,10 @@ def replace_folder(built: str | os.PathLike, out: str | os.PathLike, aside_suffi
 
 def remove_folder(folder: str | os.PathLike) -> None:
     """Delete ``folder`` and what it holds, folders without write permission for their owner
-    included; what cannot be deleted all the same is left."""
+    included; what cannot be deleted all the same is left. A symlink is left as it is."""
     folder = Path(folder)
+    if folder.is_symlink():
+        return
     owner_all = stat.S_IRWXU
     with contextlib.suppress(OSError):
         if stat.S_IMODE(folder.stat().st_mode) & owner_all != owner_all:

@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import select
 import sys
 from collections.abc import Sequence
 
-from wsgraph.cli import adapt, bench, convert, demo, edit, fit_inrs, fit_sines, info, predict, train, zoo, zoo_stats
 from wsgraph.errors import one_line
-from wsgraph.runtime import tune_cpu_allocator
 
-# Each module offers `register(subparsers)`, which adds its parser and sets `func`.
-COMMANDS: list = [adapt, bench, convert, demo, edit, fit_inrs, fit_sines, info, predict, train, zoo, zoo_stats]
+# Each module of wsgraph.cli offers `register(subparsers)`, which adds its parser and sets `func`. They
+# are imported when the parser is built, inside main's handling of Ctrl-C: they load torch, which takes
+# seconds.
+COMMAND_MODULES = (
+    "adapt",
+    "bench",
+    "convert",
+    "demo",
+    "edit",
+    "fit_inrs",
+    "fit_sines",
+    "info",
+    "predict",
+    "train",
+    "zoo",
+    "zoo_stats",
+)
 
 
 class CommandError(Exception):
@@ -26,16 +40,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
-        command.register(subparsers)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"wsgraph.cli.{name}").register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    tune_cpu_allocator()
     try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print("wsgraph: interrupted", file=sys.stderr)
+        return 130
+    try:
+        from wsgraph.runtime import tune_cpu_allocator
+
+        tune_cpu_allocator()
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("wsgraph: interrupted", file=sys.stderr)

@@ -1,0 +1,49 @@
+"""The ``wsgraph`` command starts without loading torch, so a Ctrl-C while its commands load
+ends it with one line, and ``import wsgraph`` stays cheap while offering wsgraph.core's names."""
+
+import signal
+import subprocess
+import sys
+import time
+
+from wsgraph.cli import main as cli_main
+
+
+def test_the_entry_point_and_the_package_load_no_torch():
+    script = "import sys, wsgraph, wsgraph.cli.main; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_the_package_offers_core_names_at_first_use():
+    import wsgraph.core
+
+    assert wsgraph.__all__ == wsgraph.core.__all__
+    assert all(getattr(wsgraph, name) is getattr(wsgraph.core, name) for name in wsgraph.__all__)
+    assert set(wsgraph.__all__) <= set(dir(wsgraph)) and wsgraph.layers.__name__ == "wsgraph.layers"
+    try:
+        wsgraph.no_such_name  # noqa: B018
+    except AttributeError as error:
+        assert str(error) == "module 'wsgraph' has no attribute 'no_such_name'"
+    else:
+        raise AssertionError("an unknown name was found")
+
+
+def test_a_ctrl_c_while_the_commands_load_is_one_line(monkeypatch, capsys):
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_main.importlib, "import_module", interrupted)
+    assert cli_main.main(["info", "x.pt"]) == 130
+    assert capsys.readouterr().err == "wsgraph: interrupted\n"
+
+
+def test_a_real_ctrl_c_at_start_gives_no_traceback():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wsgraph", "info", "no-such-file.pt"], stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    assert process.returncode in (130, 1, -signal.SIGINT), (process.returncode, err)

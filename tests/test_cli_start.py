@@ -10,7 +10,10 @@ from wsgraph.cli import main as cli_main
 
 
 def test_the_entry_point_and_the_package_load_no_torch():
-    script = "import sys, wsgraph, wsgraph.cli.main; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    script = (
+        "import inspect, sys, wsgraph, wsgraph.cli.main; hasattr(wsgraph, '__wrapped__'); inspect.unwrap(wsgraph); "
+        "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    )
     loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
 
@@ -21,6 +24,9 @@ def test_the_package_offers_core_names_at_first_use():
     assert wsgraph.__all__ == wsgraph.core.__all__
     assert all(getattr(wsgraph, name) is getattr(wsgraph.core, name) for name in wsgraph.__all__)
     assert set(wsgraph.__all__) <= set(dir(wsgraph)) and wsgraph.layers.__name__ == "wsgraph.layers"
+    namespace = {}
+    exec("from wsgraph import *", namespace)
+    assert {name for name in namespace if not name.startswith("__")} == set(wsgraph.core.__all__)
     try:
         wsgraph.no_such_name  # noqa: B018
     except AttributeError as error:

@@ -199,13 +199,24 @@ def test_stats_gbt_names_the_members_it_leaves_out_for_non_finite_weights(
     assert sum(result["networks"].values()) == len(read_records(zoo)) - 1
 
 
+@pytest.mark.filterwarnings(
+    "ignore:overflow encountered:RuntimeWarning", "ignore:invalid value encountered:RuntimeWarning"
+)
+def test_stats_gbt_that_diverges_writes_nothing(mlp_zoo: Path, tmp_path: Path) -> None:
+    # Shrinkage above 2 makes every tree overshoot the last; the predictions overflow to NaN.
+    with pytest.raises(ValueError, match=r"non-finite \w+ predictions with learning_rate=100; lower it"):
+        fit_stats_gbt(mlp_zoo, tmp_path / "out", ("test_accuracy",), n_estimators=300, learning_rate=100.0)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
         (["--seed", "-1"], "--seed must be in 0..4294967295, got -1"),
         (["--seed", str(2**32)], "--seed must be in 0..4294967295"),
-        (["--learning-rate", "inf"], "--learning-rate must be in (0, 1000], got inf"),
-        (["--learning-rate", "1e300"], "--learning-rate must be in (0, 1000], got 1e+300"),
+        (["--learning-rate", "inf"], "--learning-rate must be in (0, 1], got inf"),
+        (["--learning-rate", "1e300"], "--learning-rate must be in (0, 1], got 1e+300"),
+        (["--learning-rate", "100"], "--learning-rate must be in (0, 1], got 100.0"),
         (["--n-estimators", "10000000000"], "--n-estimators must be in 1..1,000,000, got 10000000000"),
         (["--max-depth", str(10**20)], f"--max-depth must be in 1..1,000, got {10**20}"),
         (["--out", "{blocker}"], "--out {blocker}: {blocker} exists and is not a folder"),

@@ -32,12 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the trees' subsampling (default 0)")
     parser.add_argument("--n-estimators", type=int, default=300, help="boosting stages (default 300)")
-    parser.add_argument("--learning-rate", type=float, default=0.05, help="shrinkage (default 0.05)")
+    parser.add_argument("--learning-rate", type=float, default=0.05, help="shrinkage, in (0, 1] (default 0.05)")
     parser.add_argument("--max-depth", type=int, default=4, help="depth of each tree (default 4)")
     parser.set_defaults(func=run)
 
 
-_MOST_ESTIMATORS, _MOST_DEPTH, _MOST_LEARNING_RATE = 1_000_000, 1_000, 1000.0
+_MOST_ESTIMATORS, _MOST_DEPTH = 1_000_000, 1_000
+# Shrinkage: above 1 each tree over-corrects the last, and above about 2 the predictions grow
+# without bound (NaN after a few hundred trees).
+_MOST_LEARNING_RATE = 1.0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -170,6 +170,11 @@ def fit_stats_gbt(
         for name in SPLITS:
             if rows[name].size:
                 predictions[name][:, column] = model.predict(features[rows[name]])
+    for name in SPLITS:
+        if not np.isfinite(predictions[name]).all():
+            raise ValueError(
+                f"stats-gbt gave non-finite {name} predictions with learning_rate={learning_rate:g}; lower it"
+            )
     train_mean = y[rows["train"]].mean(axis=0)
     test_true = y[rows["test"]]
     result: dict[str, Any] = {

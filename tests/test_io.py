@@ -156,6 +156,51 @@ def test_replace_folder_puts_the_built_folder_in_place_with_the_replaced_ones_pe
     os.chmod(out, 0o755)
 
 
+def _another_group() -> int | None:
+    """A group other than this process's that it may give its files: any, as root."""
+    if os.geteuid() == 0:
+        return os.getegid() + 54321
+    return next((group for group in os.getgroups() if group != os.getegid()), None)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="no set-group-ID folders")
+@pytest.mark.parametrize("earlier", ["empty", "full"])
+def test_replace_folder_gives_a_set_group_id_folders_group_to_what_it_writes(tmp_path, earlier):
+    group = _another_group()
+    if group is None:
+        pytest.skip("this user belongs to one group only")
+    out = tmp_path / "out"
+    out.mkdir()
+    if earlier == "full":
+        (out / "old.txt").write_text("old")
+    os.chown(out, -1, group)
+    os.chmod(out, 0o2775)
+    built = _built(tmp_path, "new")
+    (built / "shards").mkdir()
+    (built / "shards" / "shard-00000.pt").write_text("new")
+    os.symlink("new.txt", built / "link")
+    replace_folder(built, out, ".replaced")
+    for path in (out, out / "new.txt", out / "shards", out / "shards" / "shard-00000.pt"):
+        assert os.stat(path).st_gid == group, path
+    assert _mode(out) == 0o2775 and _mode(out / "shards") & stat.S_ISGID and not _mode(out / "new.txt") & stat.S_ISGID
+    assert os.lstat(out / "link").st_gid == os.getegid()  # a link is left as it is
+
+
+def test_replace_folder_leaves_the_group_alone_without_the_set_group_id_bit(tmp_path):
+    group = _another_group()
+    if group is None:
+        pytest.skip("this user belongs to one group only")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.chown(out, -1, group)
+    os.chmod(out, 0o775)
+    built = _built(tmp_path, "new")
+    (built / "shards").mkdir()
+    replace_folder(built, out, ".replaced")
+    assert os.stat(out).st_gid == group and os.stat(out / "shards").st_gid == os.getegid()
+    assert not _mode(out / "shards") & stat.S_ISGID
+
+
 def test_replace_folder_puts_the_earlier_folder_back_if_the_new_one_cannot_take_its_place(tmp_path, monkeypatch):
     out = tmp_path / "out"
     built = _built(tmp_path, "new")

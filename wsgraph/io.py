@@ -337,7 +337,14 @@ def remove_folder(folder: str | os.PathLike) -> None:
 
 
 def _take_attributes(folder: Path, earlier: os.stat_result) -> None:
-    """Give ``folder`` the permission bits, and where allowed the owner and group, of the folder it replaced."""
+    """Give ``folder`` the permission bits, and where allowed the owner and group, of the folder it replaced.
+
+    Under a set-group-ID folder what is written in place takes the folder's group, and the
+    folders made in it the bit itself (a shared project folder): the files and folders built
+    elsewhere are given both, where the process may.
+    """
+    if earlier.st_mode & stat.S_ISGID and hasattr(os, "chown"):
+        _take_group(folder, earlier.st_gid)
     own = folder.stat()
     if hasattr(os, "chown") and (earlier.st_uid, earlier.st_gid) != (own.st_uid, own.st_gid):
         # Only a privileged process may give a folder away; the permission bits carry over all the same.
@@ -345,6 +352,22 @@ def _take_attributes(folder: Path, earlier: os.stat_result) -> None:
             os.chown(folder, earlier.st_uid, earlier.st_gid)
     # After chown, which may clear the set-group-ID bit.
     os.chmod(folder, stat.S_IMODE(earlier.st_mode))
+
+
+def _take_group(folder: Path, group: int) -> None:
+    """Give what ``folder`` holds the group ``group``, and its folders the set-group-ID bit."""
+    for parent, folders, files in os.walk(folder):
+        for name in folders + files:
+            path = os.path.join(parent, name)
+            with contextlib.suppress(OSError):
+                now = os.lstat(path)
+                if stat.S_ISLNK(now.st_mode):
+                    continue
+                if now.st_gid != group:
+                    os.chown(path, -1, group)
+                if stat.S_ISDIR(now.st_mode):
+                    # After chown, which may clear the bit.
+                    os.chmod(path, stat.S_IMODE(now.st_mode) | stat.S_ISGID)
 
 
 def save_figure(figure: Figure, path: str | os.PathLike, *, dpi: float | None = None) -> Path:

@@ -158,7 +158,9 @@ def test_bench_names_an_edited_result_of_a_finished_run(
     ("arguments", "message"),
     [
         (["--models", "mlp,resnet"], "unknown model 'resnet'"),
-        (["--models", "mlp", "--seeds", "0"], "--seeds must be at least 1"),
+        (["--models", "mlp", "--seeds", "0"], "--seeds must be in 1..10,000, got 0"),
+        (["--models", "mlp", "--seeds", str(10**12)], f"--seeds must be in 1..10,000, got {10**12}"),
+        (["--models", "dwsnet", "--probe-features", "100000"], "--probe-features must be in 0..65,536, got 100000"),
         (["--models", "mlp,gine,mlp"], "--models lists mlp more than once"),
         (["--models", "mlp", "--seed", str(2**63 - 2), "--seeds", "3"], f"--seed {2**63 - 2} with --seeds 3 goes past"),
     ],
@@ -191,6 +193,77 @@ def test_bench_refuses_an_unwritable_output_before_training(
     assert err.count("\n") == 1 and f"--{where} {out if where == 'out' else runs}:" in err, err
     assert blocker.read_text() == "kept\n"
     assert sorted(path.name for path in place.iterdir()) == ["a-file"]
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        # The table's path is the runs folder: the runs trained, then the table could not be written.
+        (
+            lambda t: (["--out", f"{t}/e.md", "--runs-dir", f"{t}/e.md"], []),
+            "--runs-dir {t}/e.md: the report's e.md goes there",
+        ),
+        (
+            lambda t: (["--out", f"{t}/d", "--runs-dir", f"{t}/d/results.md"], []),
+            "--runs-dir {t}/d/results.md: the report's results.md",
+        ),
+        (
+            lambda t: (["--out", f"{t}/d"], [f"{t}/d/results.png/"]),
+            "{t}/d/results.png: is a folder, where the report's file goes",
+        ),
+        # A file where the runs folder, or a later model's run folder, goes: found after the first model trained.
+        (
+            lambda t: (["--out", f"{t}/d"], [f"{t}/d/runs"]),
+            "{t}/d/runs: exists and is not a folder for the runs; choose another --out or --runs-dir",
+        ),
+        (
+            lambda t: (["--out", f"{t}/d"], [f"{t}/d/runs/gine-seed0"]),
+            "{t}/d/runs/gine-seed0: exists and is not a folder for the runs",
+        ),
+        (
+            lambda t: (["--out", f"{t}/t.md"], ["runs/bench/t"]),
+            "runs/bench/t: exists and is not a folder for the runs; give --runs-dir (the runs of every --out t.md, in any folder, go to runs/bench/t by default)",
+        ),
+    ],
+    ids=["table-is-runs", "runs-in-table", "chart-is-folder", "runs-is-file", "run-is-file", "default-runs-is-file"],
+)
+def test_bench_refuses_a_blocked_report_or_run_folder_before_training(
+    classification_root: Path, tmp_path: Path, capsys, monkeypatch, layout, message
+) -> None:
+    import wsgraph.training.bench as bench_module
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before finding that an output cannot be written")
+
+    monkeypatch.setattr(bench_module, "train", no_training)
+    monkeypatch.chdir(tmp_path)
+    flags, blockers = layout(tmp_path)
+    for blocker in blockers:
+        Path(blocker).parent.mkdir(parents=True, exist_ok=True)
+        Path(blocker).mkdir() if blocker.endswith("/") else Path(blocker).write_text("kept\n")
+    before = sorted(str(path) for path in tmp_path.rglob("*"))
+    assert (
+        main(["bench", "--data", str(classification_root), *flags, "--models", "mlp,gine", "--seeds", "1", *TINY]) == 1
+    )
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message.format(t=tmp_path) in err, err
+    assert sorted(str(path) for path in tmp_path.rglob("*")) == before
+
+
+def test_a_settings_clash_in_the_default_runs_folder_points_to_runs_dir(
+    classification_root: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    # Two reports named alike in different folders share runs/bench/<name> unless --runs-dir parts them.
+    monkeypatch.chdir(tmp_path)
+    arguments = ["bench", "--data", str(classification_root), "--models", "mlp", "--seeds", "1", *TINY]
+    assert main([*arguments, "--out", "one/results.md"]) == 0
+    capsys.readouterr()
+    assert main([*arguments, "--out", "two/results.md", "--epochs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "runs/bench/results/mlp-seed0 holds a finished run with other settings (epochs: 1 there, 2 now); " in err
+    assert err.rstrip().endswith(
+        "give --runs-dir (the runs of every --out results.md, in any folder, go to runs/bench/results by default)"
+    )
 
 
 @pytest.mark.parametrize("foreign", ["notes.md", "notes.png", "notes-runs.json"])

@@ -58,9 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+# Past any useful benchmark: --seeds 10^12 filled the memory with the plan of its runs.
+_MOST_SEEDS = 10_000
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+    if not 1 <= args.seeds <= _MOST_SEEDS:
+        raise ValueError(f"--seeds must be in 1..{_MOST_SEEDS:,}, got {args.seeds}")
     if not args.models:
         raise ValueError("--models needs at least one model name")
     check_model_names(args.models)

@@ -66,6 +66,8 @@ class BenchOutputs:
     curves: Path
     # What a second bench of the same output is refused on: the table, or the folder holding everything.
     lock_target: Path
+    # What to change for other run folders, as an error message says it.
+    runs_advice: str = "choose another --out or --runs-dir"
 
     @classmethod
     def at(cls, out: str | Path, runs_dir: str | Path | None = None) -> BenchOutputs:
@@ -75,9 +77,14 @@ class BenchOutputs:
         if out.suffix == ".md":
             stem = out.with_suffix("")
             runs = Path(runs_dir) if runs_dir else Path("runs") / "bench" / out.stem
+            advice = (
+                "choose another --out or --runs-dir"
+                if runs_dir
+                else f"give --runs-dir (the runs of every --out {out.name}, in any folder, go to {runs} by default)"
+            )
             return cls(
                 out, stem.with_suffix(".png"), Path(f"{stem}-runs.json"), Path(f"{stem}-runs.csv"), runs,
-                Path(f"{stem}-curves"), out,
+                Path(f"{stem}-curves"), out, advice,
             )  # fmt: skip
         runs = Path(runs_dir) if runs_dir else out / "runs"
         return cls(
@@ -113,17 +120,18 @@ def bench(
 def _bench(
     base: TrainConfig, models: list[str], seeds: list[int], outputs: BenchOutputs, command: str
 ) -> list[dict[str, Any]]:
-    refuse_foreign_outputs(outputs)
     planned = [
         (dataclasses.replace(base, model=model, seed=seed, out=str(folder)), folder)
         for model in models
         for seed in seeds
         for folder in [outputs.runs_dir / f"{model}-seed{seed}"]
     ]
+    refuse_blocked_outputs(outputs, [folder for _, folder in planned])
+    refuse_foreign_outputs(outputs)
     # Every finished run is read (and its settings checked) before any is trained: a later one of other
     # settings must not wait for the earlier ones to train.
     data_fingerprint = functools.cache(lambda: dataset_fingerprint(Path(base.data).expanduser()))
-    finished = [_finished_result(config, folder, data_fingerprint) for config, folder in planned]
+    finished = [_finished_result(config, folder, data_fingerprint, outputs.runs_advice) for config, folder in planned]
     if any(result is None for result in finished):
         _require_test_networks(base)
     results = []
@@ -173,6 +181,27 @@ def refuse_foreign_outputs(outputs: BenchOutputs) -> None:
         raise ValueError(f"{culprit}: exists and is not part of a wsgraph bench report; choose another --out")
 
 
+def refuse_blocked_outputs(outputs: BenchOutputs, run_folders: list[Path]) -> None:
+    """Raise a ``ValueError`` naming the path if a report file or a run folder cannot be written where it
+    goes, before any run trains: the report is written after all of them, and each run's folder only when
+    its turn comes. A folder where a report file goes, a file where a folder goes (the runs folder, a run's,
+    or one above them), and a runs folder that is, or lies within, a report file are refused."""
+    report = (outputs.table, outputs.chart, outputs.runs_json, outputs.runs_csv)
+    for path in report:
+        if path.is_dir():
+            raise ValueError(f"{path}: is a folder, where the report's file goes; choose another --out")
+    runs = outputs.runs_dir.resolve()
+    for path in (*report, outputs.curves):
+        if path.resolve() == runs or path.resolve() in runs.parents:
+            raise ValueError(
+                f"--runs-dir {outputs.runs_dir}: the report's {path.name} goes there; give --runs-dir another folder"
+            )
+    for folder in (outputs.runs_dir, *run_folders):
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise ValueError(f"{blocker}: exists and is not a folder for the runs; {outputs.runs_advice}")
+
+
 def _is_bench_document(path: Path) -> bool:
     try:
         document = json.loads(path.read_text())
@@ -206,10 +235,16 @@ def check_model_names(models: list[str]) -> None:
         raise ValueError(f"--models lists {', '.join(repeated)} more than once")
 
 
-def _finished_result(config: TrainConfig, folder: Path, data_fingerprint: Callable[[], str]) -> dict[str, Any] | None:
+def _finished_result(
+    config: TrainConfig,
+    folder: Path,
+    data_fingerprint: Callable[[], str],
+    advice: str = "choose another --out or --runs-dir",
+) -> dict[str, Any] | None:
     """The result of the finished run in ``folder`` (``None``: none there), if its settings are ``config``'s
     and it trained on the data whose fingerprint ``data_fingerprint()`` gives (``--data`` is not compared
-    by path: a dataset may have moved, and another may now lie at the same path)."""
+    by path: a dataset may have moved, and another may now lie at the same path). ``advice`` ends the error
+    for a run of other settings or data: what to change for other run folders."""
     if not (folder / RESULT_JSON).is_file():
         return None
     path = folder / RESULT_JSON
@@ -228,13 +263,13 @@ def _finished_result(config: TrainConfig, folder: Path, data_fingerprint: Callab
             f"{key}: {TrainConfig.shown(key, old)} there, {TrainConfig.shown(key, new)} now"
             for key, (old, new) in differences.items()
         )
-        raise ValueError(f"{folder} holds a finished run with other settings ({listed}); choose another --out")
+        raise ValueError(f"{folder} holds a finished run with other settings ({listed}); {advice}")
     # Results written before the fingerprint was recorded cannot be checked.
     stored_fingerprint = result["dataset"].get("fingerprint")
     if stored_fingerprint is not None and stored_fingerprint != data_fingerprint():
         raise ValueError(
             f"{folder} holds a finished run on other data ({stored.data}, data fingerprint {stored_fingerprint}; "
-            f"--data {config.data}: {data_fingerprint()}); choose another --out"
+            f"--data {config.data}: {data_fingerprint()}); {advice}"
         )
     return result
 

@@ -36,6 +36,9 @@ EDITING_MODELS = ("dwsnet", "dwsnet-dense", "mlp", "mlp-aug")
 COMPILABLE_MODELS = ("dwsnet", "dwsnet-dense")
 TASKS = ("classify", "regress", "dilate")
 LOADERS = ("auto", "stacked", "pyg")
+# The largest --hidden-channels (and --probe-features) and --depth a run accepts.
+MOST_CHANNELS, MOST_DEPTH = 65_536, 1_000
+
 # "constant" is the DWSNets trainer's (experiments/*/trainer.py): no warmup, no decay.
 # "warmup-constant" is the Neural Graphs trainer's (WarmupLRScheduler): linear warmup, then constant.
 SCHEDULES = ("warmup-cosine", "warmup-constant", "constant")
@@ -347,7 +350,6 @@ class TrainConfig:
         )
         self._validate_model_options()
         _check(0 <= self.dropout < 1, "dropout", self.dropout, "in [0, 1)")
-        _check(self.probe_features >= 0, "probe-features", self.probe_features, "at least 0 (0: none)")
         _check(self.patience >= 0, "patience", self.patience, "at least 0 (0: no early stopping)")
         _check(self.num_workers >= 0, "num-workers", self.num_workers, "at least 0")
         for name in ("warmup_steps", "warmup_epochs"):
@@ -355,9 +357,16 @@ class TrainConfig:
             _check(
                 value is None or (math.isfinite(value) and value >= 0), name.replace("_", "-"), value, "finite, >= 0"
             )
-        for name in ("hidden_channels", "depth", "max_train"):
+        _check(self.max_train is None or self.max_train >= 1, "max-train", self.max_train, "at least 1")
+        # Past any useful model: building one with --depth 100000 filled the memory before anything said why.
+        for name, most in (
+            ("hidden_channels", MOST_CHANNELS),
+            ("depth", MOST_DEPTH),
+            ("probe_features", MOST_CHANNELS),
+        ):
             value = getattr(self, name)
-            _check(value is None or value >= 1, name.replace("_", "-"), value, "at least 1")
+            least = 0 if name == "probe_features" else 1
+            _check(value is None or least <= value <= most, name.replace("_", "-"), value, f"in {least}..{most:,}")
         if self.targets is not None:
             repeated = first_repeat(self.targets)
             if repeated is not None:

@@ -356,9 +356,13 @@ class _Run:
     def _open_data(self) -> tuple[TrainingData, str]:
         config, context = self.config, self.context
         data, task = open_run_data(config, context)
-        if len(data.train) < 2 * context.world_size:
+        least = 2 * context.world_size
+        if len(data.train) < least:
+            # Two per process: a batch of one network has no batch statistics (mlp-aug's batch norm refuses it).
+            culprit = f"--max-train {config.max_train}" if config.max_train is not None else config.data
             raise ValueError(
-                f"{config.data}: {len(data.train)} training networks are too few for {context.world_size} process(es)"
+                f"{culprit}: {len(data.train)} training networks are too few; "
+                f"training needs at least {least} ({context.world_size} process(es))"
             )
         return data, task
 

@@ -42,9 +42,56 @@ def test_main_job_fits_trains_and_tabulates(tmp_path, capsys):
     assert "is finished, reading its result" in captured.out + captured.err
 
 
-def test_demo_rejects_bad_settings(capsys):
-    assert main(["demo", "--epochs", "0"]) == 1
-    assert "--epochs must be at least 1" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--epochs", "0"], "argument --epochs: expected a positive integer, got '0'"),
+        (["--steps", "-1"], "argument --steps: expected a positive integer, got '-1'"),
+        (["--limit", "1"], "argument --limit: expected a >= 2 integer, got '1'"),
+        (["--seed", "-1"], "argument --seed: expected an integer in 0..9223372036854775807, got -1"),
+        (["--graphs-only", "--seed", str(10**30)], "argument --seed: expected an integer in 0..9223372036854775807"),
+    ],
+)
+def test_demo_rejects_bad_settings_before_any_work(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit:
+        main(["demo", "--out", str(tmp_path / "demo"), *flags])
+    assert exit.value.code == 2
+    assert message in capsys.readouterr().err.splitlines()[-1]
+    assert not (tmp_path / "demo").exists()
+
+
+@pytest.mark.parametrize(
+    "blocked", ["graphs", "digits-inrs", "results", "runs", "runs/mlp-seed0", "results/results.md/"]
+)
+def test_demo_refuses_a_blocked_output_before_fitting(tmp_path, capsys, blocked):
+    # Each was found only when its stage came: after the INRs were fitted, or after every model trained.
+    out = tmp_path / "demo"
+    path = out / blocked.rstrip("/")
+    path.parent.mkdir(parents=True)
+    path.mkdir() if blocked.endswith("/") else path.write_text("kept\n")
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["demo", "--out", str(out), "--models", "dwsnet,mlp", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err, err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("name", ["summary.json", "network.png"])
+def test_the_graph_stage_keeps_files_it_did_not_write(tmp_path, capsys, name):
+    graphs = tmp_path / "demo" / "graphs"
+    graphs.mkdir(parents=True)
+    (graphs / name).write_text("mine\n")
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--graphs-only"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"wsgraph demo: error: {graphs / name}: exists and is not the demo's; choose another --out\n"
+    assert [path.name for path in graphs.iterdir()] == [name] and (graphs / name).read_text() == "mine\n"
+
+
+def test_the_graph_stage_replaces_its_own_outputs(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--graphs-only", "--seed", "1"]) == 0
+    assert main(["demo", "--out", str(out), "--graphs-only", "--seed", "2"]) == 0
+    assert sorted(path.name for path in (out / "graphs").iterdir()) == ["network.png", "summary.json"]
 
 
 @pytest.mark.parametrize(

@@ -20,12 +20,21 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from wsgraph.cli.arguments import path_argument
-from wsgraph.cli.graph_demo import run_graph_demo
+from wsgraph.cli.arguments import int_at_least, path_argument, seed
+from wsgraph.cli.graph_demo import refuse_foreign_graph_outputs, run_graph_demo
+from wsgraph.training.config import MODEL_NAMES
+
+if TYPE_CHECKING:
+    from wsgraph.training.bench import BenchOutputs
 
 DEFAULT_OUT = Path("runs/demo")
 DEFAULT_MODELS = ("dwsnet", "mlp", "mlp-aug", "gine")
+# Training needs two networks (a batch of one has no batch statistics).
+_LEAST_LIMIT = 2
+# What stage 1 writes into, the fitted INRs, the table and chart, the training runs.
+_STAGE_FOLDERS = ("graphs", "digits-inrs", "results", "runs")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,33 +53,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_OUT,
         help=f"output folder (default: {DEFAULT_OUT})",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
     parser.add_argument(
         "--models",
         default=",".join(DEFAULT_MODELS),
         type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
-        help=f"models to compare (default: {','.join(DEFAULT_MODELS)})",
+        help=f"models to compare, comma separated: any of {', '.join(MODEL_NAMES)} (default: {','.join(DEFAULT_MODELS)})",
     )
-    parser.add_argument("--epochs", type=int, default=25, help="training epochs per model (default: 25)")
-    parser.add_argument("--steps", type=int, default=1000, help="INR fitting steps (default: 1000, the recipe's)")
-    parser.add_argument("--limit", type=int, help="fit only the first N digits of each split (default: all)")
+    parser.add_argument(
+        "--epochs", type=int_at_least(1, "positive"), default=25, help="training epochs per model (default: 25)"
+    )
+    parser.add_argument(
+        "--steps",
+        type=int_at_least(1, "positive"),
+        default=1000,
+        help="INR fitting steps (default: 1000, the recipe's)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int_at_least(_LEAST_LIMIT, f">= {_LEAST_LIMIT}"),
+        help=f"fit only the first N digits of each split, N >= {_LEAST_LIMIT} (default: all)",
+    )
     parser.add_argument("--graphs-only", action="store_true", help="run only the first stage (networks as graphs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ("epochs", "steps"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}")
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {args.limit}")
     from wsgraph.io import check_writable_folder
     from wsgraph.training.bench import check_model_names
 
     # Checked before the INR fitting, which takes minutes, rather than when training starts.
     check_model_names(args.models)
     check_writable_folder(args.out, f"--out {args.out}")
+    for name in _STAGE_FOLDERS[:1] if args.graphs_only else _STAGE_FOLDERS:
+        folder = args.out / name
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"--out {args.out}: {folder} exists and is not a folder; the demo writes one there")
+    refuse_foreign_graph_outputs(args.out / "graphs")
+    if not args.graphs_only:
+        _refuse_blocked_comparison(args)
     started = time.perf_counter()
     _stage(1, "networks as graphs")
     run_graph_demo(args.out / "graphs", seed=args.seed)
@@ -117,11 +139,26 @@ def _fit_digit_inrs(root: Path, args: argparse.Namespace) -> None:
     print(format_psnr_summary(summary))
 
 
+def _comparison_outputs(args: argparse.Namespace) -> BenchOutputs:
+    from wsgraph.training.bench import BenchOutputs
+
+    return BenchOutputs.at(args.out / "results", args.out / "runs")
+
+
+def _refuse_blocked_comparison(args: argparse.Namespace) -> None:
+    """What the third stage's bench would refuse after the fit, refused before it."""
+    from wsgraph.training.bench import refuse_blocked_outputs, refuse_foreign_outputs
+
+    outputs = _comparison_outputs(args)
+    refuse_blocked_outputs(outputs, [outputs.runs_dir / f"{model}-seed{args.seed}" for model in args.models])
+    refuse_foreign_outputs(outputs)
+
+
 def _compare_models(data: Path, args: argparse.Namespace) -> Path:
-    from wsgraph.training.bench import BenchOutputs, bench, bench_command
+    from wsgraph.training.bench import bench, bench_command
     from wsgraph.training.config import TrainConfig
 
-    outputs = BenchOutputs.at(args.out / "results", args.out / "runs")
+    outputs = _comparison_outputs(args)
     base = TrainConfig(
         data=str(data),
         model=args.models[0],

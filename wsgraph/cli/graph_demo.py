@@ -9,6 +9,7 @@ stack of networks in one vectorised call, and draws one network.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -30,6 +31,7 @@ from wsgraph.core.visualize import draw_network
 from wsgraph.io import write_json
 
 DEFAULT_OUT = Path("runs/demo/graphs")
+SUMMARY, DRAWING = "summary.json", "network.png"
 # float32 outputs of O(1): summing in another order (after a permutation) moves them by a few ulps.
 FUNCTION_TOLERANCE = 1e-5
 STACKED_NETWORKS = 1000
@@ -94,6 +96,7 @@ def run_graph_demo(out_dir: str | os.PathLike = DEFAULT_OUT, seed: int = 0) -> d
         RuntimeError: if any check fails.
     """
     out_dir = Path(out_dir)
+    refuse_foreign_graph_outputs(out_dir)
     started = time.perf_counter()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -104,8 +107,7 @@ def run_graph_demo(out_dir: str | os.PathLike = DEFAULT_OUT, seed: int = 0) -> d
         rows = [_check_network(entry, graph, probe, generator) for entry, graph in zip(entries, graphs)]
         batch_summary = _check_batching(graphs)
         stacked_summary = _check_stacked()
-    figure_path = out_dir / "network.png"
-    draw_network(graphs[0], path=figure_path, title=f"{entries[0]['name']} {graph_specs(graphs[0])[0]}")
+    figure_path = out_dir / DRAWING
     summary = {
         "networks": rows,
         "batch": batch_summary,
@@ -113,9 +115,34 @@ def run_graph_demo(out_dir: str | os.PathLike = DEFAULT_OUT, seed: int = 0) -> d
         "drawing": str(figure_path),
         "seconds": round(time.perf_counter() - started, 3),
     }
-    write_json(out_dir / "summary.json", summary)
+    # The summary first: it marks the drawing beside it as the demo's (refuse_foreign_graph_outputs).
+    write_json(out_dir / SUMMARY, summary)
+    draw_network(graphs[0], path=figure_path, title=f"{entries[0]['name']} {graph_specs(graphs[0])[0]}")
     print(format_summary(summary))
     return summary
+
+
+def refuse_foreign_graph_outputs(out_dir: str | os.PathLike) -> None:
+    """Raise a ``ValueError`` naming the file unless what lies where the stage writes (``summary.json``,
+    ``network.png``) is an earlier run's, which a rerun replaces; a file there is someone's unless a
+    summary of this stage lies beside it."""
+    out_dir = Path(out_dir)
+    summary, drawing = out_dir / SUMMARY, out_dir / DRAWING
+    for path in (summary, drawing):
+        if path.is_dir():
+            raise ValueError(f"{path}: is a folder, where the demo's {path.name} goes; choose another --out")
+    ours = summary.is_file() and _is_graph_summary(summary)
+    culprit = next((path for path in (summary, drawing) if path.exists() and not ours), None)
+    if culprit is not None:
+        raise ValueError(f"{culprit}: exists and is not the demo's; choose another --out")
+
+
+def _is_graph_summary(path: Path) -> bool:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(document, dict) and {"networks", "batch", "stacked", "drawing"} <= document.keys()
 
 
 def _check_network(

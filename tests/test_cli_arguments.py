@@ -7,7 +7,7 @@ from wsgraph.runtime import MAX_SEED
 
 COMMANDS = {
     "fit-inrs": ["fit-inrs", "--source", "digits", "--out", "{out}", "--limit", "2", "--steps", "1", "--no-progress"],
-    "fit-sines": ["fit-sines", "--out", "{out}", "--count", "4", "--steps", "1", "--no-progress"],
+    "fit-sines": ["fit-sines", "--out", "{out}", "--count", "6", "--steps", "1", "--no-progress"],
     "zoo": ["zoo", "--source", "digits", "--out", "{out}", "--count", "2", "--arch", "mlp", "--no-progress"],
     "adapt": ["adapt", "--data", "{out}-data", "--source", "digits", "--out", "{out}"],
 }

@@ -149,9 +149,14 @@ def test_fit_inrs_is_independent_of_limit_and_shard_size(tmp_path, capsys):
             "source 'digits' has a fixed stratified split (70% train, 10% val",
         ),
         (["--source", "mnist", "--root", __file__], f"{__file__}: not a folder (--root of source 'mnist'"),
-        (["--source", "digits", "--layers", "1"], "--layers must be at least 2, got 1"),
-        (["--source", "digits", "--lr", "nan"], "--lr must be a finite number"),
-        (["--source", "digits", "--lr", "-1"], "lr must be a positive number"),
+        (["--source", "digits", "--layers", "1"], "--layers must be in 2..1,000, got 1"),
+        (["--source", "digits", "--layers", "1000000"], "--layers must be in 2..1,000, got 1000000"),
+        (["--source", "digits", "--hidden", str(10**12)], f"--hidden must be in 1..65,536, got {10**12}"),
+        (["--source", "digits", "--lr", "nan"], "--lr must be a finite number in (0, 3.40282e+38], got nan"),
+        (["--source", "digits", "--lr", "-1"], "--lr must be a finite number in (0, 3.40282e+38], got -1.0"),
+        (["--source", "digits", "--lr", "1e300"], "--lr must be a finite number in (0, 3.40282e+38], got 1e+300"),
+        (["--source", "digits", "--omega", "1e300"], "--omega must be a finite number in (0, 1e+06], got 1e+300"),
+        (["--source", "digits", "--offset", "1e39"], "--offset must be a finite number in [-1e+06, 1e+06], got 1e+39"),
         (["--source", "digits", "--device", "tpu"], "--device tpu: unknown device; expected auto, cpu, cuda or cuda:N"),
     ],
 )
@@ -205,15 +210,15 @@ def test_sine_inputs_follow_the_published_recipe():
 def test_fit_sines_reproduces_the_functions(tmp_path, capsys):
     out = tmp_path / "sines"
     code, printed, _ = run_cli(
-        capsys, "fit-sines", "--out", str(out), "--count", "4", "--shard-size", "3", "--no-progress"
+        capsys, "fit-sines", "--out", str(out), "--count", "6", "--shard-size", "3", "--no-progress"
     )
     assert code == 0 and "MSE" in printed
     meta = read_meta(out)
     assert meta["task"] == "regression" and meta["widths"] == [1, 32, 32, 1] and meta["recipe"]["steps"] == 1500
-    assert meta["num_shards"] == 2 and sum(meta["split_sizes"].values()) == 4
+    assert meta["num_shards"] == 2 and meta["split_sizes"] == {"train": 4, "val": 1, "test": 1}
     written = shards(out)
     coefficients = torch.cat([s.y for s in written])
-    assert coefficients.shape == (4, 2) and torch.equal(coefficients, sine_coefficients(4, seed=0))
+    assert coefficients.shape == (6, 2) and torch.equal(coefficients, sine_coefficients(6, seed=0))
     points = sine_points(meta["num_points"])
     stopped_total = 0
     for shard in written:
@@ -229,14 +234,30 @@ def test_fit_sines_reproduces_the_functions(tmp_path, capsys):
     assert stopped_total >= 2
     assert (out / "reconstructions.png").is_file()
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["mse"]["all"]["count"] == 4 and read_meta(out)["mse"] == summary["mse"]
+    assert summary["mse"]["all"]["count"] == 6 and read_meta(out)["mse"] == summary["mse"]
     assert summary["files"] == {"preview": "reconstructions.png"}
     assert summary["fitted_on"] == str(resolve_device("auto"))
 
 
-def test_fit_sines_errors_are_one_line(tmp_path, capsys):
-    code, _, error = run_cli(capsys, "fit-sines", "--out", str(tmp_path), "--count", "0")
-    assert code == 1 and error.strip() == "wsgraph fit-sines: error: --count must be at least 1, got 0"
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--count", "0"], "--count must be in 1..10,000,000, got 0"),
+        (["--count", str(10**12)], f"--count must be in 1..10,000,000, got {10**12}"),
+        (["--points", str(10**12)], f"--points must be in 1..1,000,000, got {10**12}"),
+        (["--count", "5"], "--count must be at least 6, so that the val and test splits (10% and 20%, rounded) hold"),
+        (["--weight-decay", "1e300"], "--weight-decay must be a finite number in [0, 3.40282e+38], got 1e+300"),
+        (["--weight-decay", "nan"], "--weight-decay must be a finite number in [0, 3.40282e+38], got nan"),
+        (["--early-stop-loss", "-1"], "--early-stop-loss must be a finite number in [0, 3.40282e+38], got -1.0"),
+        (["--early-stop-loss", "inf"], "--early-stop-loss must be a finite number in [0, 3.40282e+38], got inf"),
+        (["--offset", "1e300"], "--offset must be a finite number in [-1e+06, 1e+06], got 1e+300"),
+    ],
+)
+def test_fit_sines_errors_are_one_line_and_write_nothing(tmp_path, capsys, argv, message):
+    argv = ["--count", "10", *argv] if "--count" not in argv else argv
+    code, _, error = run_cli(capsys, "fit-sines", "--out", str(tmp_path / "out"), *argv, "--no-progress")
+    assert code == 1 and error.count("\n") == 1 and message in error, error
+    assert not (tmp_path / "out").exists()
 
 
 def test_weight_space_dataset_opens_fit_inrs_output_for_editing(tmp_path, capsys):

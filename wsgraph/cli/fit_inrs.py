@@ -74,8 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def add_fitting_arguments(parser: argparse.ArgumentParser, defaults: SirenRecipe) -> None:
-    """The flags shared by ``fit-inrs`` and ``fit-sines``: recipe, sharding, seed and device."""
+def add_fitting_arguments(parser: argparse.ArgumentParser, defaults: SirenRecipe) -> argparse._ArgumentGroup:
+    """The flags shared by ``fit-inrs`` and ``fit-sines``: recipe, sharding, seed and device; returns the
+    recipe's group, for a command's own recipe flags."""
     group = parser.add_argument_group("recipe")
     group.add_argument("--steps", type=int, default=defaults.steps, help=f"Adam steps (default {defaults.steps})")
     group.add_argument("--lr", type=float, default=defaults.lr, help=f"Adam learning rate (default {defaults.lr:g})")
@@ -109,25 +110,60 @@ def add_fitting_arguments(parser: argparse.ArgumentParser, defaults: SirenRecipe
     output.add_argument(
         "--batch-size",
         type=int,
-        help="networks fitted at once per thread (default: 2**15 pixels on CPU, 2**22 on CUDA)",
+        help="networks fitted at once per thread (default: as many as hold 2**15 sample points, e.g. pixels, on CPU; "
+        "2**22 on CUDA)",
     )
     output.add_argument("--seed", type=seed, default=0, help="seed of the initialisation and splits (default 0)")
     output.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     output.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return group
+
+
+# (least, most) of each count; most is past any useful setting, where the fit would fill the memory
+# (--layers 1000000 asked for 8 GB) or fail deep in torch with a message that names no flag.
+_COUNT_RANGES = {
+    "steps": (0, 10**9),
+    "hidden": (1, 65_536),
+    "layers": (2, 1_000),
+    "shard_size": (1, 10**7),
+    "batch_size": (1, 2**31 - 1),
+    "limit": (0, None),
+    "val_size": (0, None),
+    "count": (1, 10**7),
+    "points": (1, 10**6),
+}
+# (least, most, whether least itself is allowed) of each number; 1e6 is far past any useful
+# omega_0 or output offset (the recipes' are 30 and 0 or 0.5), and float32 holds the rest.
+_NUMBER_RANGES = {
+    "lr": (0.0, 3.4028234663852886e38, False),
+    "omega": (0.0, 1e6, False),
+    "offset": (-1e6, 1e6, True),
+    "weight_decay": (0.0, 3.4028234663852886e38, True),
+    "early_stop_loss": (0.0, 3.4028234663852886e38, True),
+    "early_stop_psnr": (-math.inf, math.inf, True),
+}
 
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Fail early, with the flag's name, on counts and numbers out of range."""
-    for name in ("steps", "hidden", "layers", "shard_size", "batch_size", "limit", "val_size", "count", "points"):
+    for name, (least, most) in _COUNT_RANGES.items():
         value = getattr(args, name, None)
-        minimum = 0 if name in ("steps", "limit", "val_size") else (2 if name == "layers" else 1)
-        if value is not None and value < minimum:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least {minimum}, got {value}")
-    for name in ("lr", "omega", "offset", "early_stop_psnr"):
-        if getattr(args, name, None) is None:
+        if value is None:
             continue
-        if not math.isfinite(getattr(args, name)):
-            raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {getattr(args, name)}")
+        flag = f"--{name.replace('_', '-')}"
+        if most is None and value < least:
+            raise ValueError(f"{flag} must be at least {least}, got {value}")
+        if most is not None and not least <= value <= most:
+            raise ValueError(f"{flag} must be in {least}..{most:,}, got {value}")
+    for name, (least, most, least_allowed) in _NUMBER_RANGES.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        above_least = value >= least if least_allowed else value > least
+        if not (math.isfinite(value) and above_least and value <= most):
+            bound = "[" if least_allowed else "("
+            shown = f"a finite number in {bound}{least:g}, {most:g}]" if math.isfinite(least) else "a finite number"
+            raise ValueError(f"--{name.replace('_', '-')} must be {shown}, got {value}")
 
 
 def recipe_from_arguments(args: argparse.Namespace, in_dim: int, out_dim: int, base: SirenRecipe) -> SirenRecipe:

@@ -12,9 +12,12 @@ from pathlib import Path
 
 from wsgraph.cli.arguments import path_argument
 from wsgraph.cli.fit_inrs import add_fitting_arguments, check_arguments, recipe_from_arguments
-from wsgraph.inrs.sine_inrs import DEFAULT_POINTS, SINE_RECIPE
+from wsgraph.inrs.sine_inrs import DEFAULT_POINTS, SINE_RECIPE, TEST_FRACTION, VAL_FRACTION
 from wsgraph.io import check_writable_folder
 from wsgraph.runtime import resolve_device
+
+# The fewest networks whose splits are all non-empty: round(10% of 6) = 1 val network.
+_LEAST_COUNT = 6
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,23 +31,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--out", required=True, type=path_argument, help="dataset folder to create or resume")
-    parser.add_argument("--count", type=int, required=True, help="number of functions (networks)")
+    parser.add_argument(
+        "--count", type=int, required=True, help=f"number of functions (networks), at least {_LEAST_COUNT}"
+    )
     parser.add_argument(
         "--points", type=int, default=DEFAULT_POINTS, help=f"sample points in [-pi, pi) (default {DEFAULT_POINTS})"
     )
-    parser.add_argument(
+    recipe = add_fitting_arguments(parser, SINE_RECIPE)
+    recipe.add_argument(
         "--weight-decay",
         type=float,
         default=SINE_RECIPE.weight_decay,
         help=f"Adam weight decay (default {SINE_RECIPE.weight_decay:g})",
     )
-    parser.add_argument(
+    recipe.add_argument(
         "--early-stop-loss",
         type=float,
         default=SINE_RECIPE.early_stop_loss,
         help=f"stop a network at this MSE, 0 for never (default {SINE_RECIPE.early_stop_loss:g})",
     )
-    add_fitting_arguments(parser, SINE_RECIPE)
     parser.set_defaults(func=run)
 
 
@@ -53,9 +58,12 @@ def run(args: argparse.Namespace) -> int:
     from wsgraph.inrs.sine_inrs import fit_sine_inrs
 
     check_arguments(args)
+    if args.count < _LEAST_COUNT:
+        raise ValueError(
+            f"--count must be at least {_LEAST_COUNT}, so that the val and test splits "
+            f"({VAL_FRACTION:.0%} and {TEST_FRACTION:.0%}, rounded) hold networks; got {args.count}"
+        )
     check_writable_folder(args.out, f"--out {args.out}")
-    if args.weight_decay < 0 or args.early_stop_loss < 0:
-        raise ValueError("--weight-decay and --early-stop-loss must be non-negative")
     args.early_stop_loss = args.early_stop_loss or None
     device = resolve_device(args.device)
     recipe = recipe_from_arguments(args, 1, 1, SINE_RECIPE)

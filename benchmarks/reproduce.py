@@ -499,11 +499,14 @@ def steps(profile: Profile, data: Path, docs: Path) -> dict[str, list[list[str]]
 
 def inside_root(path: Path) -> Path:
     """``path`` relative to the repository root when it lies inside it: every step runs
-    there, so the commands that the tables print are the same on every machine."""
-    try:
-        return path.resolve().relative_to(ROOT)
-    except ValueError:
-        return path
+    there, so the commands that the tables print are the same on every machine. A path
+    through a symlink in the root (``data`` linked to a disk elsewhere) stays inside it."""
+    for absolute in (Path(os.path.abspath(path)), path.resolve()):
+        try:
+            return absolute.relative_to(ROOT)
+        except ValueError:
+            continue
+    return path
 
 
 def wait_for_another_fitter(argv: list[str]) -> None:

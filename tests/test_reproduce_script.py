@@ -110,3 +110,15 @@ def test_every_planned_step_is_a_command_wsgraph_takes(reproduce):
     parsed = parser.parse_args(editing)
     assert (parsed.task, parsed.models, parsed.epochs, parsed.batch_size) == ("dilate", ["dwsnet"], 200, 128)
     assert (parsed.warmup_steps, parsed.clip_grad_norm, parsed.amsgrad) == (10000, 1.0, True)
+
+
+def test_paths_inside_the_root_are_written_relative_to_it_even_through_a_symlink(reproduce, tmp_path, monkeypatch):
+    # A checkout whose data folder links to another disk still prints the commands every machine can run.
+    root, disk = tmp_path / "checkout", tmp_path / "disk"
+    (disk / "reproduce").mkdir(parents=True)
+    root.mkdir()
+    (root / "data").symlink_to(disk)
+    monkeypatch.setattr(reproduce, "ROOT", root)
+    assert reproduce.inside_root(root / "data" / "reproduce") == Path("data/reproduce")
+    assert reproduce.inside_root(disk / "reproduce") == disk / "reproduce"
+    assert reproduce.inside_root(root / "docs" / ".." / "docs") == Path("docs")

@@ -116,3 +116,24 @@ def test_demo_refuses_an_out_it_cannot_write_before_fitting(tmp_path, capsys):
     assert main(["demo", "--out", str(blocker / "demo")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--out {blocker / 'demo'}: cannot write there" in err
+
+
+def test_a_demo_rerun_with_other_settings_is_refused_before_the_fit(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "demo"
+    arguments = ["demo", "--out", str(out), "--limit", "2", "--steps", "2", "--models", "mlp", "--no-progress"]
+    assert main([*arguments, "--epochs", "1"]) == 0
+    capsys.readouterr()
+    import wsgraph.cli.demo as demo
+
+    def no_fitting(*args, **kwargs):
+        raise AssertionError("fitted before finding the finished run of other settings")
+
+    monkeypatch.setattr(demo, "_fit_digit_inrs", no_fitting)
+    monkeypatch.setattr(demo, "run_graph_demo", no_fitting)
+    assert main([*arguments, "--epochs", "2"]) == 1
+    err = capsys.readouterr().err
+    # The demo has no --runs-dir to suggest.
+    assert err.count("\n") == 1 and err.rstrip().endswith(
+        f"{out / 'runs' / 'mlp-seed0'} holds a finished run with other settings (epochs: 1 there, 2 now); "
+        "choose another --out"
+    ), err

@@ -186,6 +186,31 @@ def test_replace_folder_gives_a_set_group_id_folders_group_to_what_it_writes(tmp
     assert os.lstat(out / "link").st_gid == os.getegid()  # a link is left as it is
 
 
+@pytest.mark.skipif(os.name == "nt", reason="no set-group-ID folders")
+def test_a_colleagues_set_group_id_folder_keeps_its_group_though_not_its_owner(tmp_path, monkeypatch):
+    # A writer may not give a folder away, but may give it a group it belongs to.
+    group = _another_group()
+    if group is None:
+        pytest.skip("this user belongs to one group only")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    os.chown(out, -1, group)
+    os.chmod(out, 0o2777)
+    chown = os.chown
+
+    def only_the_group(path, uid, gid, *args, **kwargs):
+        if uid != -1:
+            raise PermissionError(1, "Operation not permitted", str(path))
+        chown(path, uid, gid, *args, **kwargs)
+
+    monkeypatch.setattr(os, "chown", only_the_group)
+    built = _built(tmp_path, "new")
+    replace_folder(built, out, ".replaced")
+    assert os.stat(out).st_gid == group and os.stat(out / "new.txt").st_gid == group
+    assert _mode(out) == 0o2777
+
+
 def test_replace_folder_leaves_the_group_alone_without_the_set_group_id_bit(tmp_path):
     group = _another_group()
     if group is None:

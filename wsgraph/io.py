@@ -347,9 +347,13 @@ def _take_attributes(folder: Path, earlier: os.stat_result) -> None:
         _take_group(folder, earlier.st_gid)
     own = folder.stat()
     if hasattr(os, "chown") and (earlier.st_uid, earlier.st_gid) != (own.st_uid, own.st_gid):
-        # Only a privileged process may give a folder away; the permission bits carry over all the same.
-        with contextlib.suppress(OSError):
+        # Only a privileged process may give a folder away; the permission bits carry over all the same,
+        # and the group where the process belongs to it (a colleague's shared project folder).
+        try:
             os.chown(folder, earlier.st_uid, earlier.st_gid)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.chown(folder, -1, earlier.st_gid)
     # After chown, which may clear the set-group-ID bit.
     os.chmod(folder, stat.S_IMODE(earlier.st_mode))
 

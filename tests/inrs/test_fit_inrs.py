@@ -180,14 +180,33 @@ def test_a_diverging_fit_writes_no_shard_and_a_corrected_rerun_succeeds(tmp_path
     assert len(shard_paths(out)) == 3 and read_meta(out)["recipe"]["lr"] == 5e-4
 
 
-def test_a_fit_that_cannot_start_leaves_the_folder_to_a_corrected_rerun(tmp_path, capsys):
+def test_a_fit_that_cannot_start_leaves_the_folder_to_a_corrected_rerun(tmp_path, capsys, monkeypatch):
+    from wsgraph.inrs import image_inrs
+
+    def out_of_memory(*args, **kwargs):
+        # As torch's CPU allocator fails for a recipe too large for the machine.
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory")
+
     out = tmp_path / "digits"
-    code, _, error = run_cli(capsys, *FIT, "--out", str(out), "--hidden", "100000000")
+    with monkeypatch.context() as patched:
+        patched.setattr(image_inrs, "fit_sirens", out_of_memory)
+        code, _, error = run_cli(capsys, *FIT, "--out", str(out), "--hidden", "4096")
     assert code == 1 and len(error.strip().splitlines()) == 1 and error.startswith("wsgraph fit-inrs: error: ")
-    assert not shard_paths(out)
+    assert read_meta(out)["widths"] == [2, 4096, 4096, 1] and not shard_paths(out)
     code, _, error = run_cli(capsys, *FIT, "--out", str(out))
     assert code == 0, error
     assert read_meta(out)["widths"] == [2, 32, 32, 1]
+
+
+def test_the_hidden_neuron_shuffle_takes_every_seed(tmp_path, capsys):
+    # seed * 1_000_003 + first overflowed the generator's 64 bits from seed 1.8e13 on, after meta.json was written.
+    from wsgraph.runtime import MAX_SEED
+
+    out = tmp_path / "digits"
+    argv = ["--limit", "2", "--steps", "2", "--permute-hidden", "--seed", str(MAX_SEED)]
+    code, _, error = run_cli(capsys, *FIT[:3], "--out", str(out), *argv, "--no-progress")
+    assert code == 0, error
+    assert len(shard_paths(out)) == 1
 
 
 def test_fit_inrs_without_cuda_says_so(tmp_path, capsys):
@@ -242,7 +261,7 @@ def test_fit_sines_reproduces_the_functions(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--count", "0"], "--count must be in 1..10,000,000, got 0"),
+        (["--count", "0"], "--count must be at least 6, so that the val and test splits"),
         (["--count", str(10**12)], f"--count must be in 1..10,000,000, got {10**12}"),
         (["--points", str(10**12)], f"--points must be in 1..1,000,000, got {10**12}"),
         (["--count", "5"], "--count must be at least 6, so that the val and test splits (10% and 20%, rounded) hold"),

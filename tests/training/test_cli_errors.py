@@ -432,3 +432,18 @@ def test_a_run_folder_given_as_checkpoint_is_named(finished_run: Path, capsys) -
     assert status == 1 and error == (
         f"wsgraph train: error: {finished_run}: a folder, not a checkpoint (a run folder holds last.pt and best.pt)"
     )
+
+
+def test_too_few_training_networks_names_the_culprit(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "one"
+    assert (
+        main(["fit-inrs", "--source", "digits", "--out", str(data), "--limit", "1", "--steps", "2", "--no-progress"])
+        == 0
+    )
+    capsys.readouterr()
+    run_dir = str(tmp_path / "run")
+    for flags, culprit in ((["--max-train", "100"], str(data)), ([], str(data))):
+        status, error = run(capsys, ["train", "--data", str(data), "--model", "mlp", "--out", run_dir, *flags])
+        assert status == 1 and f"error: {culprit}: 1 training networks are too few; training needs at least 2" in error
+    status, error = run(capsys, ["train", "--data", str(data), "--model", "mlp", "--out", run_dir, "--max-train", "1"])
+    assert status == 1 and "error: --max-train 1: 1 training networks are too few" in error

@@ -28,6 +28,7 @@ from wsgraph.training.config import MODEL_NAMES
 
 if TYPE_CHECKING:
     from wsgraph.training.bench import BenchOutputs
+    from wsgraph.training.config import TrainConfig
 
 DEFAULT_OUT = Path("runs/demo")
 DEFAULT_MODELS = ("dwsnet", "mlp", "mlp-aug", "gine")
@@ -80,8 +81,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from wsgraph.cli.fit_inrs import check_arguments
     from wsgraph.io import check_writable_folder
     from wsgraph.training.bench import check_model_names
+
+    check_arguments(argparse.Namespace(steps=args.steps))
 
     # Checked before the INR fitting, which takes minutes, rather than when training starts.
     check_model_names(args.models)
@@ -140,29 +144,22 @@ def _fit_digit_inrs(root: Path, args: argparse.Namespace) -> None:
 
 
 def _comparison_outputs(args: argparse.Namespace) -> BenchOutputs:
+    from dataclasses import replace
+
     from wsgraph.training.bench import BenchOutputs
 
-    return BenchOutputs.at(args.out / "results", args.out / "runs")
+    # The demo has no --runs-dir: its runs lie in --out.
+    return replace(BenchOutputs.at(args.out / "results", args.out / "runs"), runs_advice="choose another --out")
 
 
-def _refuse_blocked_comparison(args: argparse.Namespace) -> None:
-    """What the third stage's bench would refuse after the fit, refused before it."""
-    from wsgraph.training.bench import refuse_blocked_outputs, refuse_foreign_outputs
-
-    outputs = _comparison_outputs(args)
-    refuse_blocked_outputs(outputs, [outputs.runs_dir / f"{model}-seed{args.seed}" for model in args.models])
-    refuse_foreign_outputs(outputs)
-
-
-def _compare_models(data: Path, args: argparse.Namespace) -> Path:
-    from wsgraph.training.bench import bench, bench_command
+def _comparison_base(args: argparse.Namespace) -> TrainConfig:
+    """The settings of the third stage's runs (the first model's)."""
     from wsgraph.training.config import TrainConfig
 
-    outputs = _comparison_outputs(args)
-    base = TrainConfig(
-        data=str(data),
+    return TrainConfig(
+        data=str(args.out / "digits-inrs"),
         model=args.models[0],
-        out=str(outputs.runs_dir),
+        out=str(_comparison_outputs(args).runs_dir),
         epochs=args.epochs,
         batch_size=64,
         lr=2e-3,
@@ -170,6 +167,34 @@ def _compare_models(data: Path, args: argparse.Namespace) -> Path:
         seed=args.seed,
         progress=not args.no_progress,
     )
+
+
+def _refuse_blocked_comparison(args: argparse.Namespace) -> None:
+    """What the third stage's bench would refuse after the fit, refused before it: a blocked output, and a
+    finished run of other settings (a rerun with another --epochs)."""
+    from dataclasses import replace
+
+    from wsgraph.training.bench import (
+        refuse_blocked_outputs,
+        refuse_finished_runs_of_other_settings,
+        refuse_foreign_outputs,
+    )
+
+    outputs, base = _comparison_outputs(args), _comparison_base(args)
+    planned = [outputs.runs_dir / f"{model}-seed{args.seed}" for model in args.models]
+    refuse_blocked_outputs(outputs, planned)
+    refuse_foreign_outputs(outputs)
+    configs = [replace(base, model=model, out=str(folder)) for model, folder in zip(args.models, planned)]
+    refuse_finished_runs_of_other_settings(configs, outputs.runs_advice)
+
+
+def _compare_models(data: Path, args: argparse.Namespace) -> Path:
+    from dataclasses import replace
+
+    from wsgraph.training.bench import bench, bench_command
+
+    outputs = _comparison_outputs(args)
+    base = replace(_comparison_base(args), data=str(data))
     command = bench_command(base, args.models, 1, str(args.out / "results"), str(outputs.runs_dir))
     bench(base, args.models, [args.seed], outputs, command)
     return outputs.table

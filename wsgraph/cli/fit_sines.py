@@ -57,12 +57,12 @@ def run(args: argparse.Namespace) -> int:
     from wsgraph.datasets.build import SUMMARY_FILE, format_statistics
     from wsgraph.inrs.sine_inrs import fit_sine_inrs
 
-    check_arguments(args)
     if args.count < _LEAST_COUNT:
         raise ValueError(
             f"--count must be at least {_LEAST_COUNT}, so that the val and test splits "
             f"({VAL_FRACTION:.0%} and {TEST_FRACTION:.0%}, rounded) hold networks; got {args.count}"
         )
+    check_arguments(args)
     check_writable_folder(args.out, f"--out {args.out}")
     args.early_stop_loss = args.early_stop_loss or None
     device = resolve_device(args.device)

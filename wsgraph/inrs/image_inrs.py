@@ -184,7 +184,8 @@ def _shuffle_hidden_neurons(
     weights: list[Tensor], biases: list[Tensor], seed: int, first: int
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Stacked ``nn.Linear``-convention parameters with every network's hidden neurons shuffled."""
-    generator = torch.Generator().manual_seed(strided_seed(seed, first))
+    # Reduced to the generator's 64 bits, which leaves every seed it took before as it was.
+    generator = torch.Generator().manual_seed(strided_seed(seed, first) % 2**64)
     batch = permute.permute_hidden(mlp_to_graph(list(zip(weights, biases))), generator=generator)
     pairs = stacked_params(batch)
     return [w for w, _ in pairs], [b for _, b in pairs]

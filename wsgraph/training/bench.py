@@ -235,16 +235,24 @@ def check_model_names(models: list[str]) -> None:
         raise ValueError(f"--models lists {', '.join(repeated)} more than once")
 
 
+def refuse_finished_runs_of_other_settings(configs: list[TrainConfig], advice: str) -> None:
+    """Raise a ``ValueError`` naming the first run folder (each config's ``out``) that holds a finished run
+    of other settings than its config's, before the data exists to be compared (``wsgraph demo`` calls it
+    before fitting the INRs it trains on); ``advice`` ends the error."""
+    for config in configs:
+        _finished_result(config, Path(config.out), None, advice)
+
+
 def _finished_result(
     config: TrainConfig,
     folder: Path,
-    data_fingerprint: Callable[[], str],
+    data_fingerprint: Callable[[], str] | None,
     advice: str = "choose another --out or --runs-dir",
 ) -> dict[str, Any] | None:
     """The result of the finished run in ``folder`` (``None``: none there), if its settings are ``config``'s
     and it trained on the data whose fingerprint ``data_fingerprint()`` gives (``--data`` is not compared
-    by path: a dataset may have moved, and another may now lie at the same path). ``advice`` ends the error
-    for a run of other settings or data: what to change for other run folders."""
+    by path: a dataset may have moved, and another may now lie at the same path; ``None``: not compared).
+    ``advice`` ends the error for a run of other settings or data: what to change for other run folders."""
     if not (folder / RESULT_JSON).is_file():
         return None
     path = folder / RESULT_JSON
@@ -266,7 +274,7 @@ def _finished_result(
         raise ValueError(f"{folder} holds a finished run with other settings ({listed}); {advice}")
     # Results written before the fingerprint was recorded cannot be checked.
     stored_fingerprint = result["dataset"].get("fingerprint")
-    if stored_fingerprint is not None and stored_fingerprint != data_fingerprint():
+    if data_fingerprint is not None and stored_fingerprint is not None and stored_fingerprint != data_fingerprint():
         raise ValueError(
             f"{folder} holds a finished run on other data ({stored.data}, data fingerprint {stored_fingerprint}; "
             f"--data {config.data}: {data_fingerprint()}); {advice}"

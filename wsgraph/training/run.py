@@ -359,7 +359,7 @@ class _Run:
         least = 2 * context.world_size
         if len(data.train) < least:
             # Two per process: a batch of one network has no batch statistics (mlp-aug's batch norm refuses it).
-            culprit = f"--max-train {config.max_train}" if config.max_train is not None else config.data
+            culprit = f"--max-train {config.max_train}" if (config.max_train or least) < least else config.data
             raise ValueError(
                 f"{culprit}: {len(data.train)} training networks are too few; "
                 f"training needs at least {least} ({context.world_size} process(es))"

@@ -170,6 +170,28 @@ def test_mixed_cnns_batch_with_pyg():
         pad_kernels(graphs[1], 3)
 
 
+@pytest.mark.parametrize("grid", [(3, 3), (4, 4), (3, 5), (5, 4), (6, 7)])
+def test_padding_into_any_grid_centres_every_kernel_as_converting_into_it_does(grid):
+    # Grids that differ from the network's by an odd number: the old grid moved as a whole put kernels off centre.
+    networks = [
+        build_cnn(1, [(1, (1, 2), {}), (1, (2, 1), {})], [1], seed=0),
+        build_cnn(2, [(3, 3, {}), (2, (2, 3), {})], [2], seed=1),
+        build_cnn(2, [(2, (1, 1), {}), (3, (2, 2), {})], [3, 2], seed=2),
+    ]
+    for network in networks:
+        graph = cnn_to_graph(network)
+        padded = pad_kernels(graph, grid)
+        assert torch.equal(padded.edge_attr, cnn_to_graph(network, kernel_grid=grid).edge_attr)
+        for (weight, bias), (expected, expected_bias) in zip(
+            graph_to_params(padded), torch_params(network), strict=True
+        ):
+            assert torch.equal(weight, expected) and torch.equal(bias, expected_bias)
+    batch = batch_cnn_graphs([cnn_to_graph(network) for network in networks[:2]])  # one depth: 3 layers
+    inputs = images(1)[:, :1]
+    with torch.no_grad():
+        assert torch.equal(graph_to_cnn(batch)[0](inputs), networks[0](inputs))
+
+
 def test_graph_to_mlp_points_a_cnn_graph_to_graph_to_cnn():
     from wsgraph import graph_to_mlp
 

@@ -150,6 +150,13 @@ def kernel_offset(kernel: tuple[int, int], grid: tuple[int, int]) -> tuple[int, 
     return ((grid[0] - kernel[0]) // 2, (grid[1] - kernel[1]) // 2)
 
 
+def _edge_kernel_sizes(data: Data) -> Tensor:
+    """``[E, 2]``: the kernel size of each edge's layer."""
+    batch = getattr(data, "batch", None)
+    edge_graph = data.edge_index.new_zeros(data.edge_index.size(1)) if batch is None else batch[data.edge_index[0]]
+    return data.kernel_size.view(-1, data.kernel_size.size(-2), 2)[edge_graph, data.edge_layer - 1]
+
+
 def kernel_entry_mask(data: Data) -> Tensor:
     """``[E, H*W]``, true at the entries of each edge's padded grid that hold its layer's kernel.
 
@@ -157,9 +164,7 @@ def kernel_entry_mask(data: Data) -> Tensor:
     zero by whatever rescales the weights (see :class:`~wsgraph.datasets.transforms.NormalizeWeights`).
     """
     grid = tuple(data.kernel_grid[0].tolist())
-    batch = getattr(data, "batch", None)
-    edge_graph = data.edge_index.new_zeros(data.edge_index.size(1)) if batch is None else batch[data.edge_index[0]]
-    kernel = data.kernel_size.view(-1, data.kernel_size.size(-2), 2)[edge_graph, data.edge_layer - 1]
+    kernel = _edge_kernel_sizes(data)
     start = torch.div(torch.tensor(grid, device=kernel.device) - kernel, 2, rounding_mode="floor")
     rows = torch.arange(grid[0], device=kernel.device)
     cols = torch.arange(grid[1], device=kernel.device)
@@ -181,8 +186,19 @@ def pad_kernels(data: Data, grid: Pair) -> Data:
     if grid[0] < old[0] or grid[1] < old[1]:
         raise ValueError(f"cannot pad the kernel grid {old[0]}x{old[1]} into the smaller {grid[0]}x{grid[1]}")
     out = copy.copy(data)
-    kernels = data.edge_attr.view(-1, 1, *old)
-    out.edge_attr = pad_kernel(kernels, grid).reshape(kernels.size(0), -1)
+    # Each kernel moves from its centre in the old grid to its centre in the new one: shifting the old grid
+    # as a whole would put it off centre where the grids' sizes differ by an odd number.
+    kernels = data.edge_attr.view(-1, *old)
+    padded = kernels.new_zeros(kernels.size(0), *grid)
+    edge_kernels = _edge_kernel_sizes(data)
+    for size in torch.unique(edge_kernels, dim=0).tolist():
+        kh, kw = size
+        edges = (edge_kernels == edge_kernels.new_tensor(size)).all(dim=1)
+        (top, left), (new_top, new_left) = kernel_offset((kh, kw), old), kernel_offset((kh, kw), grid)
+        padded[edges, new_top : new_top + kh, new_left : new_left + kw] = kernels[
+            edges, top : top + kh, left : left + kw
+        ]
+    out.edge_attr = padded.reshape(kernels.size(0), -1)
     out.kernel_grid = torch.tensor([grid], device=data.kernel_grid.device).expand_as(data.kernel_grid).contiguous()
     return out
 

@@ -446,3 +446,19 @@ def test_a_module_that_calls_a_linear_layer_first_is_not_a_cnn():
 
     with pytest.raises(NotACNNError, match=r"the first layer 'fc' is a Linear, not nn\.Conv2d: not a CNN"):
         cnn_to_graph(LinearFirst())
+
+
+def test_cnn_params_are_copies_and_keep_biases_written_into_a_layer_without_one():
+    network = build_cnn(1, [(2, 3, {"bias": False})], [2], seed=0)
+    graph = cnn_to_graph(network)
+    assert graph_to_params(graph)[0][1] is None
+    x, edge_attr = graph.x.clone(), graph.edge_attr.clone()
+    for weight, bias in graph_to_params(graph):
+        weight.add_(1.0)
+        if bias is not None:
+            bias.add_(1.0)
+    assert torch.equal(graph.x, x) and torch.equal(graph.edge_attr, edge_attr)
+    written = graph.clone()
+    written.x = written.x.clone()
+    written.x[1, 0] = 0.5  # the first convolution's first output channel
+    assert graph_to_params(written)[0][1].tolist() == [0.5, 0.0]

@@ -500,3 +500,33 @@ def test_a_function_before_the_first_layer_is_refused_not_dropped(transform):
         mlp_to_graph(TransformedInput(transform))
     # Flattening an already flat input changes nothing, as in a zoo member's nn.Flatten.
     mlp_to_graph(nn.Sequential(nn.Flatten(), nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)))
+
+
+def test_biases_written_into_a_layer_without_bias_are_read_back():
+    # An input translation moves the first layer's biases, which this network lacked: dropping them
+    # rebuilt a network computing another function.
+    from wsgraph.datasets.transforms import translate_inputs
+
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Linear(2, 3, bias=False), nn.Tanh(), nn.Linear(3, 1))
+    graph = mlp_to_graph(network)
+    offset = torch.tensor([[0.5, -0.25]])
+    moved = translate_inputs(graph, offset, torch.tensor([1]))
+    x = torch.rand(7, 2)
+    with torch.no_grad():
+        assert torch.allclose(graph_to_mlp(moved)(x), network(x + offset), atol=1e-6)
+    assert graph_to_params(moved)[0][1] is not None
+    # A layer without bias whose entries are still zero comes back without one, batched or not.
+    assert graph_to_params(graph)[0][1] is None
+    batch = Batch.from_data_list([graph, moved])
+    assert [params[0][1] is None for params in graph_to_params(batch)] == [True, False]
+
+
+@pytest.mark.parametrize("widths", [(2, 3, 3, 1), (2, 3, 3, 4)])
+def test_graph_to_params_returns_copies_never_views_of_the_graph(widths):
+    graph = mlp_to_graph(build_mlp(widths, bias=True, seed=0))
+    x, edge_attr = graph.x.clone(), graph.edge_attr.clone()
+    for weight, bias in graph_to_params(graph):
+        weight.add_(100.0)
+        bias.add_(100.0)
+    assert torch.equal(graph.x, x) and torch.equal(graph.edge_attr, edge_attr)

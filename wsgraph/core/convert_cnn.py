@@ -42,6 +42,7 @@ from wsgraph.core.extract_mlp import check_output_offset
 from wsgraph.core.graph import (
     WeightSpaceGraph,
     assemble,
+    carried_biases,
     graph_specs,
     is_conv_graph,
     require_float_parameters,
@@ -240,16 +241,20 @@ def _stacked_conv_params(data: Data) -> list[list[tuple[Tensor, Tensor | None]]]
     spec = graph_specs(data)[0]
     grid = tuple(data.kernel_grid[0].tolist())
     dense = to_dense_weights(sort_edges(data))
-    has_bias = data.has_bias.tolist()
     per_layer = []
     for layer, (weight, bias) in enumerate(zip(dense.weights, dense.biases)):
         kernel = spec.kernel_sizes[layer]
         top, left = kernel_offset(kernel, grid)
         grid_view = weight.reshape(*weight.shape[:3], *grid)[..., top : top + kernel[0], left : left + kernel[1]]
-        torch_weight = grid_view.permute(0, 2, 1, 3, 4).contiguous()
+        torch_weight = grid_view.permute(0, 2, 1, 3, 4)
         if layer >= spec.conv_layers:
-            torch_weight = torch_weight[..., 0, 0].contiguous()
-        per_layer.append((torch_weight, bias.squeeze(-1).contiguous()))
+            torch_weight = torch_weight[..., 0, 0]
+        # Copies, never views of the graph: a caller that edits a returned tensor must not edit the graph.
+        contiguous = torch.contiguous_format
+        per_layer.append(
+            (torch_weight.clone(memory_format=contiguous), bias.squeeze(-1).clone(memory_format=contiguous))
+        )
+    has_bias = carried_biases(data.has_bias, [bias for _, bias in per_layer]).tolist()
     return [
         [(w[n], b[n] if has_bias[n][layer] else None) for layer, (w, b) in enumerate(per_layer)]
         for n in range(len(has_bias))

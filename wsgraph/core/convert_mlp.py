@@ -24,6 +24,7 @@ from wsgraph.core.extract_mlp import (
 from wsgraph.core.graph import (
     WeightSpaceGraph,
     assemble,
+    carried_biases,
     is_conv_graph,
     mixes_architectures,
     require_float_parameters,
@@ -119,7 +120,8 @@ def _read(obj: MLPLike) -> LinearChain:
 def stacked_params(data: Data) -> list[tuple[Tensor, Tensor]]:
     """Vectorised inverse for one-architecture batches: per layer ``([B, out, in], [B, out])``.
 
-    Missing biases come back as zeros; :func:`graph_to_params` returns ``None`` for them.
+    Missing biases come back as zeros; :func:`graph_to_params` returns ``None`` for them
+    (unless the graph holds values there, see :func:`~wsgraph.core.graph.carried_biases`).
     The edges may come in any order.
     """
     require_float_parameters(data)
@@ -129,8 +131,12 @@ def stacked_params(data: Data) -> list[tuple[Tensor, Tensor]]:
             f"the graph has {dense.weights[0].size(-1)} weight and {dense.biases[0].size(-1)} bias channels; "
             "parameters are read from one-channel graphs"
         )
+    # Copies, never views of the graph: a caller that edits a returned tensor must not edit the graph.
     return [
-        (w.squeeze(-1).transpose(1, 2).contiguous(), b.squeeze(-1).contiguous())
+        (
+            w.squeeze(-1).transpose(1, 2).clone(memory_format=torch.contiguous_format),
+            b.squeeze(-1).clone(memory_format=torch.contiguous_format),
+        )
         for w, b in zip(dense.weights, dense.biases)
     ]
 
@@ -141,7 +147,9 @@ def graph_to_params(data: Data) -> Params | list[Params]:
     For a :class:`Batch` the result is a list with one such list per network
     (vectorised when the batch has one architecture). The edges may come in any order.
     A CNN's graph gives its convolutions' weights as ``[out, in, kh, kw]``
-    (:func:`wsgraph.core.convert_cnn.conv_graph_params`).
+    (:func:`wsgraph.core.convert_cnn.conv_graph_params`). A bias is ``None`` where the network had
+    none and the graph holds zeros there; values written since (by an augmentation or an editing
+    model) come back. The tensors are copies, never views of the graph.
     """
     if is_conv_graph(data):
         return conv_graph_params(data)
@@ -150,13 +158,13 @@ def graph_to_params(data: Data) -> Params | list[Params]:
             # Splitting a batch relies on each network's edges being contiguous.
             return [graph_to_params(graph) for graph in sort_edges(data).to_data_list()]
         stacked = stacked_params(data)
-        has_bias = data.has_bias.tolist()
+        has_bias = carried_biases(data.has_bias, [b for _, b in stacked]).tolist()
         return [
             [(w[n], b[n] if has_bias[n][layer] else None) for layer, (w, b) in enumerate(stacked)]
             for n in range(data.num_graphs)
         ]
     stacked = stacked_params(data)
-    has_bias = data.has_bias[0].tolist()
+    has_bias = carried_biases(data.has_bias, [b for _, b in stacked])[0].tolist()
     return [(w[0], b[0] if has_bias[layer] else None) for layer, (w, b) in enumerate(stacked)]
 
 

@@ -423,3 +423,11 @@ def _edge_keys(data: Data) -> list[str]:
 def _edge_index_template(spec: WeightSpaceSpec, device: torch.device) -> Tensor:
     """The canonical ``edge_index`` of one network (read-only), kept for the next batches."""
     return spec.index_tensors(device)["edge_index"]
+
+
+def carried_biases(has_bias: Tensor, biases: list[Tensor]) -> Tensor:
+    """``[B, L]``: which layers' biases a graph's networks carry: those the networks had, and those where
+    the graph holds values other than zero (written since, by an augmentation or an editing model), so
+    that reading a graph back never drops what it holds."""
+    written = torch.stack([bias.reshape(bias.size(0), -1).ne(0).any(dim=1) for bias in biases], dim=1)
+    return has_bias.view(written.shape).to(written.device) | written

@@ -78,3 +78,18 @@ def test_multi_channel_dense_round_trip():
     dense = to_dense_weights(batch)
     assert all(torch.equal(a, b) for a, b in zip(dense.weights, weights))
     assert all(torch.equal(a, b) for a, b in zip(dense.biases, biases))
+
+
+def test_from_dense_weights_keeps_each_networks_activation_and_refuses_a_like_of_other_networks():
+    relu = mlp_to_graph(build_mlp((2, 4, 1), bias=[False, True], seed=0))
+    tanh = mlp_to_graph(build_mlp((2, 4, 1), activation=torch.nn.Tanh, seed=1))
+    like = Batch.from_data_list([relu, tanh])
+    dense = to_dense_weights(like)
+    rebuilt = from_dense_weights(dense.weights, dense.biases, like=like)
+    assert rebuilt.activation == ["relu", "tanh"] and rebuilt.has_bias.tolist() == [[False, True], [True, True]]
+    # One network's metadata for three networks gave a batch that failed later, naming nothing.
+    three = to_dense_weights(Batch.from_data_list([relu] * 3))
+    with pytest.raises(ValueError, match=r"^like describes 1 network\(s\), the weights 3$"):
+        from_dense_weights(three.weights, three.biases, like=relu)
+    with pytest.raises(ValueError, match=r"like describes 2 network\(s\), the weights 3"):
+        from_dense_weights(three.weights, three.biases, like=like)

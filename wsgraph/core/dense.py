@@ -66,14 +66,15 @@ def from_dense_weights(
     Args:
         weights: per layer ``[B, d_{l-1}, d_l, C]``.
         biases: per layer ``[B, d_l, C]``.
-        like: a graph or batch whose per-network metadata (``has_bias``, ``activation``,
-            ``y``) the result keeps.
+        like: a graph or batch of as many networks, whose per-network metadata (``has_bias``,
+            ``activation``, ``y``) the result keeps.
     """
     if like is None:
         return assemble(weights, biases)
+    networks = like.num_graphs if isinstance(like, Batch) else 1
+    if networks != weights[0].size(0):
+        raise ValueError(f"like describes {networks} network(s), the weights {weights[0].size(0)}")
     activations = getattr(like, "activation", UNKNOWN)
-    if isinstance(activations, list):
-        activations = activations[0] if len(set(activations)) == 1 else UNKNOWN
     return assemble(
         weights, biases, has_bias=getattr(like, "has_bias", None), activation=activations, y=getattr(like, "y", None)
     )

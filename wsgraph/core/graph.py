@@ -162,7 +162,7 @@ def assemble(
     weights: Sequence[Tensor],
     biases: Sequence[Tensor],
     has_bias: Sequence[bool] | Tensor | None = None,
-    activation: str = UNKNOWN,
+    activation: str | Sequence[str] = UNKNOWN,
     y: Tensor | None = None,
     conv: dict[str, Tensor] | None = None,
 ) -> Batch:
@@ -172,7 +172,8 @@ def assemble(
         weights: per weight layer ``[B, d_{l-1}, d_l, C]`` (wsgraph's layout).
         biases: per weight layer ``[B, d_l, C]``.
         has_bias: per layer (``[M]``) or per network and layer (``[B, M]``).
-        activation: the hidden activation's name, stored on every graph (a list in a batch).
+        activation: the hidden activation's name, stored on every graph (a list in a batch), or one name
+            per network.
         y: optional per-network targets, ``[B, ...]``.
         conv: for CNNs, the per-network rows ``[B, ...]`` of :data:`CONV_KEYS`; the
             weights then carry ``H*W`` padded kernel entries and the biases one channel.
@@ -199,6 +200,14 @@ def assemble(
     has_bias = torch.as_tensor(has_bias, dtype=torch.bool, device=device)
     if has_bias.dim() == 1:
         has_bias = has_bias.expand(batch_size, -1)
+    if tuple(has_bias.shape) != (batch_size, spec.num_weight_layers):
+        raise ValueError(
+            f"has_bias of shape {tuple(has_bias.shape)}: expected [{spec.num_weight_layers}] or "
+            f"[{batch_size}, {spec.num_weight_layers}] for {batch_size} networks of {spec.num_weight_layers} layers"
+        )
+    activations = [activation] * batch_size if isinstance(activation, str) else list(activation)
+    if len(activations) != batch_size:
+        raise ValueError(f"got {len(activations)} activation names for {batch_size} networks")
 
     batch = Batch(_base_cls=WeightSpaceGraph)
     batch.x = x
@@ -229,7 +238,7 @@ def assemble(
         slices[key] = per_graph
     increments: dict[str, Any] = {key: None for key in slices}
     increments["edge_index"] = per_graph[:-1] * num_nodes
-    batch.activation = [activation] * batch_size
+    batch.activation = activations
     slices["activation"], increments["activation"] = per_graph, None
     if y is not None:
         if y.size(0) != batch_size:

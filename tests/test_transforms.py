@@ -331,3 +331,35 @@ def test_coordinate_transforms_refuse_the_graphs_of_cnns(transform):
 def test_transforms_refuse_infinite_settings(build):
     with pytest.raises(ValueError, match="finite"):
         build()
+
+
+@pytest.mark.parametrize(
+    ("offsets", "layers", "message"),
+    [
+        # Too few input columns: the last one was used for the missing inputs.
+        (torch.tensor([[0.5]]), torch.tensor([1]), r"offsets of shape \[1, >= 2\]"),
+        (torch.zeros(2, 2), torch.tensor([1]), r"offsets of shape \[1, >= 2\]"),
+        # A layer past the network, or below 0, shifted nothing.
+        (torch.zeros(1, 2), torch.tensor([4]), r"bias layers in 0\.\.3, got \[4\]"),
+        (torch.zeros(1, 2), torch.tensor([-1]), r"bias layers in 0\.\.3, got \[-1\]"),
+    ],
+)
+def test_translate_inputs_refuses_offsets_or_layers_that_do_not_fit(offsets, layers, message):
+    graph = mlp_to_graph(build_mlp((2, 4, 4, 1), seed=0))
+    with pytest.raises(ValueError, match=message):
+        translate_inputs(graph, offsets, layers)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_layer_statistics_refuses_non_finite_values(bad):
+    # A NaN standard deviation made every normalised weight NaN; an infinite one made them all 0.
+    with pytest.raises(ValueError, match="LayerStatistics needs finite values; weight_std"):
+        LayerStatistics(torch.zeros(2), torch.tensor([1.0, bad]), torch.zeros(2), torch.ones(2))
+
+
+def test_permute_hidden_refuses_permutations_that_are_not_integers():
+    from wsgraph import permute_hidden
+
+    graph = mlp_to_graph(build_mlp((2, 3, 1), seed=0))
+    with pytest.raises(ValueError, match=r"perms\[0\] holds torch.float32 values, not integers"):
+        permute_hidden(graph, [torch.tensor([0.9, 1.5, 2.2])])

@@ -4,6 +4,7 @@ can hold anything where a writer put a number, so readers check before they inde
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,15 @@ def is_number(value: Any) -> bool:
 def is_count(value: Any, minimum: int = 0) -> bool:
     """Whether ``value`` is an ``int`` (not a ``bool``) of at least ``minimum``."""
     return type(value) is int and value >= minimum
+
+
+def require_positive_counts(owner: str, **values: Any) -> None:
+    """Raise a ``ValueError`` naming the first of ``values`` that is not a positive integer (a
+    ``bool`` is not one), as ``owner`` (e.g. ``"DWSLayer"``) takes it: a width of 0 otherwise fails
+    later, deep inside torch, with a division by zero or a negative dimension."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
 
 
 def dataclass_gaps(cls: type, document: dict[str, Any]) -> tuple[list[str], list[str]]:

@@ -6,6 +6,8 @@ output is a proper PyG batch that splits back into graphs and networks.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch_geometric.data import Batch
@@ -172,3 +174,22 @@ def test_batch_norm_refuses_to_train_on_a_batch_of_one_network_and_names_the_way
         num_weight_layers=3, in_dim=2, out_dim=1, out_features=3, hidden_channels=4, depth=1, norm="layer"
     )
     assert layer_norm(one).shape == (1, 3)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        # Each failed inside torch: a division by zero, a negative dimension, an empty() of a float.
+        (lambda: DWSLayer(0, 4, 2, 2, 1), "DWSLayer: in_channels must be a positive integer, got 0"),
+        (lambda: DWSLayer(-1, 4, 2, 2, 1), "DWSLayer: in_channels must be a positive integer, got -1"),
+        (lambda: DWSLayer(1.5, 4, 2, 2, 1), "DWSLayer: in_channels must be a positive integer, got 1.5"),
+        (lambda: DWSNet(2, 2, 1, 10, hidden_channels=0), "DWSNet: hidden_channels must be a positive integer, got 0"),
+        (lambda: DWSNet(2, 2, 1, 10, depth=0), "DWSNet: depth must be a positive integer, got 0"),
+        (lambda: DWSNet(2, 2, 1, 0), "DWSNet: out_features must be a positive integer, got 0"),
+        (lambda: DWSNet(2, 2, 1, 10, head_hidden=0), "DWSNet: head_hidden must be a positive integer, got 0"),
+        (lambda: DWSEditNet(2, 2, 1, in_channels=0), "DWSEditNet: in_channels must be a positive integer, got 0"),
+    ],
+)
+def test_models_refuse_sizes_that_are_not_positive_integers(build, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build()

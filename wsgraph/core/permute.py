@@ -107,7 +107,11 @@ def _given_sources(data: Data, perms: Permutations | Sequence[Permutations]) -> 
             )
         pieces = [torch.arange(spec.in_dim)]
         for k, perm in zip(spec.hidden_layers, layer_perms):
-            perm = torch.as_tensor(perm, dtype=torch.long).cpu()
+            given = torch.as_tensor(perm)
+            # Casting 0.9, 1.5, 2.2 to integers would give the identity without a word.
+            if given.is_floating_point() or given.is_complex() or given.dtype == torch.bool:
+                raise ValueError(f"network {network}: perms[{k - 1}] holds {given.dtype} values, not integers")
+            perm = given.to(dtype=torch.long, device="cpu")
             if perm.dim() != 1 or not torch.equal(perm.sort().values, torch.arange(spec.widths[k])):
                 raise ValueError(f"network {network}: perms[{k - 1}] is not a permutation of range({spec.widths[k]})")
             pieces.append(perm + spec.node_offsets[k])

@@ -287,6 +287,18 @@ def translate_inputs(data: Data, offsets: Tensor, layers: Tensor) -> Data:
         raise ValueError(
             f"translate_inputs needs one weight channel, got edge_attr of shape {tuple(data.edge_attr.shape)}"
         )
+    networks, widest_input = int(data.layer_widths.size(0)), int(data.layer_widths[:, 0].max())
+    if offsets.dim() != 2 or offsets.size(0) != networks or offsets.size(1) < widest_input:
+        raise ValueError(
+            f"translate_inputs needs offsets of shape [{networks}, >= {widest_input}] (one shift per network and "
+            f"input), got {tuple(offsets.shape)}"
+        )
+    layers_deep = data.layer_widths.size(1) - 1
+    if tuple(layers.shape) != (networks,) or bool(((layers < 0) | (layers > layers_deep)).any()):
+        raise ValueError(
+            f"translate_inputs needs layers of shape [{networks}] with bias layers in 0..{layers_deep}, "
+            f"got {layers.tolist()}"
+        )
     source, target = data.edge_index
     node_graph = _node_graph(data)
     weights = data.edge_attr[:, 0]
@@ -322,6 +334,9 @@ class LayerStatistics:
         shapes = {tuple(t.shape) for t in (self.weight_mean, self.weight_std, self.bias_mean, self.bias_std)}
         if len(shapes) != 1 or len(next(iter(shapes))) != 1:
             raise ValueError(f"LayerStatistics needs four tensors of shape [M], got shapes {sorted(shapes)}")
+        for name in ("weight_mean", "weight_std", "bias_mean", "bias_std"):
+            if not bool(torch.isfinite(getattr(self, name)).all()):
+                raise ValueError(f"LayerStatistics needs finite values; {name} is {getattr(self, name).tolist()}")
         if bool((self.weight_std <= 0).any()) or bool((self.bias_std <= 0).any()):
             raise ValueError("LayerStatistics needs positive standard deviations")
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
+from wsgraph.checks import require_positive_counts
 from wsgraph.core.convert_cnn import kernel_offset
 from wsgraph.deprecation import renamed_kwargs
 from wsgraph.layers.dws import DWSLayer
@@ -48,6 +49,11 @@ class KernelLift(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_sizes: Sequence[tuple[int, int]]) -> None:
         super().__init__()
+        require_positive_counts("KernelLift", in_channels=in_channels, out_channels=out_channels)
+        for layer, (h, w) in enumerate(kernel_sizes):
+            require_positive_counts(
+                "KernelLift", **{f"kernel_sizes[{layer}] height": h, f"kernel_sizes[{layer}] width": w}
+            )
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_sizes = tuple((int(h), int(w)) for h, w in kernel_sizes)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
+from wsgraph.checks import require_positive_counts
 from wsgraph.deprecation import renamed_kwargs
 from wsgraph.layers.objects import WeightSpaceObject, weight_space_objects
 from wsgraph.layers.ops import make_ops, network_pools
@@ -90,6 +91,14 @@ class DWSLayer(nn.Module):
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+        require_positive_counts(
+            "DWSLayer",
+            in_channels=in_channels,
+            out_channels=out_channels,
+            num_weight_layers=num_weight_layers,
+            in_dim=in_dim,
+            out_dim=out_dim,
+        )
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.num_weight_layers = num_weight_layers

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
+from wsgraph.checks import require_positive_counts
 from wsgraph.datasets.transforms import LayerStatistics
 from wsgraph.deprecation import renamed_kwargs
 from wsgraph.layers.blocks import WeightSpaceActivation, WeightSpaceDropout, WeightSpaceNorm, residual
@@ -50,8 +51,15 @@ class DWSStack(nn.Module):
         backend: str = "scatter",
     ) -> None:
         super().__init__()
-        if depth < 1:
-            raise ValueError(f"depth must be at least 1, got {depth}")
+        require_positive_counts(
+            type(self).__name__,
+            in_channels=in_channels,
+            hidden_channels=hidden_channels,
+            depth=depth,
+            num_weight_layers=num_weight_layers,
+            in_dim=in_dim,
+            out_dim=out_dim,
+        )
         channels = [in_channels] + [hidden_channels] * depth
         self.convs = nn.ModuleList(
             DWSLayer(c_in, c_out, num_weight_layers, in_dim, out_dim, backend=backend)
@@ -92,6 +100,15 @@ class _DWSModel(nn.Module):
         backend: str,
     ) -> None:
         super().__init__()
+        require_positive_counts(
+            type(self).__name__,
+            in_channels=in_channels,
+            hidden_channels=hidden_channels,
+            depth=depth,
+            num_weight_layers=num_weight_layers,
+            in_dim=in_dim,
+            out_dim=out_dim,
+        )
         self.num_weight_layers, self.in_dim, self.out_dim = num_weight_layers, in_dim, out_dim
         self.stack = DWSStack(
             in_channels, hidden_channels, depth, num_weight_layers, in_dim, out_dim, norm, dropout, backend
@@ -169,6 +186,7 @@ class DWSNet(_DWSModel):
         probe_features: int = 0,
         probe_statistics: LayerStatistics | None = None,
     ) -> None:
+        require_positive_counts("DWSNet", out_features=out_features, head_hidden=head_hidden)
         if probe_features < 0 or (probe_features and in_channels != 1):
             raise ValueError(
                 f"probe_features must be >= 0 and needs in_channels=1, got {probe_features} and {in_channels}"

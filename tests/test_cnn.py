@@ -293,6 +293,11 @@ def _refused_modules():
             nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveMaxPool2d(1), flat, nn.Linear(4, 2)),
             r"linear layer '4'.*global average pooling",
         ),
+        "activation of other settings": (
+            nn.Sequential(nn.Conv2d(3, 4, 3), nn.LeakyReLU(0.1), pool, flat, nn.Linear(4, 2)),
+            r"linear layer '4'.*through a known activation \(relu, leaky_relu, .* in their default settings.*"
+            r"or the activation is not one a graph records",
+        ),
         "grouped convolution": (
             nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), pool, flat, nn.Linear(4, 2)),
             r"convolution '0' has groups=2",

@@ -36,6 +36,8 @@ _SIMPLE: dict[str, Callable[[], nn.Module]] = {
     "softplus": nn.Softplus,
 }
 _SINE = re.compile(r"^sine\(([-+0-9.eE]+)\)$")
+# The names a graph records for the activations above, in their default settings.
+SIMPLE_ACTIVATION_NAMES: tuple[str, ...] = tuple(_SIMPLE)
 # wsgraph.core.network_files lets a saved module use exactly these activations: the ones a graph can record.
 ACTIVATION_CLASSES: tuple[type[nn.Module], ...] = (*_SIMPLE.values(), Sine)
 

@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from wsgraph.core.activations import UNKNOWN, matching_activations, pooled_matching_activations
+from wsgraph.core.activations import (
+    SIMPLE_ACTIVATION_NAMES,
+    UNKNOWN,
+    matching_activations,
+    pooled_matching_activations,
+)
 from wsgraph.core.extract_mlp import (
     NotAnMLPError,
     OutputOffset,
@@ -205,10 +210,12 @@ def from_cnn_module(module: nn.Module, probe_batch: int = 4) -> ConvChain:
             _check_global_pooling(layer_input, leaves, position, name, called[position - 1])
             matches = pooled_matching_activations(leaves[position], layer_input, [30.0, 1.0])
             if not matches:
+                known = ", ".join(n for n in SIMPLE_ACTIVATION_NAMES if n != "identity")
                 raise NotACNNError(
-                    f"the input of linear layer '{name}' is not the spatial mean of a known activation of "
-                    f"convolution '{called[position - 1]}': only a global average pooling (after the activation) "
-                    "may join convolutions to linear layers"
+                    f"the input of linear layer '{name}' is not the spatial mean of convolution "
+                    f"'{called[position - 1]}' through a known activation ({known} in their default settings, "
+                    "sine, or none): either the pooling is not a global average pooling after the activation, "
+                    "which alone may join convolutions to linear layers, or the activation is not one a graph records"
                 )
         else:
             _check_elementwise(layer_input, leaves, position, f"the input of layer '{name}'", previous)

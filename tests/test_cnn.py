@@ -392,6 +392,28 @@ def test_graph_to_cnn_refuses_a_geometry_conv2d_cannot_have(geometry, match):
         graph_to_cnn(graph)
 
 
+@pytest.mark.parametrize(
+    ("geometry", "match"),
+    [
+        # Read one character per convolution, or failing inside torch with a message that named nothing.
+        ({"padding": "same"}, r"padding='same': expected an integer, a pair of integers, or one of these per"),
+        ({"stride": 1.5}, r"stride=1\.5: expected an integer"),
+        ({"stride": True}, r"stride=True: expected an integer"),
+        ({"dilation": [1, 2.0]}, r"dilation of convolution 2 is 2\.0: expected an integer or a pair of integers"),
+    ],
+)
+def test_graph_to_cnn_names_a_geometry_that_is_not_integers(geometry, match):
+    with pytest.raises(ValueError, match=match):
+        graph_to_cnn(cnn_to_graph(CNNS["3x3"]()), **geometry)
+
+
+def test_batch_cnn_graphs_takes_any_iterable_and_refuses_a_batch_among_the_graphs():
+    graphs = [cnn_to_graph(CNNS["3x3"]()) for _ in range(2)]
+    assert batch_cnn_graphs(graph for graph in graphs).num_graphs == 2
+    with pytest.raises(ValueError, match=r"graph 0 is a batch; give the graphs one by one"):
+        batch_cnn_graphs([Batch.from_data_list(graphs), graphs[0]])
+
+
 def test_batch_cnn_graphs_refuses_no_graphs_and_graphs_of_mlps():
     from mlp_helpers import build_mlp
 

@@ -21,7 +21,7 @@ Graphs of CNNs with different grids batch after :func:`pad_kernels` (or
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -204,11 +204,14 @@ def pad_kernels(data: Data, grid: Pair) -> Data:
     return out
 
 
-def batch_cnn_graphs(graphs: Sequence[Data]) -> Batch:
+def batch_cnn_graphs(graphs: Iterable[Data]) -> Batch:
     """One PyG batch of CNN graphs, their kernels padded to the largest grid among them."""
+    graphs = list(graphs)
     if len(graphs) == 0:
         raise ValueError("batch_cnn_graphs needs at least one graph")
     for position, graph in enumerate(graphs):
+        if isinstance(graph, Batch):
+            raise ValueError(f"graph {position} is a batch; give the graphs one by one (batch.to_data_list())")
         if not is_conv_graph(graph):
             raise ValueError(
                 f"graph {position} is not the graph of a CNN (no 'kernel_size'); batch the graphs of MLPs "
@@ -324,14 +327,22 @@ def _recorded_geometry(data: Data, stride, padding, dilation) -> list[list[ConvG
 
 
 def _per_layer(value: Pair | Sequence[Pair], layer: int, num_conv: int, name: str) -> tuple[int, int]:
-    if isinstance(value, int) or (
-        isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value)
-    ):
+    if _is_integer(value) or (isinstance(value, tuple) and len(value) == 2 and all(map(_is_integer, value))):
         return _pair(value)
+    # A string would be read one character per convolution, a float or tensor fail inside torch.
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"{name}={value!r}: expected an integer, a pair of integers, or one of these per convolution")
     values = list(value)
     if len(values) != num_conv:
         raise ValueError(f"got {len(values)} values of {name} for {num_conv} convolutions")
-    return _pair(values[layer])
+    item = values[layer]
+    if not (_is_integer(item) or (isinstance(item, (tuple, list)) and len(item) == 2 and all(map(_is_integer, item)))):
+        raise ValueError(f"{name} of convolution {layer + 1} is {item!r}: expected an integer or a pair of integers")
+    return _pair(item)
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _build(params, activation: str | nn.Module | None, geometry: list[ConvGeometry]) -> nn.Sequential:

@@ -163,18 +163,24 @@ def _another_group() -> int | None:
     return next((group for group in os.getgroups() if group != os.getegid()), None)
 
 
-@pytest.mark.skipif(os.name == "nt", reason="no set-group-ID folders")
-@pytest.mark.parametrize("earlier", ["empty", "full"])
-def test_replace_folder_gives_a_set_group_id_folders_group_to_what_it_writes(tmp_path, earlier):
+def _shared_folder(out, mode: int, full: bool) -> int:
+    """Make ``out`` with ``mode`` and another group (returned); skip where this user has no other."""
     group = _another_group()
     if group is None:
         pytest.skip("this user belongs to one group only")
-    out = tmp_path / "out"
     out.mkdir()
-    if earlier == "full":
+    if full:
         (out / "old.txt").write_text("old")
     os.chown(out, -1, group)
-    os.chmod(out, 0o2775)
+    os.chmod(out, mode)
+    return group
+
+
+@pytest.mark.skipif(os.name == "nt", reason="no set-group-ID folders")
+@pytest.mark.parametrize("earlier", ["empty", "full"])
+def test_replace_folder_gives_a_set_group_id_folders_group_to_what_it_writes(tmp_path, earlier):
+    out = tmp_path / "out"
+    group = _shared_folder(out, 0o2775, earlier == "full")
     built = _built(tmp_path, "new")
     (built / "shards").mkdir()
     (built / "shards" / "shard-00000.pt").write_text("new")
@@ -189,14 +195,8 @@ def test_replace_folder_gives_a_set_group_id_folders_group_to_what_it_writes(tmp
 @pytest.mark.skipif(os.name == "nt", reason="no set-group-ID folders")
 def test_a_colleagues_set_group_id_folder_keeps_its_group_though_not_its_owner(tmp_path, monkeypatch):
     # A writer may not give a folder away, but may give it a group it belongs to.
-    group = _another_group()
-    if group is None:
-        pytest.skip("this user belongs to one group only")
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
-    os.chown(out, -1, group)
-    os.chmod(out, 0o2777)
+    group = _shared_folder(out, 0o2777, True)
     chown = os.chown
 
     def only_the_group(path, uid, gid, *args, **kwargs):
@@ -212,13 +212,8 @@ def test_a_colleagues_set_group_id_folder_keeps_its_group_though_not_its_owner(t
 
 
 def test_replace_folder_leaves_the_group_alone_without_the_set_group_id_bit(tmp_path):
-    group = _another_group()
-    if group is None:
-        pytest.skip("this user belongs to one group only")
     out = tmp_path / "out"
-    out.mkdir()
-    os.chown(out, -1, group)
-    os.chmod(out, 0o775)
+    group = _shared_folder(out, 0o775, False)
     built = _built(tmp_path, "new")
     (built / "shards").mkdir()
     replace_folder(built, out, ".replaced")

@@ -36,6 +36,7 @@ class DWSStack(nn.Module):
             :class:`~wsgraph.layers.blocks.WeightSpaceNorm`).
         dropout (float): dropout probability after each layer.
         backend (str): ``"scatter"`` or ``"dense"``.
+        owner (str): the model an error about these sizes names (the one that builds the stack).
     """
 
     def __init__(
@@ -49,10 +50,12 @@ class DWSStack(nn.Module):
         norm: str | None = "batch",
         dropout: float = 0.0,
         backend: str = "scatter",
+        *,
+        owner: str = "DWSStack",
     ) -> None:
         super().__init__()
         require_positive_counts(
-            type(self).__name__,
+            owner,
             in_channels=in_channels,
             hidden_channels=hidden_channels,
             depth=depth,
@@ -100,18 +103,18 @@ class _DWSModel(nn.Module):
         backend: str,
     ) -> None:
         super().__init__()
-        require_positive_counts(
-            type(self).__name__,
-            in_channels=in_channels,
-            hidden_channels=hidden_channels,
-            depth=depth,
-            num_weight_layers=num_weight_layers,
-            in_dim=in_dim,
-            out_dim=out_dim,
-        )
         self.num_weight_layers, self.in_dim, self.out_dim = num_weight_layers, in_dim, out_dim
         self.stack = DWSStack(
-            in_channels, hidden_channels, depth, num_weight_layers, in_dim, out_dim, norm, dropout, backend
+            in_channels,
+            hidden_channels,
+            depth,
+            num_weight_layers,
+            in_dim,
+            out_dim,
+            norm,
+            dropout,
+            backend,
+            owner=type(self).__name__,
         )
         # The batch's layout is built (or found) once per call, before `forward` and
         # outside what torch.compile traces, and every layer below reads that one object.

@@ -530,3 +530,15 @@ def test_graph_to_params_returns_copies_never_views_of_the_graph(widths):
         weight.add_(100.0)
         bias.add_(100.0)
     assert torch.equal(graph.x, x) and torch.equal(graph.edge_attr, edge_attr)
+
+
+@pytest.mark.parametrize(
+    ("activation", "message"),
+    [
+        (nn.ReLU, r"graph_to_mlp: activation is the class ReLU; pass an instance, ReLU\(\)"),
+        (3, r"graph_to_mlp: activation must be a name such as 'relu' or a module such as nn.ReLU\(\), got 3"),
+    ],
+)
+def test_graph_to_mlp_names_an_activation_that_is_neither_a_name_nor_a_module(activation, message):
+    with pytest.raises(TypeError, match=message):
+        graph_to_mlp(mlp_to_graph(build_mlp((2, 3, 1), seed=0)), activation)

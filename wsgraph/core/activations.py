@@ -53,6 +53,20 @@ def make_activation(name: str) -> nn.Module:
     raise ValueError(f"unknown activation {name!r}; known: {known}")
 
 
+def check_activation_argument(activation: object, function: str) -> None:
+    """Raise a ``TypeError`` naming ``function`` unless ``activation`` is ``None``, a name or a module
+    instance (the class ``nn.ReLU`` itself, or a number, failed inside torch naming nothing)."""
+    if activation is None or isinstance(activation, (str, nn.Module)):
+        return
+    if isinstance(activation, type) and issubclass(activation, nn.Module):
+        raise TypeError(
+            f"{function}: activation is the class {activation.__name__}; pass an instance, {activation.__name__}()"
+        )
+    raise TypeError(
+        f"{function}: activation must be a name such as 'relu' or a module such as nn.ReLU(), got {activation!r}"
+    )
+
+
 def canonical_activation(name: str) -> str:
     """The recorded form of an activation name (``"sine(30)"`` -> ``"sine(30.0)"``); raises like :func:`make_activation`."""
     module = make_activation(name)

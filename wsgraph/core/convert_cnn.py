@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
-from wsgraph.core.activations import UNKNOWN, make_activation
+from wsgraph.core.activations import UNKNOWN, check_activation_argument, make_activation
 from wsgraph.core.dense import to_dense_weights
 from wsgraph.core.extract_cnn import (
     ConvChain,
@@ -282,6 +282,7 @@ def graph_to_cnn(
             convolution; by default what the graph records (required where it does not
             know them, as for graphs read from state_dicts).
     """
+    check_activation_argument(activation, "graph_to_cnn")
     if isinstance(data, Batch):
         params = conv_graph_params(data)
         names = getattr(data, "activation", None) or [UNKNOWN] * data.num_graphs

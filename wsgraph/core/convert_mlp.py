@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
-from wsgraph.core.activations import UNKNOWN, make_activation
+from wsgraph.core.activations import UNKNOWN, check_activation_argument, make_activation
 from wsgraph.core.convert_cnn import conv_graph_params
 from wsgraph.core.dense import to_dense_weights
 from wsgraph.core.extract_mlp import (
@@ -176,6 +176,7 @@ def graph_to_mlp(data: Data, activation: str | nn.Module | None = None) -> nn.Se
         activation: a name (``"relu"``, ``"sine(30.0)"``, ...) or a module to put
             between layers; by default the activation recorded on the graph.
     """
+    check_activation_argument(activation, "graph_to_mlp")
     if is_conv_graph(data):
         raise ValueError("this is the graph of a CNN: rebuild it with wsgraph.graph_to_cnn")
     if isinstance(data, Batch):

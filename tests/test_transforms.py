@@ -1,4 +1,5 @@
 import math
+import re
 from itertools import pairwise
 
 import pytest
@@ -363,3 +364,35 @@ def test_permute_hidden_refuses_permutations_that_are_not_integers():
     graph = mlp_to_graph(build_mlp((2, 3, 1), seed=0))
     with pytest.raises(ValueError, match=r"perms\[0\] holds torch.float32 values, not integers"):
         permute_hidden(graph, [torch.tensor([0.9, 1.5, 2.2])])
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "message"),
+    [
+        # Each failed inside torch or Python, naming nothing.
+        (
+            lambda: RandomHiddenPermutation(generator=1),
+            TypeError,
+            "RandomHiddenPermutation: generator must be a torch.Generator",
+        ),
+        (
+            lambda: GaussianWeightNoise(0.1, generator=0),
+            TypeError,
+            "GaussianWeightNoise: generator must be a torch.Generator",
+        ),
+        (lambda: GaussianWeightNoise("a"), ValueError, "GaussianWeightNoise needs a finite std >= 0, got 'a'"),
+    ],
+)
+def test_transforms_name_a_generator_or_std_of_the_wrong_kind(build, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        build()
+
+
+def test_permute_hidden_and_conversion_name_arguments_of_the_wrong_kind():
+    from wsgraph import permute_hidden
+
+    network = build_mlp((2, 3, 1), seed=0)
+    with pytest.raises(TypeError, match=re.escape("permute_hidden: generator must be a torch.Generator")):
+        permute_hidden(mlp_to_graph(network), generator=0)
+    with pytest.raises(ValueError, match="output_offset must be a finite number, got 'a'"):
+        mlp_to_graph(network, output_offset="a")

@@ -8,6 +8,8 @@ chain of affine layers joined by elementwise activations.
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -444,6 +446,8 @@ def check_output_offset(
     """Raise ``error`` unless the constant a traced module adds to its output is ``declared``: a graph does
     not record it, so whoever renders or evaluates the rebuilt network must know it. ``how`` says where to
     declare it, with ``{}`` for the value: ``"output_offset={}"`` or ``"--output-offset {}"``."""
+    if isinstance(declared, bool) or not isinstance(declared, numbers.Real) or not math.isfinite(declared):
+        raise ValueError(f"output_offset must be a finite number, got {declared!r}")
     measured = chain.output_offset
     if measured is None or measured.matches(declared):
         return

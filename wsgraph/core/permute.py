@@ -36,6 +36,7 @@ def permute_hidden(
     Returns:
         A shallow copy of ``data`` with permuted ``x`` and ``edge_attr``.
     """
+    check_generator(generator, "permute_hidden")
     if perms is None:
         source = _random_sources(data, generator)
     else:
@@ -119,3 +120,12 @@ def _given_sources(data: Data, perms: Permutations | Sequence[Permutations]) -> 
         sources.append(torch.cat(pieces) + offset)
         offset += spec.num_nodes
     return torch.cat(sources).to(data.x.device)
+
+
+def check_generator(generator: object, owner: str) -> None:
+    """Raise a ``TypeError`` naming ``owner`` unless ``generator`` is ``None`` or a ``torch.Generator``
+    (a seed given in its place failed inside torch, naming nothing)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"{owner}: generator must be a torch.Generator (torch.Generator().manual_seed(seed)), got {generator!r}"
+        )

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,7 +44,7 @@ from torch_geometric.transforms import BaseTransform
 
 from wsgraph.core.convert_cnn import kernel_entry_mask
 from wsgraph.core.graph import canonical_positions, inverse_permutation, is_conv_graph
-from wsgraph.core.permute import permute_hidden
+from wsgraph.core.permute import check_generator, permute_hidden
 from wsgraph.deprecation import renamed_property
 
 
@@ -59,6 +60,7 @@ class RandomHiddenPermutation(BaseTransform):
     """
 
     def __init__(self, generator: torch.Generator | None = None) -> None:
+        check_generator(generator, type(self).__name__)
         self.generator = generator
 
     def forward(self, data: Data) -> Data:
@@ -81,8 +83,9 @@ class GaussianWeightNoise(BaseTransform):
     """
 
     def __init__(self, std: float, generator: torch.Generator | None = None) -> None:
-        if not 0 <= std < math.inf:
-            raise ValueError(f"GaussianWeightNoise needs a finite std >= 0, got {std}")
+        if isinstance(std, bool) or not isinstance(std, numbers.Real) or not 0 <= std < math.inf:
+            raise ValueError(f"GaussianWeightNoise needs a finite std >= 0, got {std!r}")
+        check_generator(generator, type(self).__name__)
         self.std = float(std)
         self.generator = generator
 

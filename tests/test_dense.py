@@ -93,3 +93,13 @@ def test_from_dense_weights_keeps_each_networks_activation_and_refuses_a_like_of
         from_dense_weights(three.weights, three.biases, like=relu)
     with pytest.raises(ValueError, match=r"like describes 2 network\(s\), the weights 3"):
         from_dense_weights(three.weights, three.biases, like=like)
+
+
+def test_from_dense_weights_names_tensors_of_the_wrong_shape():
+    dense = to_dense_weights(mlp_to_graph(build_mlp((2, 4, 1), seed=0)))
+    with pytest.raises(ValueError, match=r"layer 1: weights of shape \(2, 4, 1\) .* expected \[B, d_in, d_out, C\]"):
+        from_dense_weights([w[0] for w in dense.weights], dense.biases)
+    with pytest.raises(ValueError, match="no networks to assemble"):
+        from_dense_weights([w[:0] for w in dense.weights], [b[:0] for b in dense.biases])
+    with pytest.raises(ValueError, match="got 2 weight and 1 bias tensors"):
+        from_dense_weights(dense.weights, dense.biases[:1])

@@ -396,3 +396,18 @@ def test_permute_hidden_and_conversion_name_arguments_of_the_wrong_kind():
         permute_hidden(mlp_to_graph(network), generator=0)
     with pytest.raises(ValueError, match="output_offset must be a finite number, got 'a'"):
         mlp_to_graph(network, output_offset="a")
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda batch: scale_first_layer(batch, torch.ones(3)), r"scale_first_layer needs factors of shape \[2\]"),
+        (lambda batch: rotate_first_layer(batch, torch.zeros(1)), r"rotate_first_layer needs angles of shape \[2\]"),
+    ],
+)
+def test_first_layer_transforms_need_one_value_per_network(call, message):
+    batch = Batch.from_data_list([mlp_to_graph(build_mlp((2, 3, 1), seed=seed)) for seed in (0, 1)])
+    with pytest.raises(ValueError, match=message):
+        call(batch)
+    # A list is taken as a tensor would be.
+    assert torch.equal(rotate_first_layer(batch, [0.0, 0.0]).edge_attr, batch.edge_attr)

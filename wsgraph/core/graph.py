@@ -178,6 +178,16 @@ def assemble(
         conv: for CNNs, the per-network rows ``[B, ...]`` of :data:`CONV_KEYS`; the
             weights then carry ``H*W`` padded kernel entries and the biases one channel.
     """
+    if not weights or len(weights) != len(biases):
+        raise ValueError(f"got {len(weights)} weight and {len(biases)} bias tensors; expected one of each per layer")
+    for layer, (weight, bias) in enumerate(zip(weights, biases), start=1):
+        if weight.dim() != 4 or bias.dim() != 3:
+            raise ValueError(
+                f"layer {layer}: weights of shape {tuple(weight.shape)} and biases of shape {tuple(bias.shape)}; "
+                "expected [B, d_in, d_out, C] and [B, d_out, C]"
+            )
+    if weights[0].size(0) == 0:
+        raise ValueError("no networks to assemble: the weights hold B = 0 networks")
     bias_channels = None if conv is None else biases[0].size(-1)
     check_channels_match(weights, biases, bias_channels)
     batch_size, _, _, channels = weights[0].shape

@@ -410,6 +410,15 @@ class NormalizeWeights(BaseTransform):
         return f"{self.__class__.__name__}({parts})"
 
 
+def _per_network(data: Data, values: Tensor, function: str, name: str) -> Tensor:
+    """``values`` as a tensor of one entry per network of ``data``, or a ``ValueError`` naming them."""
+    networks = int(data.layer_widths.size(0))
+    values = torch.as_tensor(values)
+    if tuple(values.shape) != (networks,):
+        raise ValueError(f"{function} needs {name} of shape [{networks}] (one per network), got {tuple(values.shape)}")
+    return values
+
+
 def scale_first_layer(data: Data, factors: Tensor) -> Data:
     """Multiply the first weight layer of network ``n`` by ``factors[n]``.
 
@@ -417,6 +426,7 @@ def scale_first_layer(data: Data, factors: Tensor) -> Data:
         data: a graph or batch.
         factors: ``[B]``, one factor per network.
     """
+    factors = _per_network(data, factors, "scale_first_layer", "factors")
     first = _first_layer_edges(data)
     out = copy.copy(data)
     factor = factors.to(data.edge_attr)[_edge_graph(data)[first]].unsqueeze(-1)
@@ -436,6 +446,7 @@ def rotate_first_layer(data: Data, angles: Tensor) -> Data:
     if bool((data.layer_widths[:, 0] != 2).any()):
         found = sorted(set(data.layer_widths[:, 0].tolist()))
         raise ValueError(f"first-layer rotation needs networks with 2-D inputs, got input widths {found}")
+    angles = _per_network(data, angles, "rotate_first_layer", "angles")
     first = _first_layer_edges(data)
     row = data.node_index[data.edge_index[0, first]]
     graph = _edge_graph(data)[first]

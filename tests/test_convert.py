@@ -542,3 +542,18 @@ def test_graph_to_params_returns_copies_never_views_of_the_graph(widths):
 def test_graph_to_mlp_names_an_activation_that_is_neither_a_name_nor_a_module(activation, message):
     with pytest.raises(TypeError, match=message):
         graph_to_mlp(mlp_to_graph(build_mlp((2, 3, 1), seed=0)), activation)
+
+
+def test_networks_on_the_meta_device_are_refused_naming_the_cause():
+    # Tracing one failed on Tensor.item(); pairs failed later alike.
+    from wsgraph import NotACNNError, cnn_to_graph
+
+    with torch.device("meta"):
+        mlp = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+        cnn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 1))
+    with pytest.raises(NotAnMLPError, match=r"0\.weight is on the meta device and holds no values"):
+        mlp_to_graph(mlp)
+    with pytest.raises(NotAnMLPError, match="on the meta device, holding no values"):
+        mlp_to_graph([(layer.weight, layer.bias) for layer in (mlp[0], mlp[2])])
+    with pytest.raises(NotACNNError, match=r"0\.weight is on the meta device and holds no values"):
+        cnn_to_graph(cnn)

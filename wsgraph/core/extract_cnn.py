@@ -30,6 +30,7 @@ from wsgraph.core.extract_mlp import (
     first_called_layer,
     non_finite_message,
     record_layer_outputs,
+    refuse_meta_module,
 )
 from wsgraph.core.layer_order import AmbiguousLayerOrder, NameSortedStateDict, layer_order
 
@@ -164,6 +165,7 @@ def from_cnn_module(module: nn.Module, probe_batch: int = 4) -> ConvChain:
     spatial mean of the last convolution's activated output. The input comes from a
     generator of its own and the global random states are restored afterwards.
     """
+    refuse_meta_module(module, NotACNNError)
     layers = _parametrised_layers(module)
     name_of = {m: n for n, m in layers}
     convs = [m for _, m in layers if isinstance(m, nn.Conv2d)]
@@ -247,6 +249,8 @@ def validate_cnn(chain: ConvChain, check_finite: bool = True) -> ConvChain:
             raise NotACNNError(f"{name}: weight has shape {tuple(weight.shape)}, expected a {expected_dim}-D weight")
         if not weight.is_floating_point():
             raise NotACNNError(f"{name}: weight has dtype {weight.dtype}, expected a floating type")
+        if weight.is_meta or (bias is not None and bias.is_meta):
+            raise NotACNNError(f"{name}: on the meta device, holding no values; load or initialise the weights first")
         if 0 in weight.shape:
             raise NotACNNError(f"{name}: weight has shape {tuple(weight.shape)}: a layer without neurons")
         if bias is not None and tuple(bias.shape) != (weight.size(0),):

@@ -125,6 +125,7 @@ def from_module(module: nn.Module, probe_rows: int = 64) -> LinearChain:
     comes from a generator of its own and the global random states are restored after
     the run, so reading a module changes no later random draw of the caller's.
     """
+    refuse_meta_module(module, NotAnMLPError)
     linears = _parametrised_submodules(module)
     probe, records, output_offset = _run_recording(module, dict((m, n) for n, m in linears), probe_rows)
     names = [name for name, _, _ in records]
@@ -171,6 +172,14 @@ def non_finite_message(name: str, kind: str) -> str:
     return f"{name}: {kind} contains NaN or inf"
 
 
+def refuse_meta_module(module: nn.Module, error: type[Exception]) -> None:
+    """Raise ``error`` for a module with parameters or buffers on the meta device, which hold no values
+    to read (tracing it failed on ``Tensor.item()``)."""
+    for name, tensor in (*module.named_parameters(), *module.named_buffers()):
+        if tensor.is_meta:
+            raise error(f"{name} is on the meta device and holds no values; load or initialise the weights first")
+
+
 def validate(chain: LinearChain, check_finite: bool = True) -> LinearChain:
     """Check shapes chain, biases fit, dtypes are floating and (optionally) values finite."""
     for name, weight, bias in zip(chain.names, chain.weights, chain.biases):
@@ -178,6 +187,8 @@ def validate(chain: LinearChain, check_finite: bool = True) -> LinearChain:
             raise NotAnMLPError(f"{name}: weight has shape {tuple(weight.shape)}, expected [out, in]")
         if not weight.is_floating_point():
             raise NotAnMLPError(f"{name}: weight has dtype {weight.dtype}, expected a floating type")
+        if weight.is_meta or (bias is not None and bias.is_meta):
+            raise NotAnMLPError(f"{name}: on the meta device, holding no values; load or initialise the weights first")
         if 0 in weight.shape[-2:]:
             raise NotAnMLPError(f"{name}: weight has shape {tuple(weight.shape)}: a layer without neurons")
         if bias is not None and tuple(bias.shape) != tuple(weight.shape[:-1]):

@@ -489,3 +489,12 @@ def test_cnn_params_are_copies_and_keep_biases_written_into_a_layer_without_one(
     written.x = written.x.clone()
     written.x[1, 0] = 0.5  # the first convolution's first output channel
     assert graph_to_params(written)[0][1].tolist() == [0.5, 0.0]
+
+
+@pytest.mark.parametrize("grid", [(10**5, 10**5), 0, (3, 0), (2.5, 3), "3x3"])
+def test_a_kernel_grid_out_of_range_is_refused_before_any_allocation(grid):
+    network = CNNS["3x3"]()
+    with pytest.raises(ValueError, match=r"kernel grid .*: expected an integer or a pair of integers in 1\.\.1024"):
+        pad_kernels(cnn_to_graph(network), grid)
+    with pytest.raises(ValueError, match=r"kernel grid .*: expected an integer or a pair of integers in 1\.\.1024"):
+        cnn_to_graph(network, kernel_grid=grid)

@@ -363,8 +363,10 @@ def test_stacked_params_rejects_a_mixed_batch():
         (lambda g: setattr(g, "x", torch.cat([g.x, g.x], dim=1)), "1 weight and 2 bias channels"),
         (lambda g: setattr(g, "edge_attr", g.edge_attr.long()), r"edge_attr is torch\.int64"),
         (lambda g: setattr(g, "x", g.x.int()), r"x is torch\.int32"),
+        (lambda g: setattr(g, "x", g.x.view(-1)), r"the graph's x has shape \(7,\); expected \[rows, channels\]"),
+        (lambda g: setattr(g, "edge_attr", g.edge_attr.view(-1)), r"edge_attr has shape \(12,\); expected"),
     ],
-    ids=["two-bias-channels", "integer-weights", "integer-biases"],
+    ids=["two-bias-channels", "integer-weights", "integer-biases", "one-dimensional-biases", "one-dimensional-weights"],
 )
 def test_parameters_are_read_only_from_one_channel_floating_point_graphs(edit, match):
     graph = mlp_to_graph(build_mlp([2, 4, 1]))

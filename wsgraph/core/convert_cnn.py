@@ -96,7 +96,9 @@ def cnn_to_graph(
         make_activation(activation)  # fail early on an unknown name
         chain.activation = activation
     kernels = [tuple(w.shape[2:]) if w.dim() == 4 else (1, 1) for w in chain.weights]
-    grid = _pair(kernel_grid) if kernel_grid is not None else tuple(max(k[i] for k in kernels) for i in range(2))
+    grid = (
+        _checked_grid(kernel_grid) if kernel_grid is not None else tuple(max(k[i] for k in kernels) for i in range(2))
+    )
     for name, kernel in zip(chain.names, kernels):
         if kernel[0] > grid[0] or kernel[1] > grid[1]:
             raise ValueError(f"{name}: kernel {kernel[0]}x{kernel[1]} does not fit the grid {grid[0]}x{grid[1]}")
@@ -179,7 +181,7 @@ def pad_kernels(data: Data, grid: Pair) -> Data:
 
     Graphs of CNNs batch when their ``edge_attr`` widths agree: pad them to one grid first.
     """
-    grid = _pair(grid)
+    grid = _checked_grid(grid)
     _require_raw_kernels(data)
     old = tuple(data.kernel_grid[0].tolist())
     if bool((data.kernel_grid != data.kernel_grid[:1]).any()):
@@ -413,6 +415,19 @@ def _require_raw_kernels(data: Data) -> None:
             f"the edges carry {data.edge_attr.size(-1)} features, not the {grid[0]}x{grid[1]} kernel grid: "
             "parameters are read from the graphs cnn_to_graph builds"
         )
+
+
+# Past any kernel a CNN has: a grid of 10^5 x 10^5 asked the allocator for terabytes.
+MOST_KERNEL_GRID = 1024
+
+
+def _checked_grid(grid: Pair) -> tuple[int, int]:
+    """``grid`` as ``(H, W)``, each an integer in ``1..MOST_KERNEL_GRID``, or a ``ValueError`` saying why."""
+    if _is_integer(grid) or (isinstance(grid, (tuple, list)) and len(grid) == 2 and all(map(_is_integer, grid))):
+        pair = _pair(tuple(grid) if isinstance(grid, list) else grid)
+        if all(1 <= side <= MOST_KERNEL_GRID for side in pair):
+            return pair
+    raise ValueError(f"kernel grid {grid!r}: expected an integer or a pair of integers in 1..{MOST_KERNEL_GRID}")
 
 
 def _pair(value: Pair) -> tuple[int, int]:

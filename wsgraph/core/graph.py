@@ -88,13 +88,16 @@ def is_conv_graph(data: Data) -> bool:
 
 
 def require_float_parameters(data: Data) -> None:
-    """Refuse a graph whose weights (``edge_attr``) or biases (``x``) are not floating point."""
+    """Refuse a graph whose weights (``edge_attr``) or biases (``x``) are not floating point, or not
+    ``[rows, channels]`` (a 1-D one failed in a reshape that named nothing)."""
     for name in ("edge_attr", "x"):
         values = data[name]
         if not values.is_floating_point():
             raise ValueError(
                 f"the graph's {name} is {values.dtype}; network parameters are read from floating-point graphs"
             )
+        if values.dim() != 2:
+            raise ValueError(f"the graph's {name} has shape {tuple(values.shape)}; expected [rows, channels]")
 
 
 def common_spec(data: Data) -> WeightSpaceSpec:

@@ -498,3 +498,16 @@ def test_a_kernel_grid_out_of_range_is_refused_before_any_allocation(grid):
         pad_kernels(cnn_to_graph(network), grid)
     with pytest.raises(ValueError, match=r"kernel grid .*: expected an integer or a pair of integers in 1\.\.1024"):
         cnn_to_graph(network, kernel_grid=grid)
+
+
+def test_kernel_grids_and_sizes_may_be_numpy_or_torch_integers():
+    import numpy as np
+
+    from wsgraph.layers.cnn_dws import KernelLift
+
+    network, wide = CNNS["3x3"](), build_cnn(3, [(2, 5, {})], [2], seed=3)
+    graph, other = cnn_to_graph(network), cnn_to_graph(wide)
+    for grid in (other.kernel_grid[0], tuple(np.array([5, 5])), np.int64(5), torch.tensor(5)):
+        assert pad_kernels(graph, grid).kernel_grid.tolist() == [[5, 5]]
+        assert cnn_to_graph(network, kernel_grid=grid).kernel_grid.tolist() == [[5, 5]]
+    assert KernelLift(1, 4, graph.kernel_size[0]).kernel_sizes == ((3, 3), (3, 3), (1, 1), (1, 1))

@@ -21,6 +21,7 @@ Graphs of CNNs with different grids batch after :func:`pad_kernels` (or
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
@@ -345,7 +346,12 @@ def _per_layer(value: Pair | Sequence[Pair], layer: int, num_conv: int, name: st
 
 
 def _is_integer(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer, as Python, numpy or a 0-d integer tensor holds it (not a ``bool``)."""
+    if isinstance(value, torch.Tensor):
+        return (
+            value.dim() == 0 and not value.is_floating_point() and not value.is_complex() and value.dtype != torch.bool
+        )
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _build(params, activation: str | nn.Module | None, geometry: list[ConvGeometry]) -> nn.Sequential:
@@ -423,8 +429,10 @@ MOST_KERNEL_GRID = 1024
 
 def _checked_grid(grid: Pair) -> tuple[int, int]:
     """``grid`` as ``(H, W)``, each an integer in ``1..MOST_KERNEL_GRID``, or a ``ValueError`` saying why."""
+    if isinstance(grid, torch.Tensor) and grid.dim() == 1:  # e.g. another graph's kernel_grid[0]
+        grid = tuple(grid.unbind())
     if _is_integer(grid) or (isinstance(grid, (tuple, list)) and len(grid) == 2 and all(map(_is_integer, grid))):
-        pair = _pair(tuple(grid) if isinstance(grid, list) else grid)
+        pair = (int(grid), int(grid)) if _is_integer(grid) else (int(grid[0]), int(grid[1]))
         if all(1 <= side <= MOST_KERNEL_GRID for side in pair):
             return pair
     raise ValueError(f"kernel grid {grid!r}: expected an integer or a pair of integers in 1..{MOST_KERNEL_GRID}")

@@ -71,7 +71,7 @@ def from_dense_weights(
     """
     if like is None:
         return assemble(weights, biases)
-    networks = like.num_graphs if isinstance(like, Batch) else 1
+    networks = int(like.layer_widths.size(0)) if "layer_widths" in like else 1
     if networks != weights[0].size(0):
         raise ValueError(f"like describes {networks} network(s), the weights {weights[0].size(0)}")
     activations = getattr(like, "activation", UNKNOWN)

@@ -449,7 +449,12 @@ def _edge_index_template(spec: WeightSpaceSpec, device: torch.device) -> Tensor:
 
 def carried_biases(has_bias: Tensor, biases: list[Tensor]) -> Tensor:
     """``[B, L]``: which layers' biases a graph's networks carry: those the networks had, and those where
-    the graph holds values other than zero (written since, by an augmentation or an editing model), so
-    that reading a graph back never drops what it holds."""
-    written = torch.stack([bias.reshape(bias.size(0), -1).ne(0).any(dim=1) for bias in biases], dim=1)
-    return has_bias.view(written.shape).to(written.device) | written
+    the graph holds values written since (by an input translation, weight noise or an editing model), so
+    that reading a graph back does not drop them. Written means beyond the square root of the dtype's
+    machine epsilon (3.5e-4 in float32) from zero: normalising a graph and undoing it leaves round-off
+    of about 1e-8 in a missing bias, which must not give the network one."""
+    written = [
+        bias.reshape(bias.size(0), -1).abs().gt(torch.finfo(bias.dtype).eps ** 0.5).any(dim=1) for bias in biases
+    ]
+    stacked = torch.stack(written, dim=1)
+    return has_bias.view(stacked.shape).to(stacked.device) | stacked

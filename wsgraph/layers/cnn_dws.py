@@ -50,6 +50,10 @@ class KernelLift(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_sizes: Sequence[tuple[int, int]]) -> None:
         super().__init__()
         require_positive_counts("KernelLift", in_channels=in_channels, out_channels=out_channels)
+        # Sizes read from a graph's kernel_size come as 0-d tensors.
+        kernel_sizes = [
+            tuple(int(v) if isinstance(v, torch.Tensor) and v.dim() == 0 else v for v in size) for size in kernel_sizes
+        ]
         for layer, (h, w) in enumerate(kernel_sizes):
             require_positive_counts(
                 "KernelLift", **{f"kernel_sizes[{layer}] height": h, f"kernel_sizes[{layer}] width": w}

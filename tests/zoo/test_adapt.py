@@ -5,6 +5,7 @@ classifiers exactly as they were, and a short run beats the unedited classifiers
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ from wsgraph.zoo.shifts import shift_images
 
 @pytest.fixture(scope="module")
 def relu_zoo(tmp_path_factory) -> Path:
-    """80 ReLU digit MLPs (64-16-16-10), converted with their activation recorded."""
+    """80 ReLU digit MLPs (64-16-16-10), converted with the activation the zoo records."""
     data, shape, classes = load_zoo_data("digits")
     plan = ZooPlan(
         source="digits",
@@ -41,7 +42,8 @@ def relu_zoo(tmp_path_factory) -> Path:
     zoo = tmp_path_factory.mktemp("zoo") / "digits-relu"
     build_zoo(plan, data, zoo, progress=False)
     out = zoo.parent / "digits-relu-data"
-    convert_checkpoints(zoo / CHECKPOINTS, out, labels=zoo / LABELS_CSV, activation="relu", progress=False)
+    # No activation= : the zoo's checkpoints/activations.json says it.
+    convert_checkpoints(zoo / CHECKPOINTS, out, labels=zoo / LABELS_CSV, progress=False)
     return out
 
 
@@ -177,10 +179,12 @@ def test_the_command_refuses_bad_settings(relu_zoo: Path, tmp_path: Path, capsys
     assert f"--out {tmp_path} already holds results (result.json)" in capsys.readouterr().err
     assert (tmp_path / "result.json").read_text() == "{}"
     (tmp_path / "result.json").unlink()
-    # A zoo converted without its activation: the classifiers cannot be run.
+    # State_dicts converted without their activation (no activations.json): the classifiers cannot be run.
     unlabelled = tmp_path / "no-activation"
     zoo = relu_zoo.parent / "digits-relu"
-    convert_checkpoints(zoo / CHECKPOINTS, unlabelled, labels=zoo / LABELS_CSV, progress=False)
+    shutil.copytree(zoo / CHECKPOINTS, tmp_path / "bare")
+    (tmp_path / "bare" / "activations.json").unlink()
+    convert_checkpoints(tmp_path / "bare", unlabelled, labels=zoo / LABELS_CSV, progress=False)
     assert main(["adapt", "--data", str(unlabelled), "--source", "digits", "--out", str(tmp_path / "run")]) == 1
     assert "records no hidden activation" in capsys.readouterr().err
     # An activation that contradicts the recorded one would score the classifiers as other networks.

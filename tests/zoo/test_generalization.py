@@ -15,11 +15,13 @@ import torch
 from scipy import stats
 
 from wsgraph.cli.main import main
+from wsgraph.core.convert_mlp import graph_to_mlp
 from wsgraph.datasets.checkpoint_folders import convert_checkpoints
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.training import TrainConfig
 from wsgraph.training.regression import ranking_metrics
 from wsgraph.training.run import train
+from wsgraph.zoo.adapt import AdaptConfig, run_adaptation
 from wsgraph.zoo.build import CHECKPOINTS, LABELS_CSV, TARGET_COLUMNS, ZooPlan, build_zoo, read_records
 from wsgraph.zoo.data import load_zoo_data
 from wsgraph.zoo.hyperparams import SearchSpace
@@ -64,6 +66,28 @@ def test_the_converted_zoo_keeps_named_targets_and_member_splits(mlp_zoo: Path, 
             record = records[paths[str(int(dataset.source_id[row]))]]
             assert record["split"] == split
             assert float(dataset.y[row, 0]) == pytest.approx(record["test_accuracy"], abs=1e-6)
+
+
+def test_a_mixed_zoo_counts_its_activations_and_records_none_per_graph(mlp_zoo: Path, mlp_dataset: Path) -> None:
+    records = [r for r in read_records(mlp_zoo) if r["path"] is not None]
+    counts = {name: sum(r["activation"] == name for r in records) for name in ("relu", "tanh")}
+    assert min(counts.values()) > 0
+    meta = json.loads((mlp_dataset / "meta.json").read_text())
+    assert meta["activations"] == counts and meta["activation"] == "unknown"
+    assert WeightSpaceDataset(mlp_dataset, split="test")[0].activation == "unknown"
+
+
+def test_adapting_a_mixed_zoo_is_refused_naming_its_activations(mlp_dataset: Path, tmp_path: Path) -> None:
+    config = AdaptConfig(data=str(mlp_dataset), source="digits", epochs=1, test_size=20)
+    with pytest.raises(ValueError, match=r"activations are relu, tanh; adapt a zoo of one activation"):
+        run_adaptation(config, tmp_path / "adapt")
+    assert not (tmp_path / "adapt").exists()
+
+
+def test_one_activation_for_a_mixed_zoo_is_refused_before_anything_is_written(mlp_zoo: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"--activation relu: .*activations.json records tanh for \d+ of the"):
+        convert_checkpoints(mlp_zoo / CHECKPOINTS, tmp_path / "out", activation="relu", progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_labels_csv_split_must_be_a_known_split(mlp_zoo: Path, tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train weight editors that adapt a zoo's MLP classifiers to a shifted image domain",
         description=(
             "Train editors (the equivariant DWSNet editor and the flat MLP editor) on the train members of a "
-            "converted MLP zoo ('wsgraph zoo --arch mlp', then 'wsgraph convert ... --activation relu') to change "
+            "converted MLP zoo ('wsgraph zoo --arch mlp', then 'wsgraph convert', which records each member's "
+            "activation) to change "
             "each classifier's weights so that it classifies shifted images; the loss is the edited classifiers' "
             "cross-entropy on shifted training images. Reports, on the test members and the shifted test images, "
             "the accuracy of the unedited classifiers, of each editor's edit, and of fine-tuning with SGD at the "

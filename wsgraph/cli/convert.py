@@ -67,8 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--activation",
         metavar="NAME",
         type=_activation,
-        help="hidden activation to record, e.g. relu or 'sine(30.0)' (default: traced from saved modules, "
-        "'unknown' for state_dicts)",
+        help="hidden activation to record for every file, e.g. relu or 'sine(30.0)' (default: each file's entry "
+        "in SRC/activations.json, which 'wsgraph zoo' writes, else traced from a saved module, 'unknown' for a "
+        "state_dict)",
     )
     parser.add_argument(
         "--shard-size",

@@ -68,6 +68,7 @@ from wsgraph.core.extract_mlp import (
 )
 from wsgraph.core.network_files import CHECKPOINT_SUFFIXES, load_network_file
 from wsgraph.core.spec import WeightSpaceSpec
+from wsgraph.datasets.activation_file import ACTIVATIONS_FILE, check_activation_flag, read_activation_file
 from wsgraph.datasets.conv_geometry import (
     GEOMETRY_KEYS,
     GeometryValue,
@@ -214,8 +215,11 @@ def convert_checkpoints(
         seed: the seed of the split.
         force: replace ``out`` if it holds an earlier wsgraph dataset (``meta.json`` or ``index.json``);
             a folder of other files is never replaced.
-        activation: the hidden activation to record (e.g. ``"relu"``); by default the
-            one traced from saved modules, ``"unknown"`` for state_dicts.
+        activation: the hidden activation to record (e.g. ``"relu"``) for every file; by
+            default each file's entry in ``src/activations.json`` (see
+            :mod:`wsgraph.datasets.activation_file`), else the one traced from a saved
+            module, ``"unknown"`` for a state_dict. It must agree with every entry of the
+            files converted.
         shard_size: the most networks per shard.
         progress: show a progress bar.
         splits: a JSON splits file (``{"train": {"path": [...], "label": [...]}, ...}``)
@@ -247,8 +251,12 @@ def convert_checkpoints(
     if splits is not None and (labels is not None or label_regex is not None):
         raise ValueError("a splits file gives the labels; do not also give --labels or --label-regex")
     geometry = _conv_geometry(src, conv_geometry)
+    recorded_activations = read_activation_file(src)
     search = _search_checkpoints(src, out, skip_bad)
     chosen = _choose_and_label(src, search.files, labels, label_regex, splits, split_ratios, seed, skip_bad)
+    if activation is not None:
+        names = (path.relative_to(src).as_posix() for path in chosen.files)
+        check_activation_flag(activation, recorded_activations, names, src)
     recipe = {
         "command": "wsgraph convert",
         "splits": None if splits is None else str(Path(splits).resolve()),
@@ -258,6 +266,7 @@ def convert_checkpoints(
         "seed": seed,
         "skip_bad": skip_bad,
         "activation": activation,
+        "activations_file": str((src / ACTIVATIONS_FILE).resolve()) if recorded_activations else None,
         "trust_pickles": trust_pickles,
         "output_offset": output_offset,
     }
@@ -285,6 +294,7 @@ def convert_checkpoints(
                 chosen.table,
                 chosen.split_codes,
                 activation,
+                recorded_activations,
                 shard_size,
                 skip_bad,
                 progress,
@@ -406,6 +416,7 @@ def _stream(
     table: LabelTable,
     splits: np.ndarray,
     activation: str | None,
+    recorded_activations: Mapping[str, str],
     shard_size: int,
     skip_bad: bool,
     progress: bool,
@@ -425,7 +436,8 @@ def _stream(
                 convolutions = (
                     network_geometry(geometry, chain, shown_path(path)) if isinstance(chain, ConvChain) else []
                 )
-                _check_given_activation(activation, chain)
+                given = activation if activation is not None else recorded_activations.get(name)
+                _check_given_activation(given, chain, "--activation" if activation is not None else ACTIVATIONS_FILE)
                 check_output_offset(chain, output_offset or 0.0, "--output-offset {}")
             except READ_ERRORS as error:
                 reason = one_line(error).removeprefix(f"{shown_path(path)}: ")
@@ -440,7 +452,7 @@ def _stream(
             writer = writers.get(key)
             if writer is None:
                 writer = writers[key] = _RootWriter(staging / root_name(spec), shard_size)
-            network_activation = activation if activation is not None else chain.activation
+            network_activation = given if given is not None else chain.activation
             writer.add(chain, spec, network_activation, table.target(name), int(splits[number]), number, name)
             writer.geometries.append(convolutions)
     if not writers:
@@ -1020,13 +1032,15 @@ def _check_arguments(
     _check_output(out, force)
 
 
-def _check_given_activation(given: str | None, chain: LinearChain | ConvChain) -> None:
-    """Raise a ``ValueError`` if a saved module's trace rules out the given hidden activation (already in its
-    recorded form; a network without hidden layers has none, a state_dict records none)."""
+def _check_given_activation(given: str | None, chain: LinearChain | ConvChain, source: str) -> None:
+    """Raise a ``ValueError`` if a saved module's trace rules out the hidden activation ``source`` gives (already
+    in its recorded form; a network without hidden layers has none, a state_dict records none)."""
     traced = chain.activation
     if given is None or traced == UNKNOWN or len(chain.weights) < 2 or given in (traced, *chain.activation_candidates):
         return
-    raise ValueError(f"the saved module's hidden activation is {traced}, not the given --activation {given}")
+    if source == ACTIVATIONS_FILE:
+        raise ValueError(f"the saved module's hidden activation is {traced}, not {given} as {ACTIVATIONS_FILE} says")
+    raise ValueError(f"the saved module's hidden activation is {traced}, not the given {source} {given}")
 
 
 # The refusal of a second conversion into OUT that finds OUT written after its start.

@@ -4,6 +4,7 @@ Layout of a zoo folder ``OUT``::
 
     OUT/zoo.json                      the plan (every setting that decides the members) and progress
     OUT/checkpoints/geometry.json     the convolutions' stride and padding (cnn), for 'wsgraph convert'
+    OUT/checkpoints/activations.json  each checkpoint's hidden activation, for 'wsgraph convert'
     OUT/checkpoints/shard-00000/      one folder per shard, renamed into place when complete
         m000000-e03.pt                member 0 after 3 epochs: a plain state_dict (weights_only=True)
         records.json                  hyper-parameters, split and scores of the shard's checkpoints
@@ -38,6 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from wsgraph.checks import entry_problem, is_number
+from wsgraph.datasets.activation_file import write_activation_file
 from wsgraph.datasets.store import SPLITS
 from wsgraph.io import atomic_write, write_json
 from wsgraph.locks import write_lock
@@ -349,6 +351,8 @@ def write_index(plan: ZooPlan, out: Path) -> dict[str, Any]:
         ["path", "split", *TARGET_COLUMNS],
         [[r["path"], r["split"], *(_cell(r[c]) for c in TARGET_COLUMNS)] for r in saved],
     )
+    # A state_dict cannot say its activation; 'wsgraph convert' records each member's own from here.
+    write_activation_file(out / CHECKPOINTS, {r["path"]: r["activation"] for r in saved})
     shards = [seconds for seconds, _ in shard_records]
     final = [r for r in records if r["final"]]
     accuracies = np.array([r["test_accuracy"] for r in final], dtype=np.float64)

@@ -1,0 +1,80 @@
+"""SRC/activations.json: per-file hidden activations for state_dicts, checked against saved
+modules' traces and against --activation, named when malformed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from mlp_helpers import build_mlp
+from torch import nn
+
+from wsgraph.cli.main import main
+from wsgraph.datasets.checkpoint_folders import convert_checkpoints
+from wsgraph.datasets.dataset import WeightSpaceDataset
+
+
+def _folder(tmp_path: Path, activations: object | None, module_activation: type[nn.Module] | None = None) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    for number in range(4):
+        mlp = build_mlp([2, 5, 1], activation=module_activation or nn.ReLU)
+        torch.save(mlp if module_activation else mlp.state_dict(), src / f"net{number}.pt")
+    if activations is not None:
+        (src / "activations.json").write_text(json.dumps(activations))
+    return src
+
+
+def test_state_dicts_record_the_activation_the_file_gives(tmp_path: Path) -> None:
+    src = _folder(tmp_path, {f"net{n}.pt": "sine(30)" for n in range(4)})
+    convert_checkpoints(src, tmp_path / "out", split_ratios=(1.0, 0.0, 0.0), progress=False)
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["activation"] == "sine(30.0)" and meta["activations"] == {"sine(30.0)": 4}
+    assert meta["recipe"]["activations_file"] == str((src / "activations.json").resolve())
+    assert WeightSpaceDataset(tmp_path / "out", split="train")[0].activation == "sine(30.0)"
+
+
+def test_files_the_file_does_not_list_keep_their_own(tmp_path: Path) -> None:
+    src = _folder(tmp_path, {"net0.pt": "tanh"})
+    convert_checkpoints(src, tmp_path / "out", split_ratios=(1.0, 0.0, 0.0), progress=False)
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["activations"] == {"tanh": 1, "unknown": 3} and meta["activation"] == "unknown"
+
+
+def test_an_agreeing_flag_is_accepted_and_a_contradicting_one_refused(tmp_path: Path) -> None:
+    src = _folder(tmp_path, {"net0.pt": "relu", "net1.pt": "relu", "net2.pt": "tanh"})
+    with pytest.raises(ValueError, match=r"^--activation relu: .*activations.json records tanh for 1 of the "):
+        convert_checkpoints(src, tmp_path / "out", activation="relu", progress=False)
+    assert not (tmp_path / "out").exists()
+    (src / "net2.pt").unlink()
+    convert_checkpoints(src, tmp_path / "out", activation="relu", split_ratios=(1.0, 0.0, 0.0), progress=False)
+    assert json.loads((tmp_path / "out" / "meta.json").read_text())["activations"] == {"relu": 3}
+
+
+def test_a_saved_module_whose_trace_contradicts_its_entry_is_a_bad_file(tmp_path: Path) -> None:
+    src = _folder(tmp_path, {"net1.pt": "relu"}, module_activation=nn.Tanh)
+    with pytest.raises(ValueError, match=r"net1.pt: the saved module's hidden activation is tanh, not relu as activ"):
+        convert_checkpoints(src, tmp_path / "out", progress=False)
+    report = convert_checkpoints(src, tmp_path / "out", skip_bad=True, progress=False)
+    assert [skipped.path for skipped in report.skipped] == ["net1.pt"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[1, 2]", "expected an object of checkpoint path -> activation name"),
+        ('{"net0.pt": 3}', "entry 'net0.pt' is 3, not an activation name"),
+        ('{"net0.pt": "swish"}', "entry 'net0.pt': unknown activation 'swish'"),
+        ('{"net0.pt": "sine(nan)"}', "entry 'net0.pt': unknown activation 'sine(nan)'"),
+        ("{", "not a readable JSON file"),
+    ],
+)
+def test_a_malformed_file_is_named_before_anything_is_written(tmp_path: Path, capsys, content, message) -> None:
+    src = _folder(tmp_path, None)
+    (src / "activations.json").write_text(content)
+    assert main(["convert", str(src), str(tmp_path / "out"), "--quiet"]) == 1
+    error = capsys.readouterr().err
+    assert f"{src / 'activations.json'}: {message}" in error and error.count("\n") == 1
+    assert not (tmp_path / "out").exists()

@@ -15,7 +15,6 @@ import torch
 from scipy import stats
 
 from wsgraph.cli.main import main
-from wsgraph.core.convert_mlp import graph_to_mlp
 from wsgraph.datasets.checkpoint_folders import convert_checkpoints
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.training import TrainConfig

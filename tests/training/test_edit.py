@@ -190,7 +190,7 @@ def test_an_out_that_is_a_file_and_inputs_that_are_all_bad_are_refused(editor, t
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.pt").write_bytes(b"junk")
     assert main(["edit", str(run), str(tmp_path / "bad"), "--out", str(tmp_path / "out"), "--skip-bad"]) == 1
-    assert "error: none of the 1 checkpoint files could be read (first: " in capsys.readouterr().err
+    assert "error: none of the 1 networks could be edited (first: " in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["bad", "out.txt"] and (tmp_path / "out.txt").read_text() == "mine"
 
 
@@ -423,3 +423,28 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch, capsys) -> No
     monkeypatch.setattr(info, "run", broken)
     assert main(["info", "anything"]) == 1
     assert capsys.readouterr().err == "wsgraph info: error: [Errno 32] Broken pipe: a worker's socket\n"
+
+
+def test_an_edit_that_overflows_is_named_or_skipped_never_written(editor, tmp_path, capsys) -> None:
+    root, run, _ = editor
+    paths = save_test_networks(root, tmp_path / "files")
+    huge = load_network_file(paths[1])
+    with torch.no_grad():
+        huge[0].weight.fill_(3e38)  # finite, but the editor's arithmetic overflows on it
+    torch.save(huge, paths[1])
+    out = tmp_path / "out"
+    # A trace through weights this large cannot tell the activation: give it.
+    command = ["edit", str(run), str(tmp_path / "files"), "--out", str(out), "--activation", "sine(30.0)"]
+    assert main(command) == 1
+    assert capsys.readouterr().err == (
+        f"wsgraph edit: error: {paths[1]}: the edited network's weights are not finite (NaN or infinite; are its "
+        "weights huge?) (pass --skip-bad to edit the others)\n"
+    )
+    assert not out.exists()
+    assert main([*command, "--skip-bad"]) == 0
+    assert f"skipped {paths[1]}: the edited network's weights are not finite" in capsys.readouterr().err
+    rows = read_rows(out / "edits.csv")
+    assert [row["network"] for row in rows] == [str(path) for path in paths if path != paths[1]]
+    for row in rows:
+        edited = load_network_file(out / row["file"])
+        assert all(bool(parameter.isfinite().all()) for parameter in edited.parameters())

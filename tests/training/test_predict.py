@@ -360,7 +360,7 @@ def test_nothing_to_predict_is_an_error(classifier, tmp_path, capsys) -> None:
     (tmp_path / "bad" / "b.pt").write_bytes(b"junk")
     assert main(["predict", str(run), str(tmp_path / "bad"), "--skip-bad"]) == 1
     error = capsys.readouterr().err
-    assert error.startswith(f"wsgraph predict: error: none of the 2 checkpoint files could be read (first: {tmp_path}")
+    assert error.startswith(f"wsgraph predict: error: none of the 2 networks could be predicted for (first: {tmp_path}")
     no_test = write_store(tmp_path / "no-test", test_split=False)
     assert main(["predict", str(run), str(no_test)]) == 1
     assert capsys.readouterr().err == (
@@ -445,3 +445,28 @@ def test_a_kernel_larger_than_the_models_window_for_its_layer_is_named(tmp_path)
     torch.save(cnn(5).state_dict(), tmp_path / "new" / "net.pt")
     with pytest.raises(ValueError, match=r"net\.pt: layer 2's kernel is 5x5; the dwsnet model reads 3x3 there"):
         predict(load_predictor(tmp_path / "run"), [tmp_path / "new"])
+
+
+def test_a_network_whose_prediction_overflows_is_named_or_skipped(classifier, tmp_path, capsys) -> None:
+    root, run, _ = classifier
+    dataset = WeightSpaceDataset(root, split="test", log=False)
+    (tmp_path / "files").mkdir()
+    for index in range(3):
+        network = graph_to_mlp(dataset[index], "relu")
+        if index == 1:
+            with torch.no_grad():
+                network[0].weight.fill_(3e38)  # finite, but the model's arithmetic overflows on it
+        torch.save(network, tmp_path / "files" / f"net{index}.pt")
+    huge = tmp_path / "files" / "net1.pt"
+    assert main(["predict", str(run), str(tmp_path / "files")]) == 1
+    assert capsys.readouterr().err == (
+        f"wsgraph predict: error: {huge}: the model's output for it is not finite (NaN or infinite; are its "
+        "weights huge?) (pass --skip-bad to predict for the others)\n"
+    )
+    assert main(["predict", str(run), str(tmp_path / "files"), "--skip-bad"]) == 0
+    captured = capsys.readouterr()
+    assert [row["network"] for row in read_rows(captured.out)] == [
+        str(tmp_path / "files" / f"net{i}.pt") for i in (0, 2)
+    ]
+    assert "nan" not in captured.out.lower()
+    assert f"skipped {huge}: the model's output for it is not finite" in captured.err

@@ -18,6 +18,7 @@ place at the end, so an interrupted or failed command leaves ``out`` as it was.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
 import io
 import math
@@ -53,7 +54,7 @@ from wsgraph.io import (
     replace_folder,
 )
 from wsgraph.locks import write_lock
-from wsgraph.training.network_inputs import InputReport, NetworkReader, check_fits
+from wsgraph.training.network_inputs import InputReport, NetworkBatch, NetworkReader, check_fits
 from wsgraph.training.plots import EDITS_PNG, plot_edits
 from wsgraph.training.predict import Predictor
 from wsgraph.training.tasks import DILATED_KEY
@@ -249,8 +250,16 @@ def _edit_into(
         networks = Batch.from_data_list(batch.graphs).to(device)
         with torch.no_grad():
             edited = model(networks)
+        modules = graph_to_mlp(edited.cpu())
+        kept = [row for row, module in enumerate(modules) if _finite(module)]
+        if len(kept) < len(modules):
+            batch, networks, edited, modules = _without_non_finite_edits(
+                batch, networks, edited, modules, kept, reader.skip_bad, result.skipped
+            )
+            if not kept:
+                continue
         files = [_file_for(key, name, written) for key, name in zip(batch.keys, batch.names)]
-        for file, module in zip(files, graph_to_mlp(edited.cpu())):
+        for file, module in zip(files, modules):
             atomic_write(folder / file, lambda handle, module=module: torch.save(module, handle))
         if batch.source is None:
             rendering = trained_on
@@ -273,12 +282,49 @@ def _edit_into(
     if not result.networks:
         first = result.skipped[0]
         raise ValueError(
-            f"none of the {len(result.skipped)} checkpoint files could be read (first: {first.path}: {first.reason})"
+            f"none of the {len(result.skipped)} networks could be edited (first: {first.path}: {first.reason})"
         )
     atomic_write(folder / EDITS_CSV, lambda handle: handle.write(_csv_text(result.rows()).encode()))
     if shown:
         plot_edits(folder / EDITS_PNG, shown)
     return result
+
+
+def _finite(module: torch.nn.Module) -> bool:
+    return all(bool(parameter.isfinite().all()) for parameter in module.parameters())
+
+
+# Weights near the float limit overflow inside the editor: such an edit is no network.
+_NON_FINITE_EDIT = "the edited network's weights are not finite (NaN or infinite; are its weights huge?)"
+
+
+def _without_non_finite_edits(
+    batch: NetworkBatch,
+    networks: Batch,
+    edited: Batch,
+    modules: list[torch.nn.Module],
+    kept: list[int],
+    skip_bad: bool,
+    skipped: list[SkippedCheckpoint],
+) -> tuple[NetworkBatch, Batch, Batch, list[torch.nn.Module]]:
+    """The batch without the networks whose edits are not finite, which are listed as skipped;
+    raises a ``ValueError`` naming the first of them without ``skip_bad``."""
+    dropped = [row for row in range(len(modules)) if row not in set(kept)]
+    if not skip_bad:
+        raise ValueError(f"{batch.names[dropped[0]]}: {_NON_FINITE_EDIT} (pass --skip-bad to edit the others)")
+    skipped += [SkippedCheckpoint(batch.names[row], _NON_FINITE_EDIT) for row in dropped]
+    if not kept:
+        return batch, networks, edited, []
+
+    def pick(values: list) -> list:
+        return [values[row] for row in kept]
+
+    smaller = dataclasses.replace(
+        batch, names=pick(batch.names), keys=pick(batch.keys), graphs=pick(batch.graphs), truths=pick(batch.truths)
+    )
+    networks = Batch.from_data_list(pick(networks.to_data_list()))
+    edited = Batch.from_data_list(pick(edited.to_data_list()))
+    return smaller, networks, edited, pick(modules)
 
 
 def _dilated_image(dataset: WeightSpaceDataset, shown: str, report: InputReport) -> Callable[[Data], Any]:

@@ -239,13 +239,21 @@ def predict(
             for name, graph in zip(batch.names, batch.graphs):
                 check_fits(spec, graph, name)
             output = model(Batch.from_data_list(batch.graphs).to(device)).float().cpu()
+            finite = output.isfinite().all(dim=-1)
+            for row in (~finite).nonzero().flatten().tolist():
+                # Weights near the float limit overflow inside the model: a NaN is not a prediction.
+                reason = "the model's output for it is not finite (NaN or infinite; are its weights huge?)"
+                if not skip_bad:
+                    raise ValueError(f"{batch.names[row]}: {reason} (pass --skip-bad to predict for the others)")
+                result.skipped.append(SkippedCheckpoint(batch.names[row], reason))
+            output = output[finite]
             outputs.append(output.softmax(-1) if spec.task == "classify" else output)
-            result.networks += batch.names
-            result.true += batch.truths
-    if not outputs:
+            result.networks += [name for name, keep in zip(batch.names, finite.tolist()) if keep]
+            result.true += [true for true, keep in zip(batch.truths, finite.tolist()) if keep]
+    if not result.networks:
         first = result.skipped[0]
         raise ValueError(
-            f"none of the {len(result.skipped)} checkpoint files could be read (first: {first.path}: {first.reason})"
+            f"none of the {len(result.skipped)} networks could be predicted for (first: {first.path}: {first.reason})"
         )
     result.outputs = torch.cat(outputs)
     foreign = [true for true in result.true if isinstance(true, str) and true not in result.output_names]

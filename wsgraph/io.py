@@ -158,6 +158,24 @@ def check_writable_folder(folder: str | os.PathLike, named: str) -> None:
         raise OSError(f"{named}: {reason}")
 
 
+def refuse_output_inside(out: str | os.PathLike, source: str | os.PathLike, named: str, source_named: str) -> None:
+    """Raise a ``ValueError`` if ``out`` is ``source`` or lies inside it (compared as resolved
+    paths, so through symlinks too): what a command writes must not land among what it reads,
+    where a later read takes it for input or a rewrite of the input deletes it.
+
+    Args:
+        out: where the command writes.
+        source: a folder it reads (a dataset root, a zoo).
+        named: how the error names ``out``, e.g. ``"--out runs/x"``.
+        source_named: how it names ``source``, e.g. ``"--data data/inrs"``.
+    """
+    source_path = Path(source)
+    if not source_path.is_dir():
+        return
+    if Path(out).resolve().is_relative_to(source_path.resolve()):
+        raise ValueError(f"{named}: inside {source_named}; write it outside the folder the command reads")
+
+
 def make_staging_folder(out: str | os.PathLike, suffix: str) -> Path:
     """A new hidden folder beside ``out`` (``.NAME.XXXXXXXX<suffix>``) in which to build what
     will be renamed to ``out``; with the permissions a plain ``mkdir`` would give it (``0o777``

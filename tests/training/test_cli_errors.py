@@ -447,3 +447,20 @@ def test_too_few_training_networks_names_the_culprit(tmp_path: Path, capsys) -> 
         assert status == 1 and f"error: {culprit}: 1 training networks are too few; training needs at least 2" in error
     status, error = run(capsys, ["train", "--data", str(data), "--model", "mlp", "--out", run_dir, "--max-train", "1"])
     assert status == 1 and "error: --max-train 1: 1 training networks are too few" in error
+
+
+def test_an_out_inside_the_data_is_refused_before_anything_is_made(tmp_path: Path, capsys) -> None:
+    root = write_store(tmp_path / "data")
+    before = sorted(path.relative_to(root) for path in root.rglob("*"))
+    bench = ["bench", "--data", str(root), "--models", "mlp", *TINY]
+    for command, named in [
+        (["train", "--data", str(root), "--model", "mlp", *TINY, "--out", str(root / "processed" / "run")], "--out"),
+        ([*bench, "--out", str(root / "table.md")], "--out"),
+        ([*bench, "--out", str(tmp_path / "table.md"), "--runs-dir", str(root / "runs")], "--runs-dir"),
+    ]:
+        status, error = run(capsys, command)
+        assert status == 1 and "\n" not in error, error
+        assert error.endswith(f": inside --data {root}; write it outside the folder the command reads"), error
+        assert f"error: {named} {root}" in error
+    assert sorted(path.relative_to(root) for path in root.rglob("*")) == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data"]

@@ -221,3 +221,12 @@ def test_a_learning_rate_that_makes_the_weights_non_finite_stops_naming_the_flag
         "wsgraph adapt: error: fine-tuning made weights NaN or infinite; lower --finetune-lr (now 1e+30)\n"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_an_out_inside_the_dataset_is_refused(relu_zoo: Path, capsys) -> None:
+    out = relu_zoo / "processed" / "adapt"
+    assert main(["adapt", "--data", str(relu_zoo), "--source", "digits", "--out", str(out)]) == 1
+    assert capsys.readouterr().err == (
+        f"wsgraph adapt: error: --out {out}: inside --data {relu_zoo}; write it outside the folder the command reads\n"
+    )
+    assert not out.exists()

@@ -274,3 +274,13 @@ def test_stats_gbt_names_the_odd_member_even_when_it_comes_first(mlp_zoo: Path, 
     torch.save({"1.weight": torch.zeros(3)}, first)
     assert main(["zoo-stats", "--zoo", str(zoo), "--out", str(tmp_path / "out"), "--n-estimators", "2"]) == 1
     assert capsys.readouterr().err.startswith(f"wsgraph zoo-stats: error: {first}: its tensors (names and shapes)")
+
+
+def test_zoo_stats_refuses_an_out_inside_the_zoo(mlp_zoo: Path, capsys) -> None:
+    out = mlp_zoo / CHECKPOINTS / "stats"
+    assert main(["zoo-stats", "--zoo", str(mlp_zoo), "--out", str(out), "--n-estimators", "2"]) == 1
+    assert capsys.readouterr().err == (
+        f"wsgraph zoo-stats: error: --out {out}: inside the zoo {mlp_zoo}; write it outside the folder the command "
+        "reads\n"
+    )
+    assert not out.exists()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from wsgraph.cli.arguments import path_argument
 from wsgraph.cli.train import add_training_arguments, explicit_settings
-from wsgraph.io import check_writable_folder
+from wsgraph.io import check_writable_folder, refuse_output_inside
 from wsgraph.runtime import MAX_SEED
 from wsgraph.training.bench import BenchOutputs, bench, bench_command, check_model_names
 from wsgraph.training.config import MODEL_NAMES, TrainConfig
@@ -69,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--models needs at least one model name")
     check_model_names(args.models)
     outputs = BenchOutputs.at(args.out, args.runs_dir)
+    if args.data is not None:
+        runs_named = f"--runs-dir {args.runs_dir}" if args.runs_dir is not None else f"the runs of --out {args.out}"
+        refuse_output_inside(outputs.runs_dir, args.data, runs_named, f"--data {args.data}")
+        refuse_output_inside(outputs.table, args.data, f"--out {args.out}", f"--data {args.data}")
     # The report is written after every run has trained: a place it cannot go must not wait for them.
     check_writable_folder(outputs.table.parent, f"--out {args.out}")
     if not outputs.curves.exists() or outputs.curves.is_dir():  # a file there is refused, naming it, by bench

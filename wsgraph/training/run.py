@@ -28,7 +28,14 @@ from wsgraph.datasets.transforms import (
     WeightDropout,
 )
 from wsgraph.errors import load_error_reason, short_repr, shown_path
-from wsgraph.io import atomic_write, missing_folders, remove_empty_folders, unwritable_reason, write_json
+from wsgraph.io import (
+    atomic_write,
+    missing_folders,
+    refuse_output_inside,
+    remove_empty_folders,
+    unwritable_reason,
+    write_json,
+)
 from wsgraph.layers import DWSNet
 from wsgraph.locks import LockedError, write_lock
 from wsgraph.runtime import derived_seed, preserved_random_state
@@ -178,6 +185,7 @@ class _Run:
     def execute(self, resume: str | Path | None) -> dict[str, Any]:
         # Before the run folder is made; build_model checks them again against the one class the data asks for.
         check_model_options(self.config.model, self.config.model_options)
+        refuse_output_inside(self.out, self.config.data, f"--out {self.config.out}", f"--data {self.config.data}")
         made = missing_folders(self.out)
         holds_folder = False
         try:

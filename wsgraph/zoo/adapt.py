@@ -19,7 +19,7 @@ from torch_geometric.loader import DataLoader
 from wsgraph.core.activations import UNKNOWN, canonical_activation
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.datasets.store import read_meta
-from wsgraph.io import refuse_existing_results, write_json
+from wsgraph.io import refuse_existing_results, refuse_output_inside, write_json
 from wsgraph.training.config import FLOAT32_MAX
 from wsgraph.zoo.data import load_zoo_data
 from wsgraph.zoo.editing import EDITORS, WeightEditing, accuracies, edit_loss, fine_tune, image_batches, make_editor
@@ -127,6 +127,7 @@ def run_adaptation(config: AdaptConfig, out: str | os.PathLike | None = None) ->
     """
     config.check()
     if out is not None:
+        refuse_output_inside(out, config.data, f"--out {out}", f"--data {config.data}")
         refuse_existing_results(out, (RESULT_JSON,))
     images, image_shape, classes = load_zoo_data(config.source, config.root, config.test_size)
     train_set = WeightSpaceDataset(config.data, split="train", log=False)

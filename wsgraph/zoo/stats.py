@@ -30,7 +30,7 @@ from sklearn.ensemble import GradientBoostingRegressor
 from wsgraph.checks import first_repeat
 from wsgraph.datasets.store import SPLITS
 from wsgraph.errors import load_error_reason, shown_path
-from wsgraph.io import refuse_existing_results, write_json
+from wsgraph.io import refuse_existing_results, refuse_output_inside, write_json
 from wsgraph.training.regression import (
     PREDICTED_VS_TRUE_PNG,
     PREDICTIONS_CSV,
@@ -138,6 +138,7 @@ def fit_stats_gbt(
     repeated = first_repeat(targets)
     if repeated is not None:
         raise ValueError(f"--targets names {repeated} twice")
+    refuse_output_inside(out, zoo, f"--out {out}", f"the zoo {zoo}")
     refuse_existing_results(out, ("result.json", PREDICTIONS_CSV, PREDICTED_VS_TRUE_PNG))
     started = time.perf_counter()
     features, records = zoo_features(zoo)

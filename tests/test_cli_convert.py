@@ -101,6 +101,8 @@ def test_output_inside_the_source_is_refused_in_one_line(src, capsys):
         (["--label-regex", "(unclosed"], "does not compile"),
         (["--labels", "x.csv", "--label-regex", "(a)"], "not allowed with argument"),
         (["--activation", "swishy"], "unknown activation"),
+        (["--activation", "sine(0)"], "argument --activation: activation 'sine(0)': omega_0 must be a finite number"),
+        (["--activation", "sine(1e999)"], "omega_0 must be a finite number other than 0"),
         (["--shard-size", "0"], "positive integer"),
         (["--seed", "-1"], "argument --seed: expected a non-negative integer, got '-1'"),
     ],

@@ -347,7 +347,22 @@ def test_meta_json_that_is_not_an_object_is_named(tmp_path, text, message):
         ({"num_classes": True}, "'num_classes' must be an integer in [0, 100000], got true"),
         ({"num_classes": 10**12}, "'num_classes' must be an integer in [0, 100000], got 1000000000000"),
         ({"class_names": "cat,dog"}, "'class_names' must be a list of strings"),
-        ({"activation": 3}, "'activation' must be a string, got 3"),
+        (
+            {"activation": 3},
+            "'activation' must be a known activation name (e.g. 'relu', 'sine(30.0)', 'unknown'), got 3",
+        ),
+        (
+            {"activation": "bogus"},
+            "'activation' must be a known activation name (e.g. 'relu', 'sine(30.0)', 'unknown')",
+        ),
+        ({"activation": "sine(nan)"}, "'activation' must be a known activation name"),
+        (
+            {"activations": {"relu": 3, "swish": 1}},
+            "'activations' must be an object of known activation names to counts",
+        ),
+        ({"activations": {"relu": -1}}, "'activations' must be an object of known activation names to counts"),
+        ({"num_classes": 3, "class_names": ["a"]}, "'class_names' lists 1 name, but 'num_classes' is 3"),
+        ({"num_classes": 1, "class_names": ["a", "b"]}, "'class_names' lists 2 names, but 'num_classes' is 1"),
         ({"widths": "2-4-1"}, "'widths' must be a list of at least two positive integers"),
         ({"image_shape": [8, 0]}, "'image_shape' must be [H, W] or [H, W, C] of positive integers"),
         ({"output_offset": "half"}, "'output_offset' must be a finite number"),

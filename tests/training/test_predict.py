@@ -470,3 +470,16 @@ def test_a_network_whose_prediction_overflows_is_named_or_skipped(classifier, tm
     ]
     assert "nan" not in captured.out.lower()
     assert f"skipped {huge}: the model's output for it is not finite" in captured.err
+
+
+@pytest.mark.parametrize("command", ["predict", "edit", "adapt"])
+def test_an_unknown_activation_flag_is_named_before_anything_is_read(tmp_path, capsys, command) -> None:
+    arguments = {
+        "predict": ["predict", str(tmp_path / "run"), str(tmp_path)],
+        "edit": ["edit", str(tmp_path / "run"), str(tmp_path), "--out", str(tmp_path / "out")],
+        "adapt": ["adapt", "--data", str(tmp_path), "--source", "digits", "--out", str(tmp_path / "out")],
+    }[command]
+    with pytest.raises(SystemExit):
+        main([*arguments, "--activation", "bogus"])
+    assert "argument --activation: unknown activation 'bogus'; known: identity, relu" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

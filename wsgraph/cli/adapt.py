@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from wsgraph.cli.arguments import int_at_least, path_argument, seed
+from wsgraph.cli.arguments import activation_name, int_at_least, path_argument, seed
 from wsgraph.io import check_writable_folder
 from wsgraph.zoo.adapt import AdaptConfig
 from wsgraph.zoo.editing import EDITORS
@@ -44,7 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=",".join(_DEFAULTS.editors),
         help=f"comma-separated editors from {','.join(EDITORS)} (default {','.join(_DEFAULTS.editors)})",
     )
-    parser.add_argument("--activation", help="the members' hidden activation, if the dataset does not record it")
+    parser.add_argument(
+        "--activation",
+        metavar="NAME",
+        type=activation_name,
+        help="the members' hidden activation, if the dataset does not record it",
+    )
     parser.add_argument(
         "--test-size", type=int_at_least(1, "positive"), help="test images (default: the whole test split)"
     )

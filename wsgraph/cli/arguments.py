@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from wsgraph.core.activations import canonical_activation
 from wsgraph.runtime import MAX_SEED
 
 
@@ -24,6 +25,15 @@ def path_argument(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("expected a path, got an empty string")
     return text
+
+
+def activation_name(text: str) -> str:
+    """An ``--activation``: a name a graph records (``relu``, ``sine(30.0)``, ...), in its recorded
+    form; argparse names the flag in the error."""
+    try:
+        return canonical_activation(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def int_at_least(minimum: int, kind: str):
@@ -64,6 +74,7 @@ def add_trained_model_arguments(
     parser.add_argument(
         "--activation",
         metavar="NAME",
+        type=activation_name,
         help="the hidden activation of networks whose files do not record it (state_dicts), e.g. 'sine(30.0)'"
         + activation_note,
     )

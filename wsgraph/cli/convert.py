@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from wsgraph.cli.arguments import int_at_least, path_argument
+from wsgraph.cli.arguments import activation_name, int_at_least, path_argument
 from wsgraph.cli.info import TRUST_PICKLES_HELP
-from wsgraph.core.activations import make_activation
 from wsgraph.datasets.checkpoint_folders import (
     DEFAULT_SHARD_SIZE,
     DEFAULT_SPLIT_RATIOS,
@@ -66,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--activation",
         metavar="NAME",
-        type=_activation,
+        type=activation_name,
         help="hidden activation to record for every file, e.g. relu or 'sine(30.0)' (default: each file's entry "
         "in SRC/activations.json, which 'wsgraph zoo' writes, else traced from a saved module, 'unknown' for a "
         "state_dict)",
@@ -167,14 +166,6 @@ def _geometry(key: str):
 def _label_regex(text: str) -> str:
     try:
         compile_label_regex(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
-
-
-def _activation(text: str) -> str:
-    try:
-        make_activation(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return text

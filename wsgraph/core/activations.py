@@ -48,7 +48,13 @@ def make_activation(name: str) -> nn.Module:
         return _SIMPLE[name]()
     match = _SINE.match(name)
     if match:
-        return Sine(float(match.group(1)))
+        try:
+            omega_0 = float(match.group(1))
+        except ValueError:  # "sine(1.2.3)", "sine(e)": the pattern lets them through
+            omega_0 = math.nan
+        if math.isfinite(omega_0) and omega_0 != 0:
+            return Sine(omega_0)
+        raise ValueError(f"activation {name!r}: omega_0 must be a finite number other than 0")
     known = ", ".join([*_SIMPLE, "sine(<omega_0>)"])
     raise ValueError(f"unknown activation {name!r}; known: {known}")
 

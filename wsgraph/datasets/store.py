@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from wsgraph.core.activations import UNKNOWN, make_activation
 from wsgraph.core.network_files import check_tensors
 from wsgraph.errors import load_error_reason, shortened, shown_path
 from wsgraph.io import atomic_write, write_json
@@ -232,6 +233,11 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any]:
         if key in meta and not accepts(meta[key]):
             raise ValueError(f"{path}: '{key}' must be {requirement}, got {_shorten(meta[key])}")
     _check_class_names(path, meta.get("class_names"))
+    names, classes = meta.get("class_names"), meta.get("num_classes")
+    if names is not None and classes is not None and len(names) != classes:
+        raise ValueError(
+            f"{path}: 'class_names' lists {len(names)} name{'s' * (len(names) != 1)}, but 'num_classes' is {classes}"
+        )
     return meta
 
 
@@ -285,7 +291,11 @@ _META_ENTRIES: dict[str, tuple[Any, str]] = {
     "task": (lambda v: v is None or v in ("classification", "regression"), "'classification', 'regression' or null"),
     "num_classes": (lambda v: is_count(v) and v <= MAX_CLASSES, f"an integer in [0, {MAX_CLASSES}]"),
     "class_names": (lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v), "a list of strings"),
-    "activation": (lambda v: isinstance(v, str), "a string"),
+    "activation": (lambda v: _is_activation(v), "a known activation name (e.g. 'relu', 'sine(30.0)', 'unknown')"),
+    "activations": (
+        lambda v: isinstance(v, dict) and all(_is_activation(k) and is_count(n) for k, n in v.items()),
+        "an object of known activation names to counts",
+    ),
     "kind": (lambda v: isinstance(v, str), "a string"),
     "widths": (lambda v: _is_sizes(v) and len(v) >= 2, "a list of at least two positive integers"),
     "image_shape": (lambda v: _is_sizes(v) and len(v) in (2, 3), "[H, W] or [H, W, C] of positive integers"),
@@ -306,6 +316,16 @@ _META_ENTRIES: dict[str, tuple[Any, str]] = {
         "{'train': N, 'val': N, 'test': N} with counts >= 0",
     ),
 }
+
+
+def _is_activation(value: Any) -> bool:
+    if value == UNKNOWN:
+        return True
+    try:
+        make_activation(value)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def _check_class_names(path: Path, names: list[str] | None) -> None:

@@ -10,6 +10,10 @@ from typing import Any
 
 from wsgraph.errors import short_repr
 
+# The most epochs a run or a zoo member trains: far past any use, so that a mistyped 1e11 is
+# an error naming the flag, not a run that never ends.
+MOST_EPOCHS = 1_000_000
+
 
 def first_repeat(values: Sequence[Any]) -> Any | None:
     """The first value that ``values`` holds a second time, or ``None``."""

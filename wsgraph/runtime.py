@@ -60,6 +60,14 @@ def tune_cpu_allocator() -> bool:
     return serve_from_heap and keep_freed
 
 
+def physical_memory() -> int | None:
+    """The machine's memory in bytes, or ``None`` where the OS does not say (``sysconf`` on POSIX)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def resolve_device(device: torch.device | str | None = "auto", local_rank: int | None = None) -> torch.device:
     """The device a ``--device`` value names.
 

@@ -43,7 +43,11 @@ def test_usage_errors_exit_2(classification_root: Path, tmp_path: Path, capsys, 
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--model", "mlp", "--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["--model", "mlp", "--epochs", "0"], "--epochs must be in 1..1,000,000, got 0"),
+        (["--model", "mlp", "--epochs", "100000000000"], "--epochs must be in 1..1,000,000, got 100000000000"),
+        (["--model", "mlp", "--model-options", "head_hidden=10000000"], "--model-options head_hidden=10000000: "),
+        (["--model", "dwsnet", "--model-options", "head_hidden=-1"], "sizes and counts must be in 0..65,536"),
+        (["--model", "dwsnet", "--model-options", "backend=bogus"], "--model-options backend: DWSNet takes it from "),
         (["--model", "dwsnet", "--depth", "100000"], "--depth must be in 1..1,000, got 100000"),
         (["--model", "mlp", "--hidden-channels", str(10**12)], f"--hidden-channels must be in 1..65,536, got {10**12}"),
         (["--model", "gine", "--probe-features", "-1"], "--probe-features must be in 0..65,536, got -1"),

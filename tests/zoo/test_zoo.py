@@ -124,6 +124,33 @@ def test_a_zoo_that_failed_before_finishing_a_shard_starts_again_with_other_sett
     assert json.loads((tmp_path / "zoo.json").read_text())["plan"]["batch_size"] == 16
 
 
+def test_a_new_zoo_that_fails_before_its_first_shard_leaves_no_folder(digits, tmp_path: Path, monkeypatch) -> None:
+    def out_of_memory(*arguments):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(zoo_build, "_train_shard", out_of_memory)
+    with pytest.raises(RuntimeError):
+        build_zoo(_plan(digits, arch="mlp", count=3), digits[0], tmp_path / "new" / "zoo", progress=False)
+    assert sorted(path.name for path in tmp_path.iterdir()) in ([], [".new.lock"], ["new"])
+    assert not (tmp_path / "new" / "zoo").exists()
+
+
+def test_sizes_past_any_zoo_are_refused_naming_the_flag(digits, tmp_path: Path, monkeypatch, capsys) -> None:
+    with pytest.raises(ValueError, match="--width must be in 1..4,096, got 5000"):
+        _plan(digits, arch="mlp", architecture=MemberArchitecture("mlp", (8, 8, 1), 10, 5000))
+    with pytest.raises(ValueError, match=r"--epochs range must be 1 <= low <= high <= 1,000,000, got 1..100000000"):
+        SearchSpace(epochs=(1, 10**8))
+    monkeypatch.setattr(zoo_build, "physical_memory", lambda: 1000)
+    with pytest.raises(ValueError, match=r"^--width 16 with --group-size 4: a group's parameters and optimiser"):
+        _plan(digits, arch="mlp")
+    arguments = ["zoo", "--source", "digits", "--out", str(tmp_path / "zoo"), "--count", "2", "--arch", "mlp"]
+    assert main([*arguments, "--group-size", "1"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("wsgraph zoo: error: --width 32 with --group-size 1: ") and error.count("\n") == 1
+    assert error.endswith("lower --width or --group-size\n")
+    assert not (tmp_path / "zoo").exists()
+
+
 def test_settings_that_cannot_train_are_refused_before_anything_is_written(digits, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--seed must be at least 0, got -1"):
         _plan(digits, seed=-1)
@@ -267,7 +294,7 @@ def test_cli_writes_a_zoo_and_refuses_bad_ranges(tmp_path: Path, capsys) -> None
 def test_cli_refuses_a_zero_width(tmp_path: Path, capsys) -> None:
     arguments = ["zoo", "--source", "digits", "--out", str(tmp_path / "zoo"), "--count", "2", "--arch", "mlp"]
     assert main([*arguments, "--width", "0"]) == 1
-    assert "--width must be at least 1, got 0" in capsys.readouterr().err
+    assert "--width must be in 1..4,096, got 0" in capsys.readouterr().err
     assert not (tmp_path / "zoo").exists()
 
 

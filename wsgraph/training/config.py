@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from wsgraph.checks import dataclass_gaps, first_repeat, is_number
+from wsgraph.checks import MOST_EPOCHS, dataclass_gaps, first_repeat, is_number
 from wsgraph.errors import short_repr
 from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS, describe_per_family
 from wsgraph.runtime import MAX_SEED
@@ -329,7 +329,7 @@ class TrainConfig:
             raise ValueError(f"unknown augmentation {unknown[0]!r}; choose from {', '.join(AUGMENTATIONS)}")
         if self.warmup_steps is not None and self.warmup_epochs is not None:
             raise ValueError("give --warmup-steps or --warmup-epochs, not both")
-        _check(self.epochs >= 1, "epochs", self.epochs, "at least 1")
+        _check(1 <= self.epochs <= MOST_EPOCHS, "epochs", self.epochs, f"in 1..{MOST_EPOCHS:,}")
         _check(self.batch_size >= 1, "batch-size", self.batch_size, "at least 1")
         # Torch seeds generators with 64-bit integers; a negative seed would alias a large one.
         _check(0 <= self.seed <= MAX_SEED, "seed", self.seed, f"in 0..{MAX_SEED}")
@@ -394,6 +394,10 @@ class TrainConfig:
             items = value if isinstance(value, tuple) else (value,)
             if any(isinstance(item, float) and not math.isfinite(item) for item in items):
                 raise ValueError(f"--model-options {key}: {value} is not a finite number")
+            # Every integer a model takes is a size or a count: past these, building the model fills the memory
+            # (head_hidden=10000000) or fails in the allocator, naming no option.
+            if any(type(item) is int and not 0 <= item <= MOST_CHANNELS for item in items):
+                raise ValueError(f"--model-options {key}={value}: sizes and counts must be in 0..{MOST_CHANNELS:,}")
             # The run's command line (result.json, a benchmark's table) has to give the same value back.
             back = parse_model_options(render_model_options(((key, value),)))[0][1]
             if not _same_option(back, value):

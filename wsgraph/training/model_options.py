@@ -11,7 +11,7 @@ import types
 import typing
 from typing import Any
 
-from wsgraph.layers import FlatMLP, NeuralGraphGNN
+from wsgraph.layers import DWSEditNet, DWSNet, FlatMLP, NeuralGraphGNN
 from wsgraph.training.config import OWNED_MODEL_ARGUMENTS, render_model_options
 
 # The plain types a KEY=VALUE text parses to (besides None and tuples of these).
@@ -24,6 +24,12 @@ _FROM_THE_DATA: dict[str, tuple[type, ...] | None] = {
     "in_channels": None,
     "edge_channels": (NeuralGraphGNN,),
     "kernel_sizes": (FlatMLP,),
+}
+
+
+# Arguments the --model name decides, per class: DWSNet's backend is dwsnet (scatter) or dwsnet-dense.
+_FROM_THE_MODEL_NAME: dict[str, tuple[tuple[type, ...], str]] = {
+    "backend": ((DWSNet, DWSEditNet), "--model dwsnet (scatter) or dwsnet-dense (dense)"),
 }
 
 
@@ -54,6 +60,9 @@ def check_options(classes: tuple[type, ...], options: tuple[tuple[str, Any], ...
             raise ValueError(
                 f"--model-options {key}: not an argument of {owner} (it takes {', '.join(settable) or 'none'})"
             )
+        owners, chosen_by = _FROM_THE_MODEL_NAME.get(key, ((), ""))
+        if any(issubclass(cls, owners) for cls in classes):
+            raise ValueError(f"--model-options {key}: {owner} takes it from {chosen_by}")
         default, hint = arguments[key]
         if not _settable(default, hint) or _from_the_data(key, classes):
             raise ValueError(f"--model-options {key}: {owner} takes it from the data")

@@ -41,8 +41,9 @@ from tqdm.auto import tqdm
 from wsgraph.checks import entry_problem, is_number
 from wsgraph.datasets.activation_file import write_activation_file
 from wsgraph.datasets.store import SPLITS
-from wsgraph.io import atomic_write, write_json
+from wsgraph.io import atomic_write, missing_folders, remove_empty_folders, write_json
 from wsgraph.locks import write_lock
+from wsgraph.runtime import physical_memory
 from wsgraph.zoo.hyperparams import MemberHyperparameters, SearchSpace, draw_member
 from wsgraph.zoo.members import PADDING, STRIDE, MemberArchitecture
 from wsgraph.zoo.training import Snapshot, ZooData, subset_size, train_group
@@ -104,6 +105,20 @@ class ZooPlan:
         # numpy's seed sequences, which draw every member, take non-negative seeds only.
         if self.seed < 0:
             raise ValueError(f"--seed must be at least 0, got {self.seed}")
+        self._check_group_memory()
+
+    def _check_group_memory(self) -> None:
+        """Refuse a group whose parameters, gradients and Adam moments alone (float32) exceed the machine's
+        memory: the allocator would fail deep inside the first shard, naming neither --width nor --group-size."""
+        members = min(self.group_size, self.count)
+        needed = self.architecture.num_parameters * members * 4 * 4
+        total = physical_memory()
+        if total is not None and needed > total:
+            raise ValueError(
+                f"--width {self.architecture.width} with --group-size {members}: a group's parameters and optimiser "
+                f"state alone need {needed / 2**30:,.1f} GiB, more than this machine's {total / 2**30:,.1f} GiB; "
+                "lower --width or --group-size"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -158,8 +173,16 @@ def build_zoo(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: exists and is not a folder")
+    made = missing_folders(out)
     with write_lock(out, "wsgraph zoo"):
-        return _build_locked(plan, data, out, progress, workers or torch.get_num_threads())
+        try:
+            return _build_locked(plan, data, out, progress, workers or torch.get_num_threads())
+        except BaseException:
+            # A zoo this call started that failed before finishing a shard holds nothing worth keeping.
+            if out in made and not _finished_shards(out):
+                shutil.rmtree(out, ignore_errors=True)
+                remove_empty_folders(made)
+            raise
 
 
 def _build_locked(plan: ZooPlan, data: ZooData, out: Path, progress: bool, workers: int) -> dict[str, Any]:

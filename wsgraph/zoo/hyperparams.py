@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from wsgraph.checks import MOST_EPOCHS
+
 # Hidden activations a member can draw (names as wsgraph.core.activations records them).
 ACTIVATIONS = ("relu", "tanh", "gelu", "leaky_relu", "sigmoid")
 # Weight initialisations: he/glorot normal (fan-in / fan-average scaled), a plain normal,
@@ -54,8 +56,8 @@ class SearchSpace:
         if not 0 < low <= high <= 1:
             raise ValueError(f"--train-fraction range must be within (0, 1], got {low}..{high}")
         low, high = self.epochs
-        if not 1 <= low <= high:
-            raise ValueError(f"--epochs range must be 1 <= low <= high, got {low}..{high}")
+        if not 1 <= low <= high <= MOST_EPOCHS:
+            raise ValueError(f"--epochs range must be 1 <= low <= high <= {MOST_EPOCHS:,}, got {low}..{high}")
         if not self.activations or any(name not in ACTIVATIONS for name in self.activations):
             raise ValueError(f"--activations must name some of {', '.join(ACTIVATIONS)}, got {self.activations}")
         if not self.init_families or any(name not in INIT_FAMILIES for name in self.init_families):

@@ -31,6 +31,8 @@ from wsgraph.core.activations import make_activation
 
 ARCHITECTURES = ("cnn", "mlp")
 DEFAULT_WIDTH = {"cnn": 16, "mlp": 32}
+# Channels or hidden neurons: a zoo trains many members at once, each far smaller than this.
+MOST_WIDTH = 4_096
 KERNEL, STRIDE, PADDING = 3, 2, 1
 
 
@@ -53,8 +55,8 @@ class MemberArchitecture:
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
-        if self.width < 1:
-            raise ValueError(f"--width must be at least 1, got {self.width}")
+        if not 1 <= self.width <= MOST_WIDTH:
+            raise ValueError(f"--width must be in 1..{MOST_WIDTH:,}, got {self.width}")
         if self.arch == "cnn" and min(self.image_shape[:2]) < 5:
             raise ValueError(
                 f"the cnn needs images of at least 5x5 pixels, got {self.image_shape[0]}x{self.image_shape[1]}"

@@ -136,7 +136,7 @@ def test_a_new_zoo_that_fails_before_its_first_shard_leaves_no_folder(digits, tm
 
 
 def test_sizes_past_any_zoo_are_refused_naming_the_flag(digits, tmp_path: Path, monkeypatch, capsys) -> None:
-    with pytest.raises(ValueError, match="--width must be in 1..4,096, got 5000"):
+    with pytest.raises(ValueError, match=r"--width must be in 1\.\.4,096, got 5000"):
         _plan(digits, arch="mlp", architecture=MemberArchitecture("mlp", (8, 8, 1), 10, 5000))
     with pytest.raises(ValueError, match=r"--epochs range must be 1 <= low <= high <= 1,000,000, got 1..100000000"):
         SearchSpace(epochs=(1, 10**8))

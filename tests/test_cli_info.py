@@ -3,6 +3,7 @@ import json
 import os
 import re
 import threading
+import warnings
 
 import pytest
 import torch
@@ -148,3 +149,13 @@ def test_a_damaged_json_file_is_named(tmp_path, content, problem):
     path.write_bytes(content)
     with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: not valid JSON .*{problem}"):
         read_json(path)
+
+
+def test_a_damaged_file_gives_the_error_alone_without_torchs_pickle_warning(tmp_path, capsys):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"\x80\x8d" + b"f" * 64)  # "pickle protocol 141": torch warns before it fails
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["info", str(path)]) == 1
+    assert [str(warning.message) for warning in caught] == []
+    assert capsys.readouterr().err.startswith(f"wsgraph info: error: {path}: not a readable PyTorch checkpoint")

@@ -172,6 +172,15 @@ def _allow_list() -> list[tuple[object, str]]:
 _SAFE_GLOBALS = _allow_list()
 
 
+def load_tensors_only(path: str | os.PathLike, mmap: bool = False) -> object:
+    """``torch.load`` of tensors and plain data only (``weights_only=True``, to the CPU), without torch's
+    warning about a pickle protocol it was not written for (a damaged file's first bytes), which would
+    come before the one-line error that says what is wrong."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+
+
 def _load_torch(path: Path, name: str, trust_pickles: bool) -> tuple[object, bool]:
     """The file's content, and whether it took unrestricted unpickling (``trust_pickles``) to read it."""
     try:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from wsgraph.core.activations import UNKNOWN
 from wsgraph.core.convert_cnn import pad_kernel
 from wsgraph.core.graph import CONV_KEYS, WeightSpaceGraph, assemble
+from wsgraph.core.network_files import load_tensors_only
 from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets.store import (
     CONV_GEOMETRY,
@@ -555,7 +556,7 @@ def _read_processed(path: str) -> Any:
     # Not torch_geometric's fs.torch_load: it retries with weights_only=False, running
     # any code in the file, when safe loading refuses it.
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_tensors_only(path)
     except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a damaged file
         raise ValueError(
             f"{path}: unreadable processed cache ({type(error).__name__}); delete {Path(path).parent} "

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from wsgraph.core.activations import UNKNOWN, make_activation
-from wsgraph.core.network_files import check_tensors
+from wsgraph.core.network_files import check_tensors, load_tensors_only
 from wsgraph.errors import load_error_reason, shortened, shown_path
 from wsgraph.io import atomic_write, write_json
 
@@ -159,7 +159,7 @@ def read_shard(path: str | os.PathLike) -> Shard:
     path = Path(path)
     name = shown_path(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_tensors_only(path)
     except FileNotFoundError:
         raise
     except Exception as error:

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from wsgraph.core.network_files import load_tensors_only
 from wsgraph.deprecation import renamed
 from wsgraph.errors import load_error_reason, shown_path
 from wsgraph.io import atomic_write
@@ -51,7 +52,7 @@ def load_run_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ())
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     try:
-        document = torch.load(path, map_location="cpu", weights_only=True)
+        document = load_tensors_only(path)
     except Exception as error:
         raise ValueError(
             f"{shown_path(path)}: not a readable checkpoint ({type(error).__name__}: {load_error_reason(error)})"
@@ -80,7 +81,7 @@ def read_run_checkpoint_or_none(path: str | os.PathLike) -> dict[str, Any] | Non
         # A FIFO or a device would block or never end the read; none is a checkpoint.
         return None
     try:
-        peek = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        peek = load_tensors_only(path, mmap=True)
     except Exception:
         # Not torch's zip format, not readable, or on a filesystem that cannot map it: a plain read tells.
         pass

@@ -68,3 +68,40 @@ def test_an_empty_path_is_refused_naming_the_argument(tmp_path, capsys, monkeypa
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error == f"wsgraph {arguments[0]}: error: argument {flag}: expected a path, got an empty string"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["zoo", "--source", "digits", "--out", "{tmp}/zoo", "--count", "2", "--lr", "-1,1"],
+         "wsgraph zoo: error: --lr range must be 0 < low <= high, got -1.0..1.0"),
+        (["zoo", "--source", "digits", "--out", "{tmp}/zoo", "--count", "2", "--dropout", "-.5,0.5"],
+         "wsgraph zoo: error: --dropout range must be within [0, 1), got -0.5..0.5"),
+        (["convert", "{tmp}", "{tmp}/out", "--split-ratios", "-1,1,1"],
+         "argument --split-ratios: expected three non-negative fractions summing to 1"),
+        (["convert", "{tmp}", "{tmp}/out", "--force", "-1"], "argument --force: ignored explicit argument '-1'"),
+    ],
+)  # fmt: skip
+def test_a_value_with_a_leading_minus_reaches_the_flags_own_check(tmp_path, capsys, arguments, message) -> None:
+    arguments = [part.format(tmp=tmp_path) for part in arguments]
+    try:
+        status = main(arguments)
+    except SystemExit as exit:
+        status = exit.code
+    assert status in (1, 2)
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_negative_values_join_only_the_flag_before_them() -> None:
+    from wsgraph.cli.main import attach_negative_values
+
+    assert attach_negative_values(["--lr", "-1,1", "--seed", "-3", "-h"]) == ["--lr=-1,1", "--seed=-3", "-h"]
+    assert attach_negative_values(["--", "-1", "--out=x", "-2", "path", "-1"]) == [
+        "--",
+        "-1",
+        "--out=x",
+        "-2",
+        "path",
+        "-1",
+    ]

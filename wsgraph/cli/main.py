@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import select
 import sys
 from collections.abc import Sequence
@@ -45,9 +46,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# A value that begins with a minus sign and a digit, such as "-1,1" (a LOW,HIGH range) or "-0.5": argparse
+# takes it for an option unless it is a plain negative number, and says only "expected one argument".
+_NEGATIVE_VALUE = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
+
+
+def attach_negative_values(argv: Sequence[str]) -> list[str]:
+    """``["--lr", "-1,1"]`` -> ``["--lr=-1,1"]``, so that the flag's own check names what is wrong with the
+    value; a flag that takes no value then says it takes none."""
+    joined: list[str] = []
+    for token in argv:
+        previous = joined[-1] if joined else ""
+        if _NEGATIVE_VALUE.match(token) and previous.startswith("--") and "=" not in previous and previous != "--":
+            joined[-1] = f"{previous}={token}"
+        else:
+            joined.append(token)
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(attach_negative_values(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:
         print("wsgraph: interrupted", file=sys.stderr)
         return 130

@@ -588,3 +588,15 @@ def test_building_the_cache_says_so_once_built_and_nothing_when_it_fails(tmp_pat
     with pytest.raises(ValueError):
         WeightSpaceDataset(tmp_path / "edited")
     assert capsys.readouterr().err == ""
+
+
+def test_a_folder_of_one_root_per_signature_names_its_roots(tmp_path):
+    (tmp_path / "index.json").write_text("{}")
+    for name in ("mlp-3layers-2in-1out", "mlp-2layers-3in-1out"):
+        write_store(tmp_path / name, [random_shard((2, 4, 1), 6, seed=0)])
+    with pytest.raises(FileNotFoundError) as error:
+        WeightSpaceDataset(tmp_path)
+    assert one_line_error(error) == (
+        f"{tmp_path}: holds one dataset per signature (index.json lists them: mlp-2layers-3in-1out, "
+        f"mlp-3layers-2in-1out); give one of them, e.g. {tmp_path / 'mlp-2layers-3in-1out'}"
+    )

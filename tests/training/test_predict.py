@@ -483,3 +483,11 @@ def test_an_unknown_activation_flag_is_named_before_anything_is_read(tmp_path, c
         main([*arguments, "--activation", "bogus"])
     assert "argument --activation: unknown activation 'bogus'; known: identity, relu" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_input_given_twice_is_refused(classifier, capsys) -> None:
+    root, run, _ = classifier
+    assert main(["predict", str(run), str(root), str(root)]) == 1
+    assert capsys.readouterr().err == f"wsgraph predict: error: {root}: given twice as an input\n"
+    with pytest.raises(ValueError, match=r"given twice as an input \(also as "):
+        predict(load_predictor(run), [root, f"{root}/../{root.name}"])

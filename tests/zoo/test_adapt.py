@@ -230,3 +230,12 @@ def test_an_out_inside_the_dataset_is_refused(relu_zoo: Path, capsys) -> None:
         f"wsgraph adapt: error: --out {out}: inside --data {relu_zoo}; write it outside the folder the command reads\n"
     )
     assert not out.exists()
+
+
+def test_an_editor_named_twice_is_refused(relu_zoo: Path, tmp_path: Path, capsys) -> None:
+    command = ["adapt", "--data", str(relu_zoo), "--source", "digits", "--out", str(tmp_path / "out")]
+    assert main([*command, "--editors", "mlp,mlp"]) == 1
+    assert capsys.readouterr().err == "wsgraph adapt: error: --editors names mlp twice\n"
+    with pytest.raises(SystemExit):
+        main([*command, "--editors", "mlp,,dwsnet"])
+    assert not (tmp_path / "out").exists()

@@ -174,8 +174,10 @@ def test_settings_that_cannot_train_are_refused_before_anything_is_written(digit
         (lambda document: {**document, "records": [{**document["records"][0], "split": "holdout"}]}, "out of range"),
         (lambda document: {**document, "records": [{**document["records"][0], "path": "/etc/passwd"}]}, "leaves the zoo's checkpoints folder"),
         (lambda document: {**document, "records": [{**document["records"][0], "path": "../../x.pt"}]}, "leaves the zoo's checkpoints folder"),
+        (lambda document: {**document, "records": [document["records"][0], {**document["records"][1], "path": document["records"][0]["path"]}]}, "record 1: path 'shard-00000/m000000-e..\\.pt' is recorded twice"),
+        (lambda document: {**document, "records": [document["records"][0], dict(document["records"][0], path=None)]}, "record 1: member 0 after epoch .* is recorded twice"),
     ],
-    ids=["records-number", "list", "seconds", "record-number", "missing", "type", "split", "absolute", "parent"],
+    ids=["records-number", "list", "seconds", "record-number", "missing", "type", "split", "absolute", "parent", "same-path", "same-checkpoint"],
 )  # fmt: skip
 def test_a_hand_edited_records_file_is_named_before_anything_is_written(digits, tmp_path: Path, edit, message) -> None:
     plan = _plan(digits, arch="mlp", count=3)

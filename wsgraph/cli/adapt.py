@@ -11,6 +11,7 @@ import argparse
 
 from wsgraph.cli.arguments import activation_name, int_at_least, path_argument, seed
 from wsgraph.io import check_writable_folder
+from wsgraph.training.config import parse_names
 from wsgraph.zoo.adapt import AdaptConfig
 from wsgraph.zoo.editing import EDITORS
 from wsgraph.zoo.shifts import DOMAIN_SHIFTS
@@ -41,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--editors",
-        default=",".join(_DEFAULTS.editors),
+        type=parse_names,
+        default=_DEFAULTS.editors,
         help=f"comma-separated editors from {','.join(EDITORS)} (default {','.join(_DEFAULTS.editors)})",
     )
     parser.add_argument(
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         source=args.source,
         root=args.root,
         shift=args.shift,
-        editors=tuple(part.strip() for part in args.editors.split(",") if part.strip()),
+        editors=args.editors,
         hidden_channels=args.hidden_channels,
         depth=args.depth,
         epochs=args.epochs,

@@ -213,6 +213,15 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(root) / "meta.json"
     if not path.is_file():
+        roots = []
+        if (Path(root) / "index.json").is_file():
+            roots = sorted(meta.parent.name for meta in Path(root).glob("*/meta.json") if meta.is_file())
+        if roots:
+            # 'wsgraph convert' of networks of several signatures: one root per signature.
+            raise FileNotFoundError(
+                f"{root}: holds one dataset per signature (index.json lists them: {shortened(', '.join(roots), 120)}); "
+                f"give one of them, e.g. {Path(root) / roots[0]}"
+            )
         raise FileNotFoundError(
             f"{path}: no meta.json; is {root} a dataset made by 'wsgraph fit-inrs' or 'wsgraph convert'?"
         )

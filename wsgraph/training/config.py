@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import shlex
@@ -92,8 +93,12 @@ def setting(
 
 
 def parse_names(text: str) -> tuple[str, ...]:
-    """``"a, b,c"`` -> ``("a", "b", "c")``."""
-    return tuple(part.strip() for part in text.split(",") if part.strip())
+    """``"a, b,c"`` -> ``("a", "b", "c")``; an empty entry (``"a,,b"``, ``"a,"``) is an argparse error, not
+    a name quietly dropped."""
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) > 1 and not all(parts):
+        raise argparse.ArgumentTypeError(f"empty entry in {text!r}; separate names with single commas")
+    return tuple(part for part in parts if part)
 
 
 # Constructor arguments that other settings own, so --model-options may not set them.

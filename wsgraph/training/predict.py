@@ -220,6 +220,14 @@ def predict(
             f"the model edits networks (--task {spec.task}); predict is for classification and regression models "
             "(edit networks with wsgraph edit)"
         )
+    seen: dict[Path, str] = {}
+    for given in map(str, inputs):
+        key = Path(given).resolve()
+        if key in seen:
+            # Its networks would be predicted for twice, and counted twice in the accuracy.
+            also = f" (also as {seen[key]})" if seen[key] != given else ""
+            raise ValueError(f"{given}: given twice as an input{also}")
+        seen[key] = given
     result = Predictions(spec.task, predictor.output_names)
     reader = NetworkReader.for_model(
         spec,

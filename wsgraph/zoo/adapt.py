@@ -16,6 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
+from wsgraph.checks import first_repeat
 from wsgraph.core.activations import UNKNOWN, canonical_activation
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.datasets.store import read_meta
@@ -84,6 +85,9 @@ class AdaptConfig:
                 )
         if not self.editors:
             raise ValueError("--editors names no editor")
+        repeated = first_repeat(self.editors)
+        if repeated is not None:
+            raise ValueError(f"--editors names {repeated} twice")
         for name in self.editors:
             if name not in EDITORS:
                 raise ValueError(f"unknown editor {name!r}; choose from {', '.join(EDITORS)}")

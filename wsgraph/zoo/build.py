@@ -327,6 +327,9 @@ def _read_shard_records(out: Path) -> list[tuple[float, list[dict[str, Any]]]]:
     from wsgraph.training.metrics import read_json
 
     shards = []
+    # A path or a (member, epoch) that two records claim would count one checkpoint twice.
+    seen_paths: dict[str, Path] = {}
+    seen_checkpoints: dict[tuple[int, int], Path] = {}
     for folder in sorted((out / CHECKPOINTS).glob("shard-*")):
         path = folder / RECORDS
         if not path.is_file():
@@ -340,6 +343,20 @@ def _read_shard_records(out: Path) -> list[tuple[float, list[dict[str, Any]]]]:
             problem = _record_problem(record)
             if problem:
                 raise ValueError(f"{path}: record {number}: {problem}")
+            checkpoint = (record["member"], record["epoch"])
+            if checkpoint in seen_checkpoints:
+                raise ValueError(
+                    f"{path}: record {number}: member {checkpoint[0]} after epoch {checkpoint[1]} is recorded twice "
+                    f"(also in {seen_checkpoints[checkpoint]}); a zoo records each checkpoint once"
+                )
+            if record["path"] is not None and record["path"] in seen_paths:
+                raise ValueError(
+                    f"{path}: record {number}: path {record['path']!r} is recorded twice (also in "
+                    f"{seen_paths[record['path']]}); a zoo records each checkpoint once"
+                )
+            seen_checkpoints[checkpoint] = path
+            if record["path"] is not None:
+                seen_paths[record["path"]] = path
         shards.append((float(seconds), records))
     return shards
 

@@ -194,8 +194,9 @@ GPU_READING = [
 # How to read the CPU profile's tables (kept next to them in docs/results.md).
 CPU_PROFILE_READING = [
     "**Reading the CPU profile.** With 3,000 training INRs (about 5% of the published 55,000) every model is "
-    "data-limited: validation metrics peak early and early stopping (patience 10) ended every classification "
-    "and regression run between epochs 11 and 37 of 100. Each table's *reference* line is what a predictor "
+    "data-limited: validation metrics peak early and early stopping (patience 10) ended every 100-epoch "
+    "classification and regression run between epochs 16 and 37 (the GINE run, limited to 15 epochs, stopped "
+    "at 11). Each table's *reference* line is what a predictor "
     "that learns nothing from the weights scores (the most frequent class, the mean target, the unedited "
     "networks). The ranking is the published one (DWSNet far above the flat MLPs, which stay at the "
     "reference on MNIST and Fashion-MNIST), the absolute numbers are not: the full-size profile measures how "

@@ -142,7 +142,7 @@ def test_info_survives_a_strangers_meta_json(tmp_path: Path, capsys) -> None:
         "kind": "inr",
         "task": "regression",
         "target_names": 3,
-        "activation": "relu\x1b[2J",
+        "activation": "relu",
         "signature": ["a", 1, 1],
         "architectures": {"2-4-1": "many", "2-8-1": 2},
         "source": {"name": ["x"], "function": 7},
@@ -156,8 +156,13 @@ def test_info_survives_a_strangers_meta_json(tmp_path: Path, capsys) -> None:
     assert "content     INRs of images" in lines
     assert "task        regression" in lines
     assert "widths      1 architectures: 2-8-1 (2)" in lines
-    assert "activation  'relu\\x1b[2J'" in lines
+    assert "activation  relu" in lines
     assert "recipe      recorded in meta.json" in lines and "made with   recorded in meta.json" in lines
     assert not any(line.startswith("fit") for line in lines)
     assert "shards      0 of 2 (0 bytes); shards/shard-00000.pt and 1 more missing" in lines[4]
     assert info_json(tmp_path, capsys)["architectures"] == {"2-4-1": "many", "2-8-1": 2}
+    # An activation that is no known name (here one that would clear the terminal) is refused, shown escaped.
+    (tmp_path / "meta.json").write_text(json.dumps({**meta, "activation": "relu\x1b[2J"}))
+    assert main(["info", str(tmp_path)]) == 1
+    error = capsys.readouterr().err
+    assert "'activation' must be a known activation name" in error and "\x1b" not in error and error.count("\n") == 1

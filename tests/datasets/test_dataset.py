@@ -600,3 +600,45 @@ def test_a_folder_of_one_root_per_signature_names_its_roots(tmp_path):
         f"{tmp_path}: holds one dataset per signature (index.json lists them: mlp-2layers-3in-1out, "
         f"mlp-3layers-2in-1out); give one of them, e.g. {tmp_path / 'mlp-2layers-3in-1out'}"
     )
+
+
+def _coded_shard(codes):
+    shard = random_shard((2, 4, 1), 6, seed=0)
+    shard.extras["activation_code"] = torch.tensor(codes, dtype=torch.int16)
+    return shard
+
+
+def test_networks_of_several_activations_each_keep_their_own(tmp_path):
+    names = ["relu", "tanh", "sine(30.0)"]
+    write_store(tmp_path, [_coded_shard([0, 1, 2, 1, 0, 2])], activation="unknown", activation_names=names)
+    dataset = WeightSpaceDataset(tmp_path)
+    order = [names[code] for code in [0, 1, 2, 1, 0, 2]]
+    # The dataset lists its networks by split, then by position in the shard.
+    split = random_shard((2, 4, 1), 6, seed=0).split.tolist()
+    expected = [order[row] for code in range(3) for row in range(6) if split[row] == code]
+    assert dataset.activations == expected == [graph.activation for graph in dataset]
+    assert "activation_code" not in dataset[0] and "psnr" in dataset[0]
+
+
+@pytest.mark.parametrize(
+    ("codes", "names", "message"),
+    [
+        ([0, 1, 3, 0, 0, 0], ["relu", "tanh"], "activation codes must be integers 0..1 (meta.json lists 2"),
+        ([0, -1, 0, 0, 0, 0], ["relu", "tanh"], "activation codes must be integers 0..1"),
+        ([0, 1, 0, 0, 0, 0], None, "the shard numbers its networks' activations, but meta.json lists no activation"),
+    ],
+)
+def test_activation_codes_that_do_not_fit_the_names_are_named(tmp_path, codes, names, message):
+    extra = {} if names is None else {"activation_names": names}
+    write_store(tmp_path, [_coded_shard(codes)], activation="unknown", **extra)
+    with pytest.raises(ValueError) as error:
+        WeightSpaceDataset(tmp_path)
+    assert one_line_error(error).startswith(f"{tmp_path / 'shards' / 'shard-00000.pt'}: {message}")
+
+
+@pytest.mark.parametrize("names", [["relu"], ["relu", "relu"], ["relu", "swish"], "relu,tanh"])
+def test_activation_names_must_be_two_or_more_known_names(tmp_path, names):
+    write_store(tmp_path, [_coded_shard([0] * 6)], activation="unknown", activation_names=names)
+    with pytest.raises(ValueError) as error:
+        WeightSpaceDataset(tmp_path)
+    assert "'activation_names' must be a list of two or more distinct known activation names" in one_line_error(error)

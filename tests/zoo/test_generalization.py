@@ -13,11 +13,16 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from torch_geometric.data import Batch
 
 from wsgraph.cli.main import main
+from wsgraph.core.convert_mlp import graph_to_mlp
 from wsgraph.datasets.checkpoint_folders import convert_checkpoints
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.training import TrainConfig
+from wsgraph.training.data import SplitData
+from wsgraph.training.distributed import DistributedContext
+from wsgraph.training.loaders import EpochPlan, StackedLoader
 from wsgraph.training.regression import ranking_metrics
 from wsgraph.training.run import train
 from wsgraph.zoo.adapt import AdaptConfig, run_adaptation
@@ -67,20 +72,52 @@ def test_the_converted_zoo_keeps_named_targets_and_member_splits(mlp_zoo: Path, 
             assert float(dataset.y[row, 0]) == pytest.approx(record["test_accuracy"], abs=1e-6)
 
 
-def test_a_mixed_zoo_counts_its_activations_and_records_none_per_graph(mlp_zoo: Path, mlp_dataset: Path) -> None:
-    records = [r for r in read_records(mlp_zoo) if r["path"] is not None]
-    counts = {name: sum(r["activation"] == name for r in records) for name in ("relu", "tanh")}
+def test_each_converted_member_records_and_runs_with_its_own_activation(
+    mlp_zoo: Path, mlp_dataset: Path, capsys
+) -> None:
+    records = {r["path"]: r for r in read_records(mlp_zoo) if r["path"] is not None}
+    counts = {name: sum(r["activation"] == name for r in records.values()) for name in ("relu", "tanh")}
     assert min(counts.values()) > 0
     meta = json.loads((mlp_dataset / "meta.json").read_text())
     assert meta["activations"] == counts and meta["activation"] == "unknown"
-    assert WeightSpaceDataset(mlp_dataset, split="test")[0].activation == "unknown"
+    assert main(["info", str(mlp_dataset)]) == 0
+    assert f"activation  per network: relu {counts['relu']}, tanh {counts['tanh']}" in capsys.readouterr().out
+    paths = json.loads((mlp_dataset / "checkpoints.json").read_text())["paths"]
+    images = load_zoo_data("digits", test_size=20)[0].test_images
+    dataset = WeightSpaceDataset(mlp_dataset, split="test")
+    own = [records[paths[str(int(graph.source_id))]]["activation"] for graph in dataset]
+    assert dataset.activations == own and set(own) == {"relu", "tanh"}
+    # Also through a copy (storage re-collated from whole graphs) and a selection of networks.
+    assert [graph.activation for graph in dataset.copy()] == own
+    assert dataset[[2, 0]].activations == [own[2], own[0]]
+    for graph, activation in zip(dataset, own):
+        assert graph.activation == activation and "activation_code" not in graph
+        record = records[paths[str(int(graph.source_id))]]
+        member = MemberArchitecture("mlp", (8, 8, 1), 10, 16).build(activation).eval()
+        member.load_state_dict(torch.load(mlp_zoo / CHECKPOINTS / record["path"], weights_only=True))
+        with torch.no_grad():
+            torch.testing.assert_close(graph_to_mlp(graph)(images.flatten(1)), member(images))
+    # A batch names each graph's own, from PyG's collation and from the stacked loader alike.
+    assert Batch.from_data_list(list(dataset)).activation == own
+    cpu = torch.device("cpu")
+    plan = EpochPlan(len(dataset), 5, shuffle=False, seed=0, context=DistributedContext(0, 1, 0, cpu))
+    loader = StackedLoader(SplitData("test", dataset, torch.arange(len(dataset))), dataset.architectures[0], plan, cpu)
+    assert [name for batch in loader for name in batch.activation] == own
 
 
-def test_adapting_a_mixed_zoo_is_refused_naming_its_activations(mlp_dataset: Path, tmp_path: Path) -> None:
-    config = AdaptConfig(data=str(mlp_dataset), source="digits", epochs=1, test_size=20)
-    with pytest.raises(ValueError, match=r"activations are relu, tanh; adapt a zoo of one activation"):
-        run_adaptation(config, tmp_path / "adapt")
-    assert not (tmp_path / "adapt").exists()
+def test_adapt_runs_each_member_of_a_mixed_zoo_with_its_own_activation(mlp_zoo: Path, mlp_dataset: Path) -> None:
+    # The unedited members, run by adapt on the zoo's own test images, score what the zoo recorded for them:
+    # a tanh member run as a ReLU network would not.
+    config = AdaptConfig(data=str(mlp_dataset), source="digits", editors=("mlp",), epochs=1, test_size=200)
+    result = run_adaptation(config)
+    records = {r["path"]: r for r in read_records(mlp_zoo) if r["path"] is not None}
+    paths = json.loads((mlp_dataset / "checkpoints.json").read_text())["paths"]
+    test = WeightSpaceDataset(mlp_dataset, split="test")
+    recorded = [records[paths[str(int(graph.source_id))]]["test_accuracy"] for graph in test]
+    assert {records[paths[str(int(graph.source_id))]]["activation"] for graph in test} == {"relu", "tanh"}
+    unedited = result["methods"]["unedited"]["source_accuracy"]
+    assert unedited["mean"] == pytest.approx(float(np.mean(recorded)), abs=1e-9)
+    assert (unedited["min"], unedited["max"]) == pytest.approx((min(recorded), max(recorded)), abs=1e-9)
 
 
 def test_one_activation_for_a_mixed_zoo_is_refused_before_anything_is_written(mlp_zoo: Path, tmp_path: Path) -> None:

@@ -79,6 +79,8 @@ from wsgraph.datasets.conv_geometry import (
 )
 from wsgraph.datasets.split_files import read_splits_file
 from wsgraph.datasets.store import (
+    ACTIVATION_CODE,
+    ACTIVATION_NAMES,
     CONV_GEOMETRY,
     MAX_CLASSES,
     NUM_SHARDS,
@@ -746,12 +748,13 @@ class _ShardBuffer:
         self.y = torch.empty(capacity, *target.shape, dtype=target.dtype)
         self.split = torch.empty(capacity, dtype=torch.uint8)
         self.index = torch.empty(capacity, dtype=torch.long)
+        self.activation_code = torch.empty(capacity, dtype=torch.int16)
 
     @property
     def full(self) -> bool:
         return self.count == self.y.size(0)
 
-    def put(self, chain: LinearChain | ConvChain, target: Tensor, split: int, index: int) -> None:
+    def put(self, chain: LinearChain | ConvChain, target: Tensor, split: int, index: int, activation_code: int) -> None:
         row = self.count
         for layer, (weight, bias) in enumerate(zip(chain.weights, chain.biases)):
             self.weights[layer][row] = weight
@@ -763,11 +766,14 @@ class _ShardBuffer:
         self.y[row] = target
         self.split[row] = split
         self.index[row] = index
+        self.activation_code[row] = activation_code
         self.count += 1
 
-    def take(self) -> Shard:
-        """The buffered networks as a shard (copies, so the file holds no unused rows); empties the buffer."""
+    def take(self) -> tuple[Shard, Tensor]:
+        """The buffered networks as a shard (copies, so the file holds no unused rows), and their
+        activation codes; empties the buffer."""
         n = self.count
+        codes = self.activation_code[:n].clone()
         extras = {} if bool(self.has_bias[:n].all()) else {"has_bias": self.has_bias[:n].clone()}
         shard = Shard(
             [w[:n].clone() for w in self.weights],
@@ -778,7 +784,7 @@ class _ShardBuffer:
             extras,
         )
         self.count = 0
-        return shard
+        return shard, codes
 
 
 class _RootWriter:
@@ -802,6 +808,10 @@ class _RootWriter:
         self.architectures: Counter[str] = Counter()
         self.specs: dict[str, WeightSpaceSpec] = {}
         self.activations: Counter[str] = Counter()
+        # Each network's activation as a number (in the order they were first met), kept per shard written:
+        # a root of several activations stores them as the shards' ACTIVATION_CODE extra.
+        self.activation_codes: dict[str, int] = {}
+        self.shard_activation_codes: list[Tensor] = []
         self.counts = Counter({name: 0 for name in SPLITS})
         self.unlabeled = 0
         self.paths: dict[str, str] = {}
@@ -829,7 +839,8 @@ class _RootWriter:
             bytes_per_network = spec.num_params * dtype.itemsize
             capacity = max(1, min(self.shard_size, SHARD_BYTES // bytes_per_network))
             buffer = self.buffers[spec] = _ShardBuffer(spec, dtype, capacity, target)
-        buffer.put(chain, target, split, index)
+        code = self.activation_codes.setdefault(activation, len(self.activation_codes))
+        buffer.put(chain, target, split, index, code)
         self.network_dtypes[dtypes] += 1
         if buffer.full:
             self._write(buffer)
@@ -851,17 +862,24 @@ class _RootWriter:
         self.dtype = dtype
 
     def _write(self, buffer: _ShardBuffer) -> None:
-        write_shard(self.root, self.shards_written, buffer.take())
+        shard, codes = buffer.take()
+        write_shard(self.root, self.shards_written, shard)
+        self.shard_activation_codes.append(codes)
         self.shard_dtypes.append(buffer.weights[0].dtype)
         self.shards_written += 1
 
-    def _rewrite_narrower_shards(self) -> None:
+    def _rewrite_shards(self) -> None:
+        """Rewrite the shards written in a narrower dtype than the root's, and, in a root of several
+        activations, every shard with its networks' activation codes."""
+        mixed = len(self.activation_codes) > 1
         for number, dtype in enumerate(self.shard_dtypes):
-            if dtype == self.dtype:
+            if dtype == self.dtype and not mixed:
                 continue
             shard = read_shard(shard_path(self.root, number))
             shard.weights = [weight.to(self.dtype) for weight in shard.weights]
             shard.biases = [bias.to(self.dtype) for bias in shard.biases]
+            if mixed:
+                shard.extras[ACTIVATION_CODE] = self.shard_activation_codes[number]
             write_shard(self.root, number, shard)
             self.shard_dtypes[number] = self.dtype
 
@@ -870,7 +888,7 @@ class _RootWriter:
         for buffer in self.buffers.values():
             if buffer.count:
                 self._write(buffer)
-        self._rewrite_narrower_shards()
+        self._rewrite_shards()
         widened: Counter[str] = Counter()
         for dtypes, count in self.network_dtypes.items():
             narrower = sorted(dtype_name(dtype) for dtype in dtypes if dtype != self.dtype)
@@ -883,6 +901,7 @@ class _RootWriter:
             "architectures": dict(sorted(self.architectures.items())),
             "activation": next(iter(activations)) if len(activations) == 1 else UNKNOWN,
             "activations": activations,
+            **({ACTIVATION_NAMES: list(self.activation_codes)} if len(activations) > 1 else {}),
             "counts": dict(self.counts),
             NUM_SHARDS: self.shards_written,
             SPLIT_SIZES: dict(self.counts),

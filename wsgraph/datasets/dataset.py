@@ -25,6 +25,8 @@ from wsgraph.core.graph import CONV_KEYS, WeightSpaceGraph, assemble
 from wsgraph.core.network_files import load_tensors_only
 from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets.store import (
+    ACTIVATION_CODE,
+    ACTIVATION_NAMES,
     CONV_GEOMETRY,
     MAX_CLASSES,
     NUM_SHARDS,
@@ -288,6 +290,8 @@ class WeightSpaceDataset(InMemoryDataset):
             per_graph = torch.arange(rows.numel() + 1)
             per_network = {SOURCE_KEY: shard.index[rows], SPLIT_KEY: shard.split[rows].long()}
             per_network.update({k: v[rows] for k, v in shard.extras.items() if k != HAS_BIAS_EXTRA})
+            if ACTIVATION_CODE in per_network:
+                per_network[ACTIVATION_CODE] = per_network[ACTIVATION_CODE].long()
             for key, value in per_network.items():
                 storage[key], slices[key] = value, per_graph
             pieces.append((storage, slices))
@@ -315,6 +319,7 @@ class WeightSpaceDataset(InMemoryDataset):
         self._compact_slices = slices
         self._bounds = {key: value.numpy() for key, value in slices.items()}
         self._activation = self.meta.get("activation", UNKNOWN)
+        self._activation_names: list[str] | None = self.meta.get(ACTIVATION_NAMES)
         summary = _read_processed(self.processed_paths[-1])
         self._architectures = [WeightSpaceSpec(tuple(row)) for row in summary["architectures"].tolist()]
         statistics = {key: value for key, value in summary.items() if key != "architectures"}
@@ -327,10 +332,26 @@ class WeightSpaceDataset(InMemoryDataset):
             store = self._data
             values = {key: store[key][bounds[idx] : bounds[idx + 1]] for key, bounds in self._bounds.items()}
             values.update(self._structure(tuple(values["layer_widths"][0].tolist()), values["x"].device))
-            values["activation"] = self._activation
+            values["activation"] = self._activation_of(values.pop(ACTIVATION_CODE, None))
             return WeightSpaceGraph.from_dict(values)
         # Storage re-collated from whole graphs, e.g. by `InMemoryDataset.copy`.
-        return separate(cls=WeightSpaceGraph, batch=self._data, idx=idx, slice_dict=self.slices, decrement=False)
+        graph = separate(cls=WeightSpaceGraph, batch=self._data, idx=idx, slice_dict=self.slices, decrement=False)
+        if ACTIVATION_CODE in graph:
+            graph.activation = self._activation_of(graph[ACTIVATION_CODE])
+            del graph[ACTIVATION_CODE]
+        return graph
+
+    def _activation_of(self, code: Tensor | None) -> str:
+        """A network's hidden activation: its own in a root of several (its code), else the root's."""
+        return self._activation if code is None else self._activation_names[int(code)]
+
+    @property
+    def activations(self) -> list[str]:
+        """Each network's hidden activation, in dataset order (``"unknown"`` where none is recorded)."""
+        if self._activation_names is None or ACTIVATION_CODE not in self._data:
+            return [self._activation] * len(self)
+        codes = self._data[ACTIVATION_CODE][torch.as_tensor(list(self.indices()), dtype=torch.long)]
+        return [self._activation_names[code] for code in codes.tolist()]
 
     def _structure(self, widths: tuple[int, ...], device: torch.device) -> dict[str, Tensor]:
         key = (widths, device)
@@ -495,6 +516,17 @@ def _check_values(path: Path, shard: Shard, meta: dict[str, Any]) -> None:
     code = int(shard.split.max())
     if code >= len(SPLITS):
         raise ValueError(f"{path}: split code {code} is not 0 (train), 1 (val) or 2 (test)")
+    names = meta.get(ACTIVATION_NAMES)
+    codes = shard.extras.get(ACTIVATION_CODE)
+    if (codes is None) != (names is None):
+        held = "numbers its networks' activations" if names is None else "does not number its networks' activations"
+        raise ValueError(f"{path}: the shard {held}, but meta.json {'lists' if names else 'lists no'} activation_names")
+    if codes is not None and (
+        codes.dtype.is_floating_point or codes.dim() != 1 or not 0 <= int(codes.min()) <= int(codes.max()) < len(names)
+    ):
+        raise ValueError(
+            f"{path}: activation codes must be integers 0..{len(names) - 1} (meta.json lists {len(names)} activation_names)"
+        )
     bad = int(shard.non_finite_networks().sum())
     if bad:
         raise ValueError(f"{path}: {bad} of {len(shard)} networks have NaN or infinite weights or biases")

@@ -14,6 +14,7 @@ from typing import Any
 from wsgraph.core.activations import UNKNOWN
 from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets.store import (
+    ACTIVATION_NAMES,
     FIT_SUMMARY_ENTRIES,
     NUM_SHARDS,
     SHARD_DIR,
@@ -66,6 +67,7 @@ def describe_dataset(root: str | os.PathLike) -> dict[str, Any]:
         "architectures": meta.get("architectures"),
         "kernel_grid": meta.get("kernel_grid"),
         "activation": meta.get("activation"),
+        "activations": meta.get("activations") if meta.get(ACTIVATION_NAMES) else None,
         "output_offset": meta.get("output_offset"),
         "source": meta.get("source"),
         "recipe": meta.get("recipe"),
@@ -93,7 +95,10 @@ def format_dataset_info(info: dict[str, Any]) -> str:
     lines.append(f"networks    {_networks_text(info)}")
     lines.append(f"shards      {_shards_text(info)}")
     lines.append(f"widths      {_architecture_text(info)}")
-    if info["activation"] == UNKNOWN:
+    if info.get("activations"):
+        counts = ", ".join(f"{_text(name)} {count:,}" for name, count in info["activations"].items())
+        lines.append(f"activation  per network: {counts}")
+    elif info["activation"] == UNKNOWN:
         lines.append(f"activation  {UNKNOWN} (state_dicts do not record it; convert --activation names it)")
     elif info["activation"] is not None:
         lines.append(f"activation  {_text(info['activation'])}")

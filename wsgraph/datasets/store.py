@@ -37,6 +37,9 @@ SHARD_DIR = "shards"
 NUM_SHARDS, SPLIT_SIZES = "num_shards", "split_sizes"
 # A CNN root's convolution geometry (see wsgraph.datasets.conv_geometry).
 CONV_GEOMETRY = "conv_geometry"
+# A root whose networks have different hidden activations (a model zoo that draws them per member):
+# meta.json lists the names, and each shard numbers its networks' in its extras, 0 for the first name.
+ACTIVATION_NAMES, ACTIVATION_CODE = "activation_names", "activation_code"
 # The fit-quality tables that fit-inrs/fit-sines compute from the shards into meta.json. They
 # stay out of `dataset_fingerprint`: the shards are fingerprinted already, and the tables'
 # float sums change in the last bits with the thread count, so rewriting them on a rerun
@@ -304,6 +307,10 @@ _META_ENTRIES: dict[str, tuple[Any, str]] = {
     "activations": (
         lambda v: isinstance(v, dict) and all(_is_activation(k) and is_count(n) for k, n in v.items()),
         "an object of known activation names to counts",
+    ),
+    ACTIVATION_NAMES: (
+        lambda v: isinstance(v, list) and len(v) >= 2 and all(map(_is_activation, v)) and len(set(v)) == len(v),
+        "a list of two or more distinct known activation names",
     ),
     "kind": (lambda v: isinstance(v, str), "a string"),
     "widths": (lambda v: _is_sizes(v) and len(v) >= 2, "a list of at least two positive integers"),

@@ -196,11 +196,6 @@ def _check_activation(config: AdaptConfig, test_networks: Batch) -> None:
     """A hidden activation is known, from the dataset or ``--activation``, and the two do not disagree."""
     # The editors train on the train members with the same activation: every member's counts.
     recorded = _recorded_activations(test_networks) | set(read_meta(config.data).get("activations") or {})
-    if len(recorded - {UNKNOWN}) > 1:
-        raise ValueError(
-            f"{config.data}: the members' hidden activations are {', '.join(sorted(recorded - {UNKNOWN}))}; "
-            "adapt a zoo of one activation ('wsgraph zoo --activations relu')"
-        )
     if config.activation is None and UNKNOWN in recorded:
         raise ValueError(
             f"{config.data}: the dataset records no hidden activation; convert the zoo with --activation "

@@ -72,6 +72,17 @@ def _naming(error: OSError, path: Path, prefix: str) -> OSError:
     return type(error)(error.errno, error.strerror or os.strerror(error.errno), str(path))
 
 
+def read_json_file(path: str | os.PathLike, kind: str = "readable JSON file") -> Any:
+    """The JSON document in ``path``; a ``ValueError`` that names the file and says it is not a ``kind``
+    where it cannot be read, is not UTF-8 or JSON, or is nested too deeply for Python to read."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a {kind} ({error})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not a {kind} (JSON nested too deeply to read)") from None
+
+
 def write_json(path: str | os.PathLike, obj: Any, *, sort_keys: bool = False) -> Path:
     """Write ``obj`` as JSON (indent 2, a trailing newline) to ``path`` atomically.
 

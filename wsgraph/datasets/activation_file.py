@@ -16,12 +16,11 @@ the files it converts, so a mixed folder is never recorded as one activation.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from wsgraph.core.activations import canonical_activation
-from wsgraph.io import write_json
+from wsgraph.io import read_json_file, write_json
 
 ACTIVATIONS_FILE = "activations.json"
 
@@ -36,12 +35,7 @@ def read_activation_file(src: Path) -> dict[str, str]:
     path = src / ACTIVATIONS_FILE
     if not path.is_file():
         return {}
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a readable JSON file ({error})") from None
-    except RecursionError:
-        raise ValueError(f"{path}: not a readable JSON file (JSON nested too deeply to read)") from None
+    document = read_json_file(path)
     if not isinstance(document, dict):
         raise ValueError(f"{path}: expected an object of checkpoint path -> activation name")
     activations = {}

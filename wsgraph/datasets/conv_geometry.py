@@ -19,12 +19,12 @@ one pair per convolution), the dataset puts it on every graph and
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from wsgraph.core.extract_cnn import ConvChain, ConvGeometry
+from wsgraph.io import read_json_file
 
 GEOMETRY_FILE = "geometry.json"
 GEOMETRY_KEYS = ("stride", "padding", "dilation")
@@ -57,12 +57,7 @@ def read_geometry_file(src: Path) -> dict[str, GeometryValue]:
     path = src / GEOMETRY_FILE
     if not path.is_file():
         return {}
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a readable JSON file ({error})") from None
-    except RecursionError:
-        raise ValueError(f"{path}: not a readable JSON file (JSON nested too deeply to read)") from None
+    document = read_json_file(path)
     if not isinstance(document, dict):
         raise ValueError(f"{path}: expected an object with {', '.join(GEOMETRY_KEYS)}")
     unknown = sorted(set(document) - set(GEOMETRY_KEYS))

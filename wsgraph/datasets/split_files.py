@@ -15,13 +15,13 @@ name are left out (and counted in the conversion report).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from wsgraph.datasets.store import SPLITS
+from wsgraph.io import read_json_file
 
 
 @dataclass(frozen=True)
@@ -53,12 +53,7 @@ def read_splits_file(path: str | os.PathLike, relative_paths: Sequence[str]) -> 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such splits file")
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a JSON splits file ({error})") from None
-    except RecursionError:
-        raise ValueError(f"{path}: not a JSON splits file (JSON nested too deeply to read)") from None
+    document = read_json_file(path, "JSON splits file")
     if not isinstance(document, dict) or not document:
         raise ValueError(f'{path}: expected {{"train": {{"path": [...], "label": [...]}}, "val": ..., "test": ...}}')
     unknown = sorted(set(document) - set(SPLITS))

@@ -45,7 +45,7 @@ def test_usage_errors_exit_2(classification_root: Path, tmp_path: Path, capsys, 
     [
         (["--model", "mlp", "--epochs", "0"], "--epochs must be in 1..1,000,000, got 0"),
         (["--model", "mlp", "--epochs", "100000000000"], "--epochs must be in 1..1,000,000, got 100000000000"),
-        (["--model", "mlp", "--model-options", "head_hidden=10000000"], "--model-options head_hidden=10000000: "),
+        (["--model", "dwsnet", "--model-options", "head_hidden=10000000"], "--model-options head_hidden=10000000: "),
         (["--model", "dwsnet", "--model-options", "head_hidden=-1"], "sizes and counts must be in 0..65,536"),
         (["--model", "dwsnet", "--model-options", "backend=bogus"], "--model-options backend: DWSNet takes it from "),
         (["--model", "dwsnet", "--depth", "100000"], "--depth must be in 1..1,000, got 100000"),

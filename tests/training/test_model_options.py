@@ -220,3 +220,15 @@ def test_readout_and_a_pooling_layer_option_agree_or_are_refused(
     assert main([*arguments, "--out", str(tmp_path / "other"), "--model-options", "pooling_layer=last"]) == 1
     error = capsys.readouterr().err.strip()
     assert error.endswith("--readout mean pools all neurons and cannot go with pooling_layer=last; drop one of them")
+
+
+def test_integer_sizes_are_bounded_and_numbers_are_not() -> None:
+    from wsgraph.layers import NeuralGraphGNN
+    from wsgraph.training.registry import check_model_options
+
+    with pytest.raises(ValueError, match=r"^--model-options fourier_features=100000000: sizes and counts must be in "):
+        check_options((NeuralGraphGNN,), (("fourier_features", 100_000_000),))
+    with pytest.raises(ValueError, match=r"^--model-options head_hidden=-1: sizes and counts must be in 0\.\.65,536"):
+        check_model_options("dwsnet", (("head_hidden", -1),))
+    # A float argument written as a large integer is a number, not a size.
+    check_options((NeuralGraphGNN,), (("fourier_sigma", 100_000),))

@@ -491,3 +491,14 @@ def test_an_input_given_twice_is_refused(classifier, capsys) -> None:
     assert capsys.readouterr().err == f"wsgraph predict: error: {root}: given twice as an input\n"
     with pytest.raises(ValueError, match=r"given twice as an input \(also as "):
         predict(load_predictor(run), [root, f"{root}/../{root.name}"])
+
+
+def test_an_input_inside_an_input_folder_is_refused(classifier, tmp_path, capsys) -> None:
+    _, run, _ = classifier
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "a.pt").write_bytes(b"junk")
+    assert main(["predict", str(run), str(tmp_path / "files" / "a.pt"), str(tmp_path / "files")]) == 1
+    assert capsys.readouterr().err == (
+        f"wsgraph predict: error: {tmp_path / 'files' / 'a.pt'}: inside the input folder {tmp_path / 'files'}, "
+        "whose networks it would repeat\n"
+    )

@@ -89,7 +89,7 @@ def test_each_converted_member_records_and_runs_with_its_own_activation(
     assert dataset.activations == own and set(own) == {"relu", "tanh"}
     # Also through a copy (storage re-collated from whole graphs) and a selection of networks.
     assert [graph.activation for graph in dataset.copy()] == own
-    assert dataset[[2, 0]].activations == [own[2], own[0]]
+    assert dataset[[2, 0]].activations == dataset[[2, 0]].copy().activations == [own[2], own[0]]
     for graph, activation in zip(dataset, own):
         assert graph.activation == activation and "activation_code" not in graph
         record = records[paths[str(int(graph.source_id))]]
@@ -321,3 +321,25 @@ def test_zoo_stats_refuses_an_out_inside_the_zoo(mlp_zoo: Path, capsys) -> None:
         "reads\n"
     )
     assert not out.exists()
+
+
+def test_members_without_an_activation_are_named_before_probes_or_adapt_run_them(
+    mlp_zoo: Path, tmp_path: Path, capsys
+) -> None:
+    import shutil
+
+    shutil.copytree(mlp_zoo / CHECKPOINTS, tmp_path / "checkpoints")
+    listed = json.loads((tmp_path / "checkpoints" / "activations.json").read_text())
+    kept = dict(list(listed.items())[: len(listed) // 2])
+    (tmp_path / "checkpoints" / "activations.json").write_text(json.dumps(kept))
+    data = tmp_path / "data"
+    convert_checkpoints(tmp_path / "checkpoints", data, labels=mlp_zoo / LABELS_CSV, progress=False)
+    assert "unknown" in WeightSpaceDataset(data, split="train").activations
+    command = ["train", "--data", str(data), "--model", "dwsnet", "--out", str(tmp_path / "run"), "--epochs", "1"]
+    assert main([*command, "--task", "regress", "--targets", "test_accuracy", "--probe-features", "4"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"wsgraph train: error: --probe-features 4: {data} records no hidden activation for ")
+    assert error.endswith("convert them with --activation (or an activations.json beside them)\n")
+    assert not (tmp_path / "run").exists()
+    assert main(["adapt", "--data", str(data), "--source", "digits", "--out", str(tmp_path / "adapt")]) == 1
+    assert "records the hidden activation of some members only (the others': relu, tanh)" in capsys.readouterr().err

@@ -51,22 +51,41 @@ def build_parser() -> argparse.ArgumentParser:
 _NEGATIVE_VALUE = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
 
 
-def attach_negative_values(argv: Sequence[str]) -> list[str]:
-    """``["--lr", "-1,1"]`` -> ``["--lr=-1,1"]``, so that the flag's own check names what is wrong with the
-    value; a flag that takes no value then says it takes none."""
+def attach_negative_values(argv: Sequence[str], value_flags: frozenset[str]) -> list[str]:
+    """``["--lr", "-1,1"]`` -> ``["--lr=-1,1"]`` for the flags in ``value_flags`` (those that take a value),
+    so that the flag's own check names what is wrong with the value; after ``--`` nothing is joined."""
     joined: list[str] = []
-    for token in argv:
+    for position, token in enumerate(argv):
+        if token == "--":
+            return joined + list(argv[position:])
         previous = joined[-1] if joined else ""
-        if _NEGATIVE_VALUE.match(token) and previous.startswith("--") and "=" not in previous and previous != "--":
+        if _NEGATIVE_VALUE.match(token) and previous in value_flags:
             joined[-1] = f"{previous}={token}"
         else:
             joined.append(token)
     return joined
 
 
+def _value_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> frozenset[str]:
+    """The long flags of ``argv``'s command that take a value."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    command = next((token for token in argv if not token.startswith("-")), None)
+    if command not in commands:
+        return frozenset()
+    return frozenset(
+        flag
+        for action in commands[command]._actions
+        if action.nargs != 0
+        for flag in action.option_strings
+        if flag.startswith("--")
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(attach_negative_values(sys.argv[1:] if argv is None else argv))
+        parser = build_parser()
+        argv = list(sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(attach_negative_values(argv, _value_flags(parser, argv)))
     except KeyboardInterrupt:
         print("wsgraph: interrupted", file=sys.stderr)
         return 130

@@ -348,10 +348,14 @@ class WeightSpaceDataset(InMemoryDataset):
     @property
     def activations(self) -> list[str]:
         """Each network's hidden activation, in dataset order (``"unknown"`` where none is recorded)."""
-        if self._activation_names is None or ACTIVATION_CODE not in self._data:
-            return [self._activation] * len(self)
-        codes = self._data[ACTIVATION_CODE][torch.as_tensor(list(self.indices()), dtype=torch.long)]
-        return [self._activation_names[code] for code in codes.tolist()]
+        rows = list(self.indices())
+        if self._activation_names is not None and ACTIVATION_CODE in self._data:
+            codes = self._data[ACTIVATION_CODE][torch.as_tensor(rows, dtype=torch.long)]
+            return [self._activation_names[code] for code in codes.tolist()]
+        stored = getattr(self._data, "activation", None)
+        if isinstance(stored, list):  # storage re-collated from whole graphs (`copy()`): one name per graph
+            return [stored[row] for row in rows]
+        return [self._activation] * len(rows)
 
     def _structure(self, widths: tuple[int, ...], device: torch.device) -> dict[str, Tensor]:
         key = (widths, device)

@@ -92,12 +92,17 @@ def setting(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+class NameListError(argparse.ArgumentTypeError, ValueError):
+    """A comma list with an empty entry: argparse shows the message as it is, and Python callers
+    catch it as the ``ValueError`` it also is."""
+
+
 def parse_names(text: str) -> tuple[str, ...]:
     """``"a, b,c"`` -> ``("a", "b", "c")``; an empty entry (``"a,,b"``, ``"a,"``) is an argparse error, not
     a name quietly dropped."""
     parts = [part.strip() for part in text.split(",")]
     if len(parts) > 1 and not all(parts):
-        raise argparse.ArgumentTypeError(f"empty entry in {text!r}; separate names with single commas")
+        raise NameListError(f"empty entry in {text!r}; separate names with single commas")
     return tuple(part for part in parts if part)
 
 
@@ -399,10 +404,6 @@ class TrainConfig:
             items = value if isinstance(value, tuple) else (value,)
             if any(isinstance(item, float) and not math.isfinite(item) for item in items):
                 raise ValueError(f"--model-options {key}: {value} is not a finite number")
-            # Every integer a model takes is a size or a count: past these, building the model fills the memory
-            # (head_hidden=10000000) or fails in the allocator, naming no option.
-            if any(type(item) is int and not 0 <= item <= MOST_CHANNELS for item in items):
-                raise ValueError(f"--model-options {key}={value}: sizes and counts must be in 0..{MOST_CHANNELS:,}")
             # The run's command line (result.json, a benchmark's table) has to give the same value back.
             back = parse_model_options(render_model_options(((key, value),)))[0][1]
             if not _same_option(back, value):

@@ -33,7 +33,7 @@ from torch_geometric.loader import DataLoader
 
 from wsgraph.core.graph import CONV_KEYS, assemble, is_conv_graph
 from wsgraph.core.spec import WeightSpaceSpec
-from wsgraph.datasets.store import ACTIVATION_CODE, ACTIVATION_NAMES
+from wsgraph.datasets.store import ACTIVATION_NAMES
 from wsgraph.layers.structure import WeightSpaceLayout
 from wsgraph.runtime import derived_seed
 from wsgraph.training.data import SplitData
@@ -123,10 +123,9 @@ class StackedLoader:
         count = len(dataset)
         self.spec, self.plan, self.device = spec, plan, device
         self.activation = dataset.meta.get("activation", "unknown")
-        # A root of several activations numbers each network's; the batches then name them per graph.
-        names = dataset.meta.get(ACTIVATION_NAMES)
-        codes = dataset._data[ACTIVATION_CODE][rows] if names and ACTIVATION_CODE in dataset._data else None
-        self.activation_names, self.activation_codes = names, codes
+        # A root of several activations records each network's; the batches then name them per graph.
+        every = dataset.activations if dataset.meta.get(ACTIVATION_NAMES) else None
+        self.activations = None if every is None else [every[row] for row in rows.tolist()]
         # A CNN's edges carry its padded kernels, its nodes one bias each.
         self.edge_channels, self.node_channels = dataset.edge_attr.size(-1), dataset.x.size(-1)
         self.edges = dataset.edge_attr.view(count, spec.num_edges, self.edge_channels)[rows].to(device)
@@ -157,8 +156,8 @@ class StackedLoader:
         batch.has_bias = self.has_bias[positions]
         for key, values in (*self.per_network.items(), *self.conv.items()):
             batch[key] = values[positions]
-        if self.activation_codes is not None:
-            batch.activation = [self.activation_names[code] for code in self.activation_codes[positions.cpu()].tolist()]
+        if self.activations is not None:
+            batch.activation = [self.activations[position] for position in positions.tolist()]
         return batch
 
     def _template(self, size: int) -> Batch:

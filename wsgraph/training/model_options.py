@@ -12,7 +12,7 @@ import typing
 from typing import Any
 
 from wsgraph.layers import DWSEditNet, DWSNet, FlatMLP, NeuralGraphGNN
-from wsgraph.training.config import OWNED_MODEL_ARGUMENTS, render_model_options
+from wsgraph.training.config import MOST_CHANNELS, OWNED_MODEL_ARGUMENTS, render_model_options
 
 # The plain types a KEY=VALUE text parses to (besides None and tuples of these).
 _PLAIN = (bool, int, float, str)
@@ -68,6 +68,11 @@ def check_options(classes: tuple[type, ...], options: tuple[tuple[str, Any], ...
             raise ValueError(f"--model-options {key}: {owner} takes it from the data")
         if hint is not None and not _admits(hint, value):
             raise ValueError(f"--model-options {text}: {owner} takes {_describe(hint, value)}, got {value!r}")
+        # Every integer argument of a model is a size or a count: past these, building the model fills the
+        # memory (head_hidden=10000000) or fails in the allocator, naming no option.
+        items = value if isinstance(value, tuple) else (value,)
+        if _takes_integers(hint) and any(type(item) is int and not 0 <= item <= MOST_CHANNELS for item in items):
+            raise ValueError(f"--model-options {text}: sizes and counts must be in 0..{MOST_CHANNELS:,}")
 
 
 def _arguments(classes: tuple[type, ...]) -> dict[str, tuple[Any, Any]]:
@@ -99,6 +104,16 @@ def _plain_hint(hint: Any) -> bool:
         return True
     if typing.get_origin(hint) in (collections.abc.Sequence, tuple, list):
         return all(item is Ellipsis or _plain_hint(item) for item in typing.get_args(hint))
+    return False
+
+
+def _takes_integers(hint: Any) -> bool:
+    """Whether ``hint`` is ``int`` (perhaps optional) or a sequence of them: a size or a count."""
+    for arm in _arms(hint):
+        if arm is int:
+            return True
+        if typing.get_origin(arm) in (collections.abc.Sequence, tuple, list) and int in typing.get_args(arm):
+            return True
     return False
 
 

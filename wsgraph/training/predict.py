@@ -220,14 +220,7 @@ def predict(
             f"the model edits networks (--task {spec.task}); predict is for classification and regression models "
             "(edit networks with wsgraph edit)"
         )
-    seen: dict[Path, str] = {}
-    for given in map(str, inputs):
-        key = Path(given).resolve()
-        if key in seen:
-            # Its networks would be predicted for twice, and counted twice in the accuracy.
-            also = f" (also as {seen[key]})" if seen[key] != given else ""
-            raise ValueError(f"{given}: given twice as an input{also}")
-        seen[key] = given
+    _refuse_overlapping_inputs([str(given) for given in inputs])
     result = Predictions(spec.task, predictor.output_names)
     reader = NetworkReader.for_model(
         spec,
@@ -271,6 +264,24 @@ def predict(
             "they are left out of the accuracy"
         )
     return result
+
+
+def _refuse_overlapping_inputs(inputs: list[str]) -> None:
+    """Raise a ``ValueError`` naming an input given twice (also as another path to it) or lying inside an
+    input folder: its networks would be predicted for twice, and counted twice in the accuracy."""
+    seen: dict[Path, str] = {}
+    for given in inputs:
+        key = Path(given).resolve()
+        if key in seen:
+            also = f" (also as {seen[key]})" if seen[key] != given else ""
+            raise ValueError(f"{given}: given twice as an input{also}")
+        seen[key] = given
+    for key, given in seen.items():
+        folder = next(
+            (other for path, other in seen.items() if path != key and path.is_dir() and key.is_relative_to(path)), None
+        )
+        if folder is not None:
+            raise ValueError(f"{given}: inside the input folder {folder}, whose networks it would repeat")
 
 
 def _truth_reader(

@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from wsgraph.checks import is_count, is_number
+from wsgraph.core.activations import UNKNOWN
 from wsgraph.datasets.store import dataset_fingerprint
 from wsgraph.datasets.transforms import (
     FirstLayerRotation,
@@ -253,6 +254,8 @@ class _Run:
     def _build_model(self) -> None:
         config, context = self.config, self.context
         torch.manual_seed(config.seed)
+        if config.probe_features:
+            _check_probe_activations(self.data, config)
         self.spec = model_spec(
             config.model,
             self.task_name,
@@ -808,6 +811,20 @@ def _stopped_runs_best(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+def _check_probe_activations(data: TrainingData, config: TrainConfig) -> None:
+    """Probe features run every network with its hidden activation: refuse, naming the data, networks
+    that record none (state_dicts converted without ``--activation``), before the first step fails."""
+    for split in data.splits.values():
+        activations = split.dataset.activations
+        unknown = sum(activations[row] == UNKNOWN for row in split.rows.tolist())
+        if unknown and any(spec.num_weight_layers > 1 for spec in data.architectures):
+            raise ValueError(
+                f"--probe-features {config.probe_features}: {config.data} records no hidden activation for "
+                f"{unknown} {split.name} networks, and the probe features run every network with its own; "
+                "convert them with --activation (or an activations.json beside them)"
+            )
 
 
 def _run_files(folder: Path) -> list[str]:

@@ -196,12 +196,17 @@ def _check_activation(config: AdaptConfig, test_networks: Batch) -> None:
     """A hidden activation is known, from the dataset or ``--activation``, and the two do not disagree."""
     # The editors train on the train members with the same activation: every member's counts.
     recorded = _recorded_activations(test_networks) | set(read_meta(config.data).get("activations") or {})
+    known = recorded - {UNKNOWN}
+    if config.activation is None and UNKNOWN in recorded and known:
+        raise ValueError(
+            f"{config.data}: the dataset records the hidden activation of some members only (the others': "
+            f"{', '.join(sorted(known))}); convert the zoo again with an activations.json that lists every member"
+        )
     if config.activation is None and UNKNOWN in recorded:
         raise ValueError(
             f"{config.data}: the dataset records no hidden activation; convert the zoo with --activation "
             "(e.g. relu) or pass --activation"
         )
-    known = recorded - {UNKNOWN}
     if config.activation is not None and known and known != {canonical_activation(config.activation)}:
         raise ValueError(
             f"--activation {config.activation}: {config.data} records the members' hidden activation as "

@@ -42,7 +42,7 @@ from wsgraph.checks import entry_problem, is_number
 from wsgraph.datasets.activation_file import write_activation_file
 from wsgraph.datasets.store import SPLITS
 from wsgraph.io import atomic_write, missing_folders, remove_empty_folders, write_json
-from wsgraph.locks import write_lock
+from wsgraph.locks import LockedError, write_lock
 from wsgraph.runtime import physical_memory
 from wsgraph.zoo.hyperparams import MemberHyperparameters, SearchSpace, draw_member
 from wsgraph.zoo.members import PADDING, STRIDE, MemberArchitecture
@@ -174,15 +174,18 @@ def build_zoo(
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: exists and is not a folder")
     made = missing_folders(out)
-    with write_lock(out, "wsgraph zoo"):
-        try:
+    try:
+        with write_lock(out, "wsgraph zoo"):
             return _build_locked(plan, data, out, progress, workers or torch.get_num_threads())
-        except BaseException:
-            # A zoo this call started that failed before finishing a shard holds nothing worth keeping.
-            if out in made and not _finished_shards(out):
-                shutil.rmtree(out, ignore_errors=True)
-                remove_empty_folders(made)
-            raise
+    except LockedError:
+        raise  # the folder is another process's
+    except BaseException:
+        # A zoo this call started that failed before finishing a shard holds nothing worth keeping; removed
+        # once the lock (a file beside it) is gone, so that the folders this call made go too.
+        if out in made and out.is_dir() and not _finished_shards(out):
+            shutil.rmtree(out, ignore_errors=True)
+            remove_empty_folders(made)
+        raise
 
 
 def _build_locked(plan: ZooPlan, data: ZooData, out: Path, progress: bool, workers: int) -> dict[str, Any]:

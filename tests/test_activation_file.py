@@ -32,7 +32,7 @@ def test_state_dicts_record_the_activation_the_file_gives(tmp_path: Path) -> Non
     convert_checkpoints(src, tmp_path / "out", split_ratios=(1.0, 0.0, 0.0), progress=False)
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["activation"] == "sine(30.0)" and meta["activations"] == {"sine(30.0)": 4}
-    assert meta["recipe"]["activations_file"] == str((src / "activations.json").resolve())
+    assert meta["recipe"]["activations_files"] == [str((src / "activations.json").resolve())]
     assert WeightSpaceDataset(tmp_path / "out", split="train")[0].activation == "sine(30.0)"
 
 
@@ -78,3 +78,26 @@ def test_a_malformed_file_is_named_before_anything_is_written(tmp_path: Path, ca
     error = capsys.readouterr().err
     assert f"{src / 'activations.json'}: {message}" in error and error.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_the_nearest_file_above_a_checkpoint_speaks_for_it(tmp_path: Path) -> None:
+    src = _folder(tmp_path, None)
+    (src / "shard").mkdir()
+    for number in range(2):
+        (src / f"net{number}.pt").rename(src / "shard" / f"net{number}.pt")
+    (src / "activations.json").write_text(json.dumps({"shard/net0.pt": "tanh", "shard/net1.pt": "tanh"}))
+    # Converting the sub-folder alone finds the zoo's file one level up.
+    convert_checkpoints(src / "shard", tmp_path / "out", split_ratios=(1.0, 0.0, 0.0), progress=False)
+    assert json.loads((tmp_path / "out" / "meta.json").read_text())["activations"] == {"tanh": 2}
+    # A nearer file decides, even where it lists nothing for a checkpoint.
+    (src / "shard" / "activations.json").write_text(json.dumps({"net0.pt": "relu"}))
+    convert_checkpoints(src / "shard", tmp_path / "near", split_ratios=(1.0, 0.0, 0.0), progress=False)
+    assert json.loads((tmp_path / "near" / "meta.json").read_text())["activations"] == {"relu": 1, "unknown": 1}
+
+
+def test_info_shows_the_activation_a_file_beside_a_state_dict_records(tmp_path: Path, capsys) -> None:
+    src = _folder(tmp_path, {"net0.pt": "tanh"})
+    assert main(["info", str(src / "net0.pt")]) == 0
+    assert f"activation  tanh (as {src / 'activations.json'} records it)" in capsys.readouterr().out
+    assert main(["info", str(src / "net1.pt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["activation"] == "unknown"

@@ -382,6 +382,21 @@ def test_activation_fills_in_only_what_a_file_does_not_record(tmp_path) -> None:
     assert torch.equal(predict(predictor, [tmp_path / "module.pt"], activation="tanh").outputs, recorded)
     with pytest.raises(ValueError, match="unknown activation"):
         predict(predictor, [tmp_path / "module.pt"], activation="wobble")
+    # A state_dict's activation from the activations.json beside it, as if given; a flag that contradicts it
+    # is refused, and a saved module whose trace contradicts it is a bad file.
+    (tmp_path / "files").mkdir()
+    torch.save(network.state_dict(), tmp_path / "files" / "net.pt")
+    torch.save(network, tmp_path / "files" / "module.pt")
+    (tmp_path / "files" / "activations.json").write_text('{"net.pt": "tanh"}')
+    torch.save(network.state_dict(), tmp_path / "bare.pt")
+    listed = predict(predictor, [tmp_path / "files" / "net.pt"]).outputs
+    assert torch.equal(listed, predict(predictor, [tmp_path / "bare.pt"], activation="tanh").outputs)
+    assert not torch.equal(listed, predict(predictor, [tmp_path / "bare.pt"], activation="relu").outputs)
+    with pytest.raises(ValueError, match=r"^--activation relu: .*activations.json records tanh for 1 of the"):
+        predict(predictor, [tmp_path / "files"], activation="relu")
+    (tmp_path / "files" / "activations.json").write_text('{"net.pt": "tanh", "module.pt": "tanh"}')
+    with pytest.raises(ValueError, match=r"module.pt: the saved module's hidden activation is \w+, not tanh as "):
+        predict(predictor, [tmp_path / "files" / "module.pt"])
 
 
 def test_cnn_checkpoints_get_the_predictions_of_their_converted_graphs(tmp_path) -> None:

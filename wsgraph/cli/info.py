@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,6 +21,7 @@ from wsgraph.core.extract_mlp import NotAnMLPError, from_module
 from wsgraph.core.graph import graph_specs
 from wsgraph.core.network_files import load_network_file
 from wsgraph.core.spec import WeightSpaceSpec
+from wsgraph.datasets.activation_file import RecordedActivations
 from wsgraph.datasets.describe import describe_dataset, format_dataset_info, is_dataset_root
 from wsgraph.errors import shown_path
 from wsgraph.training.edit import describe_edit_folder, format_edit_folder_info, is_edit_folder
@@ -119,12 +121,16 @@ def describe_checkpoint(path: str | os.PathLike, *, trust_pickles: bool = False)
         raise NotAnMLPError(f"{shown_path(path)}: {error}") from error
     spec = graph_specs(graph)[0]
     has_bias = [bool(flag) for flag in graph.has_bias[0].tolist()]
+    recorded_in = None
     if isinstance(content, nn.Module):
         kind = f"saved module {type(content).__name__}"
         activation = graph.activation
     else:
         kind = f"state_dict with {len(content)} tensors"
-        activation = UNKNOWN
+        # A model zoo says its members' activations beside them.
+        entry = RecordedActivations().lookup(Path(path))
+        activation = UNKNOWN if entry is None else entry[0]
+        recorded_in = None if entry is None else str(entry[1])
     layers = [
         {
             "layer": layer,
@@ -154,6 +160,7 @@ def describe_checkpoint(path: str | os.PathLike, *, trust_pickles: bool = False)
         "layers": layers,
         "has_bias": has_bias,
         "activation": activation,
+        **({"activation_recorded_in": recorded_in} if recorded_in else {}),
         # What a saved module's forward adds to its output (None: a state_dict, which runs nothing).
         "output_offset": offset,
         "dtype": str(graph.edge_attr.dtype).removeprefix("torch."),
@@ -201,6 +208,8 @@ def format_info(info: dict[str, Any]) -> str:
     activation = info["activation"]
     if activation == UNKNOWN and info["kind"].startswith("state_dict"):
         activation = f"{UNKNOWN} (a state_dict does not record it)"
+    elif info.get("activation_recorded_in"):
+        activation = f"{activation} (as {shown_path(info['activation_recorded_in'])} records it)"
     lines = [
         f"file        {shown_path(info['path'])}",
         f"content     {info['kind']}",

@@ -8,10 +8,13 @@ that draws ``relu`` or ``tanh`` per member) says it per file in ``SRC/activation
 
     {"shard-00000/m000000-e03.pt": "relu", "shard-00000/m000001-e03.pt": "tanh"}
 
-Keys are paths relative to ``SRC`` with ``/`` separators; values are recorded activation
-names (``relu``, ``sine(30.0)``, ...). ``wsgraph zoo`` writes the file. A saved module's
-own trace must agree with its entry, and ``--activation`` must agree with every entry of
-the files it converts, so a mixed folder is never recorded as one activation.
+Keys are paths relative to the file's folder with ``/`` separators; values are recorded
+activation names (``relu``, ``sine(30.0)``, ...). ``wsgraph zoo`` writes the file. A
+checkpoint's entry is looked up in the nearest ``activations.json`` in its folder or
+above (:class:`RecordedActivations`), so converting one shard folder of a zoo, or giving
+``wsgraph predict`` one member's file, finds it too. A saved module's own trace must
+agree with its entry, and ``--activation`` must agree with every entry of the files it
+is given for, so a mixed folder is never recorded or run as one activation.
 """
 
 from __future__ import annotations
@@ -49,19 +52,68 @@ def read_activation_file(src: Path) -> dict[str, str]:
     return activations
 
 
+class RecordedActivations:
+    """Each checkpoint file's entry in the nearest ``activations.json`` in its folder or above.
+
+    The nearest file decides: one that does not list a checkpoint leaves it without an entry,
+    whatever files further up say. Each folder is looked at, and each file read, once.
+    """
+
+    def __init__(self) -> None:
+        self._nearest: dict[Path, tuple[Path, dict[str, str]] | None] = {}
+
+    def lookup(self, checkpoint: Path) -> tuple[str, Path] | None:
+        """The activation recorded for ``checkpoint`` and the ``activations.json`` that records it, or ``None``.
+
+        Raises:
+            ValueError: the nearest ``activations.json`` is malformed (see :func:`read_activation_file`).
+        """
+        checkpoint = Path(checkpoint).absolute()
+        found = self._file_for(checkpoint.parent)
+        if found is None:
+            return None
+        path, activations = found
+        entry = activations.get(checkpoint.relative_to(path.parent).as_posix())
+        return None if entry is None else (entry, path)
+
+    def files(self) -> list[Path]:
+        """The ``activations.json`` files read so far."""
+        return sorted(found[0] for found in self._nearest.values() if found is not None)
+
+    def _file_for(self, folder: Path) -> tuple[Path, dict[str, str]] | None:
+        walked = []
+        found: tuple[Path, dict[str, str]] | None = None
+        for candidate in (folder, *folder.parents):
+            if candidate in self._nearest:
+                found = self._nearest[candidate]
+                break
+            walked.append(candidate)
+            if (candidate / ACTIVATIONS_FILE).is_file():
+                found = (candidate / ACTIVATIONS_FILE, read_activation_file(candidate))
+                break
+        for candidate in walked:
+            self._nearest[candidate] = found
+        return found
+
+
 def write_activation_file(src: Path, activations: Mapping[str, str]) -> None:
     """Write ``src/activations.json`` (atomically), keys in sorted order."""
     write_json(src / ACTIVATIONS_FILE, dict(sorted(activations.items())))
 
 
-def check_activation_flag(given: str, recorded: Mapping[str, str], names: Iterable[str], src: Path) -> None:
-    """Raise a ``ValueError`` if ``src/activations.json`` records another activation than ``--activation given``
-    (canonical) for any of the checkpoints ``names`` to convert."""
-    other = [(name, recorded[name]) for name in names if recorded.get(name, given) != given]
+def check_activation_flag(given: str, recorded: RecordedActivations, checkpoints: Iterable[Path]) -> None:
+    """Raise a ``ValueError`` if an ``activations.json`` records another activation than ``--activation given``
+    (canonical) for any of ``checkpoints``."""
+    other = []
+    for checkpoint in checkpoints:
+        entry = recorded.lookup(checkpoint)
+        if entry is not None and entry[0] != given:
+            other.append((checkpoint, *entry))
     if not other:
         return
-    found = sorted({activation for _, activation in other})
+    found = sorted({activation for _, activation, _ in other})
+    first, _, path = other[0]
     raise ValueError(
-        f"--activation {given}: {src / ACTIVATIONS_FILE} records {', '.join(found)} for {len(other)} of the "
-        f"checkpoints (first: {other[0][0]}); leave --activation out to record each checkpoint's own"
+        f"--activation {given}: {path} records {', '.join(found)} for {len(other)} of the checkpoints (first: "
+        f"{first}); leave --activation out to use each checkpoint's own"
     )

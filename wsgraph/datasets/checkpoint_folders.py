@@ -68,7 +68,7 @@ from wsgraph.core.extract_mlp import (
 )
 from wsgraph.core.network_files import CHECKPOINT_SUFFIXES, load_network_file
 from wsgraph.core.spec import WeightSpaceSpec
-from wsgraph.datasets.activation_file import ACTIVATIONS_FILE, check_activation_flag, read_activation_file
+from wsgraph.datasets.activation_file import ACTIVATIONS_FILE, RecordedActivations, check_activation_flag
 from wsgraph.datasets.conv_geometry import (
     GEOMETRY_KEYS,
     GeometryValue,
@@ -253,12 +253,13 @@ def convert_checkpoints(
     if splits is not None and (labels is not None or label_regex is not None):
         raise ValueError("a splits file gives the labels; do not also give --labels or --label-regex")
     geometry = _conv_geometry(src, conv_geometry)
-    recorded_activations = read_activation_file(src)
     search = _search_checkpoints(src, out, skip_bad)
     chosen = _choose_and_label(src, search.files, labels, label_regex, splits, split_ratios, seed, skip_bad)
+    # Every activations.json that speaks for a chosen file is read (and checked) before anything is written.
+    lookup = RecordedActivations()
+    recorded_activations = {path: lookup.lookup(path) for path in chosen.files}
     if activation is not None:
-        names = (path.relative_to(src).as_posix() for path in chosen.files)
-        check_activation_flag(activation, recorded_activations, names, src)
+        check_activation_flag(activation, lookup, chosen.files)
     recipe = {
         "command": "wsgraph convert",
         "splits": None if splits is None else str(Path(splits).resolve()),
@@ -268,7 +269,7 @@ def convert_checkpoints(
         "seed": seed,
         "skip_bad": skip_bad,
         "activation": activation,
-        "activations_file": str((src / ACTIVATIONS_FILE).resolve()) if recorded_activations else None,
+        "activations_files": [str(path.resolve()) for path in lookup.files()],
         "trust_pickles": trust_pickles,
         "output_offset": output_offset,
     }
@@ -418,7 +419,7 @@ def _stream(
     table: LabelTable,
     splits: np.ndarray,
     activation: str | None,
-    recorded_activations: Mapping[str, str],
+    recorded_activations: Mapping[Path, tuple[str, Path] | None],
     shard_size: int,
     skip_bad: bool,
     progress: bool,
@@ -438,7 +439,8 @@ def _stream(
                 convolutions = (
                     network_geometry(geometry, chain, shown_path(path)) if isinstance(chain, ConvChain) else []
                 )
-                given = activation if activation is not None else recorded_activations.get(name)
+                entry = recorded_activations[path]
+                given = activation if activation is not None or entry is None else entry[0]
                 _check_given_activation(given, chain, "--activation" if activation is not None else ACTIVATIONS_FILE)
                 check_output_offset(chain, output_offset or 0.0, "--output-offset {}")
             except READ_ERRORS as error:

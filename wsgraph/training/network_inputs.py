@@ -22,6 +22,7 @@ from wsgraph.core.convert_mlp import mlp_to_graph
 from wsgraph.core.extract_cnn import ConvChain
 from wsgraph.core.graph import graph_specs
 from wsgraph.core.network_files import CHECKPOINT_SUFFIXES
+from wsgraph.datasets.activation_file import RecordedActivations, check_activation_flag
 from wsgraph.datasets.checkpoint_folders import READ_ERRORS, SkippedCheckpoint, find_checkpoints, read_network
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.datasets.describe import is_dataset_root
@@ -94,6 +95,8 @@ class NetworkReader:
     kernel_grid: tuple[int, int] | None = None
     truth: TruthReader = no_truth
     exclude: Path | None = None
+    # Each file's entry in the nearest activations.json (a model zoo's), for files that record none.
+    recorded: RecordedActivations = field(default_factory=RecordedActivations)
 
     @classmethod
     def for_model(
@@ -143,13 +146,17 @@ class NetworkReader:
 
     def _file_batches(self, path: Path, report: InputReport) -> Iterator[NetworkBatch]:
         files = find_network_files(path, self.skip_bad, report, self.exclude)
+        # Read (and checked) before any network runs; --activation must agree with what they record.
+        entries = {file: self.recorded.lookup(file) for file in files}
+        if self.activation is not None:
+            check_activation_flag(self.activation, self.recorded, files)
         for start in range(0, len(files), self.batch_size):
             names, keys, graphs = [], [], []
             for file in files[start : start + self.batch_size]:
                 relative = PurePosixPath(file.name if file == path else file.relative_to(path).as_posix())
                 shown = str(path) if file == path else str(path / file.relative_to(path))
                 try:
-                    graphs.append(self._graph_of_file(file, shown))
+                    graphs.append(self._graph_of_file(file, shown, entries[file]))
                 except READ_ERRORS as error:
                     if not self.skip_bad:
                         raise
@@ -161,10 +168,17 @@ class NetworkReader:
             if graphs:
                 yield NetworkBatch(names, keys, graphs, [None] * len(graphs))
 
-    def _graph_of_file(self, path: Path, shown: str) -> Data:
+    def _graph_of_file(self, path: Path, shown: str, entry: tuple[str, Path] | None) -> Data:
         chain = read_network(path, trust_pickles=self.trust_pickles)
-        # What a module records stands; --activation is for files that record none.
-        activation = chain.activation if chain.activation != UNKNOWN else self.activation
+        traced = chain.activation != UNKNOWN and len(chain.weights) > 1
+        if entry is not None and traced and entry[0] not in (chain.activation, *chain.activation_candidates):
+            raise ValueError(
+                f"{shown}: the saved module's hidden activation is {chain.activation}, not {entry[0]} as "
+                f"{entry[1]} says"
+            )
+        # What a module records stands; then a zoo's activations.json; --activation is for files that record none.
+        recorded = entry[0] if entry is not None else self.activation
+        activation = chain.activation if chain.activation != UNKNOWN else recorded
         # A graph does not record what a module adds to its output: take the networks as they are.
         offset = 0.0 if chain.output_offset is None else chain.output_offset.value
         if not isinstance(chain, ConvChain):

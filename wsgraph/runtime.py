@@ -60,12 +60,28 @@ def tune_cpu_allocator() -> bool:
     return serve_from_heap and keep_freed
 
 
+# Where Linux says how much memory a container may use (cgroup v2, then v1); "max" or a huge number: no limit.
+_CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
 def physical_memory() -> int | None:
-    """The machine's memory in bytes, or ``None`` where the OS does not say (``sysconf`` on POSIX)."""
+    """The memory this process may use in bytes: the machine's (``sysconf`` on POSIX), or a smaller
+    container limit; ``None`` where the OS says neither."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        total: int | None = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, OSError, ValueError):
-        return None
+        total = None
+    for path in _CGROUP_LIMITS:
+        try:
+            with open(path) as handle:
+                text = handle.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            limit = int(text)
+            total = limit if total is None else min(total, limit)
+        break
+    return total
 
 
 def resolve_device(device: torch.device | str | None = "auto", local_rank: int | None = None) -> torch.device:

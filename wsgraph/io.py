@@ -72,12 +72,15 @@ def _naming(error: OSError, path: Path, prefix: str) -> OSError:
     return type(error)(error.errno, error.strerror or os.strerror(error.errno), str(path))
 
 
-def read_json_file(path: str | os.PathLike, kind: str = "readable JSON file") -> Any:
+def read_json_file(
+    path: str | os.PathLike, kind: str = "readable JSON file", object_pairs_hook: Callable | None = None
+) -> Any:
     """The JSON document in ``path``; a ``ValueError`` that names the file and says it is not a ``kind``
-    where it cannot be read, is not UTF-8 or JSON, or is nested too deeply for Python to read."""
+    where it cannot be read, is not UTF-8 or JSON, or is nested too deeply for Python to read.
+    ``object_pairs_hook`` is :func:`json.loads`'s (a ``ValueError`` it raises is reported the same way)."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=object_pairs_hook)
+    except (OSError, ValueError) as error:  # unreadable, not UTF-8, not JSON, or refused by the hook
         raise ValueError(f"{path}: not a {kind} ({error})") from None
     except RecursionError:
         raise ValueError(f"{path}: not a {kind} (JSON nested too deeply to read)") from None

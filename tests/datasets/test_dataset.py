@@ -636,9 +636,48 @@ def test_activation_codes_that_do_not_fit_the_names_are_named(tmp_path, codes, n
     assert one_line_error(error).startswith(f"{tmp_path / 'shards' / 'shard-00000.pt'}: {message}")
 
 
-@pytest.mark.parametrize("names", [["relu"], ["relu", "relu"], ["relu", "swish"], "relu,tanh"])
+@pytest.mark.parametrize(
+    "names", [["relu"], ["relu", "relu"], ["sine(30)", "sine(30.0)"], ["relu", "swish"], "relu,tanh"]
+)
 def test_activation_names_must_be_two_or_more_known_names(tmp_path, names):
     write_store(tmp_path, [_coded_shard([0] * 6)], activation="unknown", activation_names=names)
     with pytest.raises(ValueError) as error:
         WeightSpaceDataset(tmp_path)
     assert "'activation_names' must be a list of two or more distinct known activation names" in one_line_error(error)
+
+
+@pytest.mark.parametrize(
+    ("codes", "message"),
+    [
+        (torch.tensor(1), "shard field 'activation_code' is a single value, not one entry per network"),
+        (torch.zeros(6, dtype=torch.complex64), "activation codes must be integers 0..1"),
+        (torch.zeros(6, dtype=torch.bool), "activation codes must be integers 0..1"),
+    ],
+)
+def test_activation_codes_of_another_shape_or_kind_are_named(tmp_path, codes, message):
+    shard = random_shard((2, 4, 1), 6, seed=0)
+    shard.extras["activation_code"] = torch.zeros(6, dtype=torch.int16)
+    write_store(tmp_path, [shard], activation="unknown", activation_names=["relu", "tanh"])
+    payload = torch.load(shard_paths(tmp_path)[0], weights_only=True)
+    payload["extras"]["activation_code"] = codes
+    torch.save(payload, shard_paths(tmp_path)[0])
+    with pytest.raises(ValueError) as error:
+        WeightSpaceDataset(tmp_path)
+    assert message in one_line_error(error) and "shard-00000.pt" in one_line_error(error)
+
+
+def test_activation_names_that_contradict_the_recorded_counts_are_named(tmp_path):
+    # Reordered names would run every network with another's activation; the counts meta.json keeps tell.
+    write_store(
+        tmp_path,
+        [_coded_shard([0, 0, 0, 0, 1, 1])],
+        activation="unknown",
+        activation_names=["tanh", "relu"],
+        activations={"relu": 4, "tanh": 2},
+    )
+    with pytest.raises(ValueError) as error:
+        WeightSpaceDataset(tmp_path)
+    assert one_line_error(error) == (
+        f"{tmp_path / 'meta.json'}: 'activations' counts {{'relu': 4, 'tanh': 2}}, but the shards' activation codes "
+        "with 'activation_names' ['tanh', 'relu'] give {'tanh': 4, 'relu': 2}; meta.json or a shard was edited"
+    )

@@ -517,3 +517,17 @@ def test_an_input_inside_an_input_folder_is_refused(classifier, tmp_path, capsys
         f"wsgraph predict: error: {tmp_path / 'files' / 'a.pt'}: inside the input folder {tmp_path / 'files'}, "
         "whose networks it would repeat\n"
     )
+
+
+def test_a_file_reached_twice_through_a_symlink_is_refused(classifier, tmp_path, capsys) -> None:
+    root, run, _ = classifier
+    dataset = WeightSpaceDataset(root, split="test", log=False)
+    (tmp_path / "files").mkdir()
+    torch.save(graph_to_mlp(dataset[0], "relu"), tmp_path / "files" / "net.pt")
+    (tmp_path / "outer").mkdir()
+    (tmp_path / "outer" / "inner").symlink_to(tmp_path / "files")
+    assert main(["predict", str(run), str(tmp_path / "outer"), str(tmp_path / "files")]) == 1
+    assert capsys.readouterr().err == (
+        f"wsgraph predict: error: {tmp_path / 'files' / 'net.pt'}: the same file as "
+        f"{tmp_path / 'outer' / 'inner' / 'net.pt'}, which is read already; give each network once\n"
+    )

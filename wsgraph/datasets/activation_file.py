@@ -38,11 +38,15 @@ def read_activation_file(src: Path) -> dict[str, str]:
     path = src / ACTIVATIONS_FILE
     if not path.is_file():
         return {}
-    document = read_json_file(path)
+    document = read_json_file(path, object_pairs_hook=_refuse_repeated_keys)
     if not isinstance(document, dict):
         raise ValueError(f"{path}: expected an object of checkpoint path -> activation name")
     activations = {}
     for name, activation in document.items():
+        parts = name.split("/")
+        if not name or name.startswith("/") or "\\" in name or any(part in ("", ".", "..") for part in parts):
+            # It could name no file below the folder: a typo or a path written for another place.
+            raise ValueError(f"{path}: entry {name!r} is not a path below {src} ('/'-separated, no '.' or '..')")
         if not isinstance(activation, str):
             raise ValueError(f"{path}: entry {name!r} is {activation!r}, not an activation name")
         try:
@@ -50,6 +54,14 @@ def read_activation_file(src: Path) -> dict[str, str]:
         except ValueError as error:
             raise ValueError(f"{path}: entry {name!r}: {error}") from None
     return activations
+
+
+def _refuse_repeated_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [key for key, _ in pairs]
+    repeated = next((key for position, key in enumerate(keys) if key in keys[:position]), None)
+    if repeated is not None:
+        raise ValueError(f"entry {repeated!r} is given twice")
+    return dict(pairs)
 
 
 class RecordedActivations:
@@ -68,17 +80,21 @@ class RecordedActivations:
         Raises:
             ValueError: the nearest ``activations.json`` is malformed (see :func:`read_activation_file`).
         """
-        checkpoint = Path(checkpoint).absolute()
-        found = self._file_for(checkpoint.parent)
-        if found is None:
-            return None
-        path, activations = found
-        entry = activations.get(checkpoint.relative_to(path.parent).as_posix())
-        return None if entry is None else (entry, path)
+        given = Path(checkpoint).absolute()
+        # The path as given, then (through symlinked folders or a symlinked file) where the file really is.
+        for place in dict.fromkeys((given, given.resolve())):
+            found = self._file_for(place.parent)
+            if found is None:
+                continue
+            path, activations = found
+            entry = activations.get(place.relative_to(path.parent).as_posix())
+            if entry is not None:
+                return entry, path
+        return None
 
     def files(self) -> list[Path]:
         """The ``activations.json`` files read so far."""
-        return sorted(found[0] for found in self._nearest.values() if found is not None)
+        return sorted({found[0] for found in self._nearest.values() if found is not None})
 
     def _file_for(self, folder: Path) -> tuple[Path, dict[str, str]] | None:
         walked = []

@@ -211,6 +211,8 @@ class WeightSpaceDataset(InMemoryDataset):
         architectures: set[tuple[int, ...]] = set()
         first: tuple[Path, Shard] | None = None
         sizes = dict.fromkeys(SPLITS, 0)
+        names = self.meta.get(ACTIVATION_NAMES)
+        activation_counts = dict.fromkeys(names or (), 0)
         # leave=False: the bar is erased when the build ends, and when it fails.
         progress = tqdm(
             paths,
@@ -229,11 +231,20 @@ class WeightSpaceDataset(InMemoryDataset):
                 _check_values(path, shard, self.meta)
                 for code, name in enumerate(SPLITS):
                     sizes[name] += int((shard.split == code).sum())
+                for code, name in enumerate(names or ()):
+                    activation_counts[name] += int((shard.extras[ACTIVATION_CODE] == code).sum())
                 architectures.add(shard.widths)
                 accumulator.add(shard, shard.split == SPLITS.index("train"))
                 for code, name in enumerate(SPLITS):
                     selected = (shard.split == code).nonzero().view(-1)
                     pieces[name].extend(self._storages(shard, selected))
+        counted = self.meta.get("activations")
+        if names and counted is not None and counted != activation_counts:
+            # Names reordered or counts edited: every network would run with another network's activation.
+            raise ValueError(
+                f"{Path(self.root) / 'meta.json'}: 'activations' counts {counted}, but the shards' activation codes "
+                f"with 'activation_names' {names} give {activation_counts}; meta.json or a shard was edited"
+            )
         recorded = self.meta.get(SPLIT_SIZES)
         if recorded is not None and recorded != sizes:
             name = next(name for name in SPLITS if recorded[name] != sizes[name])
@@ -525,8 +536,9 @@ def _check_values(path: Path, shard: Shard, meta: dict[str, Any]) -> None:
     if (codes is None) != (names is None):
         held = "numbers its networks' activations" if names is None else "does not number its networks' activations"
         raise ValueError(f"{path}: the shard {held}, but meta.json {'lists' if names else 'lists no'} activation_names")
+    integers = codes is not None and not (codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool)
     if codes is not None and (
-        codes.dtype.is_floating_point or codes.dim() != 1 or not 0 <= int(codes.min()) <= int(codes.max()) < len(names)
+        not integers or codes.dim() != 1 or not 0 <= int(codes.min()) <= int(codes.max()) < len(names)
     ):
         raise ValueError(
             f"{path}: activation codes must be integers 0..{len(names) - 1} (meta.json lists {len(names)} activation_names)"

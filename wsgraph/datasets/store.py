@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from wsgraph.core.activations import UNKNOWN, make_activation
+from wsgraph.core.activations import UNKNOWN, canonical_activation, make_activation
 from wsgraph.core.network_files import check_tensors, load_tensors_only
 from wsgraph.errors import load_error_reason, shortened, shown_path
 from wsgraph.io import atomic_write, write_json
@@ -87,7 +87,9 @@ class Shard:
                     f"do not fit {count} stacked networks"
                 )
         for name, tensor in (("split", self.split), ("index", self.index), *self.extras.items()):
-            if tensor.size(0) != count:
+            if tensor.dim() == 0 or tensor.size(0) != count:
+                if tensor.dim() == 0:
+                    raise ValueError(f"shard field '{name}' is a single value, not one entry per network")
                 raise ValueError(f"shard field '{name}' has {tensor.size(0)} entries for {count} networks")
 
     @property
@@ -309,7 +311,7 @@ _META_ENTRIES: dict[str, tuple[Any, str]] = {
         "an object of known activation names to counts",
     ),
     ACTIVATION_NAMES: (
-        lambda v: isinstance(v, list) and len(v) >= 2 and all(map(_is_activation, v)) and len(set(v)) == len(v),
+        lambda v: isinstance(v, list) and len(v) >= 2 and all(map(_is_activation, v)) and _distinct_activations(v),
         "a list of two or more distinct known activation names",
     ),
     "kind": (lambda v: isinstance(v, str), "a string"),
@@ -332,6 +334,12 @@ _META_ENTRIES: dict[str, tuple[Any, str]] = {
         "{'train': N, 'val': N, 'test': N} with counts >= 0",
     ),
 }
+
+
+def _distinct_activations(names: list[str]) -> bool:
+    """Whether no two of ``names`` (known activation names) name one function (``sine(30)``, ``sine(30.0)``)."""
+    recorded = [name if name == UNKNOWN else canonical_activation(name) for name in names]
+    return len(set(recorded)) == len(recorded)
 
 
 def _is_activation(value: Any) -> bool:

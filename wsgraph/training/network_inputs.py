@@ -97,6 +97,9 @@ class NetworkReader:
     exclude: Path | None = None
     # Each file's entry in the nearest activations.json (a model zoo's), for files that record none.
     recorded: RecordedActivations = field(default_factory=RecordedActivations)
+    # Every file read so far (where it really is -> how it was named): one reached twice, through a symlink
+    # or two overlapping inputs, would count twice.
+    read_files: dict[Path, str] = field(default_factory=dict)
 
     @classmethod
     def for_model(
@@ -146,6 +149,11 @@ class NetworkReader:
 
     def _file_batches(self, path: Path, report: InputReport) -> Iterator[NetworkBatch]:
         files = find_network_files(path, self.skip_bad, report, self.exclude)
+        for file in files:
+            shown = str(path) if file == path else str(path / file.relative_to(path))
+            earlier = self.read_files.setdefault(file.resolve(), shown)
+            if earlier != shown:
+                raise ValueError(f"{shown}: the same file as {earlier}, which is read already; give each network once")
         # Read (and checked) before any network runs; --activation must agree with what they record.
         entries = {file: self.recorded.lookup(file) for file in files}
         if self.activation is not None:

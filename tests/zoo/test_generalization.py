@@ -343,3 +343,16 @@ def test_members_without_an_activation_are_named_before_probes_or_adapt_run_them
     assert not (tmp_path / "run").exists()
     assert main(["adapt", "--data", str(data), "--source", "digits", "--out", str(tmp_path / "adapt")]) == 1
     assert "records the hidden activation of some members only (the others': relu, tanh)" in capsys.readouterr().err
+
+
+def test_split_ratios_with_a_labels_csv_that_gives_the_splits_are_refused(
+    mlp_zoo: Path, tmp_path: Path, capsys
+) -> None:
+    labels = mlp_zoo / LABELS_CSV
+    command = ["convert", str(mlp_zoo / CHECKPOINTS), str(tmp_path / "out"), "--labels", str(labels), "--quiet"]
+    assert main([*command, "--split-ratios", "0.5,0.25,0.25"]) == 1
+    assert capsys.readouterr().err == (
+        f"wsgraph convert: error: --split-ratios: {labels} gives each file's split (its split column); "
+        "give one or the other\n"
+    )
+    assert not (tmp_path / "out").exists()

@@ -9,7 +9,6 @@ from wsgraph.cli.arguments import activation_name, int_at_least, path_argument
 from wsgraph.cli.info import TRUST_PICKLES_HELP
 from wsgraph.datasets.checkpoint_folders import (
     DEFAULT_SHARD_SIZE,
-    DEFAULT_SPLIT_RATIOS,
     ConversionReport,
     check_split_ratios,
     compile_label_regex,
@@ -106,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         labels=args.labels,
         label_regex=args.label_regex,
         skip_bad=args.skip_bad,
-        split_ratios=args.split_ratios or DEFAULT_SPLIT_RATIOS,
+        split_ratios=args.split_ratios,
         seed=args.seed,
         force=args.force,
         activation=args.activation,

@@ -192,7 +192,7 @@ def convert_checkpoints(
     labels: str | os.PathLike | None = None,
     label_regex: str | None = None,
     skip_bad: bool = False,
-    split_ratios: Sequence[float] = DEFAULT_SPLIT_RATIOS,
+    split_ratios: Sequence[float] | None = None,
     seed: int = 0,
     force: bool = False,
     activation: str | None = None,
@@ -212,7 +212,7 @@ def convert_checkpoints(
         label_regex: a regular expression with one group, searched in each relative path.
         skip_bad: convert what can be read and report the rest, instead of stopping at
             the first unreadable, corrupt or non-MLP file, or unreadable folder.
-        split_ratios: fractions of train, val and test networks, drawn at random with
+        split_ratios: fractions of train, val and test networks (default 0.8, 0.1, 0.1), drawn at random with
             ``seed`` over the sorted file list.
         seed: the seed of the split.
         force: replace ``out`` if it holds an earlier wsgraph dataset (``meta.json`` or ``index.json``);
@@ -248,6 +248,8 @@ def convert_checkpoints(
     """
     started = time.perf_counter()
     src, out = Path(src), followed_link(out, str(out))
+    given_ratios = split_ratios is not None
+    split_ratios = DEFAULT_SPLIT_RATIOS if split_ratios is None else split_ratios
     _check_arguments(src, out, labels, label_regex, split_ratios, force, activation, shard_size, splits)
     activation = None if activation is None else canonical_activation(activation)
     if splits is not None and (labels is not None or label_regex is not None):
@@ -255,6 +257,9 @@ def convert_checkpoints(
     geometry = _conv_geometry(src, conv_geometry)
     search = _search_checkpoints(src, out, skip_bad)
     chosen = _choose_and_label(src, search.files, labels, label_regex, splits, split_ratios, seed, skip_bad)
+    if given_ratios and chosen.table.splits is not None:
+        # The CSV's split column decides every file's split; ratios given as well would be ignored.
+        raise ValueError(f"--split-ratios: {labels} gives each file's split (its split column); give one or the other")
     # Every activations.json that speaks for a chosen file is read (and checked) before anything is written.
     lookup = RecordedActivations()
     recorded_activations = {path: lookup.lookup(path) for path in chosen.files}

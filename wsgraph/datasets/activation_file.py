@@ -19,7 +19,7 @@ is given for, so a mixed folder is never recorded or run as one activation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from wsgraph.core.activations import canonical_activation
@@ -117,14 +117,10 @@ def write_activation_file(src: Path, activations: Mapping[str, str]) -> None:
     write_json(src / ACTIVATIONS_FILE, dict(sorted(activations.items())))
 
 
-def check_activation_flag(given: str, recorded: RecordedActivations, checkpoints: Iterable[Path]) -> None:
+def check_activation_flag(given: str, entries: Mapping[Path, tuple[str, Path] | None]) -> None:
     """Raise a ``ValueError`` if an ``activations.json`` records another activation than ``--activation given``
-    (canonical) for any of ``checkpoints``."""
-    other = []
-    for checkpoint in checkpoints:
-        entry = recorded.lookup(checkpoint)
-        if entry is not None and entry[0] != given:
-            other.append((checkpoint, *entry))
+    (canonical) for any of the checkpoints of ``entries`` (each one's :meth:`RecordedActivations.lookup`)."""
+    other = [(checkpoint, *entry) for checkpoint, entry in entries.items() if entry is not None and entry[0] != given]
     if not other:
         return
     found = sorted({activation for _, activation, _ in other})

@@ -264,7 +264,7 @@ def convert_checkpoints(
     lookup = RecordedActivations()
     recorded_activations = {path: lookup.lookup(path) for path in chosen.files}
     if activation is not None:
-        check_activation_flag(activation, lookup, chosen.files)
+        check_activation_flag(activation, recorded_activations)
     recipe = {
         "command": "wsgraph convert",
         "splits": None if splits is None else str(Path(splits).resolve()),
@@ -446,7 +446,12 @@ def _stream(
                 )
                 entry = recorded_activations[path]
                 given = activation if activation is not None or entry is None else entry[0]
-                _check_given_activation(given, chain, "--activation" if activation is not None else ACTIVATIONS_FILE)
+                named = (
+                    f"the given --activation {given}"
+                    if activation is not None
+                    else f"{given} as {ACTIVATIONS_FILE} says"
+                )
+                check_traced_activation(chain, given, named)
                 check_output_offset(chain, output_offset or 0.0, "--output-offset {}")
             except READ_ERRORS as error:
                 reason = one_line(error).removeprefix(f"{shown_path(path)}: ")
@@ -1058,15 +1063,14 @@ def _check_arguments(
     _check_output(out, force)
 
 
-def _check_given_activation(given: str | None, chain: LinearChain | ConvChain, source: str) -> None:
-    """Raise a ``ValueError`` if a saved module's trace rules out the hidden activation ``source`` gives (already
-    in its recorded form; a network without hidden layers has none, a state_dict records none)."""
+def check_traced_activation(chain: LinearChain | ConvChain, given: str | None, named: str) -> None:
+    """Raise a ``ValueError`` if a saved module's trace rules out the hidden activation ``given`` (already in
+    its recorded form; a network without hidden layers has none, a state_dict records none); ``named`` says
+    where it came from, e.g. ``"relu as activations.json says"``."""
     traced = chain.activation
     if given is None or traced == UNKNOWN or len(chain.weights) < 2 or given in (traced, *chain.activation_candidates):
         return
-    if source == ACTIVATIONS_FILE:
-        raise ValueError(f"the saved module's hidden activation is {traced}, not {given} as {ACTIVATIONS_FILE} says")
-    raise ValueError(f"the saved module's hidden activation is {traced}, not the given {source} {given}")
+    raise ValueError(f"the saved module's hidden activation is {traced}, not {named}")
 
 
 # The refusal of a second conversion into OUT that finds OUT written after its start.

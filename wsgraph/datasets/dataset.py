@@ -212,7 +212,7 @@ class WeightSpaceDataset(InMemoryDataset):
         first: tuple[Path, Shard] | None = None
         sizes = dict.fromkeys(SPLITS, 0)
         names = self.meta.get(ACTIVATION_NAMES)
-        activation_counts = dict.fromkeys(names or (), 0)
+        code_counts = torch.zeros(len(names or ()), dtype=torch.long)
         # leave=False: the bar is erased when the build ends, and when it fails.
         progress = tqdm(
             paths,
@@ -231,14 +231,15 @@ class WeightSpaceDataset(InMemoryDataset):
                 _check_values(path, shard, self.meta)
                 for code, name in enumerate(SPLITS):
                     sizes[name] += int((shard.split == code).sum())
-                for code, name in enumerate(names or ()):
-                    activation_counts[name] += int((shard.extras[ACTIVATION_CODE] == code).sum())
+                if names:
+                    code_counts += torch.bincount(shard.extras[ACTIVATION_CODE].long(), minlength=len(names))
                 architectures.add(shard.widths)
                 accumulator.add(shard, shard.split == SPLITS.index("train"))
                 for code, name in enumerate(SPLITS):
                     selected = (shard.split == code).nonzero().view(-1)
                     pieces[name].extend(self._storages(shard, selected))
         counted = self.meta.get("activations")
+        activation_counts = dict(zip(names or (), code_counts.tolist()))
         if names and counted is not None and counted != activation_counts:
             # Names reordered or counts edited: every network would run with another network's activation.
             raise ValueError(

@@ -309,7 +309,7 @@ def _without_non_finite_edits(
 ) -> tuple[NetworkBatch, Batch, Batch, list[torch.nn.Module]]:
     """The batch without the networks whose edits are not finite, which are listed as skipped;
     raises a ``ValueError`` naming the first of them without ``skip_bad``."""
-    dropped = [row for row in range(len(modules)) if row not in set(kept)]
+    dropped = sorted(set(range(len(modules))) - set(kept))
     if not skip_bad:
         raise ValueError(f"{batch.names[dropped[0]]}: {_NON_FINITE_EDIT} (pass --skip-bad to edit the others)")
     skipped += [SkippedCheckpoint(batch.names[row], _NON_FINITE_EDIT) for row in dropped]

@@ -23,7 +23,13 @@ from wsgraph.core.extract_cnn import ConvChain
 from wsgraph.core.graph import graph_specs
 from wsgraph.core.network_files import CHECKPOINT_SUFFIXES
 from wsgraph.datasets.activation_file import RecordedActivations, check_activation_flag
-from wsgraph.datasets.checkpoint_folders import READ_ERRORS, SkippedCheckpoint, find_checkpoints, read_network
+from wsgraph.datasets.checkpoint_folders import (
+    READ_ERRORS,
+    SkippedCheckpoint,
+    check_traced_activation,
+    find_checkpoints,
+    read_network,
+)
 from wsgraph.datasets.dataset import WeightSpaceDataset
 from wsgraph.datasets.describe import is_dataset_root
 from wsgraph.errors import one_line, shown_path
@@ -157,7 +163,7 @@ class NetworkReader:
         # Read (and checked) before any network runs; --activation must agree with what they record.
         entries = {file: self.recorded.lookup(file) for file in files}
         if self.activation is not None:
-            check_activation_flag(self.activation, self.recorded, files)
+            check_activation_flag(self.activation, entries)
         for start in range(0, len(files), self.batch_size):
             names, keys, graphs = [], [], []
             for file in files[start : start + self.batch_size]:
@@ -178,12 +184,11 @@ class NetworkReader:
 
     def _graph_of_file(self, path: Path, shown: str, entry: tuple[str, Path] | None) -> Data:
         chain = read_network(path, trust_pickles=self.trust_pickles)
-        traced = chain.activation != UNKNOWN and len(chain.weights) > 1
-        if entry is not None and traced and entry[0] not in (chain.activation, *chain.activation_candidates):
-            raise ValueError(
-                f"{shown}: the saved module's hidden activation is {chain.activation}, not {entry[0]} as "
-                f"{entry[1]} says"
-            )
+        if entry is not None:
+            try:
+                check_traced_activation(chain, entry[0], f"{entry[0]} as {entry[1]} says")
+            except ValueError as error:
+                raise ValueError(f"{shown}: {error}") from None
         # What a module records stands; then a zoo's activations.json; --activation is for files that record none.
         recorded = entry[0] if entry is not None else self.activation
         activation = chain.activation if chain.activation != UNKNOWN else recorded

@@ -12,6 +12,7 @@ from mlp_helpers import build_mlp
 from torch import nn
 
 from wsgraph.cli.main import main
+from wsgraph.datasets import checkpoint_folders
 from wsgraph.datasets.checkpoint_folders import convert_checkpoints
 from wsgraph.datasets.dataset import WeightSpaceDataset
 
@@ -115,3 +116,26 @@ def test_a_file_reached_through_a_symlink_finds_the_entry_where_it_really_is(tmp
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["activations"] == {"tanh": 4}
     assert meta["recipe"]["activations_files"] == [str((src / "activations.json").resolve())]
+
+
+def test_shards_written_after_a_second_activation_carry_their_codes_at_once(tmp_path: Path, monkeypatch) -> None:
+    order = ["relu", "relu", "relu", "tanh", "relu", "tanh"]
+    src = tmp_path / "src"
+    src.mkdir()
+    for number in range(len(order)):
+        torch.save(build_mlp([2, 5, 1]).state_dict(), src / f"net{number}.pt")
+    (src / "activations.json").write_text(json.dumps({f"net{n}.pt": name for n, name in enumerate(order)}))
+    written: list[int] = []
+    real_write_shard = checkpoint_folders.write_shard
+
+    def counting_write_shard(root, number, shard):
+        written.append(number)
+        return real_write_shard(root, number, shard)
+
+    monkeypatch.setattr(checkpoint_folders, "write_shard", counting_write_shard)
+    convert_checkpoints(src, tmp_path / "out", shard_size=2, progress=False)
+    # Shard 0 was written before tanh was met and is rewritten with its codes; shards 1 and 2 once.
+    assert written == [0, 1, 2, 0]
+    dataset = WeightSpaceDataset(tmp_path / "out")
+    paths = json.loads((tmp_path / "out" / "checkpoints.json").read_text())["paths"]
+    assert [order[int(paths[str(int(i))][3:-3])] for i in dataset.source_id] == dataset.activations

@@ -821,9 +821,11 @@ class _RootWriter:
         self.specs: dict[str, WeightSpaceSpec] = {}
         self.activations: Counter[str] = Counter()
         # Each network's activation as a number (in the order they were first met), kept per shard written:
-        # a root of several activations stores them as the shards' ACTIVATION_CODE extra.
+        # a root of several activations stores them as the shards' ACTIVATION_CODE extra. A shard written
+        # once a second activation has been met carries them at once; earlier ones get them in finish().
         self.activation_codes: dict[str, int] = {}
         self.shard_activation_codes: list[Tensor] = []
+        self.shard_has_codes: list[bool] = []
         self.counts = Counter({name: 0 for name in SPLITS})
         self.unlabeled = 0
         self.paths: dict[str, str] = {}
@@ -875,17 +877,22 @@ class _RootWriter:
 
     def _write(self, buffer: _ShardBuffer) -> None:
         shard, codes = buffer.take()
+        mixed = len(self.activation_codes) > 1
+        if mixed:
+            shard.extras[ACTIVATION_CODE] = codes
         write_shard(self.root, self.shards_written, shard)
         self.shard_activation_codes.append(codes)
+        self.shard_has_codes.append(mixed)
         self.shard_dtypes.append(buffer.weights[0].dtype)
         self.shards_written += 1
 
     def _rewrite_shards(self) -> None:
         """Rewrite the shards written in a narrower dtype than the root's, and, in a root of several
-        activations, every shard with its networks' activation codes."""
+        activations, those written before the second activation was met, adding their codes."""
         mixed = len(self.activation_codes) > 1
         for number, dtype in enumerate(self.shard_dtypes):
-            if dtype == self.dtype and not mixed:
+            lacks_codes = mixed and not self.shard_has_codes[number]
+            if dtype == self.dtype and not lacks_codes:
                 continue
             shard = read_shard(shard_path(self.root, number))
             shard.weights = [weight.to(self.dtype) for weight in shard.weights]
@@ -894,6 +901,7 @@ class _RootWriter:
                 shard.extras[ACTIVATION_CODE] = self.shard_activation_codes[number]
             write_shard(self.root, number, shard)
             self.shard_dtypes[number] = self.dtype
+            self.shard_has_codes[number] = mixed
 
     def finish(self, table: LabelTable, recipe: dict[str, Any], src: Path) -> ConvertedRoot:
         """Write the buffered networks, ``meta.json`` and ``checkpoints.json``."""

@@ -53,3 +53,33 @@ def test_a_real_ctrl_c_at_start_gives_no_traceback():
     _, err = process.communicate(timeout=120)
     assert "Traceback" not in err, err
     assert process.returncode in (130, 1, -signal.SIGINT), (process.returncode, err)
+
+
+def test_a_ctrl_c_that_a_library_swallows_while_loading_still_ends_the_command():
+    # Some libraries' import fallbacks catch the KeyboardInterrupt and go on half-imported; the
+    # command must end there with its one line, not fail later with a foreign traceback.
+    script = (
+        "import importlib, signal, sys\n"
+        "import wsgraph.cli.main as cli\n"
+        "real_import = importlib.import_module\n"
+        "def swallowing_import(name):\n"
+        "    try:\n"
+        "        signal.raise_signal(signal.SIGINT)\n"
+        "    except KeyboardInterrupt:\n"
+        "        pass\n"
+        "    print('loading went on', file=sys.stderr)\n"
+        "    return real_import(name)\n"
+        "cli.importlib.import_module = swallowing_import\n"
+        "sys.argv = ['wsgraph', 'info', 'no-such-file.pt']\n"
+        "raise SystemExit(cli.main())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stderr) == (130, "wsgraph: interrupted\n")
+
+
+def test_a_python_caller_keeps_its_own_ctrl_c_handling():
+    import signal as signals
+
+    before = signals.getsignal(signals.SIGINT)
+    assert cli_main.main(["info", "no-such-file.pt"]) == 1
+    assert signals.getsignal(signals.SIGINT) is before

@@ -7,7 +7,9 @@ import importlib
 import os
 import re
 import select
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from wsgraph.errors import one_line
@@ -81,7 +83,25 @@ def _value_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> frozen
     )
 
 
+def _exit_interrupted_while_loading(signum: int, frame: object) -> None:
+    # A KeyboardInterrupt raised inside a library's import can be swallowed by that library's own
+    # fallbacks and leave it half-imported (numpy without `subtract`, a C extension loaded twice), so
+    # that loading goes on and fails later with a foreign traceback. Nothing has been written yet,
+    # so the process can end here at once.
+    try:
+        os.write(2, b"wsgraph: interrupted\n")
+    finally:
+        os._exit(130)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Only as the program itself (no argv given): a Python caller's process is not ours to end.
+    handler = signal.getsignal(signal.SIGINT)
+    exit_on_interrupt = (
+        argv is None and handler is signal.default_int_handler and threading.current_thread() is threading.main_thread()
+    )
+    if exit_on_interrupt:
+        signal.signal(signal.SIGINT, _exit_interrupted_while_loading)
     try:
         parser = build_parser()
         argv = list(sys.argv[1:] if argv is None else argv)
@@ -89,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("wsgraph: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if exit_on_interrupt:
+            signal.signal(signal.SIGINT, handler)
     try:
         from wsgraph.runtime import tune_cpu_allocator
 

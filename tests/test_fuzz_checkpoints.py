@@ -33,8 +33,9 @@ CORRUPTED_FILES = len(VALID_FILES) * (TRUNCATIONS_PER_FILE + BIT_FLIPS_PER_FILE 
 SUFFIXES = sorted(CHECKPOINT_SUFFIXES)
 # Every corrupted file is read under each checkpoint extension, and once more as a shard.
 READS = CORRUPTED_FILES * (len(SUFFIXES) + 1)
-# One read taking this long is a hang in the making; the whole test stays well under 20 s.
-SECONDS_PER_READ = 2.0
+# One read taking this long is a hang or a runaway allocation in the making (a read takes milliseconds;
+# the margin is for a loaded CI machine's pauses); the whole test takes about 6 s.
+SECONDS_PER_READ = 10.0
 RELIABILITY_DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 
 
@@ -110,7 +111,7 @@ def test_the_case_counts_add_up(tmp_path):
 def test_corrupted_files_are_refused_cleanly(tmp_path, capsys):
     cases = all_cases(tmp_path)
     # A hang would stall the whole run: fail it loudly instead, with every thread's traceback.
-    faulthandler.dump_traceback_later(120, exit=True, file=sys.__stderr__)
+    faulthandler.dump_traceback_later(300, exit=True, file=sys.__stderr__)
     started = time.perf_counter()
     slowest = (0.0, "")
     outcomes = {"refused": 0, "loaded": 0}
@@ -151,7 +152,7 @@ def test_corrupted_files_are_refused_cleanly(tmp_path, capsys):
     finally:
         faulthandler.cancel_dump_traceback_later()
     assert slowest[0] < SECONDS_PER_READ, slowest
-    assert time.perf_counter() - started < 60
+    assert time.perf_counter() - started < 120
     # Most damage must be caught; a flipped bit inside a weight's bytes still loads, legitimately.
     assert outcomes["refused"] > outcomes["loaded"] > 0
 

@@ -65,13 +65,14 @@ def test_a_waiter_gets_the_lock_when_its_holder_releases_it(tmp_path, monkeypatc
     elif locks.fcntl is None:
         pytest.skip("no fcntl here")
     target = tmp_path / "out"
-    with lock_held_by_another(target, "wsgraph fit-inrs", release_after=0.2) as events:
+    with lock_held_by_another(target, "wsgraph fit-inrs") as held:
         with pytest.raises(LockedError), write_lock(target, "refused"):
             pass
+        held.release_soon()
         with write_lock(target, "waiter", wait=True) as path:
-            events.append("acquired")
+            held.events.append("acquired")
             assert path.read_text() == f"{os.getpid()} waiter\n"
-    assert events == ["released", "acquired"] and not lock_path(target).exists()
+    assert held.events == ["released", "acquired"] and not lock_path(target).exists()
 
 
 def test_every_spelling_of_a_folder_shares_one_lock(tmp_path, monkeypatch):

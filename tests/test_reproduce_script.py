@@ -25,13 +25,21 @@ def reproduce():
         del sys.modules[spec.name]
 
 
-def test_a_fitting_step_waits_for_another_fitter_of_the_same_inrs(reproduce, tmp_path, capsys):
+def test_a_fitting_step_waits_for_another_fitter_of_the_same_inrs(reproduce, tmp_path, capsys, monkeypatch):
     out = tmp_path / "mnist-inrs"
     holder = "a dataset writer (wsgraph fit-inrs / fit-sines)"
-    with lock_held_by_another(out, holder, release_after=0.2) as events:
+    with lock_held_by_another(out, holder) as held:
+        real_write_lock = reproduce.write_lock
+
+        def released_once_waited_for(target, who, wait=False):
+            if wait:
+                held.release_soon()
+            return real_write_lock(target, who, wait=wait)
+
+        monkeypatch.setattr(reproduce, "write_lock", released_once_waited_for)
         reproduce.wait_for_another_fitter(["fit-inrs", "--source", "mnist", "--out", str(out)])
-        events.append("this chain fits")
-    assert events == ["released", "this chain fits"]
+        held.events.append("this chain fits")
+    assert held.events == ["released", "this chain fits"]
     printed = capsys.readouterr().out
     assert printed.startswith(f"  waiting: {out}: a dataset writer (wsgraph fit-inrs / fit-sines) (process ")
     assert printed.count("\n") == 1 and not lock_path(out).exists()

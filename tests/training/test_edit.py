@@ -380,7 +380,7 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(editor) -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        command = [str(Path(sys.executable).with_name("wsgraph")), "info", str(run / "best.pt"), "--json"]
+        command = [sys.executable, "-m", "wsgraph", "info", str(run / "best.pt"), "--json"]
         ended = subprocess.run(
             command, stdout=write_end, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
         )

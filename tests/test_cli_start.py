@@ -87,8 +87,6 @@ def test_a_ctrl_c_that_a_library_swallows_while_loading_still_ends_the_command()
 
 
 def test_a_python_caller_keeps_its_own_ctrl_c_handling():
-    import signal as signals
-
-    before = signals.getsignal(signals.SIGINT)
+    before = signal.getsignal(signal.SIGINT)
     assert cli_main.main(["info", "no-such-file.pt"]) == 1
-    assert signals.getsignal(signals.SIGINT) is before
+    assert signal.getsignal(signal.SIGINT) is before

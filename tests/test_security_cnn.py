@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
+import math
 
 import pytest
 import torch
@@ -12,6 +12,7 @@ from torch import nn
 
 from wsgraph import CheckpointError, cnn_to_graph, load_network_file
 from wsgraph.cli.main import main
+from wsgraph.core.extract_cnn import MAX_PROBE_ELEMENTS
 from wsgraph.core.extract_mlp import NotAnMLPError
 from wsgraph.datasets.checkpoint_folders import convert_checkpoints, read_network
 
@@ -118,14 +119,27 @@ def test_crafted_layer_options_are_refused_on_loading(tmp_path, edit, message):
         (lambda n: setattr(n[2], "dilation", (2**20, 2**20)), r"convolution 2: stride \(2, 2\), dilation \(1048576"),
     ],
 )
-def test_convolutions_that_would_need_a_huge_probe_are_refused_before_running(tmp_path, edit, culprit):
+def test_convolutions_that_would_need_a_huge_probe_are_refused_before_running(tmp_path, edit, culprit, monkeypatch):
     path = crafted(tmp_path, edit)
-    started = time.perf_counter()
+    probe_sizes, convolutions_run = [], []
+    real_randn, real_forward = torch.randn, nn.Conv2d.forward
+
+    def recording_randn(*size, **options):
+        probe_sizes.append(math.prod(size[0] if len(size) == 1 else size))
+        return real_randn(*size, **options)
+
+    def recording_forward(conv, input):
+        convolutions_run.append(conv)
+        return real_forward(conv, input)
+
+    monkeypatch.setattr(torch, "randn", recording_randn)
+    monkeypatch.setattr(nn.Conv2d, "forward", recording_forward)
     with pytest.raises(
         NotAnMLPError, match=rf"{culprit}.* would need a probe of over 67,108,864 values to trace; not read"
     ):
         read_network(path)
-    assert time.perf_counter() - started < 5
+    assert convolutions_run == []
+    assert all(size <= MAX_PROBE_ELEMENTS for size in probe_sizes)
 
 
 def test_the_probe_budget_leaves_real_cnns_alone():

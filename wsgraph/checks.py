@@ -30,6 +30,12 @@ def is_count(value: Any, minimum: int = 0) -> bool:
     return type(value) is int and value >= minimum
 
 
+def is_size(value: Any, minimum: int = 0) -> bool:
+    """Whether ``value`` is an integer (a Python or NumPy one, not a ``bool``) of at least ``minimum``:
+    a size or count passed by a Python caller."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
+
+
 def require_positive_counts(owner: str, **values: Any) -> None:
     """Raise a ``ValueError`` naming the first of ``values`` that is not a positive integer (a
     ``bool`` is not one), as ``owner`` (e.g. ``"DWSLayer"``) takes it: a width of 0 otherwise fails

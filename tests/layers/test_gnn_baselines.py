@@ -150,6 +150,10 @@ def test_bad_arguments_are_clear_errors():
         WeightSpaceGNN("gine", 3, 2, 1, out_features=1, readout="median")
     with pytest.raises(ValueError, match="needs pna_degree"):
         WeightSpaceGNN("pna", 3, 2, 1, out_features=1)
+    with pytest.raises(ValueError, match=r"^pna_degree counts no neuron with incoming messages"):
+        WeightSpaceGNN("pna", 3, 2, 1, out_features=1, pna_degree=torch.tensor([]))
+    with pytest.raises(ValueError, match=r"^probe_features must be an integer >= 0 .*, got 2.5 and 1"):
+        WeightSpaceGNN("gine", 3, 2, 1, out_features=1, probe_features=2.5)
     with pytest.raises(ValueError, match="heads=3 must divide hidden_channels=16"):
         WeightSpaceGNN("gatv2", 3, 2, 1, out_features=1, hidden_channels=16, heads=3)
     with pytest.raises(ValueError, match="at least one architecture"):

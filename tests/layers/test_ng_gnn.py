@@ -207,6 +207,37 @@ def test_published_defaults():
     assert make_model(out_dim=2).head[0].in_features == 16
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        # Each once failed later: in forward, deep inside torch ("median": the scatter backend took it, the
+        # dense and fused ones raised a TypeError), or silently (an infinite sigma: NaN outputs).
+        ({"scalers": ("foo",)}, r"^scalers: unknown name 'foo'; expected names from identity, amplification"),
+        ({"scalers": ()}, r"^scalers must be a non-empty sequence of names"),
+        ({"aggregators": "mean"}, r"^aggregators must be a non-empty sequence of names from .*, got 'mean'"),
+        ({"aggregators": ("median",)}, r"^aggregators: unknown name 'median'"),
+        ({"fourier_sigma": float("inf")}, r"^fourier_sigma must be a finite number > 0, got inf"),
+        ({"degree_histogram": None}, r"^degree_histogram must be a 1-D tensor of counts per in-degree"),
+        ({"degree_histogram": torch.tensor([])}, r"^degree_histogram counts no neuron with incoming messages"),
+        ({"degree_histogram": torch.tensor([4, 0])}, r"^degree_histogram counts no neuron with incoming messages"),
+        ({"degree_histogram": torch.tensor([1, -2, 3])}, r"^degree_histogram must hold finite counts >= 0"),
+        ({"probe_features": 2.5}, r"^fourier_features and probe_features must be integers >= 0, got 128, 2.5"),
+        ({"probe_features": True}, r"^fourier_features and probe_features must be integers >= 0, got 128, True"),
+        ({"edge_channels": -1}, r"^edge_channels must be a positive integer, got -1"),
+    ],
+)
+def test_arguments_it_cannot_take_are_refused_when_it_is_built(arguments, message):
+    settings = {"degree_histogram": pna_degree_histogram(MIXED_WIDTHS, both_directions=False), **arguments}
+    with pytest.raises(ValueError, match=message):
+        NeuralGraphGNN(3, 2, 1, 3, **settings)
+
+
+def test_norm_none_and_the_string_none_both_mean_no_normalisation():
+    for norm in (None, "none"):
+        model = make_model(norm=norm)
+        assert model.norm is None and all(isinstance(layer, nn.Identity) for layer in model.norms)
+
+
 def test_bad_arguments_are_clear_errors():
     degree = pna_degree_histogram(MIXED_WIDTHS, both_directions=False)
     with pytest.raises(ValueError, match="unknown norm 'batch'"):

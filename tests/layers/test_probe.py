@@ -147,8 +147,10 @@ def test_probe_features_train_their_points_and_projections():
 
 
 def test_probe_features_errors():
-    with pytest.raises(ValueError, match="must be positive"):
+    with pytest.raises(ValueError, match="must be positive integers"):
         ProbeFeatures(3, 2, num_probes=0, channels=4)
+    with pytest.raises(ValueError, match=r"must be positive integers, got 3, 2, 2.5, 4"):
+        ProbeFeatures(3, 2, num_probes=2.5, channels=4)
     statistics = LayerStatistics(*(torch.ones(2) for _ in range(4)))
     with pytest.raises(ValueError, match="statistics for 2 weight layers, the model has 3"):
         ProbeFeatures(3, 2, 4, 4, statistics)

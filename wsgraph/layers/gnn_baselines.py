@@ -11,6 +11,7 @@ from torch_geometric.data import Data
 from torch_geometric.nn import GATv2Conv, GINEConv, PNAConv, TransformerConv
 from torch_geometric.nn.pool import global_add_pool, global_max_pool, global_mean_pool
 
+from wsgraph.checks import is_size
 from wsgraph.core.graph import graph_specs
 from wsgraph.core.spec import WeightSpaceSpec
 from wsgraph.datasets.transforms import LayerStatistics
@@ -232,14 +233,16 @@ class WeightSpaceGNN(nn.Module):
     ) -> None:
         super().__init__()
         _check_arguments(conv, readout, out_features, in_channels, hidden_channels, depth, dropout, heads)
-        if probe_features < 0 or (probe_features and in_channels != 1):
+        if not is_size(probe_features) or (probe_features and in_channels != 1):
             raise ValueError(
-                f"probe_features must be >= 0 and needs in_channels=1, got {probe_features} and {in_channels}"
+                f"probe_features must be an integer >= 0 and needs in_channels=1, got {probe_features!r} and {in_channels}"
             )
         if conv == "pna" and pna_degree is None:
             raise ValueError(
                 "conv='pna' needs pna_degree: pass pna_degree_histogram(<architectures of the training set>)"
             )
+        if conv == "pna":
+            check_degree_histogram("pna_degree", pna_degree)
         self.conv = conv
         self.num_weight_layers = num_weight_layers
         self.in_dim = in_dim
@@ -353,6 +356,29 @@ def _check_arguments(
         raise ValueError(f"heads={heads} applies to conv 'gatv2' and 'transformer', not to conv={conv!r}")
     if conv in ("gatv2", "transformer") and hidden_channels % heads:
         raise ValueError(f"heads={heads} must divide hidden_channels={hidden_channels} for conv={conv!r}")
+
+
+def check_degree_histogram(name: str, histogram: object) -> None:
+    """Raise a :class:`ValueError` naming ``name`` unless ``histogram`` is a 1-D tensor of finite,
+    non-negative counts per in-degree with some neuron of positive in-degree: PNA's scalers divide by
+    the mean degree and mean log-degree it gives, which are otherwise 0 or undefined."""
+    if (
+        not isinstance(histogram, Tensor)
+        or histogram.dim() != 1
+        or histogram.dtype == torch.bool
+        or histogram.is_complex()
+    ):
+        raise ValueError(
+            f"{name} must be a 1-D tensor of counts per in-degree (from pna_degree_histogram), got "
+            f"{short_repr(histogram)}"
+        )
+    counts = histogram.detach().double()
+    if not bool(torch.isfinite(counts).all()) or bool((counts < 0).any()):
+        raise ValueError(f"{name} must hold finite counts >= 0, got {short_repr(histogram)}")
+    if not counts[1:].sum() > 0:
+        raise ValueError(
+            f"{name} counts no neuron with incoming messages (in-degree >= 1), got {short_repr(histogram)}"
+        )
 
 
 def check_channels(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from collections.abc import Sequence
 from functools import partial
 from typing import Literal, get_args
@@ -17,11 +18,12 @@ from torch_geometric.nn.norm import LayerNorm as GraphLayerNorm
 from torch_geometric.nn.pool import global_add_pool, global_max_pool, global_mean_pool
 from torch_geometric.nn.resolver import activation_resolver
 
+from wsgraph.checks import is_size
 from wsgraph.core.graph import sort_edges
 from wsgraph.datasets.transforms import LayerStatistics
 from wsgraph.deprecation import renamed_kwargs
 from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
-from wsgraph.layers.gnn_baselines import check_channels
+from wsgraph.layers.gnn_baselines import check_channels, check_degree_histogram
 from wsgraph.layers.neural_graph_dense import (
     DenseNetworks,
     NeighbourhoodStatistics,
@@ -34,12 +36,15 @@ from wsgraph.layers.positional import NeuronPositionalEncoding, check_signature
 from wsgraph.layers.probe import ProbeFeatures
 
 Backend = Literal["fused", "dense", "scatter"]
-Norm = Literal["graph", "node", "minibatch", "none"]
+Norm = Literal["graph", "node", "minibatch"]
 Pooling = Literal["cat", "mean", "sum", "max"]
 PoolingLayer = Literal["last", "all"]
 
 BACKENDS: tuple[str, ...] = get_args(Backend)
 NORMS: tuple[str, ...] = get_args(Norm)
+# PNA's aggregators and scalers that the dense and fused backends compute too.
+AGGREGATORS = ("sum", "mean", "min", "max", "var", "std")
+SCALERS = ("identity", "amplification", "attenuation", "linear", "inverse_linear")
 POOLINGS: tuple[str, ...] = get_args(Pooling)
 POOLING_LAYERS: tuple[str, ...] = get_args(PoolingLayer)
 _POOLS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
@@ -137,6 +142,9 @@ class NeuralGraphConv(MessagePassing):
         modulate: bool = True,
         gating: bool = False,
     ) -> None:
+        _check_names("aggregators", aggregators, AGGREGATORS)
+        _check_names("scalers", scalers, SCALERS)
+        check_degree_histogram("degree_histogram", degree_histogram)
         super().__init__(aggr=DegreeScalerAggregation(list(aggregators), list(scalers), degree_histogram), node_dim=0)
         self.channels = channels
         self.edge_channels = edge_channels
@@ -522,7 +530,8 @@ class NeuralGraphGNN(NeuralGraphInputs):
             ``"graph"`` (layer norm over all neurons and channels of each network),
             ``"node"`` (over the channels of each neuron), ``"minibatch"`` (over the
             whole batch at once, as the released code's call without a batch vector
-            does) or ``"none"``. (default: ``"graph"``)
+            does) or :obj:`None` (none; the string ``"none"`` is read the same).
+            (default: ``"graph"``)
         act (str, optional): the activation, resolved by PyG. (default: ``"silu"``)
         dropout (float, optional): dropout on node states after each round but the
             last. (default: ``0.2``)
@@ -572,7 +581,7 @@ class NeuralGraphGNN(NeuralGraphInputs):
         modulate_edges: bool = True,
         gating_edges: bool = False,
         update_edges: bool = True,
-        norm: Norm = "graph",
+        norm: Norm | None = "graph",
         act: str = "silu",
         dropout: float = 0.2,
         pooling: Pooling = "cat",
@@ -584,11 +593,12 @@ class NeuralGraphGNN(NeuralGraphInputs):
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-        _check_arguments(
-            out_features, in_channels, hidden_channels, depth, fourier_features, encoder_layers, norm, dropout,
-            pooling, pooling_layer, probe_features,
-        )  # fmt: skip
+        norm = None if norm == "none" else norm
         edge_channels = in_channels if edge_channels is None else edge_channels
+        _check_arguments(
+            out_features, in_channels, edge_channels, hidden_channels, depth, fourier_features, fourier_sigma,
+            encoder_layers, norm, dropout, pooling, pooling_layer, probe_features,
+        )  # fmt: skip
         super().__init__(
             num_weight_layers, in_dim, out_dim, in_channels, 3 * edge_channels if bidirectional else edge_channels,
             hidden_channels, hidden_channels, fourier_features, fourier_sigma, encoder_layers, positional,
@@ -885,7 +895,17 @@ def _encoder(in_features: int, channels: int, frequencies: int, sigma: float, la
     return nn.Sequential(*modules)
 
 
-def _make_norm(norm: str, channels: int) -> nn.Module:
+def _check_names(argument: str, names: object, known: tuple[str, ...]) -> None:
+    """Raise a ``ValueError`` naming ``argument`` unless ``names`` is a non-empty sequence of ``known`` names
+    (a plain string would be read letter by letter)."""
+    if isinstance(names, str) or not isinstance(names, Sequence) or not names:
+        raise ValueError(f"{argument} must be a non-empty sequence of names from {', '.join(known)}, got {names!r}")
+    unknown = next((name for name in names if name not in known), None)
+    if unknown is not None:
+        raise ValueError(f"{argument}: unknown name {unknown!r}; expected names from {', '.join(known)}")
+
+
+def _make_norm(norm: str | None, channels: int) -> nn.Module:
     if norm in ("graph", "minibatch"):
         return GraphLayerNorm(channels, mode="graph")
     if norm == "node":
@@ -896,11 +916,13 @@ def _make_norm(norm: str, channels: int) -> nn.Module:
 def _check_arguments(
     out_features: int,
     in_channels: int,
+    edge_channels: int,
     hidden_channels: int,
     depth: int,
     fourier_features: int,
+    fourier_sigma: float,
     encoder_layers: int,
-    norm: str,
+    norm: str | None,
     dropout: float,
     pooling: str,
     pooling_layer: str,
@@ -911,10 +933,19 @@ def _check_arguments(
             "out_features, in_channels, hidden_channels, depth and encoder_layers must be positive, got "
             f"{out_features}, {in_channels}, {hidden_channels}, {depth}, {encoder_layers}"
         )
-    if min(fourier_features, probe_features) < 0:
-        raise ValueError(f"fourier_features and probe_features must be >= 0, got {fourier_features}, {probe_features}")
-    if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}: expected one of {', '.join(NORMS)}")
+    if not is_size(edge_channels, minimum=1):
+        raise ValueError(f"edge_channels must be a positive integer, got {edge_channels!r}")
+    if not (is_size(fourier_features) and is_size(probe_features)):
+        raise ValueError(
+            f"fourier_features and probe_features must be integers >= 0, got {fourier_features!r}, {probe_features!r}"
+        )
+    # An infinite sigma draws infinite frequencies, and every output is NaN.
+    if isinstance(fourier_sigma, bool) or not (
+        isinstance(fourier_sigma, numbers.Real) and 0 < fourier_sigma < math.inf
+    ):
+        raise ValueError(f"fourier_sigma must be a finite number > 0, got {fourier_sigma!r}")
+    if norm is not None and norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}: expected one of {', '.join(NORMS)} or None")
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}: expected one of {', '.join(POOLINGS)}")
     if pooling_layer not in POOLING_LAYERS:

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
+from wsgraph.checks import is_size
 from wsgraph.datasets.transforms import LayerStatistics, NormalizeWeights
 from wsgraph.deprecation import renamed_kwargs
 from wsgraph.inrs.render import neuron_values
@@ -55,10 +56,10 @@ class ProbeFeatures(nn.Module):
         statistics: LayerStatistics | None = None,
     ) -> None:
         super().__init__()
-        if min(num_weight_layers, in_dim, num_probes, channels) < 1:
+        if not all(is_size(value, minimum=1) for value in (num_weight_layers, in_dim, num_probes, channels)):
             raise ValueError(
-                f"num_weight_layers, in_dim, num_probes and channels must be positive, got {num_weight_layers}, {in_dim}, "
-                f"{num_probes}, {channels}"
+                f"num_weight_layers, in_dim, num_probes and channels must be positive integers, got {num_weight_layers!r}, "
+                f"{in_dim!r}, {num_probes!r}, {channels!r}"
             )
         self.num_weight_layers = num_weight_layers
         self.in_dim = in_dim

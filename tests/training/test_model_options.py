@@ -10,11 +10,11 @@ from torch import nn
 
 from wsgraph.cli.main import main
 from wsgraph.core.spec import WeightSpaceSpec
-from wsgraph.training import load_trained_model, train
+from wsgraph.training import load_trained_model, registry, train
 from wsgraph.training.config import TrainConfig, parse_model_options, render_model_options
 from wsgraph.training.editors import FlatMLPEditor
 from wsgraph.training.model_options import check_options
-from wsgraph.training.registry import build_model, model_spec
+from wsgraph.training.registry import build_model, check_model_fits, model_spec
 from wsgraph.training.run_checkpoints import load_run_checkpoint
 
 from .conftest import tiny_config
@@ -101,7 +101,7 @@ def test_repeated_model_options_add_up(classification_root: Path, tmp_path: Path
         (
             "ng-gnn",
             "norm=weird",
-            "--model-options norm=weird: NeuralGraphGNN takes one of graph, node, minibatch, none",
+            "--model-options norm=weird: NeuralGraphGNN takes one of graph, node, minibatch or none",
         ),
         ("ng-gnn", "aggregators=mean", "NeuralGraphGNN takes a tuple of text, items joined by + (mean+ for one)"),
         ("ng-gnn", "norm=", "--model-options 'norm': no value after ="),
@@ -123,6 +123,10 @@ def test_repeated_model_options_add_up(classification_root: Path, tmp_path: Path
         ),
         ("gine", "heads=3", "--model gine with --model-options heads=3: heads=3 applies to conv 'gatv2' and"),
         ("gine", "edge_readout=false,heads=0", "--model gine with --model-options edge_readout=false,heads=0: "),
+        ("gine", "conv=pna", "--model-options conv: WeightSpaceGNN takes it from --model gine, pna, gatv2 or"),
+        ("ng-gnn", "scalers=foo+", "--model-options scalers=foo+: scalers: unknown name 'foo'; expected names from"),
+        ("ng-gnn", "aggregators=median+", "aggregators: unknown name 'median'; expected names from sum, mean, min,"),
+        ("ng-gnn", "=3", "--model-options '=3': no name before ="),
     ],
 )
 def test_values_the_model_cannot_take_are_one_line_errors(
@@ -232,3 +236,55 @@ def test_integer_sizes_are_bounded_and_numbers_are_not() -> None:
         check_model_options("dwsnet", (("head_hidden", -1),))
     # A float argument written as a large integer is a number, not a size.
     check_options((NeuralGraphGNN,), (("fourier_sigma", 100_000),))
+
+
+def test_norm_none_from_the_command_line_builds_a_model_without_normalisation(
+    classification_root: Path, tmp_path: Path
+) -> None:
+    # "none" reads back as None, which the class takes as it takes the string.
+    options = parse_model_options("norm=none")
+    config = tiny_config(classification_root, tmp_path / "run", "ng-gnn", epochs=1, model_options=options)
+    train(config)
+    model = load_trained_model(tmp_path / "run" / "best.pt").model
+    assert model.norm is None and all(isinstance(norm, nn.Identity) for norm in model.norms)
+
+
+def test_numbers_with_an_exponent_are_written_so_that_they_read_back() -> None:
+    for value in (1e20, 1e-20, -1e300, 2.5):
+        options = (("fourier_sigma", value),)
+        assert parse_model_options(render_model_options(options)) == options
+    assert TrainConfig("d", "ng-gnn", "o", model_options={"fourier_sigma": 1e20}).command().count("=1e20") == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--models", "gine,mlp", "--probe-features", "2"], "--probe-features applies to dwsnet, "),
+        (["--models", "transformer,gine", "--model-options", "heads=2"], "--model gine with --model-options heads=2"),
+    ],
+)
+def test_bench_builds_every_model_before_training_any(
+    classification_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str], message: str
+) -> None:
+    arguments = ["bench", "--data", str(classification_root), "--seeds", "1", "--out", str(tmp_path / "b")]
+    assert main([*arguments, "--epochs", "1", "--no-progress", *flags]) == 1
+    error = capsys.readouterr().err.strip()
+    assert message in error and "\n" not in error
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_model_too_large_for_the_memory_is_refused_before_it_is_built(
+    classification_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = model_spec("gine", "classify", [WeightSpaceSpec((2, 4, 1))], 3, hidden_channels=16, depth=2)
+    parameters = sum(parameter.numel() for parameter in build_model(spec).parameters())
+    # Counted without building: the weights, their gradients and AdamW's two moments, in float32.
+    assert check_model_fits(spec, memory=16 * parameters) == parameters
+    with pytest.raises(ValueError, match=rf"^--model gine with --hidden-channels 16 and --depth 2: {parameters:,} "):
+        check_model_fits(spec, memory=16 * parameters - 1)
+    monkeypatch.setattr(registry, "_physical_memory", lambda: 2**30)
+    arguments = ["train", "--data", str(classification_root), "--model", "gine", "--out", str(tmp_path / "r")]
+    assert main([*arguments, "--hidden-channels", "65536", "--epochs", "1", "--no-progress"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert "--model gine with --hidden-channels 65536 and --depth 4: " in error and "this machine has 1.0 GiB" in error
+    assert not (tmp_path / "r").exists()

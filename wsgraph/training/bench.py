@@ -34,7 +34,7 @@ from wsgraph.training.distributed import setup
 from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON, read_json
 from wsgraph.training.plots import plot_benchmark
 from wsgraph.training.registry import MODEL_NAMES, check_model_options
-from wsgraph.training.run import lock_in_every_process, open_run_data, reference_result, train
+from wsgraph.training.run import check_models, lock_in_every_process, open_run_data, reference_result, train
 from wsgraph.training.run_checkpoints import LAST
 
 TABLE_HEADING = "# Results on `"
@@ -134,6 +134,9 @@ def _bench(
     finished = [_finished_result(config, folder, data_fingerprint, outputs.runs_advice) for config, folder in planned]
     if any(result is None for result in finished):
         _require_test_networks(base)
+        # One build per model (the seeds change no setting it checks).
+        unfinished = {config.model: config for (config, _), result in zip(planned, finished) if result is None}
+        check_models(list(unfinished.values()))
     results = []
     for (config, folder), result in zip(planned, finished):
         if result is None:

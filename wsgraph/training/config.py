@@ -154,6 +154,8 @@ def render_model_options(options: tuple[tuple[str, Any], ...]) -> str:
     def text(value: Any) -> str:
         if isinstance(value, tuple):
             return "+".join(text(item) for item in value) + ("+" if len(value) == 1 else "")
+        if isinstance(value, float):  # 1e+20 would read back as a tuple: "+" joins a tuple's items
+            return repr(value).replace("e+", "e")
         return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
     return ",".join(f"{key}={text(value)}" for key, value in options)
@@ -393,6 +395,8 @@ class TrainConfig:
         for key, value in self.model_options:
             if value is ...:
                 raise ValueError(f"--model-options {key!r}: expected KEY=VALUE")
+            if not key:
+                raise ValueError(f"--model-options {render_model_options((('', value),))!r}: no name before =")
             if not key.isidentifier():
                 raise ValueError(f"--model-options {key!r}: not an argument name")
             if key in OWNED_MODEL_ARGUMENTS:

@@ -11,7 +11,7 @@ import types
 import typing
 from typing import Any
 
-from wsgraph.layers import DWSEditNet, DWSNet, FlatMLP, NeuralGraphGNN
+from wsgraph.layers import DWSEditNet, DWSNet, FlatMLP, NeuralGraphGNN, WeightSpaceGNN
 from wsgraph.training.config import MOST_CHANNELS, OWNED_MODEL_ARGUMENTS, render_model_options
 
 # The plain types a KEY=VALUE text parses to (besides None and tuples of these).
@@ -30,6 +30,7 @@ _FROM_THE_DATA: dict[str, tuple[type, ...] | None] = {
 # Arguments the --model name decides, per class: DWSNet's backend is dwsnet (scatter) or dwsnet-dense.
 _FROM_THE_MODEL_NAME: dict[str, tuple[tuple[type, ...], str]] = {
     "backend": ((DWSNet, DWSEditNet), "--model dwsnet (scatter) or dwsnet-dense (dense)"),
+    "conv": ((WeightSpaceGNN,), "--model gine, pna, gatv2 or transformer"),
 }
 
 

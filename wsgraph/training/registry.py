@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -347,6 +348,45 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
         # The class's own message names the argument ("... got an unexpected keyword argument 'x'", "heads must
         # be positive"), not that it came from the options.
         raise ValueError(f"--model {spec.name} with --model-options {render_options(spec.options)}: {error}") from None
+
+
+# Bytes a float32 parameter takes while training: itself, its gradient and AdamW's two moments.
+_TRAINING_BYTES_PER_PARAMETER = 16
+
+
+def check_model_fits(spec: ModelSpec, statistics: LayerStatistics | None = None, memory: int | None = None) -> int:
+    """The number of parameters of the model ``spec`` describes, counted on the ``meta`` device (nothing
+    allocated); a ``ValueError`` naming the sizes if training them would take more than ``memory`` bytes
+    (by default this machine's): past that, building the model fills the memory and the system may kill
+    the process instead of reporting anything.
+
+    Raises:
+        ValueError: the message names ``--hidden-channels``, ``--depth`` and any ``--model-options``.
+    """
+    with torch.device("meta"):
+        parameters = sum(parameter.numel() for parameter in build_model(spec, statistics).parameters())
+    memory = _physical_memory() if memory is None else memory
+    needed = parameters * _TRAINING_BYTES_PER_PARAMETER
+    if memory is not None and needed > memory:
+        family = _family(spec.name)
+        sizes = (
+            f"--hidden-channels {spec.hidden_channels or HIDDEN_CHANNELS[family]} and "
+            f"--depth {spec.depth or DEPTH[family]}"
+        )
+        options = f" and --model-options {render_options(spec.options)}" if spec.options else ""
+        raise ValueError(
+            f"--model {spec.name} with {sizes}{options}: {parameters:,} parameters, which with their gradients "
+            f"and AdamW's state need {needed / 2**30:,.1f} GiB; this machine has {memory / 2**30:,.1f} GiB"
+        )
+    return parameters
+
+
+def _physical_memory() -> int | None:
+    """This machine's memory in bytes, or ``None`` where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _readout_pooling(readout: str | None, options: dict[str, Any]) -> dict[str, str]:

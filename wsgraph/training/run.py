@@ -56,7 +56,9 @@ from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON, hardware, history
 from wsgraph.training.plots import EDITS_PNG, LEARNING_CURVES_PNG, plot_edits, plot_learning_curves
 from wsgraph.training.registry import (
     PERMUTATION_AUGMENTED,
+    ModelSpec,
     build_model,
+    check_model_fits,
     check_model_options,
     check_stored_weights,
     count_parameters,
@@ -253,24 +255,8 @@ class _Run:
 
     def _build_model(self) -> None:
         config, context = self.config, self.context
+        self.spec = _checked_model_spec(config, self.data, self.task_name, self.task.out_features)
         torch.manual_seed(config.seed)
-        if config.probe_features:
-            _check_probe_activations(self.data, config)
-        self.spec = model_spec(
-            config.model,
-            self.task_name,
-            self.data.architectures,
-            self.task.out_features,
-            config.hidden_channels,
-            config.depth,
-            config.readout,
-            config.dropout,
-            self.data.train_architecture_counts(),
-            config.probe_features,
-            self.data.kernel_sizes,
-            self.data.kernel_grid,
-            self.config.model_options,
-        )
         self.model = build_model(self.spec, self.data.statistics).to(context.device)
         # Processes share the initialisation (DDP also broadcasts rank 0's), not their dropout masks.
         torch.manual_seed(derived_seed(config.seed, DROPOUT_STREAM, context.rank))
@@ -811,6 +797,43 @@ def _stopped_runs_best(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+def check_models(configs: list[TrainConfig]) -> None:
+    """Everything the model of each of ``configs`` (runs on one dataset) checks when it is built, with the
+    data's architectures and task, the data opened once and the models built on the ``meta`` device: a
+    benchmark's later model whose settings it refuses must not wait for the earlier ones to train."""
+    if not configs:
+        return
+    first = configs[0]
+    task_name = resolve_task(first.data, first.task)
+    data = open_training_data(first.data, task_name, first.targets, first.max_train, log=False)
+    out_features = make_task(task_name, data, data.target_columns, NormalizeWeights(data.statistics)).out_features
+    for config in configs:
+        _checked_model_spec(config, data, task_name, out_features)
+
+
+def _checked_model_spec(config: TrainConfig, data: TrainingData, task_name: str, out_features: int) -> ModelSpec:
+    """The model spec of ``config`` on ``data``, once its model is known to build and to fit in memory."""
+    if config.probe_features:
+        _check_probe_activations(data, config)
+    spec = model_spec(
+        config.model,
+        task_name,
+        data.architectures,
+        out_features,
+        config.hidden_channels,
+        config.depth,
+        config.readout,
+        config.dropout,
+        data.train_architecture_counts(),
+        config.probe_features,
+        data.kernel_sizes,
+        data.kernel_grid,
+        config.model_options,
+    )
+    check_model_fits(spec, data.statistics)
+    return spec
 
 
 def _check_probe_activations(data: TrainingData, config: TrainConfig) -> None:

@@ -65,8 +65,9 @@ def test_an_empty_path_is_refused_naming_the_argument(tmp_path, capsys, monkeypa
     with pytest.raises(SystemExit) as exit_info:
         main(arguments)
     assert exit_info.value.code == 2
-    error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error == f"wsgraph {arguments[0]}: error: argument {flag}: expected a path, got an empty string"
+    error = capsys.readouterr().err.strip()
+    command = f"wsgraph {arguments[0]}"
+    assert error == f"{command}: error: argument {flag}: expected a path, got an empty string; see '{command} --help'"
     assert list(tmp_path.iterdir()) == []
 
 

@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import NoReturn
 
 from wsgraph.errors import one_line
 
@@ -37,8 +38,20 @@ class CommandError(Exception):
     """A user-facing failure: printed as one line, exit status 1."""
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line pointing to ``--help`` (argparse prints the
+    whole usage first, which for ``wsgraph train`` is sixteen lines above the one that matters)."""
+
+    def error(self, message: str) -> NoReturn:
+        if self.prog == "wsgraph" and message.endswith(
+            "required: COMMAND"
+        ):  # no command at all: the list of commands helps
+            self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="wsgraph", description="Learning in deep weight spaces: networks as graphs, equivariant layers."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")

@@ -343,11 +343,9 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
     try:
         return _build_model(spec, statistics, dict(spec.options))
     except (TypeError, ValueError) as error:
-        if not spec.options:
-            raise
-        # The class's own message names the argument ("... got an unexpected keyword argument 'x'", "heads must
-        # be positive"), not that it came from the options.
-        raise ValueError(f"--model {spec.name} with --model-options {render_options(spec.options)}: {error}") from None
+        # The class's own message names the argument ("... got an unexpected keyword argument 'x'", "heads=4 must
+        # divide hidden_channels=6"), not the flag or option it came from.
+        raise ValueError(f"--model {spec.name} with {_settings_text(spec)}: {error}") from None
 
 
 # Bytes a float32 parameter takes while training: itself, its gradient and AdamW's two moments.
@@ -368,17 +366,24 @@ def check_model_fits(spec: ModelSpec, statistics: LayerStatistics | None = None,
     memory = _physical_memory() if memory is None else memory
     needed = parameters * _TRAINING_BYTES_PER_PARAMETER
     if memory is not None and needed > memory:
-        family = _family(spec.name)
-        sizes = (
-            f"--hidden-channels {spec.hidden_channels or HIDDEN_CHANNELS[family]} and "
-            f"--depth {spec.depth or DEPTH[family]}"
-        )
-        options = f" and --model-options {render_options(spec.options)}" if spec.options else ""
         raise ValueError(
-            f"--model {spec.name} with {sizes}{options}: {parameters:,} parameters, which with their gradients "
-            f"and AdamW's state need {needed / 2**30:,.1f} GiB; this machine has {memory / 2**30:,.1f} GiB"
+            f"--model {spec.name} with {_settings_text(spec, sizes_too=True)}: {parameters:,} parameters, which with their "
+            f"gradients and AdamW's state need {needed / 2**30:,.1f} GiB; this machine has {memory / 2**30:,.1f} GiB"
         )
     return parameters
+
+
+def _settings_text(spec: ModelSpec, sizes_too: bool = False) -> str:
+    """The flags behind the model of ``spec``: ``--model-options ...`` where it has any (after
+    ``--hidden-channels H and --depth D`` with ``sizes_too``), else those two (the family's defaults
+    where the spec keeps them)."""
+    family = _family(spec.name)
+    hidden, depth = spec.hidden_channels or HIDDEN_CHANNELS[family], spec.depth or DEPTH[family]
+    sizes = f"--hidden-channels {hidden} and --depth {depth}"
+    if not spec.options:
+        return sizes
+    options = f"--model-options {render_options(spec.options)}"
+    return f"{sizes} and {options}" if sizes_too else options
 
 
 def _physical_memory() -> int | None:

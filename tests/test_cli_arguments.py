@@ -111,3 +111,12 @@ def test_negative_values_join_only_a_flag_that_takes_a_value(tmp_path, capsys) -
     (tmp_path / "-5").write_bytes(b"junk")
     assert main(["predict", str(tmp_path / "run"), "--skip-bad", "-5"]) == 1
     assert "ignored explicit argument" not in capsys.readouterr().err
+
+
+def test_wsgraph_without_a_command_shows_the_usage_line_listing_the_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("usage: wsgraph") and "COMMAND" in lines[0]
+    assert lines[-1] == "wsgraph: error: the following arguments are required: COMMAND; see 'wsgraph --help'"

@@ -41,7 +41,7 @@ def require_positive_counts(owner: str, **values: Any) -> None:
     ``bool`` is not one), as ``owner`` (e.g. ``"DWSLayer"``) takes it: a width of 0 otherwise fails
     later, deep inside torch, with a division by zero or a negative dimension."""
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        if not is_size(value, minimum=1):
             raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
 
 

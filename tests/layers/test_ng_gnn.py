@@ -210,12 +210,13 @@ def test_published_defaults():
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        # Each once failed later: in forward, deep inside torch ("median": the scatter backend took it, the
-        # dense and fused ones raised a TypeError), or silently (an infinite sigma: NaN outputs).
+        # Each once failed later: in forward, deep inside torch ("median": PyG's, which only the scatter backend
+        # computes, raised a TypeError in the others), or silently (an infinite sigma: NaN outputs).
         ({"scalers": ("foo",)}, r"^scalers: unknown name 'foo'; expected names from identity, amplification"),
         ({"scalers": ()}, r"^scalers must be a non-empty sequence of names"),
-        ({"aggregators": "mean"}, r"^aggregators must be a non-empty sequence of names from .*, got 'mean'"),
-        ({"aggregators": ("median",)}, r"^aggregators: unknown name 'median'"),
+        ({"aggregators": "mean"}, r"^aggregators must be a non-empty sequence of names, got 'mean'"),
+        ({"aggregators": ("median",)}, r"^backend 'fused' computes the aggregators sum, .*, not 'median'; use backe"),
+        ({"aggregators": ("bogus",), "backend": "scatter"}, r"^aggregators \['bogus'\]: Could not resolve 'bogus'"),
         ({"fourier_sigma": float("inf")}, r"^fourier_sigma must be a finite number > 0, got inf"),
         ({"degree_histogram": None}, r"^degree_histogram must be a 1-D tensor of counts per in-degree"),
         ({"degree_histogram": torch.tensor([])}, r"^degree_histogram counts no neuron with incoming messages"),
@@ -230,6 +231,16 @@ def test_arguments_it_cannot_take_are_refused_when_it_is_built(arguments, messag
     settings = {"degree_histogram": pna_degree_histogram(MIXED_WIDTHS, both_directions=False), **arguments}
     with pytest.raises(ValueError, match=message):
         NeuralGraphGNN(3, 2, 1, 3, **settings)
+
+
+def test_aggregators_of_pyg_run_on_the_scatter_backend_and_are_refused_by_the_others():
+    model = make_model(aggregators=("median", "max"), backend="scatter")
+    batch = make_batch(0)
+    assert model(batch).isfinite().all()
+    for backend in ("dense", "fused"):
+        model.backend = backend
+        with pytest.raises(ValueError, match=rf"^backend '{backend}' computes the aggregators .*, not 'median'"):
+            model(batch)
 
 
 def test_norm_none_and_the_string_none_both_mean_no_normalisation():

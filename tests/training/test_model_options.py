@@ -125,7 +125,7 @@ def test_repeated_model_options_add_up(classification_root: Path, tmp_path: Path
         ("gine", "edge_readout=false,heads=0", "--model gine with --model-options edge_readout=false,heads=0: "),
         ("gine", "conv=pna", "--model-options conv: WeightSpaceGNN takes it from --model gine, pna, gatv2 or"),
         ("ng-gnn", "scalers=foo+", "--model-options scalers=foo+: scalers: unknown name 'foo'; expected names from"),
-        ("ng-gnn", "aggregators=median+", "aggregators: unknown name 'median'; expected names from sum, mean, min,"),
+        ("ng-gnn", "aggregators=median+", "backend 'fused' computes the aggregators sum, mean, min, max, var, std"),
         ("ng-gnn", "=3", "--model-options '=3': no name before ="),
     ],
 )
@@ -278,13 +278,20 @@ def test_a_model_too_large_for_the_memory_is_refused_before_it_is_built(
 ) -> None:
     spec = model_spec("gine", "classify", [WeightSpaceSpec((2, 4, 1))], 3, hidden_channels=16, depth=2)
     parameters = sum(parameter.numel() for parameter in build_model(spec).parameters())
-    # Counted without building: the weights, their gradients and AdamW's two moments, in float32.
-    assert check_model_fits(spec, memory=16 * parameters) == parameters
-    with pytest.raises(ValueError, match=rf"^--model gine with --hidden-channels 16 and --depth 2: {parameters:,} "):
-        check_model_fits(spec, memory=16 * parameters - 1)
-    monkeypatch.setattr(registry, "_physical_memory", lambda: 2**30)
+    # Counted without building: the weights, their gradients and AdamW's two moments, in float32; with
+    # AMSGrad a third; two processes on one machine, twice that.
+    for memory, states, processes in ((16 * parameters, 2, 1), (20 * parameters, 3, 1), (32 * parameters, 2, 2)):
+        monkeypatch.setattr(registry, "physical_memory", lambda memory=memory: memory)
+        assert check_model_fits(spec, optimizer_states=states, processes=processes) == parameters
+        monkeypatch.setattr(registry, "physical_memory", lambda memory=memory: memory - 1)
+        with pytest.raises(
+            ValueError, match=rf"^--model gine with --hidden-channels 16 and --depth 2: {parameters:,} "
+        ):
+            check_model_fits(spec, optimizer_states=states, processes=processes)
+    monkeypatch.setattr(registry, "physical_memory", lambda: 2**30)
     arguments = ["train", "--data", str(classification_root), "--model", "gine", "--out", str(tmp_path / "r")]
     assert main([*arguments, "--hidden-channels", "65536", "--epochs", "1", "--no-progress"]) == 1
     error = capsys.readouterr().err.strip()
-    assert "--model gine with --hidden-channels 65536 and --depth 4: " in error and "this machine has 1.0 GiB" in error
+    assert "--model gine with --hidden-channels 65536 and --depth 4 (default): " in error
+    assert error.endswith("this machine has 1.0 GiB")
     assert not (tmp_path / "r").exists()

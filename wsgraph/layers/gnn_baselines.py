@@ -372,7 +372,7 @@ def check_degree_histogram(name: str, histogram: object) -> None:
             f"{name} must be a 1-D tensor of counts per in-degree (from pna_degree_histogram), got "
             f"{short_repr(histogram)}"
         )
-    counts = histogram.detach().double()
+    counts = histogram.detach().to("cpu", torch.float64)  # checked on the CPU: MPS has no float64
     if not bool(torch.isfinite(counts).all()) or bool((counts < 0).any()):
         raise ValueError(f"{name} must hold finite counts >= 0, got {short_repr(histogram)}")
     if not counts[1:].sum() > 0:

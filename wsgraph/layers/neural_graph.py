@@ -42,8 +42,9 @@ PoolingLayer = Literal["last", "all"]
 
 BACKENDS: tuple[str, ...] = get_args(Backend)
 NORMS: tuple[str, ...] = get_args(Norm)
-# PNA's aggregators and scalers that the dense and fused backends compute too.
-AGGREGATORS = ("sum", "mean", "min", "max", "var", "std")
+# PNA's aggregators that the dense and fused backends compute (the scatter backend runs any of PyG's), and
+# the degree scalers of PyG's DegreeScalerAggregation.
+DENSE_AGGREGATORS = ("sum", "mean", "min", "max", "var", "std")
 SCALERS = ("identity", "amplification", "attenuation", "linear", "inverse_linear")
 POOLINGS: tuple[str, ...] = get_args(Pooling)
 POOLING_LAYERS: tuple[str, ...] = get_args(PoolingLayer)
@@ -142,10 +143,14 @@ class NeuralGraphConv(MessagePassing):
         modulate: bool = True,
         gating: bool = False,
     ) -> None:
-        _check_names("aggregators", aggregators, AGGREGATORS)
+        _check_names("aggregators", aggregators)
         _check_names("scalers", scalers, SCALERS)
         check_degree_histogram("degree_histogram", degree_histogram)
-        super().__init__(aggr=DegreeScalerAggregation(list(aggregators), list(scalers), degree_histogram), node_dim=0)
+        try:
+            aggregation = DegreeScalerAggregation(list(aggregators), list(scalers), degree_histogram)
+        except ValueError as error:  # PyG's "Could not resolve 'x'" names no argument
+            raise ValueError(f"aggregators {list(aggregators)}: {error}") from error
+        super().__init__(aggr=aggregation, node_dim=0)
         self.channels = channels
         self.edge_channels = edge_channels
         self.aggregators = list(aggregators)
@@ -594,6 +599,8 @@ class NeuralGraphGNN(NeuralGraphInputs):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
         norm = None if norm == "none" else norm
+        _check_names("aggregators", aggregators)
+        _check_backend_aggregators(backend, aggregators)
         edge_channels = in_channels if edge_channels is None else edge_channels
         _check_arguments(
             out_features, in_channels, edge_channels, hidden_channels, depth, fourier_features, fourier_sigma,
@@ -659,6 +666,7 @@ class NeuralGraphGNN(NeuralGraphInputs):
         # Minibatch statistics span all networks, which the per-architecture dense groups do not see at once.
         if self.backend == "scatter" or (self.norm == "minibatch" and not uniform):
             return self.head(self._forward_scatter(data, nodes))
+        _check_backend_aggregators(self.backend, self.convs[0].aggregators)
         return self.head(self._forward_dense(data, nodes, uniform))
 
     def _edge_inputs(self, weights: Tensor) -> list[Tensor]:
@@ -895,14 +903,27 @@ def _encoder(in_features: int, channels: int, frequencies: int, sigma: float, la
     return nn.Sequential(*modules)
 
 
-def _check_names(argument: str, names: object, known: tuple[str, ...]) -> None:
-    """Raise a ``ValueError`` naming ``argument`` unless ``names`` is a non-empty sequence of ``known`` names
-    (a plain string would be read letter by letter)."""
+def _check_names(argument: str, names: object, known: tuple[str, ...] | None = None) -> None:
+    """Raise a ``ValueError`` naming ``argument`` unless ``names`` is a non-empty sequence of names (a plain
+    string would be read letter by letter), each of ``known`` if given."""
     if isinstance(names, str) or not isinstance(names, Sequence) or not names:
-        raise ValueError(f"{argument} must be a non-empty sequence of names from {', '.join(known)}, got {names!r}")
-    unknown = next((name for name in names if name not in known), None)
+        some = f" from {', '.join(known)}" if known else ""
+        raise ValueError(f"{argument} must be a non-empty sequence of names{some}, got {names!r}")
+    unknown = next((name for name in names if not isinstance(name, str) or (known and name not in known)), None)
     if unknown is not None:
-        raise ValueError(f"{argument}: unknown name {unknown!r}; expected names from {', '.join(known)}")
+        some = f"; expected names from {', '.join(known)}" if known else ""
+        raise ValueError(f"{argument}: {unknown!r} is not a name{some}" if not isinstance(unknown, str) else
+                         f"{argument}: unknown name {unknown!r}{some}")  # fmt: skip
+
+
+def _check_backend_aggregators(backend: str, aggregators: Sequence[str]) -> None:
+    """Refuse aggregators the dense and fused backends do not compute, pointing to the scatter backend."""
+    other = next((name for name in aggregators if name not in DENSE_AGGREGATORS), None)
+    if backend != "scatter" and other is not None:
+        raise ValueError(
+            f"backend {backend!r} computes the aggregators {', '.join(DENSE_AGGREGATORS)}, not {other!r}; "
+            "use backend='scatter' for the others of PyG"
+        )
 
 
 def _make_norm(norm: str | None, channels: int) -> nn.Module:

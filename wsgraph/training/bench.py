@@ -30,7 +30,8 @@ from wsgraph.checks import entry_problem
 from wsgraph.datasets.store import dataset_fingerprint
 from wsgraph.io import atomic_write, write_json
 from wsgraph.training.config import TrainConfig
-from wsgraph.training.distributed import setup
+from wsgraph.training.data import TrainingData
+from wsgraph.training.distributed import DistributedContext, setup
 from wsgraph.training.metrics import METRICS_CSV, RESULT_JSON, read_json
 from wsgraph.training.plots import plot_benchmark
 from wsgraph.training.registry import MODEL_NAMES, check_model_options
@@ -133,10 +134,11 @@ def _bench(
     data_fingerprint = functools.cache(lambda: dataset_fingerprint(Path(base.data).expanduser()))
     finished = [_finished_result(config, folder, data_fingerprint, outputs.runs_advice) for config, folder in planned]
     if any(result is None for result in finished):
-        _require_test_networks(base)
+        context = setup(base.device)
+        data, task = _data_with_test_networks(base, context)
         # One build per model (the seeds change no setting it checks).
         unfinished = {config.model: config for (config, _), result in zip(planned, finished) if result is None}
-        check_models(list(unfinished.values()))
+        check_models(list(unfinished.values()), data, task, context)
     results = []
     for (config, folder), result in zip(planned, finished):
         if result is None:
@@ -152,16 +154,17 @@ def _bench(
     return results
 
 
-def _require_test_networks(base: TrainConfig) -> None:
-    """Refuse data without test networks before training: the report is of test metrics (``wsgraph train``
-    runs without them)."""
-    data, task = open_run_data(base, setup(base.device))
+def _data_with_test_networks(base: TrainConfig, context: DistributedContext) -> tuple[TrainingData, str]:
+    """The data and task of the runs; data without test networks is refused before training: the report is
+    of test metrics (``wsgraph train`` runs without them)."""
+    data, task = open_run_data(base, context)
     if len(data.splits["test"]) == 0:
         labelled = "labelled " if task != "dilate" else ""
         raise ValueError(
             f"{base.data}: no {labelled}networks in the test split, and bench reports test metrics; "
             "give the data a test split (convert --split-ratios) or use wsgraph train"
         )
+    return data, task
 
 
 def refuse_foreign_outputs(outputs: BenchOutputs) -> None:

@@ -155,7 +155,7 @@ def render_model_options(options: tuple[tuple[str, Any], ...]) -> str:
         if isinstance(value, tuple):
             return "+".join(text(item) for item in value) + ("+" if len(value) == 1 else "")
         if isinstance(value, float):  # 1e+20 would read back as a tuple: "+" joins a tuple's items
-            return repr(value).replace("e+", "e")
+            return repr(float(value)).replace("e+", "e")
         return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
     return ",".join(f"{key}={text(value)}" for key, value in options)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +25,7 @@ from wsgraph.layers import (
     pna_degree_histogram,
 )
 from wsgraph.layers.defaults import DEPTH, HIDDEN_CHANNELS
+from wsgraph.runtime import physical_memory
 from wsgraph.training.config import EDITING_MODELS, MODEL_NAMES, READOUTS, TASKS, normalize_model_options
 from wsgraph.training.config import render_model_options as render_options
 from wsgraph.training.editors import FlatMLPEditor
@@ -345,32 +345,51 @@ def build_model(spec: ModelSpec, statistics: LayerStatistics | None = None) -> n
     except (TypeError, ValueError) as error:
         # The class's own message names the argument ("... got an unexpected keyword argument 'x'", "heads=4 must
         # divide hidden_channels=6"), not the flag or option it came from.
-        raise ValueError(f"--model {spec.name} with {_settings_text(spec)}: {error}") from None
+        raise ValueError(f"--model {spec.name} with {_settings_text(spec)}: {error}") from error
 
 
-# Bytes a float32 parameter takes while training: itself, its gradient and AdamW's two moments.
-_TRAINING_BYTES_PER_PARAMETER = 16
-
-
-def check_model_fits(spec: ModelSpec, statistics: LayerStatistics | None = None, memory: int | None = None) -> int:
+def check_model_fits(
+    spec: ModelSpec,
+    statistics: LayerStatistics | None = None,
+    device: str | torch.device = "cpu",
+    optimizer_states: int = 2,
+    processes: int = 1,
+) -> int | None:
     """The number of parameters of the model ``spec`` describes, counted on the ``meta`` device (nothing
-    allocated); a ``ValueError`` naming the sizes if training them would take more than ``memory`` bytes
-    (by default this machine's): past that, building the model fills the memory and the system may kill
-    the process instead of reporting anything.
+    allocated), or ``None`` where a model cannot be built there; a ``ValueError`` naming the sizes if
+    training it on ``device`` would take more than the memory there: past that, building the model fills
+    the memory and the system may kill the process instead of reporting anything.
+
+    A trainable float32 parameter takes its value, its gradient and ``optimizer_states`` more (AdamW: two
+    moments, three with AMSGrad) on ``device``; on a GPU the host holds the value while the model is
+    built. ``processes`` training on one machine (torchrun) share its memory.
 
     Raises:
         ValueError: the message names ``--hidden-channels``, ``--depth`` and any ``--model-options``.
     """
-    with torch.device("meta"):
-        parameters = sum(parameter.numel() for parameter in build_model(spec, statistics).parameters())
-    memory = _physical_memory() if memory is None else memory
-    needed = parameters * _TRAINING_BYTES_PER_PARAMETER
-    if memory is not None and needed > memory:
-        raise ValueError(
-            f"--model {spec.name} with {_settings_text(spec, sizes_too=True)}: {parameters:,} parameters, which with their "
-            f"gradients and AdamW's state need {needed / 2**30:,.1f} GiB; this machine has {memory / 2**30:,.1f} GiB"
-        )
-    return parameters
+    try:
+        with torch.device("meta"):
+            model = build_model(spec, statistics)
+    except (NotImplementedError, RuntimeError):  # a constructor that reads a tensor's values: no count
+        return None
+    trainable = count_parameters(model)
+    frozen = sum(parameter.numel() for parameter in model.parameters()) - trainable
+    device = torch.device(device)
+    training = 4 * ((2 + optimizer_states) * trainable + frozen)
+    if device.type == "cuda":
+        on_device = torch.cuda.get_device_properties(device).total_memory if torch.cuda.is_available() else None
+        places = [("this machine", physical_memory(), 4 * (trainable + frozen) * processes)]
+        places.append((str(device), on_device, training))
+    else:
+        places = [("this machine", physical_memory(), training * processes)]
+    for place, memory, needed in places:
+        if memory is not None and needed > memory:
+            raise ValueError(
+                f"--model {spec.name} with {_settings_text(spec, sizes_too=True)}: {trainable + frozen:,} "
+                f"parameters, which with their gradients and optimiser state need {needed / 2**30:,.1f} GiB; "
+                f"{place} has {memory / 2**30:,.1f} GiB"
+            )
+    return trainable + frozen
 
 
 def _settings_text(spec: ModelSpec, sizes_too: bool = False) -> str:
@@ -378,20 +397,13 @@ def _settings_text(spec: ModelSpec, sizes_too: bool = False) -> str:
     ``--hidden-channels H and --depth D`` with ``sizes_too``), else those two (the family's defaults
     where the spec keeps them)."""
     family = _family(spec.name)
-    hidden, depth = spec.hidden_channels or HIDDEN_CHANNELS[family], spec.depth or DEPTH[family]
+    hidden = f"{spec.hidden_channels}" if spec.hidden_channels else f"{HIDDEN_CHANNELS[family]} (default)"
+    depth = f"{spec.depth}" if spec.depth else f"{DEPTH[family]} (default)"
     sizes = f"--hidden-channels {hidden} and --depth {depth}"
     if not spec.options:
         return sizes
     options = f"--model-options {render_options(spec.options)}"
     return f"{sizes} and {options}" if sizes_too else options
-
-
-def _physical_memory() -> int | None:
-    """This machine's memory in bytes, or ``None`` where the system does not say."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
 
 
 def _readout_pooling(readout: str | None, options: dict[str, Any]) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,7 +256,7 @@ class _Run:
 
     def _build_model(self) -> None:
         config, context = self.config, self.context
-        self.spec = _checked_model_spec(config, self.data, self.task_name, self.task.out_features)
+        self.spec = _checked_model_spec(config, self.data, self.task_name, self.task.out_features, context)
         torch.manual_seed(config.seed)
         self.model = build_model(self.spec, self.data.statistics).to(context.device)
         # Processes share the initialisation (DDP also broadcasts rank 0's), not their dropout masks.
@@ -799,22 +800,20 @@ def _stopped_runs_best(path: Path) -> bool:
     return True
 
 
-def check_models(configs: list[TrainConfig]) -> None:
-    """Everything the model of each of ``configs`` (runs on one dataset) checks when it is built, with the
-    data's architectures and task, the data opened once and the models built on the ``meta`` device: a
-    benchmark's later model whose settings it refuses must not wait for the earlier ones to train."""
-    if not configs:
-        return
-    first = configs[0]
-    task_name = resolve_task(first.data, first.task)
-    data = open_training_data(first.data, task_name, first.targets, first.max_train, log=False)
+def check_models(configs: list[TrainConfig], data: TrainingData, task_name: str, context: DistributedContext) -> None:
+    """Everything the model of each of ``configs`` (runs on ``data``, opened for ``task_name``) checks when
+    it is built, on the ``meta`` device: a benchmark's later model whose settings it refuses must not wait
+    for the earlier ones to train."""
     out_features = make_task(task_name, data, data.target_columns, NormalizeWeights(data.statistics)).out_features
     for config in configs:
-        _checked_model_spec(config, data, task_name, out_features)
+        _checked_model_spec(config, data, task_name, out_features, context)
 
 
-def _checked_model_spec(config: TrainConfig, data: TrainingData, task_name: str, out_features: int) -> ModelSpec:
-    """The model spec of ``config`` on ``data``, once its model is known to build and to fit in memory."""
+def _checked_model_spec(
+    config: TrainConfig, data: TrainingData, task_name: str, out_features: int, context: DistributedContext
+) -> ModelSpec:
+    """The model spec of ``config`` on ``data``, once its model is known to build and to fit in the memory
+    of ``context``'s device."""
     if config.probe_features:
         _check_probe_activations(data, config)
     spec = model_spec(
@@ -832,7 +831,9 @@ def _checked_model_spec(config: TrainConfig, data: TrainingData, task_name: str,
         data.kernel_grid,
         config.model_options,
     )
-    check_model_fits(spec, data.statistics)
+    # torchrun's processes on one machine each build and train a copy.
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if context.is_distributed else 1
+    check_model_fits(spec, data.statistics, context.device, 3 if config.amsgrad else 2, processes)
     return spec
 
 

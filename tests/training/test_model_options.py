@@ -295,3 +295,13 @@ def test_a_model_too_large_for_the_memory_is_refused_before_it_is_built(
     assert "--model gine with --hidden-channels 65536 and --depth 4 (default): " in error
     assert error.endswith("this machine has 1.0 GiB")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_model_the_meta_device_cannot_build_is_not_counted_and_not_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    def reads_values(spec, statistics=None):
+        raise NotImplementedError("Cannot copy out of meta tensor")
+
+    spec = model_spec("gine", "classify", [WeightSpaceSpec((2, 4, 1))], 3, hidden_channels=16, depth=2)
+    monkeypatch.setattr(registry, "build_model", reads_values)
+    monkeypatch.setattr(registry, "physical_memory", lambda: 1)
+    assert check_model_fits(spec) is None

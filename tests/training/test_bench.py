@@ -172,6 +172,17 @@ def test_bench_rejects_bad_arguments(classification_root: Path, tmp_path: Path, 
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("models", ["gine,", "mlp,,gine", ","])
+def test_an_empty_entry_in_the_model_list_is_refused_not_dropped(
+    classification_root: Path, tmp_path: Path, capsys, models: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--data", str(classification_root), "--out", str(tmp_path / "b"), "--models", models, *TINY])
+    assert exit_info.value.code == 2
+    assert f"argument --models: empty entry in {models!r}" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize("where", ["out", "runs-dir"])
 def test_bench_refuses_an_unwritable_output_before_training(
     classification_root: Path, tmp_path: Path, capsys, monkeypatch, where

@@ -16,7 +16,7 @@ from wsgraph.cli.train import add_training_arguments, explicit_settings
 from wsgraph.io import check_writable_folder, refuse_output_inside
 from wsgraph.runtime import MAX_SEED
 from wsgraph.training.bench import BenchOutputs, bench, bench_command, check_model_names
-from wsgraph.training.config import MODEL_NAMES, TrainConfig
+from wsgraph.training.config import MODEL_NAMES, TrainConfig, parse_names
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--models",
         required=True,
-        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        type=lambda text: list(parse_names(text)),
         metavar="NAMES",
         help=f"comma-separated models: {', '.join(MODEL_NAMES)}",
     )

@@ -43,10 +43,16 @@ def test_a_ctrl_c_while_the_commands_load_is_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err == "wsgraph: interrupted\n"
 
 
+# Ctrl-C as a command started from a terminal receives it: a test suite run as a background job hands its
+# subprocesses SIGINT ignored, which Python then leaves ignored.
+TERMINAL_CTRL_C = "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+
 def test_a_real_ctrl_c_while_the_commands_load_gives_no_traceback():
     # The signal is sent once the command has begun building its parser (it says so on stderr),
     # so it lands while torch and the rest load however slow the machine is.
     script = (
+        f"{TERMINAL_CTRL_C}"
         "import sys\n"
         "import wsgraph.cli.main as cli\n"
         "real_build_parser = cli.build_parser\n"
@@ -68,6 +74,7 @@ def test_a_ctrl_c_that_a_library_swallows_while_loading_still_ends_the_command()
     # Some libraries' import fallbacks catch the KeyboardInterrupt and go on half-imported; the
     # command must end there with its one line, not fail later with a foreign traceback.
     script = (
+        f"{TERMINAL_CTRL_C}"
         "import importlib, signal, sys\n"
         "import wsgraph.cli.main as cli\n"
         "real_import = importlib.import_module\n"

@@ -43,9 +43,8 @@ class OneLineErrorParser(argparse.ArgumentParser):
     whole usage first, which for ``wsgraph train`` is sixteen lines above the one that matters)."""
 
     def error(self, message: str) -> NoReturn:
-        if self.prog == "wsgraph" and message.endswith(
-            "required: COMMAND"
-        ):  # no command at all: the list of commands helps
+        # No command at all: the usage line, which lists the commands, helps.
+        if self.prog == "wsgraph" and message.endswith("required: COMMAND"):
             self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 

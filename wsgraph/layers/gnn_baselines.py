@@ -237,11 +237,11 @@ class WeightSpaceGNN(nn.Module):
             raise ValueError(
                 f"probe_features must be an integer >= 0 and needs in_channels=1, got {probe_features!r} and {in_channels}"
             )
-        if conv == "pna" and pna_degree is None:
-            raise ValueError(
-                "conv='pna' needs pna_degree: pass pna_degree_histogram(<architectures of the training set>)"
-            )
         if conv == "pna":
+            if pna_degree is None:
+                raise ValueError(
+                    "conv='pna' needs pna_degree: pass pna_degree_histogram(<architectures of the training set>)"
+                )
             check_degree_histogram("pna_degree", pna_degree)
         self.conv = conv
         self.num_weight_layers = num_weight_layers

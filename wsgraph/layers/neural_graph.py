@@ -909,11 +909,12 @@ def _check_names(argument: str, names: object, known: tuple[str, ...] | None = N
     if isinstance(names, str) or not isinstance(names, Sequence) or not names:
         some = f" from {', '.join(known)}" if known else ""
         raise ValueError(f"{argument} must be a non-empty sequence of names{some}, got {names!r}")
-    unknown = next((name for name in names if not isinstance(name, str) or (known and name not in known)), None)
-    if unknown is not None:
-        some = f"; expected names from {', '.join(known)}" if known else ""
-        raise ValueError(f"{argument}: {unknown!r} is not a name{some}" if not isinstance(unknown, str) else
-                         f"{argument}: unknown name {unknown!r}{some}")  # fmt: skip
+    expected = f"; expected names from {', '.join(known)}" if known else ""
+    for name in names:
+        if not isinstance(name, str):
+            raise ValueError(f"{argument}: {name!r} is not a name{expected}")
+        if known and name not in known:
+            raise ValueError(f"{argument}: unknown name {name!r}{expected}")
 
 
 def _check_backend_aggregators(backend: str, aggregators: Sequence[str]) -> None:

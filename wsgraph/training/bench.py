@@ -114,12 +114,18 @@ def bench(
         check_model_options(model, base.model_options)
     # Two benches writing one report would interleave their runs and tables: the second refuses.
     target = outputs.lock_target
-    with lock_in_every_process(target, "wsgraph bench", setup(base.device), f"--out {target}"):
-        return _bench(base, models, seeds, outputs, command)
+    context = setup(base.device)
+    with lock_in_every_process(target, "wsgraph bench", context, f"--out {target}"):
+        return _bench(base, models, seeds, outputs, command, context)
 
 
 def _bench(
-    base: TrainConfig, models: list[str], seeds: list[int], outputs: BenchOutputs, command: str
+    base: TrainConfig,
+    models: list[str],
+    seeds: list[int],
+    outputs: BenchOutputs,
+    command: str,
+    context: DistributedContext,
 ) -> list[dict[str, Any]]:
     planned = [
         (dataclasses.replace(base, model=model, seed=seed, out=str(folder)), folder)
@@ -134,7 +140,6 @@ def _bench(
     data_fingerprint = functools.cache(lambda: dataset_fingerprint(Path(base.data).expanduser()))
     finished = [_finished_result(config, folder, data_fingerprint, outputs.runs_advice) for config, folder in planned]
     if any(result is None for result in finished):
-        context = setup(base.device)
         data, task = _data_with_test_networks(base, context)
         # One build per model (the seeds change no setting it checks).
         unfinished = {config.model: config for (config, _), result in zip(planned, finished) if result is None}

@@ -378,8 +378,10 @@ def check_model_fits(
     training = 4 * ((2 + optimizer_states) * trainable + frozen)
     if device.type == "cuda":
         on_device = torch.cuda.get_device_properties(device).total_memory if torch.cuda.is_available() else None
-        places = [("this machine", physical_memory(), 4 * (trainable + frozen) * processes)]
-        places.append((str(device), on_device, training))
+        places = [
+            ("this machine", physical_memory(), 4 * (trainable + frozen) * processes),
+            (str(device), on_device, training),
+        ]
     else:
         places = [("this machine", physical_memory(), training * processes)]
     for place, memory, needed in places:
